@@ -1,0 +1,187 @@
+"""Cameras, rays and the two normalisations the model sees (DESIGN.md §3).
+
+- Intrinsics `K` (3,3) follow ROS CameraInfo / OpenCV: pixel (u, v) has its centre at integer (u, v).
+- Poses are camera-to-world 4×4 in the optical frame (x right, y down, z forward).
+- `SceneNormalization` maps world (metres) ⇄ canonical (content in [-1,1]³, cameras at ~2 units).
+- `TimeWindow` maps absolute int64 nanosecond stamps ⇄ normalised time in [-1, 1].
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+def fov_to_K(fov_y: float, width: int, height: int) -> Tensor:
+    """Pinhole intrinsics (3,3) float64 for a vertical field of view `fov_y` (radians), square pixels."""
+    if not 0.0 < fov_y < math.pi:
+        raise ValueError(f"fov_y must be in (0, pi) radians, got {fov_y}")
+    f = 0.5 * height / math.tan(0.5 * fov_y)
+    return torch.tensor([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]],
+                        dtype=torch.float64)
+
+
+def scale_K(K: Tensor, sx: float, sy: float) -> Tensor:
+    """Intrinsics (...,3,3) for an image resized by factors (sx, sy), keeping integer pixel centres.
+
+    Resizing maps pixel edges, not centres: u' + ½ = sx (u + ½), hence c' = sx (c + ½) − ½.
+    """
+    K = K.clone()
+    K[..., 0, 0] *= sx
+    K[..., 1, 1] *= sy
+    K[..., 0, 1] *= sx
+    K[..., 0, 2] = sx * (K[..., 0, 2] + 0.5) - 0.5
+    K[..., 1, 2] = sy * (K[..., 1, 2] + 0.5) - 0.5
+    return K
+
+
+def invert_pose(T: Tensor) -> Tensor:
+    """Inverse of rigid transforms (...,4,4): camera-to-world ⇄ world-to-camera."""
+    R = T[..., :3, :3]
+    t = T[..., :3, 3:]
+    out = torch.zeros_like(T)
+    Rt = R.transpose(-1, -2)
+    out[..., :3, :3] = Rt
+    out[..., :3, 3:] = -Rt @ t
+    out[..., 3, 3] = 1.0
+    return out
+
+
+def pixel_rays(Ks: Tensor, camtoworlds: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
+    """World rays through every pixel centre.
+
+    Ks (V,3,3), camtoworlds (V,4,4) -> origins (V,H,W,3), unit directions (V,H,W,3), in the poses' dtype.
+    """
+    dtype, device = camtoworlds.dtype, camtoworlds.device
+    v, u = torch.meshgrid(torch.arange(height, dtype=dtype, device=device),
+                          torch.arange(width, dtype=dtype, device=device), indexing="ij")
+    pix = torch.stack([u, v, torch.ones_like(u)], dim=-1)  # (H,W,3)
+    Kinv = torch.linalg.inv(Ks.to(dtype))  # (V,3,3)
+    d_cam = torch.einsum("vij,hwj->vhwi", Kinv, pix)
+    d_world = torch.einsum("vij,vhwj->vhwi", camtoworlds[:, :3, :3], d_cam)
+    d_world = d_world / d_world.norm(dim=-1, keepdim=True)
+    origins = camtoworlds[:, None, None, :3, 3].expand_as(d_world)
+    return origins, d_world
+
+
+def plucker_rays(Ks: Tensor, camtoworlds: Tensor, height: int, width: int) -> Tensor:
+    """Plücker ray map (V,H,W,6) = [d, o − ⟨o,d⟩d]: direction and the ray's point nearest the origin."""
+    o, d = pixel_rays(Ks, camtoworlds, height, width)
+    nearest = o - (o * d).sum(-1, keepdim=True) * d
+    return torch.cat([d, nearest], dim=-1)
+
+
+@dataclass(frozen=True)
+class SceneNormalization:
+    """canonical = (world − center) · scale. `center` (3,) float64 in metres, `scale` in 1/metres."""
+
+    center: Tensor
+    scale: float
+
+    def __post_init__(self):
+        center = torch.as_tensor(self.center, dtype=torch.float64).reshape(3)
+        if not torch.isfinite(center).all() or not math.isfinite(self.scale) or self.scale <= 0:
+            raise ValueError(f"invalid SceneNormalization(center={center.tolist()}, scale={self.scale})")
+        object.__setattr__(self, "center", center)
+        object.__setattr__(self, "scale", float(self.scale))
+
+    @classmethod
+    def identity(cls) -> "SceneNormalization":
+        return cls(torch.zeros(3, dtype=torch.float64), 1.0)
+
+    @classmethod
+    def from_cameras(cls, camtoworlds: Tensor, radius: float = 2.0) -> "SceneNormalization":
+        """Centre = the point nearest all optical axes (least squares); scale puts cameras at mean distance `radius`.
+
+        Falls back to a point ahead of the cameras (by their spread, at least 1 m) when the axes are near-parallel
+        or diverge, as for a single camera or a forward-looking rig.
+        """
+        c2w = torch.as_tensor(camtoworlds, dtype=torch.float64).reshape(-1, 4, 4)
+        origins = c2w[:, :3, 3]
+        axes = c2w[:, :3, 2] / c2w[:, :3, 2].norm(dim=-1, keepdim=True)
+        # Σ (I − a aᵀ) x = Σ (I − a aᵀ) o : minimiser of the summed squared distances to the axes.
+        P = torch.eye(3, dtype=torch.float64) - axes[:, :, None] * axes[:, None, :]
+        A, b = P.sum(0), (P @ origins[:, :, None]).sum(0)[:, 0]
+        eig = torch.linalg.eigvalsh(A)
+        if eig[0] > 1e-3 * max(float(eig[-1]), 1e-12):
+            center = torch.linalg.solve(A, b)
+            # An intersection behind the cameras means they look away from each other: not a usable centre.
+            if ((center - origins) * axes).sum(-1).mean() <= 0:
+                center = None
+        else:
+            center = None
+        if center is None:
+            spread = (origins - origins.mean(0)).norm(dim=-1).mean()
+            ahead = max(float(spread), 1.0)
+            center = (origins + ahead * axes).mean(0)
+        dist = (origins - center).norm(dim=-1).mean()
+        scale = radius / float(dist) if dist > 1e-9 else 1.0
+        return cls(center, scale)
+
+    def points_to_canonical(self, x: Tensor) -> Tensor:
+        return (x - self.center.to(x)) * self.scale
+
+    def points_to_world(self, x: Tensor) -> Tensor:
+        return x / self.scale + self.center.to(x)
+
+    def poses_to_canonical(self, c2w: Tensor) -> Tensor:
+        """Camera-to-world (...,4,4) in metres -> camera-to-canonical; rotation kept."""
+        out = c2w.clone()
+        out[..., :3, 3] = self.points_to_canonical(c2w[..., :3, 3])
+        return out
+
+    def poses_to_world(self, c2w: Tensor) -> Tensor:
+        out = c2w.clone()
+        out[..., :3, 3] = self.points_to_world(c2w[..., :3, 3])
+        return out
+
+    def lengths_to_world(self, x: Tensor) -> Tensor:
+        """Canonical lengths (depths, scales) -> metres."""
+        return x / self.scale
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """A window [start_ns, end_ns] of absolute stamps (int nanoseconds) mapped linearly to [-1, 1]."""
+
+    start_ns: int
+    end_ns: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "start_ns", int(self.start_ns))
+        object.__setattr__(self, "end_ns", int(self.end_ns))
+        if self.end_ns < self.start_ns:
+            raise ValueError(f"TimeWindow end {self.end_ns} ns precedes start {self.start_ns} ns")
+
+    @classmethod
+    def from_stamps(cls, stamps_ns: Tensor) -> "TimeWindow":
+        s = torch.as_tensor(stamps_ns, dtype=torch.int64)
+        if s.numel() == 0:
+            raise ValueError("TimeWindow.from_stamps needs at least one stamp")
+        return cls(int(s.min()), int(s.max()))
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_ns - self.start_ns) * 1e-9
+
+    def normalize(self, stamps_ns: Tensor | int) -> Tensor:
+        """Absolute stamps (int64 ns) -> float32 normalised time; a zero-length window maps to 0."""
+        s = torch.as_tensor(stamps_ns, dtype=torch.int64)
+        span = self.end_ns - self.start_ns
+        if span == 0:
+            return torch.zeros(s.shape, dtype=torch.float32, device=s.device)
+        # Subtract in int64 first: float64 cannot hold absolute nanosecond stamps exactly.
+        rel = (s - self.start_ns).to(torch.float64)
+        return (2.0 * rel / span - 1.0).to(torch.float32)
+
+    def denormalize(self, t: Tensor | float) -> Tensor:
+        """Normalised time -> absolute stamps (int64 ns, rounded)."""
+        t = torch.as_tensor(t, dtype=torch.float64)
+        span = self.end_ns - self.start_ns
+        return torch.round((t + 1.0) * 0.5 * span).to(torch.int64) + self.start_ns
+
+    def contains(self, stamps_ns: Tensor | int, tolerance_ns: int = 0) -> Tensor:
+        s = torch.as_tensor(stamps_ns, dtype=torch.int64)
+        return (s >= self.start_ns - tolerance_ns) & (s <= self.end_ns + tolerance_ns)

@@ -1,0 +1,131 @@
+"""ViewSet: a batch of posed, timestamped images — the unit every layer passes around (DESIGN.md §2–§3)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .cameras import scale_K
+
+
+@dataclass
+class ViewSet:
+    """V posed views, all at one resolution H×W.
+
+    images: (V,H,W,3) float32 RGB in [0,1]; Ks: (V,3,3) float64 (ROS convention); camtoworlds: (V,4,4) float64
+    optical frame, metres; stamps_ns: (V,) int64 absolute capture times; camera_ids: (V,) int64 indices into
+    camera_names. Optional ground truth: depths (V,H,W) float32 z-depth in metres (0 = nothing hit), alphas
+    (V,H,W) float32 coverage.
+    """
+
+    images: Tensor
+    Ks: Tensor
+    camtoworlds: Tensor
+    stamps_ns: Tensor
+    camera_ids: Tensor
+    camera_names: list[str] = field(default_factory=list)
+    depths: Tensor | None = None
+    alphas: Tensor | None = None
+
+    def __post_init__(self):
+        V = self.images.shape[0]
+        if self.images.ndim != 4 or self.images.shape[-1] != 3:
+            raise ValueError(f"images must be (V,H,W,3), got {tuple(self.images.shape)}")
+        expect = {"Ks": (V, 3, 3), "camtoworlds": (V, 4, 4), "stamps_ns": (V,), "camera_ids": (V,)}
+        for name, shape in expect.items():
+            got = tuple(getattr(self, name).shape)
+            if got != shape:
+                raise ValueError(f"{name} must have shape {shape}, got {got}")
+        for name in ("depths", "alphas"):
+            x = getattr(self, name)
+            if x is not None and tuple(x.shape) != tuple(self.images.shape[:3]):
+                raise ValueError(f"{name} must have shape {tuple(self.images.shape[:3])}, got {tuple(x.shape)}")
+        if self.stamps_ns.dtype != torch.int64:
+            raise ValueError(f"stamps_ns must be int64 nanoseconds, got {self.stamps_ns.dtype}")
+        if not self.camera_names and V:
+            self.camera_names = [f"cam{i}" for i in range(int(self.camera_ids.max()) + 1)]
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def height(self) -> int:
+        return self.images.shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.images.shape[2]
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    @property
+    def times(self) -> Tensor:
+        """Stamps as float64 seconds (lossy at ns resolution for absolute stamps; use stamps_ns for exactness)."""
+        return self.stamps_ns.to(torch.float64) * 1e-9
+
+    @property
+    def camera_centers(self) -> Tensor:
+        return self.camtoworlds[:, :3, 3]
+
+    def select(self, index) -> "ViewSet":
+        """Views at `index` (a slice, bool mask, or sequence/tensor of ints); camera_names kept whole."""
+        if isinstance(index, (list, tuple)):
+            index = torch.as_tensor(index, dtype=torch.long)
+
+        def pick(x):
+            return None if x is None else x[index]
+
+        return replace(self, images=self.images[index], Ks=self.Ks[index], camtoworlds=self.camtoworlds[index],
+                       stamps_ns=self.stamps_ns[index], camera_ids=self.camera_ids[index],
+                       depths=pick(self.depths), alphas=pick(self.alphas))
+
+    def resized(self, height: int, width: int) -> "ViewSet":
+        """Views resampled to height×width (area for downsizing, bilinear for upsizing) with K rescaled.
+
+        Depths use nearest-neighbour sampling so no depth is invented across an edge.
+        """
+        if (height, width) == (self.height, self.width):
+            return self
+        sx, sy = width / self.width, height / self.height
+        mode = "area" if sx <= 1 and sy <= 1 else "bilinear"
+
+        def resample(x, m):
+            kw = {"align_corners": False} if m == "bilinear" else {}
+            return F.interpolate(x, size=(height, width), mode=m, **kw)
+
+        images = resample(self.images.permute(0, 3, 1, 2), mode).permute(0, 2, 3, 1).clamp(0, 1)
+        alphas = None if self.alphas is None else resample(self.alphas[:, None], mode)[:, 0]
+        depths = None if self.depths is None else resample(self.depths[:, None], "nearest")[:, 0]
+        return replace(self, images=images.contiguous(), Ks=scale_K(self.Ks, sx, sy), depths=depths,
+                       alphas=alphas)
+
+    def to(self, device) -> "ViewSet":
+        def mv(x):
+            return None if x is None else x.to(device)
+
+        return replace(self, images=self.images.to(device), Ks=self.Ks.to(device),
+                       camtoworlds=self.camtoworlds.to(device), stamps_ns=self.stamps_ns.to(device),
+                       camera_ids=self.camera_ids.to(device), depths=mv(self.depths), alphas=mv(self.alphas))
+
+    @staticmethod
+    def cat(views: list["ViewSet"]) -> "ViewSet":
+        """Concatenate view sets that share resolution and camera_names."""
+        if not views:
+            raise ValueError("ViewSet.cat needs at least one ViewSet")
+        names = views[0].camera_names
+        if any(v.camera_names != names for v in views):
+            raise ValueError("ViewSet.cat: camera_names differ")
+
+        def opt(name):
+            xs = [getattr(v, name) for v in views]
+            return None if any(x is None for x in xs) else torch.cat(xs)
+
+        return ViewSet(images=torch.cat([v.images for v in views]), Ks=torch.cat([v.Ks for v in views]),
+                       camtoworlds=torch.cat([v.camtoworlds for v in views]),
+                       stamps_ns=torch.cat([v.stamps_ns for v in views]),
+                       camera_ids=torch.cat([v.camera_ids for v in views]), camera_names=list(names),
+                       depths=opt("depths"), alphas=opt("alphas"))
