@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds the ROS interfaces with colcon, then runs the whole test suite against that build.
+# Usage: bash scripts/test.sh [pytest args]   (after: pip install torch==2.13.0 -e ".[test,ros-build]")
+set -eo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/build_ros.sh
+# colcon's setup script puts the generated interfaces (lrm4d_ros.msg / lrm4d_ros.srv) on PYTHONPATH.
+set +u
+# shellcheck disable=SC1091
+source install/setup.bash
+exec python -m pytest -q test "$@"
