@@ -10,7 +10,7 @@ from lrm4d_ros.views import ViewSet
 
 def look_at(eye, target, up=(0.0, 0.0, 1.0)):
     """Camera-to-world in the optical convention (z forward, y down)."""
-    eye, target, up = (torch.tensor(v, dtype=torch.float64) for v in (eye, target, up))
+    eye, target, up = (torch.as_tensor(v, dtype=torch.float64) for v in (eye, target, up))
     z = torch.nn.functional.normalize(target - eye, dim=0)
     x = torch.nn.functional.normalize(torch.linalg.cross(z, up), dim=0)
     y = torch.linalg.cross(z, x)
