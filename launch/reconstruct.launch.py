@@ -1,0 +1,52 @@
+"""Launch the lrm4d reconstruct node (and optionally RViz).
+
+    ros2 launch lrm4d_ros reconstruct.launch.py [config:=FILE] [checkpoint:=FILE] [device:=cpu|cuda] [rviz:=true]
+
+The service is advertised at /render_view (the node's ~/render_view remapped); topics stay private under
+/lrm4d_reconstruct/ (gaussians, status, <virtual>/image, <virtual>/depth, <virtual>/camera_info).
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+from launch_ros.substitutions import FindPackageShare
+
+NODE_NAME = "lrm4d_reconstruct"
+
+
+def _reconstruct_node(context):
+    # Only non-empty arguments override the YAML, so a device or checkpoint set in the file is kept.
+    overrides = {name: LaunchConfiguration(name).perform(context) for name in ("checkpoint", "device")}
+    overrides = {name: ParameterValue(value, value_type=str) for name, value in overrides.items() if value}
+    return [Node(
+        package="lrm4d_ros",
+        executable="reconstruct_node",
+        name=NODE_NAME,
+        output="screen",
+        emulate_tty=True,
+        parameters=[LaunchConfiguration("config").perform(context)] + ([overrides] if overrides else []),
+        remappings=[("~/render_view", "/render_view")],
+    )]
+
+
+def generate_launch_description():
+    share = FindPackageShare("lrm4d_ros")
+    return LaunchDescription([
+        DeclareLaunchArgument("config", default_value=PathJoinSubstitution([share, "config", "reconstruct.yaml"]),
+                              description="YAML parameter file of the reconstruct node"),
+        DeclareLaunchArgument("checkpoint", default_value="",
+                              description="safetensors checkpoint; empty = the shipped checkpoint"),
+        DeclareLaunchArgument("device", default_value="",
+                              description="torch device (cpu, cuda, cuda:1); empty = CUDA when available"),
+        DeclareLaunchArgument("rviz", default_value="false", description="also start RViz with rviz/lrm4d.rviz"),
+        OpaqueFunction(function=_reconstruct_node),
+        Node(
+            package="rviz2",
+            executable="rviz2",
+            name="rviz2",
+            arguments=["-d", PathJoinSubstitution([share, "rviz", "lrm4d.rviz"])],
+            condition=IfCondition(LaunchConfiguration("rviz")),
+        ),
+    ])

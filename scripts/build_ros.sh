@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Build the ROS 2 side (interfaces in msg/ and srv/, the node, launch/config/rviz) with colcon at the
+# repository root, using the PyPI ROS 2 wheels (pip install -e ".[ros-build]") or a system ROS install.
+# Usage: scripts/build_ros.sh [extra colcon build args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+# The PyPI wheels install their CMake configs under the interpreter's prefix (<prefix>/share/<pkg>/cmake).
+PREFIX="$("$PYTHON" -c 'import sys; print(sys.prefix)')"
+export CMAKE_PREFIX_PATH="${PREFIX}${CMAKE_PREFIX_PATH:+:${CMAKE_PREFIX_PATH}}"
+
+colcon build --base-paths . \
+  --cmake-args -DPython3_EXECUTABLE="$("$PYTHON" -c 'import sys; print(sys.executable)')" -DBUILD_TESTING=OFF \
+  "$@"
+
+cat <<MSG
+
+Built. To use it in this shell:
+    source $(pwd)/install/setup.bash
+then for example:
+    python3 -c "from lrm4d_ros.srv import RenderView; print(RenderView.Request())"
+    python3 -m lrm4d_ros.ros.reconstruct_node --ros-args --params-file $(pwd)/config/reconstruct.yaml
+    ros2 launch lrm4d_ros reconstruct.launch.py      # where ros2cli and launch_ros are installed
+MSG
