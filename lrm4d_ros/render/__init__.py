@@ -1,0 +1,100 @@
+"""The one rendering entry point: 3D Gaussians + posed pinhole cameras -> RGB, alpha and expected depth.
+
+The backend is chosen by the device of `means`: gsplat (classic mode) on CUDA when it is importable, the
+package's own differentiable PyTorch rasterizer otherwise. Both follow DESIGN.md §3: `Ks` in ROS/OpenCV
+convention (pixel centres at integer coordinates), camera-to-world poses in the optical frame.
+"""
+from __future__ import annotations
+
+import importlib.util
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from ..cameras import invert_pose
+
+
+class RenderOutput(NamedTuple):
+    """colors (C,H,W,3) composited over the background, alphas (C,H,W,1) coverage Σwᵢ,
+    depths (C,H,W,1) expected camera z-depth Σwᵢzᵢ/α in the units of `means` (0 where α = 0)."""
+
+    colors: Tensor
+    alphas: Tensor
+    depths: Tensor
+
+
+def _check(name: str, t: Tensor, shape: tuple, dtypes=(torch.float32, torch.float64)) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != len(shape) or any(s is not None and s != d for s, d in zip(shape, t.shape)):
+        want = "(" + ",".join("?" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"{name} must have shape {want}, got {tuple(t.shape)}")
+    if t.dtype not in dtypes:
+        raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
+
+
+def _backgrounds(background: Tensor | None, C: int, like: Tensor) -> Tensor:
+    if background is None:
+        return torch.zeros(C, 3, dtype=like.dtype, device=like.device)
+    if not isinstance(background, Tensor):
+        background = torch.as_tensor(background, dtype=like.dtype, device=like.device)
+    if background.shape == (3,):
+        background = background.expand(C, 3)
+    elif background.shape != (C, 3):
+        raise ValueError(f"background must have shape (3,) or ({C},3), got {tuple(background.shape)}")
+    return background.to(device=like.device, dtype=like.dtype)
+
+
+def gsplat_available() -> bool:
+    """True when the optional `gsplat` package (extra `cuda`) can be imported."""
+    return importlib.util.find_spec("gsplat") is not None
+
+
+def render(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, camtoworlds: Tensor, Ks: Tensor,
+           width: int, height: int, background: Tensor | None = None, near: float = 0.01,
+           far: float = 1e10) -> RenderOutput:
+    """Render N Gaussians into C cameras, differentiably w.r.t. means, covars, opacities and colors.
+
+    means (N,3), covars (N,3,3), opacities (N,) in [0,1], colors (N,3) RGB: float32 (or float64), one device.
+    camtoworlds (C,4,4) camera-to-world (x right, y down, z forward), Ks (C,3,3) ROS/OpenCV intrinsics
+    (any float dtype; cast to that of `means`). width, height in pixels. background (3,) or (C,3), default
+    black. Gaussians with camera z outside [near, far] are culled.
+    """
+    N = means.shape[0] if isinstance(means, Tensor) and means.dim() == 2 else None
+    _check("means", means, (None, 3))
+    _check("covars", covars, (N, 3, 3))
+    _check("opacities", opacities, (N,))
+    _check("colors", colors, (N, 3))
+    _check("camtoworlds", camtoworlds, (None, 4, 4))
+    C = camtoworlds.shape[0]
+    _check("Ks", Ks, (C, 3, 3))
+    for name, t in (("covars", covars), ("opacities", opacities), ("colors", colors)):
+        if t.dtype != means.dtype:
+            raise TypeError(f"{name} dtype {t.dtype} differs from means dtype {means.dtype}")
+        if t.device != means.device:
+            raise ValueError(f"{name} is on {t.device} but means is on {means.device}")
+    if isinstance(width, bool) or isinstance(height, bool) or int(width) != width or int(height) != height \
+            or width <= 0 or height <= 0:
+        raise ValueError(f"width and height must be positive integers, got {width}x{height}")
+    if C == 0:
+        raise ValueError("camtoworlds must hold at least one camera")
+    if not 0.0 <= near < far:
+        raise ValueError(f"need 0 <= near < far, got near={near}, far={far}")
+    width, height = int(width), int(height)
+
+    # Pose inversion in float64: camera translations can be large in world units.
+    viewmats = invert_pose(camtoworlds.to(device=means.device, dtype=torch.float64)).to(means.dtype)
+    Ks = Ks.to(device=means.device, dtype=means.dtype)
+    backgrounds = _backgrounds(background, C, means)
+
+    if means.device.type == "cuda" and gsplat_available():
+        from .rasterize_gsplat import rasterize
+    else:
+        from .rasterize_torch import rasterize
+    rgb, alpha, depth = rasterize(means, covars, opacities, colors, viewmats, Ks, width, height, backgrounds,
+                                  near, far)
+    return RenderOutput(rgb, alpha, depth)
+
+
+__all__ = ["RenderOutput", "render", "gsplat_available"]

@@ -1,0 +1,192 @@
+"""render(): analytic images, compositing order and stopping rule, depth, background, poses, gradients."""
+import math
+
+import pytest
+import torch
+
+from lrm4d_ros.render import render
+from lrm4d_ros.render.projection import EPS2D
+from lrm4d_ros.render.rasterize_torch import rasterize
+
+W, H = 48, 40
+
+
+def _K(f=60.0, cx=23.5, cy=19.5, dtype=torch.float64):
+    return torch.tensor([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]], dtype=dtype)
+
+
+def _iso(n, s):
+    return torch.eye(3, dtype=torch.float32).expand(n, 3, 3) * s * s
+
+
+def _one(mean, s=0.05, o=0.8, color=(1.0, 1.0, 1.0), K=None, c2w=None, **kw):
+    K = _K() if K is None else K
+    c2w = torch.eye(4, dtype=torch.float64) if c2w is None else c2w
+    return render(torch.tensor([mean], dtype=torch.float32), _iso(1, s), torch.tensor([o]),
+                  torch.tensor([color]), c2w[None], K[None], W, H, **kw)
+
+
+def _fit_gaussian(img):
+    """Least-squares fit of log img = log p − ((u−μx)² + (v−μy)²)/(2σ²) over clearly lit pixels."""
+    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64),
+                          indexing="ij")
+    m = img > 0.05
+    A = torch.stack([torch.ones_like(u[m]), u[m], v[m], u[m] ** 2 + v[m] ** 2], -1)
+    coef = torch.linalg.lstsq(A, img[m].double().log()[:, None]).solution[:, 0]
+    inv2s2 = -coef[3]
+    mx, my = coef[1] / (2 * inv2s2), coef[2] / (2 * inv2s2)
+    peak = torch.exp(coef[0] + inv2s2 * (mx ** 2 + my ** 2))
+    return mx.item(), my.item(), math.sqrt(1 / (2 * inv2s2.item())), peak.item()
+
+
+def test_isotropic_gaussian_is_the_analytic_2d_gaussian():
+    f, cx, cy, z, s, o = 60.0, 21.3, 18.7, 2.0, 0.05, 0.8
+    out = _one([0.0, 0.0, z], s=s, o=o, K=_K(f, cx, cy))
+    img = out.alphas[0, :, :, 0].double()
+    sigma2 = (f * s / z) ** 2 + EPS2D  # EWA: J Σ Jᵀ on the optical axis, plus gsplat's blur
+    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64),
+                          indexing="ij")
+    expected = o * torch.exp(-0.5 * ((u - cx) ** 2 + (v - cy) ** 2) / sigma2)
+    expected = torch.where(expected >= 1 / 255, expected, torch.zeros_like(expected))
+    assert (img - expected).abs().max().item() < 1e-5
+    mx, my, sd, peak = _fit_gaussian(img)
+    assert abs(mx - cx) < 0.05 and abs(my - cy) < 0.05
+    assert abs(sd / math.sqrt(sigma2) - 1) < 0.01
+    assert abs(peak / o - 1) < 0.01
+    assert torch.allclose(out.colors[0, :, :, 0].double(), img, atol=1e-6)  # white over black
+
+
+def test_pose_convention_axis_point_lands_on_principal_point():
+    angle = 0.7
+    R = torch.tensor([[math.cos(angle), 0, math.sin(angle)], [0, 1, 0], [-math.sin(angle), 0, math.cos(angle)]],
+                     dtype=torch.float64) @ torch.tensor([[1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=torch.float64)
+    c2w = torch.eye(4, dtype=torch.float64)
+    c2w[:3, :3] = R
+    c2w[:3, 3] = torch.tensor([1.0, -2.0, 0.5])
+    point = (c2w @ torch.tensor([0.0, 0.0, 3.0, 1.0], dtype=torch.float64))[:3]
+    cx, cy = 17.25, 22.5
+    out = _one(point.tolist(), K=_K(cx=cx, cy=cy), c2w=c2w)
+    mx, my, _, _ = _fit_gaussian(out.alphas[0, :, :, 0])
+    assert abs(mx - cx) < 0.05 and abs(my - cy) < 0.05
+    assert abs(out.depths[0, 22, 17, 0].item() - 3.0) < 1e-4
+    behind = _one((c2w @ torch.tensor([0.0, 0.0, -3.0, 1.0], dtype=torch.float64))[:3].tolist(), c2w=c2w)
+    assert behind.alphas.abs().max().item() == 0.0
+
+
+def _two(z_red, z_blue, o=0.7, bg=(0.0, 0.0, 0.0)):
+    means = torch.tensor([[0.0, 0.0, z_red], [0.0, 0.0, z_blue]])
+    colors = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    return render(means, _iso(2, 0.05), torch.tensor([o, o]), colors, torch.eye(4)[None], _K(cx=24, cy=20)[None],
+                  W, H, background=torch.tensor(bg))
+
+
+def test_front_to_back_order_follows_depth_not_input_order():
+    o, bg = 0.7, torch.tensor([0.1, 0.2, 0.3])
+    near_red = _two(2.0, 3.0, o, bg.tolist()).colors[0, 20, 24]
+    near_blue = _two(3.0, 2.0, o, bg.tolist()).colors[0, 20, 24]
+    red, blue = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 0.0, 1.0])
+    assert torch.allclose(near_red, o * red + (1 - o) * o * blue + (1 - o) ** 2 * bg, atol=1e-5)
+    assert torch.allclose(near_blue, o * blue + (1 - o) * o * red + (1 - o) ** 2 * bg, atol=1e-5)
+
+
+def test_opaque_stack_stops_before_transmittance_reaches_1e_minus_4():
+    # Three opaque Gaussians: alpha clamps to 0.999; the second would leave T = 1e-6 <= 1e-4, so the pixel
+    # stops before it (gsplat's exclusive rule) and keeps T = 1e-3 of background.
+    means = torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, 2.5], [0.0, 0.0, 3.0]])
+    colors = torch.eye(3)
+    bg = torch.tensor([0.0, 0.5, 1.0])
+    out = render(means, _iso(3, 0.05), torch.ones(3), colors, torch.eye(4)[None], _K(cx=24, cy=20)[None], W, H,
+                 background=bg)
+    expected = 0.999 * colors[0] + 0.001 * bg
+    assert torch.allclose(out.colors[0, 20, 24], expected, atol=1e-6)
+    assert abs(out.alphas[0, 20, 24, 0].item() - 0.999) < 1e-6
+    assert abs(out.depths[0, 20, 24, 0].item() - 2.0) < 1e-5
+
+
+def test_expected_depth_of_one_and_two_gaussians():
+    single = _one([0.0, 0.0, 2.5], o=0.99, K=_K(cx=24, cy=20))
+    lit = single.alphas[0, :, :, 0] > 0
+    assert torch.allclose(single.depths[0, :, :, 0][lit], torch.full_like(single.depths[0, :, :, 0][lit], 2.5))
+    assert single.depths[0, :, :, 0][~lit].abs().max().item() == 0.0
+    o = 0.6
+    out = _two(2.0, 4.0, o)
+    w1, w2 = o, (1 - o) * o
+    assert abs(out.depths[0, 20, 24, 0].item() - (2.0 * w1 + 4.0 * w2) / (w1 + w2)) < 1e-5
+    assert abs(out.alphas[0, 20, 24, 0].item() - (w1 + w2)) < 1e-6
+
+
+def test_background_per_camera_and_translucency():
+    c2w = torch.eye(4).expand(2, 4, 4)
+    bgs = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    o, color = 0.3, torch.tensor([0.2, 0.4, 0.6])
+    out = render(torch.tensor([[0.0, 0.0, 2.0]]), _iso(1, 0.05), torch.tensor([o]), color[None], c2w,
+                 _K(cx=24, cy=20).expand(2, 3, 3), W, H, background=bgs)
+    for c in range(2):
+        assert torch.allclose(out.colors[c, 20, 24], o * color + (1 - o) * bgs[c], atol=1e-6)
+        assert torch.allclose(out.colors[c, 0, 0], bgs[c])
+    assert out.alphas[:, 0, 0].abs().max().item() == 0.0
+
+
+def test_near_far_culling():
+    assert _one([0.0, 0.0, 2.0], near=2.5).alphas.max().item() == 0.0
+    assert _one([0.0, 0.0, 2.0], far=1.5).alphas.max().item() == 0.0
+    assert _one([0.0, 0.0, 2.0], near=1.0, far=3.0).alphas.max().item() > 0.5
+
+
+def _random_scene(n, seed, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(n, 3, generator=g, dtype=dtype) * 0.3 + torch.tensor([0.0, 0.0, 2.0], dtype=dtype)
+    A = torch.randn(n, 3, 3, generator=g, dtype=dtype) * 0.04
+    covars = A @ A.transpose(1, 2) + torch.eye(3, dtype=dtype) * 1e-3
+    opac = torch.rand(n, generator=g, dtype=dtype) * 0.6 + 0.2
+    colors = torch.rand(n, 3, generator=g, dtype=dtype)
+    return means, covars, opac, colors
+
+
+def test_block_processing_matches_one_pass():
+    means, covars, opac, colors = _random_scene(300, 1)
+    args = (means, covars, opac, colors, torch.eye(4)[None], _K(dtype=torch.float32)[None], W, H,
+            torch.tensor([[0.3, 0.3, 0.3]]), 0.01, 1e10)
+    one = rasterize(*args)
+    many = rasterize(*args, max_pairs=200)
+    for a, b in zip(one, many):
+        assert torch.allclose(a, b, atol=2e-6)
+    assert one[1].mean().item() > 0.3  # the scene really covers the image
+
+
+def test_gradcheck_float64():
+    means, covars, opac, colors = _random_scene(5, 2, torch.float64)
+    K = torch.tensor([[18.0, 0, 6.5], [0, 18.0, 5.5], [0, 0, 1]], dtype=torch.float64)
+    bg = torch.tensor([0.2, 0.3, 0.4], dtype=torch.float64)
+
+    def fn(m, c, o, col):
+        out = render(m, c, o, col, torch.eye(4, dtype=torch.float64)[None], K[None], 14, 12, background=bg)
+        return out.colors, out.alphas, out.depths
+
+    inputs = tuple(t.clone().requires_grad_() for t in (means, covars, opac, colors))
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+def test_no_visible_gaussian_still_differentiable():
+    means = torch.tensor([[0.0, 0.0, -2.0]], requires_grad=True)
+    out = render(means, _iso(1, 0.05), torch.tensor([0.5]), torch.ones(1, 3), torch.eye(4)[None], _K()[None], W, H)
+    out.colors.sum().backward()
+    assert means.grad is not None and means.grad.abs().max().item() == 0.0
+
+
+@pytest.mark.parametrize("bad, err", [
+    (dict(means=torch.zeros(2, 2)), ValueError),
+    (dict(covars=torch.zeros(2, 3)), ValueError),
+    (dict(opacities=torch.zeros(3)), ValueError),
+    (dict(colors=torch.zeros(2, 3, dtype=torch.float64)), TypeError),
+    (dict(Ks=torch.zeros(2, 3, 3)), ValueError),
+    (dict(width=0), ValueError),
+    (dict(background=torch.zeros(4)), ValueError),
+    (dict(means=torch.zeros(2, 3, dtype=torch.int64)), TypeError),
+])
+def test_bad_inputs_raise(bad, err):
+    kw = dict(means=torch.zeros(2, 3), covars=_iso(2, 0.1), opacities=torch.ones(2), colors=torch.ones(2, 3),
+              camtoworlds=torch.eye(4)[None], Ks=_K()[None], width=W, height=H)
+    kw.update(bad)
+    with pytest.raises(err):
+        render(**kw)
