@@ -1,0 +1,372 @@
+"""`lrm4d reconstruct BAG --out DIR`: a contract bag (DESIGN.md §4) in, per sliding window 4D Gaussians out.
+
+Per window it writes `window_NNN/gaussians_4d.ply` (world units, seconds since the window start),
+`window_NNN/slice.ply` (3DGS slice at the source stamp nearest the window's middle), a rendered video
+(`window_NNN/video.mp4`: an orbit around the scene centre sweeping the window's time, or one of the bag's
+cameras through time), and it adds to one output bag (`OUT/bag`, MCAP):
+
+- `/lrm4d/<cam>/image` (rgb8), `/lrm4d/<cam>/depth` (32FC1, metres), `/lrm4d/<cam>/camera_info` and `/tf`
+  (world -> `<cam>_optical_frame`): every source view re-rendered from its own camera and stamp, by the window
+  whose middle is nearest its stamp (so each source stamp appears once per topic);
+- `/lrm4d/gaussians` (PointCloud2, layout in io/output_bag.py): the window's slice, stamped with that source
+  stamp.
+
+Views not chosen as model inputs are held out, so their PSNR against the bag is a fair accuracy figure; the
+summary prints it beside the PSNR on the input views.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from .cameras import SceneNormalization
+from .data.rigs import look_at
+from .metrics import psnr
+from .views import ViewSet
+
+GAUSSIANS_TOPIC = "/lrm4d/gaussians"
+TOPIC_PREFIX = "/lrm4d"
+
+
+# ---------------------------------------------------------------------------------------------- windows
+@dataclass(frozen=True)
+class Span:
+    """A window length or stride: `value` frames (unit "frames") or seconds (unit "s")."""
+
+    value: float
+    unit: str
+
+    @classmethod
+    def parse(cls, text: str) -> "Span":
+        """"8" -> 8 frames, "0.5s" -> 0.5 seconds."""
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(s|frames?)?\s*", str(text))
+        if not m:
+            raise ValueError(f"expected a number of frames (e.g. 8) or seconds (e.g. 0.5s), got {text!r}")
+        value, unit = float(m.group(1)), "s" if m.group(2) == "s" else "frames"
+        if value <= 0 or (unit == "frames" and value != int(value)):
+            raise ValueError(f"a window or stride must be a positive whole number of frames or seconds, got {text!r}")
+        return cls(value, unit)
+
+    def __str__(self) -> str:
+        return f"{self.value:g} s" if self.unit == "s" else f"{int(self.value)} frames"
+
+
+@dataclass
+class Window:
+    """One sliding window: `views` indexes the full ViewSet; `own` ⊆ views are the views this window renders
+    into the output bag; `mid_ns` is the source stamp nearest the window's middle (where it is sliced)."""
+
+    index: int
+    views: Tensor
+    own: Tensor
+    mid_ns: int
+
+
+def frame_indices(views: ViewSet) -> Tensor:
+    """(V,) int64: the rank of each view among its own camera's views ordered by stamp (its frame number)."""
+    frames = torch.empty(len(views), dtype=torch.int64)
+    for cam in views.camera_ids.unique():
+        idx = torch.nonzero(views.camera_ids == cam).squeeze(1)
+        frames[idx[torch.argsort(views.stamps_ns[idx], stable=True)]] = torch.arange(len(idx))
+    return frames
+
+
+def _starts(total: float, length: float, stride: float) -> list[float]:
+    """Window starts covering [0, total]: 0, stride, 2·stride, … and a last one ending exactly at `total`."""
+    if length >= total:
+        return [0.0]
+    starts = [k * stride for k in range(int(math.floor((total - length) / stride)) + 1)]
+    if starts[-1] + length < total:
+        starts.append(total - length)
+    return starts
+
+
+def make_windows(views: ViewSet, length: Span, stride: Span) -> list[Window]:
+    """Sliding windows over a whole recording; together they cover every view.
+
+    Frames: window k holds frames [k·stride, k·stride + length) of every camera. Seconds: stamps in
+    [t0 + k·stride, t0 + k·stride + length] (t0 = the first stamp). Both spans must share a unit.
+    """
+    if length.unit != stride.unit:
+        raise ValueError(f"window ({length}) and stride ({stride}) must both be frames or both seconds")
+    if len(views) == 0:
+        raise ValueError("no views to make windows from")
+    stamps = views.stamps_ns
+    if length.unit == "frames":
+        pos = frame_indices(views).to(torch.float64)
+        total, size, step, closed = float(pos.max()) + 1, length.value, stride.value, False
+    else:
+        pos = (stamps - stamps.min()).to(torch.float64) * 1e-9
+        total, size, step, closed = float(pos.max()), length.value, stride.value, True
+    members = []
+    for s in _starts(total, size, step):
+        inside = (pos >= s) & ((pos <= s + size) if closed else (pos < s + size))
+        members.append(torch.nonzero(inside).squeeze(1))
+    members = [m for m in members if len(m)]
+    # Ownership: a view belongs to the window whose middle is nearest its stamp (among those holding it).
+    mids = torch.stack([(stamps[m].min() + (stamps[m].max() - stamps[m].min()) // 2) for m in members])
+    owner = torch.full((len(views),), -1, dtype=torch.int64)
+    best = torch.full((len(views),), torch.iinfo(torch.int64).max, dtype=torch.int64)
+    for w, m in enumerate(members):
+        d = (stamps[m] - mids[w]).abs()
+        better = d < best[m]
+        owner[m[better]], best[m[better]] = w, d[better]
+    windows = []
+    for w, m in enumerate(members):
+        mid_ns = int(stamps[m][(stamps[m] - mids[w]).abs().argmin()])
+        windows.append(Window(w, m, torch.nonzero(owner == w).squeeze(1), mid_ns))
+    return windows
+
+
+def select_inputs(views: ViewSet, max_views: int, policy: str = "uniform") -> Tensor:
+    """Indices of the model's input views among `views`, chosen as the ROS node chooses them (window.py)."""
+    from .window import select_views
+
+    cands = list(zip(views.stamps_ns.tolist(), views.camera_ids.tolist()))
+    return torch.as_tensor(select_views(cands, max_views, policy), dtype=torch.int64)
+
+
+# ------------------------------------------------------------------------------------------ camera paths
+def estimate_up(camtoworlds: Tensor) -> Tensor:
+    """World "up" (3,) seen by cameras (V,4,4): the direction orthogonal to all their x (right) axes, which
+    is exact for cameras without roll; the mean of their −y axes where the x axes do not pin it down."""
+    c2w = torch.as_tensor(camtoworlds, dtype=torch.float64).reshape(-1, 4, 4)
+    mean_up = -c2w[:, :3, 1].mean(0)
+    _, s, vh = torch.linalg.svd(c2w[:, :3, 0])
+    if len(s) >= 2 and s[1] > 0.1 * s[0]:
+        up = vh[-1]
+        return up if float(up @ mean_up) >= 0 else -up
+    if mean_up.norm() < 1e-6:
+        return torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    return mean_up / mean_up.norm()
+
+
+def orbit_path(camtoworlds: Tensor, n: int, center: Tensor | None = None, turns: float = 1.0) -> Tensor:
+    """(n,4,4) cameras circling `center` (default: the point nearest all optical axes) at the mean distance
+    and mean elevation of the given cameras, starting at the first camera's azimuth.
+
+    World up comes from the cameras (`estimate_up`), so it works for any bag.
+    """
+    c2w = torch.as_tensor(camtoworlds, dtype=torch.float64).reshape(-1, 4, 4)
+    if center is None:
+        center = SceneNormalization.from_cameras(c2w).center
+    center = torch.as_tensor(center, dtype=torch.float64)
+    up = estimate_up(c2w)
+    rel = c2w[:, :3, 3] - center
+    height = float((rel @ up).mean())
+    horizontal = rel - (rel @ up)[:, None] * up
+    radius = float(horizontal.norm(dim=-1).mean())
+    e1 = horizontal[0] if horizontal[0].norm() > 1e-6 else torch.linalg.cross(up, torch.tensor([1.0, 0, 0]).double())
+    e1 = e1 / e1.norm()
+    e2 = torch.linalg.cross(up, e1)
+    angles = torch.arange(n, dtype=torch.float64) * (2 * math.pi * turns / n)
+    eye = center + radius * (torch.cos(angles)[:, None] * e1 + torch.sin(angles)[:, None] * e2) + height * up
+    return look_at(eye, center.expand(n, 3), tuple(up.tolist()))
+
+
+def sweep_stamps(start_ns: int, end_ns: int, n: int) -> Tensor:
+    """(n,) int64 stamps evenly spaced over [start_ns, end_ns] (both ends included)."""
+    if n == 1:
+        return torch.tensor([start_ns + (end_ns - start_ns) // 2], dtype=torch.int64)
+    frac = torch.arange(n, dtype=torch.float64) / (n - 1)
+    return start_ns + torch.round(frac * (end_ns - start_ns)).to(torch.int64)
+
+
+def render_frames(recon, camtoworlds: Tensor, Ks: Tensor, width: int, height: int, stamps_ns: Tensor,
+                  background=None, desc: str | None = None, batch: int = 4):
+    """Render C views (one per stamp) in batches with a progress bar -> (colors (C,H,W,3), depths (C,H,W))."""
+    colors, depths = [], []
+    with tqdm(total=len(stamps_ns), desc=desc, unit="view", disable=desc is None, leave=False) as bar:
+        for i in range(0, len(stamps_ns), batch):
+            sl = slice(i, i + batch)
+            out = recon.render(camtoworlds[sl], Ks[sl], width, height, stamps_ns[sl], background)
+            colors.append(out.colors.cpu())
+            depths.append(out.depths[..., 0].cpu())
+            bar.update(len(stamps_ns[sl]))
+    return torch.cat(colors), torch.cat(depths)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def add_arguments(p) -> None:
+    p.add_argument("bag", help="contract bag (MCAP or sqlite3 directory/file, DESIGN.md §4)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--window", default="8", help="window length: frames (e.g. 8) or seconds (e.g. 0.5s)")
+    p.add_argument("--stride", default=None, help="window stride, same unit as --window (default: half a window)")
+    p.add_argument("--cameras", default=None, help="comma-separated camera names to use (default: all)")
+    p.add_argument("--resolution", default=None,
+                   help="render resolution: HxW or the short side in pixels (default: the bag's)")
+    p.add_argument("--max-views", type=int, default=12, help="model input views per window (rest are held out)")
+    p.add_argument("--policy", default="uniform", choices=("uniform", "latest"), help="input view selection")
+    p.add_argument("--video-camera", default=None, help="render the video from this bag camera (default: orbit)")
+    p.add_argument("--video-frames", type=int, default=24, help="frames of each window's orbit video")
+    p.add_argument("--fps", type=float, default=12.0)
+    p.add_argument("--checkpoint", default=None, help="safetensors checkpoint (default: the shipped one)")
+    p.add_argument("--config", default=None, help="use a randomly initialised model of this preset (tests)")
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
+    p.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"), help="output bag storage")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
+    p.add_argument("--no-video", action="store_true", help="skip the videos")
+    p.add_argument("--seed", type=int, default=0, help="seed for a --config model's random weights")
+
+
+def parse_resolution(text: str | None, height: int, width: int) -> tuple[int, int]:
+    """"HxW" -> (H, W); "N" -> short side N with the aspect ratio kept; None -> (height, width)."""
+    if text is None:
+        return height, width
+    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*", str(text))
+    if not m or int(m.group(1)) <= 0 or (m.group(2) and int(m.group(2)) <= 0):
+        raise ValueError(f"--resolution must be HxW or a short side in pixels, got {text!r}")
+    if m.group(2):
+        return int(m.group(1)), int(m.group(2))
+    s = int(m.group(1)) / min(height, width)
+    return max(1, round(height * s)), max(1, round(width * s))
+
+
+def load_reconstructor(checkpoint: str | None, config: str | None, device: str | None, seed: int = 0):
+    """The shipped/given checkpoint, or (config) a randomly initialised model of that preset."""
+    from .reconstructor import Reconstructor
+
+    if config is not None:
+        from .model import LRM4D, LRM4DConfig
+
+        torch.manual_seed(seed)
+        return Reconstructor(LRM4D(LRM4DConfig.preset(config)), device)
+    return Reconstructor.from_checkpoint(checkpoint, device)
+
+
+def run(args) -> int:
+    from .io.bag import BagError, read_bag
+
+    try:
+        length = Span.parse(args.window)
+        stride = Span.parse(args.stride) if args.stride else Span(
+            max(1.0, float(length.value // 2)) if length.unit == "frames" else length.value / 2, length.unit)
+        cameras = [c.strip() for c in args.cameras.split(",")] if args.cameras else None
+        t0 = time.perf_counter()
+        print(f"reading {args.bag} ...", flush=True)
+        views = read_bag(args.bag, cameras=cameras)
+    except (BagError, ValueError, FileNotFoundError) as e:
+        print(f"lrm4d reconstruct: error: {e}")
+        return 2
+    try:
+        summary = reconstruct_views(views, Path(args.out), length, stride, args, read_s=time.perf_counter() - t0)
+    except (ValueError, FileExistsError) as e:
+        print(f"lrm4d reconstruct: error: {e}")
+        return 2
+    print_summary(summary)
+    return 0
+
+
+def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, args, read_s: float = 0.0) -> dict:
+    """The body of `lrm4d reconstruct` for views already read from a bag; returns the summary dict
+    (also written to OUT/summary.json)."""
+    from .io.output_bag import OutputBag
+    from .ply import write_ply_3dgs, write_ply_4d
+    from .video import write_video
+
+    if args.video_camera is not None and args.video_camera not in views.camera_names:
+        raise ValueError(f"--video-camera {args.video_camera!r} is not in the bag; cameras: {views.camera_names}")
+    H, W = parse_resolution(args.resolution, views.height, views.width)
+    views = views.resized(H, W)
+    windows = make_windows(views, length, stride)
+    print(f"{len(views)} views from {len(views.camera_names)} cameras {views.camera_names} at {H}x{W}, "
+          f"{(int(views.stamps_ns.max()) - int(views.stamps_ns.min())) * 1e-9:.3f} s; "
+          f"{len(windows)} windows of {length} every {stride}", flush=True)
+    t = time.perf_counter()
+    recon_model = load_reconstructor(args.checkpoint, args.config, args.device, args.seed)
+    timings = {"read_s": read_s, "load_model_s": time.perf_counter() - t, "reconstruct_s": 0.0, "render_s": 0.0,
+               "write_s": 0.0}
+    out.mkdir(parents=True, exist_ok=True)
+    rows, held_psnr, input_psnr = [], [], []
+    with OutputBag(out / "bag", storage=args.storage, overwrite=args.overwrite) as bag:
+        for win in tqdm(windows, desc="windows", unit="window"):
+            sub = views.select(win.views)
+            inputs = select_inputs(sub, args.max_views, args.policy)
+            t = time.perf_counter()
+            recon = recon_model.reconstruct(sub.select(inputs))
+            timings["reconstruct_s"] += time.perf_counter() - t
+
+            t = time.perf_counter()
+            own = views.select(win.own)
+            colors, depths = render_frames(recon, own.camtoworlds, own.Ks, W, H, own.stamps_ns,
+                                           desc=f"window {win.index} views")
+            if args.no_video:
+                video = None
+            else:
+                vc2w, vK, vstamps = video_cameras(views, sub, recon, args.video_camera, args.video_frames)
+                vframes, _ = render_frames(recon, vc2w, vK, W, H, vstamps, desc=f"window {win.index} video")
+            g3 = recon.slice(win.mid_ns)
+            timings["render_s"] += time.perf_counter() - t
+
+            t = time.perf_counter()
+            wdir = out / f"window_{win.index:03d}"
+            write_ply_4d(wdir / "gaussians_4d.ply", recon.gaussians.to_world(recon.normalization, recon.window))
+            write_ply_3dgs(wdir / "slice.ply", g3)
+            if not args.no_video:
+                video = write_video(wdir / "video.mp4", vframes, fps=args.fps)
+            order = torch.argsort(own.stamps_ns, stable=True)
+            for i in order.tolist():
+                name = views.camera_names[int(own.camera_ids[i])]
+                bag.write_view(f"{TOPIC_PREFIX}/{name}", colors[i], depths[i], own.Ks[i], own.camtoworlds[i],
+                               int(own.stamps_ns[i]))
+            bag.write_gaussians(GAUSSIANS_TOPIC, g3, win.mid_ns)
+            timings["write_s"] += time.perf_counter() - t
+
+            in_own = torch.isin(win.own, win.views[inputs])
+            scores = psnr(colors, own.images)
+            held_psnr += scores[~in_own].tolist()
+            input_psnr += scores[in_own].tolist()
+            rows.append({"window": win.index, "start_ns": recon.window.start_ns, "end_ns": recon.window.end_ns,
+                         "views": len(sub), "inputs": len(inputs), "rendered": len(own),
+                         "slice_stamp_ns": win.mid_ns, "gaussians_4d": len(recon.gaussians),
+                         "gaussians_slice": len(g3), "inputs_rendered": int(in_own.sum()),
+                         "dir": str(wdir), "video": None if video is None else str(video)})
+    summary = {"bag_out": str(out / "bag"), "topics": bag.counts, "windows": rows, "timings": timings,
+               "resolution": [H, W], "cameras": views.camera_names,
+               "psnr_held_out": _mean(held_psnr), "psnr_inputs": _mean(input_psnr),
+               "held_out_views": len(held_psnr), "input_views": len(input_psnr)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def video_cameras(views: ViewSet, window_views: ViewSet, recon, camera: str | None, n: int):
+    """Cameras for a window's video: an orbit sweeping the window's time, or one bag camera's own poses and
+    stamps inside the window. Returns camtoworlds (n,4,4), Ks (n,3,3), stamps_ns (n,)."""
+    if camera is None:
+        c2w = orbit_path(window_views.camtoworlds, n, center=recon.normalization.center)
+        stamps = sweep_stamps(recon.window.start_ns, recon.window.end_ns, n)
+        K = window_views.Ks[:1].expand(n, 3, 3)
+        return c2w, K, stamps
+    cam = views.camera_names.index(camera)
+    pick = window_views.select(window_views.camera_ids == cam)
+    if len(pick) == 0:
+        raise ValueError(f"camera {camera!r} has no view in the window starting at {recon.window.start_ns} ns")
+    order = torch.argsort(pick.stamps_ns)
+    return pick.camtoworlds[order], pick.Ks[order], pick.stamps_ns[order]
+
+
+def _mean(xs: list[float]) -> float | None:
+    finite = [x for x in xs if math.isfinite(x)]
+    return float(np.mean(finite)) if finite else None
+
+
+def print_summary(s: dict) -> None:
+    t = s["timings"]
+    print(f"\n{'window':>6} {'views':>5} {'inputs':>6} {'rendered':>8} {'gauss 4D':>9} {'slice':>7}  output")
+    for r in s["windows"]:
+        print(f"{r['window']:>6} {r['views']:>5} {r['inputs']:>6} {r['rendered']:>8} {r['gaussians_4d']:>9} "
+              f"{r['gaussians_slice']:>7}  {r['dir']}")
+    fmt = lambda x: "n/a" if x is None else f"{x:.2f} dB"  # noqa: E731
+    print(f"PSNR vs the bag: held-out views {fmt(s['psnr_held_out'])} ({s['held_out_views']} views), "
+          f"input views {fmt(s['psnr_inputs'])} ({s['input_views']} views)")
+    print("timings: " + ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in t.items()))
+    print(f"output bag {s['bag_out']}: " + ", ".join(f"{k} ×{v}" for k, v in sorted(s["topics"].items())))
