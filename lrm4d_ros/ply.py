@@ -1,0 +1,135 @@
+"""Gaussian splat PLY files: 3DGS in the graphdeco layout, and a 4D extension of it.
+
+3DGS (what graphdeco's loader, SuperSplat and @playcanvas/splat-transform read), one binary little-endian
+`vertex` element of float32 properties: x y z, nx ny nz (zeros), f_dc_0..2 = (rgb − 0.5)/C0 (SH degree 0, so
+no f_rest_*), opacity = logit(o), scale_0..2 = log σ, rot_0..3 = quaternion wxyz.
+4D: the same plus t (time), scale_t = log σ_t, and rot_r_0..3 (the right isoclinic quaternion, wxyz; rot_0..3
+holds the left one). Units are whatever the Gaussians are in (the pipeline writes metres and seconds).
+
+Two levels: `write_ply_fields`/`read_ply_fields` move the stored float32 columns byte-exactly;
+`write_ply_3dgs`/`read_ply_3dgs` and `write_ply_4d`/`read_ply_4d` encode/decode Gaussians around them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from plyfile import PlyData, PlyElement
+
+from .gaussians import Gaussians3D, Gaussians4D
+
+SH_C0 = 0.28209479177387814  # zeroth real spherical harmonic, 1 / (2√π)
+FIELDS_3DGS = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
+               "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+FIELDS_4D = FIELDS_3DGS + ["t", "scale_t", "rot_r_0", "rot_r_1", "rot_r_2", "rot_r_3"]
+# Keeps log/logit finite: a zero scale or an opacity of exactly 0 or 1 would otherwise be stored as ±inf.
+_TINY = 1e-12
+
+
+def write_ply_fields(path: str | Path, fields: dict[str, np.ndarray]) -> None:
+    """Write equal-length 1D columns as float32 properties of one binary little-endian `vertex` element."""
+    lengths = {len(v) for v in fields.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"all PLY columns must have the same length, got {sorted(lengths)}")
+    n = lengths.pop()
+    data = np.empty(n, dtype=[(name, "<f4") for name in fields])
+    for name, values in fields.items():
+        data[name] = np.asarray(values, dtype=np.float32)
+    PlyData([PlyElement.describe(data, "vertex")], text=False, byte_order="<").write(str(path))
+
+
+def read_ply_fields(path: str | Path, required: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Float32 columns (N,) of the `vertex` element, exactly as stored; checks `required` names exist."""
+    ply = PlyData.read(str(path))
+    if "vertex" not in ply:
+        raise ValueError(f"{path}: no 'vertex' element")
+    vertex = ply["vertex"].data
+    missing = [name for name in required or [] if name not in vertex.dtype.names]
+    if missing:
+        raise ValueError(f"{path}: missing PLY properties {missing}")
+    return {name: np.ascontiguousarray(vertex[name], dtype=np.float32) for name in vertex.dtype.names}
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float64).numpy()
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, _TINY, 1.0 - _TINY)
+    return np.log(p) - np.log1p(-p)
+
+
+def _common_fields(means, colors, opacities, scales, quats) -> dict[str, np.ndarray]:
+    means, colors, scales, quats = _np(means), _np(colors), _np(scales), _np(quats)
+    n = means.shape[0]
+    f_dc = (colors - 0.5) / SH_C0
+    log_s = np.log(np.maximum(scales, _TINY))
+    fields = {"x": means[:, 0], "y": means[:, 1], "z": means[:, 2]}
+    fields.update({k: np.zeros(n) for k in ("nx", "ny", "nz")})
+    fields.update({f"f_dc_{i}": f_dc[:, i] for i in range(3)})
+    fields["opacity"] = _logit(_np(opacities))
+    fields.update({f"scale_{i}": log_s[:, i] for i in range(3)})
+    fields.update({f"rot_{i}": quats[:, i] for i in range(4)})
+    return fields
+
+
+def _stack(fields: dict[str, np.ndarray], names: list[str]) -> torch.Tensor:
+    return torch.from_numpy(np.stack([fields[n] for n in names], axis=-1))
+
+
+def _quats(fields: dict[str, np.ndarray], prefix: str) -> torch.Tensor:
+    q = _stack(fields, [f"{prefix}{i}" for i in range(4)])
+    # Loaders normalise on read (graphdeco does); a zero quaternion cannot be a rotation.
+    norm = q.norm(dim=-1, keepdim=True)
+    if bool((norm == 0).any()):
+        raise ValueError(f"zero quaternion in {prefix}0..3")
+    return q / norm
+
+
+def _sigmoid(x: np.ndarray) -> torch.Tensor:
+    return torch.sigmoid(torch.from_numpy(x))
+
+
+def write_ply_3dgs(path: str | Path, g: Gaussians3D) -> None:
+    """Write Gaussians3D (any units) as a graphdeco 3DGS PLY."""
+    scales, quats = g.scales_quats()
+    write_ply_fields(path, _common_fields(g.means, g.colors, g.opacities, scales, quats))
+
+
+def read_ply_3dgs(path: str | Path) -> Gaussians3D:
+    """Read a graphdeco 3DGS PLY (only SH degree 0 colour is used) -> float32 Gaussians3D."""
+    f = read_ply_fields(path, [n for n in FIELDS_3DGS if n not in ("nx", "ny", "nz")])
+    return Gaussians3D.from_scales_quats(
+        means=_stack(f, ["x", "y", "z"]),
+        scales=torch.exp(_stack(f, ["scale_0", "scale_1", "scale_2"])),
+        quats=_quats(f, "rot_"),
+        opacities=_sigmoid(f["opacity"]),
+        colors=_stack(f, ["f_dc_0", "f_dc_1", "f_dc_2"]) * SH_C0 + 0.5,
+    )
+
+
+def write_ply_4d(path: str | Path, g: Gaussians4D) -> None:
+    """Write Gaussians4D: the 3DGS columns (rot_* = left quaternion) plus t, scale_t, rot_r_*."""
+    fields = _common_fields(g.means, g.colors, g.opacities, g.scales, g.quats_l)
+    fields["t"] = _np(g.times)
+    fields["scale_t"] = np.log(np.maximum(_np(g.scale_t), _TINY))
+    q_r = _np(g.quats_r)
+    fields.update({f"rot_r_{i}": q_r[:, i] for i in range(4)})
+    write_ply_fields(path, fields)
+
+
+def read_ply_4d(path: str | Path) -> Gaussians4D:
+    """Read a PLY written by `write_ply_4d` -> float32 Gaussians4D."""
+    f = read_ply_fields(path, [n for n in FIELDS_4D if n not in ("nx", "ny", "nz")])
+    return Gaussians4D(
+        means=_stack(f, ["x", "y", "z"]),
+        times=torch.from_numpy(f["t"]),
+        scales=torch.exp(_stack(f, ["scale_0", "scale_1", "scale_2"])),
+        scale_t=torch.exp(torch.from_numpy(f["scale_t"])),
+        quats_l=_quats(f, "rot_"),
+        quats_r=_quats(f, "rot_r_"),
+        opacities=_sigmoid(f["opacity"]),
+        colors=_stack(f, ["f_dc_0", "f_dc_1", "f_dc_2"]) * SH_C0 + 0.5,
+    )
+
