@@ -309,6 +309,7 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
 
             t = time.perf_counter()
             wdir = out / f"window_{win.index:03d}"
+            wdir.mkdir(parents=True, exist_ok=True)
             write_ply_4d(wdir / "gaussians_4d.ply", recon.gaussians.to_world(recon.normalization, recon.window))
             write_ply_3dgs(wdir / "slice.ply", g3)
             if not args.no_video:
