@@ -1,0 +1,56 @@
+"""Image metrics: PSNR and SSIM (Wang et al. 2004; Gaussian window 11, σ 1.5, data range 1)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
+_C1, _C2 = 0.01 ** 2, 0.03 ** 2
+
+
+def _check_pair(pred: Tensor, target: Tensor) -> None:
+    if pred.shape != target.shape or pred.ndim < 3 or pred.shape[-1] != 3:
+        raise ValueError(f"pred and target must both be (...,H,W,3); got {tuple(pred.shape)} and {tuple(target.shape)}")
+
+
+def psnr(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-image PSNR in dB for RGB in [0,1]: (...,H,W,3) -> (...). An exact match gives +inf."""
+    _check_pair(pred, target)
+    mse = ((pred.float() - target.float()) ** 2).mean(dim=(-3, -2, -1))
+    return -10.0 * torch.log10(mse)
+
+
+def _gaussian_window(device, dtype) -> Tensor:
+    x = torch.arange(SSIM_WINDOW, device=device, dtype=dtype) - (SSIM_WINDOW - 1) / 2
+    g = torch.exp(-0.5 * (x / SSIM_SIGMA) ** 2)
+    return g / g.sum()
+
+
+def ssim_map(pred: Tensor, target: Tensor) -> Tensor:
+    """SSIM map (B,3,H-10,W-10) of images (B,H,W,3) in [0,1] (valid convolution, separable Gaussian)."""
+    _check_pair(pred, target)
+    x = pred.float().permute(0, 3, 1, 2)
+    y = target.float().permute(0, 3, 1, 2)
+    if min(x.shape[-2:]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {tuple(x.shape[-2:])}")
+    g = _gaussian_window(x.device, x.dtype)
+    gx = g.view(1, 1, 1, -1).expand(3, 1, 1, -1)
+    gy = g.view(1, 1, -1, 1).expand(3, 1, -1, 1)
+
+    def blur(z):
+        return F.conv2d(F.conv2d(z, gx, groups=3), gy, groups=3)
+
+    mu_x, mu_y = blur(x), blur(y)
+    sxx = blur(x * x) - mu_x ** 2
+    syy = blur(y * y) - mu_y ** 2
+    sxy = blur(x * y) - mu_x * mu_y
+    return ((2 * mu_x * mu_y + _C1) * (2 * sxy + _C2)) / ((mu_x ** 2 + mu_y ** 2 + _C1) * (sxx + syy + _C2))
+
+
+def ssim(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-image mean SSIM: (...,H,W,3) -> (...)."""
+    _check_pair(pred, target)
+    lead = pred.shape[:-3]
+    m = ssim_map(pred.reshape(-1, *pred.shape[-3:]), target.reshape(-1, *target.shape[-3:]))
+    return m.mean(dim=(1, 2, 3)).reshape(lead)
