@@ -164,6 +164,54 @@ class RecordedScene:
     note: str
 
 
+def headless_camera(physics, resolution: int, show_world: bool = False):
+    """A square MovableCamera set up for fast, exact ground truth; must come before the first render.
+
+    Returns (camera, far): far (m) is the depth dm_control reports where nothing was drawn.
+    """
+    mujoco = _dm_control()
+    from dm_control.mujoco.engine import MovableCamera
+
+    model = physics.model
+    if not show_world:  # group 5 is hidden in the default scene option
+        model.geom_group[model.geom_bodyid == 0] = 5
+    # Hard edges: multisampled RGB would bleed into the (binary) segmentation alpha at silhouettes.
+    model.vis.quality.offsamples = 0
+    model.vis.global_.offwidth = max(model.vis.global_.offwidth, resolution)
+    model.vis.global_.offheight = max(model.vis.global_.offheight, resolution)
+    cam = MovableCamera(physics, resolution, resolution)
+    for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX):
+        cam.scene.flags[flag] = 0  # ~10x faster (the shadow map dominates), and a plain background
+    cam.option.sitegroup[:] = 0  # task sites (targets) are not part of the robot
+    return cam, 0.999 * model.vis.map.zfar * model.stat.extent
+
+
+def film(physics, cam, far: float, camtoworld: np.ndarray, target: np.ndarray, fov_y: float):
+    """Render physics' current state with `cam` (from headless_camera) from the optical-frame pose
+    camtoworld (4,4) looking at target (3,) with a vertical field of view fov_y (radians).
+
+    The free camera has no roll, so camtoworld must be a look-at pose with z up (data.rigs.look_at).
+    Returns rgb (H,W,3) float32 [0,1], z-depth (H,W) m, segmentation (H,W,2) [object id, mjtObj], and the
+    pose (4,4) MuJoCo actually rendered from.
+    """
+    eye, fwd = camtoworld[:3, 3], camtoworld[:3, 2]
+    physics.model.vis.global_.fovy = math.degrees(fov_y)
+    cam.set_pose(target, float(np.linalg.norm(eye - target)), math.degrees(math.atan2(fwd[1], fwd[0])),
+                 math.degrees(math.asin(np.clip(fwd[2], -1, 1))))
+    rgb = cam.render().astype(np.float32) / 255.0
+    z = cam.render(depth=True).copy()  # render() returns views of reused buffers
+    seg = cam.render(segmentation=True).copy()
+    pose = free_camera_pose(cam.scene)
+    # Catches an azimuth/elevation convention slip (MuJoCo keeps the GL camera in float32).
+    if np.abs(pose[:3, :3] - camtoworld[:3, :3]).max() > 1e-4 or np.abs(pose[:3, 3] - eye).max() > 1e-4 * (
+            1 + np.linalg.norm(eye)):
+        raise RuntimeError("the MuJoCo free camera did not take the requested pose (camera with roll?)")
+    if (z[seg[..., 0] >= 0] >= far).any():
+        raise RuntimeError("segmentation and depth renders disagree (GL context created multisampled before "
+                           "headless_camera set offsamples=0?)")
+    return rgb, z, seg, pose
+
+
 def record_scene(scene: str = "humanoid", frames: int = 12, cameras: int = 8, resolution: int = 128,
                  rig: str = "ring", fps: float = 10.0, jitter_s: float = 0.01, settle_s: float = 1.0, seed: int = 0,
                  base_ns: int = DEFAULT_BASE_NS, background=(1.0, 1.0, 1.0), show_world: bool = False,
@@ -175,7 +223,8 @@ def record_scene(scene: str = "humanoid", frames: int = 12, cameras: int = 8, re
     started, with per-camera jitter U[0, jitter_s) snapped to the physics step.
     rig: "ring" (= rigs "orbit") or any `data.rigs.RIG_KINDS`; fovs, elevations and placement are sampled
     from `seed` and scaled so the robot's bounding sphere over the whole clip fits every view. show_world keeps
-    the floor/walls (then alpha and depth cover them too). `physics` overrides the loaded model (tests).
+    the floor/walls (then alpha and depth cover them too). `physics` replaces the scene's model (then `scene`
+    only names it); it is stepped, modified for rendering and freed.
     """
     kind = RIG_ALIASES.get(rig, rig)
     if kind not in RIG_KINDS:
@@ -183,8 +232,6 @@ def record_scene(scene: str = "humanoid", frames: int = 12, cameras: int = 8, re
     if resolution < 8:
         raise ValueError(f"resolution must be >= 8 pixels, got {resolution}")
     mujoco = _dm_control()
-    from dm_control.mujoco.engine import MovableCamera
-
     rng = np.random.default_rng(seed)
     env = load_env(scene, seed) if physics is None else None
     physics = env.physics if env is not None else physics
@@ -192,57 +239,29 @@ def record_scene(scene: str = "humanoid", frames: int = 12, cameras: int = 8, re
     steps = capture_steps(frames, cameras, fps, jitter_s, model.opt.timestep, rng, settle_s)
     states = simulate(physics, steps, sinusoid_controls(model, rng))
     centre, radius = bounding_sphere(physics, list(states.values()))
-    g = torch.Generator().manual_seed(seed)
-    camrig = sample_rig(g, kind, cameras, content_radius=radius)
-
-    if not show_world:  # group 5 is hidden in the default scene option
-        model.geom_group[model.geom_bodyid == 0] = 5
-    # Hard edges: multisampled RGB would bleed into the (binary) segmentation alpha at silhouettes.
-    model.vis.quality.offsamples = 0
-    model.vis.global_.offwidth = max(model.vis.global_.offwidth, resolution)
-    model.vis.global_.offheight = max(model.vis.global_.offheight, resolution)
-    cam = MovableCamera(physics, resolution, resolution)
-    far = 0.999 * model.vis.map.zfar * model.stat.extent  # dm_control's depth at the far plane
-    for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX):
-        cam.scene.flags[flag] = 0  # ~10x faster (the shadow map dominates), and a plain background
-    cam.option.sitegroup[:] = 0  # task sites (targets) are not part of the robot
+    camrig = sample_rig(torch.Generator().manual_seed(seed), kind, cameras, content_radius=radius)
 
     T, C, H = frames, cameras, resolution
     span = max(int(steps.max() - steps.min()), 1)
     bg = np.asarray(background, dtype=np.float32)
     images = np.empty((T * C, H, H, 3), np.float32)
-    depths = np.empty((T * C, H, H), np.float32)
-    alphas = np.empty((T * C, H, H), np.float32)
+    depths, alphas = np.empty((T * C, H, H), np.float32), np.empty((T * C, H, H), np.float32)
     geom_ids = np.empty((T * C, H, H), np.int32)
     geom_xpos = np.empty((T * C, model.ngeom, 3))
-    c2w = np.empty((T * C, 4, 4))
-    Ks = np.empty((T * C, 3, 3))
+    c2w, Ks = np.empty((T * C, 4, 4)), np.empty((T * C, 3, 3))
     cam_idx = torch.arange(C)
+    cam, far = headless_camera(physics, resolution, show_world)
     try:
         for k in range(T):
-            u = torch.as_tensor((steps[k] - steps.min()) / span)
-            poses = camrig.poses(cam_idx, u).numpy()
+            poses = camrig.poses(cam_idx, torch.as_tensor((steps[k] - steps.min()) / span)).numpy()
+            poses[:, :3, 3] += centre  # rigs are built about the origin
             for c in range(C):
                 v = k * C + c
                 physics.set_state(states[int(steps[k, c])])
                 physics.forward()
-                target = centre + camrig.targets[c].numpy()
-                eye = poses[c, :3, 3] + centre
-                fwd = poses[c, :3, 2]
-                model.vis.global_.fovy = math.degrees(float(camrig.fov_y[c]))
-                cam.set_pose(target, float(np.linalg.norm(eye - target)),
-                             math.degrees(math.atan2(fwd[1], fwd[0])), math.degrees(math.asin(fwd[2])))
-                rgb = cam.render().astype(np.float32) / 255.0
-                z = cam.render(depth=True).copy()
-                seg = cam.render(segmentation=True).copy()
-                c2w[v] = free_camera_pose(cam.scene)
-                # The rendered pose must be the rig's pose: catches an azimuth/elevation convention slip.
-                if np.abs(c2w[v][:3, :3] - poses[c, :3, :3]).max() > 1e-4 or np.abs(c2w[v][:3, 3] - eye).max() > 1e-4 * (1 + radius):
-                    raise RuntimeError(f"MuJoCo free camera pose differs from the rig pose for camera {c}")
+                rgb, z, seg, c2w[v] = film(physics, cam, far, poses[c], centre + camrig.targets[c].numpy(),
+                                           float(camrig.fov_y[c]))
                 hit = (seg[..., 0] >= 0).astype(np.float32)
-                if (z[hit > 0] >= far).any():
-                    raise RuntimeError("segmentation and depth renders disagree (GL context created multisampled "
-                                       "before record_scene set offsamples=0?)")
                 images[v] = rgb * hit[..., None] + bg * (1 - hit[..., None])
                 depths[v] = np.where(hit > 0, z, 0.0)
                 alphas[v] = hit
