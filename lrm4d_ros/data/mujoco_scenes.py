@@ -59,6 +59,9 @@ def _dm_control():
         import mujoco
     except ImportError as e:
         raise ImportError('MuJoCo scenes need `pip install "mujoco==3.17.0" dm-control` and libosmesa6') from e
+    if int(mujoco.__version__.split(".")[0]) >= 4:
+        # dm_control 1.0.50 then fails deep inside rendering ('MjModel' object has no attribute 'flex_vertedge').
+        raise ImportError(f'dm_control needs mujoco 3.x, found {mujoco.__version__}: pip install "mujoco==3.17.0"')
     return mujoco
 
 
@@ -226,6 +229,8 @@ def record_scene(scene: str = "humanoid", frames: int = 12, cameras: int = 8, re
     the floor/walls (then alpha and depth cover them too). `physics` replaces the scene's model (then `scene`
     only names it); it is stepped, modified for rendering and freed.
     """
+    if physics is None and scene not in SCENES:
+        raise ValueError(f"unknown MuJoCo scene {scene!r}; expected one of {sorted(SCENES)}")
     kind = RIG_ALIASES.get(rig, rig)
     if kind not in RIG_KINDS:
         raise ValueError(f"unknown rig {rig!r}; expected 'ring' or one of {RIG_KINDS}")
