@@ -1,0 +1,244 @@
+"""Seeded procedural 4D scenes (Zeroverse-style primitives in motion) and their rendering.
+
+`sample_scene(seed, config)` draws everything from one `torch.Generator`, so a seed fixes the scene, the rig and
+the stamps; `render_views` (raycast.py) renders any camera at any stamp; `generate(seed, config)` renders all
+T frames × C cameras. World frame: z up, metres, content within ~`content_radius` of the origin.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ..views import ViewSet
+from .motion import MOTION_KINDS, Motion, axis_angle_to_matrix, random_rotation
+from .primitives import KINDS
+from .raycast import render_views
+from .rigs import RIG_KINDS, Rig, sample_rig
+from .textures import TEXTURE_KINDS, Texture, random_texture
+
+STAMP_BASE_NS = 1_700_000_000 * 10**9  # ~Nov 2023 in Unix nanoseconds: stamps are absolute, never near 0
+
+
+@dataclass
+class SceneConfig:
+    """What `sample_scene` draws from. Ranges are inclusive (lo, hi); kinds are drawn uniformly.
+
+    background: RGB in [0,1], or None for a random colour per scene. ground_prob / backdrop_prob: chance of a
+    textured ground plane below the content / an inward-facing cylindrical backdrop around the cameras (the
+    workcell rig always has a ground). fps_range: nominal frame rate; jitter: per-frame stamp noise as a
+    fraction of the frame period; cameras get independent offsets within one period unless synchronized.
+    """
+
+    num_primitives: tuple[int, int] = (1, 9)
+    primitive_kinds: tuple[str, ...] = KINDS
+    texture_kinds: tuple[str, ...] = TEXTURE_KINDS
+    motion_kinds: tuple[str, ...] = MOTION_KINDS
+    rig_kinds: tuple[str, ...] = RIG_KINDS
+    frames: int = 24
+    cameras: int = 8
+    fov_deg: tuple[float, float] = (30.0, 60.0)
+    height: int = 128
+    width: int = 128
+    content_radius: float = 0.9
+    ground_prob: float = 0.3
+    backdrop_prob: float = 0.1
+    background: tuple[float, float, float] | None = (1.0, 1.0, 1.0)
+    fps_range: tuple[float, float] = (10.0, 30.0)
+    jitter: float = 0.1
+    synchronized: bool = False
+    ambient: float = 0.35
+
+    def __post_init__(self):
+        lo, hi = self.num_primitives
+        if not 1 <= lo <= hi:
+            raise ValueError(f"num_primitives must be 1 <= lo <= hi, got {self.num_primitives}")
+        for name, allowed in (("primitive_kinds", KINDS), ("texture_kinds", TEXTURE_KINDS),
+                              ("motion_kinds", MOTION_KINDS), ("rig_kinds", RIG_KINDS)):
+            got = tuple(getattr(self, name))
+            bad = [k for k in got if k not in allowed]
+            if not got or bad:
+                raise ValueError(f"{name} must be a non-empty subset of {allowed}, got {got}")
+            setattr(self, name, got)
+        if self.frames < 1 or self.cameras < 1:
+            raise ValueError(f"frames and cameras must be >= 1, got {self.frames}, {self.cameras}")
+        if not 0 < self.fov_deg[0] <= self.fov_deg[1] < 180:
+            raise ValueError(f"fov_deg must satisfy 0 < lo <= hi < 180, got {self.fov_deg}")
+
+
+@dataclass
+class Scene:
+    """A sampled scene: P primitives (kinds, shape params, textures, motion), optional ground/backdrop, a rig,
+    and stamps (T,C) int64 ns for frame k of camera c. Window fraction u = (stamp − start_ns) / duration_ns."""
+
+    kinds: list[str]
+    params: list[float]
+    textures: list[Texture]
+    motion: Motion
+    rig: Rig
+    stamps_ns: Tensor
+    start_ns: int
+    duration_ns: int
+    background: Tensor
+    light_dir: Tensor
+    ambient: float
+    ground: Texture | None = None
+    ground_z: float = -1.0
+    backdrop: Texture | None = None
+    backdrop_radius: float = 10.0
+    motion_kind: str = "static"
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def _u(g, lo, hi, *shape):
+    return lo + (hi - lo) * torch.rand(*shape, generator=g, dtype=torch.float64)
+
+
+def _choice(g, options):
+    return options[int(torch.randint(len(options), (1,), generator=g))]
+
+
+def _shape_param(g, kind: str) -> float:
+    if kind == "torus":
+        return float(_u(g, 0.2, 0.45, 1))
+    if kind == "capsule":
+        return float(_u(g, 0.3, 1.2, 1))
+    return 0.0
+
+
+def _fit_scale(kind: str, param: float) -> float:
+    """Divide semi-axes by this so the unit shape's long extent matches the drawn size."""
+    return {"capsule": 1.0 + param, "torus": 1.0 + param}.get(kind, 1.0)
+
+
+def _sample_motion(g, P: int, kinds: list[str], params: list[float], kind: str, radius: float) -> Motion:
+    z3 = torch.zeros(P, 3, dtype=torch.float64)
+    z1 = torch.zeros(P, dtype=torch.float64)
+    eye = torch.eye(3, dtype=torch.float64).expand(P, 3, 3).clone()
+    # Smaller primitives when there are many, so that the content stays ~radius across.
+    size_hi = 0.7 * radius / P ** (1 / 3)
+    fit = torch.tensor([_fit_scale(k, q) for k, q in zip(kinds, params)], dtype=torch.float64)
+    scale0 = _u(g, 0.4 * size_hi, size_hi, P, 3) / fit[:, None]
+    centre = torch.nn.functional.normalize(torch.randn(P, 3, generator=g, dtype=torch.float64), dim=-1)
+    centre = centre * (radius - size_hi) * _u(g, 0, 1, P, 1) ** (1 / 3)
+    m = Motion(parent=[-1] * P, c0=centre, vel=z3.clone(), osc_amp=z3.clone(), osc_freq=z1.clone(),
+               osc_phase=z1.clone(), spin_axis=torch.nn.functional.normalize(torch.randn(
+                   P, 3, generator=g, dtype=torch.float64), dim=-1), spin=z1.clone(), R0=random_rotation(g, P),
+               joint=z3.clone(), offset=z3.clone(), hinge_axis=eye[:, 0].clone(), hinge0=z1.clone(),
+               hinge_amp=z1.clone(), hinge_freq=z1.clone(), hinge_phase=z1.clone(), R_shape=eye.clone(),
+               scale0=scale0, scale_amp=z3.clone(), scale_freq=z1.clone(), scale_phase=z1.clone())
+    if kind == "static":
+        return m
+
+    def rigid(sel: Tensor, amount: float):
+        n = int(sel.sum())
+        m.vel[sel] = torch.nn.functional.normalize(torch.randn(n, 3, generator=g, dtype=torch.float64), dim=-1) \
+            * _u(g, 0.1, 0.5, n, 1) * radius * amount
+        m.c0[sel] = m.c0[sel] - 0.5 * m.vel[sel]  # centred trajectory: stays in the content ball
+        m.osc_amp[sel] = _u(g, -0.15, 0.15, n, 3) * radius * amount
+        m.osc_freq[sel] = _u(g, 0.5, 1.5, n)
+        m.osc_phase[sel] = _u(g, 0, 2 * math.pi, n)
+        m.spin[sel] = _u(g, -math.pi, math.pi, n) * amount
+
+    everyone = torch.ones(P, dtype=torch.bool)
+    if kind == "rigid":
+        rigid(everyone, 1.0)
+    elif kind == "scaling":
+        rigid(everyone, 0.3)
+        m.scale_amp = _u(g, -0.4, 0.4, P, 3)
+        m.scale_freq = _u(g, 0.5, 1.5, P)
+        m.scale_phase = _u(g, 0, 2 * math.pi, P)
+    elif kind == "articulated":
+        L = min(P, int(torch.randint(2, 5, (1,), generator=g)))
+        # Links are elongated along their link-frame z; each child hangs from its parent's tip.
+        half_len = _u(g, 0.15, 0.3, L) * radius
+        width = half_len * _u(g, 0.2, 0.45, L)
+        for i in range(L):
+            m.scale0[i] = torch.stack([width[i], width[i], half_len[i]]) / fit[i]
+            m.R_shape[i] = torch.eye(3, dtype=torch.float64)
+            if i == 0:
+                m.c0[0] = torch.tensor([0.0, 0.0, -0.3 * radius], dtype=torch.float64)
+                m.R0[0] = axis_angle_to_matrix(torch.tensor([1.0, 0, 0], dtype=torch.float64),
+                                               _u(g, -0.4, 0.4, 1)[0])
+                continue
+            m.parent[i] = i - 1
+            m.joint[i] = torch.tensor([0.0, 0.0, float(half_len[i - 1])], dtype=torch.float64)
+            m.offset[i] = torch.tensor([0.0, 0.0, float(half_len[i])], dtype=torch.float64)
+            axis = torch.zeros(3, dtype=torch.float64)
+            axis[int(torch.randint(2, (1,), generator=g))] = 1.0
+            m.hinge_axis[i] = axis
+            m.hinge0[i] = _u(g, -0.6, 0.6, 1)[0]
+            m.hinge_amp[i] = _u(g, 0.3, 1.0, 1)[0]
+            m.hinge_freq[i] = _u(g, 0.5, 1.5, 1)[0]
+            m.hinge_phase[i] = _u(g, 0, 2 * math.pi, 1)[0]
+        m.spin[0] = _u(g, -1.0, 1.0, 1)[0]
+        m.spin_axis[0] = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+        rest = torch.arange(P) >= L
+        if rest.any():
+            rigid(rest, 0.6)
+    else:
+        raise ValueError(f"unknown motion kind {kind!r}; expected one of {MOTION_KINDS}")
+    return m
+
+
+def _sample_stamps(g, cfg: SceneConfig, C: int) -> tuple[Tensor, int, int]:
+    """Stamps (T,C) int64 ns, the window start and its nominal duration (first to last frame)."""
+    T = cfg.frames
+    fps = float(_u(g, cfg.fps_range[0], cfg.fps_range[1], 1))
+    period_ns = int(1e9 / fps)
+    start = STAMP_BASE_NS + int(torch.randint(0, 10**15, (1,), generator=g)) * 10  # ~4 months of spread
+    offset = torch.zeros(C, dtype=torch.float64) if cfg.synchronized else _u(g, 0, 0.5, C)
+    jitter = (torch.rand(T, C, generator=g, dtype=torch.float64) - 0.5) * 2 * cfg.jitter
+    frac = torch.arange(T, dtype=torch.float64)[:, None] + offset[None, :] + jitter
+    stamps = start + torch.round(frac * period_ns).to(torch.int64)
+    return stamps, start, max(period_ns * (T - 1), period_ns)
+
+
+def sample_scene(seed: int, config: SceneConfig | None = None) -> Scene:
+    """Draw a scene, rig and stamps from `seed` (deterministic across runs and devices)."""
+    cfg = config or SceneConfig()
+    g = torch.Generator().manual_seed(int(seed))
+    P = int(torch.randint(cfg.num_primitives[0], cfg.num_primitives[1] + 1, (1,), generator=g))
+    motion_kind = _choice(g, cfg.motion_kinds)
+    kinds = [_choice(g, cfg.primitive_kinds) for _ in range(P)]
+    if motion_kind == "articulated":
+        # Links read best as elongated solids.
+        link_kinds = [k for k in ("box", "cylinder", "capsule") if k in cfg.primitive_kinds] or list(kinds)
+        kinds = [_choice(g, link_kinds) if i < 4 else k for i, k in enumerate(kinds)]
+    params = [_shape_param(g, k) for k in kinds]
+    textures = [random_texture(g, cfg.texture_kinds) for _ in range(P)]
+    motion = _sample_motion(g, P, kinds, params, motion_kind, cfg.content_radius)
+    rig_kind = _choice(g, cfg.rig_kinds)
+    has_ground = rig_kind == "workcell" or float(_u(g, 0, 1, 1)) < cfg.ground_prob
+    has_backdrop = float(_u(g, 0, 1, 1)) < cfg.backdrop_prob
+    rig = sample_rig(g, rig_kind, cfg.cameras, cfg.fov_deg, cfg.content_radius,
+                     min_elevation_deg=5.0 if has_ground else -10.0)
+    stamps, start, duration = _sample_stamps(g, cfg, cfg.cameras)
+    bg = torch.tensor(cfg.background, dtype=torch.float32) if cfg.background is not None else \
+        torch.rand(3, generator=g).float()
+    light = torch.nn.functional.normalize(torch.tensor([_u(g, -0.5, 0.5, 1)[0], _u(g, -0.5, 0.5, 1)[0], 1.0]),
+                                          dim=0).float()
+    ground = random_texture(g, ("checkers", "noise", "solid")) if has_ground else None
+    backdrop = random_texture(g, ("stripes", "noise", "solid")) if has_backdrop else None
+    cam_reach = float((rig.distance + rig.targets.norm(dim=-1)).max())
+    return Scene(kinds=kinds, params=params, textures=textures, motion=motion, rig=rig, stamps_ns=stamps,
+                 start_ns=start, duration_ns=duration, background=bg, light_dir=light, ambient=cfg.ambient,
+                 ground=ground, ground_z=-cfg.content_radius * 1.1, backdrop=backdrop,
+                 backdrop_radius=cam_reach + 1.0, motion_kind=motion_kind, seed=int(seed))
+
+
+def all_views(scene: Scene) -> tuple[Tensor, Tensor]:
+    """(camera_ids, stamps_ns), each (T·C,), frame-major: view k·C + c is camera c at frame k."""
+    T, C = scene.stamps_ns.shape
+    return torch.arange(C).repeat(T), scene.stamps_ns.reshape(-1)
+
+
+def generate(seed: int, config: SceneConfig | None = None, device: str | torch.device = "cpu") -> ViewSet:
+    """All T×C views of scene `seed` at the config's resolution, frame-major (see `all_views`)."""
+    cfg = config or SceneConfig()
+    scene = sample_scene(seed, cfg)
+    cams, stamps = all_views(scene)
+    return render_views(scene, cams, stamps, cfg.height, cfg.width, device=device)
