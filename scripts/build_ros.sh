@@ -9,6 +9,9 @@ PYTHON="${PYTHON:-python3}"
 # The PyPI wheels install their CMake configs under the interpreter's prefix (<prefix>/share/<pkg>/cmake).
 PREFIX="$("$PYTHON" -c 'import sys; print(sys.prefix)')"
 export CMAKE_PREFIX_PATH="${PREFIX}${CMAKE_PREFIX_PATH:+:${CMAKE_PREFIX_PATH}}"
+# rosidl finds its type supports through the ament index, i.e. AMENT_PREFIX_PATH (colcon warns that this prefix
+# has no local_setup files: harmless).
+export AMENT_PREFIX_PATH="${PREFIX}${AMENT_PREFIX_PATH:+:${AMENT_PREFIX_PATH}}"
 
 colcon build --base-paths . \
   --cmake-args -DPython3_EXECUTABLE="$("$PYTHON" -c 'import sys; print(sys.executable)')" -DBUILD_TESTING=OFF \

@@ -1,0 +1,104 @@
+"""The reconstruct node and a client node in one process, on an isolated rclpy context and DDS domain with
+loopback-only discovery, spun by one MultiThreadedExecutor thread. Used by the ROS tests and bench_node.py."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import PointCloud2
+
+from .interfaces import ReconstructionStatus, RenderView
+from .reconstruct_node import NODE_NAME, SERVICE_QOS, ReconstructNode
+from .replay import ViewSetPublisher
+
+
+def wait_for(predicate, timeout: float, what: str):
+    """Poll `predicate` every 20 ms until it returns a truthy value (returned) or `timeout` s pass."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class InProcessSession:
+    """The node under test plus a client that publishes views, records ~/status and ~/gaussians, and calls
+    render_view. `params`: node parameter overrides {name: value}."""
+
+    def __init__(self, domain_id: int, views, params: dict, topic_depth: int = 50):
+        # Discovery stays on this machine (read when the context initialises).
+        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        overrides = [Parameter(k, value=v) for k, v in params.items()]
+        self.node = ReconstructNode(context=self.context, parameter_overrides=overrides)
+        self.client = rclpy.create_node("lrm4d_client", context=self.context)
+        self.publisher = ViewSetPublisher(self.client, views, qos_depth=topic_depth)
+        self.statuses: list = []
+        self.clouds: list = []
+        self.cloud_times: list[float] = []
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.client.create_subscription(ReconstructionStatus, f"/{NODE_NAME}/status", self.statuses.append,
+                                        reliable)
+        self.client.create_subscription(PointCloud2, f"/{NODE_NAME}/gaussians", self._on_cloud, reliable)
+        self.render = self.client.create_client(RenderView, params.get("render_service", f"/{NODE_NAME}/render_view"),
+                                                qos_profile=SERVICE_QOS)
+        self.executor = MultiThreadedExecutor(num_threads=6, context=self.context)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.client)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+        assert self.render.wait_for_service(timeout_sec=20.0), "render_view service never appeared"
+        for pubs in self.publisher.pubs.values():
+            for pub in pubs:
+                wait_for(lambda p=pub: p.get_subscription_count() > 0, 20.0, f"a subscriber on {pub.topic_name}")
+
+    def _on_cloud(self, msg) -> None:
+        self.cloud_times.append(time.monotonic())
+        self.clouds.append(msg)
+
+    def status(self):
+        return self.statuses[-1] if self.statuses else None
+
+    def wait_status(self, predicate, timeout: float = 20.0, what: str = "a status"):
+        try:
+            return wait_for(lambda: (s := self.status()) is not None and predicate(s) and s, timeout, what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last status: {self.status()}") from None
+
+    def publish_camera_infos(self, timeout: float = 20.0) -> None:
+        """Send each camera's CameraInfo (of its first view) until the node holds them all, so that no image
+        is rejected for arriving before its camera's first CameraInfo."""
+        v = self.publisher.views
+        first = {int(c): i for i, c in reversed(list(enumerate(v.camera_ids.tolist())))}
+
+        def sent_and_held():
+            for i in first.values():
+                self.publisher.pubs[v.camera_names[int(v.camera_ids[i])]][0].publish(self.publisher.messages(i)[0])
+            with self.node._lock:
+                return all(v.camera_names[c] in self.node._infos for c in first)
+
+        end = time.monotonic() + timeout
+        while not sent_and_held():
+            if time.monotonic() > end:
+                raise AssertionError("the node never received every camera's CameraInfo")
+            time.sleep(0.1)
+
+    def call(self, request, timeout: float = 30.0):
+        future = self.render.call_async(request)
+        wait_for(future.done, timeout, "the render_view response")
+        return future.result()
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=5.0)
+        self.node.destroy_node()
+        self.client.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self.thread.join(timeout=5.0)

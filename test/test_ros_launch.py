@@ -1,0 +1,73 @@
+"""launch/reconstruct.launch.py and the installed executable. `launch`/`launch_ros` are not on PyPI: where they
+are missing the launch file is compiled and its declared arguments read from the syntax tree; where they exist
+the description is built and inspected. The launch_testing test is test_ros_launch_testing.py."""
+import ast
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH = ROOT / "launch" / "reconstruct.launch.py"
+ARGS = {"config", "checkpoint", "device", "rviz"}
+
+
+def declared_arguments(tree: ast.AST) -> dict[str, str | None]:
+    """name -> literal default (None when it is a substitution) of every DeclareLaunchArgument call."""
+    out = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "DeclareLaunchArgument":
+            default = next((k.value for k in node.keywords if k.arg == "default_value"), None)
+            out[node.args[0].value] = default.value if isinstance(default, ast.Constant) else None
+    return out
+
+
+def test_launch_file_compiles_and_declares_its_arguments():
+    source = LAUNCH.read_text()
+    tree = ast.parse(source, str(LAUNCH))
+    compile(tree, str(LAUNCH), "exec")
+    args = declared_arguments(tree)
+    assert set(args) == ARGS
+    assert args["checkpoint"] == "" and args["device"] == "" and args["rviz"] == "false"
+    assert '("~/render_view", "/render_view")' in source and 'executable="reconstruct_node"' in source
+    assert 'name=NODE_NAME' in source and 'NODE_NAME = "lrm4d_reconstruct"' in source
+
+
+def test_config_is_for_the_launched_node_and_matches_declared_parameters():
+    params = pytest.importorskip("lrm4d_ros.ros.params")
+    cfg = yaml.safe_load((ROOT / "config" / "reconstruct.yaml").read_text())
+    values = cfg["lrm4d_reconstruct"]["ros__parameters"]
+    # every scalar in the YAML is a declared parameter with the same type as its default
+    for name, value in values.items():
+        if name in params.SCALARS:
+            assert type(value) is type(params.SCALARS[name]), name
+    assert set(params.SCALARS) - {"render_service"} <= set(values)
+    assert values["render_service"] == "/render_view"
+    assert values["camera_names"] == params.DEFAULT_CAMERAS
+    vc = values["virtual_cameras"]
+    assert set(vc) == set(values["virtual_camera_names"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None, reason="launch_ros is not installed")
+def test_launch_description_builds():
+    spec = importlib.util.spec_from_file_location("reconstruct_launch", LAUNCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ld = module.generate_launch_description()
+    assert {a.name for a in ld.get_launch_arguments()} == ARGS
+
+
+def test_installed_executable_reports_bad_parameters():
+    """The colcon-installed lib/lrm4d_ros/reconstruct_node starts Python on the node and exits 1 with a reason."""
+    prefix = os.environ.get("COLCON_PREFIX_PATH", str(ROOT / "install")).split(os.pathsep)[0]
+    exe = Path(prefix) / "lrm4d_ros" / "lib" / "lrm4d_ros" / "reconstruct_node"
+    if not exe.is_file():
+        pytest.skip(f"{exe} not built (scripts/build_ros.sh)")
+    proc = subprocess.run([str(exe), "--ros-args", "-p", "selection_policy:=random"], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "ROS_DOMAIN_ID": "73"})
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "cannot start: parameter selection_policy must be one of" in proc.stderr

@@ -1,0 +1,265 @@
+"""The reconstruct node under real rclpy (FastDDS, loopback, its own domain): a generated scene is replayed on
+the contract topics, the node reconstructs with a small randomly initialised model, and the outputs, the
+render_view service and every bad-input path are checked. The shipped-checkpoint PSNR test is test_ros_psnr.py.
+"""
+import math
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("rclpy")
+try:
+    from lrm4d_ros.ros.inprocess import InProcessSession, wait_for
+    from lrm4d_ros.ros.interfaces import RenderView
+except ImportError as exc:  # the generated interfaces need `scripts/build_ros.sh` + `source install/setup.bash`
+    pytest.skip(str(exc), allow_module_level=True)
+
+from geometry_msgs.msg import PoseStamped  # noqa: E402
+
+from lrm4d_ros.checkpoint import save_model  # noqa: E402
+from lrm4d_ros.data.generator import SceneConfig, generate  # noqa: E402
+from lrm4d_ros.io.output_bag import unpack_rgb  # noqa: E402
+from lrm4d_ros.model import LRM4D, LRM4DConfig  # noqa: E402
+from lrm4d_ros.ros.conversions import (K_to_camera_info, image_to_numpy, matrix_to_pose, ns_to_stamp,  # noqa: E402
+                                       numpy_to_image, pointcloud2_to_array)
+
+DOMAIN_ID = 71
+FRAMES, CAMS, H, W = 4, 4, 48, 64
+EXTRA_CAM = "camx"  # subscribed by the node, but no camera_info is ever published for it
+
+
+@pytest.fixture(scope="module")
+def scene():
+    cfg = SceneConfig(frames=FRAMES + 2, cameras=CAMS, height=H, width=W, fps_range=(10.0, 10.0),
+                      num_primitives=(2, 3))
+    return generate(5, cfg)  # frame-major: view k*CAMS + c
+
+
+@pytest.fixture(scope="module")
+def session(scene, tmp_path_factory):
+    torch.manual_seed(0)
+    ckpt = save_model(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors",
+                      LRM4D(LRM4DConfig.preset("tiny", n_layer=1)))
+    params = {
+        "camera_names": list(scene.camera_names) + [EXTRA_CAM],
+        "checkpoint": str(ckpt), "device": "cpu",
+        "reconstruction_rate_hz": 10.0, "min_views": 4, "max_input_views": 8, "window_seconds": 30.0,
+        "input_queue_depth": 50, "render_service": "/render_view", "max_concurrent_renders": 1,
+        "virtual_camera_names": ["overview"], "virtual_rate_hz": 10.0,
+        "virtual_cameras.overview.position": [0.0, -3.0, 1.5],
+        "virtual_cameras.overview.orientation_wxyz": [0.5257311, -0.8506508, 0.0, 0.0],
+        "virtual_cameras.overview.width": 40, "virtual_cameras.overview.height": 30,
+    }
+    s = InProcessSession(DOMAIN_ID, scene, params)
+    s.virtual = {}
+    from sensor_msgs.msg import CameraInfo, Image
+    for topic, kind in (("image", Image), ("depth", Image), ("camera_info", CameraInfo)):
+        s.client.create_subscription(kind, f"/lrm4d_reconstruct/overview/{topic}",
+                                     lambda m, t=topic: s.virtual.__setitem__(t, m), 10)
+    s.publish_camera_infos()
+    for i in range(FRAMES * CAMS):
+        s.publisher.publish(i)
+    yield s
+    s.close()
+
+
+def request_for(scene, i, stamp_ns=None, **flags) -> RenderView.Request:
+    req = RenderView.Request()
+    req.camera_pose = matrix_to_pose(scene.camtoworlds[i].numpy())
+    K = scene.Ks[i].numpy()
+    req.fx, req.fy, req.cx, req.cy, req.width, req.height = K[0, 0], K[1, 1], K[0, 2], K[1, 2], W, H
+    req.stamp = ns_to_stamp(int(scene.stamps_ns[i]) if stamp_ns is None else stamp_ns)
+    req.return_color, req.return_depth, req.return_alpha = flags.get("color", True), flags.get("depth", True), \
+        flags.get("alpha", True)
+    return req
+
+
+def test_gaussians_and_status_published(session, scene):
+    n = FRAMES * CAMS
+    newest = ns_to_stamp(int(scene.stamps_ns[:n].max()))
+    st = session.wait_status(lambda s: s.views_received == n and s.window_end == newest and s.views_used == 8,
+                             40.0, f"{n} views received and a reconstruction of 8 up to the newest")
+    assert st.camera_names == list(scene.camera_names) + [EXTRA_CAM]
+    assert sum(st.views_per_camera) == 8 and st.views_per_camera[-1] == 0
+    assert st.views_rejected == 0 and st.views_dropped == 0
+    assert st.reconstruction_time > 0 and math.isfinite(st.latency) and st.latency >= st.reconstruction_time
+    cloud = wait_for_cloud(session, st)
+    pts = pointcloud2_to_array(cloud)
+    assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb", "opacity", "scale_0", "scale_1", "scale_2",
+                                              "rot_0", "rot_1", "rot_2", "rot_3"]
+    assert cloud.header.frame_id == "world" and len(pts) == st.num_gaussians_published > 0
+    assert st.num_gaussians_4d >= st.num_gaussians_published
+    # the cloud is the node's own reconstruction sliced at the window end, in metres
+    rec = session.node._latest[0]
+    g = rec.slice(rec.window.end_ns)
+    np.testing.assert_allclose(np.stack([pts["x"], pts["y"], pts["z"]], 1), g.means.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(unpack_rgb(pts["rgb"]),
+                                  np.clip(np.rint(g.colors.numpy() * 255), 0, 255).astype(np.uint8))
+    quat_norm = np.linalg.norm(np.stack([pts[f"rot_{i}"] for i in range(4)], 1), axis=1)
+    np.testing.assert_allclose(quat_norm, 1.0, atol=1e-5)
+    assert ((pts["opacity"] >= 0) & (pts["opacity"] <= 1)).all()
+    assert st.window_start == ns_to_stamp(int(scene.stamps_ns[:n].min()))  # uniform selection keeps both ends
+
+
+def wait_for_cloud(session, st):
+    end = st.window_end.sec * 10**9 + st.window_end.nanosec
+    return wait_for(lambda: next((c for c in reversed(session.clouds)
+                                  if c.header.stamp.sec * 10**9 + c.header.stamp.nanosec == end), None),
+                    20.0, "the Gaussians of the latest window")
+
+
+def test_render_view_matches_reconstruction_for_held_out_camera(session, scene):
+    session.wait_status(lambda s: s.reconstructions >= 1, 40.0, "a reconstruction")
+    i = 1 * CAMS + 2  # camera 2 at frame 1, rendered from the latest reconstruction
+    resp = session.call(request_for(scene, i))
+    assert resp.success, resp.message
+    assert (resp.color.encoding, resp.depth.encoding, resp.alpha.encoding) == ("rgb8", "32FC1", "32FC1")
+    assert (resp.color.width, resp.color.height) == (W, H)
+    assert resp.stamp_rendered == ns_to_stamp(int(scene.stamps_ns[i]))
+    rec = session.node._latest[0]
+    out = rec.render(scene.camtoworlds[i:i + 1], scene.Ks[i:i + 1], W, H, scene.stamps_ns[i:i + 1])
+    expect = np.clip(np.rint(out.colors[0].numpy() * 255), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(image_to_numpy(resp.color), expect)
+    np.testing.assert_allclose(image_to_numpy(resp.depth)[..., 0], out.depths[0, ..., 0].numpy(), rtol=1e-6)
+    alpha = image_to_numpy(resp.alpha)[..., 0]
+    np.testing.assert_allclose(alpha, out.alphas[0, ..., 0].numpy(), rtol=1e-6)
+    assert alpha.max() > 0.1  # the camera sees the reconstruction
+
+    # CameraInfo intrinsics, a zero stamp (= window end) and colour only
+    req = request_for(scene, i, stamp_ns=0, depth=False, alpha=False)
+    req.camera_info = K_to_camera_info(scene.Ks[i].numpy(), W, H)
+    req.width = req.height = 0
+    resp = session.call(req)
+    assert resp.success and resp.depth.width == 0 and resp.color.width == W
+    assert resp.stamp_rendered == ns_to_stamp(rec.window.end_ns)
+
+
+@pytest.mark.parametrize("mutate, reason", [
+    (lambda r: setattr(r, "stamp", ns_to_stamp(1_000_000_000)), "outside the reconstructed window"),
+    (lambda r: setattr(r.camera_pose.orientation, "w", 3.0), "not unit length"),
+    (lambda r: setattr(r.camera_pose.position, "x", float("nan")), "non-finite"),
+    (lambda r: setattr(r, "fx", 0.0), "fx, fy > 0"),
+    (lambda r: (setattr(r, "width", 5000), setattr(r, "height", 5000)), "max_render_pixels"),
+])
+def test_render_view_bad_requests(session, scene, mutate, reason):
+    session.wait_status(lambda s: s.reconstructions >= 1, 40.0, "a reconstruction")
+    before = session.node._renders_refused
+    req = request_for(scene, 0)
+    mutate(req)
+    resp = session.call(req)
+    assert not resp.success and reason in resp.message and resp.color.width == 0
+    assert session.node._renders_refused == before + 1
+    assert session.call(request_for(scene, 0)).success  # and the node still serves
+
+
+def test_flood_of_render_requests_is_refused_not_queued(session, scene):
+    session.wait_status(lambda s: s.reconstructions >= 1, 40.0, "a reconstruction")
+    req = request_for(scene, 0)
+    req.width, req.height, req.fx, req.fy, req.cx, req.cy = 320, 240, 250.0, 250.0, 159.5, 119.5
+    futures = [session.render.call_async(req) for _ in range(12)]
+    wait_for(lambda: all(f.done() for f in futures), 60.0, "12 responses")
+    results = [f.result() for f in futures]
+    busy = [r for r in results if not r.success]
+    assert any(r.success for r in results) and busy
+    assert all(r.message.startswith("busy") for r in busy)
+    assert session.call(request_for(scene, 0)).success
+
+
+def test_bad_input_is_rejected_with_reasons_and_good_input_still_works(session, scene):
+    st0 = session.wait_status(lambda s: s.views_received == FRAMES * CAMS and s.reconstructions >= 1, 40.0,
+                              "the good views")
+    cam = scene.camera_names[0]
+    info_pub, pose_pub, image_pub = session.publisher.pubs[cam]
+    later = int(scene.stamps_ns[-1]) + 10**9  # after every published view
+    k = FRAMES * CAMS  # index of an unpublished view of camera 0 (frame FRAMES)
+    good_info, good_pose, good_image = session.publisher.messages(k)
+
+    def rejected_with(reason, count):
+        s = session.wait_status(lambda s: s.views_rejected >= st0.views_rejected + count and reason in s.last_error,
+                                20.0, f"rejection {reason!r}")
+        return s
+
+    bad = numpy_to_image(np.zeros((H, W), np.float32), "32FC1", ns_to_stamp(later))
+    image_pub.publish(bad)
+    rejected_with("not a colour encoding", 1)
+
+    small = numpy_to_image(np.zeros((H // 2, W // 2, 3), np.uint8), "rgb8", ns_to_stamp(later))
+    image_pub.publish(small)
+    rejected_with(f"but camera_info says {W}x{H}", 2)
+
+    nan_pose = PoseStamped()
+    nan_pose.header.stamp, nan_pose.header.frame_id = ns_to_stamp(later), "world"
+    nan_pose.pose.orientation.w = float("nan")
+    pose_pub.publish(nan_pose)
+    rejected_with("non-finite", 3)
+
+    skew = PoseStamped()
+    skew.header.stamp, skew.header.frame_id = ns_to_stamp(later), "world"
+    skew.pose.orientation.w, skew.pose.orientation.x = 1.0, 0.5
+    pose_pub.publish(skew)
+    rejected_with("not unit length", 4)
+
+    old = numpy_to_image(np.zeros((H, W, 3), np.uint8), "rgb8", ns_to_stamp(int(scene.stamps_ns[0])))
+    image_pub.publish(old)
+    rejected_with("out of order", 5)
+
+    stray = session.client.create_publisher(type(good_image), f"/{EXTRA_CAM}/image_raw", 10)
+    wait_for(lambda: stray.get_subscription_count() > 0, 20.0, "the node's camx subscription")
+    stray.publish(numpy_to_image(np.zeros((H, W, 3), np.uint8), "rgb8", ns_to_stamp(later)))
+    rejected_with(f"no camera_info received yet on /{EXTRA_CAM}/camera_info", 6)
+
+    # later good input is still accepted and reconstructed
+    recon_before = session.status().reconstructions
+    for i in range(k, k + CAMS):
+        session.publisher.publish(i)
+    st = session.wait_status(lambda s: s.views_received == st0.views_received + CAMS
+                             and s.reconstructions > recon_before, 40.0, "the new frame reconstructed")
+    assert st.window_end == ns_to_stamp(int(scene.stamps_ns[k:k + CAMS].max()))
+    assert st.views_rejected == st0.views_rejected + 6
+
+
+def test_virtual_camera_published(session):
+    wait_for(lambda: len(session.virtual) == 3, 30.0, "the overview image, depth and camera_info")
+    img, depth, info = session.virtual["image"], session.virtual["depth"], session.virtual["camera_info"]
+    assert (img.width, img.height, img.encoding) == (40, 30, "rgb8")
+    assert (depth.width, depth.height, depth.encoding) == (40, 30, "32FC1")
+    assert (info.width, info.height) == (40, 30) and info.k[2] == pytest.approx(19.5)
+    assert img.header.stamp == info.header.stamp == depth.header.stamp
+    assert np.isfinite(image_to_numpy(depth)).all()
+
+
+def test_bad_parameters_refuse_to_start(session):
+    from rclpy.parameter import Parameter
+
+    from lrm4d_ros.ros.reconstruct_node import ReconstructNode
+    for name, value, reason in (("selection_policy", "random", "selection_policy"),
+                                ("camera_names", ["a", "a"], "unique"),
+                                ("checkpoint", "/nonexistent.safetensors", "checkpoint not found")):
+        with pytest.raises((ValueError, FileNotFoundError), match=reason):
+            ReconstructNode(context=session.context, parameter_overrides=[Parameter(name, value=value)])
+
+
+def test_service_and_inputs_do_not_wait_for_reconstruction(session, scene):
+    """While a (slowed) reconstruction runs, render_view still answers from the previous one."""
+    session.wait_status(lambda s: s.reconstructions >= 1, 40.0, "a reconstruction")
+    rec_obj = session.node.reconstructor
+    original = rec_obj.reconstruct
+    started, release = threading.Event(), threading.Event()
+
+    def slow(views, normalization=None):
+        started.set()
+        release.wait(20.0)
+        return original(views, normalization)
+
+    rec_obj.reconstruct = slow
+    try:
+        k = (FRAMES + 1) * CAMS
+        session.publisher.publish(k)  # a new view triggers a reconstruction
+        assert started.wait(20.0)
+        resp = session.call(request_for(scene, 0), timeout=10.0)
+        assert resp.success, resp.message
+    finally:
+        release.set()
+        rec_obj.reconstruct = original
