@@ -167,6 +167,31 @@ def test_gradcheck_float64():
     assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4)
 
 
+def test_gradcheck_blocks_cameras_and_stopping():
+    # Two opaque Gaussians stacked on the axis make central pixels stop (T would fall below 1e-4); tiny
+    # blocks send transmittance across block boundaries; two cameras share the Gaussians.
+    means, covars, opac, colors = _random_scene(6, 3, torch.float64)
+    means[2:, 2] += 1.0  # behind the pair below
+    means[:2] = torch.tensor([[0.5 / 18 * 1.8, 0.5 / 18 * 1.8, 1.8], [0.5 / 18 * 2.2, 0.5 / 18 * 2.2, 2.2]],
+                             dtype=torch.float64)  # both project onto the centre of pixel (7, 6) of camera 0
+    covars[:2] = torch.eye(3, dtype=torch.float64) * 0.003
+    opac[:2] = 1.0
+    K = torch.tensor([[18.0, 0, 6.5], [0, 18.0, 5.5], [0, 0, 1]], dtype=torch.float64).expand(2, 3, 3)
+    c2w = torch.eye(4, dtype=torch.float64).repeat(2, 1, 1)
+    c2w[1, :3, 3] = torch.tensor([0.1, -0.05, 0.0])
+    bg = torch.tensor([[0.2, 0.3, 0.4], [1.0, 1.0, 1.0]], dtype=torch.float64)
+    from lrm4d_ros.cameras import invert_pose
+
+    def fn(m, c, o, col):
+        return rasterize(m, c, o, col, invert_pose(c2w), K, 14, 12, bg, 0.01, 1e10, max_pairs=150)
+
+    out = fn(means, covars, opac, colors)
+    # First alpha clamps to 0.999; the second would leave T <= 1e-4, so it and all behind are skipped.
+    assert abs(out[1][0, 6, 7, 0].item() - 0.999) < 1e-9
+    inputs = tuple(t.clone().requires_grad_() for t in (means, covars, opac, colors))
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=True)
+
+
 def test_no_visible_gaussian_still_differentiable():
     means = torch.tensor([[0.0, 0.0, -2.0]], requires_grad=True)
     out = render(means, _iso(1, 0.05), torch.tensor([0.5]), torch.ones(1, 3), torch.eye(4)[None], _K()[None], W, H)

@@ -1,15 +1,16 @@
-"""Differentiable CPU rasterizer for 3D Gaussians in pure PyTorch (autograd), gsplat classic-mode semantics.
+"""Differentiable CPU rasterizer for 3D Gaussians in pure PyTorch, gsplat classic-mode semantics.
 
 Compositing rules are those of gsplat 1.5 `gsplat/cuda/csrc/RasterizeToPixels3DGSFwd.cu`:
 `alpha = min(0.999, o·exp(-σ))`, skip `σ < 0` or `alpha < 1/255`, front to back by camera z, and a pixel stops
 *before* the Gaussian that would bring its transmittance to ≤ 1e-4. Output alpha = Σ wᵢ = 1 − T_final.
 
 Work is proportional to the pixels each Gaussian can reach: every Gaussian enumerates the pixels of its
-opacity-aware box (gsplat's own radii, outside which alpha < 1/255, so nothing gsplat would blend is missed);
-the (pixel, Gaussian) pairs are sorted by pixel with depth order kept, and per-pixel transmittance is an
-exclusive segmented sum of log(1 − α) in float64. Gaussians are processed front to back in blocks of at most
-`max_pairs` pairs, carrying each pixel's transmittance, which bounds memory and lets finished pixels be skipped.
-This is the 16×16-tile scheme of gsplat with the tile shrunk to one pixel: same result, fewer evaluations.
+opacity-aware box (gsplat's own radii, outside which alpha < 1/255, so nothing gsplat would blend is missed),
+i.e. gsplat's 16×16-tile scheme with the tile shrunk to one pixel. Pairs below the alpha threshold are dropped,
+the rest sorted by pixel with depth order kept, and per-pixel transmittance is an exclusive segmented sum of
+log(1 − α) in float64. Gaussians go front to back in blocks of at most `max_pairs` pairs, carrying each pixel's
+transmittance: memory stays bounded and pixels already opaque are skipped. The blending has a hand-written
+backward (`_Blend`) that recomputes the pairs' alphas instead of storing autograd intermediates.
 """
 from __future__ import annotations
 
@@ -22,7 +23,10 @@ from .projection import ALPHA_THRESHOLD, project
 
 MAX_ALPHA = 0.999  # gsplat: min(0.999f, opac * __expf(-sigma))
 LOG_T_MIN = math.log(1e-4)  # gsplat: `if (next_T <= 1e-4f) done`
-DEFAULT_MAX_PAIRS = 1 << 22
+DEFAULT_MAX_PAIRS = 1 << 18  # small blocks let saturated pixels skip the Gaussians behind them
+_SPAN_MARGIN = 0.01  # px
+
+# Per-entry columns handed to _Blend. geo: mean x, mean y (px), conic a, b, c, opacity; feat: r, g, b, 1, depth
 
 
 def _pixel_boxes(means2d: Tensor, radii: Tensor, width: int, height: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -36,17 +40,153 @@ def _pixel_boxes(means2d: Tensor, radii: Tensor, width: int, height: int) -> tup
     return x0, x1, y0, y1
 
 
-def _block_pairs(start: int, stop: int, done_before: int, counts: Tensor, ends: Tensor, box_w: Tensor,
-                 x0: Tensor, y0: Tensor, cam_offset: Tensor, width: int) -> tuple[Tensor, Tensor]:
-    """Every (entry, pixel) pair of entries start..stop-1: entry index (P,) and flat pixel index (P,)."""
-    local = torch.repeat_interleave(torch.arange(start, stop, device=counts.device), counts[start:stop])
-    k = torch.arange(done_before, done_before + local.shape[0], device=counts.device)
-    k = k - (ends - counts).index_select(0, local)
-    bw = box_w.index_select(0, local)
-    row = k.div(bw, rounding_mode="floor")
-    pix = cam_offset.index_select(0, local) + (y0.index_select(0, local) + row) * width \
-        + x0.index_select(0, local) + (k - row * bw)
-    return local, pix
+class _Plan:
+    """Depth-sorted visible (camera, Gaussian) entries and the pixels each can reach, cut into blocks.
+
+    Pixels are enumerated per image row: in row y an entry covers the span where σ ≤ log(255·o) (the only
+    pixels where alpha can reach 1/255), intersected with gsplat's box. Spans are computed in float64 and
+    widened by `_SPAN_MARGIN` px; the exact per-pixel alpha test is done later, so the span need only contain
+    every pixel that passes it.
+    """
+
+    def __init__(self, means2d: Tensor, conics: Tensor, opacities: Tensor, x0: Tensor, x1: Tensor, y0: Tensor,
+                 y1: Tensor, cam: Tensor, width: int, height: int, n_cams: int, max_pairs: int):
+        self.width, self.height, self.n_pix = width, height, n_cams * width * height
+        M, device = means2d.shape[0], means2d.device
+        rows_per_entry = (y1 - y0 + 1).clamp(min=0)
+        self.row_entry = torch.repeat_interleave(torch.arange(M, device=device), rows_per_entry)
+        row_first = torch.cumsum(rows_per_entry, 0) - rows_per_entry
+        self.entry_rows = torch.cat([row_first, row_first.new_tensor([self.row_entry.shape[0]])])
+        e = self.row_entry
+        y = y0[e] + torch.arange(e.shape[0], device=device) - row_first[e]
+        m2d, con = means2d.double()[e], conics.double()[e]
+        dy = y.double() - m2d[:, 1]
+        a, b, c = con.unbind(-1)
+        sigma_max = torch.log(255.0 * opacities.double()[e].clamp(min=ALPHA_THRESHOLD))
+        disc = (b * dy) ** 2 - a * (c * dy * dy - 2.0 * sigma_max)
+        half = torch.sqrt(disc.clamp(min=0)) / a
+        centre = m2d[:, 0] - b * dy / a
+        xl = torch.maximum(torch.ceil(centre - half - _SPAN_MARGIN).long(), x0[e])
+        xr = torch.minimum(torch.floor(centre + half + _SPAN_MARGIN).long(), x1[e])
+        count = torch.where(disc >= 0, (xr - xl + 1).clamp(min=0), torch.zeros_like(xl))
+        self.row_end = torch.cumsum(count, 0)
+        self.row_count = count
+        # pix = (global pair number) + row_base[row]
+        self.row_base = cam[e] * (width * height) + y * width + xl - (self.row_end - count)
+        entry_pairs = torch.zeros(M, dtype=torch.long, device=device).index_add_(0, e, count)
+        entry_end = torch.cumsum(entry_pairs, 0)
+        self.blocks: list[tuple[int, int]] = []
+        start = 0
+        while start < M:
+            before = int(entry_end[start - 1]) if start > 0 else 0
+            stop = max(int(torch.searchsorted(entry_end, before + max_pairs, right=True)), start + 1)
+            self.blocks.append((start, stop))
+            start = stop
+
+    def pairs(self, block: int) -> tuple[Tensor, Tensor]:
+        """(entry index (P,), flat pixel index (P,)) of every reachable pixel of one block's entries."""
+        start, stop = self.blocks[block]
+        r0, r1 = int(self.entry_rows[start]), int(self.entry_rows[stop])
+        row = torch.repeat_interleave(torch.arange(r0, r1, device=self.row_end.device), self.row_count[r0:r1])
+        k0 = int(self.row_end[r0 - 1]) if r0 > 0 else 0
+        pix = torch.arange(k0, k0 + row.shape[0], device=row.device) + self.row_base.index_select(0, row)
+        return self.row_entry.index_select(0, row), pix
+
+
+def _pair_alpha(geo: Tensor, local: Tensor, pix: Tensor, width: int, height: int):
+    """Per pair: offsets dx, dy (px), conic, opacity, unclamped o·exp(−σ), σ."""
+    g = geo.index_select(0, local)
+    in_image = pix % (width * height)
+    dx = (in_image % width).to(geo.dtype) - g[:, 0]
+    dy = (in_image // width).to(geo.dtype) - g[:, 1]
+    ca, cb, cc, opac = g[:, 2], g[:, 3], g[:, 4], g[:, 5]
+    sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+    return dx, dy, ca, cb, cc, opac, opac * torch.exp(-sigma), sigma
+
+
+def _segments(pix: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """For pairs sorted by pixel: segment id of each pair, first and last pair index of each segment."""
+    is_first = torch.ones_like(pix, dtype=torch.bool)
+    is_first[1:] = pix[1:] != pix[:-1]
+    segment = torch.cumsum(is_first, 0) - 1
+    first = torch.nonzero(is_first).squeeze(1)
+    last = torch.cat([first[1:] - 1, first.new_tensor([pix.shape[0] - 1])]) if first.numel() else first
+    return segment, first, last
+
+
+def _transmittance(alpha: Tensor, pix: Tensor, segment: Tensor, first: Tensor, carry: Tensor):
+    """Exclusive per-pixel log-transmittance before each pair (float64), log(1−α), and the blend mask."""
+    lt = torch.log1p(-alpha.to(torch.float64))
+    excl = torch.cumsum(lt, 0) - lt
+    excl = excl - excl.index_select(0, first).index_select(0, segment) + carry.index_select(0, pix)
+    included = (excl + lt) > LOG_T_MIN
+    return excl, lt, included
+
+
+class _Blend(torch.autograd.Function):
+    """geo (M,6), feat (M,5) per depth-sorted entry -> per-pixel sums (n_pix,5) of w·feat, feat = [r,g,b,1,z]."""
+
+    @staticmethod
+    def forward(ctx, geo: Tensor, feat: Tensor, plan: _Plan):
+        out = geo.new_zeros(plan.n_pix, feat.shape[1])
+        carry = torch.zeros(plan.n_pix, dtype=torch.float64, device=geo.device)
+        saved = []
+        for b in range(len(plan.blocks)):
+            local, pix = plan.pairs(b)
+            if b > 0:  # pixels already opaque take nothing more
+                live = torch.nonzero(carry.index_select(0, pix) > LOG_T_MIN).squeeze(1)
+                local, pix = local.index_select(0, live), pix.index_select(0, live)
+            *_, raw, sigma = _pair_alpha(geo, local, pix, plan.width, plan.height)
+            alpha = raw.clamp(max=MAX_ALPHA)
+            keep = torch.nonzero((sigma >= 0) & (alpha >= ALPHA_THRESHOLD)).squeeze(1)
+            pix, order = torch.sort(pix.index_select(0, keep), stable=True)
+            keep = keep.index_select(0, order)
+            local, alpha = local.index_select(0, keep), alpha.index_select(0, keep)
+            segment, first, _ = _segments(pix)
+            saved.append((local, pix, carry))
+            excl, lt, included = _transmittance(alpha, pix, segment, first, carry)
+            w = torch.where(included, alpha * torch.exp(excl).to(alpha.dtype), torch.zeros_like(alpha))
+            out.index_add_(0, pix, w[:, None] * feat.index_select(0, local))
+            if b + 1 < len(plan.blocks):
+                carry = carry.index_add(0, pix, lt)
+        ctx.plan, ctx.saved_blocks = plan, saved
+        ctx.save_for_backward(geo, feat)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        geo, feat = ctx.saved_tensors
+        plan = ctx.plan
+        grad_geo = torch.zeros_like(geo)
+        grad_feat = torch.zeros_like(feat)
+        # Per pixel, Σ over later blocks of q_j = (∂L/∂out · feat_j) w_j: what the factor (1 − α) of an
+        # earlier pair scales.
+        later = torch.zeros(plan.n_pix, dtype=torch.float64, device=geo.device)
+        for local, pix, carry in reversed(ctx.saved_blocks):
+            dx, dy, ca, cb, cc, _, raw, sigma = _pair_alpha(geo, local, pix, plan.width, plan.height)
+            alpha = raw.clamp(max=MAX_ALPHA)
+            segment, first, last = _segments(pix)
+            excl, _, included = _transmittance(alpha, pix, segment, first, carry)
+            T = torch.where(included, torch.exp(excl).to(alpha.dtype), torch.zeros_like(alpha))
+            w = alpha * T
+            G = grad_out.index_select(0, pix)
+            gf = (G * feat.index_select(0, local)).sum(1)
+            q = (gf * w).to(torch.float64)
+            cq = torch.cumsum(q, 0)
+            after = cq.index_select(0, last).index_select(0, segment) - cq + later.index_select(0, pix)
+            d_alpha = gf * T - torch.where(included, after / (1.0 - alpha.to(torch.float64)),
+                                           torch.zeros_like(after)).to(alpha.dtype)
+            d_raw = torch.where(raw < MAX_ALPHA, d_alpha, torch.zeros_like(d_alpha))
+            d_sigma = -d_raw * raw
+            pair_geo = torch.stack([
+                -d_sigma * (ca * dx + cb * dy), -d_sigma * (cc * dy + cb * dx),
+                0.5 * d_sigma * dx * dx, d_sigma * dx * dy, 0.5 * d_sigma * dy * dy,
+                d_raw * torch.exp(-sigma)], dim=1)
+            grad_geo.index_add_(0, local, pair_geo)
+            grad_feat.index_add_(0, local, w[:, None] * G)
+            later = later.index_add(0, pix, q)
+        return grad_geo, grad_feat, None
 
 
 def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, viewmats: Tensor, Ks: Tensor,
@@ -58,86 +198,29 @@ def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, 
     ROS convention, backgrounds (C,3) -> colors (C,H,W,3), alphas (C,H,W,1), expected z-depths (C,H,W,1).
     """
     C, N = viewmats.shape[0], means.shape[0]
-    HW = height * width
-    dtype, device = means.dtype, means.device
     proj = project(means, covars, opacities, viewmats, Ks, width, height, near, far)
 
     with torch.no_grad():
         x0, x1, y0, y1 = _pixel_boxes(proj.means2d, proj.radii, width, height)
-        box_w = (x1 - x0 + 1).clamp(min=0)
-        counts = box_w * (y1 - y0 + 1).clamp(min=0)
+        counts = (x1 - x0 + 1).clamp(min=0) * (y1 - y0 + 1).clamp(min=0)
         counts = torch.where((proj.radii > 0).any(-1), counts, torch.zeros_like(counts)).reshape(-1)
         entries = torch.nonzero(counts > 0).squeeze(1)  # flattened camera * N + gaussian
         entries = entries[torch.argsort(proj.depths.detach().reshape(-1)[entries], stable=True)]
-        counts, box_w = counts[entries], box_w.reshape(-1)[entries]
-        x0, y0 = x0.reshape(-1)[entries], y0.reshape(-1)[entries]
-        cam_offset = (entries // N) * HW
-        ends = torch.cumsum(counts, 0)
+        cam = entries // N
+        plan = _Plan(proj.means2d.detach().reshape(-1, 2)[entries], proj.conics.detach().reshape(-1, 3)[entries],
+                     opacities.detach()[entries % N], x0.reshape(-1)[entries], x1.reshape(-1)[entries],
+                     y0.reshape(-1)[entries], y1.reshape(-1)[entries], cam, width, height, C, max_pairs)
 
     gauss = entries % N
-    # One contiguous 1D array per per-entry quantity: index_select on 1D tensors is the fast gather path.
-    e_mx, e_my = proj.means2d.reshape(-1, 2).index_select(0, entries).unbind(-1)
-    e_ca, e_cb, e_cc = proj.conics.reshape(-1, 3).index_select(0, entries).unbind(-1)
-    e_depths = proj.depths.reshape(-1).index_select(0, entries)
-    e_opac = opacities.index_select(0, gauss)
-    e_colors = colors.index_select(0, gauss)
-    e_mx, e_my, e_ca, e_cb, e_cc = (t.contiguous() for t in (e_mx, e_my, e_ca, e_cb, e_cc))
+    geo = torch.cat([proj.means2d.reshape(-1, 2)[entries], proj.conics.reshape(-1, 3)[entries],
+                     opacities[gauss, None]], dim=1)
+    depths = proj.depths.reshape(-1)[entries, None]
+    feat = torch.cat([colors[gauss], torch.ones_like(depths), depths], dim=1)
+    sums = _Blend.apply(geo, feat, plan)  # (C*H*W, 5)
 
-    acc_rgb = torch.zeros(C * HW, 3, dtype=dtype, device=device)
-    acc_w = torch.zeros(C * HW, dtype=dtype, device=device)
-    acc_z = torch.zeros(C * HW, dtype=dtype, device=device)
-    log_t = torch.zeros(C * HW, dtype=torch.float64, device=device)  # Σ log(1-α) of earlier blocks
-
-    start, M = 0, entries.shape[0]
-    while True:
-        done_before = int(ends[start - 1]) if start > 0 else 0
-        if start < M:
-            stop = int(torch.searchsorted(ends, done_before + max_pairs, right=True))
-            stop = max(stop, start + 1)
-        else:
-            stop = start  # still run once on no pairs, so the outputs stay attached to the inputs
-        with torch.no_grad():
-            local, pix = _block_pairs(start, stop, done_before, counts, ends, box_w, x0, y0, cam_offset, width)
-            if start > 0:  # pixels already opaque take nothing more
-                live = log_t.index_select(0, pix) > LOG_T_MIN
-                local, pix = local[live], pix[live]
-            pix, order = torch.sort(pix, stable=True)
-            local = local.index_select(0, order)
-            in_image = pix % HW
-            px = (in_image % width).to(dtype)
-            py = (in_image // width).to(dtype)
-            is_start = torch.ones_like(pix, dtype=torch.bool)
-            is_start[1:] = pix[1:] != pix[:-1]
-            segment = torch.cumsum(is_start, 0) - 1
-            seg_first = torch.nonzero(is_start).squeeze(1)
-
-        def g(t: Tensor) -> Tensor:
-            return t.index_select(0, local)
-
-        dx = px - g(e_mx)
-        dy = py - g(e_my)
-        sigma = 0.5 * (g(e_ca) * dx * dx + g(e_cc) * dy * dy) + g(e_cb) * dx * dy
-        alpha = (g(e_opac) * torch.exp(-sigma)).clamp(max=MAX_ALPHA)
-        valid = (sigma.detach() >= 0) & (alpha.detach() >= ALPHA_THRESHOLD)
-        alpha = torch.where(valid, alpha, torch.zeros_like(alpha))
-        lt = torch.log1p(-alpha.to(torch.float64))
-        exclusive = torch.cumsum(lt, 0) - lt
-        exclusive = exclusive - exclusive.index_select(0, seg_first).index_select(0, segment)
-        if start > 0:
-            exclusive = exclusive + log_t.index_select(0, pix)
-        included = valid & ((exclusive + lt).detach() > LOG_T_MIN)
-        w = torch.where(included, alpha * torch.exp(exclusive).to(dtype), torch.zeros_like(alpha))
-
-        acc_rgb = acc_rgb.index_add(0, pix, w[:, None] * g(e_colors))
-        acc_w = acc_w.index_add(0, pix, w)
-        acc_z = acc_z.index_add(0, pix, w * g(e_depths))
-        if stop >= M:
-            break
-        log_t = log_t.index_add(0, pix, lt)
-        start = stop
-
-    pixel_bg = backgrounds.to(dtype).repeat_interleave(HW, dim=0)  # (C*HW,3)
-    out_rgb = acc_rgb + (1.0 - acc_w)[:, None] * pixel_bg
+    rgb, acc_w, acc_z = sums[:, :3], sums[:, 3], sums[:, 4]
+    pixel_bg = backgrounds.to(means.dtype).repeat_interleave(height * width, dim=0)  # (C*H*W,3)
+    out_rgb = rgb + (1.0 - acc_w)[:, None] * pixel_bg
     out_z = acc_z / acc_w.clamp(min=1e-10)  # gsplat "ED": expected depth, 0 where nothing was blended
     return (out_rgb.reshape(C, height, width, 3), acc_w.reshape(C, height, width, 1),
             out_z.reshape(C, height, width, 1))
