@@ -10,6 +10,7 @@ camera, then a row of frame-0 z-depth). Needs `pip install "mujoco==3.17.0" dm-c
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,7 @@ def main(argv=None) -> int:
     ap.add_argument("--jitter-ms", type=float, default=10.0, help="per-camera capture jitter, uniform [0, J) ms")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sheets-only", action="store_true", help="write the contact sheets but no bags")
+    ap.add_argument("--force", action="store_true", help="replace bags that already exist in --out")
     args = ap.parse_args(argv)
 
     scenes = [s.strip() for s in args.scenes.split(",") if s.strip()]
@@ -67,7 +69,12 @@ def main(argv=None) -> int:
         sheet = args.out / f"{name}.png"
         cv2.imwrite(str(sheet), contact_sheet(views, args.frames, args.cameras)[..., ::-1])
         if write_bag is not None:
-            write_bag(views, args.out / name)
+            bag = args.out / name
+            if bag.exists() and args.force:
+                shutil.rmtree(bag)
+            elif bag.exists():
+                raise SystemExit(f"{bag} exists (use --force to replace it)")
+            write_bag(views, bag)
         span_ms = (views.stamps_ns.max() - views.stamps_ns.min()).item() / 1e6
         print(f"{name}: {len(views)} views {views.height}x{views.width}, coverage {views.alphas.mean():.3f}, "
               f"depth {views.depths[views.depths > 0].min():.2f}-{views.depths.max():.2f} m, "

@@ -143,10 +143,12 @@ def bounding_sphere(physics, states) -> tuple[np.ndarray, float]:
 
 def free_camera_pose(scene) -> np.ndarray:
     """Camera-to-world (4,4) optical frame of a rendered free camera: averaged stereo eyes, [right, -up, fwd]."""
-    pos = np.mean([c.pos for c in scene.camera], axis=0)
-    fwd = np.mean([c.forward for c in scene.camera], axis=0)
-    up = np.mean([c.up for c in scene.camera], axis=0)
-    fwd, up = fwd / np.linalg.norm(fwd), up / np.linalg.norm(up)
+    pos, fwd, up = (np.mean([getattr(c, a) for c in scene.camera], axis=0, dtype=np.float64)
+                    for a in ("pos", "forward", "up"))
+    # MuJoCo keeps these in float32: re-orthonormalise so the published pose is a rotation to float64 precision.
+    fwd = fwd / np.linalg.norm(fwd)
+    up = up - (up @ fwd) * fwd
+    up = up / np.linalg.norm(up)
     T = np.eye(4)
     T[:3, 0], T[:3, 1], T[:3, 2], T[:3, 3] = np.cross(fwd, up), -up, fwd, pos
     return T
