@@ -52,6 +52,8 @@ setup(
         "ros": ROS_RUNTIME,
         "ros-build": ROS_RUNTIME + ROS_BUILD,
         "test": ["pytest"],
+        # Evaluation scenes from real third-party robot models (also: apt-get install libosmesa6).
+        "mujoco": ["mujoco==3.17.0", "dm-control==1.0.50"],
     },
     entry_points={"console_scripts": ["lrm4d = lrm4d_ros.cli:main"]},
 )
