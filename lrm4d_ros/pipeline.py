@@ -350,7 +350,8 @@ def video_cameras(views: ViewSet, window_views: ViewSet, recon, camera: str | No
     cam = views.camera_names.index(camera)
     pick = window_views.select(window_views.camera_ids == cam)
     if len(pick) == 0:
-        raise ValueError(f"camera {camera!r} has no view in the window starting at {recon.window.start_ns} ns")
+        raise ValueError(f"camera {camera!r} has no view in the window starting at "
+                         f"{int(window_views.stamps_ns.min())} ns")
     order = torch.argsort(pick.stamps_ns)
     return pick.camtoworlds[order], pick.Ks[order], pick.stamps_ns[order]
 

@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
 
 from ..gaussians import Gaussians3D
+from .messages import TYPESTORE, Image, camera_info_msg, header_msg, image_msg, matrix_to_quat, serialize
 
-TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 _T = TYPESTORE.types
 GAUSSIAN_FIELDS = ("x", "y", "z", "rgb", "opacity", "scale_0", "scale_1", "scale_2",
                    "rot_0", "rot_1", "rot_2", "rot_3")
@@ -54,11 +53,6 @@ def gaussian_points(g: Gaussians3D) -> np.ndarray:
     return pts
 
 
-def _header(stamp_ns: int, frame_id: str):
-    stamp = _T["builtin_interfaces/msg/Time"](sec=int(stamp_ns) // 10**9, nanosec=int(stamp_ns) % 10**9)
-    return _T["std_msgs/msg/Header"](stamp=stamp, frame_id=frame_id)
-
-
 def pointcloud2_msg(g: Gaussians3D, stamp_ns: int, frame_id: str = "world"):
     """A rosbags sensor_msgs/PointCloud2 (unorganised, height 1) of the Gaussians, layout GAUSSIAN_FIELDS."""
     PointField = _T["sensor_msgs/msg/PointField"]
@@ -66,48 +60,33 @@ def pointcloud2_msg(g: Gaussians3D, stamp_ns: int, frame_id: str = "world"):
     fields = [PointField(name=n, offset=GAUSSIAN_DTYPE.fields[n][1], datatype=PointField.FLOAT32, count=1)
               for n in GAUSSIAN_FIELDS]
     return _T["sensor_msgs/msg/PointCloud2"](
-        header=_header(stamp_ns, frame_id), height=1, width=len(pts), fields=fields, is_bigendian=False,
+        header=header_msg(stamp_ns, frame_id), height=1, width=len(pts), fields=fields, is_bigendian=False,
         point_step=GAUSSIAN_DTYPE.itemsize, row_step=GAUSSIAN_DTYPE.itemsize * len(pts),
         data=pts.view(np.uint8).reshape(-1), is_dense=bool(np.isfinite(pts.view(np.float32)).all()))
 
 
-def image_msg(image, stamp_ns: int, frame_id: str):
-    """(H,W,3) float RGB in [0,1] -> rgb8 Image; (H,W) float -> 32FC1 Image (e.g. depth in metres)."""
-    a = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    if a.ndim == 3 and a.shape[-1] == 3:
-        data, encoding, step = (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8), "rgb8", 3 * a.shape[1]
-    elif a.ndim == 2:
-        data, encoding, step = a.astype("<f4"), "32FC1", 4 * a.shape[1]
-    else:
-        raise ValueError(f"image_msg takes (H,W,3) colour or (H,W) float images, got shape {a.shape}")
-    return _T["sensor_msgs/msg/Image"](header=_header(stamp_ns, frame_id), height=a.shape[0], width=a.shape[1],
-                                       encoding=encoding, is_bigendian=0, step=step,
-                                       data=np.ascontiguousarray(data).view(np.uint8).reshape(-1))
+def _numpy(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-def camera_info_msg(K, width: int, height: int, stamp_ns: int, frame_id: str):
-    """Pinhole CameraInfo (no distortion) from K (3,3) in the ROS convention."""
-    K = np.asarray(K.cpu() if isinstance(K, torch.Tensor) else K, dtype=np.float64).reshape(3, 3)
-    P = np.zeros((3, 4))
-    P[:, :3] = K
-    return _T["sensor_msgs/msg/CameraInfo"](
-        header=_header(stamp_ns, frame_id), height=int(height), width=int(width), distortion_model="plumb_bob",
-        d=np.zeros(5), k=K.reshape(-1), r=np.eye(3).reshape(-1), p=P.reshape(-1), binning_x=0, binning_y=0,
-        roi=_T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+def depth_msg(depth, stamp_ns: int, frame_id: str):
+    """(H,W) float depth in metres -> 32FC1 Image (0 where nothing was rendered)."""
+    a = np.ascontiguousarray(_numpy(depth), dtype="<f4")
+    if a.ndim != 2:
+        raise ValueError(f"depth must be (H,W), got shape {a.shape}")
+    return Image(header=header_msg(stamp_ns, frame_id), height=a.shape[0], width=a.shape[1], encoding="32FC1",
+                 is_bigendian=0, step=4 * a.shape[1], data=a.view(np.uint8).reshape(-1))
 
 
 def transform_msg(camtoworld, stamp_ns: int, parent: str, child: str):
     """TransformStamped parent -> child from a camera-to-world (4,4) pose."""
-    from ..gaussians import rotmat_to_quat
-
-    T = torch.as_tensor(camtoworld, dtype=torch.float64).cpu().reshape(4, 4)
-    w, x, y, z = rotmat_to_quat(T[None, :3, :3])[0].tolist()
-    t = T[:3, 3].tolist()
+    T = _numpy(camtoworld).astype(np.float64).reshape(4, 4)
+    w, x, y, z = matrix_to_quat(T[:3, :3])
     return _T["geometry_msgs/msg/TransformStamped"](
-        header=_header(stamp_ns, parent), child_frame_id=child,
+        header=header_msg(stamp_ns, parent), child_frame_id=child,
         transform=_T["geometry_msgs/msg/Transform"](
-            translation=_T["geometry_msgs/msg/Vector3"](x=t[0], y=t[1], z=t[2]),
-            rotation=_T["geometry_msgs/msg/Quaternion"](x=x, y=y, z=z, w=w)))
+            translation=_T["geometry_msgs/msg/Vector3"](x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
+            rotation=_T["geometry_msgs/msg/Quaternion"](x=float(x), y=float(y), z=float(z), w=float(w))))
 
 
 class OutputBag:
@@ -144,18 +123,19 @@ class OutputBag:
         if conn is None:
             conn = self._writer.add_connection(topic, msg.__msgtype__, typestore=TYPESTORE)
             self._connections[topic] = conn
-        self._writer.write(conn, int(stamp_ns), TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
+        self._writer.write(conn, int(stamp_ns), serialize(msg))
         self.counts[topic] = self.counts.get(topic, 0) + 1
 
     def write_view(self, prefix: str, color, depth, K, camtoworld, stamp_ns: int) -> None:
         """One rendered camera: `<prefix>/image` rgb8, `<prefix>/depth` 32FC1 metres, `<prefix>/camera_info`,
         and its pose on /tf (world -> `<name>_optical_frame`, name = last part of the prefix)."""
         frame = f"{prefix.rstrip('/').rsplit('/', 1)[-1]}_optical_frame"
+        color = _numpy(color)
         H, W = color.shape[:2]
         self.write(f"{prefix}/image", image_msg(color, stamp_ns, frame), stamp_ns)
         if depth is not None:
-            self.write(f"{prefix}/depth", image_msg(depth, stamp_ns, frame), stamp_ns)
-        self.write(f"{prefix}/camera_info", camera_info_msg(K, W, H, stamp_ns, frame), stamp_ns)
+            self.write(f"{prefix}/depth", depth_msg(depth, stamp_ns, frame), stamp_ns)
+        self.write(f"{prefix}/camera_info", camera_info_msg(_numpy(K), W, H, stamp_ns, frame), stamp_ns)
         tf = _T["tf2_msgs/msg/TFMessage"](transforms=[transform_msg(camtoworld, stamp_ns, self.world_frame, frame)])
         self.write("/tf", tf, stamp_ns)
 
