@@ -155,7 +155,7 @@ def _sample_motion(g, P: int, kinds: list[str], params: list[float], kind: str, 
         L = min(P, int(torch.randint(2, 5, (1,), generator=g)))
         # Links are elongated along their link-frame z; each child hangs from its parent's tip.
         half_len = _u(g, 0.15, 0.3, L) * radius
-        width = half_len * _u(g, 0.2, 0.45, L)
+        width = half_len * _u(g, 0.3, 0.6, L)
         for i in range(L):
             m.scale0[i] = torch.stack([width[i], width[i], half_len[i]]) / fit[i]
             m.R_shape[i] = torch.eye(3, dtype=torch.float64)
@@ -221,7 +221,7 @@ def sample_scene(seed: int, config: SceneConfig | None = None) -> Scene:
         torch.rand(3, generator=g).float()
     light = torch.nn.functional.normalize(torch.tensor([_u(g, -0.5, 0.5, 1)[0], _u(g, -0.5, 0.5, 1)[0], 1.0]),
                                           dim=0).float()
-    ground = random_texture(g, ("checkers", "noise", "solid")) if has_ground else None
+    ground = random_texture(g, ("checkers", "noise")) if has_ground else None
     backdrop = random_texture(g, ("stripes", "noise", "solid")) if has_backdrop else None
     cam_reach = float((rig.distance + rig.targets.norm(dim=-1)).max())
     return Scene(kinds=kinds, params=params, textures=textures, motion=motion, rig=rig, stamps_ns=stamps,
