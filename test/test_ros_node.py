@@ -20,7 +20,7 @@ from geometry_msgs.msg import PoseStamped  # noqa: E402
 
 from lrm4d_ros.checkpoint import save_model  # noqa: E402
 from lrm4d_ros.data.generator import SceneConfig, generate  # noqa: E402
-from lrm4d_ros.io.output_bag import unpack_rgb  # noqa: E402
+from lrm4d_ros.io.output_bag import pack_rgb, unpack_rgb  # noqa: E402
 from lrm4d_ros.model import LRM4D, LRM4DConfig  # noqa: E402
 from lrm4d_ros.ros.conversions import (K_to_camera_info, image_to_numpy, matrix_to_pose, ns_to_stamp,  # noqa: E402
                                        numpy_to_image, pointcloud2_to_array)
@@ -95,8 +95,8 @@ def test_gaussians_and_status_published(session, scene):
     rec = session.node._latest[0]
     g = rec.slice(rec.window.end_ns)
     np.testing.assert_allclose(np.stack([pts["x"], pts["y"], pts["z"]], 1), g.means.numpy(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(unpack_rgb(pts["rgb"]),
-                                  np.clip(np.rint(g.colors.numpy() * 255), 0, 255).astype(np.uint8))
+    np.testing.assert_array_equal(unpack_rgb(pts["rgb"]), unpack_rgb(pack_rgb(g.colors.numpy())))
+    np.testing.assert_allclose(unpack_rgb(pts["rgb"]) / 255.0, g.colors.numpy(), atol=0.5 / 255 + 1e-6)
     quat_norm = np.linalg.norm(np.stack([pts[f"rot_{i}"] for i in range(4)], 1), axis=1)
     np.testing.assert_allclose(quat_norm, 1.0, atol=1e-5)
     assert ((pts["opacity"] >= 0) & (pts["opacity"] <= 1)).all()

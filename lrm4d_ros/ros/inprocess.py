@@ -97,8 +97,9 @@ class InProcessSession:
         return future.result()
 
     def close(self) -> None:
-        self.executor.shutdown(timeout_sec=5.0)
+        # Stop spinning before destroying nodes, so no callback runs on a destroyed entity.
+        self.executor.shutdown(timeout_sec=10.0)
+        self.thread.join(timeout=10.0)
         self.node.destroy_node()
         self.client.destroy_node()
         rclpy.try_shutdown(context=self.context)
-        self.thread.join(timeout=5.0)

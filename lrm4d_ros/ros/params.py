@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.parameter import Parameter
+from rcl_interfaces.msg import ParameterDescriptor
 
 from ..cameras import fov_to_K
 from ..window import POLICIES, RejectedInput, pose_matrix
@@ -82,8 +82,13 @@ class NodeConfig:
 
 
 def _string_list(node: Node, name: str, default: list[str]) -> list[str]:
-    value = node.declare_parameter(name, Parameter.Type.STRING_ARRAY).value
-    return list(default if value is None else value)
+    # Dynamically typed: an empty list ([] in YAML or a launch file) arrives typed as a byte array.
+    value = node.declare_parameter(name, None, ParameterDescriptor(dynamic_typing=True)).value
+    if value is None:
+        return list(default)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(x, str) for x in value):
+        raise ValueError(f"parameter {name} must be a list of strings, got {value!r}")
+    return list(value)
 
 
 def declare_and_load(node: Node) -> NodeConfig:

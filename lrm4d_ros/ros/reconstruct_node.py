@@ -136,7 +136,7 @@ class ReconstructNode(Node):
                               callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(
             f"reconstructing {[c.name for c in cfg.cameras]} on {self.reconstructor.device} at "
-            f"{cfg.reconstruction_rate_hz} Hz; render service {self.render_srv.srv_name}")
+            f"{cfg.reconstruction_rate_hz} Hz; render service {self.resolve_service_name(cfg.render_service)}")
 
     # -- inputs ------------------------------------------------------------------------------------------
     def _reject(self, reason: str, counted: bool = False) -> None:
