@@ -23,28 +23,24 @@ EPS = 1e-4  # minimum ray parameter (metres): ignore hits behind or at the camer
 INF = float("inf")
 
 
-def bound_radius(kind: str, param: float, scale: Tensor) -> Tensor:
-    """Radius (...) of a sphere about the object origin enclosing the shape scaled by semi-axes `scale` (...,3)."""
-    sxy, sz = scale[..., :2].max(-1).values, scale[..., 2]
-    if kind == "sphere":
-        return scale.max(-1).values
-    if kind == "box":
-        return scale.norm(dim=-1)
-    if kind in ("cylinder", "cone"):
-        return torch.sqrt(sxy ** 2 + sz ** 2)
+def local_extent(kind: str, param: float) -> Tensor:
+    """(3,) half-extents of the unit shape's axis-aligned bounding box in object space."""
+    if kind in ("sphere", "box", "cylinder", "cone"):
+        return torch.ones(3)
     if kind == "capsule":
-        return torch.sqrt(sxy ** 2 + (sz * (1.0 + param)) ** 2)
+        return torch.tensor([1.0, 1.0, 1.0 + param])
     if kind == "torus":
-        return torch.sqrt((sxy * (1.0 + param)) ** 2 + (sz * param) ** 2)
+        return torch.tensor([1.0 + param, 1.0 + param, param])
     raise ValueError(f"unknown primitive kind {kind!r}; expected one of {KINDS}")
 
 
 def _nearest_valid(*cands: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
     """Among (t, normal) candidates (t = inf where invalid) keep the smallest t per ray."""
-    ts = torch.stack([c[0] for c in cands])  # (n,K)
-    t, which = ts.min(0)
-    ns = torch.stack([c[1] for c in cands])  # (n,K,3)
-    n = ns.gather(0, which[None, :, None].expand(1, -1, 3))[0]
+    t, n = cands[0]
+    for t2, n2 in cands[1:]:
+        closer = t2 < t
+        t = torch.where(closer, t2, t)
+        n = torch.where(closer[:, None], n2, n)
     return t, n
 
 

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from ..views import ViewSet
-from .primitives import INTERSECT, bound_radius
+from .primitives import INTERSECT, local_extent
 from .textures import lambert
 
 
@@ -20,52 +20,61 @@ def _window_fraction(scene, stamps_ns: Tensor) -> Tensor:
     return (stamps_ns.to(torch.int64).cpu() - scene.start_ns).to(torch.float64) / scene.duration_ns
 
 
+# The 8 corners of [-1,1]³.
+_CORNERS = torch.tensor([[x, y, z] for x in (-1.0, 1.0) for y in (-1.0, 1.0) for z in (-1.0, 1.0)])
+
+
 class _Rays:
-    """Per-pixel rays of V views, built lazily for the pixels that need them. A ray is o + t·R·(x, y, 1) with
-    (x, y) = K⁻¹-normalised pixel coordinates, so its parameter t *is* the z-depth."""
+    """Per-pixel rays of V views, built only for the pixels that need them. The ray through pixel (u, v) is
+    o + t·P·(u, v, 1) with P = R·K⁻¹, whose third camera coordinate is 1: its parameter t *is* the z-depth."""
 
     def __init__(self, Ks: Tensor, c2w: Tensor, height: int, width: int):
         self.H, self.W = height, width
-        self.fx, self.fy = Ks[:, 0, 0], Ks[:, 1, 1]
-        self.cx, self.cy = Ks[:, 0, 2], Ks[:, 1, 2]
+        self.K = Ks
         self.rot = c2w[:, :3, :3]
         self.origins = c2w[:, :3, 3]
-        dev, dt = c2w.device, c2w.dtype
-        self.u = torch.arange(width, device=dev, dtype=dt)
-        self.v = torch.arange(height, device=dev, dtype=dt)
-        self.intr = torch.stack([self.fx, self.fy, self.cx, self.cy], -1)  # (V,4)
-        vv, uu = torch.meshgrid(self.v, self.u, indexing="ij")
-        self.pix = torch.stack([uu.reshape(-1), vv.reshape(-1)], -1)  # (HW,2)
+        self.P = self.rot @ torch.linalg.inv(Ks)  # (V,3,3) pixel (u, v, 1) -> world direction
 
-    def camera_dirs(self, idx: Tensor) -> tuple[Tensor, Tensor]:
-        """Flat ray indices (K,) into V·H·W -> view index (K,), camera-frame directions (x, y, 1) (K,3)."""
-        HW = self.H * self.W
-        vi = torch.div(idx, HW, rounding_mode="floor")
-        uv = self.pix.index_select(0, idx - vi * HW)
-        k = self.intr.index_select(0, vi)
-        xy = (uv - k[:, 2:]) / k[:, :2]
-        return vi, torch.cat([xy, torch.ones_like(xy[:, :1])], -1)
+    def _grid(self, vi: Tensor, i: Tensor, j: Tensor, v0: Tensor, u0: Tensor):
+        v, u = v0.index_select(0, vi) + i, u0.index_select(0, vi) + j
+        idx = (vi * self.H + v) * self.W + u
+        return idx, vi, torch.stack([u, v, torch.ones_like(u)], -1).to(self.P.dtype)
 
-    def covered(self, centres: Tensor, radius: Tensor) -> Tensor:
-        """Flat indices of the pixels whose rays may meet spheres at world `centres` (V,3) of radii (V,): the
-        conservative image rectangle of each view's sphere (the whole image when it reaches the camera plane)."""
-        pc = ((centres - self.origins)[:, None, :] @ self.rot)[:, 0]  # camera coordinates (V,3)
-        x, y, z = pc.unbind(-1)
-        behind = z + radius <= 0
-        straddle = z - radius <= 1e-6
-        zn, zf = (z - radius).clamp_min(1e-6), z + radius
+    def all(self):
+        """(flat ray indices (N,), view indices (N,), homogeneous pixels (N,3)) of every pixel of every view."""
+        V = self.P.shape[0]
+        nz = torch.ones(V, self.H, self.W, dtype=torch.bool, device=self.P.device).nonzero()
+        zero = torch.zeros(V, dtype=torch.int64, device=self.P.device)
+        return self._grid(nz[:, 0], nz[:, 1], nz[:, 2], zero, zero)
 
-        def span(c, f, pp):
-            hi = torch.where(c + radius > 0, (c + radius) / zn, (c + radius) / zf)
-            lo = torch.where(c - radius < 0, (c - radius) / zn, (c - radius) / zf)
-            return f * lo + pp, f * hi + pp
+    def covered(self, corners: Tensor):
+        """(flat ray indices, view indices, homogeneous pixels (K,3)) of the pixels whose rays may meet the convex
+        hull of world `corners` (V,8,3) in each view: the image rectangle of the projected corners, grown by a
+        pixel (the whole image when the corners reach the camera plane)."""
+        pc = (corners - self.origins[:, None, :]) @ self.rot  # camera coordinates (V,8,3)
+        z = pc[..., 2]
+        behind = (z <= 0).all(-1)
+        straddle = (z <= 1e-6).any(-1)
+        zs = z.clamp_min(1e-6)
+        u = (pc[..., 0] / zs * self.K[:, 0, 0, None] + self.K[:, 0, 2, None]).clamp(-1e6, 1e6)
+        v = (pc[..., 1] / zs * self.K[:, 1, 1, None] + self.K[:, 1, 2, None]).clamp(-1e6, 1e6)
 
-        u0, u1 = span(x, self.fx, self.cx)
-        v0, v1 = span(y, self.fy, self.cy)
-        cols = ((self.u >= u0[:, None] - 1) & (self.u <= u1[:, None] + 1)) | straddle[:, None]
-        rows = ((self.v >= v0[:, None] - 1) & (self.v <= v1[:, None] + 1)) | straddle[:, None]
-        rows = rows & ~behind[:, None]
-        return (rows[:, :, None] & cols[:, None, :]).reshape(-1).nonzero()[:, 0]
+        def span(lo, hi, n):
+            a = torch.floor(lo - 1).clamp(0, n - 1).long()
+            b = torch.ceil(hi + 1).clamp(0, n - 1).long()
+            a = torch.where(straddle, torch.zeros_like(a), a)
+            b = torch.where(straddle, torch.full_like(b, n - 1), b)
+            count = torch.where(behind | (hi < -1) | (lo > n), torch.zeros_like(a), b - a + 1)
+            return a, count
+
+        u0, nu = span(u.min(-1).values, u.max(-1).values, self.W)
+        v0, nv = span(v.min(-1).values, v.max(-1).values, self.H)
+        hmax, wmax = int(nv.max()), int(nu.max())
+        dev = corners.device
+        ii = torch.arange(hmax, device=dev)[None, :, None]
+        jj = torch.arange(wmax, device=dev)[None, None, :]
+        nz = ((ii < nv[:, None, None]) & (jj < nu[:, None, None])).nonzero()
+        return self._grid(nz[:, 0], nz[:, 1], nz[:, 2], v0, u0)
 
 
 class _Canvas:
@@ -92,31 +101,32 @@ def _cast_batch(scene, Ks: Tensor, c2w: Tensor, height: int, width: int, R: Tens
     canvas = _Canvas(N, scene.background.to(Ks))
     light = scene.light_dir.to(Ks)
 
-    # A = S⁻¹ Rᵀ maps world offsets to object space, M = A·R_cam maps camera-frame directions there. Shading
+    # A = S⁻¹ Rᵀ maps world offsets to object space, M = A·P maps homogeneous pixels to ray directions there. Shading
     # needs only n_world·l = (n·A l) / |Aᵀ n| with |Aᵀ n|² = Σ (n_i / s_i)², since A Aᵀ = S⁻².
     A = R.transpose(-1, -2) / s[..., :, None]
-    M = A @ rays.rot[:, None]
+    M = A @ rays.P[:, None]  # (V,P,3,3) pixel (u, v, 1) -> object-space direction
     o_loc = (A @ (rays.origins[:, None, :] - c)[..., None])[..., 0]
-    A_l = A @ light
-    table = torch.cat([M.flatten(-2), o_loc, A_l, 1.0 / s], -1)  # (V,P,18): one gather per ray
+    ray_table = torch.cat([M.flatten(-2), o_loc], -1)  # (V,P,12): one gather per covered ray
+    shade_table = torch.cat([A @ light, 1.0 / s], -1)  # (V,P,6): one gather per hit
     for p, kind in enumerate(scene.kinds):
-        idx = rays.covered(c[:, p], bound_radius(kind, scene.params[p], s[:, p]))
+        box = s[:, p, None, :] * _CORNERS.to(s) * local_extent(kind, scene.params[p]).to(s)  # (V,8,3)
+        idx, vi, pix = rays.covered((R[:, p, None] @ box[..., None])[..., 0] + c[:, p, None])
         if idx.numel() == 0:
             continue
-        vi, d_cam = rays.camera_dirs(idx)
-        g = table[:, p].index_select(0, vi)
-        d_l = (g[:, :9].view(-1, 3, 3) @ d_cam[:, :, None])[..., 0]
+        g = ray_table[:, p].index_select(0, vi)
+        d_l = (g[:, :9].view(-1, 3, 3) @ pix[:, :, None])[..., 0]
         o_l = g[:, 9:12]
         t, n_l = INTERSECT[kind](o_l, d_l, scene.params[p])
         hit = torch.isfinite(t).nonzero()[:, 0]
-        idx, t, n_l, o_l, d_l, g = (x.index_select(0, hit) for x in (idx, t, n_l, o_l, d_l, g))
-        n_dot_l = (n_l * g[:, 12:15]).sum(-1) / (n_l * g[:, 15:18]).norm(dim=-1).clamp_min(1e-12)
-        albedo = scene.textures[p](o_l + t[:, None] * d_l)
-        canvas.commit(idx, t, lambert(albedo, n_dot_l, scene.ambient).clamp(0, 1))
+        p_l = torch.addcmul(o_l, t.clamp(max=1e6)[:, None], d_l)
+        idx, vi, t, n_l, p_l = (x.index_select(0, hit) for x in (idx, vi, t, n_l, p_l))
+        sh = shade_table[:, p].index_select(0, vi)
+        n_dot_l = (n_l * sh[:, :3]).sum(-1) / (n_l * sh[:, 3:]).norm(dim=-1).clamp_min(1e-12)
+        canvas.commit(idx, t, lambert(scene.textures[p](p_l), n_dot_l, scene.ambient).clamp(0, 1))
 
     if scene.ground is not None or scene.backdrop is not None:
-        vi, d_cam = rays.camera_dirs(torch.arange(N, device=Ks.device))
-        d = (rays.rot.index_select(0, vi) @ d_cam[:, :, None])[..., 0]
+        _, vi, pix = rays.all()
+        d = (rays.P.index_select(0, vi) @ pix[:, :, None])[..., 0]
         o = rays.origins.index_select(0, vi)
         # Ground and backdrop end at the backdrop's radius so that depths stay finite.
         r_max = scene.backdrop_radius
@@ -159,6 +169,8 @@ def render_views(scene, camera_ids: Tensor, stamps_ns: Tensor, height: int, widt
         raise ValueError(f"camera_ids {tuple(camera_ids.shape)} and stamps_ns {tuple(stamps_ns.shape)} differ")
     if camera_ids.numel() and (camera_ids.min() < 0 or camera_ids.max() >= scene.rig.num):
         raise ValueError(f"camera_ids must be in [0, {scene.rig.num}), got {camera_ids.tolist()}")
+    if camera_ids.numel() == 0:
+        raise ValueError("render_views needs at least one view")
     if height < 1 or width < 1:
         raise ValueError(f"image size must be positive, got {height}x{width}")
     device = torch.device(device)
@@ -176,6 +188,9 @@ def render_views(scene, camera_ids: Tensor, stamps_ns: Tensor, height: int, widt
         images.append(rgb.reshape(-1, height, width, 3))
         depths.append(depth.reshape(-1, height, width))
         alphas.append(alpha.reshape(-1, height, width))
-    return ViewSet(images=torch.cat(images), Ks=Ks.to(device), camtoworlds=c2w.to(device),
+    def cat(xs):  # one chunk is the common case: skip the copy
+        return xs[0] if len(xs) == 1 else torch.cat(xs)
+
+    return ViewSet(images=cat(images), Ks=Ks.to(device), camtoworlds=c2w.to(device),
                    stamps_ns=stamps_ns.to(device), camera_ids=camera_ids.to(device),
-                   camera_names=list(scene.rig.names), depths=torch.cat(depths), alphas=torch.cat(alphas))
+                   camera_names=list(scene.rig.names), depths=cat(depths), alphas=cat(alphas))
