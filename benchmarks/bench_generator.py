@@ -4,7 +4,8 @@ vectorised cast per scene) at 64², 128², 256² on CPU, and on CUDA when availa
     python benchmarks/bench_generator.py [--seeds 4] [--repeats 2]
 
 Prints a table and writes benchmarks/results/generator_<device>.txt. Wall-clock figures on a shared machine are
-noisy; the load average at the start and the process CPU time are printed beside them.
+noisy; the load average at the start and the process CPU time are printed beside them. Threads are set here
+for each row (render_views' own default is 1 thread).
 """
 from __future__ import annotations
 
@@ -29,13 +30,13 @@ def bench(device: str, size: int, seeds: int, repeats: int) -> tuple[float, floa
     for seed in range(seeds):
         scene = sample_scene(seed, cfg)
         cams, stamps = all_views(scene)
-        render_views(scene, cams[:2], stamps[:2], size, size, device=device)  # warm-up
+        render_views(scene, cams[:2], stamps[:2], size, size, device=device, threads=None)  # warm-up
         best_w = best_c = float("inf")
         for _ in range(repeats):
             if device == "cuda":
                 torch.cuda.synchronize()
             w0, c0 = time.perf_counter(), time.process_time()
-            render_views(scene, cams, stamps, size, size, device=device)
+            render_views(scene, cams, stamps, size, size, device=device, threads=None)
             if device == "cuda":
                 torch.cuda.synchronize()
             best_w, best_c = min(best_w, time.perf_counter() - w0), min(best_c, time.process_time() - c0)

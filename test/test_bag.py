@@ -15,11 +15,11 @@ CFG = SceneConfig(frames=3, cameras=3, height=24, width=32, num_primitives=(2, 3
 STAMP = 1_700_000_123_456_789_012
 
 
-@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
-def test_round_trip_is_exact(tmp_path, storage):
+@pytest.mark.parametrize("storage, encoding", [("mcap", "rgb8"), ("sqlite3", "bgra8")])
+def test_round_trip_is_exact(tmp_path, storage, encoding):
     views = generate(4, CFG)
     views.images = (views.images * 255).round() / 255  # 8-bit content survives bit-exactly
-    back = read_bag(write_bag(views, tmp_path / "bag", storage=storage))
+    back = read_bag(write_bag(views, tmp_path / "bag", storage=storage, encoding=encoding))
     order = sorted(range(len(views)), key=lambda i: (int(views.stamps_ns[i]), int(views.camera_ids[i])))
     ref = views.select(order)
     assert back.camera_names == ["cam0", "cam1", "cam2"]
@@ -109,3 +109,17 @@ def test_good_minimal_bag_and_missing_path(tmp_path):
         read_bag(tmp_path / "nothing")
     with pytest.raises(BagError, match=re.escape("cameras ['cam9'] not in the bag")):
         read_bag(tmp_path / "ok", cameras=["cam9"])
+
+
+def test_make_bag_writes_a_readable_bag_and_a_sheet(tmp_path, capsys):
+    from lrm4d_ros.cli import main
+
+    assert main(["make-bag", "--seed", "2", "--out", str(tmp_path), "--frames", "2", "--cameras", "3",
+                 "--resolution", "32", "--rig", "workcell"]) == 0
+    views = read_bag(tmp_path / "scene_2")
+    assert len(views) == 6 and views.camera_names == ["cam0", "cam1", "cam2"] and views.height == 32
+    sheet = (tmp_path / "scene_2_sheet.png")
+    assert sheet.stat().st_size > 1000
+    import imageio.v3 as iio
+    assert iio.imread(sheet).shape[1] >= 2 * 32  # two frames per row
+    assert "wrote bag" in capsys.readouterr().out

@@ -7,6 +7,8 @@ included — so that image = alpha·surface + (1 − alpha)·background holds ex
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor
 
@@ -155,14 +157,34 @@ def _cast_batch(scene, Ks: Tensor, c2w: Tensor, height: int, width: int, R: Tens
             hit.to(Ks.dtype).reshape(V, height, width))
 
 
+@contextmanager
+def _cpu_threads(n: int | None):
+    old = torch.get_num_threads()
+    if n is not None and n != old:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != old:
+            torch.set_num_threads(old)
+
+
 def render_views(scene, camera_ids: Tensor, stamps_ns: Tensor, height: int, width: int,
-                 device: str | torch.device = "cpu", max_rays: int = 1 << 21) -> ViewSet:
+                 device: str | torch.device = "cpu", max_rays: int = 1 << 21, threads: int | None = 1) -> ViewSet:
     """Render views of `scene` seen by cameras `camera_ids` (V,) of its rig at absolute `stamps_ns` (V,) int64.
 
     Returns a ViewSet on `device`: images (V,H,W,3), z-depths, alphas (see module docstring), Ks of the rig at
     H×W, camera-to-world poses at each stamp (moving rigs move), the rig's camera names.
-    Views are cast in chunks of at most `max_rays` rays to bound memory.
+    Views are cast in chunks of at most `max_rays` rays to bound memory. `threads`: torch CPU threads while
+    casting, restored afterwards (default 1: the cast is many medium-sized ops, and on a shared CPU the
+    per-op thread barriers of two threads made it 10–30× slower in benchmarks/bench_generator.py); None keeps
+    torch's setting.
     """
+    with _cpu_threads(threads if torch.device(device).type == "cpu" else None):
+        return _render_views(scene, camera_ids, stamps_ns, height, width, device, max_rays)
+
+
+def _render_views(scene, camera_ids, stamps_ns, height, width, device, max_rays) -> ViewSet:
     camera_ids = torch.as_tensor(camera_ids, dtype=torch.int64).cpu().reshape(-1)
     stamps_ns = torch.as_tensor(stamps_ns, dtype=torch.int64).cpu().reshape(-1)
     if camera_ids.shape != stamps_ns.shape:

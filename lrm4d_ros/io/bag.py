@@ -93,8 +93,9 @@ def _cameras(reader: Reader, cameras) -> tuple[list[str], dict]:
 
 
 def read_bag(path: str | Path, cameras: list[str] | None = None) -> ViewSet:
-    """Read a contract bag directory (MCAP or sqlite3) into a ViewSet (see module docstring for pairing and
-    order). `cameras` restricts to those camera names. Images become float32 RGB in [0,1] (mono8 as grey)."""
+    """Read a contract bag (a bag directory with metadata.yaml, MCAP or sqlite3, or a bare .mcap file) into a
+    ViewSet (see module docstring for pairing and order). `cameras` restricts to those camera names. Images
+    become float32 RGB in [0,1] (mono8 as grey); no depths or alphas."""
     path = Path(path)
     if not path.exists():
         raise BagError(f"{path}: no such bag")
