@@ -215,3 +215,32 @@ def test_bad_inputs_raise(bad, err):
     kw.update(bad)
     with pytest.raises(err):
         render(**kw)
+
+
+def test_gsplat_backend_shifts_K_and_splits_outputs(monkeypatch):
+    """The CUDA backend's contract with gsplat, checked against a recording stand-in (no GPU here)."""
+    import sys
+    import types
+
+    from lrm4d_ros.render import rasterize_gsplat
+
+    calls = {}
+
+    def rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, height, **kw):
+        calls.update(Ks=Ks, quats=quats, scales=scales, **kw)
+        C = viewmats.shape[0]
+        rendered = torch.arange(C * height * width * 4, dtype=torch.float32).reshape(C, height, width, 4)
+        return rendered, torch.full((C, height, width, 1), 0.5), {}
+
+    monkeypatch.setitem(sys.modules, "gsplat", types.SimpleNamespace(rasterization=rasterization))
+    K = _K(cx=10.0, cy=7.0, dtype=torch.float32)[None]
+    covars = _iso(1, 0.1)
+    rgb, alpha, depth = rasterize_gsplat.rasterize(torch.zeros(1, 3), covars, torch.ones(1), torch.ones(1, 3),
+                                                   torch.eye(4)[None], K, 6, 5, torch.zeros(1, 3), 0.1, 50.0)
+    assert calls["Ks"][0, 0, 2].item() == 10.5 and calls["Ks"][0, 1, 2].item() == 7.5
+    assert K[0, 0, 2].item() == 10.0  # the caller's K is not modified
+    assert calls["covars"] is covars and calls["quats"] is None and calls["scales"] is None
+    assert (calls["render_mode"], calls["rasterize_mode"], calls["packed"]) == ("RGB+ED", "classic", False)
+    assert (calls["near_plane"], calls["far_plane"], calls["eps2d"]) == (0.1, 50.0, EPS2D)
+    assert rgb.shape == (1, 5, 6, 3) and depth.shape == (1, 5, 6, 1) and alpha.shape == (1, 5, 6, 1)
+    assert depth[0, 0, 1, 0].item() == 7.0 and rgb[0, 0, 1, 2].item() == 6.0
