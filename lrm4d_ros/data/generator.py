@@ -3,11 +3,13 @@
 `sample_scene(seed, config)` draws everything from one `torch.Generator`, so a seed fixes the scene, the rig and
 the stamps; `render_views` (raycast.py) renders any camera at any stamp; `generate(seed, config)` renders all
 T frames × C cameras. World frame: z up, metres, content within ~`content_radius` of the origin.
+Rendered views carry z-depths (0 where nothing is hit) and alphas = 1 wherever a ray hits any surface, ground
+plane and backdrop included (so alpha is not object-only coverage when those are on).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -90,7 +92,6 @@ class Scene:
     backdrop_radius: float = 10.0
     motion_kind: str = "static"
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def _u(g, lo, hi, *shape):
