@@ -186,3 +186,22 @@ def test_protocols_pick_the_documented_views():
         protocol_indices(views.select(list(range(29))), "alternating")
     with pytest.raises(ValueError, match="unknown protocol"):
         protocol_indices(views, "random")
+
+
+def test_supersampling_keeps_centre_depths_and_averages_subpixels():
+    cfg = SceneConfig(frames=1, cameras=2, height=24, width=32, num_primitives=(2, 2), rig_kinds=("orbit",),
+                      motion_kinds=("static",), ground_prob=0.0, backdrop_prob=0.0)
+    scene = sample_scene(5, cfg)
+    cams, stamps = all_views(scene)
+    point = render_views(scene, cams, stamps, 24, 32)
+    smooth = render_views(scene, cams, stamps, 24, 32, supersample=3)
+    fine = render_views(scene, cams, stamps, 72, 96)
+    both = (point.depths > 0) & (smooth.depths > 0)
+    assert torch.equal(point.depths > 0, smooth.depths > 0)
+    torch.testing.assert_close(smooth.depths[both], point.depths[both], atol=1e-4, rtol=1e-5)
+    pooled = fine.images.reshape(2, 24, 3, 32, 3, 3).mean((2, 4))
+    torch.testing.assert_close(smooth.images, pooled, atol=1e-5, rtol=0)
+    edge = (smooth.alphas > 0) & (smooth.alphas < 1)
+    assert edge.any() and torch.equal(smooth.alphas == 1, fine.alphas.reshape(2, 24, 3, 32, 3).amin((2, 4)) == 1)
+    with pytest.raises(ValueError, match="odd"):
+        render_views(scene, cams, stamps, 24, 32, supersample=2)

@@ -32,6 +32,7 @@ class SceneConfig:
     textured ground plane below the content / an inward-facing cylindrical backdrop around the cameras (the
     workcell rig always has a ground). fps_range: nominal frame rate; jitter: per-frame stamp noise as a
     fraction of the frame period; cameras get independent offsets within one period unless synchronized.
+    supersample: odd s >= 1, s×s rays per pixel for anti-aliased images and fractional alphas (s² the cost).
     """
 
     num_primitives: tuple[int, int] = (1, 9)
@@ -52,6 +53,7 @@ class SceneConfig:
     jitter: float = 0.1
     synchronized: bool = False
     ambient: float = 0.35
+    supersample: int = 1
 
     def __post_init__(self):
         lo, hi = self.num_primitives
@@ -66,6 +68,8 @@ class SceneConfig:
             setattr(self, name, got)
         if self.frames < 1 or self.cameras < 1:
             raise ValueError(f"frames and cameras must be >= 1, got {self.frames}, {self.cameras}")
+        if self.supersample < 1 or self.supersample % 2 == 0:
+            raise ValueError(f"supersample must be an odd integer >= 1, got {self.supersample}")
         if not 0 < self.fov_deg[0] <= self.fov_deg[1] < 180:
             raise ValueError(f"fov_deg must satisfy 0 < lo <= hi < 180, got {self.fov_deg}")
 
@@ -242,4 +246,4 @@ def generate(seed: int, config: SceneConfig | None = None, device: str | torch.d
     cfg = config or SceneConfig()
     scene = sample_scene(seed, cfg)
     cams, stamps = all_views(scene)
-    return render_views(scene, cams, stamps, cfg.height, cfg.width, device=device)
+    return render_views(scene, cams, stamps, cfg.height, cfg.width, device=device, supersample=cfg.supersample)

@@ -36,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--primitives", type=_range, default=(2, 6), help="N or LO,HI primitives (default: 2,6)")
     parser.add_argument("--ground", type=float, default=0.3, help="probability of a ground plane (default: 0.3)")
     parser.add_argument("--backdrop", type=float, default=0.1, help="probability of a backdrop (default: 0.1)")
+    parser.add_argument("--supersample", type=int, default=3,
+                        help="odd s: s x s rays per pixel, anti-aliased images (default: 3; 1 = point samples)")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     parser.add_argument("--device", default="cpu", help="torch device for rendering (default: cpu)")
 
@@ -46,6 +48,8 @@ def run(args) -> int:
 
     if min(args.frames, args.cameras, args.resolution) < 1:
         raise SystemExit("lrm4d make-bag: --frames, --cameras and --resolution must be >= 1")
+    if args.supersample < 1 or args.supersample % 2 == 0:
+        raise SystemExit(f"lrm4d make-bag: --supersample must be an odd integer >= 1, got {args.supersample}")
     out = Path(args.out)
     bag_dir = out / f"scene_{args.seed}"
     if bag_dir.exists():
@@ -53,10 +57,11 @@ def run(args) -> int:
     cfg = SceneConfig(num_primitives=tuple(args.primitives), rig_kinds=(args.rig,),
                       motion_kinds=(args.motion,) if args.motion else MOTION_KINDS, frames=args.frames,
                       cameras=args.cameras, height=args.resolution, width=args.resolution,
-                      ground_prob=args.ground, backdrop_prob=args.backdrop)
+                      ground_prob=args.ground, backdrop_prob=args.backdrop, supersample=args.supersample)
     scene = sample_scene(args.seed, cfg)
     cams, stamps = all_views(scene)
-    views = render_views(scene, cams, stamps, args.resolution, args.resolution, device=args.device).to("cpu")
+    views = render_views(scene, cams, stamps, args.resolution, args.resolution, device=args.device,
+                         supersample=args.supersample).to("cpu")
     out.mkdir(parents=True, exist_ok=True)
     write_bag(views, bag_dir, storage=args.storage)
     T, C = scene.stamps_ns.shape

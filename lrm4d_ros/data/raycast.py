@@ -1,17 +1,19 @@
 """Exact rendering of a procedural scene by analytic ray casting, all views of a batch in one vectorised pass.
 
-Per pixel centre (ROS convention) one ray; the nearest surface among primitives, ground plane and backdrop
-wins. Outputs per view: RGB (Lambertian-shaded procedural albedo, background colour where nothing is hit),
-z-depth in metres (0 where nothing is hit) and alpha = 1 where the ray hits *any* surface — ground and backdrop
-included — so that image = alpha·surface + (1 − alpha)·background holds exactly.
+Per pixel centre (ROS convention) one ray (or s×s with `supersample`); the nearest surface among primitives,
+ground plane and backdrop wins. Outputs per view: RGB (Lambertian-shaded procedural albedo, background colour
+where nothing is hit), z-depth in metres (0 where nothing is hit) and alpha = the fraction of the pixel's rays
+that hit *any* surface — ground and backdrop included — so image = alpha·surface + (1 − alpha)·background.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from ..cameras import scale_K
 from ..views import ViewSet
 from .primitives import INTERSECT, local_extent
 from .textures import lambert
@@ -170,7 +172,8 @@ def _cpu_threads(n: int | None):
 
 
 def render_views(scene, camera_ids: Tensor, stamps_ns: Tensor, height: int, width: int,
-                 device: str | torch.device = "cpu", max_rays: int = 1 << 21, threads: int | None = 1) -> ViewSet:
+                 device: str | torch.device = "cpu", max_rays: int = 1 << 21, threads: int | None = 1,
+                 supersample: int = 1) -> ViewSet:
     """Render views of `scene` seen by cameras `camera_ids` (V,) of its rig at absolute `stamps_ns` (V,) int64.
 
     Returns a ViewSet on `device`: images (V,H,W,3), z-depths, alphas (see module docstring), Ks of the rig at
@@ -178,13 +181,16 @@ def render_views(scene, camera_ids: Tensor, stamps_ns: Tensor, height: int, widt
     Views are cast in chunks of at most `max_rays` rays to bound memory. `threads`: torch CPU threads while
     casting, restored afterwards (default 1: the cast is many medium-sized ops, and on a shared CPU the
     per-op thread barriers of two threads made it 10–30× slower in benchmarks/bench_generator.py); None keeps
-    torch's setting.
+    torch's setting. `supersample` (odd, ≥ 1): cast s×s rays per pixel and box-filter images and alphas
+    (anti-aliasing, s² the cost); depths stay those of the ray through the pixel centre.
     """
+    if supersample < 1 or supersample % 2 == 0:
+        raise ValueError(f"supersample must be an odd integer >= 1 (its centre ray is the pixel's), got {supersample}")
     with _cpu_threads(threads if torch.device(device).type == "cpu" else None):
-        return _render_views(scene, camera_ids, stamps_ns, height, width, device, max_rays)
+        return _render_views(scene, camera_ids, stamps_ns, height, width, device, max_rays, supersample)
 
 
-def _render_views(scene, camera_ids, stamps_ns, height, width, device, max_rays) -> ViewSet:
+def _render_views(scene, camera_ids, stamps_ns, height, width, device, max_rays, ss) -> ViewSet:
     camera_ids = torch.as_tensor(camera_ids, dtype=torch.int64).cpu().reshape(-1)
     stamps_ns = torch.as_tensor(stamps_ns, dtype=torch.int64).cpu().reshape(-1)
     if camera_ids.shape != stamps_ns.shape:
@@ -198,18 +204,26 @@ def _render_views(scene, camera_ids, stamps_ns, height, width, device, max_rays)
     device = torch.device(device)
     u = _window_fraction(scene, stamps_ns)
     Ks = scene.rig.Ks(height, width)[camera_ids]
+    # Sub-pixel (ss·u + ss//2) of the fine grid has its centre exactly on pixel u's centre (ROS convention).
+    Ks_fine = scale_K(Ks, ss, ss)
     c2w = scene.rig.poses(camera_ids, u)
     R, c, s = scene.motion.at(u)
-    per_chunk = max(1, max_rays // (height * width))
+    Hf, Wf = height * ss, width * ss
+    per_chunk = max(1, max_rays // (Hf * Wf))
     images, depths, alphas = [], [], []
     f32 = dict(device=device, dtype=torch.float32)
     for i in range(0, len(u), per_chunk):
         sl = slice(i, i + per_chunk)
-        rgb, depth, alpha = _cast_batch(scene, Ks[sl].to(**f32), c2w[sl].to(**f32), height, width,
+        rgb, depth, alpha = _cast_batch(scene, Ks_fine[sl].to(**f32), c2w[sl].to(**f32), Hf, Wf,
                                         R[sl].to(**f32), c[sl].to(**f32), s[sl].to(**f32))
-        images.append(rgb.reshape(-1, height, width, 3))
-        depths.append(depth.reshape(-1, height, width))
-        alphas.append(alpha.reshape(-1, height, width))
+        if ss > 1:
+            rgb = F.avg_pool2d(rgb.permute(0, 3, 1, 2), ss).permute(0, 2, 3, 1).contiguous()
+            alpha = F.avg_pool2d(alpha[:, None], ss)[:, 0]
+            depth = depth[:, ss // 2::ss, ss // 2::ss].contiguous()
+        images.append(rgb)
+        depths.append(depth)
+        alphas.append(alpha)
+
     def cat(xs):  # one chunk is the common case: skip the copy
         return xs[0] if len(xs) == 1 else torch.cat(xs)
 

@@ -91,7 +91,7 @@ class SceneSampler(IterableDataset):
         cams, stamps = all_views(scene)
         inp, tgt = (sorted(x, key=lambda v: int(stamps[v])) for x in (inp, tgt))
         views = render_views(scene, cams[union], stamps[union], self.config.height, self.config.width,
-                             device=self.device)
+                             device=self.device, supersample=self.config.supersample)
         where = {v: i for i, v in enumerate(union)}
         return {"inputs": views.select([where[v] for v in inp]), "targets": views.select([where[v] for v in tgt]),
                 "seed": int(seed)}
