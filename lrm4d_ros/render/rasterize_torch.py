@@ -58,21 +58,20 @@ class _Plan:
         row_first = torch.cumsum(rows_per_entry, 0) - rows_per_entry
         self.entry_rows = torch.cat([row_first, row_first.new_tensor([self.row_entry.shape[0]])])
         e = self.row_entry
-        y = y0[e] + torch.arange(e.shape[0], device=device) - row_first[e]
-        m2d, con = means2d.double()[e], conics.double()[e]
-        dy = y.double() - m2d[:, 1]
-        a, b, c = con.unbind(-1)
-        sigma_max = torch.log(255.0 * opacities.double()[e].clamp(min=ALPHA_THRESHOLD))
-        disc = (b * dy) ** 2 - a * (c * dy * dy - 2.0 * sigma_max)
+        sigma_max = torch.log(255.0 * opacities.double().clamp(min=ALPHA_THRESHOLD))
+        per_entry = torch.cat([means2d.double(), conics.double(), 2.0 * sigma_max[:, None]], 1).index_select(0, e)
+        mx, my, a, b, c, two_sigma_max = per_entry.unbind(-1)
+        ints = torch.stack([y0 - row_first, x0, x1, cam * (width * height)], 1).index_select(0, e)
+        y = ints[:, 0] + torch.arange(e.shape[0], device=device)
+        dy = y.double() - my
+        disc = (b * dy) ** 2 - a * (c * dy * dy - two_sigma_max)
         half = torch.sqrt(disc.clamp(min=0)) / a
-        centre = m2d[:, 0] - b * dy / a
-        xl = torch.maximum(torch.ceil(centre - half - _SPAN_MARGIN).long(), x0[e])
-        xr = torch.minimum(torch.floor(centre + half + _SPAN_MARGIN).long(), x1[e])
+        centre = mx - b * dy / a
+        xl = torch.maximum(torch.ceil(centre - half - _SPAN_MARGIN).long(), ints[:, 1])
+        xr = torch.minimum(torch.floor(centre + half + _SPAN_MARGIN).long(), ints[:, 2])
         count = torch.where(disc >= 0, (xr - xl + 1).clamp(min=0), torch.zeros_like(xl))
-        self.row_end = torch.cumsum(count, 0)
         self.row_count = count
-        # pix = (global pair number) + row_base[row]
-        self.row_base = cam[e] * (width * height) + y * width + xl - (self.row_end - count)
+        self.row_pix0 = ints[:, 3] + y * width + xl  # flat index of each span's first pixel
         entry_pairs = torch.zeros(M, dtype=torch.long, device=device).index_add_(0, e, count)
         entry_end = torch.cumsum(entry_pairs, 0)
         self.blocks: list[tuple[int, int]] = []
@@ -83,14 +82,33 @@ class _Plan:
             self.blocks.append((start, stop))
             start = stop
 
-    def pairs(self, block: int) -> tuple[Tensor, Tensor]:
-        """(entry index (P,), flat pixel index (P,)) of every reachable pixel of one block's entries."""
+    def pairs(self, block: int, carry: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(entry index (P,), flat pixel index (P,)) of the reachable pixels of one block's entries.
+
+        With `carry` (per-pixel log-transmittance so far), pixels already done are left out; spans with no
+        live pixel are dropped before any pair is made, which is what keeps saturated regions cheap.
+        """
         start, stop = self.blocks[block]
         r0, r1 = int(self.entry_rows[start]), int(self.entry_rows[stop])
-        row = torch.repeat_interleave(torch.arange(r0, r1, device=self.row_end.device), self.row_count[r0:r1])
-        k0 = int(self.row_end[r0 - 1]) if r0 > 0 else 0
-        pix = torch.arange(k0, k0 + row.shape[0], device=row.device) + self.row_base.index_select(0, row)
-        return self.row_entry.index_select(0, row), pix
+        rows = torch.nonzero(self.row_count[r0:r1]).squeeze(1) + r0
+        count, pix0 = self.row_count.index_select(0, rows), self.row_pix0.index_select(0, rows)
+        if carry is not None:
+            live = (carry > LOG_T_MIN).view(-1, self.width)
+            prefix = torch.zeros(live.shape[0], self.width + 1, dtype=torch.int32, device=live.device)
+            prefix[:, 1:] = torch.cumsum(live, 1)
+            # pix0 = image row * width + x, and the prefix table has width + 1 columns per image row
+            at = pix0 + pix0.div(self.width, rounding_mode="floor")
+            flat = prefix.view(-1)
+            alive = torch.nonzero(flat.index_select(0, at + count) > flat.index_select(0, at)).squeeze(1)
+            rows, count, pix0 = (t.index_select(0, alive) for t in (rows, count, pix0))
+        first = torch.cumsum(count, 0) - count
+        row = torch.repeat_interleave(torch.arange(rows.shape[0], device=rows.device), count)
+        pix = torch.arange(row.shape[0], device=row.device) + (pix0 - first).index_select(0, row)
+        local = self.row_entry.index_select(0, rows.index_select(0, row))
+        if carry is not None:
+            keep = torch.nonzero(carry.index_select(0, pix) > LOG_T_MIN).squeeze(1)
+            local, pix = local.index_select(0, keep), pix.index_select(0, keep)
+        return local, pix
 
 
 def _pair_alpha(geo: Tensor, local: Tensor, pix: Tensor, width: int, height: int):
@@ -132,10 +150,7 @@ class _Blend(torch.autograd.Function):
         carry = torch.zeros(plan.n_pix, dtype=torch.float64, device=geo.device)
         saved = []
         for b in range(len(plan.blocks)):
-            local, pix = plan.pairs(b)
-            if b > 0:  # pixels already opaque take nothing more
-                live = torch.nonzero(carry.index_select(0, pix) > LOG_T_MIN).squeeze(1)
-                local, pix = local.index_select(0, live), pix.index_select(0, live)
+            local, pix = plan.pairs(b, carry if b > 0 else None)  # pixels already done take nothing more
             *_, raw, sigma = _pair_alpha(geo, local, pix, plan.width, plan.height)
             alpha = raw.clamp(max=MAX_ALPHA)
             keep = torch.nonzero((sigma >= 0) & (alpha >= ALPHA_THRESHOLD)).squeeze(1)
