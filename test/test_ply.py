@@ -15,8 +15,9 @@ def _unit_quats(n, g):
 def _g3(n=64, seed=0):
     g = torch.Generator().manual_seed(seed)
     scales = torch.exp(torch.empty(n, 3, dtype=torch.float64).uniform_(-5, 0, generator=g))
-    g64 = Gaussians3D.from_scales_quats(torch.randn(n, 3, generator=g, dtype=torch.float64) * 3, scales,
-                                        _unit_quats(n, g), torch.rand(n, generator=g, dtype=torch.float64) * 0.98 + 0.01,
+    means = torch.randn(n, 3, generator=g, dtype=torch.float64) * 3
+    opacities = torch.rand(n, generator=g, dtype=torch.float64) * 0.98 + 0.01
+    g64 = Gaussians3D.from_scales_quats(means, scales, _unit_quats(n, g), opacities,
                                         torch.rand(n, 3, generator=g, dtype=torch.float64))
     return Gaussians3D(g64.means.float(), g64.covars.float(), g64.opacities.float(), g64.colors.float())
 
