@@ -37,10 +37,11 @@ class LRM4DConfig:
     grad_checkpointing: bool = False
     image_size: int = 64  # input resolution (short side, pixels) the Reconstructor resizes views to
     # Output-head biases that make the untrained model's Gaussians sensible (raw units, before activation):
-    # small splats (~0.04 canonical units), visible over the whole window, half opaque.
-    init_scale_xyz: float = -1.0
+    # small splats (~0.014 canonical units, about a pixel at 64²), visible over the whole window, and nearly
+    # transparent (opacity 0.018), so training starts from "background only" and renders cheaply.
+    init_scale_xyz: float = -2.0
     init_scale_t: float = 2.0
-    init_opacity: float = 2.0
+    init_opacity: float = -2.0
 
     def __post_init__(self):
         if self.n_embd % self.n_head:
@@ -65,7 +66,7 @@ class LRM4DConfig:
 
 PRESETS = {
     "tiny": LRM4DConfig(n_layer=2, n_embd=64, n_head=2, image_size=32),
-    "small": LRM4DConfig(n_layer=6, n_embd=256, n_head=4),
+    "small": LRM4DConfig(n_layer=6, n_embd=384, n_head=6),
     "base": LRM4DConfig(n_layer=12, n_embd=768, n_head=12, n_free_tokens=1024, grad_checkpointing=True,
                         image_size=256),
     "large": LRM4DConfig(n_layer=24, n_embd=1024, n_head=16, n_free_tokens=1024, grad_checkpointing=True,

@@ -26,6 +26,24 @@ WINDOW_TOLERANCE = 0.05
 MIN_TOLERANCE_NS = 10_000_000
 
 
+def estimate_background(images: Tensor) -> Tensor:
+    """Background colour (3,) of input views (V,H,W,3): the per-channel median of their one-pixel borders.
+
+    Renders are composited over it, in training and at inference alike, so empty space needs no Gaussians. For
+    object-centric views it is the backdrop colour; for cluttered views it only fills what no Gaussian covers.
+    """
+    border = torch.cat([images[:, 0], images[:, -1], images[:, 1:-1, 0], images[:, 1:-1, -1]], dim=1)
+    return border.reshape(-1, 3).float().median(dim=0).values
+
+
+def model_input_size(cfg, height: int, width: int) -> tuple[int, int]:
+    """Model resolution for views of height×width: short side = cfg.image_size, aspect kept, both multiples of
+    the patch size."""
+    p, s = cfg.patch_size, cfg.image_size
+    scale = s / min(height, width)
+    return max(p, round(height * scale / p) * p), max(p, round(width * scale / p) * p)
+
+
 @dataclass
 class Prediction:
     """Model output in the canonical frame: Gaussians (pixel-aligned first, V·H·W of them, then free ones) and
@@ -82,11 +100,13 @@ def render_at_times(gaussians: Gaussians4D, camtoworlds: Tensor, Ks: Tensor, wid
 
 @dataclass
 class Reconstruction:
-    """Canonical-frame 4D Gaussians of one window plus the maps back to metres and absolute stamps."""
+    """Canonical-frame 4D Gaussians of one window, the maps back to metres and absolute stamps, and the
+    background colour (3,) estimated from the input views (`estimate_background`)."""
 
     gaussians: Gaussians4D
     normalization: SceneNormalization
     window: TimeWindow
+    background: Tensor
 
     def _times(self, stamps_ns) -> Tensor:
         stamps = torch.as_tensor(stamps_ns, dtype=torch.int64).reshape(-1)
@@ -104,12 +124,13 @@ class Reconstruction:
         """Render C world cameras (camtoworlds (C,4,4) metres, Ks (C,3,3)) at absolute stamps (C,) int64 ns.
 
         Returns colors (C,H,W,3), alphas (C,H,W,1), depths (C,H,W,1) z-depth in metres (0 where empty).
+        background: (3,) or (C,3); None -> the background estimated from the input views.
         """
         times = self._times(stamps_ns)
         dev = self.gaussians.means.device
         c2w = self.normalization.poses_to_canonical(torch.as_tensor(camtoworlds, dtype=torch.float64))
         out = render_at_times(self.gaussians, c2w.to(dev).float(), torch.as_tensor(Ks).to(dev).float(),
-                              width, height, times, background)
+                              width, height, times, self.background if background is None else background)
         return RenderOutput(out.colors, out.alphas, self.normalization.lengths_to_world(out.depths))
 
     def slice(self, stamp_ns: int) -> Gaussians3D:
@@ -136,11 +157,7 @@ class Reconstructor:
         return cls(load_model(path), device)
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
-        """Model resolution for views of height×width: short side = config.image_size, aspect kept, both
-        multiples of the patch size."""
-        p, s = self.model.cfg.patch_size, self.model.cfg.image_size
-        scale = s / min(height, width)
-        return max(p, round(height * scale / p) * p), max(p, round(width * scale / p) * p)
+        return model_input_size(self.model.cfg, height, width)
 
     @torch.no_grad()
     def reconstruct(self, views: ViewSet, normalization: SceneNormalization | None = None) -> Reconstruction:
@@ -156,4 +173,4 @@ class Reconstructor:
         v = views.resized(*self.input_size(views.height, views.width)).to(self.device)
         c2w = norm.poses_to_canonical(v.camtoworlds.double())
         pred = predict(self.model, v.images, v.Ks, c2w, window.normalize(views.stamps_ns).to(self.device))
-        return Reconstruction(pred.gaussians.detach(), norm, window)
+        return Reconstruction(pred.gaussians.detach(), norm, window, estimate_background(v.images))

@@ -1,0 +1,277 @@
+"""`lrm4d train`: train LRM4D on procedural 4D scenes (lrm4d_ros/data sampler).
+
+One process, or DDP under `torchrun` (initialised only when WORLD_SIZE > 1). Per scene: the model predicts 4D
+Gaussians from the input views, which are sliced at each target's time and rendered at its camera; the loss is
+MSE + w_ssim·(1 − SSIM) on the targets, plus an optional L1 on the pixel-aligned depths of the input views where
+the generator knows the depth (an auxiliary signal that speeds up learning geometry on a small compute budget).
+Renders are composited over the background estimated from the input views (`estimate_background`), exactly as
+the Reconstructor does at inference. AdamW(0.9, 0.95), linear warmup then cosine decay over steps or the time
+budget (whichever ends first), gradient clipping, bf16 autocast on CUDA. Resumable: `--resume` reloads
+`<out>/state.safetensors` (weights, AdamW state, step, elapsed time).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .cameras import SceneNormalization, TimeWindow
+from .checkpoint import load_training_state, save_model, save_training_state
+from .metrics import psnr, ssim_map
+from .model import LRM4D, LRM4DConfig
+from .reconstructor import estimate_background, model_input_size, predict, render_at_times
+from .views import ViewSet
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="runs/lrm4d", help="run directory (state, checkpoints, log)")
+    p.add_argument("--preset", default="small", help="model preset: tiny, small, base, large")
+    p.add_argument("--image-size", type=int, default=64, help="model input resolution (px)")
+    p.add_argument("--resolution", type=int, default=64, help="rendered resolution of targets (px)")
+    p.add_argument("--frames", type=int, default=12, help="frames T per scene")
+    p.add_argument("--cameras", type=int, default=8, help="cameras C per scene")
+    p.add_argument("--all-rigs", action="store_true",
+                   help="also workcell rigs, ground planes and backdrops (default: object-centric scenes only)")
+    p.add_argument("--inputs", default="6,12", help="input views per scene: N or 'min,max' (drawn per step)")
+    p.add_argument("--targets", type=int, default=4, help="supervision views per scene")
+    p.add_argument("--batch", type=int, default=1, help="scenes per optimiser step (per process)")
+    p.add_argument("--steps", type=int, default=100_000, help="maximum optimiser steps")
+    p.add_argument("--time-budget", type=float, default=None, help="minutes of training (schedule follows it)")
+    p.add_argument("--lr", type=float, default=6e-4)
+    p.add_argument("--min-lr-ratio", type=float, default=0.1)
+    p.add_argument("--warmup", type=int, default=100, help="warmup steps")
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--clip", type=float, default=1.0, help="gradient norm clip")
+    p.add_argument("--ssim-weight", type=float, default=0.2)
+    p.add_argument("--depth-weight", type=float, default=0.1)
+    p.add_argument("--val-every", type=int, default=200, help="validate every N steps")
+    p.add_argument("--val-scenes", type=int, default=6)
+    p.add_argument("--ckpt-minutes", type=float, default=5.0, help="save state every N minutes")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/state.safetensors")
+    p.add_argument("--init", default=None, help="start from these model weights (safetensors)")
+    p.add_argument("--export", default=None, help="also write the final weights in bf16 here")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    parts = [int(x) for x in str(text).split(",")]
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or not 1 <= parts[0] <= parts[1]:
+        raise ValueError(f"expected N or 'min,max' with 1 <= min <= max, got {text!r}")
+    return parts[0], parts[1]
+
+
+def lr_at(progress: float, step: int, args) -> float:
+    """Linear warmup over `args.warmup` steps, then cosine from lr to lr·min_lr_ratio as progress goes 0 -> 1."""
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    cos = 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * cos)
+
+
+def scene_loss(model, inputs: ViewSet, targets: ViewSet, ssim_weight: float, depth_weight: float,
+               autocast: bool = False) -> tuple[torch.Tensor, dict]:
+    """Loss of one scene and its metrics; inputs/targets in world units with absolute stamps (as from the sampler).
+
+    Normalisation exactly as `Reconstructor.reconstruct`: scene from the input cameras, window from the input
+    stamps (targets may lie slightly outside it).
+    """
+    dev = next(model.parameters()).device
+    cfg = (model.module if hasattr(model, "module") else model).cfg
+    inputs = inputs.resized(*model_input_size(cfg, inputs.height, inputs.width)).to(dev)
+    targets = targets.to(dev)
+    norm = SceneNormalization.from_cameras(inputs.camtoworlds)
+    window = TimeWindow.from_stamps(inputs.stamps_ns)
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+        pred = predict(model, inputs.images, inputs.Ks, norm.poses_to_canonical(inputs.camtoworlds),
+                       window.normalize(inputs.stamps_ns).to(dev))
+    bg = estimate_background(inputs.images)
+    out = render_at_times(pred.gaussians, norm.poses_to_canonical(targets.camtoworlds).float(),
+                          targets.Ks.float(), targets.width, targets.height,
+                          window.normalize(targets.stamps_ns).to(dev), bg)
+    mse = F.mse_loss(out.colors, targets.images)
+    loss = mse
+    metrics = {"mse": float(mse.detach()), "psnr": float(psnr(out.colors.detach(), targets.images).mean())}
+    if ssim_weight > 0:
+        s = ssim_map(out.colors, targets.images).mean()
+        loss = loss + ssim_weight * (1 - s)
+        metrics["ssim"] = float(s.detach())
+    if depth_weight > 0 and inputs.depths is not None:
+        hit = inputs.depths > 0
+        if hit.any():
+            gt = inputs.depths * norm.scale
+            d = F.l1_loss(pred.pixel_depths[hit], gt[hit])
+            loss = loss + depth_weight * d
+            metrics["depth_l1"] = float(d.detach())
+    metrics["loss"] = float(loss.detach())
+    return loss, metrics
+
+
+def object_centric(cfg):
+    """The scene distribution the shipped model is trained and evaluated on: objects on a constant random
+    background seen from rigs around them (no workcell, ground plane or backdrop)."""
+    from dataclasses import replace
+
+    return replace(cfg, rig_kinds=("orbit", "canonical", "shell", "moving"), ground_prob=0.0, backdrop_prob=0.0)
+
+
+class SceneStream:
+    """Endless (inputs, targets) pairs from the data engineer's SceneSampler, the input count drawn per scene."""
+
+    def __init__(self, args, rank: int, world: int):
+        from .data.generator import SceneConfig
+        from .data.sampler import SceneSampler
+
+        self.n_range = parse_range(args.inputs)
+        cfg = SceneConfig(frames=args.frames, cameras=args.cameras, height=args.resolution,
+                          width=args.resolution, background=None)
+        if not args.all_rigs:
+            cfg = object_centric(cfg)
+        self.samplers = {n: SceneSampler(cfg, num_inputs=n, num_targets=args.targets, split="train")
+                         for n in range(self.n_range[0], self.n_range[1] + 1)}
+        self.val = SceneSampler(cfg, num_inputs=self.n_range[1], num_targets=args.targets, split="val",
+                                num_scenes=args.val_scenes)
+        self.rng = random.Random(args.seed * 1000 + rank)
+        self.rank, self.world = rank, world
+        self.index = 0
+
+    def next(self, seed_offset: int) -> dict:
+        """Scene number `index` of this rank; seeds interleave across ranks and resumptions continue."""
+        seed = seed_offset + self.index * self.world + self.rank
+        self.index += 1
+        n = self.rng.randint(*self.n_range)
+        return self.samplers[n].sample(seed % 1_000_000)
+
+
+def _ddp_setup(device_arg):
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1:
+        import torch.distributed as dist
+
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local)
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(device_arg or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return rank, world, device
+
+
+@torch.no_grad()
+def validate(model, stream: SceneStream, args) -> dict:
+    model.eval()
+    rows = [scene_loss(model, item["inputs"], item["targets"], args.ssim_weight, 0.0)[1] for item in stream.val]
+    model.train()
+    return {k: sum(r[k] for r in rows) / len(rows) for k in ("psnr", "ssim", "mse")}
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rank, world, device = _ddp_setup(args.device)
+    torch.manual_seed(args.seed + rank)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path, log_path = out / "state.safetensors", out / "train.log"
+
+    model = LRM4D(LRM4DConfig.preset(args.preset, image_size=args.image_size)).to(device)
+    if args.init:
+        from .checkpoint import load_model
+
+        model.load_state_dict(load_model(args.init).state_dict())
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
+    step, elapsed_before, seed_offset = 0, 0.0, 0
+    if args.resume and state_path.is_file():
+        step, extra = load_training_state(state_path, model, opt)
+        elapsed_before = float(extra.get("elapsed_s", 0.0))
+        seed_offset = int(extra.get("next_seed", 0))
+    ddp = model
+    if world > 1:
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                        else None)
+    stream = SceneStream(args, rank, world)
+    budget_s = args.time_budget * 60 if args.time_budget else None
+    autocast = device.type == "cuda"
+    log = open(log_path, "a") if rank == 0 else None
+    if log:
+        log.write(json.dumps({"event": "start", "step": step, "args": {k: v for k, v in vars(args).items() if not k.startswith("_")},
+                              "params": model.num_params(), "device": str(device), "world": world}) + "\n")
+        log.flush()
+
+    t_start = time.time()
+    last_ckpt = t_start
+    bar = tqdm(total=args.steps, initial=step, disable=rank != 0, dynamic_ncols=True)
+    model.train()
+    stop = False
+    while step < args.steps and not stop:
+        elapsed = elapsed_before + time.time() - t_start
+        progress = max(step / args.steps, elapsed / budget_s if budget_s else 0.0)
+        lr = lr_at(progress, step, args)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        metrics = []
+        for _ in range(args.batch):
+            item = stream.next(seed_offset)
+            loss, m = scene_loss(ddp, item["inputs"], item["targets"], args.ssim_weight, args.depth_weight,
+                                 autocast)
+            (loss / args.batch).backward()
+            m["n_in"] = len(item["inputs"])
+            metrics.append(m)
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        avg = {k: sum(m.get(k, 0.0) for m in metrics) / len(metrics) for k in metrics[0]}
+        elapsed = elapsed_before + time.time() - t_start
+        if budget_s is not None and elapsed >= budget_s:
+            stop = True
+        if rank == 0:
+            bar.update(1)
+            bar.set_postfix(loss=f"{avg['loss']:.4f}", psnr=f"{avg['psnr']:.2f}", lr=f"{lr:.2e}")
+            row = {"step": step, "elapsed_s": round(elapsed, 1), "lr": lr, "grad_norm": float(gnorm)}
+            row.update({k: round(v, 5) for k, v in avg.items()})
+            if step % args.val_every == 0 or stop or step == args.steps:
+                row["val"] = validate(model, stream, args)
+                tqdm.write(f"step {step} val psnr {row['val']['psnr']:.2f} ssim {row['val']['ssim']:.4f}")
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+            if time.time() - last_ckpt > args.ckpt_minutes * 60 or stop or step == args.steps:
+                extra = {"elapsed_s": elapsed, "next_seed": seed_offset + stream.index * world}
+                save_training_state(state_path, model, opt, step, extra)
+                save_model(out / "model.safetensors", model, info=_info(args, step, elapsed, world))
+                last_ckpt = time.time()
+    bar.close()
+    if rank == 0:
+        info = _info(args, step, elapsed_before + time.time() - t_start, world)
+        save_model(out / "model.safetensors", model, info=info)
+        if args.export:
+            save_model(args.export, model, dtype=torch.bfloat16, info=info)
+        log.write(json.dumps({"event": "end", "step": step}) + "\n")
+        log.close()
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+def _info(args, step: int, elapsed_s: float, world: int) -> dict:
+    return {"steps": step, "train_wall_s": round(elapsed_s, 1), "processes": world, "image_size": args.image_size,
+            "target_resolution": args.resolution,
+            "frames": args.frames, "cameras": args.cameras, "inputs": args.inputs, "targets": args.targets,
+            "batch": args.batch, "lr": args.lr, "data": "procedural scenes (lrm4d_ros.data), train seeds < 1e6"}
