@@ -4,6 +4,7 @@ the description is built and inspected. The launch_testing test is test_ros_laun
 import ast
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -61,13 +62,41 @@ def test_launch_description_builds():
     assert {a.name for a in ld.get_launch_arguments()} == ARGS
 
 
-def test_installed_executable_reports_bad_parameters():
-    """The colcon-installed lib/lrm4d_ros/reconstruct_node starts Python on the node and exits 1 with a reason."""
+def installed_executable() -> Path:
     prefix = os.environ.get("COLCON_PREFIX_PATH", str(ROOT / "install")).split(os.pathsep)[0]
     exe = Path(prefix) / "lrm4d_ros" / "lib" / "lrm4d_ros" / "reconstruct_node"
     if not exe.is_file():
         pytest.skip(f"{exe} not built (scripts/build_ros.sh)")
-    proc = subprocess.run([str(exe), "--ros-args", "-p", "selection_policy:=random"], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "ROS_DOMAIN_ID": "73"})
-    assert proc.returncode == 1, proc.stderr[-2000:]
-    assert "cannot start: parameter selection_policy must be one of" in proc.stderr
+    return exe
+
+
+def test_installed_executable_runs_the_yaml_and_reports_bad_parameters(tmp_path):
+    """lib/lrm4d_ros/reconstruct_node (what `ros2 run` starts) loads config/reconstruct.yaml, advertises
+    /render_view, exits 0 on SIGINT; a bad parameter makes it exit 1 with the reason."""
+    torch = pytest.importorskip("torch")
+    from lrm4d_ros.checkpoint import save_model
+    from lrm4d_ros.model import LRM4D, LRM4DConfig
+
+    torch.manual_seed(0)
+    ckpt = save_model(tmp_path / "tiny.safetensors", LRM4D(LRM4DConfig.preset("tiny", n_layer=1)))
+    exe = installed_executable()
+    env = {**os.environ, "ROS_DOMAIN_ID": "73", "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    args = [str(exe), "--ros-args", "--params-file", str(ROOT / "config" / "reconstruct.yaml"),
+            "-p", f"checkpoint:={ckpt}"]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        line = ""
+        while "render service" not in line and proc.poll() is None:
+            line = proc.stderr.readline() or proc.stdout.readline()
+        assert "render service /render_view" in line, line
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    bad = subprocess.run(args + ["-p", "selection_policy:=random"], capture_output=True, text=True, timeout=120,
+                         env=env)
+    assert bad.returncode == 1, bad.stderr[-2000:]
+    assert "cannot start: parameter selection_policy must be one of" in bad.stderr

@@ -359,21 +359,23 @@ class ReconstructNode(Node):
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `ros2 run lrm4d_ros reconstruct_node` and `python -m lrm4d_ros.ros.reconstruct_node`."""
     rclpy.init(args=sys.argv if argv is None else argv)
-    try:
-        node = ReconstructNode()
-    except (ValueError, RuntimeError, FileNotFoundError) as exc:
-        print(f"[{NODE_NAME}] cannot start: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    try:
+    node = executor = None
+    try:  # Ctrl-C may arrive at any point, also before spinning starts
+        try:
+            node = ReconstructNode()
+        except (ValueError, RuntimeError, FileNotFoundError) as exc:
+            print(f"[{NODE_NAME}] cannot start: {exc}", file=sys.stderr)
+            return 1
+        executor = MultiThreadedExecutor(num_threads=4)
+        executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        executor.shutdown()
-        node.destroy_node()
+        if executor is not None:
+            executor.shutdown()
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()
     return 0
 
