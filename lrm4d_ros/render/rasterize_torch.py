@@ -4,13 +4,14 @@ Compositing rules are those of gsplat 1.5 `gsplat/cuda/csrc/RasterizeToPixels3DG
 `alpha = min(0.999, o·exp(-σ))`, skip `σ < 0` or `alpha < 1/255`, front to back by camera z, and a pixel stops
 *before* the Gaussian that would bring its transmittance to ≤ 1e-4. Output alpha = Σ wᵢ = 1 − T_final.
 
-Work is proportional to the pixels each Gaussian can reach: every Gaussian enumerates the pixels of its
-opacity-aware box (gsplat's own radii, outside which alpha < 1/255, so nothing gsplat would blend is missed),
-i.e. gsplat's 16×16-tile scheme with the tile shrunk to one pixel. Pairs below the alpha threshold are dropped,
-the rest sorted by pixel with depth order kept, and per-pixel transmittance is an exclusive segmented sum of
-log(1 − α) in float64. Gaussians go front to back in blocks of at most `max_pairs` pairs, carrying each pixel's
-transmittance: memory stays bounded and pixels already opaque are skipped. The blending has a hand-written
-backward (`_Blend`) that recomputes the pairs' alphas instead of storing autograd intermediates.
+Work is proportional to the pixels each Gaussian can reach. gsplat evaluates every Gaussian at every pixel of
+the 16×16 tiles its opacity-aware box touches, and blends only where alpha ≥ 1/255; here each Gaussian
+enumerates, row by row, just the pixels of its box inside the ellipse σ ≤ log(255·o), the only ones that can
+pass that test (a 1-pixel "tile"): same result, far fewer evaluations. Pairs failing the exact alpha test are
+dropped, the rest sorted by pixel with depth order kept, and per-pixel transmittance is an exclusive segmented
+sum of log(1 − α) in float64. Gaussians go front to back in blocks of at most `max_pairs` pairs, carrying each
+pixel's transmittance: memory stays bounded and pixels already done are skipped. The blending has a
+hand-written backward (`_Blend`) that recomputes the pairs' alphas instead of storing autograd intermediates.
 """
 from __future__ import annotations
 
