@@ -184,7 +184,7 @@ def sweep_stamps(start_ns: int, end_ns: int, n: int) -> Tensor:
 def render_frames(recon, camtoworlds: Tensor, Ks: Tensor, width: int, height: int, stamps_ns: Tensor,
                   background=None, desc: str | None = None, batch: int = 4):
     """Render C views (one per stamp) in batches with a progress bar -> (colors (C,H,W,3), depths (C,H,W))."""
-    colors, depths = [], []
+    colors, depths = [torch.zeros(0, height, width, 3)], [torch.zeros(0, height, width)]
     with tqdm(total=len(stamps_ns), desc=desc, unit="view", disable=desc is None, leave=False) as bar:
         for i in range(0, len(stamps_ns), batch):
             sl = slice(i, i + batch)
@@ -270,8 +270,6 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
     """The body of `lrm4d reconstruct` for views already read from a bag; returns the summary dict
     (also written to OUT/summary.json)."""
     from .io.output_bag import OutputBag
-    from .ply import write_ply_3dgs, write_ply_4d
-    from .video import write_video
 
     if args.video_camera is not None and args.video_camera not in views.camera_names:
         raise ValueError(f"--video-camera {args.video_camera!r} is not in the bag; cameras: {views.camera_names}")
@@ -289,54 +287,62 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
     rows, held_psnr, input_psnr = [], [], []
     with OutputBag(out / "bag", storage=args.storage, overwrite=args.overwrite) as bag:
         for win in tqdm(windows, desc="windows", unit="window"):
-            sub = views.select(win.views)
-            inputs = select_inputs(sub, args.max_views, args.policy)
-            t = time.perf_counter()
-            recon = recon_model.reconstruct(sub.select(inputs))
-            timings["reconstruct_s"] += time.perf_counter() - t
-
-            t = time.perf_counter()
-            own = views.select(win.own)
-            colors, depths = render_frames(recon, own.camtoworlds, own.Ks, W, H, own.stamps_ns,
-                                           desc=f"window {win.index} views")
-            if args.no_video:
-                video = None
-            else:
-                vc2w, vK, vstamps = video_cameras(views, sub, recon, args.video_camera, args.video_frames)
-                vframes, _ = render_frames(recon, vc2w, vK, W, H, vstamps, desc=f"window {win.index} video")
-            g3 = recon.slice(win.mid_ns)
-            timings["render_s"] += time.perf_counter() - t
-
-            t = time.perf_counter()
-            wdir = out / f"window_{win.index:03d}"
-            wdir.mkdir(parents=True, exist_ok=True)
-            write_ply_4d(wdir / "gaussians_4d.ply", recon.gaussians.to_world(recon.normalization, recon.window))
-            write_ply_3dgs(wdir / "slice.ply", g3)
-            if not args.no_video:
-                video = write_video(wdir / "video.mp4", vframes, fps=args.fps)
-            order = torch.argsort(own.stamps_ns, stable=True)
-            for i in order.tolist():
-                name = views.camera_names[int(own.camera_ids[i])]
-                bag.write_view(f"{TOPIC_PREFIX}/{name}", colors[i], depths[i], own.Ks[i], own.camtoworlds[i],
-                               int(own.stamps_ns[i]))
-            bag.write_gaussians(GAUSSIANS_TOPIC, g3, win.mid_ns)
-            timings["write_s"] += time.perf_counter() - t
-
-            in_own = torch.isin(win.own, win.views[inputs])
-            scores = psnr(colors, own.images)
-            held_psnr += scores[~in_own].tolist()
-            input_psnr += scores[in_own].tolist()
-            rows.append({"window": win.index, "start_ns": recon.window.start_ns, "end_ns": recon.window.end_ns,
-                         "views": len(sub), "inputs": len(inputs), "rendered": len(own),
-                         "slice_stamp_ns": win.mid_ns, "gaussians_4d": len(recon.gaussians),
-                         "gaussians_slice": len(g3), "inputs_rendered": int(in_own.sum()),
-                         "dir": str(wdir), "video": None if video is None else str(video)})
+            row, scores, is_input = _process_window(recon_model, views, win, out, bag, args, timings)
+            rows.append(row)
+            held_psnr += scores[~is_input].tolist()
+            input_psnr += scores[is_input].tolist()
     summary = {"bag_out": str(out / "bag"), "topics": bag.counts, "windows": rows, "timings": timings,
-               "resolution": [H, W], "cameras": views.camera_names,
+               "resolution": [views.height, views.width], "cameras": views.camera_names,
                "psnr_held_out": _mean(held_psnr), "psnr_inputs": _mean(input_psnr),
                "held_out_views": len(held_psnr), "input_views": len(input_psnr)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _process_window(recon_model, views: ViewSet, win: Window, out: Path, bag, args, timings: dict):
+    """Reconstruct one window and write its PLY files, video and bag messages.
+
+    Returns (summary row, PSNR (n,) of the owned views against the source, (n,) bool: was that view an input).
+    """
+    from .ply import write_ply_3dgs, write_ply_4d
+    from .video import write_video
+
+    H, W = views.height, views.width
+    sub = views.select(win.views)
+    inputs = select_inputs(sub, args.max_views, args.policy)
+    t = time.perf_counter()
+    recon = recon_model.reconstruct(sub.select(inputs))
+    timings["reconstruct_s"] += time.perf_counter() - t
+
+    t = time.perf_counter()
+    own = views.select(win.own)
+    colors, depths = render_frames(recon, own.camtoworlds, own.Ks, W, H, own.stamps_ns,
+                                   desc=f"window {win.index} views")
+    if not args.no_video:
+        vc2w, vK, vstamps = video_cameras(views, sub, recon, args.video_camera, args.video_frames)
+        vframes, _ = render_frames(recon, vc2w, vK, W, H, vstamps, desc=f"window {win.index} video")
+    g3 = recon.slice(win.mid_ns)
+    timings["render_s"] += time.perf_counter() - t
+
+    t = time.perf_counter()
+    wdir = out / f"window_{win.index:03d}"
+    wdir.mkdir(parents=True, exist_ok=True)
+    write_ply_4d(wdir / "gaussians_4d.ply", recon.gaussians.to_world(recon.normalization, recon.window))
+    write_ply_3dgs(wdir / "slice.ply", g3)
+    video = None if args.no_video else write_video(wdir / "video.mp4", vframes, fps=args.fps)
+    for i in torch.argsort(own.stamps_ns, stable=True).tolist():
+        name = views.camera_names[int(own.camera_ids[i])]
+        bag.write_view(f"{TOPIC_PREFIX}/{name}", colors[i], depths[i], own.Ks[i], own.camtoworlds[i],
+                       int(own.stamps_ns[i]))
+    bag.write_gaussians(GAUSSIANS_TOPIC, g3, win.mid_ns)
+    timings["write_s"] += time.perf_counter() - t
+
+    is_input = torch.isin(win.own, win.views[inputs])
+    row = {"window": win.index, "start_ns": recon.window.start_ns, "end_ns": recon.window.end_ns,
+           "views": len(sub), "inputs": len(inputs), "rendered": len(own), "inputs_rendered": int(is_input.sum()),
+           "slice_stamp_ns": win.mid_ns, "gaussians_4d": len(recon.gaussians), "gaussians_slice": len(g3),
+           "dir": str(wdir), "video": None if video is None else str(video)}
+    return row, psnr(colors, own.images), is_input
 
 
 def video_cameras(views: ViewSet, window_views: ViewSet, recon, camera: str | None, n: int):
