@@ -53,12 +53,23 @@ class InProcessSession:
         self.executor = MultiThreadedExecutor(num_threads=6, context=self.context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.client)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._spin, daemon=True)
         self.thread.start()
-        assert self.render.wait_for_service(timeout_sec=20.0), "render_view service never appeared"
-        for pubs in self.publisher.pubs.values():
-            for pub in pubs:
-                wait_for(lambda p=pub: p.get_subscription_count() > 0, 20.0, f"a subscriber on {pub.topic_name}")
+        try:
+            assert self.render.wait_for_service(timeout_sec=20.0), "render_view service never appeared"
+            for info, pose, image in self.publisher.pubs.values():
+                # with pose_source "tf" the node does not subscribe to the pose topics
+                for pub in (info, image) if self.node.cfg.pose_source == "tf" else (info, pose, image):
+                    wait_for(lambda p=pub: p.get_subscription_count() > 0, 20.0, f"a subscriber on {pub.topic_name}")
+        except BaseException:
+            self.close()
+            raise
+
+    def _spin(self) -> None:
+        # Our own loop (not executor.spin) so close() can stop it before shutting the executor's thread pool.
+        while not self._stop.is_set() and self.context.ok():
+            self.executor.spin_once(timeout_sec=0.05)
 
     def _on_cloud(self, msg) -> None:
         self.cloud_times.append(time.monotonic())
@@ -98,8 +109,9 @@ class InProcessSession:
 
     def close(self) -> None:
         # Stop spinning before destroying nodes, so no callback runs on a destroyed entity.
-        self.executor.shutdown(timeout_sec=10.0)
+        self._stop.set()
         self.thread.join(timeout=10.0)
+        self.executor.shutdown(timeout_sec=10.0)
         self.node.destroy_node()
         self.client.destroy_node()
         rclpy.try_shutdown(context=self.context)
