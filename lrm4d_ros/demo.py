@@ -36,8 +36,8 @@ def add_arguments(p) -> None:
     p.add_argument("--frames", type=int, default=8, help="frames T in the window")
     p.add_argument("--cameras", type=int, default=4, help="cameras C of the rig")
     p.add_argument("--resolution", type=int, default=128, help="image size (square) of views and renders")
-    p.add_argument("--video-frames", type=int, default=32, help="frames of the novel-view orbit video")
-    p.add_argument("--fps", type=float, default=12.0)
+    p.add_argument("--video-frames", type=int, default=24, help="frames of the novel-view orbit video")
+    p.add_argument("--fps", type=float, default=8.0, help="video frame rate")
 
 
 class _Steps:
@@ -134,7 +134,7 @@ def run(args) -> int:
     frames, _ = render_frames(recon, truth.camtoworlds, truth.Ks, R, R, vstamps, desc="orbit")
     p_orbit = psnr(frames, truth.images)
     video = write_video(out / "demo.mp4", torch.cat([frames, truth.images.cpu()], dim=2), fps=args.fps)
-    steps.done("render_orbit", f"-> {video}")
+    steps.done("render_orbit", f"-> {video} (left: 4D-LRM, right: ground truth)")
 
     steps.start("writing the contact sheet and PLY files")
     show = torch.linspace(0, len(targets) - 1, min(SHEET_COLUMNS, len(targets))).round().long()
