@@ -32,7 +32,7 @@ EXTRA_CAM = "camx"  # subscribed by the node, but no camera_info is ever publish
 
 @pytest.fixture(scope="module")
 def scene():
-    cfg = SceneConfig(frames=FRAMES + 2, cameras=CAMS, height=H, width=W, fps_range=(10.0, 10.0),
+    cfg = SceneConfig(frames=FRAMES + 3, cameras=CAMS, height=H, width=W, fps_range=(10.0, 10.0),
                       num_primitives=(2, 3))
     return generate(5, cfg)  # frame-major: view k*CAMS + c
 
@@ -263,3 +263,27 @@ def test_service_and_inputs_do_not_wait_for_reconstruction(session, scene):
     finally:
         release.set()
         rec_obj.reconstruct = original
+
+
+def test_model_failure_is_reported_and_the_node_keeps_serving(session, scene):
+    session.wait_status(lambda s: s.reconstructions >= 1, 40.0, "a reconstruction")
+    rec_obj = session.node.reconstructor
+    original = rec_obj.reconstruct
+
+    def broken(views, normalization=None):
+        raise RuntimeError("simulated out of memory")
+
+    rec_obj.reconstruct = broken
+    try:
+        rejected = session.status().views_rejected
+        frame = range((FRAMES + 2) * CAMS, (FRAMES + 3) * CAMS)  # the newest frame: it changes the window
+        for i in frame:
+            session.publisher.publish(i)
+        st = session.wait_status(lambda s: "reconstruction failed: RuntimeError: simulated out of memory"
+                                 in s.last_error, 20.0, "the failure in ~/status")
+        assert st.views_rejected == rejected  # a model failure is not a rejected view
+        assert session.call(request_for(scene, 0)).success  # the previous reconstruction is still served
+    finally:
+        rec_obj.reconstruct = original
+    newest = ns_to_stamp(int(scene.stamps_ns[list(frame)].max()))
+    session.wait_status(lambda s: s.window_end == newest, 40.0, "the failed window reconstructed on a later tick")

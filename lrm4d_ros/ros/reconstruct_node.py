@@ -140,11 +140,16 @@ class ReconstructNode(Node):
 
     # -- inputs ------------------------------------------------------------------------------------------
     def _reject(self, reason: str, counted: bool = False) -> None:
-        """Log a rejected input (throttled); `counted`: the window already counted it."""
+        """Log a rejected input (throttled) and count it; `counted`: the window already counted it."""
         with self._lock:
-            self._last_error = reason
             if not counted:
                 self._rejected += 1
+        self._error(reason)
+
+    def _error(self, reason: str) -> None:
+        """Report a failure in ~/status (last_error) and the log, throttled."""
+        with self._lock:
+            self._last_error = reason
         self.get_logger().warning(reason, throttle_duration_sec=LOG_THROTTLE_S)
 
     def _on_info(self, cam, msg: CameraInfo) -> None:
@@ -211,18 +216,18 @@ class ReconstructNode(Node):
         views = self.window.snapshot()
         if views is not None and len(views) >= self.cfg.min_views:
             signature = (tuple(views.stamps_ns.tolist()), tuple(views.camera_ids.tolist()))
-            if signature != self._last_signature:
-                self._last_signature = signature
-                self._reconstruct(views)
+            if signature != self._last_signature and self._reconstruct(views):
+                self._last_signature = signature  # a failed window is retried on the next tick
         self.status_pub.publish(self._status())
 
-    def _reconstruct(self, views) -> None:
+    def _reconstruct(self, views) -> bool:
+        """Reconstruct `views` and publish the Gaussians; False (reported, node unharmed) if the model failed."""
         t0 = time.perf_counter()
         try:
             rec = self.reconstructor.reconstruct(views, self.normalization)
         except Exception as exc:  # a model failure must not stop the node; report it and keep serving
-            self._reject(f"reconstruction failed: {type(exc).__name__}: {exc}")
-            return
+            self._error(f"reconstruction failed: {type(exc).__name__}: {exc}")
+            return False
         elapsed = time.perf_counter() - t0
         n4d, n3d = len(rec.gaussians), 0
         if self.cfg.publish_gaussians:
@@ -243,6 +248,7 @@ class ReconstructNode(Node):
             self.gaussians_pub.publish(cloud)
         with self._lock:
             self._latency = (time.monotonic() - arrival) if arrival is not None else float("nan")
+        return True
 
     def _status(self) -> ReconstructionStatus:
         st = self.window.stats
@@ -344,7 +350,7 @@ class ReconstructNode(Node):
                     out = rec.render(torch.as_tensor(vc.camtoworld)[None], torch.as_tensor(vc.K)[None],
                                      vc.width, vc.height, torch.tensor([stamp], dtype=torch.int64))
                 except Exception as exc:  # e.g. the offset leaves the window; keep the other cameras going
-                    self._reject(f"virtual camera {vc.name}: {type(exc).__name__}: {exc}")
+                    self._error(f"virtual camera {vc.name}: {type(exc).__name__}: {exc}")
                     continue
                 s, frame = ns_to_stamp(stamp), f"{vc.name}_optical_frame"
                 msgs = (numpy_to_image(out.colors[0].cpu().numpy(), "rgb8", s, frame),
