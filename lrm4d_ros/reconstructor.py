@@ -22,7 +22,7 @@ from .views import ViewSet
 
 # Stamps this far outside the window (fraction of its span, at least 10 ms) are still rendered: the time
 # Gaussians extend smoothly a little past the window.
-WINDOW_TOLERANCE = 0.05
+WINDOW_TOLERANCE = 0.1
 MIN_TOLERANCE_NS = 10_000_000
 
 
