@@ -98,6 +98,8 @@ def main() -> int:
     ap.add_argument("--scenes", nargs="+", default=["random", "init"])
     ap.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()],
                     help="torch intra-op thread counts to try on CPU")
+    ap.add_argument("--output", type=Path, default=None,
+                    help="table file (default benchmarks/results/render_cpu.txt, render_cuda.txt with a GPU)")
     args = ap.parse_args()
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and gsplat_available() else [])
@@ -123,8 +125,8 @@ def main() -> int:
                 print(line, flush=True)
     lines.append(f"# load average after {os.getloadavg()[0]:.2f} (CPU shared with other jobs: timings are noisy)")
     print(lines[-1])
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / ("render_cuda.txt" if "cuda" in devices else "render_cpu.txt")
+    out = args.output or RESULTS / ("render_cuda.txt" if "cuda" in devices else "render_cpu.txt")
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
     return 0
