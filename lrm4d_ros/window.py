@@ -16,11 +16,9 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 import torch
 
-from .cameras import scale_K
 from .views import ViewSet
 
 POLICIES = ("latest", "uniform")
@@ -379,23 +377,24 @@ class SpaceTimeWindow:
         picked.sort(key=lambda x: (x[0], x[1]))
         newest = max(picked, key=lambda x: x[0])[2]
         H, W = self.image_size or newest.image.shape[:2]
-        images, Ks = [], []
-        for _, _, v in picked:
-            img = v.image.astype(np.float32) / 255.0 if v.image.dtype == np.uint8 else v.image
-            h, w = img.shape[:2]
-            K = torch.as_tensor(v.K)
-            if (h, w) != (H, W):
-                interp = cv2.INTER_AREA if (H <= h and W <= w) else cv2.INTER_LINEAR
-                img = cv2.resize(img, (W, H), interpolation=interp)
-                K = scale_K(K, W / w, H / h)
-            images.append(torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)).clamp(0, 1))
-            Ks.append(K)
-        return ViewSet(
-            images=torch.stack(images), Ks=torch.stack(Ks).to(torch.float64),
-            camtoworlds=torch.as_tensor(np.stack([v.camtoworld for _, _, v in picked]), dtype=torch.float64),
-            stamps_ns=torch.tensor([s for s, _, _ in picked], dtype=torch.int64),
-            camera_ids=torch.tensor([c for _, c, _ in picked], dtype=torch.int64), camera_names=names)
-
+        # One ViewSet per input size, each resized by ViewSet.resized (K rescaled), then merged in stamp order.
+        groups: dict[tuple[int, int], list[int]] = {}
+        for k, (_, _, v) in enumerate(picked):
+            groups.setdefault(v.image.shape[:2], []).append(k)
+        parts, order = [], []
+        for members in groups.values():
+            views = [picked[k] for k in members]
+            images = [torch.from_numpy(v.image).float() / 255.0 if v.image.dtype == np.uint8
+                      else torch.from_numpy(v.image) for _, _, v in views]
+            parts.append(ViewSet(
+                images=torch.stack(images), Ks=torch.as_tensor(np.stack([v.K for _, _, v in views])),
+                camtoworlds=torch.as_tensor(np.stack([v.camtoworld for _, _, v in views]), dtype=torch.float64),
+                stamps_ns=torch.tensor([s for s, _, _ in views], dtype=torch.int64),
+                camera_ids=torch.tensor([c for _, c, _ in views], dtype=torch.int64),
+                camera_names=names).resized(H, W))
+            order += members
+        merged = parts[0] if len(parts) == 1 else ViewSet.cat(parts)
+        return merged.select(torch.argsort(torch.tensor(order)))
 
 def select_views(cands: list[tuple[int, int]], max_views: int, policy: str) -> list[int]:
     """Indices of at most max_views candidates (stamp_ns, camera_id) chosen by `policy`.
