@@ -66,7 +66,7 @@ class LRM4DConfig:
 
 PRESETS = {
     "tiny": LRM4DConfig(n_layer=2, n_embd=64, n_head=2, image_size=32),
-    "small": LRM4DConfig(n_layer=6, n_embd=384, n_head=6),
+    "small": LRM4DConfig(n_layer=6, n_embd=256, n_head=4),
     "base": LRM4DConfig(n_layer=12, n_embd=768, n_head=12, n_free_tokens=1024, grad_checkpointing=True,
                         image_size=256),
     "large": LRM4DConfig(n_layer=24, n_embd=1024, n_head=16, n_free_tokens=1024, grad_checkpointing=True,

@@ -2,8 +2,11 @@
 
 One process, or DDP under `torchrun` (initialised only when WORLD_SIZE > 1). Per scene: the model predicts 4D
 Gaussians from the input views, which are sliced at each target's time and rendered at its camera; the loss is
-MSE + w_ssim·(1 − SSIM) on the targets, plus an optional L1 on the pixel-aligned depths of the input views where
-the generator knows the depth (an auxiliary signal that speeds up learning geometry on a small compute budget).
+MSE + w_ssim·(1 − SSIM) on the targets, plus two auxiliary terms on the input views from the generator's ground
+truth (they speed up learning geometry on a small compute budget): L1 on the pixel-aligned depths where a surface
+was hit, BCE of the pixel-aligned opacities against the coverage (alpha), L1 of their time centres to the view's
+time; and BCE of the targets' rendered alpha against their coverage (without it training fell into "draw
+nothing": Gaussians shrank in time or opacity below the rasteriser's cut, where no gradient reaches them).
 Renders are composited over the background estimated from the input views (`estimate_background`), exactly as
 the Reconstructor does at inference. AdamW(0.9, 0.95), linear warmup then cosine decay over steps or the time
 budget (whichever ends first), gradient clipping, bf16 autocast on CUDA. Resumable: `--resume` reloads
@@ -41,9 +44,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also workcell rigs, ground planes and backdrops (default: object-centric scenes only)")
     p.add_argument("--inputs", default="6,12", help="input views per scene: N or 'min,max' (drawn per step)")
     p.add_argument("--targets", type=int, default=4, help="supervision views per scene")
+    p.add_argument("--self-targets", type=int, default=2,
+                   help="also supervise this many of the input views (rendered from their own cameras)")
     p.add_argument("--batch", type=int, default=1, help="scenes per optimiser step (per process)")
     p.add_argument("--steps", type=int, default=100_000, help="maximum optimiser steps")
     p.add_argument("--time-budget", type=float, default=None, help="minutes of training (schedule follows it)")
+    p.add_argument("--init-opacity", type=float, default=None, help="override the config's opacity head bias")
     p.add_argument("--lr", type=float, default=6e-4)
     p.add_argument("--min-lr-ratio", type=float, default=0.1)
     p.add_argument("--warmup", type=int, default=100, help="warmup steps")
@@ -51,6 +57,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip", type=float, default=1.0, help="gradient norm clip")
     p.add_argument("--ssim-weight", type=float, default=0.2)
     p.add_argument("--depth-weight", type=float, default=0.1)
+    p.add_argument("--alpha-weight", type=float, default=1.0,
+                   help="BCE of the input pixels' Gaussian opacities against the generator's coverage")
+    p.add_argument("--mask-weight", type=float, default=1.0,
+                   help="BCE of the targets' rendered alpha against the generator's coverage")
+    p.add_argument("--time-weight", type=float, default=0.1,
+                   help="L1 of the pixel-aligned Gaussians' time centres to their view's time")
     p.add_argument("--val-every", type=int, default=200, help="validate every N steps")
     p.add_argument("--val-scenes", type=int, default=6)
     p.add_argument("--ckpt-minutes", type=float, default=5.0, help="save state every N minutes")
@@ -80,7 +92,8 @@ def lr_at(progress: float, step: int, args) -> float:
 
 
 def scene_loss(model, inputs: ViewSet, targets: ViewSet, ssim_weight: float, depth_weight: float,
-               autocast: bool = False) -> tuple[torch.Tensor, dict]:
+               autocast: bool = False, alpha_weight: float = 0.0, mask_weight: float = 0.0,
+               time_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
     """Loss of one scene and its metrics; inputs/targets in world units with absolute stamps (as from the sampler).
 
     Normalisation exactly as `Reconstructor.reconstruct`: scene from the input cameras, window from the input
@@ -101,7 +114,9 @@ def scene_loss(model, inputs: ViewSet, targets: ViewSet, ssim_weight: float, dep
                           window.normalize(targets.stamps_ns).to(dev), bg)
     mse = F.mse_loss(out.colors, targets.images)
     loss = mse
-    metrics = {"mse": float(mse.detach()), "psnr": float(psnr(out.colors.detach(), targets.images).mean())}
+    metrics = {"mse": float(mse.detach()), "psnr": float(psnr(out.colors.detach(), targets.images).mean()),
+               "psnr_bg": float(psnr(bg.expand_as(targets.images), targets.images).mean()),
+               "coverage": float(out.alphas.detach().mean())}
     if ssim_weight > 0:
         s = ssim_map(out.colors, targets.images).mean()
         loss = loss + ssim_weight * (1 - s)
@@ -113,6 +128,26 @@ def scene_loss(model, inputs: ViewSet, targets: ViewSet, ssim_weight: float, dep
             d = F.l1_loss(pred.pixel_depths[hit], gt[hit])
             loss = loss + depth_weight * d
             metrics["depth_l1"] = float(d.detach())
+    if alpha_weight > 0 and inputs.alphas is not None:
+        # Which input pixels show an object: a direct signal that keeps training out of the "draw nothing"
+        # minimum (opacities fall below the rasteriser's 1/255 cut, after which no gradient reaches them).
+        n_pix = inputs.alphas.numel()
+        opa = pred.gaussians.opacities[:n_pix].reshape(inputs.alphas.shape).clamp(1e-6, 1 - 1e-6)
+        a = F.binary_cross_entropy(opa, inputs.alphas.clamp(0, 1))
+        loss = loss + alpha_weight * a
+        metrics["alpha_bce"] = float(a.detach())
+    if mask_weight > 0 and targets.alphas is not None:
+        # Rendered coverage must match the objects' silhouettes at the targets: hiding Gaussians in space or
+        # time (a collapse seen without it) costs as much as misplacing them.
+        m = F.binary_cross_entropy(out.alphas[..., 0].clamp(1e-6, 1 - 1e-6), targets.alphas.clamp(0, 1))
+        loss = loss + mask_weight * m
+        metrics["mask_bce"] = float(m.detach())
+    if time_weight > 0:
+        V, H, W = inputs.images.shape[:3]
+        t_view = window.normalize(inputs.stamps_ns).to(dev)[:, None, None].expand(V, H, W).reshape(-1)
+        tl = F.l1_loss(pred.gaussians.times[:V * H * W], t_view)
+        loss = loss + time_weight * tl
+        metrics["time_l1"] = float(tl.detach())
     metrics["loss"] = float(loss.detach())
     return loss, metrics
 
@@ -174,7 +209,7 @@ def validate(model, stream: SceneStream, args) -> dict:
     model.eval()
     rows = [scene_loss(model, item["inputs"], item["targets"], args.ssim_weight, 0.0)[1] for item in stream.val]
     model.train()
-    return {k: sum(r[k] for r in rows) / len(rows) for k in ("psnr", "ssim", "mse")}
+    return {k: sum(r[k] for r in rows) / len(rows) for k in ("psnr", "ssim", "mse", "psnr_bg", "coverage")}
 
 
 def run(args) -> int:
@@ -188,7 +223,10 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     state_path, log_path = out / "state.safetensors", out / "train.log"
 
-    model = LRM4D(LRM4DConfig.preset(args.preset, image_size=args.image_size)).to(device)
+    overrides = {"image_size": args.image_size}
+    if args.init_opacity is not None:
+        overrides["init_opacity"] = args.init_opacity
+    model = LRM4D(LRM4DConfig.preset(args.preset, **overrides)).to(device)
     if args.init:
         from .checkpoint import load_model
 
@@ -229,8 +267,12 @@ def run(args) -> int:
         metrics = []
         for _ in range(args.batch):
             item = stream.next(seed_offset)
-            loss, m = scene_loss(ddp, item["inputs"], item["targets"], args.ssim_weight, args.depth_weight,
-                                 autocast)
+            targets = item["targets"]
+            if args.self_targets:
+                pick = torch.randperm(len(item["inputs"]))[:args.self_targets]
+                targets = ViewSet.cat([targets, item["inputs"].select(pick)])
+            loss, m = scene_loss(ddp, item["inputs"], targets, args.ssim_weight, args.depth_weight, autocast,
+                                 args.alpha_weight, args.mask_weight, args.time_weight)
             (loss / args.batch).backward()
             m["n_in"] = len(item["inputs"])
             metrics.append(m)
