@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -92,14 +93,19 @@ def format_table(result: dict) -> str:
 
 
 def run(args) -> int:
-    from .io.bag import read_bag
+    from .io.bag import BagError, read_bag
 
     if args.threads:
         torch.set_num_threads(args.threads)
     reconstructor = Reconstructor.from_checkpoint(args.checkpoint, args.device)
     rows = []
     for bag in args.bags:
-        row = evaluate_views(reconstructor, read_bag(bag), args.protocol, args.resolution)
+        try:
+            views = read_bag(bag)
+        except BagError as e:
+            print(f"lrm4d evaluate: {e}", file=sys.stderr)
+            return 1
+        row = evaluate_views(reconstructor, views, args.protocol, args.resolution)
         row["bag"] = str(bag)
         print(f"{bag}: lrm4d {row['model']['psnr']:.2f} dB, nearest {row['baselines']['nearest']['psnr']:.2f} dB, "
               f"background {row['baselines']['background']['psnr']:.2f} dB", flush=True)

@@ -5,7 +5,7 @@ Gaussians from the input views, which are sliced at each target's time and rende
 MSE + w_ssim·(1 − SSIM) on the targets, plus two auxiliary terms on the input views from the generator's ground
 truth (they speed up learning geometry on a small compute budget): L1 on the pixel-aligned depths where a surface
 was hit, BCE of the pixel-aligned opacities against the coverage (alpha), L1 of their time centres to the view's
-time; and BCE of the targets' rendered alpha against their coverage (without it training fell into "draw
+time, L1 of their colours to their pixels' colours; and BCE of the targets' rendered alpha against their coverage (without it training fell into "draw
 nothing": Gaussians shrank in time or opacity below the rasteriser's cut, where no gradient reaches them).
 Renders are composited over the background estimated from the input views (`estimate_background`), exactly as
 the Reconstructor does at inference. AdamW(0.9, 0.95), linear warmup then cosine decay over steps or the time
@@ -61,6 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="BCE of the input pixels' Gaussian opacities against the generator's coverage")
     p.add_argument("--mask-weight", type=float, default=1.0,
                    help="BCE of the targets' rendered alpha against the generator's coverage")
+    p.add_argument("--color-weight", type=float, default=1.0,
+                   help="L1 of the pixel-aligned Gaussians' colours to their input pixels")
     p.add_argument("--time-weight", type=float, default=0.1,
                    help="L1 of the pixel-aligned Gaussians' time centres to their view's time")
     p.add_argument("--val-every", type=int, default=200, help="validate every N steps")
@@ -93,7 +95,7 @@ def lr_at(progress: float, step: int, args) -> float:
 
 def scene_loss(model, inputs: ViewSet, targets: ViewSet, ssim_weight: float, depth_weight: float,
                autocast: bool = False, alpha_weight: float = 0.0, mask_weight: float = 0.0,
-               time_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+               time_weight: float = 0.0, color_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
     """Loss of one scene and its metrics; inputs/targets in world units with absolute stamps (as from the sampler).
 
     Normalisation exactly as `Reconstructor.reconstruct`: scene from the input cameras, window from the input
@@ -142,6 +144,13 @@ def scene_loss(model, inputs: ViewSet, targets: ViewSet, ssim_weight: float, dep
         m = F.binary_cross_entropy(out.alphas[..., 0].clamp(1e-6, 1 - 1e-6), targets.alphas.clamp(0, 1))
         loss = loss + mask_weight * m
         metrics["mask_bce"] = float(m.detach())
+    if color_weight > 0:
+        # Lambertian scenes: a pixel-aligned Gaussian shows its own pixel's colour. Through the token bottleneck
+        # the model learns this copy slowly from renders alone, where many misplaced Gaussians blend.
+        n_pix = inputs.images.shape[0] * inputs.images.shape[1] * inputs.images.shape[2]
+        c = F.l1_loss(pred.gaussians.colors[:n_pix], inputs.images.reshape(-1, 3))
+        loss = loss + color_weight * c
+        metrics["color_l1"] = float(c.detach())
     if time_weight > 0:
         V, H, W = inputs.images.shape[:3]
         t_view = window.normalize(inputs.stamps_ns).to(dev)[:, None, None].expand(V, H, W).reshape(-1)
@@ -272,7 +281,7 @@ def run(args) -> int:
                 pick = torch.randperm(len(item["inputs"]))[:args.self_targets]
                 targets = ViewSet.cat([targets, item["inputs"].select(pick)])
             loss, m = scene_loss(ddp, item["inputs"], targets, args.ssim_weight, args.depth_weight, autocast,
-                                 args.alpha_weight, args.mask_weight, args.time_weight)
+                                 args.alpha_weight, args.mask_weight, args.time_weight, args.color_weight)
             (loss / args.batch).backward()
             m["n_in"] = len(item["inputs"])
             metrics.append(m)
