@@ -284,17 +284,18 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
     timings = {"read_s": read_s, "load_model_s": time.perf_counter() - t, "reconstruct_s": 0.0, "render_s": 0.0,
                "write_s": 0.0}
     out.mkdir(parents=True, exist_ok=True)
-    rows, held_psnr, input_psnr = [], [], []
+    rows, scores = [], {"held_out": [], "held_out_nearest": [], "inputs": []}
     with OutputBag(out / "bag", storage=args.storage, overwrite=args.overwrite) as bag:
         for win in tqdm(windows, desc="windows", unit="window"):
-            row, scores, is_input = _process_window(recon_model, views, win, out, bag, args, timings)
+            row, win_scores = _process_window(recon_model, views, win, out, bag, args, timings)
             rows.append(row)
-            held_psnr += scores[~is_input].tolist()
-            input_psnr += scores[is_input].tolist()
+            for key, values in win_scores.items():
+                scores[key] += values
     summary = {"bag_out": str(out / "bag"), "topics": bag.counts, "windows": rows, "timings": timings,
                "resolution": [views.height, views.width], "cameras": views.camera_names,
-               "psnr_held_out": _mean(held_psnr), "psnr_inputs": _mean(input_psnr),
-               "held_out_views": len(held_psnr), "input_views": len(input_psnr)}
+               "psnr_held_out": _mean(scores["held_out"]), "psnr_held_out_nearest": _mean(scores["held_out_nearest"]),
+               "psnr_inputs": _mean(scores["inputs"]),
+               "held_out_views": len(scores["held_out"]), "input_views": len(scores["inputs"])}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -302,8 +303,10 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
 def _process_window(recon_model, views: ViewSet, win: Window, out: Path, bag, args, timings: dict):
     """Reconstruct one window and write its PLY files, video and bag messages.
 
-    Returns (summary row, PSNR (n,) of the owned views against the source, (n,) bool: was that view an input).
+    Returns (summary row, PSNR lists against the source of the owned views: "held_out" (not model inputs),
+    "held_out_nearest" (the nearest-input baseline on those), "inputs").
     """
+    from .baselines import nearest_input
     from .ply import write_ply_3dgs, write_ply_4d
     from .video import write_video
 
@@ -342,7 +345,11 @@ def _process_window(recon_model, views: ViewSet, win: Window, out: Path, bag, ar
            "views": len(sub), "inputs": len(inputs), "rendered": len(own), "inputs_rendered": int(is_input.sum()),
            "slice_stamp_ns": win.mid_ns, "gaussians_4d": len(recon.gaussians), "gaussians_slice": len(g3),
            "dir": str(wdir), "video": None if video is None else str(video)}
-    return row, psnr(colors, own.images), is_input
+    model = psnr(colors, own.images)
+    held = own.select(~is_input)
+    nearest = psnr(nearest_input(sub.select(inputs), held), held.images) if len(held) else model[:0]
+    return row, {"held_out": model[~is_input].tolist(), "held_out_nearest": nearest.tolist(),
+                 "inputs": model[is_input].tolist()}
 
 
 def video_cameras(views: ViewSet, window_views: ViewSet, recon, camera: str | None, n: int):
@@ -374,7 +381,8 @@ def print_summary(s: dict) -> None:
         print(f"{r['window']:>6} {r['views']:>5} {r['inputs']:>6} {r['rendered']:>8} {r['gaussians_4d']:>9} "
               f"{r['gaussians_slice']:>7}  {r['dir']}")
     fmt = lambda x: "n/a" if x is None else f"{x:.2f} dB"  # noqa: E731
-    print(f"PSNR vs the bag: held-out views {fmt(s['psnr_held_out'])} ({s['held_out_views']} views), "
+    print(f"PSNR vs the bag: held-out views {fmt(s['psnr_held_out'])} ({s['held_out_views']} views; "
+          f"nearest-input baseline {fmt(s['psnr_held_out_nearest'])}), "
           f"input views {fmt(s['psnr_inputs'])} ({s['input_views']} views)")
     print("timings: " + ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in t.items()))
     print(f"output bag {s['bag_out']}: " + ", ".join(f"{k} ×{v}" for k, v in sorted(s["topics"].items())))
