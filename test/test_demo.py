@@ -95,3 +95,19 @@ def test_orbit_is_one_novel_turn_at_the_rig_distance():
     assert math.isclose(float(step), 2 * math.pi / 8, abs_tol=1e-6)
     # The first orbit camera sits halfway (in azimuth) between the rig's first two cameras: a novel view.
     assert math.isclose(float((az[0] - scene.rig.azimuth[0]) % (2 * math.pi)), math.pi / 3, abs_tol=1e-6)
+
+
+def test_video_falls_back_to_gif_and_pads_odd_sizes_for_h264(tmp_path, monkeypatch):
+    import lrm4d_ros.video as video
+
+    frames = np.random.default_rng(0).random((3, 15, 17, 3)).astype(np.float32)
+    mp4 = video.write_video(tmp_path / "a.mp4", frames, fps=5)
+    assert mp4.suffix == ".mp4" and iio.imread(mp4).shape == (3, 16, 18, 3)  # yuv420p needs even sizes
+    monkeypatch.setattr(video, "ffmpeg_available", lambda: False)
+    gif = video.write_video(tmp_path / "b.mp4", frames, fps=5)
+    assert gif.suffix == ".gif"
+    decoded = iio.imread(gif)
+    assert decoded.shape[:3] == (3, 15, 17)
+    # GIF quantises to a 256-colour palette: close to the frames, not equal.
+    err = np.abs(decoded[..., :3].astype(np.float64) / 255 - frames).mean()
+    assert err < 0.05
