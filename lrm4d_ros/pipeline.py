@@ -278,7 +278,7 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
     windows = make_windows(views, length, stride)
     print(f"{len(views)} views from {len(views.camera_names)} cameras {views.camera_names} at {H}x{W}, "
           f"{(int(views.stamps_ns.max()) - int(views.stamps_ns.min())) * 1e-9:.3f} s; "
-          f"{len(windows)} windows of {length} every {stride}", flush=True)
+          f"{len(windows)} window{'s' if len(windows) != 1 else ''} of {length} every {stride}", flush=True)
     t = time.perf_counter()
     recon_model = load_reconstructor(args.checkpoint, args.config, args.device, args.seed)
     timings = {"read_s": read_s, "load_model_s": time.perf_counter() - t, "reconstruct_s": 0.0, "render_s": 0.0,
