@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .io.messages import matrix_to_quat, quat_to_matrix
 from .views import ViewSet
 
 POLICIES = ("latest", "uniform")
@@ -50,23 +51,6 @@ class WindowStats:
     last_error: str = ""
 
 
-def quat_wxyz_to_rotmat(q: np.ndarray) -> np.ndarray:
-    """Unit quaternion (4,) wxyz -> rotation matrix (3,3) float64."""
-    w, x, y, z = (float(v) for v in q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
-
-
-def rotmat_to_quat_wxyz(R: np.ndarray) -> np.ndarray:
-    """Rotation matrix (3,3) -> unit quaternion (4,) wxyz with w >= 0."""
-    from .gaussians import rotmat_to_quat  # Shepperd's method, shared with the Gaussian code
-
-    return rotmat_to_quat(torch.as_tensor(R, dtype=torch.float64)[None])[0].numpy()
-
-
 def slerp(q0: np.ndarray, q1: np.ndarray, a: float) -> np.ndarray:
     """Spherical interpolation of unit quaternions (4,) at fraction a in [0,1], along the shorter arc."""
     d = float(np.dot(q0, q1))
@@ -93,7 +77,7 @@ def pose_matrix(position, quat_wxyz) -> np.ndarray:
     if abs(n - 1.0) > QUAT_UNIT_TOLERANCE:
         raise RejectedInput(f"pose quaternion is not unit length (norm {n:.6f})")
     T = np.eye(4)
-    T[:3, :3] = quat_wxyz_to_rotmat(q / n)
+    T[:3, :3] = quat_to_matrix(q / n)
     T[:3, 3] = p
     return T
 
@@ -130,13 +114,13 @@ class PoseBuffer:
             raise RejectedInput(f"pose out of order: stamp {stamp_ns} ns <= newest {self._stamps[-1]} ns")
         self._stamps.append(stamp_ns)
         self._positions.append(T[:3, 3].copy())
-        self._quats.append(rotmat_to_quat_wxyz(T[:3, :3]))
+        self._quats.append(matrix_to_quat(T[:3, :3]))
         if len(self._stamps) > self.capacity:
             del self._stamps[0], self._positions[0], self._quats[0]
 
     def _matrix(self, p: np.ndarray, q: np.ndarray) -> np.ndarray:
         T = np.eye(4)
-        T[:3, :3] = quat_wxyz_to_rotmat(q)
+        T[:3, :3] = quat_to_matrix(q)
         T[:3, 3] = p
         return T
 

@@ -12,8 +12,9 @@ from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Pose
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
+from ..io.messages import matrix_to_quat
 from ..io.output_bag import GAUSSIAN_DTYPE, GAUSSIAN_FIELDS, gaussian_points
-from ..window import pose_matrix, rotmat_to_quat_wxyz
+from ..window import pose_matrix
 
 # encoding -> (channels, numpy dtype); colour encodings are converted to RGB.
 ENCODINGS = {
@@ -130,7 +131,7 @@ def pose_to_matrix(pose: Pose) -> np.ndarray:
 
 def matrix_to_pose(T: np.ndarray) -> Pose:
     T = np.asarray(T, dtype=np.float64)
-    w, x, y, z = rotmat_to_quat_wxyz(T[:3, :3])
+    w, x, y, z = matrix_to_quat(T[:3, :3])
     msg = Pose()
     msg.position.x, msg.position.y, msg.position.z = (float(v) for v in T[:3, 3])
     msg.orientation.w, msg.orientation.x, msg.orientation.y, msg.orientation.z = float(w), float(x), float(y), float(z)
