@@ -164,28 +164,47 @@ class Gaussians4D:
         return self.means.shape[0]
 
     @classmethod
-    def from_raw(cls, raw: Tensor, ray_origins: Tensor | None = None,
-                 ray_dirs: Tensor | None = None) -> "Gaussians4D":
+    def from_raw(cls, raw: Tensor, ray_origins: Tensor | None = None, ray_dirs: Tensor | None = None,
+                 view_times: Tensor | None = None, pixel_size: Tensor | None = None,
+                 scale_floor_px: float = 0.0) -> "Gaussians4D":
         """Paper activations on raw predictions (N,20); with rays (N,3) the Gaussians are pixel-aligned.
 
         Pixel-aligned: w = σ(mean(xyz)), depth δ = (1−w)·0.1 + w·4.5 along the ray, μ = o + δ·d, clipped to
         [-1,1]³. Free Gaussians (no rays): xyz clipped to [-1,1]³. Colour is σ(rgb) (SH degree 0). Quaternions
         are L2-normalised after adding the identity (1,0,0,0): the same as a bias in the head, and it keeps a zero
         prediction a valid rotation instead of a degenerate zero covariance.
+
+        Two optional departures for pixel-aligned Gaussians (both off by default, i.e. the paper's activations):
+        - view_times (N,): the time channel is an offset from the pixel's own view time, μ_t = t_view + raw_t.
+          The paper's raw μ_t lets a small model park a pixel's Gaussian at another time, where its own view
+          cannot supervise it (seen in CPU training: median |μ_t − t_view| 0.4 of the window).
+        - pixel_size (N,) canonical length of one pixel at unit distance (1/f) and scale_floor_px k: spatial
+          scales become sqrt(s² + (k·δ·pixel_size)²), a 3D smoothing filter in the manner of Mip-Splatting
+          (Yu et al. 2024). Without it the model shrank splats far below a pixel and let the rasteriser's 2D
+          low-pass fill the pixel, which leaves holes when rendering at a finer resolution than the input.
         """
         if raw.ndim != 2 or raw.shape[1] != RAW_CHANNELS:
             raise ValueError(f"raw must be (N,{RAW_CHANNELS}), got {tuple(raw.shape)}")
         xyz, t, rgb, s_xyz, s_t, q_l, q_r, opa = raw.split([3, 1, 3, 3, 1, 4, 4, 1], dim=-1)
+        scales = torch.exp(s_xyz - SCALE_BIAS).clamp(max=MAX_SCALE_XYZ)
+        times = t[:, 0]
         if ray_origins is not None:
             if ray_dirs is None:
                 raise ValueError("pixel-aligned Gaussians need both ray_origins and ray_dirs")
             w = torch.sigmoid(xyz.mean(-1, keepdim=True))
             depth = (1 - w) * NEAR_DEPTH + w * FAR_DEPTH
             xyz = ray_origins + depth * ray_dirs
+            if view_times is not None:
+                times = view_times.to(times) + times
+            if pixel_size is not None and scale_floor_px > 0:
+                floor = scale_floor_px * depth * pixel_size.to(depth)[:, None]
+                scales = (scales ** 2 + floor ** 2).sqrt()
+        elif view_times is not None or pixel_size is not None:
+            raise ValueError("view_times and pixel_size apply to pixel-aligned Gaussians only (pass the rays)")
         return cls(
             means=xyz.clamp(-1.0, 1.0),
-            times=t[:, 0],
-            scales=torch.exp(s_xyz - SCALE_BIAS).clamp(max=MAX_SCALE_XYZ),
+            times=times,
+            scales=scales,
             scale_t=torch.exp(s_t[:, 0] - SCALE_BIAS).clamp(max=MAX_SCALE_T),
             quats_l=F.normalize(q_l + _IDENTITY_QUAT.to(q_l), dim=-1, eps=_EPS),
             quats_r=F.normalize(q_r + _IDENTITY_QUAT.to(q_r), dim=-1, eps=_EPS),

@@ -42,6 +42,11 @@ class LRM4DConfig:
     init_scale_xyz: float = -2.0
     init_scale_t: float = 2.0
     init_opacity: float = -2.0
+    # Departures from the paper for small compute (gaussians.Gaussians4D.from_raw explains both): pixel-aligned
+    # time centres are offsets from their view's time, and splats are at least `scale_floor_px` input pixels wide.
+    # Checkpoints written before these fields existed load with both off (LEGACY), i.e. the paper's activations.
+    time_offset: bool = True
+    scale_floor_px: float = 0.5
 
     def __post_init__(self):
         if self.n_embd % self.n_head:
@@ -54,7 +59,7 @@ class LRM4DConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "LRM4DConfig":
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        known = {**LEGACY, **{k: v for k, v in d.items() if k in cls.__dataclass_fields__}}
         return cls(**known)
 
     @classmethod
@@ -63,6 +68,8 @@ class LRM4DConfig:
             raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
         return replace(PRESETS[name], **overrides)
 
+
+LEGACY = {"time_offset": False, "scale_floor_px": 0.0}  # what configs without these keys meant
 
 PRESETS = {
     "tiny": LRM4DConfig(n_layer=2, n_embd=64, n_head=2, image_size=32),

@@ -63,8 +63,13 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
     plucker = torch.cat([dirs, origins - (origins * dirs).sum(-1, keepdim=True) * dirs], dim=-1)
     x = model_input(images[None].float(), plucker[None].float(), times[None].float())
     pix, free = model(x)
+    cfg = model.module.cfg if hasattr(model, "module") else model.cfg
+    per_pixel = lambda x: x.float()[:, None, None].expand(V, H, W).reshape(-1)  # noqa: E731
+    pixel_size = per_pixel(1.0 / (Ks[:, 0, 0] * Ks[:, 1, 1]).sqrt())  # canonical length of a pixel at unit distance
     pixel = Gaussians4D.from_raw(pix.reshape(-1, RAW_CHANNELS).float(), origins.reshape(-1, 3).float(),
-                                 dirs.reshape(-1, 3).float())
+                                 dirs.reshape(-1, 3).float(),
+                                 view_times=per_pixel(times) if cfg.time_offset else None,
+                                 pixel_size=pixel_size, scale_floor_px=cfg.scale_floor_px)
     # Camera z of each pixel-aligned mean (after the [-1,1]³ clip), for depth read-outs and supervision.
     axis = camtoworlds[:, None, None, :3, 2].float()
     depth = ((pixel.means.view(V, H, W, 3) - origins.float()) * axis).sum(-1)

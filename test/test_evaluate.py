@@ -86,7 +86,7 @@ def test_evaluate_cli_on_a_generated_bag(tmp_path, capsys):
     ckpt = save_model(tmp_path / "tiny.safetensors", LRM4D(LRM4DConfig.preset("tiny", image_size=16)))
     out = tmp_path / "eval.json"
     assert main(["evaluate", str(tmp_path / "bag"), "--protocol", "novel-camera", "--checkpoint", str(ckpt),
-                 "--resolution", "24", "--json", str(out), "--device", "cpu"]) == 0
+                 "--resolution", "24", "--json", str(out), "--device", "cpu", "--per-scene-steps", "30"]) == 0
     result = json.loads(out.read_text())
     assert result["protocol"] == "novel-camera"
     (row,) = result["per_bag"]
@@ -97,4 +97,8 @@ def test_evaluate_cli_on_a_generated_bag(tmp_path, capsys):
         assert 5.0 < m["psnr"] < 60.0 and -1.0 <= m["ssim"] <= 1.0
     # An untrained model draws (almost) nothing over the estimated background: it scores like "background".
     assert math.isclose(result["model"]["psnr"], result["baselines"]["background"]["psnr"], abs_tol=1.0)
-    assert "lrm4d" in capsys.readouterr().out
+    ps = row["baselines"]["per_scene"]
+    assert ps["steps"] == 30 and ps["init"] == "rays" and ps["fit_s"] > 0
+    assert result["baselines"]["per_scene"]["steps"] == 30
+    printed = capsys.readouterr().out
+    assert "lrm4d" in printed and "per_scene" in printed

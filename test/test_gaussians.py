@@ -104,6 +104,21 @@ def test_from_raw_applies_paper_activations():
     torch.testing.assert_close(free.means[0], torch.tensor([0.2, -0.3, 0.4]))
 
 
+def test_from_raw_time_offset_and_scale_floor():
+    raw = torch.zeros(2, RAW_CHANNELS)
+    raw[:, 3] = torch.tensor([0.0, 0.25])  # time offsets
+    raw[:, 7:10] = -50.0  # raw scales -> ~0: the floor alone remains
+    o = torch.zeros(2, 3)
+    d = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    g = Gaussians4D.from_raw(raw, o, d, view_times=torch.tensor([-0.5, 0.5]),
+                             pixel_size=torch.tensor([0.01, 0.02]), scale_floor_px=0.5)
+    torch.testing.assert_close(g.times, torch.tensor([-0.5, 0.75]))
+    # depth 2.3 at zero raw xyz: floor = 0.5 · 2.3 · pixel_size on every axis
+    torch.testing.assert_close(g.scales, torch.tensor([[0.0115] * 3, [0.023] * 3]))
+    with pytest.raises(ValueError, match="pixel-aligned"):
+        Gaussians4D.from_raw(raw, view_times=torch.zeros(2))
+
+
 def test_quaternion_and_so4_factorisations_round_trip():
     q = torch.nn.functional.normalize(torch.randn(100, 4), dim=-1)
     R3 = quat_to_rotmat(q)

@@ -93,7 +93,12 @@ def test_initial_gaussians_are_sensible():
         pred = predict(model, torch.rand(2, 16, 16, 3), K, c2w, torch.tensor([-1.0, 1.0]))
     g = pred.gaussians
     assert len(g) == 2 * 16 * 16
-    assert 0.012 < float(g.scales.median()) < 0.016  # exp(-2 - 2.3)
+    # exp(-2 - 2.3) = 0.0136 combined with the half-pixel floor 0.5·δ/f at δ ≈ 2.3
+    f = float(K[0, 0, 0])
+    expect = (math.exp(-4.3) ** 2 + (0.5 * 2.3 / f) ** 2) ** 0.5
+    assert abs(float(g.scales.median()) - expect) < 0.05 * expect
+    # time centres start at their own view's time (offset channel ≈ 0)
+    torch.testing.assert_close(g.times.view(2, -1).median(dim=1).values, torch.tensor([-1.0, 1.0]), atol=0.01, rtol=0)
     assert 0.015 < float(g.opacities.median()) < 0.021  # sigmoid(-2 - 2)
     assert float(g.scale_t.min()) > 0.5  # visible over the whole window at init
     # ray depth ≈ midpoint 2.3 of [0.1, 4.5]: the centre pixels' means start near the scene centre (z ≈ 2.3 · cos)
