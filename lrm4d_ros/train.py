@@ -56,12 +56,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--clip", type=float, default=1.0, help="gradient norm clip")
     p.add_argument("--ssim-weight", type=float, default=0.2)
-    p.add_argument("--depth-weight", type=float, default=0.1)
-    p.add_argument("--alpha-weight", type=float, default=1.0,
+    p.add_argument("--depth-weight", type=float, default=0.5,
+                   help="L1 of the pixel-aligned depths to the generator's depth (canonical units)")
+    p.add_argument("--alpha-weight", type=float, default=0.5,
                    help="BCE of the input pixels' Gaussian opacities against the generator's coverage")
-    p.add_argument("--mask-weight", type=float, default=1.0,
+    p.add_argument("--mask-weight", type=float, default=0.5,
                    help="BCE of the targets' rendered alpha against the generator's coverage")
-    p.add_argument("--color-weight", type=float, default=1.0,
+    p.add_argument("--color-weight", type=float, default=0.5,
                    help="L1 of the pixel-aligned Gaussians' colours to their input pixels")
     p.add_argument("--time-weight", type=float, default=0.1,
                    help="L1 of the pixel-aligned Gaussians' time centres to their view's time")
