@@ -40,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolution", type=int, default=64, help="rendered resolution of targets (px)")
     p.add_argument("--frames", type=int, default=12, help="frames T per scene")
     p.add_argument("--cameras", type=int, default=8, help="cameras C per scene")
+    p.add_argument("--supersample", type=int, default=1,
+                   help="odd s: s×s rays per pixel for anti-aliased training images (s² the generator cost)")
     p.add_argument("--all-rigs", action="store_true",
                    help="also workcell rigs, ground planes and backdrops (default: object-centric scenes only)")
     p.add_argument("--inputs", default="6,12", help="input views per scene: N or 'min,max' (drawn per step)")
@@ -179,7 +181,7 @@ class SceneStream:
 
         self.n_range = parse_range(args.inputs)
         cfg = SceneConfig(frames=args.frames, cameras=args.cameras, height=args.resolution,
-                          width=args.resolution, background=None)
+                          width=args.resolution, background=None, supersample=args.supersample)
         if not args.all_rigs:
             cfg = object_centric(cfg)
         self.samplers = {n: SceneSampler(cfg, num_inputs=n, num_targets=args.targets, split="train")
