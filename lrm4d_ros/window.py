@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .io.messages import matrix_to_quat, quat_to_matrix
+from .io.messages import MessageError, matrix_to_quat, quat_to_matrix, rigid_matrix
 from .views import ViewSet
 
 POLICIES = ("latest", "uniform")
-QUAT_UNIT_TOLERANCE = 1e-3
 
 
 class RejectedInput(ValueError):
@@ -69,17 +68,10 @@ def pose_matrix(position, quat_wxyz) -> np.ndarray:
 
     Raises RejectedInput for non-finite values or a quaternion whose norm is off 1 by more than 1e-3.
     """
-    p = np.asarray(position, dtype=np.float64).reshape(3)
-    q = np.asarray(quat_wxyz, dtype=np.float64).reshape(4)
-    if not (np.isfinite(p).all() and np.isfinite(q).all()):
-        raise RejectedInput(f"pose has non-finite values: position {p.tolist()}, quaternion {q.tolist()}")
-    n = float(np.linalg.norm(q))
-    if abs(n - 1.0) > QUAT_UNIT_TOLERANCE:
-        raise RejectedInput(f"pose quaternion is not unit length (norm {n:.6f})")
-    T = np.eye(4)
-    T[:3, :3] = quat_to_matrix(q / n)
-    T[:3, 3] = p
-    return T
+    try:
+        return rigid_matrix(position, quat_wxyz)
+    except MessageError as exc:
+        raise RejectedInput(str(exc)) from None
 
 
 class PoseBuffer:

@@ -147,18 +147,32 @@ def pose_msg(T, stamp: int, frame_id: str = "world"):
                                  orientation=Quaternion(x=float(x), y=float(y), z=float(z), w=float(w))))
 
 
-def pose_matrix(msg) -> np.ndarray:
-    """4×4 float64 of a PoseStamped (or Pose)."""
-    pose = getattr(msg, "pose", msg)
-    q = pose.orientation
-    quat = np.array([q.w, q.x, q.y, q.z], dtype=np.float64)
-    n = np.linalg.norm(quat)
-    if not np.isfinite(quat).all() or abs(n - 1.0) > 1e-3:
-        raise MessageError(f"pose orientation is not a unit quaternion (norm {n})")
+QUAT_UNIT_TOLERANCE = 1e-3  # |‖q‖ − 1| beyond this is a malformed orientation, not rounding
+
+
+def rigid_matrix(position, quat_wxyz) -> np.ndarray:
+    """4×4 float64 from a position (3,) and a unit quaternion (4,) wxyz (renormalised).
+
+    Raises MessageError for non-finite values or a quaternion whose norm is off 1 by more than 1e-3.
+    """
+    p = np.asarray(position, dtype=np.float64).reshape(3)
+    q = np.asarray(quat_wxyz, dtype=np.float64).reshape(4)
+    if not (np.isfinite(p).all() and np.isfinite(q).all()):
+        raise MessageError(f"pose has non-finite values: position {p.tolist()}, quaternion {q.tolist()}")
+    n = float(np.linalg.norm(q))
+    if abs(n - 1.0) > QUAT_UNIT_TOLERANCE:
+        raise MessageError(f"pose quaternion is not unit length (norm {n:.6f})")
     T = np.eye(4)
-    T[:3, :3] = quat_to_matrix(quat)
-    T[:3, 3] = [pose.position.x, pose.position.y, pose.position.z]
+    T[:3, :3] = quat_to_matrix(q / n)
+    T[:3, 3] = p
     return T
+
+
+def pose_matrix(msg) -> np.ndarray:
+    """4×4 float64 of a PoseStamped (or Pose); MessageError as `rigid_matrix`."""
+    pose = getattr(msg, "pose", msg)
+    q, t = pose.orientation, pose.position
+    return rigid_matrix((t.x, t.y, t.z), (q.w, q.x, q.y, q.z))
 
 
 def serialize(msg) -> bytes:
