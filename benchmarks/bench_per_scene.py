@@ -55,13 +55,14 @@ def main() -> None:
         for proto in ("alternating", "novel-camera"):
             inputs, targets = split_protocol(views, proto)
             add(proto, "nearest input", float(psnr(nearest_input(inputs, targets), targets.images).mean()))
+            inputs = inputs.to(dev)
             t = time.perf_counter()
-            rec = recon.reconstruct(inputs.to(dev))
+            rec = recon.reconstruct(inputs)
             add(proto, "model (feed-forward)", target_psnr(rec, targets))
             add(proto, "model time s", time.perf_counter() - t)
             for b in budgets:
                 for init in ("rays", "model"):
-                    res = fit(inputs.to(dev), FitConfig(steps=None, seconds=b), init=rec if init == "model" else None)
+                    res = fit(inputs, FitConfig(steps=None, seconds=b), init=rec if init == "model" else None)
                     add(proto, f"fit {init} {b:g}s", target_psnr(res.reconstruction, targets))
                     add(proto, f"fit {init} {b:g}s steps", res.steps)
             print(f"{seed} {proto}: " + ", ".join(f"{m} {v[-1]:.2f}" for (pr, m), v in table.items() if pr == proto),

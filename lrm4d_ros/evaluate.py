@@ -21,7 +21,7 @@ import torch
 from .baselines import BASELINES
 from .metrics import psnr, ssim
 from .reconstructor import Reconstructor
-from .views import ViewSet
+from .views import ViewSet, short_side_size
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,11 +44,6 @@ def _score(pred: torch.Tensor, target: torch.Tensor) -> dict:
     return {"psnr": float(psnr(pred, target).mean()), "ssim": float(ssim(pred, target).mean())}
 
 
-def _target_size(views: ViewSet, resolution: int) -> tuple[int, int]:
-    s = resolution / min(views.height, views.width)
-    return round(views.height * s), round(views.width * s)
-
-
 def evaluate_views(reconstructor: Reconstructor, views: ViewSet, protocol: str, resolution: int = 128,
                    per_scene=None, per_scene_init: str = "rays") -> dict:
     """Scores of one scene's full T×C ViewSet under `protocol` (see module docstring).
@@ -58,7 +53,7 @@ def evaluate_views(reconstructor: Reconstructor, views: ViewSet, protocol: str, 
     from .data.protocols import split_protocol
 
     inputs, targets = split_protocol(views, protocol)
-    targets = targets.resized(*_target_size(targets, resolution))
+    targets = targets.resized(*short_side_size(targets.height, targets.width, resolution))
     sync = torch.cuda.synchronize if reconstructor.device.type == "cuda" else (lambda: None)
     t0 = time.perf_counter()
     rec = reconstructor.reconstruct(inputs)

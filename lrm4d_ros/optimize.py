@@ -24,7 +24,7 @@ from .cameras import SceneNormalization, TimeWindow, pixel_rays
 from .gaussians import Gaussians4D
 from .metrics import psnr, ssim_map
 from .reconstructor import Reconstruction, estimate_background, render_at_times
-from .views import ViewSet
+from .views import ViewSet, short_side_size
 
 
 @dataclass(frozen=True)
@@ -109,11 +109,6 @@ class _Raw(torch.nn.Module):
                            colors=torch.sigmoid(self.colors))
 
 
-def _input_size(height: int, width: int, short: int) -> tuple[int, int]:
-    s = short / min(height, width)
-    return max(1, round(height * s)), max(1, round(width * s))
-
-
 def fit(inputs: ViewSet, config: FitConfig = FitConfig(), init: Reconstruction | None = None,
         progress=None) -> FitResult:
     """Fit 4D Gaussians to `inputs` (world units, absolute stamps) within the budget -> FitResult.
@@ -129,7 +124,7 @@ def fit(inputs: ViewSet, config: FitConfig = FitConfig(), init: Reconstruction |
         window = TimeWindow.from_stamps(inputs.stamps_ns)
     else:
         norm, window = init.normalization, init.window
-    v = inputs.resized(*_input_size(inputs.height, inputs.width, config.image_size))
+    v = inputs.resized(*short_side_size(inputs.height, inputs.width, config.image_size))
     c2w = norm.poses_to_canonical(v.camtoworlds.double()).float()
     Ks = v.Ks.float()
     times = window.normalize(v.stamps_ns).to(dev).float()

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from .cameras import SceneNormalization
 from .data.rigs import look_at
 from .metrics import psnr
-from .views import ViewSet
+from .views import ViewSet, short_side_size
 
 GAUSSIANS_TOPIC = "/lrm4d/gaussians"
 TOPIC_PREFIX = "/lrm4d"
@@ -227,8 +227,7 @@ def parse_resolution(text: str | None, height: int, width: int) -> tuple[int, in
         raise ValueError(f"--resolution must be HxW or a short side in pixels, got {text!r}")
     if m.group(2):
         return int(m.group(1)), int(m.group(2))
-    s = int(m.group(1)) / min(height, width)
-    return max(1, round(height * s)), max(1, round(width * s))
+    return short_side_size(height, width, int(m.group(1)))
 
 
 def load_reconstructor(checkpoint: str | None, config: str | None, device: str | None, seed: int = 0):

@@ -10,6 +10,12 @@ from torch import Tensor
 from .cameras import scale_K
 
 
+def short_side_size(height: int, width: int, short: int) -> tuple[int, int]:
+    """(H, W) with the short side `short` pixels and the aspect ratio of height×width kept (each ≥ 1)."""
+    s = short / min(height, width)
+    return max(1, round(height * s)), max(1, round(width * s))
+
+
 @dataclass
 class ViewSet:
     """V posed views, all at one resolution H×W.

@@ -372,6 +372,7 @@ class SpaceTimeWindow:
         merged = parts[0] if len(parts) == 1 else ViewSet.cat(parts)
         return merged.select(torch.argsort(torch.tensor(order)))
 
+
 def select_views(cands: list[tuple[int, int]], max_views: int, policy: str) -> list[int]:
     """Indices of at most max_views candidates (stamp_ns, camera_id) chosen by `policy`.
 
