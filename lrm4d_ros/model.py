@@ -111,6 +111,11 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+def config_of(model: nn.Module) -> LRM4DConfig:
+    """The config of an LRM4D, also one wrapped in DistributedDataParallel (which hides it under `.module`)."""
+    return getattr(model, "module", model).cfg
+
+
 def model_input(images: Tensor, plucker: Tensor, times: Tensor) -> Tensor:
     """Assemble the 10-channel input (B,V,10,H,W).
 

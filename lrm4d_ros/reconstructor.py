@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .cameras import SceneNormalization, TimeWindow, pixel_rays
 from .gaussians import Gaussians3D, Gaussians4D, MIN_MARGINAL, RAW_CHANNELS
-from .model import LRM4D, model_input
+from .model import LRM4D, config_of, model_input
 from .render import RenderOutput, render
 from .views import ViewSet
 
@@ -63,7 +63,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
     plucker = torch.cat([dirs, origins - (origins * dirs).sum(-1, keepdim=True) * dirs], dim=-1)
     x = model_input(images[None].float(), plucker[None].float(), times[None].float())
     pix, free = model(x)
-    cfg = model.module.cfg if hasattr(model, "module") else model.cfg
+    cfg = config_of(model)
     per_pixel = lambda x: x.float()[:, None, None].expand(V, H, W).reshape(-1)  # noqa: E731
     pixel_size = per_pixel(1.0 / (Ks[:, 0, 0] * Ks[:, 1, 1]).sqrt())  # canonical length of a pixel at unit distance
     pixel = Gaussians4D.from_raw(pix.reshape(-1, RAW_CHANNELS).float(), origins.reshape(-1, 3).float(),

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from .cameras import SceneNormalization, TimeWindow
 from .checkpoint import load_training_state, save_model, save_training_state
 from .metrics import psnr, ssim_map
-from .model import LRM4D, LRM4DConfig
+from .model import LRM4D, LRM4DConfig, config_of
 from .reconstructor import estimate_background, model_input_size, predict, render_at_times
 from .views import ViewSet
 
@@ -105,7 +105,7 @@ def scene_loss(model, inputs: ViewSet, targets: ViewSet, ssim_weight: float, dep
     stamps (targets may lie slightly outside it).
     """
     dev = next(model.parameters()).device
-    cfg = (model.module if hasattr(model, "module") else model).cfg
+    cfg = config_of(model)
     inputs = inputs.resized(*model_input_size(cfg, inputs.height, inputs.width)).to(dev)
     targets = targets.to(dev)
     norm = SceneNormalization.from_cameras(inputs.camtoworlds)
@@ -267,7 +267,13 @@ def run(args) -> int:
 
     t_start = time.time()
     last_ckpt = t_start
-    bar = tqdm(total=args.steps, initial=step, disable=rank != 0, dynamic_ncols=True)
+    # With a time budget the bar counts seconds, so its ETA is the budget's end rather than that of --steps.
+    if budget_s is not None:
+        bar = tqdm(total=round(budget_s), initial=min(round(elapsed_before), round(budget_s)),
+                   bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} s [{elapsed}<{remaining}{postfix}]",
+                   disable=rank != 0, dynamic_ncols=True)
+    else:
+        bar = tqdm(total=args.steps, initial=step, unit="step", disable=rank != 0, dynamic_ncols=True)
     model.train()
     stop = False
     while step < args.steps and not stop:
@@ -297,8 +303,8 @@ def run(args) -> int:
         if budget_s is not None and elapsed >= budget_s:
             stop = True
         if rank == 0:
-            bar.update(1)
-            bar.set_postfix(loss=f"{avg['loss']:.4f}", psnr=f"{avg['psnr']:.2f}", lr=f"{lr:.2e}")
+            bar.update(min(round(elapsed), bar.total) - bar.n if budget_s is not None else 1)
+            bar.set_postfix(step=step, loss=f"{avg['loss']:.4f}", psnr=f"{avg['psnr']:.2f}", lr=f"{lr:.2e}")
             row = {"step": step, "elapsed_s": round(elapsed, 1), "lr": lr, "grad_norm": float(gnorm)}
             row.update({k: round(v, 5) for k, v in avg.items()})
             if step % args.val_every == 0 or stop or step == args.steps:
