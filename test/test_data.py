@@ -8,7 +8,8 @@ from lrm4d_ros.cameras import invert_pose
 from lrm4d_ros.data.generator import STAMP_BASE_NS, SceneConfig, all_views, generate, sample_scene
 from lrm4d_ros.data.primitives import INTERSECT
 from lrm4d_ros.data.protocols import protocol_indices, split_protocol
-from lrm4d_ros.data.raycast import render_views
+from lrm4d_ros.data.primitives import local_extent
+from lrm4d_ros.data.raycast import NO_PRIMITIVE, render_views, surface_ids
 from lrm4d_ros.data.sampler import VAL_SEED_START, SceneSampler, collate_list
 from lrm4d_ros.views import ViewSet
 
@@ -45,6 +46,31 @@ def test_depth_reprojects_between_views_of_every_primitive_kind():
         assert inside > 300, kind
         assert visible.float().mean() > 0.6, (kind, float(visible.float().mean()))
         assert rel[visible].median() < 0.01, kind
+
+
+def test_surface_ids_name_the_primitive_under_each_pixel():
+    cfg = SceneConfig(frames=2, cameras=3, height=40, width=48, num_primitives=(3, 3), rig_kinds=("orbit",),
+                      ground_prob=0.0, backdrop_prob=0.0)
+    scene = sample_scene(5, cfg)
+    cams, stamps = all_views(scene)
+    views = render_views(scene, cams, stamps, cfg.height, cfg.width)
+    ids = surface_ids(scene, cams, stamps, cfg.height, cfg.width, max_rays=2 * cfg.height * cfg.width)  # 3 chunks
+    assert ids.shape == views.depths.shape and ids.dtype == torch.int64
+    assert torch.equal(ids >= 0, views.depths > 0)  # no ground or backdrop: every hit is on a primitive
+    assert set(ids.unique().tolist()) <= {NO_PRIMITIVE, 0, 1, 2} and (ids >= 0).sum() > 100
+    # Each hit lies inside the bounding box of the primitive its id names, at its pose at the view's time.
+    R, c, sc = scene.motion.at((stamps - scene.start_ns).double() / scene.duration_ns)
+    H, W = cfg.height, cfg.width
+    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij")
+    for k in range(len(cams)):
+        hit = ids[k] >= 0
+        pix = torch.stack([u[hit], v[hit], torch.ones_like(u[hit])], -1)
+        cam = (torch.linalg.inv(views.Ks[k]) @ pix.T).T * views.depths[k][hit].double()[:, None]
+        world = cam @ views.camtoworlds[k, :3, :3].T + views.camtoworlds[k, :3, 3]
+        p = ids[k][hit]
+        local = ((world - c[k, p])[:, None, :] @ R[k, p])[:, 0] / sc[k, p]  # object space of primitive p
+        extent = torch.stack([local_extent(scene.kinds[i], scene.params[i]) for i in p.tolist()]).double()
+        assert (local.abs() <= extent * 1.02 + 1e-3).all(), k
 
 
 def test_sphere_depth_matches_closed_form():

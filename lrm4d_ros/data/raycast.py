@@ -24,6 +24,8 @@ def _window_fraction(scene, stamps_ns: Tensor) -> Tensor:
     return (stamps_ns.to(torch.int64).cpu() - scene.start_ns).to(torch.float64) / scene.duration_ns
 
 
+NO_PRIMITIVE = -1  # surface id of ground, backdrop and empty pixels
+
 # The 8 corners of [-1,1]³.
 _CORNERS = torch.tensor([[x, y, z] for x in (-1.0, 1.0) for y in (-1.0, 1.0) for z in (-1.0, 1.0)])
 
@@ -82,23 +84,27 @@ class _Rays:
 
 
 class _Canvas:
-    """Nearest-hit buffers over N rays: z-depth (inf = nothing yet) and colour (background)."""
+    """Nearest-hit buffers over N rays: z-depth (inf = nothing yet), colour (background) and the id of the surface
+    hit (NO_PRIMITIVE for nothing, ground or backdrop)."""
 
     def __init__(self, n: int, background: Tensor):
         self.t = torch.full((n,), float("inf"), device=background.device, dtype=background.dtype)
         self.rgb = background.expand(n, 3).clone()
+        self.ids = torch.full((n,), NO_PRIMITIVE, device=background.device, dtype=torch.int64)
 
-    def commit(self, idx: Tensor, t: Tensor, color: Tensor):
-        """Candidates at distinct ray indices idx (K,) with depths t (K,) (inf = miss) and colours (K,3)."""
+    def commit(self, idx: Tensor, t: Tensor, color: Tensor, surface: int = NO_PRIMITIVE):
+        """Candidates at distinct ray indices idx (K,) with depths t (K,) (inf = miss) and colours (K,3), all on
+        `surface` (a primitive index)."""
         closer = (t < self.t.index_select(0, idx)).nonzero()[:, 0]
         idx = idx.index_select(0, closer)
         self.t.index_copy_(0, idx, t.index_select(0, closer))
         self.rgb.index_copy_(0, idx, color.index_select(0, closer))
+        self.ids.index_fill_(0, idx, surface)
 
 
 def _cast_batch(scene, Ks: Tensor, c2w: Tensor, height: int, width: int, R: Tensor, c: Tensor, s: Tensor):
     """Ks (V,3,3), c2w (V,4,4), primitive poses R (V,P,3,3), c (V,P,3), s (V,P,3), all float32 on one device
-    -> rgb (V,H,W,3), z-depth (V,H,W), alpha (V,H,W)."""
+    -> rgb (V,H,W,3), z-depth (V,H,W), alpha (V,H,W), primitive id (V,H,W) int64 (see surface_ids)."""
     V = Ks.shape[0]
     N = V * height * width
     rays = _Rays(Ks, c2w, height, width)
@@ -126,7 +132,7 @@ def _cast_batch(scene, Ks: Tensor, c2w: Tensor, height: int, width: int, R: Tens
         idx, vi, t, n_l, p_l = (x.index_select(0, hit) for x in (idx, vi, t, n_l, p_l))
         sh = shade_table[:, p].index_select(0, vi)
         n_dot_l = (n_l * sh[:, :3]).sum(-1) / (n_l * sh[:, 3:]).norm(dim=-1).clamp_min(1e-12)
-        canvas.commit(idx, t, lambert(scene.textures[p](p_l), n_dot_l, scene.ambient).clamp(0, 1))
+        canvas.commit(idx, t, lambert(scene.textures[p](p_l), n_dot_l, scene.ambient).clamp(0, 1), p)
 
     if scene.ground is not None or scene.backdrop is not None:
         _, vi, pix = rays.all()
@@ -156,7 +162,7 @@ def _cast_batch(scene, Ks: Tensor, c2w: Tensor, height: int, width: int, R: Tens
     hit = torch.isfinite(canvas.t)
     depth = torch.where(hit, canvas.t, torch.zeros_like(canvas.t))
     return (canvas.rgb.reshape(V, height, width, 3), depth.reshape(V, height, width),
-            hit.to(Ks.dtype).reshape(V, height, width))
+            hit.to(Ks.dtype).reshape(V, height, width), canvas.ids.reshape(V, height, width))
 
 
 @contextmanager
@@ -190,7 +196,8 @@ def render_views(scene, camera_ids: Tensor, stamps_ns: Tensor, height: int, widt
         return _render_views(scene, camera_ids, stamps_ns, height, width, device, max_rays, supersample)
 
 
-def _render_views(scene, camera_ids, stamps_ns, height, width, device, max_rays, ss) -> ViewSet:
+def _checked_views(scene, camera_ids, stamps_ns, height: int, width: int) -> tuple[Tensor, Tensor]:
+    """camera_ids, stamps_ns as (V,) int64 CPU tensors, after checking them and the image size."""
     camera_ids = torch.as_tensor(camera_ids, dtype=torch.int64).cpu().reshape(-1)
     stamps_ns = torch.as_tensor(stamps_ns, dtype=torch.int64).cpu().reshape(-1)
     if camera_ids.shape != stamps_ns.shape:
@@ -201,6 +208,11 @@ def _render_views(scene, camera_ids, stamps_ns, height, width, device, max_rays,
         raise ValueError("render_views needs at least one view")
     if height < 1 or width < 1:
         raise ValueError(f"image size must be positive, got {height}x{width}")
+    return camera_ids, stamps_ns
+
+
+def _render_views(scene, camera_ids, stamps_ns, height, width, device, max_rays, ss) -> ViewSet:
+    camera_ids, stamps_ns = _checked_views(scene, camera_ids, stamps_ns, height, width)
     device = torch.device(device)
     u = _window_fraction(scene, stamps_ns)
     Ks = scene.rig.Ks(height, width)[camera_ids]
@@ -214,7 +226,7 @@ def _render_views(scene, camera_ids, stamps_ns, height, width, device, max_rays,
     f32 = dict(device=device, dtype=torch.float32)
     for i in range(0, len(u), per_chunk):
         sl = slice(i, i + per_chunk)
-        rgb, depth, alpha = _cast_batch(scene, Ks_fine[sl].to(**f32), c2w[sl].to(**f32), Hf, Wf,
+        rgb, depth, alpha, _ = _cast_batch(scene, Ks_fine[sl].to(**f32), c2w[sl].to(**f32), Hf, Wf,
                                         R[sl].to(**f32), c[sl].to(**f32), s[sl].to(**f32))
         if ss > 1:
             rgb = F.avg_pool2d(rgb.permute(0, 3, 1, 2), ss).permute(0, 2, 3, 1).contiguous()
@@ -230,3 +242,18 @@ def _render_views(scene, camera_ids, stamps_ns, height, width, device, max_rays,
     return ViewSet(images=cat(images), Ks=Ks.to(device), camtoworlds=c2w.to(device),
                    stamps_ns=stamps_ns.to(device), camera_ids=camera_ids.to(device),
                    camera_names=list(scene.rig.names), depths=cat(depths), alphas=cat(alphas))
+
+
+def surface_ids(scene, camera_ids: Tensor, stamps_ns: Tensor, height: int, width: int,
+                max_rays: int = 1 << 21) -> Tensor:
+    """(V,H,W) int64 index into scene.kinds of the primitive seen through each pixel centre, NO_PRIMITIVE where the
+    ray meets the ground, the backdrop or nothing: instance ground truth for the views `render_views` draws with
+    the same arguments (e.g. to look a pixel's motion up in scene.motion). On the CPU."""
+    camera_ids, stamps_ns = _checked_views(scene, camera_ids, stamps_ns, height, width)
+    u = _window_fraction(scene, stamps_ns)
+    Ks = scene.rig.Ks(height, width)[camera_ids].float()
+    c2w = scene.rig.poses(camera_ids, u).float()
+    R, c, s = (x.float() for x in scene.motion.at(u))
+    step = max(1, max_rays // (height * width))
+    return torch.cat([_cast_batch(scene, Ks[i:i + step], c2w[i:i + step], height, width, R[i:i + step],
+                                  c[i:i + step], s[i:i + step])[3] for i in range(0, len(u), step)])
