@@ -1,15 +1,23 @@
-"""What perfect per-view geometry buys under each protocol: an oracle bound beside the nearest-input baseline.
+"""What exact geometry, and then exact motion, buy under each protocol: oracle reconstructions beside the
+nearest-input baseline.
 
 For each evaluation scene (benchmarks/eval_scenes.py) the protocol's input views are turned into "oracle"
 Gaussians: one per covered input pixel, placed on its ray at the generator's ground-truth depth, with the pixel's
 exact colour and coverage as opacity, a footprint-sized isotropic splat, centred at its view's time with temporal
-extent `st` (normalised window units; frames are 2/11 apart) and no motion. Rendered at every target (128², over
-the same estimated background the model uses) this is the best a reconstruction of *static per-frame snapshots*
-can do: it knows each input's geometry exactly but nothing about how content moves between frames. Optionally
-the model checkpoint is scored on the same targets.
+extent `st` (normalised window units; frames are 2/11 apart). Rendered at every target (128², over the same
+estimated background the model uses):
 
-The gap between "oracle" and "nearest" says how much of a protocol can be won from geometry alone; the rest needs
-the model to learn motion (each frame has a single input view in both protocols).
+- "oracle st=…": no motion, i.e. static per-frame snapshots with each input's geometry exact;
+- "motion st=…": the same Gaussians, each moving at the ground-truth velocity of its surface point at its view's
+  time (first order: the 4D Gaussian's Σ_xt/Σ_tt, so spins and swings are followed along their tangent only);
+- "self-render": the oracle rendered back at its own input views, the construction's ceiling (splat blur and the
+  rasteriser's 0.3 px² low-pass on sharp procedural textures);
+- optionally the model checkpoint on the same targets.
+
+These are reference reconstructions a feed-forward model could imitate, not strict upper bounds: an optimiser
+with multi-view supervision could place sharper or more Gaussians. Each frame has a single input view in both
+protocols, so a target camera sees surfaces that only other frames showed; "motion" minus "oracle" is what
+knowing how they moved buys.
 
     python benchmarks/bench_oracle.py [--input-size 64] [--checkpoint PATH|shipped|none] [--threads 1]
 """
@@ -24,14 +32,16 @@ import torch
 from eval_scenes import EVAL_SCENES, scene_config
 from lrm4d_ros.baselines import nearest_input
 from lrm4d_ros.cameras import SceneNormalization, TimeWindow, pixel_rays
-from lrm4d_ros.data.generator import generate
+from lrm4d_ros.data.generator import generate, sample_scene
 from lrm4d_ros.data.protocols import split_protocol
-from lrm4d_ros.gaussians import Gaussians4D
+from lrm4d_ros.data.raycast import surface_ids
+from lrm4d_ros.gaussians import Gaussians4D, rotation_4d_to_quats
 from lrm4d_ros.metrics import psnr
 from lrm4d_ros.reconstructor import Reconstructor, estimate_background, render_at_times
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TEMPORAL_EXTENTS = (0.05, 0.1, 0.2, 0.5)
+MOTION_EXTENTS = (0.05, 0.1, 0.2)
 
 
 def oracle_gaussians(inputs, norm: SceneNormalization, window: TimeWindow, st: float) -> Gaussians4D:
@@ -54,7 +64,43 @@ def oracle_gaussians(inputs, norm: SceneNormalization, window: TimeWindow, st: f
         colors=inputs.images.reshape(-1, 3)[hit])
 
 
-def score_scene(views, protocol: str, input_size: int, reconstructor: Reconstructor | None) -> dict:
+def surface_velocities(scene, views, norm: SceneNormalization, window: TimeWindow, eps: float = 1e-3) -> Tensor:
+    """(V,H,W,3) float64 velocity of the surface point under each pixel of `views` (rendered from `scene` with
+    depths), in canonical units per normalised time; 0 on ground, backdrop and empty pixels."""
+    V, H, W = views.depths.shape
+    ids = surface_ids(scene, views.camera_ids, views.stamps_ns, H, W)
+    o, d = pixel_rays(views.Ks.double(), views.camtoworlds.double(), H, W)
+    x = o + d * (views.depths.double() / (d * views.camtoworlds[:, None, None, :3, 2].double()).sum(-1))[..., None]
+    u0 = (views.stamps_ns.cpu() - scene.start_ns).double() / scene.duration_ns
+    (R0, c0, s0), (Ra, ca, sa), (Rb, cb, sb) = (scene.motion.at(u0 + du) for du in (0.0, -eps, eps))
+    vel = torch.zeros(V, H, W, 3, dtype=torch.float64)
+    for k in range(V):
+        hit = ids[k] >= 0
+        p = ids[k][hit]
+        y = ((x[k][hit] - c0[k, p])[:, None, :] @ R0[k, p])[:, 0] / s0[k, p]  # object-space point, fixed in time
+        xa = (Ra[k, p] @ (sa[k, p] * y)[..., None])[..., 0] + ca[k, p]
+        xb = (Rb[k, p] @ (sb[k, p] * y)[..., None])[..., 0] + cb[k, p]
+        vel[k][hit] = (xb - xa) / (2 * eps)  # metres per window fraction
+    # window fraction -> normalised time: t_norm = 2 (stamp − start) / span − 1 with stamp = scene start + u·duration
+    return vel * norm.scale * (window.end_ns - window.start_ns) / (2.0 * scene.duration_ns)
+
+
+def moving(g: Gaussians4D, velocity: Tensor) -> Gaussians4D:
+    """`g` (identity rotations) with Gaussian i moving at velocity[i] (N,3): Σ = L diag(s², s_t²) Lᵀ with the shear
+    L = [[I, v], [0, 1]], so every slice keeps g's spatial covariance and its mean moves by v·(t − μ_t)."""
+    s2 = torch.cat([g.scales, g.scale_t[:, None]], -1).double() ** 2
+    L = torch.eye(4, dtype=torch.float64).repeat(len(g), 1, 1)
+    L[:, :3, 3] = velocity.double()
+    evals, evecs = torch.linalg.eigh((L * s2[:, None, :]) @ L.transpose(-1, -2))
+    evecs[:, :, 0] *= torch.linalg.det(evecs).sign()[:, None]  # a proper rotation (det +1)
+    ql, qr = rotation_4d_to_quats(evecs)
+    sd = evals.clamp_min(1e-12).sqrt().float()
+    return Gaussians4D(g.means, g.times, sd[:, :3].contiguous(), sd[:, 3].contiguous(), ql.float(), qr.float(),
+                       g.opacities, g.colors)
+
+
+def score_scene(views, protocol: str, input_size: int, reconstructor: Reconstructor | None, scene=None) -> dict:
+    """PSNR of nearest, the oracles and the model on one scene; `scene` (its sample_scene) adds the motion oracle."""
     inputs, targets = split_protocol(views, protocol)
     row = {"nearest": float(psnr(nearest_input(inputs, targets), targets.images).mean())}
     small = inputs.resized(input_size, input_size)
@@ -68,6 +114,21 @@ def score_scene(views, protocol: str, input_size: int, reconstructor: Reconstruc
             out = render_at_times(oracle_gaussians(small, norm, window, st), c2w, targets.Ks.float(),
                                   targets.width, targets.height, times, bg)
         row[f"oracle st={st}"] = float(psnr(out.colors.clamp(0, 1), targets.images).mean())
+    # The construction's own ceiling: the oracle of the inputs rendered back at the inputs themselves.
+    with torch.no_grad():
+        out = render_at_times(oracle_gaussians(small, norm, window, TEMPORAL_EXTENTS[0]),
+                              norm.poses_to_canonical(inputs.camtoworlds.double()).float(), inputs.Ks.float(),
+                              inputs.width, inputs.height, window.normalize(inputs.stamps_ns), bg)
+    row["self-render"] = float(psnr(out.colors.clamp(0, 1), inputs.images).mean())
+    if scene is not None:
+        # Velocities at the inputs' own resolution: the oracle's pixels are those of `small`.
+        vel = surface_velocities(scene, small, norm, window)
+        hit = (small.depths > 0).reshape(-1)
+        for st in MOTION_EXTENTS:
+            g = moving(oracle_gaussians(small, norm, window, st), vel.reshape(-1, 3)[hit])
+            with torch.no_grad():
+                out = render_at_times(g, c2w, targets.Ks.float(), targets.width, targets.height, times, bg)
+            row[f"motion st={st}"] = float(psnr(out.colors.clamp(0, 1), targets.images).mean())
     if reconstructor is not None:
         rec = reconstructor.reconstruct(inputs)
         with torch.no_grad():
@@ -89,8 +150,9 @@ def main() -> None:
     rows = {proto: [] for proto in ("alternating", "novel-camera")}
     for seed, rig, motion in EVAL_SCENES:
         views = generate(seed, scene_config(rig, motion))
+        scene = sample_scene(seed, scene_config(rig, motion))
         for proto in rows:
-            r = score_scene(views, proto, args.input_size, rec)
+            r = score_scene(views, proto, args.input_size, rec, scene)
             rows[proto].append(r)
             print(f"{seed} {rig:9s} {motion:11s} {proto:12s} " + "  ".join(f"{k} {v:.2f}" for k, v in r.items()),
                   flush=True)
