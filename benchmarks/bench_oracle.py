@@ -20,6 +20,7 @@ protocols, so a target camera sees surfaces that only other frames showed; "moti
 knowing how they moved buys.
 
     python benchmarks/bench_oracle.py [--input-size 64] [--checkpoint PATH|shipped|none] [--threads 1]
+    python benchmarks/bench_oracle.py --drift     # how far first-order motion carries one view across frames
 """
 from __future__ import annotations
 
@@ -137,14 +138,40 @@ def score_scene(views, protocol: str, input_size: int, reconstructor: Reconstruc
     return row
 
 
+def drift(views, scene, input_size: int, camera: int = 0) -> dict[int, tuple[float, float]]:
+    """How far first-order motion carries: the oracle of one view (`camera` at the middle frame, no temporal fade)
+    rendered at that camera's other frames, without and with motion -> {frame offset: (static dB, moving dB)}."""
+    C = len(views.camera_names)
+    T = len(views) // C
+    cam = views.select(torch.arange(camera, len(views), C))  # frame-major: view k·C + c
+    mid = T // 2
+    src = cam.select(torch.tensor([mid])).resized(input_size, input_size)
+    norm = SceneNormalization.from_cameras(views.camtoworlds)
+    window = TimeWindow.from_stamps(views.stamps_ns)
+    vel = surface_velocities(scene, src, norm, window).reshape(-1, 3)[(src.depths > 0).reshape(-1)]
+    c2w = norm.poses_to_canonical(cam.camtoworlds.double()).float()
+    scores = []
+    for g in (oracle_gaussians(src, norm, window, 5.0), moving(oracle_gaussians(src, norm, window, 5.0), vel)):
+        with torch.no_grad():
+            out = render_at_times(g, c2w, cam.Ks.float(), cam.width, cam.height, window.normalize(cam.stamps_ns),
+                                  estimate_background(src.images))
+        scores.append(psnr(out.colors.clamp(0, 1), cam.images))
+    return {k - mid: (float(scores[0][k]), float(scores[1][k])) for k in range(T)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input-size", type=int, default=64, help="inputs are resized to this (the model's 64 px)")
     p.add_argument("--checkpoint", default="shipped", help="also score this model ('shipped', a path, or 'none')")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default=str(RESULTS / "oracle_bounds.txt"))
+    p.add_argument("--out", default=None, help="results file (default: results/oracle_bounds.txt, or "
+                   "results/oracle_motion_drift.txt with --drift)")
+    p.add_argument("--drift", action="store_true",
+                   help="only measure how far first-order motion carries one view's oracle across frames")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.drift:
+        return write_drift(args)
     rec = None if args.checkpoint == "none" else Reconstructor.from_checkpoint(
         None if args.checkpoint == "shipped" else args.checkpoint, "cpu")
     rows = {proto: [] for proto in ("alternating", "novel-camera")}
@@ -163,11 +190,33 @@ def main() -> None:
              f"{'protocol':<14}" + "".join(f"{k:>16}" for k in keys)]
     for proto, rs in rows.items():
         lines.append(f"{proto:<14}" + "".join(f"{sum(r[k] for r in rs) / len(rs):>16.2f}" for k in keys))
-    text = "\n".join(lines)
+    _write("\n".join(lines), args.out or RESULTS / "oracle_bounds.txt")
+
+
+def write_drift(args) -> None:
+    per_offset: dict[int, list[tuple[float, float]]] = {}
+    for seed, rig, motion in EVAL_SCENES:
+        d = drift(generate(seed, scene_config(rig, motion)), sample_scene(seed, scene_config(rig, motion)),
+                  args.input_size)
+        print(f"{seed} {rig:9s} {motion:11s} " + "  ".join(f"{k:+d}: {a:.1f}/{b:.1f}" for k, (a, b) in d.items()),
+              flush=True)
+        for k, ab in d.items():
+            per_offset.setdefault(abs(k), []).append(ab)
+    lines = [f"# bench_oracle --drift: one view's oracle (camera 0, middle frame, inputs {args.input_size}², no "
+             f"temporal fade) rendered at the same camera's other frames, mean PSNR (dB) over "
+             f"{len(EVAL_SCENES)} eval scenes; torch {torch.__version__}, {platform.machine()}",
+             f"{'|frame offset|':<16}{'static':>10}{'moving':>10}"]
+    for k in sorted(per_offset):
+        xs = per_offset[k]
+        lines.append(f"{k:<16d}{sum(a for a, _ in xs) / len(xs):>10.2f}{sum(b for _, b in xs) / len(xs):>10.2f}")
+    _write("\n".join(lines), args.out or RESULTS / "oracle_motion_drift.txt")
+
+
+def _write(text: str, path) -> None:
     print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text + "\n")
-    print(f"wrote {args.out}")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
