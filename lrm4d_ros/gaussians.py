@@ -166,7 +166,7 @@ class Gaussians4D:
     @classmethod
     def from_raw(cls, raw: Tensor, ray_origins: Tensor | None = None, ray_dirs: Tensor | None = None,
                  view_times: Tensor | None = None, pixel_size: Tensor | None = None,
-                 scale_floor_px: float = 0.0) -> "Gaussians4D":
+                 scale_floor_px: float = 0.0, pixel_colors: Tensor | None = None) -> "Gaussians4D":
         """Paper activations on raw predictions (N,20); with rays (N,3) the Gaussians are pixel-aligned.
 
         Pixel-aligned: w = σ(mean(xyz)), depth δ = (1−w)·0.1 + w·4.5 along the ray, μ = o + δ·d, clipped to
@@ -182,12 +182,17 @@ class Gaussians4D:
           scales become sqrt(s² + (k·δ·pixel_size)²), a 3D smoothing filter in the manner of Mip-Splatting
           (Yu et al. 2024). Without it the model shrank splats far below a pixel and let the rasteriser's 2D
           low-pass fill the pixel, which leaves holes when rendering at a finer resolution than the input.
+        - pixel_colors (N,3) in [0,1], the input pixel under each Gaussian: colour is σ(rgb + logit(pixel)), a
+          residual on the pixel's own colour (clamped to [0.001, 0.999] before the logit) rather than a colour
+          decoded from scratch, which an 8×8-patch token of a small model reproduces only blurred.
         """
         if raw.ndim != 2 or raw.shape[1] != RAW_CHANNELS:
             raise ValueError(f"raw must be (N,{RAW_CHANNELS}), got {tuple(raw.shape)}")
         xyz, t, rgb, s_xyz, s_t, q_l, q_r, opa = raw.split([3, 1, 3, 3, 1, 4, 4, 1], dim=-1)
         scales = torch.exp(s_xyz - SCALE_BIAS).clamp(max=MAX_SCALE_XYZ)
         times = t[:, 0]
+        if pixel_colors is not None:
+            rgb = rgb + torch.logit(pixel_colors.to(rgb).clamp(1e-3, 1 - 1e-3))
         if ray_origins is not None:
             if ray_dirs is None:
                 raise ValueError("pixel-aligned Gaussians need both ray_origins and ray_dirs")
@@ -199,8 +204,9 @@ class Gaussians4D:
             if pixel_size is not None and scale_floor_px > 0:
                 floor = scale_floor_px * depth * pixel_size.to(depth)[:, None]
                 scales = (scales ** 2 + floor ** 2).sqrt()
-        elif view_times is not None or pixel_size is not None:
-            raise ValueError("view_times and pixel_size apply to pixel-aligned Gaussians only (pass the rays)")
+        elif view_times is not None or pixel_size is not None or pixel_colors is not None:
+            raise ValueError("view_times, pixel_size and pixel_colors apply to pixel-aligned Gaussians only "
+                             "(pass the rays)")
         return cls(
             means=xyz.clamp(-1.0, 1.0),
             times=times,

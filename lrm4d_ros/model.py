@@ -23,7 +23,7 @@ from .gaussians import RAW_CHANNELS
 IN_CHANNELS = 10  # RGB 3 + Plücker 6 + time 1
 
 # Raw-channel layout (gaussians.py): [xyz 3, t 1, rgb 3, scale_xyz 3, scale_t 1, q_l 4, q_r 4, opacity 1].
-_SCALE_XYZ, _SCALE_T, _OPACITY = slice(7, 10), slice(10, 11), slice(19, 20)
+_RGB, _SCALE_XYZ, _SCALE_T, _OPACITY = slice(4, 7), slice(7, 10), slice(10, 11), slice(19, 20)
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ class LRM4DConfig:
     # Checkpoints written before these fields existed load with both off (LEGACY), i.e. the paper's activations.
     time_offset: bool = True
     scale_floor_px: float = 0.5
+    # Pixel-aligned colours are residuals on their input pixel's colour (Gaussians4D.from_raw, pixel_colors).
+    color_skip: bool = False
 
     def __post_init__(self):
         if self.n_embd % self.n_head:
@@ -69,7 +71,7 @@ class LRM4DConfig:
         return replace(PRESETS[name], **overrides)
 
 
-LEGACY = {"time_offset": False, "scale_floor_px": 0.0}  # what configs without these keys meant
+LEGACY = {"time_offset": False, "scale_floor_px": 0.0, "color_skip": False}  # what configs without these keys meant
 
 PRESETS = {
     "tiny": LRM4DConfig(n_layer=2, n_embd=64, n_head=2, image_size=32),
@@ -168,6 +170,15 @@ class LRM4D(nn.Module):
             # unpatchify output is laid out (pixel-in-patch, channel): repeat the per-channel bias per pixel.
             with torch.no_grad():
                 head.bias.copy_(bias.repeat(reps))
+
+    def zero_color_head(self) -> None:
+        """Zero the pixel head's colour outputs: with `color_skip` the Gaussians then start at their pixels'
+        colours (used when fine-tuning weights trained without it, whose colour outputs mean absolute colours)."""
+        rows = torch.arange(self.unpatchify.out_features) % RAW_CHANNELS
+        sel = (rows >= _RGB.start) & (rows < _RGB.stop)
+        with torch.no_grad():
+            self.unpatchify.weight[sel] = 0.0
+            self.unpatchify.bias[sel] = 0.0
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

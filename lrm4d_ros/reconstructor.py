@@ -69,7 +69,8 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
     pixel = Gaussians4D.from_raw(pix.reshape(-1, RAW_CHANNELS).float(), origins.reshape(-1, 3).float(),
                                  dirs.reshape(-1, 3).float(),
                                  view_times=per_pixel(times) if cfg.time_offset else None,
-                                 pixel_size=pixel_size, scale_floor_px=cfg.scale_floor_px)
+                                 pixel_size=pixel_size, scale_floor_px=cfg.scale_floor_px,
+                                 pixel_colors=images.reshape(-1, 3) if cfg.color_skip else None)
     # Camera z of each pixel-aligned mean (after the [-1,1]³ clip), for depth read-outs and supervision.
     axis = camtoworlds[:, None, None, :3, 2].float()
     depth = ((pixel.means.view(V, H, W, 3) - origins.float()) * axis).sum(-1)

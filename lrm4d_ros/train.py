@@ -73,6 +73,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt-minutes", type=float, default=5.0, help="save state every N minutes")
     p.add_argument("--resume", action="store_true", help="continue from <out>/state.safetensors")
     p.add_argument("--init", default=None, help="start from these model weights (safetensors)")
+    p.add_argument("--color-skip", action=argparse.BooleanOptionalAction, default=None,
+                   help="pixel colours as residuals on the input pixels (default: the preset's)")
     p.add_argument("--export", default=None, help="also write the final weights in bf16 here")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -238,11 +240,16 @@ def run(args) -> int:
     overrides = {"image_size": args.image_size}
     if args.init_opacity is not None:
         overrides["init_opacity"] = args.init_opacity
+    if args.color_skip is not None:
+        overrides["color_skip"] = args.color_skip
     model = LRM4D(LRM4DConfig.preset(args.preset, **overrides)).to(device)
     if args.init:
         from .checkpoint import load_model
 
-        model.load_state_dict(load_model(args.init).state_dict())
+        init = load_model(args.init)
+        model.load_state_dict(init.state_dict())
+        if model.cfg.color_skip and not init.cfg.color_skip:
+            model.zero_color_head()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},

@@ -119,6 +119,19 @@ def test_from_raw_time_offset_and_scale_floor():
         Gaussians4D.from_raw(raw, view_times=torch.zeros(2))
 
 
+def test_from_raw_color_skip_is_a_residual_on_the_pixel():
+    raw = torch.zeros(3, RAW_CHANNELS)
+    raw[2, 4:7] = torch.tensor([1.0, -1.0, 0.0])
+    pixels = torch.tensor([[0.2, 0.5, 0.9], [0.0, 1.0, 0.3], [0.2, 0.5, 0.9]])
+    o, d = torch.zeros(3, 3), torch.tensor([[0.0, 0.0, 1.0]]).expand(3, 3)
+    g = Gaussians4D.from_raw(raw, o, d, pixel_colors=pixels)
+    # zero residual -> the pixel's colour (0 and 1 clamped to 0.001 / 0.999 before the logit)
+    torch.testing.assert_close(g.colors[:2], torch.tensor([[0.2, 0.5, 0.9], [0.001, 0.999, 0.3]]))
+    torch.testing.assert_close(g.colors[2], torch.sigmoid(torch.logit(pixels[2]) + raw[2, 4:7]))
+    with pytest.raises(ValueError, match="pixel-aligned"):
+        Gaussians4D.from_raw(raw, pixel_colors=pixels)
+
+
 def test_quaternion_and_so4_factorisations_round_trip():
     q = torch.nn.functional.normalize(torch.randn(100, 4), dim=-1)
     R3 = quat_to_rotmat(q)

@@ -106,6 +106,19 @@ def test_initial_gaussians_are_sensible():
     assert float(g.means.abs().max()) <= 1.0
 
 
+def test_color_skip_with_a_zeroed_colour_head_starts_at_the_input_pixels():
+    model = LRM4D(LRM4DConfig.preset("tiny", color_skip=True))
+    c2w = ring(2).float()
+    K = fov_to_K(0.9, 16, 16).expand(2, 3, 3).float()
+    images = torch.rand(2, 16, 16, 3) * 0.9 + 0.05
+    with torch.no_grad():
+        before = predict(model, images, K, c2w, torch.tensor([-1.0, 1.0])).gaussians.colors
+        model.zero_color_head()
+        after = predict(model, images, K, c2w, torch.tensor([-1.0, 1.0])).gaussians.colors
+    assert (before - images.reshape(-1, 3)).abs().max() > 1e-3  # a random head perturbs the colours a little
+    torch.testing.assert_close(after, images.reshape(-1, 3), atol=1e-5, rtol=0)
+
+
 def test_checkpoint_round_trip_is_bit_exact(tmp_path):
     torch.manual_seed(0)
     model = LRM4D(LRM4DConfig.preset("tiny", n_free_tokens=3))
