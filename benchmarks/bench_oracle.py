@@ -12,7 +12,7 @@ estimated background the model uses):
   time (first order: the 4D Gaussian's Σ_xt/Σ_tt, so spins and swings are followed along their tangent only);
 - "self-render": the oracle rendered back at its own input views, the construction's ceiling (splat blur and the
   rasteriser's 0.3 px² low-pass on sharp procedural textures);
-- optionally the model checkpoint on the same targets.
+- optionally the model checkpoint on the same targets, and rendered back at its inputs ("model self").
 
 These are reference reconstructions a feed-forward model could imitate, not strict upper bounds: an optimiser
 with multi-view supervision could place sharper or more Gaussians. Each frame has a single input view in both
@@ -82,7 +82,7 @@ def surface_velocities(scene, views, norm: SceneNormalization, window: TimeWindo
         xa = (Ra[k, p] @ (sa[k, p] * y)[..., None])[..., 0] + ca[k, p]
         xb = (Rb[k, p] @ (sb[k, p] * y)[..., None])[..., 0] + cb[k, p]
         vel[k][hit] = (xb - xa) / (2 * eps)  # metres per window fraction
-    # window fraction -> normalised time: t_norm = 2 (stamp − start) / span − 1 with stamp = scene start + u·duration
+    # per window fraction -> per normalised time: t_norm = 2 (stamp − start) / span − 1, stamp = s0 + u·duration
     return vel * norm.scale * (window.end_ns - window.start_ns) / (2.0 * scene.duration_ns)
 
 
@@ -135,6 +135,9 @@ def score_scene(views, protocol: str, input_size: int, reconstructor: Reconstruc
         with torch.no_grad():
             out = rec.render(targets.camtoworlds, targets.Ks, targets.width, targets.height, targets.stamps_ns)
         row["model"] = float(psnr(out.colors.clamp(0, 1), targets.images).mean())
+        with torch.no_grad():
+            out = rec.render(inputs.camtoworlds, inputs.Ks, inputs.width, inputs.height, inputs.stamps_ns)
+        row["model self"] = float(psnr(out.colors.clamp(0, 1), inputs.images).mean())
     return row
 
 
