@@ -196,8 +196,12 @@ def render_views(scene, camera_ids: Tensor, stamps_ns: Tensor, height: int, widt
         return _render_views(scene, camera_ids, stamps_ns, height, width, device, max_rays, supersample)
 
 
-def _checked_views(scene, camera_ids, stamps_ns, height: int, width: int) -> tuple[Tensor, Tensor]:
-    """camera_ids, stamps_ns as (V,) int64 CPU tensors, after checking them and the image size."""
+def _cast_chunks(scene, camera_ids, stamps_ns, height: int, width: int, device, max_rays: int, ss: int):
+    """Check the views, then cast them at ss× resolution in chunks of at most `max_rays` rays.
+
+    Returns camera_ids and stamps_ns as (V,) int64 CPU tensors, the rig's Ks at H×W and camera-to-world poses
+    (float64, CPU), and an iterator over the chunks' `_cast_batch` outputs (float32 on `device`, view order).
+    """
     camera_ids = torch.as_tensor(camera_ids, dtype=torch.int64).cpu().reshape(-1)
     stamps_ns = torch.as_tensor(stamps_ns, dtype=torch.int64).cpu().reshape(-1)
     if camera_ids.shape != stamps_ns.shape:
@@ -208,12 +212,6 @@ def _checked_views(scene, camera_ids, stamps_ns, height: int, width: int) -> tup
         raise ValueError("render_views needs at least one view")
     if height < 1 or width < 1:
         raise ValueError(f"image size must be positive, got {height}x{width}")
-    return camera_ids, stamps_ns
-
-
-def _render_views(scene, camera_ids, stamps_ns, height, width, device, max_rays, ss) -> ViewSet:
-    camera_ids, stamps_ns = _checked_views(scene, camera_ids, stamps_ns, height, width)
-    device = torch.device(device)
     u = _window_fraction(scene, stamps_ns)
     Ks = scene.rig.Ks(height, width)[camera_ids]
     # Sub-pixel (ss·u + ss//2) of the fine grid has its centre exactly on pixel u's centre (ROS convention).
@@ -222,12 +220,19 @@ def _render_views(scene, camera_ids, stamps_ns, height, width, device, max_rays,
     R, c, s = scene.motion.at(u)
     Hf, Wf = height * ss, width * ss
     per_chunk = max(1, max_rays // (Hf * Wf))
+    f32 = dict(device=torch.device(device), dtype=torch.float32)
+    chunks = (_cast_batch(scene, Ks_fine[sl].to(**f32), c2w[sl].to(**f32), Hf, Wf, R[sl].to(**f32),
+                          c[sl].to(**f32), s[sl].to(**f32))
+              for sl in (slice(i, i + per_chunk) for i in range(0, len(u), per_chunk)))
+    return camera_ids, stamps_ns, Ks, c2w, chunks
+
+
+def _render_views(scene, camera_ids, stamps_ns, height, width, device, max_rays, ss) -> ViewSet:
+    device = torch.device(device)
+    camera_ids, stamps_ns, Ks, c2w, chunks = _cast_chunks(scene, camera_ids, stamps_ns, height, width, device,
+                                                          max_rays, ss)
     images, depths, alphas = [], [], []
-    f32 = dict(device=device, dtype=torch.float32)
-    for i in range(0, len(u), per_chunk):
-        sl = slice(i, i + per_chunk)
-        rgb, depth, alpha, _ = _cast_batch(scene, Ks_fine[sl].to(**f32), c2w[sl].to(**f32), Hf, Wf,
-                                        R[sl].to(**f32), c[sl].to(**f32), s[sl].to(**f32))
+    for rgb, depth, alpha, _ in chunks:
         if ss > 1:
             rgb = F.avg_pool2d(rgb.permute(0, 3, 1, 2), ss).permute(0, 2, 3, 1).contiguous()
             alpha = F.avg_pool2d(alpha[:, None], ss)[:, 0]
@@ -249,11 +254,5 @@ def surface_ids(scene, camera_ids: Tensor, stamps_ns: Tensor, height: int, width
     """(V,H,W) int64 index into scene.kinds of the primitive seen through each pixel centre, NO_PRIMITIVE where the
     ray meets the ground, the backdrop or nothing: instance ground truth for the views `render_views` draws with
     the same arguments (e.g. to look a pixel's motion up in scene.motion). On the CPU."""
-    camera_ids, stamps_ns = _checked_views(scene, camera_ids, stamps_ns, height, width)
-    u = _window_fraction(scene, stamps_ns)
-    Ks = scene.rig.Ks(height, width)[camera_ids].float()
-    c2w = scene.rig.poses(camera_ids, u).float()
-    R, c, s = (x.float() for x in scene.motion.at(u))
-    step = max(1, max_rays // (height * width))
-    return torch.cat([_cast_batch(scene, Ks[i:i + step], c2w[i:i + step], height, width, R[i:i + step],
-                                  c[i:i + step], s[i:i + step])[3] for i in range(0, len(u), step)])
+    *_, chunks = _cast_chunks(scene, camera_ids, stamps_ns, height, width, "cpu", max_rays, 1)
+    return torch.cat([ids for *_, ids in chunks])
