@@ -29,6 +29,7 @@ import platform
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from eval_scenes import EVAL_SCENES, scene_config
 from lrm4d_ros.baselines import nearest_input
@@ -45,19 +46,26 @@ TEMPORAL_EXTENTS = (0.05, 0.1, 0.2, 0.5)
 MOTION_EXTENTS = (0.05, 0.1, 0.2)
 
 
+def surface_points(views, camtoworlds: Tensor, scale: float = 1.0) -> tuple[Tensor, Tensor]:
+    """Points (V,H,W,3) float64 at each pixel's ground-truth z-depth along its ray from `camtoworlds` (the views'
+    poses in some frame whose lengths are `scale` × metres), and their distances along the rays (V,H,W)."""
+    V, H, W = views.depths.shape
+    c2w = camtoworlds.double()
+    o, d = pixel_rays(views.Ks.double(), c2w, H, W)
+    dist = views.depths.double() * scale / (d * c2w[:, None, None, :3, 2]).sum(-1)  # z-depth -> ray distance
+    return o + dist[..., None] * d, dist
+
+
 def oracle_gaussians(inputs, norm: SceneNormalization, window: TimeWindow, st: float) -> Gaussians4D:
     """Canonical-frame oracle Gaussians of `inputs` (a ViewSet with ground-truth depths and alphas)."""
     V, H, W = inputs.depths.shape
-    c2w = norm.poses_to_canonical(inputs.camtoworlds.double())
-    o, d = pixel_rays(inputs.Ks.double(), c2w, H, W)
-    zdot = (d * c2w[:, None, None, :3, 2]).sum(-1)
-    dist = inputs.depths.double() * norm.scale / zdot  # z-depth (m) -> distance along the ray (canonical)
+    points, dist = surface_points(inputs, norm.poses_to_canonical(inputs.camtoworlds.double()), norm.scale)
     hit = (inputs.depths > 0).reshape(-1)
     f = (inputs.Ks[:, 0, 0] * inputs.Ks[:, 1, 1]).sqrt()[:, None, None]
     n = int(hit.sum())
     ident = torch.tensor([1.0, 0.0, 0.0, 0.0]).expand(n, 4)
     return Gaussians4D(
-        means=(o + dist[..., None] * d).reshape(-1, 3)[hit].float(),
+        means=points.reshape(-1, 3)[hit].float(),
         times=window.normalize(inputs.stamps_ns).float()[:, None, None].expand(V, H, W).reshape(-1)[hit],
         scales=(0.7 * dist / f).reshape(-1)[hit].float()[:, None].expand(n, 3).clone(),
         scale_t=torch.full((n,), st), quats_l=ident.clone(), quats_r=ident.clone(),
@@ -70,8 +78,7 @@ def surface_velocities(scene, views, norm: SceneNormalization, window: TimeWindo
     depths), in canonical units per normalised time; 0 on ground, backdrop and empty pixels."""
     V, H, W = views.depths.shape
     ids = surface_ids(scene, views.camera_ids, views.stamps_ns, H, W)
-    o, d = pixel_rays(views.Ks.double(), views.camtoworlds.double(), H, W)
-    x = o + d * (views.depths.double() / (d * views.camtoworlds[:, None, None, :3, 2].double()).sum(-1))[..., None]
+    x, _ = surface_points(views, views.camtoworlds)  # world, metres
     u0 = (views.stamps_ns.cpu() - scene.start_ns).double() / scene.duration_ns
     (R0, c0, s0), (Ra, ca, sa), (Rb, cb, sb) = (scene.motion.at(u0 + du) for du in (0.0, -eps, eps))
     vel = torch.zeros(V, H, W, 3, dtype=torch.float64)
@@ -100,6 +107,13 @@ def moving(g: Gaussians4D, velocity: Tensor) -> Gaussians4D:
                        g.opacities, g.colors)
 
 
+def render_psnr(g: Gaussians4D, views, c2w: Tensor, times: Tensor, background: Tensor) -> float:
+    """Mean PSNR of `g` rendered at `views` (canonical poses c2w, normalised times) against their images."""
+    with torch.no_grad():
+        out = render_at_times(g, c2w, views.Ks.float(), views.width, views.height, times, background)
+    return float(psnr(out.colors.clamp(0, 1), views.images).mean())
+
+
 def score_scene(views, protocol: str, input_size: int, reconstructor: Reconstructor | None, scene=None) -> dict:
     """PSNR of nearest, the oracles and the model on one scene; `scene` (its sample_scene) adds the motion oracle."""
     inputs, targets = split_protocol(views, protocol)
@@ -111,25 +125,18 @@ def score_scene(views, protocol: str, input_size: int, reconstructor: Reconstruc
     c2w = norm.poses_to_canonical(targets.camtoworlds.double()).float()
     times = window.normalize(targets.stamps_ns)
     for st in TEMPORAL_EXTENTS:
-        with torch.no_grad():
-            out = render_at_times(oracle_gaussians(small, norm, window, st), c2w, targets.Ks.float(),
-                                  targets.width, targets.height, times, bg)
-        row[f"oracle st={st}"] = float(psnr(out.colors.clamp(0, 1), targets.images).mean())
+        row[f"oracle st={st}"] = render_psnr(oracle_gaussians(small, norm, window, st), targets, c2w, times, bg)
     # The construction's own ceiling: the oracle of the inputs rendered back at the inputs themselves.
-    with torch.no_grad():
-        out = render_at_times(oracle_gaussians(small, norm, window, TEMPORAL_EXTENTS[0]),
-                              norm.poses_to_canonical(inputs.camtoworlds.double()).float(), inputs.Ks.float(),
-                              inputs.width, inputs.height, window.normalize(inputs.stamps_ns), bg)
-    row["self-render"] = float(psnr(out.colors.clamp(0, 1), inputs.images).mean())
+    row["self-render"] = render_psnr(oracle_gaussians(small, norm, window, TEMPORAL_EXTENTS[0]), inputs,
+                                     norm.poses_to_canonical(inputs.camtoworlds.double()).float(),
+                                     window.normalize(inputs.stamps_ns), bg)
     if scene is not None:
         # Velocities at the inputs' own resolution: the oracle's pixels are those of `small`.
         vel = surface_velocities(scene, small, norm, window)
         hit = (small.depths > 0).reshape(-1)
         for st in MOTION_EXTENTS:
             g = moving(oracle_gaussians(small, norm, window, st), vel.reshape(-1, 3)[hit])
-            with torch.no_grad():
-                out = render_at_times(g, c2w, targets.Ks.float(), targets.width, targets.height, times, bg)
-            row[f"motion st={st}"] = float(psnr(out.colors.clamp(0, 1), targets.images).mean())
+            row[f"motion st={st}"] = render_psnr(g, targets, c2w, times, bg)
     if reconstructor is not None:
         rec = reconstructor.reconstruct(inputs)
         with torch.no_grad():

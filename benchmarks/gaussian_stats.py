@@ -31,20 +31,20 @@ def scene_stats(reconstructor: Reconstructor, views) -> dict[str, list[float]]:
     inputs, targets = split_protocol(views, "alternating")
     small = inputs.resized(*reconstructor.input_size(inputs.height, inputs.width))
     rec = reconstructor.reconstruct(inputs)
-    g = rec.gaussians
+    g = rec.gaussians.to("cpu")
     V, H, W = small.alphas.shape
+    # Pixel-aligned Gaussians come first, view-major (reconstructor.Prediction); keep those of covered pixels.
     covered = torch.zeros(len(g), dtype=torch.bool)
     covered[:V * H * W] = (small.alphas > 0.5).reshape(-1).cpu()
-    t_view = rec.window.normalize(small.stamps_ns)[:, None, None].expand(V, H, W).reshape(-1)
-    sigma_t = g.covariance()[:, 3, 3].clamp_min(0).sqrt().cpu()
+    t_view = torch.zeros(len(g))
+    t_view[:V * H * W] = rec.window.normalize(small.stamps_ns)[:, None, None].expand(V, H, W).reshape(-1)
+    sigma_t = g.covariance()[:, 3, 3].clamp_min(0).sqrt()
     q = torch.tensor(QUANTILES)
-    t_target = rec.window.normalize(targets.stamps_ns)
-    alive = torch.stack([g.marginal(float(t)).cpu() >= MIN_MARGINAL for t in t_target]).float().mean()
-    return {"opacity": torch.quantile(g.opacities.cpu()[covered], q).tolist(),
+    alive = torch.stack([g.marginal(float(t)) >= MIN_MARGINAL for t in rec.window.normalize(targets.stamps_ns)])
+    return {"opacity": torch.quantile(g.opacities[covered], q).tolist(),
             "sigma_t": torch.quantile(sigma_t[covered], q).tolist(),
-            "|mu_t - t_view|": torch.quantile((g.times.cpu()[:V * H * W] - t_view)[covered[:V * H * W]].abs(),
-                                              q).tolist(),
-            "alive": [float(alive)]}
+            "|mu_t - t_view|": torch.quantile((g.times - t_view)[covered].abs(), q).tolist(),
+            "alive": [float(alive.float().mean())]}
 
 
 def main() -> None:
