@@ -85,6 +85,7 @@ def test_gaussians_and_status_published(session, scene):
     assert sum(st.views_per_camera) == 8 and st.views_per_camera[-1] == 0
     assert st.views_rejected == 0 and st.views_dropped == 0
     assert st.reconstruction_time > 0 and math.isfinite(st.latency) and st.latency >= st.reconstruction_time
+    session.wait_settled()  # the status may predate the last view's arrival; compare with the final reconstruction
     cloud = wait_for_cloud(session, st)
     pts = pointcloud2_to_array(cloud)
     assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb", "opacity", "scale_0", "scale_1", "scale_2",
@@ -112,6 +113,7 @@ def wait_for_cloud(session, st):
 
 def test_render_view_matches_reconstruction_for_held_out_camera(session, scene):
     session.wait_status(lambda s: s.reconstructions >= 1, 40.0, "a reconstruction")
+    session.wait_settled()  # no reconstruction may replace the one that serves the request below
     i = 1 * CAMS + 2  # camera 2 at frame 1, rendered from the latest reconstruction
     resp = session.call(request_for(scene, i))
     assert resp.success, resp.message

@@ -13,7 +13,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import PointCloud2
 
 from .interfaces import ReconstructionStatus, RenderView
-from .reconstruct_node import NODE_NAME, SERVICE_QOS, ReconstructNode
+from .reconstruct_node import NODE_NAME, SERVICE_QOS, ReconstructNode, window_signature
 from .replay import ViewSetPublisher
 
 
@@ -83,6 +83,16 @@ class InProcessSession:
             return wait_for(lambda: (s := self.status()) is not None and predicate(s) and s, timeout, what)
         except AssertionError as exc:
             raise AssertionError(f"{exc}; last status: {self.status()}") from None
+
+    def wait_settled(self, timeout: float = 20.0) -> None:
+        """Wait until the node's latest reconstruction is of the views its window holds now. A status can come
+        from a tick that ran before the last view arrived; after this, `node._latest` stays put until new input
+        arrives."""
+        def settled():
+            views = self.node.window.snapshot()
+            return views is not None and self.node._last_signature == window_signature(views)
+
+        wait_for(settled, timeout, "a reconstruction of every view in the node's window")
 
     def publish_camera_infos(self, timeout: float = 20.0) -> None:
         """Send each camera's CameraInfo (of its first view) until the node holds them all, so that no image

@@ -215,7 +215,7 @@ class ReconstructNode(Node):
     def _reconstruct_tick(self) -> None:
         views = self.window.snapshot()
         if views is not None and len(views) >= self.cfg.min_views:
-            signature = (tuple(views.stamps_ns.tolist()), tuple(views.camera_ids.tolist()))
+            signature = window_signature(views)
             if signature != self._last_signature and self._reconstruct(views):
                 self._last_signature = signature  # a failed window is retried on the next tick
         self.status_pub.publish(self._status())
@@ -360,6 +360,11 @@ class ReconstructNode(Node):
                 self._virtual_cache[vc.name] = cached
             for pub, msg in zip(self.virtual_pubs[vc.name], cached[1]):
                 pub.publish(msg)
+
+
+def window_signature(views) -> tuple:
+    """What identifies a window's views (stamps and cameras): a tick reconstructs only when it changes."""
+    return tuple(views.stamps_ns.tolist()), tuple(views.camera_ids.tolist())
 
 
 def main(argv: list[str] | None = None) -> int:
