@@ -166,7 +166,8 @@ class Gaussians4D:
     @classmethod
     def from_raw(cls, raw: Tensor, ray_origins: Tensor | None = None, ray_dirs: Tensor | None = None,
                  view_times: Tensor | None = None, pixel_size: Tensor | None = None,
-                 scale_floor_px: float = 0.0, pixel_colors: Tensor | None = None) -> "Gaussians4D":
+                 scale_floor_px: float = 0.0, pixel_colors: Tensor | None = None,
+                 time_floor: float = 0.0) -> "Gaussians4D":
         """Paper activations on raw predictions (N,20); with rays (N,3) the Gaussians are pixel-aligned.
 
         Pixel-aligned: w = σ(mean(xyz)), depth δ = (1−w)·0.1 + w·4.5 along the ray, μ = o + δ·d, clipped to
@@ -185,12 +186,16 @@ class Gaussians4D:
         - pixel_colors (N,3) in [0,1], the input pixel under each Gaussian: colour is σ(rgb + logit(pixel)), a
           residual on the pixel's own colour (clamped to [0.001, 0.999] before the logit) rather than a colour
           decoded from scratch, which an 8×8-patch token of a small model reproduces only blurred.
+        - time_floor f (normalised time): temporal scales become sqrt(s_t² + f²), the temporal counterpart of the
+          spatial floor. A small model otherwise gives each Gaussian a lifetime far below the frame spacing and
+          scatters the Gaussians over time, so that only a few percent are alive at any one time.
         """
         if raw.ndim != 2 or raw.shape[1] != RAW_CHANNELS:
             raise ValueError(f"raw must be (N,{RAW_CHANNELS}), got {tuple(raw.shape)}")
         xyz, t, rgb, s_xyz, s_t, q_l, q_r, opa = raw.split([3, 1, 3, 3, 1, 4, 4, 1], dim=-1)
         scales = torch.exp(s_xyz - SCALE_BIAS).clamp(max=MAX_SCALE_XYZ)
         times = t[:, 0]
+        scale_t = torch.exp(s_t[:, 0] - SCALE_BIAS).clamp(max=MAX_SCALE_T)
         if pixel_colors is not None:
             rgb = rgb + torch.logit(pixel_colors.to(rgb).clamp(1e-3, 1 - 1e-3))
         if ray_origins is not None:
@@ -204,14 +209,16 @@ class Gaussians4D:
             if pixel_size is not None and scale_floor_px > 0:
                 floor = scale_floor_px * depth * pixel_size.to(depth)[:, None]
                 scales = (scales ** 2 + floor ** 2).sqrt()
-        elif view_times is not None or pixel_size is not None or pixel_colors is not None:
-            raise ValueError("view_times, pixel_size and pixel_colors apply to pixel-aligned Gaussians only "
+            if time_floor > 0:
+                scale_t = (scale_t ** 2 + time_floor ** 2).sqrt()
+        elif view_times is not None or pixel_size is not None or pixel_colors is not None or time_floor > 0:
+            raise ValueError("view_times, pixel_size, pixel_colors and time_floor apply to pixel-aligned Gaussians only "
                              "(pass the rays)")
         return cls(
             means=xyz.clamp(-1.0, 1.0),
             times=times,
             scales=scales,
-            scale_t=torch.exp(s_t[:, 0] - SCALE_BIAS).clamp(max=MAX_SCALE_T),
+            scale_t=scale_t,
             quats_l=F.normalize(q_l + _IDENTITY_QUAT.to(q_l), dim=-1, eps=_EPS),
             quats_r=F.normalize(q_r + _IDENTITY_QUAT.to(q_r), dim=-1, eps=_EPS),
             opacities=torch.sigmoid(opa[:, 0] - OPACITY_BIAS),

@@ -49,6 +49,9 @@ class LRM4DConfig:
     scale_floor_px: float = 0.5
     # Pixel-aligned colours are residuals on their input pixel's colour (Gaussians4D.from_raw, pixel_colors).
     color_skip: bool = False
+    # Pixel-aligned temporal scales are at least time_floor × the mean spacing of the input views' times
+    # (Gaussians4D.from_raw, time_floor).
+    time_floor: float = 0.0
 
     def __post_init__(self):
         if self.n_embd % self.n_head:
@@ -71,7 +74,7 @@ class LRM4DConfig:
         return replace(PRESETS[name], **overrides)
 
 
-LEGACY = {"time_offset": False, "scale_floor_px": 0.0, "color_skip": False}  # what configs without these keys meant
+LEGACY = {"time_offset": False, "scale_floor_px": 0.0, "color_skip": False, "time_floor": 0.0}  # what configs without these keys meant
 
 PRESETS = {
     "tiny": LRM4DConfig(n_layer=2, n_embd=64, n_head=2, image_size=32),

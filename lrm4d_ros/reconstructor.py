@@ -53,6 +53,11 @@ class Prediction:
     pixel_depths: Tensor
 
 
+def view_spacing(times: Tensor) -> float:
+    """Mean spacing of V normalised view times, (max − min)/(V − 1); 0 for a single view."""
+    return float(times.max() - times.min()) / (len(times) - 1) if len(times) > 1 else 0.0
+
+
 def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor) -> Prediction:
     """Run the model on V canonical-frame views (one scene).
 
@@ -70,7 +75,8 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
                                  dirs.reshape(-1, 3).float(),
                                  view_times=per_pixel(times) if cfg.time_offset else None,
                                  pixel_size=pixel_size, scale_floor_px=cfg.scale_floor_px,
-                                 pixel_colors=images.reshape(-1, 3) if cfg.color_skip else None)
+                                 pixel_colors=images.reshape(-1, 3) if cfg.color_skip else None,
+                                 time_floor=cfg.time_floor * view_spacing(times))
     # Camera z of each pixel-aligned mean (after the [-1,1]³ clip), for depth read-outs and supervision.
     axis = camtoworlds[:, None, None, :3, 2].float()
     depth = ((pixel.means.view(V, H, W, 3) - origins.float()) * axis).sum(-1)

@@ -75,6 +75,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", default=None, help="start from these model weights (safetensors)")
     p.add_argument("--color-skip", action=argparse.BooleanOptionalAction, default=None,
                    help="pixel colours as residuals on the input pixels (default: the preset's)")
+    p.add_argument("--time-floor", type=float, default=None,
+                   help="pixel Gaussians' σ_t floor, in mean input-view spacings (model config time_floor)")
     p.add_argument("--export", default=None, help="also write the final weights in bf16 here")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -242,6 +244,8 @@ def run(args) -> int:
         overrides["init_opacity"] = args.init_opacity
     if args.color_skip is not None:
         overrides["color_skip"] = args.color_skip
+    if args.time_floor is not None:
+        overrides["time_floor"] = args.time_floor
     model = LRM4D(LRM4DConfig.preset(args.preset, **overrides)).to(device)
     if args.init:
         from .checkpoint import load_model

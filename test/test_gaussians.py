@@ -119,6 +119,18 @@ def test_from_raw_time_offset_and_scale_floor():
         Gaussians4D.from_raw(raw, view_times=torch.zeros(2))
 
 
+def test_from_raw_time_floor_widens_lifetimes():
+    raw = torch.zeros(2, RAW_CHANNELS)
+    raw[:, 10] = torch.tensor([-50.0, 2.3 + math.log(0.3)])  # temporal scales ~0 and 0.3
+    o, d = torch.zeros(2, 3), torch.tensor([[0.0, 0.0, 1.0]]).expand(2, 3)
+    g = Gaussians4D.from_raw(raw, o, d, time_floor=0.4)
+    torch.testing.assert_close(g.scale_t, torch.tensor([0.4, 0.5]))  # sqrt(s² + 0.4²)
+    # identity rotation: the marginal one floor away from μ_t is exp(-1/2)
+    torch.testing.assert_close(g.marginal(0.4)[0], torch.tensor(math.exp(-0.5)))
+    with pytest.raises(ValueError, match="pixel-aligned"):
+        Gaussians4D.from_raw(raw, time_floor=0.4)
+
+
 def test_from_raw_color_skip_is_a_residual_on_the_pixel():
     raw = torch.zeros(3, RAW_CHANNELS)
     raw[2, 4:7] = torch.tensor([1.0, -1.0, 0.0])

@@ -1,5 +1,6 @@
 """LRM4D model, checkpoints and Reconstructor: shapes, bit-exact round trips, overfitting, window checks."""
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -117,6 +118,19 @@ def test_color_skip_with_a_zeroed_colour_head_starts_at_the_input_pixels():
         after = predict(model, images, K, c2w, torch.tensor([-1.0, 1.0])).gaussians.colors
     assert (before - images.reshape(-1, 3)).abs().max() > 1e-3  # a random head perturbs the colours a little
     torch.testing.assert_close(after, images.reshape(-1, 3), atol=1e-5, rtol=0)
+
+
+def test_time_floor_is_a_multiple_of_the_view_spacing():
+    torch.manual_seed(0)
+    cfg = LRM4DConfig.preset("tiny", init_scale_t=-50.0)  # untrained lifetimes ~0: the floor alone remains
+    c2w = ring(3).float()
+    K = fov_to_K(0.9, 16, 16).expand(3, 3, 3).float()
+    images, times = torch.rand(3, 16, 16, 3), torch.tensor([-1.0, 0.2, 1.0])  # spacing (1 - -1)/2 = 1
+    for floor in (0.0, 0.5):
+        model = LRM4D(replace(cfg, time_floor=floor))
+        with torch.no_grad():
+            g = predict(model, images, K, c2w, times).gaussians
+        assert abs(float(g.scale_t.median()) - floor) < 1e-3
 
 
 def test_checkpoint_round_trip_is_bit_exact(tmp_path):

@@ -86,15 +86,17 @@ def test_gaussians_and_status_published(session, scene):
     assert st.views_rejected == 0 and st.views_dropped == 0
     assert st.reconstruction_time > 0 and math.isfinite(st.latency) and st.latency >= st.reconstruction_time
     session.wait_settled()  # the status may predate the last view's arrival; compare with the final reconstruction
-    cloud = wait_for_cloud(session, st)
+    rec = session.node._latest[0]
+    g = rec.slice(rec.window.end_ns)
+    # An earlier reconstruction can share the end stamp: wait for the final one's cloud (its size) to arrive.
+    cloud = wait_for_cloud(session, st, len(g))
     pts = pointcloud2_to_array(cloud)
     assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb", "opacity", "scale_0", "scale_1", "scale_2",
                                               "rot_0", "rot_1", "rot_2", "rot_3"]
-    assert cloud.header.frame_id == "world" and len(pts) == st.num_gaussians_published > 0
-    assert st.num_gaussians_4d >= st.num_gaussians_published
+    assert cloud.header.frame_id == "world" and len(pts) > 0
+    session.wait_status(lambda s: s.num_gaussians_published == len(pts) and s.num_gaussians_4d >= len(pts), 20.0,
+                        "a status counting the final reconstruction's Gaussians")
     # the cloud is the node's own reconstruction sliced at the window end, in metres
-    rec = session.node._latest[0]
-    g = rec.slice(rec.window.end_ns)
     np.testing.assert_allclose(np.stack([pts["x"], pts["y"], pts["z"]], 1), g.means.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(unpack_rgb(pts["rgb"]), unpack_rgb(pack_rgb(g.colors.numpy())))
     np.testing.assert_allclose(unpack_rgb(pts["rgb"]) / 255.0, g.colors.numpy(), atol=0.5 / 255 + 1e-6)
@@ -104,10 +106,12 @@ def test_gaussians_and_status_published(session, scene):
     assert st.window_start == ns_to_stamp(int(scene.stamps_ns[:n].min()))  # uniform selection keeps both ends
 
 
-def wait_for_cloud(session, st):
+def wait_for_cloud(session, st, points: int):
+    """The newest cloud of `points` points stamped at the status' window end."""
     end = st.window_end.sec * 10**9 + st.window_end.nanosec
     return wait_for(lambda: next((c for c in reversed(session.clouds)
-                                  if c.header.stamp.sec * 10**9 + c.header.stamp.nanosec == end), None),
+                                  if c.header.stamp.sec * 10**9 + c.header.stamp.nanosec == end
+                                  and c.width * c.height == points), None),
                     20.0, "the Gaussians of the latest window")
 
 
