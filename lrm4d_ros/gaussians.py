@@ -212,8 +212,8 @@ class Gaussians4D:
             if time_floor > 0:
                 scale_t = (scale_t ** 2 + time_floor ** 2).sqrt()
         elif view_times is not None or pixel_size is not None or pixel_colors is not None or time_floor > 0:
-            raise ValueError("view_times, pixel_size, pixel_colors and time_floor apply to pixel-aligned Gaussians only "
-                             "(pass the rays)")
+            raise ValueError("view_times, pixel_size, pixel_colors and time_floor apply to pixel-aligned Gaussians "
+                             "only (pass the rays)")
         return cls(
             means=xyz.clamp(-1.0, 1.0),
             times=times,

@@ -74,7 +74,8 @@ class LRM4DConfig:
         return replace(PRESETS[name], **overrides)
 
 
-LEGACY = {"time_offset": False, "scale_floor_px": 0.0, "color_skip": False, "time_floor": 0.0}  # what configs without these keys meant
+# What configs without these keys meant.
+LEGACY = {"time_offset": False, "scale_floor_px": 0.0, "color_skip": False, "time_floor": 0.0}
 
 PRESETS = {
     "tiny": LRM4DConfig(n_layer=2, n_embd=64, n_head=2, image_size=32),

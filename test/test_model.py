@@ -1,6 +1,5 @@
 """LRM4D model, checkpoints and Reconstructor: shapes, bit-exact round trips, overfitting, window checks."""
 import math
-from dataclasses import replace
 
 import pytest
 import torch
@@ -122,12 +121,12 @@ def test_color_skip_with_a_zeroed_colour_head_starts_at_the_input_pixels():
 
 def test_time_floor_is_a_multiple_of_the_view_spacing():
     torch.manual_seed(0)
-    cfg = LRM4DConfig.preset("tiny", init_scale_t=-50.0)  # untrained lifetimes ~0: the floor alone remains
     c2w = ring(3).float()
     K = fov_to_K(0.9, 16, 16).expand(3, 3, 3).float()
     images, times = torch.rand(3, 16, 16, 3), torch.tensor([-1.0, 0.2, 1.0])  # spacing (1 - -1)/2 = 1
     for floor in (0.0, 0.5):
-        model = LRM4D(replace(cfg, time_floor=floor))
+        # init_scale_t -50: untrained lifetimes ~0, so the floor alone remains
+        model = LRM4D(LRM4DConfig.preset("tiny", init_scale_t=-50.0, time_floor=floor))
         with torch.no_grad():
             g = predict(model, images, K, c2w, times).gaussians
         assert abs(float(g.scale_t.median()) - floor) < 1e-3
