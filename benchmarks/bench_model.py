@@ -1,11 +1,13 @@
 """Reconstruct a window of 24 input views and render 24 frames at 256², per model size and device.
 
 `small` uses the shipped checkpoint (its Gaussians decide the render cost); `base` and `large` are randomly
-initialised (CUDA only: too slow to be meaningful on CPU). Input: a procedural validation scene, 24 frames of an
-8-camera orbit rig, one view per frame (the alternating protocol). Output: a table on stdout and in
-benchmarks/results/model_<device>.txt. Median of --repeats runs after one warm-up.
+initialised and timed on CUDA only by default: on CPU (2 threads) their 256² inputs (24 576 tokens) and random
+Gaussians over every view kept one run busy for over 30 minutes. `--models` picks presets on either device.
+Input: a procedural validation scene, 24 frames of an 8-camera orbit rig, one view per frame (the alternating
+protocol). Output: a table on stdout and in benchmarks/results/model_<device>.txt (or --out). Median of
+--repeats runs after one warm-up.
 
-    python benchmarks/bench_model.py [--device cpu|cuda] [--threads 1] [--repeats 3]
+    python benchmarks/bench_model.py [--device cpu|cuda] [--threads 1] [--repeats 3] [--models small,base]
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import torch
 from lrm4d_ros.checkpoint import load_model, shipped_checkpoint_path
 from lrm4d_ros.data.generator import SceneConfig, generate
 from lrm4d_ros.data.protocols import split_protocol
-from lrm4d_ros.model import LRM4D, LRM4DConfig
+from lrm4d_ros.model import LRM4D, LRM4DConfig, PRESETS
 from lrm4d_ros.reconstructor import Reconstructor
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -70,11 +72,18 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--resolution", type=int, default=256)
+    p.add_argument("--models", default=None,
+                   help="comma-separated presets (default: small,base,large on CUDA, small on CPU)")
+    p.add_argument("--out", default=None, help="results file (default: results/model_<device>.txt)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    names = ["small", "base", "large"] if device.type == "cuda" else ["small"]
+    names = args.models.split(",") if args.models else (["small", "base", "large"] if device.type == "cuda"
+                                                          else ["small"])
+    unknown = set(names) - set(PRESETS)
+    if unknown:
+        p.error(f"unknown model presets {sorted(unknown)}; choose from {sorted(PRESETS)}")
     rows = [bench(n, device, args.repeats, args.frames, args.resolution) for n in names]
     hw = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
@@ -90,7 +99,7 @@ def main() -> int:
     text = "\n".join(lines) + "\n"
     print(text, end="")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"model_{device.type}.txt"
+    out = Path(args.out) if args.out else RESULTS / f"model_{device.type}.txt"
     out.write_text(text)
     print(f"wrote {out}")
     return 0

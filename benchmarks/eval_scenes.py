@@ -1,8 +1,6 @@
-"""The 8 unseen procedural scenes of the model card's evaluation, and the command that writes them as bags.
-
-Validation seeds 1000100–1000107 (never used in training), rigs cycling orbit/canonical/shell/moving and motion
-rigid/articulated/scaling, 12 frames × 8 cameras at 128² (3×3 supersampled), 2–6 primitives, no ground plane or
-backdrop, white background.
+"""Writes the model card's 8 unseen procedural evaluation scenes as bags (the recipe is
+lrm4d_ros/data/eval_scenes.py: validation seeds 1000100–1000107, never used in training; rigs and motions in turn,
+12 frames × 8 cameras at 128², 3×3 supersampled, 2–6 primitives, white background).
 
     python benchmarks/eval_scenes.py --out /tmp/lrm4d_eval_bags      # then: lrm4d evaluate /tmp/lrm4d_eval_bags/scene_*
 """
@@ -11,19 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-RIGS = ("orbit", "canonical", "shell", "moving")
-MOTIONS = ("rigid", "articulated", "scaling")
-EVAL_SCENES = [(1_000_100 + i, RIGS[i % 4], MOTIONS[i % 3]) for i in range(8)]
-FRAMES, CAMERAS, RESOLUTION = 12, 8, 128
-
-
-def scene_config(rig: str, motion: str, resolution: int = RESOLUTION, supersample: int = 3):
-    """The SceneConfig `lrm4d make-bag` uses for these scenes (its defaults with --ground 0 --backdrop 0)."""
-    from lrm4d_ros.data.generator import SceneConfig
-
-    return SceneConfig(num_primitives=(2, 6), rig_kinds=(rig,), motion_kinds=(motion,), frames=FRAMES,
-                       cameras=CAMERAS, height=resolution, width=resolution, ground_prob=0.0, backdrop_prob=0.0,
-                       supersample=supersample)
+from lrm4d_ros.data.eval_scenes import CAMERAS, EVAL_SCENES, FRAMES, RESOLUTION, scene_config  # noqa: F401
 
 
 def main(argv=None) -> int:

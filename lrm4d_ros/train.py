@@ -2,15 +2,22 @@
 
 One process, or DDP under `torchrun` (initialised only when WORLD_SIZE > 1). Per scene: the model predicts 4D
 Gaussians from the input views, which are sliced at each target's time and rendered at its camera; the loss is
-MSE + w_ssim·(1 − SSIM) on the targets, plus two auxiliary terms on the input views from the generator's ground
-truth (they speed up learning geometry on a small compute budget): L1 on the pixel-aligned depths where a surface
+MSE + w_ssim·(1 − SSIM) on the targets, plus auxiliary terms from the generator's ground truth (they speed up
+learning geometry on a small compute budget). On the input views: L1 on the pixel-aligned depths where a surface
 was hit, BCE of the pixel-aligned opacities against the coverage (alpha), L1 of their time centres to the view's
-time, L1 of their colours to their pixels' colours; and BCE of the targets' rendered alpha against their coverage (without it training fell into "draw
-nothing": Gaussians shrank in time or opacity below the rasteriser's cut, where no gradient reaches them).
+time, L1 of their colours to their pixels' colours. On the targets: BCE of the rendered alpha against their
+coverage (without it training fell into "draw nothing": Gaussians shrank in time or opacity below the
+rasteriser's cut, where no gradient reaches them).
 Renders are composited over the background estimated from the input views (`estimate_background`), exactly as
 the Reconstructor does at inference. AdamW(0.9, 0.95), linear warmup then cosine decay over steps or the time
 budget (whichever ends first), gradient clipping, bf16 autocast on CUDA. Resumable: `--resume` reloads
 `<out>/state.safetensors` (weights, AdamW state, step, elapsed time).
+
+Validation every `--val-every` steps, on held-out seeds: the training loss's PSNR/SSIM on random scenes, and
+(`--val-protocol`) an evaluation protocol scored as `lrm4d evaluate` scores a bag, on scenes drawn by the model
+card's evaluation recipe (other seeds), beside the nearest-input baseline. The random scenes' figure has not
+ranked checkpoints the way the evaluation does, so the best protocol score's weights are kept in
+`<out>/best.safetensors`.
 """
 from __future__ import annotations
 
@@ -26,10 +33,10 @@ import torch
 import torch.nn.functional as F
 
 from .cameras import SceneNormalization, TimeWindow
-from .checkpoint import load_training_state, save_model, save_training_state
+from .checkpoint import load_config, load_training_state, save_model, save_training_state
 from .metrics import psnr, ssim_map
 from .model import LRM4D, LRM4DConfig, config_of
-from .reconstructor import estimate_background, model_input_size, predict, render_at_times
+from .reconstructor import Reconstructor, estimate_background, model_input_size, predict, render_at_times
 from .views import ViewSet
 
 
@@ -70,6 +77,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="L1 of the pixel-aligned Gaussians' time centres to their view's time")
     p.add_argument("--val-every", type=int, default=200, help="validate every N steps")
     p.add_argument("--val-scenes", type=int, default=6)
+    p.add_argument("--val-protocol", default="alternating", choices=("alternating", "novel-camera", "none"),
+                   help="also score this evaluation protocol, at each validation, on scenes drawn like the model "
+                        "card's evaluation (other seeds), beside the nearest-input baseline; the best such "
+                        "weights are kept as <out>/best.safetensors")
+    p.add_argument("--val-protocol-scenes", type=int, default=4, help="scenes of the protocol validation")
     p.add_argument("--ckpt-minutes", type=float, default=5.0, help="save state every N minutes")
     p.add_argument("--resume", action="store_true", help="continue from <out>/state.safetensors")
     p.add_argument("--init", default=None, help="start from these model weights (safetensors)")
@@ -228,6 +240,27 @@ def validate(model, stream: SceneStream, args) -> dict:
     return {k: sum(r[k] for r in rows) / len(rows) for k in ("psnr", "ssim", "mse", "psnr_bg", "coverage")}
 
 
+def protocol_scenes(args) -> list[ViewSet]:
+    """Full T×C ViewSets of the protocol validation: the evaluation's recipe at the target resolution."""
+    from .data.eval_scenes import PROTOCOL_VAL_FIRST_SEED, recipe, render_scenes
+
+    return render_scenes(recipe(PROTOCOL_VAL_FIRST_SEED, args.val_protocol_scenes), args.resolution)
+
+
+@torch.no_grad()
+def validate_protocol(model, scenes: list[ViewSet], protocol: str) -> dict:
+    """Mean PSNR/SSIM of `protocol` over `scenes` exactly as `lrm4d evaluate` scores a bag, beside nearest-input;
+    gain = psnr − nearest (dB), the model card's criterion."""
+    from .evaluate import evaluate_views, summarize
+
+    s = summarize([evaluate_views(Reconstructor(model, next(model.parameters()).device), v, protocol, v.height)
+                   for v in scenes], protocol)
+    model.train()  # the Reconstructor put it in eval mode
+    nearest = s["baselines"]["nearest"]["psnr"]
+    return {"psnr": s["model"]["psnr"], "ssim": s["model"]["ssim"], "nearest": nearest,
+            "gain": s["model"]["psnr"] - nearest}
+
+
 def run(args) -> int:
     from tqdm import tqdm
 
@@ -268,11 +301,23 @@ def run(args) -> int:
         ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                         else None)
     stream = SceneStream(args, rank, world)
+    # Rendered once, 3×3 supersampled like the bags. They select best.safetensors: the random validation scenes
+    # differ from the evaluation's in background, primitive count, rigs and aliasing, and ranked trials otherwise.
+    if args.val_protocol != "none" and args.val_protocol_scenes < 1:
+        raise ValueError(f"--val-protocol-scenes must be >= 1 (or --val-protocol none), "
+                         f"got {args.val_protocol_scenes}")
+    proto_scenes = protocol_scenes(args) if rank == 0 and args.val_protocol != "none" else []
+    best_path, best_psnr = out / "best.safetensors", -math.inf
+    if best_path.is_file() and args.resume:
+        kept = load_config(best_path)[1]
+        if kept.get("val_protocol") == args.val_protocol:
+            best_psnr = float(kept.get("val_protocol_psnr", -math.inf))
     budget_s = args.time_budget * 60 if args.time_budget else None
     autocast = device.type == "cuda"
     log = open(log_path, "a") if rank == 0 else None
     if log:
-        log.write(json.dumps({"event": "start", "step": step, "args": {k: v for k, v in vars(args).items() if not k.startswith("_")},
+        log.write(json.dumps({"event": "start", "step": step,
+                              "args": {k: v for k, v in vars(args).items() if not k.startswith("_")},
                               "params": model.num_params(), "device": str(device), "world": world}) + "\n")
         log.flush()
 
@@ -320,7 +365,18 @@ def run(args) -> int:
             row.update({k: round(v, 5) for k, v in avg.items()})
             if step % args.val_every == 0 or stop or step == args.steps:
                 row["val"] = validate(model, stream, args)
-                tqdm.write(f"step {step} val psnr {row['val']['psnr']:.2f} ssim {row['val']['ssim']:.4f}")
+                text = f"step {step} val psnr {row['val']['psnr']:.2f} ssim {row['val']['ssim']:.4f}"
+                if proto_scenes:
+                    pv = row["val_protocol"] = validate_protocol(model, proto_scenes, args.val_protocol)
+                    text += (f" | {args.val_protocol} {pv['psnr']:.2f} dB, nearest {pv['nearest']:.2f}, "
+                             f"gain {pv['gain']:+.2f}")
+                    if pv["psnr"] > best_psnr:
+                        best_psnr = pv["psnr"]
+                        save_model(best_path, model, info={**_info(args, step, elapsed, world),
+                                                           "val_protocol": args.val_protocol,
+                                                           "val_protocol_psnr": best_psnr})
+                        text += " (best)"
+                tqdm.write(text)
             log.write(json.dumps(row) + "\n")
             log.flush()
             if time.time() - last_ckpt > args.ckpt_minutes * 60 or stop or step == args.steps:

@@ -5,13 +5,16 @@
 Needs a CUDA machine with gsplat installed (`pip install -e .[cuda]`). For each random scene (seed) it renders
 the same Gaussians and cameras with gsplat on the GPU and with the torch rasterizer on the CPU, and prints per
 scene and camera the max abs difference of colour, alpha and depth and the PSNR of gsplat's colour against
-the torch one. Writes the table to benchmarks/results/gsplat_parity.txt.
+the torch one. gsplat compiles its CUDA code on first use (cached under ~/.cache/torch_extensions unless its
+wheel ships binaries): the first call's time, build included, and a warm call's are reported apart. Writes the
+table to benchmarks/results/gsplat_parity.txt.
 """
 from __future__ import annotations
 
 import argparse
 import math
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -44,22 +47,32 @@ def main() -> int:
         return 2
 
     import gsplat
+
+    def gsplat_call(scene, viewmats, Ks, bg) -> tuple[list, float]:
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        out = rasterize_gsplat.rasterize(*(x.cuda() for x in scene), viewmats.cuda(), Ks.cuda(), args.size,
+                                         args.size, bg.cuda(), 0.01, 1e10)
+        torch.cuda.synchronize()
+        return [x.cpu() for x in out], time.perf_counter() - t
+
+    c2w, Ks = ring_cameras(args.views, args.size)
+    viewmats, Ks = invert_pose(c2w).float(), Ks.float()
+    first_scene, first_bg = make_scene(args.scenes[0], args.gaussians, args.seeds[0]), torch.zeros(args.views, 3)
+    _, first_s = gsplat_call(first_scene, viewmats, Ks, first_bg)
+    _, warm_s = gsplat_call(first_scene, viewmats, Ks, first_bg)
     lines = [f"# gsplat {gsplat.__version__} vs torch rasterizer; {args.gaussians} Gaussians, {args.views} views, "
              f"{args.size}x{args.size}; GPU {torch.cuda.get_device_name()}",
+             f"# gsplat first call {first_s:.1f} s (CUDA build or load included), warm call {warm_s * 1e3:.2f} ms",
              f"{'scene':<7} {'seed':>4} {'cam':>3} {'max|dRGB|':>10} {'max|dA|':>9} {'max|dZ|':>9} {'PSNR dB':>8}"]
     print("\n".join(lines), flush=True)
     worst = math.inf
     for kind in args.scenes:
         for seed in args.seeds:
             scene = make_scene(kind, args.gaussians, seed)
-            c2w, Ks = ring_cameras(args.views, args.size)
-            viewmats = invert_pose(c2w).float()
-            Ks = Ks.float()
             bg = torch.rand(args.views, 3, generator=torch.Generator().manual_seed(seed))
             ref = rasterize_torch.rasterize(*scene, viewmats, Ks, args.size, args.size, bg, 0.01, 1e10)
-            got = rasterize_gsplat.rasterize(*(t.cuda() for t in scene), viewmats.cuda(), Ks.cuda(), args.size,
-                                             args.size, bg.cuda(), 0.01, 1e10)
-            got = [t.cpu() for t in got]
+            got, _ = gsplat_call(scene, viewmats, Ks, bg)
             for cam in range(args.views):
                 d = [(g[cam] - r[cam]).abs().max().item() for g, r in zip(got, ref)]
                 p = psnr(got[0][cam], ref[0][cam])

@@ -1,16 +1,24 @@
-"""`lrm4d train` end to end on a tiny model: it logs finite losses and validation, resumes where it stopped, and
-exports bf16 weights that load with their config."""
+"""`lrm4d train` end to end on a tiny model: it logs finite losses and validation (random scenes, and the
+alternating protocol against nearest-input on evaluation-recipe scenes), keeps the best protocol weights, resumes
+where it stopped, and exports bf16 weights that load with their config."""
 import json
 import math
 
 import torch
 
+from lrm4d_ros.baselines import nearest_input
 from lrm4d_ros.checkpoint import load_config, load_model
 from lrm4d_ros.cli import main
+from lrm4d_ros.data.eval_scenes import EVAL_SCENES, PROTOCOL_VAL_FIRST_SEED, recipe, render_scenes
+from lrm4d_ros.data.protocols import split_protocol
+from lrm4d_ros.data.sampler import VAL_SEED_START
+from lrm4d_ros.metrics import psnr
+from lrm4d_ros.train import validate_protocol
 
 ARGS = ["--preset", "tiny", "--image-size", "16", "--resolution", "16", "--frames", "4", "--cameras", "4",
         "--inputs", "2,3", "--targets", "2", "--self-targets", "1", "--val-every", "3", "--val-scenes", "1",
-        "--threads", "1", "--device", "cpu", "--supersample", "3", "--ckpt-minutes", "0"]
+        "--threads", "1", "--device", "cpu", "--supersample", "3", "--ckpt-minutes", "0",
+        "--val-protocol-scenes", "1"]
 
 
 def _rows(log):
@@ -28,6 +36,24 @@ def test_train_logs_resumes_and_exports(tmp_path):
     vals = [r["val"] for r in steps if "val" in r]
     assert len(vals) == 2 and all(5 < v["psnr"] < 60 for v in vals)  # at step 3 and at the end
     assert rows[-1] == {"event": "end", "step": 4}
+
+    # The protocol validation scores the alternating split of an evaluation-recipe scene exactly as `lrm4d
+    # evaluate` does: its nearest-input figure is that baseline's PSNR on the same views, recomputed here.
+    scene = recipe(PROTOCOL_VAL_FIRST_SEED, 1)
+    assert scene[0][0] >= VAL_SEED_START and not {s for s, *_ in scene} & {s for s, *_ in EVAL_SCENES}
+    views = render_scenes(scene, resolution=16)[0]
+    inputs, targets = split_protocol(views, "alternating")
+    nearest = float(psnr(nearest_input(inputs, targets), targets.images).mean())
+    pvals = [r["val_protocol"] for r in steps if "val_protocol" in r]
+    assert len(pvals) == 2
+    for v in pvals:
+        assert math.isclose(v["nearest"], nearest, abs_tol=1e-4) and 5 < v["psnr"] < 60
+        assert math.isclose(v["gain"], v["psnr"] - v["nearest"], abs_tol=1e-9)
+    # best.safetensors holds the weights of the best protocol score, and reproduces it.
+    best_cfg, best_info = load_config(out / "best.safetensors")
+    assert math.isclose(best_info["val_protocol_psnr"], max(v["psnr"] for v in pvals), abs_tol=1e-9)
+    again = validate_protocol(load_model(out / "best.safetensors"), [views], "alternating")
+    assert math.isclose(again["psnr"], best_info["val_protocol_psnr"], abs_tol=1e-3)
 
     # Resume continues from step 4 (state.safetensors holds weights, AdamW state and the step).
     export = tmp_path / "final.safetensors"

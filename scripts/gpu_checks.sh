@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Every figure that needs a GPU, in one go, meant to fit one 10-minute call (not yet run on a GPU: none was lent):
+# gsplat against the torch rasteriser, render speed, and reconstruct + render for small/base/large.
+# Results land in benchmarks/results/ (gsplat_parity.txt, render_cuda.txt, model_cuda.txt) and, if given, are
+# copied to OUTDIR with the log. Needs CUDA, PyTorch and gsplat importable; the package itself may run from the
+# checkout (PYTHONPATH=.) where it cannot be pip-installed, e.g. a machine without internet that has torch.
+# Usage: bash scripts/gpu_checks.sh [OUTDIR]
+# Offline GPU machine: gsplat 1.5.3 is a 6.5 MB pure-Python wheel that JIT-builds with nvcc and ninja. Fetch it
+# where pip works (pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp
+# --platform manylinux2014_x86_64 -d .whl gsplat==1.5.3), carry .whl/, and there run
+# pip install --no-index --no-deps --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site bash scripts/gpu_checks.sh OUT
+set -eo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH}"
+out=${1:-}
+[ -n "$out" ] && mkdir -p "$out"
+log=${out:+$out/gpu_checks.log}
+run() {
+    echo "+ $*"
+    local t=$SECONDS
+    "$@"
+    echo "# $(($SECONDS - t)) s"
+}
+{
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+    python -c "import torch, gsplat; print('torch', torch.__version__, 'gsplat', gsplat.__version__)"
+    run python scripts/gsplat_parity.py
+    run python benchmarks/bench_render.py --repeats 5
+    run python benchmarks/bench_model.py --device cuda --repeats 3
+} 2>&1 | tee "${log:-/dev/null}"
+if [ -n "$out" ]; then
+    cp benchmarks/results/gsplat_parity.txt benchmarks/results/render_cuda.txt benchmarks/results/model_cuda.txt "$out"/
+fi
