@@ -52,14 +52,11 @@ class LRM4DConfig:
     # Pixel-aligned temporal scales are at least time_floor × the mean spacing of the input views' times
     # (Gaussians4D.from_raw, time_floor).
     time_floor: float = 0.0
-    # Width of the image-guided refinement of the pixel head (PixelRefine); 0 = the paper's linear unpatchify.
-    refine_channels: int = 0
 
     def __post_init__(self):
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
-        if (min(self.n_layer, self.n_embd, self.n_head, self.patch_size) < 1 or self.image_size % self.patch_size
-                or self.n_free_tokens < 0 or self.refine_channels < 0):
+        if min(self.n_layer, self.n_embd, self.n_head, self.patch_size) < 1 or self.image_size % self.patch_size or self.n_free_tokens < 0:
             raise ValueError(f"invalid LRM4DConfig {self}")
 
     def to_dict(self) -> dict:
@@ -78,8 +75,7 @@ class LRM4DConfig:
 
 
 # What configs without these keys meant.
-LEGACY = {"time_offset": False, "scale_floor_px": 0.0, "color_skip": False, "time_floor": 0.0,
-          "refine_channels": 0}
+LEGACY = {"time_offset": False, "scale_floor_px": 0.0, "color_skip": False, "time_floor": 0.0}
 
 PRESETS = {
     "tiny": LRM4DConfig(n_layer=2, n_embd=64, n_head=2, image_size=32),
@@ -121,34 +117,6 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
-class PixelRefine(nn.Module):
-    """Image-guided residual on the pixel head's raw output, per view: 3×3 conv, GELU, 3×3 conv, GELU, 1×1 conv
-    over [raw (20), model input (10)] at full resolution.
-
-    Why (a departure from the paper's linear unpatchify): a small model decodes each 8×8 patch from one token
-    through a linear map, which smears depth and opacity edges across the patch and shows its seams; the convs see
-    the input pixels and can put those edges where the image has them. The last layer starts at zero, so adding
-    it to trained weights changes nothing until it learns.
-    """
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(RAW_CHANNELS + IN_CHANNELS, channels, 3, padding=1), nn.GELU(),
-                                 nn.Conv2d(channels, channels, 3, padding=1), nn.GELU(),
-                                 nn.Conv2d(channels, RAW_CHANNELS, 1))
-
-    def zero_output(self) -> None:
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
-
-    def forward(self, raw: Tensor, x: Tensor) -> Tensor:
-        """raw (B,V,H,W,20), x (B,V,10,H,W) -> raw + residual (B,V,H,W,20)."""
-        B, V, H, W, R = raw.shape
-        feats = torch.cat([raw.permute(0, 1, 4, 2, 3), x.to(raw.dtype)], dim=2)
-        feats = feats.reshape(B * V, R + IN_CHANNELS, H, W)
-        return raw + self.net(feats).reshape(B, V, R, H, W).permute(0, 1, 3, 4, 2)
-
-
 def config_of(model: nn.Module) -> LRM4DConfig:
     """The config of an LRM4D, also one wrapped in DistributedDataParallel (which hides it under `.module`)."""
     return getattr(model, "module", model).cfg
@@ -183,7 +151,6 @@ class LRM4D(nn.Module):
         self.ln_out = nn.LayerNorm(D)
         self.unpatchify = nn.Linear(D, RAW_CHANNELS * p * p)
         self.free_head = nn.Linear(D, RAW_CHANNELS) if cfg.n_free_tokens else None
-        self.refine = PixelRefine(cfg.refine_channels) if cfg.refine_channels else None
         self._init_weights()
 
     def _init_weights(self):
@@ -207,8 +174,6 @@ class LRM4D(nn.Module):
             # unpatchify output is laid out (pixel-in-patch, channel): repeat the per-channel bias per pixel.
             with torch.no_grad():
                 head.bias.copy_(bias.repeat(reps))
-        if self.refine is not None:
-            self.refine.zero_output()
 
     def zero_color_head(self) -> None:
         """Zero the pixel head's colour outputs: with `color_skip` the Gaussians then start at their pixels'
@@ -246,8 +211,6 @@ class LRM4D(nn.Module):
         img = self.unpatchify(tokens[:, :n_img])  # (B, V·h·w, p·p·20)
         img = img.reshape(B, V, h, w, p, p, RAW_CHANNELS).permute(0, 1, 2, 4, 3, 5, 6)
         img = img.reshape(B, V, H, W, RAW_CHANNELS)
-        if self.refine is not None:
-            img = self.refine(img, x)
         if self.free_head is not None:
             free = self.free_head(tokens[:, n_img:])
         else:

@@ -89,9 +89,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="pixel colours as residuals on the input pixels (default: the preset's)")
     p.add_argument("--time-floor", type=float, default=None,
                    help="pixel Gaussians' σ_t floor, in mean input-view spacings (model config time_floor)")
-    p.add_argument("--refine-channels", type=int, default=None,
-                   help="width of the image-guided pixel refinement (model config refine_channels; 0 = off); "
-                        "with --init from weights without it, it starts as the identity")
     p.add_argument("--export", default=None, help="also write the final weights in bf16 here")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -282,18 +279,12 @@ def run(args) -> int:
         overrides["color_skip"] = args.color_skip
     if args.time_floor is not None:
         overrides["time_floor"] = args.time_floor
-    if args.refine_channels is not None:
-        overrides["refine_channels"] = args.refine_channels
     model = LRM4D(LRM4DConfig.preset(args.preset, **overrides)).to(device)
     if args.init:
         from .checkpoint import load_model
 
         init = load_model(args.init)
-        # A refinement the init weights lack keeps its identity start; every other tensor must match.
-        missing, unexpected = model.load_state_dict(init.state_dict(), strict=False)
-        if unexpected or any(not k.startswith("refine.") for k in missing):
-            raise ValueError(f"--init {args.init} does not fit --preset {args.preset}: missing {missing}, "
-                             f"unexpected {unexpected}")
+        model.load_state_dict(init.state_dict())
         if model.cfg.color_skip and not init.cfg.color_skip:
             model.zero_color_head()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
