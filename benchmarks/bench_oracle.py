@@ -1,7 +1,7 @@
 """What exact geometry, and then exact motion, buy under each protocol: oracle reconstructions beside the
 nearest-input baseline.
 
-For each evaluation scene (benchmarks/eval_scenes.py) the protocol's input views are turned into "oracle"
+For each evaluation scene (lrm4d_ros.data.eval_scenes) the protocol's input views are turned into "oracle"
 Gaussians: one per covered input pixel, placed on its ray at the generator's ground-truth depth, with the pixel's
 exact colour and coverage as opacity, a footprint-sized isotropic splat, centred at its view's time with temporal
 extent `st` (normalised window units; frames are 2/11 apart). Rendered at every target (128², over the same
@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from eval_scenes import EVAL_SCENES, scene_config
 from lrm4d_ros.baselines import nearest_input
 from lrm4d_ros.cameras import SceneNormalization, TimeWindow, pixel_rays
+from lrm4d_ros.data.eval_scenes import EVAL_SCENES, scene_config
 from lrm4d_ros.data.generator import generate, sample_scene
 from lrm4d_ros.data.protocols import split_protocol
 from lrm4d_ros.data.raycast import surface_ids

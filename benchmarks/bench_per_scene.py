@@ -1,6 +1,6 @@
 """Quality against time: per-scene optimisation (lrm4d_ros.optimize) at several budgets beside the feed-forward model.
 
-On evaluation scenes (benchmarks/eval_scenes.py, rendered by the generator exactly as the bags), for each protocol:
+On evaluation scenes (lrm4d_ros.data.eval_scenes, rendered by the generator exactly as the bags), for each protocol:
 the model's target PSNR and its reconstruct time; then per-scene fits of 4D Gaussians to the same inputs for each
 budget, from an uninformed start ("rays") and from the model's prediction ("model", i.e. feed-forward + test-time
 refinement). Targets at 128². Output: a table on stdout and in benchmarks/results/per_scene_<device>.txt.
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from eval_scenes import EVAL_SCENES, scene_config
 from lrm4d_ros.baselines import nearest_input
+from lrm4d_ros.data.eval_scenes import EVAL_SCENES, scene_config
 from lrm4d_ros.data.generator import generate
 from lrm4d_ros.data.protocols import split_protocol
 from lrm4d_ros.metrics import psnr

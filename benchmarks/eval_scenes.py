@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lrm4d_ros.data.eval_scenes import CAMERAS, EVAL_SCENES, FRAMES, RESOLUTION, scene_config  # noqa: F401
+from lrm4d_ros.data.eval_scenes import CAMERAS, EVAL_SCENES, FRAMES, RESOLUTION
 
 
 def main(argv=None) -> int:

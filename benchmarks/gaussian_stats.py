@@ -1,6 +1,6 @@
 """What a checkpoint's Gaussians look like in time: a diagnostic for training runs.
 
-On the evaluation scenes (benchmarks/eval_scenes.py, alternating inputs) it reports, over the pixel-aligned
+On the evaluation scenes (lrm4d_ros.data.eval_scenes, alternating inputs) it reports, over the pixel-aligned
 Gaussians of covered input pixels (ground-truth coverage > 0.5): opacity, temporal extent σ_t = sqrt(Σ_tt)
 and |μ_t − t_view| (how far from its own view's time a pixel's Gaussian sits), all in normalised window units
 (frames are 2/11 apart), and the fraction of all Gaussians alive (p(t) ≥ MIN_MARGINAL) at a target time. A model
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from eval_scenes import EVAL_SCENES, scene_config
+from lrm4d_ros.data.eval_scenes import EVAL_SCENES, scene_config
 from lrm4d_ros.data.generator import generate
 from lrm4d_ros.data.protocols import split_protocol
 from lrm4d_ros.gaussians import MIN_MARGINAL

@@ -253,8 +253,8 @@ def validate_protocol(model, scenes: list[ViewSet], protocol: str) -> dict:
     gain = psnr − nearest (dB), the model card's criterion."""
     from .evaluate import evaluate_views, summarize
 
-    s = summarize([evaluate_views(Reconstructor(model, next(model.parameters()).device), v, protocol, v.height)
-                   for v in scenes], protocol)
+    reconstructor = Reconstructor(model, next(model.parameters()).device)
+    s = summarize([evaluate_views(reconstructor, v, protocol, v.height) for v in scenes], protocol)
     model.train()  # the Reconstructor put it in eval mode
     nearest = s["baselines"]["nearest"]["psnr"]
     return {"psnr": s["model"]["psnr"], "ssim": s["model"]["ssim"], "nearest": nearest,
