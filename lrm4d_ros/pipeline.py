@@ -129,7 +129,7 @@ def make_windows(views: ViewSet, length: Span, stride: Span) -> list[Window]:
 
 def select_inputs(views: ViewSet, max_views: int, policy: str = "uniform") -> Tensor:
     """Indices of the model's input views among `views`, chosen as the ROS node chooses them (window.py)."""
-    from .window import select_views
+    from .selection import select_views
 
     cands = list(zip(views.stamps_ns.tolist(), views.camera_ids.tolist()))
     return torch.as_tensor(select_views(cands, max_views, policy), dtype=torch.int64)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from lrm4d_ros.cameras import scale_K
-from lrm4d_ros.window import (PoseBuffer, RejectedInput, SpaceTimeWindow, pose_matrix, select_views, slerp)
+from lrm4d_ros.selection import select_views
+from lrm4d_ros.window import PoseBuffer, RejectedInput, SpaceTimeWindow, pose_matrix, slerp
 
 S = 1_000_000_000  # ns per second
 T0 = 1_700_000_000 * S  # absolute stamps: never assume they start at 0

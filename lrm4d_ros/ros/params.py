@@ -9,7 +9,8 @@ from rclpy.node import Node
 from rcl_interfaces.msg import ParameterDescriptor
 
 from ..cameras import fov_to_K
-from ..window import POLICIES, RejectedInput, pose_matrix
+from ..selection import POLICIES
+from ..window import RejectedInput, pose_matrix
 
 POSE_SOURCES = ("topic", "tf")
 QOS_CHOICES = ("sensor_data", "reliable")
