@@ -8,8 +8,9 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from lrm4d_ros.data.generator import SceneConfig, generate
 from lrm4d_ros.io.bag import BagError, read_bag, write_bag
-from lrm4d_ros.io.messages import (TYPESTORE, Image, camera_info_msg, header_msg, image_msg, image_rgb,
-                                   matrix_to_quat, pose_msg, quat_to_matrix, serialize)
+from lrm4d_ros.io.messages import (TYPESTORE, Image, MessageError, camera_info_msg, depth_msg, deserialize,
+                                   header_msg, image_depth, image_msg, image_rgb, matrix_to_quat, pose_msg,
+                                   quat_to_matrix, serialize)
 
 CFG = SceneConfig(frames=3, cameras=3, height=24, width=32, num_primitives=(2, 3), rig_kinds=("moving",))
 STAMP = 1_700_000_123_456_789_012
@@ -39,6 +40,27 @@ def test_quaternion_round_trip_near_180_degrees():
         Kx = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
         R = np.eye(3) + np.sin(angle) * Kx + (1 - np.cos(angle)) * Kx @ Kx
         np.testing.assert_allclose(quat_to_matrix(matrix_to_quat(R)), R, atol=1e-12)
+
+
+def test_depth_messages_round_trip():
+    rng = np.random.default_rng(0)
+    d = (rng.random((5, 7)) * 4).astype(np.float32)
+    d[0, 0], d[1, 1], d[2, 2], d[3, 3] = np.nan, 0.0, np.inf, -1.0
+    expect = np.where(np.isfinite(d) & (d > 0), d, 0).astype(np.float32)
+    back = image_depth(deserialize(serialize(depth_msg(d, STAMP, "cam0")), "sensor_msgs/msg/Image"))
+    assert back.dtype == np.float32 and np.array_equal(back, expect)  # 32FC1: bit-exact
+    mm = image_depth(deserialize(serialize(depth_msg(d, STAMP, "cam0", "16UC1")), "sensor_msgs/msg/Image"))
+    assert np.array_equal(mm, (np.rint(expect.astype(np.float64) * 1000) / 1000).astype(np.float32))
+    # A big-endian 16UC1 with padded rows decodes to the same millimetres.
+    raw = np.zeros((5, 10), ">u2")
+    raw[:, :7] = np.rint(expect * 1000)
+    msg = Image(header=header_msg(STAMP, "cam0"), height=5, width=7, encoding="16UC1", is_bigendian=1, step=20,
+                data=np.frombuffer(raw.tobytes(), np.uint8).copy())
+    assert np.array_equal(image_depth(msg), mm)
+    with pytest.raises(MessageError, match="16UC1"):
+        depth_msg(np.full((2, 2), 70.0), STAMP, "cam0", "16UC1")
+    with pytest.raises(MessageError, match="unsupported depth encoding"):
+        image_depth(image_msg(np.zeros((2, 2, 3)), STAMP, "cam0"))
 
 
 def test_encodings_decode_to_the_same_rgb():

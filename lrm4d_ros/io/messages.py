@@ -90,6 +90,58 @@ def image_rgb(msg) -> np.ndarray:
     return np.ascontiguousarray(px[..., list(order)])
 
 
+DEPTH_ENCODINGS = ("32FC1", "16UC1")  # metres (0 or NaN: no measurement) / millimetres (0: none), REP-118
+
+
+def depth_msg(depth_m, stamp: int, frame_id: str, encoding: str = "32FC1"):
+    """Image message of an (H,W) z-depth in metres (0 or non-finite: no measurement).
+
+    32FC1 keeps the float32 values (missing as 0); 16UC1 stores rounded millimetres, and depths beyond
+    65.535 m cannot be stored (MessageError).
+    """
+    d = np.asarray(depth_m, dtype=np.float32)
+    if d.ndim != 2:
+        raise MessageError(f"expected an (H,W) depth array, got shape {d.shape}")
+    d = np.where(np.isfinite(d) & (d > 0), d, np.float32(0.0)).astype(np.float32)
+    if encoding == "32FC1":
+        px, itemsize = d.astype("<f4"), 4
+    elif encoding == "16UC1":
+        mm = np.rint(d.astype(np.float64) * 1000.0)
+        if mm.max(initial=0) > 65535:
+            raise MessageError(f"depth {float(d.max()):.3f} m does not fit 16UC1 millimetres (max 65.535 m)")
+        px, itemsize = mm.astype("<u2"), 2
+    else:
+        raise MessageError(f"unsupported depth encoding {encoding!r}; supported: {list(DEPTH_ENCODINGS)}")
+    H, W = d.shape
+    return Image(header=header_msg(stamp, frame_id), height=H, width=W, encoding=encoding, is_bigendian=0,
+                 step=W * itemsize, data=np.frombuffer(np.ascontiguousarray(px).tobytes(), np.uint8).copy())
+
+
+def image_depth(msg) -> np.ndarray:
+    """(H,W) float32 z-depth in metres of a 32FC1 / 16UC1 Image; 0 where there is no measurement (0, NaN, inf,
+    negative). Honours `step` row padding and `is_bigendian`."""
+    if msg.encoding not in DEPTH_ENCODINGS:
+        raise MessageError(f"unsupported depth encoding {msg.encoding!r}; supported: {list(DEPTH_ENCODINGS)}")
+    itemsize = 4 if msg.encoding == "32FC1" else 2
+    H, W, step = int(msg.height), int(msg.width), int(msg.step)
+    data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
+    if H < 1 or W < 1:
+        raise MessageError(f"depth image has no pixels ({W}x{H})")
+    if step < W * itemsize:
+        raise MessageError(f"step {step} is less than width {W} x {itemsize} bytes ({msg.encoding})")
+    if data.size < step * (H - 1) + W * itemsize or data.size > step * H:
+        raise MessageError(f"data has {data.size} bytes; {H} rows of step {step} need {step * H}")
+    if data.size < step * H:
+        data = np.concatenate([data, np.zeros(step * H - data.size, np.uint8)])
+    rows = np.ascontiguousarray(data.reshape(H, step)[:, :W * itemsize])
+    order = ">" if msg.is_bigendian else "<"
+    kind = "f4" if msg.encoding == "32FC1" else "u2"
+    d = rows.view(np.dtype(order + kind)).reshape(H, W)
+    # millimetres -> the float32 nearest to mm / 1000 (division in float64 is exact to that rounding)
+    d = (d.astype(np.float64) / 1000.0).astype(np.float32) if msg.encoding == "16UC1" else d.astype(np.float32)
+    return np.where(np.isfinite(d) & (d > 0), d, np.float32(0.0)).astype(np.float32)
+
+
 def camera_info_msg(K, width: int, height: int, stamp: int, frame_id: str):
     """CameraInfo for pinhole intrinsics K (3,3) (ROS convention), no distortion, P = [K | 0]."""
     K = np.asarray(K, dtype=np.float64).reshape(3, 3)
