@@ -25,6 +25,7 @@ knowing how they moved buys.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import platform
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from lrm4d_ros.data.eval_scenes import EVAL_SCENES, scene_config
 from lrm4d_ros.data.generator import generate, sample_scene
 from lrm4d_ros.data.protocols import split_protocol
 from lrm4d_ros.data.raycast import surface_ids
-from lrm4d_ros.gaussians import Gaussians4D, rotation_4d_to_quats
+from lrm4d_ros.gaussians import Gaussians4D
 from lrm4d_ros.metrics import psnr
 from lrm4d_ros.reconstructor import Reconstructor, estimate_background, render_at_times
 
@@ -63,13 +64,12 @@ def oracle_gaussians(inputs, norm: SceneNormalization, window: TimeWindow, st: f
     hit = (inputs.depths > 0).reshape(-1)
     f = (inputs.Ks[:, 0, 0] * inputs.Ks[:, 1, 1]).sqrt()[:, None, None]
     n = int(hit.sum())
-    ident = torch.tensor([1.0, 0.0, 0.0, 0.0]).expand(n, 4)
+    scale = (0.7 * dist / f).reshape(-1)[hit].float()
     return Gaussians4D(
         means=points.reshape(-1, 3)[hit].float(),
         times=window.normalize(inputs.stamps_ns).float()[:, None, None].expand(V, H, W).reshape(-1)[hit],
-        scales=(0.7 * dist / f).reshape(-1)[hit].float()[:, None].expand(n, 3).clone(),
-        scale_t=torch.full((n,), st), quats_l=ident.clone(), quats_r=ident.clone(),
-        opacities=inputs.alphas.reshape(-1)[hit].clamp(max=0.99),
+        velocities=torch.zeros(n, 3), covars=scale[:, None, None] ** 2 * torch.eye(3),
+        scale_t=torch.full((n,), st), opacities=inputs.alphas.reshape(-1)[hit].clamp(max=0.99),
         colors=inputs.images.reshape(-1, 3)[hit])
 
 
@@ -94,17 +94,9 @@ def surface_velocities(scene, views, norm: SceneNormalization, window: TimeWindo
 
 
 def moving(g: Gaussians4D, velocity: Tensor) -> Gaussians4D:
-    """`g` (identity rotations) with Gaussian i moving at velocity[i] (N,3): Σ = L diag(s², s_t²) Lᵀ with the shear
-    L = [[I, v], [0, 1]], so every slice keeps g's spatial covariance and its mean moves by v·(t − μ_t)."""
-    s2 = torch.cat([g.scales, g.scale_t[:, None]], -1).double() ** 2
-    L = torch.eye(4, dtype=torch.float64).repeat(len(g), 1, 1)
-    L[:, :3, 3] = velocity.double()
-    evals, evecs = torch.linalg.eigh((L * s2[:, None, :]) @ L.transpose(-1, -2))
-    evecs[:, :, 0] *= torch.linalg.det(evecs).sign()[:, None]  # a proper rotation (det +1)
-    ql, qr = rotation_4d_to_quats(evecs)
-    sd = evals.clamp_min(1e-12).sqrt().float()
-    return Gaussians4D(g.means, g.times, sd[:, :3].contiguous(), sd[:, 3].contiguous(), ql.float(), qr.float(),
-                       g.opacities, g.colors)
+    """`g` with Gaussian i moving at velocity[i] (N,3): every slice keeps g's spatial covariance and its mean moves
+    by v·(t − μ_t) (in the paper's form, a shear of the 4D covariance)."""
+    return replace(g, velocities=velocity.to(g.means))
 
 
 def render_psnr(g: Gaussians4D, views, c2w: Tensor, times: Tensor, background: Tensor) -> float:

@@ -1,11 +1,12 @@
 """The 4D-LRM transformer (DESIGN.md §1), in the spirit of nanoGPT's model.py: one config, one forward.
 
-Input per view: a 10-channel map [RGB in [-1,1], Plücker ray (6) in the canonical frame, normalised time].
-8×8 patches -> Linear(10·64 -> D) -> LayerNorm, no positional embedding (rays carry the geometry), optional
-learnable free-Gaussian tokens appended, pre-LN transformer blocks, then
-image tokens -> LayerNorm -> Linear "unpatchify" to 20 raw channels per pixel and free tokens -> Linear to 20.
-Raw channels are turned into Gaussians by `Gaussians4D.from_raw` (gaussians.py owns the activations).
-Any number of views, any resolution divisible by the patch size, in one forward.
+Per view a map of input channels at H×W — RGB in [-1,1], the Plücker ray (6) in the canonical frame, the view's
+normalised time, and the geometry a small model cannot afford to learn: measured depth with its validity mask
+(RGB-D cameras; zeros where absent) and a plane-sweep depth prior with its confidence (cost_volume.py) —
+8×8 patches -> Linear -> LayerNorm, no positional embedding (rays carry the geometry), pre-LN transformer blocks
+over the tokens of all views and times, then LayerNorm -> Linear "unpatchify" to per-pixel raw channels, which
+pixel_gaussians.py turns into 4D Gaussians (surfels at their depth, anchored at their view's time). One scene per
+forward; any number of views, any resolution divisible by the patch size.
 """
 from __future__ import annotations
 
@@ -18,12 +19,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from .gaussians import RAW_CHANNELS
+from .cost_volume import PlaneSweep
+from .pixel_gaussians import MID_DEPTH, PAPER_CHANNELS, PAPER_INIT, SURFEL_CHANNELS
 
-IN_CHANNELS = 10  # RGB 3 + Plücker 6 + time 1
-
-# Raw-channel layout (gaussians.py): [xyz 3, t 1, rgb 3, scale_xyz 3, scale_t 1, q_l 4, q_r 4, opacity 1].
-_RGB, _SCALE_XYZ, _SCALE_T, _OPACITY = slice(4, 7), slice(7, 10), slice(10, 11), slice(19, 20)
+HEADS = ("surfel", "paper")
 
 
 @dataclass(frozen=True)
@@ -32,40 +31,40 @@ class LRM4DConfig:
     n_embd: int = 256
     n_head: int = 4
     patch_size: int = 8
-    n_free_tokens: int = 0
     mlp_ratio: float = 4.0
     grad_checkpointing: bool = False
-    image_size: int = 64  # input resolution (short side, pixels) the Reconstructor resizes views to
-    # Output-head biases that make the untrained model's Gaussians sensible (raw units, before activation):
-    # small splats (~0.014 canonical units, about a pixel at 64²), visible over the whole window, and nearly
-    # transparent (opacity 0.018), so training starts from "background only" and renders cheaply.
-    init_scale_xyz: float = -2.0
-    init_scale_t: float = 2.0
-    init_opacity: float = -2.0
-    # Departures from the paper for small compute (gaussians.Gaussians4D.from_raw explains both): pixel-aligned
-    # time centres are offsets from their view's time, and splats are at least `scale_floor_px` input pixels wide.
-    # Checkpoints written before these fields existed load with both off (LEGACY), i.e. the paper's activations.
-    time_offset: bool = True
-    scale_floor_px: float = 0.5
-    # Pixel-aligned colours are residuals on their input pixel's colour (Gaussians4D.from_raw, pixel_colors).
-    color_skip: bool = False
-    # Pixel-aligned temporal scales are at least time_floor × the mean spacing of the input views' times
-    # (Gaussians4D.from_raw, time_floor).
-    time_floor: float = 0.0
+    image_size: int = 128  # input resolution (short side, pixels) the Reconstructor resizes views to
+    head: str = "surfel"  # pixel_gaussians.surfel_gaussians, or the paper's 20-channel activations
+    depth_input: bool = True  # measured depth + validity as input channels (zeros for RGB-only views)
+    prior_planes: int = 32  # plane-sweep depth prior with this many planes (0: none)
+    motion: bool = True  # Gaussians anchored at their view's time, with a temporal extent and a velocity
+    environment: bool = True  # renders composite over an environment map of the inputs (environment.py)
 
     def __post_init__(self):
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
-        if min(self.n_layer, self.n_embd, self.n_head, self.patch_size) < 1 or self.image_size % self.patch_size or self.n_free_tokens < 0:
+        if min(self.n_layer, self.n_embd, self.n_head, self.patch_size) < 1 or self.image_size % self.patch_size:
             raise ValueError(f"invalid LRM4DConfig {self}")
+        if self.head not in HEADS or self.prior_planes < 0 or self.prior_planes == 1:
+            raise ValueError(f"invalid LRM4DConfig {self}: head in {HEADS}, prior_planes 0 or >= 2")
+
+    @property
+    def in_channels(self) -> int:
+        return 10 + 2 * self.depth_input + 2 * (self.prior_planes > 0)
+
+    @property
+    def out_channels(self) -> int:
+        return SURFEL_CHANNELS if self.head == "surfel" else PAPER_CHANNELS
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "LRM4DConfig":
-        known = {**LEGACY, **{k: v for k, v in d.items() if k in cls.__dataclass_fields__}}
-        return cls(**known)
+        if "head" not in d:
+            raise ValueError("this checkpoint predates the surfel head (lrm4d_ros < 0.2) and cannot be loaded; "
+                             "use the shipped checkpoint or retrain")
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "LRM4DConfig":
@@ -74,16 +73,11 @@ class LRM4DConfig:
         return replace(PRESETS[name], **overrides)
 
 
-# What configs without these keys meant.
-LEGACY = {"time_offset": False, "scale_floor_px": 0.0, "color_skip": False, "time_floor": 0.0}
-
 PRESETS = {
-    "tiny": LRM4DConfig(n_layer=2, n_embd=64, n_head=2, image_size=32),
+    "tiny": LRM4DConfig(n_layer=2, n_embd=64, n_head=2, image_size=32, prior_planes=8),
     "small": LRM4DConfig(n_layer=6, n_embd=256, n_head=4),
-    "base": LRM4DConfig(n_layer=12, n_embd=768, n_head=12, n_free_tokens=1024, grad_checkpointing=True,
-                        image_size=256),
-    "large": LRM4DConfig(n_layer=24, n_embd=1024, n_head=16, n_free_tokens=1024, grad_checkpointing=True,
-                         image_size=256),
+    "base": LRM4DConfig(n_layer=12, n_embd=768, n_head=12, grad_checkpointing=True, image_size=256),
+    "large": LRM4DConfig(n_layer=24, n_embd=1024, n_head=16, grad_checkpointing=True, image_size=256),
 }
 
 
@@ -122,35 +116,25 @@ def config_of(model: nn.Module) -> LRM4DConfig:
     return getattr(model, "module", model).cfg
 
 
-def model_input(images: Tensor, plucker: Tensor, times: Tensor) -> Tensor:
-    """Assemble the 10-channel input (B,V,10,H,W).
+class ModelOutput(dict):
+    """raw (V,H,W,out_channels) per-pixel head output; prior_log_depth, prior_confidence (V,H,W) or None."""
 
-    images (B,V,H,W,3) RGB in [0,1]; plucker (B,V,H,W,6) in the canonical frame; times (B,V) normalised to [-1,1].
-    """
-    if images.shape[:-1] != plucker.shape[:-1] or images.shape[-1] != 3 or plucker.shape[-1] != 6:
-        raise ValueError(f"images (B,V,H,W,3) and plucker (B,V,H,W,6) disagree: "
-                         f"{tuple(images.shape)} vs {tuple(plucker.shape)}")
-    if times.shape != images.shape[:2]:
-        raise ValueError(f"times must be (B,V)={tuple(images.shape[:2])}, got {tuple(times.shape)}")
-    t = times[:, :, None, None, None].to(images.dtype).expand(*images.shape[:-1], 1)
-    x = torch.cat([images * 2.0 - 1.0, plucker.to(images.dtype), t], dim=-1)
-    return x.permute(0, 1, 4, 2, 3).contiguous()
+    __getattr__ = dict.__getitem__
 
 
 class LRM4D(nn.Module):
-    """Posed, timestamped views -> raw 4D Gaussian parameters (pixel-aligned + free)."""
+    """Posed, timestamped views of one scene (+ optional depth) -> per-pixel raw 4D Gaussian parameters."""
 
     def __init__(self, cfg: LRM4DConfig):
         super().__init__()
         self.cfg = cfg
         p, D = cfg.patch_size, cfg.n_embd
-        self.patch_embed = nn.Linear(IN_CHANNELS * p * p, D)
+        self.prior = PlaneSweep(cfg.prior_planes) if cfg.prior_planes else None
+        self.patch_embed = nn.Linear(cfg.in_channels * p * p, D)
         self.ln_in = nn.LayerNorm(D)
-        self.free_tokens = nn.Parameter(torch.randn(cfg.n_free_tokens, D) * 0.02) if cfg.n_free_tokens else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_out = nn.LayerNorm(D)
-        self.unpatchify = nn.Linear(D, RAW_CHANNELS * p * p)
-        self.free_head = nn.Linear(D, RAW_CHANNELS) if cfg.n_free_tokens else None
+        self.unpatchify = nn.Linear(D, cfg.out_channels * p * p)
         self._init_weights()
 
     def _init_weights(self):
@@ -162,57 +146,54 @@ class LRM4D(nn.Module):
         for blk in self.blocks:
             for lin in (blk.attn.proj, blk.mlp[2]):
                 nn.init.normal_(lin.weight, std=0.02 / math.sqrt(2 * self.cfg.n_layer))
-        # Small output layers: the untrained model predicts the head biases, i.e. sensible Gaussians.
-        p2 = self.cfg.patch_size ** 2
-        heads = [(self.unpatchify, p2)] + ([(self.free_head, 1)] if self.free_head is not None else [])
-        for head, reps in heads:
-            nn.init.normal_(head.weight, std=1e-3)
-            bias = torch.zeros(RAW_CHANNELS)
-            bias[_SCALE_XYZ] = self.cfg.init_scale_xyz
-            bias[_SCALE_T] = self.cfg.init_scale_t
-            bias[_OPACITY] = self.cfg.init_opacity
-            # unpatchify output is laid out (pixel-in-patch, channel): repeat the per-channel bias per pixel.
+        # A small head: the untrained model's Gaussians are those of zero output (the surfel head's non-learned
+        # splat of the inputs; the paper head's small, long-lived, faint splats).
+        nn.init.normal_(self.unpatchify.weight, std=1e-3)
+        if self.cfg.head == "paper":
+            bias = torch.zeros(PAPER_CHANNELS)
+            bias[7:10], bias[10], bias[19] = PAPER_INIT["scale_xyz"], PAPER_INIT["scale_t"], PAPER_INIT["opacity"]
             with torch.no_grad():
-                head.bias.copy_(bias.repeat(reps))
-
-    def zero_color_head(self) -> None:
-        """Zero the pixel head's colour outputs: with `color_skip` the Gaussians then start at their pixels'
-        colours (used when fine-tuning weights trained without it, whose colour outputs mean absolute colours)."""
-        rows = torch.arange(self.unpatchify.out_features) % RAW_CHANNELS
-        sel = (rows >= _RGB.start) & (rows < _RGB.stop)
-        with torch.no_grad():
-            self.unpatchify.weight[sel] = 0.0
-            self.unpatchify.bias[sel] = 0.0
+                self.unpatchify.bias.copy_(bias.repeat(self.cfg.patch_size ** 2))
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x (B,V,10,H,W) from `model_input` -> (pixel raw (B,V,H,W,20), free raw (B,n_free,20))."""
-        if x.ndim != 5 or x.shape[2] != IN_CHANNELS:
-            raise ValueError(f"input must be (B,V,{IN_CHANNELS},H,W), got {tuple(x.shape)}")
-        B, V, C, H, W = x.shape
-        p = self.cfg.patch_size
+    def forward(self, images: Tensor, plucker: Tensor, times: Tensor, Ks: Tensor, camtoworlds: Tensor,
+                depths: Tensor | None = None) -> ModelOutput:
+        """One scene: images (V,H,W,3) in [0,1]; plucker (V,H,W,6) canonical; times (V,) normalised; Ks (V,3,3);
+        camtoworlds (V,4,4) canonical; depths (V,H,W) measured z-depth in canonical units, 0 = none (or None)."""
+        V, H, W, _ = images.shape
+        p, cfg = self.cfg.patch_size, self.cfg
+        if images.ndim != 4 or images.shape[-1] != 3 or plucker.shape != (V, H, W, 6) or times.shape != (V,):
+            raise ValueError(f"need images (V,H,W,3), plucker (V,H,W,6), times (V,); got {tuple(images.shape)}, "
+                             f"{tuple(plucker.shape)}, {tuple(times.shape)}")
         if H % p or W % p:
             raise ValueError(f"resolution {H}x{W} is not divisible by the patch size {p}")
+        if depths is not None and depths.shape != (V, H, W):
+            raise ValueError(f"depths must be (V,H,W)={(V, H, W)}, got {tuple(depths.shape)}")
+        chans = [images * 2.0 - 1.0, plucker.to(images.dtype), times[:, None, None, None].to(images.dtype)
+                 .expand(V, H, W, 1)]
+        if cfg.depth_input:
+            valid = (depths > 0) if depths is not None else images.new_zeros(V, H, W, dtype=torch.bool)
+            logd = torch.where(valid, (depths.clamp_min(1e-6).log() - math.log(MID_DEPTH)) if depths is not None
+                               else images.new_zeros(V, H, W), images.new_zeros(V, H, W))
+            chans += [logd[..., None].to(images.dtype), valid[..., None].to(images.dtype)]
+        prior_log_depth = prior_conf = None
+        if self.prior is not None:
+            prior_log_depth, prior_conf = self.prior(images, Ks, camtoworlds, times)
+            chans += [(prior_log_depth - math.log(MID_DEPTH))[..., None].to(images.dtype),
+                      prior_conf[..., None].to(images.dtype)]
+        x = torch.cat(chans, -1)  # (V,H,W,C)
+        C = x.shape[-1]
         h, w = H // p, W // p
-        # (B,V,C,h,p,w,p) -> tokens (B, V·h·w, C·p·p)
-        patches = x.reshape(B, V, C, h, p, w, p).permute(0, 1, 3, 5, 2, 4, 6).reshape(B, V * h * w, C * p * p)
+        patches = x.reshape(V, h, p, w, p, C).permute(0, 1, 3, 5, 2, 4).reshape(1, V * h * w, C * p * p)
         tokens = self.ln_in(self.patch_embed(patches))
-        n_img = tokens.shape[1]
-        if self.free_tokens is not None:
-            tokens = torch.cat([tokens, self.free_tokens[None].expand(B, -1, -1).to(tokens.dtype)], dim=1)
         for blk in self.blocks:
-            if self.cfg.grad_checkpointing and self.training:
+            if cfg.grad_checkpointing and self.training:
                 tokens = checkpoint(blk, tokens, use_reentrant=False)
             else:
                 tokens = blk(tokens)
-        tokens = self.ln_out(tokens)
-        img = self.unpatchify(tokens[:, :n_img])  # (B, V·h·w, p·p·20)
-        img = img.reshape(B, V, h, w, p, p, RAW_CHANNELS).permute(0, 1, 2, 4, 3, 5, 6)
-        img = img.reshape(B, V, H, W, RAW_CHANNELS)
-        if self.free_head is not None:
-            free = self.free_head(tokens[:, n_img:])
-        else:
-            free = img.new_zeros(B, 0, RAW_CHANNELS)
-        return img, free
+        out = self.unpatchify(self.ln_out(tokens))  # (1, V·h·w, p·p·K)
+        K = cfg.out_channels
+        raw = out.reshape(V, h, w, p, p, K).permute(0, 1, 3, 2, 4, 5).reshape(V, H, W, K)
+        return ModelOutput(raw=raw, prior_log_depth=prior_log_depth, prior_confidence=prior_conf)

@@ -76,7 +76,7 @@ def init_from_rays(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tenso
     scales = (depth * stride / f).expand(*depth.shape[:-1], 3).reshape(-1, 3)
     n = means.shape[0]
     ident = means.new_tensor([1.0, 0.0, 0.0, 0.0]).expand(n, 4)
-    return Gaussians4D(
+    return Gaussians4D.from_rotations(
         means=means,
         times=times.float()[:, None, None].expand(o.shape[:3]).reshape(-1).clone(),
         scales=scales.clone(),
@@ -95,18 +95,19 @@ class _Raw(torch.nn.Module):
         eps = 1e-4
         self.means = torch.nn.Parameter(g.means.detach().clone().float())
         self.times = torch.nn.Parameter(g.times.detach().clone().float())
-        self.log_scales = torch.nn.Parameter(g.scales.detach().clamp_min(1e-6).log().float())
-        self.log_scale_t = torch.nn.Parameter(g.scale_t.detach().clamp_min(1e-6).log().float())
-        self.quats_l = torch.nn.Parameter(g.quats_l.detach().clone().float())
-        self.quats_r = torch.nn.Parameter(g.quats_r.detach().clone().float())
+        scales, scale_t, quats_l, quats_r = g.detach().rotations()
+        self.log_scales = torch.nn.Parameter(scales.clamp_min(1e-6).log().float())
+        self.log_scale_t = torch.nn.Parameter(scale_t.clamp_min(1e-6).log().float())
+        self.quats_l = torch.nn.Parameter(quats_l.float())
+        self.quats_r = torch.nn.Parameter(quats_r.float())
         self.opacity = torch.nn.Parameter(torch.logit(g.opacities.detach().float().clamp(eps, 1 - eps)))
         self.colors = torch.nn.Parameter(torch.logit(g.colors.detach().float().clamp(eps, 1 - eps)))
 
     def gaussians(self) -> Gaussians4D:
-        return Gaussians4D(means=self.means, times=self.times, scales=self.log_scales.exp(),
-                           scale_t=self.log_scale_t.exp(), quats_l=F.normalize(self.quats_l, dim=-1),
-                           quats_r=F.normalize(self.quats_r, dim=-1), opacities=torch.sigmoid(self.opacity),
-                           colors=torch.sigmoid(self.colors))
+        return Gaussians4D.from_rotations(
+            means=self.means, times=self.times, scales=self.log_scales.exp(), scale_t=self.log_scale_t.exp(),
+            quats_l=F.normalize(self.quats_l, dim=-1), quats_r=F.normalize(self.quats_r, dim=-1),
+            opacities=torch.sigmoid(self.opacity), colors=torch.sigmoid(self.colors))
 
 
 def fit(inputs: ViewSet, config: FitConfig = FitConfig(), init: Reconstruction | None = None,

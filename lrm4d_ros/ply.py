@@ -111,10 +111,11 @@ def read_ply_3dgs(path: str | Path) -> Gaussians3D:
 
 def write_ply_4d(path: str | Path, g: Gaussians4D) -> None:
     """Write Gaussians4D: the 3DGS columns (rot_* = left quaternion) plus t, scale_t, rot_r_*."""
-    fields = _common_fields(g.means, g.colors, g.opacities, g.scales, g.quats_l)
+    scales, scale_t, quats_l, quats_r = g.rotations()
+    fields = _common_fields(g.means, g.colors, g.opacities, scales, quats_l)
     fields["t"] = _np(g.times)
-    fields["scale_t"] = np.log(np.maximum(_np(g.scale_t), _TINY))
-    q_r = _np(g.quats_r)
+    fields["scale_t"] = np.log(np.maximum(_np(scale_t), _TINY))
+    q_r = _np(quats_r)
     fields.update({f"rot_r_{i}": q_r[:, i] for i in range(4)})
     write_ply_fields(path, fields)
 
@@ -122,7 +123,7 @@ def write_ply_4d(path: str | Path, g: Gaussians4D) -> None:
 def read_ply_4d(path: str | Path) -> Gaussians4D:
     """Read a PLY written by `write_ply_4d` -> float32 Gaussians4D."""
     f = read_ply_fields(path, [n for n in FIELDS_4D if n not in ("nx", "ny", "nz")])
-    return Gaussians4D(
+    return Gaussians4D.from_rotations(
         means=_stack(f, ["x", "y", "z"]),
         times=torch.from_numpy(f["t"]),
         scales=torch.exp(_stack(f, ["scale_0", "scale_1", "scale_2"])),

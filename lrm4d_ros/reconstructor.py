@@ -15,8 +15,10 @@ import torch
 from torch import Tensor
 
 from .cameras import SceneNormalization, TimeWindow, pixel_rays
-from .gaussians import Gaussians3D, Gaussians4D, MIN_MARGINAL, RAW_CHANNELS
-from .model import LRM4D, config_of, model_input
+from .environment import Environment, content_weights
+from .gaussians import Gaussians3D, Gaussians4D, MIN_MARGINAL
+from .model import LRM4D, config_of
+from .pixel_gaussians import base_log_depth, paper_gaussians, surfel_gaussians
 from .render import RenderOutput, render
 from .views import ViewSet
 
@@ -46,79 +48,93 @@ def model_input_size(cfg, height: int, width: int) -> tuple[int, int]:
 
 @dataclass
 class Prediction:
-    """Model output in the canonical frame: Gaussians (pixel-aligned first, V·H·W of them, then free ones) and
-    the pixel-aligned Gaussians' camera z-depth (V,H,W) in canonical units."""
+    """Model output in the canonical frame: pixel-aligned Gaussians (V·H·W, view-major), their camera z-depth
+    (V,H,W) in canonical units, the plane-sweep prior's log z-depth (V,H,W) (None without a prior), and the
+    environment the renders are composited over (None: the model composites over one background colour)."""
 
     gaussians: Gaussians4D
     pixel_depths: Tensor
+    prior_log_depth: Tensor | None
+    environment: Environment | None
 
 
-def view_spacing(times: Tensor) -> float:
-    """Mean spacing of V normalised view times, (max − min)/(V − 1); 0 for a single view."""
-    return float(times.max() - times.min()) / (len(times) - 1) if len(times) > 1 else 0.0
-
-
-def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor) -> Prediction:
+def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor,
+            depths: Tensor | None = None) -> Prediction:
     """Run the model on V canonical-frame views (one scene).
 
-    images (V,H,W,3) in [0,1]; Ks (V,3,3); camtoworlds (V,4,4) camera-to-canonical; times (V,) normalised.
+    images (V,H,W,3) in [0,1]; Ks (V,3,3); camtoworlds (V,4,4) camera-to-canonical; times (V,) normalised;
+    depths (V,H,W) measured z-depth in canonical units, 0 = no measurement (None: an RGB-only rig).
     """
     V, H, W, _ = images.shape
+    cfg = config_of(model)
     origins, dirs = pixel_rays(Ks.double(), camtoworlds.double(), H, W)
     plucker = torch.cat([dirs, origins - (origins * dirs).sum(-1, keepdim=True) * dirs], dim=-1)
-    x = model_input(images[None].float(), plucker[None].float(), times[None].float())
-    pix, free = model(x)
-    cfg = config_of(model)
-    per_pixel = lambda x: x.float()[:, None, None].expand(V, H, W).reshape(-1)  # noqa: E731
-    pixel_size = per_pixel(1.0 / (Ks[:, 0, 0] * Ks[:, 1, 1]).sqrt())  # canonical length of a pixel at unit distance
-    pixel = Gaussians4D.from_raw(pix.reshape(-1, RAW_CHANNELS).float(), origins.reshape(-1, 3).float(),
-                                 dirs.reshape(-1, 3).float(),
-                                 view_times=per_pixel(times) if cfg.time_offset else None,
-                                 pixel_size=pixel_size, scale_floor_px=cfg.scale_floor_px,
-                                 pixel_colors=images.reshape(-1, 3) if cfg.color_skip else None,
-                                 time_floor=cfg.time_floor * view_spacing(times))
-    # Camera z of each pixel-aligned mean (after the [-1,1]³ clip), for depth read-outs and supervision.
-    axis = camtoworlds[:, None, None, :3, 2].float()
-    depth = ((pixel.means.view(V, H, W, 3) - origins.float()) * axis).sum(-1)
-    g = pixel if free.shape[1] == 0 else Gaussians4D.cat([pixel, Gaussians4D.from_raw(free[0].float())])
-    return Prediction(g, depth)
+    if depths is not None and not bool((depths > 0).any()):
+        depths = None
+    out = model(images.float(), plucker.float(), times.float(), Ks.float(), camtoworlds.float(),
+                depths.float() if depths is not None and cfg.depth_input else None)
+    raw = out.raw.float()
+    if cfg.head == "paper":
+        g, z = paper_gaussians(raw, Ks, camtoworlds, times)
+    else:
+        prior = out.prior_log_depth.float() if out.prior_log_depth is not None else None
+        base, measured = base_log_depth(depths.float() if depths is not None else None, prior, (V, H, W))
+        g, z = surfel_gaussians(raw, images, Ks, camtoworlds, times, base.to(raw), measured, cfg.motion)
+    env = None
+    if cfg.environment:
+        weights = content_weights(z.detach(), g.opacities.detach().view(V, H, W))
+        env = Environment.build(images.detach().float(), dirs, weights)
+    return Prediction(g, z, out.prior_log_depth, env)
+
+
+def composite(out: RenderOutput, background: Tensor | Environment | None, camtoworlds: Tensor, Ks: Tensor,
+              width: int, height: int) -> RenderOutput:
+    """Colours of a render made over black, composited over `background`: an Environment (looked up along each
+    pixel's ray), a colour (3,) or (C,3), or None (black)."""
+    if background is None:
+        return out
+    if isinstance(background, Environment):
+        _, dirs = pixel_rays(Ks.double(), camtoworlds.double(), height, width)
+        bg = background.lookup(dirs).to(out.colors)
+    else:
+        bg = torch.as_tensor(background, dtype=out.colors.dtype, device=out.colors.device)
+        bg = bg.expand(camtoworlds.shape[0], 3)[:, None, None, :]
+    return RenderOutput(out.colors + (1.0 - out.alphas) * bg, out.alphas, out.depths)
 
 
 def render_at_times(gaussians: Gaussians4D, camtoworlds: Tensor, Ks: Tensor, width: int, height: int,
-                    times: Tensor, background: Tensor | None = None,
+                    times: Tensor, background: Tensor | Environment | None = None,
                     min_marginal: float = MIN_MARGINAL) -> RenderOutput:
     """Render C cameras, camera c at normalised time times[c]; everything in the Gaussians' frame.
 
-    camtoworlds (C,4,4), Ks (C,3,3), times (C,), background None|(3,)|(C,3) -> RenderOutput with (C,H,W,·).
-    Cameras sharing a time share one slice.
+    camtoworlds (C,4,4), Ks (C,3,3), times (C,), background None | (3,) | (C,3) | Environment -> RenderOutput
+    with (C,H,W,·). Cameras sharing a time share one slice.
     """
     C = camtoworlds.shape[0]
     if times.shape != (C,):
         raise ValueError(f"times must be ({C},), got {tuple(times.shape)}")
-    if background is not None:
-        background = torch.as_tensor(background, dtype=gaussians.means.dtype, device=gaussians.means.device)
-        background = background.expand(C, 3)
     uniq, inverse = torch.unique(times, return_inverse=True)
     slices = gaussians.slice_many(list(uniq), min_marginal)
     parts: list[tuple[Tensor, RenderOutput]] = []
     for k, g in enumerate(slices):
         idx = torch.nonzero(inverse == k).squeeze(1)
-        bg = None if background is None else background[idx]
         parts.append((idx, render(g.means, g.covars, g.opacities, g.colors, camtoworlds[idx], Ks[idx],
-                                  width, height, bg)))
+                                  width, height)))
     order = torch.argsort(torch.cat([idx for idx, _ in parts]))
-    return RenderOutput(*[torch.cat([out[i] for _, out in parts])[order] for i in range(3)])
+    out = RenderOutput(*[torch.cat([out[i] for _, out in parts])[order] for i in range(3)])
+    return composite(out, background, camtoworlds, Ks, width, height)
 
 
 @dataclass
 class Reconstruction:
-    """Canonical-frame 4D Gaussians of one window, the maps back to metres and absolute stamps, and the
+    """Canonical-frame 4D Gaussians of one window, the maps back to metres and absolute stamps, and what renders
+    are composited over: the input views' Environment (environment.py), or for models without one the
     background colour (3,) estimated from the input views (`estimate_background`)."""
 
     gaussians: Gaussians4D
     normalization: SceneNormalization
     window: TimeWindow
-    background: Tensor
+    background: Tensor | Environment
 
     def _times(self, stamps_ns) -> Tensor:
         stamps = torch.as_tensor(stamps_ns, dtype=torch.int64).reshape(-1)
@@ -132,11 +148,11 @@ class Reconstruction:
         return self.window.normalize(stamps).to(self.gaussians.means.device)
 
     def render(self, camtoworlds: Tensor, Ks: Tensor, width: int, height: int, stamps_ns: Tensor,
-               background: Tensor | None = None) -> RenderOutput:
+               background: Tensor | Environment | None = None) -> RenderOutput:
         """Render C world cameras (camtoworlds (C,4,4) metres, Ks (C,3,3)) at absolute stamps (C,) int64 ns.
 
         Returns colors (C,H,W,3), alphas (C,H,W,1), depths (C,H,W,1) z-depth in metres (0 where empty).
-        background: (3,) or (C,3); None -> the background estimated from the input views.
+        background: (3,), (C,3) or an Environment; None -> the reconstruction's own (`background`).
         """
         times = self._times(stamps_ns)
         dev = self.gaussians.means.device
@@ -175,6 +191,8 @@ class Reconstructor:
     def reconstruct(self, views: ViewSet, normalization: SceneNormalization | None = None) -> Reconstruction:
         """Views in world units with absolute stamps -> Reconstruction.
 
+        Where `views.depths` holds measured depth (metres, 0 = none: an RGB-D camera), the model uses it; views
+        without depth (an RGB-only rig, or some cameras of a mixed one) are reconstructed from colour.
         normalization defaults to SceneNormalization.from_cameras(views.camtoworlds); the time window is the span
         of the views' stamps.
         """
@@ -184,5 +202,7 @@ class Reconstructor:
         window = TimeWindow.from_stamps(views.stamps_ns)
         v = views.resized(*self.input_size(views.height, views.width)).to(self.device)
         c2w = norm.poses_to_canonical(v.camtoworlds.double())
-        pred = predict(self.model, v.images, v.Ks, c2w, window.normalize(views.stamps_ns).to(self.device))
-        return Reconstruction(pred.gaussians.detach(), norm, window, estimate_background(v.images))
+        depths = None if v.depths is None else v.depths.float() * norm.scale
+        pred = predict(self.model, v.images, v.Ks, c2w, window.normalize(views.stamps_ns).to(self.device), depths)
+        background = pred.environment if pred.environment is not None else estimate_background(v.images)
+        return Reconstruction(pred.gaussians.detach(), norm, window, background)

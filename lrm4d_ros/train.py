@@ -22,11 +22,13 @@ ranked checkpoints the way the evaluation does, so the best protocol score's wei
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -35,7 +37,7 @@ import torch.nn.functional as F
 from .cameras import SceneNormalization, TimeWindow
 from .checkpoint import load_config, load_training_state, save_model, save_training_state
 from .metrics import psnr, ssim_map
-from .model import LRM4D, LRM4DConfig, config_of
+from .model import HEADS, LRM4D, LRM4DConfig, config_of
 from .reconstructor import Reconstructor, estimate_background, model_input_size, predict, render_at_times
 from .views import ViewSet
 
@@ -58,7 +60,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=1, help="scenes per optimiser step (per process)")
     p.add_argument("--steps", type=int, default=100_000, help="maximum optimiser steps")
     p.add_argument("--time-budget", type=float, default=None, help="minutes of training (schedule follows it)")
-    p.add_argument("--init-opacity", type=float, default=None, help="override the config's opacity head bias")
     p.add_argument("--lr", type=float, default=6e-4)
     p.add_argument("--min-lr-ratio", type=float, default=0.1)
     p.add_argument("--warmup", type=int, default=100, help="warmup steps")
@@ -85,10 +86,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt-minutes", type=float, default=5.0, help="save state every N minutes")
     p.add_argument("--resume", action="store_true", help="continue from <out>/state.safetensors")
     p.add_argument("--init", default=None, help="start from these model weights (safetensors)")
-    p.add_argument("--color-skip", action=argparse.BooleanOptionalAction, default=None,
-                   help="pixel colours as residuals on the input pixels (default: the preset's)")
-    p.add_argument("--time-floor", type=float, default=None,
-                   help="pixel Gaussians' σ_t floor, in mean input-view spacings (model config time_floor)")
+    p.add_argument("--head", choices=HEADS, default=None, help="pixel head (default: the preset's)")
+    p.add_argument("--depth-input", action=argparse.BooleanOptionalAction, default=None,
+                   help="measured depth as an input (default: the preset's)")
+    p.add_argument("--prior-planes", type=int, default=None, help="plane-sweep prior planes, 0 = none")
+    p.add_argument("--motion", action=argparse.BooleanOptionalAction, default=None,
+                   help="anchored time with velocities (default: the preset's)")
+    p.add_argument("--environment", action=argparse.BooleanOptionalAction, default=None,
+                   help="composite over an environment map of the inputs (default: the preset's)")
+    p.add_argument("--depth-drop-scene", type=float, default=0.5,
+                   help="probability that a scene's inputs carry no depth (an RGB-only rig)")
+    p.add_argument("--depth-drop-view", type=float, default=0.2,
+                   help="probability that one input view of an RGB-D scene carries no depth")
+    p.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
+                   help="bf16 autocast for the model's forward: auto = on CUDA and on CPUs with native BF16")
     p.add_argument("--export", default=None, help="also write the final weights in bf16 here")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -112,68 +123,90 @@ def lr_at(progress: float, step: int, args) -> float:
     return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * cos)
 
 
+def drop_depth(depths: torch.Tensor | None, generator: torch.Generator, p_scene: float,
+               p_view: float) -> torch.Tensor | None:
+    """Input depth as a mixed rig would give it: none at all with probability p_scene (an RGB-only rig), else
+    each view's depth removed with probability p_view (a colour-only camera among RGB-D ones).
+    depths (V,H,W) metres, 0 = none -> the same with dropped views zeroed, or None."""
+    if depths is None or float(torch.rand(1, generator=generator)) < p_scene:
+        return None
+    keep = torch.rand(depths.shape[0], generator=generator) >= p_view
+    return depths * keep[:, None, None].to(depths)
+
+
 def scene_loss(model, inputs: ViewSet, targets: ViewSet, ssim_weight: float, depth_weight: float,
                autocast: bool = False, alpha_weight: float = 0.0, mask_weight: float = 0.0,
-               time_weight: float = 0.0, color_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+               time_weight: float = 0.0, color_weight: float = 0.0,
+               input_depths: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Loss of one scene and its metrics; inputs/targets in world units with absolute stamps (as from the sampler).
 
     Normalisation exactly as `Reconstructor.reconstruct`: scene from the input cameras, window from the input
-    stamps (targets may lie slightly outside it).
+    stamps (targets may lie slightly outside it). input_depths (V,H,W) metres, 0 = none: what the model is
+    given as measured depth (None: RGB only); `inputs.depths`, where present, is the ground truth supervising
+    the predicted depths. autocast: bf16 for the model's forward (CUDA, or a CPU with BF16 support).
     """
     dev = next(model.parameters()).device
     cfg = config_of(model)
-    inputs = inputs.resized(*model_input_size(cfg, inputs.height, inputs.width)).to(dev)
+    size = model_input_size(cfg, inputs.height, inputs.width)
+    if input_depths is not None:
+        input_depths = ViewSet.resized(replace(inputs, depths=input_depths), *size).depths.to(dev)
+    inputs = inputs.resized(*size).to(dev)
     targets = targets.to(dev)
     norm = SceneNormalization.from_cameras(inputs.camtoworlds)
     window = TimeWindow.from_stamps(inputs.stamps_ns)
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
         pred = predict(model, inputs.images, inputs.Ks, norm.poses_to_canonical(inputs.camtoworlds),
-                       window.normalize(inputs.stamps_ns).to(dev))
-    bg = estimate_background(inputs.images)
+                       window.normalize(inputs.stamps_ns).to(dev),
+                       None if input_depths is None else input_depths * norm.scale)
+    bg = pred.environment if pred.environment is not None else estimate_background(inputs.images)
     out = render_at_times(pred.gaussians, norm.poses_to_canonical(targets.camtoworlds).float(),
                           targets.Ks.float(), targets.width, targets.height,
                           window.normalize(targets.stamps_ns).to(dev), bg)
     mse = F.mse_loss(out.colors, targets.images)
     loss = mse
+    flat_bg = estimate_background(inputs.images)
     metrics = {"mse": float(mse.detach()), "psnr": float(psnr(out.colors.detach(), targets.images).mean()),
-               "psnr_bg": float(psnr(bg.expand_as(targets.images), targets.images).mean()),
-               "coverage": float(out.alphas.detach().mean())}
+               "psnr_bg": float(psnr(flat_bg.expand_as(targets.images), targets.images).mean()),
+               "coverage": float(out.alphas.detach().mean()), "depth_in": float(input_depths is not None)}
     if ssim_weight > 0:
         s = ssim_map(out.colors, targets.images).mean()
         loss = loss + ssim_weight * (1 - s)
         metrics["ssim"] = float(s.detach())
+    V, H, W = inputs.images.shape[:3]
+    n_pix = V * H * W
     if depth_weight > 0 and inputs.depths is not None:
+        # L1 of log depth: far floors and near grippers count alike, and a scale error is an error everywhere
         hit = inputs.depths > 0
         if hit.any():
-            gt = inputs.depths * norm.scale
-            d = F.l1_loss(pred.pixel_depths[hit], gt[hit])
+            gt = (inputs.depths * norm.scale).clamp_min(1e-4).log()
+            d = F.l1_loss(pred.pixel_depths.clamp_min(1e-4).log()[hit], gt[hit])
             loss = loss + depth_weight * d
             metrics["depth_l1"] = float(d.detach())
+            if pred.prior_log_depth is not None:
+                pd = F.l1_loss(pred.prior_log_depth.float()[hit], gt[hit])
+                loss = loss + depth_weight * pd
+                metrics["prior_l1"] = float(pd.detach())
     if alpha_weight > 0 and inputs.alphas is not None:
-        # Which input pixels show an object: a direct signal that keeps training out of the "draw nothing"
+        # Which input pixels show a surface: a direct signal that keeps training out of the "draw nothing"
         # minimum (opacities fall below the rasteriser's 1/255 cut, after which no gradient reaches them).
-        n_pix = inputs.alphas.numel()
         opa = pred.gaussians.opacities[:n_pix].reshape(inputs.alphas.shape).clamp(1e-6, 1 - 1e-6)
         a = F.binary_cross_entropy(opa, inputs.alphas.clamp(0, 1))
         loss = loss + alpha_weight * a
         metrics["alpha_bce"] = float(a.detach())
     if mask_weight > 0 and targets.alphas is not None:
-        # Rendered coverage must match the objects' silhouettes at the targets: hiding Gaussians in space or
-        # time (a collapse seen without it) costs as much as misplacing them.
+        # Rendered coverage must match the silhouettes at the targets: hiding Gaussians in space or time (a
+        # collapse seen without it) costs as much as misplacing them.
         m = F.binary_cross_entropy(out.alphas[..., 0].clamp(1e-6, 1 - 1e-6), targets.alphas.clamp(0, 1))
         loss = loss + mask_weight * m
         metrics["mask_bce"] = float(m.detach())
     if color_weight > 0:
-        # Lambertian scenes: a pixel-aligned Gaussian shows its own pixel's colour. Through the token bottleneck
-        # the model learns this copy slowly from renders alone, where many misplaced Gaussians blend.
-        n_pix = inputs.images.shape[0] * inputs.images.shape[1] * inputs.images.shape[2]
+        # Lambertian scenes: a pixel-aligned Gaussian shows its own pixel's colour.
         c = F.l1_loss(pred.gaussians.colors[:n_pix], inputs.images.reshape(-1, 3))
         loss = loss + color_weight * c
         metrics["color_l1"] = float(c.detach())
     if time_weight > 0:
-        V, H, W = inputs.images.shape[:3]
         t_view = window.normalize(inputs.stamps_ns).to(dev)[:, None, None].expand(V, H, W).reshape(-1)
-        tl = F.l1_loss(pred.gaussians.times[:V * H * W], t_view)
+        tl = F.l1_loss(pred.gaussians.times[:n_pix], t_view)
         loss = loss + time_weight * tl
         metrics["time_l1"] = float(tl.detach())
     metrics["loss"] = float(loss.detach())
@@ -207,11 +240,13 @@ class SceneStream:
         self.rng = random.Random(args.seed * 1000 + rank)
         self.rank, self.world = rank, world
         self.index = 0
+        self.drawn: list[int] = []  # scene seeds this rank trained on, in order (written to rank<r>.json)
 
     def next(self, seed_offset: int) -> dict:
         """Scene number `index` of this rank; seeds interleave across ranks and resumptions continue."""
         seed = seed_offset + self.index * self.world + self.rank
         self.index += 1
+        self.drawn.append(seed % 1_000_000)
         n = self.rng.randint(*self.n_range)
         return self.samplers[n].sample(seed % 1_000_000)
 
@@ -232,12 +267,28 @@ def _ddp_setup(device_arg):
     return rank, world, device
 
 
+def cpu_has_bf16() -> bool:
+    """True when this CPU computes bf16 matmuls natively (AVX512-BF16 / AMX), where autocast pays off."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 @torch.no_grad()
 def validate(model, stream: SceneStream, args) -> dict:
+    """Mean metrics of the validation scenes from colour only, and (models with a depth input) from RGB-D."""
     model.eval()
-    rows = [scene_loss(model, item["inputs"], item["targets"], args.ssim_weight, 0.0)[1] for item in stream.val]
+    keys = ("psnr", "ssim", "mse", "psnr_bg", "coverage")
+    out = {}
+    for name, with_depth in (("", False), ("rgbd_", True)):
+        if with_depth and not config_of(model).depth_input:
+            continue
+        rows = [scene_loss(model, it["inputs"], it["targets"], args.ssim_weight, 0.0,
+                           input_depths=it["inputs"].depths if with_depth else None)[1] for it in stream.val]
+        out.update({name + k: sum(r[k] for r in rows) / len(rows) for k in keys})
     model.train()
-    return {k: sum(r[k] for r in rows) / len(rows) for k in ("psnr", "ssim", "mse", "psnr_bg", "coverage")}
+    return out
 
 
 def protocol_scenes(args) -> list[ViewSet]:
@@ -273,20 +324,14 @@ def run(args) -> int:
     state_path, log_path = out / "state.safetensors", out / "train.log"
 
     overrides = {"image_size": args.image_size}
-    if args.init_opacity is not None:
-        overrides["init_opacity"] = args.init_opacity
-    if args.color_skip is not None:
-        overrides["color_skip"] = args.color_skip
-    if args.time_floor is not None:
-        overrides["time_floor"] = args.time_floor
+    for key in ("head", "depth_input", "prior_planes", "motion", "environment"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
     model = LRM4D(LRM4DConfig.preset(args.preset, **overrides)).to(device)
     if args.init:
         from .checkpoint import load_model
 
-        init = load_model(args.init)
-        model.load_state_dict(init.state_dict())
-        if model.cfg.color_skip and not init.cfg.color_skip:
-            model.zero_color_head()
+        model.load_state_dict(load_model(args.init).state_dict())
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
@@ -313,7 +358,8 @@ def run(args) -> int:
         if kept.get("val_protocol") == args.val_protocol:
             best_psnr = float(kept.get("val_protocol_psnr", -math.inf))
     budget_s = args.time_budget * 60 if args.time_budget else None
-    autocast = device.type == "cuda"
+    autocast = args.bf16 == "on" or (args.bf16 == "auto" and (device.type == "cuda" or cpu_has_bf16()))
+    depth_rng = torch.Generator().manual_seed(args.seed * 1000 + rank + 17)
     log = open(log_path, "a") if rank == 0 else None
     if log:
         log.write(json.dumps({"event": "start", "step": step,
@@ -345,8 +391,10 @@ def run(args) -> int:
             if args.self_targets:
                 pick = torch.randperm(len(item["inputs"]))[:args.self_targets]
                 targets = ViewSet.cat([targets, item["inputs"].select(pick)])
+            depths = drop_depth(item["inputs"].depths, depth_rng, args.depth_drop_scene, args.depth_drop_view) \
+                if model.cfg.depth_input else None
             loss, m = scene_loss(ddp, item["inputs"], targets, args.ssim_weight, args.depth_weight, autocast,
-                                 args.alpha_weight, args.mask_weight, args.time_weight, args.color_weight)
+                                 args.alpha_weight, args.mask_weight, args.time_weight, args.color_weight, depths)
             (loss / args.batch).backward()
             m["n_in"] = len(item["inputs"])
             metrics.append(m)
@@ -366,6 +414,8 @@ def run(args) -> int:
             if step % args.val_every == 0 or stop or step == args.steps:
                 row["val"] = validate(model, stream, args)
                 text = f"step {step} val psnr {row['val']['psnr']:.2f} ssim {row['val']['ssim']:.4f}"
+                if "rgbd_psnr" in row["val"]:
+                    text += f", RGB-D {row['val']['rgbd_psnr']:.2f} / {row['val']['rgbd_ssim']:.4f}"
                 if proto_scenes:
                     pv = row["val_protocol"] = validate_protocol(model, proto_scenes, args.val_protocol)
                     text += (f" | {args.val_protocol} {pv['psnr']:.2f} dB, nearest {pv['nearest']:.2f}, "
@@ -392,6 +442,10 @@ def run(args) -> int:
             save_model(args.export, model, dtype=torch.bfloat16, info=info)
         log.write(json.dumps({"event": "end", "step": step}) + "\n")
         log.close()
+    # Each rank's view of the run: DDP keeps the weights identical across ranks while each draws its own scenes.
+    digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in model.parameters())).hexdigest()
+    (out / f"rank{rank}.json").write_text(json.dumps({"rank": rank, "world": world, "step": step,
+                                                     "weights_sha256": digest, "scene_seeds": stream.drawn}))
     if world > 1:
         torch.distributed.destroy_process_group()
     return 0

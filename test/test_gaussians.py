@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from lrm4d_ros.cameras import SceneNormalization, TimeWindow
-from lrm4d_ros.gaussians import (Gaussians3D, Gaussians4D, RAW_CHANNELS, rotation_4d, rotation_4d_to_quats,
-                                 rotmat_to_quat, quat_to_rotmat)
+from lrm4d_ros.gaussians import (Gaussians3D, Gaussians4D, rotation_4d, rotation_4d_to_quats, rotmat_to_quat,
+                                 quat_to_rotmat)
 
 
 
@@ -19,12 +19,15 @@ def float64_default():
     torch.set_default_dtype(old)
 
 
-def make(n=1, scales=(0.1, 0.2, 0.3), scale_t=0.5, ql=(1, 0, 0, 0), qr=(1, 0, 0, 0), t=0.0):
+def make(n=1, scales=(0.1, 0.2, 0.3), scale_t=0.5, ql=(1, 0, 0, 0), qr=(1, 0, 0, 0), t=0.0, means=None,
+         times=None):
     ones = torch.ones(n)
-    return Gaussians4D(means=torch.zeros(n, 3), times=t * ones, scales=torch.tensor(scales).expand(n, 3).clone(),
-                       scale_t=scale_t * ones, quats_l=torch.tensor(ql, dtype=torch.float64).expand(n, 4).clone(),
-                       quats_r=torch.tensor(qr, dtype=torch.float64).expand(n, 4).clone(), opacities=0.8 * ones,
-                       colors=torch.full((n, 3), 0.5))
+    return Gaussians4D.from_rotations(
+        means=torch.zeros(n, 3) if means is None else means, times=t * ones if times is None else times,
+        scales=torch.tensor(scales).expand(n, 3).clone(), scale_t=scale_t * ones,
+        quats_l=torch.nn.functional.normalize(torch.tensor(ql, dtype=torch.float64), dim=-1).expand(n, 4).clone(),
+        quats_r=torch.nn.functional.normalize(torch.tensor(qr, dtype=torch.float64), dim=-1).expand(n, 4).clone(),
+        opacities=0.8 * ones, colors=torch.full((n, 3), 0.5))
 
 
 def test_rotation_is_orthonormal_and_identity_for_unit_quaternions():
@@ -53,7 +56,7 @@ def test_xt_coupled_rotation_moves_with_closed_form_velocity():
     q = (math.cos(theta), 0.0, 0.0, math.sin(theta))
     sx, st, phi = 0.2, 0.5, 2 * theta
     g = make(scales=(sx, 0.1, 0.1), scale_t=st, ql=q, qr=q, t=0.1)
-    R = g.rotation()[0]
+    R = rotation_4d(torch.tensor([q]), torch.tensor([q]))[0]
     torch.testing.assert_close(R[[1, 2]][:, [1, 2]], torch.eye(2), atol=1e-12, rtol=0)
     c, s = math.cos(phi), math.sin(phi)
     torch.testing.assert_close(R[0, 0], torch.tensor(c))
@@ -75,73 +78,44 @@ def test_xt_coupled_rotation_moves_with_closed_form_velocity():
 
 
 def test_slice_culls_below_marginal_threshold():
-    g = make(n=3, scale_t=0.1)
-    g.times = torch.tensor([0.0, 0.2, 0.9])
+    g = make(n=3, scale_t=0.1, times=torch.tensor([0.0, 0.2, 0.9]))
     s = g.slice(0.0)
     # p = exp(-½ (Δt/0.1)²): 1, exp(-2)=0.135, exp(-40.5) -> the third is culled at 0.05
     assert len(s) == 2
     torch.testing.assert_close(s.opacities, 0.8 * torch.tensor([1.0, math.exp(-2.0)]))
 
 
-def test_from_raw_applies_paper_activations():
-    raw = torch.zeros(2, RAW_CHANNELS)
-    raw[:, 7:10] = torch.tensor([0.0, 2.3, 10.0])  # exp(-2.3), exp(0)=1 -> 0.3 cap, cap
-    raw[:, 10] = 10.0
-    raw[1, 0:3] = 100.0  # w -> 1 -> depth 4.5
-    o = torch.tensor([[0.0, 0.0, -0.5], [0.0, 0.0, -2.0]])
-    d = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
-    g = Gaussians4D.from_raw(raw, o, d)
-    # w = σ(0) = ½ -> depth 2.3; -0.5 + 2.3 = 1.8 clipped to 1
-    torch.testing.assert_close(g.means[:, 2], torch.tensor([1.0, 1.0]))
-    torch.testing.assert_close(g.scales[0], torch.tensor([math.exp(-2.3), 0.3, 0.3]))
-    torch.testing.assert_close(g.scale_t, torch.tensor([1.0, 1.0]))
-    torch.testing.assert_close(g.opacities, torch.sigmoid(torch.tensor([-2.0, -2.0])))
-    torch.testing.assert_close(g.quats_l, torch.tensor([[1.0, 0, 0, 0]] * 2))  # zero raw -> identity
-    raw[0, 11:15] = torch.tensor([1.0, 2.0, 0.0, 2.0])
-    torch.testing.assert_close(Gaussians4D.from_raw(raw).quats_l[0], torch.tensor([2.0, 2.0, 0.0, 2.0]) / 12 ** 0.5)
-    raw[0, 0:3] = torch.tensor([0.2, -0.3, 0.4])
-    free = Gaussians4D.from_raw(raw[:1])
-    torch.testing.assert_close(free.means[0], torch.tensor([0.2, -0.3, 0.4]))
+def test_conditional_form_round_trips_the_paper_form():
+    torch.manual_seed(1)
+    n = 40
+    unit = lambda: torch.nn.functional.normalize(torch.randn(n, 4), dim=-1)  # noqa: E731
+    g = Gaussians4D.from_rotations(torch.randn(n, 3), torch.rand(n), torch.rand(n, 3) * 0.3 + 0.01,
+                                   torch.rand(n) * 0.5 + 0.01, unit(), unit(), torch.rand(n), torch.rand(n, 3))
+    cov = g.covariance()
+    # covariance() rebuilds Σ from the stored (velocity, conditional covariance, σ_t) exactly
+    back = Gaussians4D.from_covariance(g.means, g.times, cov, g.opacities, g.colors)
+    torch.testing.assert_close(back.velocities, g.velocities)
+    torch.testing.assert_close(back.covars, g.covars)
+    scales, scale_t, ql, qr = g.rotations()
+    again = Gaussians4D.from_rotations(g.means, g.times, scales, scale_t, ql, qr, g.opacities, g.colors)
+    torch.testing.assert_close(again.covariance(), cov, atol=1e-12, rtol=1e-9)
+    # a static Gaussian's temporal scale is the paper's scale_t
+    static = make(n=3, scales=(0.1, 0.2, 0.3), scale_t=0.7)
+    torch.testing.assert_close(static.rotations()[1], torch.full((3,), 0.7))
+    torch.testing.assert_close(static.velocities, torch.zeros(3, 3))
 
 
-def test_from_raw_time_offset_and_scale_floor():
-    raw = torch.zeros(2, RAW_CHANNELS)
-    raw[:, 3] = torch.tensor([0.0, 0.25])  # time offsets
-    raw[:, 7:10] = -50.0  # raw scales -> ~0: the floor alone remains
-    o = torch.zeros(2, 3)
-    d = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
-    g = Gaussians4D.from_raw(raw, o, d, view_times=torch.tensor([-0.5, 0.5]),
-                             pixel_size=torch.tensor([0.01, 0.02]), scale_floor_px=0.5)
-    torch.testing.assert_close(g.times, torch.tensor([-0.5, 0.75]))
-    # depth 2.3 at zero raw xyz: floor = 0.5 · 2.3 · pixel_size on every axis
-    torch.testing.assert_close(g.scales, torch.tensor([[0.0115] * 3, [0.023] * 3]))
-    with pytest.raises(ValueError, match="pixel-aligned"):
-        Gaussians4D.from_raw(raw, view_times=torch.zeros(2))
-
-
-def test_from_raw_time_floor_widens_lifetimes():
-    raw = torch.zeros(2, RAW_CHANNELS)
-    raw[:, 10] = torch.tensor([-50.0, 2.3 + math.log(0.3)])  # temporal scales ~0 and 0.3
-    o, d = torch.zeros(2, 3), torch.tensor([[0.0, 0.0, 1.0]]).expand(2, 3)
-    g = Gaussians4D.from_raw(raw, o, d, time_floor=0.4)
-    torch.testing.assert_close(g.scale_t, torch.tensor([0.4, 0.5]))  # sqrt(s² + 0.4²)
-    # identity rotation: the marginal one floor away from μ_t is exp(-1/2)
-    torch.testing.assert_close(g.marginal(0.4)[0], torch.tensor(math.exp(-0.5)))
-    with pytest.raises(ValueError, match="pixel-aligned"):
-        Gaussians4D.from_raw(raw, time_floor=0.4)
-
-
-def test_from_raw_color_skip_is_a_residual_on_the_pixel():
-    raw = torch.zeros(3, RAW_CHANNELS)
-    raw[2, 4:7] = torch.tensor([1.0, -1.0, 0.0])
-    pixels = torch.tensor([[0.2, 0.5, 0.9], [0.0, 1.0, 0.3], [0.2, 0.5, 0.9]])
-    o, d = torch.zeros(3, 3), torch.tensor([[0.0, 0.0, 1.0]]).expand(3, 3)
-    g = Gaussians4D.from_raw(raw, o, d, pixel_colors=pixels)
-    # zero residual -> the pixel's colour (0 and 1 clamped to 0.001 / 0.999 before the logit)
-    torch.testing.assert_close(g.colors[:2], torch.tensor([[0.2, 0.5, 0.9], [0.001, 0.999, 0.3]]))
-    torch.testing.assert_close(g.colors[2], torch.sigmoid(torch.logit(pixels[2]) + raw[2, 4:7]))
-    with pytest.raises(ValueError, match="pixel-aligned"):
-        Gaussians4D.from_raw(raw, pixel_colors=pixels)
+def test_velocity_moves_the_slice_and_leaves_the_covariance():
+    g = make(n=1, scale_t=0.5, t=0.2)
+    g.velocities = torch.tensor([[0.3, -0.1, 0.0]])
+    for t in (-0.4, 0.2, 0.9):
+        s = g.slice(t, 0.0)
+        torch.testing.assert_close(s.means[0], torch.tensor([0.3, -0.1, 0.0]) * (t - 0.2))
+        torch.testing.assert_close(s.covars[0], torch.diag(torch.tensor([0.01, 0.04, 0.09])))
+    # the same Gaussian in the paper's form moves identically
+    s2, st2, ql, qr = g.rotations()
+    p = Gaussians4D.from_rotations(g.means, g.times, s2, st2, ql, qr, g.opacities, g.colors)
+    torch.testing.assert_close(p.slice(0.9, 0.0).means, g.slice(0.9, 0.0).means)
 
 
 def test_quaternion_and_so4_factorisations_round_trip():
@@ -166,11 +140,10 @@ def test_scales_quats_reproduce_covariance():
 def test_to_world_preserves_rendered_geometry():
     torch.manual_seed(0)
     n = 30
-    g = make(n=n)
-    g.quats_l = torch.nn.functional.normalize(torch.randn(n, 4), dim=-1)
-    g.quats_r = torch.nn.functional.normalize(torch.randn(n, 4), dim=-1)
-    g.means = torch.rand(n, 3) - 0.5
-    g.times = torch.rand(n) * 2 - 1
+    g = Gaussians4D.from_rotations(torch.rand(n, 3) - 0.5, torch.rand(n) * 2 - 1, torch.rand(n, 3) * 0.2 + 0.01,
+                                   torch.rand(n) * 0.5 + 0.05, torch.nn.functional.normalize(torch.randn(n, 4), dim=-1),
+                                   torch.nn.functional.normalize(torch.randn(n, 4), dim=-1), torch.rand(n),
+                                   torch.rand(n, 3))
     norm = SceneNormalization(torch.tensor([1.0, -2.0, 0.5]), 0.25)
     window = TimeWindow(1_700_000_000_000_000_000, 1_700_000_002_000_000_000)  # 2 s
     w = g.to_world(norm, window)

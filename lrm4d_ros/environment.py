@@ -1,0 +1,86 @@
+"""What lies beyond the Gaussians: a per-window environment map over ray directions, built from the input
+pixels, that renders are composited over instead of one background colour.
+
+Robot scenes have floors to the horizon, walls and sky; a target camera sees parts of them that no input
+camera saw from close enough (the floor at its own feet, the horizon behind the workcell). Those pixels would
+otherwise get the one estimated background colour. The map is an equirectangular grid of directions (world
+frame: only rotation matters, so canonical and world agree); each input pixel adds its colour to the bin of
+its ray direction, weighted by how far or transparent it is (near, opaque content such as the robot itself
+adds little: from another viewpoint it would be in the wrong place), and empty bins are filled from coarser
+levels (push-pull). No learned parameters; nothing is differentiated through the map.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+SIZE = (16, 32)  # elevation × azimuth bins
+NEAR_CONTENT, FAR_CONTENT = 3.0, 6.0  # canonical z-depths: nearer content adds ~nothing, farther adds fully
+MIN_WEIGHT = 0.05
+
+
+def _grid(dirs: Tensor) -> Tensor:
+    """Unit directions (...,3) -> grid_sample coordinates (...,2): azimuth → x, elevation (z up) → y."""
+    az = torch.atan2(dirs[..., 1], dirs[..., 0]) / math.pi
+    el = torch.asin(dirs[..., 2].clamp(-1, 1)) / (math.pi / 2)
+    return torch.stack([az, -el], -1)
+
+
+def _push_pull(acc: Tensor) -> Tensor:
+    """acc (4,h,w) weighted colour sums and weights -> (3,h,w), empty bins filled from coarser levels."""
+    levels = [acc[None]]
+    while min(levels[-1].shape[-2:]) > 1:
+        levels.append(F.avg_pool2d(levels[-1], 2))
+    filled = levels[-1][:, :3] / levels[-1][:, 3:].clamp_min(1e-12)
+    for lv in reversed(levels[:-1]):
+        up = F.interpolate(filled, size=lv.shape[-2:], mode="bilinear", align_corners=False)
+        w = lv[:, 3:]
+        a = (w / (w + 1e-2 * w.mean().clamp_min(1e-12))).clamp(0, 1)  # bins with little weight lean on coarser
+        filled = a * lv[:, :3] / w.clamp_min(1e-12) + (1 - a) * up
+    return filled[0]
+
+
+def content_weights(depths: Tensor, opacities: Tensor) -> Tensor:
+    """Per-pixel weights (V,H,W) in [MIN_WEIGHT, 1]: transparent or far pixels count, near opaque ones not.
+
+    depths: z-depths (V,H,W) in canonical units; opacities (V,H,W) in [0,1]."""
+    far = ((depths - NEAR_CONTENT) / (FAR_CONTENT - NEAR_CONTENT)).clamp(MIN_WEIGHT, 1.0)
+    return ((1 - opacities) + opacities * far).clamp(MIN_WEIGHT, 1.0)
+
+
+@dataclass
+class Environment:
+    """An environment map `colors` (3,h,w) over directions; `lookup` gives the colour seen along any ray."""
+
+    colors: Tensor
+
+    @classmethod
+    def build(cls, images: Tensor, dirs: Tensor, weights: Tensor, size: tuple[int, int] = SIZE) -> "Environment":
+        """images (V,H,W,3) in [0,1], dirs (V,H,W,3) ray directions, weights (V,H,W) >= 0."""
+        h, w = size
+        g = _grid(F.normalize(dirs.double(), dim=-1))
+        x = ((g[..., 0] + 1) / 2 * w).long().clamp(0, w - 1)
+        y = ((g[..., 1] + 1) / 2 * h).long().clamp(0, h - 1)
+        wt = weights.reshape(-1, 1).to(images.dtype)
+        acc = torch.zeros(h * w, 4, dtype=images.dtype, device=images.device)
+        acc.index_add_(0, (y * w + x).reshape(-1), torch.cat([images.reshape(-1, 3) * wt, wt], 1))
+        return cls(_push_pull(acc.reshape(h, w, 4).permute(2, 0, 1)).clamp(0, 1))
+
+    @classmethod
+    def constant(cls, color: Tensor) -> "Environment":
+        """The same colour (3,) in every direction."""
+        return cls(torch.as_tensor(color).reshape(3, 1, 1).expand(3, 1, 2).clone())
+
+    def lookup(self, dirs: Tensor) -> Tensor:
+        """Colours (...,3) along ray directions (...,3)."""
+        g = _grid(F.normalize(dirs.to(self.colors.dtype), dim=-1))
+        out = F.grid_sample(self.colors[None], g.reshape(1, -1, 1, 2), mode="bilinear", padding_mode="border",
+                            align_corners=False)
+        return out[0, :, :, 0].T.reshape(*dirs.shape[:-1], 3)
+
+    def to(self, device) -> "Environment":
+        return Environment(self.colors.to(device))
