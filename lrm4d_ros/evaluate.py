@@ -1,11 +1,20 @@
-"""`lrm4d evaluate BAG... --protocol alternating|novel-camera --json OUT`: DESIGN.md §5 on contract bags.
+"""`lrm4d evaluate BAG... --protocol alternating|novel-camera|rig --json OUT`: DESIGN.md §5 on contract bags.
 
 Per bag: split the views by the protocol (lrm4d_ros.data.protocols), reconstruct from the inputs, render every
 target at its camera and stamp at the evaluation resolution, and score PSNR / SSIM against the target images,
-beside the baselines (lrm4d_ros.baselines: nearest input, background only) and, with `--per-scene SECONDS`, a
-per-scene optimisation of 4D Gaussians on the same inputs with the same renderer (lrm4d_ros.optimize; from an
-uninformed start, or from the model's prediction with `--per-scene-init model`). Metrics are averaged over targets
-within a bag, then over bags. Timings are wall-clock on the machine that runs it.
+beside the baselines (lrm4d_ros.baselines: nearest input, background only, and the RGB-D depth reference when
+the bag has depth) and, with `--per-scene SECONDS`, a per-scene optimisation of 4D Gaussians on the same inputs
+with the same renderer (lrm4d_ros.optimize; from an uninformed start, or from the model's prediction with
+`--per-scene-init model`). Metrics are averaged over targets within a bag, then over bags.
+
+Depth: the inputs carry the bag's /<cam>/depth where it has them (`ViewSet.depths`); `--depth off` strips them
+from the model's inputs (an RGB-only run). The depth reference always uses them: it is a reference, not the model.
+
+The rig protocol scores target groups (novel_view, novel_view_time, time_interp, self): the JSON holds model and
+baselines per group and per bag ("groups"), and the top-level "model"/"baselines" are over the held-out targets
+(every group but self). The nearest-input baseline is not scored on "self" (it is the input itself). A view's
+PSNR is capped at 60 dB (a copy of an identical image, e.g. a static camera on a static scene). Timings are
+wall-clock on the machine that runs it.
 """
 from __future__ import annotations
 
@@ -14,23 +23,31 @@ import json
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from .baselines import BASELINES
+from .baselines import baselines_for
 from .metrics import psnr, ssim
 from .reconstructor import Reconstructor
 from .views import ViewSet, short_side_size
 
+SELF = "self"  # the rig group of re-rendered inputs
+PSNR_CAP = 60.0  # dB: identical 8-bit images score this, not inf (8-bit quantisation alone is 58.9 dB)
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .data.protocols import PROTOCOLS
+
     p.add_argument("bags", nargs="+", help="contract bags (DESIGN §4)")
-    p.add_argument("--protocol", required=True, choices=("alternating", "novel-camera"))
+    p.add_argument("--protocol", required=True, choices=PROTOCOLS)
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--checkpoint", default=None, help="model weights (default: the shipped checkpoint)")
     p.add_argument("--resolution", type=int, default=128,
                    help="targets are scored at this short-side resolution (resized from the bag if needed)")
+    p.add_argument("--depth", choices=("on", "off"), default="on",
+                   help="give the model the bag's depth images where it has them (default: on)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--per-scene", type=float, default=0.0, metavar="SECONDS",
@@ -40,23 +57,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="per-scene start: uninformed Gaussians on the input rays, or the model's prediction")
 
 
-def _score(pred: torch.Tensor, target: torch.Tensor) -> dict:
-    return {"psnr": float(psnr(pred, target).mean()), "ssim": float(ssim(pred, target).mean())}
+def _scores(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(M,2) per-view PSNR (at most PSNR_CAP) and SSIM."""
+    return torch.stack([psnr(pred, target).clamp(max=PSNR_CAP), ssim(pred, target)], 1).double().cpu()
+
+
+def _mean(per_view: torch.Tensor) -> dict:
+    return {"psnr": float(per_view[:, 0].mean()), "ssim": float(per_view[:, 1].mean())}
 
 
 def evaluate_views(reconstructor: Reconstructor, views: ViewSet, protocol: str, resolution: int = 128,
-                   per_scene=None, per_scene_init: str = "rays") -> dict:
+                   per_scene=None, per_scene_init: str = "rays", depth: bool = True,
+                   baselines: dict | None = None) -> dict:
     """Scores of one scene's full T×C ViewSet under `protocol` (see module docstring).
 
     per_scene: an optimize.FitConfig to also score a per-scene fit (started from `per_scene_init`).
+    depth: False strips the depths from the model's inputs. baselines: {name: fn(inputs, targets)}; None ->
+    `baselines_for(inputs)` (the depth reference included when the inputs have depth).
     """
-    from .data.protocols import split_protocol
+    from .data.protocols import protocol_groups
 
-    inputs, targets = split_protocol(views, protocol)
+    in_idx, groups = protocol_groups(views, protocol)
+    inputs = views.select(in_idx.to(views.device))
+    model_inputs = inputs if depth else replace(inputs, depths=None)
+    names = list(groups)
+    sizes = [len(groups[g]) for g in names]
+    targets = views.select(torch.cat([groups[g] for g in names]).to(views.device))
     targets = targets.resized(*short_side_size(targets.height, targets.width, resolution))
     sync = torch.cuda.synchronize if reconstructor.device.type == "cuda" else (lambda: None)
     t0 = time.perf_counter()
-    rec = reconstructor.reconstruct(inputs)
+    rec = reconstructor.reconstruct(model_inputs)
     sync()
     t1 = time.perf_counter()
     with torch.no_grad():
@@ -64,46 +94,104 @@ def evaluate_views(reconstructor: Reconstructor, views: ViewSet, protocol: str, 
     sync()
     t2 = time.perf_counter()
     gt = targets.images.to(out.colors.device)
-    row = {"num_inputs": len(inputs), "num_targets": len(targets), "resolution": [targets.height, targets.width],
-           "num_gaussians": len(rec.gaussians), "model": _score(out.colors.clamp(0, 1), gt),
-           "baselines": {name: _score(fn(inputs, targets).to(gt.device), gt) for name, fn in BASELINES.items()},
-           "reconstruct_s": round(t1 - t0, 4), "render_s_per_view": round((t2 - t1) / len(targets), 4)}
+    per_view = {"model": _scores(out.colors.clamp(0, 1), gt)}
+    for name, fn in (baselines_for(inputs) if baselines is None else baselines).items():
+        per_view[name] = _scores(fn(inputs, targets).to(gt.device), gt)
+    extra = {}
     if per_scene is not None:
         from .optimize import fit
 
-        res = fit(inputs, per_scene, init=rec if per_scene_init == "model" else None)
+        res = fit(model_inputs, per_scene, init=rec if per_scene_init == "model" else None)
         with torch.no_grad():
             fo = res.reconstruction.render(targets.camtoworlds, targets.Ks, targets.width, targets.height,
                                            targets.stamps_ns)
-        row["baselines"]["per_scene"] = {**_score(fo.colors.clamp(0, 1), gt), "init": per_scene_init,
-                                         "fit_s": round(res.seconds, 2), "steps": res.steps,
-                                         "input_psnr": round(res.input_psnr, 3)}
+        per_view["per_scene"] = _scores(fo.colors.clamp(0, 1), gt)
+        extra = {"init": per_scene_init, "fit_s": round(res.seconds, 2), "steps": res.steps,
+                 "input_psnr": round(res.input_psnr, 3)}
+    split = {n: dict(zip(names, s.split(sizes))) for n, s in per_view.items()}
+    held = [g for g in names if g != SELF]
+
+    def methods(gs: list[str]) -> dict:
+        res = {}
+        for n in per_view:
+            use = [g for g in gs if sizes[names.index(g)] and not (n == "nearest" and g == SELF)]
+            if use:
+                res[n] = {**_mean(torch.cat([split[n][g] for g in use])), **(extra if n == "per_scene" else {})}
+        return res
+
+    overall = methods(held)
+    row = {"num_inputs": len(inputs), "num_targets": sum(len(groups[g]) for g in held),
+           "resolution": [targets.height, targets.width], "num_gaussians": len(rec.gaussians),
+           "input_depth": 0.0 if inputs.depths is None else round(float((inputs.depths > 0).float().mean()), 4),
+           "model_depth": bool(depth and inputs.depths is not None),
+           "model": overall.pop("model"), "baselines": overall,
+           "reconstruct_s": round(t1 - t0, 4), "render_s_per_view": round((t2 - t1) / len(targets), 4)}
+    if len(names) > 1:
+        row["groups"] = {}
+        for g in names:
+            m = methods([g])
+            row["groups"][g] = {"num_targets": len(groups[g]), **({"model": m.pop("model"), "baselines": m}
+                                                                 if m else {})}
     return row
 
 
+def _average(entries: list[dict]) -> dict:
+    """Mean of the numeric keys of metric dicts (psnr, ssim, and per-scene fit_s/steps where present)."""
+    keys = [k for k in ("psnr", "ssim", "fit_s", "steps") if all(k in e for e in entries)]
+    return {k: sum(e[k] for e in entries) / len(entries) for k in keys}
+
+
+def _summarize_methods(entries: list[dict]) -> dict:
+    """{"model": mean, "baselines": {name: mean over the entries that have it, with "bags" where fewer}}."""
+    out = {"model": _average([e["model"] for e in entries]), "baselines": {}}
+    names = list(dict.fromkeys(n for e in entries for n in e["baselines"]))
+    for n in names:
+        have = [e["baselines"][n] for e in entries if n in e["baselines"]]
+        out["baselines"][n] = {**_average(have), **({"bags": len(have)} if len(have) < len(entries) else {})}
+    return out
+
+
 def summarize(rows: list[dict], protocol: str) -> dict:
-    """Mean over bags of each method's per-bag mean PSNR/SSIM, plus the per-bag rows."""
+    """Mean over bags of each method's per-bag mean PSNR/SSIM (per group too where the protocol has groups),
+    plus the per-bag rows."""
     def mean(get):
         return sum(get(r) for r in rows) / len(rows)
 
-    names = list(rows[0]["baselines"])
-    keys = {n: [k for k in ("psnr", "ssim", "fit_s", "steps") if k in rows[0]["baselines"][n]] for n in names}
-    return {
-        "protocol": protocol,
-        "model": {k: mean(lambda r: r["model"][k]) for k in ("psnr", "ssim")},
-        "baselines": {n: {k: mean(lambda r: r["baselines"][n][k]) for k in keys[n]} for n in names},
-        "timing": {"reconstruct_s": mean(lambda r: r["reconstruct_s"]),
-                   "render_s_per_view": mean(lambda r: r["render_s_per_view"])},
-        "per_bag": rows,
-    }
+    result = {"protocol": protocol, **_summarize_methods(rows)}
+    if "groups" in rows[0]:
+        result["groups"] = {}
+        for g in rows[0]["groups"]:
+            scored = [r["groups"][g] for r in rows if "model" in r["groups"][g]]
+            if scored:
+                result["groups"][g] = {"bags": len(scored), "num_targets": sum(e["num_targets"] for e in scored),
+                                       **_summarize_methods(scored)}
+    result["timing"] = {"reconstruct_s": mean(lambda r: r["reconstruct_s"]),
+                        "render_s_per_view": mean(lambda r: r["render_s_per_view"])}
+    result["per_bag"] = rows
+    return result
+
+
+def _cell(m: dict | None) -> str:
+    return f"{'-':>15}" if m is None else f"{m['psnr']:>8.2f} {m['ssim']:.3f}"
 
 
 def format_table(result: dict) -> str:
-    lines = [f"protocol: {result['protocol']}  ({len(result['per_bag'])} bags)",
-             f"{'method':<14}{'PSNR (dB)':>10}{'SSIM':>8}"]
-    lines.append(f"{'lrm4d':<14}{result['model']['psnr']:>10.2f}{result['model']['ssim']:>8.4f}")
+    """Methods (rows) over the held-out targets; for grouped protocols, then groups (rows) × methods
+    (columns), each cell "PSNR SSIM"."""
+    lines = [f"protocol: {result['protocol']}  ({len(result['per_bag'])} bags)"
+             + (f", model depth input {result['depth']}" if "depth" in result else ""),
+             f"{'method':<16}{'PSNR (dB)':>10}{'SSIM':>8}"]
+    lines.append(f"{'lrm4d':<16}{result['model']['psnr']:>10.2f}{result['model']['ssim']:>8.4f}")
     for name, m in result["baselines"].items():
-        lines.append(f"{name:<14}{m['psnr']:>10.2f}{m['ssim']:>8.4f}")
+        lines.append(f"{name:<16}{m['psnr']:>10.2f}{m['ssim']:>8.4f}")
+    if "groups" in result:
+        methods = ["lrm4d", *dict.fromkeys(n for g in result["groups"].values() for n in g["baselines"])]
+        lines.append("")
+        lines.append(f"{'group (PSNR SSIM)':<18}{'targets':>8}" + "".join(f"{n:>16}" for n in methods))
+        for g, e in result["groups"].items():
+            cells = [e["model"]] + [e["baselines"].get(n) for n in methods[1:]]
+            lines.append(f"{g:<18}{e['num_targets']:>8}" + "".join(f" {_cell(c)}" for c in cells))
+        lines.append("(targets summed over bags; held-out = every group but self, as in the rows above)")
     t = result["timing"]
     lines.append(f"reconstruct {t['reconstruct_s']:.3f} s/window, render {t['render_s_per_view']:.3f} s/view")
     return "\n".join(lines)
@@ -127,12 +215,20 @@ def run(args) -> int:
         except BagError as e:
             print(f"lrm4d evaluate: {e}", file=sys.stderr)
             return 1
-        row = evaluate_views(reconstructor, views, args.protocol, args.resolution, per_scene, args.per_scene_init)
+        try:
+            row = evaluate_views(reconstructor, views, args.protocol, args.resolution, per_scene,
+                                 args.per_scene_init, depth=args.depth == "on")
+        except ValueError as e:
+            print(f"lrm4d evaluate: {bag}: {e}", file=sys.stderr)
+            return 1
         row["bag"] = str(bag)
         print(f"{bag}: lrm4d {row['model']['psnr']:.2f} dB, "
-              + ", ".join(f"{n} {m['psnr']:.2f} dB" for n, m in row["baselines"].items()), flush=True)
+              + ", ".join(f"{n} {m['psnr']:.2f} dB" for n, m in row["baselines"].items())
+              + (f" (held-out; input depth on {row['input_depth']:.0%} of pixels)" if row["input_depth"] else ""),
+              flush=True)
         rows.append(row)
     result = summarize(rows, args.protocol)
+    result["depth"] = args.depth
     result["checkpoint"] = str(args.checkpoint or "shipped")
     result["device"] = str(reconstructor.device)
     result["host"] = {"cpu_threads": torch.get_num_threads(), "machine": platform.machine(),

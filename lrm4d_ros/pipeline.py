@@ -12,7 +12,8 @@ cameras through time), and it adds to one output bag (`OUT/bag`, MCAP):
   stamp.
 
 Views not chosen as model inputs are held out, so their PSNR against the bag is a fair accuracy figure; the
-summary prints it beside the PSNR on the input views.
+summary prints it beside the PSNR on the input views. Where the bag has /<cam>/depth, the model's input views
+carry it (`ViewSet.depths`); `--depth off` strips it.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .cameras import SceneNormalization
+from .data.protocols import frame_indices
 from .data.rigs import look_at
 from .metrics import psnr
 from .views import ViewSet, short_side_size
@@ -69,15 +71,6 @@ class Window:
     views: Tensor
     own: Tensor
     mid_ns: int
-
-
-def frame_indices(views: ViewSet) -> Tensor:
-    """(V,) int64: the rank of each view among its own camera's views ordered by stamp (its frame number)."""
-    frames = torch.empty(len(views), dtype=torch.int64)
-    for cam in views.camera_ids.unique():
-        idx = torch.nonzero(views.camera_ids == cam).squeeze(1)
-        frames[idx[torch.argsort(views.stamps_ns[idx], stable=True)]] = torch.arange(len(idx))
-    return frames
 
 
 def _starts(total: float, length: float, stride: float) -> list[float]:
@@ -206,6 +199,8 @@ def add_arguments(p) -> None:
                    help="render resolution: HxW or the short side in pixels (default: the bag's)")
     p.add_argument("--max-views", type=int, default=12, help="model input views per window (rest are held out)")
     p.add_argument("--policy", default="uniform", choices=("uniform", "latest"), help="input view selection")
+    p.add_argument("--depth", default="on", choices=("on", "off"),
+                   help="give the model the bag's /<cam>/depth images where it has them (default: on)")
     p.add_argument("--video-camera", default=None, help="render the video from this bag camera (default: orbit)")
     p.add_argument("--video-frames", type=int, default=24, help="frames of each window's orbit video")
     p.add_argument("--fps", type=float, default=12.0)
@@ -272,12 +267,15 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
 
     if args.video_camera is not None and args.video_camera not in views.camera_names:
         raise ValueError(f"--video-camera {args.video_camera!r} is not in the bag; cameras: {views.camera_names}")
+    if getattr(args, "depth", "on") == "off":
+        views = replace(views, depths=None)
     H, W = parse_resolution(args.resolution, views.height, views.width)
     views = views.resized(H, W)
     windows = make_windows(views, length, stride)
     print(f"{len(views)} views from {len(views.camera_names)} cameras {views.camera_names} at {H}x{W}, "
           f"{(int(views.stamps_ns.max()) - int(views.stamps_ns.min())) * 1e-9:.3f} s; "
-          f"{len(windows)} window{'s' if len(windows) != 1 else ''} of {length} every {stride}", flush=True)
+          f"{len(windows)} window{'s' if len(windows) != 1 else ''} of {length} every {stride}; "
+          f"depth input: {_depth_note(views)}", flush=True)
     t = time.perf_counter()
     recon_model = load_reconstructor(args.checkpoint, args.config, args.device, args.seed)
     timings = {"read_s": read_s, "load_model_s": time.perf_counter() - t, "reconstruct_s": 0.0, "render_s": 0.0,
@@ -292,6 +290,7 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
                 scores[key] += values
     summary = {"bag_out": str(out / "bag"), "topics": bag.counts, "windows": rows, "timings": timings,
                "resolution": [views.height, views.width], "cameras": views.camera_names,
+               "depth_input": _depth_note(views),
                "psnr_held_out": _mean(scores["held_out"]), "psnr_held_out_nearest": _mean(scores["held_out_nearest"]),
                "psnr_inputs": _mean(scores["inputs"]),
                "held_out_views": len(scores["held_out"]), "input_views": len(scores["inputs"])}
@@ -366,6 +365,12 @@ def video_cameras(views: ViewSet, window_views: ViewSet, recon, camera: str | No
                          f"{int(window_views.stamps_ns.min())} ns")
     order = torch.argsort(pick.stamps_ns)
     return pick.camtoworlds[order], pick.Ks[order], pick.stamps_ns[order]
+
+
+def _depth_note(views: ViewSet) -> str:
+    if views.depths is None:
+        return "none"
+    return f"{float((views.depths > 0).float().mean()):.0%} of pixels measured"
 
 
 def _mean(xs: list[float]) -> float | None:

@@ -145,3 +145,85 @@ def test_make_bag_writes_a_readable_bag_and_a_sheet(tmp_path, capsys):
     import imageio.v3 as iio
     assert iio.imread(sheet).shape[1] >= 2 * 32  # two frames per row
     assert "wrote bag" in capsys.readouterr().out
+
+
+def _make_bag(tmp_path, name, *extra):
+    from lrm4d_ros.cli import main
+
+    argv = ["make-bag", "--seed", "5", "--out", str(tmp_path / name), "--frames", "2", "--cameras", "3",
+            "--resolution", "32", "--rig", "workcell", "--ground", "1", *extra]
+    assert main(argv) == 0
+    return read_bag(tmp_path / name / "scene_5"), argv
+
+
+def test_depth_round_trip_through_make_bag(tmp_path):
+    import argparse
+
+    from lrm4d_ros.data import make_bag
+
+    clean, argv = _make_bag(tmp_path, "clean", "--depth", "clean")
+    parser = argparse.ArgumentParser()
+    make_bag.add_arguments(parser)
+    _, exact = make_bag.render_scene(parser.parse_args(argv[1:]))
+    order = sorted(range(len(exact)), key=lambda i: (int(exact.stamps_ns[i]), int(exact.camera_ids[i])))
+    exact = exact.select(order)
+    assert torch.equal(clean.stamps_ns, exact.stamps_ns) and (exact.depths > 0).float().mean() > 0.5
+    assert clean.depths.dtype == torch.float32 and torch.equal(clean.depths, exact.depths)  # 32FC1: bit-exact
+    mm, _ = _make_bag(tmp_path, "mm", "--depth", "clean", "--depth-encoding", "16UC1")
+    expect = (np.rint(exact.depths.numpy().astype(np.float64) * 1000) / 1000).astype(np.float32)
+    assert np.array_equal(mm.depths.numpy(), expect)  # 16UC1: the float32 nearest to the millimetres
+    sensor, _ = _make_bag(tmp_path, "sensor", "--depth", "sensor")
+    sensor_mm, _ = _make_bag(tmp_path, "sensor_mm", "--depth", "sensor", "--depth-encoding", "16UC1")
+    measured = sensor.depths > 0
+    assert 0.5 < float(measured.float().mean()) < float((exact.depths > 0).float().mean())  # dropouts
+    err = (sensor.depths - exact.depths)[measured]
+    assert 0.001 < float(err.std()) < 0.05  # ~z² noise at 2-5 m
+    expect = (np.rint(sensor.depths.numpy().astype(np.float64) * 1000) / 1000).astype(np.float32)
+    assert np.array_equal(sensor_mm.depths.numpy(), expect)  # the same seeded measurement
+    none, _ = _make_bag(tmp_path, "none")
+    assert none.depths is None and torch.equal(none.images, clean.images)
+
+
+def _rgbd_camera(cam, stamp, depth=None, depth_stamp=None):
+    """A camera's image, camera_info and pose at `stamp` (4x3 pixels), plus a depth Image if given."""
+    K = np.array([[5.0, 0, 1.5], [0, 5.0, 1.0], [0, 0, 1]])
+    frame = f"{cam}_optical_frame"
+    out = [(f"/{cam}/image_raw", image_msg(np.full((3, 4, 3), 40, np.uint8), stamp, frame)),
+           (f"/{cam}/camera_info", camera_info_msg(K, 4, 3, stamp, frame)), (f"/{cam}/pose", pose_msg(np.eye(4), stamp))]
+    if depth is not None:
+        out.append((f"/{cam}/depth", depth if not isinstance(depth, np.ndarray) else
+                    depth_msg(depth, depth_stamp or stamp, frame, "16UC1")))
+    return out
+
+
+def test_depth_for_some_cameras_and_frames_only(tmp_path):
+    d = np.arange(12, dtype=np.float32).reshape(3, 4) * 0.25  # metres; 0 at one pixel
+    entries = _rgbd_camera("a", STAMP, d) + _rgbd_camera("b", STAMP) + _rgbd_camera("a", STAMP + 10) \
+        + _rgbd_camera("b", STAMP + 10)  # camera a's second depth frame was dropped
+    views = read_bag(_write(tmp_path / "bag", entries))
+    assert views.camera_names == ["a", "b"] and views.depths.shape == (4, 3, 4)
+    assert np.array_equal(views.depths[0].numpy(), d)  # a at STAMP
+    assert not views.depths[1:].any()  # b has no depth topic; a's dropped frame has no measurement
+    assert read_bag(tmp_path / "bag", cameras=["b"]).depths is None
+
+
+@pytest.mark.parametrize("case, depth, depth_stamp, pattern", [
+    ("size", np.ones((2, 4), np.float32), None, r"/a/depth at stamp {s} ns: depth image is 4x2 but the colour image is 4x3"),
+    ("stamp", np.ones((3, 4), np.float32), STAMP + 1, r"/a/depth at stamp {s1} ns: no /a/image_raw message with that stamp"),
+    ("encoding", image_msg(np.zeros((3, 4, 3)), STAMP, "a_optical_frame"), None,
+     r"/a/depth at stamp {s} ns: unsupported depth encoding 'rgb8'"),
+])
+def test_bad_depth_names_topic_and_stamp(tmp_path, case, depth, depth_stamp, pattern):
+    bag = _write(tmp_path / case, _rgbd_camera("a", STAMP, depth, depth_stamp))
+    with pytest.raises(BagError, match=pattern.format(s=STAMP, s1=STAMP + 1)):
+        read_bag(bag)
+
+
+def test_write_bag_refuses_depth_beyond_16uc1_before_writing(tmp_path):
+    views = generate(4, CFG)
+    views.depths[2, 0, 0] = 70.0
+    with pytest.raises(ValueError, match=r"/cam\d/depth at stamp \d+ ns: depth 70.000 m does not fit 16UC1"):
+        write_bag(views, tmp_path / "bag", depth_encoding="16UC1")
+    assert not (tmp_path / "bag").exists()
+    with pytest.raises(ValueError, match="has no depths"):
+        write_bag(views.select([0]).__class__(**{**views.__dict__, "depths": None}), tmp_path / "b", depth_encoding="32FC1")

@@ -102,3 +102,44 @@ def test_evaluate_cli_on_a_generated_bag(tmp_path, capsys):
     assert result["baselines"]["per_scene"]["steps"] == 30
     printed = capsys.readouterr().out
     assert "lrm4d" in printed and "per_scene" in printed
+
+
+def test_evaluate_rig_protocol_with_depth(tmp_path, capsys):
+    from lrm4d_ros.cli import main
+    from lrm4d_ros.data.generator import SceneConfig, generate
+    from lrm4d_ros.io.bag import write_bag
+
+    cfg = SceneConfig(frames=8, cameras=4, height=32, width=32, rig_kinds=("workcell",), ground_prob=1.0,
+                      backdrop_prob=0.0, num_primitives=(2, 3))
+    write_bag(generate(1_000_007, cfg), tmp_path / "bag", depth_encoding="32FC1")
+    torch.manual_seed(0)
+    ckpt = save_model(tmp_path / "tiny.safetensors", LRM4D(LRM4DConfig.preset("tiny", image_size=16)))
+    results = {}
+    for depth in ("on", "off"):
+        out = tmp_path / f"eval_{depth}.json"
+        assert main(["evaluate", str(tmp_path / "bag"), "--protocol", "rig", "--checkpoint", str(ckpt),
+                     "--resolution", "24", "--json", str(out), "--device", "cpu", "--depth", depth]) == 0
+        results[depth] = json.loads(out.read_text())
+    on, off = results["on"], results["off"]
+    (row,) = on["per_bag"]
+    # T=8, C=4: s = ceil(8*2/12) = 2, input frames 0,2,4,6 of cameras 0,2; other frames 1,3,5 within the span.
+    assert row["num_inputs"] == 8 and row["input_depth"] > 0.5 and row["model_depth"] is True
+    assert {g: e["num_targets"] for g, e in row["groups"].items()} == \
+        {"novel_view": 8, "novel_view_time": 6, "time_interp": 6, "self": 8}
+    assert row["num_targets"] == 20  # held-out: every group but self
+    for g, e in on["groups"].items():
+        assert set(e["baselines"]) == ({"background", "depth_reference"} if g == "self" else
+                                       {"nearest", "background", "depth_reference"})
+        assert 5.0 < e["model"]["psnr"] < 60.0 and e["bags"] == 1
+    # The reference re-renders its own inputs from their measured depth (the sky, with no depth, gets the
+    # estimated background colour): well above drawing the background alone.
+    self_group = on["groups"]["self"]["baselines"]
+    assert self_group["depth_reference"]["psnr"] > self_group["background"]["psnr"] + 2.5
+    # Held-out figures are the target-weighted mean of the three held-out groups.
+    held = [on["groups"][g] for g in ("novel_view", "novel_view_time", "time_interp")]
+    expect = sum(e["baselines"]["background"]["psnr"] * e["num_targets"] for e in held) / 20
+    assert math.isclose(on["baselines"]["background"]["psnr"], expect, rel_tol=1e-9)
+    assert off["depth"] == "off" and off["per_bag"][0]["model_depth"] is False
+    assert off["baselines"]["depth_reference"] == on["baselines"]["depth_reference"]  # the reference keeps depth
+    printed = capsys.readouterr().out
+    assert "novel_view_time" in printed and "depth_reference" in printed

@@ -144,3 +144,34 @@ def test_views_survive_a_contract_bag(rec, tmp_path):
     assert torch.equal(back.stamps_ns, views.stamps_ns)
     assert torch.allclose(back.Ks, views.Ks) and torch.allclose(back.camtoworlds, views.camtoworlds, atol=1e-9)
     assert (back.images - views.images).abs().max() <= 0.5 / 255 + 1e-6
+
+
+@needs_mujoco
+def test_views_with_depth_survive_a_contract_bag_bit_exactly(rec, tmp_path):
+    from lrm4d_ros.io.bag import read_bag, write_bag
+
+    back = read_bag(write_bag(rec.views, tmp_path / "bag", depth_encoding="32FC1"))
+    assert torch.equal(back.depths, rec.views.depths) and (back.depths > 0).any()
+
+
+@needs_mujoco
+def test_robot_preset_films_the_jaco_arm_on_its_floor_with_measured_depth(tmp_path):
+    import importlib.util as iu
+    from pathlib import Path
+
+    from lrm4d_ros.io.bag import read_bag
+
+    rec = record_scene("jaco", 1, 6, 64, "workcell", jitter_s=0.0, seed=0, show_world=True)
+    floor = np.array([n == "ground" for n in rec.geom_names])[rec.geom_ids.clip(0)] & (rec.geom_ids >= 0)
+    heights = np.concatenate([_backproject(rec.views, v, floor[v])[:, 2] for v in range(6)])
+    assert floor.mean() > 0.3 and np.abs(heights).max() < 1e-3  # the floor plane is z = 0 in MuJoCo's world
+    script = Path(__file__).resolve().parents[1] / "scripts" / "make_mujoco_bags.py"
+    spec = iu.spec_from_file_location("make_mujoco_bags", script)
+    mod = iu.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--out", str(tmp_path), "--preset", "robots", "--scenes", "jaco", "--frames", "2",
+                     "--resolution", "64"]) == 0
+    views = read_bag(tmp_path / "jaco_workcell_floor")
+    assert views.camera_names == [f"cam{i}" for i in range(6)] and len(views) == 12
+    measured = views.depths > 0
+    assert 0.3 < float(measured.float().mean()) < float((rec.views.depths > 0).float().mean())  # sensor dropouts

@@ -118,7 +118,7 @@ def source_bag(tmp_path_factory):
     from lrm4d_ros.io.bag import write_bag
 
     views = generate(4, SceneConfig(frames=FRAMES, cameras=CAMS, height=H, width=W, rig_kinds=("orbit",)))
-    return write_bag(views, tmp_path_factory.mktemp("src") / "bag")
+    return write_bag(views, tmp_path_factory.mktemp("src") / "bag", depth_encoding="32FC1")  # an RGB-D bag
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +257,16 @@ def test_reconstruct_bad_input_gives_clear_errors(source_bag, tmp_path, capsys):
     assert main(["reconstruct", str(source_bag), "--out", str(tmp_path / "o5"), "--config", "tiny",
                  "--cameras", "cam7"]) == 2
     assert "cam7" in capsys.readouterr().out
+
+
+def test_reconstruct_takes_the_bags_depth_unless_off(source_bag, recon_out, tmp_path):
+    import json
+
+    from lrm4d_ros.cli import main
+    from lrm4d_ros.io.bag import read_bag
+
+    coverage = float((read_bag(source_bag).depths > 0).float().mean())
+    assert json.loads((recon_out / "summary.json").read_text())["depth_input"] == f"{coverage:.0%} of pixels measured"
+    assert main(["reconstruct", str(source_bag), "--out", str(tmp_path / "off"), "--config", "tiny", "--device", "cpu",
+                 "--window", "6", "--no-video", "--depth", "off"]) == 0
+    assert json.loads((tmp_path / "off" / "summary.json").read_text())["depth_input"] == "none"

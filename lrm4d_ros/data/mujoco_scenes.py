@@ -9,7 +9,9 @@ Conventions (fitted numerically, see shared/notes/third-party-renderers.md and t
 K = fov_to_K(fovy, W, H), i.e. f = (H/2)/tan(fovy/2), c = ((W-1)/2, (H-1)/2); the free camera's optical frame
 is [right, -up, forward] read from the averaged stereo eyes of the rendered scene; depth is z-depth in metres.
 World geoms (floor, walls, terrain) are hidden by default, so the alpha is the robot's segmentation mask and
-the RGB is composited onto a plain background. Requires `mujoco==3.17.0`, `dm-control` and an offscreen GL
+the RGB is composited onto a plain background; `show_world=True` keeps them (the suite's and the manipulation
+arena's checkered floors: the robot bag set of scripts/make_mujoco_bags.py), and then only the sky is
+background. Requires `mujoco==3.17.0`, `dm-control` and an offscreen GL
 (`libosmesa6`; MUJOCO_GL=osmesa is the default set here, before dm_control is imported).
 """
 from __future__ import annotations
@@ -45,6 +47,10 @@ SCENES: dict[str, SceneSpec] = {
     "dog": SceneSpec("suite", "dog", "stand", "skinned dog, 38 actuators (slowest to load)"),
     # The "features" variant: the "vision" one renders at reset, creating a multisampled GL context too early.
     "jaco": SceneSpec("manipulation", "reach_site_features", None, "Kinova Jaco arm + hand on a fixed base"),
+    "jaco_bricks": SceneSpec("manipulation", "stack_3_bricks_features", None,
+                             "Jaco arm among three Duplo bricks it may knock about"),
+    "jaco_base": SceneSpec("manipulation", "stack_2_bricks_moveable_base_features", None,
+                           "Jaco arm, two bricks, one of them on a moveable base"),
 }
 RIG_ALIASES = {"ring": "orbit"}
 

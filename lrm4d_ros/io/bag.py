@@ -2,12 +2,16 @@
 
 Per camera `<cam>`: /<cam>/image_raw (sensor_msgs/Image: rgb8, bgr8, rgba8, bgra8, mono8),
 /<cam>/camera_info (sensor_msgs/CameraInfo) and /<cam>/pose (geometry_msgs/PoseStamped: the optical frame in
-the world), all stamped with the capture time. MCAP or sqlite3 storage.
+the world), all stamped with the capture time; optionally /<cam>/depth (sensor_msgs/Image, 32FC1 metres or 16UC1
+millimetres, REP-118), registered to the colour image: same size, same stamp, same camera_info. MCAP or sqlite3.
 
-Reading pairs each image with the camera_info and pose of the *same header stamp* on the same camera (exact
-match, no interpolation): a contract bag stamps all three with one capture time. Views come out sorted by
+Reading pairs each image with the camera_info, pose and depth of the *same header stamp* on the same camera
+(exact match, no interpolation): a contract bag stamps them with one capture time. Views come out sorted by
 (stamp, camera name); cameras are ordered by name (`camera_ids` index the sorted names); stamps stay absolute.
-Anything that breaks the contract raises `BagError` naming the topic and stamp.
+Depth: `ViewSet.depths` is (V,H,W) float32 metres, 0 = no measurement, when any read camera has a depth topic
+(None otherwise); cameras without one, and colour images whose depth frame was dropped, get zeros. Anything
+that breaks the contract (a depth image of another size, a depth stamp with no colour image, an unknown
+encoding) raises `BagError` naming the topic and stamp.
 """
 from __future__ import annotations
 
@@ -20,8 +24,8 @@ import torch
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
 from ..views import ViewSet
-from .messages import (TYPESTORE, MessageError, camera_info_K, camera_info_msg, deserialize, image_msg, image_rgb,
-                       pose_matrix, pose_msg, serialize, stamp_ns)
+from .messages import (DEPTH_ENCODINGS, TYPESTORE, MessageError, camera_info_K, camera_info_msg, depth_msg,
+                       deserialize, image_depth, image_msg, image_rgb, pose_matrix, pose_msg, serialize, stamp_ns)
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 IMAGE_TYPE, INFO_TYPE, POSE_TYPE = "sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo", \
@@ -34,16 +38,24 @@ class BagError(ValueError):
 
 
 def camera_topics(cam: str) -> dict[str, str]:
-    return {"image": f"/{cam}/image_raw", "info": f"/{cam}/camera_info", "pose": f"/{cam}/pose"}
+    return {"image": f"/{cam}/image_raw", "info": f"/{cam}/camera_info", "pose": f"/{cam}/pose",
+            "depth": f"/{cam}/depth"}
 
 
 def write_bag(views: ViewSet, path: str | Path, storage: str = "mcap", world_frame: str = "world",
-              encoding: str = "rgb8") -> Path:
+              encoding: str = "rgb8", depth_encoding: str | None = None) -> Path:
     """Write `views` as a contract bag at directory `path` (must not exist). Images are quantised to 8 bits
-    (round(255·x)); frame ids are "<cam>_optical_frame" (image, camera_info) and `world_frame` (pose); the bag
-    time of every message is its capture stamp. Returns the bag directory."""
+    (round(255·x)); frame ids are "<cam>_optical_frame" (image, camera_info, depth) and `world_frame` (pose);
+    the bag time of every message is its capture stamp. depth_encoding "32FC1" (metres, bit-exact) or "16UC1"
+    (rounded millimetres, ≤ 65.535 m) also writes `views.depths` on /<cam>/depth (0 = no measurement); None
+    writes no depth. Returns the bag directory."""
     if storage not in STORAGES:
         raise ValueError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
+    if depth_encoding is not None:
+        if depth_encoding not in DEPTH_ENCODINGS:
+            raise ValueError(f"depth_encoding must be None or one of {list(DEPTH_ENCODINGS)}, got {depth_encoding!r}")
+        if views.depths is None:
+            raise ValueError("write_bag: depth_encoding given but the ViewSet has no depths")
     path = Path(path)
     if path.exists():
         raise FileExistsError(f"{path} exists; rosbags writes a new bag directory")
@@ -51,28 +63,41 @@ def write_bag(views: ViewSet, path: str | Path, storage: str = "mcap", world_fra
         raise ValueError("write_bag: the ViewSet has no views")
     v = views.to("cpu")
     images = (v.images.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
+    depths = None if depth_encoding is None else v.depths.numpy()
+    keys = [("image", IMAGE_TYPE), ("info", INFO_TYPE), ("pose", POSE_TYPE)] + \
+        ([("depth", IMAGE_TYPE)] if depths is not None else [])
     Ks, c2w = v.Ks.numpy(), v.camtoworlds.numpy()
     stamps, cams = v.stamps_ns.tolist(), v.camera_ids.tolist()
     H, W = v.height, v.width
+    if depth_encoding == "16UC1":  # check before writing: no half-written bag
+        mm = np.rint(np.nan_to_num(depths, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float64) * 1000.0)
+        too_far = (mm > 65535).reshape(len(v), -1).any(1)
+        if too_far.any():
+            i = int(too_far.argmax())
+            raise ValueError(f"write_bag: {camera_topics(v.camera_names[cams[i]])['depth']} at stamp {stamps[i]} ns:"
+                             f" depth {float(depths[i].max()):.3f} m does not fit 16UC1 millimetres (max 65.535 m); "
+                             f"use 32FC1")
     with Writer(path, version=9, storage_plugin=STORAGES[storage]) as writer:
         conns = {}
         for cid in sorted(set(cams)):
             name = v.camera_names[cid]
             t = camera_topics(name)
-            conns[cid] = {k: writer.add_connection(t[k], typ, typestore=TYPESTORE)
-                          for k, typ in (("image", IMAGE_TYPE), ("info", INFO_TYPE), ("pose", POSE_TYPE))}
+            conns[cid] = {k: writer.add_connection(t[k], typ, typestore=TYPESTORE) for k, typ in keys}
         for i in sorted(range(len(v)), key=lambda i: (stamps[i], v.camera_names[cams[i]])):
             s, cid = stamps[i], cams[i]
             frame = f"{v.camera_names[cid]}_optical_frame"
             msgs = {"image": image_msg(images[i], s, frame, encoding), "info": camera_info_msg(Ks[i], W, H, s, frame),
                     "pose": pose_msg(c2w[i], s, world_frame)}
+            if depths is not None:
+                msgs["depth"] = depth_msg(depths[i], s, frame, depth_encoding)
             for key, msg in msgs.items():
                 writer.write(conns[cid][key], s, serialize(msg))
     return path
 
 
 def _cameras(reader: Reader, cameras) -> tuple[list[str], dict]:
-    """Name-sorted camera names to read and {topic: connection}; checks the three topics and their types."""
+    """Name-sorted camera names to read and {topic: connection}; checks the three topics and their types (and
+    that of /<cam>/depth where present)."""
     by_topic = {c.topic: c for c in reader.connections}
     found = sorted(m.group(1) for t in by_topic if (m := _IMAGE_TOPIC.match(t)))
     if not found:
@@ -89,13 +114,16 @@ def _cameras(reader: Reader, cameras) -> tuple[list[str], dict]:
                 raise BagError(f"{topic}: topic missing (camera {cam!r} has /{cam}/image_raw)")
             if by_topic[topic].msgtype != typ:
                 raise BagError(f"{topic}: type {by_topic[topic].msgtype}, expected {typ}")
+        depth = by_topic.get(camera_topics(cam)["depth"])
+        if depth is not None and depth.msgtype != IMAGE_TYPE:
+            raise BagError(f"{depth.topic}: type {depth.msgtype}, expected {IMAGE_TYPE}")
     return found, by_topic
 
 
 def read_bag(path: str | Path, cameras: list[str] | None = None) -> ViewSet:
     """Read a contract bag (a bag directory with metadata.yaml, MCAP or sqlite3, or a bare .mcap file) into a
-    ViewSet (see module docstring for pairing and order). `cameras` restricts to those camera names. Images
-    become float32 RGB in [0,1] (mono8 as grey); no depths or alphas."""
+    ViewSet (see module docstring for pairing, order and depth). `cameras` restricts to those camera names.
+    Images become float32 RGB in [0,1] (mono8 as grey); depths float32 metres (0: none) or None; no alphas."""
     path = Path(path)
     if not path.exists():
         raise BagError(f"{path}: no such bag")
@@ -106,9 +134,11 @@ def read_bag(path: str | Path, cameras: list[str] | None = None) -> ViewSet:
         raise BagError(f"{path}: cannot open as a ROS 2 bag ({e})") from e
     try:
         names, by_topic = _cameras(reader, cameras)
-        topic_key = {camera_topics(c)[k]: (ci, k) for ci, c in enumerate(names) for k in ("image", "info", "pose")}
+        topic_key = {camera_topics(c)[k]: (ci, k) for ci, c in enumerate(names)
+                     for k in ("image", "info", "pose", "depth") if camera_topics(c)[k] in by_topic}
         infos: dict = defaultdict(dict)
         poses: dict = defaultdict(dict)
+        depth_msgs: dict = defaultdict(dict)
         images: list = []
         for conn, _, raw in reader.messages(connections=[by_topic[t] for t in topic_key]):
             ci, key = topic_key[conn.topic]
@@ -117,6 +147,10 @@ def read_bag(path: str | Path, cameras: list[str] | None = None) -> ViewSet:
             try:
                 if key == "image":
                     images.append((s, ci, conn.topic, msg))
+                elif key == "depth":
+                    if s in depth_msgs[ci]:
+                        raise BagError(f"{conn.topic}: two depth images with stamp {s} ns")
+                    depth_msgs[ci][s] = msg
                 elif key == "info":
                     infos[ci][s] = camera_info_K(msg)
                 else:
@@ -128,7 +162,7 @@ def read_bag(path: str | Path, cameras: list[str] | None = None) -> ViewSet:
     if not images:
         raise BagError(f"{path}: no images on {[camera_topics(c)['image'] for c in names]}")
     images.sort(key=lambda x: (x[0], x[1]))
-    rgb, Ks, c2w, stamps, cids = [], [], [], [], []
+    rgb, depths, Ks, c2w, stamps, cids = [], [], [], [], [], []
     seen = set()
     for s, ci, topic, msg in images:
         cam = names[ci]
@@ -151,11 +185,34 @@ def read_bag(path: str | Path, cameras: list[str] | None = None) -> ViewSet:
             raise BagError(f"{topic} at stamp {s} ns: image is {px.shape[1]}x{px.shape[0]}, other images are "
                            f"{rgb[0].shape[1]}x{rgb[0].shape[0]} (a ViewSet has one resolution)")
         rgb.append(px)
+        depths.append(_depth(depth_msgs[ci].pop(s, None), px.shape[:2], camera_topics(cam)["depth"], s))
         Ks.append(K)
         c2w.append(poses[ci][s])
         stamps.append(s)
         cids.append(ci)
+    for ci, left in depth_msgs.items():
+        if left:
+            s = min(left)
+            raise BagError(f"{camera_topics(names[ci])['depth']} at stamp {s} ns: no "
+                           f"{camera_topics(names[ci])['image']} message with that stamp (depth must be registered "
+                           f"to the colour image: same stamp)")
+    has_depth = any(camera_topics(c)["depth"] in by_topic for c in names)
     return ViewSet(images=torch.from_numpy(np.stack(rgb)).float().div_(255.0),
                    Ks=torch.from_numpy(np.stack(Ks)), camtoworlds=torch.from_numpy(np.stack(c2w)),
                    stamps_ns=torch.tensor(stamps, dtype=torch.int64), camera_ids=torch.tensor(cids, dtype=torch.int64),
-                   camera_names=list(names))
+                   camera_names=list(names),
+                   depths=torch.from_numpy(np.stack([np.zeros(rgb[0].shape[:2], np.float32) if d is None else d
+                                                     for d in depths])) if has_depth else None)
+
+
+def _depth(msg, shape: tuple[int, int], topic: str, s: int) -> np.ndarray | None:
+    """(H,W) float32 metres of a depth message registered to a colour image of `shape`; None without one."""
+    if msg is None:
+        return None
+    if (int(msg.height), int(msg.width)) != tuple(shape):
+        raise BagError(f"{topic} at stamp {s} ns: depth image is {msg.width}x{msg.height} but the colour image is "
+                       f"{shape[1]}x{shape[0]} (depth must be registered to the colour image)")
+    try:
+        return image_depth(msg)
+    except MessageError as e:
+        raise BagError(f"{topic} at stamp {s} ns: {e}") from e

@@ -17,7 +17,7 @@ import torch
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from ..gaussians import Gaussians3D
-from .messages import TYPESTORE, Image, camera_info_msg, header_msg, image_msg, matrix_to_quat, serialize
+from .messages import TYPESTORE, camera_info_msg, depth_msg, header_msg, image_msg, matrix_to_quat, serialize
 
 _T = TYPESTORE.types
 GAUSSIAN_FIELDS = ("x", "y", "z", "rgb", "opacity", "scale_0", "scale_1", "scale_2",
@@ -67,15 +67,6 @@ def pointcloud2_msg(g: Gaussians3D, stamp_ns: int, frame_id: str = "world"):
 
 def _numpy(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
-
-def depth_msg(depth, stamp_ns: int, frame_id: str):
-    """(H,W) float depth in metres -> 32FC1 Image (0 where nothing was rendered)."""
-    a = np.ascontiguousarray(_numpy(depth), dtype="<f4")
-    if a.ndim != 2:
-        raise ValueError(f"depth must be (H,W), got shape {a.shape}")
-    return Image(header=header_msg(stamp_ns, frame_id), height=a.shape[0], width=a.shape[1], encoding="32FC1",
-                 is_bigendian=0, step=4 * a.shape[1], data=a.view(np.uint8).reshape(-1))
 
 
 def transform_msg(camtoworld, stamp_ns: int, parent: str, child: str):
@@ -134,7 +125,8 @@ class OutputBag:
         H, W = color.shape[:2]
         self.write(f"{prefix}/image", image_msg(color, stamp_ns, frame), stamp_ns)
         if depth is not None:
-            self.write(f"{prefix}/depth", depth_msg(depth, stamp_ns, frame), stamp_ns)
+            # the contract's depth (DESIGN §4): 32FC1 metres, 0 where nothing was rendered
+            self.write(f"{prefix}/depth", depth_msg(_numpy(depth), stamp_ns, frame), stamp_ns)
         self.write(f"{prefix}/camera_info", camera_info_msg(_numpy(K), W, H, stamp_ns, frame), stamp_ns)
         tf = _T["tf2_msgs/msg/TFMessage"](transforms=[transform_msg(camtoworld, stamp_ns, self.world_frame, frame)])
         self.write("/tf", tf, stamp_ns)
