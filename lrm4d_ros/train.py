@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from .cameras import SceneNormalization, TimeWindow
 from .checkpoint import load_config, load_training_state, save_model, save_training_state
+from .data.depth_sensor import sensor_depth
 from .metrics import psnr, ssim_map
 from .model import HEADS, LRM4D, LRM4DConfig, config_of
 from .reconstructor import Reconstructor, estimate_background, model_input_size, predict, render_at_times
@@ -391,8 +392,11 @@ def run(args) -> int:
             if args.self_targets:
                 pick = torch.randperm(len(item["inputs"]))[:args.self_targets]
                 targets = ViewSet.cat([targets, item["inputs"].select(pick)])
-            depths = drop_depth(item["inputs"].depths, depth_rng, args.depth_drop_scene, args.depth_drop_view) \
-                if model.cfg.depth_input else None
+            depths = None
+            if model.cfg.depth_input and item["inputs"].depths is not None:
+                # what an RGB-D camera would measure (noise, dropouts, range), on some cameras or none
+                depths = sensor_depth(item["inputs"].depths, item["inputs"].Ks.float(), depth_rng)
+                depths = drop_depth(depths, depth_rng, args.depth_drop_scene, args.depth_drop_view)
             loss, m = scene_loss(ddp, item["inputs"], targets, args.ssim_weight, args.depth_weight, autocast,
                                  args.alpha_weight, args.mask_weight, args.time_weight, args.color_weight, depths)
             (loss / args.batch).backward()

@@ -24,7 +24,7 @@ def _g3(n=64, seed=0):
 
 def _g4(n=64, seed=1):
     g = torch.Generator().manual_seed(seed)
-    return Gaussians4D(
+    return Gaussians4D.from_rotations(
         means=torch.randn(n, 3, generator=g), times=torch.rand(n, generator=g) * 2.0,
         scales=torch.exp(torch.empty(n, 3).uniform_(-5, -1, generator=g)),
         scale_t=torch.exp(torch.empty(n).uniform_(-3, 0, generator=g)),
@@ -101,8 +101,11 @@ def test_4d_round_trip_and_slices(tmp_path):
     assert a.read_bytes() == b.read_bytes()
     r = read_ply_4d(a)
     assert torch.equal(r.means, g.means) and torch.equal(r.times, g.times)
-    for name in ("scales", "scale_t", "quats_l", "quats_r", "opacities", "colors"):
+    for name in ("opacities", "colors", "scale_t"):
         torch.testing.assert_close(getattr(r, name), getattr(g, name), rtol=1e-5, atol=1e-6)
+    # the stored paper form (scales, quaternions) rebuilds the same 4D covariance, velocities included
+    torch.testing.assert_close(r.covariance(), g.covariance(), rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(r.velocities, g.velocities, rtol=1e-3, atol=1e-5)
     s_orig, s_read = g.slice(1.0, min_marginal=0.0), r.slice(1.0, min_marginal=0.0)
     torch.testing.assert_close(s_read.means, s_orig.means, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(s_read.covars, s_orig.covars, rtol=1e-3, atol=1e-6)
