@@ -50,6 +50,7 @@ setup(
         "imageio-ffmpeg",
         "tqdm",
         "plyfile",
+        "numba>=0.60",  # the generator's fast CPU caster (lrm4d_ros/data/fastcast.py)
     ],
     extras_require={
         "cuda": ["gsplat>=1.5"],

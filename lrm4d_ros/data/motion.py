@@ -4,7 +4,8 @@ Time is the window fraction u (0 at the first nominal frame, 1 at the last; jitt
 outside). Each primitive owns a link frame (R_link, c_link); its shape sits in that frame with a fixed rotation
 R_shape and a time-varying per-axis scale. Root links follow c(u) = c0 + v·u + a·sin(2π f u + φ) and rotate
 about a fixed axis by ω·u; a child link hangs off its parent at joint offset `joint` (parent link frame,
-metres) and turns about `hinge_axis` by θ(u) = θ0 + A·sin(2π f u + φ), its centre at `offset` in the rotated frame.
+metres) and turns about `hinge_axis` by θ(u) = θ0 + A·sin(2π f u + φ) (+ ω_h·u with `hinge_rate`: wheels), its centre
+at `offset` in the rotated frame.
 """
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ class Motion:
     scale_amp: Tensor            # (P,3) relative amplitude (0 = constant)
     scale_freq: Tensor           # (P,)
     scale_phase: Tensor          # (P,)
+    hinge_rate: Tensor | None = None  # (P,) radians per window added to θ (continuous turning); None = 0
 
     @property
     def num(self) -> int:
@@ -80,6 +82,8 @@ class Motion:
             tau * self.osc_freq + self.osc_phase)[..., None]
         R_root = axis_angle_to_matrix(self.spin_axis.expand(u.shape[0], -1, -1), self.spin * u) @ self.R0
         theta = self.hinge0 + self.hinge_amp * torch.sin(tau * self.hinge_freq + self.hinge_phase)
+        if self.hinge_rate is not None:
+            theta = theta + self.hinge_rate * u
         R_links, c_links = [], []
         for i, par in enumerate(self.parent):
             if par < 0:

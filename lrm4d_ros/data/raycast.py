@@ -4,11 +4,18 @@ Per pixel centre (ROS convention) one ray (or s×s with `supersample`); the near
 ground plane and backdrop wins. Outputs per view: RGB (Lambertian-shaded procedural albedo, background colour
 where nothing is hit), z-depth in metres (0 where nothing is hit) and alpha = the fraction of the pixel's rays
 that hit *any* surface — ground and backdrop included — so image = alpha·surface + (1 − alpha)·background.
+The ground's texture is filtered over each pixel's footprint (ray differentials), so it fades to its mean colour
+towards the horizon instead of aliasing.
+
+Two casters (`caster`): "torch", the reference, vectorised per primitive over the pixels that may see it (any
+device; the evaluation bags are rendered with it); "numba" (fastcast.py), a compiled per-ray loop on the CPU that
+shades each pixel once — several times faster on scenes with many or large surfaces (robot scenes).
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -17,6 +24,8 @@ from ..cameras import scale_K
 from ..views import ViewSet
 from .primitives import INTERSECT, local_extent
 from .textures import lambert
+
+CASTERS = ("torch", "numba")
 
 
 def _window_fraction(scene, stamps_ns: Tensor) -> Tensor:
@@ -53,17 +62,19 @@ class _Rays:
         zero = torch.zeros(V, dtype=torch.int64, device=self.P.device)
         return self._grid(nz[:, 0], nz[:, 1], nz[:, 2], zero, zero)
 
-    def covered(self, corners: Tensor):
-        """(flat ray indices, view indices, homogeneous pixels (K,3)) of the pixels whose rays may meet the convex
-        hull of world `corners` (V,8,3) in each view: the image rectangle of the projected corners, grown by a
-        pixel (the whole image when the corners reach the camera plane)."""
-        pc = (corners - self.origins[:, None, :]) @ self.rot  # camera coordinates (V,8,3)
+    def rects(self, corners: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(u0, nu, v0, nv) (V,...) int64: per view the pixel rectangle (first column, columns, first row, rows)
+        whose rays may meet the convex hull of world `corners` (V,...,8,3): the image rectangle of the projected
+        corners, grown by a pixel (the whole image when the corners reach the camera plane; empty behind it)."""
+        lead = (corners.shape[0],) + (1,) * (corners.dim() - 3)  # broadcast the views over extra batch dims
+        K = self.K.reshape(*lead, 3, 3)
+        pc = (corners - self.origins.reshape(*lead, 1, 3)) @ self.rot.reshape(*lead, 3, 3)  # camera coordinates
         z = pc[..., 2]
         behind = (z <= 0).all(-1)
         straddle = (z <= 1e-6).any(-1)
         zs = z.clamp_min(1e-6)
-        u = (pc[..., 0] / zs * self.K[:, 0, 0, None] + self.K[:, 0, 2, None]).clamp(-1e6, 1e6)
-        v = (pc[..., 1] / zs * self.K[:, 1, 1, None] + self.K[:, 1, 2, None]).clamp(-1e6, 1e6)
+        u = (pc[..., 0] / zs * K[..., 0, 0, None] + K[..., 0, 2, None]).clamp(-1e6, 1e6)
+        v = (pc[..., 1] / zs * K[..., 1, 1, None] + K[..., 1, 2, None]).clamp(-1e6, 1e6)
 
         def span(lo, hi, n):
             a = torch.floor(lo - 1).clamp(0, n - 1).long()
@@ -75,6 +86,11 @@ class _Rays:
 
         u0, nu = span(u.min(-1).values, u.max(-1).values, self.W)
         v0, nv = span(v.min(-1).values, v.max(-1).values, self.H)
+        return u0, nu, v0, nv
+
+    def covered(self, corners: Tensor):
+        """(flat ray indices, view indices, homogeneous pixels (K,3)) of the pixels in `rects(corners)`."""
+        u0, nu, v0, nv = self.rects(corners)
         hmax, wmax = int(nv.max()), int(nu.max())
         dev = corners.device
         ii = torch.arange(hmax, device=dev)[None, :, None]
@@ -102,6 +118,46 @@ class _Canvas:
         self.ids.index_fill_(0, idx, surface)
 
 
+def _object_space(rays: _Rays, R: Tensor, c: Tensor, s: Tensor, light: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per view and primitive (poses R (V,P,3,3), c (V,P,3), s (V,P,3)): M (V,P,3,3) mapping homogeneous pixels to
+    object-space ray directions, the camera centre in object space (V,P,3), and the shading table (V,P,6)."""
+    # A = S⁻¹ Rᵀ maps world offsets to object space, M = A·P maps homogeneous pixels to ray directions there. Shading
+    # needs only n_world·l = (n·A l) / |Aᵀ n| with |Aᵀ n|² = Σ (n_i / s_i)², since A Aᵀ = S⁻².
+    A = R.transpose(-1, -2) / s[..., :, None]
+    M = A @ rays.P[:, None]  # (V,P,3,3) pixel (u, v, 1) -> object-space direction
+    o_loc = (A @ (rays.origins[:, None, :] - c)[..., None])[..., 0]
+    return M, o_loc, torch.cat([A @ light, 1.0 / s], -1)
+
+
+def _world_corners(scene, R: Tensor, c: Tensor, s: Tensor) -> Tensor:
+    """(V,P,8,3) corners of each primitive's oriented bounding box in each view's pose."""
+    extent = torch.stack([local_extent(k, q) for k, q in zip(scene.kinds, scene.params)]).to(s)  # (P,3)
+    box = s[:, :, None, :] * _CORNERS.to(s) * extent[:, None, :]  # (V,P,8,3)
+    return (R[:, :, None] @ box[..., None])[..., 0] + c[:, :, None]
+
+
+def _plane_differentials(P: Tensor, d: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    """Offsets (K,3) of rays' hits on a horizontal plane per pixel step in u and in v (ray differentials):
+    P (K,3,3) maps pixels (u, v, 1) to the world directions d (K,3) of the rays, t (K,) their hit parameters."""
+    cu, cv = P[:, :, 0], P[:, :, 1]
+    dz = d[:, 2:3]
+    return t[:, None] * (cu - d * cu[:, 2:3] / dz), t[:, None] * (cv - d * cv[:, 2:3] / dz)
+
+
+def _ground_rgb(scene, P: Tensor, d: Tensor, t: Tensor, p: Tensor, light: Tensor) -> Tensor:
+    """Shaded ground colours (K,3) at hits p (K,3), its texture averaged over each pixel's footprint."""
+    ddx, ddy = _plane_differentials(P, d, t)
+    # On the plane exactly: rounding noise in z would flip a 3D checker whose cell boundary is the plane.
+    p = torch.cat([p[:, :2], torch.full_like(p[:, 2:], scene.ground_z)], -1)
+    return lambert(scene.ground.filtered(p, ddx, ddy), light[2].expand(p.shape[0]), scene.ambient).clamp(0, 1)
+
+
+def _backdrop_rgb(scene, p: Tensor, light: Tensor) -> Tensor:
+    """Shaded colours (K,3) of the inward-facing backdrop cylinder at world hits p (K,3)."""
+    n_dot_l = -(p[:, :2] @ light[:2]) / p[:, :2].norm(dim=-1).clamp_min(1e-12)
+    return lambert(scene.backdrop(p), n_dot_l, scene.ambient).clamp(0, 1)
+
+
 def _cast_batch(scene, Ks: Tensor, c2w: Tensor, height: int, width: int, R: Tensor, c: Tensor, s: Tensor):
     """Ks (V,3,3), c2w (V,4,4), primitive poses R (V,P,3,3), c (V,P,3), s (V,P,3), all float32 on one device
     -> rgb (V,H,W,3), z-depth (V,H,W), alpha (V,H,W), primitive id (V,H,W) int64 (see surface_ids)."""
@@ -111,16 +167,11 @@ def _cast_batch(scene, Ks: Tensor, c2w: Tensor, height: int, width: int, R: Tens
     canvas = _Canvas(N, scene.background.to(Ks))
     light = scene.light_dir.to(Ks)
 
-    # A = S⁻¹ Rᵀ maps world offsets to object space, M = A·P maps homogeneous pixels to ray directions there. Shading
-    # needs only n_world·l = (n·A l) / |Aᵀ n| with |Aᵀ n|² = Σ (n_i / s_i)², since A Aᵀ = S⁻².
-    A = R.transpose(-1, -2) / s[..., :, None]
-    M = A @ rays.P[:, None]  # (V,P,3,3) pixel (u, v, 1) -> object-space direction
-    o_loc = (A @ (rays.origins[:, None, :] - c)[..., None])[..., 0]
+    M, o_loc, shade_table = _object_space(rays, R, c, s, light)
     ray_table = torch.cat([M.flatten(-2), o_loc], -1)  # (V,P,12): one gather per covered ray
-    shade_table = torch.cat([A @ light, 1.0 / s], -1)  # (V,P,6): one gather per hit
+    corners = _world_corners(scene, R, c, s)
     for p, kind in enumerate(scene.kinds):
-        box = s[:, p, None, :] * _CORNERS.to(s) * local_extent(kind, scene.params[p]).to(s)  # (V,8,3)
-        idx, vi, pix = rays.covered((R[:, p, None] @ box[..., None])[..., 0] + c[:, p, None])
+        idx, vi, pix = rays.covered(corners[:, p])
         if idx.numel() == 0:
             continue
         g = ray_table[:, p].index_select(0, vi)
@@ -136,18 +187,18 @@ def _cast_batch(scene, Ks: Tensor, c2w: Tensor, height: int, width: int, R: Tens
 
     if scene.ground is not None or scene.backdrop is not None:
         _, vi, pix = rays.all()
-        d = (rays.P.index_select(0, vi) @ pix[:, :, None])[..., 0]
+        P = rays.P.index_select(0, vi)
+        d = (P @ pix[:, :, None])[..., 0]
         o = rays.origins.index_select(0, vi)
-        # Ground and backdrop end at the backdrop's radius so that depths stay finite.
+        # The backdrop (and a finite ground) end at the backdrop's radius so that depths stay finite.
         r_max = scene.backdrop_radius
         if scene.ground is not None:
             dz = torch.where(d[:, 2].abs() < 1e-12, torch.full_like(d[:, 2], -1e-12), d[:, 2])
             t = (scene.ground_z - o[:, 2]) / dz
             p = o + t[:, None] * d
-            ok = (t > 0) & (o[:, 2] > scene.ground_z) & ((p[:, :2] ** 2).sum(-1) < r_max ** 2)
-            idx = ok.nonzero()[:, 0]
-            shade = lambert(scene.ground(p[idx]), light[2].expand(idx.shape[0]), scene.ambient)
-            canvas.commit(idx, t[idx], shade.clamp(0, 1))
+            inside = d[:, 2] < -1e-12 if scene.ground_infinite else (p[:, :2] ** 2).sum(-1) < r_max ** 2
+            idx = ((t > 0) & (o[:, 2] > scene.ground_z) & inside).nonzero()[:, 0]
+            canvas.commit(idx, t[idx], _ground_rgb(scene, P[idx], d[idx], t[idx], p[idx], light))
         if scene.backdrop is not None:
             # Inward-facing vertical cylinder about the z axis; the cameras are inside it: take the far root.
             a = (d[:, 0] ** 2 + d[:, 1] ** 2).clamp_min(1e-12)
@@ -155,14 +206,36 @@ def _cast_batch(scene, Ks: Tensor, c2w: Tensor, height: int, width: int, R: Tens
             cq = o[:, 0] ** 2 + o[:, 1] ** 2 - r_max ** 2
             t = (-bq + (bq * bq - a * cq).clamp_min(0).sqrt()) / a
             idx = (t > 0).nonzero()[:, 0]
-            p = o[idx] + t[idx, None] * d[idx]
-            n_dot_l = -(p[:, :2] @ light[:2]) / p[:, :2].norm(dim=-1).clamp_min(1e-12)
-            canvas.commit(idx, t[idx], lambert(scene.backdrop(p), n_dot_l, scene.ambient).clamp(0, 1))
+            canvas.commit(idx, t[idx], _backdrop_rgb(scene, o[idx] + t[idx, None] * d[idx], light))
 
     hit = torch.isfinite(canvas.t)
     depth = torch.where(hit, canvas.t, torch.zeros_like(canvas.t))
     return (canvas.rgb.reshape(V, height, width, 3), depth.reshape(V, height, width),
             hit.to(Ks.dtype).reshape(V, height, width), canvas.ids.reshape(V, height, width))
+
+
+def _cast_batch_numba(scene, Ks: Tensor, c2w: Tensor, height: int, width: int, R: Tensor, c: Tensor, s: Tensor):
+    """`_cast_batch` by the compiled caster (fastcast.py): the same inputs in float64 on the CPU, the same outputs
+    (float32 on the CPU; ids int32)."""
+    from . import fastcast  # imports numba: only when this caster is used
+
+    rays = _Rays(Ks, c2w, height, width)
+    light = scene.light_dir.to(Ks)
+    M, o_loc, shade_table = _object_space(rays, R, c, s, light)
+    corners = _world_corners(scene, R, c, s)
+    rects = torch.stack(rays.rects(corners), -1)  # (V,P,4)
+    # Nearest z-depth of each bounding box (a corner's), less a rounding margin.
+    zmin = ((corners - rays.origins[:, None, None, :]) @ rays.rot[:, None])[..., 2].min(-1).values - 1e-6
+    ground = 0 if scene.ground is None else (2 if scene.ground_infinite else 1)
+    tex = fastcast.pack_textures(list(scene.textures) + [scene.ground, scene.backdrop])
+    rgb, depth, alpha, ids = fastcast.cast(
+        M.contiguous().numpy(), o_loc.contiguous().numpy(), shade_table.contiguous().numpy(),
+        zmin.contiguous().numpy(), fastcast.kind_ids(scene.kinds), np.asarray(scene.params, dtype=np.float64),
+        rects.contiguous().numpy(),
+        rays.P.contiguous().numpy(), rays.origins.contiguous().numpy(), height, width, float(scene.ground_z),
+        ground, float(scene.backdrop_radius) ** 2, float(scene.backdrop_radius) if scene.backdrop is not None
+        else 0.0, *tex, light.numpy(), float(scene.ambient), scene.background.double().numpy())
+    return tuple(torch.from_numpy(x) for x in (rgb, depth, alpha, ids))
 
 
 @contextmanager
@@ -179,7 +252,7 @@ def _cpu_threads(n: int | None):
 
 def render_views(scene, camera_ids: Tensor, stamps_ns: Tensor, height: int, width: int,
                  device: str | torch.device = "cpu", max_rays: int = 1 << 21, threads: int | None = 1,
-                 supersample: int = 1) -> ViewSet:
+                 supersample: int = 1, caster: str = "torch") -> ViewSet:
     """Render views of `scene` seen by cameras `camera_ids` (V,) of its rig at absolute `stamps_ns` (V,) int64.
 
     Returns a ViewSet on `device`: images (V,H,W,3), z-depths, alphas (see module docstring), Ks of the rig at
@@ -188,15 +261,19 @@ def render_views(scene, camera_ids: Tensor, stamps_ns: Tensor, height: int, widt
     casting, restored afterwards (default 1: the cast is many medium-sized ops, and on a shared CPU the
     per-op thread barriers of two threads made it 10–30× slower in benchmarks/bench_generator.py); None keeps
     torch's setting. `supersample` (odd, ≥ 1): cast s×s rays per pixel and box-filter images and alphas
-    (anti-aliasing, s² the cost); depths stay those of the ray through the pixel centre.
+    (anti-aliasing, s² the cost); depths stay those of the ray through the pixel centre. `caster`: "torch"
+    (reference) or "numba" (fast, on the CPU whatever `device`; see module docstring).
     """
     if supersample < 1 or supersample % 2 == 0:
         raise ValueError(f"supersample must be an odd integer >= 1 (its centre ray is the pixel's), got {supersample}")
+    if caster not in CASTERS:
+        raise ValueError(f"caster must be one of {CASTERS}, got {caster!r}")
     with _cpu_threads(threads if torch.device(device).type == "cpu" else None):
-        return _render_views(scene, camera_ids, stamps_ns, height, width, device, max_rays, supersample)
+        return _render_views(scene, camera_ids, stamps_ns, height, width, device, max_rays, supersample, caster)
 
 
-def _cast_chunks(scene, camera_ids, stamps_ns, height: int, width: int, device, max_rays: int, ss: int):
+def _cast_chunks(scene, camera_ids, stamps_ns, height: int, width: int, device, max_rays: int, ss: int,
+                 caster: str = "torch"):
     """Check the views, then cast them at ss× resolution in chunks of at most `max_rays` rays.
 
     Returns camera_ids and stamps_ns as (V,) int64 CPU tensors, the rig's Ks at H×W and camera-to-world poses
@@ -220,17 +297,21 @@ def _cast_chunks(scene, camera_ids, stamps_ns, height: int, width: int, device, 
     R, c, s = scene.motion.at(u)
     Hf, Wf = height * ss, width * ss
     per_chunk = max(1, max_rays // (Hf * Wf))
-    f32 = dict(device=torch.device(device), dtype=torch.float32)
-    chunks = (_cast_batch(scene, Ks_fine[sl].to(**f32), c2w[sl].to(**f32), Hf, Wf, R[sl].to(**f32),
-                          c[sl].to(**f32), s[sl].to(**f32))
-              for sl in (slice(i, i + per_chunk) for i in range(0, len(u), per_chunk)))
+    slices = [slice(i, i + per_chunk) for i in range(0, len(u), per_chunk)]
+    if caster == "numba":
+        chunks = (tuple(x.to(device) for x in _cast_batch_numba(scene, Ks_fine[sl], c2w[sl], Hf, Wf, R[sl], c[sl],
+                                                                 s[sl])) for sl in slices)
+    else:
+        f32 = dict(device=torch.device(device), dtype=torch.float32)
+        chunks = (_cast_batch(scene, Ks_fine[sl].to(**f32), c2w[sl].to(**f32), Hf, Wf, R[sl].to(**f32),
+                              c[sl].to(**f32), s[sl].to(**f32)) for sl in slices)
     return camera_ids, stamps_ns, Ks, c2w, chunks
 
 
-def _render_views(scene, camera_ids, stamps_ns, height, width, device, max_rays, ss) -> ViewSet:
+def _render_views(scene, camera_ids, stamps_ns, height, width, device, max_rays, ss, caster) -> ViewSet:
     device = torch.device(device)
     camera_ids, stamps_ns, Ks, c2w, chunks = _cast_chunks(scene, camera_ids, stamps_ns, height, width, device,
-                                                          max_rays, ss)
+                                                          max_rays, ss, caster)
     images, depths, alphas = [], [], []
     for rgb, depth, alpha, _ in chunks:
         if ss > 1:
@@ -250,9 +331,9 @@ def _render_views(scene, camera_ids, stamps_ns, height, width, device, max_rays,
 
 
 def surface_ids(scene, camera_ids: Tensor, stamps_ns: Tensor, height: int, width: int,
-                max_rays: int = 1 << 21) -> Tensor:
+                max_rays: int = 1 << 21, caster: str = "torch") -> Tensor:
     """(V,H,W) int64 index into scene.kinds of the primitive seen through each pixel centre, NO_PRIMITIVE where the
     ray meets the ground, the backdrop or nothing: instance ground truth for the views `render_views` draws with
     the same arguments (e.g. to look a pixel's motion up in scene.motion). On the CPU."""
-    *_, chunks = _cast_chunks(scene, camera_ids, stamps_ns, height, width, "cpu", max_rays, 1)
-    return torch.cat([ids for *_, ids in chunks])
+    *_, chunks = _cast_chunks(scene, camera_ids, stamps_ns, height, width, "cpu", max_rays, 1, caster)
+    return torch.cat([ids.long() for *_, ids in chunks])
