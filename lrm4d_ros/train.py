@@ -46,14 +46,16 @@ from .views import ViewSet
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/lrm4d", help="run directory (state, checkpoints, log)")
     p.add_argument("--preset", default="small", help="model preset: tiny, small, base, large")
-    p.add_argument("--image-size", type=int, default=64, help="model input resolution (px)")
-    p.add_argument("--resolution", type=int, default=64, help="rendered resolution of targets (px)")
+    p.add_argument("--image-size", type=int, default=128, help="model input resolution (px)")
+    p.add_argument("--resolution", type=int, default=128, help="rendered resolution of targets (px)")
     p.add_argument("--frames", type=int, default=12, help="frames T per scene")
-    p.add_argument("--cameras", type=int, default=8, help="cameras C per scene")
+    p.add_argument("--cameras", type=int, default=6, help="cameras C per scene")
     p.add_argument("--supersample", type=int, default=1,
                    help="odd s: s×s rays per pixel for anti-aliased training images (s² the generator cost)")
-    p.add_argument("--all-rigs", action="store_true",
-                   help="also workcell rigs, ground planes and backdrops (default: object-centric scenes only)")
+    p.add_argument("--scenes", choices=("robot", "objects"), default="robot",
+                   help="robot: the robot-scene mix (lrm4d_ros.data.robot_mix, 65 %% robot scenes, inputs drawn as "
+                        "the node draws them); objects: object-centric scenes only")
+    p.add_argument("--data-device", default="cpu", help="where scenes are rendered (cuda on a GPU machine)")
     p.add_argument("--inputs", default="6,12", help="input views per scene: N or 'min,max' (drawn per step)")
     p.add_argument("--targets", type=int, default=4, help="supervision views per scene")
     p.add_argument("--self-targets", type=int, default=2,
@@ -79,10 +81,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="L1 of the pixel-aligned Gaussians' time centres to their view's time")
     p.add_argument("--val-every", type=int, default=200, help="validate every N steps")
     p.add_argument("--val-scenes", type=int, default=6)
-    p.add_argument("--val-protocol", default="alternating", choices=("alternating", "novel-camera", "none"),
+    p.add_argument("--val-protocol", default="rig", choices=("rig", "alternating", "novel-camera", "none"),
                    help="also score this evaluation protocol, at each validation, on scenes drawn like the model "
-                        "card's evaluation (other seeds), beside the nearest-input baseline; the best such "
-                        "weights are kept as <out>/best.safetensors")
+                        "card's evaluation (other seeds), beside the nearest-input baseline (rig: robot scenes, "
+                        "held-out PSNR averaged over RGB-D and RGB inputs); the best such weights are kept as "
+                        "<out>/best.safetensors")
     p.add_argument("--val-protocol-scenes", type=int, default=4, help="scenes of the protocol validation")
     p.add_argument("--ckpt-minutes", type=float, default=5.0, help="save state every N minutes")
     p.add_argument("--resume", action="store_true", help="continue from <out>/state.safetensors")
@@ -215,29 +218,31 @@ def scene_loss(model, inputs: ViewSet, targets: ViewSet, ssim_weight: float, dep
 
 
 def object_centric(cfg):
-    """The scene distribution the shipped model is trained and evaluated on: objects on a constant random
-    background seen from rigs around them (no workcell, ground plane or backdrop)."""
-    from dataclasses import replace
-
+    """Object-centric scenes only: objects on a constant random background seen from rigs around them (no
+    workcell, ground plane or backdrop), the scenes of the paper's protocols."""
     return replace(cfg, rig_kinds=("orbit", "canonical", "shell", "moving"), ground_prob=0.0, backdrop_prob=0.0)
 
 
 class SceneStream:
-    """Endless (inputs, targets) pairs from the data engineer's SceneSampler, the input count drawn per scene."""
+    """Endless (inputs, targets) pairs from the data package's SceneSampler, the input count drawn per scene."""
 
     def __init__(self, args, rank: int, world: int):
         from .data.generator import SceneConfig
-        from .data.sampler import SceneSampler
+        from .data.sampler import SceneSampler, robot_mix
 
         self.n_range = parse_range(args.inputs)
-        cfg = SceneConfig(frames=args.frames, cameras=args.cameras, height=args.resolution,
-                          width=args.resolution, background=None, supersample=args.supersample)
-        if not args.all_rigs:
-            cfg = object_centric(cfg)
-        self.samplers = {n: SceneSampler(cfg, num_inputs=n, num_targets=args.targets, split="train")
+        if args.scenes == "robot":
+            source = robot_mix(args.frames, args.cameras, args.resolution, args.resolution,
+                               supersample=args.supersample)
+        else:
+            source = object_centric(SceneConfig(frames=args.frames, cameras=args.cameras, height=args.resolution,
+                                                width=args.resolution, background=None,
+                                                supersample=args.supersample))
+        self.samplers = {n: SceneSampler(source, num_inputs=n, num_targets=args.targets, split="train",
+                                         device=args.data_device)
                          for n in range(self.n_range[0], self.n_range[1] + 1)}
-        self.val = SceneSampler(cfg, num_inputs=self.n_range[1], num_targets=args.targets, split="val",
-                                num_scenes=args.val_scenes)
+        self.val = SceneSampler(source, num_inputs=self.n_range[1], num_targets=args.targets, split="val",
+                                num_scenes=args.val_scenes, device=args.data_device)
         self.rng = random.Random(args.seed * 1000 + rank)
         self.rank, self.world = rank, world
         self.index = 0
@@ -249,7 +254,8 @@ class SceneStream:
         self.index += 1
         self.drawn.append(seed % 1_000_000)
         n = self.rng.randint(*self.n_range)
-        return self.samplers[n].sample(seed % 1_000_000)
+        item = self.samplers[n].sample(seed % 1_000_000)
+        return {k: v.to("cpu") if isinstance(v, ViewSet) else v for k, v in item.items()}
 
 
 def _ddp_setup(device_arg):
@@ -293,24 +299,43 @@ def validate(model, stream: SceneStream, args) -> dict:
 
 
 def protocol_scenes(args) -> list[ViewSet]:
-    """Full T×C ViewSets of the protocol validation: the evaluation's recipe at the target resolution."""
-    from .data.eval_scenes import PROTOCOL_VAL_FIRST_SEED, recipe, render_scenes
+    """Full T×C ViewSets of the protocol validation at the target resolution: for rig, robot scenes drawn like
+    ROBOT_EVAL_SCENES (other seeds) with a depth camera's measurements; else the object-centric recipe."""
+    from .data import eval_scenes as es
 
-    return render_scenes(recipe(PROTOCOL_VAL_FIRST_SEED, args.val_protocol_scenes), args.resolution)
+    if args.val_protocol == "rig":
+        from .data.depth_sensor import with_depth
+
+        scenes = es.render_robot_scenes(es.robot_recipe(es.ROBOT_PROTOCOL_VAL_FIRST_SEED, args.val_protocol_scenes),
+                                        args.resolution)
+        return [with_depth(v, "sensor", seed=i) for i, v in enumerate(scenes)]
+    return es.render_scenes(es.recipe(es.PROTOCOL_VAL_FIRST_SEED, args.val_protocol_scenes), args.resolution)
 
 
 @torch.no_grad()
 def validate_protocol(model, scenes: list[ViewSet], protocol: str) -> dict:
     """Mean PSNR/SSIM of `protocol` over `scenes` exactly as `lrm4d evaluate` scores a bag, beside nearest-input;
-    gain = psnr − nearest (dB), the model card's criterion."""
+    gain = psnr − nearest (dB), the model card's criterion. Scenes with depth are scored from RGB-D and from RGB
+    inputs ("rgbd", "rgb"), and psnr is the mean of the two."""
+    from .baselines import nearest_input
     from .evaluate import evaluate_views, summarize
 
     reconstructor = Reconstructor(model, next(model.parameters()).device)
-    s = summarize([evaluate_views(reconstructor, v, protocol, v.height) for v in scenes], protocol)
+    modes = [("rgbd", True), ("rgb", False)] if any(v.depths is not None for v in scenes) else [("rgb", False)]
+    out = {}
+    for name, depth in modes:
+        rows = [evaluate_views(reconstructor, v, protocol, v.height, depth=depth,
+                               baselines={"nearest": nearest_input}) for v in scenes]
+        s = summarize(rows, protocol)
+        out[name] = {"psnr": s["model"]["psnr"], "ssim": s["model"]["ssim"],
+                     "nearest": s["baselines"]["nearest"]["psnr"]}
+        if "groups" in s:
+            out[name]["groups"] = {g: e["model"]["psnr"] for g, e in s["groups"].items()}
     model.train()  # the Reconstructor put it in eval mode
-    nearest = s["baselines"]["nearest"]["psnr"]
-    return {"psnr": s["model"]["psnr"], "ssim": s["model"]["ssim"], "nearest": nearest,
-            "gain": s["model"]["psnr"] - nearest}
+    psnr_ = sum(m["psnr"] for m in out.values()) / len(out)
+    nearest = out["rgb"]["nearest"]
+    return {**out, "psnr": psnr_, "ssim": sum(m["ssim"] for m in out.values()) / len(out), "nearest": nearest,
+            "gain": psnr_ - nearest}
 
 
 def run(args) -> int:
@@ -422,8 +447,9 @@ def run(args) -> int:
                     text += f", RGB-D {row['val']['rgbd_psnr']:.2f} / {row['val']['rgbd_ssim']:.4f}"
                 if proto_scenes:
                     pv = row["val_protocol"] = validate_protocol(model, proto_scenes, args.val_protocol)
-                    text += (f" | {args.val_protocol} {pv['psnr']:.2f} dB, nearest {pv['nearest']:.2f}, "
-                             f"gain {pv['gain']:+.2f}")
+                    text += (f" | {args.val_protocol} {pv['psnr']:.2f} dB"
+                             + (f" (RGB-D {pv['rgbd']['psnr']:.2f}, RGB {pv['rgb']['psnr']:.2f})" if "rgbd" in pv
+                                else "") + f", nearest {pv['nearest']:.2f}, gain {pv['gain']:+.2f}")
                     if pv["psnr"] > best_psnr:
                         best_psnr = pv["psnr"]
                         save_model(best_path, model, info={**_info(args, step, elapsed, world),

@@ -1,6 +1,6 @@
-"""`lrm4d train` end to end on a tiny model: it logs finite losses and validation (random scenes, and the
-alternating protocol against nearest-input on evaluation-recipe scenes), keeps the best protocol weights, resumes
-where it stopped, and exports bf16 weights that load with their config."""
+"""`lrm4d train` end to end on a tiny model: it logs finite losses and validation (random scenes, and the rig
+protocol against nearest-input on robot scenes drawn like the evaluation's), keeps the best protocol weights,
+resumes where it stopped, and exports bf16 weights that load with their config; and it runs under torchrun."""
 import json
 import math
 
@@ -9,7 +9,9 @@ import torch
 from lrm4d_ros.baselines import nearest_input
 from lrm4d_ros.checkpoint import load_config, load_model
 from lrm4d_ros.cli import main
-from lrm4d_ros.data.eval_scenes import EVAL_SCENES, PROTOCOL_VAL_FIRST_SEED, recipe, render_scenes
+from lrm4d_ros.data.depth_sensor import with_depth
+from lrm4d_ros.data.eval_scenes import (ROBOT_EVAL_SCENES, ROBOT_PROTOCOL_VAL_FIRST_SEED, render_robot_scenes,
+                                        robot_recipe)
 from lrm4d_ros.data.protocols import split_protocol
 from lrm4d_ros.data.sampler import VAL_SEED_START
 from lrm4d_ros.metrics import psnr
@@ -38,22 +40,24 @@ def test_train_logs_resumes_and_exports(tmp_path):
     assert len(vals) == 2 and all(5 < v["psnr"] < 60 for v in vals)  # at step 3 and at the end
     assert rows[-1] == {"event": "end", "step": 4}
 
-    # The protocol validation scores the alternating split of an evaluation-recipe scene exactly as `lrm4d
-    # evaluate` does: its nearest-input figure is that baseline's PSNR on the same views, recomputed here.
-    scene = recipe(PROTOCOL_VAL_FIRST_SEED, 1)
-    assert scene[0][0] >= VAL_SEED_START and not {s for s, *_ in scene} & {s for s, *_ in EVAL_SCENES}
-    views = render_scenes(scene, resolution=16)[0]
-    inputs, targets = split_protocol(views, "alternating")
-    nearest = float(psnr(nearest_input(inputs, targets), targets.images).mean())
+    # The protocol validation scores the rig split of a robot scene drawn like the evaluation's (another seed,
+    # with a depth camera's measurements) exactly as `lrm4d evaluate` does, from RGB-D and from RGB: its
+    # nearest-input figure is that baseline's PSNR on the same views, recomputed here.
+    scene = robot_recipe(ROBOT_PROTOCOL_VAL_FIRST_SEED, 1)
+    assert scene[0][0] >= VAL_SEED_START and not {s for s, *_ in scene} & {s for s, *_ in ROBOT_EVAL_SCENES}
+    views = with_depth(render_robot_scenes(scene, resolution=16)[0], "sensor", seed=0)
+    inputs, targets = split_protocol(views, "rig")
+    nearest = float(psnr(nearest_input(inputs, targets), targets.images).clamp(max=60).mean())
     pvals = [r["val_protocol"] for r in steps if "val_protocol" in r]
     assert len(pvals) == 2
     for v in pvals:
         assert math.isclose(v["nearest"], nearest, abs_tol=1e-4) and 5 < v["psnr"] < 60
+        assert math.isclose(v["psnr"], (v["rgbd"]["psnr"] + v["rgb"]["psnr"]) / 2, abs_tol=1e-9)
         assert math.isclose(v["gain"], v["psnr"] - v["nearest"], abs_tol=1e-9)
     # best.safetensors holds the weights of the best protocol score, and reproduces it.
     best_cfg, best_info = load_config(out / "best.safetensors")
     assert math.isclose(best_info["val_protocol_psnr"], max(v["psnr"] for v in pvals), abs_tol=1e-9)
-    again = validate_protocol(load_model(out / "best.safetensors"), [views], "alternating")
+    again = validate_protocol(load_model(out / "best.safetensors"), [views], "rig")
     assert math.isclose(again["psnr"], best_info["val_protocol_psnr"], abs_tol=1e-3)
 
     # Resume continues from step 4 (state.safetensors holds weights, AdamW state and the step).
