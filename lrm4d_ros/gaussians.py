@@ -256,23 +256,21 @@ class Gaussians4D:
 
     def slice(self, t: float | Tensor, min_marginal: float = MIN_MARGINAL) -> Gaussians3D:
         """3D Gaussians at time t (same time units as `times`); those with p(t) < min_marginal are dropped."""
-        return self.slice_many([t], min_marginal)[0]
+        return self.conditional().at(t, min_marginal)
 
     def slice_many(self, ts, min_marginal: float = MIN_MARGINAL) -> list[Gaussians3D]:
         """Slices at several times sharing one covariance computation."""
+        cond = self.conditional()
+        return [cond.at(t, min_marginal) for t in ts]
+
+    def conditional(self) -> "TimeConditional":
+        """The Gaussians conditioned on time once, for slicing at many times (4DGS conditioning, module doc)."""
         cov = self.covariance()
         sigma_tt = cov[:, 3, 3].clamp_min(_EPS)
         sigma_xt = cov[:, :3, 3]  # (N,3)
-        velocity = sigma_xt / sigma_tt[:, None]
         cov3 = cov[:, :3, :3] - sigma_xt[:, :, None] * sigma_xt[:, None, :] / sigma_tt[:, None, None]
-        cov3 = 0.5 * (cov3 + cov3.transpose(-1, -2))
-        out = []
-        for t in ts:
-            dt = t - self.times
-            p = torch.exp(-0.5 * dt ** 2 / sigma_tt)
-            g = Gaussians3D(self.means + velocity * dt[:, None], cov3, self.opacities * p, self.colors)
-            out.append(g.select(p >= min_marginal) if min_marginal > 0 else g)
-        return out
+        return TimeConditional(self.means, self.times, sigma_xt / sigma_tt[:, None],
+                               0.5 * (cov3 + cov3.transpose(-1, -2)), sigma_tt, self.opacities, self.colors)
 
     def to_world(self, norm: SceneNormalization, window: TimeWindow) -> "Gaussians4D":
         """Canonical frame, normalised time -> metres and seconds since `window.start_ns`.
@@ -291,3 +289,38 @@ class Gaussians4D:
             means=norm.points_to_world(self.means), times=(self.times + 1.0) * half_span,
             scales=scales[:, :3], scale_t=scales[:, 3], quats_l=q_l, quats_r=q_r,
             opacities=self.opacities, colors=self.colors)
+
+
+@dataclass
+class TimeConditional:
+    """4D Gaussians conditioned on time: at time t Gaussian i is the 3D Gaussian with mean
+    means[i] + velocity[i]·(t − times[i]), covariance covars[i] and opacity opacities[i]·p_i(t),
+    p_i(t) = exp(−½ (t − times[i])² / sigma_tt[i]). means (N,3), times (N,), velocity (N,3) per time unit,
+    covars (N,3,3), sigma_tt (N,), opacities (N,), colors (N,3); units those of the Gaussians4D it came from.
+    """
+
+    means: Tensor
+    times: Tensor
+    velocity: Tensor
+    covars: Tensor
+    sigma_tt: Tensor
+    opacities: Tensor
+    colors: Tensor
+
+    def __len__(self) -> int:
+        return self.means.shape[0]
+
+    def at(self, t: float | Tensor, min_marginal: float = MIN_MARGINAL) -> Gaussians3D:
+        """3D Gaussians at time t; those with p(t) < min_marginal are dropped."""
+        dt = t - self.times
+        p = torch.exp(-0.5 * dt ** 2 / self.sigma_tt)
+        if min_marginal > 0:
+            keep = p >= min_marginal
+            return Gaussians3D(self.means[keep] + self.velocity[keep] * dt[keep, None], self.covars[keep],
+                               self.opacities[keep] * p[keep], self.colors[keep])
+        return Gaussians3D(self.means + self.velocity * dt[:, None], self.covars, self.opacities * p, self.colors)
+
+    def to_world(self, norm: SceneNormalization) -> "TimeConditional":
+        """Canonical frame -> metres (time units unchanged)."""
+        return replace(self, means=norm.points_to_world(self.means), velocity=norm.lengths_to_world(self.velocity),
+                       covars=self.covars / norm.scale ** 2)
