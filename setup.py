@@ -50,6 +50,7 @@ setup(
         "imageio-ffmpeg",
         "tqdm",
         "plyfile",
+        "viser>=1.1.1,<2",  # `lrm4d view` and the node's viewer_port: ships its web client, no npm at run time
     ],
     extras_require={
         "cuda": ["gsplat>=1.5"],
