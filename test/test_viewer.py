@@ -165,6 +165,13 @@ def test_viewer_sends_the_slice_at_the_slider_time_from_its_own_thread(scene_ply
         _wait(lambda: viewer.draws[-1].stamp_ns == START_NS + 10**9 and viewer._splats is not None)
         assert np.median(_sent_splats(viewer)[:, 0]) > x0 + 0.3
         assert "1.000 s" in viewer._info.content and "600 Gaussians" in viewer._info.content
+        # play: the slider advances by itself (wrapping at the window's end), a new slice each step
+        n = len(viewer.draws)
+        viewer._play.value = True
+        _wait(lambda: len(viewer.draws) >= n + 4, what="playback")
+        viewer._play.value = False
+        stamps = [d.stamp_ns for d in list(viewer.draws)[n:n + 4]]
+        assert len(set(stamps)) == 4 and all(START_NS <= s <= START_NS + 10**9 for s in stamps)
     finally:
         viewer.close()
     assert threads and set(threads) == {"lrm4d-viewer"}
