@@ -51,6 +51,7 @@ setup(
         "tqdm",
         "plyfile",
         "numba>=0.60",  # the generator's fast CPU caster (lrm4d_ros/data/fastcast.py)
+        "viser>=1.1.1,<2",  # `lrm4d view` and the node's viewer_port: ships its web client, no npm at run time
     ],
     extras_require={
         "cuda": ["gsplat>=1.5"],

@@ -9,6 +9,7 @@ import sys
 COMMANDS = {
     "demo": ("lrm4d_ros.demo", "reconstruct a built-in generated scene and write a video, contact sheet and PLY"),
     "reconstruct": ("lrm4d_ros.pipeline", "contract bag in -> per-window Gaussians, PLY, video and an output bag"),
+    "view": ("lrm4d_ros.viewer.command", "4D Gaussians in the browser with a time slider: PLY, output folder or bag"),
     "make-bag": ("lrm4d_ros.data.make_bag", "generate a procedural 4D scene and write it as a contract bag"),
     "train": ("lrm4d_ros.train", "train the model on procedural scenes"),
     "evaluate": ("lrm4d_ros.evaluate", "evaluate a checkpoint on contract bags against baselines"),

@@ -150,7 +150,8 @@ def run(args) -> int:
     mid_ns = recon.window.start_ns + (recon.window.end_ns - recon.window.start_ns) // 2
     g3 = recon.slice(mid_ns)
     write_ply_3dgs(out / "slice.ply", g3)
-    write_ply_4d(out / "gaussians_4d.ply", recon.gaussians.to_world(recon.normalization, recon.window))
+    write_ply_4d(out / "gaussians_4d.ply", recon.gaussians.to_world(recon.normalization, recon.window),
+                 recon.window)
     steps.done("write")
 
     total = time.perf_counter() - t_all
@@ -172,6 +173,7 @@ def run(args) -> int:
     print(f"reconstruct {steps.times['reconstruct']:.2f} s for {len(inputs)} views; total {total:.1f} s")
     print(f"wrote {video}, {sheet_path}, {out / 'slice.ply'} ({len(g3)} Gaussians), {out / 'gaussians_4d.ply'}, "
           f"{out / 'metrics.json'}")
+    print(f"look at it in 4D (time slider, in the browser): lrm4d view {out / 'gaussians_4d.ply'}")
     return 0
 
 

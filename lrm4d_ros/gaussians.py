@@ -235,14 +235,23 @@ class Gaussians4D:
         return self.slice_many([t], min_marginal)[0]
 
     def slice_many(self, ts, min_marginal: float = MIN_MARGINAL) -> list[Gaussians3D]:
-        """3D Gaussians at each time in `ts`: means μ + v (t − μ_t), covariance `covars`, opacity × p(t)."""
+        """3D Gaussians at each time in `ts`: means μ + v (t − μ_t), covariance `covars`, opacity × p(t).
+
+        The marginal is computed first, so culled Gaussians cost nothing more (a viewer slices 100k+ per move)."""
         out = []
         for t in ts:
-            dt = t - self.times
             p = self.marginal(t)
-            g = Gaussians3D(self.means + self.velocities * dt[:, None], self.covars, self.opacities * p,
-                            self.colors)
-            out.append(g.select(p >= min_marginal) if min_marginal > 0 else g)
+            if min_marginal > 0:
+                keep = torch.nonzero(p >= min_marginal).squeeze(1)
+                dt = t - self.times.index_select(0, keep)
+                out.append(Gaussians3D(self.means.index_select(0, keep) + self.velocities.index_select(0, keep)
+                                       * dt[:, None], self.covars.index_select(0, keep),
+                                       self.opacities.index_select(0, keep) * p.index_select(0, keep),
+                                       self.colors.index_select(0, keep)))
+            else:
+                dt = t - self.times
+                out.append(Gaussians3D(self.means + self.velocities * dt[:, None], self.covars, self.opacities * p,
+                                       self.colors))
         return out
 
     def to_world(self, norm: SceneNormalization, window: TimeWindow) -> "Gaussians4D":
@@ -254,3 +263,8 @@ class Gaussians4D:
             means=norm.points_to_world(self.means), times=(self.times + 1.0) * half_span,
             velocities=self.velocities / (norm.scale * half_span), covars=self.covars / norm.scale ** 2,
             scale_t=self.scale_t * half_span, opacities=self.opacities, colors=self.colors)
+
+    def spatial_to_world(self, norm: SceneNormalization) -> "Gaussians4D":
+        """Canonical frame -> metres, time units unchanged (velocities in metres per time unit)."""
+        return replace(self, means=norm.points_to_world(self.means), velocities=self.velocities / norm.scale,
+                       covars=self.covars / norm.scale ** 2)

@@ -288,7 +288,10 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
             rows.append(row)
             for key, values in win_scores.items():
                 scores[key] += values
-    summary = {"bag_out": str(out / "bag"), "topics": bag.counts, "windows": rows, "timings": timings,
+    # bag_in lets `lrm4d view OUT` show the source cameras and images beside the Gaussians.
+    bag_in = getattr(args, "bag", None)
+    summary = {"bag_in": None if bag_in is None else str(Path(bag_in).resolve()),
+               "bag_out": str(out / "bag"), "topics": bag.counts, "windows": rows, "timings": timings,
                "resolution": [views.height, views.width], "cameras": views.camera_names,
                "depth_input": _depth_note(views),
                "psnr_held_out": _mean(scores["held_out"]), "psnr_held_out_nearest": _mean(scores["held_out_nearest"]),
@@ -328,7 +331,8 @@ def _process_window(recon_model, views: ViewSet, win: Window, out: Path, bag, ar
     t = time.perf_counter()
     wdir = out / f"window_{win.index:03d}"
     wdir.mkdir(parents=True, exist_ok=True)
-    write_ply_4d(wdir / "gaussians_4d.ply", recon.gaussians.to_world(recon.normalization, recon.window))
+    write_ply_4d(wdir / "gaussians_4d.ply", recon.gaussians.to_world(recon.normalization, recon.window),
+                 recon.window)
     write_ply_3dgs(wdir / "slice.ply", g3)
     video = None if args.no_video else write_video(wdir / "video.mp4", vframes, fps=args.fps)
     for i in torch.argsort(own.stamps_ns, stable=True).tolist():
@@ -390,3 +394,4 @@ def print_summary(s: dict) -> None:
           f"input views {fmt(s['psnr_inputs'])} ({s['input_views']} views)")
     print("timings: " + ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in t.items()))
     print(f"output bag {s['bag_out']}: " + ", ".join(f"{k} ×{v}" for k, v in sorted(s["topics"].items())))
+    print(f"look at it in 4D: lrm4d view {Path(s['bag_out']).parent}")

@@ -4,7 +4,8 @@
 `vertex` element of float32 properties: x y z, nx ny nz (zeros), f_dc_0..2 = (rgb − 0.5)/C0 (SH degree 0, so
 no f_rest_*), opacity = logit(o), scale_0..2 = log σ, rot_0..3 = quaternion wxyz.
 4D: the same plus t (time), scale_t = log σ_t, and rot_r_0..3 (the right isoclinic quaternion, wxyz; rot_0..3
-holds the left one). Units are whatever the Gaussians are in (the pipeline writes metres and seconds).
+holds the left one). Units are whatever the Gaussians are in (the pipeline writes metres and seconds since the
+window start); the window's absolute stamps may be stored in a header comment `lrm4d_window_ns START END`.
 
 Two levels: `write_ply_fields`/`read_ply_fields` move the stored float32 columns byte-exactly;
 `write_ply_3dgs`/`read_ply_3dgs` and `write_ply_4d`/`read_ply_4d` encode/decode Gaussians around them.
@@ -17,18 +18,21 @@ import numpy as np
 import torch
 from plyfile import PlyData, PlyElement
 
+from .cameras import TimeWindow
 from .gaussians import Gaussians3D, Gaussians4D
 
 SH_C0 = 0.28209479177387814  # zeroth real spherical harmonic, 1 / (2√π)
 FIELDS_3DGS = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
                "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
 FIELDS_4D = FIELDS_3DGS + ["t", "scale_t", "rot_r_0", "rot_r_1", "rot_r_2", "rot_r_3"]
+WINDOW_COMMENT = "lrm4d_window_ns"
 # Keeps log/logit finite: a zero scale or an opacity of exactly 0 or 1 would otherwise be stored as ±inf.
 _TINY = 1e-12
 
 
-def write_ply_fields(path: str | Path, fields: dict[str, np.ndarray]) -> None:
-    """Write equal-length 1D columns as float32 properties of one binary little-endian `vertex` element."""
+def write_ply_fields(path: str | Path, fields: dict[str, np.ndarray], comments: list[str] | None = None) -> None:
+    """Write equal-length 1D columns as float32 properties of one binary little-endian `vertex` element, with
+    optional header comments."""
     lengths = {len(v) for v in fields.values()}
     if len(lengths) != 1:
         raise ValueError(f"all PLY columns must have the same length, got {sorted(lengths)}")
@@ -36,7 +40,8 @@ def write_ply_fields(path: str | Path, fields: dict[str, np.ndarray]) -> None:
     data = np.empty(n, dtype=[(name, "<f4") for name in fields])
     for name, values in fields.items():
         data[name] = np.asarray(values, dtype=np.float32)
-    PlyData([PlyElement.describe(data, "vertex")], text=False, byte_order="<").write(str(path))
+    PlyData([PlyElement.describe(data, "vertex")], text=False, byte_order="<",
+            comments=comments or []).write(str(path))
 
 
 def read_ply_fields(path: str | Path, required: list[str] | None = None) -> dict[str, np.ndarray]:
@@ -109,15 +114,17 @@ def read_ply_3dgs(path: str | Path) -> Gaussians3D:
     )
 
 
-def write_ply_4d(path: str | Path, g: Gaussians4D) -> None:
-    """Write Gaussians4D: the 3DGS columns (rot_* = left quaternion) plus t, scale_t, rot_r_*."""
+def write_ply_4d(path: str | Path, g: Gaussians4D, window: TimeWindow | None = None) -> None:
+    """Write Gaussians4D: the 3DGS columns (rot_* = left quaternion) plus t, scale_t, rot_r_*; `window` (the
+    absolute stamps that t counts from) goes in a header comment, read back by `read_ply_window`."""
     scales, scale_t, quats_l, quats_r = g.rotations()
     fields = _common_fields(g.means, g.colors, g.opacities, scales, quats_l)
     fields["t"] = _np(g.times)
     fields["scale_t"] = np.log(np.maximum(_np(scale_t), _TINY))
     q_r = _np(quats_r)
     fields.update({f"rot_r_{i}": q_r[:, i] for i in range(4)})
-    write_ply_fields(path, fields)
+    comments = None if window is None else [f"{WINDOW_COMMENT} {window.start_ns} {window.end_ns}"]
+    write_ply_fields(path, fields, comments)
 
 
 def read_ply_4d(path: str | Path) -> Gaussians4D:
@@ -134,3 +141,16 @@ def read_ply_4d(path: str | Path) -> Gaussians4D:
         colors=_stack(f, ["f_dc_0", "f_dc_1", "f_dc_2"]) * SH_C0 + 0.5,
     )
 
+
+
+def read_ply_window(path: str | Path) -> TimeWindow | None:
+    """The window stored by `write_ply_4d` in the header of `path`, or None when it has none."""
+    with open(path, "rb") as f:
+        for _ in range(1000):  # a PLY header is a few dozen lines
+            line = f.readline()
+            if not line or line.strip() == b"end_header":
+                break
+            words = line.split()
+            if words[:2] == [b"comment", WINDOW_COMMENT.encode()] and len(words) == 4:
+                return TimeWindow(int(words[2]), int(words[3]))
+    return None

@@ -111,6 +111,20 @@ def test_4d_round_trip_and_slices(tmp_path):
     torch.testing.assert_close(s_read.covars, s_orig.covars, rtol=1e-3, atol=1e-6)
 
 
+def test_4d_window_stamps_in_the_header(tmp_path):
+    from lrm4d_ros.cameras import TimeWindow
+    from lrm4d_ros.ply import read_ply_window
+
+    g, a, b = _g4(), tmp_path / "a.ply", tmp_path / "b.ply"
+    window = TimeWindow(1_700_000_000_123_456_789, 1_700_000_000_456_789_123)  # beyond float64's exact integers
+    write_ply_4d(a, g, window)
+    write_ply_4d(b, g)
+    assert read_ply_window(a) == window and read_ply_window(b) is None
+    assert b"comment lrm4d_window_ns 1700000000123456789 1700000000456789123\n" in a.read_bytes()
+    r = read_ply_4d(a)  # the comment does not disturb the columns
+    assert torch.equal(r.means, g.means) and torch.equal(r.times, g.times)
+
+
 def test_missing_property_is_a_clear_error(tmp_path):
     p = tmp_path / "bad.ply"
     write_ply_fields(p, {"x": np.zeros(3), "y": np.zeros(3), "z": np.zeros(3)})

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from rclpy.node import Node
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
 
 from ..cameras import fov_to_K
 from ..selection import POLICIES
@@ -113,6 +113,10 @@ def declare_and_load(node: Node) -> NodeConfig:
         raise ValueError("set both image_height and image_width, or neither")
     if len(v["normalization_center"]) != 3:
         raise ValueError(f"normalization_center must have 3 values, got {v['normalization_center']}")
+
+    v["viewer_port"] = node.declare_parameter("viewer_port", 0, ParameterDescriptor(
+        description="port of the browser 4D viewer of the newest reconstruction (http://localhost:PORT); 0 = off",
+        integer_range=[IntegerRange(from_value=0, to_value=65535, step=1)], read_only=True)).value
 
     names = _string_list(node, "camera_names", DEFAULT_CAMERAS)
     if not names or len(set(names)) != len(names):

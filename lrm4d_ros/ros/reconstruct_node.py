@@ -75,6 +75,11 @@ class ReconstructNode(Node):
                                                  cfg.normalization_scale))
         self.reconstructor = reconstructor or Reconstructor.from_checkpoint(cfg.checkpoint or None,
                                                                             cfg.device or None)
+        self._viewer = None
+        if cfg.viewer_port > 0:  # the browser 4D viewer (lrm4d_ros/viewer): slices and sends on its own thread
+            from ..viewer.server import Viewer
+
+            self._viewer = Viewer(port=cfg.viewer_port, host="0.0.0.0", label=NODE_NAME)
 
         self._lock = threading.Lock()  # guards the fields below; the window has its own lock
         self._infos: dict[str, tuple[np.ndarray, int, int]] = {}
@@ -137,6 +142,12 @@ class ReconstructNode(Node):
         self.get_logger().info(
             f"reconstructing {[c.name for c in cfg.cameras]} on {self.reconstructor.device} at "
             f"{cfg.reconstruction_rate_hz} Hz; render service {self.resolve_service_name(cfg.render_service)}")
+
+    def destroy_node(self) -> None:
+        if getattr(self, "_viewer", None) is not None:
+            self._viewer.close()
+            self._viewer = None
+        super().destroy_node()
 
     # -- inputs ------------------------------------------------------------------------------------------
     def _reject(self, reason: str, counted: bool = False) -> None:
@@ -241,6 +252,8 @@ class ReconstructNode(Node):
         with self._lock:
             self._serial += 1
             self._latest = (rec, views, self._serial)
+            if self._viewer is not None:
+                self._viewer.update(rec, views)  # returns at once
             self._reconstruction_time = elapsed
             self._n_gaussians = (n4d, n3d)
             arrival = self._arrivals.get(key)

@@ -1,0 +1,55 @@
+"""`lrm4d view PATH [--port N]`: serve the 4D viewer for a 4D PLY, a `lrm4d reconstruct` output folder or a
+contract bag (reconstructed window by window as they are shown) until Ctrl-C."""
+from __future__ import annotations
+
+import sys
+import time
+
+
+def add_arguments(p) -> None:
+    p.add_argument("path", help="a 4D PLY (gaussians_4d.ply), a `lrm4d reconstruct` output folder, "
+                                "or a contract bag (MCAP or sqlite3)")
+    p.add_argument("--port", type=int, default=8080, help="HTTP/websocket port (default 8080; 0: any free port)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; 0.0.0.0 serves other machines too)")
+    p.add_argument("--time", type=float, default=None,
+                   help="start the slider at this many seconds after the first window's start (default: the "
+                        "middle of the first window)")
+    bag = p.add_argument_group("bags (reconstructed on the fly, windows as in `lrm4d reconstruct`)")
+    bag.add_argument("--window", default="8", help="window length: frames (e.g. 8) or seconds (e.g. 0.5s)")
+    bag.add_argument("--stride", default=None, help="window stride, same unit as --window (default: half a window)")
+    bag.add_argument("--max-views", type=int, default=12, help="model input views per window")
+    bag.add_argument("--cameras", default=None, help="comma-separated camera names to use (default: all)")
+    bag.add_argument("--checkpoint", default=None, help="safetensors checkpoint (default: the shipped one)")
+    bag.add_argument("--config", default=None, help="use a randomly initialised model of this preset (tests)")
+    bag.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
+
+
+def run(args) -> int:
+    try:
+        from .server import Viewer
+    except ImportError as e:
+        print(f"lrm4d view: error: {e}; install the viewer with: pip install -e \".[viewer]\"", file=sys.stderr)
+        return 2
+    from .sources import BagOptions, ViewerError, open_path
+
+    cameras = [c.strip() for c in args.cameras.split(",")] if args.cameras else None
+    opts = BagOptions(window=args.window, stride=args.stride, max_views=args.max_views, cameras=cameras,
+                      checkpoint=args.checkpoint, config=args.config, device=args.device)
+    try:
+        windows = open_path(args.path, opts)
+        viewer = Viewer(port=args.port, host=args.host, label=f"lrm4d view {args.path}")
+    except (ViewerError, ValueError, FileNotFoundError) as e:
+        print(f"lrm4d view: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        viewer.show(windows, start_s=args.time)
+        print(f"lrm4d view: {len(windows)} window{'s' if len(windows) != 1 else ''} of {args.path}; "
+              f"open {viewer.url} in a browser (Ctrl-C stops)", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        viewer.close()
+    return 0

@@ -1,0 +1,269 @@
+"""`lrm4d view` without a browser: what each source loads (slices against the reconstruction they came from),
+clear errors for bad input, and the viser server's state (the splats it sends, its slider, frustums, and the
+thread it slices on). The screenshots through Chromium are test_viewer_browser.py."""
+import json
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from lrm4d_ros.cameras import TimeWindow
+from lrm4d_ros.ply import write_ply_3dgs, write_ply_4d
+from lrm4d_ros.viewer.sources import ViewerError, ViewerWindow, load_ply_window, nearest_window, open_path
+from viewer_support import START_NS, moving_scene, require_viser
+
+FRAMES, CAMS, H, W = 6, 2, 24, 32
+
+
+@pytest.fixture(scope="module")
+def views():
+    from lrm4d_ros.data.generator import SceneConfig, generate
+
+    return generate(4, SceneConfig(frames=FRAMES, cameras=CAMS, height=H, width=W, rig_kinds=("orbit",)))
+
+
+@pytest.fixture(scope="module")
+def rec(views):
+    from lrm4d_ros.pipeline import load_reconstructor
+
+    return load_reconstructor(None, "tiny", "cpu", seed=0).reconstruct(views)
+
+
+@pytest.fixture(scope="module")
+def scene_ply(tmp_path_factory):
+    path = tmp_path_factory.mktemp("scene") / "moving.ply"
+    write_ply_4d(path, moving_scene(), TimeWindow(START_NS, START_NS + 10**9))
+    return path
+
+
+def _assert_same(a, b, atol=1e-5):
+    assert len(a) == len(b) > 0
+    torch.testing.assert_close(a.means, b.means, rtol=1e-4, atol=atol)
+    torch.testing.assert_close(a.covars, b.covars, rtol=1e-3, atol=atol ** 2)
+    torch.testing.assert_close(a.opacities, b.opacities, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(a.colors, b.colors)
+
+
+def test_windows_slice_like_the_reconstruction(rec, views, tmp_path):
+    """A Reconstruction and its 4D PLY (metres, seconds, stamps in the header) slice to the same metres."""
+    live = ViewerWindow.from_reconstruction(rec, views)
+    path = tmp_path / "g.ply"
+    write_ply_4d(path, rec.gaussians.to_world(rec.normalization, rec.window), rec.window)
+    ply = load_ply_window(path)
+    assert (ply.start_ns, ply.end_ns) == (live.start_ns, live.end_ns) == (rec.window.start_ns, rec.window.end_ns)
+    for s in (rec.window.start_ns, (rec.window.start_ns + rec.window.end_ns) // 2 + 12_345, rec.window.end_ns):
+        _assert_same(live.slice(s), rec.slice(s))
+        # every Gaussian, culled or not: the PLY went through float32 metres and seconds
+        want = rec.gaussians.slice(rec.window.normalize(s), min_marginal=0).to_world(rec.normalization)
+        got = ply.slice(s, min_marginal=0)
+        torch.testing.assert_close(got.means, want.means, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(got.opacities, want.opacities, rtol=1e-3, atol=1e-4)
+
+
+def test_ply_without_stamps_estimates_the_window_from_its_times(tmp_path):
+    g = moving_scene()
+    path = tmp_path / "nostamps.ply"
+    write_ply_4d(path, g)
+    [ref] = open_path(path)
+    assert ref.start_ns == 0 and abs(ref.end_ns - 10**9) < 0.02e9  # the red clusters' times span 0..1 s
+    assert "no stamps" in ref.label
+
+
+def test_bad_input_gives_clear_errors(tmp_path, rec, capsys):
+    from lrm4d_ros.cli import main
+
+    with pytest.raises(ViewerError, match="does not exist"):
+        open_path(tmp_path / "missing.ply")
+    slice_ply = tmp_path / "slice.ply"
+    write_ply_3dgs(slice_ply, rec.slice(rec.window.end_ns))
+    with pytest.raises(ViewerError, match="no time columns .*t, scale_t.*not 4D"):
+        open_path(slice_ply)
+    text = tmp_path / "notes.ply"
+    text.write_text("hello\n")
+    with pytest.raises(ViewerError, match="not a PLY file"):
+        open_path(text)
+    empty_ply = tmp_path / "empty.ply"
+    write_ply_4d(empty_ply, rec.gaussians.select(torch.zeros(len(rec.gaussians), dtype=torch.bool)).to_world(
+        rec.normalization, rec.window))
+    with pytest.raises(ViewerError, match="holds no Gaussians"):
+        open_path(empty_ply)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ViewerError, match="is empty: expected a 4D PLY"):
+        open_path(tmp_path / "empty")
+    broken = tmp_path / "broken"
+    (broken / "window_000").mkdir(parents=True)
+    (broken / "summary.json").write_text(json.dumps({"windows": [
+        {"window": 0, "dir": "window_000", "start_ns": 0, "end_ns": 10}]}))
+    with pytest.raises(ViewerError, match="window_000/gaussians_4d.ply is missing"):
+        open_path(broken)
+    assert main(["view", str(tmp_path / "empty")]) == 2
+    assert "lrm4d view: error:" in capsys.readouterr().err
+
+
+def test_port_in_use_is_refused(scene_ply, capsys):
+    require_viser()
+    from lrm4d_ros.cli import main
+    from lrm4d_ros.viewer.server import Viewer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(ViewerError, match=f"port {port} is in use"):
+            Viewer(port=port)
+        assert main(["view", str(scene_ply), "--port", str(port)]) == 2
+    assert f"port {port} is in use" in capsys.readouterr().err
+
+
+def _wait(predicate, timeout=30.0, what="the viewer"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _sent_splats(viewer) -> np.ndarray:
+    """Centres (N,3) float32 of the splats the viewer last handed to viser (its buffer layout: 8 uint32 per
+    Gaussian, the first three the centre's float32 bits)."""
+    return viewer._splats.buffer[:, :3].copy().view(np.float32)
+
+
+def test_viewer_sends_the_slice_at_the_slider_time_from_its_own_thread(scene_ply, monkeypatch):
+    require_viser()
+    from lrm4d_ros.viewer.server import Viewer
+
+    threads = []
+    original = ViewerWindow.slice
+    monkeypatch.setattr(ViewerWindow, "slice", lambda self, s: threads.append(threading.current_thread().name)
+                        or original(self, s))
+    windows = open_path(scene_ply)
+    viewer = Viewer(port=0)
+    try:
+        viewer.show(windows, start_s=0.0)
+        _wait(lambda: viewer.draws and viewer.draws[-1].stamp_ns == START_NS, what="the first draw")
+        win = windows[0].load()
+        for t_s in (0.0, 0.4, 1.0):
+            viewer._time.value = t_s  # as the browser's slider does (GuiInputHandle.value runs the callbacks)
+            stamp = START_NS + round(t_s * 1e9)
+            _wait(lambda: viewer.draws[-1].stamp_ns == stamp, what=f"a draw at {t_s} s")
+            want = original(win, stamp)  # not counted among the slicing threads
+            assert viewer.draws[-1].gaussians == len(want)
+            np.testing.assert_array_equal(np.sort(_sent_splats(viewer), 0), np.sort(want.means.numpy(), 0))
+        # the red blob is at x = -0.6 m at 0 s and +0.6 m at 1 s
+        viewer._time.value = 0.0
+        _wait(lambda: viewer.draws[-1].stamp_ns == START_NS)
+        x0 = np.median(_sent_splats(viewer)[:, 0])
+        viewer._show_gaussians.value = False
+        _wait(lambda: viewer._splats is None, what="the splats removed")
+        viewer._show_gaussians.value = True
+        viewer._time.value = 1.0
+        _wait(lambda: viewer.draws[-1].stamp_ns == START_NS + 10**9 and viewer._splats is not None)
+        assert np.median(_sent_splats(viewer)[:, 0]) > x0 + 0.3
+        assert "1.000 s" in viewer._info.content and "600 Gaussians" in viewer._info.content
+        # play: the slider advances by itself (wrapping at the window's end), a new slice each step
+        n = len(viewer.draws)
+        viewer._play.value = True
+        _wait(lambda: len(viewer.draws) >= n + 4, what="playback")
+        viewer._play.value = False
+        stamps = [d.stamp_ns for d in list(viewer.draws)[n:n + 4]]
+        assert len(set(stamps)) == 4 and all(START_NS <= s <= START_NS + 10**9 for s in stamps)
+    finally:
+        viewer.close()
+    assert threads and set(threads) == {"lrm4d-viewer"}
+
+
+def test_live_update_returns_at_once_and_keeps_the_slider_fraction(rec, views, monkeypatch):
+    require_viser()
+    from dataclasses import replace
+
+    from lrm4d_ros.viewer.server import Viewer
+
+    release = threading.Event()
+    original = ViewerWindow.from_reconstruction.__func__
+    monkeypatch.setattr(ViewerWindow, "from_reconstruction",
+                        classmethod(lambda cls, r, v=None: release.wait(30) and original(cls, r, v)))
+    viewer = Viewer(port=0)
+    try:
+        viewer.update(rec, views)  # the viewer thread is held inside loading it: update must not wait for it
+        assert not viewer.draws
+        release.set()
+        _wait(lambda: viewer.draws and viewer.draws[-1].stamp_ns == rec.window.end_ns, what="the newest stamp")
+        assert set(viewer._frustums) == set(views.camera_names)
+        span = rec.window.end_ns - rec.window.start_ns
+        viewer._time.value = 0.25 * span * 1e-9
+        _wait(lambda: viewer.draws[-1].stamp_ns == rec.window.start_ns + round(0.25 * span))
+        # the next window, one span later: the slider stays a quarter into it
+        shift = span
+        later = replace(rec, window=TimeWindow(rec.window.start_ns + shift, rec.window.end_ns + shift))
+        viewer.update(later, None)
+        _wait(lambda: viewer.draws[-1].stamp_ns == later.window.start_ns + round(0.25 * span), what="the update")
+        assert viewer._frustums == {}  # no views given: no frustums
+    finally:
+        viewer.close()
+
+
+@pytest.fixture(scope="module")
+def source_bag(views, tmp_path_factory):
+    from lrm4d_ros.io.bag import write_bag
+
+    return write_bag(views, tmp_path_factory.mktemp("src") / "bag")
+
+
+def test_output_folder_and_bag_windows_with_their_cameras(source_bag, tmp_path):
+    require_viser()
+    from lrm4d_ros.cli import main
+    from lrm4d_ros.viewer.server import Viewer
+    from lrm4d_ros.viewer.sources import BagOptions
+
+    out = tmp_path / "recon"
+    assert main(["reconstruct", str(source_bag), "--out", str(out), "--config", "tiny", "--device", "cpu",
+                 "--window", "4", "--stride", "2", "--no-video"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    folder = open_path(out)
+    bag = open_path(source_bag, BagOptions(window="4", stride="2", config="tiny", device="cpu"))
+    rows = [(r["start_ns"], r["end_ns"]) for r in summary["windows"]]
+    assert len(rows) == 2
+    assert [(w.start_ns, w.end_ns) for w in folder] == [(w.start_ns, w.end_ns) for w in bag] == rows
+    # the same windows, reconstructed by the same seeded model: the same Gaussians
+    a, b = folder[1].load(), bag[1].load()
+    assert len(a.views) == len(b.views) == 4 * CAMS
+    assert torch.equal(a.views.stamps_ns, b.views.stamps_ns)
+    mid = folder[1].mid_ns
+    assert nearest_window(folder, mid) == 1 and nearest_window(folder, rows[0][0]) == 0
+    assert abs(len(a.slice(mid)) - len(b.slice(mid))) <= 0.01 * len(b.slice(mid))
+
+    viewer = Viewer(port=0)
+    try:
+        viewer.show(folder, start_s=(mid - rows[0][0]) * 1e-9)
+        _wait(lambda: viewer.draws and viewer.draws[-1].stamp_ns == mid, what="window 1 at its middle")
+        assert set(viewer._frustums) == set(a.views.camera_names)
+        # each camera shows its view nearest the stamp: that view's pose
+        for name, ((_, i), handle) in viewer._frustums.items():
+            cam = a.views.camera_names.index(name)
+            assert int(a.views.camera_ids[i]) == cam
+            mine = a.views.stamps_ns[a.views.camera_ids == cam]
+            assert abs(int(a.views.stamps_ns[i]) - mid) == int((mine - mid).abs().min())
+            np.testing.assert_allclose(handle.position, a.views.camtoworlds[i, :3, 3].numpy(), atol=1e-6)
+        assert "window 1 (2/2)" in viewer._info.content
+    finally:
+        viewer.close()
+
+
+def test_demo_ends_with_the_command_that_opens_its_result(tmp_path, capsys):
+    from lrm4d_ros.cli import main
+
+    assert main(["demo", "--config", "tiny", "--device", "cpu", "--out", str(tmp_path), "--frames", "3",
+                 "--cameras", "2", "--resolution", "16", "--video-frames", "2"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    command = last[last.index("lrm4d view "):].split()
+    assert command[:2] == ["lrm4d", "view"] and len(command) == 3
+    [ref] = open_path(command[2])  # what `lrm4d view` opens: the 4D PLY, with the window's stamps
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    win = ref.load()
+    assert len(win.gaussians) == metrics["gaussians_4d"] and "no stamps" not in ref.label
+    assert len(win.slice(ref.mid_ns)) == metrics["gaussians_slice"]  # the demo's slice.ply is at the middle
