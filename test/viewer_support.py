@@ -52,8 +52,8 @@ def moving_scene(per_blob: int = 300, seed: int = 0) -> Gaussians4D:
     colors.append(torch.tensor(BLUE).expand(per_blob, 3))
     n = per_blob * (STEPS + 1)
     identity = torch.tensor([1.0, 0.0, 0.0, 0.0]).expand(n, 4)
-    return Gaussians4D(torch.cat(means), torch.cat(times), torch.full((n, 3), 0.03), torch.cat(scale_t), identity,
-                       identity, torch.full((n,), 0.9), torch.cat(colors))
+    return Gaussians4D.from_rotations(torch.cat(means), torch.cat(times), torch.full((n, 3), 0.03),
+                                      torch.cat(scale_t), identity, identity, torch.full((n,), 0.9), torch.cat(colors))
 
 
 def changed(img: np.ndarray, empty: np.ndarray, threshold: int = 40) -> np.ndarray:
