@@ -1,12 +1,18 @@
-"""Rendering speed: render() forward and forward+backward, 1 and 4 views, median of a few runs.
+"""Rendering speed on the CPU: the compiled (numba) rasterizer against the PyTorch reference, side by side.
 
-    python benchmarks/bench_render.py [--gaussians 50000] [--size 128] [--repeats 5]
+    python benchmarks/bench_render.py [--threads 1 2] [--sizes 128 256] [--gaussians 50000 400000]
+                                      [--scenes random real] [--repeats 5] [--torch-repeats 2]
 
-Runs the CPU rasterizer, and gsplat too when CUDA and gsplat are available. Writes the table to
-benchmarks/results/render_cpu.txt (render_cuda.txt when a GPU was used). Scenes (canonical units, cameras on a
-ring of radius 2.5 looking at the origin, vertical FoV 50°):
-  random  — means uniform in [-1,1]³, scales log-uniform in [0.005, 0.05], random rotations, opacity U(0.1, 0.9);
-  init    — what an untrained 4D-LRM head emits: scale exp(0 − 2.3) ≈ 0.1, opacity sigmoid(0 − 2) ≈ 0.12.
+For every thread count, image size, Gaussian count and scene: forward and forward+backward seconds (median of
+--repeats after one warm-up; the reference gets --torch-repeats and no warm-up where a call takes over 2 s),
+and the speed-up. One camera. Writes the table to benchmarks/results/render_cpu.txt (or --output). With a GPU,
+`--gsplat` times gsplat on CUDA instead (scripts/gpu_checks.sh writes that to render_cuda.txt).
+Scenes (canonical units, camera at distance 2.5 looking at the origin, vertical FoV 50°):
+  random — means uniform in [-1,1]³, scales log-uniform in [0.005, 0.05], random rotations, opacity U(0.1, 0.9);
+  real   — the shipped model's Gaussians: a procedural validation scene (24 frames of an 8-camera orbit, one
+           view per frame) reconstructed by `Reconstructor.from_checkpoint()` and sliced at its middle time,
+           then subsampled to the Gaussian count (all of them, with the slice's opacity fall-off, where the
+           slice keeps fewer: the count column says how many).
 """
 from __future__ import annotations
 
@@ -20,15 +26,16 @@ from pathlib import Path
 
 import torch
 
-from lrm4d_ros.cameras import fov_to_K
+from lrm4d_ros.cameras import fov_to_K, invert_pose
 from lrm4d_ros.gaussians import quat_to_rotmat
-from lrm4d_ros.render import gsplat_available, render
+from lrm4d_ros.render import cpu_backend, gsplat_available, rasterize_torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SLOW_S = 2.0  # reference calls slower than this skip the warm-up
 
 
 def make_scene(kind: str, n: int, seed: int = 0):
-    """(means, covars, opacities, colors) float32 on CPU."""
+    """(means, covars, opacities, colors) float32 on CPU. kind: random | init (an untrained head's Gaussians)."""
     g = torch.Generator().manual_seed(seed)
     means = torch.rand(n, 3, generator=g) * 2 - 1
     if kind == "random":
@@ -42,6 +49,29 @@ def make_scene(kind: str, n: int, seed: int = 0):
     R = quat_to_rotmat(torch.nn.functional.normalize(torch.randn(n, 4, generator=g), dim=-1))
     M = R * scales[:, None, :]
     return means, M @ M.transpose(1, 2), opacities, torch.rand(n, 3, generator=g)
+
+
+def model_gaussians(seed: int = 1_000_200):
+    """The shipped model's 4D Gaussians for a procedural validation scene, sliced at the middle of the window:
+    (kept, everything) with kept = the default slice (marginal ≥ 0.05), everything = min_marginal 0."""
+    from lrm4d_ros.data.generator import SceneConfig, generate
+    from lrm4d_ros.data.protocols import split_protocol
+    from lrm4d_ros.reconstructor import Reconstructor
+
+    cfg = SceneConfig(frames=24, cameras=8, rig_kinds=("orbit",), ground_prob=0.0, backdrop_prob=0.0)
+    inputs, _ = split_protocol(generate(seed, cfg), "alternating")
+    with torch.no_grad():
+        g4 = Reconstructor.from_checkpoint(device="cpu").reconstruct(inputs).gaussians
+        return g4.slice(0.0), g4.slice(0.0, min_marginal=0.0)
+
+
+def real_scene(sliced, n: int, seed: int = 0):
+    """n Gaussians of a model slice pair (see model_gaussians): a random subset of the default slice, or the
+    whole unthresholded slice where the default one holds fewer than n."""
+    kept, everything = sliced
+    src = kept if len(kept.means) >= n else everything
+    idx = torch.randperm(len(src.means), generator=torch.Generator().manual_seed(seed))[:n]
+    return tuple(t[idx].float().contiguous() for t in (src.means, src.covars, src.opacities, src.colors))
 
 
 def ring_cameras(n_views: int, size: int):
@@ -59,8 +89,9 @@ def ring_cameras(n_views: int, size: int):
     return torch.stack(poses), fov_to_K(math.radians(50), size, size).expand(n_views, 3, 3)
 
 
-def _median_time(fn, repeats: int, sync) -> float:
-    fn()  # warm-up
+def _median_time(fn, repeats: int, sync, warm_up: bool = True) -> float:
+    if warm_up:
+        fn()
     times = []
     for _ in range(repeats):
         sync()
@@ -71,64 +102,98 @@ def _median_time(fn, repeats: int, sync) -> float:
     return statistics.median(times)
 
 
-def bench(scene, c2w, Ks, size: int, device: str, repeats: int) -> tuple[float, float, float]:
-    """(forward s, forward+backward s, mean alpha) for one scene and camera set."""
+def bench(rasterize, scene, size: int, device: str, repeats: int, slow_repeats: int | None = None):
+    """(forward s, forward+backward s, mean alpha) of one backend's rasterize() for one scene, one camera.
+    slow_repeats: repeats (and no warm-up) once a forward call turns out to take over SLOW_S."""
+    c2w, Ks = ring_cameras(1, size)
     params = [t.to(device) for t in scene]
+    viewmats, Ks = invert_pose(c2w).float().to(device), Ks.float().to(device)
+    bg = torch.ones(1, 3, device=device)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def forward():
         with torch.no_grad():
-            return render(*params, c2w, Ks, size, size)
+            return rasterize(*params, viewmats, Ks, size, size, bg, 0.01, 1e10)
 
     def forward_backward():
         leaves = [p.clone().requires_grad_() for p in params]
-        out = render(*leaves, c2w, Ks, size, size)
-        (out.colors.sum() + out.depths.sum()).backward()
+        rgb, alpha, depth = rasterize(*leaves, viewmats, Ks, size, size, bg, 0.01, 1e10)
+        (rgb.sum() + depth.sum() + alpha.sum()).backward()
 
-    coverage = forward().alphas.mean().item()
-    return _median_time(forward, repeats, sync), _median_time(forward_backward, repeats, sync), coverage
+    t0 = time.perf_counter()
+    coverage = forward()[1].mean().item()  # also the warm-up
+    first = time.perf_counter() - t0
+    if slow_repeats is not None and first > SLOW_S:
+        return (_median_time(forward, slow_repeats, sync, warm_up=False),
+                _median_time(forward_backward, slow_repeats, sync, warm_up=False), coverage)
+    return (_median_time(forward, repeats, sync, warm_up=False), _median_time(forward_backward, repeats, sync),
+            coverage)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--gaussians", type=int, default=50_000)
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--views", type=int, nargs="+", default=[1, 4])
-    ap.add_argument("--scenes", nargs="+", default=["random", "init"])
-    ap.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()],
-                    help="torch intra-op thread counts to try on CPU")
-    ap.add_argument("--output", type=Path, default=None,
-                    help="table file (default benchmarks/results/render_cpu.txt, render_cuda.txt with a GPU)")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch (and numba) thread counts")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256], help="square image sizes (px)")
+    ap.add_argument("--gaussians", type=int, nargs="+", default=[50_000, 400_000])
+    ap.add_argument("--scenes", nargs="+", default=["random", "real"], choices=["random", "init", "real"])
+    ap.add_argument("--repeats", type=int, default=5, help="timed calls of the compiled rasterizer (median)")
+    ap.add_argument("--torch-repeats", type=int, default=2, help="timed calls of the reference (median)")
+    ap.add_argument("--gsplat", action="store_true", help="time gsplat on CUDA instead (needs CUDA and gsplat)")
+    ap.add_argument("--output", type=Path, default=RESULTS / "render_cpu.txt")
     args = ap.parse_args()
 
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and gsplat_available() else [])
-    lines = [f"# bench_render: {args.gaussians} Gaussians, {args.size}x{args.size}, median of {args.repeats}",
-             f"# torch {torch.__version__}, {os.cpu_count()} CPUs, {platform.processor() or 'cpu'}, "
-             f"load average before {os.getloadavg()[0]:.2f}"
-             + (f", GPU {torch.cuda.get_device_name()}" if "cuda" in devices else ""),
-             f"{'backend':<8} {'threads':>7} {'scene':<7} {'views':>5} {'forward s':>10} {'fwd+bwd s':>10} "
-             f"{'coverage':>9}"]
-    print("\n".join(lines), flush=True)
-    runs = [("cpu", t) for t in args.threads] + [("cuda", torch.get_num_threads())] * ("cuda" in devices)
-    for device, threads in runs:
-        torch.set_num_threads(threads)
-        backend = "gsplat" if device == "cuda" else "torch"
-        for kind in args.scenes:
-            scene = make_scene(kind, args.gaussians)
-            for n_views in args.views:
-                c2w, Ks = ring_cameras(n_views, args.size)
-                fwd, fwd_bwd, cov = bench(scene, c2w, Ks, args.size, device, args.repeats)
-                line = (f"{backend:<8} {threads:>7} {kind:<7} {n_views:>5} {fwd:>10.3f} {fwd_bwd:>10.3f} "
-                        f"{cov:>9.2f}")
-                lines.append(line)
-                print(line, flush=True)
+    if args.gsplat and not (torch.cuda.is_available() and gsplat_available()):
+        raise SystemExit("--gsplat needs CUDA and the gsplat package")
+    t0 = time.perf_counter()
+    name, compiled = cpu_backend()
+    first_call = time.perf_counter() - t0
+    if name != "numba" and not args.gsplat:
+        raise SystemExit("the compiled rasterizer is unavailable here (see the warning above): nothing to compare")
+    scenes = {}
+    if "real" in args.scenes:
+        print("reconstructing the real scene with the shipped model ...", flush=True)
+        sliced = model_gaussians()
+    for kind in args.scenes:
+        for n in args.gaussians:
+            scenes[kind, n] = real_scene(sliced, n) if kind == "real" else make_scene(kind, n)
+    lines = [f"# torch {torch.__version__}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+             f"load average before {os.getloadavg()[0]:.2f}"]
+    if args.gsplat:
+        from lrm4d_ros.render import rasterize_gsplat
+
+        lines[0] += f", GPU {torch.cuda.get_device_name()}"
+        lines += [f"# bench_render --gsplat: gsplat on CUDA, 1 camera, median of {args.repeats}",
+                  f"{'size':>4} {'scene':<6} {'gaussians':>9} {'coverage':>8} {'forward s':>10} {'fwd+bwd s':>10}"]
+        print("\n".join(lines), flush=True)
+        for size in args.sizes:
+            for (kind, _), scene in scenes.items():
+                fwd, fwd_bwd, cov = bench(rasterize_gsplat.rasterize, scene, size, "cuda", args.repeats)
+                lines.append(f"{size:>4} {kind:<6} {len(scene[0]):>9} {cov:>8.2f} {fwd:>10.4f} {fwd_bwd:>10.4f}")
+                print(lines[-1], flush=True)
+    else:
+        lines[0] += f"; compiled kernels ready {first_call:.1f} s after the first call (numba cache)"
+        lines += [f"# bench_render: compiled (numba) vs PyTorch reference rasterizer, 1 camera; compiled median "
+                  f"of {args.repeats}, reference median of {args.torch_repeats}",
+                  f"{'threads':>7} {'size':>4} {'scene':<6} {'gaussians':>9} {'coverage':>8} | {'fwd numba':>9} "
+                  f"{'fwd torch':>9} {'speed-up':>8} | {'f+b numba':>9} {'f+b torch':>9} {'speed-up':>8}"]
+        print("\n".join(lines), flush=True)
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            for size in args.sizes:
+                for (kind, _), scene in scenes.items():
+                    fast = bench(compiled, scene, size, "cpu", args.repeats)
+                    ref = bench(rasterize_torch.rasterize, scene, size, "cpu", args.torch_repeats,
+                                slow_repeats=max(1, args.torch_repeats // 2))
+                    line = (f"{threads:>7} {size:>4} {kind:<6} {len(scene[0]):>9} {fast[2]:>8.2f} | "
+                            f"{fast[0]:>9.4f} {ref[0]:>9.3f} {ref[0] / fast[0]:>7.1f}x | {fast[1]:>9.4f} "
+                            f"{ref[1]:>9.3f} {ref[1] / fast[1]:>7.1f}x")
+                    lines.append(line)
+                    print(line, flush=True)
     lines.append(f"# load average after {os.getloadavg()[0]:.2f} (CPU shared with other jobs: timings are noisy)")
     print(lines[-1])
-    out = args.output or RESULTS / ("render_cuda.txt" if "cuda" in devices else "render_cpu.txt")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {out}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.output}")
     return 0
 
 

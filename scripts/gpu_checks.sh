@@ -25,7 +25,7 @@ run() {
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
     python -c "import torch, gsplat; print('torch', torch.__version__, 'gsplat', gsplat.__version__)"
     run python scripts/gsplat_parity.py
-    run python benchmarks/bench_render.py --repeats 5
+    run python benchmarks/bench_render.py --gsplat --repeats 5 --output benchmarks/results/render_cuda.txt
     run python benchmarks/bench_model.py --device cuda --repeats 3
 } 2>&1 | tee "${log:-/dev/null}"
 if [ -n "$out" ]; then

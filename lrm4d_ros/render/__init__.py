@@ -1,13 +1,16 @@
 """The one rendering entry point: 3D Gaussians + posed pinhole cameras -> RGB, alpha and expected depth.
 
-The backend is chosen by the device of `means`: gsplat (classic mode) on CUDA when it is importable, the
-package's own differentiable PyTorch rasterizer otherwise. Both follow DESIGN.md §3: `Ks` in ROS/OpenCV
+The backend is chosen by the device of `means`: gsplat (classic mode) on CUDA when it is importable; on the CPU
+the package's compiled tile rasterizer (numba, rasterize_numba.py), or, with one warning, its pure-PyTorch
+reference (rasterize_torch.py) where numba cannot load or compile. All follow DESIGN.md §3: `Ks` in ROS/OpenCV
 convention (pixel centres at integer coordinates), camera-to-world poses in the optical frame.
 """
 from __future__ import annotations
 
 import importlib.util
-from typing import NamedTuple
+import threading
+import warnings
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor
@@ -51,6 +54,30 @@ def gsplat_available() -> bool:
     return importlib.util.find_spec("gsplat") is not None
 
 
+_CPU_LOCK = threading.Lock()
+_cpu: list[tuple[str, Callable]] = []  # the CPU backend, chosen on first use
+
+
+def cpu_backend() -> tuple[str, Callable]:
+    """("numba", its rasterize) once the compiled kernels load (compiled, or from numba's cache, on the first
+    call: seconds), else ("torch", the reference rasterize) after one RuntimeWarning saying why."""
+    with _CPU_LOCK:
+        if not _cpu:
+            try:
+                from . import rasterize_numba
+
+                rasterize_numba.warm_up()
+                _cpu.append(("numba", rasterize_numba.rasterize))
+            except Exception as exc:  # any failure to import, compile or run it: fall back to the reference
+                from .rasterize_torch import rasterize
+
+                warnings.warn(f"compiled CPU rasterizer unavailable ({type(exc).__name__}: {exc}); rendering on "
+                              "the CPU with the pure-PyTorch rasterizer instead, 20-100x slower", RuntimeWarning,
+                              stacklevel=3)
+                _cpu.append(("torch", rasterize))
+        return _cpu[0]
+
+
 def render(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, camtoworlds: Tensor, Ks: Tensor,
            width: int, height: int, background: Tensor | None = None, near: float = 0.01,
            far: float = 1e10) -> RenderOutput:
@@ -90,11 +117,13 @@ def render(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, cam
 
     if means.device.type == "cuda" and gsplat_available():
         from .rasterize_gsplat import rasterize
-    else:
+    elif means.device.type == "cpu":
+        rasterize = cpu_backend()[1]
+    else:  # another accelerator, or CUDA without gsplat: the torch reference runs on any device
         from .rasterize_torch import rasterize
     rgb, alpha, depth = rasterize(means, covars, opacities, colors, viewmats, Ks, width, height, backgrounds,
                                   near, far)
     return RenderOutput(rgb, alpha, depth)
 
 
-__all__ = ["RenderOutput", "render", "gsplat_available"]
+__all__ = ["RenderOutput", "render", "gsplat_available", "cpu_backend"]

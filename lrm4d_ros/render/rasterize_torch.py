@@ -23,9 +23,10 @@ from torch import Tensor
 from .projection import ALPHA_THRESHOLD, project
 
 MAX_ALPHA = 0.999  # gsplat: min(0.999f, opac * __expf(-sigma))
-LOG_T_MIN = math.log(1e-4)  # gsplat: `if (next_T <= 1e-4f) done`
+T_MIN = 1e-4  # gsplat: `if (next_T <= 1e-4f) done`
+LOG_T_MIN = math.log(T_MIN)
 DEFAULT_MAX_PAIRS = 1 << 18  # small blocks let saturated pixels skip the Gaussians behind them
-_SPAN_MARGIN = 0.01  # px
+SPAN_MARGIN = 0.01  # px
 
 # Per-entry columns handed to _Blend. geo: mean x, mean y (px), conic a, b, c, opacity; feat: r, g, b, 1, depth
 
@@ -46,7 +47,7 @@ class _Plan:
 
     Pixels are enumerated per image row: in row y an entry covers the span where σ ≤ log(255·o) (the only
     pixels where alpha can reach 1/255), intersected with gsplat's box. Spans are computed in float64 and
-    widened by `_SPAN_MARGIN` px; the exact per-pixel alpha test is done later, so the span need only contain
+    widened by `SPAN_MARGIN` px; the exact per-pixel alpha test is done later, so the span need only contain
     every pixel that passes it.
     """
 
@@ -68,8 +69,8 @@ class _Plan:
         disc = (b * dy) ** 2 - a * (c * dy * dy - two_sigma_max)
         half = torch.sqrt(disc.clamp(min=0)) / a
         centre = mx - b * dy / a
-        xl = torch.maximum(torch.ceil(centre - half - _SPAN_MARGIN).long(), ints[:, 1])
-        xr = torch.minimum(torch.floor(centre + half + _SPAN_MARGIN).long(), ints[:, 2])
+        xl = torch.maximum(torch.ceil(centre - half - SPAN_MARGIN).long(), ints[:, 1])
+        xr = torch.minimum(torch.floor(centre + half + SPAN_MARGIN).long(), ints[:, 2])
         count = torch.where(disc >= 0, (xr - xl + 1).clamp(min=0), torch.zeros_like(xl))
         self.row_count = count
         self.row_pix0 = ints[:, 3] + y * width + xl  # flat index of each span's first pixel
@@ -232,10 +233,15 @@ def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, 
                      opacities[gauss, None]], dim=1)
     depths = proj.depths.reshape(-1)[entries, None]
     feat = torch.cat([colors[gauss], torch.ones_like(depths), depths], dim=1)
-    sums = _Blend.apply(geo, feat, plan)  # (C*H*W, 5)
+    return composite(_Blend.apply(geo, feat, plan), backgrounds, height, width)
 
+
+def composite(sums: Tensor, backgrounds: Tensor, height: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-pixel sums (C*H*W,5) of w·[r,g,b,1,z] and backgrounds (C,3) -> colors (C,H,W,3) over the background,
+    alphas (C,H,W,1), expected z-depths (C,H,W,1)."""
+    C = backgrounds.shape[0]
     rgb, acc_w, acc_z = sums[:, :3], sums[:, 3], sums[:, 4]
-    pixel_bg = backgrounds.to(means.dtype).repeat_interleave(height * width, dim=0)  # (C*H*W,3)
+    pixel_bg = backgrounds.to(sums.dtype).repeat_interleave(height * width, dim=0)  # (C*H*W,3)
     out_rgb = rgb + (1.0 - acc_w)[:, None] * pixel_bg
     out_z = acc_z / acc_w.clamp(min=1e-10)  # gsplat "ED": expected depth, 0 where nothing was blended
     return (out_rgb.reshape(C, height, width, 3), acc_w.reshape(C, height, width, 1),

@@ -1,0 +1,608 @@
+"""numba kernels of the compiled CPU rasterizer: gsplat's projection and `rasterize_to_pixels` (classic mode)
+as CPU loops, forward and backward. numpy arrays in and out; rasterize_numba.py wraps them for autograd.
+
+An *entry* is a visible (camera, Gaussian) pair; entries are kept in (camera, Gaussian) order. Per entry,
+`geo` (M,6) = [mean x, mean y (px, ROS convention), conic a, b, c, opacity] and `feat` (M,5) = [r, g, b, 1, z],
+in the dtype of the inputs (float32 or float64: a separate compilation each).
+
+- `project_entries`: EWA projection (projection.py's rules, computed in float64) of every (camera, Gaussian),
+  keeping those whose opacity-aware pixel box holds a pixel; `entries_backward` is its vector-Jacobian product,
+  accumulated per Gaussian camera by camera (within a camera a Gaussian has at most one entry: no races).
+- `bin_tiles`: a counting sort of the entries into 16×16 tiles, then a stable radix sort of each tile's run by
+  depth: ties keep (camera, Gaussian) order, as in the reference's stable global depth sort.
+- `blend_forward`: per tile, Gaussians front to back over the rows of their box, all 16 pixels of a row at
+  once (a branch-free loop that LLVM vectorizes; pixels outside the box, done, or below alpha 1/255 are masked
+  out). A pixel stops before the Gaussian that would bring its transmittance to ≤ 1e-4, a tile when all its
+  pixels have. σ and alpha are computed in the entries' dtype in the reference's order, exp(−σ) to float64
+  accuracy then rounded to that dtype, so a pixel takes the Gaussians the reference takes; transmittance and
+  sums are float64.
+- `blend_backward`: the same pairs in reverse from each pixel's final transmittance and stop index
+  (T before a Gaussian = T after / (1 − α)), gsplat's backward. Each (entry, tile) pair writes its own gradient
+  row, so threads never share an accumulator; `entries_backward` sums an entry's rows.
+
+Tiles go to `n_slots` slots round-robin (slot s takes tiles s, s + n_slots, ...), one slot per thread. Numeric
+constants come in arrays at call time, not as globals: numba's on-disk cache would keep stale global values.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
+
+TILE = 16
+RADIX_BITS = 11
+SHORT_RUN = 32  # tile runs up to this long are insertion-sorted
+# blend constants, an array in the entries' dtype (so float32 arithmetic is not promoted by float64 literals)
+HALF, MAX_ALPHA, ALPHA_MIN, ZERO = range(4)
+# float64 parameters
+EPS2D, MAX_EXTEND, ALPHA_MIN64, NEAR, FAR, T_MIN = range(6)
+# per-camera float64 row: rotation (9, row-major), translation (3), fx, fy, cx, cy, then the Jacobian's clamp
+# limits on x/z and y/z (projection.py): x/z in [−lim_x_neg, lim_x_pos], y/z in [−lim_y_neg, lim_y_pos]
+FX, FY, CX, CY, LIM_X_POS, LIM_X_NEG, LIM_Y_POS, LIM_Y_NEG = range(12, 20)
+CAM_COLUMNS = 20
+
+
+def _jit(fn):
+    """njit(parallel=True) (numpy error model: x/0 is inf, not an exception) with an on-disk cache, or without
+    one where no cache directory is writable (numba tries beside this file, then ~/.cache/numba;
+    $NUMBA_CACHE_DIR first)."""
+    try:
+        return njit(parallel=True, cache=True, error_model="numpy")(fn)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return njit(parallel=True, error_model="numpy")(fn)
+
+
+def _serial(fn):
+    """A cached njit function without parallel loops: what a parallel kernel calls per chunk of work, so that
+    the helpers it inlines stay out of numba's parfor analysis (which rejects some of their tuple code)."""
+    try:
+        return njit(cache=True, error_model="numpy")(fn)
+    except RuntimeError:
+        return njit(error_model="numpy")(fn)
+
+
+def _inline(fn):
+    """A helper compiled into its callers (numba IR inlining: no call overhead, loops stay vectorizable)."""
+    return njit(inline="always", error_model="numpy")(fn)
+
+
+# ---------------------------------------------------------------------------------------------- projection
+
+@_inline
+def _mm(a, b):
+    """Product of two 3×3 matrices held as row-major 9-tuples (tuples stay in registers: no allocation)."""
+    return (a[0] * b[0] + a[1] * b[3] + a[2] * b[6], a[0] * b[1] + a[1] * b[4] + a[2] * b[7],
+            a[0] * b[2] + a[1] * b[5] + a[2] * b[8],
+            a[3] * b[0] + a[4] * b[3] + a[5] * b[6], a[3] * b[1] + a[4] * b[4] + a[5] * b[7],
+            a[3] * b[2] + a[4] * b[5] + a[5] * b[8],
+            a[6] * b[0] + a[7] * b[3] + a[8] * b[6], a[6] * b[1] + a[7] * b[4] + a[8] * b[7],
+            a[6] * b[2] + a[7] * b[5] + a[8] * b[8])
+
+
+@_inline
+def _tr(a):
+    return (a[0], a[3], a[6], a[1], a[4], a[7], a[2], a[5], a[8])
+
+
+@_inline
+def _camera(means, covars, cams, c, g):
+    """Camera-frame mean (x, y, z), rotation R and covariance Σc = R Σ Rᵀ (9-tuples), 1/z, the clamped x/z
+    and y/z of the Jacobian, and whether each clamp is inactive (only then does it pass a gradient)."""
+    R = (cams[c, 0], cams[c, 1], cams[c, 2], cams[c, 3], cams[c, 4], cams[c, 5], cams[c, 6], cams[c, 7],
+         cams[c, 8])
+    m0, m1, m2 = float(means[g, 0]), float(means[g, 1]), float(means[g, 2])
+    x = R[0] * m0 + R[1] * m1 + R[2] * m2 + cams[c, 9]
+    y = R[3] * m0 + R[4] * m1 + R[5] * m2 + cams[c, 10]
+    z = R[6] * m0 + R[7] * m1 + R[8] * m2 + cams[c, 11]
+    S = (float(covars[g, 0, 0]), float(covars[g, 0, 1]), float(covars[g, 0, 2]), float(covars[g, 1, 0]),
+         float(covars[g, 1, 1]), float(covars[g, 1, 2]), float(covars[g, 2, 0]), float(covars[g, 2, 1]),
+         float(covars[g, 2, 2]))
+    Sc = _mm(_mm(R, S), _tr(R))
+    rz = 1.0 / z
+    ux, uy = x * rz, y * rz
+    free_x = -cams[c, LIM_X_NEG] < ux < cams[c, LIM_X_POS]
+    free_y = -cams[c, LIM_Y_NEG] < uy < cams[c, LIM_Y_POS]
+    ux_c = min(cams[c, LIM_X_POS], max(-cams[c, LIM_X_NEG], ux))
+    uy_c = min(cams[c, LIM_Y_POS], max(-cams[c, LIM_Y_NEG], uy))
+    return x, y, z, R, Sc, rz, ux_c, uy_c, free_x, free_y
+
+
+@_inline
+def _cov2d(Sc, j00, j02, j11, j12, eps2d):
+    """J Σc Jᵀ + eps2d·I for J = [[j00, 0, j02], [0, j11, j12]] -> (a, b, c) of the symmetric 2×2."""
+    a00, a01, a02 = j00 * Sc[0] + j02 * Sc[6], j00 * Sc[1] + j02 * Sc[7], j00 * Sc[2] + j02 * Sc[8]
+    a10, a11, a12 = j11 * Sc[3] + j12 * Sc[6], j11 * Sc[4] + j12 * Sc[7], j11 * Sc[5] + j12 * Sc[8]
+    c00 = a00 * j00 + a02 * j02
+    c01 = a01 * j11 + a02 * j12
+    c10 = a10 * j00 + a12 * j02
+    c11 = a11 * j11 + a12 * j12
+    return c00 + eps2d, 0.5 * (c01 + c10), c11 + eps2d
+
+
+@_inline
+def _project_one(means, covars, opacities, cams, c, g, width, height, params):
+    """(visible, mean x, mean y, conic a, b, c, z, x0, x1, y0, y1) of entry (c, g): projection.py's rules."""
+    fail = (False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0, 0)
+    o = float(opacities[g])
+    alpha_min = params[ALPHA_MIN64]
+    if not o >= alpha_min:
+        return fail
+    x, y, z, _, Sc, rz, ux_c, uy_c, _, _ = _camera(means, covars, cams, c, g)
+    if not (z >= params[NEAR] and z <= params[FAR]):
+        return fail
+    fx, fy = cams[c, FX], cams[c, FY]
+    tx, ty = z * ux_c, z * uy_c
+    a, b, cc = _cov2d(Sc, fx * rz, -fx * tx * rz * rz, fy * rz, -fy * ty * rz * rz, params[EPS2D])
+    det = a * cc - b * b
+    if not det > 0.0:
+        return fail
+    mx, my = fx * x * rz + cams[c, CX], fy * y * rz + cams[c, CY]
+    extend = min(np.sqrt(2.0 * np.log(o / alpha_min)), params[MAX_EXTEND])
+    rx = np.ceil(extend * np.sqrt(max(a, 0.0)))
+    ry = np.ceil(extend * np.sqrt(max(cc, 0.0)))
+    if not (rx > 0.0 or ry > 0.0) or not (np.isfinite(mx) and np.isfinite(my)):
+        return fail
+    if not (mx + 0.5 + rx > 0.0 and mx + 0.5 - rx < width and my + 0.5 + ry > 0.0 and my + 0.5 - ry < height):
+        return fail
+    rx, ry = min(rx, 1e6), min(ry, 1e6)
+    x0 = int(min(max(np.ceil(mx - rx), 0.0), width))
+    x1 = int(min(max(np.floor(mx + rx), -1.0), width - 1.0))
+    y0 = int(min(max(np.ceil(my - ry), 0.0), height))
+    y1 = int(min(max(np.floor(my + ry), -1.0), height - 1.0))
+    if x1 < x0 or y1 < y0:
+        return fail
+    return True, mx, my, cc / det, -b / det, a / det, z, x0, x1, y0, y1
+
+
+@_serial
+def _count_visible(means, covars, opacities, cams, width, height, params, q0, q1):
+    """How many of the flattened (camera * N + Gaussian) pairs q0 <= q < q1 are visible."""
+    N = means.shape[0]
+    count = 0
+    for q in range(q0, q1):
+        if _project_one(means, covars, opacities, cams, q // N, q % N, width, height, params)[0]:
+            count += 1
+    return count
+
+
+@_serial
+def _write_visible(means, covars, opacities, colors, cams, width, height, params, q0, q1, e, index, geo, feat,
+                   boxes):
+    """Write the visible pairs among q0 <= q < q1 as entries e, e+1, ... (see project_entries)."""
+    N = means.shape[0]
+    for q in range(q0, q1):
+        g = q % N
+        ok, mx, my, qa, qb, qc, z, x0, x1, y0, y1 = _project_one(means, covars, opacities, cams, q // N, g, width,
+                                                                 height, params)
+        if ok:
+            index[e] = q
+            geo[e, 0], geo[e, 1], geo[e, 2], geo[e, 3], geo[e, 4], geo[e, 5] = mx, my, qa, qb, qc, opacities[g]
+            feat[e, 0], feat[e, 1], feat[e, 2], feat[e, 3], feat[e, 4] = colors[g, 0], colors[g, 1], colors[g, 2], \
+                1.0, z
+            boxes[e, 0], boxes[e, 1], boxes[e, 2], boxes[e, 3] = x0, x1, y0, y1
+            e += 1
+
+
+@_jit
+def project_entries(means, covars, opacities, colors, cams, width, height, params, n_chunks):
+    """-> index (M,) int64 (camera * N + Gaussian, ascending), geo (M,6), feat (M,5), boxes (M,4) int64
+    [x0, x1, y0, y1] inclusive pixel ranges. Two passes over chunks of (camera, Gaussian): count, then write."""
+    total = cams.shape[0] * means.shape[0]
+    chunk = (total + n_chunks - 1) // n_chunks
+    start = np.zeros(n_chunks + 1, np.int64)
+    for k in prange(n_chunks):
+        start[k + 1] = _count_visible(means, covars, opacities, cams, width, height, params, k * chunk,
+                                      min(total, (k + 1) * chunk))
+    for k in range(n_chunks):
+        start[k + 1] += start[k]
+    M = start[n_chunks]
+    index = np.empty(M, np.int64)
+    geo = np.empty((M, 6), means.dtype)
+    feat = np.empty((M, 5), means.dtype)
+    boxes = np.empty((M, 4), np.int64)
+    for k in prange(n_chunks):
+        _write_visible(means, covars, opacities, colors, cams, width, height, params, k * chunk,
+                       min(total, (k + 1) * chunk), start[k], index, geo, feat, boxes)
+    return index, geo, feat, boxes
+
+
+@_inline
+def _project_vjp(means, covars, cams, c, g, params, gmx, gmy, gq0, gq1, gq2, gz, grad_means, grad_covars):
+    """Add ∂L/∂means[g] and ∂L/∂covars[g] given ∂L/∂(mean x, mean y, conic a, b, c, z) of entry (c, g)."""
+    x, y, z, R, Sc, rz, ux_c, uy_c, free_x, free_y = _camera(means, covars, cams, c, g)
+    fx, fy = cams[c, FX], cams[c, FY]
+    tx, ty = z * ux_c, z * uy_c
+    j00, j02, j11, j12 = fx * rz, -fx * tx * rz * rz, fy * rz, -fy * ty * rz * rz
+    a, b, cc = _cov2d(Sc, j00, j02, j11, j12, params[EPS2D])
+    det = a * cc - b * b
+    q0, q1, q2 = cc / det, -b / det, a / det
+    # conic Q = S⁻¹ of S = cov2d + eps2d·I: ∂L/∂S = −Q Gq Q with Gq = [[gq0, gq1/2], [gq1/2, gq2]]
+    h = 0.5 * gq1
+    m00, m01, m10, m11 = q0 * gq0 + q1 * h, q0 * h + q1 * gq2, q1 * gq0 + q2 * h, q1 * h + q2 * gq2
+    g00 = -(m00 * q0 + m01 * q1)
+    g01 = -0.5 * ((m00 * q1 + m01 * q2) + (m10 * q0 + m11 * q1))
+    g11 = -(m10 * q1 + m11 * q2)
+    # cov2d = J Σc Jᵀ: with H = G2 J, ∂L/∂Σc = Jᵀ H and ∂L/∂J = H (Σc + Σcᵀ)
+    H = (g00 * j00, g01 * j11, g00 * j02 + g01 * j12, g01 * j00, g11 * j11, g01 * j02 + g11 * j12)
+    P = (2.0 * Sc[0], Sc[1] + Sc[3], Sc[2] + Sc[6], Sc[3] + Sc[1], 2.0 * Sc[4], Sc[5] + Sc[7],
+         Sc[6] + Sc[2], Sc[7] + Sc[5], 2.0 * Sc[8])
+    gj00 = H[0] * P[0] + H[1] * P[3] + H[2] * P[6]
+    gj02 = H[0] * P[2] + H[1] * P[5] + H[2] * P[8]
+    gj11 = H[3] * P[1] + H[4] * P[4] + H[5] * P[7]
+    gj12 = H[3] * P[2] + H[4] * P[5] + H[5] * P[8]
+    GSc = (j00 * H[0], j00 * H[1], j00 * H[2], j11 * H[3], j11 * H[4], j11 * H[5],
+           j02 * H[0] + j12 * H[3], j02 * H[1] + j12 * H[4], j02 * H[2] + j12 * H[5])
+    # Σc = R Σ Rᵀ: ∂L/∂Σ = Rᵀ ∂L/∂Σc R
+    GS = _mm(_mm(_tr(R), GSc), R)
+    for i in range(3):
+        for k in range(3):
+            grad_covars[g, i, k] += GS[3 * i + k]
+    # J and the projected mean as functions of the camera-frame mean (x, y, z)
+    g_rz = gj00 * fx + gj11 * fy - gj02 * fx * tx * 2.0 * rz - gj12 * fy * ty * 2.0 * rz
+    g_tx, g_ty = -gj02 * fx * rz * rz, -gj12 * fy * rz * rz
+    g_x, g_y = gmx * fx * rz, gmy * fy * rz
+    g_rz += gmx * fx * x + gmy * fy * y
+    g_z = gz + g_tx * ux_c + g_ty * uy_c
+    if free_x:
+        g_x += g_tx * z * rz
+        g_rz += g_tx * z * x
+    if free_y:
+        g_y += g_ty * z * rz
+        g_rz += g_ty * z * y
+    g_z -= g_rz * rz * rz
+    grad_means[g, 0] += R[0] * g_x + R[3] * g_y + R[6] * g_z
+    grad_means[g, 1] += R[1] * g_x + R[4] * g_y + R[7] * g_z
+    grad_means[g, 2] += R[2] * g_x + R[5] * g_y + R[8] * g_z
+
+
+@_serial
+def _entries_vjp(means, covars, cams, params, index, c, e0, e1, entry_start, isect_grad, grad_means,
+                 grad_covars, grad_opacities, grad_colors):
+    """entries_backward for entries e0 <= e < e1, all of camera c."""
+    N = means.shape[0]
+    s = np.empty(11)
+    for e in range(e0, e1):
+        for f in range(11):
+            total = 0.0
+            for q in range(entry_start[e], entry_start[e + 1]):
+                total += isect_grad[q, f]
+            s[f] = total
+        g = index[e] - c * N
+        grad_opacities[g] += s[5]
+        for f in range(3):
+            grad_colors[g, f] += s[6 + f]
+        _project_vjp(means, covars, cams, c, g, params, s[0], s[1], s[2], s[3], s[4], s[10], grad_means,
+                     grad_covars)
+
+
+@_jit
+def entries_backward(means, covars, cams, params, index, cam_start, entry_start, isect_grad, grad_means,
+                     grad_covars, grad_opacities, grad_colors, n_chunks):
+    """Sum each entry's rows of isect_grad (I,11) (entry_start[e] .. entry_start[e+1]) and take them back through the projection into the
+    per-Gaussian gradients (accumulated in place). cam_start (C+1,): each camera's run of entries; a camera's
+    entries are split into n_chunks chunks run in parallel (a Gaussian has at most one entry per camera)."""
+    for c in range(cams.shape[0]):
+        e0, count = cam_start[c], cam_start[c + 1] - cam_start[c]
+        chunk = (count + n_chunks - 1) // n_chunks
+        for k in prange(n_chunks):
+            _entries_vjp(means, covars, cams, params, index, c, e0 + min(count, k * chunk),
+                         e0 + min(count, (k + 1) * chunk), entry_start, isect_grad, grad_means, grad_covars,
+                         grad_opacities, grad_colors)
+
+
+# ------------------------------------------------------------------------------------------------- binning
+
+@_serial
+def _sort_run(keys, run, slot):
+    """Stable sort of a tile's run of entry ids by keys[run], permuting slot (the same positions) alike."""
+    L = run.shape[0]
+    k = np.empty(L, np.int64)
+    pos = np.arange(L)
+    for i in range(L):
+        k[i] = keys[run[i]]
+    if L <= SHORT_RUN:
+        for i in range(1, L):
+            key, p = k[i], pos[i]
+            j = i - 1
+            while j >= 0 and k[j] > key:
+                k[j + 1], pos[j + 1] = k[j], pos[j]
+                j -= 1
+            k[j + 1], pos[j + 1] = key, p
+    else:
+        buckets = 1 << RADIX_BITS
+        k2 = np.empty(L, np.int64)
+        pos2 = np.empty(L, np.int64)
+        count = np.empty(buckets + 1, np.int64)
+        top = k.max()
+        for shift in range(0, 64, RADIX_BITS):
+            if (top >> shift) == 0:
+                break
+            count[:] = 0
+            for i in range(L):
+                count[((k[i] >> shift) & (buckets - 1)) + 1] += 1
+            if count.max() == L:
+                continue  # every key has the same digit here: the pass would not move anything
+            for d in range(buckets):
+                count[d + 1] += count[d]
+            for i in range(L):
+                d = (k[i] >> shift) & (buckets - 1)
+                k2[count[d]], pos2[count[d]] = k[i], pos[i]
+                count[d] += 1
+            k, k2 = k2, k
+            pos, pos2 = pos2, pos
+    old_run, old_slot = run.copy(), slot.copy()
+    for i in range(L):
+        run[i] = old_run[pos[i]]
+        slot[i] = old_slot[pos[i]]
+
+
+@_jit
+def bin_tiles(keys, boxes, index, N, tiles_x, tiles_y, n_cams):
+    """keys (M,) int64 ≥ 0 ordered as the depths, boxes (M,4) -> tile_start (n_tiles+1,), tile_entries (I,)
+    entry ids, each tile's run in depth order, entry_start (M+1,) and slot (I,): tile position j holds entry
+    e's k-th tile where slot[j] = entry_start[e] + k (the backward writes its per-tile gradients there, so
+    that each entry's rows are contiguous)."""
+    M = keys.shape[0]
+    per_cam = tiles_x * tiles_y
+    entry_start = np.zeros(M + 1, np.int64)
+    for e in prange(M):
+        entry_start[e + 1] = ((boxes[e, 1] // TILE - boxes[e, 0] // TILE + 1)
+                              * (boxes[e, 3] // TILE - boxes[e, 2] // TILE + 1))
+    tile_start = np.zeros(n_cams * per_cam + 1, np.int64)
+    for e in range(M):
+        entry_start[e + 1] += entry_start[e]
+        base = (index[e] // N) * per_cam + 1
+        for ty in range(boxes[e, 2] // TILE, boxes[e, 3] // TILE + 1):
+            for tx in range(boxes[e, 0] // TILE, boxes[e, 1] // TILE + 1):
+                tile_start[base + ty * tiles_x + tx] += 1
+    for t in range(n_cams * per_cam):
+        tile_start[t + 1] += tile_start[t]
+    cursor = tile_start[:-1].copy()
+    n_isect = entry_start[M]
+    tile_entries = np.empty(n_isect, np.int64)
+    slot = np.empty(n_isect, np.int64)
+    for e in range(M):
+        base = (index[e] // N) * per_cam
+        q = entry_start[e]
+        for ty in range(boxes[e, 2] // TILE, boxes[e, 3] // TILE + 1):
+            for tx in range(boxes[e, 0] // TILE, boxes[e, 1] // TILE + 1):
+                t = base + ty * tiles_x + tx
+                tile_entries[cursor[t]] = e
+                slot[cursor[t]] = q
+                cursor[t] += 1
+                q += 1
+    for t in prange(n_cams * per_cam):
+        _sort_run(keys, tile_entries[tile_start[t]:tile_start[t + 1]], slot[tile_start[t]:tile_start[t + 1]])
+    return tile_start, tile_entries, entry_start, slot
+
+
+# ---------------------------------------------------------------------------------------------- blending
+
+def exp_neg(s):
+    """exp(−s) for s ≥ 0 in the dtype of s (float32 or float64), as a loop-vectorizable polynomial without
+    calls or tables; see the float32 and float64 implementations below."""
+    return np.exp(-s)
+
+
+@overload(exp_neg, jit_options={"error_model": "numpy"})
+def _exp_neg_impl(s):
+    if s == types.float32:
+        return _exp_neg_float32
+    return _exp_neg_float64
+
+
+_F = np.float32
+
+
+def _exp_neg_float32(s):
+    # Cody-Waite reduction exp(−s) = 2^−q·exp(−(s − q·ln 2)) and Sleef's expf_u10 polynomial: within 1.2 ulp
+    # of exp (torch's float32 exp is within 0.56 ulp: the two agree to 1 ulp). s is clamped to [0, 16]:
+    # beyond it alpha < 1/255 for any opacity ≤ 1.
+    s = min(max(s, _F(0.0)), _F(16.0))
+    q = np.int32(s * _F(1.44269504088896341) + _F(0.5))
+    qf = _F(q)
+    t = (qf * _F(0.693145751953125) - s) + qf * _F(1.428606765330187045e-06)
+    u = _F(0.000198527617612853646278381)
+    u = u * t + _F(0.00139304355252534151077271)
+    u = u * t + _F(0.00833336077630519866943359)
+    u = u * t + _F(0.0416664853692054748535156)
+    u = u * t + _F(0.166666671633720397949219)
+    u = u * t + _F(0.5)
+    u = (t * t) * u + (t + _F(1.0))
+    return u * (_F(np.int32(1) << (np.int32(23) - q)) * _F(1.1920928955078125e-07))  # exact 2^−q, q in 0..23
+
+
+def _exp_neg_float64(s):
+    # exp(−s/32)^32 with a degree-13 Taylor polynomial: ~1e-14 relative on [0, 16], and smooth (no range
+    # reduction steps), which the float64 finite-difference checks need.
+    r = min(max(s, 0.0), 16.0) * 0.03125
+    p = 1.0 / 6227020800.0
+    p = 1.0 / 479001600.0 - p * r
+    p = 1.0 / 39916800.0 - p * r
+    p = 1.0 / 3628800.0 - p * r
+    p = 1.0 / 362880.0 - p * r
+    p = 1.0 / 40320.0 - p * r
+    p = 1.0 / 5040.0 - p * r
+    p = 1.0 / 720.0 - p * r
+    p = 1.0 / 120.0 - p * r
+    p = 1.0 / 24.0 - p * r
+    p = 1.0 / 6.0 - p * r
+    p = 0.5 - p * r
+    p = 1.0 - p * r
+    p = 1.0 - p * r
+    p = p * p
+    p = p * p
+    p = p * p
+    p = p * p
+    return p * p
+
+
+@_inline
+def _row_alpha(row, h, n, dy, mx, ca, cb, cc, op, consts):
+    """Pixels h..h+n−1 of one tile row for one entry, at once (a branch-free loop LLVM vectorizes): row[0]
+    holds their x coordinates; row[1] receives exp(−σ), row[2] alpha, or 0 where σ < 0 or alpha < 1/255
+    (the reference's arithmetic and tests)."""
+    half, max_alpha, alpha_min, zero = consts[HALF], consts[MAX_ALPHA], consts[ALPHA_MIN], consts[ZERO]
+    for i in range(n):
+        dx = row[0, h + i] - mx
+        sigma = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+        falloff = exp_neg(sigma)
+        alpha = min(op * falloff, max_alpha)
+        row[1, h + i] = falloff
+        row[2, h + i] = alpha if (sigma >= zero) & (alpha >= alpha_min) else zero
+
+
+@_inline
+def _tile_origin(t, tiles_x, tiles_y, width, height):
+    """Camera, first pixel column and row, and width and height in pixels (≤ 16 at the image edges) of tile t."""
+    c, r = t // (tiles_x * tiles_y), t % (tiles_x * tiles_y)
+    px0, py0 = (r % tiles_x) * TILE, (r // tiles_x) * TILE
+    return c, px0, py0, min(TILE, width - px0), min(TILE, height - py0)
+
+
+@_inline
+def _row_span(lx0, lx1):
+    """(first pixel, count) of the 8- or 16-pixel part of a tile row holding columns lx0..lx1."""
+    if lx1 < 8:
+        return 0, 8
+    if lx0 >= 8:
+        return 8, 8
+    return 0, TILE
+
+
+@_jit
+def blend_forward(geo, feat, boxes, tile_start, tile_entries, width, height, tiles_x, tiles_y, coords, consts,
+                  params, n_slots, out, t_final, n_used):
+    """Fill out (C*H*W,5) with Σ w·feat per pixel, t_final (C*H*W,) float64 with the final transmittance
+    and n_used (C*H*W,) int32 with how many entries of its tile's run the pixel went through (its stop index).
+    coords: (tiles_x or tiles_y) * TILE pixel coordinates 0, 1, ... in the entries' dtype."""
+    zero, t_min = consts[ZERO], params[T_MIN]
+    n_tiles = tile_start.shape[0] - 1
+    for s in prange(n_slots):
+        row = np.empty((3, TILE), geo.dtype)
+        T = np.empty((TILE, TILE), np.float64)
+        acc = np.empty((TILE, TILE, 5), np.float64)
+        stop = np.empty((TILE, TILE), np.int32)
+        live = np.empty(TILE, np.int64)
+        for t in range(s, n_tiles, n_slots):
+            c, px0, py0, pw, ph = _tile_origin(t, tiles_x, tiles_y, width, height)
+            a, b = tile_start[t], tile_start[t + 1]
+            T[:] = 1.0
+            acc[:] = 0.0
+            stop[:] = b - a
+            for ly in range(TILE):
+                live[ly] = (1 << pw) - 1 if ly < ph else 0
+            for lx in range(TILE):
+                row[0, lx] = coords[px0 + lx]
+            n_live = pw * ph
+            for j in range(a, b):
+                e = tile_entries[j]
+                mx, my, op = geo[e, 0], geo[e, 1], geo[e, 5]
+                lx0, lx1 = max(boxes[e, 0] - px0, 0), min(boxes[e, 1] - px0, pw - 1)
+                h, n = _row_span(lx0, lx1)
+                for ly in range(max(boxes[e, 2] - py0, 0), min(boxes[e, 3] - py0, ph - 1) + 1):
+                    if live[ly] == 0:
+                        continue
+                    _row_alpha(row, h, n, coords[py0 + ly] - my, mx, geo[e, 2], geo[e, 3], geo[e, 4], op, consts)
+                    for lx in range(lx0, lx1 + 1):
+                        alpha = row[2, lx]
+                        if alpha == zero or (live[ly] >> lx) & 1 == 0:
+                            continue
+                        Tk = T[ly, lx]
+                        next_t = Tk * (1.0 - alpha)
+                        if next_t <= t_min:
+                            stop[ly, lx] = j - a
+                            live[ly] &= ~(1 << lx)
+                            n_live -= 1
+                            continue
+                        w = alpha * Tk
+                        for f in range(5):
+                            acc[ly, lx, f] += w * feat[e, f]
+                        T[ly, lx] = next_t
+                if n_live == 0:
+                    break
+            for ly in range(ph):
+                for lx in range(pw):
+                    p = (c * height + py0 + ly) * width + px0 + lx
+                    for f in range(5):
+                        out[p, f] = acc[ly, lx, f]
+                    t_final[p] = T[ly, lx]
+                    n_used[p] = stop[ly, lx]
+
+
+@_jit
+def blend_backward(geo, feat, boxes, tile_start, tile_entries, width, height, tiles_x, tiles_y, coords, consts,
+                   params, n_slots, t_final, n_used, grad_out, slot, isect_grad):
+    """grad_out (C*H*W,5) -> isect_grad (I,11): row slot[j] receives ∂L/∂geo (6) and ∂L/∂feat (5) of entry
+    tile_entries[j] from its tile's pixels (see bin_tiles)."""
+    max_alpha, zero = consts[MAX_ALPHA], consts[ZERO]
+    n_tiles = tile_start.shape[0] - 1
+    for s in prange(n_slots):
+        row = np.empty((3, TILE), geo.dtype)
+        T = np.empty((TILE, TILE), np.float64)
+        after = np.empty((TILE, TILE), np.float64)  # Σ over later Gaussians of (grad·feat)·w: what (1 − α) scales
+        G = np.empty((TILE, TILE, 5), geo.dtype)
+        used = np.empty(TILE * TILE, np.int64)
+        active = np.empty(TILE, np.int64)  # bit lx: the pixel went through the current entry
+        g = np.empty(11, np.float64)
+        for t in range(s, n_tiles, n_slots):
+            c, px0, py0, pw, ph = _tile_origin(t, tiles_x, tiles_y, width, height)
+            a = tile_start[t]
+            used[:] = 0
+            after[:] = 0.0
+            for ly in range(TILE):
+                active[ly] = 0
+                for lx in range(TILE):
+                    if ly < ph and lx < pw:
+                        p = (c * height + py0 + ly) * width + px0 + lx
+                        T[ly, lx] = t_final[p]
+                        used[ly * TILE + lx] = n_used[p]
+                        for f in range(5):
+                            G[ly, lx, f] = grad_out[p, f]
+            for lx in range(TILE):
+                row[0, lx] = coords[px0 + lx]
+            # walking the run backwards, a pixel joins once the walk reaches the entries it went through
+            joining = np.argsort(-used)
+            nxt = 0
+            for j in range(a + used[joining[0]] - 1, a - 1, -1):
+                while nxt < TILE * TILE and used[joining[nxt]] > j - a:
+                    k = joining[nxt]
+                    active[k // TILE] |= 1 << (k % TILE)
+                    nxt += 1
+                e = tile_entries[j]
+                mx, my, ca, cb, cc, op = geo[e, 0], geo[e, 1], geo[e, 2], geo[e, 3], geo[e, 4], geo[e, 5]
+                lx0, lx1 = max(boxes[e, 0] - px0, 0), min(boxes[e, 1] - px0, pw - 1)
+                h, n = _row_span(lx0, lx1)
+                g[:] = 0.0
+                for ly in range(max(boxes[e, 2] - py0, 0), min(boxes[e, 3] - py0, ph - 1) + 1):
+                    if active[ly] == 0:
+                        continue
+                    dy = coords[py0 + ly] - my
+                    _row_alpha(row, h, n, dy, mx, ca, cb, cc, op, consts)
+                    for lx in range(lx0, lx1 + 1):
+                        alpha = row[2, lx]
+                        if alpha == zero or (active[ly] >> lx) & 1 == 0:
+                            continue
+                        falloff = row[1, lx]
+                        raw = op * falloff
+                        keep = 1.0 - alpha
+                        Tk = T[ly, lx] / keep
+                        T[ly, lx] = Tk
+                        w = alpha * Tk
+                        gf = 0.0
+                        for f in range(5):
+                            gf += G[ly, lx, f] * feat[e, f]
+                            g[6 + f] += w * G[ly, lx, f]
+                        d_alpha = gf * Tk - after[ly, lx] / keep
+                        after[ly, lx] += gf * w
+                        if raw < max_alpha:
+                            dx = row[0, lx] - mx
+                            d_sigma = -d_alpha * raw
+                            g[0] -= d_sigma * (ca * dx + cb * dy)
+                            g[1] -= d_sigma * (cc * dy + cb * dx)
+                            g[2] += 0.5 * d_sigma * dx * dx
+                            g[3] += d_sigma * dx * dy
+                            g[4] += 0.5 * d_sigma * dy * dy
+                            g[5] += d_alpha * falloff
+                for f in range(11):
+                    isect_grad[slot[j], f] = g[f]

@@ -1,0 +1,141 @@
+"""Compiled CPU backend: projection, tile binning and blending as numba kernels (numba_kernels.py), forward
+and backward, in one autograd Function. Same signature and outputs as `rasterize_torch.rasterize`, and the same
+pixels: that module is the reference this one is tested against.
+
+Gradients reach means, covars, opacities and colors (and the background, through the compositing in torch).
+Camera poses and intrinsics get none: where viewmats or Ks require a gradient, the torch reference renders.
+Threads: `torch.get_num_threads()` (at most numba's NUMBA_NUM_THREADS). Calls are serialised by a lock: numba's
+workqueue threading layer (used where neither OpenMP nor TBB is found) must not be entered from two threads.
+"""
+from __future__ import annotations
+
+import threading
+
+import numba
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import numba_kernels as nk
+from . import rasterize_torch
+from .projection import ALPHA_THRESHOLD, EPS2D, FOV_CLAMP_MARGIN, MAX_EXTEND
+
+_LOCK = threading.Lock()
+_CHUNKS_PER_THREAD = 8  # projection work items per thread
+
+
+def _set_threads() -> int:
+    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    return n
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return t.detach().contiguous().numpy()
+
+
+def _cameras(viewmats: Tensor, Ks: Tensor, width: int, height: int) -> np.ndarray:
+    """(C, numba_kernels.CAM_COLUMNS) float64 rows: R, t, fx, fy, cx, cy and projection.py's clamp limits."""
+    V, K = viewmats.detach().double().numpy(), Ks.detach().double().numpy()
+    fx, fy, cx, cy = K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2]
+    tan_x, tan_y = 0.5 * width / fx, 0.5 * height / fy
+    return np.ascontiguousarray(np.concatenate([
+        V[:, :3, :3].reshape(-1, 9), V[:, :3, 3], np.stack([
+            fx, fy, cx, cy,
+            (width - (cx + 0.5)) / fx + FOV_CLAMP_MARGIN * tan_x, (cx + 0.5) / fx + FOV_CLAMP_MARGIN * tan_x,
+            (height - (cy + 0.5)) / fy + FOV_CLAMP_MARGIN * tan_y, (cy + 0.5) / fy + FOV_CLAMP_MARGIN * tan_y],
+            axis=1)], axis=1))
+
+
+class _Scene:
+    """The numpy side of one call: inputs, visible entries binned to tiles, and the forward's per-pixel state."""
+
+    def __init__(self, means, covars, opacities, colors, viewmats, Ks, width, height, near, far):
+        self.arrays = [_np(t) for t in (means, covars, opacities, colors)]
+        self.cams = _cameras(viewmats, Ks, width, height)
+        self.width, self.height, self.n_cams = width, height, viewmats.shape[0]
+        self.tiles_x, self.tiles_y = -(-width // nk.TILE), -(-height // nk.TILE)
+        self.n_pix = self.n_cams * width * height
+        dtype = self.arrays[0].dtype
+        self.coords = np.arange(max(self.tiles_x, self.tiles_y) * nk.TILE, dtype=dtype)
+        self.consts = np.array([0.5, rasterize_torch.MAX_ALPHA, ALPHA_THRESHOLD, 0.0], dtype=dtype)
+        self.params = np.array([EPS2D, MAX_EXTEND, ALPHA_THRESHOLD, near, far, rasterize_torch.T_MIN])
+
+    def forward(self, n_threads: int) -> np.ndarray:
+        """-> per-pixel sums (C*H*W,5) of w·[r,g,b,1,z]."""
+        means, covars, opacities, colors = self.arrays
+        self.index, self.geo, self.feat, self.boxes = nk.project_entries(
+            means, covars, opacities, colors, self.cams, self.width, self.height, self.params,
+            n_threads * _CHUNKS_PER_THREAD)
+        depth = np.ascontiguousarray(self.feat[:, 4])
+        keys = depth.view(np.int32 if depth.dtype == np.float32 else np.int64).astype(np.int64)  # depths > 0
+        self.tile_start, self.tile_entries, self.entry_start, self.slot = nk.bin_tiles(
+            keys, self.boxes, self.index, means.shape[0], self.tiles_x, self.tiles_y, self.n_cams)
+        out = np.zeros((self.n_pix, 5), self.geo.dtype)
+        self.t_final = np.ones(self.n_pix, np.float64)
+        self.n_used = np.zeros(self.n_pix, np.int32)
+        if len(self.index):
+            nk.blend_forward(*self._layout(), n_threads, out, self.t_final, self.n_used)
+        return out
+
+    def backward(self, grad_out: np.ndarray, n_threads: int) -> list[np.ndarray]:
+        """grad_out (C*H*W,5) -> ∂L/∂ means, covars, opacities, colors."""
+        means, covars = self.arrays[:2]
+        grads = [np.zeros_like(a) for a in self.arrays]
+        if len(self.index):
+            isect_grad = np.zeros((self.tile_entries.shape[0], 11), self.geo.dtype)
+            nk.blend_backward(*self._layout(), n_threads, self.t_final, self.n_used, grad_out, self.slot, isect_grad)
+            cam_start = np.searchsorted(self.index, np.arange(self.n_cams + 1) * means.shape[0])
+            nk.entries_backward(means, covars, self.cams, self.params, self.index, cam_start, self.entry_start,
+                                isect_grad, *grads, n_threads * _CHUNKS_PER_THREAD)
+        return grads
+
+    def _layout(self) -> tuple:
+        return (self.geo, self.feat, self.boxes, self.tile_start, self.tile_entries, self.width, self.height,
+                self.tiles_x, self.tiles_y, self.coords, self.consts, self.params)
+
+
+class _Rasterize(torch.autograd.Function):
+    """(means, covars, opacities, colors) -> per-pixel sums (C*H*W,5) of w·[r,g,b,1,z]."""
+
+    @staticmethod
+    def forward(ctx, means, covars, opacities, colors, viewmats, Ks, width, height, near, far):
+        scene = _Scene(means, covars, opacities, colors, viewmats, Ks, width, height, near, far)
+        with _LOCK:
+            out = scene.forward(_set_threads())
+        ctx.scene, ctx.dtype = scene, means.dtype
+        return torch.from_numpy(out)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        scene = ctx.scene
+        with _LOCK:
+            grads = scene.backward(_np(grad_out.to(ctx.dtype)), _set_threads())
+        return (*(torch.from_numpy(g) for g in grads), None, None, None, None, None, None)
+
+
+def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, viewmats: Tensor, Ks: Tensor,
+              width: int, height: int, backgrounds: Tensor, near: float, far: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Render N Gaussians into C cameras on the CPU.
+
+    means (N,3), covars (N,3,3), opacities (N,), colors (N,3), viewmats (C,4,4) world-to-camera, Ks (C,3,3)
+    ROS convention, backgrounds (C,3) -> colors (C,H,W,3), alphas (C,H,W,1), expected z-depths (C,H,W,1).
+    """
+    if viewmats.requires_grad or Ks.requires_grad:
+        return rasterize_torch.rasterize(means, covars, opacities, colors, viewmats, Ks, width, height, backgrounds,
+                                         near, far)
+    sums = _Rasterize.apply(means, covars, opacities, colors, viewmats, Ks, width, height, near, far)
+    return rasterize_torch.composite(sums, backgrounds, height, width)
+
+
+def warm_up() -> None:
+    """Compile the float32 kernels (or load them from numba's cache) and check them on a tiny scene."""
+    with torch.inference_mode(False), torch.enable_grad():
+        means = torch.tensor([[0.0, 0.0, 2.0], [0.05, 0.0, 3.0]], requires_grad=True)
+        K = torch.tensor([[[20.0, 0.0, 9.5], [0.0, 20.0, 9.5], [0.0, 0.0, 1.0]]])
+        out = rasterize(means, torch.eye(3).expand(2, 3, 3) * 0.01, torch.tensor([0.9, 0.8]), torch.ones(2, 3),
+                        torch.eye(4)[None], K, 20, 20, torch.zeros(1, 3), 0.01, 1e10)
+        sum(o.sum() for o in out).backward()
+    if not (out[1].max().item() > 0.5 and means.grad.abs().sum().item() > 0):
+        raise RuntimeError("the compiled rasterizer drew its test scene wrongly")
