@@ -75,7 +75,7 @@ class LRM4DConfig:
 
 PRESETS = {
     "tiny": LRM4DConfig(n_layer=2, n_embd=64, n_head=2, image_size=32, prior_planes=8),
-    "small": LRM4DConfig(n_layer=6, n_embd=256, n_head=4),
+    "small": LRM4DConfig(n_layer=6, n_embd=256, n_head=4, patch_size=16),
     "base": LRM4DConfig(n_layer=12, n_embd=768, n_head=12, grad_checkpointing=True, image_size=256),
     "large": LRM4DConfig(n_layer=24, n_embd=1024, n_head=16, grad_checkpointing=True, image_size=256),
 }

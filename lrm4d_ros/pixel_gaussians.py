@@ -52,11 +52,14 @@ def z_rays(Ks: Tensor, camtoworlds: Tensor, height: int, width: int) -> tuple[Te
 
 def base_log_depth(measured: Tensor | None, prior: Tensor | None, shape) -> tuple[Tensor, Tensor]:
     """(base log z-depth (V,H,W), measured mask (V,H,W) bool) from measured depth (0 = none) and a prior."""
-    base = prior if prior is not None else torch.full(shape, math.log(MID_DEPTH))
+    like = prior if prior is not None else measured
+    base = prior if prior is not None else torch.full(shape, math.log(MID_DEPTH), device=like.device if like is not None
+                                                      else None)
     if measured is None:
         return base, torch.zeros(shape, dtype=torch.bool, device=base.device)
     valid = measured > 0
-    return torch.where(valid, measured.clamp_min(1e-6).log(), base), valid
+    # beyond FAR a measurement is as good as FAR (a splat there is pixel-sized anyway) and keeps footprints bounded
+    return torch.where(valid, measured.clamp(NEAR, FAR).log(), base), valid
 
 
 def _tangent(points: Tensor, dim: int, cap: Tensor) -> Tensor:
