@@ -14,9 +14,9 @@ cameras all of theirs) and always keep the newest view, so a reconstruction reac
 
 When shares are unequal (max_views not a multiple of the cameras, or more cameras than views) ties go to the
 camera of the newest view, then to the cameras in an order that rotates by max_views every frame period of the
-window, so with C cameras > max_views each camera is used within ⌈C / max_views⌉ + 1 consecutive frames. `docs/selection.png`
-(scripts/plot_selection.py) shows the picks for the three kinds of rig. Deterministic: a function of the
-candidates alone.
+window, so with C cameras > max_views each camera is used within ⌈C / max_views⌉ + 1 consecutive frames.
+`docs/selection.png` (scripts/plot_selection.py) shows the picks for the three kinds of rig. Deterministic: a
+function of the candidates alone.
 """
 from __future__ import annotations
 

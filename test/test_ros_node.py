@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("rclpy")
-try:
-    from lrm4d_ros.ros.inprocess import InProcessSession, wait_for
-    from lrm4d_ros.ros.interfaces import RenderView
-except ImportError as exc:  # the generated interfaces need `scripts/build_ros.sh` + `source install/setup.bash`
-    pytest.skip(str(exc), allow_module_level=True)
+from conftest import require_ros_interfaces  # noqa: E402
+
+require_ros_interfaces()
+from lrm4d_ros.ros.inprocess import InProcessSession, wait_for  # noqa: E402
+from lrm4d_ros.ros.interfaces import RenderView  # noqa: E402
 
 from sensor_msgs.msg import Image  # noqa: E402
 

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("rclpy")
-try:
-    from lrm4d_ros.ros.inprocess import InProcessSession
-    from lrm4d_ros.ros.interfaces import RenderView
-except ImportError as exc:  # the generated interfaces need `scripts/build_ros.sh` + `source install/setup.bash`
-    pytest.skip(str(exc), allow_module_level=True)
+from conftest import require_ros_interfaces  # noqa: E402
+
+require_ros_interfaces()
+from lrm4d_ros.ros.inprocess import InProcessSession  # noqa: E402
+from lrm4d_ros.ros.interfaces import RenderView  # noqa: E402
 
 from lrm4d_ros.baselines import nearest_input  # noqa: E402
 from lrm4d_ros.checkpoint import shipped_checkpoint_path  # noqa: E402

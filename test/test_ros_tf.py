@@ -6,15 +6,13 @@ serving the generated scene's exact poses; everything else is the real node over
 import types
 
 import numpy as np
-import pytest
 import torch
 
-pytest.importorskip("rclpy")
-try:
-    from lrm4d_ros.ros import reconstruct_node
-    from lrm4d_ros.ros.inprocess import InProcessSession
-except ImportError as exc:  # the generated interfaces need `scripts/build_ros.sh` + `source install/setup.bash`
-    pytest.skip(str(exc), allow_module_level=True)
+from conftest import require_ros_interfaces  # noqa: E402
+
+require_ros_interfaces()
+from lrm4d_ros.ros import reconstruct_node  # noqa: E402
+from lrm4d_ros.ros.inprocess import InProcessSession  # noqa: E402
 
 from geometry_msgs.msg import TransformStamped  # noqa: E402
 

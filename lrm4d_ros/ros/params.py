@@ -135,6 +135,8 @@ def _string_list(node: Node, name: str, default: list[str], description: str) ->
     value = node.declare_parameter(name, None, d).value
     if value is None:
         return list(default)
+    if len(value) == 0:
+        return []
     if not isinstance(value, (list, tuple)) or not all(isinstance(x, str) for x in value):
         raise ValueError(f"parameter {name} must be a list of strings, got {value!r}")
     return list(value)
