@@ -300,3 +300,38 @@ def test_model_failure_is_reported_and_the_node_keeps_serving(session, scene):
         rec_obj.reconstruct = original
     newest = stamp(int(scene.stamps_ns[list(frame)].max()))
     session.wait_status(lambda s: s.window_end == newest, 40.0, "the failed window reconstructed on a later tick")
+
+
+def test_render_view_cli_writes_the_nodes_view(session, scene, tmp_path):
+    """`lrm4d render-view` (an rclpy client without ros2cli) in its own process writes what the node renders."""
+    import os
+    import subprocess
+    import sys
+
+    import cv2
+
+    from lrm4d_ros.geometry import matrix_to_quat
+
+    session.wait_status(lambda s: s.reconstructions >= 1, 40.0, "a reconstruction")
+    session.wait_settled()
+    i = 1 * CAMS + 2
+    T = scene.camtoworlds[i].numpy()
+    K = scene.Ks[i].numpy()
+    out = tmp_path / "view"
+    args = [sys.executable, "-m", "lrm4d_ros.cli", "render-view", "--position", *map(str, T[:3, 3]),
+            "--orientation", *map(str, matrix_to_quat(T[:3, :3])), "--width", str(W), "--height", str(H),
+            "--fx", str(K[0, 0]), "--stamp", f"{int(scene.stamps_ns[i]) * 1e-9:.9f}", "--out", str(out)]
+    env = {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN_ID), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    run = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    color = cv2.imread(f"{out}_color.png")[..., ::-1]
+    depth = np.load(f"{out}_depth.npy")
+    rec = session.node._latest[0]
+    Kc = np.array([[K[0, 0], 0, (W - 1) / 2], [0, K[0, 0], (H - 1) / 2], [0, 0, 1.0]])
+    stamp_ns = int(round(int(scene.stamps_ns[i]) * 1e-9 * 1e9))  # what the CLI sent, via float seconds
+    expect = rec.render(torch.as_tensor(T)[None], torch.as_tensor(Kc)[None], W, H,
+                        torch.tensor([stamp_ns], dtype=torch.int64))
+    np.testing.assert_array_equal(color, np.clip(np.rint(expect.colors[0].numpy() * 255), 0, 255).astype(np.uint8))
+    np.testing.assert_allclose(depth, expect.depths[0, ..., 0].numpy(), rtol=1e-5, atol=1e-6)
+    mm = cv2.imread(f"{out}_depth.png", cv2.IMREAD_UNCHANGED)
+    assert mm.dtype == np.uint16 and np.abs(mm / 1000.0 - depth).max() <= 0.0005 + 1e-6
