@@ -13,7 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch" / "reconstruct.launch.py"
-ARGS = {"config", "checkpoint", "device", "rviz"}
+ARGS = {"config", "checkpoint", "device", "rviz", "use_sim_time"}
 
 
 def declared_arguments(tree: ast.AST) -> dict[str, str | None]:
@@ -33,6 +33,7 @@ def test_launch_file_compiles_and_declares_its_arguments():
     args = declared_arguments(tree)
     assert set(args) == ARGS
     assert args["checkpoint"] == "" and args["device"] == "" and args["rviz"] == "false"
+    assert args["use_sim_time"] == "false"
     assert '("~/render_view", "/render_view")' in source and 'executable="reconstruct_node"' in source
     assert 'name=NODE_NAME' in source and 'NODE_NAME = "lrm4d_reconstruct"' in source
 

@@ -335,3 +335,38 @@ def test_render_view_cli_writes_the_nodes_view(session, scene, tmp_path):
     np.testing.assert_allclose(depth, expect.depths[0, ..., 0].numpy(), rtol=1e-5, atol=1e-6)
     mm = cv2.imread(f"{out}_depth.png", cv2.IMREAD_UNCHANGED)
     assert mm.dtype == np.uint16 and np.abs(mm / 1000.0 - depth).max() <= 0.0005 + 1e-6
+
+
+def test_inbox_drops_the_oldest_under_overload_and_counts_images():
+    from lrm4d_ros.ros.reconstruct_node import _Inbox
+
+    box = _Inbox(cameras=2, size=3)
+    for k in range(5):
+        box.put(0, "image", f"img{k}")
+    box.put(0, "pose", "pose5")
+    box.put(1, "image", "other")
+    items = box.take(timeout=0.0)
+    assert [(cam, kind, msg) for _, cam, kind, msg, _ in items] == [(0, "image", "img3"), (0, "image", "img4"),
+                                                                   (0, "pose", "pose5"), (1, "image", "other")]
+    assert box.received_images == [5, 1] and box.dropped_images == [3, 0] and box.take(timeout=0.0) == []
+
+
+def test_parameters_read_only_or_honoured_at_run_time(session):
+    from rclpy.parameter import Parameter
+
+    node = session.node
+    desc = node.describe_parameter("window_seconds")
+    assert desc.read_only and "newest are kept" in desc.description and desc.floating_point_range[0].from_value == 0
+    res = node.set_parameters([Parameter("window_seconds", value=5.0)])[0]
+    assert not res.successful and "read-only" in res.reason
+    res = node.set_parameters([Parameter("selection_policy", value="random")])[0]
+    assert not res.successful and "one of" in res.reason
+    res = node.set_parameters([Parameter("max_input_views", value=0)])[0]
+    assert not res.successful and "out of range" in res.reason
+    try:
+        assert all(r.successful for r in node.set_parameters([Parameter("max_input_views", value=6),
+                                                              Parameter("selection_policy", value="latest")]))
+        assert node.window.max_views == 6 and node.window.policy == "latest"
+        assert len(node.window.snapshot()) == 6
+    finally:
+        node.set_parameters([Parameter("max_input_views", value=8), Parameter("selection_policy", value="uniform")])
