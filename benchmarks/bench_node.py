@@ -34,6 +34,10 @@ from lrm4d_ros.ros.live import StreamClient, rss_mib, start_node, stop_node
 CAMS, RATE_HZ, SIZE = 4, 10.0, 128
 
 
+def reasons(st) -> dict:
+    return dict(zip(st.rejection_reasons, st.rejection_counts))
+
+
 def pct(xs, q) -> float:
     return float(np.percentile(np.asarray(xs) * 1e3, q)) if len(xs) else float("nan")
 
@@ -183,7 +187,7 @@ def latency_and_renders(client: StreamClient, stream: Stream, scene, args) -> li
         f"streaming: {recs} reconstructions ({recs / args.seconds:.2f}/s), {len(streaming)} of "
         f"{sum(1 for v in stream.sent.values() if v >= since)} frames got a cloud of their own; views kept "
         f"{st.views_kept} of {st.views_received} received ({kept:.2f} %), dropped {st.views_dropped}, "
-        f"rejected {st.views_rejected}",
+        f"rejected {st.views_rejected}; refusals by reason {reasons(st)}",
     ]
     i = (stream.frames - 1) * CAMS + 1
     for size in (128, 256):
@@ -233,7 +237,7 @@ def soak(client: StreamClient, stream: Stream, pid: int, minutes: float) -> list
            f"(end vs 1 min {100.0 * (rss_end - rss_1) / rss_1:+.2f} %, max {max(r for _, r in samples):.1f} MiB)",
            f"views kept {kept} of {received} received ({100.0 * kept / max(received, 1):.2f} %), dropped "
            f"{st.views_dropped - st0.views_dropped}, rejected {st.views_rejected - st0.views_rejected}; "
-           f"{st.reconstructions - n_rec} reconstructions",
+           f"{st.reconstructions - n_rec} reconstructions; refusals by reason since start {reasons(st)}",
            row("soak: last image published -> cloud of that window", lat),
            row("soak: model time (reconstruction_time)", model),
            "RSS samples (s: MiB): " + ", ".join(f"{t:.0f}: {r:.1f}" for t, r in samples)]

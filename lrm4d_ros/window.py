@@ -463,20 +463,22 @@ class SpaceTimeWindow:
             self._stats.dropped += 1
             self._cam[camera].dropped += 1
 
-    def _expire(self) -> None:
-        """Drop views outside the window, images that waited too long for a pose, and (once the clock is known)
-        anything stored before it was that lies beyond its lead."""
-        now = self.now_ns()
-        if now is not None:
-            self._purge_future(now)
+    def _expire(self, now: int | None = None) -> None:
+        """Drop views outside the window, images that waited longer than pose_wait_s for a pose, and (once the
+        clock is known) anything stored before it was that lies beyond its lead. How long an image waited is
+        measured in stamps (`now`, or else the newest image or pose stamp), so input that is processed late
+        (a busy CPU) does not expire images whose pose is right behind them."""
+        clock = self.now_ns()
+        if clock is not None:
+            self._purge_future(clock)
         newest = self._newest_ns()
         for buf in self._views.values():
             while buf and ((self.window_ns is not None and buf[0].stamp_ns < newest - self.window_ns)
                            or (self.window_frames is not None and len(buf) > self.window_frames)):
                 buf.popleft()
                 self._stats.expired += 1
-        ref = now if now is not None else newest
-        if ref is not None and self.pose_wait_ns is not None:
+        ref = now if now is not None else max([newest or -1] + [p.newest_ns or -1 for p in self._poses.values()])
+        if ref >= 0 and self.pose_wait_ns is not None:
             for name, q in self._pending.items():
                 while q and q[0].stamp_ns < ref - self.pose_wait_ns:
                     newest_pose = self._poses[name].newest_ns
@@ -505,10 +507,10 @@ class SpaceTimeWindow:
         return max(stamps) if stamps else None
 
     def expire(self) -> None:
-        """Apply the bounds now (the node calls this periodically, so images waiting for a pose that stopped
-        expire even when no input arrives)."""
+        """Apply the bounds at the clock's time (the node calls this periodically while it has no input queued,
+        so images waiting for a pose that stopped expire even when no input arrives)."""
         with self._lock:
-            self._expire()
+            self._expire(self.now_ns())
 
     # -- output ------------------------------------------------------------------------------------------
     @property

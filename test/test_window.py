@@ -302,3 +302,13 @@ def test_snapshot_depth_resized_nearest_with_its_view():
     assert vs.depths.shape == (2, 24, 32)
     assert set(np.unique(vs.depths[0].numpy())) == {0.0, 4.0} and float(vs.depths[0, :, 16:].min()) == 4.0
     assert float(vs.depths[1].abs().max()) == 0.0
+
+
+def test_late_processing_does_not_expire_an_image_whose_pose_follows():
+    clock = FakeClock(T0 + 5 * S)  # the node's ingest is 5 s behind the clock (a busy CPU)
+    w = SpaceTimeWindow(["a"], window_s=10.0, clock=clock, pose_wait_s=1.0)
+    w.add_pose("a", T0 - S // 10, pose())
+    assert w.add_view("a", image(), K, T0) == "pending"  # its pose is next in the queue
+    assert w.add_pose("a", T0, pose()) == 1
+    st = w.stats
+    assert st.kept == 1 and st.rejections == {}

@@ -158,8 +158,10 @@ class ReconstructNode(Node):
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.input_queue_depth, reliability=reliability,
                          durability=DurabilityPolicy.VOLATILE)
         self._inbox = _Inbox(len(cfg.cameras), cfg.ingest_queue_size)
-        inputs = ReentrantCallbackGroup()  # callbacks only enqueue: they may run concurrently
         for i, cam in enumerate(cfg.cameras):
+            # One exclusive group per camera keeps its messages in arrival order (a reentrant group may run two
+            # callbacks of one subscription at once, and enqueue them swapped); cameras still run in parallel.
+            inputs = MutuallyExclusiveCallbackGroup()
             topics = [(Image, cam.image_topic, "image"), (CameraInfo, cam.info_topic, "info")]
             if cfg.pose_source == "topic":
                 topics.append((PoseStamped, cam.pose_topic, "pose"))
@@ -359,7 +361,12 @@ class ReconstructNode(Node):
             with self._lock:
                 self._dirty_since = None
             last_start = now
-            self._reconstruct_window()
+            try:
+                self._reconstruct_window()
+            except Exception as exc:  # e.g. publishing while the context shuts down: end quietly then
+                if self._stop.is_set() or not self.context.ok():
+                    return
+                self._refuse("internal_error", f"reconstruction loop: {type(exc).__name__}: {exc}")
 
     def _reconstruct_window(self) -> None:
         views = self.window.snapshot()
@@ -408,7 +415,10 @@ class ReconstructNode(Node):
             self._n_gaussians = counts
 
     def _status_tick(self) -> None:
-        self.window.expire()  # images waiting for a pose that stopped expire even without new input
+        with self._inbox.cond:
+            idle = not any(self._inbox.queues)
+        if idle:  # images waiting for a pose that stopped expire even without new input (never while behind)
+            self.window.expire()
         self.status_pub.publish(self._status())
 
     def _status(self) -> ReconstructionStatus:
