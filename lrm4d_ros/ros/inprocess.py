@@ -41,7 +41,8 @@ class InProcessSession:
         overrides = [Parameter(k, value=v) for k, v in {"use_sim_time": True, **params}.items()]
         self.node = ReconstructNode(context=self.context, parameter_overrides=overrides)
         self.client = rclpy.create_node("lrm4d_client", context=self.context)
-        self.publisher = ViewSetPublisher(self.client, views, qos_depth=topic_depth, clock=True)
+        self.publisher = ViewSetPublisher(self.client, views, qos_depth=topic_depth, clock=True,
+                                          depth=any(k.endswith(".depth_topic") and v for k, v in params.items()))
         self.statuses: list = []
         self.clouds: list = []
         self.cloud_times: list[float] = []

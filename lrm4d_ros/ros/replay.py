@@ -18,17 +18,17 @@ from .conversions import RCLPY
 
 
 class ViewSetPublisher:
-    """Publishers of one ViewSet's cameras on `node`; `publish(i)` sends view i's camera_info, pose, depth (if
-    any) and image. clock: also publish /clock = the view's stamp before its messages."""
+    """Publishers of one ViewSet's cameras on `node`; `publish(i)` sends view i's camera_info, pose, depth (with
+    depth=True, where the views have it) and image. clock: also publish /clock = the view's stamp first."""
 
     def __init__(self, node: Node, views: ViewSet, world_frame: str = "world", qos_depth: int = 10,
-                 clock: bool = False):
+                 clock: bool = False, depth: bool = False):
         self.node, self.views, self.world_frame = node, views, world_frame
         self.pubs = {name: (node.create_publisher(CameraInfo, f"/{name}/camera_info", qos_depth),
                             node.create_publisher(PoseStamped, f"/{name}/pose", qos_depth),
                             node.create_publisher(Image, f"/{name}/image_raw", qos_depth))
                      for name in views.camera_names}
-        self.depth_pubs = ({} if views.depths is None else
+        self.depth_pubs = ({} if views.depths is None or not depth else
                            {name: node.create_publisher(Image, f"/{name}/depth", qos_depth)
                             for name in views.camera_names})
         self.clock_pub = node.create_publisher(Clock, "/clock", 10) if clock else None
