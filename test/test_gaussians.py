@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from lrm4d_ros.cameras import SceneNormalization, TimeWindow
-from lrm4d_ros.gaussians import (Gaussians3D, Gaussians4D, RAW_CHANNELS, rotation_4d, rotation_4d_to_quats,
-                                 rotmat_to_quat, quat_to_rotmat)
+from lrm4d_ros.gaussians import (MIN_MARGINAL, RAW_CHANNELS, Gaussians3D, Gaussians4D, rotation_4d,
+                                 rotation_4d_to_quats, rotmat_to_quat, quat_to_rotmat)
 
 
 
@@ -81,6 +81,20 @@ def test_slice_culls_below_marginal_threshold():
     # p = exp(-½ (Δt/0.1)²): 1, exp(-2)=0.135, exp(-40.5) -> the third is culled at 0.05
     assert len(s) == 2
     torch.testing.assert_close(s.opacities, 0.8 * torch.tensor([1.0, math.exp(-2.0)]))
+
+
+def test_slice_conditions_only_what_survives_the_cull_with_the_same_result():
+    torch.manual_seed(0)
+    raw = torch.randn(4000, RAW_CHANNELS)
+    g = Gaussians4D.from_raw(raw, torch.zeros(4000, 3), torch.nn.functional.normalize(torch.randn(4000, 3), dim=-1))
+    g.times = torch.rand(4000) * 2 - 1
+    g.scale_t = g.scale_t * 0.05  # short-lived: most are culled at any one time
+    torch.testing.assert_close(g.temporal_variance(), g.covariance()[:, 3, 3], rtol=1e-5, atol=1e-9)
+    ts = [-0.3, 0.45]
+    for fast, full in zip(g.slice_many(ts), g._slice_all(ts, MIN_MARGINAL)):
+        assert 0 < len(full) < 4000 // 2
+        for f in ("means", "covars", "opacities", "colors"):
+            assert torch.equal(getattr(fast, f), getattr(full, f)), f
 
 
 def test_from_raw_applies_paper_activations():
