@@ -31,10 +31,10 @@ def start_node(params: dict, domain_id: int, workdir: Path, log_name: str = "nod
     (workdir / "params.yaml").write_text(yaml.safe_dump({NODE_NAME: {"ros__parameters": params}}))
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
            "PYTHONUNBUFFERED": "1"}
-    log = open(workdir / log_name, "w")
-    return subprocess.Popen([sys.executable, "-m", "lrm4d_ros.ros.reconstruct_node", "--ros-args",
-                             "--params-file", str(workdir / "params.yaml")], stdout=log, stderr=subprocess.STDOUT,
-                            env=env, cwd=os.getcwd())
+    with open(workdir / log_name, "w") as log:  # the child keeps its own copy of the file descriptor
+        return subprocess.Popen([sys.executable, "-m", "lrm4d_ros.ros.reconstruct_node", "--ros-args",
+                                 "--params-file", str(workdir / "params.yaml")], stdout=log,
+                                stderr=subprocess.STDOUT, env=env, cwd=os.getcwd())
 
 
 def rss_mib(pid: int) -> float:
