@@ -199,6 +199,20 @@ def latency_and_renders(client: StreamClient, stream: Stream, scene, args) -> li
             times.append(time.monotonic() - t0)
             assert resp.success, resp.message
         out.append(row(f"render_view round trip {size}x{size} colour+depth (node idle)", times[1:]))
+    # the same render in this process, no ROS: what the service adds is the difference
+    from lrm4d_ros.reconstructor import Reconstructor
+
+    rec = Reconstructor.from_checkpoint(shipped_checkpoint_path(), args.device).reconstruct(
+        scene.select(slice(len(scene) - args.max_views, len(scene))))
+    for size in (128, 256):
+        req = render_request(scene, i, size)
+        K = torch.tensor([[req.fx, 0, req.cx], [0, req.fy, req.cy], [0, 0, 1.0]], dtype=torch.float64)
+        times = []
+        for _ in range(args.renders + 1):
+            t0 = time.monotonic()
+            rec.render(scene.camtoworlds[i:i + 1], K[None], size, size, torch.tensor([rec.window.end_ns]))
+            times.append(time.monotonic() - t0)
+        out.append(row(f"Reconstruction.render {size}x{size} in-process (no ROS), same model", times[1:]))
     return out
 
 
