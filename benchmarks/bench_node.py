@@ -245,10 +245,17 @@ def soak(client: StreamClient, stream: Stream, pid: int, minutes: float) -> list
     model = model_times(client, n_rec)
     rss_1 = next(r for t, r in samples if t >= 60.0) if minutes >= 1 else samples[0][1]
     rss_end = samples[-1][1]
+    # RSS swings by tens of MiB within a minute (each reconstruction's tensors): compare medians of periods
+    span = minutes * 60.0
+    early = [r for t, r in samples if 60.0 <= t < max(60.0 + 1, span / 3)] or [rss_1]
+    late = [r for t, r in samples if t >= span * 2 / 3] or [rss_end]
+    m_early, m_late = float(np.median(early)), float(np.median(late))
     received, kept = st.views_received - st0.views_received, st.views_kept - st0.views_kept
     out = [f"soak: {minutes:g} min at {CAMS} cameras x {RATE_HZ:g} Hz ({stream.k} frames published)",
            f"RSS of the node: start {samples[0][1]:.1f} MiB, at 1 min {rss_1:.1f} MiB, end {rss_end:.1f} MiB "
            f"(end vs 1 min {100.0 * (rss_end - rss_1) / rss_1:+.2f} %, max {max(r for _, r in samples):.1f} MiB)",
+           f"RSS median from 1 min to a third of the soak {m_early:.1f} MiB, over the last third {m_late:.1f} MiB "
+           f"({100.0 * (m_late - m_early) / m_early:+.2f} %)",
            f"views kept {kept} of {received} received ({100.0 * kept / max(received, 1):.2f} %), dropped "
            f"{st.views_dropped - st0.views_dropped}, rejected {st.views_rejected - st0.views_rejected}; "
            f"{st.reconstructions - n_rec} reconstructions; refusals by reason since start {reasons(st)}",
