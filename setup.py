@@ -12,6 +12,8 @@ ROS_RUNTIME = [
     "ros-std-msgs",
     "ros-builtin-interfaces",
     "ros-std-srvs",
+    "ros-rosgraph-msgs",  # /clock for sim time (the stream clients)
+    "pyyaml",
 ]
 ROS_BUILD = [
     "ros-ament-cmake",
@@ -30,6 +32,7 @@ ROS_BUILD = [
     "colcon-cmake",
     "colcon-ros",
     "colcon-bash",  # writes install/setup.bash
+    "ros-ament-cmake-pytest",  # BUILD_TESTING: `colcon test` runs the pytest suite
 ]
 
 setup(

@@ -1,9 +1,11 @@
 """Launch the lrm4d reconstruct node (and optionally RViz).
 
     ros2 launch lrm4d_ros reconstruct.launch.py [config:=FILE] [checkpoint:=FILE] [device:=cpu|cuda] [rviz:=true]
+                                                [use_sim_time:=true]   (bag playback: ros2 bag play --clock)
 
 The service is advertised at /render_view (the node's ~/render_view remapped); topics stay private under
-/lrm4d_reconstruct/ (gaussians, status, <virtual>/image, <virtual>/depth, <virtual>/camera_info).
+/lrm4d_reconstruct/ (gaussians, status, <virtual>/image, <virtual>/depth, <virtual>/camera_info). Input topics
+are relative (<cam>/image_raw, <cam>/camera_info, <cam>/pose): add remappings to the Node below for your robot.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -20,13 +22,14 @@ def _reconstruct_node(context):
     # Only non-empty arguments override the YAML, so a device or checkpoint set in the file is kept.
     overrides = {name: LaunchConfiguration(name).perform(context) for name in ("checkpoint", "device")}
     overrides = {name: ParameterValue(value, value_type=str) for name, value in overrides.items() if value}
+    overrides["use_sim_time"] = LaunchConfiguration("use_sim_time").perform(context).lower() == "true"
     return [Node(
         package="lrm4d_ros",
         executable="reconstruct_node",
         name=NODE_NAME,
         output="screen",
         emulate_tty=True,
-        parameters=[LaunchConfiguration("config").perform(context)] + ([overrides] if overrides else []),
+        parameters=[LaunchConfiguration("config").perform(context), overrides],
         remappings=[("~/render_view", "/render_view")],
     )]
 
@@ -41,6 +44,8 @@ def generate_launch_description():
         DeclareLaunchArgument("device", default_value="",
                               description="torch device (cpu, cuda, cuda:1); empty = CUDA when available"),
         DeclareLaunchArgument("rviz", default_value="false", description="also start RViz with rviz/lrm4d.rviz"),
+        DeclareLaunchArgument("use_sim_time", default_value="false",
+                              description="use /clock (bag playback with --clock) as the node's ROS time"),
         OpaqueFunction(function=_reconstruct_node),
         Node(
             package="rviz2",

@@ -13,6 +13,7 @@ COMMANDS = {
     "make-bag": ("lrm4d_ros.data.make_bag", "generate a procedural 4D scene and write it as a contract bag"),
     "train": ("lrm4d_ros.train", "train the model on procedural scenes"),
     "evaluate": ("lrm4d_ros.evaluate", "evaluate a checkpoint on contract bags against baselines"),
+    "render-view": ("lrm4d_ros.ros.render_view_cli", "ask a running reconstruct node for a view (PNG + depth)"),
 }
 
 

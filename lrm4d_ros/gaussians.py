@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .cameras import SceneNormalization, TimeWindow
+from .geometry import quat_to_rotmat, rotmat_to_quat
 
 MIN_MARGINAL = 0.05  # inference-time cull of Gaussians far from the queried time
 _EPS = 1e-8
@@ -67,37 +68,6 @@ def rotation_4d_to_quats(R: Tensor) -> tuple[Tensor, Tensor]:
     a = a / a.norm(dim=-1, keepdim=True).clamp_min(_EPS)
     b = torch.einsum("nkl,nk->nl", A, a)
     return a, b / b.norm(dim=-1, keepdim=True).clamp_min(_EPS)
-
-
-def rotmat_to_quat(R: Tensor) -> Tensor:
-    """(N,3,3) rotation matrices -> (N,4) unit quaternions wxyz with w ≥ 0 (Shepperd's method)."""
-    m = R
-    tr = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
-    cands = torch.stack([
-        torch.stack([1 + tr, m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]], -1),
-        torch.stack([m[:, 2, 1] - m[:, 1, 2], 1 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2],
-                     m[:, 0, 1] + m[:, 1, 0], m[:, 0, 2] + m[:, 2, 0]], -1),
-        torch.stack([m[:, 0, 2] - m[:, 2, 0], m[:, 0, 1] + m[:, 1, 0],
-                     1 - m[:, 0, 0] + m[:, 1, 1] - m[:, 2, 2], m[:, 1, 2] + m[:, 2, 1]], -1),
-        torch.stack([m[:, 1, 0] - m[:, 0, 1], m[:, 0, 2] + m[:, 2, 0], m[:, 1, 2] + m[:, 2, 1],
-                     1 - m[:, 0, 0] - m[:, 1, 1] + m[:, 2, 2]], -1),
-    ], 1)  # (N,4 candidates,4): each is 4·q_i·q for the candidate's pivot i
-    pivot = torch.stack([1 + tr, 1 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2],
-                         1 - m[:, 0, 0] + m[:, 1, 1] - m[:, 2, 2], 1 - m[:, 0, 0] - m[:, 1, 1] + m[:, 2, 2]], -1)
-    best = pivot.argmax(-1)
-    q = cands[torch.arange(R.shape[0], device=R.device), best]
-    q = q / q.norm(dim=-1, keepdim=True).clamp_min(_EPS)
-    return torch.where(q[:, :1] < 0, -q, q)
-
-
-def quat_to_rotmat(q: Tensor) -> Tensor:
-    """(N,4) wxyz (normalised here) -> (N,3,3)."""
-    w, x, y, z = F.normalize(q, dim=-1).unbind(-1)
-    return torch.stack([
-        torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        torch.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        torch.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
 
 
 def _spd_factor(cov: Tensor) -> tuple[Tensor, Tensor]:

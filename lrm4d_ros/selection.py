@@ -1,5 +1,22 @@
 """Which views of a buffered space-time window go to the model: one rule shared by the ROS node's window, the
 offline pipeline and the training sampler, so the model is trained on the inputs it is served.
+
+Both policies spread the views over the cameras first (every camera that has views gets a fair share, slow
+cameras all of theirs) and always keep the newest view, so a reconstruction reaches the newest input:
+
+- ``uniform``: the views' stamps are spread evenly over the window's span [oldest, newest], and each camera's
+  share is spread over that span too, interleaved with the other cameras': with a synchronized rig every view
+  is at a different instant and the cameras take turns (as the alternating protocol and the training sampler's
+  one-view-per-time-bin draw); with unsynchronized or mixed-rate rigs each camera's views are the ones nearest
+  its share of evenly spaced target times.
+- ``latest``: the newest view of each camera, then the second newest of each, ... (round-robin, newest first):
+  with a synchronized rig, whole newest frames.
+
+When shares are unequal (max_views not a multiple of the cameras, or more cameras than views) ties go to the
+camera of the newest view, then to the cameras in an order that rotates by max_views every frame period of the
+window, so with C cameras > max_views each camera is used within ⌈C / max_views⌉ + 1 consecutive frames.
+`docs/selection.png` (scripts/plot_selection.py) shows the picks for the three kinds of rig. Deterministic: a
+function of the candidates alone.
 """
 from __future__ import annotations
 
@@ -9,30 +26,104 @@ POLICIES = ("latest", "uniform")
 
 
 def select_views(cands: list[tuple[int, int]], max_views: int, policy: str) -> list[int]:
-    """Indices of at most max_views candidates (stamp_ns, camera_id) chosen by `policy`.
-
-    latest: the newest view of each camera, then the second newest of each, ... (round-robin, newest first).
-    uniform: for max_views target times evenly spaced over [oldest, newest], the nearest unused view (the
-    newest and oldest views are always chosen when max_views >= 2).
-    """
+    """Sorted indices of at most max_views candidates (stamp_ns, camera_id) chosen by `policy` (see module)."""
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    if max_views < 1:
+        raise ValueError(f"max_views must be >= 1, got {max_views}")
     n = len(cands)
     if n <= max_views:
         return list(range(n))
+    stamps = np.array([int(c[0]) for c in cands], dtype=np.int64)
+    per_cam: dict[int, list[int]] = {}
+    for i in sorted(range(n), key=lambda i: (stamps[i], i)):
+        per_cam.setdefault(int(cands[i][1]), []).append(i)  # each camera's views, oldest first
+    order = _camera_order(stamps, per_cam, max_views)
     if policy == "latest":
-        per_cam: dict[int, list[int]] = {}
-        for i in sorted(range(n), key=lambda i: -cands[i][0]):
-            per_cam.setdefault(cands[i][1], []).append(i)
-        rank = {i: r for lst in per_cam.values() for r, i in enumerate(lst)}
-        order = sorted(range(n), key=lambda i: (rank[i], -cands[i][0], cands[i][1]))
-        return order[:max_views]
-    if policy == "uniform":
-        stamps = np.array([c[0] for c in cands], dtype=np.int64)
-        t0, t1 = int(stamps.min()), int(stamps.max())
-        targets = [t1] if max_views == 1 else [t0 + (t1 - t0) * k / (max_views - 1) for k in range(max_views)]
-        used: set[int] = set()
-        for t in sorted(targets, key=lambda t: -t):  # newest target first so the newest view is always kept
-            dist = np.abs(stamps - t).astype(np.float64)
-            dist[list(used)] = np.inf
-            used.add(int(np.argmin(dist)))
-        return sorted(used)
-    raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        rank = {c: r for r, c in enumerate(order)}
+        by_age = [(k, -int(stamps[i]), rank[c], i) for c, idx in per_cam.items()
+                  for k, i in enumerate(reversed(idx))]
+        return sorted(i for *_, i in sorted(by_age)[:max_views])
+    quotas = _quotas({c: len(per_cam[c]) for c in order}, max_views)
+    slots = _interleave(quotas, order, newest_cam=order[0],
+                        oldest_cam=min(per_cam, key=lambda c: (stamps[per_cam[c][0]], order.index(c))))
+    t0, t1 = int(stamps.min()), int(stamps.max())
+    targets = np.array([t1] if max_views == 1 else
+                       [t0 + (t1 - t0) * k / (max_views - 1) for k in range(max_views)], dtype=np.float64)
+    chosen = []
+    for c in order:
+        mine = targets[[k for k, s in enumerate(slots) if s == c]]
+        if len(mine):
+            idx = per_cam[c]
+            chosen += [idx[j] for j in _match(mine, stamps[idx].astype(np.float64))]
+    return sorted(chosen)
+
+
+def _camera_order(stamps: np.ndarray, per_cam: dict[int, list[int]], max_views: int) -> list[int]:
+    """Cameras in tie-break order: the newest view's camera first, then by id rotated by max_views per frame
+    of the window (newest stamp / mean frame period), so ties do not always favour the same cameras."""
+    cams = sorted(per_cam)
+    distinct = np.unique(stamps)
+    period = (int(distinct[-1]) - int(distinct[0])) / (len(distinct) - 1) if len(distinct) > 1 else 1.0
+    shift = int(int(distinct[-1]) // max(period, 1.0)) * max_views % len(cams)
+    rotated = cams[shift:] + cams[:shift]
+    newest = max(rotated, key=lambda c: (stamps[per_cam[c][-1]], -rotated.index(c)))
+    return [newest] + [c for c in rotated if c != newest]
+
+
+def _quotas(counts: dict[int, int], total: int) -> dict[int, int]:
+    """Views per camera: equal shares (water-filling: a camera with fewer views gives its spare share to the
+    others), remainders to the first cameras in `counts`' order; sums to min(total, Σ counts)."""
+    q = {c: 0 for c in counts}
+    left = min(total, sum(counts.values()))
+    while left > 0:
+        open_ = [c for c in counts if q[c] < counts[c]]
+        share = left // len(open_)
+        if share == 0:
+            for c in open_[:left]:
+                q[c] += 1
+            break
+        for c in open_:
+            add = min(share, counts[c] - q[c])
+            q[c] += add
+            left -= add
+    return q
+
+
+def _interleave(quotas: dict[int, int], order: list[int], newest_cam: int, oldest_cam: int) -> list[int]:
+    """The camera of each of Σ quotas evenly spaced time slots: camera c's j-th slot sits at fraction
+    (j + ½)/q_c of the span, except that the newest view's camera takes the last slot and the oldest view's
+    camera the first; ties in order of `order`."""
+    keys = []
+    for c in order:
+        q = quotas[c]
+        for j in range(q):
+            if c == newest_cam and c == oldest_cam:
+                key = j / (q - 1) if q > 1 else 1.0
+            elif c == newest_cam:
+                key = (j + 1) / q
+            elif c == oldest_cam:
+                key = j / q
+            else:
+                key = (j + 0.5) / q
+            keys.append((key, order.index(c), c))
+    return [c for *_, c in sorted(keys)]
+
+
+def _match(targets: np.ndarray, stamps: np.ndarray) -> list[int]:
+    """Distinct indices into sorted `stamps` (n,) for sorted `targets` (q <= n), order kept, minimising the
+    summed |target − stamp| (dynamic programme over (target, stamp); ties go to the newer stamp)."""
+    q, n = len(targets), len(stamps)
+    g = np.empty((q, n))  # g[i, j]: best cost with target i matched to stamp j
+    f_prev = np.zeros(n + 1)  # f_prev[j]: best cost of the previous targets using stamps < j
+    for i in range(q):
+        g[i] = f_prev[:n] + np.abs(targets[i] - stamps)
+        g[i, :i] = np.inf  # i earlier targets need i earlier stamps
+        f_prev = np.concatenate([[np.inf], np.minimum.accumulate(g[i])])
+    picks, limit = [], n
+    for i in range(q - 1, -1, -1):
+        row = g[i, :limit]
+        j = int(len(row) - 1 - np.argmin(row[::-1]))  # last (newest) of the minima
+        picks.append(j)
+        limit = j
+    return picks[::-1]

@@ -2,29 +2,57 @@
 
 Per camera it keeps a bounded buffer of images (oldest dropped and counted when full) and a bounded buffer of
 poses; an image is posed by interpolating the camera's poses at the image stamp (lerp for the position, SLERP
-for the rotation). `snapshot()` selects at most `max_views` views from the current window (by seconds and/or
-frames) and returns them as one `ViewSet`. All methods are thread-safe (one lock).
+for the rotation). Depth images (optional, registered to the colour image) are paired with their view by stamp,
+before or after it arrives. `snapshot()` selects at most `max_views` views from the current window (by seconds
+and/or frames) and returns them as one `ViewSet`. All methods are thread-safe (one lock).
+
+Stamps are bounded: against a clock (the node's ROS time; `clock` returns None while unknown) no more than
+`max_lead_s` ahead or `max_age_s` behind, and against the other cameras never older than the window. A refused
+input is never stored, so one bad stamp cannot disable a camera. Every refusal raises `RejectedInput` with a
+reason key (`REASONS`) counted in `stats.rejections`.
 
 Stamps are absolute int64 nanoseconds; poses are camera-to-world 4×4 in the optical frame (x right, y down,
-z forward), metres; quaternions are wxyz.
+z forward), metres; depths (H,W) float32 metres, 0 = no measurement; quaternions are wxyz.
 """
 from __future__ import annotations
 
 import bisect
-import math
 import threading
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
 
-from .io.messages import MessageError, matrix_to_quat, quat_to_matrix, rigid_matrix
+from .geometry import matrix_to_quat, quat_to_matrix, rigid_matrix, slerp
 from .selection import POLICIES, select_views
 from .views import ViewSet
 
+# Why an input was refused (the keys of WindowStats.rejections; the ROS node adds its own decoding reasons).
+REASONS = {
+    "unknown_camera": "a camera that is not configured",
+    "bad_image": "image shape, dtype or values",
+    "bad_intrinsics": "K not a finite pinhole matrix",
+    "bad_pose": "non-finite pose or non-unit quaternion",
+    "future_stamp": "stamp beyond the clock + max_lead_s",
+    "stale_stamp": "stamp older than the clock - max_age_s or than the window",
+    "duplicate_stamp": "stamp equal to the camera's newest",
+    "out_of_order": "stamp older than the camera's newest",
+    "no_pose": "no pose brackets the image stamp (or it waited longer than pose_wait_s)",
+    "depth_invalid": "depth image not (H,W) float32, or without any measurement",
+    "depth_size": "depth size differs from its colour image",
+    "depth_unmatched": "no colour view with the depth's stamp",
+}
+
+
 class RejectedInput(ValueError):
-    """An image or pose the window refused; `str(exc)` is the reason, meant for logs and service responses."""
+    """An image, pose or depth the window refused; `str(exc)` is the reason for logs and service responses,
+    `reason` its key in REASONS (or the node's own keys)."""
+
+    def __init__(self, message: str, reason: str = "bad_image"):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -32,33 +60,40 @@ class _View:
     stamp_ns: int
     image: np.ndarray  # (H,W,3) uint8 or float32 in [0,1]
     K: np.ndarray  # (3,3) float64
-    camtoworld: np.ndarray  # (4,4) float64
+    camtoworld: np.ndarray | None  # (4,4) float64; None while waiting for a pose
+    depth: np.ndarray | None = None  # (H,W) float32 metres, 0 = none
+
+
+@dataclass
+class CameraStats:
+    """Counters of one camera since construction (images only; poses and depths count in `rejections`).
+    received: images offered; kept: entered the buffer; dropped: evicted from a full buffer before they
+    expired; rejected: refused; buffered / pending / with_depth: now in the buffer, waiting for a pose, with
+    depth."""
+
+    received: int = 0
+    kept: int = 0
+    dropped: int = 0
+    rejected: int = 0
+    buffered: int = 0
+    pending: int = 0
+    with_depth: int = 0
 
 
 @dataclass
 class WindowStats:
-    """Counters since construction. dropped: evicted from a full buffer; expired: fell out of the window."""
+    """Totals since construction (images), per camera, and refusals by reason (images, poses and depths).
+    expired: fell out of the window."""
 
     received: int = 0
+    kept: int = 0
     dropped: int = 0
     expired: int = 0
     rejected: int = 0
     pending: int = 0
-    per_camera: dict[str, int] = field(default_factory=dict)  # views currently buffered
+    per_camera: dict[str, CameraStats] = field(default_factory=dict)
+    rejections: dict[str, int] = field(default_factory=dict)
     last_error: str = ""
-
-
-def slerp(q0: np.ndarray, q1: np.ndarray, a: float) -> np.ndarray:
-    """Spherical interpolation of unit quaternions (4,) at fraction a in [0,1], along the shorter arc."""
-    d = float(np.dot(q0, q1))
-    if d < 0.0:
-        q1, d = -q1, -d
-    if d > 0.9995:  # nearly parallel: lerp is exact to float precision and avoids dividing by sin(~0)
-        q = q0 + a * (q1 - q0)
-        return q / np.linalg.norm(q)
-    theta = math.acos(min(d, 1.0))
-    s = math.sin(theta)
-    return (math.sin((1.0 - a) * theta) * q0 + math.sin(a * theta) * q1) / s
 
 
 def pose_matrix(position, quat_wxyz) -> np.ndarray:
@@ -68,8 +103,8 @@ def pose_matrix(position, quat_wxyz) -> np.ndarray:
     """
     try:
         return rigid_matrix(position, quat_wxyz)
-    except MessageError as exc:
-        raise RejectedInput(str(exc)) from None
+    except ValueError as exc:
+        raise RejectedInput(str(exc), "bad_pose") from None
 
 
 class PoseBuffer:
@@ -99,14 +134,22 @@ class PoseBuffer:
         stamp_ns = int(stamp_ns)
         T = np.asarray(camtoworld, dtype=np.float64)
         if T.shape != (4, 4) or not np.isfinite(T).all():
-            raise RejectedInput(f"pose must be a finite 4x4 matrix, got shape {T.shape}")
+            raise RejectedInput(f"pose must be a finite 4x4 matrix, got shape {T.shape}", "bad_pose")
         if self._stamps and stamp_ns <= self._stamps[-1]:
-            raise RejectedInput(f"pose out of order: stamp {stamp_ns} ns <= newest {self._stamps[-1]} ns")
+            raise RejectedInput(f"pose out of order: stamp {stamp_ns} ns <= newest {self._stamps[-1]} ns",
+                                "duplicate_stamp" if stamp_ns == self._stamps[-1] else "out_of_order")
         self._stamps.append(stamp_ns)
         self._positions.append(T[:3, 3].copy())
         self._quats.append(matrix_to_quat(T[:3, :3]))
         if len(self._stamps) > self.capacity:
             del self._stamps[0], self._positions[0], self._quats[0]
+
+    def drop_newer_than(self, stamp_ns: int) -> int:
+        """Remove poses stamped after `stamp_ns`; returns how many."""
+        k = bisect.bisect_right(self._stamps, int(stamp_ns))
+        n = len(self._stamps) - k
+        del self._stamps[k:], self._positions[k:], self._quats[k:]
+        return n
 
     def _matrix(self, p: np.ndarray, q: np.ndarray) -> np.ndarray:
         T = np.eye(4)
@@ -115,26 +158,26 @@ class PoseBuffer:
         return T
 
     def lookup(self, stamp_ns: int) -> np.ndarray:
-        """Camera-to-world (4,4) at `stamp_ns`; raises RejectedInput saying why no pose brackets it."""
+        """Camera-to-world (4,4) at `stamp_ns`; raises RejectedInput (reason no_pose) saying why none fits."""
         s = self._stamps
         stamp_ns = int(stamp_ns)
         if not s:
-            raise RejectedInput("no pose received yet for this camera")
+            raise RejectedInput("no pose received yet for this camera", "no_pose")
         if stamp_ns <= s[0]:
             if s[0] - stamp_ns <= self.tolerance_ns:
                 return self._matrix(self._positions[0], self._quats[0])
             raise RejectedInput(f"stamp {stamp_ns} ns is {(s[0] - stamp_ns) * 1e-9:.3f} s older than the oldest "
-                                f"buffered pose (tolerance {self.tolerance_ns * 1e-9:.3f} s)")
+                                f"buffered pose (tolerance {self.tolerance_ns * 1e-9:.3f} s)", "no_pose")
         if stamp_ns >= s[-1]:
             if stamp_ns - s[-1] <= self.tolerance_ns:
                 return self._matrix(self._positions[-1], self._quats[-1])
             raise RejectedInput(f"stamp {stamp_ns} ns is {(stamp_ns - s[-1]) * 1e-9:.3f} s newer than the newest "
-                                f"pose (tolerance {self.tolerance_ns * 1e-9:.3f} s)")
+                                f"pose (tolerance {self.tolerance_ns * 1e-9:.3f} s)", "no_pose")
         i = bisect.bisect_right(s, stamp_ns)  # s[i-1] <= stamp < s[i]
         t0, t1 = s[i - 1], s[i]
         if t1 - t0 > self.max_gap_ns and min(stamp_ns - t0, t1 - stamp_ns) > self.tolerance_ns:
             raise RejectedInput(f"the poses bracketing stamp {stamp_ns} ns are {(t1 - t0) * 1e-9:.3f} s apart "
-                                f"(max gap {self.max_gap_ns * 1e-9:.3f} s)")
+                                f"(max gap {self.max_gap_ns * 1e-9:.3f} s)", "no_pose")
         a = (stamp_ns - t0) / (t1 - t0)
         p = (1.0 - a) * self._positions[i - 1] + a * self._positions[i]
         return self._matrix(p, slerp(self._quats[i - 1], self._quats[i], a))
@@ -145,18 +188,23 @@ class SpaceTimeWindow:
 
     camera_names: the cameras, in the order of ViewSet.camera_ids (more can be added with `add_camera`).
     window_s / window_frames: keep views no older than window_s before the newest view of any camera, and/or
-    the newest window_frames views per camera (None disables either bound). max_views: most views handed to
-    the model. policy: "latest" (newest views, round-robin over cameras) or "uniform" (spread evenly over the
-    window's time span). buffer_size: views buffered per camera (oldest dropped, counted in stats.dropped).
-    image_size: (H, W) of the snapshot; None uses the newest view's size (other views are resized, K scaled).
+    the newest window_frames views per camera (None disables either bound). max_views / policy: how many views
+    go to the model and which (lrm4d_ros.selection). buffer_size: views buffered per camera (oldest dropped,
+    counted). image_size: (H, W) of the snapshot; None uses the newest view's size (others resized, K scaled).
     Pose lookups: pose_tolerance_s (hold the first/last pose this far), pose_max_gap_s (longest interpolated
-    gap). Images newer than the newest pose wait (at most `pending_size` per camera) until a pose brackets them.
+    gap). Images newer than the newest pose wait (at most `pending_size` per camera, at most `pose_wait_s`)
+    until a pose brackets them. clock: () -> now in ns, or None while unknown; max_lead_s / max_age_s bound
+    stamps against it (None disables). depth_tolerance_s: how far a depth stamp may be from its colour view's;
+    depth_buffer: depths per camera kept while their colour view has not arrived.
     """
 
     def __init__(self, camera_names=(), *, window_s: float | None = 2.0, window_frames: int | None = None,
                  max_views: int = 12, policy: str = "uniform", buffer_size: int = 64,
                  image_size: tuple[int, int] | None = None, pose_buffer_size: int = 512,
-                 pose_tolerance_s: float = 0.02, pose_max_gap_s: float = 0.5, pending_size: int = 8):
+                 pose_tolerance_s: float = 0.02, pose_max_gap_s: float = 0.5, pending_size: int = 8,
+                 pose_wait_s: float = 1.0, clock: Callable[[], int | None] | None = None,
+                 max_lead_s: float | None = 1.0, max_age_s: float | None = 10.0,
+                 depth_tolerance_s: float = 0.001, depth_buffer: int = 16):
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
         if window_s is None and window_frames is None:
@@ -165,20 +213,24 @@ class SpaceTimeWindow:
             raise ValueError(f"window_s must be > 0, got {window_s}")
         if window_frames is not None and window_frames < 1:
             raise ValueError(f"window_frames must be >= 1, got {window_frames}")
-        if max_views < 1 or buffer_size < 1 or pending_size < 0:
-            raise ValueError("max_views and buffer_size must be >= 1, pending_size >= 0")
-        self.window_ns = None if window_s is None else int(round(window_s * 1e9))
-        self.window_frames = window_frames
+        if max_views < 1 or buffer_size < 1 or pending_size < 0 or depth_buffer < 0:
+            raise ValueError("max_views and buffer_size must be >= 1, pending_size and depth_buffer >= 0")
+        ns = lambda s: None if s is None else int(round(s * 1e9))  # noqa: E731
+        self.window_ns, self.window_frames = ns(window_s), window_frames
         self.max_views, self.policy, self.buffer_size = int(max_views), policy, int(buffer_size)
         self.image_size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
-        self._pose_args = (int(pose_buffer_size), int(round(pose_tolerance_s * 1e9)),
-                           int(round(pose_max_gap_s * 1e9)))
-        self.pending_size = int(pending_size)
+        self._pose_args = (int(pose_buffer_size), ns(pose_tolerance_s), ns(pose_max_gap_s))
+        self.pending_size, self.pose_wait_ns = int(pending_size), ns(pose_wait_s)
+        self.clock, self.max_lead_ns, self.max_age_ns = clock, ns(max_lead_s), ns(max_age_s)
+        self.depth_tolerance_ns, self.depth_buffer = ns(depth_tolerance_s), int(depth_buffer)
         self._lock = threading.Lock()
         self._names: list[str] = []
         self._views: dict[str, deque[_View]] = {}
-        self._pending: dict[str, deque[tuple[int, np.ndarray, np.ndarray]]] = {}
+        self._pending: dict[str, deque[_View]] = {}
+        self._depths: dict[str, deque[tuple[int, np.ndarray]]] = {}  # depths waiting for their colour view
         self._poses: dict[str, PoseBuffer] = {}
+        self._cam: dict[str, CameraStats] = {}
+        self._rejections: Counter = Counter()
         self._stats = WindowStats()
         for name in camera_names:
             self.add_camera(name)
@@ -187,15 +239,12 @@ class SpaceTimeWindow:
     def add_camera(self, name: str) -> int:
         """Register a camera (idempotent); returns its camera id."""
         with self._lock:
-            return self._add_camera(name)
-
-    def _add_camera(self, name: str) -> int:
-        if name not in self._views:
-            self._names.append(name)
-            self._views[name] = deque()
-            self._pending[name] = deque()
-            self._poses[name] = PoseBuffer(*self._pose_args)
-        return self._names.index(name)
+            if name not in self._views:
+                self._names.append(name)
+                self._views[name], self._pending[name], self._depths[name] = deque(), deque(), deque()
+                self._poses[name] = PoseBuffer(*self._pose_args)
+                self._cam[name] = CameraStats()
+            return self._names.index(name)
 
     def add_pose(self, camera: str, stamp_ns: int, camtoworld=None, *, position=None, quat_wxyz=None) -> int:
         """Add a camera pose: a (4,4) camera-to-world, or position (3,) + quat_wxyz (4,).
@@ -205,114 +254,263 @@ class SpaceTimeWindow:
         with self._lock:
             try:
                 self._known(camera)
+                stamp_ns = int(stamp_ns)
+                self._check_stamp(stamp_ns, "pose")
                 T = pose_matrix(position, quat_wxyz) if camtoworld is None else np.asarray(camtoworld, np.float64)
                 self._poses[camera].add(stamp_ns, T)
             except RejectedInput as exc:
-                self._reject(f"{camera}: {exc}")
-            return self._resolve_pending(camera)
+                self._reject(camera, exc, image=False)
+            done = self._resolve_pending(camera)
+            self._expire()
+            return done
 
-    def add_view(self, camera: str, image: np.ndarray, K, stamp_ns: int, camtoworld=None) -> str:
+    def add_view(self, camera: str, image: np.ndarray, K, stamp_ns: int, camtoworld=None, depth=None) -> str:
         """Add an image (H,W,3) uint8 or float32 in [0,1] with intrinsics K (3,3) at stamp_ns.
 
-        camtoworld (4,4) given: used as is; None: interpolated from the camera's poses. Returns "accepted" or
-        "pending" (newer than every pose so far; kept until a pose arrives). Raises RejectedInput with the
-        reason (bad shape/dtype, non-finite K, out-of-order stamp, no pose bracketing the stamp).
+        camtoworld (4,4) given: used as is; None: interpolated from the camera's poses. depth: optional (H,W)
+        float32 metres (0 = none) registered to the image; a bad depth is counted and dropped, the view still
+        goes in. Returns "accepted" or "pending" (newer than every pose so far; kept until a pose arrives).
+        Raises RejectedInput with the reason (bad shape/dtype, non-finite K, stamp out of bounds or out of order,
+        no pose bracketing the stamp).
         """
         with self._lock:
+            if camera in self._cam:
+                self._cam[camera].received += 1
+            self._stats.received += 1
             try:
                 self._known(camera)
                 image, K = self._check_image(image, K)
                 stamp_ns = int(stamp_ns)
-                buf = self._views[camera]
-                last = [buf[-1].stamp_ns] if buf else []
-                last += [p[0] for p in list(self._pending[camera])[-1:]]
-                newest = max(last, default=None)
+                self._check_stamp(stamp_ns, "image")
+                newest = max([q[-1].stamp_ns for q in (self._views[camera], self._pending[camera]) if q],
+                             default=None)
                 if newest is not None and stamp_ns <= newest:
-                    raise RejectedInput(f"image out of order: stamp {stamp_ns} ns <= newest {newest} ns")
+                    raise RejectedInput(f"image out of order: stamp {stamp_ns} ns <= newest {newest} ns",
+                                        "duplicate_stamp" if stamp_ns == newest else "out_of_order")
+                view = _View(stamp_ns, image, K, None)
                 if camtoworld is not None:
                     T = np.asarray(camtoworld, dtype=np.float64)
                     if T.shape != (4, 4) or not np.isfinite(T).all():
-                        raise RejectedInput(f"camtoworld must be a finite 4x4 matrix, got shape {T.shape}")
+                        raise RejectedInput(f"camtoworld must be a finite 4x4 matrix, got shape {T.shape}",
+                                            "bad_pose")
+                    view.camtoworld = T
                 else:
                     poses = self._poses[camera]
-                    if self.pending_size and (poses.newest_ns is None
-                                              or stamp_ns > poses.newest_ns + poses.tolerance_ns):
-                        self._park(camera, stamp_ns, image, K)
-                        return "pending"
-                    T = poses.lookup(stamp_ns)
+                    if not self.pending_size or (poses.newest_ns is not None
+                                                 and stamp_ns <= poses.newest_ns + poses.tolerance_ns):
+                        view.camtoworld = poses.lookup(stamp_ns)
             except RejectedInput as exc:
-                self._reject(f"{camera}: {exc}")
-            self._push(camera, _View(stamp_ns, image, K, T))
-            return "accepted"
+                self._reject(camera, exc)
+            self._pair_early_depth(camera, view)
+            if depth is not None:
+                try:
+                    self._attach(camera, view, self._check_depth(depth))
+                except RejectedInput as exc:
+                    self._count(camera, exc, image=False)
+            if view.camtoworld is None:  # newer than every pose so far: wait for one
+                self._park(camera, view)
+            else:
+                self._push(camera, view)
+            self._expire()
+            return "pending" if view.camtoworld is None else "accepted"
+
+    def add_depth(self, camera: str, stamp_ns: int, depth) -> str:
+        """Pair a depth image (H,W) float32 metres (0 = none) with the colour view of the same stamp (within
+        depth_tolerance_s), whether that view is already buffered, waiting for its pose, or still to come.
+        Returns "attached" or "waiting"; raises RejectedInput (counted) for a bad or unmatched depth."""
+        with self._lock:
+            try:
+                self._known(camera)
+                stamp_ns = int(stamp_ns)
+                self._check_stamp(stamp_ns, "depth")
+                d = self._check_depth(depth)
+                view = self._find_view(camera, stamp_ns)
+                if view is not None:
+                    self._attach(camera, view, d)
+                    return "attached"
+                newest = [q[-1].stamp_ns for q in (self._views[camera], self._pending[camera]) if q]
+                if newest and stamp_ns < max(newest):
+                    raise RejectedInput(f"no colour view at {stamp_ns} ns for this depth (its image was refused "
+                                        "or dropped)", "depth_unmatched")
+                q = self._depths[camera]
+                q.append((stamp_ns, d))
+                if len(q) > self.depth_buffer:
+                    old = q.popleft()[0]
+                    self._count(camera, RejectedInput(f"depth at {old} ns never got its colour view",
+                                                      "depth_unmatched"), image=False)
+                return "waiting"
+            except RejectedInput as exc:
+                self._reject(camera, exc, image=False)
 
     def _known(self, camera: str) -> None:
         if camera not in self._views:
-            raise RejectedInput(f"unknown camera {camera!r} (known: {self._names})")
+            raise RejectedInput(f"unknown camera {camera!r} (known: {self._names})", "unknown_camera")
+
+    def now_ns(self) -> int | None:
+        """The clock's time in ns, or None without a clock or while it is unknown (0)."""
+        t = self.clock() if self.clock is not None else None
+        return int(t) if t else None
+
+    def _check_stamp(self, stamp_ns: int, what: str) -> None:
+        now = self.now_ns()
+        if now is not None:
+            self._purge_future(now)
+            if self.max_lead_ns is not None and stamp_ns > now + self.max_lead_ns:
+                raise RejectedInput(f"{what} stamp {stamp_ns} ns is {(stamp_ns - now) * 1e-9:.3f} s ahead of the "
+                                    f"clock (max lead {self.max_lead_ns * 1e-9:.3f} s)", "future_stamp")
+            if self.max_age_ns is not None and stamp_ns < now - self.max_age_ns:
+                raise RejectedInput(f"{what} stamp {stamp_ns} ns is {(now - stamp_ns) * 1e-9:.3f} s behind the "
+                                    f"clock (max age {self.max_age_ns * 1e-9:.3f} s)", "stale_stamp")
+        newest = self._newest_ns()
+        if what == "image" and self.window_ns is not None and newest is not None \
+                and stamp_ns < newest - self.window_ns:
+            raise RejectedInput(f"image stamp {stamp_ns} ns is {(newest - stamp_ns) * 1e-9:.3f} s older than the "
+                                f"newest view (window {self.window_ns * 1e-9:.3f} s)", "stale_stamp")
 
     @staticmethod
     def _check_image(image, K) -> tuple[np.ndarray, np.ndarray]:
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
-            raise RejectedInput(f"image must be (H,W,3), got shape {image.shape}")
+            raise RejectedInput(f"image must be (H,W,3), got shape {image.shape}", "bad_image")
         if image.dtype == np.float32:
             if not np.isfinite(image).all():
-                raise RejectedInput("image has non-finite values")
+                raise RejectedInput("image has non-finite values", "bad_image")
         elif image.dtype != np.uint8:
-            raise RejectedInput(f"image dtype must be uint8 or float32, got {image.dtype}")
+            raise RejectedInput(f"image dtype must be uint8 or float32, got {image.dtype}", "bad_image")
         K = np.asarray(K, dtype=np.float64)
         if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
-            raise RejectedInput(f"K must be a finite 3x3 matrix with fx, fy > 0, got {K.tolist()}")
+            raise RejectedInput(f"K must be a finite 3x3 matrix with fx, fy > 0, got {K.tolist()}",
+                                "bad_intrinsics")
         return image, K
 
-    def _reject(self, reason: str):
-        self._stats.rejected += 1
-        self._stats.last_error = reason
-        raise RejectedInput(reason)
+    @staticmethod
+    def _check_depth(depth) -> np.ndarray:
+        d = np.asarray(depth)
+        if d.ndim != 2 or d.dtype != np.float32:
+            raise RejectedInput(f"depth must be (H,W) float32 metres, got {d.dtype} {d.shape}", "depth_invalid")
+        if not (np.isfinite(d) & (d > 0)).any():
+            raise RejectedInput("depth image has no measurement (all 0, NaN or inf)", "depth_invalid")
+        return np.where(np.isfinite(d) & (d > 0), d, np.float32(0.0))
 
-    def _park(self, camera, stamp_ns, image, K) -> None:
-        q = self._pending[camera]
-        q.append((stamp_ns, image, K))
-        if len(q) > self.pending_size:
-            old_stamp = q.popleft()[0]
-            newest = self._poses[camera].newest_ns
+    def _find_view(self, camera: str, stamp_ns: int) -> _View | None:
+        for q in (self._views[camera], self._pending[camera]):
+            for v in reversed(q):
+                if abs(v.stamp_ns - stamp_ns) <= self.depth_tolerance_ns:
+                    return v
+                if v.stamp_ns < stamp_ns - self.depth_tolerance_ns:
+                    break
+        return None
+
+    def _attach(self, camera: str, view: _View, depth: np.ndarray) -> None:
+        if depth.shape != view.image.shape[:2]:
+            raise RejectedInput(f"depth is {depth.shape[1]}x{depth.shape[0]} but its image is "
+                                f"{view.image.shape[1]}x{view.image.shape[0]}", "depth_size")
+        view.depth = depth
+
+    def _pair_early_depth(self, camera: str, view: _View) -> None:
+        """Attach a depth that came before `view`; depths older than it will never find theirs (counted)."""
+        q = self._depths[camera]
+        while q and q[0][0] <= view.stamp_ns + self.depth_tolerance_ns:
+            stamp, d = q.popleft()
+            try:
+                if abs(stamp - view.stamp_ns) > self.depth_tolerance_ns:
+                    raise RejectedInput(f"depth at {stamp} ns never got its colour view", "depth_unmatched")
+                self._attach(camera, view, d)
+            except RejectedInput as exc:
+                self._count(camera, exc, image=False)
+
+    def _count(self, camera: str, exc: RejectedInput, image: bool = True) -> None:
+        self._rejections[exc.reason] += 1
+        self._stats.last_error = f"{camera}: {exc}"
+        if image:
             self._stats.rejected += 1
-            self._stats.last_error = (f"{camera}: image at {old_stamp} ns never got a pose (newest pose: "
-                                      f"{'none' if newest is None else f'{newest} ns'})")
+            if camera in self._cam:
+                self._cam[camera].rejected += 1
+
+    def _reject(self, camera: str, exc: RejectedInput, image: bool = True):
+        self._count(camera, exc, image)
+        raise RejectedInput(f"{camera}: {exc}", exc.reason) from None
+
+    def _park(self, camera: str, view: _View) -> None:
+        q = self._pending[camera]
+        q.append(view)
+        if len(q) > self.pending_size:
+            old = q.popleft().stamp_ns
+            newest = self._poses[camera].newest_ns
+            self._count(camera, RejectedInput(f"image at {old} ns never got a pose (newest pose: "
+                                              f"{'none' if newest is None else f'{newest} ns'})", "no_pose"))
 
     def _resolve_pending(self, camera: str) -> int:
         q, poses, done = self._pending[camera], self._poses[camera], 0
-        while q and poses.newest_ns is not None and q[0][0] <= poses.newest_ns + poses.tolerance_ns:
-            stamp_ns, image, K = q.popleft()
+        while q and poses.newest_ns is not None and q[0].stamp_ns <= poses.newest_ns + poses.tolerance_ns:
+            view = q.popleft()
             try:
-                T = poses.lookup(stamp_ns)
+                view.camtoworld = poses.lookup(view.stamp_ns)
             except RejectedInput as exc:
-                self._stats.rejected += 1
-                self._stats.last_error = f"{camera}: {exc}"
+                self._count(camera, exc)
                 continue
-            self._push(camera, _View(stamp_ns, image, K, T))
+            self._push(camera, view)
             done += 1
         return done
 
     def _push(self, camera: str, view: _View) -> None:
         buf = self._views[camera]
         buf.append(view)
-        self._stats.received += 1
+        self._stats.kept += 1
+        self._cam[camera].kept += 1
         while len(buf) > self.buffer_size:
             buf.popleft()
             self._stats.dropped += 1
-        self._expire()
+            self._cam[camera].dropped += 1
 
-    def _expire(self) -> None:
+    def _expire(self, now: int | None = None) -> None:
+        """Drop views outside the window, images that waited longer than pose_wait_s for a pose, and (once the
+        clock is known) anything stored before it was that lies beyond its lead. How long an image waited is
+        measured in stamps (`now`, or else the newest image or pose stamp), so input that is processed late
+        (a busy CPU) does not expire images whose pose is right behind them."""
+        clock = self.now_ns()
+        if clock is not None:
+            self._purge_future(clock)
         newest = self._newest_ns()
         for buf in self._views.values():
             while buf and ((self.window_ns is not None and buf[0].stamp_ns < newest - self.window_ns)
                            or (self.window_frames is not None and len(buf) > self.window_frames)):
                 buf.popleft()
                 self._stats.expired += 1
+        ref = now if now is not None else max([newest or -1] + [p.newest_ns or -1 for p in self._poses.values()])
+        if ref >= 0 and self.pose_wait_ns is not None:
+            for name, q in self._pending.items():
+                while q and q[0].stamp_ns < ref - self.pose_wait_ns:
+                    newest_pose = self._poses[name].newest_ns
+                    self._count(name, RejectedInput(
+                        f"image at {q.popleft().stamp_ns} ns waited more than {self.pose_wait_ns * 1e-9:.3f} s "
+                        f"for a pose (newest pose: {'none' if newest_pose is None else f'{newest_pose} ns'})",
+                        "no_pose"))
+
+    def _purge_future(self, now: int) -> None:
+        """Drop what lies beyond the clock's lead: stored while the clock was unknown, or the clock jumped back
+        (a replayed bag started over), so the cameras start afresh instead of refusing everything as old."""
+        if self.max_lead_ns is None:
+            return
+        limit = now + self.max_lead_ns
+        for name in self._names:
+            for q in (self._views[name], self._pending[name]):
+                while q and q[-1].stamp_ns > limit:
+                    self._count(name, RejectedInput(f"image at {q.pop().stamp_ns} ns is ahead of the clock "
+                                                    f"({now} ns): dropped", "future_stamp"))
+            while self._depths[name] and self._depths[name][-1][0] > limit:
+                self._depths[name].pop()
+            self._poses[name].drop_newer_than(limit)
 
     def _newest_ns(self) -> int | None:
         stamps = [b[-1].stamp_ns for b in self._views.values() if b]
         return max(stamps) if stamps else None
+
+    def expire(self) -> None:
+        """Apply the bounds at the clock's time (the node calls this periodically while it has no input queued,
+        so images waiting for a pose that stopped expire even when no input arrives)."""
+        with self._lock:
+            self._expire(self.now_ns())
 
     # -- output ------------------------------------------------------------------------------------------
     @property
@@ -324,14 +522,24 @@ class SpaceTimeWindow:
     def stats(self) -> WindowStats:
         with self._lock:
             s = self._stats
-            return WindowStats(s.received, s.dropped, s.expired, s.rejected,
-                               sum(len(q) for q in self._pending.values()),
-                               {n: len(self._views[n]) for n in self._names}, s.last_error)
+            per = {}
+            for n in self._names:
+                c = self._cam[n]
+                per[n] = CameraStats(c.received, c.kept, c.dropped, c.rejected, len(self._views[n]),
+                                     len(self._pending[n]), sum(v.depth is not None for v in self._views[n]))
+            return WindowStats(s.received, s.kept, s.dropped, s.expired, s.rejected,
+                               sum(len(q) for q in self._pending.values()), per,
+                               dict(self._rejections), s.last_error)
 
     def newest_stamp_ns(self) -> int | None:
         """Stamp of the newest buffered view of any camera (None when empty)."""
         with self._lock:
             return self._newest_ns()
+
+    def newest_per_camera(self) -> dict[str, int]:
+        """Newest buffered stamp of each camera that has views."""
+        with self._lock:
+            return {n: b[-1].stamp_ns for n, b in self._views.items() if b}
 
     def lookup_pose(self, camera: str, stamp_ns: int) -> np.ndarray:
         """Interpolated camera-to-world (4,4) of a known camera at stamp_ns; raises RejectedInput."""
@@ -340,32 +548,35 @@ class SpaceTimeWindow:
             return self._poses[camera].lookup(stamp_ns)
 
     def snapshot(self) -> ViewSet | None:
-        """The selected views of the current window as a ViewSet sorted by stamp (None when empty)."""
+        """The selected views of the current window as a ViewSet sorted by stamp (None when empty). Where any
+        selected view has depth, `depths` holds them (all-zero maps for views without)."""
         with self._lock:
-            cands = [(v.stamp_ns, cid, v) for cid, n in enumerate(self._names) for v in self._views[n]]
+            cands = [(v.stamp_ns, cid, v, v.depth) for cid, n in enumerate(self._names) for v in self._views[n]]
             names = list(self._names)
         if not cands:
             return None
-        chosen = sorted(select_views([(s, c) for s, c, _ in cands], self.max_views, self.policy))
-        picked = [cands[i] for i in chosen]
-        picked.sort(key=lambda x: (x[0], x[1]))
+        chosen = select_views([(s, c) for s, c, _, _ in cands], self.max_views, self.policy)
+        picked = sorted((cands[i] for i in chosen), key=lambda x: (x[0], x[1]))
+        with_depth = any(d is not None for *_, d in picked)
         newest = max(picked, key=lambda x: x[0])[2]
         H, W = self.image_size or newest.image.shape[:2]
-        # One ViewSet per input size, each resized by ViewSet.resized (K rescaled), then merged in stamp order.
+        # One ViewSet per input size, each resized by ViewSet.resized (K rescaled, depth nearest), then merged.
         groups: dict[tuple[int, int], list[int]] = {}
-        for k, (_, _, v) in enumerate(picked):
+        for k, (_, _, v, _) in enumerate(picked):
             groups.setdefault(v.image.shape[:2], []).append(k)
         parts, order = [], []
-        for members in groups.values():
+        for size, members in groups.items():
             views = [picked[k] for k in members]
             images = [torch.from_numpy(v.image).float() / 255.0 if v.image.dtype == np.uint8
-                      else torch.from_numpy(v.image) for _, _, v in views]
+                      else torch.from_numpy(v.image) for _, _, v, _ in views]
+            depths = torch.stack([torch.from_numpy(d) if d is not None else torch.zeros(size)
+                                  for *_, d in views]) if with_depth else None
             parts.append(ViewSet(
-                images=torch.stack(images), Ks=torch.as_tensor(np.stack([v.K for _, _, v in views])),
-                camtoworlds=torch.as_tensor(np.stack([v.camtoworld for _, _, v in views]), dtype=torch.float64),
-                stamps_ns=torch.tensor([s for s, _, _ in views], dtype=torch.int64),
-                camera_ids=torch.tensor([c for _, c, _ in views], dtype=torch.int64),
-                camera_names=names).resized(H, W))
+                images=torch.stack(images), Ks=torch.as_tensor(np.stack([v.K for _, _, v, _ in views])),
+                camtoworlds=torch.as_tensor(np.stack([v.camtoworld for _, _, v, _ in views]), dtype=torch.float64),
+                stamps_ns=torch.tensor([s for s, *_ in views], dtype=torch.int64),
+                camera_ids=torch.tensor([c for _, c, _, _ in views], dtype=torch.int64),
+                camera_names=names, depths=depths).resized(H, W))
             order += members
         merged = parts[0] if len(parts) == 1 else ViewSet.cat(parts)
         return merged.select(torch.argsort(torch.tensor(order)))

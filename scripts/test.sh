@@ -14,4 +14,5 @@ bash scripts/build_ros.sh
 set +u
 # shellcheck disable=SC1091
 source install/setup.bash
-exec python -m pytest -q test "$@"
+# -rs: list every skipped test and why
+exec python -m pytest -q -rs test "$@"

@@ -170,7 +170,7 @@ def test_reconstruct_output_bag_topics_and_counts(source_bag, recon_out):
 
 
 def test_reconstruct_pointcloud_matches_the_slice_ply(source_bag, recon_out):
-    from lrm4d_ros.io.output_bag import GAUSSIAN_FIELDS, unpack_rgb
+    from lrm4d_ros.io.messages import GAUSSIAN_FIELDS, unpack_rgb
     from lrm4d_ros.ply import read_ply_3dgs, read_ply_fields
 
     src_stamps = {t for t, _, _ in _messages(source_bag)["/cam0/image_raw"] + _messages(source_bag)["/cam1/image_raw"]}

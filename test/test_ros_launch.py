@@ -6,7 +6,6 @@ import importlib.util
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch" / "reconstruct.launch.py"
-ARGS = {"config", "checkpoint", "device", "rviz"}
+ARGS = {"config", "checkpoint", "device", "rviz", "use_sim_time"}
 
 
 def declared_arguments(tree: ast.AST) -> dict[str, str | None]:
@@ -34,6 +33,7 @@ def test_launch_file_compiles_and_declares_its_arguments():
     args = declared_arguments(tree)
     assert set(args) == ARGS
     assert args["checkpoint"] == "" and args["device"] == "" and args["rviz"] == "false"
+    assert args["use_sim_time"] == "false"
     assert '("~/render_view", "/render_view")' in source and 'executable="reconstruct_node"' in source
     assert 'name=NODE_NAME' in source and 'NODE_NAME = "lrm4d_reconstruct"' in source
 
@@ -45,7 +45,7 @@ def test_config_is_for_the_launched_node_and_matches_declared_parameters():
     # every scalar in the YAML is a declared parameter with the same type as its default
     for name, value in values.items():
         if name in params.SCALARS:
-            assert type(value) is type(params.SCALARS[name]), name
+            assert type(value) is type(params.SCALARS[name][0]), name
     assert set(params.SCALARS) - {"render_service"} <= set(values)
     assert values["render_service"] == "/render_view"
     assert values["camera_names"] == params.DEFAULT_CAMERAS

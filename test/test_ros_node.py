@@ -9,21 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("rclpy")
-try:
-    from lrm4d_ros.ros.inprocess import InProcessSession, wait_for
-    from lrm4d_ros.ros.interfaces import RenderView
-except ImportError as exc:  # the generated interfaces need `scripts/build_ros.sh` + `source install/setup.bash`
-    pytest.skip(str(exc), allow_module_level=True)
+from conftest import require_ros_interfaces  # noqa: E402
 
-from geometry_msgs.msg import PoseStamped  # noqa: E402
+require_ros_interfaces()
+from lrm4d_ros.ros.inprocess import InProcessSession, wait_for  # noqa: E402
+from lrm4d_ros.ros.interfaces import RenderView  # noqa: E402
+
+from sensor_msgs.msg import Image  # noqa: E402
 
 from lrm4d_ros.checkpoint import save_model  # noqa: E402
 from lrm4d_ros.data.generator import SceneConfig, generate  # noqa: E402
-from lrm4d_ros.io.output_bag import pack_rgb, unpack_rgb  # noqa: E402
+from lrm4d_ros.io.messages import (camera_info_msg, float_image_msg, image_depth, image_msg, image_rgb,  # noqa: E402
+                                   pack_rgb, pointcloud2_array, pose_msg, time_msg, unpack_rgb)
 from lrm4d_ros.model import LRM4D, LRM4DConfig  # noqa: E402
-from lrm4d_ros.ros.conversions import (K_to_camera_info, image_to_numpy, matrix_to_pose, ns_to_stamp,  # noqa: E402
-                                       numpy_to_image, pointcloud2_to_array)
+from lrm4d_ros.ros.conversions import RCLPY  # noqa: E402
 
 DOMAIN_ID = 71
 FRAMES, CAMS, H, W = 4, 4, 48, 64
@@ -54,7 +53,7 @@ def session(scene, tmp_path_factory):
     }
     s = InProcessSession(DOMAIN_ID, scene, params)
     s.virtual = {}
-    from sensor_msgs.msg import CameraInfo, Image
+    from sensor_msgs.msg import CameraInfo
     for topic, kind in (("image", Image), ("depth", Image), ("camera_info", CameraInfo)):
         s.client.create_subscription(kind, f"/lrm4d_reconstruct/overview/{topic}",
                                      lambda m, t=topic: s.virtual.__setitem__(t, m), 10)
@@ -65,12 +64,16 @@ def session(scene, tmp_path_factory):
     s.close()
 
 
+def stamp(ns: int):
+    return time_msg(ns, RCLPY)
+
+
 def request_for(scene, i, stamp_ns=None, **flags) -> RenderView.Request:
     req = RenderView.Request()
-    req.camera_pose = matrix_to_pose(scene.camtoworlds[i].numpy())
+    req.camera_pose = pose_msg(scene.camtoworlds[i].numpy(), 0, "world", RCLPY).pose
     K = scene.Ks[i].numpy()
     req.fx, req.fy, req.cx, req.cy, req.width, req.height = K[0, 0], K[1, 1], K[0, 2], K[1, 2], W, H
-    req.stamp = ns_to_stamp(int(scene.stamps_ns[i]) if stamp_ns is None else stamp_ns)
+    req.stamp = stamp(int(scene.stamps_ns[i]) if stamp_ns is None else stamp_ns)
     req.return_color, req.return_depth, req.return_alpha = flags.get("color", True), flags.get("depth", True), \
         flags.get("alpha", True)
     return req
@@ -78,19 +81,20 @@ def request_for(scene, i, stamp_ns=None, **flags) -> RenderView.Request:
 
 def test_gaussians_and_status_published(session, scene):
     n = FRAMES * CAMS
-    newest = ns_to_stamp(int(scene.stamps_ns[:n].max()))
-    st = session.wait_status(lambda s: s.views_received == n and s.window_end == newest and s.views_used == 8,
+    newest = stamp(int(scene.stamps_ns[:n].max()))
+    st = session.wait_status(lambda s: s.views_kept == n and s.window_end == newest and s.views_used == 8,
                              40.0, f"{n} views received and a reconstruction of 8 up to the newest")
     assert st.camera_names == list(scene.camera_names) + [EXTRA_CAM]
     assert sum(st.views_per_camera) == 8 and st.views_per_camera[-1] == 0
-    assert st.views_rejected == 0 and st.views_dropped == 0
+    assert st.views_rejected == 0 and st.views_dropped == 0 and st.views_received == n
+    assert list(st.kept_per_camera) == list(st.received_per_camera) == [FRAMES] * CAMS + [0]
     assert st.reconstruction_time > 0 and math.isfinite(st.latency) and st.latency >= st.reconstruction_time
     session.wait_settled()  # the status may predate the last view's arrival; compare with the final reconstruction
     rec = session.node._latest[0]
     g = rec.slice(rec.window.end_ns)
     # An earlier reconstruction can share the end stamp: wait for the final one's cloud (its size) to arrive.
     cloud = wait_for_cloud(session, st, len(g))
-    pts = pointcloud2_to_array(cloud)
+    pts = pointcloud2_array(cloud)
     assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb", "opacity", "scale_0", "scale_1", "scale_2",
                                               "rot_0", "rot_1", "rot_2", "rot_3"]
     assert cloud.header.frame_id == "world" and len(pts) > 0
@@ -103,7 +107,7 @@ def test_gaussians_and_status_published(session, scene):
     quat_norm = np.linalg.norm(np.stack([pts[f"rot_{i}"] for i in range(4)], 1), axis=1)
     np.testing.assert_allclose(quat_norm, 1.0, atol=1e-5)
     assert ((pts["opacity"] >= 0) & (pts["opacity"] <= 1)).all()
-    assert st.window_start == ns_to_stamp(int(scene.stamps_ns[:n].min()))  # uniform selection keeps both ends
+    assert st.window_start == stamp(int(scene.stamps_ns[:n].min()))  # uniform selection keeps both ends
 
 
 def wait_for_cloud(session, st, points: int):
@@ -123,27 +127,27 @@ def test_render_view_matches_reconstruction_for_held_out_camera(session, scene):
     assert resp.success, resp.message
     assert (resp.color.encoding, resp.depth.encoding, resp.alpha.encoding) == ("rgb8", "32FC1", "32FC1")
     assert (resp.color.width, resp.color.height) == (W, H)
-    assert resp.stamp_rendered == ns_to_stamp(int(scene.stamps_ns[i]))
+    assert resp.stamp_rendered == stamp(int(scene.stamps_ns[i]))
     rec = session.node._latest[0]
     out = rec.render(scene.camtoworlds[i:i + 1], scene.Ks[i:i + 1], W, H, scene.stamps_ns[i:i + 1])
     expect = np.clip(np.rint(out.colors[0].numpy() * 255), 0, 255).astype(np.uint8)
-    np.testing.assert_array_equal(image_to_numpy(resp.color), expect)
-    np.testing.assert_allclose(image_to_numpy(resp.depth)[..., 0], out.depths[0, ..., 0].numpy(), rtol=1e-6)
-    alpha = image_to_numpy(resp.alpha)[..., 0]
+    np.testing.assert_array_equal(image_rgb(resp.color), expect)
+    np.testing.assert_allclose(image_depth(resp.depth), out.depths[0, ..., 0].numpy(), rtol=1e-6)
+    alpha = image_depth(resp.alpha)
     np.testing.assert_allclose(alpha, out.alphas[0, ..., 0].numpy(), rtol=1e-6)
     assert alpha.max() > 0.1  # the camera sees the reconstruction
 
     # CameraInfo intrinsics, a zero stamp (= window end) and colour only
     req = request_for(scene, i, stamp_ns=0, depth=False, alpha=False)
-    req.camera_info = K_to_camera_info(scene.Ks[i].numpy(), W, H)
+    req.camera_info = camera_info_msg(scene.Ks[i].numpy(), W, H, 0, "", RCLPY)
     req.width = req.height = 0
     resp = session.call(req)
     assert resp.success and resp.depth.width == 0 and resp.color.width == W
-    assert resp.stamp_rendered == ns_to_stamp(rec.window.end_ns)
+    assert resp.stamp_rendered == stamp(rec.window.end_ns)
 
 
 @pytest.mark.parametrize("mutate, reason", [
-    (lambda r: setattr(r, "stamp", ns_to_stamp(1_000_000_000)), "outside the reconstructed window"),
+    (lambda r: setattr(r, "stamp", stamp(1_000_000_000)), "outside the reconstructed window"),
     (lambda r: setattr(r.camera_pose.orientation, "w", 3.0), "not unit length"),
     (lambda r: setattr(r.camera_pose.position, "x", float("nan")), "non-finite"),
     (lambda r: setattr(r, "fx", 0.0), "fx, fy > 0"),
@@ -173,59 +177,60 @@ def test_flood_of_render_requests_is_refused_not_queued(session, scene):
     assert session.call(request_for(scene, 0)).success
 
 
+def reasons(st) -> dict:
+    return dict(zip(st.rejection_reasons, st.rejection_counts))
+
+
 def test_bad_input_is_rejected_with_reasons_and_good_input_still_works(session, scene):
-    st0 = session.wait_status(lambda s: s.views_received == FRAMES * CAMS and s.reconstructions >= 1, 40.0,
+    st0 = session.wait_status(lambda s: s.views_kept == FRAMES * CAMS and s.reconstructions >= 1, 40.0,
                               "the good views")
     cam = scene.camera_names[0]
     info_pub, pose_pub, image_pub = session.publisher.pubs[cam]
     later = int(scene.stamps_ns[-1]) + 10**9  # after every published view
     k = FRAMES * CAMS  # index of an unpublished view of camera 0 (frame FRAMES)
-    good_info, good_pose, good_image = session.publisher.messages(k)
+    expected = reasons(st0)
 
-    def rejected_with(reason, count):
-        s = session.wait_status(lambda s: s.views_rejected >= st0.views_rejected + count and reason in s.last_error,
-                                20.0, f"rejection {reason!r}")
-        return s
+    def rejected_with(key, text):
+        expected[key] = expected.get(key, 0) + 1
+        return session.wait_status(lambda s: reasons(s) == expected and text in s.last_error, 20.0,
+                                   f"rejection {key}: {text!r}")
 
-    bad = numpy_to_image(np.zeros((H, W), np.float32), "32FC1", ns_to_stamp(later))
-    image_pub.publish(bad)
-    rejected_with("not a colour encoding", 1)
+    image_pub.publish(float_image_msg(np.zeros((H, W), np.float32), later, "", RCLPY))
+    rejected_with("bad_encoding", "not a colour encoding")
+    image_pub.publish(image_msg(np.zeros((H // 2, W // 2, 3), np.uint8), later, "", types=RCLPY))
+    rejected_with("size_mismatch", f"but camera_info says {W}x{H}")
 
-    small = numpy_to_image(np.zeros((H // 2, W // 2, 3), np.uint8), "rgb8", ns_to_stamp(later))
-    image_pub.publish(small)
-    rejected_with(f"but camera_info says {W}x{H}", 2)
-
-    nan_pose = PoseStamped()
-    nan_pose.header.stamp, nan_pose.header.frame_id = ns_to_stamp(later), "world"
+    nan_pose = pose_msg(np.eye(4), later, "world", RCLPY)
     nan_pose.pose.orientation.w = float("nan")
     pose_pub.publish(nan_pose)
-    rejected_with("non-finite", 3)
-
-    skew = PoseStamped()
-    skew.header.stamp, skew.header.frame_id = ns_to_stamp(later), "world"
+    rejected_with("bad_pose", "non-finite")
+    skew = pose_msg(np.eye(4), later, "world", RCLPY)
     skew.pose.orientation.w, skew.pose.orientation.x = 1.0, 0.5
     pose_pub.publish(skew)
-    rejected_with("not unit length", 4)
+    rejected_with("bad_pose", "not unit length")
 
-    old = numpy_to_image(np.zeros((H, W, 3), np.uint8), "rgb8", ns_to_stamp(int(scene.stamps_ns[0])))
-    image_pub.publish(old)
-    rejected_with("out of order", 5)
+    image_pub.publish(image_msg(np.zeros((H, W, 3), np.uint8), int(scene.stamps_ns[CAMS]), "", types=RCLPY))
+    rejected_with("out_of_order", "out of order")
+    image_pub.publish(image_msg(np.zeros((H, W, 3), np.uint8), later + 10**12, "", types=RCLPY))
+    rejected_with("future_stamp", "ahead of the clock")
 
-    stray = session.client.create_publisher(type(good_image), f"/{EXTRA_CAM}/image_raw", 10)
+    stray = session.client.create_publisher(Image, f"/{EXTRA_CAM}/image_raw", 10)
     wait_for(lambda: stray.get_subscription_count() > 0, 20.0, "the node's camx subscription")
-    stray.publish(numpy_to_image(np.zeros((H, W, 3), np.uint8), "rgb8", ns_to_stamp(later)))
-    rejected_with(f"no camera_info received yet on /{EXTRA_CAM}/camera_info", 6)
+    stray.publish(image_msg(np.zeros((H, W, 3), np.uint8), later, "", types=RCLPY))
+    rejected_with("no_camera_info", f"no camera_info received yet on /{EXTRA_CAM}/camera_info")
 
     # later good input is still accepted and reconstructed
     recon_before = session.status().reconstructions
     for i in range(k, k + CAMS):
         session.publisher.publish(i)
-    newest = ns_to_stamp(int(scene.stamps_ns[k:k + CAMS].max()))
+    newest = stamp(int(scene.stamps_ns[k:k + CAMS].max()))
     # A reconstruction may start while only some of the new views are in; the next one must reach the newest.
-    st = session.wait_status(lambda s: s.views_received == st0.views_received + CAMS
+    st = session.wait_status(lambda s: s.views_kept == st0.views_kept + CAMS
                              and s.reconstructions > recon_before and s.window_end == newest, 40.0,
                              "the new frame reconstructed up to its newest view")
-    assert st.views_rejected == st0.views_rejected + 6
+    assert st.views_rejected == st0.views_rejected + 5  # the images above (poses count only by reason)
+    assert st.rejected_per_camera[0] == st0.rejected_per_camera[0] + 4 and st.rejected_per_camera[-1] == 1
+    assert reasons(st) == expected
 
 
 def test_virtual_camera_published(session):
@@ -235,7 +240,7 @@ def test_virtual_camera_published(session):
     assert (depth.width, depth.height, depth.encoding) == (40, 30, "32FC1")
     assert (info.width, info.height) == (40, 30) and info.k[2] == pytest.approx(19.5)
     assert img.header.stamp == info.header.stamp == depth.header.stamp
-    assert np.isfinite(image_to_numpy(depth)).all()
+    assert np.isfinite(image_depth(depth)).all() and depth.header.frame_id == "overview_optical_frame"
 
 
 def test_bad_parameters_refuse_to_start(session):
@@ -293,5 +298,75 @@ def test_model_failure_is_reported_and_the_node_keeps_serving(session, scene):
         assert session.call(request_for(scene, 0)).success  # the previous reconstruction is still served
     finally:
         rec_obj.reconstruct = original
-    newest = ns_to_stamp(int(scene.stamps_ns[list(frame)].max()))
+    newest = stamp(int(scene.stamps_ns[list(frame)].max()))
     session.wait_status(lambda s: s.window_end == newest, 40.0, "the failed window reconstructed on a later tick")
+
+
+def test_render_view_cli_writes_the_nodes_view(session, scene, tmp_path):
+    """`lrm4d render-view` (an rclpy client without ros2cli) in its own process writes what the node renders."""
+    import os
+    import subprocess
+    import sys
+
+    import cv2
+
+    from lrm4d_ros.geometry import matrix_to_quat
+
+    session.wait_status(lambda s: s.reconstructions >= 1, 40.0, "a reconstruction")
+    session.wait_settled()
+    i = 1 * CAMS + 2
+    T = scene.camtoworlds[i].numpy()
+    K = scene.Ks[i].numpy()
+    out = tmp_path / "view"
+    args = [sys.executable, "-m", "lrm4d_ros.cli", "render-view", "--position", *map(str, T[:3, 3]),
+            "--orientation", *map(str, matrix_to_quat(T[:3, :3])), "--width", str(W), "--height", str(H),
+            "--fx", str(K[0, 0]), "--stamp", f"{int(scene.stamps_ns[i]) * 1e-9:.9f}", "--out", str(out)]
+    env = {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN_ID), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    run = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    color = cv2.imread(f"{out}_color.png")[..., ::-1]
+    depth = np.load(f"{out}_depth.npy")
+    rec = session.node._latest[0]
+    Kc = np.array([[K[0, 0], 0, (W - 1) / 2], [0, K[0, 0], (H - 1) / 2], [0, 0, 1.0]])
+    stamp_ns = int(round(int(scene.stamps_ns[i]) * 1e-9 * 1e9))  # what the CLI sent, via float seconds
+    expect = rec.render(torch.as_tensor(T)[None], torch.as_tensor(Kc)[None], W, H,
+                        torch.tensor([stamp_ns], dtype=torch.int64))
+    np.testing.assert_array_equal(color, np.clip(np.rint(expect.colors[0].numpy() * 255), 0, 255).astype(np.uint8))
+    np.testing.assert_allclose(depth, expect.depths[0, ..., 0].numpy(), rtol=1e-5, atol=1e-6)
+    mm = cv2.imread(f"{out}_depth.png", cv2.IMREAD_UNCHANGED)
+    assert mm.dtype == np.uint16 and np.abs(mm / 1000.0 - depth).max() <= 0.0005 + 1e-6
+
+
+def test_inbox_drops_the_oldest_under_overload_and_counts_images():
+    from lrm4d_ros.ros.reconstruct_node import _Inbox
+
+    box = _Inbox(cameras=2, size=3)
+    for k in range(5):
+        box.put(0, "image", f"img{k}")
+    box.put(0, "pose", "pose5")
+    box.put(1, "image", "other")
+    items = box.take(timeout=0.0)
+    assert [(cam, kind, msg) for _, cam, kind, msg, _ in items] == [(0, "image", "img3"), (0, "image", "img4"),
+                                                                   (0, "pose", "pose5"), (1, "image", "other")]
+    assert box.received_images == [5, 1] and box.dropped_images == [3, 0] and box.take(timeout=0.0) == []
+
+
+def test_parameters_read_only_or_honoured_at_run_time(session):
+    from rclpy.parameter import Parameter
+
+    node = session.node
+    desc = node.describe_parameter("window_seconds")
+    assert desc.read_only and "newest are kept" in desc.description and desc.floating_point_range[0].from_value == 0
+    res = node.set_parameters([Parameter("window_seconds", value=5.0)])[0]
+    assert not res.successful and "read-only" in res.reason
+    res = node.set_parameters([Parameter("selection_policy", value="random")])[0]
+    assert not res.successful and "one of" in res.reason
+    res = node.set_parameters([Parameter("max_input_views", value=0)])[0]
+    assert not res.successful and "out of range" in res.reason
+    try:
+        assert all(r.successful for r in node.set_parameters([Parameter("max_input_views", value=6),
+                                                              Parameter("selection_policy", value="latest")]))
+        assert node.window.max_views == 6 and node.window.policy == "latest"
+        assert len(node.window.snapshot()) == 6
+    finally:
+        node.set_parameters([Parameter("max_input_views", value=8), Parameter("selection_policy", value="uniform")])

@@ -6,19 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("rclpy")
-try:
-    from lrm4d_ros.ros.inprocess import InProcessSession
-    from lrm4d_ros.ros.interfaces import RenderView
-except ImportError as exc:  # the generated interfaces need `scripts/build_ros.sh` + `source install/setup.bash`
-    pytest.skip(str(exc), allow_module_level=True)
+from conftest import require_ros_interfaces  # noqa: E402
+
+require_ros_interfaces()
+from lrm4d_ros.ros.inprocess import InProcessSession  # noqa: E402
+from lrm4d_ros.ros.interfaces import RenderView  # noqa: E402
 
 from lrm4d_ros.baselines import nearest_input  # noqa: E402
 from lrm4d_ros.checkpoint import shipped_checkpoint_path  # noqa: E402
 from lrm4d_ros.data.generator import SceneConfig, generate  # noqa: E402
 from lrm4d_ros.data.protocols import split_protocol  # noqa: E402
 from lrm4d_ros.metrics import psnr  # noqa: E402
-from lrm4d_ros.ros.conversions import image_to_numpy, matrix_to_pose, ns_to_stamp  # noqa: E402
+from lrm4d_ros.io.messages import image_rgb, pose_msg, time_msg  # noqa: E402
+from lrm4d_ros.ros.conversions import RCLPY  # noqa: E402
 
 DOMAIN_ID = 72
 FRAMES, CAMS, SIZE = 12, 6, 64
@@ -47,14 +47,14 @@ def test_render_view_beats_nearest_input_with_shipped_checkpoint():
         for i in range(len(targets)):
             K = targets.Ks[i].numpy()
             req = RenderView.Request()
-            req.camera_pose = matrix_to_pose(targets.camtoworlds[i].numpy())
+            req.camera_pose = pose_msg(targets.camtoworlds[i].numpy(), 0, "world", RCLPY).pose
             req.fx, req.fy, req.cx, req.cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
             req.width, req.height = SIZE, SIZE
-            req.stamp = ns_to_stamp(int(targets.stamps_ns[i]))
+            req.stamp = time_msg(int(targets.stamps_ns[i]), RCLPY)
             req.return_color = True
             resp = session.call(req)
             assert resp.success, resp.message
-            preds.append(torch.from_numpy(image_to_numpy(resp.color).astype(np.float32) / 255.0))
+            preds.append(torch.from_numpy(image_rgb(resp.color).astype(np.float32) / 255.0))
     finally:
         session.close()
     model_psnr = psnr(torch.stack(preds), targets.images)

@@ -6,22 +6,21 @@ serving the generated scene's exact poses; everything else is the real node over
 import types
 
 import numpy as np
-import pytest
 import torch
 
-pytest.importorskip("rclpy")
-try:
-    from lrm4d_ros.ros import reconstruct_node
-    from lrm4d_ros.ros.inprocess import InProcessSession
-except ImportError as exc:  # the generated interfaces need `scripts/build_ros.sh` + `source install/setup.bash`
-    pytest.skip(str(exc), allow_module_level=True)
+from conftest import require_ros_interfaces  # noqa: E402
+
+require_ros_interfaces()
+from lrm4d_ros.ros import reconstruct_node  # noqa: E402
+from lrm4d_ros.ros.inprocess import InProcessSession  # noqa: E402
 
 from geometry_msgs.msg import TransformStamped  # noqa: E402
 
 from lrm4d_ros.checkpoint import save_model  # noqa: E402
 from lrm4d_ros.data.generator import SceneConfig, generate  # noqa: E402
 from lrm4d_ros.model import LRM4D, LRM4DConfig  # noqa: E402
-from lrm4d_ros.ros.conversions import matrix_to_pose, numpy_to_image, ns_to_stamp  # noqa: E402
+from lrm4d_ros.io.messages import image_msg, pose_msg  # noqa: E402
+from lrm4d_ros.ros.conversions import RCLPY  # noqa: E402
 
 DOMAIN_ID = 75
 
@@ -39,7 +38,7 @@ def fake_tf2_ros(transforms: dict) -> types.SimpleNamespace:
             key = (target, source, time.nanoseconds)
             if key not in transforms:
                 raise ExtrapolationException(f"no transform {target} <- {source} at {time.nanoseconds}")
-            p = matrix_to_pose(transforms[key])
+            p = pose_msg(transforms[key], 0, target, RCLPY).pose
             tf = TransformStamped()
             tf.transform.translation.x, tf.transform.translation.y, tf.transform.translation.z = \
                 p.position.x, p.position.y, p.position.z
@@ -77,8 +76,8 @@ def test_tf_pose_source(tmp_path, monkeypatch):
 
         late = int(scene.stamps_ns.max()) + 10**9
         pubs = session.publisher.pubs[scene.camera_names[0]]
-        pubs[2].publish(numpy_to_image(np.zeros((32, 32, 3), np.uint8), "rgb8", ns_to_stamp(late),
-                                       f"{scene.camera_names[0]}_optical_frame"))
+        pubs[2].publish(image_msg(np.zeros((32, 32, 3), np.uint8), late, f"{scene.camera_names[0]}_optical_frame",
+                                  types=RCLPY))
         session.wait_status(lambda s: s.views_rejected == 1 and "no TF world <- cam0_optical_frame" in s.last_error,
                             20.0, "the TF lookup failure")
     finally:

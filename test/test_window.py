@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from lrm4d_ros.cameras import scale_K
-from lrm4d_ros.selection import select_views
 from lrm4d_ros.window import PoseBuffer, RejectedInput, SpaceTimeWindow, pose_matrix, slerp
 
 S = 1_000_000_000  # ns per second
@@ -107,11 +106,15 @@ def test_bad_views_rejected_with_reasons_and_counted():
         with pytest.raises(RejectedInput, match=reason.replace("(", r"\(").replace(")", r"\)")):
             w.add_view(**kwargs)
     st = w.stats
-    assert st.rejected == len(cases) and st.received == 1 and "finite" in st.last_error
+    assert st.rejected == len(cases) and st.kept == 1 and st.received == 1 + len(cases) and "finite" in st.last_error
+    assert st.rejections == {"unknown_camera": 1, "out_of_order": 1, "bad_image": 2, "bad_intrinsics": 1,
+                             "bad_pose": 1}
+    assert st.per_camera["a"].received == len(cases) and st.per_camera["a"].rejected == len(cases) - 1
     # images waiting for a pose that never comes are rejected once the pending queue overflows
     w.add_view("a", image(), K, T0 + 3 * S)
     w.add_view("a", image(), K, T0 + 4 * S)
     assert w.stats.rejected == len(cases) + 1 and "never got a pose" in w.stats.last_error
+    assert w.stats.rejections["no_pose"] == 1
     # later good input still works
     w.add_view("a", image(), K, T0 + 5 * S, camtoworld=good)
     assert len(w.snapshot()) == 2
@@ -121,10 +124,10 @@ def test_buffer_drops_and_window_expiry():
     w = SpaceTimeWindow(["a", "b"], window_s=1.0, buffer_size=3, max_views=100)
     for k in range(5):  # 0.1 s apart: all within 1 s, but the buffer holds 3
         w.add_view("a", image(k), K, T0 + k * S // 10, camtoworld=pose())
-    assert w.stats.dropped == 2 and w.stats.per_camera["a"] == 3
+    assert w.stats.dropped == 2 and w.stats.per_camera["a"].buffered == 3 and w.stats.per_camera["a"].dropped == 2
     w.add_view("b", image(), K, T0 + 13 * S // 10, camtoworld=pose())  # newest 1.3 s: a's views < 0.3 s expire
     st = w.stats
-    assert st.per_camera == {"a": 2, "b": 1} and st.expired == 1
+    assert {n: c.buffered for n, c in st.per_camera.items()} == {"a": 2, "b": 1} and st.expired == 1
     vs = w.snapshot()
     assert vs.stamps_ns.tolist() == [T0 + 3 * S // 10, T0 + 4 * S // 10, T0 + 13 * S // 10]
     assert vs.camera_ids.tolist() == [0, 0, 1] and vs.camera_names == ["a", "b"]
@@ -133,17 +136,6 @@ def test_buffer_drops_and_window_expiry():
     for k in range(4):
         wf.add_view("a", image(), K, T0 + k * S, camtoworld=pose())
     assert wf.snapshot().stamps_ns.tolist() == [T0 + 2 * S, T0 + 3 * S]
-
-
-def test_selection_policies():
-    # 3 cameras × 5 frames at 0.1 s
-    cands = [(T0 + f * S // 10, c) for f in range(5) for c in range(3)]
-    latest = select_views(cands, 4, "latest")
-    assert sorted((cands[i][0] - T0) * 10 // S for i in latest) == [3, 4, 4, 4]  # newest of each camera first
-    assert {cands[i][1] for i in latest} == {0, 1, 2}
-    uni = select_views([(T0 + k * S, 0) for k in range(11)], 3, "uniform")
-    assert uni == [0, 5, 10]
-    assert select_views(cands, 100, "uniform") == list(range(len(cands)))
 
 
 def test_snapshot_resizes_to_newest_size_and_scales_K():
@@ -177,7 +169,7 @@ def test_concurrent_producers_and_snapshots_keep_counts_consistent():
     for t in threads:
         t.join()
     st = w.stats
-    assert st.received == 4 * n and st.dropped == 4 * (n - 20) and sum(st.per_camera.values()) == 80
+    assert st.kept == 4 * n and st.dropped == 4 * (n - 20) and sum(c.buffered for c in st.per_camera.values()) == 80
     assert all(1 <= s <= 8 for s in snaps) and len(w.snapshot()) == 8
 
 
@@ -186,3 +178,137 @@ def test_constructor_validates():
         SpaceTimeWindow(policy="random")
     with pytest.raises(ValueError, match="window_s and/or window_frames"):
         SpaceTimeWindow(window_s=None)
+
+
+class FakeClock:
+    """The node's ROS clock stand-in: ns, 0 = unknown (use_sim_time before the first /clock)."""
+
+    def __init__(self, now=0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def test_stamps_bounded_by_clock_and_window_and_never_stored():
+    clock = FakeClock(T0 + 10 * S)
+    w = SpaceTimeWindow(["a", "b"], window_s=2.0, clock=clock, max_lead_s=1.0, max_age_s=5.0)
+    w.add_pose("a", T0 + 9 * S, pose())
+    with pytest.raises(RejectedInput, match="ahead of the clock") as exc:
+        w.add_view("a", image(), K, T0 + 10**6 * S, camtoworld=pose())  # far future
+    assert exc.value.reason == "future_stamp"
+    with pytest.raises(RejectedInput, match="behind the clock"):
+        w.add_view("a", image(), K, S, camtoworld=pose())  # far past (1 s after the epoch)
+    with pytest.raises(RejectedInput, match="ahead of the clock"):
+        w.add_pose("a", T0 + 100 * S, pose())  # a future pose is refused too: the pose buffer stays usable
+    w.add_view("b", image(), K, T0 + 10 * S, camtoworld=pose())
+    with pytest.raises(RejectedInput, match="older than the newest view"):
+        w.add_view("a", image(), K, T0 + 7 * S, camtoworld=pose())  # within max_age but outside the window
+    # nothing refused was stored: camera a still takes its next good image, posed from its good pose
+    assert w.add_view("a", image(), K, T0 + 9 * S) == "accepted"
+    st = w.stats
+    assert st.rejections == {"future_stamp": 2, "stale_stamp": 2} and st.rejected == 3 and st.kept == 2
+    assert w.snapshot().stamps_ns.tolist() == [T0 + 9 * S, T0 + 10 * S]
+
+
+def test_unknown_clock_then_a_future_view_is_purged_once_the_clock_is_known():
+    clock = FakeClock(0)  # sim time before the first /clock
+    w = SpaceTimeWindow(["a", "b"], window_s=2.0, clock=clock, max_lead_s=1.0)
+    w.add_view("a", image(), K, T0 + 10**6 * S, camtoworld=pose())  # no clock yet: cannot be judged
+    clock.now = T0 + 10 * S
+    w.add_view("b", image(), K, T0 + 10 * S, camtoworld=pose())
+    w.add_view("a", image(), K, T0 + 10 * S, camtoworld=pose())
+    assert w.snapshot().stamps_ns.tolist() == [T0 + 10 * S, T0 + 10 * S]
+    assert w.stats.rejections == {"future_stamp": 1}
+
+
+def test_clock_jumping_back_drops_what_lies_ahead_of_it():
+    clock = FakeClock(T0 + 10 * S)
+    w = SpaceTimeWindow(["a"], window_s=2.0, clock=clock)
+    w.add_view("a", image(), K, T0 + 10 * S, camtoworld=pose())
+    clock.now = T0 + S  # a replayed bag started over
+    w.add_view("a", image(), K, T0 + S, camtoworld=pose())
+    st = w.stats
+    assert st.rejections == {"future_stamp": 1} and "ahead of the clock" in st.last_error
+    assert w.snapshot().stamps_ns.tolist() == [T0 + S]
+
+
+def test_duplicate_and_out_of_order_stamps_have_their_own_reasons():
+    w = SpaceTimeWindow(["a"], window_s=5.0)
+    w.add_view("a", image(), K, T0 + S, camtoworld=pose())
+    for stamp, reason in ((T0 + S, "duplicate_stamp"), (T0 + S // 2, "out_of_order")):
+        with pytest.raises(RejectedInput) as exc:
+            w.add_view("a", image(), K, stamp, camtoworld=pose())
+        assert exc.value.reason == reason
+    assert w.stats.rejections == {"duplicate_stamp": 1, "out_of_order": 1}
+
+
+def test_image_waiting_for_a_pose_expires_and_the_camera_recovers():
+    clock = FakeClock(T0)
+    w = SpaceTimeWindow(["a"], window_s=5.0, clock=clock, pose_wait_s=0.5)
+    w.add_pose("a", T0 - S // 10, pose())
+    assert w.add_view("a", image(), K, T0 + S // 10) == "pending"  # the pose stream stopped
+    clock.now = T0 + S
+    w.expire()  # the node calls this periodically
+    st = w.stats
+    assert st.pending == 0 and st.rejections == {"no_pose": 1} and "waited more than 0.500 s" in st.last_error
+    w.add_pose("a", T0 + S, pose(0.3))  # poses resume
+    w.add_pose("a", T0 + 13 * S // 10, pose(0.3))
+    clock.now = T0 + 2 * S
+    assert w.add_view("a", image(), K, T0 + 12 * S // 10) == "accepted"
+
+
+def depth_map(value, h=24, w=32):
+    d = np.full((h, w), value, np.float32)
+    d[0, 0] = np.nan  # no measurement
+    return d
+
+
+def test_depth_paired_by_stamp_before_or_after_its_view_and_bad_depth_counted():
+    w = SpaceTimeWindow(["a", "b"], window_s=5.0, max_views=10, depth_tolerance_s=0.001)
+    assert w.add_depth("a", T0, depth_map(1.5)) == "waiting"  # depth first
+    w.add_view("a", image(), K, T0, camtoworld=pose())
+    w.add_view("a", image(), K, T0 + S, camtoworld=pose())
+    assert w.add_depth("a", T0 + S + 500_000, depth_map(2.5)) == "attached"  # late, 0.5 ms off: same view
+    w.add_view("b", image(), K, T0 + S, camtoworld=pose())  # camera b has no depth
+    for depth, reason in ((np.full((24, 32), np.nan, np.float32), "no measurement"),
+                          (depth_map(1.0, 12, 16), "depth is 16x12 but its image is 32x24"),
+                          (np.ones((24, 32)), "float32")):
+        w.add_view("b", image(), K, T0 + 2 * S + len(w.snapshot()) * 1000, camtoworld=pose(), depth=depth)
+        with pytest.raises(RejectedInput, match=reason):
+            w.add_depth("b", T0 + 2 * S + len(w.snapshot()) * 1000 - 1000, depth)
+    with pytest.raises(RejectedInput, match="no colour view") as exc:
+        w.add_depth("a", T0 + S // 2, depth_map(1.0))  # its image never came
+    assert exc.value.reason == "depth_unmatched"
+    st = w.stats
+    assert st.rejections == {"depth_invalid": 4, "depth_size": 2, "depth_unmatched": 1} and st.rejected == 0
+    assert st.per_camera["a"].with_depth == 2 and st.per_camera["b"].with_depth == 0
+    vs = w.snapshot()
+    assert len(vs) == 6 and vs.depths is not None
+    got = {(int(s), int(c)): d for s, c, d in zip(vs.stamps_ns, vs.camera_ids, vs.depths)}
+    expect = depth_map(1.5)
+    expect[0, 0] = 0.0
+    np.testing.assert_array_equal(got[(T0, 0)].numpy(), expect)
+    assert float(got[(T0 + S, 0)][5, 5]) == 2.5 and float(got[(T0 + S, 1)].abs().max()) == 0.0
+
+
+def test_snapshot_depth_resized_nearest_with_its_view():
+    w = SpaceTimeWindow(["a", "b"], window_s=5.0)
+    d = np.zeros((48, 64), np.float32)
+    d[:, 32:] = 4.0  # a depth edge: nearest resampling must not average across it
+    w.add_view("a", image(0, 48, 64), K, T0, camtoworld=pose(), depth=d)
+    w.add_view("b", image(0, 24, 32), K, T0 + S, camtoworld=pose())
+    vs = w.snapshot()
+    assert vs.depths.shape == (2, 24, 32)
+    assert set(np.unique(vs.depths[0].numpy())) == {0.0, 4.0} and float(vs.depths[0, :, 16:].min()) == 4.0
+    assert float(vs.depths[1].abs().max()) == 0.0
+
+
+def test_late_processing_does_not_expire_an_image_whose_pose_follows():
+    clock = FakeClock(T0 + 5 * S)  # the node's ingest is 5 s behind the clock (a busy CPU)
+    w = SpaceTimeWindow(["a"], window_s=10.0, clock=clock, pose_wait_s=1.0)
+    w.add_pose("a", T0 - S // 10, pose())
+    assert w.add_view("a", image(), K, T0) == "pending"  # its pose is next in the queue
+    assert w.add_pose("a", T0, pose()) == 1
+    st = w.stats
+    assert st.kept == 1 and st.rejections == {}

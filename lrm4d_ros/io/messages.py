@@ -1,50 +1,126 @@
-"""ROS message ⇄ array helpers on rosbags' message classes (no rclpy): Image ⇄ RGB array, CameraInfo ⇄ K,
-PoseStamped ⇄ camera-to-world 4×4, stamps ⇄ int64 nanoseconds.
+"""The package's one ROS message layer (no rclpy, no ROS install): decode and encode Image (colour and depth),
+CameraInfo, PoseStamped/Pose, Time, TF and the Gaussians' PointCloud2 layout, for the bag IO and the node alike.
 
-rosbags' classes use the same field names as rclpy's (arrays are numpy), so these helpers also document the
-mapping the ROS adapter uses. Bad messages raise `MessageError` with what is wrong; callers add topic and stamp.
+Decoding is duck-typed on the message fields, which rosbags' and rclpy's classes share (arrays are numpy or
+array.array there), so a message from either works. Encoding builds the classes of a `MessageTypes`: rosbags'
+(the default, for bags; its typestore is built on first use) or rclpy's (`lrm4d_ros.ros.conversions.RCLPY`).
+Bad messages raise `MessageError` with what is wrong; callers add topic and stamp. Quaternions are wxyz in the
+package and xyzw in messages.
 """
 from __future__ import annotations
 
-import numpy as np
-from rosbags.typesys import Stores, get_typestore
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable
 
-TYPESTORE = get_typestore(Stores.ROS2_KILTED)
-Time = TYPESTORE.types["builtin_interfaces/msg/Time"]
-Header = TYPESTORE.types["std_msgs/msg/Header"]
-Image = TYPESTORE.types["sensor_msgs/msg/Image"]
-CameraInfo = TYPESTORE.types["sensor_msgs/msg/CameraInfo"]
-RegionOfInterest = TYPESTORE.types["sensor_msgs/msg/RegionOfInterest"]
-PoseStamped = TYPESTORE.types["geometry_msgs/msg/PoseStamped"]
-Pose = TYPESTORE.types["geometry_msgs/msg/Pose"]
-Point = TYPESTORE.types["geometry_msgs/msg/Point"]
-Quaternion = TYPESTORE.types["geometry_msgs/msg/Quaternion"]
+import numpy as np
+
+from ..geometry import QUAT_UNIT_TOLERANCE, matrix_to_quat, quat_to_matrix, rigid_matrix
+
+_ROSBAGS_NAMES = {"Time": "builtin_interfaces/msg/Time", "Header": "std_msgs/msg/Header",
+                  "Image": "sensor_msgs/msg/Image", "CameraInfo": "sensor_msgs/msg/CameraInfo",
+                  "RegionOfInterest": "sensor_msgs/msg/RegionOfInterest",
+                  "PoseStamped": "geometry_msgs/msg/PoseStamped", "Pose": "geometry_msgs/msg/Pose",
+                  "Point": "geometry_msgs/msg/Point", "Quaternion": "geometry_msgs/msg/Quaternion",
+                  "PointCloud2": "sensor_msgs/msg/PointCloud2", "PointField": "sensor_msgs/msg/PointField",
+                  "TransformStamped": "geometry_msgs/msg/TransformStamped",
+                  "Transform": "geometry_msgs/msg/Transform", "Vector3": "geometry_msgs/msg/Vector3",
+                  "TFMessage": "tf2_msgs/msg/TFMessage"}
+
+__all__ = ["MessageTypes", "rosbags_types", "MessageError", "ENCODINGS", "DEPTH_ENCODINGS", "time_msg", "time_ns",
+           "stamp_ns", "header_msg", "to_uint8", "image_msg", "image_rgb", "depth_msg", "float_image_msg",
+           "image_depth", "camera_info_msg", "camera_info_K", "pose_msg", "pose_matrix", "transform_msg",
+           "GAUSSIAN_FIELDS", "GAUSSIAN_DTYPE", "pack_rgb", "unpack_rgb", "gaussian_points", "pointcloud2_msg",
+           "pointcloud2_array", "serialize", "deserialize",
+           # geometry, re-exported for the bag code
+           "QUAT_UNIT_TOLERANCE", "matrix_to_quat", "quat_to_matrix", "rigid_matrix"]
+
+
+@dataclass(frozen=True)
+class MessageTypes:
+    """Message classes that the encoders build (each takes its fields as keyword arguments) and how a uint8[]
+    field wants its bytes. TFMessage may be None where tf2_msgs is not installed."""
+
+    Time: Any
+    Header: Any
+    Image: Any
+    CameraInfo: Any
+    RegionOfInterest: Any
+    PoseStamped: Any
+    Pose: Any
+    Point: Any
+    Quaternion: Any
+    PointCloud2: Any
+    PointField: Any
+    TransformStamped: Any
+    Transform: Any
+    Vector3: Any
+    TFMessage: Any
+    byte_array: Callable[[np.ndarray], Any]
+
+
+@functools.lru_cache(maxsize=None)
+def _typestore():
+    from rosbags.typesys import Stores, get_typestore  # building the typestore takes a while: only on use
+
+    return get_typestore(Stores.ROS2_KILTED)
+
+
+@functools.lru_cache(maxsize=None)
+def rosbags_types() -> MessageTypes:
+    """rosbags' classes (bags); uint8[] fields take numpy arrays."""
+    types = _typestore().types
+    return MessageTypes(**{k: types[v] for k, v in _ROSBAGS_NAMES.items()},
+                        byte_array=lambda a: np.ascontiguousarray(a, dtype=np.uint8).reshape(-1))
+
+
+def __getattr__(name: str):
+    """TYPESTORE and the rosbags classes (Image, CameraInfo, ...) as module attributes, built on first use."""
+    if name == "TYPESTORE":
+        return _typestore()
+    if name in _ROSBAGS_NAMES:
+        return getattr(rosbags_types(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _types(types: MessageTypes | None) -> MessageTypes:
+    return rosbags_types() if types is None else types
+
 
 # encoding -> (channels, indices of R, G, B in a pixel); mono8 repeats its one channel.
 ENCODINGS = {"rgb8": (3, (0, 1, 2)), "bgr8": (3, (2, 1, 0)), "rgba8": (4, (0, 1, 2)), "bgra8": (4, (2, 1, 0)),
              "mono8": (1, (0, 0, 0))}
+DEPTH_ENCODINGS = ("32FC1", "16UC1")  # metres (0 or NaN: no measurement) / millimetres (0: none), REP-118
 
 
 class MessageError(ValueError):
     """A message that cannot be converted (unknown encoding, inconsistent sizes, ...)."""
 
 
-def time_msg(stamp_ns: int):
+# -- time --------------------------------------------------------------------------------------------------
+def time_msg(stamp_ns: int, types: MessageTypes | None = None):
+    """builtin_interfaces/Time of int nanoseconds (>= 0)."""
     stamp_ns = int(stamp_ns)
     if stamp_ns < 0:
         raise MessageError(f"negative stamp {stamp_ns} ns")
-    return Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
+    return _types(types).Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
+
+
+def time_ns(stamp) -> int:
+    """int nanoseconds of a builtin_interfaces/Time (exact)."""
+    return int(stamp.sec) * 10**9 + int(stamp.nanosec)
 
 
 def stamp_ns(header) -> int:
     """int nanoseconds of a Header's stamp (exact)."""
-    return int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
+    return time_ns(header.stamp)
 
 
-def header_msg(stamp: int, frame_id: str):
-    return Header(stamp=time_msg(stamp), frame_id=frame_id)
+def header_msg(stamp: int, frame_id: str, types: MessageTypes | None = None):
+    return _types(types).Header(stamp=time_msg(stamp, types), frame_id=frame_id)
 
 
+# -- images ------------------------------------------------------------------------------------------------
 def to_uint8(rgb) -> np.ndarray:
     """(H,W,3) float in [0,1] (rounded) or uint8 -> contiguous uint8."""
     a = np.asarray(rgb)
@@ -53,7 +129,15 @@ def to_uint8(rgb) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def image_msg(rgb, stamp: int, frame_id: str, encoding: str = "rgb8"):
+def _image(px: np.ndarray, encoding: str, stamp: int, frame_id: str, types) -> Any:
+    """Image of pixels (H,W,C) already in the encoding's little-endian dtype, rows unpadded."""
+    t = _types(types)
+    H, W = px.shape[:2]
+    return t.Image(header=header_msg(stamp, frame_id, t), height=H, width=W, encoding=encoding, is_bigendian=0,
+                   step=px[0].nbytes, data=t.byte_array(np.ascontiguousarray(px).view(np.uint8).reshape(-1)))
+
+
+def image_msg(rgb, stamp: int, frame_id: str, encoding: str = "rgb8", types: MessageTypes | None = None):
     """Image message of an (H,W,3) RGB array (uint8, or float in [0,1]) in any of ENCODINGS, rows unpadded."""
     a = to_uint8(rgb)
     if a.ndim != 3 or a.shape[2] != 3:
@@ -68,32 +152,36 @@ def image_msg(rgb, stamp: int, frame_id: str, encoding: str = "rgb8"):
         px[..., list(order)] = a
         if ch == 4:
             px[..., 3] = 255
-    H, W = a.shape[:2]
-    return Image(header=header_msg(stamp, frame_id), height=H, width=W, encoding=encoding, is_bigendian=0,
-                 step=W * ch, data=px.reshape(-1))
+    return _image(px, encoding, stamp, frame_id, types)
 
 
-def image_rgb(msg) -> np.ndarray:
-    """(H,W,3) uint8 RGB of an Image message (honours `step` row padding; mono8 is replicated to grey RGB)."""
-    if msg.encoding not in ENCODINGS:
-        raise MessageError(f"unsupported image encoding {msg.encoding!r}; supported: {sorted(ENCODINGS)}")
-    ch, order = ENCODINGS[msg.encoding]
+def _rows(msg, itemsize_per_pixel: int) -> np.ndarray:
+    """(H, W·bytes) uint8 pixel rows of an Image, honouring `step` padding; MessageError for bad sizes."""
     H, W, step = int(msg.height), int(msg.width), int(msg.step)
+    row = W * itemsize_per_pixel
+    if H < 1 or W < 1:
+        raise MessageError(f"image has no pixels ({W}x{H})")
+    if step < row:
+        raise MessageError(f"step {step} is less than width {W} x {itemsize_per_pixel} bytes ({msg.encoding})")
     data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
-    if step < W * ch:
-        raise MessageError(f"step {step} is less than width {W} x {ch} channels ({msg.encoding})")
-    if data.size < step * (H - 1) + W * ch or data.size > step * H:
+    if data.size < step * (H - 1) + row or data.size > step * H:
         raise MessageError(f"data has {data.size} bytes; {H} rows of step {step} need {step * H}")
     if data.size < step * H:  # the last row's padding may be left out
         data = np.concatenate([data, np.zeros(step * H - data.size, np.uint8)])
-    px = data.reshape(H, step)[:, :W * ch].reshape(H, W, ch)
+    return data.reshape(H, step)[:, :row]
+
+
+def image_rgb(msg) -> np.ndarray:
+    """(H,W,3) uint8 RGB of a colour Image (honours `step` row padding; mono8 is replicated to grey RGB)."""
+    if msg.encoding not in ENCODINGS:
+        raise MessageError(f"unsupported image encoding {msg.encoding!r} (not a colour encoding); "
+                           f"supported: {sorted(ENCODINGS)}")
+    ch, order = ENCODINGS[msg.encoding]
+    px = _rows(msg, ch).reshape(int(msg.height), int(msg.width), ch)
     return np.ascontiguousarray(px[..., list(order)])
 
 
-DEPTH_ENCODINGS = ("32FC1", "16UC1")  # metres (0 or NaN: no measurement) / millimetres (0: none), REP-118
-
-
-def depth_msg(depth_m, stamp: int, frame_id: str, encoding: str = "32FC1"):
+def depth_msg(depth_m, stamp: int, frame_id: str, encoding: str = "32FC1", types: MessageTypes | None = None):
     """Image message of an (H,W) z-depth in metres (0 or non-finite: no measurement).
 
     32FC1 keeps the float32 values (missing as 0); 16UC1 stores rounded millimetres, and depths beyond
@@ -104,17 +192,23 @@ def depth_msg(depth_m, stamp: int, frame_id: str, encoding: str = "32FC1"):
         raise MessageError(f"expected an (H,W) depth array, got shape {d.shape}")
     d = np.where(np.isfinite(d) & (d > 0), d, np.float32(0.0)).astype(np.float32)
     if encoding == "32FC1":
-        px, itemsize = d.astype("<f4"), 4
+        px = d.astype("<f4")
     elif encoding == "16UC1":
         mm = np.rint(d.astype(np.float64) * 1000.0)
         if mm.max(initial=0) > 65535:
             raise MessageError(f"depth {float(d.max()):.3f} m does not fit 16UC1 millimetres (max 65.535 m)")
-        px, itemsize = mm.astype("<u2"), 2
+        px = mm.astype("<u2")
     else:
         raise MessageError(f"unsupported depth encoding {encoding!r}; supported: {list(DEPTH_ENCODINGS)}")
-    H, W = d.shape
-    return Image(header=header_msg(stamp, frame_id), height=H, width=W, encoding=encoding, is_bigendian=0,
-                 step=W * itemsize, data=np.frombuffer(np.ascontiguousarray(px).tobytes(), np.uint8).copy())
+    return _image(px, encoding, stamp, frame_id, types)
+
+
+def float_image_msg(a, stamp: int, frame_id: str, types: MessageTypes | None = None):
+    """32FC1 Image of an (H,W) float array kept as is (rendered depth in metres, alpha in [0,1])."""
+    a = np.asarray(a, dtype="<f4")
+    if a.ndim != 2:
+        raise MessageError(f"expected an (H,W) array, got shape {a.shape}")
+    return _image(a, "32FC1", stamp, frame_id, types)
 
 
 def image_depth(msg) -> np.ndarray:
@@ -123,113 +217,137 @@ def image_depth(msg) -> np.ndarray:
     if msg.encoding not in DEPTH_ENCODINGS:
         raise MessageError(f"unsupported depth encoding {msg.encoding!r}; supported: {list(DEPTH_ENCODINGS)}")
     itemsize = 4 if msg.encoding == "32FC1" else 2
-    H, W, step = int(msg.height), int(msg.width), int(msg.step)
-    data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
-    if H < 1 or W < 1:
-        raise MessageError(f"depth image has no pixels ({W}x{H})")
-    if step < W * itemsize:
-        raise MessageError(f"step {step} is less than width {W} x {itemsize} bytes ({msg.encoding})")
-    if data.size < step * (H - 1) + W * itemsize or data.size > step * H:
-        raise MessageError(f"data has {data.size} bytes; {H} rows of step {step} need {step * H}")
-    if data.size < step * H:
-        data = np.concatenate([data, np.zeros(step * H - data.size, np.uint8)])
-    rows = np.ascontiguousarray(data.reshape(H, step)[:, :W * itemsize])
+    rows = np.ascontiguousarray(_rows(msg, itemsize))
     order = ">" if msg.is_bigendian else "<"
     kind = "f4" if msg.encoding == "32FC1" else "u2"
-    d = rows.view(np.dtype(order + kind)).reshape(H, W)
+    d = rows.view(np.dtype(order + kind)).reshape(int(msg.height), int(msg.width))
     # millimetres -> the float32 nearest to mm / 1000 (division in float64 is exact to that rounding)
     d = (d.astype(np.float64) / 1000.0).astype(np.float32) if msg.encoding == "16UC1" else d.astype(np.float32)
     return np.where(np.isfinite(d) & (d > 0), d, np.float32(0.0)).astype(np.float32)
 
 
-def camera_info_msg(K, width: int, height: int, stamp: int, frame_id: str):
+# -- cameras and poses -------------------------------------------------------------------------------------
+def camera_info_msg(K, width: int, height: int, stamp: int, frame_id: str, types: MessageTypes | None = None):
     """CameraInfo for pinhole intrinsics K (3,3) (ROS convention), no distortion, P = [K | 0]."""
+    t = _types(types)
     K = np.asarray(K, dtype=np.float64).reshape(3, 3)
     P = np.zeros((3, 4))
     P[:, :3] = K
-    return CameraInfo(header=header_msg(stamp, frame_id), height=int(height), width=int(width),
-                      distortion_model="plumb_bob", d=np.zeros(5), k=K.reshape(-1).copy(),
-                      r=np.eye(3).reshape(-1), p=P.reshape(-1), binning_x=0, binning_y=0,
-                      roi=RegionOfInterest(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+    return t.CameraInfo(header=header_msg(stamp, frame_id, t), height=int(height), width=int(width),
+                        distortion_model="plumb_bob", d=np.zeros(5), k=K.reshape(-1).copy(),
+                        r=np.eye(3).reshape(-1), p=P.reshape(-1), binning_x=0, binning_y=0,
+                        roi=t.RegionOfInterest(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
 
 
 def camera_info_K(msg) -> tuple[np.ndarray, int, int]:
-    """(K (3,3) float64, width, height) of a CameraInfo."""
-    K = np.asarray(msg.k, dtype=np.float64)
-    if K.size != 9 or not np.isfinite(K).all() or K[0] <= 0 or K[4] <= 0:
-        raise MessageError(f"invalid camera_info K {K.tolist()}")
-    return K.reshape(3, 3), int(msg.width), int(msg.height)
+    """(K (3,3) float64, width, height) of a CameraInfo; MessageError unless it has a size and K is a pinhole
+    matrix with fx, fy > 0."""
+    K = np.asarray(msg.k, dtype=np.float64).reshape(-1)
+    w, h = int(msg.width), int(msg.height)
+    if w <= 0 or h <= 0:
+        raise MessageError(f"camera_info has no size ({w}x{h})")
+    if K.size != 9 or not np.isfinite(K).all() or K[0] <= 0 or K[4] <= 0 or K[8] != 1.0:
+        raise MessageError(f"camera_info K is not a pinhole matrix with fx, fy > 0: {K.tolist()}")
+    return K.reshape(3, 3), w, h
 
 
-def matrix_to_quat(R: np.ndarray) -> np.ndarray:
-    """Rotation (3,3) -> unit quaternion (w, x, y, z) with w >= 0 (Shepperd's method: stable for any angle)."""
-    R = np.asarray(R, dtype=np.float64)
-    tr = np.trace(R)
-    if tr > 0:
-        s = 2.0 * np.sqrt(1.0 + tr)
-        q = [0.25 * s, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s]
-    else:
-        i = int(np.argmax(np.diag(R)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(max(1.0 + R[i, i] - R[j, j] - R[k, k], 1e-300))
-        q = [0.0] * 4
-        q[0] = (R[k, j] - R[j, k]) / s
-        q[1 + i] = 0.25 * s
-        q[1 + j] = (R[j, i] + R[i, j]) / s
-        q[1 + k] = (R[k, i] + R[i, k]) / s
-    q = np.asarray(q)
-    q /= np.linalg.norm(q)
-    return q if q[0] >= 0 else -q
-
-
-def quat_to_matrix(q) -> np.ndarray:
-    """Quaternion (w, x, y, z), normalised here -> rotation (3,3)."""
-    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
-
-
-def pose_msg(T, stamp: int, frame_id: str = "world"):
-    """PoseStamped of a rigid 4×4 transform (the camera optical frame in `frame_id`)."""
+def pose_msg(T, stamp: int, frame_id: str = "world", types: MessageTypes | None = None):
+    """PoseStamped of a rigid 4×4 transform (the camera optical frame in `frame_id`); `.pose` is the Pose."""
+    t = _types(types)
     T = np.asarray(T, dtype=np.float64)
-    w, x, y, z = matrix_to_quat(T[:3, :3])
-    return PoseStamped(header=header_msg(stamp, frame_id),
-                       pose=Pose(position=Point(x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
-                                 orientation=Quaternion(x=float(x), y=float(y), z=float(z), w=float(w))))
-
-
-QUAT_UNIT_TOLERANCE = 1e-3  # |‖q‖ − 1| beyond this is a malformed orientation, not rounding
-
-
-def rigid_matrix(position, quat_wxyz) -> np.ndarray:
-    """4×4 float64 from a position (3,) and a unit quaternion (4,) wxyz (renormalised).
-
-    Raises MessageError for non-finite values or a quaternion whose norm is off 1 by more than 1e-3.
-    """
-    p = np.asarray(position, dtype=np.float64).reshape(3)
-    q = np.asarray(quat_wxyz, dtype=np.float64).reshape(4)
-    if not (np.isfinite(p).all() and np.isfinite(q).all()):
-        raise MessageError(f"pose has non-finite values: position {p.tolist()}, quaternion {q.tolist()}")
-    n = float(np.linalg.norm(q))
-    if abs(n - 1.0) > QUAT_UNIT_TOLERANCE:
-        raise MessageError(f"pose quaternion is not unit length (norm {n:.6f})")
-    T = np.eye(4)
-    T[:3, :3] = quat_to_matrix(q / n)
-    T[:3, 3] = p
-    return T
+    w, x, y, z = (float(v) for v in matrix_to_quat(T[:3, :3]))
+    return t.PoseStamped(header=header_msg(stamp, frame_id, t),
+                         pose=t.Pose(position=t.Point(x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
+                                     orientation=t.Quaternion(x=x, y=y, z=z, w=w)))
 
 
 def pose_matrix(msg) -> np.ndarray:
-    """4×4 float64 of a PoseStamped (or Pose); MessageError as `rigid_matrix`."""
-    pose = getattr(msg, "pose", msg)
-    q, t = pose.orientation, pose.position
-    return rigid_matrix((t.x, t.y, t.z), (q.w, q.x, q.y, q.z))
+    """4×4 float64 of a PoseStamped, Pose or Transform(Stamped); MessageError for non-finite values or a
+    quaternion whose norm is off 1 by more than 1e-3."""
+    pose = getattr(msg, "pose", getattr(msg, "transform", msg))
+    q = pose.orientation if hasattr(pose, "orientation") else pose.rotation
+    t = pose.position if hasattr(pose, "position") else pose.translation
+    try:
+        return rigid_matrix((t.x, t.y, t.z), (q.w, q.x, q.y, q.z))
+    except ValueError as exc:
+        raise MessageError(str(exc)) from None
 
 
+def transform_msg(camtoworld, stamp: int, parent: str, child: str, types: MessageTypes | None = None):
+    """TransformStamped parent -> child from a camera-to-world (4,4) pose."""
+    t = _types(types)
+    T = np.asarray(camtoworld, dtype=np.float64).reshape(4, 4)
+    w, x, y, z = (float(v) for v in matrix_to_quat(T[:3, :3]))
+    return t.TransformStamped(
+        header=header_msg(stamp, parent, t), child_frame_id=child,
+        transform=t.Transform(translation=t.Vector3(x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
+                              rotation=t.Quaternion(x=x, y=y, z=z, w=w)))
+
+
+# -- the Gaussians as PointCloud2 --------------------------------------------------------------------------
+# Layout (all FLOAT32, little-endian, point_step 48 bytes, world units): x y z (metres), rgb (0x00RRGGBB packed
+# into the float's bits, as RViz expects), opacity in [0,1], scale_0..2 (standard deviations along the
+# principal axes, metres — linear, unlike the log scales of PLY), rot_0..3 (principal-axes rotation, wxyz).
+GAUSSIAN_FIELDS = ("x", "y", "z", "rgb", "opacity", "scale_0", "scale_1", "scale_2",
+                   "rot_0", "rot_1", "rot_2", "rot_3")
+GAUSSIAN_DTYPE = np.dtype([(name, "<f4") for name in GAUSSIAN_FIELDS])
+_POINTFIELD_DTYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}  # REP sensor_msgs
+FLOAT32 = 7
+
+
+def pack_rgb(colors: np.ndarray) -> np.ndarray:
+    """(N,3) RGB in [0,1] -> (N,) float32 whose bits are the uint32 0x00RRGGBB."""
+    c = (np.clip(colors, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint32)
+    return ((c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]).view(np.float32)
+
+
+def unpack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """Inverse of pack_rgb: (N,) float32 -> (N,3) uint8."""
+    u = np.ascontiguousarray(rgb, dtype=np.float32).view(np.uint32)
+    return np.stack([(u >> 16) & 255, (u >> 8) & 255, u & 255], -1).astype(np.uint8)
+
+
+def gaussian_points(g) -> np.ndarray:
+    """Gaussians3D (world units) -> (N,) structured array with GAUSSIAN_DTYPE, ready to be a PointCloud2 body."""
+    scales, quats = g.scales_quats()
+    pts = np.empty(len(g), GAUSSIAN_DTYPE)
+    means = g.means.detach().cpu().numpy()
+    for i, axis in enumerate("xyz"):
+        pts[axis] = means[:, i]
+    pts["rgb"] = pack_rgb(g.colors.detach().cpu().numpy())
+    pts["opacity"] = g.opacities.detach().cpu().numpy()
+    for i in range(3):
+        pts[f"scale_{i}"] = scales[:, i].detach().cpu().numpy()
+    for i in range(4):
+        pts[f"rot_{i}"] = quats[:, i].detach().cpu().numpy()
+    return pts
+
+
+def pointcloud2_msg(g, stamp: int, frame_id: str = "world", types: MessageTypes | None = None):
+    """Unorganised (height 1) PointCloud2 of Gaussians3D in world units, layout GAUSSIAN_FIELDS."""
+    t = _types(types)
+    pts = gaussian_points(g)
+    fields = [t.PointField(name=n, offset=GAUSSIAN_DTYPE.fields[n][1], datatype=FLOAT32, count=1)
+              for n in GAUSSIAN_FIELDS]
+    return t.PointCloud2(header=header_msg(stamp, frame_id, t), height=1, width=len(pts), fields=fields,
+                         is_bigendian=False, point_step=GAUSSIAN_DTYPE.itemsize,
+                         row_step=GAUSSIAN_DTYPE.itemsize * len(pts), data=t.byte_array(pts.view(np.uint8)),
+                         is_dense=bool(np.isfinite(pts.view(np.float32)).all()))
+
+
+def pointcloud2_array(msg) -> np.ndarray:
+    """PointCloud2 -> structured array (height·width,) with one field per PointField (count-1 fields)."""
+    end = ">" if msg.is_bigendian else "<"
+    dtype = np.dtype({"names": [f.name for f in msg.fields],
+                      "formats": [end + _POINTFIELD_DTYPES[int(f.datatype)] for f in msg.fields],
+                      "offsets": [int(f.offset) for f in msg.fields], "itemsize": int(msg.point_step)})
+    return np.frombuffer(np.asarray(msg.data, dtype=np.uint8), dtype=dtype, count=int(msg.width * msg.height))
+
+
+# -- bag bytes (rosbags' CDR) ------------------------------------------------------------------------------
 def serialize(msg) -> bytes:
-    return TYPESTORE.serialize_cdr(msg, msg.__msgtype__)
+    return _typestore().serialize_cdr(msg, msg.__msgtype__)
 
 
 def deserialize(raw: bytes, msgtype: str):
-    return TYPESTORE.deserialize_cdr(raw, msgtype)
+    return _typestore().deserialize_cdr(raw, msgtype)

@@ -1,5 +1,6 @@
 """The reconstruct node and a client node in one process, on an isolated rclpy context and DDS domain with
-loopback-only discovery, spun by one MultiThreadedExecutor thread. Used by the ROS tests and bench_node.py."""
+loopback-only discovery, spun by one MultiThreadedExecutor thread. The node runs on sim time driven by the
+client's /clock (the views' own stamps), as with `ros2 bag play --clock`. Used by the ROS tests."""
 from __future__ import annotations
 
 import os
@@ -29,18 +30,19 @@ def wait_for(predicate, timeout: float, what: str):
 
 
 class InProcessSession:
-    """The node under test plus a client that publishes views, records ~/status and ~/gaussians, and calls
-    render_view. `params`: node parameter overrides {name: value}."""
+    """The node under test plus a client that publishes views (and /clock), records ~/status and ~/gaussians,
+    and calls render_view. `params`: node parameter overrides {name: value}."""
 
     def __init__(self, domain_id: int, views, params: dict, topic_depth: int = 50):
         # Discovery stays on this machine (read when the context initialises).
         os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
-        overrides = [Parameter(k, value=v) for k, v in params.items()]
+        overrides = [Parameter(k, value=v) for k, v in {"use_sim_time": True, **params}.items()]
         self.node = ReconstructNode(context=self.context, parameter_overrides=overrides)
         self.client = rclpy.create_node("lrm4d_client", context=self.context)
-        self.publisher = ViewSetPublisher(self.client, views, qos_depth=topic_depth)
+        self.publisher = ViewSetPublisher(self.client, views, qos_depth=topic_depth, clock=True,
+                                          depth=any(k.endswith(".depth_topic") and v for k, v in params.items()))
         self.statuses: list = []
         self.clouds: list = []
         self.cloud_times: list[float] = []
@@ -62,6 +64,13 @@ class InProcessSession:
                 # with pose_source "tf" the node does not subscribe to the pose topics
                 for pub in (info, image) if self.node.cfg.pose_source == "tf" else (info, pose, image):
                     wait_for(lambda p=pub: p.get_subscription_count() > 0, 20.0, f"a subscriber on {pub.topic_name}")
+            first = int(views.stamps_ns.min())
+
+            def clock_running():
+                self.publisher.publish_clock(first)
+                return self.node.get_clock().now().nanoseconds > 0
+
+            wait_for(clock_running, 20.0, "the node's sim time to start from /clock")
         except BaseException:
             self.close()
             raise

@@ -1,4 +1,30 @@
-"""The package's generated ROS interfaces, with a clear message when they have not been built."""
+"""The package's generated ROS interfaces, with a clear message when they have not been built.
+
+Where they come from this checkout's colcon install without `source install/setup.bash`, their shared libraries
+are not on the loader path: they are preloaded here, so the interfaces also work from an unsourced shell.
+"""
+import ctypes
+from pathlib import Path
+
+import lrm4d_ros
+
+
+def _preload_generated_libraries() -> None:
+    libs = [p for d in lrm4d_ros.__path__ for p in sorted(Path(d).parents[2].glob("liblrm4d_ros__*.so"))
+            if "site-packages" in d]
+    for _ in range(len(libs)):  # they depend on each other: retry until every one loads
+        libs = [p for p in libs if not _load(p)]
+
+
+def _load(path: Path) -> bool:
+    try:
+        ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+        return True
+    except OSError:
+        return False
+
+
+_preload_generated_libraries()
 try:
     from lrm4d_ros.msg import ReconstructionStatus
     from lrm4d_ros.srv import RenderView

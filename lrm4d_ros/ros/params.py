@@ -1,12 +1,15 @@
-"""The reconstruct node's parameters (defaults and meaning in config/reconstruct.yaml), declared and validated."""
+"""The reconstruct node's parameters: typed, described, with ranges, read-only where a change needs a restart
+(`DYNAMIC` ones are honoured at run time), validated into a NodeConfig. Defaults and comments: config/reconstruct.yaml.
+"""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
 import numpy as np
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterException
 from rclpy.node import Node
-from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
 
 from ..cameras import fov_to_K
 from ..selection import POLICIES
@@ -15,45 +18,71 @@ from ..window import RejectedInput, pose_matrix
 POSE_SOURCES = ("topic", "tf")
 QOS_CHOICES = ("sensor_data", "reliable")
 NORMALIZATIONS = ("auto", "fixed")
+BIG = 1e9
 
-# name -> default; the type of each parameter is that of its default.
+# name -> (default, description, range (lo, hi) or choices, or None). The type of each is that of its default.
 SCALARS = {
-    "world_frame": "world",
-    "pose_source": "topic",
-    "pose_tolerance_s": 0.02,
-    "pose_max_gap_s": 0.5,
-    "input_qos": "sensor_data",
-    "input_queue_depth": 5,
-    "window_seconds": 2.0,
-    "window_frames": 0,
-    "buffer_size": 64,
-    "max_input_views": 12,
-    "selection_policy": "uniform",
-    "image_height": 0,
-    "image_width": 0,
-    "min_views": 2,
-    "checkpoint": "",
-    "device": "",
-    "reconstruction_rate_hz": 2.0,
-    "normalization": "auto",
-    "normalization_center": [0.0, 0.0, 0.0],
-    "normalization_scale": 1.0,
-    "publish_gaussians": True,
-    "gaussians_min_opacity": 0.0,
-    "render_service": "~/render_view",
-    "max_concurrent_renders": 1,
-    "max_render_pixels": 4_194_304,
-    "virtual_rate_hz": 2.0,
+    "world_frame": ("world", "frame of the input poses, the Gaussians and the render requests", None),
+    "pose_source": ("topic", "camera poses from PoseStamped topics or from TF lookups", POSE_SOURCES),
+    "pose_tolerance_s": (0.02, "an image may be this far before the first / after the last pose [s]", (0.0, 10.0)),
+    "pose_max_gap_s": (0.5, "longest gap between two poses that is interpolated [s]", (0.001, 60.0)),
+    "pose_wait_s": (1.0, "an image newer than every pose waits this long for one, then is refused [s]",
+                    (0.0, 60.0)),
+    "max_stamp_lead_s": (1.0, "stamps further ahead of the node's clock are refused; 0 disables [s]", (0.0, BIG)),
+    "max_stamp_age_s": (10.0, "stamps further behind the node's clock are refused; 0 disables [s]", (0.0, BIG)),
+    "input_qos": ("sensor_data", "input QoS: best effort (also receives reliable publishers) or reliable",
+                  QOS_CHOICES),
+    "input_queue_depth": (10, "history depth of each input subscription", (1, 10000)),
+    "ingest_queue_size": (64, "messages per camera queued for decoding; beyond it the oldest is dropped and "
+                              "counted", (1, 100000)),
+    "window_seconds": (2.0, "views no older than this before the newest are kept; 0 disables [s]", (0.0, BIG)),
+    "window_frames": (0, "newest frames kept per camera; 0 disables", (0, 100000)),
+    "buffer_size": (64, "views buffered per camera (oldest dropped and counted)", (1, 100000)),
+    "max_input_views": (12, "most views given to the model per reconstruction", (1, 1024)),
+    "selection_policy": ("uniform", "which views the model sees: spread over cameras and time, or the newest",
+                         POLICIES),
+    "image_height": (0, "model input height; 0 = the newest view's size", (0, 16384)),
+    "image_width": (0, "model input width; 0 = the newest view's size", (0, 16384)),
+    "min_views": (2, "no reconstruction with fewer views", (1, 1024)),
+    "depth_tolerance_s": (0.001, "a depth image pairs with the colour image this close in stamp [s]",
+                          (0.0, 1.0)),
+    "checkpoint": ("", "safetensors checkpoint; empty = the shipped one", None),
+    "device": ("", "torch device (cpu, cuda, cuda:1); empty = CUDA when available", None),
+    "reconstruction_rate_hz": (10.0, "most reconstructions per second; each starts when new views arrive",
+                               (0.01, 1000.0)),
+    "gather_s": (0.05, "after a new view, wait at most this long for the other cameras' views of the same "
+                       "instant [s]", (0.0, 10.0)),
+    "normalization": ("auto", "canonical frame from the input poses, or fixed center/scale", NORMALIZATIONS),
+    "normalization_center": ([0.0, 0.0, 0.0], "fixed normalization: canonical = (world - center) * scale", None),
+    "normalization_scale": (1.0, "fixed normalization scale", (1e-9, BIG)),
+    "publish_gaussians": (True, "publish ~/gaussians after each reconstruction", None),
+    "gaussians_min_opacity": (0.0, "drop sliced Gaussians below this opacity in ~/gaussians", (0.0, 1.0)),
+    "render_service": ("~/render_view", "name of the render_view service", None),
+    "render_frame_id": ("render_view_optical_frame", "frame_id of render_view images when the request names none",
+                        None),
+    "max_concurrent_renders": (1, "further simultaneous render requests are refused at once (busy)", (1, 64)),
+    "max_render_pixels": (4_194_304, "width * height limit of one render request", (1, 1 << 30)),
+    "virtual_rate_hz": (2.0, "virtual cameras rendered per second (a new reconstruction is needed)",
+                        (0.01, 1000.0)),
+    "viewer_port": (0, "port of the browser 4D viewer of the newest reconstruction (http://localhost:PORT); "
+                       "0 = off", (0, 65535)),
 }
+# Honoured at run time (`ros2 param set`); every other parameter is read-only.
+DYNAMIC = ("reconstruction_rate_hz", "gather_s", "max_input_views", "selection_policy", "min_views",
+           "publish_gaussians", "gaussians_min_opacity", "max_render_pixels")
 DEFAULT_CAMERAS = ["cam0", "cam1", "cam2", "cam3"]
 
 
 @dataclass(frozen=True)
 class CameraTopics:
+    """One input camera. Topic names are relative (resolved in the node's namespace, remappable); depth_topic
+    empty = no depth."""
+
     name: str
     image_topic: str
     info_topic: str
     pose_topic: str
+    depth_topic: str
     frame_id: str  # optical frame for TF lookups; "" = the image's header.frame_id
 
 
@@ -73,7 +102,7 @@ class VirtualCamera:
 class NodeConfig:
     cameras: list[CameraTopics]
     virtual_cameras: list[VirtualCamera]
-    values: dict  # the SCALARS, validated
+    values: dict  # the SCALARS, validated; DYNAMIC ones are updated in place
 
     def __getattr__(self, name):
         try:
@@ -82,31 +111,55 @@ class NodeConfig:
             raise AttributeError(name) from None
 
 
-def _string_list(node: Node, name: str, default: list[str]) -> list[str]:
+def descriptor(name: str, description: str, limits, read_only: bool) -> ParameterDescriptor:
+    d = ParameterDescriptor(name=name, description=description, read_only=read_only)
+    if isinstance(limits, tuple) and len(limits) == 2 and all(isinstance(x, (int, float)) for x in limits):
+        if isinstance(limits[0], int) and isinstance(limits[1], int):
+            d.integer_range = [IntegerRange(from_value=limits[0], to_value=limits[1], step=1)]
+        else:
+            d.floating_point_range = [FloatingPointRange(from_value=float(limits[0]), to_value=float(limits[1]),
+                                                         step=0.0)]
+    elif limits:
+        d.additional_constraints = f"one of {list(limits)}"
+    return d
+
+
+def _declare(node: Node, name: str, default, description: str, limits=None, read_only: bool = True):
+    try:
+        return node.declare_parameter(name, default, descriptor(name, description, limits, read_only)).value
+    except ParameterException as exc:  # out of range or wrong type in a YAML / override
+        raise ValueError(f"parameter {name}: {exc}") from None
+
+
+def _string_list(node: Node, name: str, default: list[str], description: str) -> list[str]:
     # Dynamically typed: an empty list ([] in YAML or a launch file) arrives typed as a byte array.
-    value = node.declare_parameter(name, None, ParameterDescriptor(dynamic_typing=True)).value
+    d = ParameterDescriptor(name=name, description=description, read_only=True, dynamic_typing=True)
+    value = node.declare_parameter(name, None, d).value
     if value is None:
         return list(default)
+    if len(value) == 0:
+        return []
     if not isinstance(value, (list, tuple)) or not all(isinstance(x, str) for x in value):
         raise ValueError(f"parameter {name} must be a list of strings, got {value!r}")
     return list(value)
 
 
+def check(name: str, value) -> None:
+    """Raise ValueError if `value` is not allowed for scalar parameter `name` (choices and cross-checks that
+    ranges cannot express)."""
+    limits = SCALARS[name][2]
+    if isinstance(limits, tuple) and limits and isinstance(limits[0], str) and value not in limits:
+        raise ValueError(f"parameter {name} must be one of {limits}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"parameter {name} must be finite, got {value}")
+
+
 def declare_and_load(node: Node) -> NodeConfig:
     """Declare every parameter on `node` and return them validated; raises ValueError naming the bad one."""
-    v = {name: node.declare_parameter(name, default).value for name, default in SCALARS.items()}
-    for name, choices in (("pose_source", POSE_SOURCES), ("input_qos", QOS_CHOICES),
-                          ("selection_policy", POLICIES), ("normalization", NORMALIZATIONS)):
-        if v[name] not in choices:
-            raise ValueError(f"parameter {name} must be one of {choices}, got {v[name]!r}")
-    for name in ("reconstruction_rate_hz", "virtual_rate_hz", "normalization_scale", "pose_tolerance_s",
-                 "pose_max_gap_s"):
-        if not (math.isfinite(v[name]) and v[name] > 0):
-            raise ValueError(f"parameter {name} must be > 0, got {v[name]}")
-    for name in ("input_queue_depth", "buffer_size", "max_input_views", "min_views", "max_concurrent_renders",
-                 "max_render_pixels"):
-        if v[name] < 1:
-            raise ValueError(f"parameter {name} must be >= 1, got {v[name]}")
+    v = {}
+    for name, (default, description, limits) in SCALARS.items():
+        v[name] = _declare(node, name, default, description, limits, read_only=name not in DYNAMIC)
+        check(name, v[name])
     if v["window_seconds"] <= 0 and v["window_frames"] <= 0:
         raise ValueError("window_seconds and window_frames are both disabled (<= 0): the window would be unbounded")
     if (v["image_height"] > 0) != (v["image_width"] > 0):
@@ -114,37 +167,35 @@ def declare_and_load(node: Node) -> NodeConfig:
     if len(v["normalization_center"]) != 3:
         raise ValueError(f"normalization_center must have 3 values, got {v['normalization_center']}")
 
-    v["viewer_port"] = node.declare_parameter("viewer_port", 0, ParameterDescriptor(
-        description="port of the browser 4D viewer of the newest reconstruction (http://localhost:PORT); 0 = off",
-        integer_range=[IntegerRange(from_value=0, to_value=65535, step=1)], read_only=True)).value
-
-    names = _string_list(node, "camera_names", DEFAULT_CAMERAS)
+    names = _string_list(node, "camera_names", DEFAULT_CAMERAS, "input cameras, in camera-id order")
     if not names or len(set(names)) != len(names):
         raise ValueError(f"camera_names must be non-empty and unique, got {names}")
     cameras = []
     for n in names:
         p = f"cameras.{n}."
+        topic = lambda key, default, what: _declare(node, p + key, default, what)  # noqa: E731
         cameras.append(CameraTopics(
-            n, node.declare_parameter(p + "image_topic", f"/{n}/image_raw").value,
-            node.declare_parameter(p + "info_topic", f"/{n}/camera_info").value,
-            node.declare_parameter(p + "pose_topic", f"/{n}/pose").value,
-            node.declare_parameter(p + "frame_id", "").value))
+            n, topic("image_topic", f"{n}/image_raw", "colour image topic (relative: remappable)"),
+            topic("info_topic", f"{n}/camera_info", "CameraInfo topic"),
+            topic("pose_topic", f"{n}/pose", "PoseStamped topic of the optical frame in world_frame"),
+            topic("depth_topic", "", "registered depth image topic (32FC1 m / 16UC1 mm); empty = none"),
+            topic("frame_id", "", "optical frame for pose_source tf; empty = the image's header.frame_id")))
 
     virtual = []
-    for n in _string_list(node, "virtual_camera_names", []):
+    for n in _string_list(node, "virtual_camera_names", [], "cameras rendered continuously"):
         p = f"virtual_cameras.{n}."
-        position = node.declare_parameter(p + "position", [0.0, 0.0, 0.0]).value
-        quat = node.declare_parameter(p + "orientation_wxyz", [1.0, 0.0, 0.0, 0.0]).value
-        width = node.declare_parameter(p + "width", 160).value
-        height = node.declare_parameter(p + "height", 120).value
-        fov = node.declare_parameter(p + "fov_y_deg", 50.0).value
-        offset = node.declare_parameter(p + "time_offset_s", 0.0).value
+        position = _declare(node, p + "position", [0.0, 0.0, 0.0], "[x, y, z] metres in world_frame")
+        quat = _declare(node, p + "orientation_wxyz", [1.0, 0.0, 0.0, 0.0], "optical frame orientation w x y z")
+        width = _declare(node, p + "width", 160, "pixels", (1, 16384))
+        height = _declare(node, p + "height", 120, "pixels", (1, 16384))
+        fov = _declare(node, p + "fov_y_deg", 50.0, "vertical field of view [deg]", (0.1, 179.9))
+        offset = _declare(node, p + "time_offset_s", 0.0, "render at newest input stamp + offset [s]", (-BIG, BIG))
         try:
             T = pose_matrix(position, quat)
         except RejectedInput as exc:
             raise ValueError(f"virtual camera {n}: {exc}") from None
-        if width < 1 or height < 1 or width * height > v["max_render_pixels"] or not 0 < fov < 180:
-            raise ValueError(f"virtual camera {n}: bad size {width}x{height} or fov_y_deg {fov}")
+        if width * height > v["max_render_pixels"]:
+            raise ValueError(f"virtual camera {n}: {width}x{height} exceeds max_render_pixels")
         K = fov_to_K(math.radians(fov), width, height).numpy()
         virtual.append(VirtualCamera(n, T, K, int(width), int(height), float(offset)))
     return NodeConfig(cameras, virtual, v)

@@ -3,26 +3,32 @@
     python -m lrm4d_ros.ros.reconstruct_node --ros-args --params-file config/reconstruct.yaml
     ros2 run lrm4d_ros reconstruct_node --ros-args --params-file ...          (after colcon build)
 
-Inputs per camera (config/reconstruct.yaml): Image, CameraInfo and PoseStamped (or TF) topics. Each image is
-paired with its camera's latest CameraInfo and the camera pose interpolated at the image stamp, then buffered
-in a SpaceTimeWindow. A timer in its own callback group reconstructs the window at `reconstruction_rate_hz`
-(so subscriptions and the service never wait on the model) and publishes ~/gaussians (PointCloud2, sliced at
-the window's newest stamp), ~/status, and the virtual cameras' ~/<name>/image, depth and camera_info. The
-`render_view` service renders the latest reconstruction from any camera at any time in its window.
-Bad input is rejected with a reason (logged, throttled, counted in ~/status) and never stops the node.
+Inputs per camera (relative topics, remappable): colour Image, CameraInfo, PoseStamped (or TF) and optionally a
+registered depth Image. Subscription callbacks only enqueue the message; one ingest thread decodes and checks
+it (io/messages.py) and puts it into a SpaceTimeWindow, whose stamps are bounded by the node's clock (ROS time:
+`use_sim_time` for bag playback). A reconstruction thread wakes when new views arrive (at most
+`reconstruction_rate_hz`, waiting up to `gather_s` for the other cameras' views of the same instant), runs the
+model and publishes ~/gaussians (PointCloud2, sliced at the window's newest stamp) and ~/status. Virtual cameras
+(~/<name>/image, depth, camera_info, with a static TF of their frame) are rendered from each new reconstruction;
+the `render_view` service renders the latest reconstruction from any camera at any time in its window.
+Bad input is refused with a reason (counted per reason in ~/status, logged rate-limited per reason) and never
+stops the node; under overload the oldest queued input is dropped and counted.
 """
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict, deque
 
 import numpy as np
 import rclpy
 import torch
 from geometry_msgs.msg import PoseStamped
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -30,12 +36,13 @@ from rclpy.time import Time as RosTime
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from ..cameras import SceneNormalization
+from ..io.messages import (MessageError, camera_info_K, camera_info_msg, float_image_msg, image_depth, image_msg,
+                           image_rgb, pointcloud2_msg, pose_matrix, time_msg, time_ns, transform_msg)
 from ..reconstructor import Reconstructor
-from ..window import RejectedInput, SpaceTimeWindow, pose_matrix
-from .conversions import (K_to_camera_info, camera_info_to_K, gaussians_to_pointcloud2, image_to_rgb8,
-                          ns_to_stamp, numpy_to_image, pose_to_matrix, stamp_to_ns)
+from ..window import RejectedInput, SpaceTimeWindow
+from .conversions import RCLPY
 from .interfaces import ReconstructionStatus, RenderView
-from .params import NodeConfig, declare_and_load
+from .params import DYNAMIC, NodeConfig, check, declare_and_load
 
 try:  # TF poses where the user's ROS install has tf2_ros (it is not on PyPI)
     import tf2_ros
@@ -47,6 +54,44 @@ LOG_THROTTLE_S = 2.0
 ARRIVALS_KEPT = 4096
 # A burst of requests larger than the DDS history is silently dropped by the middleware; keep room for bursts.
 SERVICE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=64, reliability=ReliabilityPolicy.RELIABLE)
+STATIC_TF_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
+STEADY = Clock(clock_type=ClockType.STEADY_TIME)  # timers that must run whatever ROS time does (sim time)
+
+
+class _Inbox:
+    """Per-camera bounded FIFOs of (sequence, camera, kind, message, arrival): the callbacks' only work is `put`. When a
+    camera's queue is full its oldest entry is dropped (images dropped are counted per camera)."""
+
+    def __init__(self, cameras: int, size: int):
+        self.queues = [deque() for _ in range(cameras)]
+        self.size = size
+        self.dropped_images = [0] * cameras
+        self.received_images = [0] * cameras
+        self.cond = threading.Condition()
+        self._seq = itertools.count()
+
+    def put(self, cam: int, kind: str, msg) -> None:
+        item = (next(self._seq), cam, kind, msg, time.monotonic())
+        with self.cond:
+            q = self.queues[cam]
+            if kind == "image":
+                self.received_images[cam] += 1
+            q.append(item)
+            if len(q) > self.size:
+                if q.popleft()[2] == "image":
+                    self.dropped_images[cam] += 1
+            self.cond.notify()
+
+    def take(self, timeout: float) -> list:
+        """Everything queued, in arrival order (waits up to `timeout` s for something)."""
+        with self.cond:
+            if not any(self.queues):
+                self.cond.wait(timeout)
+            items = [x for q in self.queues for x in q]
+            for q in self.queues:
+                q.clear()
+        return sorted(items, key=lambda x: x[0])
 
 
 class ReconstructNode(Node):
@@ -54,6 +99,8 @@ class ReconstructNode(Node):
 
     def __init__(self, reconstructor: Reconstructor | None = None, **node_kwargs):
         super().__init__(NODE_NAME, **node_kwargs)
+        self._stop, self._wake = threading.Event(), threading.Event()
+        self._threads: list[threading.Thread] = []
         try:
             self._setup(reconstructor)
         except Exception:
@@ -69,7 +116,9 @@ class ReconstructNode(Node):
             window_frames=cfg.window_frames if cfg.window_frames > 0 else None,
             max_views=cfg.max_input_views, policy=cfg.selection_policy, buffer_size=cfg.buffer_size,
             image_size=(cfg.image_height, cfg.image_width) if cfg.image_height > 0 else None,
-            pose_tolerance_s=cfg.pose_tolerance_s, pose_max_gap_s=cfg.pose_max_gap_s)
+            pose_tolerance_s=cfg.pose_tolerance_s, pose_max_gap_s=cfg.pose_max_gap_s, pose_wait_s=cfg.pose_wait_s,
+            clock=lambda: self.get_clock().now().nanoseconds, max_lead_s=cfg.max_stamp_lead_s or None,
+            max_age_s=cfg.max_stamp_age_s or None, depth_tolerance_s=cfg.depth_tolerance_s)
         self.normalization = (None if cfg.normalization == "auto" else
                               SceneNormalization(torch.tensor(cfg.normalization_center, dtype=torch.float64),
                                                  cfg.normalization_scale))
@@ -84,18 +133,21 @@ class ReconstructNode(Node):
         self._lock = threading.Lock()  # guards the fields below; the window has its own lock
         self._infos: dict[str, tuple[np.ndarray, int, int]] = {}
         self._arrivals: OrderedDict[tuple[int, int], float] = OrderedDict()  # (camera id, stamp) -> monotonic s
-        self._rejected = 0  # rejected by the node itself (the window counts its own)
+        self._rejections: Counter = Counter()  # refused by the node itself (the window counts its own)
+        self._rejected_images = [0] * len(cfg.cameras)
         self._last_error = ""
+        self._last_logged: dict[str, tuple[float, int]] = {}  # reason -> (monotonic s, suppressed since)
         self._latest = None  # (Reconstruction, ViewSet, serial)
         self._serial = 0
         self._last_signature = None
         self._reconstruction_time = 0.0
-        self._latency = 0.0
+        self._latency = float("nan")
         self._n_gaussians = (0, 0)
         self._renders_served = 0
         self._renders_refused = 0
         self._render_slots = threading.BoundedSemaphore(cfg.max_concurrent_renders)
         self._virtual_cache: dict[str, tuple[int, tuple]] = {}
+        self._dirty_since: float | None = None  # monotonic time of the first view not yet reconstructed
 
         self._tf_buffer = None
         if cfg.pose_source == "tf":
@@ -110,17 +162,18 @@ class ReconstructNode(Node):
                        else ReliabilityPolicy.RELIABLE)
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.input_queue_depth, reliability=reliability,
                          durability=DurabilityPolicy.VOLATILE)
-        for cam_id, cam in enumerate(cfg.cameras):
-            # One exclusive group per camera keeps each topic's messages in order (a reentrant group may run
-            # two callbacks of one subscription at once); cameras still run in parallel with each other and
-            # with the timers and the service.
+        self._inbox = _Inbox(len(cfg.cameras), cfg.ingest_queue_size)
+        for i, cam in enumerate(cfg.cameras):
+            # One exclusive group per camera keeps its messages in arrival order (a reentrant group may run two
+            # callbacks of one subscription at once, and enqueue them swapped); cameras still run in parallel.
             inputs = MutuallyExclusiveCallbackGroup()
-            self.create_subscription(Image, cam.image_topic, lambda m, c=cam, i=cam_id: self._on_image(c, i, m),
-                                     qos, callback_group=inputs)
-            self.create_subscription(CameraInfo, cam.info_topic, lambda m, c=cam: self._on_info(c, m), qos,
-                                     callback_group=inputs)
+            topics = [(Image, cam.image_topic, "image"), (CameraInfo, cam.info_topic, "info")]
             if cfg.pose_source == "topic":
-                self.create_subscription(PoseStamped, cam.pose_topic, lambda m, c=cam: self._on_pose(c, m), qos,
+                topics.append((PoseStamped, cam.pose_topic, "pose"))
+            if cam.depth_topic:
+                topics.append((Image, cam.depth_topic, "depth"))
+            for msg_type, topic, kind in topics:
+                self.create_subscription(msg_type, topic, lambda m, i=i, k=kind: self._inbox.put(i, k, m), qos,
                                          callback_group=inputs)
 
         self.gaussians_pub = self.create_publisher(PointCloud2, "~/gaussians", 1)
@@ -130,105 +183,208 @@ class ReconstructNode(Node):
                      self.create_publisher(Image, f"~/{v.name}/depth", 1),
                      self.create_publisher(CameraInfo, f"~/{v.name}/camera_info", 1))
             for v in cfg.virtual_cameras}
+        self._publish_static_tf()
         # Reentrant: requests beyond max_concurrent_renders are answered "busy" at once instead of queueing.
         self.render_srv = self.create_service(RenderView, cfg.render_service, self._on_render_view,
                                               qos_profile=SERVICE_QOS, callback_group=ReentrantCallbackGroup())
-        # The model runs in this timer's own group: one reconstruction at a time, off the input threads.
-        self.create_timer(1.0 / cfg.reconstruction_rate_hz, self._reconstruct_tick,
-                          callback_group=MutuallyExclusiveCallbackGroup())
+        timers = MutuallyExclusiveCallbackGroup()
+        self.create_timer(1.0, self._status_tick, callback_group=timers, clock=STEADY)
         if cfg.virtual_cameras:
-            self.create_timer(1.0 / cfg.virtual_rate_hz, self._render_virtual,
-                              callback_group=MutuallyExclusiveCallbackGroup())
+            self.create_timer(1.0 / cfg.virtual_rate_hz, self._render_virtual, callback_group=timers, clock=STEADY)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        for target, name in ((self._ingest_loop, "lrm4d_ingest"), (self._reconstruct_loop, "lrm4d_reconstruct")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
         self.get_logger().info(
-            f"reconstructing {[c.name for c in cfg.cameras]} on {self.reconstructor.device} at "
+            f"reconstructing {[c.name for c in cfg.cameras]} on {self.reconstructor.device} at up to "
             f"{cfg.reconstruction_rate_hz} Hz; render service {self.resolve_service_name(cfg.render_service)}")
 
     def destroy_node(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout=30.0)
         if getattr(self, "_viewer", None) is not None:
             self._viewer.close()
             self._viewer = None
         super().destroy_node()
 
-    # -- inputs ------------------------------------------------------------------------------------------
-    def _reject(self, reason: str, counted: bool = False) -> None:
-        """Log a rejected input (throttled) and count it; `counted`: the window already counted it."""
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        """Apply DYNAMIC parameters at run time (the others are read-only: rclpy refuses them)."""
+        try:
+            for p in params:
+                if p.name in DYNAMIC:
+                    check(p.name, p.value)
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        for p in params:
+            if p.name in DYNAMIC:
+                self.cfg.values[p.name] = p.value
+                if p.name == "max_input_views":
+                    self.window.max_views = int(p.value)
+                elif p.name == "selection_policy":
+                    self.window.policy = p.value
+                self._wake.set()
+        return SetParametersResult(successful=True)
+
+    # -- inputs (ingest thread) --------------------------------------------------------------------------
+    def _refuse(self, reason: str, text: str, cam: int | None = None, counted: bool = False) -> None:
+        """Count a refused input (unless the window already did) and log it, rate-limited per reason."""
+        now = time.monotonic()
         with self._lock:
             if not counted:
-                self._rejected += 1
-        self._error(reason)
+                self._rejections[reason] += 1
+                if cam is not None:
+                    self._rejected_images[cam] += 1
+            self._last_error = text
+            last, suppressed = self._last_logged.get(reason, (-1e9, 0))
+            log = now - last >= LOG_THROTTLE_S
+            self._last_logged[reason] = (now, 0) if log else (last, suppressed + 1)
+        if log:
+            more = f" (+{suppressed} more since the last such warning)" if suppressed else ""
+            self.get_logger().warning(f"[{reason}] {text}{more}")
 
-    def _error(self, reason: str) -> None:
-        """Report a failure in ~/status (last_error) and the log, throttled."""
-        with self._lock:
-            self._last_error = reason
-        self.get_logger().warning(reason, throttle_duration_sec=LOG_THROTTLE_S)
+    def _ingest_loop(self) -> None:
+        while not self._stop.is_set():
+            for _, cam_id, kind, msg, arrival in self._inbox.take(timeout=0.2):
+                try:
+                    getattr(self, f"_on_{kind}")(cam_id, self.cfg.cameras[cam_id], msg, arrival)
+                except Exception as exc:  # a bug must not end the ingest thread: report it and go on
+                    self._refuse("internal_error", f"{kind}: {type(exc).__name__}: {exc}")
 
-    def _on_info(self, cam, msg: CameraInfo) -> None:
+    def _on_info(self, cam_id: int, cam, msg: CameraInfo, arrival: float) -> None:
         try:
-            info = camera_info_to_K(msg)
-        except ValueError as exc:
-            self._reject(f"{cam.name} camera_info: {exc}")
-            return
+            info = camera_info_K(msg)
+        except MessageError as exc:
+            return self._refuse("bad_camera_info", f"{cam.name} camera_info: {exc}")
         with self._lock:
             self._infos[cam.name] = info
 
-    def _on_pose(self, cam, msg: PoseStamped) -> None:
+    def _on_pose(self, cam_id: int, cam, msg: PoseStamped, arrival: float) -> None:
+        if msg.header.frame_id and msg.header.frame_id != self.cfg.world_frame:
+            return self._refuse("pose_frame", f"{cam.name} pose: frame {msg.header.frame_id!r} is not world_frame "
+                                              f"{self.cfg.world_frame!r}")
         try:
-            if msg.header.frame_id and msg.header.frame_id != self.cfg.world_frame:
-                raise ValueError(f"pose frame {msg.header.frame_id!r} is not world_frame {self.cfg.world_frame!r}")
-            T = pose_to_matrix(msg.pose)
-        except ValueError as exc:
-            self._reject(f"{cam.name} pose: {exc}")
-            return
-        try:
-            self.window.add_pose(cam.name, stamp_to_ns(msg.header.stamp), T)
+            T = pose_matrix(msg)
+            if self.window.add_pose(cam.name, time_ns(msg.header.stamp), T):
+                self._dirty()  # it completed images that waited for a pose
+        except MessageError as exc:
+            self._refuse("bad_pose", f"{cam.name} pose: {exc}")
         except RejectedInput as exc:
-            self._reject(f"pose: {exc}", counted=True)
+            self._refuse(exc.reason, f"pose: {exc}", counted=True)
 
-    def _on_image(self, cam, cam_id: int, msg: Image) -> None:
-        arrival = time.monotonic()
-        stamp = stamp_to_ns(msg.header.stamp)
+    def _camera_info(self, cam, msg, what: str) -> tuple[np.ndarray, int, int]:
+        with self._lock:
+            info = self._infos.get(cam.name)
+        if info is None:
+            raise RejectedInput(f"{cam.name} {what}: no camera_info received yet on "
+                                f"{self.resolve_topic_name(cam.info_topic)}", "no_camera_info")
+        if (int(msg.width), int(msg.height)) != info[1:]:
+            raise RejectedInput(f"{cam.name} {what}: image is {msg.width}x{msg.height} but camera_info says "
+                                f"{info[1]}x{info[2]}", "size_mismatch" if what == "image" else "depth_size")
+        return info
+
+    def _on_image(self, cam_id: int, cam, msg: Image, arrival: float) -> None:
+        stamp = time_ns(msg.header.stamp)
         try:
-            with self._lock:
-                info = self._infos.get(cam.name)
-            if info is None:
-                raise ValueError(f"no camera_info received yet on {cam.info_topic}")
-            K, w, h = info
-            if (msg.width, msg.height) != (w, h):
-                raise ValueError(f"image is {msg.width}x{msg.height} but camera_info says {w}x{h}")
-            rgb = image_to_rgb8(msg)
+            K, _, _ = self._camera_info(cam, msg, "image")
+            try:
+                rgb = image_rgb(msg)
+            except MessageError as exc:
+                raise RejectedInput(f"{cam.name} image: {exc}", "bad_encoding") from None
             T = self._tf_pose(cam, msg, stamp) if self._tf_buffer is not None else None
-        except ValueError as exc:
-            self._reject(f"{cam.name} image: {exc}")
-            return
-        try:
-            self.window.add_view(cam.name, rgb, K, stamp, camtoworld=T)
         except RejectedInput as exc:
-            self._reject(f"image: {exc}", counted=True)
-            return
+            return self._refuse(exc.reason, str(exc), cam_id)
+        try:
+            status = self.window.add_view(cam.name, rgb, K, stamp, camtoworld=T)
+        except RejectedInput as exc:
+            return self._refuse(exc.reason, f"image: {exc}", counted=True)
         with self._lock:
             self._arrivals[(cam_id, stamp)] = arrival
             while len(self._arrivals) > ARRIVALS_KEPT:
                 self._arrivals.popitem(last=False)
+        if status == "accepted":
+            self._dirty()
+
+    def _on_depth(self, cam_id: int, cam, msg: Image, arrival: float) -> None:
+        try:
+            self._camera_info(cam, msg, "depth")
+            try:
+                depth = image_depth(msg)
+            except MessageError as exc:
+                raise RejectedInput(f"{cam.name} depth: {exc}", "depth_invalid") from None
+        except RejectedInput as exc:
+            return self._refuse(exc.reason, str(exc))
+        try:
+            if self.window.add_depth(cam.name, time_ns(msg.header.stamp), depth) == "attached":
+                self._dirty()  # the window's depth changed: worth a new reconstruction
+        except RejectedInput as exc:
+            self._refuse(exc.reason, f"depth: {exc}", counted=True)
 
     def _tf_pose(self, cam, msg: Image, stamp: int) -> np.ndarray:
         frame = cam.frame_id or msg.header.frame_id
         if not frame:
-            raise ValueError("pose_source is tf but the image has no header.frame_id and no frame_id parameter")
+            raise RejectedInput("pose_source is tf but the image has no header.frame_id and no frame_id parameter",
+                                "no_pose")
         try:
             tf = self._tf_buffer.lookup_transform(self.cfg.world_frame, frame, RosTime(nanoseconds=stamp))
+            return pose_matrix(tf)
+        except MessageError as exc:
+            raise RejectedInput(f"TF {self.cfg.world_frame} <- {frame}: {exc}", "bad_pose") from None
         except (tf2_ros.LookupException, tf2_ros.ConnectivityException, tf2_ros.ExtrapolationException) as exc:
-            raise ValueError(f"no TF {self.cfg.world_frame} <- {frame} at {stamp} ns: {exc}") from None
-        t, q = tf.transform.translation, tf.transform.rotation
-        return pose_matrix((t.x, t.y, t.z), (q.w, q.x, q.y, q.z))
+            raise RejectedInput(f"no TF {self.cfg.world_frame} <- {frame} at {stamp} ns: {exc}", "no_pose") from None
 
-    # -- reconstruction ----------------------------------------------------------------------------------
-    def _reconstruct_tick(self) -> None:
+    # -- reconstruction (its own thread) -----------------------------------------------------------------
+    def _dirty(self) -> None:
+        with self._lock:
+            if self._dirty_since is None:
+                self._dirty_since = time.monotonic()
+        self._wake.set()
+
+    def _frame_complete(self) -> bool:
+        """Every camera with buffered views has one within gather_s of the newest view (a synchronized frame is
+        in, or an unsynchronized rig has caught up)."""
+        newest = self.window.newest_per_camera()
+        if not newest:
+            return True
+        return min(newest.values()) >= max(newest.values()) - int(self.cfg.gather_s * 1e9)
+
+    def _reconstruct_loop(self) -> None:
+        last_start = -1e9
+        while not self._stop.is_set():
+            with self._lock:
+                dirty_since = self._dirty_since
+            if dirty_since is None:
+                self._wake.wait(0.5)
+                self._wake.clear()
+                continue
+            now = time.monotonic()
+            wait = max(last_start + 1.0 / self.cfg.reconstruction_rate_hz - now,
+                       0.0 if self._frame_complete() else dirty_since + self.cfg.gather_s - now)
+            if wait > 0:
+                self._wake.wait(wait)  # a new view may complete the frame sooner
+                self._wake.clear()
+                continue
+            with self._lock:
+                self._dirty_since = None
+            last_start = now
+            try:
+                self._reconstruct_window()
+            except Exception as exc:  # e.g. publishing while the context shuts down: end quietly then
+                if self._stop.is_set() or not self.context.ok():
+                    return
+                self._refuse("internal_error", f"reconstruction loop: {type(exc).__name__}: {exc}")
+
+    def _reconstruct_window(self) -> None:
         views = self.window.snapshot()
         if views is not None and len(views) >= self.cfg.min_views:
             signature = window_signature(views)
-            if signature != self._last_signature and self._reconstruct(views):
-                self._last_signature = signature  # a failed window is retried on the next tick
+            if signature != self._last_signature:
+                if self._reconstruct(views):
+                    self._last_signature = signature
+                else:
+                    self._dirty()  # retry the failed window after 1 / reconstruction_rate_hz
         self.status_pub.publish(self._status())
 
     def _reconstruct(self, views) -> bool:
@@ -237,79 +393,106 @@ class ReconstructNode(Node):
         try:
             rec = self.reconstructor.reconstruct(views, self.normalization)
         except Exception as exc:  # a model failure must not stop the node; report it and keep serving
-            self._error(f"reconstruction failed: {type(exc).__name__}: {exc}")
+            self._refuse("reconstruction_failed", f"reconstruction failed: {type(exc).__name__}: {exc}",
+                         counted=True)
             return False
         elapsed = time.perf_counter() - t0
-        n4d, n3d = len(rec.gaussians), 0
+        n4d, n3d, cloud = len(rec.gaussians), 0, None
         if self.cfg.publish_gaussians:
             g = rec.slice(rec.window.end_ns)
             if self.cfg.gaussians_min_opacity > 0:
                 g = g.select(g.opacities >= self.cfg.gaussians_min_opacity)
-            cloud = gaussians_to_pointcloud2(g, ns_to_stamp(rec.window.end_ns), self.cfg.world_frame)
+            cloud = pointcloud2_msg(g, rec.window.end_ns, self.cfg.world_frame, RCLPY)
             n3d = len(g)
         newest = int(torch.argmax(views.stamps_ns))
         key = (int(views.camera_ids[newest]), int(views.stamps_ns[newest]))
+        self._store(rec, views, elapsed, (n4d, n3d))
+        if cloud is not None:
+            self.gaussians_pub.publish(cloud)
+        with self._lock:
+            arrival = self._arrivals.get(key)
+            self._latency = (time.monotonic() - arrival) if arrival is not None else float("nan")
+        return True
+
+    def _store(self, rec, views, elapsed: float, counts: tuple[int, int]) -> None:
+        """Make `rec` (of `views`) the reconstruction that render_view and the virtual cameras serve."""
         with self._lock:
             self._serial += 1
             self._latest = (rec, views, self._serial)
             if self._viewer is not None:
                 self._viewer.update(rec, views)  # returns at once
             self._reconstruction_time = elapsed
-            self._n_gaussians = (n4d, n3d)
-            arrival = self._arrivals.get(key)
-        if self.cfg.publish_gaussians:
-            self.gaussians_pub.publish(cloud)
-        with self._lock:
-            self._latency = (time.monotonic() - arrival) if arrival is not None else float("nan")
-        return True
+            self._n_gaussians = counts
+
+    def _status_tick(self) -> None:
+        with self._inbox.cond:
+            idle = not any(self._inbox.queues)
+        if idle:  # images waiting for a pose that stopped expire even without new input (never while behind)
+            self.window.expire()
+        self.status_pub.publish(self._status())
 
     def _status(self) -> ReconstructionStatus:
         st = self.window.stats
         msg = ReconstructionStatus()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self.cfg.world_frame
+        names = [c.name for c in self.cfg.cameras]
+        msg.camera_names = names
         with self._lock:
             latest = self._latest
-            msg.camera_names = [c.name for c in self.cfg.cameras]
             if latest is not None:
                 rec, views, _ = latest
-                msg.window_start = ns_to_stamp(rec.window.start_ns)
-                msg.window_end = ns_to_stamp(rec.window.end_ns)
+                msg.window_start = time_msg(rec.window.start_ns, RCLPY)
+                msg.window_end = time_msg(rec.window.end_ns, RCLPY)
                 msg.views_used = len(views)
-                counts = torch.bincount(views.camera_ids, minlength=len(msg.camera_names))
-                msg.views_per_camera = [int(c) for c in counts]
+                msg.views_per_camera = torch.bincount(views.camera_ids, minlength=len(names)).tolist()
+                has_depth = (views.depths.flatten(1) > 0).any(1) if views.depths is not None else \
+                    torch.zeros(len(views), dtype=torch.bool)
+                msg.depth_views_per_camera = torch.bincount(views.camera_ids[has_depth],
+                                                            minlength=len(names)).tolist()
             else:
-                msg.views_per_camera = [0] * len(msg.camera_names)
+                msg.views_per_camera = msg.depth_views_per_camera = [0] * len(names)
             msg.num_gaussians_4d, msg.num_gaussians_published = self._n_gaussians
             msg.reconstruction_time = float(self._reconstruction_time)
             msg.latency = float(self._latency)
-            msg.views_received = st.received
-            msg.views_dropped = st.dropped
-            msg.views_rejected = st.rejected + self._rejected
+            rejected_here = list(self._rejected_images)
+            reasons = Counter(st.rejections) + self._rejections
             msg.reconstructions = self._serial
             msg.renders_served = self._renders_served
             msg.renders_refused = self._renders_refused
             msg.last_error = self._last_error or st.last_error
+        with self._inbox.cond:
+            received, overload = list(self._inbox.received_images), list(self._inbox.dropped_images)
+        cams = [st.per_camera[n] for n in names]
+        msg.received_per_camera = received
+        msg.kept_per_camera = [c.kept for c in cams]
+        msg.dropped_per_camera = [c.dropped + o for c, o in zip(cams, overload)]
+        msg.rejected_per_camera = [c.rejected + r for c, r in zip(cams, rejected_here)]
+        msg.pending_per_camera = [c.pending for c in cams]
+        msg.views_received, msg.views_kept = sum(received), sum(msg.kept_per_camera)
+        msg.views_dropped, msg.views_rejected = sum(msg.dropped_per_camera), sum(msg.rejected_per_camera)
+        msg.rejection_reasons = sorted(reasons)
+        msg.rejection_counts = [reasons[r] for r in msg.rejection_reasons]
         return msg
 
     # -- rendering ---------------------------------------------------------------------------------------
     def _on_render_view(self, request, response):
         if not self._render_slots.acquire(blocking=False):
-            return self._refuse(response, f"busy: {self.cfg.max_concurrent_renders} render request(s) already "
-                                          "in progress (max_concurrent_renders); retry later")
+            return self._refuse_render(response, f"busy: {self.cfg.max_concurrent_renders} render request(s) "
+                                                 "already in progress (max_concurrent_renders); retry later")
         try:
             return self._render_view(request, response)
         except ValueError as exc:
-            return self._refuse(response, str(exc))
+            return self._refuse_render(response, str(exc))
         except Exception as exc:  # never let one request take the node down
-            return self._refuse(response, f"render failed: {type(exc).__name__}: {exc}")
+            return self._refuse_render(response, f"render failed: {type(exc).__name__}: {exc}")
         finally:
             self._render_slots.release()
 
-    def _refuse(self, response, reason: str):
+    def _refuse_render(self, response, reason: str):
         with self._lock:
             self._renders_refused += 1
-        self.get_logger().warning(f"render_view refused: {reason}", throttle_duration_sec=LOG_THROTTLE_S)
+        self._refuse("render_refused", f"render_view refused: {reason}", counted=True)
         response.success, response.message = False, reason
         return response
 
@@ -317,12 +500,12 @@ class ReconstructNode(Node):
         with self._lock:
             latest = self._latest
         if latest is None:
-            raise ValueError(f"no reconstruction yet ({len(self.window.snapshot() or [])} views buffered, "
-                             f"min_views {self.cfg.min_views})")
+            raise ValueError(f"no reconstruction yet ({sum(c.buffered for c in self.window.stats.per_camera.values())}"
+                             f" views buffered, min_views {self.cfg.min_views})")
         rec = latest[0]
-        T = pose_to_matrix(req.camera_pose)
+        T = pose_matrix(req.camera_pose)
         if req.camera_info.width > 0:
-            K, w, h = camera_info_to_K(req.camera_info)
+            K, w, h = camera_info_K(req.camera_info)
         else:
             w, h = int(req.width), int(req.height)
             K = np.array([[req.fx, 0, req.cx], [0, req.fy, req.cy], [0, 0, 1.0]])
@@ -331,23 +514,35 @@ class ReconstructNode(Node):
                                  f"(got {w}x{h}, fx {req.fx}, fy {req.fy}, cx {req.cx}, cy {req.cy})")
         if w * h > self.cfg.max_render_pixels:
             raise ValueError(f"{w}x{h} exceeds max_render_pixels {self.cfg.max_render_pixels}")
-        stamp = stamp_to_ns(req.stamp) or rec.window.end_ns
+        stamp = time_ns(req.stamp) or rec.window.end_ns
         out = rec.render(torch.as_tensor(T)[None], torch.as_tensor(K)[None], w, h,
                          torch.tensor([stamp], dtype=torch.int64))
-        header_stamp = ns_to_stamp(stamp)
+        frame = req.frame_id or self.cfg.render_frame_id
         want_color = req.return_color or not (req.return_depth or req.return_alpha)
         if want_color:
-            resp.color = numpy_to_image(out.colors[0].cpu().numpy(), "rgb8", header_stamp)
+            resp.color = image_msg(out.colors[0].cpu().numpy(), stamp, frame, types=RCLPY)
         if req.return_depth:
-            resp.depth = numpy_to_image(out.depths[0, ..., 0].cpu().numpy().astype(np.float32), "32FC1",
-                                        header_stamp)
+            resp.depth = float_image_msg(out.depths[0, ..., 0].cpu().numpy(), stamp, frame, RCLPY)
         if req.return_alpha:
-            resp.alpha = numpy_to_image(out.alphas[0, ..., 0].cpu().numpy().astype(np.float32), "32FC1",
-                                        header_stamp)
-        resp.success, resp.message, resp.stamp_rendered = True, "", header_stamp
+            resp.alpha = float_image_msg(out.alphas[0, ..., 0].cpu().numpy(), stamp, frame, RCLPY)
+        resp.camera_info = camera_info_msg(K, w, h, stamp, frame, RCLPY)
+        resp.success, resp.message, resp.stamp_rendered = True, "", time_msg(stamp, RCLPY)
         with self._lock:
             self._renders_served += 1
         return resp
+
+    def _publish_static_tf(self) -> None:
+        """world -> <virtual>_optical_frame on /tf_static, so the virtual cameras' images resolve in RViz."""
+        if not self.cfg.virtual_cameras:
+            return
+        if RCLPY.TFMessage is None:
+            self.get_logger().info("tf2_msgs is not installed: the virtual cameras' frames are not on /tf_static")
+            return
+        now = self.get_clock().now().nanoseconds
+        self.tf_static_pub = self.create_publisher(RCLPY.TFMessage, "/tf_static", STATIC_TF_QOS)
+        self.tf_static_pub.publish(RCLPY.TFMessage(transforms=[
+            transform_msg(v.camtoworld, now, self.cfg.world_frame, f"{v.name}_optical_frame", RCLPY)
+            for v in self.cfg.virtual_cameras]))
 
     def _render_virtual(self) -> None:
         with self._lock:
@@ -363,12 +558,13 @@ class ReconstructNode(Node):
                     out = rec.render(torch.as_tensor(vc.camtoworld)[None], torch.as_tensor(vc.K)[None],
                                      vc.width, vc.height, torch.tensor([stamp], dtype=torch.int64))
                 except Exception as exc:  # e.g. the offset leaves the window; keep the other cameras going
-                    self._error(f"virtual camera {vc.name}: {type(exc).__name__}: {exc}")
+                    self._refuse("virtual_camera_failed", f"virtual camera {vc.name}: {type(exc).__name__}: {exc}",
+                                 counted=True)
                     continue
-                s, frame = ns_to_stamp(stamp), f"{vc.name}_optical_frame"
-                msgs = (numpy_to_image(out.colors[0].cpu().numpy(), "rgb8", s, frame),
-                        numpy_to_image(out.depths[0, ..., 0].cpu().numpy().astype(np.float32), "32FC1", s, frame),
-                        K_to_camera_info(vc.K, vc.width, vc.height, s, frame))
+                frame = f"{vc.name}_optical_frame"
+                msgs = (image_msg(out.colors[0].cpu().numpy(), stamp, frame, types=RCLPY),
+                        float_image_msg(out.depths[0, ..., 0].cpu().numpy(), stamp, frame, RCLPY),
+                        camera_info_msg(vc.K, vc.width, vc.height, stamp, frame, RCLPY))
                 cached = (serial, msgs)
                 self._virtual_cache[vc.name] = cached
             for pub, msg in zip(self.virtual_pubs[vc.name], cached[1]):
@@ -376,8 +572,9 @@ class ReconstructNode(Node):
 
 
 def window_signature(views) -> tuple:
-    """What identifies a window's views (stamps and cameras): a tick reconstructs only when it changes."""
-    return tuple(views.stamps_ns.tolist()), tuple(views.camera_ids.tolist())
+    """What identifies a window's views (stamps, cameras, which have depth): reconstruct only when it changes."""
+    has_depth = () if views.depths is None else tuple((views.depths.flatten(1) > 0).any(1).tolist())
+    return tuple(views.stamps_ns.tolist()), tuple(views.camera_ids.tolist()), has_depth
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,86 @@
+"""select_views: spread over cameras and time for synchronized, unsynchronized and mixed-rate rigs."""
+import random
+from collections import Counter
+
+import pytest
+
+from lrm4d_ros.selection import select_views
+
+S = 1_000_000_000
+T0 = 1_700_000_000 * S
+FRAME = S // 10  # 10 Hz
+
+
+def picked(cands, idx):
+    return [cands[i] for i in idx]
+
+
+def test_synchronized_rig_uses_every_camera_at_evenly_spaced_distinct_instants():
+    cands = [(T0 + f * FRAME, c) for f in range(20) for c in range(5)]
+    chosen = picked(cands, select_views(cands, 12, "uniform"))
+    per_cam = Counter(c for _, c in chosen)
+    assert sorted(per_cam) == list(range(5)) and max(per_cam.values()) - min(per_cam.values()) <= 1
+    frames = sorted((s - T0) // FRAME for s, _ in chosen)
+    assert frames == [round(k * 19 / 11) for k in range(12)]  # exactly the evenly spaced instants, oldest/newest
+    # the cameras take turns: consecutive instants never repeat a camera
+    order = [c for _, c in sorted(chosen)]
+    assert all(a != b for a, b in zip(order, order[1:]))
+
+
+def test_latest_policy_on_a_synchronized_rig_takes_whole_newest_frames():
+    cands = [(T0 + f * FRAME, c) for f in range(20) for c in range(5)]
+    frames = Counter((s - T0) // FRAME for s, _ in picked(cands, select_views(cands, 12, "latest")))
+    assert frames == {19: 5, 18: 5, 17: 2}
+
+
+def test_mixed_rates_give_slow_cameras_all_their_views_and_share_the_rest():
+    cands = ([(T0 + k * S // 30, 0) for k in range(60)] + [(T0 + k * FRAME + 3_000_000, 1) for k in range(20)]
+             + [(T0 + S // 3 + k * S, 2) for k in range(2)])
+    for policy in ("uniform", "latest"):
+        chosen = picked(cands, select_views(cands, 12, policy))
+        assert Counter(c for _, c in chosen) == {0: 5, 1: 5, 2: 2}, policy
+        assert max(s for s, _ in cands) in [s for s, _ in chosen]  # the newest view is always used
+    uni = picked(cands, select_views(cands, 12, "uniform"))
+    for cam in (0, 1):  # each camera's share spans most of the 2 s window, not one end of it
+        stamps = sorted(s for s, c in uni if c == cam)
+        assert stamps[-1] - stamps[0] >= 1.5 * S, cam
+
+
+def test_unsynchronized_rig_is_balanced_and_spread():
+    rng = random.Random(0)
+    cands = [(T0 + f * FRAME + c * S // 40 + rng.randrange(8_000_000), c) for f in range(20) for c in range(4)]
+    chosen = picked(cands, select_views(cands, 12, "uniform"))
+    assert Counter(c for _, c in chosen) == {0: 3, 1: 3, 2: 3, 3: 3}
+    stamps = sorted(s for s, _ in chosen)
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    assert stamps[0] == min(s for s, _ in cands) and stamps[-1] == max(s for s, _ in cands)
+    assert max(gaps) < 2.2 * (stamps[-1] - stamps[0]) / 11  # no hole bigger than about two even steps
+
+
+def test_more_cameras_than_views_rotates_so_every_camera_is_used():
+    used = set()
+    for end in range(16, 19):  # three consecutive windows of a 16-camera synchronized rig
+        cands = [(T0 + f * FRAME, c) for f in range(end - 15, end + 1) for c in range(16)]
+        chosen = picked(cands, select_views(cands, 12, "uniform"))
+        assert len({c for _, c in chosen}) == 12 and max(s for s, _ in chosen) == T0 + end * FRAME
+        used |= {c for _, c in chosen}
+    assert used == set(range(16))
+
+
+def test_deterministic_and_independent_of_candidate_order():
+    cands = [(T0 + f * FRAME + c * 1_000_000, c) for f in range(15) for c in range(3)]
+    shuffled = cands[:]
+    random.Random(1).shuffle(shuffled)
+    for policy in ("uniform", "latest"):
+        assert set(picked(cands, select_views(cands, 7, policy))) == \
+            set(picked(shuffled, select_views(shuffled, 7, policy)))
+
+
+def test_few_candidates_all_kept_and_bad_arguments():
+    cands = [(T0 + k * S, 0) for k in range(11)]
+    assert select_views(cands, 3, "uniform") == [0, 5, 10]
+    assert select_views(cands, 100, "latest") == list(range(11))
+    with pytest.raises(ValueError, match="policy"):
+        select_views(cands, 3, "random")
+    with pytest.raises(ValueError, match="max_views"):
+        select_views(cands, 0, "uniform")
