@@ -8,6 +8,7 @@ convention (pixel centres at integer coordinates), camera-to-world poses in the 
 from __future__ import annotations
 
 import importlib.util
+import sys
 import threading
 import warnings
 from typing import Callable, NamedTuple
@@ -56,13 +57,20 @@ def gsplat_available() -> bool:
 
 _CPU_LOCK = threading.Lock()
 _cpu: list[tuple[str, Callable]] = []  # the CPU backend, chosen on first use
+_COMPILE_NOTE_S = 3.0  # a first use slower than this is compiling: say so
 
 
 def cpu_backend() -> tuple[str, Callable]:
-    """("numba", its rasterize) once the compiled kernels load (compiled, or from numba's cache, on the first
-    call: seconds), else ("torch", the reference rasterize) after one RuntimeWarning saying why."""
+    """("numba", its rasterize) once the compiled kernels load, else ("torch", the reference rasterize) after
+    one RuntimeWarning saying why. The first call compiles the kernels (under a minute; a note goes to stderr
+    if it takes more than a few seconds) unless numba's on-disk cache has them (about a second)."""
     with _CPU_LOCK:
         if not _cpu:
+            note = threading.Timer(_COMPILE_NOTE_S, lambda: print(
+                "lrm4d_ros: compiling the CPU rasterizer (first use on this machine; cached for later runs) ...",
+                file=sys.stderr, flush=True))
+            note.daemon = True
+            note.start()
             try:
                 from . import rasterize_numba
 
@@ -75,6 +83,8 @@ def cpu_backend() -> tuple[str, Callable]:
                               "the CPU with the pure-PyTorch rasterizer instead, 20-100x slower", RuntimeWarning,
                               stacklevel=3)
                 _cpu.append(("torch", rasterize))
+            finally:
+                note.cancel()
         return _cpu[0]
 
 
