@@ -46,6 +46,7 @@ setup(
     install_requires=[
         "torch>=2.4",
         "numpy",
+        "numba>=0.59",  # the compiled CPU rasterizer (a wheel: no compiler needed)
         "safetensors",
         "rosbags>=0.11",
         "opencv-python-headless",

@@ -8,6 +8,7 @@ convention (pixel centres at integer coordinates), camera-to-world poses in the 
 from __future__ import annotations
 
 import importlib.util
+import sys
 import threading
 import warnings
 from typing import Callable, NamedTuple
@@ -56,13 +57,20 @@ def gsplat_available() -> bool:
 
 _CPU_LOCK = threading.Lock()
 _cpu: list[tuple[str, Callable]] = []  # the CPU backend, chosen on first use
+_COMPILE_NOTE_S = 3.0  # a first use slower than this is compiling: say so
 
 
 def cpu_backend() -> tuple[str, Callable]:
-    """("numba", its rasterize) once the compiled kernels load (compiled, or from numba's cache, on the first
-    call: seconds), else ("torch", the reference rasterize) after one RuntimeWarning saying why."""
+    """("numba", its rasterize) once the compiled kernels load, else ("torch", the reference rasterize) after
+    one RuntimeWarning saying why. The first call compiles the kernels (under a minute; a note goes to stderr
+    if it takes more than a few seconds) unless numba's on-disk cache has them (about a second)."""
     with _CPU_LOCK:
         if not _cpu:
+            note = threading.Timer(_COMPILE_NOTE_S, lambda: print(
+                "lrm4d_ros: compiling the CPU rasterizer (first use on this machine; cached for later runs) ...",
+                file=sys.stderr, flush=True))
+            note.daemon = True
+            note.start()
             try:
                 from . import rasterize_numba
 
@@ -75,6 +83,8 @@ def cpu_backend() -> tuple[str, Callable]:
                               "the CPU with the pure-PyTorch rasterizer instead, 20-100x slower", RuntimeWarning,
                               stacklevel=3)
                 _cpu.append(("torch", rasterize))
+            finally:
+                note.cancel()
         return _cpu[0]
 
 
@@ -86,7 +96,9 @@ def render(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, cam
     means (N,3), covars (N,3,3), opacities (N,) in [0,1], colors (N,3) RGB: float32 (or float64), one device.
     camtoworlds (C,4,4) camera-to-world (x right, y down, z forward), Ks (C,3,3) ROS/OpenCV intrinsics
     (any float dtype; cast to that of `means`). width, height in pixels. background (3,) or (C,3), default
-    black. Gaussians with camera z outside [near, far] are culled.
+    black. Gaussians with camera z outside [near, far] are culled. Gradients also reach the background, and
+    camtoworlds / Ks where they require one (on the CPU the reference rasterizer then renders: the compiled one
+    has no camera gradients).
     """
     N = means.shape[0] if isinstance(means, Tensor) and means.dim() == 2 else None
     _check("means", means, (None, 3))

@@ -10,15 +10,15 @@ in the dtype of the inputs (float32 or float64: a separate compilation each).
   accumulated per Gaussian camera by camera (within a camera a Gaussian has at most one entry: no races).
 - `bin_tiles`: a counting sort of the entries into 16×16 tiles, then a stable radix sort of each tile's run by
   depth: ties keep (camera, Gaussian) order, as in the reference's stable global depth sort.
-- `blend_forward`: per tile, Gaussians front to back over the rows of their box, all 16 pixels of a row at
-  once (a branch-free loop that LLVM vectorizes; pixels outside the box, done, or below alpha 1/255 are masked
-  out). A pixel stops before the Gaussian that would bring its transmittance to ≤ 1e-4, a tile when all its
-  pixels have. σ and alpha are computed in the entries' dtype in the reference's order, exp(−σ) to float64
-  accuracy then rounded to that dtype, so a pixel takes the Gaussians the reference takes; transmittance and
-  sums are float64.
+- `blend_forward`: per tile, Gaussians front to back over the rows of their box. Per row, one branch-free
+  loop (LLVM vectorizes it) computes σ, exp(−σ) and alpha of 8 or 16 pixels in the entries' dtype, in the
+  reference's order and with its tests (σ ≥ 0, alpha ≥ 1/255); then the pixels of the box that pass are
+  composited one by one, transmittance and sums in float64. A pixel stops before the Gaussian that would bring
+  its transmittance to ≤ 1e-4, a tile when all its pixels have.
 - `blend_backward`: the same pairs in reverse from each pixel's final transmittance and stop index
   (T before a Gaussian = T after / (1 − α)), gsplat's backward. Each (entry, tile) pair writes its own gradient
-  row, so threads never share an accumulator; `entries_backward` sums an entry's rows.
+  row, so threads never share an accumulator and the result does not depend on the thread count;
+  `entries_backward` sums an entry's rows.
 
 Tiles go to `n_slots` slots round-robin (slot s takes tiles s, s + n_slots, ...), one slot per thread. Numeric
 constants come in arrays at call time, not as globals: numba's on-disk cache would keep stale global values.
@@ -168,8 +168,9 @@ def _count_visible(means, covars, opacities, cams, width, height, params, q0, q1
 @_serial
 def _write_visible(means, covars, opacities, colors, cams, width, height, params, q0, q1, e, index, geo, feat,
                    boxes):
-    """Write the visible pairs among q0 <= q < q1 as entries e, e+1, ... (see project_entries)."""
+    """Write the visible pairs among q0 <= q < q1 as entries e, e+1, ... (see project_entries); -> how many."""
     N = means.shape[0]
+    e0 = e
     for q in range(q0, q1):
         g = q % N
         ok, mx, my, qa, qb, qc, z, x0, x1, y0, y1 = _project_one(means, covars, opacities, cams, q // N, g, width,
@@ -181,27 +182,51 @@ def _write_visible(means, covars, opacities, colors, cams, width, height, params
                 1.0, z
             boxes[e, 0], boxes[e, 1], boxes[e, 2], boxes[e, 3] = x0, x1, y0, y1
             e += 1
+    return e - e0
 
 
 @_jit
-def project_entries(means, covars, opacities, colors, cams, width, height, params, n_chunks):
+def project_entries(means, covars, opacities, colors, cams, width, height, params, n_chunks, one_pass):
     """-> index (M,) int64 (camera * N + Gaussian, ascending), geo (M,6), feat (M,5), boxes (M,4) int64
-    [x0, x1, y0, y1] inclusive pixel ranges. Two passes over chunks of (camera, Gaussian): count, then write."""
+    [x0, x1, y0, y1] inclusive pixel ranges. Chunks of (camera, Gaussian) pairs run in parallel. one_pass:
+    each chunk writes its visible pairs at the chunk's start, then the runs are moved together (output arrays
+    of C*N rows); else a first pass counts and a second recomputes and writes (output arrays of M rows)."""
     total = cams.shape[0] * means.shape[0]
     chunk = (total + n_chunks - 1) // n_chunks
     start = np.zeros(n_chunks + 1, np.int64)
+    rows = total if one_pass else 0
+    index = np.empty(rows, np.int64)
+    geo = np.empty((rows, 6), means.dtype)
+    feat = np.empty((rows, 5), means.dtype)
+    boxes = np.empty((rows, 4), np.int64)
     for k in prange(n_chunks):
-        start[k + 1] = _count_visible(means, covars, opacities, cams, width, height, params, k * chunk,
-                                      min(total, (k + 1) * chunk))
+        q0, q1 = min(total, k * chunk), min(total, (k + 1) * chunk)
+        if one_pass:
+            start[k + 1] = _write_visible(means, covars, opacities, colors, cams, width, height, params, q0, q1, q0,
+                                          index, geo, feat, boxes)
+        else:
+            start[k + 1] = _count_visible(means, covars, opacities, cams, width, height, params, q0, q1)
     for k in range(n_chunks):
         start[k + 1] += start[k]
     M = start[n_chunks]
+    if one_pass:
+        for k in range(1, n_chunks):  # runs only move towards the front: ascending copies never overwrite
+            for i in range(start[k + 1] - start[k]):
+                d, src = start[k] + i, k * chunk + i
+                index[d] = index[src]
+                for f in range(6):
+                    geo[d, f] = geo[src, f]
+                for f in range(5):
+                    feat[d, f] = feat[src, f]
+                for f in range(4):
+                    boxes[d, f] = boxes[src, f]
+        return index[:M], geo[:M], feat[:M], boxes[:M]
     index = np.empty(M, np.int64)
     geo = np.empty((M, 6), means.dtype)
     feat = np.empty((M, 5), means.dtype)
     boxes = np.empty((M, 4), np.int64)
     for k in prange(n_chunks):
-        _write_visible(means, covars, opacities, colors, cams, width, height, params, k * chunk,
+        _write_visible(means, covars, opacities, colors, cams, width, height, params, min(total, k * chunk),
                        min(total, (k + 1) * chunk), start[k], index, geo, feat, boxes)
     return index, geo, feat, boxes
 
@@ -337,41 +362,52 @@ def _sort_run(keys, run, slot):
 
 
 @_jit
-def bin_tiles(keys, boxes, index, N, tiles_x, tiles_y, n_cams):
+def bin_tiles(keys, boxes, index, N, tiles_x, tiles_y, n_cams, n_chunks):
     """keys (M,) int64 ≥ 0 ordered as the depths, boxes (M,4) -> tile_start (n_tiles+1,), tile_entries (I,)
     entry ids, each tile's run in depth order, entry_start (M+1,) and slot (I,): tile position j holds entry
     e's k-th tile where slot[j] = entry_start[e] + k (the backward writes its per-tile gradients there, so
-    that each entry's rows are contiguous)."""
+    that each entry's rows are contiguous). A parallel counting sort over n_chunks chunks of entries (kept in
+    entry order within each tile), then a parallel stable sort of each tile's run."""
     M = keys.shape[0]
     per_cam = tiles_x * tiles_y
+    n_tiles = n_cams * per_cam
     entry_start = np.zeros(M + 1, np.int64)
     for e in prange(M):
         entry_start[e + 1] = ((boxes[e, 1] // TILE - boxes[e, 0] // TILE + 1)
                               * (boxes[e, 3] // TILE - boxes[e, 2] // TILE + 1))
-    tile_start = np.zeros(n_cams * per_cam + 1, np.int64)
     for e in range(M):
         entry_start[e + 1] += entry_start[e]
-        base = (index[e] // N) * per_cam + 1
-        for ty in range(boxes[e, 2] // TILE, boxes[e, 3] // TILE + 1):
-            for tx in range(boxes[e, 0] // TILE, boxes[e, 1] // TILE + 1):
-                tile_start[base + ty * tiles_x + tx] += 1
-    for t in range(n_cams * per_cam):
-        tile_start[t + 1] += tile_start[t]
-    cursor = tile_start[:-1].copy()
-    n_isect = entry_start[M]
-    tile_entries = np.empty(n_isect, np.int64)
-    slot = np.empty(n_isect, np.int64)
-    for e in range(M):
-        base = (index[e] // N) * per_cam
-        q = entry_start[e]
-        for ty in range(boxes[e, 2] // TILE, boxes[e, 3] // TILE + 1):
-            for tx in range(boxes[e, 0] // TILE, boxes[e, 1] // TILE + 1):
-                t = base + ty * tiles_x + tx
-                tile_entries[cursor[t]] = e
-                slot[cursor[t]] = q
-                cursor[t] += 1
-                q += 1
-    for t in prange(n_cams * per_cam):
+    chunk = (M + n_chunks - 1) // n_chunks
+    cursor = np.zeros((n_chunks, n_tiles), np.int64)
+    for k in prange(n_chunks):
+        for e in range(min(M, k * chunk), min(M, (k + 1) * chunk)):
+            base = (index[e] // N) * per_cam
+            for ty in range(boxes[e, 2] // TILE, boxes[e, 3] // TILE + 1):
+                for tx in range(boxes[e, 0] // TILE, boxes[e, 1] // TILE + 1):
+                    cursor[k, base + ty * tiles_x + tx] += 1
+    tile_start = np.zeros(n_tiles + 1, np.int64)
+    at = 0
+    for t in range(n_tiles):
+        tile_start[t] = at
+        for k in range(n_chunks):
+            count = cursor[k, t]
+            cursor[k, t] = at
+            at += count
+    tile_start[n_tiles] = at
+    tile_entries = np.empty(at, np.int64)
+    slot = np.empty(at, np.int64)
+    for k in prange(n_chunks):
+        for e in range(min(M, k * chunk), min(M, (k + 1) * chunk)):
+            base = (index[e] // N) * per_cam
+            q = entry_start[e]
+            for ty in range(boxes[e, 2] // TILE, boxes[e, 3] // TILE + 1):
+                for tx in range(boxes[e, 0] // TILE, boxes[e, 1] // TILE + 1):
+                    t = base + ty * tiles_x + tx
+                    tile_entries[cursor[k, t]] = e
+                    slot[cursor[k, t]] = q
+                    cursor[k, t] += 1
+                    q += 1
+    for t in prange(n_tiles):
         _sort_run(keys, tile_entries[tile_start[t]:tile_start[t + 1]], slot[tile_start[t]:tile_start[t + 1]])
     return tile_start, tile_entries, entry_start, slot
 
@@ -498,6 +534,7 @@ def blend_forward(geo, feat, boxes, tile_start, tile_entries, width, height, til
             for j in range(a, b):
                 e = tile_entries[j]
                 mx, my, op = geo[e, 0], geo[e, 1], geo[e, 5]
+                f0, f1, f2, f3, f4 = feat[e, 0], feat[e, 1], feat[e, 2], feat[e, 3], feat[e, 4]
                 lx0, lx1 = max(boxes[e, 0] - px0, 0), min(boxes[e, 1] - px0, pw - 1)
                 h, n = _row_span(lx0, lx1)
                 for ly in range(max(boxes[e, 2] - py0, 0), min(boxes[e, 3] - py0, ph - 1) + 1):
@@ -516,8 +553,11 @@ def blend_forward(geo, feat, boxes, tile_start, tile_entries, width, height, til
                             n_live -= 1
                             continue
                         w = alpha * Tk
-                        for f in range(5):
-                            acc[ly, lx, f] += w * feat[e, f]
+                        acc[ly, lx, 0] += w * f0
+                        acc[ly, lx, 1] += w * f1
+                        acc[ly, lx, 2] += w * f2
+                        acc[ly, lx, 3] += w * f3
+                        acc[ly, lx, 4] += w * f4
                         T[ly, lx] = next_t
                 if n_live == 0:
                     break
@@ -544,7 +584,6 @@ def blend_backward(geo, feat, boxes, tile_start, tile_entries, width, height, ti
         G = np.empty((TILE, TILE, 5), geo.dtype)
         used = np.empty(TILE * TILE, np.int64)
         active = np.empty(TILE, np.int64)  # bit lx: the pixel went through the current entry
-        g = np.empty(11, np.float64)
         for t in range(s, n_tiles, n_slots):
             c, px0, py0, pw, ph = _tile_origin(t, tiles_x, tiles_y, width, height)
             a = tile_start[t]
@@ -571,9 +610,12 @@ def blend_backward(geo, feat, boxes, tile_start, tile_entries, width, height, ti
                     nxt += 1
                 e = tile_entries[j]
                 mx, my, ca, cb, cc, op = geo[e, 0], geo[e, 1], geo[e, 2], geo[e, 3], geo[e, 4], geo[e, 5]
+                f0, f1, f2, f3, f4 = feat[e, 0], feat[e, 1], feat[e, 2], feat[e, 3], feat[e, 4]
                 lx0, lx1 = max(boxes[e, 0] - px0, 0), min(boxes[e, 1] - px0, pw - 1)
                 h, n = _row_span(lx0, lx1)
-                g[:] = 0.0
+                # this entry's ∂L/∂(mean x, mean y, conic a, b, c, opacity) and ∂L/∂(r, g, b, 1, z)
+                g_mx = g_my = g_a = g_b = g_c = g_o = 0.0
+                g_f0 = g_f1 = g_f2 = g_f3 = g_f4 = 0.0
                 for ly in range(max(boxes[e, 2] - py0, 0), min(boxes[e, 3] - py0, ph - 1) + 1):
                     if active[ly] == 0:
                         continue
@@ -589,20 +631,26 @@ def blend_backward(geo, feat, boxes, tile_start, tile_entries, width, height, ti
                         Tk = T[ly, lx] / keep
                         T[ly, lx] = Tk
                         w = alpha * Tk
-                        gf = 0.0
-                        for f in range(5):
-                            gf += G[ly, lx, f] * feat[e, f]
-                            g[6 + f] += w * G[ly, lx, f]
+                        G0, G1, G2, G3, G4 = G[ly, lx, 0], G[ly, lx, 1], G[ly, lx, 2], G[ly, lx, 3], G[ly, lx, 4]
+                        gf = float(G0 * f0) + G1 * f1 + G2 * f2 + G3 * f3 + G4 * f4
+                        g_f0 += w * G0
+                        g_f1 += w * G1
+                        g_f2 += w * G2
+                        g_f3 += w * G3
+                        g_f4 += w * G4
                         d_alpha = gf * Tk - after[ly, lx] / keep
                         after[ly, lx] += gf * w
                         if raw < max_alpha:
                             dx = row[0, lx] - mx
                             d_sigma = -d_alpha * raw
-                            g[0] -= d_sigma * (ca * dx + cb * dy)
-                            g[1] -= d_sigma * (cc * dy + cb * dx)
-                            g[2] += 0.5 * d_sigma * dx * dx
-                            g[3] += d_sigma * dx * dy
-                            g[4] += 0.5 * d_sigma * dy * dy
-                            g[5] += d_alpha * falloff
-                for f in range(11):
-                    isect_grad[slot[j], f] = g[f]
+                            g_mx -= d_sigma * (ca * dx + cb * dy)
+                            g_my -= d_sigma * (cc * dy + cb * dx)
+                            g_a += 0.5 * d_sigma * dx * dx
+                            g_b += d_sigma * dx * dy
+                            g_c += 0.5 * d_sigma * dy * dy
+                            g_o += d_alpha * falloff
+                q = slot[j]
+                isect_grad[q, 0], isect_grad[q, 1], isect_grad[q, 2] = g_mx, g_my, g_a
+                isect_grad[q, 3], isect_grad[q, 4], isect_grad[q, 5] = g_b, g_c, g_o
+                isect_grad[q, 6], isect_grad[q, 7], isect_grad[q, 8] = g_f0, g_f1, g_f2
+                isect_grad[q, 9], isect_grad[q, 10] = g_f3, g_f4

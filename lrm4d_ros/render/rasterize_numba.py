@@ -1,11 +1,14 @@
 """Compiled CPU backend: projection, tile binning and blending as numba kernels (numba_kernels.py), forward
 and backward, in one autograd Function. Same signature and outputs as `rasterize_torch.rasterize`, and the same
-pixels: that module is the reference this one is tested against.
+pixels: that module is the reference this one is tested against (the projection here runs in float64 for either
+input dtype, so on ill-conditioned float32 inputs this one is the closer to exact).
 
 Gradients reach means, covars, opacities and colors (and the background, through the compositing in torch).
 Camera poses and intrinsics get none: where viewmats or Ks require a gradient, the torch reference renders.
 Threads: `torch.get_num_threads()` (at most numba's NUMBA_NUM_THREADS). Calls are serialised by a lock: numba's
 workqueue threading layer (used where neither OpenMP nor TBB is found) must not be entered from two threads.
+The kernels compile on first use (tens of seconds) and numba caches them on disk, beside this package or,
+where that is read-only, in ~/.cache/numba ($NUMBA_CACHE_DIR overrides both); `warm_up()` does it up front.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from .projection import ALPHA_THRESHOLD, EPS2D, FOV_CLAMP_MARGIN, MAX_EXTEND
 
 _LOCK = threading.Lock()
 _CHUNKS_PER_THREAD = 8  # projection work items per thread
+ONE_PASS_PAIRS = 1 << 22  # up to this many (camera, Gaussian) pairs the projection runs once (~60 B each)
 
 
 def _set_threads() -> int:
@@ -66,11 +70,12 @@ class _Scene:
         means, covars, opacities, colors = self.arrays
         self.index, self.geo, self.feat, self.boxes = nk.project_entries(
             means, covars, opacities, colors, self.cams, self.width, self.height, self.params,
-            n_threads * _CHUNKS_PER_THREAD)
+            n_threads * _CHUNKS_PER_THREAD, self.n_cams * means.shape[0] <= ONE_PASS_PAIRS)
         depth = np.ascontiguousarray(self.feat[:, 4])
         keys = depth.view(np.int32 if depth.dtype == np.float32 else np.int64).astype(np.int64)  # depths > 0
         self.tile_start, self.tile_entries, self.entry_start, self.slot = nk.bin_tiles(
-            keys, self.boxes, self.index, means.shape[0], self.tiles_x, self.tiles_y, self.n_cams)
+            keys, self.boxes, self.index, means.shape[0], self.tiles_x, self.tiles_y, self.n_cams,
+            n_threads * _CHUNKS_PER_THREAD)
         out = np.zeros((self.n_pix, 5), self.geo.dtype)
         self.t_final = np.ones(self.n_pix, np.float64)
         self.n_used = np.zeros(self.n_pix, np.int32)
