@@ -16,7 +16,8 @@ Rows (cumulative, as issue 15 lists them):
   objects     the full model trained on object-centric scenes only (no robot scenes in the mix)
 
 Writes OUT/<row>/ (the run), OUT/<row>/eval_*.json and the table to benchmarks/results/ablation.txt. Rows run
-`--parallel` at a time, each on one thread, so rows that run together share the CPU alike.
+`--parallel` at a time, each on one thread, with the budget counted in the process's CPU time (`lrm4d train
+--budget-clock cpu`): every row gets the same compute whatever else shares the machine.
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ def lrm4d(*args: str) -> list[str]:
 
 def train_cmd(row: str, out: Path, minutes: float, seed: int, extra: list[str]) -> list[str]:
     return lrm4d("train", "--out", str(out), "--preset", "small", "--time-budget", str(minutes), "--threads", "1",
+                 "--budget-clock", "cpu",
                  "--seed", str(seed), "--val-every", "100000", "--val-protocol", "none", *ROWS[row], *extra)
 
 
@@ -94,7 +96,7 @@ def table(out: Path, rows: list[str], paper: bool, minutes: float) -> str:
             ("RGB time_interp", "rig_depth-off", "time_interp"), ("RGB self", "rig_depth-off", "self")]
     if paper:
         cols += [("alternating", "alternating", None), ("novel-camera", "novel-camera", None)]
-    lines = [f"# benchmarks/ablation.py: every row {minutes:g} CPU minutes on one thread (same seeds, same data "
+    lines = [f"# benchmarks/ablation.py: every row {minutes:g} CPU minutes (process CPU time) on one thread (same seeds, same data "
              f"unless the row says), small preset, 128²; PSNR dB / SSIM, mean over bags",
              f"# {platform.machine()}, {os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
              f"{'row':<12}{'steps':>7}" + "".join(f"{c[0]:>20}" for c in cols)]

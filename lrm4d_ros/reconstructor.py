@@ -73,17 +73,20 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
         depths = None
     out = model(images.float(), plucker.float(), times.float(), Ks.float(), camtoworlds.float(),
                 depths.float() if depths is not None and cfg.depth_input else None)
-    raw = out.raw.float()
-    if cfg.head == "paper":
-        g, z = paper_gaussians(raw, Ks, camtoworlds, times)
-    else:
-        prior = out.prior_log_depth.float() if out.prior_log_depth is not None else None
-        base, measured = base_log_depth(depths.float() if depths is not None else None, prior, (V, H, W))
-        g, z = surfel_gaussians(raw, images, Ks, camtoworlds, times, base.to(raw), measured, cfg.motion)
-    env = None
-    if cfg.environment:
-        weights = content_weights(z.detach(), g.opacities.detach().view(V, H, W))
-        env = Environment.build(images.detach().float(), dirs, weights)
+    # Geometry in float32 whatever the model ran in (bf16 autocast would round rays and covariances).
+    with torch.autocast(images.device.type, enabled=False):
+        raw = out.raw.float()
+        if cfg.head == "paper":
+            g, z = paper_gaussians(raw, Ks.float(), camtoworlds.float(), times.float())
+        else:
+            prior = out.prior_log_depth.float() if out.prior_log_depth is not None else None
+            base, measured = base_log_depth(depths.float() if depths is not None else None, prior, (V, H, W))
+            g, z = surfel_gaussians(raw, images.float(), Ks.float(), camtoworlds.float(), times.float(),
+                                    base.to(raw), measured, cfg.motion)
+        env = None
+        if cfg.environment:
+            weights = content_weights(z.detach(), g.opacities.detach().view(V, H, W))
+            env = Environment.build(images.detach().float(), dirs, weights)
     return Prediction(g, z, out.prior_log_depth, env)
 
 
