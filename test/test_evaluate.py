@@ -81,9 +81,11 @@ def test_evaluate_cli_on_a_generated_bag(tmp_path, capsys):
 
     cfg = SceneConfig(frames=4, cameras=4, height=32, width=32, rig_kinds=("orbit",), ground_prob=0.0,
                       backdrop_prob=0.0, num_primitives=(2, 3))
-    write_bag(generate(1_000_003, cfg), tmp_path / "bag")
+    write_bag(generate(1_000_003, cfg), tmp_path / "bag", depth_encoding="32FC1")  # an RGB-D rig, exact depth
     torch.manual_seed(0)
-    ckpt = save_model(tmp_path / "tiny.safetensors", LRM4D(LRM4DConfig.preset("tiny", image_size=16)))
+    model = LRM4D(LRM4DConfig.preset("tiny", image_size=16))
+    torch.nn.init.zeros_(model.unpatchify.weight)  # untrained head: the splat of the inputs at their depth
+    ckpt = save_model(tmp_path / "tiny.safetensors", model)
     out = tmp_path / "eval.json"
     assert main(["evaluate", str(tmp_path / "bag"), "--protocol", "novel-camera", "--checkpoint", str(ckpt),
                  "--resolution", "24", "--json", str(out), "--device", "cpu", "--per-scene-steps", "30"]) == 0
@@ -95,8 +97,11 @@ def test_evaluate_cli_on_a_generated_bag(tmp_path, capsys):
     assert row["num_gaussians"] == 4 * 16 * 16
     for m in [result["model"], *result["baselines"].values()]:
         assert 5.0 < m["psnr"] < 60.0 and -1.0 <= m["ssim"] <= 1.0
-    # An untrained model draws (almost) nothing over the estimated background: it scores like "background".
-    assert math.isclose(result["model"]["psnr"], result["baselines"]["background"]["psnr"], abs_tol=1.0)
+    # The untrained model splats the inputs at their measured depth: far better than drawing the background, and
+    # close to the non-learned depth reference (which splats only the nearest input frame, over the border colour).
+    assert result["model"]["psnr"] > result["baselines"]["background"]["psnr"] + 2.0
+    assert abs(result["model"]["psnr"] - result["baselines"]["depth_reference"]["psnr"]) < 3.0
+    assert row["model_depth"] is True
     ps = row["baselines"]["per_scene"]
     assert ps["steps"] == 30 and ps["init"] == "rays" and ps["fit_s"] > 0
     assert result["baselines"]["per_scene"]["steps"] == 30
