@@ -5,10 +5,11 @@ head that replaces it here).
 - depth: a residual on a base z-depth — the measured depth where the camera gave one (bounded to ±5 %), else
   the multi-view prior's depth (or mid-range), moved in logit space between NEAR and FAR, so far content
   (floors to the horizon) has room and nothing is clipped to a cube;
-- shape: the pixel's own footprint on the surface: the 3D offsets to the neighbouring pixels' points (the
-  smaller of the forward and backward difference, so a depth edge does not stretch it; capped at MAX_STRETCH
-  fronto-parallel pixels) scaled by a predicted factor around ½, plus a thin normal extent. A surfel thus covers
-  the same surface patch from any viewpoint instead of a camera-facing disc;
+- shape: the pixel's own footprint on the surface: its fronto-parallel footprint axes slid along the ray onto the
+  plane of the surface normal (estimated from the depth map smoothed over SMOOTH² pixels: measured or predicted
+  depths are as noisy as a pixel's spacing), capped at MAX_STRETCH fronto-parallel pixels at grazing angles,
+  scaled by a predicted factor around 0.3, plus a thin normal extent. A surfel thus covers the same surface patch
+  from any viewpoint instead of a camera-facing disc;
 - colour: a residual on the pixel's own colour, σ(r + logit(pixel));
 - time: anchored at the view's time, a predicted temporal extent σ_t and a velocity (the 4D covariance carries
   it: Gaussians4D's conditional form), so a pixel's Gaussian stays where and when its view saw it, and moves.
@@ -33,8 +34,9 @@ NEAR, FAR = 0.05, 50.0  # canonical z-depth range of pixel Gaussians (cameras si
 MID_DEPTH = 2.0  # base depth where nothing is measured and there is no prior
 MEASURED_RESIDUAL = 0.05  # |log-depth residual| allowed on a measured depth
 OPACITY_OFFSET = 2.0  # opacity σ(r + 2) ≈ 0.88 at zero output
-FOOTPRINT, MAX_STRETCH, THICKNESS = 0.5, 8.0, 0.2  # surfel extents in fronto-parallel pixel footprints
-SIGMA_T0, SIGMA_T_RANGE = 0.5, (0.02, 4.0)  # temporal extent (normalised time) at zero output, and its bounds
+FOOTPRINT, MAX_STRETCH, THICKNESS = 0.3, 4.0, 0.2  # surfel extents in fronto-parallel pixel footprints
+SMOOTH = 5  # pixels: the depth map's smoothing for surface normals
+SIGMA_T0, SIGMA_T_RANGE = 0.2, (0.02, 4.0)  # temporal extent (normalised time) at zero output, and its bounds
 MAX_SPEED = 1.0  # canonical units per normalised time unit
 _LOG_NEAR, _LOG_FAR = math.log(NEAR), math.log(FAR)
 
@@ -62,22 +64,24 @@ def base_log_depth(measured: Tensor | None, prior: Tensor | None, shape) -> tupl
     return torch.where(valid, measured.clamp(NEAR, FAR).log(), base), valid
 
 
-def _tangent(points: Tensor, dim: int, cap: Tensor) -> Tensor:
-    """Offset (V,H,W,3) to the neighbouring pixel's point along image axis `dim` (1 rows, 2 columns): the
-    shorter of the forward and backward difference (one-sided at the border), capped at `cap` (V,H,W)."""
-    n = points.shape[dim]
-    idx = torch.arange(n, device=points.device)
-    fwd = points.index_select(dim, (idx + 1).clamp(max=n - 1)) - points
-    bwd = points - points.index_select(dim, (idx - 1).clamp(min=0))
-    last = [slice(None)] * 3
-    last[dim] = slice(n - 1, n)
-    fwd[tuple(last)] = bwd[tuple(last)]
-    first = [slice(None)] * 3
-    first[dim] = slice(0, 1)
-    bwd[tuple(first)] = fwd[tuple(first)]
-    t = torch.where((fwd.norm(dim=-1) <= bwd.norm(dim=-1))[..., None], fwd, bwd)
-    norm = t.norm(dim=-1).clamp_min(1e-12)
-    return t * (cap / norm).clamp(max=1.0)[..., None]
+def surface_normals(o: Tensor, d: Tensor, log_z: Tensor) -> Tensor:
+    """Unit normals (V,H,W,3) of the surface seen in each view, from its depth map smoothed over SMOOTH×SMOOTH
+    pixels (a depth camera's noise, or a predicted depth's, is as large as a pixel's spacing: normals from
+    neighbouring raw depths point anywhere). o, d (V,H,W,3) as from z_rays, log_z (V,H,W)."""
+    z = F.avg_pool2d(log_z[:, None], SMOOTH, stride=1, padding=SMOOTH // 2, count_include_pad=False)[:, 0].exp()
+    p = (o + z[..., None] * d).permute(0, 3, 1, 2)  # (V,3,H,W)
+    pad = F.pad(p, (1, 1, 1, 1), mode="replicate")
+    du = (pad[..., 1:-1, 2:] - pad[..., 1:-1, :-2]).permute(0, 2, 3, 1)
+    dv = (pad[..., 2:, 1:-1] - pad[..., :-2, 1:-1]).permute(0, 2, 3, 1)
+    return F.normalize(torch.linalg.cross(du, dv), dim=-1, eps=1e-12)
+
+
+def _on_surface(axis: Tensor, ray: Tensor, normal: Tensor, cap: Tensor) -> Tensor:
+    """A pixel's fronto-parallel footprint axis (V,H,W,3) slid along its unit ray onto the plane with `normal`:
+    what the pixel covers on a tilted surface, at most `cap` (V,H,W) long (grazing views)."""
+    a_n, r_n = (axis * normal).sum(-1), (ray * normal).sum(-1)
+    t = axis - (a_n / torch.where(r_n.abs() < 1e-6, torch.full_like(r_n, 1e-6), r_n))[..., None] * ray
+    return t * (cap / t.norm(dim=-1).clamp_min(1e-12)).clamp(max=1.0)[..., None]
 
 
 def surfel_gaussians(raw: Tensor, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor,
@@ -100,9 +104,11 @@ def surfel_gaussians(raw: Tensor, images: Tensor, Ks: Tensor, camtoworlds: Tenso
     # footprint: a pixel at z-depth z spans z/f canonical units fronto-parallel
     f = (Ks[:, 0, 0] * Ks[:, 1, 1]).sqrt().float()[:, None, None]
     foot = z / f
-    tu = _tangent(points, 2, MAX_STRETCH * foot)
-    tv = _tangent(points, 1, MAX_STRETCH * foot)
-    normal = F.normalize(torch.linalg.cross(tu, tv), dim=-1, eps=1e-12)
+    normal = surface_normals(o, d, log_z)
+    ray = F.normalize(d, dim=-1)
+    cap = MAX_STRETCH * foot
+    tu = _on_surface(foot[..., None] * camtoworlds[:, None, None, :3, 0].float(), ray, normal, cap)
+    tv = _on_surface(foot[..., None] * camtoworlds[:, None, None, :3, 1].float(), ray, normal, cap)
     k = FOOTPRINT * torch.exp(1.5 * torch.tanh(r_foot))
     ku, kv = (k[..., 0:1] * tu), (k[..., 1:2] * tv)
     th = (THICKNESS * foot)[..., None] * normal

@@ -117,12 +117,12 @@ def test_untrained_surfels_sit_at_the_measured_depth_with_the_pixels_colours():
     torch.testing.assert_close(g.times, times[:, None].expand(2, 256).reshape(-1))
     assert float(g.velocities.abs().max()) == 0.0
     torch.testing.assert_close(g.opacities, torch.full_like(g.opacities, torch.sigmoid(torch.tensor(2.0)).item()))
-    # a fronto-parallel surfel spans ½ pixel along both image axes: project its covariance into its own camera
+    # a fronto-parallel surfel spans 0.3 pixel along both image axes: project its covariance into its own camera
     f = float(K[0, 0, 0])
     R = c2w[1, :3, :3]
     cov_cam = R.T @ g.covars[256 + 8 * 16 + 8] @ R
     J = torch.tensor([[f / 1.7, 0.0, 0.0], [0.0, f / 1.7, 0.0]])
-    torch.testing.assert_close(J @ cov_cam @ J.T, torch.eye(2) * 0.25, atol=1e-3, rtol=0)
+    torch.testing.assert_close(J @ cov_cam @ J.T, torch.eye(2) * 0.09, atol=1e-3, rtol=0)
     assert isinstance(pred.environment.colors, torch.Tensor)
 
 
