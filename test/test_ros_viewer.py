@@ -108,7 +108,6 @@ def test_node_viewer_shows_the_newest_reconstruction_and_its_time_slider(tmp_pat
 def test_node_refuses_a_viewer_port_in_use_or_out_of_range():
     require_viser()
     import rclpy
-    from rclpy.exceptions import InvalidParameterValueException
     from rclpy.parameter import Parameter
 
     from lrm4d_ros.ros.reconstruct_node import ReconstructNode
