@@ -34,15 +34,14 @@ N_ALL = 131_072
 
 
 def demo_window() -> ViewerWindow:
-    from lrm4d_ros.data.generator import all_views, sample_scene
+    from lrm4d_ros.data.depth_sensor import with_depth
+    from lrm4d_ros.data.generator import generate
     from lrm4d_ros.data.protocols import split_protocol
-    from lrm4d_ros.data.raycast import render_views
-    from lrm4d_ros.demo import demo_scene_config
+    from lrm4d_ros.demo import DEMO_SEED, demo_scene_config
     from lrm4d_ros.reconstructor import Reconstructor
 
-    scene = sample_scene(12, demo_scene_config(8, 4, 128))
-    cams, stamps = all_views(scene)
-    inputs, _ = split_protocol(render_views(scene, cams, stamps, 128, 128), "alternating")
+    views = with_depth(generate(DEMO_SEED, demo_scene_config("tabletop", "poles", 12, 6, 128)), "sensor", DEMO_SEED)
+    inputs, _ = split_protocol(views, "rig")
     rec = Reconstructor.from_checkpoint(device="cpu").reconstruct(inputs)
     return ViewerWindow.from_reconstruction(rec, inputs)
 

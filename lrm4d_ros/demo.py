@@ -1,40 +1,52 @@
-"""`lrm4d demo`: reconstruct a built-in generated 4D scene and show what the model does, in about a minute on CPU.
+"""`lrm4d demo`: reconstruct a built-in robot scene seen by a synchronized RGB-D rig, in about a minute on CPU.
 
-A procedural scene (lrm4d_ros.data, seeded, nothing downloaded) is rendered as T frames × C cameras. The model sees
-the "alternating" inputs of DESIGN.md §5 (frame k from camera k mod C) and predicts 4D Gaussians; the demo then
+A procedural robot scene (lrm4d_ros.data, seeded, nothing downloaded; a held-out seed, never trained on) — an arm at
+a table by default — is rendered as T frames × C synchronized cameras, with what a depth camera would measure
+(data.depth_sensor). The model sees the inputs of the rig protocol of DESIGN.md §5 (the even-indexed cameras at
+every s-th frame, with their depth) and predicts 4D Gaussians; the demo then
 
-- renders the held-out (camera, frame) views and prints their PSNR beside the copy-the-nearest-input baseline;
+- renders the held-out views (the odd cameras at every frame, the even cameras between input frames) and prints
+  their PSNR beside the copy-the-nearest-input baseline and the non-learned RGB-D reference (the inputs' pixels
+  splatted at their measured depth);
 - flies a novel camera once around the scene while sweeping time through the window, renders it and the exact
   ground truth of that path, and writes them side by side as `demo.mp4` (GIF without ffmpeg);
 - writes `contact_sheet.png` (inputs | nearest input | 4D-LRM | ground truth on held-out views),
   `gaussians_4d.ply` (world units, seconds since the window start), `slice.ply` (3DGS at the middle of the
   window, for any 3DGS viewer) and `metrics.json`.
+`--depth none` runs the same scene as an RGB-only rig.
 """
 from __future__ import annotations
 
 import json
 import math
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from .metrics import psnr
 from .pipeline import load_reconstructor, render_frames, sweep_stamps
-from .views import ViewSet
 
 SHEET_COLUMNS = 8  # held-out views shown in the contact sheet
+DEMO_SEED = 1_003_012  # a held-out scene (training seeds are < 1 000 000)
+LAYOUTS = ("tabletop", "workcell", "mobile")
+RIGS = ("poles", "head", "orbit")
 
 
 def add_arguments(p) -> None:
     p.add_argument("--out", default="outputs/demo", help="output directory (default: outputs/demo)")
-    p.add_argument("--seed", type=int, default=12, help="scene seed")
+    p.add_argument("--seed", type=int, default=DEMO_SEED, help=f"scene seed (default {DEMO_SEED}, held out)")
+    p.add_argument("--layout", choices=LAYOUTS, default="tabletop", help="robot scene (default: tabletop)")
+    p.add_argument("--rig", choices=RIGS, default="poles",
+                   help="camera rig: fixed poles around the workspace, a moving head, or a ring (default: poles)")
+    p.add_argument("--depth", choices=("sensor", "clean", "none"), default="sensor",
+                   help="the rig's depth: a depth camera's measurements (default), exact, or none (RGB only)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
     p.add_argument("--checkpoint", default=None, help="safetensors checkpoint (default: the shipped one)")
     p.add_argument("--config", default=None, help="use a randomly initialised model of this preset, e.g. tiny")
-    p.add_argument("--frames", type=int, default=8, help="frames T in the window")
-    p.add_argument("--cameras", type=int, default=4, help="cameras C of the rig")
+    p.add_argument("--frames", type=int, default=12, help="frames T in the window")
+    p.add_argument("--cameras", type=int, default=6, help="cameras C of the rig")
     p.add_argument("--resolution", type=int, default=128, help="image size (square) of views and renders")
     p.add_argument("--video-frames", type=int, default=24, help="frames of the novel-view orbit video")
     p.add_argument("--fps", type=float, default=8.0, help="video frame rate")
@@ -58,44 +70,76 @@ class _Steps:
         return dt
 
 
-def demo_scene_config(frames: int, cameras: int, resolution: int):
-    """The demo's scene distribution: moving objects on a constant background (as the shipped model was trained
-    on), seen by a ring of cameras."""
-    from .data.generator import SceneConfig
+def demo_scene_config(layout: str, rig: str, frames: int, cameras: int, resolution: int):
+    """The demo's scene: a robot `layout` captured by a synchronized `rig`, as the robot evaluation scenes are
+    (data.eval_scenes.robot_scene_config, 3×3 supersampled), with `frames` × `cameras` views."""
+    from .data.eval_scenes import robot_scene_config
 
-    return SceneConfig(frames=frames, cameras=cameras, height=resolution, width=resolution, rig_kinds=("orbit",),
-                       motion_kinds=("rigid", "articulated", "scaling"), background=None, ground_prob=0.0,
-                       backdrop_prob=0.0)
+    return replace(robot_scene_config(layout, rig, resolution), frames=frames, cameras=cameras)
 
 
-def orbit_scene(scene, stamps_ns: torch.Tensor):
-    """The scene seen by one extra "moving" camera that circles it once over `stamps_ns` (novel view and
-    time at every frame), at the rig's mean distance and elevation, starting between its first two cameras.
-    Returns (scene with that one-camera rig, camera ids (n,) all 0)."""
-    from .data.rigs import Rig
+@dataclass
+class PathRig:
+    """A camera path as a rig of the generator (data.rigs' interface): "camera" i is the path's i-th pose.
+    camtoworlds (n,4,4) float64, fov_y (radians)."""
 
-    rig = scene.rig
-    u0 = (int(stamps_ns[0]) - scene.start_ns) / scene.duration_ns
-    u1 = (int(stamps_ns[-1]) - scene.start_ns) / scene.duration_ns
-    one = lambda x: x.mean().reshape(1)  # noqa: E731
-    turn = 2 * math.pi / max(u1 - u0, 1e-9)  # radians per window fraction: one full turn over the stamps
-    start_az = rig.azimuth[0] + math.pi / max(rig.num, 2) - turn * u0
-    orbit = Rig("moving", ["orbit"], one(rig.fov_y), start_az.reshape(1), one(rig.elevation), one(rig.distance),
-                rig.targets.mean(0, keepdim=True), torch.tensor([turn], dtype=torch.float64),
-                torch.zeros(1, dtype=torch.float64))
-    return replace(scene, rig=orbit), torch.zeros(len(stamps_ns), dtype=torch.int64)
+    camtoworlds: torch.Tensor
+    fov_y: float
+    kind: str = "path"
+
+    @property
+    def names(self) -> list[str]:
+        return [f"path{i}" for i in range(len(self.camtoworlds))]
+
+    @property
+    def num(self) -> int:
+        return len(self.camtoworlds)
+
+    def Ks(self, height: int, width: int) -> torch.Tensor:
+        from .cameras import fov_to_K
+
+        return fov_to_K(self.fov_y, width, height).expand(self.num, 3, 3).clone()
+
+    def poses(self, cam: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return self.camtoworlds[cam]
+
+
+def orbit_rig(views, n: int) -> PathRig:
+    """A novel camera circling the rig's point of interest (the point nearest all optical axes) once in `n` poses,
+    at the cameras' mean distance and elevation and mean field of view, starting halfway (in azimuth) between the
+    first two cameras."""
+    from .cameras import SceneNormalization
+    from .data.rigs import look_at
+
+    centre = SceneNormalization.from_cameras(views.camtoworlds).center
+    eyes = views.camtoworlds[:, :3, 3].double() - centre
+    dist = eyes.norm(dim=-1).mean()
+    elev = torch.asin((eyes[:, 2] / eyes.norm(dim=-1)).clamp(-1, 1)).mean()
+    az = torch.atan2(eyes[:, 1], eyes[:, 0])
+    cams = sorted(set(views.camera_ids.tolist()))
+    first = [az[views.camera_ids == c][0] for c in cams[:2]]
+    half = 0.5 * float(torch.atan2(torch.sin(first[1] - first[0]), torch.cos(first[1] - first[0]))) \
+        if len(first) > 1 else math.pi / 2
+    turn = float(first[0]) + half + 2 * math.pi * torch.arange(n, dtype=torch.float64) / max(n - 1, 1)
+    eye = torch.stack([torch.cos(turn) * torch.cos(elev), torch.sin(turn) * torch.cos(elev),
+                       torch.sin(elev).expand(n)], -1) * dist + centre
+    fov = 2 * torch.atan(0.5 * views.height / views.Ks[:, 1, 1].double()).mean()
+    return PathRig(look_at(eye, centre.expand(n, 3)), float(fov))
 
 
 def run(args) -> int:
-    from .data.generator import all_views, sample_scene
-    from .data.protocols import split_protocol
+    from .baselines import background_only, depth_reference, nearest_input
+    from .data.depth_sensor import with_depth
+    from .data.generator import generate, sample_scene
+    from .data.protocols import RIG_GROUPS, protocol_groups
     from .data.raycast import render_views
-    from .baselines import background_only, nearest_input
     from .ply import write_ply_3dgs, write_ply_4d
     from .video import contact_sheet, write_png, write_video
 
     if min(args.frames, args.cameras, args.video_frames, args.resolution) < 1:
         raise SystemExit("lrm4d demo: --frames, --cameras, --video-frames and --resolution must be >= 1")
+    if args.cameras < 2:
+        raise SystemExit("lrm4d demo: the rig protocol holds out the odd cameras: --cameras must be >= 2")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     steps = _Steps(6)
@@ -107,30 +151,37 @@ def run(args) -> int:
     n_params = sum(p.numel() for p in recon_model.model.parameters())
     steps.done("load_model", f"{n_params / 1e6:.2f} M parameters on {recon_model.device}")
 
-    steps.start(f"generating scene {args.seed}: {args.frames} frames x {args.cameras} cameras at {R}x{R}")
-    cfg = demo_scene_config(args.frames, args.cameras, R)
-    scene = sample_scene(args.seed, cfg)
-    cams, stamps = all_views(scene)
-    views = render_views(scene, cams, stamps, R, R)
-    inputs, targets = split_protocol(views, "alternating")
-    steps.done("generate", f"{len(inputs)} input views, {len(targets)} held-out views; "
-                           f"{scene.motion_kind} motion of {len(scene.kinds)} primitives")
+    steps.start(f"generating scene {args.seed} ({args.layout}, {args.rig} rig, depth: {args.depth}): "
+                f"{args.frames} frames x {args.cameras} cameras at {R}x{R}")
+    cfg = demo_scene_config(args.layout, args.rig, args.frames, args.cameras, R)
+    views = with_depth(generate(args.seed, cfg), args.depth, seed=args.seed)
+    in_idx, groups = protocol_groups(views, "rig")
+    inputs = views.select(in_idx)
+    held = [g for g in RIG_GROUPS if g != "self" and len(groups[g])]
+    targets = views.select(torch.cat([groups[g] for g in held]))
+    sizes = [len(groups[g]) for g in held]
+    steps.done("generate", f"{len(inputs)} input views ({len(set(inputs.camera_ids.tolist()))} cameras x "
+                           f"{len(set(inputs.stamps_ns.tolist()))} instants), {len(targets)} held-out views")
 
     steps.start("reconstructing 4D Gaussians")
     recon = recon_model.reconstruct(inputs)
-    steps.done("reconstruct", f"{len(recon.gaussians)} Gaussians over {recon.window.duration_s:.3f} s")
+    steps.done("reconstruct", f"{len(recon.gaussians)} Gaussians over {recon.window.duration_s:.3f} s"
+                              + (", with the measured depth" if inputs.depths is not None else ", RGB only"))
 
     steps.start(f"rendering {len(targets)} held-out views")
     pred, _ = render_frames(recon, targets.camtoworlds, targets.Ks, R, R, targets.stamps_ns, desc="held-out")
     near = nearest_input(inputs, targets)
-    p_model, p_near = psnr(pred, targets.images), psnr(near, targets.images)
-    p_bg = psnr(background_only(inputs, targets), targets.images)
+    scores = {"model": psnr(pred, targets.images), "nearest_input": psnr(near, targets.images),
+              "background_only": psnr(background_only(inputs, targets), targets.images)}
+    if inputs.depths is not None:
+        scores["depth_reference"] = psnr(depth_reference(inputs, targets), targets.images)
     steps.done("render_held_out", f"{(time.perf_counter() - steps.t) / len(targets):.2f} s per view")
 
     steps.start(f"rendering a {args.video_frames}-frame orbit through space and time")
     vstamps = sweep_stamps(recon.window.start_ns, recon.window.end_ns, args.video_frames)
-    oscene, ocams = orbit_scene(scene, vstamps)
-    truth = render_views(oscene, ocams, vstamps, R, R)
+    path = replace(sample_scene(args.seed, cfg), rig=orbit_rig(inputs, len(vstamps)))
+    truth = render_views(path, torch.arange(len(vstamps)), vstamps, R, R, supersample=cfg.supersample,
+                         caster=cfg.caster)
     frames, _ = render_frames(recon, truth.camtoworlds, truth.Ks, R, R, vstamps, desc="orbit")
     p_orbit = psnr(frames, truth.images)
     video = write_video(out / "demo.mp4", torch.cat([frames, truth.images.cpu()], dim=2), fps=args.fps)
@@ -144,8 +195,8 @@ def run(args) -> int:
          ("held-out views: nearest input (baseline)", near[show]),
          ("held-out views: 4D-LRM", pred[show]),
          ("held-out views: ground truth", targets.images[show])],
-        tile_labels=[[], [f"{x:.1f}dB" for x in p_near[show].tolist()],
-                     [f"{x:.1f}dB" for x in p_model[show].tolist()], []])
+        tile_labels=[[], [f"{x:.1f}dB" for x in scores["nearest_input"][show].tolist()],
+                     [f"{x:.1f}dB" for x in scores["model"][show].tolist()], []])
     sheet_path = write_png(out / "contact_sheet.png", sheet)
     mid_ns = recon.window.start_ns + (recon.window.end_ns - recon.window.start_ns) // 2
     g3 = recon.slice(mid_ns)
@@ -155,20 +206,25 @@ def run(args) -> int:
     steps.done("write")
 
     total = time.perf_counter() - t_all
+    by_group = {g: {k: _mean(v) for k, v in zip(scores, [x.split(sizes)[i] for x in scores.values()])}
+                for i, g in enumerate(held)}
     metrics = {
-        "seed": args.seed, "frames": args.frames, "cameras": args.cameras, "resolution": R,
-        "inputs": len(inputs), "held_out": len(targets), "gaussians_4d": len(recon.gaussians),
-        "gaussians_slice": len(g3),
-        "psnr_held_out": {"model": _mean(p_model), "nearest_input": _mean(p_near), "background_only": _mean(p_bg)},
+        "seed": args.seed, "layout": args.layout, "rig": args.rig, "depth": args.depth, "frames": args.frames,
+        "cameras": args.cameras, "resolution": R, "inputs": len(inputs), "held_out": len(targets),
+        "gaussians_4d": len(recon.gaussians), "gaussians_slice": len(g3),
+        "psnr_held_out": {k: _mean(v) for k, v in scores.items()}, "psnr_by_group": by_group,
         "psnr_orbit": _mean(p_orbit),
         "timings_s": {**steps.times, "total": total},
         "files": {"video": str(video), "contact_sheet": str(sheet_path), "slice_ply": str(out / "slice.ply"),
                   "ply_4d": str(out / "gaussians_4d.ply")},
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(f"\nPSNR on {len(targets)} held-out views: 4D-LRM {metrics['psnr_held_out']['model']:.2f} dB, "
-          f"nearest input {metrics['psnr_held_out']['nearest_input']:.2f} dB, "
-          f"background only {metrics['psnr_held_out']['background_only']:.2f} dB")
+    names = {"model": "4D-LRM", "nearest_input": "nearest input", "background_only": "background only",
+             "depth_reference": "RGB-D reference"}
+    print(f"\nPSNR on {len(targets)} held-out views: "
+          + ", ".join(f"{names[k]} {v:.2f} dB" for k, v in metrics["psnr_held_out"].items()))
+    for g, m in by_group.items():
+        print(f"  {g:<16} " + ", ".join(f"{names[k]} {v:.2f}" for k, v in m.items()))
     print(f"PSNR along the novel orbit (new viewpoint and time each frame): {metrics['psnr_orbit']:.2f} dB")
     print(f"reconstruct {steps.times['reconstruct']:.2f} s for {len(inputs)} views; total {total:.1f} s")
     print(f"wrote {video}, {sheet_path}, {out / 'slice.ply'} ({len(g3)} Gaussians), {out / 'gaussians_4d.ply'}, "

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from .cameras import SceneNormalization, TimeWindow
 from .checkpoint import load_config, load_training_state, save_model, save_training_state
 from .data.depth_sensor import sensor_depth
+from .gaussians import TRAIN_MIN_MARGINAL
 from .metrics import psnr, ssim_map
 from .model import HEADS, LRM4D, LRM4DConfig, config_of
 from .reconstructor import Reconstructor, estimate_background, model_input_size, predict, render_at_times
@@ -168,7 +169,7 @@ def scene_loss(model, inputs: ViewSet, targets: ViewSet, ssim_weight: float, dep
     bg = pred.environment if pred.environment is not None else estimate_background(inputs.images)
     out = render_at_times(pred.gaussians, norm.poses_to_canonical(targets.camtoworlds).float(),
                           targets.Ks.float(), targets.width, targets.height,
-                          window.normalize(targets.stamps_ns).to(dev), bg)
+                          window.normalize(targets.stamps_ns).to(dev), bg, min_marginal=TRAIN_MIN_MARGINAL)
     mse = F.mse_loss(out.colors, targets.images)
     loss = mse
     flat_bg = estimate_background(inputs.images)

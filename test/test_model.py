@@ -7,6 +7,7 @@ import torch
 from lrm4d_ros.cameras import SceneNormalization, TimeWindow, fov_to_K
 from lrm4d_ros.checkpoint import (load_config, load_model, load_training_state, save_model,
                                   save_training_state)
+from lrm4d_ros.gaussians import TRAIN_MIN_MARGINAL
 from lrm4d_ros.metrics import psnr
 from lrm4d_ros.model import LRM4D, LRM4DConfig
 from lrm4d_ros.reconstructor import Reconstructor, predict, render_at_times
@@ -202,7 +203,8 @@ def test_tiny_model_learns_unseen_cameras_of_a_dynamic_scene():
 
     def novel():
         g = predict(model, target[inp], K[inp], c2w[inp], times[inp]).gaussians
-        return render_at_times(g, c2w[tgt], K[tgt], res, res, times[tgt], torch.tensor([0.1, 0.1, 0.1]))
+        return render_at_times(g, c2w[tgt], K[tgt], res, res, times[tgt], torch.tensor([0.1, 0.1, 0.1]),
+                              min_marginal=TRAIN_MIN_MARGINAL)
 
     with torch.no_grad():
         before = float(psnr(novel().colors, target[tgt]).mean())
