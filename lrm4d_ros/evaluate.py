@@ -34,6 +34,7 @@ from .reconstructor import Reconstructor
 from .views import ViewSet, short_side_size
 
 SELF = "self"  # the rig group of re-rendered inputs
+SHEET_TILES = 6  # targets shown per contact sheet
 PSNR_CAP = 60.0  # dB: identical 8-bit images score this, not inf (8-bit quantisation alone is 58.9 dB)
 
 
@@ -55,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-scene-steps", type=int, default=None, help="stop the per-scene fit after N steps")
     p.add_argument("--per-scene-init", choices=("rays", "model"), default="rays",
                    help="per-scene start: uninformed Gaussians on the input rays, or the model's prediction")
+    p.add_argument("--sheets", default=None, metavar="DIR",
+                   help="write a contact sheet per bag here: ground truth, the model and each baseline on the "
+                        f"first held-out group's targets (at most {SHEET_TILES})")
 
 
 def _scores(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -68,12 +72,13 @@ def _mean(per_view: torch.Tensor) -> dict:
 
 def evaluate_views(reconstructor: Reconstructor, views: ViewSet, protocol: str, resolution: int = 128,
                    per_scene=None, per_scene_init: str = "rays", depth: bool = True,
-                   baselines: dict | None = None) -> dict:
+                   baselines: dict | None = None, sheet: list | None = None) -> dict:
     """Scores of one scene's full T×C ViewSet under `protocol` (see module docstring).
 
     per_scene: an optimize.FitConfig to also score a per-scene fit (started from `per_scene_init`).
     depth: False strips the depths from the model's inputs. baselines: {name: fn(inputs, targets)}; None ->
-    `baselines_for(inputs)` (the depth reference included when the inputs have depth).
+    `baselines_for(inputs)` (the depth reference included when the inputs have depth). sheet: a list that
+    receives contact-sheet rows (label, images (n,H,W,3), PSNR tags) for the first held-out group's targets.
     """
     from .data.protocols import protocol_groups
 
@@ -95,8 +100,18 @@ def evaluate_views(reconstructor: Reconstructor, views: ViewSet, protocol: str, 
     t2 = time.perf_counter()
     gt = targets.images.to(out.colors.device)
     per_view = {"model": _scores(out.colors.clamp(0, 1), gt)}
+    shown = {"model": out.colors.clamp(0, 1)}
     for name, fn in (baselines_for(inputs) if baselines is None else baselines).items():
-        per_view[name] = _scores(fn(inputs, targets).to(gt.device), gt)
+        shown[name] = fn(inputs, targets).to(gt.device)
+        per_view[name] = _scores(shown[name], gt)
+    if sheet is not None:
+        g = next((k for k, n in enumerate(names) if names[k] != SELF and sizes[k]), 0)
+        pick = torch.arange(sum(sizes[:g]), sum(sizes[:g]) + sizes[g])
+        pick = pick[torch.linspace(0, len(pick) - 1, min(SHEET_TILES, len(pick))).round().long()]
+        sheet.append((f"ground truth ({names[g]})", gt[pick].cpu(), []))
+        for name, imgs in shown.items():
+            sheet.append(("lrm4d" if name == "model" else name, imgs[pick].cpu(),
+                          [f"{float(v):.1f} dB" for v in per_view[name][pick, 0]]))
     extra = {}
     if per_scene is not None:
         from .optimize import fit
@@ -215,13 +230,20 @@ def run(args) -> int:
         except BagError as e:
             print(f"lrm4d evaluate: {e}", file=sys.stderr)
             return 1
+        sheet = [] if args.sheets else None
         try:
             row = evaluate_views(reconstructor, views, args.protocol, args.resolution, per_scene,
-                                 args.per_scene_init, depth=args.depth == "on")
+                                 args.per_scene_init, depth=args.depth == "on", sheet=sheet)
         except ValueError as e:
             print(f"lrm4d evaluate: {bag}: {e}", file=sys.stderr)
             return 1
         row["bag"] = str(bag)
+        if sheet is not None:
+            from .video import contact_sheet, write_png
+
+            path = Path(args.sheets) / f"{Path(bag).name}_{args.protocol}_depth-{args.depth}.png"
+            write_png(path, contact_sheet([(label, imgs) for label, imgs, _ in sheet], [t for *_, t in sheet]))
+            print(f"wrote {path}")
         print(f"{bag}: lrm4d {row['model']['psnr']:.2f} dB, "
               + ", ".join(f"{n} {m['psnr']:.2f} dB" for n, m in row["baselines"].items())
               + (f" (held-out; input depth on {row['input_depth']:.0%} of pixels)" if row["input_depth"] else ""),

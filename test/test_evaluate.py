@@ -2,6 +2,8 @@
 import json
 import math
 
+import imageio.v3 as iio
+import numpy as np
 import pytest
 import torch
 
@@ -123,7 +125,8 @@ def test_evaluate_rig_protocol_with_depth(tmp_path, capsys):
     for depth in ("on", "off"):
         out = tmp_path / f"eval_{depth}.json"
         assert main(["evaluate", str(tmp_path / "bag"), "--protocol", "rig", "--checkpoint", str(ckpt),
-                     "--resolution", "24", "--json", str(out), "--device", "cpu", "--depth", depth]) == 0
+                     "--resolution", "24", "--json", str(out), "--device", "cpu", "--depth", depth,
+                     "--sheets", str(tmp_path / "sheets")]) == 0
         results[depth] = json.loads(out.read_text())
     on, off = results["on"], results["off"]
     (row,) = on["per_bag"]
@@ -148,3 +151,16 @@ def test_evaluate_rig_protocol_with_depth(tmp_path, capsys):
     assert off["baselines"]["depth_reference"] == on["baselines"]["depth_reference"]  # the reference keeps depth
     printed = capsys.readouterr().out
     assert "novel_view_time" in printed and "depth_reference" in printed
+    # Contact sheets: ground truth, lrm4d, nearest, background, depth reference; 6 of the 8 novel_view targets,
+    # the first of them camera 1 at frame 0 as the bag holds it.
+    from lrm4d_ros.data.protocols import protocol_groups
+    from lrm4d_ros.io.bag import read_bag
+    from lrm4d_ros.video import GAP, LABEL_HEIGHT, to_uint8
+
+    sheet = iio.imread(tmp_path / "sheets" / "bag_rig_depth-on.png")
+    assert sheet.shape == (GAP + 5 * (LABEL_HEIGHT + 24 + GAP), GAP + 6 * (24 + GAP), 3)
+    views = read_bag(tmp_path / "bag")
+    first = views.select(protocol_groups(views, "rig")[1]["novel_view"][:1]).resized(24, 24).images[0]
+    tile = sheet[GAP + LABEL_HEIGHT:GAP + LABEL_HEIGHT + 24, GAP:GAP + 24]
+    assert np.array_equal(tile, to_uint8(first))
+    assert (tmp_path / "sheets" / "bag_rig_depth-off.png").exists()
