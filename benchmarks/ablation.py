@@ -127,7 +127,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/ablation"))
     p.add_argument("--parallel", type=int, default=2, help="rows trained at once (one thread each)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--skip-train", action="store_true", help="only evaluate rows already trained")
+    p.add_argument("--skip-train", action="store_true",
+                   help="only evaluate rows already trained (evaluations already written are kept)")
     p.add_argument("--train-args", default="", help="extra `lrm4d train` arguments for every row")
     args = p.parse_args(argv)
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
@@ -138,8 +139,10 @@ def main(argv=None) -> int:
     if not args.skip_train:
         run_all([(f"train {r}", train_cmd(r, args.out / r, args.minutes, args.seed, args.train_args.split()),
                   args.out / r / "stdout.log") for r in rows], args.parallel)
+    # Evaluations already written are kept (a row added later is scored alone; delete eval_*.json to redo).
     run_all([(f"{name} {r}", cmd, args.out / r / f"{name}.log") for r in rows
-             for name, cmd in evaluations(args.out / r, bags, args.paper)], args.parallel)
+             for name, cmd in evaluations(args.out / r, bags, args.paper)
+             if not Path(cmd[cmd.index("--json") + 1]).is_file()], args.parallel)
     text = table(args.out, rows, bool(args.paper), args.minutes)
     print(text)
     RESULTS.mkdir(exist_ok=True)

@@ -3,7 +3,7 @@
 Per view a map of input channels at H×W — RGB in [-1,1], the Plücker ray (6) in the canonical frame, the view's
 normalised time, and the geometry a small model cannot afford to learn: measured depth with its validity mask
 (RGB-D cameras; zeros where absent) and a plane-sweep depth prior with its confidence (cost_volume.py) —
-8×8 patches -> Linear -> LayerNorm, no positional embedding (rays carry the geometry), pre-LN transformer blocks
+patch_size² patches (16 px in the small preset) -> Linear -> LayerNorm, no positional embedding (rays carry the geometry), pre-LN transformer blocks
 over the tokens of all views and times, then LayerNorm -> Linear "unpatchify" to per-pixel raw channels, which
 pixel_gaussians.py turns into 4D Gaussians (surfels at their depth, anchored at their view's time). One scene per
 forward; any number of views, any resolution divisible by the patch size.

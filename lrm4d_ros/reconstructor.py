@@ -8,7 +8,10 @@ The one entry point used by the CLI, the bag tools and the ROS node:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -26,6 +29,7 @@ from .views import ViewSet
 # Gaussians extend smoothly a little past the window.
 WINDOW_TOLERANCE = 0.1
 MIN_TOLERANCE_NS = 10_000_000
+SLICE_CACHE = 4  # slices a Reconstruction keeps (each as large as the Gaussians alive at its time)
 
 
 def estimate_background(images: Tensor) -> Tensor:
@@ -107,17 +111,19 @@ def composite(out: RenderOutput, background: Tensor | Environment | None, camtow
 
 def render_at_times(gaussians: Gaussians4D, camtoworlds: Tensor, Ks: Tensor, width: int, height: int,
                     times: Tensor, background: Tensor | Environment | None = None,
-                    min_marginal: float = MIN_MARGINAL) -> RenderOutput:
+                    min_marginal: float = MIN_MARGINAL,
+                    slicer: Callable[[list[Tensor]], list[Gaussians3D]] | None = None) -> RenderOutput:
     """Render C cameras, camera c at normalised time times[c]; everything in the Gaussians' frame.
 
     camtoworlds (C,4,4), Ks (C,3,3), times (C,), background None | (3,) | (C,3) | Environment -> RenderOutput
-    with (C,H,W,·). Cameras sharing a time share one slice.
+    with (C,H,W,·). Cameras sharing a time share one slice. slicer: times -> their slices, in place of
+    `gaussians.slice_many(times, min_marginal)` (a cache of them: Reconstruction).
     """
     C = camtoworlds.shape[0]
     if times.shape != (C,):
         raise ValueError(f"times must be ({C},), got {tuple(times.shape)}")
     uniq, inverse = torch.unique(times, return_inverse=True)
-    slices = gaussians.slice_many(list(uniq), min_marginal)
+    slices = slicer(list(uniq)) if slicer is not None else gaussians.slice_many(list(uniq), min_marginal)
     parts: list[tuple[Tensor, RenderOutput]] = []
     for k, g in enumerate(slices):
         idx = torch.nonzero(inverse == k).squeeze(1)
@@ -138,6 +144,27 @@ class Reconstruction:
     normalization: SceneNormalization
     window: TimeWindow
     background: Tensor | Environment
+    # The last SLICE_CACHE slices by normalised time: a node's virtual cameras and /render_view requests, and a
+    # viewer's slider, ask for the same instant again and again (slicing is a quarter of a 128² CPU render).
+    _slices: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+
+    def _sliced(self, times: list[Tensor]) -> list[Gaussians3D]:
+        out = []
+        for t in times:
+            key = float(t)
+            with self._lock:
+                g = self._slices.get(key)
+                if g is not None:
+                    self._slices.move_to_end(key)
+            if g is None:
+                (g,) = self.gaussians.slice_many([t])
+                with self._lock:
+                    self._slices[key] = g
+                    while len(self._slices) > SLICE_CACHE:
+                        self._slices.popitem(last=False)
+            out.append(g)
+        return out
 
     def _times(self, stamps_ns) -> Tensor:
         stamps = torch.as_tensor(stamps_ns, dtype=torch.int64).reshape(-1)
@@ -161,7 +188,8 @@ class Reconstruction:
         dev = self.gaussians.means.device
         c2w = self.normalization.poses_to_canonical(torch.as_tensor(camtoworlds, dtype=torch.float64))
         out = render_at_times(self.gaussians, c2w.to(dev).float(), torch.as_tensor(Ks).to(dev).float(),
-                              width, height, times, self.background if background is None else background)
+                              width, height, times, self.background if background is None else background,
+                              slicer=self._sliced)
         return RenderOutput(out.colors, out.alphas, self.normalization.lengths_to_world(out.depths))
 
     def slice(self, stamp_ns: int) -> Gaussians3D:

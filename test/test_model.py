@@ -252,6 +252,15 @@ def test_reconstructor_world_units_and_window():
     with pytest.raises(ValueError, match="outside the reconstructed window"):
         rec.slice(base - 20_000_000)
     rec.slice(base - 4_000_000)  # within tolerance (10 ms)
+    # Renders reuse cached slices: asked again after more distinct instants than the cache holds, and in a
+    # batch mixing cached and new instants, a camera's pixels are the same as a fresh reconstruction's.
+    fresh = Reconstructor(model, device="cpu").reconstruct(views)
+    stamps = torch.tensor([base + k * 10_000_000 for k in range(7)] + [base])
+    for s in stamps:
+        rec.render(c2w[:1], views.Ks[:1], 20, 12, s.reshape(1))
+    mixed = torch.tensor([base, base + 3_000_000, base + 90_000_000])
+    torch.testing.assert_close(rec.render(c2w, views.Ks, 20, 12, mixed).colors,
+                               fresh.render(c2w, views.Ks, 20, 12, mixed).colors, rtol=0, atol=0)
 
 
 def test_reconstructor_keeps_explicit_normalization():
