@@ -37,7 +37,6 @@ class LRM4DConfig:
     head: str = "surfel"  # pixel_gaussians.surfel_gaussians, or the paper's 20-channel activations
     depth_input: bool = True  # measured depth + validity as input channels (zeros for RGB-only views)
     prior_planes: int = 32  # plane-sweep depth prior with this many planes (0: none)
-    motion: bool = True  # Gaussians anchored at their view's time, with a temporal extent and a velocity
     environment: bool = True  # renders composite over an environment map of the inputs (environment.py)
 
     def __post_init__(self):

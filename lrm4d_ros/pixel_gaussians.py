@@ -11,8 +11,9 @@ head that replaces it here).
   scaled by a predicted factor around 0.3, plus a thin normal extent. A surfel thus covers the same surface patch
   from any viewpoint instead of a camera-facing disc;
 - colour: a residual on the pixel's own colour, σ(r + logit(pixel));
-- time: anchored at the view's time, a predicted temporal extent σ_t and a velocity (the 4D covariance carries
-  it: Gaussians4D's conditional form), so a pixel's Gaussian stays where and when its view saw it, and moves.
+- time: anchored at the view's time with a predicted temporal extent σ_t, so a pixel's Gaussian stays where and
+  when its view saw it. Nothing moves: a predicted velocity (Gaussians4D carries one) was tried and removed — on
+  the rig validation, zeroing the trained velocities raised PSNR by 1.7 dB (benchmarks/results/ablation.txt).
 At zero outputs this is the non-learned splat of the inputs at their depth; the transformer learns residuals.
 
 `paper_gaussians` — the paper's 20-channel activations (with the time-offset and pixel-footprint floor of the
@@ -28,7 +29,7 @@ from torch import Tensor
 
 from .gaussians import Gaussians4D
 
-SURFEL_CHANNELS = 11  # [depth 1, opacity 1, footprint 2, rgb 3, log σ_t 1, velocity 3]
+SURFEL_CHANNELS = 8  # [depth 1, opacity 1, footprint 2, rgb 3, log σ_t 1]
 PAPER_CHANNELS = 20  # [xyz 3, t 1, rgb 3, scale_xyz 3, scale_t 1, q_left 4, q_right 4, opacity 1]
 NEAR, FAR = 0.05, 50.0  # canonical z-depth range of pixel Gaussians (cameras sit ~2 from the scene centre)
 MID_DEPTH = 2.0  # base depth where nothing is measured and there is no prior
@@ -37,7 +38,6 @@ OPACITY_OFFSET = 2.0  # opacity σ(r + 2) ≈ 0.88 at zero output
 FOOTPRINT, MAX_STRETCH, THICKNESS = 0.3, 4.0, 0.2  # surfel extents in fronto-parallel pixel footprints
 SMOOTH = 5  # pixels: the depth map's smoothing for surface normals
 SIGMA_T0, SIGMA_T_RANGE = 0.2, (0.02, 4.0)  # temporal extent (normalised time) at zero output, and its bounds
-MAX_SPEED = 1.0  # canonical units per normalised time unit
 _LOG_NEAR, _LOG_FAR = math.log(NEAR), math.log(FAR)
 
 
@@ -85,14 +85,11 @@ def _on_surface(axis: Tensor, ray: Tensor, normal: Tensor, cap: Tensor) -> Tenso
 
 
 def surfel_gaussians(raw: Tensor, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor,
-                     base: Tensor, measured: Tensor, motion: bool = True) -> tuple[Gaussians4D, Tensor]:
-    """raw (V,H,W,11), images (V,H,W,3) in [0,1], Ks (V,3,3), camtoworlds (V,4,4) canonical, times (V,)
-    normalised, base log z-depth (V,H,W), measured (V,H,W) bool -> (Gaussians4D of V·H·W, z-depth (V,H,W)).
-
-    motion False: time centres are free offsets from the view time and nothing moves (the ablation's
-    "without anchored time")."""
+                     base: Tensor, measured: Tensor) -> tuple[Gaussians4D, Tensor]:
+    """raw (V,H,W,8), images (V,H,W,3) in [0,1], Ks (V,3,3), camtoworlds (V,4,4) canonical, times (V,)
+    normalised, base log z-depth (V,H,W), measured (V,H,W) bool -> (Gaussians4D of V·H·W, z-depth (V,H,W))."""
     V, H, W, _ = raw.shape
-    r_depth, r_opa, r_foot, r_rgb, r_st, r_vel = raw.split([1, 1, 2, 3, 1, 3], dim=-1)
+    r_depth, r_opa, r_foot, r_rgb, r_st = raw.split([1, 1, 2, 3, 1], dim=-1)
     # depth: bounded residual on a measurement, else a logit-space residual on the base inside [NEAR, FAR]
     span = _LOG_FAR - _LOG_NEAR
     frac = ((base - _LOG_NEAR) / span).clamp(1e-4, 1 - 1e-4)
@@ -120,11 +117,7 @@ def surfel_gaussians(raw: Tensor, images: Tensor, Ks: Tensor, camtoworlds: Tenso
     lo, hi = SIGMA_T_RANGE
     scale_t = (math.log(SIGMA_T0) + r_st[..., 0]).exp().clamp(lo, hi)
     t_view = times.float()[:, None, None].expand(V, H, W)
-    if motion:
-        t_centre, velocity = t_view, MAX_SPEED * torch.tanh(r_vel)
-    else:
-        t_centre, velocity = t_view + r_vel[..., 0], torch.zeros_like(r_vel)
-    g = Gaussians4D(means=points.reshape(-1, 3), times=t_centre.reshape(-1), velocities=velocity.reshape(-1, 3),
+    g = Gaussians4D(means=points.reshape(-1, 3), times=t_view.reshape(-1), velocities=torch.zeros_like(points).reshape(-1, 3),
                     covars=cov.reshape(-1, 3, 3), scale_t=scale_t.reshape(-1),
                     opacities=torch.sigmoid(r_opa[..., 0] + OPACITY_OFFSET).reshape(-1),
                     colors=colors.reshape(-1, 3))

@@ -86,7 +86,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
             prior = out.prior_log_depth.float() if out.prior_log_depth is not None else None
             base, measured = base_log_depth(depths.float() if depths is not None else None, prior, (V, H, W))
             g, z = surfel_gaussians(raw, images.float(), Ks.float(), camtoworlds.float(), times.float(),
-                                    base.to(raw), measured, cfg.motion)
+                                    base.to(raw), measured)
         env = None
         if cfg.environment:
             weights = content_weights(z.detach(), g.opacities.detach().view(V, H, W))

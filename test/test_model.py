@@ -60,7 +60,7 @@ def _inputs(V, H, W, seed=0):
 def test_output_shapes_for_any_views_and_resolution(views, height, width, head):
     model = LRM4D(LRM4DConfig.preset("tiny", head=head))
     out = model(*_inputs(views, height, width), depths=torch.rand(views, height, width))
-    assert out.raw.shape == (views, height, width, 11 if head == "surfel" else 20)
+    assert out.raw.shape == (views, height, width, 8 if head == "surfel" else 20)
     assert out.prior_log_depth.shape == out.prior_confidence.shape == (views, height, width)
     assert model.patch_embed.in_features == 14 * 64  # RGB 3 + Plücker 6 + time + depth, mask + prior, conf
 
@@ -189,8 +189,8 @@ def test_not_a_checkpoint_is_refused(tmp_path):
 
 
 def test_tiny_model_learns_unseen_cameras_of_a_dynamic_scene():
-    """Two input views (cameras 0 and 2) of a scene with a moving blob; 40 AdamW steps on the other two cameras
-    at their own times lift their PSNR well above the untrained splat's."""
+    """Two input views (cameras 0 and 2) of a scene with a moving blob; 80 AdamW steps on the other two cameras
+    at their own times lift their PSNR well above the untrained splat's (22.7 -> 30.7 dB)."""
     torch.manual_seed(0)
     res = 24
     c2w = ring(4).float()
@@ -208,7 +208,7 @@ def test_tiny_model_learns_unseen_cameras_of_a_dynamic_scene():
 
     with torch.no_grad():
         before = float(psnr(novel().colors, target[tgt]).mean())
-    for _ in range(40):
+    for _ in range(80):
         loss = (novel().colors - target[tgt]).square().mean()
         loss.backward()
         opt.step()
