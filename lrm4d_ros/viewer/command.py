@@ -2,8 +2,12 @@
 contract bag (reconstructed window by window as they are shown) until Ctrl-C."""
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import time
+
+CLOSE_TIMEOUT_S = 10.0  # seconds Ctrl-C waits for the server to stop cleanly
 
 
 def add_arguments(p) -> None:
@@ -51,5 +55,12 @@ def run(args) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        viewer.close()
+        # A browser tab still connected can keep viser's shutdown waiting; Ctrl-C must still end the command.
+        closer = threading.Thread(target=viewer.close, daemon=True)
+        closer.start()
+        closer.join(CLOSE_TIMEOUT_S)
+        if closer.is_alive():
+            print(f"lrm4d view: the server did not stop within {CLOSE_TIMEOUT_S:g} s; exiting anyway",
+                  file=sys.stderr, flush=True)
+            os._exit(0)
     return 0
