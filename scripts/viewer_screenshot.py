@@ -3,8 +3,8 @@
 
     MUJOCO_GL=osmesa python scripts/viewer_screenshot.py [--out docs/viewer_jaco.png] [--checkpoint CKPT]
 
-Renders the dm_control Jaco arm seen by a 6-camera work-cell rig (scripts/make_mujoco_bags.py) into a contract
-bag, serves it with the viewer exactly as `lrm4d view BAG --window 12 --time T` does (one window reconstructed by
+Renders the dm_control Jaco arm on its floor seen by a 6-camera work-cell rig with depth cameras
+(scripts/make_mujoco_bags.py --world --depth sensor) into a contract bag, serves it with the viewer exactly as `lrm4d view BAG --window 12 --time T` does (one window reconstructed by
 the model), opens the page in headless Chromium and saves the screenshot. Re-run it after retraining the model.
 Needs mujoco==3.17.0, dm-control, libosmesa6 and Chromium (apt-get install chromium).
 """
@@ -37,8 +37,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="lrm4d-shot-") as tmp:
         subprocess.run([sys.executable, str(ROOT / "scripts" / "make_mujoco_bags.py"), "--out", tmp,
                         "--scenes", "jaco", "--rig", "workcell", "--frames", "12", "--cameras", "6",
-                        "--resolution", "128", "--seed", "0"], check=True)
-        bag = Path(tmp) / "jaco_workcell"
+                        "--resolution", "128", "--seed", "0", "--world", "--depth", "sensor"], check=True)
+        bag = Path(tmp) / "jaco_workcell_floor"
         windows = open_path(bag, BagOptions(window="12", max_views=12, checkpoint=args.checkpoint, device="cpu"))
         viewer = Viewer(port=0)
         try:
