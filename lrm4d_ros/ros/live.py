@@ -98,7 +98,10 @@ class StreamClient:
 
     def call(self, request, timeout: float = 30.0):
         future = self.render.call_async(request)
-        wait_for(future.done, timeout, "the render_view response")
+        done = threading.Event()  # woken by the response, not polled: round trips are timed with this
+        future.add_done_callback(lambda _: done.set())
+        if not (future.done() or done.wait(timeout)):
+            raise AssertionError(f"timed out after {timeout} s waiting for the render_view response")
         return future.result()
 
     def close(self) -> None:
