@@ -154,3 +154,26 @@ def test_to_world_preserves_rendered_geometry():
     torch.testing.assert_close(b.means, a.means, atol=1e-9, rtol=1e-9)
     torch.testing.assert_close(b.covars, a.covars, atol=1e-9, rtol=1e-7)
     torch.testing.assert_close(b.opacities, a.opacities, atol=1e-9, rtol=1e-9)
+
+
+def test_eigh3_matches_torch_on_random_degenerate_and_empty_matrices():
+    """The numba Jacobi kernel behind Gaussians3D.scales_quats: eigenvalues equal torch.linalg.eigh's (ascending),
+    eigenvectors orthonormal and reproducing the matrix, also for repeated, zero and rank-deficient ones."""
+    from lrm4d_ros.sym3 import eigh3
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(500, 3, 3, generator=g, dtype=torch.float64)
+    spd = a @ a.transpose(-1, -2)
+    R = torch.linalg.qr(torch.randn(4, 3, 3, generator=g, dtype=torch.float64)).Q
+    special = torch.stack([torch.zeros(3, 3), torch.eye(3) * 2.0, torch.diag(torch.tensor([3.0, 1.0, 2.0])),
+                           torch.diag(torch.tensor([1e-8, 1.0, 1.0]))]).double()
+    rotated = R @ special @ R.transpose(-1, -2)
+    for cov in (spd, special, rotated, spd.float()):
+        w, v = eigh3(cov)
+        tol = 1e-9 if cov.dtype == torch.float64 else 1e-4
+        torch.testing.assert_close(w, torch.linalg.eigh(cov).eigenvalues, atol=tol * 10, rtol=tol)
+        eye = torch.eye(3, dtype=cov.dtype).expand_as(cov)
+        torch.testing.assert_close(v.transpose(-1, -2) @ v, eye, atol=tol * 10, rtol=0)
+        torch.testing.assert_close(v @ torch.diag_embed(w) @ v.transpose(-1, -2), cov, atol=tol * 10, rtol=tol)
+    w, v = eigh3(torch.zeros(0, 3, 3))
+    assert w.shape == (0, 3) and v.shape == (0, 3, 3)
