@@ -105,7 +105,7 @@ def evaluate_views(reconstructor: Reconstructor, views: ViewSet, protocol: str, 
         shown[name] = fn(inputs, targets).to(gt.device)
         per_view[name] = _scores(shown[name], gt)
     if sheet is not None:
-        g = next((k for k, n in enumerate(names) if names[k] != SELF and sizes[k]), 0)
+        g = next((k for k, n in enumerate(names) if n != SELF and sizes[k]), 0)
         pick = torch.arange(sum(sizes[:g]), sum(sizes[:g]) + sizes[g])
         pick = pick[torch.linspace(0, len(pick) - 1, min(SHEET_TILES, len(pick))).round().long()]
         sheet.append((f"ground truth ({names[g]})", gt[pick].cpu(), []))

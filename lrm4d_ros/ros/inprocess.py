@@ -29,6 +29,16 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def wait_future(future, timeout: float, what: str):
+    """The result of an rclpy Future, woken by its completion rather than polled (round trips are timed with
+    this); AssertionError after `timeout` s."""
+    done = threading.Event()
+    future.add_done_callback(lambda _: done.set())
+    if not (future.done() or done.wait(timeout)):
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return future.result()
+
+
 class InProcessSession:
     """The node under test plus a client that publishes views (and /clock), records ~/status and ~/gaussians,
     and calls render_view. `params`: node parameter overrides {name: value}."""
@@ -122,12 +132,7 @@ class InProcessSession:
             time.sleep(0.1)
 
     def call(self, request, timeout: float = 30.0):
-        future = self.render.call_async(request)
-        done = threading.Event()  # woken by the response, not polled: round trips are timed with this
-        future.add_done_callback(lambda _: done.set())
-        if not (future.done() or done.wait(timeout)):
-            raise AssertionError(f"timed out after {timeout} s waiting for the render_view response")
-        return future.result()
+        return wait_future(self.render.call_async(request), timeout, "the render_view response")
 
     def close(self) -> None:
         # Stop spinning before destroying nodes, so no callback runs on a destroyed entity.

@@ -18,7 +18,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import PointCloud2
 
 from ..io.messages import time_ns
-from .inprocess import wait_for
+from .inprocess import wait_for, wait_future
 from .interfaces import ReconstructionStatus, RenderView
 from .reconstruct_node import NODE_NAME, SERVICE_QOS
 from .replay import ViewSetPublisher
@@ -97,12 +97,7 @@ class StreamClient:
         return stamp
 
     def call(self, request, timeout: float = 30.0):
-        future = self.render.call_async(request)
-        done = threading.Event()  # woken by the response, not polled: round trips are timed with this
-        future.add_done_callback(lambda _: done.set())
-        if not (future.done() or done.wait(timeout)):
-            raise AssertionError(f"timed out after {timeout} s waiting for the render_view response")
-        return future.result()
+        return wait_future(self.render.call_async(request), timeout, "the render_view response")
 
     def close(self) -> None:
         self._stop.set()
