@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .cameras import SceneNormalization, TimeWindow
 from .geometry import quat_to_rotmat, rotmat_to_quat
-from .sym3 import eigh3
+from .sym3 import eigh3, principal_axes
 
 MIN_MARGINAL = 0.05  # inference-time cull of Gaussians far from the queried time
 # Training culls far less: a Gaussian culled from every target gets no gradient, so temporal extents that start
@@ -101,6 +101,9 @@ class Gaussians3D:
 
     def scales_quats(self) -> tuple[Tensor, Tensor]:
         """Principal axes: scales (N,3) (standard deviations) and rotations (N,4) wxyz, covars = R S² Rᵀ."""
+        fast = principal_axes(self.covars)
+        if fast is not None:
+            return fast
         scales, R = _spd_factor(self.covars)
         return scales, rotmat_to_quat(R)
 

@@ -177,3 +177,37 @@ def test_eigh3_matches_torch_on_random_degenerate_and_empty_matrices():
         torch.testing.assert_close(v @ torch.diag_embed(w) @ v.transpose(-1, -2), cov, atol=tol * 10, rtol=tol)
     w, v = eigh3(torch.zeros(0, 3, 3))
     assert w.shape == (0, 3) and v.shape == (0, 3, 3)
+
+
+def test_principal_axes_kernel_reproduces_covariances_like_the_torch_route():
+    """Gaussians3D.scales_quats on the CPU (one numba pass): R(q) diag(s²) R(q)ᵀ is the covariance, q unit with
+    w ≥ 0, scales equal the torch route's (eigh + rotmat_to_quat), for random, repeated, zero and rank-deficient
+    covariances and the empty set."""
+    from lrm4d_ros.gaussians import _spd_factor
+    from lrm4d_ros.geometry import quat_to_rotmat, rotmat_to_quat
+    from lrm4d_ros.sym3 import principal_axes
+
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(2000, 3, 3, generator=g, dtype=torch.float64)
+    R = torch.linalg.qr(torch.randn(4, 3, 3, generator=g, dtype=torch.float64)).Q
+    special = torch.stack([torch.zeros(3, 3), torch.eye(3) * 2.0, torch.diag(torch.tensor([3.0, 1.0, 2.0])),
+                           torch.diag(torch.tensor([1e-8, 1.0, 1.0]))]).double()
+    for cov in (a @ a.transpose(-1, -2), R @ special @ R.transpose(-1, -2), (a @ a.transpose(-1, -2)).float()):
+        s, q = principal_axes(cov)
+        tol = 1e-9 if cov.dtype == torch.float64 else 1e-4
+        s_ref, R_ref = _spd_factor(cov)
+        torch.testing.assert_close(s, s_ref, atol=tol * 10, rtol=tol)
+        torch.testing.assert_close(q.norm(dim=-1), torch.ones(len(q), dtype=q.dtype), atol=tol, rtol=0)
+        assert bool((q[:, 0] >= 0).all())
+        Rq = quat_to_rotmat(q.double())
+        torch.testing.assert_close(torch.linalg.det(Rq), torch.ones(len(q), dtype=torch.float64), atol=1e-6, rtol=0)
+        torch.testing.assert_close((Rq @ torch.diag_embed(s.double() ** 2) @ Rq.transpose(-1, -2)).to(cov.dtype),
+                                   cov, atol=tol * 10, rtol=tol)
+        if cov.shape[0] > 4:  # distinct eigenvalues: the same rotation as the torch route, up to q ~ -q
+            q_ref = rotmat_to_quat(R_ref)
+            torch.testing.assert_close((q * q_ref).sum(-1).abs(), torch.ones(len(q), dtype=q.dtype),
+                                       atol=tol * 10, rtol=0)
+    s, q = principal_axes(torch.zeros(0, 3, 3))
+    assert s.shape == (0, 3) and q.shape == (0, 4)
+    g3 = Gaussians3D(torch.zeros(3, 3), torch.eye(3).expand(3, 3, 3) * 4.0, torch.ones(3), torch.ones(3, 3))
+    torch.testing.assert_close(g3.scales_quats()[0], torch.full((3, 3), 2.0))
