@@ -10,6 +10,9 @@ cloud of the window ending at that frame (frames that got a cloud of their own),
 idle (one frame, then a pause); beside it the node's model time (~/status reconstruction_time). render_view:
 round trips with colour+depth at 128x128 and 256x256 while no reconstruction runs. The soak streams for the
 given minutes and samples the node's RSS. Results: benchmarks/results/node_<device>.txt, node_soak_<device>.txt.
+The idle figures are given twice: to the cloud's arrival at the client and to its publication by the node (~/status
+latency); the difference is the cloud's transport (Fast DDS's default transports take ~50 ms for 3 MB on this
+machine; `FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA` for node and client, ~13 ms).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import torch
 
 from lrm4d_ros.checkpoint import load_config, shipped_checkpoint_path
 from lrm4d_ros.data.generator import SceneConfig, generate
-from lrm4d_ros.io.messages import pose_msg, time_ns
+from lrm4d_ros.io.messages import GAUSSIAN_DTYPE, pose_msg, time_ns
 from lrm4d_ros.ros.conversions import RCLPY
 from lrm4d_ros.ros.interfaces import RenderView
 from lrm4d_ros.ros.live import StreamClient, rss_mib, start_node, stop_node
@@ -102,7 +105,9 @@ def header(args, ckpt_desc: str) -> list[str]:
             f"{torch.__version__}, device {args.device}; node and client are separate processes",
             "# CPU shared with other jobs while measured: figures are noisy, compare only within one run.",
             f"# model: {ckpt_desc}; {CAMS} synchronized cameras x {RATE_HZ:g} Hz, {SIZE}x{SIZE}, "
-            f"max_input_views {args.max_views}, reconstruction_rate_hz {args.rate}"]
+            f"max_input_views {args.max_views}, reconstruction_rate_hz {args.rate}",
+            f"# FASTDDS_BUILTIN_TRANSPORTS={os.environ.get('FASTDDS_BUILTIN_TRANSPORTS', '(unset: Fast DDS default)')} "
+            "for node and client"]
 
 
 def main(argv=None) -> int:
@@ -137,7 +142,13 @@ def main(argv=None) -> int:
         for _ in range(5):  # camera_info first, then warm up the model
             stream.frame()
             time.sleep(1.0 / RATE_HZ)
-        client.wait_status(lambda s: s.reconstructions >= 2, 120.0, "the first reconstructions")
+        # a frame every 0.5 s until two reconstructions ran: frames that all arrive before the (slow) first one
+        # starts give it nothing new to do afterwards
+        deadline = time.monotonic() + 120.0
+        while (st := client.status()) is None or st.reconstructions < 2:
+            assert time.monotonic() < deadline, f"no second reconstruction in 120 s; last status: {st}"
+            stream.frame()
+            time.sleep(0.5)
         time.sleep(2.0)
         if args.soak_minutes:
             lines += soak(client, stream, proc.pid, args.soak_minutes)
@@ -158,7 +169,7 @@ def main(argv=None) -> int:
 
 def latency_and_renders(client: StreamClient, stream: Stream, scene, args) -> list[str]:
     # idle: one frame at a time, the node has nothing else to do when it arrives
-    idle, idle_model = [], []
+    idle, idle_model, idle_node, idle_bytes = [], [], [], []
     for _ in range(8):
         n_rec = client.status().reconstructions
         stamp = stream.frame()
@@ -166,6 +177,8 @@ def latency_and_renders(client: StreamClient, stream: Stream, scene, args) -> li
                                 "the frame's reconstruction")
         idle.append(wait_cloud(client, stamp) - stream.sent[stamp])
         idle_model.append(st.reconstruction_time)
+        idle_node.append(st.latency)
+        idle_bytes.append(next(n for _, s, n in reversed(client.clouds) if s == stamp) * GAUSSIAN_DTYPE.itemsize)
         time.sleep(1.0)
     # streaming at 10 Hz per camera
     n_rec, since = client.status().reconstructions, time.monotonic()
@@ -181,6 +194,9 @@ def latency_and_renders(client: StreamClient, stream: Stream, scene, args) -> li
         row("idle: last image of a frame published -> its cloud received", idle),
         row("idle: model time (reconstruction_time)", idle_model),
         f"idle: overhead (latency - model time) p50 {pct(np.subtract(idle, idle_model), 50):7.1f} ms",
+        row("idle: node last-image arrival -> cloud published", idle_node),
+        f"idle: node overhead (node latency - model time) p50 {pct(np.subtract(idle_node, idle_model), 50):7.1f} ms; "
+        f"the rest is the cloud's way to the client ({np.median(idle_bytes) / 1e6:.1f} MB through Fast DDS)",
         row(f"streaming {args.seconds:g} s: last image published -> cloud of that window", streaming),
         row("streaming: model time (reconstruction_time)", model),
         row("streaming: node newest-image arrival -> cloud published", node_lat),

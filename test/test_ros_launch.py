@@ -90,7 +90,8 @@ def test_installed_executable_runs_the_yaml_and_reports_bad_parameters(tmp_path)
             line = proc.stderr.readline() or proc.stdout.readline()
         assert "render service /render_view" in line, line
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, (out + err)[-2000:]
     finally:
         if proc.poll() is None:
             proc.kill()

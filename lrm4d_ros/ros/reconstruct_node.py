@@ -592,6 +592,9 @@ def main(argv: list[str] | None = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():  # a real failure, not Ctrl-C having shut the context down in the middle of start-up
+            raise
     finally:
         if executor is not None:
             executor.shutdown()
