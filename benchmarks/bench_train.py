@@ -110,7 +110,7 @@ def main(argv=None) -> int:
             for g in run.opt.param_groups:
                 g["lr"] = lr
             t0 = time.perf_counter()
-            loss, _ = scene_loss(run.model, item["inputs"], targets, 0.2, run.bf16, 0.5, depths)
+            loss, _ = scene_loss(run.model, item["inputs"], targets, 0.2, run.bf16, depths)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)
             run.opt.step()

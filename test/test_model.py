@@ -281,12 +281,11 @@ def test_training_loss_on_a_procedural_scene_has_every_term_and_gradients():
     cfg = object_centric(SceneConfig(frames=4, cameras=4, height=16, width=16, background=None))
     item = SceneSampler(cfg, num_inputs=3, num_targets=2).sample(3)
     model = LRM4D(LRM4DConfig.preset("tiny", image_size=16))
-    loss, m = scene_loss(model, item["inputs"], item["targets"], 0.2, color_weight=1.0,
-                         input_depths=item["inputs"].depths)
+    loss, m = scene_loss(model, item["inputs"], item["targets"], 0.2, input_depths=item["inputs"].depths)
     loss.backward()
-    assert {"mse", "psnr", "psnr_bg", "ssim", "depth_l1", "color_l1"} <= set(m)
+    assert {"mse", "psnr", "psnr_bg", "ssim", "depth_l1"} <= set(m)
     assert m["depth_in"] == 1.0
-    total = m["mse"] + 0.2 * (1 - m["ssim"]) + m["color_l1"]
+    total = m["mse"] + 0.2 * (1 - m["ssim"])
     assert math.isclose(m["loss"], total, rel_tol=1e-4)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     assert model.unpatchify.weight.grad.abs().sum() > 0

@@ -88,11 +88,12 @@ def test_node_viewer_shows_the_newest_reconstruction_and_its_time_slider(tmp_pat
             save(tmp_path, empty=empty, end=end)
             scene_colours = drawn_in_palette(end, empty, PALETTE)
             assert changed(end, empty).sum() > 5000
-            # the colours drawn are the scene's, not others': the shipped model's splats are pixel-sized surfels, so
-            # part of what is drawn is their anti-aliased edges mixing grey and red (0.57 of pixels on a palette
-            # blend, 0.001 on a foreign one, with the checkpoint of 2026-12-02)
+            # the colours drawn are the scene's, not others': far more pixels on a blend of the scene's palette over
+            # the page than on a blend of colours it does not have. Not an absolute share: the shipped model's
+            # splats are pixel-sized surfels whose anti-aliased edges mix grey and red (0.46-0.57 of the drawn
+            # pixels on a palette blend, 0.001 on a foreign one, with the checkpoints of 2026-12-02)
             foreign = drawn_in_palette(end, empty, FOREIGN)
-            assert scene_colours > 0.5 and foreign < 0.05, (scene_colours, foreign)
+            assert scene_colours > 0.3 and foreign < 0.05 and scene_colours > 20 * foreign, (scene_colours, foreign)
             assert (pinkish(end) & ~pinkish(empty)).sum() > 100  # the disc's red among the grey
 
             page.slider_key("time (s)", "Home")
@@ -101,8 +102,9 @@ def test_node_viewer_shows_the_newest_reconstruction_and_its_time_slider(tmp_pat
             assert viewer.draws[-1].stamp_ns == rec.window.start_ns
             assert viewer.draws[-1].gaussians == len(rec.slice(rec.window.start_ns))
             # the early views' splats replace the late ones' (the disc, a hole in the grey, moved): the scene changed
+            # (a share of what is drawn: pixel-sized surfels draw ~8000 pixels here, blurrier splats drew more)
             moved = changed(start, end)
-            assert moved.sum() > 3000, moved.sum()
+            assert moved.sum() > max(1000, 0.15 * changed(end, empty).sum()), (moved.sum(), changed(end, empty).sum())
             assert (palette_distance(start, PALETTE)[moved] < 0.05).mean() > 0.6
     finally:
         session.close()

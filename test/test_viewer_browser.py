@@ -37,9 +37,26 @@ def start_view(args: list[str], timeout: float = 60.0):
         seen.append(line)
         m = re.search(r"open (http://\S+) in a browser", line)
         if m:
+            proc.lines = lines  # what it prints later, for the failure message of a test that stops it
             return proc, m.group(1)
         if proc.poll() is not None:
             raise AssertionError("lrm4d view exited: " + "".join(seen))
+
+
+def stop_view(proc, timeout: float = 30.0) -> None:
+    """Ctrl-C `lrm4d view`: it must exit 0 within `timeout` s (it gives its server 10 s); else the test fails with
+    what it printed after its URL."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        code = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        code = None
+    out = []
+    while not proc.lines.empty():
+        out.append(proc.lines.get_nowait())
+    assert code == 0, f"lrm4d view exit code {code} after Ctrl-C; it printed: {''.join(out)[-3000:]}"
 
 
 def red_x(img: np.ndarray, empty: np.ndarray) -> float:
@@ -82,5 +99,4 @@ def test_view_draws_splats_and_the_time_slider_moves_them(tmp_path):
             blue_start, blue_end = bluish(start) & drawn, bluish(end) & changed(end, empty)
             assert abs(blue_start.sum() - blue_end.sum()) < 0.5 * blue_start.sum()
     finally:
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(30) == 0
+        stop_view(proc)
