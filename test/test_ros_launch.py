@@ -83,7 +83,9 @@ def test_installed_executable_runs_the_yaml_and_reports_bad_parameters(tmp_path)
     env = {**os.environ, "ROS_DOMAIN_ID": "73", "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     args = [str(exe), "--ros-args", "--params-file", str(ROOT / "config" / "reconstruct.yaml"),
             "-p", f"checkpoint:={ckpt}"]
-    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    # SIGINT restored in the child: a background job of a non-interactive shell starts with it ignored
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = ""
         while "render service" not in line and proc.poll() is None:

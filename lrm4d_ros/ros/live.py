@@ -5,6 +5,7 @@ in real time (stamps = the wall clock at publication, the node's default ROS tim
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -34,7 +35,10 @@ def start_node(params: dict, domain_id: int, workdir: Path, log_name: str = "nod
     with open(workdir / log_name, "w") as log:  # the child keeps its own copy of the file descriptor
         return subprocess.Popen([sys.executable, "-m", "lrm4d_ros.ros.reconstruct_node", "--ros-args",
                                  "--params-file", str(workdir / "params.yaml")], stdout=log,
-                                stderr=subprocess.STDOUT, env=env, cwd=os.getcwd())
+                                stderr=subprocess.STDOUT, env=env, cwd=os.getcwd(),
+                                # stop_node's SIGINT must reach it also when this process runs as a background
+                                # job of a non-interactive shell, which starts with SIGINT ignored
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def rss_mib(pid: int) -> float:
