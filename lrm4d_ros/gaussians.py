@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .cameras import SceneNormalization, TimeWindow
 from .geometry import quat_to_rotmat, rotmat_to_quat
-from .sym3 import eigh3, principal_axes
+from .sym3 import principal_axes
 
 MIN_MARGINAL = 0.05  # inference-time cull of Gaussians far from the queried time
 # Training culls far less: a Gaussian culled from every target gets no gradient, so temporal extents that start
@@ -76,8 +76,7 @@ def rotation_4d_to_quats(R: Tensor) -> tuple[Tensor, Tensor]:
 
 def _spd_factor(cov: Tensor) -> tuple[Tensor, Tensor]:
     """(N,D,D) symmetric PSD -> (scales (N,D), rotation (N,D,D) with det +1), cov = R diag(s²) Rᵀ."""
-    sym = 0.5 * (cov + cov.transpose(-1, -2))
-    evals, evecs = eigh3(sym) if sym.shape[-1] == 3 else torch.linalg.eigh(sym)
+    evals, evecs = torch.linalg.eigh(0.5 * (cov + cov.transpose(-1, -2)))
     flip = torch.linalg.det(evecs) < 0
     evecs = torch.where(flip[:, None, None], evecs * evecs.new_tensor([-1.0] + [1.0] * (cov.shape[-1] - 1)), evecs)
     return evals.clamp_min(0).sqrt(), evecs

@@ -1,10 +1,10 @@
-"""Eigen-decomposition of many symmetric 3×3 matrices on the CPU: cyclic Jacobi rotations in numba kernels.
+"""Principal axes of many symmetric 3×3 matrices on the CPU: cyclic Jacobi rotations in a numba kernel.
 
 `torch.linalg.eigh` costs about 1.2 µs per 3×3 matrix on this CPU (LAPACK call overhead), which made turning a
-window's ~90k Gaussians into PointCloud2 scales and rotations take 100 ms. `eigh3` replaces eigh; `principal_axes`
-goes straight from covariances to scales and wxyz quaternions in one pass (the torch route's determinant, sign
-flip and quaternion conversion cost as much again). Both fall back to torch where numba is unavailable or the
-tensor is not on the CPU.
+window's ~90k Gaussians into PointCloud2 scales and rotations take 100 ms. `principal_axes` goes straight from
+covariances to scales and wxyz quaternions in one pass (after eigh, the torch route's determinant, sign flip and
+quaternion conversion cost as much again). Where numba is unavailable or the tensor is not on the CPU it returns
+None and the caller uses torch (`gaussians._spd_factor`).
 """
 from __future__ import annotations
 
@@ -57,22 +57,6 @@ try:
     CHUNK = 1024  # matrices per parallel task: its scratch is allocated once, not per matrix
 
     @numba.njit(parallel=True, cache=True)
-    def _jacobi(cov: np.ndarray, evals: np.ndarray, evecs: np.ndarray) -> None:
-        n_all = cov.shape[0]
-        for c in numba.prange((n_all + CHUNK - 1) // CHUNK):
-            a, v = np.empty((3, 3)), np.empty((3, 3))
-            for n in range(c * CHUNK, min(n_all, (c + 1) * CHUNK)):
-                a[:] = cov[n]
-                v[:] = 0.0
-                v[0, 0] = v[1, 1] = v[2, 2] = 1.0
-                _jacobi_one(a, v)
-                order = _order(a)
-                for j in range(3):
-                    evals[n, j] = a[order[j], order[j]]
-                    for k in range(3):
-                        evecs[n, k, j] = v[k, order[j]]
-
-    @numba.njit(parallel=True, cache=True)
     def _axes(cov: np.ndarray, scales: np.ndarray, quats: np.ndarray) -> None:
         n_all = cov.shape[0]
         for c in numba.prange((n_all + CHUNK - 1) // CHUNK):
@@ -112,31 +96,14 @@ try:
                     f = -f
                 quats[n, 0], quats[n, 1], quats[n, 2], quats[n, 3] = w * f, x * f, y * f, z * f
 except ImportError:  # numba is a dependency; this only keeps a broken install working
-    _jacobi = _axes = None
-
-
-def _usable(cov: Tensor) -> bool:
-    return _jacobi is not None and cov.device.type == "cpu" and not cov.requires_grad and cov.shape[-2:] == (3, 3)
-
-
-def eigh3(cov: Tensor) -> tuple[Tensor, Tensor]:
-    """(N,3,3) symmetric -> eigenvalues (N,3) ascending and eigenvectors (N,3,3) as columns, like
-    torch.linalg.eigh (eigenvector signs may differ)."""
-    if not _usable(cov):
-        return torch.linalg.eigh(cov)
-    c = np.ascontiguousarray(cov.detach().reshape(-1, 3, 3).numpy(), dtype=np.float64)
-    evals, evecs = np.empty((len(c), 3)), np.empty((len(c), 3, 3))
-    if len(c):
-        _jacobi(c, evals, evecs)
-    return (torch.from_numpy(evals).to(cov.dtype).reshape(*cov.shape[:-1]),
-            torch.from_numpy(evecs).to(cov.dtype).reshape(cov.shape))
+    _axes = None
 
 
 def principal_axes(cov: Tensor) -> tuple[Tensor, Tensor] | None:
     """(N,3,3) symmetric PSD -> (scales (N,3) ascending standard deviations, rotations (N,4) wxyz with w ≥ 0 and
     det +1), cov = R diag(s²) Rᵀ, in one pass over the matrices; None where the kernel cannot run (the caller
     then uses torch)."""
-    if not _usable(cov) or cov.ndim != 3:
+    if _axes is None or cov.device.type != "cpu" or cov.requires_grad or cov.ndim != 3 or cov.shape[1:] != (3, 3):
         return None
     c = np.ascontiguousarray(cov.detach().numpy(), dtype=np.float64)
     scales, quats = np.empty((len(c), 3)), np.empty((len(c), 4))
