@@ -56,15 +56,10 @@ def run(args) -> int:
         pass
     finally:
         # A browser tab still connected can keep viser's shutdown waiting; Ctrl-C must still end the command.
-        # Threads it leaves behind (non-daemon) would make the interpreter's exit wait for them too.
-        deadline = time.monotonic() + CLOSE_TIMEOUT_S
         closer = threading.Thread(target=viewer.close, daemon=True)
         closer.start()
         closer.join(CLOSE_TIMEOUT_S)
-        others = [t for t in threading.enumerate() if not t.daemon and t is not threading.current_thread()]
-        for t in others:
-            t.join(max(0.0, deadline - time.monotonic()))
-        if closer.is_alive() or any(t.is_alive() for t in others):
+        if closer.is_alive():
             print(f"lrm4d view: the server did not stop within {CLOSE_TIMEOUT_S:g} s; exiting anyway",
                   file=sys.stderr, flush=True)
             os._exit(0)
