@@ -117,7 +117,8 @@ def surfel_gaussians(raw: Tensor, images: Tensor, Ks: Tensor, camtoworlds: Tenso
     lo, hi = SIGMA_T_RANGE
     scale_t = (math.log(SIGMA_T0) + r_st[..., 0]).exp().clamp(lo, hi)
     t_view = times.float()[:, None, None].expand(V, H, W)
-    g = Gaussians4D(means=points.reshape(-1, 3), times=t_view.reshape(-1), velocities=torch.zeros_like(points).reshape(-1, 3),
+    g = Gaussians4D(means=points.reshape(-1, 3), times=t_view.reshape(-1),
+                    velocities=torch.zeros_like(points).reshape(-1, 3),
                     covars=cov.reshape(-1, 3, 3), scale_t=scale_t.reshape(-1),
                     opacities=torch.sigmoid(r_opa[..., 0] + OPACITY_OFFSET).reshape(-1),
                     colors=colors.reshape(-1, 3))

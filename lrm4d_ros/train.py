@@ -4,10 +4,10 @@ One process, or DDP under `torchrun` (initialised only when WORLD_SIZE > 1). Per
 Gaussians from the input views, which are sliced at each target's time and rendered at its camera; the loss is
 MSE + w_ssim·(1 − SSIM) on the targets, nothing else. Auxiliary terms from the generator's ground truth were tried
 and removed: L1 of predicted to true depth, BCE of opacities and rendered alpha against coverage, L1 of the pixel
-surfels' colours to their pixels. Same seed, data and 7 wall-clock minutes (2 threads) or 451 steps, the rig validation peaked at
-21.55 dB with depth 0.5 + BCE 0.05, 22.34 with BCE 0.05, 22.68 with the colour term alone and 22.83 with none;
-with the depth or BCE terms it fell after its peak while the training loss kept improving. Depth L1 on RGB-only
-scenes only, or on the plane-sweep prior only, also lost (benchmarks/results/ablation.txt, block 3).
+surfels' colours to their pixels. Same seed, data and 7 wall-clock minutes (2 threads) or 451 steps, the rig
+validation peaked at 21.55 dB with depth 0.5 + BCE 0.05, 22.34 with BCE 0.05, 22.68 with the colour term alone and
+22.83 with none; with the depth or BCE terms it fell after its peak while the training loss kept improving. Depth
+L1 on RGB-only scenes only, or on the plane-sweep prior only, also lost (benchmarks/results/ablation.txt, block 3).
 Renders are composited over the background estimated from the input views (`estimate_background`), exactly as
 the Reconstructor does at inference. AdamW(0.9, 0.95), linear warmup then cosine decay over steps or the time
 budget (whichever ends first), gradient clipping, bf16 autocast on CUDA. Resumable: `--resume` reloads
