@@ -295,3 +295,39 @@ def test_training_loss_on_a_procedural_scene_has_every_term_and_gradients():
     assert math.isclose(lr_at(0.0, 0, Args), 1e-4)  # warmup: (step + 1) / warmup
     assert math.isclose(lr_at(0.0, 10, Args), 1e-3) and math.isclose(lr_at(1.0, 10, Args), 1e-4)
     assert math.isclose(lr_at(0.5, 10, Args), 1e-4 + 0.5 * 0.9e-3)
+
+
+def test_view_weighting_fades_other_views_for_a_target_on_an_input_axis():
+    from lrm4d_ros.gaussians import Gaussians4D
+    from lrm4d_ros.pixel_gaussians import SIGMA_T0
+    from lrm4d_ros.reconstructor import FADE_FALLOFF, FADE_GATE_DEG, ViewWeighting
+
+    # Two input views at time 0, one pixel Gaussian each, both on the target's optical axis: view 0 looks the
+    # target's way (+z) and holds a red splat at depth 2; view 1 looks along +x and holds a green one at depth 1.5.
+    wt = ViewWeighting(torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]), torch.zeros(2), pixels=1)
+    z = torch.tensor([0.0, 0.0, 2.0])
+    fade = math.exp(-1.0 / FADE_FALLOFF)  # cosine 1 for view 0, 0 for view 1
+    torch.testing.assert_close(wt.opacity_scale(z, 0.0, 3), torch.tensor([1.0, fade, 1.0]))
+    torch.testing.assert_close(wt.opacity_scale(torch.tensor([1.0, 0.0, 0.0]), 0.0, 2), torch.tensor([fade, 1.0]))
+    # half-way through the angular gate, and one SIGMA_T0 away in time: the exponent scales with the gate
+    a = math.radians(FADE_GATE_DEG / 2)
+    c_gate = math.cos(math.radians(FADE_GATE_DEG))
+    gate = (math.cos(a) - c_gate) / (1 - c_gate) * math.exp(-0.5)
+    half = wt.opacity_scale(torch.tensor([math.sin(a), 0.0, math.cos(a)]), SIGMA_T0, 2)
+    torch.testing.assert_close(half, torch.tensor([1.0, math.exp(-gate * (math.cos(a) - math.sin(a)) / FADE_FALLOFF)]))
+    a = math.radians(2 * FADE_GATE_DEG)  # a novel viewpoint, or an input's axis long after its time: no fading
+    assert wt.opacity_scale(torch.tensor([math.sin(a), 0.0, math.cos(a)]), 0.0, 2) is None
+    assert wt.opacity_scale(z, 5 * SIGMA_T0, 2) is None
+    n = 2
+    g = Gaussians4D(means=torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, 1.5]]), times=torch.zeros(n),
+                    velocities=torch.zeros(n, 3), covars=torch.eye(3).expand(n, 3, 3) * 0.5, scale_t=torch.ones(n),
+                    opacities=torch.tensor([0.9, 0.9]), colors=torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+    c2w, K = torch.eye(4)[None].repeat(2, 1, 1), fov_to_K(0.9, 16, 16).expand(2, 3, 3)
+    c2w[1, :3, 3] = torch.tensor([0.0, 0.0, -0.5])  # the same axis, further back: faded too
+    plain = render_at_times(g, c2w, K, 16, 16, torch.zeros(2))
+    faded = render_at_times(g, c2w, K, 16, 16, torch.zeros(2), weighting=wt)
+    # front to back at the centre pixels: green (opacity 0.9, or 0.9·fade) over red (0.9)
+    for out, a_g in ((plain, 0.9), (faded, 0.9 * fade)):
+        for cam in range(2):
+            c = out.colors[cam, 7:9, 7:9].mean((0, 1))
+            assert abs(float(c[1]) - a_g) < 0.02 and abs(float(c[0]) - (1 - a_g) * 0.9) < 0.02, (cam, c, a_g)
