@@ -7,7 +7,11 @@ otherwise get the one estimated background colour. The map is an equirectangular
 frame: only rotation matters, so canonical and world agree); each input pixel adds its colour to the bin of
 its ray direction, weighted by how far or transparent it is (near, opaque content such as the robot itself
 adds little: from another viewpoint it would be in the wrong place), and empty bins are filled from coarser
-levels (push-pull). No learned parameters; nothing is differentiated through the map.
+levels (push-pull), coarsened along azimuth first: what lies beyond a scene (sky, a floor to the horizon, walls)
+changes with elevation far more than around it, so a direction no input looked into takes the colour its own
+elevation showed elsewhere before any other elevation's (on 6 rig validation scenes, novel views +0.8 dB from
+RGB-D and +0.4 from RGB over filling from all neighbours alike; benchmarks/results/ablation.txt). Elevation is
+taken about the world z axis (REP-103: z up). No learned parameters; nothing is differentiated through the map.
 """
 from __future__ import annotations
 
@@ -31,10 +35,13 @@ def _grid(dirs: Tensor) -> Tensor:
 
 
 def _push_pull(acc: Tensor) -> Tensor:
-    """acc (4,h,w) weighted colour sums and weights -> (3,h,w), empty bins filled from coarser levels."""
+    """acc (4,h,w) weighted colour sums and weights -> (3,h,w), empty bins filled from coarser levels: azimuth
+    is pooled away first (levels of h × w/2, ..., h × 1), then elevation (h/2 × 1, ..., 1 × 1)."""
     levels = [acc[None]]
-    while min(levels[-1].shape[-2:]) > 1:
-        levels.append(F.avg_pool2d(levels[-1], 2))
+    while levels[-1].shape[-1] > 1:
+        levels.append(F.avg_pool2d(levels[-1], (1, 2)))
+    while levels[-1].shape[-2] > 1:
+        levels.append(F.avg_pool2d(levels[-1], (2, 1)))
     filled = levels[-1][:, :3] / levels[-1][:, 3:].clamp_min(1e-12)
     for lv in reversed(levels[:-1]):
         up = F.interpolate(filled, size=lv.shape[-2:], mode="bilinear", align_corners=False)

@@ -74,3 +74,17 @@ def test_environment_map_shows_what_the_inputs_saw_in_each_direction():
     env = Environment.build(torch.tensor([0.0, 1.0, 0.0]).expand(4, 32, 32, 3), seen, torch.ones(4, 32, 32))
     torch.testing.assert_close(env.lookup(torch.tensor([[0.0, 0.0, -1.0]])), torch.tensor([[0.0, 1.0, 0.0]]),
                                atol=1e-4, rtol=0)
+
+
+def test_environment_map_fills_an_unseen_azimuth_from_its_own_elevation():
+    # The inputs look only towards +x (azimuth within ±45°): white sky above the horizon, blue floor below. Behind
+    # them (-x) nobody looked; the map must show sky there above the horizon and floor below it, not a blend.
+    g = torch.Generator().manual_seed(2)
+    dirs = F.normalize(torch.randn(6, 32, 32, 3, generator=g), dim=-1)
+    dirs[..., 0] = dirs[..., 0].abs() + dirs[..., 1].abs()  # azimuth within ±45° of +x
+    dirs = F.normalize(dirs, dim=-1)
+    sky, floor = torch.tensor([1.0, 1.0, 1.0]), torch.tensor([0.1, 0.2, 0.5])
+    images = torch.where(dirs[..., 2:] > 0, sky, floor)
+    env = Environment.build(images, dirs, torch.ones(6, 32, 32))
+    behind = torch.tensor([[-1.0, 0.0, 0.6], [-1.0, 0.3, 0.8], [-1.0, 0.0, -0.6], [-1.0, -0.3, -0.8]])
+    torch.testing.assert_close(env.lookup(behind), torch.stack([sky, sky, floor, floor]), atol=0.02, rtol=0)
