@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -68,8 +67,9 @@ def main() -> None:
     print(lines[0] + "\n" + lines[1], flush=True)
     for bag in args.bags:
         for r in bag_stats(rec, bag):
-            line = (f"{r['bag'][:32]:32s} {r['mode']:6s} {r['true']:6.2f} {r['pred']:6.2f} {r.get('prior', float('nan')):6.2f} "
-                    f"{r['err_pred']:9.3f} {r.get('err_prior', float('nan')):9.3f}")
+            nan = float("nan")
+            line = (f"{r['bag'][:32]:32s} {r['mode']:6s} {r['true']:6.2f} {r['pred']:6.2f} {r.get('prior', nan):6.2f} "
+                    f"{r['err_pred']:9.3f} {r.get('err_prior', nan):9.3f}")
             lines.append(line)
             print(line, flush=True)
     if args.out:

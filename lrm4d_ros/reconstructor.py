@@ -46,8 +46,8 @@ class ViewWeighting:
     view's Gaussians alone re-render it about 5 dB better than all views' together).
 
     With c_v the cosine between the target's optical axis and input view v's: the gate of view v is
-    a_v · exp(−½ ((t − t_v) / SIGMA_T0)²), a_v = 1 for an axis within a hair of the target's, falling linearly to 0
-    at FADE_GATE_DEG, the time factor the temporal marginal of a pixel Gaussian at zero head output; the view r with
+    a_v · exp(−½ ((t − t_v) / SIGMA_T0)²), a_v = 1 for an axis within a hair of the target's, falling linearly to
+    0 at FADE_GATE_DEG, the time factor the temporal marginal of a pixel Gaussian at zero head output; the view r with
     the largest gate g sets the reference, and view u's factor is min(1, exp(−g (c_r − c_u) / FADE_FALLOFF)).
     Novel viewpoints (g = 0) render every view unfaded. axes (V,3) unit optical axes of the input views
     (canonical frame); times (V,) their normalised times; pixels: pixel Gaussians per view (they come first,
@@ -288,8 +288,8 @@ class Reconstructor:
         v = views.resized(*self.input_size(views.height, views.width)).to(self.device)
         c2w = norm.poses_to_canonical(v.camtoworlds.double())
         depths = None if v.depths is None else v.depths.float() * norm.scale
-        pred = predict(self.model, v.images, v.Ks, c2w, window.normalize(views.stamps_ns).to(self.device), depths)
+        times = window.normalize(views.stamps_ns).to(self.device)
+        pred = predict(self.model, v.images, v.Ks, c2w, times, depths)
         background = pred.environment if pred.environment is not None else estimate_background(v.images)
-        weighting = ViewWeighting(c2w[:, :3, 2].float().to(self.device),
-                                  window.normalize(views.stamps_ns).float().to(self.device), v.height * v.width)
+        weighting = ViewWeighting(c2w[:, :3, 2].float().to(self.device), times.float(), v.height * v.width)
         return Reconstruction(pred.gaussians.detach(), norm, window, background, weighting)

@@ -137,8 +137,9 @@ def scene_loss(model, inputs: ViewSet, targets: ViewSet, ssim_weight: float, aut
 
     Normalisation exactly as `Reconstructor.reconstruct`: scene from the input cameras, window from the input
     stamps (targets may lie slightly outside it). input_depths (V,H,W) metres, 0 = none: what the model is
-    given as measured depth (None: RGB only); `inputs.depths`, where present, is the ground truth supervising
-    the predicted depths. autocast: bf16 for the model's forward (CUDA, or a CPU with BF16 support).
+    given as measured depth (None: RGB only); `inputs.depths`, where present, is the ground truth the
+    predicted depths are scored against (metrics["depth_l1"], monitored, not trained on). autocast: bf16 for the
+    model's forward (CUDA, or a CPU with BF16 support).
     """
     dev = next(model.parameters()).device
     cfg = config_of(model)
