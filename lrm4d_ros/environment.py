@@ -11,7 +11,9 @@ levels (push-pull), coarsened along azimuth first: what lies beyond a scene (sky
 changes with elevation far more than around it, so a direction no input looked into takes the colour its own
 elevation showed elsewhere before any other elevation's (on 6 rig validation scenes, novel views +0.8 dB from
 RGB-D and +0.4 from RGB over filling from all neighbours alike; benchmarks/results/ablation.txt). Elevation is
-taken about the world z axis (REP-103: z up). No learned parameters; nothing is differentiated through the map.
+taken about the world z axis (REP-103: z up). Where a floor was found (floor.py), rays that meet it take the
+floor's colour at the point they meet it instead, as far as the views saw floor there (not something in front
+of it). No learned parameters; nothing is differentiated through the map.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .floor import Floor
 
 SIZE = (16, 32)  # elevation × azimuth bins
 NEAR_CONTENT, FAR_CONTENT = 3.0, 6.0  # canonical z-depths: nearer content adds ~nothing, farther adds fully
@@ -61,13 +65,17 @@ def content_weights(depths: Tensor, opacities: Tensor) -> Tensor:
 
 @dataclass
 class Environment:
-    """An environment map `colors` (3,h,w) over directions; `lookup` gives the colour seen along any ray."""
+    """An environment map `colors` (3,h,w) over directions, and the floor under it (None: none found); `lookup`
+    gives the colour seen along any ray."""
 
     colors: Tensor
+    floor: Floor | None = None
 
     @classmethod
-    def build(cls, images: Tensor, dirs: Tensor, weights: Tensor, size: tuple[int, int] = SIZE) -> "Environment":
-        """images (V,H,W,3) in [0,1], dirs (V,H,W,3) ray directions, weights (V,H,W) >= 0."""
+    def build(cls, images: Tensor, dirs: Tensor, weights: Tensor, size: tuple[int, int] = SIZE,
+              floor: Floor | None = None) -> "Environment":
+        """images (V,H,W,3) in [0,1], dirs (V,H,W,3) ray directions, weights (V,H,W) >= 0; floor: the ground
+        plane rays meet before the map (None: directions only)."""
         h, w = size
         g = _grid(F.normalize(dirs.double(), dim=-1))
         x = ((g[..., 0] + 1) / 2 * w).long().clamp(0, w - 1)
@@ -75,19 +83,24 @@ class Environment:
         wt = weights.reshape(-1, 1).to(images.dtype)
         acc = torch.zeros(h * w, 4, dtype=images.dtype, device=images.device)
         acc.index_add_(0, (y * w + x).reshape(-1), torch.cat([images.reshape(-1, 3) * wt, wt], 1))
-        return cls(_push_pull(acc.reshape(h, w, 4).permute(2, 0, 1)).clamp(0, 1))
+        return cls(_push_pull(acc.reshape(h, w, 4).permute(2, 0, 1)).clamp(0, 1), floor)
 
     @classmethod
     def constant(cls, color: Tensor) -> "Environment":
         """The same colour (3,) in every direction."""
         return cls(torch.as_tensor(color).reshape(3, 1, 1).expand(3, 1, 2).clone())
 
-    def lookup(self, dirs: Tensor) -> Tensor:
-        """Colours (...,3) along ray directions (...,3)."""
+    def lookup(self, dirs: Tensor, origins: Tensor | None = None) -> Tensor:
+        """Colours (...,3) along ray directions (...,3); with the rays' origins (...,3), the floor's colour where
+        a ray meets it."""
         g = _grid(F.normalize(dirs.to(self.colors.dtype), dim=-1))
         out = F.grid_sample(self.colors[None], g.reshape(1, -1, 1, 2), mode="bilinear", padding_mode="border",
                             align_corners=False)
-        return out[0, :, :, 0].T.reshape(*dirs.shape[:-1], 3)
+        out = out[0, :, :, 0].T.reshape(*dirs.shape[:-1], 3)
+        if self.floor is None or origins is None:
+            return out
+        on_floor, p = self.floor.lookup(origins, F.normalize(dirs.double(), dim=-1))
+        return p[..., None].to(out) * on_floor.to(out) + (1 - p[..., None].to(out)) * out
 
     def to(self, device) -> "Environment":
-        return Environment(self.colors.to(device))
+        return Environment(self.colors.to(device), None if self.floor is None else self.floor.to(device))

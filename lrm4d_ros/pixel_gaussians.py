@@ -85,15 +85,18 @@ def _on_surface(axis: Tensor, ray: Tensor, normal: Tensor, cap: Tensor) -> Tenso
 
 
 def surfel_gaussians(raw: Tensor, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor,
-                     base: Tensor, measured: Tensor) -> tuple[Gaussians4D, Tensor]:
+                     base: Tensor, measured: Tensor, far: Tensor | None = None) -> tuple[Gaussians4D, Tensor]:
     """raw (V,H,W,8), images (V,H,W,3) in [0,1], Ks (V,3,3), camtoworlds (V,4,4) canonical, times (V,)
-    normalised, base log z-depth (V,H,W), measured (V,H,W) bool -> (Gaussians4D of V·H·W, z-depth (V,H,W))."""
+    normalised, base log z-depth (V,H,W), measured (V,H,W) bool, far (V,H,W): a log z-depth no unmeasured pixel
+    lies beyond (the floor's, along rays that meet it; None: FAR) -> (Gaussians4D of V·H·W, z-depth (V,H,W))."""
     V, H, W, _ = raw.shape
     r_depth, r_opa, r_foot, r_rgb, r_st = raw.split([1, 1, 2, 3, 1], dim=-1)
     # depth: bounded residual on a measurement, else a logit-space residual on the base inside [NEAR, FAR]
     span = _LOG_FAR - _LOG_NEAR
     frac = ((base - _LOG_NEAR) / span).clamp(1e-4, 1 - 1e-4)
     free = _LOG_NEAR + span * torch.sigmoid(torch.logit(frac) + r_depth[..., 0])
+    if far is not None:
+        free = torch.minimum(free, far.to(free))
     log_z = torch.where(measured, base + MEASURED_RESIDUAL * torch.tanh(r_depth[..., 0]), free)
     z = log_z.exp()
     o, d = z_rays(Ks.float(), camtoworlds.float(), H, W)

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from .cameras import SceneNormalization, TimeWindow, pixel_rays
 from .environment import Environment, content_weights
+from .floor import Floor, floor_from_photo, height_from_depth, plane_depths
 from .gaussians import Gaussians3D, Gaussians4D, MIN_MARGINAL
 from .model import LRM4D, config_of
 from .pixel_gaussians import SIGMA_T0, base_log_depth, paper_gaussians, surfel_gaussians
@@ -56,20 +57,39 @@ class ViewWeighting:
     axes: Tensor
     times: Tensor
     pixels: int
+    hidden: Tensor | None = None  # (N,) opacities of pixel Gaussians removed for novel views (Prediction.hidden)
 
-    def opacity_scale(self, target_axis: Tensor, t: float | Tensor, n: int) -> Tensor | None:
-        """(n,) factors for the opacities of n Gaussians seen along target_axis (3,) at normalised time t, or None
-        (all 1)."""
+    def _gates(self, target_axis: Tensor, t: float | Tensor) -> tuple[Tensor, Tensor]:
         cos = self.axes @ (target_axis / target_axis.norm()).to(self.axes)
         c_gate = math.cos(math.radians(FADE_GATE_DEG))
         gates = ((cos - c_gate) / (1.0 - c_gate)).clamp(0.0, 1.0) \
             * torch.exp(-0.5 * ((self.times - float(t)) / SIGMA_T0) ** 2)
+        return cos, gates
+
+    def opacity_scale(self, target_axis: Tensor, t: float | Tensor, n: int) -> Tensor | None:
+        """(n,) factors for the opacities of n Gaussians seen along target_axis (3,) at normalised time t, or None
+        (all 1)."""
+        cos, gates = self._gates(target_axis, t)
         r = int(gates.argmax())
         g = float(gates[r])
         if g < 1e-3:
             return None
         w = torch.exp(-g * (cos[r] - cos) / FADE_FALLOFF).clamp(max=1.0).repeat_interleave(self.pixels)
         return torch.cat([w, w.new_ones(n - w.shape[0])]) if n > w.shape[0] else w[:n]
+
+    def opacities(self, target_axis: Tensor, t: float | Tensor, opacities: Tensor) -> Tensor | None:
+        """Opacities (N,) of the Gaussians for a target along target_axis (3,) at normalised time t, or None (those
+        given): faded by `opacity_scale`, and the reference view's `hidden` Gaussians back (its own pixels, which
+        it saw past the floor, are right from its own camera)."""
+        w = self.opacity_scale(target_axis, t, opacities.shape[0])
+        if w is None:
+            return None
+        if self.hidden is not None:
+            r = int(self._gates(target_axis, t)[1].argmax())
+            own = torch.zeros_like(opacities)
+            own[r * self.pixels:(r + 1) * self.pixels] = 1.0
+            opacities = opacities + own * self.hidden.to(opacities)
+        return opacities * w
 
 
 def estimate_background(images: Tensor) -> Tensor:
@@ -94,20 +114,24 @@ def model_input_size(cfg, height: int, width: int) -> tuple[int, int]:
 class Prediction:
     """Model output in the canonical frame: pixel-aligned Gaussians (V·H·W, view-major), their camera z-depth
     (V,H,W) in canonical units, the plane-sweep prior's log z-depth (V,H,W) (None without a prior), and the
-    environment the renders are composited over (None: the model composites over one background colour)."""
+    environment the renders are composited over (None: the model composites over one background colour), and
+    `hidden` (N,): the opacities taken from pixel Gaussians that lie past the floor (None: no floor found)."""
 
     gaussians: Gaussians4D
     pixel_depths: Tensor
     prior_log_depth: Tensor | None
     environment: Environment | None
+    hidden: Tensor | None = None
 
 
 def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor,
-            depths: Tensor | None = None) -> Prediction:
+            depths: Tensor | None = None, match_floor: bool = True) -> Prediction:
     """Run the model on V canonical-frame views (one scene).
 
     images (V,H,W,3) in [0,1]; Ks (V,3,3); camtoworlds (V,4,4) camera-to-canonical; times (V,) normalised;
     depths (V,H,W) measured z-depth in canonical units, 0 = no measurement (None: an RGB-only rig).
+    match_floor: find an RGB-only rig's floor by matching its views (floor.floor_from_photo, ~1 s on two CPU
+    cores at 128²; training skips it).
     """
     V, H, W, _ = images.shape
     cfg = config_of(model)
@@ -115,6 +139,12 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
     plucker = torch.cat([dirs, origins - (origins * dirs).sum(-1, keepdim=True) * dirs], dim=-1)
     if depths is not None and not bool((depths > 0).any()):
         depths = None
+    sensed, floor_height = depths is not None, None
+    if not sensed and match_floor and cfg.environment and cfg.head != "paper":
+        # an RGB-only rig: the floor found by matching the views gives its pixels a depth, measured as a camera would
+        found = floor_from_photo(images.detach(), Ks, camtoworlds, times)
+        if found is not None:
+            floor_height, depths = found[0], found[1].to(images.device, images.dtype)
     out = model(images.float(), plucker.float(), times.float(), Ks.float(), camtoworlds.float(),
                 depths.float() if depths is not None and cfg.depth_input else None)
     # Geometry in float32 whatever the model ran in (bf16 autocast would round rays and covariances).
@@ -125,13 +155,40 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
         else:
             prior = out.prior_log_depth.float() if out.prior_log_depth is not None else None
             base, measured = base_log_depth(depths.float() if depths is not None else None, prior, (V, H, W))
+            far = None
+            if floor_height is not None:
+                # whatever an RGB-only view shows below the horizon lies no farther than the floor
+                z_floor, hit = plane_depths(origins, dirs, camtoworlds[:, :3, 2], floor_height)
+                far = torch.where(hit, z_floor.clamp_min(1e-6).log(), torch.full_like(z_floor, math.inf))
             g, z = surfel_gaussians(raw, images.float(), Ks.float(), camtoworlds.float(), times.float(),
-                                    base.to(raw), measured)
-        env = None
+                                    base.to(raw), measured, far)
+        env, hidden = None, None
         if cfg.environment:
+            floor = ground(images, origins, dirs, camtoworlds, depths, floor_height)
+            if floor is not None and sensed:
+                # a pixel Gaussian beyond the floor along its own ray (the sky past a platform's edge, a far pixel's
+                # hedged depth) would show through the floor from elsewhere: the floor layer shows its colour
+                # instead, and only its own camera sees it (ViewWeighting.hidden)
+                past = floor.beyond(origins, dirs, camtoworlds[:, :3, 2].double(), z.detach().double()).reshape(-1)
+                hidden = torch.where(past, g.opacities, torch.zeros_like(g.opacities))
+                g = replace(g, opacities=g.opacities - hidden)
             weights = content_weights(z.detach(), g.opacities.detach().view(V, H, W))
-            env = Environment.build(images.detach().float(), dirs, weights)
-    return Prediction(g, z, out.prior_log_depth, env)
+            env = Environment.build(images.detach().float(), dirs, weights, floor=floor)
+    return Prediction(g, z, out.prior_log_depth, env, hidden)
+
+
+def ground(images: Tensor, origins: Tensor, dirs: Tensor, camtoworlds: Tensor, depths: Tensor | None,
+           height: float | None = None) -> Floor | None:
+    """The floor under V canonical views (floor.py), or None where nothing locates one: at `height`, or where
+    measured depth (V,H,W) canonical z-depth (0 = none) puts it."""
+    if depths is None:
+        return None
+    axes = camtoworlds[:, :3, 2].double()
+    if height is None:
+        height = height_from_depth(origins, dirs, axes, depths.double())
+    if height is None:
+        return None
+    return Floor.build(images.detach().float(), origins, dirs, axes, depths.double(), height)
 
 
 def composite(out: RenderOutput, background: Tensor | Environment | None, camtoworlds: Tensor, Ks: Tensor,
@@ -141,8 +198,8 @@ def composite(out: RenderOutput, background: Tensor | Environment | None, camtow
     if background is None:
         return out
     if isinstance(background, Environment):
-        _, dirs = pixel_rays(Ks.double(), camtoworlds.double(), height, width)
-        bg = background.lookup(dirs).to(out.colors)
+        origins, dirs = pixel_rays(Ks.double(), camtoworlds.double(), height, width)
+        bg = background.lookup(dirs, origins).to(out.colors)
     else:
         bg = torch.as_tensor(background, dtype=out.colors.dtype, device=out.colors.device)
         bg = bg.expand(camtoworlds.shape[0], 3)[:, None, None, :]
@@ -167,10 +224,10 @@ def render_at_times(gaussians: Gaussians4D, camtoworlds: Tensor, Ks: Tensor, wid
     parts: list[tuple[Tensor, RenderOutput]] = []
     plain = torch.ones(C, dtype=torch.bool)
     for c in range(C if weighting is not None else 0):  # faded cameras: their own opacities, sliced one by one
-        w = weighting.opacity_scale(camtoworlds[c, :3, 2], times[c], len(gaussians))
-        if w is not None:
+        opacities = weighting.opacities(camtoworlds[c, :3, 2], times[c], gaussians.opacities)
+        if opacities is not None:
             plain[c] = False
-            (g,) = replace(gaussians, opacities=gaussians.opacities * w).slice_many([times[c]], min_marginal)
+            (g,) = replace(gaussians, opacities=opacities).slice_many([times[c]], min_marginal)
             parts.append((torch.tensor([c], device=camtoworlds.device),
                           render(g.means, g.covars, g.opacities, g.colors, camtoworlds[c:c + 1], Ks[c:c + 1],
                                  width, height)))
@@ -291,5 +348,6 @@ class Reconstructor:
         times = window.normalize(views.stamps_ns).to(self.device)
         pred = predict(self.model, v.images, v.Ks, c2w, times, depths)
         background = pred.environment if pred.environment is not None else estimate_background(v.images)
-        weighting = ViewWeighting(c2w[:, :3, 2].float().to(self.device), times.float(), v.height * v.width)
+        weighting = ViewWeighting(c2w[:, :3, 2].float().to(self.device), times.float(), v.height * v.width,
+                                  pred.hidden)
         return Reconstruction(pred.gaussians.detach(), norm, window, background, weighting)

@@ -1,0 +1,269 @@
+"""The ground plane under a robot scene: its height, and a texture of what the input views saw on it.
+
+Novel views of a workcell look at floor that no input pixel Gaussian covers: behind the robot from the inputs'
+side, at the camera's own feet, beyond the depth camera's range. Looked up by ray direction alone (the
+environment map) such floor takes whatever colour that direction showed from the rig's centre, often the sky.
+A plane intersected by each target ray puts it where it lies instead. The plane is horizontal (REP-103: world
+z up, and the canonical frame only shifts and scales the world), at the height found from measured depth
+(`height_from_depth`: the most populated height below the cameras). Its texture is a polar grid about the
+scene centre, radius compressed as r / (r + R0) so the floor to the horizon fits; every input pixel whose ray
+meets the plane where the view measured it (or measured nothing: floor beyond range) adds its colour there,
+and bins no view saw are filled from coarser levels (push-pull). No learned parameters.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+SIZE = (64, 128)  # radial × azimuth bins
+R0 = 2.0  # canonical units: half the radial bins lie within this distance of the scene centre (cameras at ~2)
+BIN = 0.02  # canonical units: the height histogram's bin
+MIN_SUPPORT, MIN_EXTENT = 0.25, 1.0  # a floor from depth: share of the measured points, 10-90 % spread (units)
+ON_PLANE = 0.05  # relative z-depth difference within which a measured pixel lies on the plane
+UNMEASURED_WEIGHT = 0.25
+PARTNERS, SWEEP = 4, 64  # floor from colour: views matched per view, heights tried
+MIN_VOTES = 0.08  # share of the pixels below the horizon that must vote for the floor found from colour  # a pixel without a measurement adds this much (it may be an object edge's dropout)
+
+
+def height_from_depth(origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tensor) -> float | None:
+    """Height (canonical z) of the floor seen in measured depth, or None: the most populated height below the
+    cameras, if it holds MIN_SUPPORT of the measured points spread over MIN_EXTENT along both x and y (a box's
+    top is no floor; the robot scenes' floors hold 43-96 % of the points over 1.5-4 units).
+
+    origins, dirs (V,H,W,3) unit rays; axes (V,3) optical axes; depths (V,H,W) z-depth, 0 = none."""
+    valid = depths > 0
+    if int(valid.sum()) < 100:
+        return None
+    cos = (dirs * axes[:, None, None, :]).sum(-1)
+    points = (origins + dirs * (depths / cos.clamp_min(1e-6))[..., None])[valid].double()
+    below = points[points[:, 2] < float(origins[..., 2].min())]
+    if below.shape[0] < MIN_SUPPORT * points.shape[0]:
+        return None
+    idx = ((below[:, 2] - below[:, 2].min()) / BIN).long()
+    peak = int(torch.bincount(idx).argmax())
+    on = below[(idx >= peak - 1) & (idx <= peak + 1)]
+    if on.shape[0] < MIN_SUPPORT * points.shape[0]:
+        return None
+    q = torch.tensor([0.1, 0.9], dtype=on.dtype, device=on.device)
+    spread = [float(torch.quantile(on[:, k], q).diff()) for k in (0, 1)]
+    if min(spread) < MIN_EXTENT:
+        return None
+    return float(on[:, 2].median())
+
+
+def _warp(images: Tensor, Ks: Tensor, camtoworlds: Tensor, partner: Tensor, z_depths: Tensor) -> tuple[Tensor, Tensor]:
+    """What view partner[v] (V,) sees (S,V,H,W,3) at the points at z-depths (S,V,H,W) along view v's pixel rays,
+    and where it sees them at all (S,V,H,W) bool (in front of it, inside its image, not view v itself)."""
+    V, H, W, _ = images.shape
+    S = z_depths.shape[0]
+    # float32: a 64-pixel image's geometry needs no more, and the (S,V,H,W,3) points are the sweep's bulk
+    o, d = (x.float() for x in _z_rays(Ks, camtoworlds, H, W))
+    w2c = torch.linalg.inv(camtoworlds.double())[partner].float()
+    P = Ks.double()[partner].float() @ w2c[:, :3, :3]  # world -> partner pixels, homogeneous
+    q = Ks.double()[partner].float() @ w2c[:, :3, 3:]
+    # P (o + z d) + q = (P o + q) + z (P d): two images' worth of matrix products instead of S
+    base = torch.einsum("vij,vhwj->vhwi", P, o) + q[:, None, None, :, 0]
+    step = torch.einsum("vij,vhwj->vhwi", P, d)
+    uv = base[None] + z_depths.float()[..., None] * step[None]
+    z = uv[..., 2]
+    uv = uv[..., :2] / z.clamp_min(1e-6)[..., None]
+    grid = torch.stack([(uv[..., 0] + 0.5) / W * 2 - 1, (uv[..., 1] + 0.5) / H * 2 - 1], -1)
+    ok = (z > 1e-3) & (grid.abs() <= 1).all(-1) & (partner != torch.arange(V, device=partner.device))[:, None, None]
+    grid = grid.permute(1, 0, 2, 3, 4).reshape(V, S * H, W, 2).to(images.dtype)
+    seen = F.grid_sample(images.permute(0, 3, 1, 2)[partner], grid, mode="bilinear", padding_mode="border",
+                         align_corners=False)
+    return seen.reshape(V, 3, S, H, W).permute(2, 0, 3, 4, 1), ok
+
+
+def _box(x: Tensor, k: int = 5) -> Tensor:
+    """Mean over the k×k window (clipped at the border) around each pixel of (...,H,W), from running sums."""
+    H, W, r = x.shape[-2], x.shape[-1], k // 2
+
+    def sums(y: Tensor) -> Tensor:  # window sums, zero outside: differences of cumulative sums
+        c = F.pad(y, (r + 1, r, r + 1, r)).cumsum(-2)
+        c = (c[..., k:k + H, :] - c[..., :H, :]).cumsum(-1)
+        return c[..., k:k + W] - c[..., :W]
+
+    return sums(x) / sums(x.new_ones(H, W))
+
+
+def _ncc(a: Tensor, b: Tensor) -> Tensor:
+    """Normalised cross-correlation (S,V,H,W) of grey images a (V,H,W) and b (S,V,H,W) over 5×5 windows."""
+    ma, mb = _box(a), _box(b)
+    va, vb = (_box(a * a) - ma * ma).clamp_min(0), (_box(b * b) - mb * mb).clamp_min(0)
+    return (_box(a * b) - ma * mb) / (va * vb + 1e-8).sqrt()
+
+
+def _z_rays(Ks: Tensor, camtoworlds: Tensor, H: int, W: int) -> tuple[Tensor, Tensor]:
+    """Origins and directions (V,H,W,3) float64 with unit camera z: the point at z-depth s is o + s·d."""
+    dev = camtoworlds.device
+    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float64, device=dev),
+                          torch.arange(W, dtype=torch.float64, device=dev), indexing="ij")
+    pix = torch.stack([u, v, torch.ones_like(u)], -1)
+    c2w = camtoworlds.double()
+    d = torch.einsum("vij,vjk,hwk->vhwi", c2w[:, :3, :3], torch.linalg.inv(Ks.double()), pix)
+    return c2w[:, None, None, :3, 3].expand_as(d), d
+
+
+def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor, size: int = 64
+                     ) -> tuple[float, Tensor] | None:
+    """The floor of an RGB-only rig: (height, z-depths (V,H,W) of the pixels that show it, 0 elsewhere), or None.
+
+    Each view is matched to its PARTNERS (the other cameras nearest in angle and time) through horizontal planes
+    from just below the lowest camera to 8 canonical units below it (normalised cross-correlation over 5×5
+    pixels, at `size` pixels on the short side); every textured pixel votes for the height at which it matches
+    best, if it matches well there and clearly better than on average (pixels that match at every height, flat
+    or striped along the baseline, are left out, and a checkerboard's aliases fall at different heights for
+    different pixels). The most voted height wins if at least MIN_VOTES of the pixels below the horizon chose it,
+    refined on a finer sweep. The floor's pixels are those that match at that height (or, untextured, agree in
+    colour). images (V,H,W,3) in [0,1], Ks (V,3,3), camtoworlds (V,4,4) canonical, times (V,) normalised."""
+    from .cost_volume import pick_partners
+
+    V, H, W, _ = images.shape
+    f = size / min(H, W)
+    h, w = max(8, round(H * f)), max(8, round(W * f))
+    small = F.interpolate(images.permute(0, 3, 1, 2).float(), size=(h, w), mode="area").permute(0, 2, 3, 1)
+    K = Ks.double().clone()
+    K[:, 0] *= w / W
+    K[:, 1] *= h / H
+    partners = pick_partners(camtoworlds.double(), times.double(), PARTNERS)
+    o, d = _z_rays(K, camtoworlds, h, w)
+    hit = d[..., 2] < -1e-6
+    top = float(camtoworlds[:, 2, 3].min())
+    gray = small.mean(-1)
+
+    texture = (_box(gray * gray) - _box(gray) ** 2).clamp_min(0).sqrt()  # local std: what can be matched
+
+    def match(heights: Tensor) -> Tensor:
+        """(S,V,h,w) mean NCC over the partners that see each pixel's point on the planes z = heights (S,) (-1:
+        none)."""
+        t = (heights[:, None, None, None] - o[None, ..., 2]) / torch.where(hit, d[..., 2], -1e-6)[None]
+        ncc = n = 0.0
+        for j in range(PARTNERS):
+            seen, ok = _warp(small, K, camtoworlds, partners[:, j], t.clamp_min(1e-3))
+            c = _ncc(gray, seen.mean(-1))
+            ncc = ncc + torch.where(ok, c, torch.zeros_like(c))
+            n = n + ok.to(c)
+        return torch.where(hit & (n > 0), ncc / n.clamp_min(1), torch.full_like(c, -1.0))
+
+    def votes(drops: Tensor) -> Tensor:
+        nccs = match(top - drops)
+        best, arg = nccs.max(0)
+        sure = (best > 0.7) & (best - nccs.mean(0) > 0.3) & (texture > 0.02)
+        return torch.bincount(arg[sure].reshape(-1), minlength=len(drops)).double() / max(int(hit.sum()), 1)
+
+    drops = torch.exp(torch.linspace(math.log(0.05), math.log(8.0), SWEEP, dtype=torch.float64,
+                                     device=camtoworlds.device))  # below `top`
+    counts = votes(drops)
+    k = int(counts.argmax())
+    if counts[k] < MIN_VOTES:
+        return None
+    fine = torch.linspace(float(drops[max(k - 1, 0)]), float(drops[min(k + 1, SWEEP - 1)]), 17, dtype=torch.float64,
+                          device=camtoworlds.device)
+    height = top - float(fine[int(votes(fine).argmax())])
+    ncc = match(torch.tensor([height], dtype=torch.float64, device=camtoworlds.device))[0]
+    floor = hit & (ncc > 0.5) & (texture > 0.02)
+    # a 5×5 window matches the floor's texture across an object's edge: one pixel off the floor's border
+    floor = -F.max_pool2d(-floor[:, None].float(), 3, stride=1, padding=1)[:, 0] > 0.5
+    floor = F.interpolate(floor[:, None].float(), size=(H, W), mode="nearest")[:, 0] > 0.5
+    oz, dz = _z_rays(Ks, camtoworlds, H, W)
+    t = (height - oz[..., 2]) / dz[..., 2].clamp(max=-1e-6)
+    return height, torch.where(floor & (dz[..., 2] < -1e-6), t, torch.zeros_like(t))
+
+
+def plane_depths(origins: Tensor, dirs: Tensor, axes: Tensor, height: float) -> tuple[Tensor, Tensor]:
+    """z-depths (V,H,W) at which pixel rays (origins, unit dirs (V,H,W,3); optical axes (V,3)) meet the plane
+    z = height, and which rays meet it (ahead of the camera, from above)."""
+    t, hit = _hits(origins.double(), dirs.double(), height)
+    return t * (dirs.double() * axes.double()[:, None, None, :]).sum(-1), hit
+
+
+def _polar(xy: Tensor) -> Tensor:
+    """Canonical xy (...,2) about the scene centre -> grid_sample coordinates (...,2): azimuth → x, r/(r+R0) → y."""
+    r = xy.norm(dim=-1)
+    az = torch.atan2(xy[..., 1], xy[..., 0]) / math.pi
+    return torch.stack([az, 2 * r / (r + R0) - 1], -1)
+
+
+def _push_pull(acc: Tensor) -> Tensor:
+    """acc (4,h,w) weighted colour sums and weights -> (3,h,w) with empty bins filled from coarser levels."""
+    levels = [acc[None]]
+    while min(levels[-1].shape[-2:]) > 1:
+        levels.append(F.avg_pool2d(levels[-1], 2))
+    filled = levels[-1][:, :3].sum((-2, -1), keepdim=True) / levels[-1][:, 3:].sum((-2, -1), keepdim=True).clamp_min(1e-12)
+    for lv in reversed(levels[:-1]):
+        up = F.interpolate(filled, size=lv.shape[-2:], mode="bilinear", align_corners=False)
+        w = lv[:, 3:]
+        a = (w / (w + 1e-2 * w.mean().clamp_min(1e-12))).clamp(0, 1)
+        filled = a * lv[:, :3] / w.clamp_min(1e-12) + (1 - a) * up
+    return filled[0]
+
+
+def _hits(origins: Tensor, dirs: Tensor, height: float) -> tuple[Tensor, Tensor]:
+    """Ray parameter t (...) where unit rays meet the plane z = height, and whether they do (ahead, from above)."""
+    dz = dirs[..., 2]
+    t = (height - origins[..., 2]) / torch.where(dz < -1e-6, dz, torch.full_like(dz, -1e-6))
+    return t, (dz < -1e-6) & (origins[..., 2] > height)
+
+
+@dataclass
+class Floor:
+    """The plane z = `height` (canonical) and its texture `colors` (4, radial, azimuth) over `_polar` coordinates:
+    colour, and the share of the views' rays into the cell that saw the floor there (not something before it)."""
+
+    height: float
+    colors: Tensor
+
+    @classmethod
+    def build(cls, images: Tensor, origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tensor | None,
+              height: float, size: tuple[int, int] = SIZE) -> "Floor":
+        """Texture the plane z = height from input views: images (V,H,W,3) in [0,1], origins/dirs (V,H,W,3) unit
+        rays, axes (V,3) optical axes, depths (V,H,W) measured z-depth (0 = none; None: nothing measured)."""
+        t, hit = _hits(origins.double(), dirs.double(), height)
+        hit = hit.to(images.dtype)
+        if depths is not None:
+            cos = (dirs.double() * axes.double()[:, None, None, :]).sum(-1)
+            z_plane = t * cos
+            measured = depths > 0
+            on = measured & ((depths - z_plane).abs() < ON_PLANE * z_plane)
+            before = measured & (depths < (1 - ON_PLANE) * z_plane)
+            seen = hit * torch.where(measured, on.to(hit), torch.full_like(hit, UNMEASURED_WEIGHT))
+            hidden = hit * before.to(hit)
+        else:
+            seen, hidden = hit * UNMEASURED_WEIGHT, torch.zeros_like(hit)
+        xy = (origins.double() + t[..., None] * dirs.double())[..., :2]
+        g = _polar(xy)
+        h, w = size
+        x = ((g[..., 0] + 1) / 2 * w).long().clamp(0, w - 1)
+        y = ((g[..., 1] + 1) / 2 * h).long().clamp(0, h - 1)
+        acc = torch.zeros(h * w, 5, dtype=images.dtype, device=images.device)
+        acc.index_add_(0, (y * w + x).reshape(-1), torch.cat([images.reshape(-1, 3) * seen.reshape(-1, 1),
+                                                               seen.reshape(-1, 1), hidden.reshape(-1, 1)], 1))
+        acc = acc.reshape(h, w, 5).permute(2, 0, 1)
+        colors = _push_pull(acc[:4]).clamp(0, 1)
+        # how surely a cell is floor seen rather than floor hidden behind something (a wall, the robot)
+        p = _push_pull(torch.stack([acc[3], acc[3], acc[3], acc[3] + acc[4]]))[:1].clamp(0, 1)
+        return cls(height, torch.cat([colors, p]))
+
+    def lookup(self, origins: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
+        """Colours (...,3) where rays (origins, unit dirs (...,3)) meet the floor, and each ray's weight (...) in
+        [0,1]: 0 where it does not meet the floor, else how surely the views saw floor there."""
+        t, hit = _hits(origins.double(), dirs.double(), self.height)
+        xy = (origins.double() + t.clamp_min(0)[..., None] * dirs.double())[..., :2]
+        g = _polar(xy).to(self.colors.dtype)
+        out = F.grid_sample(self.colors[None], g.reshape(1, -1, 1, 2), mode="bilinear", padding_mode="border",
+                            align_corners=False)
+        out = out[0, :, :, 0].T.reshape(*dirs.shape[:-1], 4)
+        return out[..., :3], out[..., 3] * hit.to(out)
+
+    def beyond(self, origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tensor) -> Tensor:
+        """(V,H,W) bool: pixels whose z-depth (V,H,W) lies past the floor along their ray (by more than 2·ON_PLANE)."""
+        z_plane, hit = plane_depths(origins, dirs, axes, self.height)
+        return hit & (depths > (1 + 2 * ON_PLANE) * z_plane)
+
+    def to(self, device) -> "Floor":
+        return Floor(self.height, self.colors.to(device))

@@ -1,0 +1,152 @@
+"""The floor under a scene: its height from measured depth and from colour alone, its texture, and what renders
+take from it."""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from lrm4d_ros.cameras import fov_to_K, pixel_rays
+from lrm4d_ros.data.rigs import look_at
+from lrm4d_ros.environment import Environment
+from lrm4d_ros.floor import Floor, floor_from_photo, height_from_depth, plane_depths
+
+FLOOR_Z = -0.8
+
+
+def _floor_views(texture: torch.Tensor, res: int = 64, box: bool = True):
+    """Six cameras on a quarter of a ring of radius 2 (as a robot's head or wall rig: 18° apart) at heights 0.3-0.6
+    looking at the origin over a floor at z = FLOOR_Z
+    textured with `texture` (3,h,w) over x, y ∈ ±4; optionally a grey box (|x|, |y| < 0.3, up to z = 0) on it.
+    Returns images (6,res,res,3), exact z-depths (6,res,res), Ks, camtoworlds (float64)."""
+    a = torch.arange(6, dtype=torch.float64) * (math.pi / 10) + 0.3
+    eyes = torch.stack([2 * a.cos(), 2 * a.sin(), 0.3 + 0.06 * torch.arange(6)], -1)
+    c2w = look_at(eyes, torch.zeros(6, 3, dtype=torch.float64))
+    K = fov_to_K(math.radians(60), res, res).expand(6, 3, 3).double()
+    o, d = pixel_rays(K, c2w, res, res)
+    t = torch.where(d[..., 2] < 0, (FLOOR_Z - o[..., 2]) / d[..., 2].clamp(max=-1e-9), torch.full_like(d[..., 2], 1e9))
+    hit = o + t[..., None] * d
+    grid = (hit[..., :2] / 4.0).clamp(-1, 1).float()
+    images = F.grid_sample(texture[None].expand(6, -1, -1, -1), grid, align_corners=False).permute(0, 2, 3, 1)
+    images = torch.where((d[..., 2:] < 0) & (t[..., None] < 1e8), images, torch.tensor([0.8, 0.9, 1.0]))  # sky
+    if box:  # ray-box slab test against |x|, |y| < 0.3, FLOOR_Z < z < 0
+        lo = torch.tensor([-0.3, -0.3, FLOOR_Z], dtype=torch.float64)
+        hi = torch.tensor([0.3, 0.3, 0.0], dtype=torch.float64)
+        t1, t2 = (lo - o) / d, (hi - o) / d
+        near, far = torch.minimum(t1, t2).amax(-1), torch.maximum(t1, t2).amin(-1)
+        inside = (near < far) & (near > 0) & (near < t)
+        t = torch.where(inside, near, t)
+        images = torch.where(inside[..., None], torch.tensor([0.5, 0.5, 0.5]), images)
+    cos = (d * c2w[:, None, None, :3, 2]).sum(-1)
+    depths = torch.where(t < 1e8, t * cos, torch.zeros_like(t))
+    return images.float().contiguous(), depths, K, c2w
+
+
+def _noise_texture(seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return F.interpolate(torch.rand(1, 3, 48, 48, generator=g), size=(384, 384), mode="bilinear")[0]
+
+
+def test_height_from_measured_depth_and_none_without_a_floor():
+    images, depths, K, c2w = _floor_views(_noise_texture())
+    o, d = pixel_rays(K, c2w, 64, 64)
+    h = height_from_depth(o, d, c2w[:, :3, 2], depths)
+    assert abs(h - FLOOR_Z) < 0.02, h
+    # a noisy sensor (1 % of depth) with half the pixels missing still finds it
+    g = torch.Generator().manual_seed(3)
+    noisy = depths * (1 + 0.01 * torch.randn(depths.shape, generator=g, dtype=torch.float64))
+    noisy = torch.where(torch.rand(depths.shape, generator=g) < 0.5, noisy, torch.zeros_like(noisy))
+    assert abs(height_from_depth(o, d, c2w[:, :3, 2], noisy) - FLOOR_Z) < 0.03
+    # points scattered in a volume hold no plane
+    scattered = torch.rand(depths.shape, generator=g, dtype=torch.float64) * 4 + 0.5
+    assert height_from_depth(o, d, c2w[:, :3, 2], scattered) is None
+
+
+def test_floor_from_colour_alone_finds_the_height_and_the_floor_pixels():
+    images, depths, K, c2w = _floor_views(_noise_texture())
+    found = floor_from_photo(images, K.float(), c2w, torch.zeros(6))
+    assert found is not None
+    height, floor_depths = found
+    drop = float(c2w[:, 2, 3].min()) - FLOOR_Z
+    assert abs(height - FLOOR_Z) < 0.03 * drop, height
+    on = floor_depths > 0
+    # the floor's pixels: over half of what is floor (a textured pixel that matches), little of the box (one
+    # pixel's border of it, where the matching window straddles its edge), none of the sky, at the right depth
+    truth = (depths > 0) & (images - torch.tensor([0.5, 0.5, 0.5])).abs().sum(-1).gt(1e-3)
+    truth &= (images - torch.tensor([0.8, 0.9, 1.0])).abs().sum(-1).gt(1e-3)
+    assert float((on & truth).sum()) > 0.5 * float(truth.sum())
+    box = (images - torch.tensor([0.5, 0.5, 0.5])).abs().sum(-1) < 1e-3
+    assert float((on & box).sum()) < 0.08 * float(box.sum())
+    sky = (images - torch.tensor([0.8, 0.9, 1.0])).abs().sum(-1) < 1e-3
+    assert not bool((on & sky).any())
+    rel = ((floor_depths - depths).abs() / depths.clamp_min(1e-6))[on & truth]
+    assert float(rel.median()) < 0.02
+    # an untextured world: nothing to match, no floor
+    flat = torch.full_like(images, 0.4)
+    assert floor_from_photo(flat, K.float(), c2w, torch.zeros(6)) is None
+
+
+def test_floor_texture_shows_each_half_where_it_lies_and_what_hides_it():
+    # left half (x < 0) red, right half blue; the box hides the floor at the centre from every camera
+    tex = torch.zeros(3, 64, 64)
+    tex[0, :, :32] = 1.0
+    tex[2, :, 32:] = 1.0
+    images, depths, K, c2w = _floor_views(tex)
+    o, d = pixel_rays(K, c2w, 64, 64)
+    floor = Floor.build(images, o, d, c2w[:, :3, 2], depths, FLOOR_Z)
+    # a camera high above the origin looking straight down: rays to (±1, 0) and to the box's centre
+    eye = torch.tensor([0.0, 0.0, 3.0], dtype=torch.float64)
+    targets = torch.tensor([[-1.2, 0.3, FLOOR_Z], [1.2, -0.3, FLOOR_Z], [0.0, 0.0, FLOOR_Z], [5.0, 0.0, 10.0]],
+                           dtype=torch.float64)
+    dirs = F.normalize(targets - eye, dim=-1)
+    colors, p = floor.lookup(eye.expand(4, 3), dirs)
+    torch.testing.assert_close(colors[0], torch.tensor([1.0, 0.0, 0.0]), atol=0.1, rtol=0)
+    torch.testing.assert_close(colors[1], torch.tensor([0.0, 0.0, 1.0]), atol=0.1, rtol=0)
+    assert float(p[0]) > 0.9 and float(p[1]) > 0.9
+    assert float(p[2]) < 0.2  # under the box: every camera saw the box there, not the floor
+    assert float(p[3]) == 0.0  # a ray upwards never meets the floor
+    # composited: the environment (sky everywhere) where the floor is hidden or absent, the floor where seen
+    env = Environment(torch.tensor([0.8, 0.9, 1.0]).reshape(3, 1, 1).expand(3, 2, 2).clone(), floor)
+    out = env.lookup(dirs, eye.expand(4, 3))
+    torch.testing.assert_close(out[0], colors[0].float(), atol=0.05, rtol=0)
+    torch.testing.assert_close(out[3], torch.tensor([0.8, 0.9, 1.0]), atol=1e-4, rtol=0)
+    # a floor seen only beyond a depth camera's range (no measurement) is still textured from its pixels
+    far_only = Floor.build(images, o, d, c2w[:, :3, 2], torch.zeros_like(depths), FLOOR_Z)
+    torch.testing.assert_close(far_only.lookup(eye.expand(1, 3), dirs[:1])[0][0],
+                               torch.tensor([1.0, 0.0, 0.0], dtype=far_only.colors.dtype), atol=0.15, rtol=0)
+
+
+def test_pixels_past_the_floor_and_where_rays_meet_it():
+    images, depths, K, c2w = _floor_views(_noise_texture(), box=False)
+    o, d = pixel_rays(K, c2w, 64, 64)
+    floor = Floor.build(images, o, d, c2w[:, :3, 2], depths, FLOOR_Z)
+    assert not bool(floor.beyond(o, d, c2w[:, :3, 2], depths).any())  # the floor itself is not past the floor
+    assert bool(floor.beyond(o, d, c2w[:, :3, 2], depths * 1.5)[depths > 0].all())
+    z_floor, hit = plane_depths(o, d, c2w[:, :3, 2], FLOOR_Z)
+    torch.testing.assert_close(z_floor[depths > 0], depths[depths > 0])
+    assert bool(hit[depths > 0].all()) and not bool(hit[depths == 0].any())  # the sky: never meets the floor
+
+
+def test_a_pixel_seen_past_the_floor_shows_only_from_its_own_camera():
+    """predict() takes the opacity of a pixel Gaussian that lies past the floor (the sky beyond a platform's
+    edge, a far pixel's depth) for novel views, and ViewWeighting gives it back to its own camera."""
+    from lrm4d_ros.model import LRM4D, LRM4DConfig
+    from lrm4d_ros.reconstructor import ViewWeighting, predict
+
+    images, depths, K, c2w = _floor_views(_noise_texture(), res=32, box=False)
+    past = torch.zeros_like(depths, dtype=torch.bool)
+    past[:, 28:, 10:20] = True  # floor pixels near the bottom, measured 40 % too far
+    measured = torch.where(past, depths * 1.4, depths)
+    model = LRM4D(LRM4DConfig.preset("tiny"))
+    torch.nn.init.zeros_(model.unpatchify.weight)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        pred = predict(model, images, K.float(), c2w.float(), torch.zeros(6), measured.float())
+    assert pred.environment.floor is not None and abs(pred.environment.floor.height - FLOOR_Z) < 0.03
+    hidden = pred.hidden.reshape(6, 32, 32)
+    assert bool((hidden[past] > 0.5).all()) and float(hidden[~past].abs().max()) == 0.0
+    assert float(pred.gaussians.opacities.reshape(6, 32, 32)[past].max()) == 0.0
+    # rendering camera 0 at its own time: its own hidden pixels are back, camera 1's stay hidden
+    wt = ViewWeighting(c2w[:, :3, 2].float(), torch.zeros(6), 32 * 32, pred.hidden)
+    opacities = wt.opacities(c2w[0, :3, 2].float(), 0.0, pred.gaussians.opacities).reshape(6, 32, 32)
+    assert bool((opacities[0][past[0]] > 0.5).all())
+    assert float(opacities[1][past[1]].max()) == 0.0
