@@ -9,8 +9,9 @@ Configurations (the training loop of `lrm4d train`: scene_loss, AdamW, clipping,
   after-fp32   the compiled rasterizer, float32 (what bf16 adds on its own)
   patch8  `after` with the small preset's former 8×8 patches (4× the tokens)
 Prints per configuration: median model step (forward + backward + optimizer) and scene generation time, steps
-per minute, and the loss curve's agreement with the first configuration (mean |Δloss| over all steps and over the
-last 50, same data and lr). Writes benchmarks/results/train_cpu.txt.
+per minute, the loss curve's agreement with the first configuration (mean |Δloss| over all steps and over the
+last 50, same data and lr), and the updates skipped for a non-finite gradient (as `lrm4d train` skips them).
+Writes benchmarks/results/train_cpu.txt.
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ class Run:
     opt: torch.optim.Optimizer
     raster: str
     bf16: bool
+    skipped: int = 0
     step_s: list = field(default_factory=list)
     losses: list = field(default_factory=list)
 
@@ -112,8 +114,10 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             loss, _ = scene_loss(run.model, item["inputs"], targets, 0.2, run.bf16, depths)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)
-            run.opt.step()
+            if torch.isfinite(torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)):
+                run.opt.step()
+            else:  # as `lrm4d train` does: a non-finite gradient's update is skipped, not applied
+                run.skipped += 1
             run.opt.zero_grad(set_to_none=True)
             run.step_s.append(time.perf_counter() - t0)
             run.losses.append(float(loss))
@@ -126,14 +130,14 @@ def main(argv=None) -> int:
              f"# torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs, native BF16: {cpu_has_bf16()}; "
              f"load average after: {os.getloadavg()[0]:.2f}; scene generation median {gen:.3f} s/step",
              f"{'config':<12}{'model step s (median)':>22}{'steps/min':>11}{'speed-up':>10}{'mean |Δloss|':>14}"
-             f"{'last 50':>10}"]
+             f"{'last 50':>10}{'skipped':>9}"]
     base = runs[0]
     for run in runs:
         med = statistics.median(run.step_s)
         spm = 60.0 / (med + gen)
         d = [abs(a - b) for a, b in zip(run.losses, base.losses)]
         lines.append(f"{run.name:<12}{med:>22.3f}{spm:>11.1f}{statistics.median(base.step_s) / med:>9.1f}x"
-                     f"{statistics.mean(d):>14.4f}{statistics.mean(d[-50:]):>10.4f}")
+                     f"{statistics.mean(d):>14.4f}{statistics.mean(d[-50:]):>10.4f}{run.skipped:>9}")
     lines.append("# mean loss over all steps: " + ", ".join(f"{r.name} {statistics.mean(r.losses):.4f}" for r in runs))
     text = "\n".join(lines)
     print(text)

@@ -4,11 +4,16 @@ Novel views of a workcell look at floor that no input pixel Gaussian covers: beh
 side, at the camera's own feet, beyond the depth camera's range. Looked up by ray direction alone (the
 environment map) such floor takes whatever colour that direction showed from the rig's centre, often the sky.
 A plane intersected by each target ray puts it where it lies instead. The plane is horizontal (REP-103: world
-z up, and the canonical frame only shifts and scales the world), at the height found from measured depth
-(`height_from_depth`: the most populated height below the cameras). Its texture is a polar grid about the
-scene centre, radius compressed as r / (r + R0) so the floor to the horizon fits; every input pixel whose ray
-meets the plane where the view measured it (or measured nothing: floor beyond range) adds its colour there,
-and bins no view saw are filled from coarser levels (push-pull). No learned parameters.
+z up, and the canonical frame only shifts and scales the world), at the height found
+- from measured depth (`height_from_depth`): the most populated height below the cameras;
+- from colour alone (`floor_from_photo`): the height at which the views' textured pixels match their partners'
+  best, by votes; its pixels then get the floor's depth, as a depth camera would measure it.
+Its texture is a polar grid about the scene centre, radius compressed as r / (r + R0) so the floor to the
+horizon fits. Every input pixel whose ray meets the plane where the view measured it (or measured nothing:
+floor beyond range) adds its colour there; a pixel that measured something before the plane counts that
+ray as hidden, and a cell's weight is the share of its rays that saw floor (a wall's foot hides the floor
+behind it: that is the environment map's). Empty bins are filled from coarser levels (push-pull). No learned
+parameters; the reconstructor (`predict`) decides what the floor changes about the pixel Gaussians.
 """
 from __future__ import annotations
 
@@ -24,9 +29,9 @@ R0 = 2.0  # canonical units: half the radial bins lie within this distance of th
 BIN = 0.02  # canonical units: the height histogram's bin
 MIN_SUPPORT, MIN_EXTENT = 0.25, 1.0  # a floor from depth: share of the measured points, 10-90 % spread (units)
 ON_PLANE = 0.05  # relative z-depth difference within which a measured pixel lies on the plane
-UNMEASURED_WEIGHT = 0.25
+UNMEASURED_WEIGHT = 0.25  # a pixel without a measurement adds this much (it may be an object edge's dropout)
 PARTNERS, SWEEP = 4, 64  # floor from colour: views matched per view, heights tried
-MIN_VOTES = 0.08  # share of the pixels below the horizon that must vote for the floor found from colour  # a pixel without a measurement adds this much (it may be an object edge's dropout)
+MIN_VOTES = 0.08  # share of the pixels below the horizon that must vote for the floor found from colour
 
 
 def height_from_depth(origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tensor) -> float | None:
@@ -109,9 +114,10 @@ def _z_rays(Ks: Tensor, camtoworlds: Tensor, H: int, W: int) -> tuple[Tensor, Te
     return c2w[:, None, None, :3, 3].expand_as(d), d
 
 
-def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor, size: int = 64
-                     ) -> tuple[float, Tensor] | None:
+def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor, size: int = 64,
+                     height: float | None = None) -> tuple[float, Tensor] | None:
     """The floor of an RGB-only rig: (height, z-depths (V,H,W) of the pixels that show it, 0 elsewhere), or None.
+    Given its `height` (a static rig's, found in an earlier window) only its pixels are matched.
 
     Each view is matched to its PARTNERS (the other cameras nearest in angle and time) through horizontal planes
     from just below the lowest camera to 8 canonical units below it (normalised cross-correlation over 5×5
@@ -158,13 +164,14 @@ def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Ten
 
     drops = torch.exp(torch.linspace(math.log(0.05), math.log(8.0), SWEEP, dtype=torch.float64,
                                      device=camtoworlds.device))  # below `top`
-    counts = votes(drops)
-    k = int(counts.argmax())
-    if counts[k] < MIN_VOTES:
-        return None
-    fine = torch.linspace(float(drops[max(k - 1, 0)]), float(drops[min(k + 1, SWEEP - 1)]), 17, dtype=torch.float64,
-                          device=camtoworlds.device)
-    height = top - float(fine[int(votes(fine).argmax())])
+    if height is None:
+        counts = votes(drops)
+        k = int(counts.argmax())
+        if counts[k] < MIN_VOTES:
+            return None
+        fine = torch.linspace(float(drops[max(k - 1, 0)]), float(drops[min(k + 1, SWEEP - 1)]), 17,
+                              dtype=torch.float64, device=camtoworlds.device)
+        height = top - float(fine[int(votes(fine).argmax())])
     ncc = match(torch.tensor([height], dtype=torch.float64, device=camtoworlds.device))[0]
     floor = hit & (ncc > 0.5) & (texture > 0.02)
     # a 5×5 window matches the floor's texture across an object's edge: one pixel off the floor's border
@@ -194,7 +201,8 @@ def _push_pull(acc: Tensor) -> Tensor:
     levels = [acc[None]]
     while min(levels[-1].shape[-2:]) > 1:
         levels.append(F.avg_pool2d(levels[-1], 2))
-    filled = levels[-1][:, :3].sum((-2, -1), keepdim=True) / levels[-1][:, 3:].sum((-2, -1), keepdim=True).clamp_min(1e-12)
+    top = levels[-1]
+    filled = top[:, :3].sum((-2, -1), keepdim=True) / top[:, 3:].sum((-2, -1), keepdim=True).clamp_min(1e-12)
     for lv in reversed(levels[:-1]):
         up = F.interpolate(filled, size=lv.shape[-2:], mode="bilinear", align_corners=False)
         w = lv[:, 3:]

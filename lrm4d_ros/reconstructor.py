@@ -32,6 +32,7 @@ from .views import ViewSet
 WINDOW_TOLERANCE = 0.1
 MIN_TOLERANCE_NS = 10_000_000
 SLICE_CACHE = 4  # slices a Reconstruction keeps (each as large as the Gaussians alive at its time)
+FLOOR_CACHE = 16  # input pose sets whose RGB-only floor a Reconstructor remembers
 
 
 # Inputs fade by optical-axis angle for targets that look the way an input camera looks (ViewWeighting)
@@ -122,16 +123,17 @@ class Prediction:
     prior_log_depth: Tensor | None
     environment: Environment | None
     hidden: Tensor | None = None
+    floor_from_colour: float | None = None  # canonical height of the floor found by matching an RGB-only rig
 
 
 def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor,
-            depths: Tensor | None = None, match_floor: bool = True) -> Prediction:
+            depths: Tensor | None = None, match_floor: bool | float = True) -> Prediction:
     """Run the model on V canonical-frame views (one scene).
 
     images (V,H,W,3) in [0,1]; Ks (V,3,3); camtoworlds (V,4,4) camera-to-canonical; times (V,) normalised;
     depths (V,H,W) measured z-depth in canonical units, 0 = no measurement (None: an RGB-only rig).
-    match_floor: find an RGB-only rig's floor by matching its views (floor.floor_from_photo, ~1 s on two CPU
-    cores at 128²; training skips it).
+    match_floor: find an RGB-only rig's floor by matching its views (floor.floor_from_photo, ~0.8 s on two CPU
+    cores at 128²; training skips it); a float: the floor's canonical height, known (only its pixels are matched).
     """
     V, H, W, _ = images.shape
     cfg = config_of(model)
@@ -142,7 +144,8 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
     sensed, floor_height = depths is not None, None
     if not sensed and match_floor and cfg.environment and cfg.head != "paper":
         # an RGB-only rig: the floor found by matching the views gives its pixels a depth, measured as a camera would
-        found = floor_from_photo(images.detach(), Ks, camtoworlds, times)
+        known = None if isinstance(match_floor, bool) else float(match_floor)
+        found = floor_from_photo(images.detach(), Ks, camtoworlds, times, height=known)
         if found is not None:
             floor_height, depths = found[0], found[1].to(images.device, images.dtype)
     out = model(images.float(), plucker.float(), times.float(), Ks.float(), camtoworlds.float(),
@@ -174,7 +177,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
                 g = replace(g, opacities=g.opacities - hidden)
             weights = content_weights(z.detach(), g.opacities.detach().view(V, H, W))
             env = Environment.build(images.detach().float(), dirs, weights, floor=floor)
-    return Prediction(g, z, out.prior_log_depth, env, hidden)
+    return Prediction(g, z, out.prior_log_depth, env, hidden, floor_height)
 
 
 def ground(images: Tensor, origins: Tensor, dirs: Tensor, camtoworlds: Tensor, depths: Tensor | None,
@@ -317,6 +320,9 @@ class Reconstructor:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        # An RGB-only rig's floor height (world z, or None: not found) by the input poses it was matched from: a
+        # static rig's windows share their poses, and matching the floor is most of their reconstruction time.
+        self._floors: OrderedDict[tuple, float | None] = OrderedDict()
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None,
@@ -346,7 +352,23 @@ class Reconstructor:
         c2w = norm.poses_to_canonical(v.camtoworlds.double())
         depths = None if v.depths is None else v.depths.float() * norm.scale
         times = window.normalize(views.stamps_ns).to(self.device)
-        pred = predict(self.model, v.images, v.Ks, c2w, times, depths)
+        key = None
+        if depths is None:
+            key = tuple(torch.cat([views.camtoworlds.double().reshape(-1) * 1e3, v.Ks.double().reshape(-1)])
+                        .round().long().tolist())
+        match_floor: bool | float = True
+        if key in self._floors:
+            world_z = self._floors[key]
+            if world_z is None:
+                match_floor = False
+            else:
+                match_floor = (world_z - float(norm.center[2])) * norm.scale
+        pred = predict(self.model, v.images, v.Ks, c2w, times, depths, match_floor)
+        if key is not None and key not in self._floors:
+            h = pred.floor_from_colour
+            self._floors[key] = None if h is None else h / norm.scale + float(norm.center[2])
+            while len(self._floors) > FLOOR_CACHE:
+                self._floors.popitem(last=False)
         background = pred.environment if pred.environment is not None else estimate_background(v.images)
         weighting = ViewWeighting(c2w[:, :3, 2].float().to(self.device), times.float(), v.height * v.width,
                                   pred.hidden)

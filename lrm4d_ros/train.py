@@ -367,6 +367,7 @@ def run(args) -> int:
         bar = tqdm(total=args.steps, initial=step, unit="step", disable=rank != 0, dynamic_ncols=True)
     model.train()
     stop = False
+    skipped = 0  # updates skipped in this process for a non-finite gradient (logged as skipped_steps)
     while step < args.steps and not stop:
         elapsed = elapsed_before + clock() - t_start
         progress = max(step / args.steps, elapsed / budget_s if budget_s else 0.0)
@@ -390,10 +391,14 @@ def run(args) -> int:
             m["n_in"] = len(item["inputs"])
             metrics.append(m)
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-        opt.step()
+        if torch.isfinite(gnorm):
+            opt.step()
+        else:  # one degenerate scene's NaN would poison every weight: skip its update (the same on every rank)
+            skipped += 1
         opt.zero_grad(set_to_none=True)
         step += 1
         avg = {k: sum(m.get(k, 0.0) for m in metrics) / len(metrics) for k in metrics[0]}
+        avg["skipped_steps"] = skipped
         elapsed = elapsed_before + clock() - t_start
         if budget_s is not None and elapsed >= budget_s:
             stop = True

@@ -150,3 +150,26 @@ def test_a_pixel_seen_past_the_floor_shows_only_from_its_own_camera():
     opacities = wt.opacities(c2w[0, :3, 2].float(), 0.0, pred.gaussians.opacities).reshape(6, 32, 32)
     assert bool((opacities[0][past[0]] > 0.5).all())
     assert float(opacities[1][past[1]].max()) == 0.0
+
+
+def test_a_static_rgb_rigs_floor_is_matched_once():
+    """Reconstructor remembers the floor it matched for a set of input poses (world height): the next window of
+    a static rig skips the sweep and finds the same floor pixels."""
+    from lrm4d_ros.model import LRM4D, LRM4DConfig
+    from lrm4d_ros.reconstructor import Reconstructor
+    from lrm4d_ros.views import ViewSet
+
+    images, _, K, c2w = _floor_views(_noise_texture(), res=64)
+    views = ViewSet(images=images, Ks=K.float(), camtoworlds=c2w, stamps_ns=torch.zeros(6, dtype=torch.int64),
+                    camera_ids=torch.arange(6))
+    torch.manual_seed(0)
+    model = LRM4D(LRM4DConfig.preset("tiny", image_size=64))
+    rec = Reconstructor(model, "cpu")
+    first = rec.reconstruct(views)
+    (world_z,) = rec._floors.values()
+    assert abs(world_z - FLOOR_Z) < 0.03 * (0.3 - FLOOR_Z)
+    assert abs(first.background.floor.height / first.normalization.scale + float(first.normalization.center[2])
+               - world_z) < 1e-9
+    again = rec.reconstruct(views)
+    assert len(rec._floors) == 1
+    torch.testing.assert_close(again.gaussians.means, first.gaussians.means)

@@ -97,3 +97,24 @@ def test_torchrun_two_ranks_stay_identical_and_draw_different_scenes(tmp_path):
     init = LRM4D(LRM4DConfig.preset("tiny", image_size=16))
     trained = load_model(out / "model.safetensors")
     assert not torch.equal(init.unpatchify.weight, trained.unpatchify.weight)
+
+
+def test_a_non_finite_gradient_skips_its_update(tmp_path, monkeypatch):
+    """One scene whose loss is NaN (a degenerate draw) must not poison the weights: its update is skipped and
+    counted, and training goes on with finite weights and losses."""
+    import lrm4d_ros.train as train
+
+    real, calls = train.scene_loss, []
+
+    def flaky(*args, **kwargs):
+        loss, m = real(*args, **kwargs)
+        calls.append(1)
+        return (loss * float("nan"), m) if len(calls) == 2 else (loss, m)
+
+    monkeypatch.setattr(train, "scene_loss", flaky)
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--steps", "3", *ARGS, "--val-every", "100"]) == 0
+    steps = [r for r in _rows(out / "train.log") if "loss" in r]
+    assert [r["skipped_steps"] for r in steps] == [0, 1, 1]
+    assert math.isfinite(steps[2]["loss"]) and not math.isfinite(steps[1]["grad_norm"])
+    assert all(bool(torch.isfinite(p).all()) for p in load_model(out / "model.safetensors").parameters())
