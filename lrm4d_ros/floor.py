@@ -156,22 +156,27 @@ def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Ten
             n = n + ok.to(c)
         return torch.where(hit & (n > 0), ncc / n.clamp_min(1), torch.full_like(c, -1.0))
 
-    def votes(drops: Tensor) -> Tensor:
+    def votes(drops: Tensor) -> tuple[Tensor, Tensor]:
+        """Share of the pixels below the horizon voting for each drop (S,), and each pixel's vote (-1: none)."""
         nccs = match(top - drops)
         best, arg = nccs.max(0)
         sure = (best > 0.7) & (best - nccs.mean(0) > 0.3) & (texture > 0.02)
-        return torch.bincount(arg[sure].reshape(-1), minlength=len(drops)).double() / max(int(hit.sum()), 1)
+        counts = torch.bincount(arg[sure].reshape(-1), minlength=len(drops)).double() / max(int(hit.sum()), 1)
+        return counts, torch.where(sure, arg, torch.full_like(arg, -1))
 
     drops = torch.exp(torch.linspace(math.log(0.05), math.log(8.0), SWEEP, dtype=torch.float64,
                                      device=camtoworlds.device))  # below `top`
     if height is None:
-        counts = votes(drops)
+        counts, vote = votes(drops)
         k = int(counts.argmax())
         if counts[k] < MIN_VOTES:
             return None
         fine = torch.linspace(float(drops[max(k - 1, 0)]), float(drops[min(k + 1, SWEEP - 1)]), 17,
                               dtype=torch.float64, device=camtoworlds.device)
-        height = top - float(fine[int(votes(fine).argmax())])
+        # so near the winner no pixel matches "clearly better than on average": its voters' mean match refines it
+        voters = (vote - k).abs() <= 1
+        agree = (match(top - fine) * voters).sum((1, 2, 3))
+        height = top - float(fine[int(agree.argmax())])
     ncc = match(torch.tensor([height], dtype=torch.float64, device=camtoworlds.device))[0]
     floor = hit & (ncc > 0.5) & (texture > 0.02)
     # a 5×5 window matches the floor's texture across an object's edge: one pixel off the floor's border
