@@ -214,12 +214,13 @@ class Gaussians4D:
     def slice_many(self, ts, min_marginal: float = MIN_MARGINAL) -> list[Gaussians3D]:
         """3D Gaussians at each time in `ts`: means μ + v (t − μ_t), covariance `covars`, opacity × p(t).
 
-        The marginal is computed first, so culled Gaussians cost nothing more (a viewer slices 100k+ per move)."""
+        The marginal is computed first, so culled Gaussians cost nothing more (a viewer slices 100k+ per move). With
+        min_marginal > 0, Gaussians of zero opacity (a reconstruction's hidden ones) are dropped too."""
         out = []
         for t in ts:
             p = self.marginal(t)
             if min_marginal > 0:
-                keep = torch.nonzero(p >= min_marginal).squeeze(1)
+                keep = torch.nonzero((p >= min_marginal) & (self.opacities > 0)).squeeze(1)
                 dt = t - self.times.index_select(0, keep)
                 out.append(Gaussians3D(self.means.index_select(0, keep) + self.velocities.index_select(0, keep)
                                        * dt[:, None], self.covars.index_select(0, keep),

@@ -145,6 +145,8 @@ def test_a_pixel_seen_past_the_floor_shows_only_from_its_own_camera():
     hidden = pred.hidden.reshape(6, 32, 32)
     assert bool((hidden[past] > 0.5).all()) and float(hidden[~past].abs().max()) == 0.0
     assert float(pred.gaussians.opacities.reshape(6, 32, 32)[past].max()) == 0.0
+    # a slice (point clouds, PLY, the viewer) leaves them out
+    assert len(pred.gaussians.slice(0.0)) == 6 * 32 * 32 - int(past.sum())
     # rendering camera 0 at its own time: its own hidden pixels are back, camera 1's stay hidden
     wt = ViewWeighting(c2w[:, :3, 2].float(), torch.zeros(6), 32 * 32, pred.hidden)
     opacities = wt.opacities(c2w[0, :3, 2].float(), 0.0, pred.gaussians.opacities).reshape(6, 32, 32)
