@@ -354,8 +354,8 @@ class Reconstructor:
         times = window.normalize(views.stamps_ns).to(self.device)
         key = None
         if depths is None:
-            key = tuple(torch.cat([views.camtoworlds.double().reshape(-1) * 1e3, v.Ks.double().reshape(-1)])
-                        .round().long().tolist())
+            key = tuple(torch.cat([views.camtoworlds.double().cpu().reshape(-1) * 1e3,  # mm, and pixels
+                                   v.Ks.double().cpu().reshape(-1)]).round().long().tolist())
         match_floor: bool | float = True
         if key in self._floors:
             world_z = self._floors[key]
