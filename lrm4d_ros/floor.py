@@ -125,8 +125,9 @@ def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Ten
     best, if it matches well there and clearly better than on average (pixels that match at every height, flat
     or striped along the baseline, are left out, and a checkerboard's aliases fall at different heights for
     different pixels). The most voted height wins if at least MIN_VOTES of the pixels below the horizon chose it,
-    refined on a finer sweep. The floor's pixels are those that match at that height (or, untextured, agree in
-    colour). images (V,H,W,3) in [0,1], Ks (V,3,3), camtoworlds (V,4,4) canonical, times (V,) normalised."""
+    refined on a finer sweep. The floor's pixels are the textured ones that match at that height, one pixel in
+    from the border of their region (untextured floor is left to the model, below the floor's depth bound).
+    images (V,H,W,3) in [0,1], Ks (V,3,3), camtoworlds (V,4,4) canonical, times (V,) normalised."""
     from .cost_volume import pick_partners
 
     V, H, W, _ = images.shape
@@ -164,9 +165,9 @@ def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Ten
         counts = torch.bincount(arg[sure].reshape(-1), minlength=len(drops)).double() / max(int(hit.sum()), 1)
         return counts, torch.where(sure, arg, torch.full_like(arg, -1))
 
-    drops = torch.exp(torch.linspace(math.log(0.05), math.log(8.0), SWEEP, dtype=torch.float64,
-                                     device=camtoworlds.device))  # below `top`
     if height is None:
+        drops = torch.exp(torch.linspace(math.log(0.05), math.log(8.0), SWEEP, dtype=torch.float64,
+                                         device=camtoworlds.device))  # below `top`
         counts, vote = votes(drops)
         k = int(counts.argmax())
         if counts[k] < MIN_VOTES:
