@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .floor import Floor
+if TYPE_CHECKING:
+    from .floor import Floor
 
 SIZE = (16, 32)  # elevation × azimuth bins
 NEAR_CONTENT, FAR_CONTENT = 3.0, 6.0  # canonical z-depths: nearer content adds ~nothing, farther adds fully
@@ -38,21 +40,26 @@ def _grid(dirs: Tensor) -> Tensor:
     return torch.stack([az, -el], -1)
 
 
-def _push_pull(acc: Tensor) -> Tensor:
-    """acc (4,h,w) weighted colour sums and weights -> (3,h,w), empty bins filled from coarser levels: azimuth
-    is pooled away first (levels of h × w/2, ..., h × 1), then elevation (h/2 × 1, ..., 1 × 1)."""
+def push_pull(acc: Tensor, pools: list[tuple[int, int]]) -> Tensor:
+    """acc (4,h,w) weighted colour sums and weights -> (3,h,w), empty bins filled from coarser levels: the grid is
+    average-pooled by each kernel of `pools` in turn, the last level's cells summed into one colour, and each finer
+    level leans on the coarser one where its bins have little weight."""
     levels = [acc[None]]
-    while levels[-1].shape[-1] > 1:
-        levels.append(F.avg_pool2d(levels[-1], (1, 2)))
-    while levels[-1].shape[-2] > 1:
-        levels.append(F.avg_pool2d(levels[-1], (2, 1)))
-    filled = levels[-1][:, :3] / levels[-1][:, 3:].clamp_min(1e-12)
+    for kernel in pools:
+        levels.append(F.avg_pool2d(levels[-1], kernel))
+    top = levels[-1]
+    filled = top[:, :3].sum((-2, -1), keepdim=True) / top[:, 3:].sum((-2, -1), keepdim=True).clamp_min(1e-12)
     for lv in reversed(levels[:-1]):
         up = F.interpolate(filled, size=lv.shape[-2:], mode="bilinear", align_corners=False)
         w = lv[:, 3:]
         a = (w / (w + 1e-2 * w.mean().clamp_min(1e-12))).clamp(0, 1)  # bins with little weight lean on coarser
         filled = a * lv[:, :3] / w.clamp_min(1e-12) + (1 - a) * up
     return filled[0]
+
+
+def _azimuth_first(h: int, w: int) -> list[tuple[int, int]]:
+    """Pooling kernels that take an h × w map to one bin: azimuth first (h × w/2, ..., h × 1), then elevation."""
+    return [(1, 2)] * int(math.log2(w)) + [(2, 1)] * int(math.log2(h))
 
 
 def content_weights(depths: Tensor, opacities: Tensor) -> Tensor:
@@ -83,7 +90,7 @@ class Environment:
         wt = weights.reshape(-1, 1).to(images.dtype)
         acc = torch.zeros(h * w, 4, dtype=images.dtype, device=images.device)
         acc.index_add_(0, (y * w + x).reshape(-1), torch.cat([images.reshape(-1, 3) * wt, wt], 1))
-        return cls(_push_pull(acc.reshape(h, w, 4).permute(2, 0, 1)).clamp(0, 1), floor)
+        return cls(push_pull(acc.reshape(h, w, 4).permute(2, 0, 1), _azimuth_first(h, w)).clamp(0, 1), floor)
 
     @classmethod
     def constant(cls, color: Tensor) -> "Environment":

@@ -24,6 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .environment import push_pull
+from .pixel_gaussians import z_rays
+
 SIZE = (64, 128)  # radial × azimuth bins
 R0 = 2.0  # canonical units: half the radial bins lie within this distance of the scene centre (cameras at ~2)
 BIN = 0.02  # canonical units: the height histogram's bin
@@ -66,7 +69,7 @@ def _warp(images: Tensor, Ks: Tensor, camtoworlds: Tensor, partner: Tensor, z_de
     V, H, W, _ = images.shape
     S = z_depths.shape[0]
     # float32: a 64-pixel image's geometry needs no more, and the (S,V,H,W,3) points are the sweep's bulk
-    o, d = (x.float() for x in _z_rays(Ks, camtoworlds, H, W))
+    o, d = (x.float() for x in z_rays(Ks, camtoworlds.double(), H, W))
     w2c = torch.linalg.inv(camtoworlds.double())[partner].float()
     P = Ks.double()[partner].float() @ w2c[:, :3, :3]  # world -> partner pixels, homogeneous
     q = Ks.double()[partner].float() @ w2c[:, :3, 3:]
@@ -103,17 +106,6 @@ def _ncc(a: Tensor, b: Tensor) -> Tensor:
     return (_box(a * b) - ma * mb) / (va * vb + 1e-8).sqrt()
 
 
-def _z_rays(Ks: Tensor, camtoworlds: Tensor, H: int, W: int) -> tuple[Tensor, Tensor]:
-    """Origins and directions (V,H,W,3) float64 with unit camera z: the point at z-depth s is o + s·d."""
-    dev = camtoworlds.device
-    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float64, device=dev),
-                          torch.arange(W, dtype=torch.float64, device=dev), indexing="ij")
-    pix = torch.stack([u, v, torch.ones_like(u)], -1)
-    c2w = camtoworlds.double()
-    d = torch.einsum("vij,vjk,hwk->vhwi", c2w[:, :3, :3], torch.linalg.inv(Ks.double()), pix)
-    return c2w[:, None, None, :3, 3].expand_as(d), d
-
-
 def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor, size: int = 64,
                      height: float | None = None) -> tuple[float, Tensor] | None:
     """The floor of an RGB-only rig: (height, z-depths (V,H,W) of the pixels that show it, 0 elsewhere), or None.
@@ -138,7 +130,7 @@ def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Ten
     K[:, 0] *= w / W
     K[:, 1] *= h / H
     partners = pick_partners(camtoworlds.double(), times.double(), PARTNERS)
-    o, d = _z_rays(K, camtoworlds, h, w)
+    o, d = z_rays(K, camtoworlds.double(), h, w)
     hit = d[..., 2] < -1e-6
     top = float(camtoworlds[:, 2, 3].min())
     gray = small.mean(-1)
@@ -183,7 +175,7 @@ def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Ten
     # a 5×5 window matches the floor's texture across an object's edge: one pixel off the floor's border
     floor = -F.max_pool2d(-floor[:, None].float(), 3, stride=1, padding=1)[:, 0] > 0.5
     floor = F.interpolate(floor[:, None].float(), size=(H, W), mode="nearest")[:, 0] > 0.5
-    oz, dz = _z_rays(Ks, camtoworlds, H, W)
+    oz, dz = z_rays(Ks, camtoworlds.double(), H, W)
     t = (height - oz[..., 2]) / dz[..., 2].clamp(max=-1e-6)
     return height, torch.where(floor & (dz[..., 2] < -1e-6), t, torch.zeros_like(t))
 
@@ -200,21 +192,6 @@ def _polar(xy: Tensor) -> Tensor:
     r = xy.norm(dim=-1)
     az = torch.atan2(xy[..., 1], xy[..., 0]) / math.pi
     return torch.stack([az, 2 * r / (r + R0) - 1], -1)
-
-
-def _push_pull(acc: Tensor) -> Tensor:
-    """acc (4,h,w) weighted colour sums and weights -> (3,h,w) with empty bins filled from coarser levels."""
-    levels = [acc[None]]
-    while min(levels[-1].shape[-2:]) > 1:
-        levels.append(F.avg_pool2d(levels[-1], 2))
-    top = levels[-1]
-    filled = top[:, :3].sum((-2, -1), keepdim=True) / top[:, 3:].sum((-2, -1), keepdim=True).clamp_min(1e-12)
-    for lv in reversed(levels[:-1]):
-        up = F.interpolate(filled, size=lv.shape[-2:], mode="bilinear", align_corners=False)
-        w = lv[:, 3:]
-        a = (w / (w + 1e-2 * w.mean().clamp_min(1e-12))).clamp(0, 1)
-        filled = a * lv[:, :3] / w.clamp_min(1e-12) + (1 - a) * up
-    return filled[0]
 
 
 def _hits(origins: Tensor, dirs: Tensor, height: float) -> tuple[Tensor, Tensor]:
@@ -258,9 +235,10 @@ class Floor:
         acc.index_add_(0, (y * w + x).reshape(-1), torch.cat([images.reshape(-1, 3) * seen.reshape(-1, 1),
                                                                seen.reshape(-1, 1), hidden.reshape(-1, 1)], 1))
         acc = acc.reshape(h, w, 5).permute(2, 0, 1)
-        colors = _push_pull(acc[:4]).clamp(0, 1)
+        pools = [(2, 2)] * int(math.log2(min(h, w)))  # down to one row of cells: the top level is their sum
+        colors = push_pull(acc[:4], pools).clamp(0, 1)
         # how surely a cell is floor seen rather than floor hidden behind something (a wall, the robot)
-        p = _push_pull(torch.stack([acc[3], acc[3], acc[3], acc[3] + acc[4]]))[:1].clamp(0, 1)
+        p = push_pull(torch.stack([acc[3], acc[3], acc[3], acc[3] + acc[4]]), pools)[:1].clamp(0, 1)
         return cls(height, torch.cat([colors, p]))
 
     def lookup(self, origins: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:

@@ -60,33 +60,34 @@ class ViewWeighting:
     pixels: int
     hidden: Tensor | None = None  # (N,) opacities of pixel Gaussians removed for novel views (Prediction.hidden)
 
-    def _gates(self, target_axis: Tensor, t: float | Tensor) -> tuple[Tensor, Tensor]:
+    def _fade(self, target_axis: Tensor, t: float | Tensor, n: int) -> tuple[Tensor, int] | None:
+        """(factors (n,), the reference view r) for a target along target_axis (3,) at normalised time t, or None."""
         cos = self.axes @ (target_axis / target_axis.norm()).to(self.axes)
         c_gate = math.cos(math.radians(FADE_GATE_DEG))
         gates = ((cos - c_gate) / (1.0 - c_gate)).clamp(0.0, 1.0) \
             * torch.exp(-0.5 * ((self.times - float(t)) / SIGMA_T0) ** 2)
-        return cos, gates
-
-    def opacity_scale(self, target_axis: Tensor, t: float | Tensor, n: int) -> Tensor | None:
-        """(n,) factors for the opacities of n Gaussians seen along target_axis (3,) at normalised time t, or None
-        (all 1)."""
-        cos, gates = self._gates(target_axis, t)
         r = int(gates.argmax())
         g = float(gates[r])
         if g < 1e-3:
             return None
         w = torch.exp(-g * (cos[r] - cos) / FADE_FALLOFF).clamp(max=1.0).repeat_interleave(self.pixels)
-        return torch.cat([w, w.new_ones(n - w.shape[0])]) if n > w.shape[0] else w[:n]
+        return (torch.cat([w, w.new_ones(n - w.shape[0])]) if n > w.shape[0] else w[:n]), r
+
+    def opacity_scale(self, target_axis: Tensor, t: float | Tensor, n: int) -> Tensor | None:
+        """(n,) factors for the opacities of n Gaussians seen along target_axis (3,) at normalised time t, or None
+        (all 1)."""
+        fade = self._fade(target_axis, t, n)
+        return None if fade is None else fade[0]
 
     def opacities(self, target_axis: Tensor, t: float | Tensor, opacities: Tensor) -> Tensor | None:
         """Opacities (N,) of the Gaussians for a target along target_axis (3,) at normalised time t, or None (those
         given): faded by `opacity_scale`, and the reference view's `hidden` Gaussians back (its own pixels, which
         it saw past the floor, are right from its own camera)."""
-        w = self.opacity_scale(target_axis, t, opacities.shape[0])
-        if w is None:
+        fade = self._fade(target_axis, t, opacities.shape[0])
+        if fade is None:
             return None
+        w, r = fade
         if self.hidden is not None:
-            r = int(self._gates(target_axis, t)[1].argmax())
             own = torch.zeros_like(opacities)
             own[r * self.pixels:(r + 1) * self.pixels] = 1.0
             opacities = opacities + own * self.hidden.to(opacities)
