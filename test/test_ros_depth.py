@@ -53,15 +53,20 @@ def test_node_reconstructs_with_depth_and_survives_missing_late_and_bad_depth(tm
 
     try:
         session.publish_camera_infos()
-        # 1. colour + depth: the model gets the depth bit-exactly (32FC1), paired by stamp
+        # 1. colour + depth: the model gets the depth bit-exactly (32FC1), paired by stamp. A view's depth message
+        # follows its colour: the node may reconstruct in between and again once the depth is attached (part 3),
+        # so wait for the reconstruction that has every depth, and for its status.
         for f in range(2):
             for i in frame(f):
                 pub.publish(i)
-        views = last_input(2 * CAMS)
+        views = wait_for(lambda: next((v for v in reversed(seen) if len(v) == 2 * CAMS and all(
+            float(depth_of(v)[i].max()) > 0 for i in range(2 * CAMS))), None), 30.0,
+            "a reconstruction of the first two frames with their depth")
         got = depth_of(views)
         for i in range(2 * CAMS):
             np.testing.assert_array_equal(got[i].numpy(), scene.depths[i].numpy())
-        st = session.wait_status(lambda s: s.views_used == 2 * CAMS, 20.0, "a status of that reconstruction")
+        st = session.wait_status(lambda s: s.views_used == 2 * CAMS and sum(s.depth_views_per_camera) == 2 * CAMS,
+                                 20.0, "a status of that reconstruction")
         assert list(st.depth_views_per_camera) == [2] * CAMS
 
         # 2. depth stops: colour views still go in, their depth maps are empty
