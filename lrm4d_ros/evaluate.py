@@ -30,7 +30,7 @@ import torch
 
 from .baselines import baselines_for
 from .metrics import psnr, ssim
-from .reconstructor import Reconstructor
+from .reconstructor import REFINE_STEPS, Reconstructor
 from .views import ViewSet, short_side_size
 
 SELF = "self"  # the rig group of re-rendered inputs
@@ -50,6 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", choices=("on", "off"), default="on",
                    help="give the model the bag's depth images where it has them (default: on)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    p.add_argument("--refine-steps", type=int, default=REFINE_STEPS,
+                   help=f"colour refinement passes per reconstruction (default {REFINE_STEPS}; 0 = the model's colours)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--per-scene", type=float, default=0.0, metavar="SECONDS",
                    help="also fit 4D Gaussians per scene for this many seconds (0: off)")
@@ -217,7 +219,7 @@ def run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    reconstructor = Reconstructor.from_checkpoint(args.checkpoint, args.device)
+    reconstructor = Reconstructor.from_checkpoint(args.checkpoint, args.device, args.refine_steps)
     per_scene = None
     if args.per_scene > 0 or args.per_scene_steps:
         from .optimize import FitConfig

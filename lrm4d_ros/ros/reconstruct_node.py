@@ -123,7 +123,7 @@ class ReconstructNode(Node):
                               SceneNormalization(torch.tensor(cfg.normalization_center, dtype=torch.float64),
                                                  cfg.normalization_scale))
         self.reconstructor = reconstructor or Reconstructor.from_checkpoint(cfg.checkpoint or None,
-                                                                            cfg.device or None)
+                                                                            cfg.device or None, cfg.refine_steps)
         self._viewer = None
         if cfg.viewer_port > 0:  # the browser 4D viewer (lrm4d_ros/viewer): slices and sends on its own thread
             from ..viewer.server import Viewer
