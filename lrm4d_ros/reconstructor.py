@@ -23,7 +23,7 @@ from .environment import Environment, content_weights
 from .floor import Floor, floor_from_photo, height_from_depth, plane_depths
 from .gaussians import Gaussians3D, Gaussians4D, MIN_MARGINAL
 from .model import LRM4D, config_of
-from .pixel_gaussians import SIGMA_T0, base_log_depth, paper_gaussians, surfel_gaussians
+from .pixel_gaussians import base_log_depth, paper_gaussians, surfel_gaussians
 from .render import RenderOutput, render
 from .scene_flow import scene_velocities
 from .views import ViewSet
@@ -39,6 +39,10 @@ FLOOR_CACHE = 16  # input pose sets whose RGB-only floor a Reconstructor remembe
 # Inputs fade by optical-axis angle for targets that look the way an input camera looks (ViewWeighting)
 FADE_FALLOFF = 0.1  # cosine difference at which a view's opacity falls by e (0.1 vs 0.3 vs 1 on the rig validation)
 FADE_GATE_DEG = 5.0  # targets whose axis is more than this from every input's render all views unfaded
+# normalised time over which an input's gate falls by e^-1/2: with scene flow moving a camera's pixels between
+# its frames, its frames count for the whole window (16 rig validation scenes, RGB time_interp 32.36 at 0.2 (the
+# pixels' own σ_t), 32.69 at 1.0; 6 object-centric ones, alternating 17.49, 17.70, 17.72 at 3.0)
+FADE_SIGMA_T = 1.0
 # Colour refinement passes (refine_colours). Rig validation, 6 scenes, RGB-D time_interp / self: 29.67 / 35.17 (0),
 # 30.75 / 41.94 (2), 30.81 / 43.26 (3), 30.82 / 44.45 (5)
 REFINE_STEPS = 3
@@ -47,14 +51,14 @@ REFINE_STEPS = 3
 @dataclass
 class ViewWeighting:
     """Opacity factors of each input view's pixel Gaussians for a target that looks the way an input camera
-    looks, near that view's time (the same camera a moment later, or at its own). Such a target then shows its
+    looks (the same camera at another moment in the window, or at its own). Such a target then shows its
     own camera's pixels instead of a blend with every other view's resampled copy of the same surface (its own
     view's Gaussians alone re-render it about 5 dB better than all views' together).
 
     With c_v the cosine between the target's optical axis and input view v's: the gate of view v is
-    a_v · exp(−½ ((t − t_v) / SIGMA_T0)²), a_v = 1 for an axis within a hair of the target's, falling linearly to
-    0 at FADE_GATE_DEG, the time factor the temporal marginal of a pixel Gaussian at zero head output; the view r with
-    the largest gate g sets the reference, and view u's factor is min(1, exp(−g (c_r − c_u) / FADE_FALLOFF)).
+    a_v · exp(−½ ((t − t_v) / FADE_SIGMA_T)²), a_v = 1 for an axis within a hair of the target's, falling
+    linearly to 0 at FADE_GATE_DEG; the view r with the largest gate g sets the reference, and view u's factor
+    is min(1, exp(−g (c_r − c_u) / FADE_FALLOFF)).
     Novel viewpoints (g = 0) render every view unfaded. axes (V,3) unit optical axes of the input views
     (canonical frame); times (V,) their normalised times; pixels: pixel Gaussians per view (they come first,
     view-major); any Gaussians after the V·pixels keep their opacity."""
@@ -69,7 +73,7 @@ class ViewWeighting:
         cos = self.axes @ (target_axis / target_axis.norm()).to(self.axes)
         c_gate = math.cos(math.radians(FADE_GATE_DEG))
         gates = ((cos - c_gate) / (1.0 - c_gate)).clamp(0.0, 1.0) \
-            * torch.exp(-0.5 * ((self.times - float(t)) / SIGMA_T0) ** 2)
+            * torch.exp(-0.5 * ((self.times - float(t)) / FADE_SIGMA_T) ** 2)
         r = int(gates.argmax())
         g = float(gates[r])
         if g < 1e-3:

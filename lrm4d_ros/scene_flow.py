@@ -74,32 +74,33 @@ def scene_velocities(images: Tensor, points: Tensor, times: Tensor, camera_ids: 
 
     images (V,H,W,3) in [0,1]; points (V,H,W,3) the pixel Gaussians' centres (canonical frame); times (V,)
     normalised; camera_ids (V,) which camera took each view (a camera's views, ordered by time, are its
-    frames); Ks (V,3,3), camtoworlds (V,4,4) canonical. Views of a camera with one frame, and pixels matched in neither neighbour, keep still."""
-    V, H, W, _ = images.shape
+    frames); Ks (V,3,3), camtoworlds (V,4,4) canonical. Views of a camera with one frame, and pixels matched in
+    neither neighbour, keep still."""
     velocities = torch.zeros_like(points)
     frames = (images.detach().clamp(0, 1) * 255).round().byte().cpu().numpy()
     ids = camera_ids.cpu()
     for cam in ids.unique().tolist():
         views = torch.nonzero(ids == cam).squeeze(1)
         views = views[torch.argsort(times.cpu()[views])].tolist()
-        # displacement to the next frame (None at the last), and from each frame to the previous one
+        # each frame's displacement, validity and time step to the next frame and to the previous one
         forward: list = [None] * len(views)
         backward: list = [None] * len(views)
         for k in range(len(views) - 1):
             a, b = views[k], views[k + 1]
-            if float(times[b] - times[a]) <= 0:
+            dt = float(times[b] - times[a])
+            if dt <= 0:
                 continue
             f_ab, f_ba = optical_flow(frames[a], frames[b]), optical_flow(frames[b], frames[a])
-            forward[k] = _displacement(f_ab, f_ba, points[a], points[b], Ks[b], camtoworlds[b]) + (float(times[b] - times[a]),)
-            backward[k + 1] = _displacement(f_ba, f_ab, points[b], points[a], Ks[a], camtoworlds[a]) + (float(times[b] - times[a]),)
+            forward[k] = (*_displacement(f_ab, f_ba, points[a], points[b], Ks[b], camtoworlds[b]), dt)
+            backward[k + 1] = (*_displacement(f_ba, f_ab, points[b], points[a], Ks[a], camtoworlds[a]), dt)
         for k, view in enumerate(views):
+            # central difference: (d_next - d_prev) / (dt_next + dt_prev) over the neighbours that matched
             num = torch.zeros_like(points[view])
             den = torch.zeros_like(points[view][..., 0])
-            if forward[k] is not None:
-                disp, ok, dt = forward[k]
-                num, den = num + torch.where(ok[..., None], disp, 0.0), den + ok * dt
-            if backward[k] is not None:
-                disp, ok, dt = backward[k]
-                num, den = num - torch.where(ok[..., None], disp, 0.0), den + ok * dt
+            for step, sign in ((forward[k], 1.0), (backward[k], -1.0)):
+                if step is not None:
+                    disp, ok, dt = step
+                    num = num + sign * torch.where(ok[..., None], disp, 0.0)
+                    den = den + ok * dt
             velocities[view] = num / den.clamp_min(1e-9)[..., None]
     return velocities

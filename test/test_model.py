@@ -299,8 +299,7 @@ def test_training_loss_on_a_procedural_scene_has_every_term_and_gradients():
 
 def test_view_weighting_fades_other_views_for_a_target_on_an_input_axis():
     from lrm4d_ros.gaussians import Gaussians4D
-    from lrm4d_ros.pixel_gaussians import SIGMA_T0
-    from lrm4d_ros.reconstructor import FADE_FALLOFF, FADE_GATE_DEG, ViewWeighting
+    from lrm4d_ros.reconstructor import FADE_FALLOFF, FADE_GATE_DEG, FADE_SIGMA_T, ViewWeighting
 
     # Two input views at time 0, one pixel Gaussian each, both on the target's optical axis: view 0 looks the
     # target's way (+z) and holds a red splat at depth 2; view 1 looks along +x and holds a green one at depth 1.5.
@@ -309,15 +308,15 @@ def test_view_weighting_fades_other_views_for_a_target_on_an_input_axis():
     fade = math.exp(-1.0 / FADE_FALLOFF)  # cosine 1 for view 0, 0 for view 1
     torch.testing.assert_close(wt.opacity_scale(z, 0.0, 3), torch.tensor([1.0, fade, 1.0]))
     torch.testing.assert_close(wt.opacity_scale(torch.tensor([1.0, 0.0, 0.0]), 0.0, 2), torch.tensor([fade, 1.0]))
-    # half-way through the angular gate, and one SIGMA_T0 away in time: the exponent scales with the gate
+    # half-way through the angular gate, and one FADE_SIGMA_T away in time: the exponent scales with the gate
     a = math.radians(FADE_GATE_DEG / 2)
     c_gate = math.cos(math.radians(FADE_GATE_DEG))
     gate = (math.cos(a) - c_gate) / (1 - c_gate) * math.exp(-0.5)
-    half = wt.opacity_scale(torch.tensor([math.sin(a), 0.0, math.cos(a)]), SIGMA_T0, 2)
+    half = wt.opacity_scale(torch.tensor([math.sin(a), 0.0, math.cos(a)]), FADE_SIGMA_T, 2)
     torch.testing.assert_close(half, torch.tensor([1.0, math.exp(-gate * (math.cos(a) - math.sin(a)) / FADE_FALLOFF)]))
     a = math.radians(2 * FADE_GATE_DEG)  # a novel viewpoint, or an input's axis long after its time: no fading
     assert wt.opacity_scale(torch.tensor([math.sin(a), 0.0, math.cos(a)]), 0.0, 2) is None
-    assert wt.opacity_scale(z, 5 * SIGMA_T0, 2) is None
+    assert wt.opacity_scale(z, 5 * FADE_SIGMA_T, 2) is None
     n = 2
     g = Gaussians4D(means=torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, 1.5]]), times=torch.zeros(n),
                     velocities=torch.zeros(n, 3), covars=torch.eye(3).expand(n, 3, 3) * 0.5, scale_t=torch.ones(n),
