@@ -21,6 +21,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+# images are matched at this many times their size (DIS's 8-pixel patches then hold thin parts): 16 rig validation
+# scenes, time_interp RGB-D 33.56 -> 33.79, RGB 32.69 -> 32.83; ~3.5 ms more per flow at 128²
+UPSAMPLE = 2
 STILL_PX = 0.5  # flow (pixels) below which a pixel is static
 FB_TOL_PX = 1.0  # forward-backward flow disagreement (pixels) beyond which a match is an occlusion
 MAX_DEPTH_STEP = 0.1  # relative depth change between a pixel and its match beyond which they are two surfaces
@@ -31,7 +34,10 @@ def optical_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ga, gb = (cv2.cvtColor(x, cv2.COLOR_RGB2GRAY) for x in (a, b))
     # DIS (Kroeger et al. 2016) at its medium preset: on the rig validation as good as at full resolution
     # (finest scale 0) and better than Farneback (time_interp 29.67 / 29.71 / 29.32 dB)
-    return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(ga, gb, None)
+    H, W = ga.shape
+    ga, gb = (cv2.resize(x, (W * UPSAMPLE, H * UPSAMPLE), interpolation=cv2.INTER_CUBIC) for x in (ga, gb))
+    flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(ga, gb, None)
+    return cv2.resize(flow, (W, H), interpolation=cv2.INTER_AREA) / UPSAMPLE
 
 
 def _project(points: Tensor, K: Tensor, camtoworld: Tensor) -> tuple[Tensor, Tensor]:

@@ -49,7 +49,7 @@ SCALARS = {
     "checkpoint": ("", "safetensors checkpoint; empty = the shipped one", None),
     "device": ("", "torch device (cpu, cuda, cuda:1); empty = CUDA when available", None),
     "refine_steps": (3, "colour refinement passes per reconstruction (0 = the model's colours; each re-renders "
-                        "the input views, ~0.2 s for 12 views of 128^2 on two CPU cores)", (0, 100)),
+                        "the input views: 0.07-0.17 s for 12 views of 128^2 on two CPU cores)", (0, 100)),
     "reconstruction_rate_hz": (10.0, "most reconstructions per second; each starts when new views arrive",
                                (0.01, 1000.0)),
     "gather_s": (0.05, "after a new view, wait at most this long for the other cameras' views of the same "
