@@ -23,7 +23,7 @@ from .environment import Environment, content_weights
 from .floor import Floor, floor_from_photo, height_from_depth, plane_depths
 from .gaussians import Gaussians3D, Gaussians4D, MIN_MARGINAL
 from .model import LRM4D, config_of
-from .pixel_gaussians import base_log_depth, paper_gaussians, surfel_gaussians
+from .pixel_gaussians import SIGMA_T0, base_log_depth, paper_gaussians, surfel_gaussians
 from .render import RenderOutput, render
 from .scene_flow import scene_velocities
 from .views import ViewSet
@@ -43,6 +43,7 @@ FADE_GATE_DEG = 5.0  # targets whose axis is more than this from every input's r
 # its frames, its frames count for the whole window (16 rig validation scenes, RGB time_interp 32.36 at 0.2 (the
 # pixels' own σ_t), 32.69 at 1.0; 6 object-centric ones, alternating 17.49, 17.70, 17.72 at 3.0)
 FADE_SIGMA_T = 1.0
+FADE_MIN_PRESENCE = 0.1  # temporal marginal (at a view's median σ_t) a reference view must have at the target's time
 # Colour refinement passes (refine_colours). Rig validation, 6 scenes, RGB-D time_interp / self: 29.67 / 35.17 (0),
 # 30.75 / 41.94 (2), 30.81 / 43.26 (3), 30.82 / 44.45 (5)
 REFINE_STEPS = 3
@@ -57,8 +58,9 @@ class ViewWeighting:
 
     With c_v the cosine between the target's optical axis and input view v's: the gate of view v is
     a_v · exp(−½ ((t − t_v) / FADE_SIGMA_T)²), a_v = 1 for an axis within a hair of the target's, falling
-    linearly to 0 at FADE_GATE_DEG; the view r with the largest gate g sets the reference, and view u's factor
-    is min(1, exp(−g (c_r − c_u) / FADE_FALLOFF)).
+    linearly to 0 at FADE_GATE_DEG, and 0 where view v's pixels have faded out by t (temporal marginal at its
+    median σ_t `scales_t` below FADE_MIN_PRESENCE); the view r with the largest gate g sets the reference, and
+    view u's factor is min(1, exp(−g (c_r − c_u) / FADE_FALLOFF)).
     Novel viewpoints (g = 0) render every view unfaded. axes (V,3) unit optical axes of the input views
     (canonical frame); times (V,) their normalised times; pixels: pixel Gaussians per view (they come first,
     view-major); any Gaussians after the V·pixels keep their opacity."""
@@ -67,13 +69,18 @@ class ViewWeighting:
     times: Tensor
     pixels: int
     hidden: Tensor | None = None  # (N,) opacities of pixel Gaussians removed for novel views (Prediction.hidden)
+    scales_t: Tensor | None = None  # (V,) each view's median temporal extent (None: SIGMA_T0 for every view)
 
     def _fade(self, target_axis: Tensor, t: float | Tensor, n: int) -> tuple[Tensor, int] | None:
         """(factors (n,), the reference view r) for a target along target_axis (3,) at normalised time t, or None."""
         cos = self.axes @ (target_axis / target_axis.norm()).to(self.axes)
         c_gate = math.cos(math.radians(FADE_GATE_DEG))
-        gates = ((cos - c_gate) / (1.0 - c_gate)).clamp(0.0, 1.0) \
-            * torch.exp(-0.5 * ((self.times - float(t)) / FADE_SIGMA_T) ** 2)
+        dt = self.times - float(t)
+        gates = ((cos - c_gate) / (1.0 - c_gate)).clamp(0.0, 1.0) * torch.exp(-0.5 * (dt / FADE_SIGMA_T) ** 2)
+        # a view whose Gaussians have faded out by t cannot stand in for the target: fading the others would
+        # leave nothing
+        scales = self.scales_t if self.scales_t is not None else torch.full_like(dt, SIGMA_T0)
+        gates = gates * (torch.exp(-0.5 * (dt / scales.to(dt)) ** 2) >= FADE_MIN_PRESENCE)
         r = int(gates.argmax())
         g = float(gates[r])
         if g < 1e-3:
@@ -409,8 +416,9 @@ class Reconstructor:
             while len(self._floors) > FLOOR_CACHE:
                 self._floors.popitem(last=False)
         background = pred.environment if pred.environment is not None else estimate_background(v.images)
-        weighting = ViewWeighting(c2w[:, :3, 2].float().to(self.device), times.float(), v.height * v.width,
-                                  pred.hidden)
+        P = v.height * v.width
+        scales_t = pred.gaussians.scale_t[:len(v) * P].view(len(v), P).median(dim=1).values
+        weighting = ViewWeighting(c2w[:, :3, 2].float().to(self.device), times.float(), P, pred.hidden, scales_t)
         g = refine_colours(pred.gaussians.detach(), v.images, v.Ks.float(), c2w.float(), times.float(), background,
                            weighting, self.refine_steps)
         return Reconstruction(g, norm, window, background, weighting)

@@ -312,8 +312,11 @@ def test_view_weighting_fades_other_views_for_a_target_on_an_input_axis():
     a = math.radians(FADE_GATE_DEG / 2)
     c_gate = math.cos(math.radians(FADE_GATE_DEG))
     gate = (math.cos(a) - c_gate) / (1 - c_gate) * math.exp(-0.5)
-    half = wt.opacity_scale(torch.tensor([math.sin(a), 0.0, math.cos(a)]), FADE_SIGMA_T, 2)
+    lasting = ViewWeighting(wt.axes, wt.times, pixels=1, scales_t=torch.full((2,), 4.0))  # alive all window long
+    half = lasting.opacity_scale(torch.tensor([math.sin(a), 0.0, math.cos(a)]), FADE_SIGMA_T, 2)
     torch.testing.assert_close(half, torch.tensor([1.0, math.exp(-gate * (math.cos(a) - math.sin(a)) / FADE_FALLOFF)]))
+    # a view whose Gaussians have faded out by then (σ_t 0.2, one unit later) stands in for nothing: no fading
+    assert wt.opacity_scale(torch.tensor([math.sin(a), 0.0, math.cos(a)]), FADE_SIGMA_T, 2) is None
     a = math.radians(2 * FADE_GATE_DEG)  # a novel viewpoint, or an input's axis long after its time: no fading
     assert wt.opacity_scale(torch.tensor([math.sin(a), 0.0, math.cos(a)]), 0.0, 2) is None
     assert wt.opacity_scale(z, 5 * FADE_SIGMA_T, 2) is None
