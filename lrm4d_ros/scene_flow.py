@@ -64,10 +64,11 @@ def _displacement(flow_ab: np.ndarray, flow_ba: np.ndarray, points_a: Tensor, po
     back = flow_ba[vi, ui]
     consistent = inside & (np.hypot(flow_ab[..., 0] + back[..., 0], flow_ab[..., 1] + back[..., 1]) < FB_TOL_PX)
     target = points_b[torch.from_numpy(vi).to(dev), torch.from_numpy(ui).to(dev)]
-    uv_still, z_still = _project(points_a, K_b.to(points_a), c2w_b.to(points_a))
+    K_b, c2w_b = K_b.to(points_a), c2w_b.to(points_a)
+    uv_still, z_still = _project(points_a, K_b, c2w_b)
     dest = torch.from_numpy(np.stack([ub, vb], -1)).to(points_a)
     still = (dest - uv_still).norm(dim=-1) < STILL_PX
-    _, z_match = _project(target, K_b.to(points_a), c2w_b.to(points_a))
+    _, z_match = _project(target, K_b, c2w_b)
     same_surface = (z_match - z_still).abs() < MAX_DEPTH_STEP * z_still.clamp_min(1e-9)
     valid = still | (torch.from_numpy(consistent).to(dev) & same_surface)
     disp = torch.where((~still)[..., None], target - points_a, torch.zeros_like(points_a))
