@@ -84,7 +84,8 @@ def _spd_factor(cov: Tensor) -> tuple[Tensor, Tensor]:
 
 @dataclass
 class Gaussians3D:
-    """N 3D Gaussians: means (N,3), covars (N,3,3), opacities (N,) in [0,1], colors (N,3) RGB in [0,1]."""
+    """N 3D Gaussians: means (N,3), covars (N,3,3), opacities (N,) in [0,1], colors (N,3) RGB in [0,1] (a
+    reconstruction's refined ones within reconstructor.REFINE_RANGE)."""
 
     means: Tensor
     covars: Tensor

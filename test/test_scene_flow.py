@@ -1,5 +1,6 @@
 """Render-time geometry the reconstructor adds to the model's Gaussians: scene flow between a camera's frames
-(velocities of its pixel Gaussians) and the colour refinement that makes input views re-render as captured."""
+(velocities of its pixel Gaussians), and the colour refinement and the fill of nearly covered pixels that make
+input views re-render as captured."""
 import math
 
 import numpy as np
@@ -10,7 +11,9 @@ from lrm4d_ros.cameras import fov_to_K
 from lrm4d_ros.metrics import psnr
 from lrm4d_ros.model import LRM4D, LRM4DConfig
 from lrm4d_ros.pixel_gaussians import z_rays
-from lrm4d_ros.reconstructor import Reconstructor
+from lrm4d_ros.environment import Environment
+from lrm4d_ros.reconstructor import FILL_ALPHA, REFINE_RANGE, Reconstructor, composite
+from lrm4d_ros.render import render
 from lrm4d_ros.scene_flow import _displacement, scene_velocities
 from lrm4d_ros.views import ViewSet
 
@@ -89,7 +92,7 @@ def test_a_match_on_another_surface_or_occluded_is_no_motion():
 def test_colour_refinement_makes_the_inputs_re_render_as_captured():
     """An untrained model's surfels carry their pixels' colours but blur them (neighbouring splats overlap): the
     inputs re-render well below their own quality; three refinement passes bring them far closer, and the colours
-    stay colours."""
+    stay within REFINE_RANGE."""
     torch.manual_seed(0)
     V, res = 3, 24
     a = torch.arange(V, dtype=torch.float64) * 0.15
@@ -106,5 +109,27 @@ def test_colour_refinement_makes_the_inputs_re_render_as_captured():
         rec = Reconstructor(model, device="cpu", refine_steps=steps).reconstruct(views)
         out = rec.render(views.camtoworlds, views.Ks, res, res, views.stamps_ns)
         scores[steps] = float(psnr(out.colors.clamp(0, 1), images).mean())
-        assert 0.0 <= float(rec.gaussians.colors.min()) and float(rec.gaussians.colors.max()) <= 1.0
+        lo, hi = (0.0, 1.0) if steps == 0 else REFINE_RANGE
+        assert lo <= float(rec.gaussians.colors.min()) and float(rec.gaussians.colors.max()) <= hi
     assert scores[3] > scores[0] + 3.0, scores
+
+
+def test_fill_shows_the_gaussians_own_colour_where_they_nearly_cover_a_pixel():
+    """One round splat (opacity 0.95) over a white environment: with the fill its core (alpha >= FILL_ALPHA[1])
+    shows its own colour exactly, its fringe (alpha <= FILL_ALPHA[0]) is composited over the environment as
+    without it, and without the fill the environment shows through the core by 1 - alpha."""
+    res = 32
+    K = fov_to_K(math.radians(40), res, res)[None].float()
+    c2w = torch.eye(4)[None]
+    color = torch.tensor([0.2, 0.4, 0.1])
+    out = render(torch.tensor([[0.0, 0.0, 4.0]]), (0.3 ** 2 * torch.eye(3))[None], torch.tensor([0.95]),
+                 color[None], c2w, K, res, res)
+    env = Environment.constant(torch.ones(3))
+    plain, filled = (composite(out, env, c2w, K, res, res, fill=f).colors[0] for f in (False, True))
+    a = out.alphas[0]
+    core, fringe = a[..., 0] >= FILL_ALPHA[1], a[..., 0] <= FILL_ALPHA[0]
+    assert int(core.sum()) >= 4 and int(fringe.sum()) >= 100
+    torch.testing.assert_close(filled[core], color.expand(int(core.sum()), 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(plain, a * color + (1 - a), atol=1e-5, rtol=0)
+    torch.testing.assert_close(filled[fringe], plain[fringe], atol=1e-6, rtol=0)
+    assert float((plain[core] - color).abs().max()) > 0.03  # what the fill removes: 5 % of white through the core
