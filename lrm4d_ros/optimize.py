@@ -167,5 +167,5 @@ def fit(inputs: ViewSet, config: FitConfig = FitConfig(), init: Reconstruction |
         if not math.isfinite(float(loss.detach())):
             raise FloatingPointError(f"per-scene fit diverged at step {step} (loss {float(loss)})")
     seconds = time.perf_counter() - t0
-    rec = Reconstruction(raw.gaussians().detach(), norm, window, bg)
+    rec = Reconstruction(raw.gaussians().detach(), norm, window, bg, fill=False)  # fitted without the fill
     return FitResult(rec, step, seconds, input_psnr(), init_psnr)

@@ -322,6 +322,7 @@ class Reconstruction:
     window: TimeWindow
     background: Tensor | Environment
     weighting: ViewWeighting | None = None
+    fill: bool = True  # composite(fill=...): a per-scene fit (optimize.py), made without the fill, renders without it
     # The last SLICE_CACHE slices by normalised time: a node's virtual cameras and /render_view requests, and a
     # viewer's slider, ask for the same instant again and again (slicing is a quarter of a 128² CPU render).
     _slices: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False, compare=False)
@@ -367,7 +368,7 @@ class Reconstruction:
         c2w = self.normalization.poses_to_canonical(torch.as_tensor(camtoworlds, dtype=torch.float64))
         out = render_at_times(self.gaussians, c2w.to(dev).float(), torch.as_tensor(Ks).to(dev).float(),
                               width, height, times, self.background if background is None else background,
-                              slicer=self._sliced, weighting=self.weighting, fill=True)
+                              slicer=self._sliced, weighting=self.weighting, fill=self.fill)
         # refined colours may leave [0, 1] (REFINE_RANGE); an image does not
         return RenderOutput(out.colors.clamp(0, 1), out.alphas, self.normalization.lengths_to_world(out.depths))
 
