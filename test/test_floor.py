@@ -115,6 +115,22 @@ def test_floor_texture_shows_each_half_where_it_lies_and_what_hides_it():
                                torch.tensor([1.0, 0.0, 0.0], dtype=far_only.colors.dtype), atol=0.15, rtol=0)
 
 
+def test_floor_is_claimed_only_near_where_views_looked():
+    """The rig faces the origin from one quadrant: the floor behind its cameras, (4, 4), is in no view, so rays
+    that meet the plane there take the environment; the floor the views saw keeps its weight."""
+    images, depths, K, c2w = _floor_views(_noise_texture(), box=False)
+    o, d = pixel_rays(K, c2w, 64, 64)
+    floor = Floor.build(images, o, d, c2w[:, :3, 2], depths, FLOOR_Z)
+    eye = torch.tensor([0.0, 0.0, 3.0], dtype=torch.float64)
+    targets = torch.tensor([[-1.0, -0.5, FLOOR_Z], [4.0, 4.0, FLOOR_Z]], dtype=torch.float64)
+    dirs = F.normalize(targets - eye, dim=-1)
+    _, p = floor.lookup(eye.expand(2, 3), dirs)
+    assert float(p[0]) > 0.9 and float(p[1]) == 0.0
+    sky = torch.tensor([0.8, 0.9, 1.0])
+    out = Environment(sky.reshape(3, 1, 1).expand(3, 2, 2).clone(), floor).lookup(dirs, eye.expand(2, 3))
+    torch.testing.assert_close(out[1], sky, atol=1e-4, rtol=0)
+
+
 def test_pixels_past_the_floor_and_where_rays_meet_it():
     images, depths, K, c2w = _floor_views(_noise_texture(), box=False)
     o, d = pixel_rays(K, c2w, 64, 64)
