@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -45,11 +47,12 @@ class HeadlessPage:
         if binary is None:
             raise BrowserError(f"no Chromium binary on PATH (tried {', '.join(BINARIES)}); "
                                "install one, e.g. apt-get install chromium")
-        self._profile = tempfile.TemporaryDirectory(prefix="lrm4d-chromium-")
+        self._profile = tempfile.mkdtemp(prefix="lrm4d-chromium-")
         self._proc = subprocess.Popen(
-            [binary, *FLAGS, f"--user-data-dir={self._profile.name}", f"--window-size={width},{height}",
+            [binary, *FLAGS, f"--user-data-dir={self._profile}", f"--window-size={width},{height}",
              "--remote-debugging-port=0", url],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            start_new_session=True)  # its own process group: close() ends the renderer and GPU helpers too
         self._ids = itertools.count(1)
         try:
             browser_ws = self._devtools_url(timeout)
@@ -184,13 +187,31 @@ class HeadlessPage:
         if ws is not None:
             ws.close()
         if self._proc.poll() is None:
-            self._proc.terminate()
+            self._signal(signal.SIGTERM)
             try:
                 self._proc.wait(10)
             except subprocess.TimeoutExpired:
-                self._proc.kill()
+                self._signal(signal.SIGKILL)
                 self._proc.wait()
-        self._profile.cleanup()
+        self._signal(signal.SIGKILL)  # helpers that outlive the browser would still write into the profile
+        # a helper may still be flushing as it dies: retry, then leave what remains to the OS's tmp cleaning
+        for attempt in range(5):
+            try:
+                shutil.rmtree(self._profile)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.2 * (attempt + 1))
+        else:
+            shutil.rmtree(self._profile, ignore_errors=True)
+
+    def _signal(self, sig: int) -> None:
+        """Send sig to Chromium's process group (the browser and its helpers); gone already is fine."""
+        try:
+            os.killpg(self._proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def __enter__(self) -> "HeadlessPage":
         return self
