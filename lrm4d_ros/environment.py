@@ -18,7 +18,7 @@ of it). No learned parameters; nothing is differentiated through the map.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
@@ -27,6 +27,7 @@ from torch import Tensor
 
 if TYPE_CHECKING:
     from .floor import Floor
+    from .walls import Wall
 
 # elevation × azimuth bins. Rig validation, novel_view RGB-D / RGB, with scene flow and colour refinement (the
 # model was trained with 16×32): 6 scenes 16×32 26.86 / 20.28, 32×64 27.02 / 20.31, 64×128 27.05 / 20.29;
@@ -80,10 +81,11 @@ class Environment:
 
     colors: Tensor
     floor: Floor | None = None
+    walls: list[Wall] = field(default_factory=list)
 
     @classmethod
     def build(cls, images: Tensor, dirs: Tensor, weights: Tensor, size: tuple[int, int] = SIZE,
-              floor: Floor | None = None) -> "Environment":
+              floor: Floor | None = None, walls: list[Wall] | None = None) -> "Environment":
         """images (V,H,W,3) in [0,1], dirs (V,H,W,3) ray directions, weights (V,H,W) >= 0; floor: the ground
         plane rays meet before the map (None: directions only)."""
         h, w = size
@@ -93,7 +95,8 @@ class Environment:
         wt = weights.reshape(-1, 1).to(images.dtype)
         acc = torch.zeros(h * w, 4, dtype=images.dtype, device=images.device)
         acc.index_add_(0, (y * w + x).reshape(-1), torch.cat([images.reshape(-1, 3) * wt, wt], 1))
-        return cls(push_pull(acc.reshape(h, w, 4).permute(2, 0, 1), _azimuth_first(h, w)).clamp(0, 1), floor)
+        return cls(push_pull(acc.reshape(h, w, 4).permute(2, 0, 1), _azimuth_first(h, w)).clamp(0, 1), floor,
+                   list(walls or []))
 
     @classmethod
     def constant(cls, color: Tensor) -> "Environment":
@@ -107,10 +110,27 @@ class Environment:
         out = F.grid_sample(self.colors[None], g.reshape(1, -1, 1, 2), mode="bilinear", padding_mode="border",
                             align_corners=False)
         out = out[0, :, :, 0].T.reshape(*dirs.shape[:-1], 3)
-        if self.floor is None or origins is None:
+        if origins is None:
             return out
-        on_floor, p = self.floor.lookup(origins, F.normalize(dirs.double(), dim=-1))
-        return p[..., None].to(out) * on_floor.to(out) + (1 - p[..., None].to(out)) * out
+        unit = F.normalize(dirs.double(), dim=-1)
+        t_floor = torch.full(dirs.shape[:-1], math.inf, dtype=torch.float64, device=dirs.device)
+        if self.floor is not None:
+            on_floor, p = self.floor.lookup(origins, unit)
+            out = p[..., None].to(out) * on_floor.to(out) + (1 - p[..., None].to(out)) * out
+            t, _ = self.floor.hit(origins, unit)
+            t_floor = torch.where(p > 0, t, t_floor)
+        if self.walls:
+            hits = [w.hit(origins.double(), unit) for w in self.walls]
+            t_wall, which = torch.stack([t for t, _ in hits]).min(0)
+            front = t_wall < t_floor  # a wall stands before the floor the ray would meet
+            if bool(front.any()):
+                out = out.clone()
+                for k, (wall, (_, x)) in enumerate(zip(self.walls, hits)):
+                    sel = front & (which == k)
+                    if bool(sel.any()):
+                        out[sel] = wall.lookup(x[sel], unit[sel]).to(out)
+        return out
 
     def to(self, device) -> "Environment":
-        return Environment(self.colors.to(device), None if self.floor is None else self.floor.to(device))
+        return Environment(self.colors.to(device), None if self.floor is None else self.floor.to(device),
+                           [w.to(device) for w in self.walls])

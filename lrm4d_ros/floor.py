@@ -18,7 +18,7 @@ parameters; the reconstructor (`predict`) decides what the floor changes about t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +44,11 @@ MIN_SUPPORT, MIN_EXTENT = 0.25, 1.0  # a floor from depth: share of the measured
 ON_PLANE = 0.05  # relative z-depth difference within which a measured pixel lies on the plane
 UNMEASURED_WEIGHT = 0.25  # a pixel without a measurement adds this much (it may be an object edge's dropout)
 PARTNERS, SWEEP = 4, 64  # floor from colour: views matched per view, heights tried
+VIEW_SHARPNESS, VIEW_ANGLE = 1.0, 1.0  # PlaneViews.sample's weights
+SHOWS_POWER = 8.0  # a view that surely shows a point outweighs one that may by (1/UNMEASURED_WEIGHT)^this
+MODEL_SLACK = 0.1  # an unmeasured pixel's Gaussian this much (relative z) before the plane hides the floor
+LOOKUP_CHUNK = 65536
+FILL_MARGIN = 2  # pixels: an unmeasured pixel this near one measured before the floor may be that object's  # floor points sampled from the views at once
 MIN_VOTES = 0.08  # share of the pixels below the horizon that must vote for the floor found from colour
 
 
@@ -212,12 +217,78 @@ def _hits(origins: Tensor, dirs: Tensor, height: float) -> tuple[Tensor, Tensor]
 
 
 @dataclass
+class PlaneViews:
+    """The input views a plane's points take their colour from, at the views' own resolution: images (V,H,W,3)
+    in [0,1], Ks (V,3,3), camtoworlds (V,4,4) canonical, `shows` (V,H,W) in [0,1]: how surely each pixel shows the
+    plane where its ray meets it (0: something stands before it, or its ray never meets it), and the plane's unit
+    `normal` (3,)."""
+
+    images: Tensor
+    Ks: Tensor
+    camtoworlds: Tensor
+    shows: Tensor
+    normal: Tensor
+
+    def __post_init__(self):
+        V, H, W, _ = self.images.shape
+        # the views' colours and `shows` sampled together; world -> pixel projections (u·w, v·w, w) from [x, 1]
+        self._stack = torch.cat([self.images.permute(0, 3, 1, 2), self.shows[:, None]], 1)
+        w2c = torch.linalg.inv(self.camtoworlds.double())[:, :3]
+        K = self.Ks.double().clone()
+        K[:, 0] /= W / 2  # to grid_sample's [-1, 1] (pixel centres at (u + 0.5) / W · 2 − 1)
+        K[:, 1] /= H / 2
+        K[:, 0, 2] += 1 / W - 1
+        K[:, 1, 2] += 1 / H - 1
+        self._project = (K @ w2c).transpose(1, 2).to(self.images.dtype)  # (V,4,3)
+        self._centres = self.camtoworlds[:, :3, 3].to(self.images.dtype)
+        self._focal = (self.Ks[:, 0, 0] * self.Ks[:, 1, 1]).to(self.images.dtype)
+
+    def sample(self, points: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
+        """Colours (N,3) of the plane's points (N,3) seen along unit target rays dirs (N,3), and how surely (N,) any
+        view showed them. Views that show a point are blended, the sharpest most: weights fall with the area a
+        view's pixel covers on the plane there (relative to the sharpest view's, to the power VIEW_SHARPNESS), with
+        the angle between the view's ray and the target's (VIEW_ANGLE), and with how surely the view shows it."""
+        dt = self._stack.dtype
+        points, dirs = points.to(dt), dirs.to(dt)
+        V, N = self._centres.shape[0], points.shape[0]
+        # every (view, point) quantity from single (N,3) × (3,·) products: small batched ones are slow on the CPU
+        uvw = (points @ self._project[:, :3].permute(1, 0, 2).reshape(3, V * 3)).reshape(N, V, 3).transpose(0, 1)
+        uvw = uvw + self._project[:, 3][:, None]
+        z = uvw[..., 2]
+        grid = uvw[..., :2] / z.clamp_min(1e-9)[..., None]
+        inside = (z > 1e-6) & (grid.abs() <= 1).all(-1)
+        seen = F.grid_sample(self._stack, grid[:, :, None], mode="bilinear", padding_mode="border",
+                             align_corners=False)[..., 0]  # (V,4,N)
+        shows = seen[:, 3].clamp(0, 1) * inside
+        c = self._centres
+        dist2 = ((points.square().sum(1)[None] - 2 * (c @ points.T)) + c.square().sum(1)[:, None]).clamp_min(1e-18)
+        inv = dist2.rsqrt()
+        n = self.normal.to(dt)
+        # a view pixel's footprint on the plane: dist² / (f² |cos incidence|)
+        incidence = ((points @ n)[None] - (c @ n)[:, None]).abs() * inv
+        log_area = dist2.log() - (self._focal[:, None] * incidence.clamp_min(1e-3)).log()
+        cos = ((points * dirs).sum(1)[None] - c @ dirs.T) * inv
+        # weights in log space: a ray that only grazing, far-off views show must not underflow to black
+        log_w = SHOWS_POWER * shows.clamp_min(1e-30).log() - VIEW_SHARPNESS * log_area + (cos - 1) / VIEW_ANGLE
+        log_w = torch.where(shows > 0, log_w, torch.full_like(log_w, -math.inf))
+        w = torch.softmax(log_w, 0).nan_to_num(0.0)  # rays no view shows: all -inf
+        colors = torch.einsum("vn,vcn->nc", w, seen[:, :3])
+        return colors, shows.amax(0)
+
+    def to(self, device) -> "PlaneViews":
+        return PlaneViews(*(x.to(device) for x in (self.images, self.Ks, self.camtoworlds, self.shows, self.normal)))
+
+
+@dataclass
 class Floor:
     """The plane z = `height` (canonical) and its texture `colors` (4, radial, azimuth) over `_polar` coordinates:
-    colour, and the share of the views' rays into the cell that saw the floor there (not something before it)."""
+    colour, and the share of the views' rays into the cell that saw the floor there (not something before it).
+    With `views`, a point's colour is read from the input views that show it, at their resolution; the texture
+    gives the rest (and always the share)."""
 
     height: float
     colors: Tensor
+    views: PlaneViews | None = None
 
     @classmethod
     def build(cls, images: Tensor, origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tensor | None,
@@ -257,6 +328,35 @@ class Floor:
         p = torch.where(near, p, torch.zeros_like(p))
         return cls(height, torch.cat([colors, p]))
 
+    def with_views(self, images: Tensor, Ks: Tensor, camtoworlds: Tensor, depths: Tensor | None,
+                   pixel_depths: Tensor, sensed: bool) -> "Floor":
+        """This floor, its colours read from the input views: images (V,H,W,3) in [0,1], Ks (V,3,3), camtoworlds
+        (V,4,4) canonical, depths (V,H,W) z-depth measured (sensed) or found from colour (0 = none; None: nothing),
+        pixel_depths (V,H,W) the pixel Gaussians' z-depths. A pixel whose ray meets the plane shows the floor
+        (`PlaneViews.shows`): surely (1) where its depth lies on the plane; with UNMEASURED_WEIGHT where nothing was
+        measured and nothing stands before the plane within FILL_MARGIN pixels (a depth camera drops out on an
+        object's edges and dark or grazing faces: such a pixel is the object's more often than not); surely again
+        where a depth camera's plane depth lies beyond the farthest it measured in that view (floor out of range)."""
+        V, H, W, _ = images.shape
+        origins, dirs = z_rays(Ks, camtoworlds.double(), H, W)
+        axes = camtoworlds[:, :3, 2].double()
+        z_plane, hit = plane_depths(origins, F.normalize(dirs, dim=-1), axes, self.height)
+        measured = depths > 0 if depths is not None else torch.zeros_like(hit)
+        d = depths.double() if depths is not None else torch.zeros_like(z_plane)
+        on = measured & ((d - z_plane).abs() < ON_PLANE * z_plane)
+        before = torch.where(measured, d < (1 - ON_PLANE) * z_plane,
+                             pixel_depths.double() < (1 - MODEL_SLACK) * z_plane)
+        k = 2 * FILL_MARGIN + 1
+        near_before = F.max_pool2d(before[:, None].float(), k, stride=1, padding=FILL_MARGIN)[:, 0] > 0
+        open_ = ~measured & ~near_before
+        shows = torch.where(on, 1.0, torch.where(open_, UNMEASURED_WEIGHT, 0.0))
+        if sensed and bool(measured.any()):
+            reach = torch.where(measured, d, torch.zeros_like(d)).flatten(1).amax(1)[:, None, None]
+            shows = torch.where(open_ & (z_plane > reach), 1.0, shows)
+        shows = (shows * hit).to(images.dtype)
+        up = torch.tensor([0.0, 0.0, 1.0], dtype=images.dtype, device=images.device)
+        return replace(self, views=PlaneViews(images.detach(), Ks.detach(), camtoworlds.detach(), shows, up))
+
     def lookup(self, origins: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
         """Colours (...,3) where rays (origins, unit dirs (...,3)) meet the floor, and each ray's weight (...) in
         [0,1]: 0 where it does not meet the floor, else how surely the views saw floor there."""
@@ -266,12 +366,30 @@ class Floor:
         out = F.grid_sample(self.colors[None], g.reshape(1, -1, 1, 2), mode="bilinear", padding_mode="border",
                             align_corners=False)
         out = out[0, :, :, 0].T.reshape(*dirs.shape[:-1], 4)
-        return out[..., :3], out[..., 3] * hit.to(out)
+        colors, p = out[..., :3], out[..., 3] * hit.to(out)
+        if self.views is not None:
+            sel = p > 0
+            if bool(sel.any()):
+                points = (origins.double() + t.clamp_min(0)[..., None] * dirs.double())[sel].to(colors.dtype)
+                sharp = colors.new_zeros(points.shape[0], 3)
+                m = colors.new_zeros(points.shape[0])
+                for i in range(0, points.shape[0], LOOKUP_CHUNK):
+                    sharp[i:i + LOOKUP_CHUNK], m[i:i + LOOKUP_CHUNK] = self.views.sample(
+                        points[i:i + LOOKUP_CHUNK], dirs[sel][i:i + LOOKUP_CHUNK].to(colors.dtype))
+                colors = colors.clone()
+                colors[sel] = m[:, None] * sharp + (1 - m[:, None]) * colors[sel]
+        return colors, p
 
     def beyond(self, origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tensor) -> Tensor:
         """(V,H,W) bool: pixels whose z-depth (V,H,W) lies past the floor along their ray (by more than 2·ON_PLANE)."""
         z_plane, hit = plane_depths(origins, dirs, axes, self.height)
         return hit & (depths > (1 + 2 * ON_PLANE) * z_plane)
 
+    def hit(self, origins: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
+        """Ray parameter t (...) where rays (origins, unit dirs (...,3)) meet the floor (inf where they do not)."""
+        t, hit = _hits(origins.double(), dirs.double(), self.height)
+        return torch.where(hit, t, torch.full_like(t, math.inf)), hit
+
     def to(self, device) -> "Floor":
-        return Floor(self.height, self.colors.to(device))
+        views = None if self.views is None else self.views.to(device)
+        return Floor(self.height, self.colors.to(device), views)

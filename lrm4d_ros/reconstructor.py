@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .cameras import SceneNormalization, TimeWindow, pixel_rays
-from .environment import Environment, content_weights
+from .environment import MIN_WEIGHT, Environment, content_weights
 from .floor import Floor, floor_from_photo, height_from_depth, plane_depths
 from .gaussians import Gaussians3D, Gaussians4D, MIN_MARGINAL
 from .model import LRM4D, config_of
@@ -27,6 +27,7 @@ from .pixel_gaussians import SIGMA_T0, base_log_depth, paper_gaussians, surfel_g
 from .render import RenderOutput, render
 from .scene_flow import scene_velocities
 from .views import ViewSet
+from .walls import find_walls, wall_pixels
 
 # Stamps this far outside the window (fraction of its span, at least 10 ms) are still rendered: the time
 # Gaussians extend smoothly a little past the window.
@@ -199,6 +200,9 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
         env, hidden = None, None
         if cfg.environment:
             floor = ground(images, origins, dirs, camtoworlds, depths, floor_height)
+            if floor is not None:
+                floor = floor.with_views(images.float(), Ks.float(), camtoworlds.float(),
+                                         depths, z.detach(), sensed)
             if floor is not None and sensed:
                 # a pixel Gaussian beyond the floor along its own ray (the sky past a platform's edge, a far pixel's
                 # hedged depth) would show through the floor from elsewhere: the floor layer shows its colour
@@ -207,7 +211,15 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
                 hidden = torch.where(past, g.opacities, torch.zeros_like(g.opacities))
                 g = replace(g, opacities=g.opacities - hidden)
             weights = content_weights(z.detach(), g.opacities.detach().view(V, H, W))
-            env = Environment.build(images.detach().float(), dirs, weights, floor=floor)
+            walls = []
+            if sensed:
+                walls = find_walls(images.detach().float(), Ks.float(), camtoworlds.float(), depths,
+                                   None if floor is None else floor.height)
+                on_walls = wall_pixels(walls)
+                if on_walls is not None:
+                    # a wall is geometry now: what the environment map holds above and beyond it is the sky's
+                    weights = torch.where(on_walls, torch.full_like(weights, MIN_WEIGHT), weights)
+            env = Environment.build(images.detach().float(), dirs, weights, floor=floor, walls=walls)
     return Prediction(g, z, out.prior_log_depth, env, hidden, floor_height)
 
 
@@ -239,7 +251,10 @@ def composite(out: RenderOutput, background: Tensor | Environment | None, camtow
         return out
     if isinstance(background, Environment):
         origins, dirs = pixel_rays(Ks.double(), camtoworlds.double(), height, width)
-        bg = background.lookup(dirs, origins).to(out.colors)
+        # only pixels the Gaussians leave uncovered look it up (the floor's and walls' views are per-ray work)
+        need = out.alphas[..., 0] < (FILL_ALPHA[1] if fill else 1.0)
+        bg = out.colors.new_zeros(out.colors.shape)
+        bg[need] = background.lookup(dirs[need], origins[need]).to(out.colors)
     else:
         bg = torch.as_tensor(background, dtype=out.colors.dtype, device=out.colors.device)
         bg = bg.expand(camtoworlds.shape[0], 3)[:, None, None, :]

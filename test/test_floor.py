@@ -191,3 +191,48 @@ def test_a_static_rgb_rigs_floor_is_matched_once():
     again = rec.reconstruct(views)
     assert len(rec._floors) == 1
     torch.testing.assert_close(again.gaussians.means, first.gaussians.means)
+
+
+def test_floor_points_read_from_the_views_keep_a_texture_the_grid_blurs():
+    """A checkerboard of 0.25-unit squares: the polar grid's cells (0.1 units around at r = 1) blur it; read from
+    the views that saw each point on the plane, a camera straight above sees it within a few per cent."""
+    n = 32
+    tex = ((torch.arange(n)[:, None] + torch.arange(n)[None, :]) % 2).float()
+    tex = torch.stack([tex, 1 - tex, 0.5 * torch.ones_like(tex)]).repeat_interleave(12, 1).repeat_interleave(12, 2)
+    images, depths, K, c2w = _floor_views(tex, res=96, box=False)
+    o, d = pixel_rays(K, c2w, 96, 96)
+    floor = Floor.build(images, o, d, c2w[:, :3, 2], depths, FLOOR_Z)
+    sharp = floor.with_views(images, K.float(), c2w.float(), depths.float(), depths.float(), sensed=True)
+    g = torch.Generator().manual_seed(0)
+    r, az = 0.7 + 0.5 * torch.rand(400, generator=g, dtype=torch.float64), 0.5 + 1.1 * torch.rand(400, generator=g)
+    pts = torch.stack([r * az.cos(), r * az.sin(), torch.full_like(r, FLOOR_Z)], 1)  # between the rig and the origin
+    eye = torch.tensor([1.2, 1.2, 3.0], dtype=torch.float64)
+    dirs = F.normalize(pts - eye, dim=-1)
+    truth = F.grid_sample(tex[None], (pts[None, :, None, :2] / 4.0).float(), align_corners=False)[0, :, :, 0].T
+    # points some view shows, away from the squares' edges (where the views' own pixels mix both colours)
+    _, shown = sharp.views.sample(pts.float(), dirs.float())
+    edge = ((pts[:, :2] / 0.25) - (pts[:, :2] / 0.25).round()).abs().amin(1) < 0.12
+    keep = (shown > 0.9) & ~edge
+    assert int(keep.sum()) > 100
+    colors, p = sharp.lookup(eye.expand(400, 3), dirs)
+    assert float(p[keep].min()) > 0.9
+    err_views = (colors.float() - truth).abs().mean(1)[keep].mean()
+    err_grid = (floor.lookup(eye.expand(400, 3), dirs)[0].float() - truth).abs().mean(1)[keep].mean()
+    assert float(err_views) < 0.01 and float(err_grid) > 10 * float(err_views), (float(err_views), float(err_grid))
+
+
+def test_floor_points_hidden_in_a_view_are_not_read_from_it():
+    """Under the box every view saw the box, not the floor: reading the views must not paint the box's grey there
+    (those points keep the texture's colour and its low weight)."""
+    tex = torch.zeros(3, 64, 64)
+    tex[0] = 1.0  # red floor
+    images, depths, K, c2w = _floor_views(tex)
+    o, d = pixel_rays(K, c2w, 64, 64)
+    floor = Floor.build(images, o, d, c2w[:, :3, 2], depths, FLOOR_Z)
+    sharp = floor.with_views(images, K.float(), c2w.float(), depths.float(), depths.float(), sensed=True)
+    eye = torch.tensor([0.0, 0.0, 3.0], dtype=torch.float64)
+    dirs = F.normalize(torch.tensor([[0.0, 0.0, FLOOR_Z], [1.2, 0.6, FLOOR_Z]], dtype=torch.float64) - eye, dim=-1)
+    (c_grid, p_grid), (c_views, p_views) = floor.lookup(eye.expand(2, 3), dirs), sharp.lookup(eye.expand(2, 3), dirs)
+    torch.testing.assert_close(c_views[0], c_grid[0])  # no view shows the floor under the box
+    torch.testing.assert_close(p_views, p_grid)
+    torch.testing.assert_close(c_views[1].float(), torch.tensor([1.0, 0.0, 0.0]), atol=0.02, rtol=0)
