@@ -47,8 +47,8 @@ PARTNERS, SWEEP = 4, 64  # floor from colour: views matched per view, heights tr
 VIEW_SHARPNESS, VIEW_ANGLE = 1.0, 1.0  # PlaneViews.sample's weights
 SHOWS_POWER = 8.0  # a view that surely shows a point outweighs one that may by (1/UNMEASURED_WEIGHT)^this
 MODEL_SLACK = 0.1  # an unmeasured pixel's Gaussian this much (relative z) before the plane hides the floor
-LOOKUP_CHUNK = 65536
-FILL_MARGIN = 2  # pixels: an unmeasured pixel this near one measured before the floor may be that object's  # floor points sampled from the views at once
+LOOKUP_CHUNK = 65536  # plane points sampled from the views at once
+FILL_MARGIN = 2  # pixels: an unmeasured pixel this near one measured before the floor may be that object's
 MIN_VOTES = 0.08  # share of the pixels below the horizon that must vote for the floor found from colour
 
 
@@ -243,11 +243,26 @@ class PlaneViews:
         self._centres = self.camtoworlds[:, :3, 3].to(self.images.dtype)
         self._focal = (self.Ks[:, 0, 0] * self.Ks[:, 1, 1]).to(self.images.dtype)
 
+    def over(self, points: Tensor, dirs: Tensor, texture: Tensor) -> Tensor:
+        """Colours (N,3) of the plane's points (N,3) seen along unit rays dirs (N,3): read from the views as far as
+        they show them (`sample`), the plane's own `texture` colours (N,3) for the rest."""
+        sharp, m = self.sample(points, dirs)
+        m = m.to(texture)[:, None]
+        return m * sharp.to(texture) + (1 - m) * texture
+
     def sample(self, points: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
         """Colours (N,3) of the plane's points (N,3) seen along unit target rays dirs (N,3), and how surely (N,) any
         view showed them. Views that show a point are blended, the sharpest most: weights fall with the area a
         view's pixel covers on the plane there (relative to the sharpest view's, to the power VIEW_SHARPNESS), with
-        the angle between the view's ray and the target's (VIEW_ANGLE), and with how surely the view shows it."""
+        the angle between the view's ray and the target's (VIEW_ANGLE), and with how surely the view shows it.
+        Points go LOOKUP_CHUNK at a time (each is V samples)."""
+        if points.shape[0] <= LOOKUP_CHUNK:
+            return self._sample(points, dirs)
+        parts = [self._sample(points[i:i + LOOKUP_CHUNK], dirs[i:i + LOOKUP_CHUNK])
+                 for i in range(0, points.shape[0], LOOKUP_CHUNK)]
+        return torch.cat([c for c, _ in parts]), torch.cat([m for _, m in parts])
+
+    def _sample(self, points: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
         dt = self._stack.dtype
         points, dirs = points.to(dt), dirs.to(dt)
         V, N = self._centres.shape[0], points.shape[0]
@@ -370,14 +385,9 @@ class Floor:
         if self.views is not None:
             sel = p > 0
             if bool(sel.any()):
-                points = (origins.double() + t.clamp_min(0)[..., None] * dirs.double())[sel].to(colors.dtype)
-                sharp = colors.new_zeros(points.shape[0], 3)
-                m = colors.new_zeros(points.shape[0])
-                for i in range(0, points.shape[0], LOOKUP_CHUNK):
-                    sharp[i:i + LOOKUP_CHUNK], m[i:i + LOOKUP_CHUNK] = self.views.sample(
-                        points[i:i + LOOKUP_CHUNK], dirs[sel][i:i + LOOKUP_CHUNK].to(colors.dtype))
+                points = (origins.double() + t.clamp_min(0)[..., None] * dirs.double())[sel]
                 colors = colors.clone()
-                colors[sel] = m[:, None] * sharp + (1 - m[:, None]) * colors[sel]
+                colors[sel] = self.views.over(points, dirs[sel], colors[sel])
         return colors, p
 
     def beyond(self, origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tensor) -> Tensor:

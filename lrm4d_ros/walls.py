@@ -76,10 +76,7 @@ class Wall:
         g = self._grid(points).to(self.colors)
         out = F.grid_sample(self.colors[None], g.reshape(1, -1, 1, 2), mode="bilinear", padding_mode="border",
                             align_corners=False)[0, :, :, 0].T
-        if self.views is None:
-            return out
-        sharp, m = self.views.sample(points.to(out), dirs.to(out))
-        return m[:, None] * sharp + (1 - m[:, None]) * out
+        return out if self.views is None else self.views.over(points, dirs, out)
 
     def to(self, device) -> "Wall":
         return Wall(self.normal.to(device), self.offset, self.span, self.heights, self.colors.to(device),
