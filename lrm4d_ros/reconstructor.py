@@ -26,6 +26,7 @@ from .model import LRM4D, config_of
 from .pixel_gaussians import SIGMA_T0, base_log_depth, paper_gaussians, surfel_gaussians
 from .render import RenderOutput, render
 from .scene_flow import scene_velocities
+from .silhouettes import find_backdrop, hull_depths
 from .views import ViewSet
 from .walls import find_walls, wall_pixels
 
@@ -151,6 +152,7 @@ class Prediction:
     environment: Environment | None
     hidden: Tensor | None = None
     floor_from_colour: float | None = None  # canonical height of the floor found by matching an RGB-only rig
+    backdrop: Tensor | None = None  # (V,H,W) bool: an RGB-only rig's plain background (silhouettes.py), or None
 
 
 def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor,
@@ -169,13 +171,18 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
     plucker = torch.cat([dirs, origins - (origins * dirs).sum(-1, keepdim=True) * dirs], dim=-1)
     if depths is not None and not bool((depths > 0).any()):
         depths = None
-    sensed, floor_height = depths is not None, None
+    sensed, floor_height, backdrop = depths is not None, None, None
     if not sensed and match_floor and cfg.environment and cfg.head != "paper":
-        # an RGB-only rig: the floor found by matching the views gives its pixels a depth, measured as a camera would
-        known = None if isinstance(match_floor, bool) else float(match_floor)
-        found = floor_from_photo(images.detach(), Ks, camtoworlds, times, height=known)
-        if found is not None:
-            floor_height, depths = found[0], found[1].to(images.device, images.dtype)
+        backdrop = find_backdrop(images.detach())
+        if backdrop is not None:
+            # objects before a plain backdrop: their silhouettes give their pixels a depth, as a camera would
+            depths = hull_depths(images.detach(), Ks, camtoworlds, times, backdrop).to(images.dtype)
+        else:
+            # an RGB-only rig: the floor found by matching the views gives its pixels a depth, as a camera would
+            known = None if isinstance(match_floor, bool) else float(match_floor)
+            found = floor_from_photo(images.detach(), Ks, camtoworlds, times, height=known)
+            if found is not None:
+                floor_height, depths = found[0], found[1].to(images.device, images.dtype)
     out = model(images.float(), plucker.float(), times.float(), Ks.float(), camtoworlds.float(),
                 depths.float() if depths is not None and cfg.depth_input else None)
     # Geometry in float32 whatever the model ran in (bf16 autocast would round rays and covariances).
@@ -198,7 +205,10 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
                                               Ks.float(), camtoworlds.float())
                 g = replace(g, velocities=velocities.reshape(-1, 3).to(g.means))
         env, hidden = None, None
-        if cfg.environment:
+        if cfg.environment and backdrop is not None:
+            # the map holds the backdrop alone: weighted by depth, the objects' colours smeared into it
+            env = Environment.build(images.detach().float(), dirs, backdrop.to(images.dtype))
+        elif cfg.environment:
             floor = ground(images, origins, dirs, camtoworlds, depths, floor_height)
             if floor is not None:
                 floor = floor.with_views(images.float(), Ks.float(), camtoworlds.float(),
@@ -220,7 +230,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
                     # a wall is geometry now: what the environment map holds above and beyond it is the sky's
                     weights = torch.where(on_walls, torch.full_like(weights, MIN_WEIGHT), weights)
             env = Environment.build(images.detach().float(), dirs, weights, floor=floor, walls=walls)
-    return Prediction(g, z, out.prior_log_depth, env, hidden, floor_height)
+    return Prediction(g, z, out.prior_log_depth, env, hidden, floor_height, backdrop)
 
 
 def ground(images: Tensor, origins: Tensor, dirs: Tensor, camtoworlds: Tensor, depths: Tensor | None,
@@ -450,7 +460,7 @@ class Reconstructor:
             else:
                 match_floor = (world_z - float(norm.center[2])) * norm.scale
         pred = predict(self.model, v.images, v.Ks, c2w, times, depths, match_floor, v.camera_ids)
-        if key is not None and key not in self._floors:
+        if key is not None and key not in self._floors and pred.backdrop is None:  # objects move: no cache
             h = pred.floor_from_colour
             self._floors[key] = None if h is None else h / norm.scale + float(norm.center[2])
             while len(self._floors) > FLOOR_CACHE:
