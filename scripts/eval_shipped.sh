@@ -3,7 +3,7 @@
 # scores a checkpoint (default: the shipped one) on
 #   - the 8 procedural robot scenes (rig protocol, sensor depth), RGB-D and RGB only,
 #   - the 5 MuJoCo robot bags (rig protocol, sensor depth), RGB-D and RGB only, with contact sheets (the jaco arm's copied to docs/),
-#   - the 8 object-centric scenes (the paper's alternating and novel-camera protocols).
+#   - the 8 object-centric scenes (the paper's alternating and novel-camera protocols), with contact sheets (one copied to docs/).
 # Results: benchmarks/results/eval_<set>_<protocol>[_depth-on|off].{json,txt}; every sheet: BAGS_DIR/sheets/.
 # Usage: bash scripts/eval_shipped.sh [BAGS_DIR] [CHECKPOINT]    (about 15 min on one CPU thread)
 set -eo pipefail
@@ -32,6 +32,7 @@ for depth in on off; do
     evaluate mujoco rig $depth $mujoco --sheets "$bags/sheets"
 done
 for protocol in alternating novel-camera; do
-    evaluate objects $protocol "" "$bags"/objects/scene_*[0-9]
+    evaluate objects $protocol "" "$bags"/objects/scene_*[0-9] --sheets "$bags/sheets"
 done
 cp "$bags"/sheets/jaco_workcell_floor_rig_depth-{on,off}.png docs/
+cp "$bags"/sheets/scene_1000100_novel-camera_depth-on.png docs/objects_scene_1000100_novel-camera.png
