@@ -26,7 +26,7 @@ from .model import LRM4D, config_of
 from .pixel_gaussians import SIGMA_T0, base_log_depth, paper_gaussians, surfel_gaussians
 from .render import RenderOutput, render
 from .scene_flow import scene_velocities
-from .silhouettes import find_backdrop, hull_depths
+from .silhouettes import find_backdrop, hull_depths, unmix_edges
 from .views import ViewSet
 from .walls import find_walls, wall_pixels
 
@@ -144,7 +144,8 @@ class Prediction:
     """Model output in the canonical frame: pixel-aligned Gaussians (V·H·W, view-major), their camera z-depth
     (V,H,W) in canonical units, the plane-sweep prior's log z-depth (V,H,W) (None without a prior), and the
     environment the renders are composited over (None: the model composites over one background colour), and
-    `hidden` (N,): the opacities taken from pixel Gaussians that lie past the floor (None: no floor found)."""
+    `hidden` (N,): the opacities taken from pixel Gaussians for every camera but their own: those that lie past the
+    floor, and the uncovered part of an object's outline pixels (silhouettes.unmix_edges); None: none taken."""
 
     gaussians: Gaussians4D
     pixel_depths: Tensor
@@ -208,6 +209,12 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
         if cfg.environment and backdrop is not None:
             # the map holds the backdrop alone: weighted by depth, the objects' colours smeared into it
             env = Environment.build(images.detach().float(), dirs, backdrop.to(images.dtype))
+            # outline pixels show the object at their coverage, in its colour, not a blend with the backdrop's; the
+            # rest of their opacity stays for their own camera (ViewWeighting.hidden), which saw them as they are
+            outline, coverage, colours = unmix_edges(images.detach(), backdrop)
+            hidden = g.opacities * (1 - coverage.reshape(-1).to(g.opacities))
+            g = replace(g, opacities=g.opacities - hidden,
+                        colors=torch.where(outline.reshape(-1, 1), colours.reshape(-1, 3).to(g.colors), g.colors))
         elif cfg.environment:
             floor = ground(images, origins, dirs, camtoworlds, depths, floor_height)
             if floor is not None:

@@ -63,3 +63,20 @@ def test_scenes_without_a_plain_backdrop_are_left_alone():
     framed[:, :, -8:] = torch.tensor([0.2, 0.3, 0.4])
     framed[:, :8] = torch.tensor([0.2, 0.3, 0.4])
     assert find_backdrop(framed) is None
+
+
+def test_outline_pixels_are_unmixed_from_the_backdrop():
+    from lrm4d_ros.silhouettes import unmix_edges
+
+    red = torch.tensor([0.9, 0.1, 0.1])
+    images = torch.ones(2, 24, 24, 3)
+    images[:, 8:16, 8:16] = red
+    images[:, 8:16, 16] = 0.4 * red + 0.6 * torch.ones(3)  # a column 40 % covered by the square
+    backdrop = find_backdrop(images)
+    assert backdrop is not None
+    outline, coverage, colours = unmix_edges(images, backdrop)
+    torch.testing.assert_close(coverage[:, 8:16, 16], torch.full((2, 8), 0.4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(colours[:, 8:16, 16], red.expand(2, 8, 3), atol=1e-5, rtol=0)
+    assert bool(outline[:, 8:16, 16].all()) and not bool(outline[:, 10:14, 10:14].any())
+    assert bool((coverage[:, 10:14, 10:14] == 1).all())  # the interior keeps all of itself
+    torch.testing.assert_close(coverage[:, 8:16, 8], torch.ones(2, 8), atol=1e-5, rtol=0)  # a hard edge is all object
