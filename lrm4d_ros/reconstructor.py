@@ -158,13 +158,15 @@ class Prediction:
 
 def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor,
             depths: Tensor | None = None, match_floor: bool | float = True,
-            camera_ids: Tensor | None = None) -> Prediction:
+            camera_ids: Tensor | None = None, read_views: bool = True) -> Prediction:
     """Run the model on V canonical-frame views (one scene).
 
     images (V,H,W,3) in [0,1]; Ks (V,3,3); camtoworlds (V,4,4) camera-to-canonical; times (V,) normalised;
     depths (V,H,W) measured z-depth in canonical units, 0 = no measurement (None: an RGB-only rig).
     match_floor: find an RGB-only rig's floor by matching its views (floor.floor_from_photo, ~0.8 s on two CPU
     cores at 128²; training skips it); a float: the floor's canonical height, known (only its pixels are matched).
+    read_views: read the floor from the input views that show it, and find walls (RGB-D); training skips both
+    (about 60 ms a scene at 128², nothing is differentiated through them) and composites over the floor's grid.
     """
     V, H, W, _ = images.shape
     cfg = config_of(model)
@@ -217,7 +219,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
                         colors=torch.where(outline.reshape(-1, 1), colours.reshape(-1, 3).to(g.colors), g.colors))
         elif cfg.environment:
             floor = ground(images, origins, dirs, camtoworlds, depths, floor_height)
-            if floor is not None:
+            if floor is not None and read_views:
                 floor = floor.with_views(images.float(), Ks.float(), camtoworlds.float(),
                                          depths, z.detach(), sensed)
             if floor is not None and sensed:
@@ -229,7 +231,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
                 g = replace(g, opacities=g.opacities - hidden)
             weights = content_weights(z.detach(), g.opacities.detach().view(V, H, W))
             walls = []
-            if sensed:
+            if sensed and read_views:
                 walls = find_walls(images.detach().float(), Ks.float(), camtoworlds.float(), depths,
                                    None if floor is None else floor.height)
                 on_walls = wall_pixels(walls)

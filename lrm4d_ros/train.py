@@ -153,7 +153,8 @@ def scene_loss(model, inputs: ViewSet, targets: ViewSet, ssim_weight: float, aut
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
         pred = predict(model, inputs.images, inputs.Ks, norm.poses_to_canonical(inputs.camtoworlds),
                        window.normalize(inputs.stamps_ns).to(dev),
-                       None if input_depths is None else input_depths * norm.scale, match_floor=False)
+                       None if input_depths is None else input_depths * norm.scale, match_floor=False,
+                       read_views=False)
     bg = pred.environment if pred.environment is not None else estimate_background(inputs.images)
     out = render_at_times(pred.gaussians, norm.poses_to_canonical(targets.camtoworlds).float(),
                           targets.Ks.float(), targets.width, targets.height,

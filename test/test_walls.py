@@ -105,3 +105,20 @@ def test_no_wall_in_a_floor_and_a_small_box():
     depths = torch.where(t < 1e8, t * cos, torch.zeros_like(t))
     images = torch.full((6, 64, 64, 3), 0.5)
     assert find_walls(images, K.float(), c2w.float(), depths.float(), FLOOR_Z) == []
+
+
+def test_training_skips_the_layers_read_from_the_views():
+    from lrm4d_ros.model import LRM4D, LRM4DConfig
+    from lrm4d_ros.reconstructor import predict
+
+    images, depths, K, c2w = _rig()
+    torch.manual_seed(0)
+    model = LRM4D(LRM4DConfig.preset("tiny", n_layer=1)).eval()
+    times = torch.linspace(-1, 1, len(images))
+    with torch.no_grad():
+        full = predict(model, images, K.float(), c2w.float(), times, depths.float())
+        train = predict(model, images, K.float(), c2w.float(), times, depths.float(), read_views=False)
+    assert len(full.environment.walls) == 1 and full.environment.floor.views is not None
+    assert train.environment.walls == [] and train.environment.floor.views is None
+    assert abs(train.environment.floor.height - FLOOR_Z) < 0.02  # the floor itself stays: only its reading goes
+    torch.testing.assert_close(train.gaussians.means, full.gaussians.means)  # the Gaussians are the same
