@@ -8,6 +8,8 @@ Configurations (the training loop of `lrm4d train`: scene_loss, AdamW, clipping,
   after   the compiled (numba) rasterizer and bf16 autocast for the model's forward where the CPU has native BF16
   after-fp32   the compiled rasterizer, float32 (what bf16 adds on its own)
   patch8  `after` with the small preset's former 8×8 patches (4× the tokens)
+  views   `after` compositing over the floor read from the views and the walls, as inference does (training skips
+          these render-time layers)
 Prints per configuration: median model step (forward + backward + optimizer) and scene generation time, steps
 per minute, the loss curve's agreement with the first configuration (mean |Δloss| over all steps and over the
 last 50, same data and lr), and the updates skipped for a non-finite gradient (as `lrm4d train` skips them).
@@ -34,11 +36,12 @@ from lrm4d_ros.train import cpu_has_bf16, drop_depth, lr_at, scene_loss
 from lrm4d_ros.views import ViewSet
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CONFIGS = {  # name: (rasterizer, bf16, patch size)
-    "before": ("torch", False, 16),
-    "after": ("numba", True, 16),
-    "after-fp32": ("numba", False, 16),
-    "patch8": ("numba", True, 8),
+CONFIGS = {  # name: (rasterizer, bf16, patch size, read_views)
+    "before": ("torch", False, 16, False),
+    "after": ("numba", True, 16, False),
+    "after-fp32": ("numba", False, 16, False),
+    "patch8": ("numba", True, 8, False),
+    "views": ("numba", True, 16, True),
 }
 
 
@@ -49,6 +52,7 @@ class Run:
     opt: torch.optim.Optimizer
     raster: str
     bf16: bool
+    read_views: bool
     skipped: int = 0
     step_s: list = field(default_factory=list)
     losses: list = field(default_factory=list)
@@ -81,14 +85,14 @@ def main(argv=None) -> int:
         p.error(f"unknown configs {bad}; choose from {list(CONFIGS)}")
     runs = []
     for name in names:
-        raster, bf16, patch = CONFIGS[name]
+        raster, bf16, patch, read_views = CONFIGS[name]
         torch.manual_seed(0)
         model = LRM4D(LRM4DConfig.preset("small", patch_size=patch))
         decay = [q for q in model.parameters() if q.ndim >= 2]
         no_decay = [q for q in model.parameters() if q.ndim < 2]
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
                                 lr=args.lr, betas=(0.9, 0.95))
-        runs.append(Run(name, model, opt, raster, bf16 and cpu_has_bf16()))
+        runs.append(Run(name, model, opt, raster, bf16 and cpu_has_bf16(), read_views))
     mix = robot_mix(12, 6, 128, 128)
     samplers = {n: SceneSampler(mix, num_inputs=n, num_targets=4) for n in range(6, 13)}
     rng = torch.Generator().manual_seed(0)
@@ -112,7 +116,7 @@ def main(argv=None) -> int:
             for g in run.opt.param_groups:
                 g["lr"] = lr
             t0 = time.perf_counter()
-            loss, _ = scene_loss(run.model, item["inputs"], targets, 0.2, run.bf16, depths)
+            loss, _ = scene_loss(run.model, item["inputs"], targets, 0.2, run.bf16, depths, run.read_views)
             loss.backward()
             if torch.isfinite(torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)):
                 run.opt.step()

@@ -132,14 +132,15 @@ def drop_depth(depths: torch.Tensor | None, generator: torch.Generator, p_scene:
 
 
 def scene_loss(model, inputs: ViewSet, targets: ViewSet, ssim_weight: float, autocast: bool = False,
-               input_depths: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+               input_depths: torch.Tensor | None = None, read_views: bool = False) -> tuple[torch.Tensor, dict]:
     """Loss of one scene and its metrics; inputs/targets in world units with absolute stamps (as from the sampler).
 
     Normalisation exactly as `Reconstructor.reconstruct`: scene from the input cameras, window from the input
     stamps (targets may lie slightly outside it). input_depths (V,H,W) metres, 0 = none: what the model is
     given as measured depth (None: RGB only); `inputs.depths`, where present, is the ground truth the
     predicted depths are scored against (metrics["depth_l1"], monitored, not trained on). autocast: bf16 for the
-    model's forward (CUDA, or a CPU with BF16 support).
+    model's forward (CUDA, or a CPU with BF16 support). read_views: composite over the floor read from the views
+    and the walls as inference does (`predict`; off in training: render-time layers, nothing differentiated).
     """
     dev = next(model.parameters()).device
     cfg = config_of(model)
@@ -154,7 +155,7 @@ def scene_loss(model, inputs: ViewSet, targets: ViewSet, ssim_weight: float, aut
         pred = predict(model, inputs.images, inputs.Ks, norm.poses_to_canonical(inputs.camtoworlds),
                        window.normalize(inputs.stamps_ns).to(dev),
                        None if input_depths is None else input_depths * norm.scale, match_floor=False,
-                       read_views=False)
+                       read_views=read_views)
     bg = pred.environment if pred.environment is not None else estimate_background(inputs.images)
     out = render_at_times(pred.gaussians, norm.poses_to_canonical(targets.camtoworlds).float(),
                           targets.Ks.float(), targets.width, targets.height,
