@@ -8,8 +8,8 @@ other view that sees them. Each foreground pixel's depth is where its ray enters
 log-spaced sweep. Only views within HULL_DT of normalised time carve: objects move, and a hull carved across the
 whole window loses what moved. Pixels the hull misses (a part that moved, a thin one) take their neighbours'
 depth, and the depths are smoothed over 5×5 pixels (the sweep's steps would make the surfels' normals). The
-outline pixels' colours are unmixed from the backdrop's (`unmix_edges`). The reconstructor gives these depths to the model as measured ones, makes the backdrop's own pixels
-transparent, and builds the environment map from the backdrop alone.
+reconstructor gives these depths to the model as measured ones, builds the environment map from the backdrop
+alone, and unmixes the outline pixels' colours from the backdrop's (`unmix_edges`).
 
 On the 8 object-centric evaluation scenes (`benchmarks/eval_scenes.py`, RGB only, both paper protocols' inputs)
 every object pixel gets a depth, within 0.8-4.6 % of the truth (median per scene). No learned parameters; about
@@ -31,7 +31,8 @@ MAX_BORDER_FG = 0.2  # share of the border pixels that may show something else (
 HULL_PLANES = 128  # z-depths swept, log-spaced over HULL_RANGE (canonical units; cameras sit ~2 from the centre)
 HULL_RANGE = (0.3, 20.0)
 # Views that carve a view's hull: within this normalised time (the window is [-1,1]). Alternating / novel-camera
-# protocols on the 8 object scenes (model's PSNR): 0.5: 18.79 / 16.71; 1.0: 18.78 / 17.19; all: 18.48 / 16.96.
+# on 8 object-centric validation scenes (model's PSNR, the first version: ≥ 50 % seen, grown 1 px, not smoothed):
+# 0.5: 18.66 / 16.22; 1.0: 18.87 / 17.76; the whole window: 18.86 / 17.79.
 HULL_DT = 1.0
 # A hull point must be seen by this share of the most views that see any point of its ray (and by ≥ 2): nearer the
 # camera fewer views see a ray, and two that happen to agree do not make a hull. 8 object-centric validation
@@ -49,9 +50,9 @@ SMOOTH = 5
 def unmix_edges(images: Tensor, backdrop: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """What the foreground pixels beside the backdrop hold of the object: (outline (V,H,W) bool: those pixels,
     coverage (V,H,W) in [0,1], object colour (V,H,W,3); both for the outline pixels, 1 and the pixel's own colour
-    elsewhere). An outline pixel's colour c mixes the object's o (the mean
-    of the foreground within 2 px that is not itself outline) with the backdrop's b: coverage is c − b projected
-    on o − b (alpha matting against a known background). Unmixed, a pixel Gaussian at the object's depth does not
+    elsewhere). An outline pixel's colour c mixes the object's o (the mean of the foreground within 2 px that is
+    not itself outline) with the backdrop's b: coverage is c − b projected on o − b (alpha matting against a known
+    background). Unmixed, a pixel Gaussian at the object's depth does not
     carry a halo of backdrop colour into other cameras' views of the object. 8 object-centric validation scenes,
     alternating / novel-camera (inputs re-rendered): as they are 19.10 / 18.25 (50.4); unmixed, the opacity
     the coverage leaves kept for the pixel's own camera (the reconstructor's choice) 19.19 / 18.38 (48.9); unmixed
@@ -97,7 +98,8 @@ def _carve(points: Tensor, masks: Tensor, Ks: Tensor, w2c: Tensor, views: list[i
         pc = points @ w2c[u, :3, :3].T + w2c[u, :3, 3]
         z = pc[..., 2]
         uv = (pc @ Ks[u].T)[..., :2] / z.clamp_min(1e-6)[..., None]
-        inside = (z > 1e-3) & (uv[..., 0] > -0.5) & (uv[..., 0] < W - 0.5) & (uv[..., 1] > -0.5) & (uv[..., 1] < H - 0.5)
+        inside = (z > 1e-3) & (uv[..., 0] > -0.5) & (uv[..., 0] < W - 0.5) & (uv[..., 1] > -0.5) \
+            & (uv[..., 1] < H - 0.5)
         grid = torch.stack([(uv[..., 0] + 0.5) / W * 2 - 1, (uv[..., 1] + 0.5) / H * 2 - 1], -1).float()
         fg = F.grid_sample(masks[u:u + 1], grid.reshape(1, -1, 1, 2), mode="nearest", align_corners=False)
         votes += (fg.reshape(z.shape) > 0.5) & inside

@@ -40,7 +40,8 @@ def test_a_sphere_before_a_backdrop_gets_its_depth_from_the_silhouettes():
     assert bool((found[sphere] > 0).all()) and bool((found[~sphere] == 0).all())
     rel = (found[sphere] - depths[sphere]).abs() / depths[sphere]
     # eight outlines make a polyhedron about the sphere, on a sweep of 3.4 % steps, smoothed over 5×5 pixels
-    assert float(rel.median()) < 0.03 and float(rel.quantile(0.9)) < 0.05, (float(rel.median()), float(rel.quantile(0.9)))
+    median, p90 = float(rel.median()), float(rel.quantile(0.9))
+    assert median < 0.03 and p90 < 0.05, (median, p90)
 
 
 def test_views_carve_only_near_their_own_time():
