@@ -64,6 +64,9 @@ def test_scenes_without_a_plain_backdrop_are_left_alone():
     framed[:, :, -8:] = torch.tensor([0.2, 0.3, 0.4])
     framed[:, :8] = torch.tensor([0.2, 0.3, 0.4])
     assert find_backdrop(framed) is None
+    walled = images.clone()
+    walled[0, :24] = torch.tensor([0.9, 0.9, 0.8])  # one view sees a wall above a plain floor: the floor is no backdrop
+    assert find_backdrop(walled) is None  # though the other views' borders are all floor colour
 
 
 def test_outline_pixels_are_unmixed_from_the_backdrop():
