@@ -64,6 +64,16 @@ def base_log_depth(measured: Tensor | None, prior: Tensor | None, shape) -> tupl
     return torch.where(valid, measured.clamp(NEAR, FAR).log(), base), valid
 
 
+def masked_box_mean(x: Tensor, mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Mean of x (V,H,W) or (V,H,W,C) over the pixels of mask (V,H,W) in each k×k box (k odd, clipped at the image
+    border), and the share (V,H,W) of each box that lies in the mask (0: no pixel, the mean is meaningless there)."""
+    m = mask.to(x.dtype)[:, None]
+    share = F.avg_pool2d(m, k, stride=1, padding=k // 2, count_include_pad=False)
+    channels = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    mean = F.avg_pool2d(channels * m, k, stride=1, padding=k // 2, count_include_pad=False) / share.clamp_min(1e-9)
+    return (mean[:, 0] if x.ndim == 3 else mean.permute(0, 2, 3, 1)), share[:, 0]
+
+
 def surface_normals(o: Tensor, d: Tensor, log_z: Tensor) -> Tensor:
     """Unit normals (V,H,W,3) of the surface seen in each view, from its depth map smoothed over SMOOTH×SMOOTH
     pixels (a depth camera's noise, or a predicted depth's, is as large as a pixel's spacing: normals from

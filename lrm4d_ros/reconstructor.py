@@ -26,7 +26,7 @@ from .model import LRM4D, config_of
 from .pixel_gaussians import SIGMA_T0, base_log_depth, paper_gaussians, surfel_gaussians
 from .render import RenderOutput, render
 from .scene_flow import scene_velocities
-from .silhouettes import find_backdrop, hull_depths, unmix_edges
+from .silhouettes import border_colour, find_backdrop, hull_depths, unmix_edges
 from .views import ViewSet
 from .walls import find_walls, wall_pixels
 
@@ -127,8 +127,7 @@ def estimate_background(images: Tensor) -> Tensor:
     Renders are composited over it, in training and at inference alike, so empty space needs no Gaussians. For
     object-centric views it is the backdrop colour; for cluttered views it only fills what no Gaussian covers.
     """
-    border = torch.cat([images[:, 0], images[:, -1], images[:, 1:-1, 0], images[:, 1:-1, -1]], dim=1)
-    return border.reshape(-1, 3).float().median(dim=0).values
+    return border_colour(images)
 
 
 def model_input_size(cfg, height: int, width: int) -> tuple[int, int]:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .pixel_gaussians import z_rays
+from .pixel_gaussians import masked_box_mean, z_rays
 
 BACKDROP_TOL = 0.02  # max RGB difference from the backdrop colour that still counts as backdrop
 MIN_BACKDROP = 0.5  # share of all pixels that must show the backdrop
@@ -61,17 +61,14 @@ def unmix_edges(images: Tensor, backdrop: Tensor) -> tuple[Tensor, Tensor, Tenso
     alternating / novel-camera (inputs re-rendered): as they are 19.10 / 18.25 (50.4); unmixed, the opacity
     the coverage leaves kept for the pixel's own camera (the reconstructor's choice) 19.19 / 18.38 (48.9); unmixed
     for every camera 19.21 / 18.44 (42.4); outline pixels removed 18.96 / 18.62; colour alone 19.11 / 18.28."""
-    colour = _border(images).reshape(-1, 3).float().median(dim=0).values
+    colour = border_colour(images)
     outline = (F.max_pool2d(backdrop.float()[:, None], 3, 1, 1)[:, 0] > 0.5) & ~backdrop
-    inner = (~backdrop & ~outline).float()[:, None]
     c = images.float()
-    count = F.avg_pool2d(inner, 5, 1, 2, count_include_pad=False)
-    o = (F.avg_pool2d(c.permute(0, 3, 1, 2) * inner, 5, 1, 2, count_include_pad=False) / count.clamp_min(1e-9))
-    o = o.permute(0, 2, 3, 1)
+    o, inner = masked_box_mean(c, ~backdrop & ~outline, 5)
     share = (((c - colour) * (o - colour)).sum(-1) / ((o - colour) ** 2).sum(-1).clamp_min(1e-6)).clamp(0, 1)
     # an outline pixel with no inner pixel near (a part one or two pixels thin) has no object colour to unmix by:
     # it stays whole, or thin parts would vanish
-    known = outline & (count[:, 0] > 0)
+    known = outline & (inner > 0)
     coverage = torch.where(known, share, torch.ones_like(share))
     return outline, coverage, torch.where(known[..., None], o, c)
 
@@ -81,10 +78,15 @@ def _border(x: Tensor) -> Tensor:
     return torch.cat([x[:, 0], x[:, -1], x[:, 1:-1, 0], x[:, 1:-1, -1]], dim=1)
 
 
+def border_colour(images: Tensor) -> Tensor:
+    """The per-channel median (3,) of the one-pixel borders of views (V,H,W,3): a backdrop's colour."""
+    return _border(images).reshape(-1, 3).float().median(dim=0).values
+
+
 def find_backdrop(images: Tensor) -> Tensor | None:
     """(V,H,W) bool: the pixels showing the views' common plain background, or None where there is none.
     images (V,H,W,3) in [0,1]."""
-    colour = _border(images).reshape(-1, 3).float().median(dim=0).values
+    colour = border_colour(images)
     back = (images.float() - colour).abs().amax(-1) <= BACKDROP_TOL
     if float(back.float().mean()) < MIN_BACKDROP or float((~_border(back)).float().mean(1).max()) > MAX_BORDER_FG:
         return None
@@ -120,7 +122,8 @@ def hull_depths(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor, 
     masks = fg.float()[:, None]
     c2w = camtoworlds.double()
     w2c = torch.linalg.inv(c2w)
-    origins, rays = z_rays(Ks.double(), c2w, H, W)
+    K = Ks.double()
+    origins, rays = z_rays(K, c2w, H, W)
     zs = torch.exp(torch.linspace(math.log(HULL_RANGE[0]), math.log(HULL_RANGE[1]), HULL_PLANES,
                                   dtype=torch.float64, device=images.device))
     out = torch.zeros(V, H, W, dtype=torch.float32, device=images.device)
@@ -130,7 +133,7 @@ def hull_depths(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor, 
         if not bool(sel.any()) or not carvers:
             continue
         points = origins[v][sel][:, None] + rays[v][sel][:, None] * zs[None, :, None]  # (n,D,3)
-        votes, seen = _carve(points, masks, Ks.double(), w2c, carvers)
+        votes, seen = _carve(points, masks, K, w2c, carvers)
         inside = (votes >= seen) & (seen >= 2) & (seen >= MIN_SEEN * seen.amax(1, keepdim=True))
         first = inside.float().argmax(1)
         out[v][sel] = torch.where(inside.any(1), zs[first].float(), torch.zeros_like(first, dtype=torch.float32))
@@ -139,11 +142,8 @@ def hull_depths(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor, 
 
 def _smooth(depths: Tensor) -> Tensor:
     """Mean log depth over SMOOTH×SMOOTH boxes, of the pixels that have a depth, at those pixels."""
-    has = (depths > 0).float()[:, None]
-    log_d = torch.where(depths > 0, depths.clamp_min(1e-6).log(), torch.zeros_like(depths))[:, None]
-    total = F.avg_pool2d(log_d, SMOOTH, 1, SMOOTH // 2, count_include_pad=False)
-    count = F.avg_pool2d(has, SMOOTH, 1, SMOOTH // 2, count_include_pad=False)
-    return torch.where(depths > 0, (total / count.clamp_min(1e-9))[:, 0].exp(), depths)
+    mean, _ = masked_box_mean(depths.clamp_min(1e-6).log(), depths > 0, SMOOTH)
+    return torch.where(depths > 0, mean.exp(), depths)
 
 
 def _fill(depths: Tensor, fg: Tensor) -> Tensor:
@@ -154,10 +154,6 @@ def _fill(depths: Tensor, fg: Tensor) -> Tensor:
         missing = fg & (d <= 0)
         if not bool(missing.any()):
             break
-        has = (d > 0).float()[:, None]
-        log_d = torch.where(d > 0, d.clamp_min(1e-6).log(), torch.zeros_like(d))[:, None]
-        total = F.avg_pool2d(log_d, 3, 1, 1, count_include_pad=False)
-        count = F.avg_pool2d(has, 3, 1, 1, count_include_pad=False)
-        grown = torch.where(count > 0, (total / count.clamp_min(1e-9)).exp(), torch.zeros_like(total))[:, 0]
-        d = torch.where(missing & (grown > 0), grown, d)
+        mean, share = masked_box_mean(d.clamp_min(1e-6).log(), d > 0, 3)
+        d = torch.where(missing & (share > 0), mean.exp(), d)
     return d

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from .environment import push_pull
 from .floor import ON_PLANE, PlaneViews
-from .pixel_gaussians import SMOOTH, surface_normals, z_rays
+from .pixel_gaussians import SMOOTH, masked_box_mean, surface_normals, z_rays
 
 MAX_WALLS = 4
 VERTICAL = 0.2  # |normal z| below which a measured point may lie on a wall
@@ -95,10 +95,8 @@ def find_walls(images: Tensor, Ks: Tensor, camtoworlds: Tensor, depths: Tensor,
     z = torch.where(valid, depths.double(), torch.ones_like(depths, dtype=torch.float64))
     # normals from the depth map smoothed over its measured pixels only: beside the sky or a dropout, a plain
     # smoothing would bend a wall's top rows towards whatever stands in for "nothing"
-    k = 2 * SMOOTH + 1
-    m = valid[:, None].double()
-    near = F.avg_pool2d(z.log()[:, None] * m, k, stride=1, padding=SMOOTH) / F.avg_pool2d(m, k, stride=1, padding=SMOOTH).clamp_min(1e-9)
-    normals = surface_normals(o, d, torch.where(valid, z.log(), near[:, 0]))
+    near, _ = masked_box_mean(z.log(), valid, 2 * SMOOTH + 1)
+    normals = surface_normals(o, d, torch.where(valid, z.log(), near))
     points = o + z[..., None] * d
     cand = valid & (normals[..., 2].abs() < VERTICAL)
     if floor_height is not None:

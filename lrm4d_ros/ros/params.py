@@ -49,8 +49,8 @@ SCALARS = {
                           (0.0, 1.0)),
     "checkpoint": ("", "safetensors checkpoint; empty = the shipped one", None),
     "device": ("", "torch device (cpu, cuda, cuda:1); empty = CUDA when available", None),
-    "refine_steps": (REFINE_STEPS, "colour refinement passes per reconstruction (0 = the model's colours; each re-renders "
-                        "the input views: 0.07-0.17 s for 12 views of 128^2 on two CPU cores)", (0, 100)),
+    "refine_steps": (REFINE_STEPS, "colour refinement passes per reconstruction (0 = the model's colours; each "
+                     "re-renders the input views: 0.07-0.17 s for 12 views of 128^2 on two CPU cores)", (0, 100)),
     "reconstruction_rate_hz": (10.0, "most reconstructions per second; each starts when new views arrive",
                                (0.01, 1000.0)),
     "gather_s": (0.05, "after a new view, wait at most this long for the other cameras' views of the same "
