@@ -88,3 +88,21 @@ def test_environment_map_fills_an_unseen_azimuth_from_its_own_elevation():
     env = Environment.build(images, dirs, torch.ones(6, 32, 32))
     behind = torch.tensor([[-1.0, 0.0, 0.6], [-1.0, 0.3, 0.8], [-1.0, 0.0, -0.6], [-1.0, -0.3, -0.8]])
     torch.testing.assert_close(env.lookup(behind), torch.stack([sky, sky, floor, floor]), atol=0.02, rtol=0)
+
+
+def test_environment_map_fills_the_sky_from_above_the_horizon_only():
+    # Half the inputs look towards +x and see a band of sky up to 10° above the horizon and the floor below it;
+    # the other half look at the floor behind. Nobody looked higher: the sky there is what the band showed, with
+    # nothing of the floor's colour pulled up across the horizon (it had been: 0.92-0.96 for white).
+    g = torch.Generator().manual_seed(3)
+    az = (torch.rand(6, 32, 32, generator=g) - 0.5) * math.pi / 2
+    el = torch.rand(6, 32, 32, generator=g) * math.radians(100) - math.radians(90)  # -90° .. +10°
+    front = torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], -1)
+    behind = torch.stack([-front[..., 0], front[..., 1], -front[..., 2].abs()], -1)
+    sky, floor = torch.tensor([1.0, 1.0, 1.0]), torch.tensor([0.1, 0.2, 0.5])
+    images = torch.cat([torch.where(front[..., 2:] > 0, sky, floor), floor.expand(6, 32, 32, 3)])
+    env = Environment.build(images, torch.cat([front, behind]), torch.ones(12, 32, 32))
+    up = F.normalize(torch.tensor([[1.0, 0.0, 1.5], [-1.0, 0.2, 0.8], [0.0, 0.0, 1.0]]), dim=-1)
+    torch.testing.assert_close(env.lookup(up), sky.expand(3, 3), atol=0.01, rtol=0)
+    torch.testing.assert_close(env.lookup(F.normalize(torch.tensor([[-1.0, 0.0, -0.6]]), dim=-1)), floor[None],
+                               atol=0.01, rtol=0)
