@@ -26,7 +26,7 @@ from .model import LRM4D, config_of
 from .pixel_gaussians import SIGMA_T0, base_log_depth, paper_gaussians, surfel_gaussians
 from .render import RenderOutput, render
 from .scene_flow import scene_velocities
-from .silhouettes import border_colour, find_backdrop, hull_depths, unmix_edges
+from .silhouettes import border_colour, find_backdrop, hull_depths, off_silhouette, unmix_edges
 from .views import ViewSet
 from .walls import find_walls, wall_pixels
 
@@ -221,7 +221,11 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
             # outline pixels show the object at their coverage, in its colour, not a blend with the backdrop's; the
             # rest of their opacity stays for their own camera (ViewWeighting.hidden), which saw them as they are
             outline, coverage, colours = unmix_edges(images.detach(), backdrop)
-            hidden = g.opacities * (1 - coverage.reshape(-1).to(g.opacities))
+            shown = coverage.reshape(-1).to(g.opacities)
+            # and a Gaussian other views see on the backdrop lies outside the objects: its own camera alone shows it
+            off = off_silhouette(g.means.detach().view(V, H, W, 3), backdrop, Ks, camtoworlds, times)
+            shown = torch.where(off.reshape(-1), torch.zeros_like(shown), shown)
+            hidden = g.opacities * (1 - shown)
             g = replace(g, opacities=g.opacities - hidden,
                         colors=torch.where(outline.reshape(-1, 1), colours.reshape(-1, 3).to(g.colors), g.colors))
         elif cfg.environment:

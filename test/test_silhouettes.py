@@ -6,7 +6,7 @@ import torch
 
 from lrm4d_ros.cameras import fov_to_K, pixel_rays
 from lrm4d_ros.data.rigs import look_at
-from lrm4d_ros.silhouettes import find_backdrop, hull_depths
+from lrm4d_ros.silhouettes import find_backdrop, hull_depths, off_silhouette
 
 RADIUS = 0.5
 BACKDROP = torch.tensor([1.0, 1.0, 1.0])
@@ -84,3 +84,27 @@ def test_outline_pixels_are_unmixed_from_the_backdrop():
     assert bool(outline[:, 8:16, 16].all()) and not bool(outline[:, 10:14, 10:14].any())
     assert bool((coverage[:, 10:14, 10:14] == 1).all())  # the interior keeps all of itself
     torch.testing.assert_close(coverage[:, 8:16, 8], torch.ones(2, 8), atol=1e-5, rtol=0)  # a hard edge is all object
+
+
+def test_gaussians_other_views_see_on_the_backdrop_are_found():
+    images, depths, K, c2w = _sphere_rig()
+    backdrop = find_backdrop(images)
+    o, d = pixel_rays(K, c2w, *depths.shape[1:])
+    z_dir = (d * c2w[:, None, None, :3, 2]).sum(-1)
+    on_sphere = o + (depths / z_dir)[..., None] * d  # each sphere pixel's surface point
+    times = torch.zeros(len(images))
+    off = off_silhouette(on_sphere.float(), backdrop, K, c2w, times)
+    sphere = depths > 0
+    assert not bool(off[~sphere].any())  # the backdrop's pixels are not asked about
+    # (about 5 % fall within half a pixel outside another view's outline, where its pixel centres see backdrop)
+    assert float(off[sphere].float().mean()) < 0.07
+    # view 0's pixels pulled 40 % nearer along their rays: floaters before the sphere, beside its outline elsewhere
+    before = on_sphere.clone()
+    before[0] = o[0] + (0.6 * depths[0] / z_dir[0])[..., None] * d[0]
+    off = off_silhouette(before.float(), backdrop, K, c2w, times)
+    # (those whose neighbours' lines of sight still cross the sphere stay: they may be in front of it)
+    assert float(off[0][sphere[0]].float().mean()) > 0.7
+    assert float(off[1:][sphere[1:]].float().mean()) < 0.07
+    # views far from view 0 in time do not judge it (the objects may have moved)
+    times[1:] = 1.0
+    assert not bool(off_silhouette(before.float(), backdrop, K, c2w, times)[0].any())
