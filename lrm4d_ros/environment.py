@@ -99,12 +99,14 @@ class Environment:
         acc = torch.zeros(h * w, 4, dtype=images.dtype, device=images.device)
         acc.index_add_(0, (y * w + x).reshape(-1), torch.cat([images.reshape(-1, 3) * wt, wt], 1))
         acc = acc.reshape(h, w, 4).permute(2, 0, 1)
-        whole = push_pull(acc, _azimuth_first(h, w))
         # The horizon parts what lies beyond a scene (sky or walls above, floor below): each hemisphere's unseen
         # bins are filled from what was seen in it, and from the whole map only where nothing was
-        halves = [push_pull(part, _azimuth_first(part.shape[1], w)) if bool((part[3] > 0).any()) else whole[:, rows]
-                  for rows in (slice(0, h // 2), slice(h // 2, h)) for part in (acc[:, rows],)]
-        return cls(torch.cat(halves, 1).clamp(0, 1), floor, list(walls or []))
+        halves = [acc[:, :h // 2], acc[:, h // 2:]]
+        seen = [bool((half[3] > 0).any()) for half in halves]
+        whole = None if all(seen) else push_pull(acc, _azimuth_first(h, w)).split([h // 2, h - h // 2], 1)
+        colors = torch.cat([push_pull(half, _azimuth_first(half.shape[1], w)) if ok else whole[k]
+                            for k, (half, ok) in enumerate(zip(halves, seen))], 1)
+        return cls(colors.clamp(0, 1), floor, list(walls or []))
 
     @classmethod
     def constant(cls, color: Tensor) -> "Environment":
