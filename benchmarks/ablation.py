@@ -10,7 +10,8 @@ Rows (cumulative, as issue 15 lists them):
   plain       the previously shipped design: the paper's 20-channel head, no depth, no prior, free time offsets,
               one background colour
   depth       + measured depth as an input, and the surfel head that starts from it (anchored at the view time)
-  prior       + the plane-sweep multi-view prior (RGB-only geometry)
+  (prior       + the plane-sweep multi-view prior: removed, a constant far base depth trained as well and faster,
+               ablation.txt block 11)
   (motion      + a predicted velocity per Gaussian: removed after it lost, see benchmarks/results/ablation.txt)
   environment + the environment map beyond the Gaussians (floors, walls, sky): the full model
   objects     the full model trained on object-centric scenes only (no robot scenes in the mix)
@@ -31,11 +32,10 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FULL = ["--head", "surfel", "--depth-input", "--prior-planes", "32", "--environment"]
+FULL = ["--head", "surfel", "--depth-input", "--environment"]
 ROWS = {
-    "plain": ["--head", "paper", "--no-depth-input", "--prior-planes", "0", "--no-environment"],
-    "depth": ["--head", "surfel", "--depth-input", "--prior-planes", "0", "--no-environment"],
-    "prior": ["--head", "surfel", "--depth-input", "--prior-planes", "32", "--no-environment"],
+    "plain": ["--head", "paper", "--no-depth-input", "--no-environment"],
+    "depth": ["--head", "surfel", "--depth-input", "--no-environment"],
     "environment": FULL,
     "objects": FULL + ["--scenes", "objects"],
 }

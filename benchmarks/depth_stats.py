@@ -1,9 +1,8 @@
-"""Where a checkpoint puts its pixel Gaussians: predicted and prior depth against the measured depth.
+"""Where a checkpoint puts its pixel Gaussians: predicted depth against the measured depth.
 
 On evaluation bags (rig protocol inputs, as `lrm4d evaluate` gives them to the model), per bag and input mode
 (RGB-D: the bag's depth as input; RGB: colour only), over pixels the bag measured: the median of the true z-depth,
-of the pixel Gaussians' z-depth and of the plane-sweep prior's, and the median |log(pred / true)| of both (0.1 is
-about 10 %). A model that cannot triangulate from colour hedges by putting everything far away, where a wrong
+of the pixel Gaussians' z-depth, and the median |log(pred / true)| (0.1 is about 10 %). A model that cannot triangulate from colour hedges by putting everything far away, where a wrong
 depth moves a splat least between nearby views: a median ratio pred/true far above 1 in RGB mode is that.
 
     python benchmarks/depth_stats.py BAG... [--checkpoint PATH] [--threads 2] [--out FILE]
@@ -24,14 +23,14 @@ from lrm4d_ros.reconstructor import Reconstructor, predict
 
 @torch.no_grad()
 def bag_stats(reconstructor: Reconstructor, path: str) -> list[dict]:
-    """Rows {bag, mode, true, pred, prior, err_pred, err_prior} for RGB-D and RGB inputs of one bag."""
+    """Rows {bag, mode, true, pred, err_pred} for RGB-D and RGB inputs of one bag."""
     views = read_bag(path)
     if views.depths is None:
         raise SystemExit(f"{path}: no depth topics; depth_stats needs measured depth to compare against")
     in_idx, _ = protocol_groups(views, "rig")
     v = views.select(in_idx)
     v = v.resized(*reconstructor.input_size(v.height, v.width)).to(reconstructor.device)
-    # The Reconstructor's normalisation, spelled out: predict() returns the prior, reconstruct() does not.
+    # The Reconstructor's normalisation, spelled out: predict() returns the pixel depths, reconstruct() does not.
     norm = SceneNormalization.from_cameras(v.camtoworlds)
     c2w = norm.poses_to_canonical(v.camtoworlds.double())
     times = TimeWindow.from_stamps(v.stamps_ns).normalize(v.stamps_ns).to(reconstructor.device)
@@ -43,10 +42,6 @@ def bag_stats(reconstructor: Reconstructor, path: str) -> list[dict]:
         row = {"bag": Path(path).name, "mode": mode, "true": float(true[hit].median()),
                "pred": float(pred.pixel_depths[hit].median()),
                "err_pred": float((pred.pixel_depths[hit].log() - true[hit].log()).abs().median())}
-        if pred.prior_log_depth is not None:
-            prior = pred.prior_log_depth.float()
-            row.update(prior=float(prior[hit].exp().median()),
-                       err_prior=float((prior[hit] - true[hit].log()).abs().median()))
         rows.append(row)
     return rows
 
@@ -63,13 +58,11 @@ def main() -> None:
     rec = Reconstructor.from_checkpoint(args.checkpoint)
     lines = [f"# depth_stats: checkpoint {args.checkpoint or 'shipped'}, rig inputs, medians over measured pixels "
              f"(canonical units); err = median |log(pred/true)|; torch {torch.__version__}, {platform.machine()}",
-             f"{'bag':32s} {'mode':6s} {'true':>6s} {'pred':>6s} {'prior':>6s} {'err pred':>9s} {'err prior':>9s}"]
+             f"{'bag':32s} {'mode':6s} {'true':>6s} {'pred':>6s} {'err pred':>9s}"]
     print(lines[0] + "\n" + lines[1], flush=True)
     for bag in args.bags:
         for r in bag_stats(rec, bag):
-            nan = float("nan")
-            line = (f"{r['bag'][:32]:32s} {r['mode']:6s} {r['true']:6.2f} {r['pred']:6.2f} {r.get('prior', nan):6.2f} "
-                    f"{r['err_pred']:9.3f} {r.get('err_prior', nan):9.3f}")
+            line = f"{r['bag'][:32]:32s} {r['mode']:6s} {r['true']:6.2f} {r['pred']:6.2f} {r['err_pred']:9.3f}"
             lines.append(line)
             print(line, flush=True)
     if args.out:

@@ -50,6 +50,7 @@ MODEL_SLACK = 0.1  # an unmeasured pixel's Gaussian this much (relative z) befor
 LOOKUP_CHUNK = 65536  # plane points sampled from the views at once
 FILL_MARGIN = 2  # pixels: an unmeasured pixel this near one measured before the floor may be that object's
 MIN_VOTES = 0.08  # share of the pixels below the horizon that must vote for the floor found from colour
+MIN_BASELINE = 0.05  # canonical units: partners closer than this cannot triangulate
 
 
 def height_from_depth(origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tensor) -> float | None:
@@ -121,6 +122,23 @@ def _ncc(a: Tensor, b: Tensor) -> Tensor:
     return (_box(a * b) - ma * mb) / (va * vb + 1e-8).sqrt()
 
 
+def pick_partners(camtoworlds: Tensor, times: Tensor, k: int) -> Tensor:
+    """(V,k) indices of each view's partners (itself when V ≤ k): smallest angle between optical axes
+    + 2·|Δt| (normalised time), among views at least MIN_BASELINE away (nearer ones only when no other is left)."""
+    V = camtoworlds.shape[0]
+    axes = camtoworlds[:, :3, 2]
+    centres = camtoworlds[:, :3, 3]
+    angle = torch.acos((axes @ axes.T).clamp(-1, 1))
+    cost = angle + 2.0 * (times[:, None] - times[None, :]).abs()
+    far_enough = (centres[:, None] - centres[None, :]).norm(dim=-1) >= MIN_BASELINE
+    cost = torch.where(far_enough, cost, cost + 1e3)
+    cost.fill_diagonal_(float("inf"))
+    if V <= 1:
+        return torch.zeros(V, k, dtype=torch.long, device=camtoworlds.device)
+    kk = min(k, V - 1)
+    idx = cost.topk(kk, dim=1, largest=False).indices
+    return idx if kk == k else torch.cat([idx, idx[:, :1].expand(V, k - kk)], 1)
+
 def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor, size: int = 64,
                      height: float | None = None) -> tuple[float, Tensor] | None:
     """The floor of an RGB-only rig: (height, z-depths (V,H,W) of the pixels that show it, 0 elsewhere), or None.
@@ -135,8 +153,6 @@ def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Ten
     refined on a finer sweep. The floor's pixels are the textured ones that match at that height, one pixel in
     from the border of their region (untextured floor is left to the model, below the floor's depth bound).
     images (V,H,W,3) in [0,1], Ks (V,3,3), camtoworlds (V,4,4) canonical, times (V,) normalised."""
-    from .cost_volume import pick_partners
-
     V, H, W, _ = images.shape
     f = size / min(H, W)
     h, w = max(8, round(H * f)), max(8, round(W * f))

@@ -2,7 +2,7 @@
 
 Per view a map of input channels at H×W — RGB in [-1,1], the Plücker ray (6) in the canonical frame, the view's
 normalised time, and the geometry a small model cannot afford to learn: measured depth with its validity mask
-(RGB-D cameras; zeros where absent) and a plane-sweep depth prior with its confidence (cost_volume.py) —
+(RGB-D cameras; zeros where absent) —
 patch_size² patches (16 px in the small preset) -> Linear -> LayerNorm, no positional embedding (rays carry the geometry), pre-LN transformer blocks
 over the tokens of all views and times, then LayerNorm -> Linear "unpatchify" to per-pixel raw channels, which
 pixel_gaussians.py turns into 4D Gaussians (surfels at their depth, anchored at their view's time). One scene per
@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from .cost_volume import PlaneSweep
 from .pixel_gaussians import MID_DEPTH, PAPER_CHANNELS, PAPER_INIT, SURFEL_CHANNELS
 
 HEADS = ("surfel", "paper")
@@ -36,7 +35,6 @@ class LRM4DConfig:
     image_size: int = 128  # input resolution (short side, pixels) the Reconstructor resizes views to
     head: str = "surfel"  # pixel_gaussians.surfel_gaussians, or the paper's 20-channel activations
     depth_input: bool = True  # measured depth + validity as input channels (zeros for RGB-only views)
-    prior_planes: int = 32  # plane-sweep depth prior with this many planes (0: none)
     environment: bool = True  # renders composite over an environment map of the inputs (environment.py)
 
     def __post_init__(self):
@@ -44,12 +42,12 @@ class LRM4DConfig:
             raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
         if min(self.n_layer, self.n_embd, self.n_head, self.patch_size) < 1 or self.image_size % self.patch_size:
             raise ValueError(f"invalid LRM4DConfig {self}")
-        if self.head not in HEADS or self.prior_planes < 0 or self.prior_planes == 1:
-            raise ValueError(f"invalid LRM4DConfig {self}: head in {HEADS}, prior_planes 0 or >= 2")
+        if self.head not in HEADS:
+            raise ValueError(f"invalid LRM4DConfig {self}: head in {HEADS}")
 
     @property
     def in_channels(self) -> int:
-        return 10 + 2 * self.depth_input + 2 * (self.prior_planes > 0)
+        return 10 + 2 * self.depth_input
 
     @property
     def out_channels(self) -> int:
@@ -63,6 +61,10 @@ class LRM4DConfig:
         if "head" not in d:
             raise ValueError("this checkpoint predates the surfel head (lrm4d_ros < 0.2) and cannot be loaded; "
                              "use the shipped checkpoint or retrain")
+        if d.get("prior_planes", 0):
+            raise ValueError("this checkpoint has the plane-sweep depth prior, since removed (a constant far base "
+                             "depth trained as well, faster); it cannot be loaded: use the shipped checkpoint or "
+                             "retrain")
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
     @classmethod
@@ -73,7 +75,7 @@ class LRM4DConfig:
 
 
 PRESETS = {
-    "tiny": LRM4DConfig(n_layer=2, n_embd=64, n_head=2, image_size=32, prior_planes=8),
+    "tiny": LRM4DConfig(n_layer=2, n_embd=64, n_head=2, image_size=32),
     "small": LRM4DConfig(n_layer=6, n_embd=256, n_head=4, patch_size=16),
     "base": LRM4DConfig(n_layer=12, n_embd=768, n_head=12, grad_checkpointing=True, image_size=256),
     "large": LRM4DConfig(n_layer=24, n_embd=1024, n_head=16, grad_checkpointing=True, image_size=256),
@@ -116,7 +118,7 @@ def config_of(model: nn.Module) -> LRM4DConfig:
 
 
 class ModelOutput(dict):
-    """raw (V,H,W,out_channels) per-pixel head output; prior_log_depth, prior_confidence (V,H,W) or None."""
+    """raw (V,H,W,out_channels) per-pixel head output."""
 
     __getattr__ = dict.__getitem__
 
@@ -128,7 +130,6 @@ class LRM4D(nn.Module):
         super().__init__()
         self.cfg = cfg
         p, D = cfg.patch_size, cfg.n_embd
-        self.prior = PlaneSweep(cfg.prior_planes) if cfg.prior_planes else None
         self.patch_embed = nn.Linear(cfg.in_channels * p * p, D)
         self.ln_in = nn.LayerNorm(D)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
@@ -157,10 +158,9 @@ class LRM4D(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, images: Tensor, plucker: Tensor, times: Tensor, Ks: Tensor, camtoworlds: Tensor,
-                depths: Tensor | None = None) -> ModelOutput:
-        """One scene: images (V,H,W,3) in [0,1]; plucker (V,H,W,6) canonical; times (V,) normalised; Ks (V,3,3);
-        camtoworlds (V,4,4) canonical; depths (V,H,W) measured z-depth in canonical units, 0 = none (or None)."""
+    def forward(self, images: Tensor, plucker: Tensor, times: Tensor, depths: Tensor | None = None) -> ModelOutput:
+        """One scene: images (V,H,W,3) in [0,1]; plucker (V,H,W,6) rays in the canonical frame; times (V,)
+        normalised; depths (V,H,W) measured z-depth in canonical units, 0 = none (or None)."""
         V, H, W, _ = images.shape
         p, cfg = self.cfg.patch_size, self.cfg
         if images.ndim != 4 or images.shape[-1] != 3 or plucker.shape != (V, H, W, 6) or times.shape != (V,):
@@ -177,11 +177,6 @@ class LRM4D(nn.Module):
             logd = torch.where(valid, (depths.clamp_min(1e-6).log() - math.log(MID_DEPTH)) if depths is not None
                                else images.new_zeros(V, H, W), images.new_zeros(V, H, W))
             chans += [logd[..., None].to(images.dtype), valid[..., None].to(images.dtype)]
-        prior_log_depth = prior_conf = None
-        if self.prior is not None:
-            prior_log_depth, prior_conf = self.prior(images, Ks, camtoworlds, times)
-            chans += [(prior_log_depth - math.log(MID_DEPTH))[..., None].to(images.dtype),
-                      prior_conf[..., None].to(images.dtype)]
         x = torch.cat(chans, -1)  # (V,H,W,C)
         C = x.shape[-1]
         h, w = H // p, W // p
@@ -195,4 +190,4 @@ class LRM4D(nn.Module):
         out = self.unpatchify(self.ln_out(tokens))  # (1, V·h·w, p·p·K)
         K = cfg.out_channels
         raw = out.reshape(V, h, w, p, p, K).permute(0, 1, 3, 2, 4, 5).reshape(V, H, W, K)
-        return ModelOutput(raw=raw, prior_log_depth=prior_log_depth, prior_confidence=prior_conf)
+        return ModelOutput(raw=raw)

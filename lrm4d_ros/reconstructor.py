@@ -147,14 +147,13 @@ def model_input_size(cfg, height: int, width: int) -> tuple[int, int]:
 @dataclass
 class Prediction:
     """Model output in the canonical frame: pixel-aligned Gaussians (V·H·W, view-major), their camera z-depth
-    (V,H,W) in canonical units, the plane-sweep prior's log z-depth (V,H,W) (None without a prior), and the
+    (V,H,W) in canonical units, the
     environment the renders are composited over (None: the model composites over one background colour), and
     `hidden` (N,): the opacities taken from pixel Gaussians for every camera but their own: those that lie past the
     floor, and the uncovered part of an object's outline pixels (silhouettes.unmix_edges); None: none taken."""
 
     gaussians: Gaussians4D
     pixel_depths: Tensor
-    prior_log_depth: Tensor | None
     environment: Environment | None
     hidden: Tensor | None = None
     floor_from_colour: float | None = None  # canonical height of the floor found by matching an RGB-only rig
@@ -193,7 +192,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
             found = floor_from_photo(images.detach(), Ks, camtoworlds, times, height=known)
             if found is not None:
                 floor_height, depths = found[0], found[1].to(images.device, images.dtype)
-    out = model(images.float(), plucker.float(), times.float(), Ks.float(), camtoworlds.float(),
+    out = model(images.float(), plucker.float(), times.float(),
                 depths.float() if depths is not None and cfg.depth_input else None)
     # Geometry in float32 whatever the model ran in (bf16 autocast would round rays and covariances).
     with torch.autocast(images.device.type, enabled=False):
@@ -201,8 +200,8 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
         if cfg.head == "paper":
             g, z = paper_gaussians(raw, Ks.float(), camtoworlds.float(), times.float())
         else:
-            prior = out.prior_log_depth.float() if out.prior_log_depth is not None else None
-            base, measured = base_log_depth(depths.float() if depths is not None else None, prior, (V, H, W))
+            base, measured = base_log_depth(depths.float() if depths is not None else None, (V, H, W),
+                                            images.device)
             far = None
             if floor_height is not None:
                 # whatever an RGB-only view shows below the horizon lies no farther than the floor
@@ -250,7 +249,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
                     # a wall is geometry now: what the environment map holds above and beyond it is the sky's
                     weights = torch.where(on_walls, torch.full_like(weights, MIN_WEIGHT), weights)
             env = Environment.build(images.detach().float(), dirs, weights, floor=floor, walls=walls)
-    return Prediction(g, z, out.prior_log_depth, env, hidden, floor_height, backdrop)
+    return Prediction(g, z, env, hidden, floor_height, backdrop)
 
 
 def ground(images: Tensor, origins: Tensor, dirs: Tensor, camtoworlds: Tensor, depths: Tensor | None,

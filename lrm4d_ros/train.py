@@ -88,7 +88,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head", choices=HEADS, default=None, help="pixel head (default: the preset's)")
     p.add_argument("--depth-input", action=argparse.BooleanOptionalAction, default=None,
                    help="measured depth as an input (default: the preset's)")
-    p.add_argument("--prior-planes", type=int, default=None, help="plane-sweep prior planes, 0 = none")
     p.add_argument("--environment", action=argparse.BooleanOptionalAction, default=None,
                    help="composite over an environment map of the inputs (default: the preset's)")
     p.add_argument("--depth-drop-scene", type=float, default=0.5,
@@ -314,7 +313,7 @@ def run(args) -> int:
     state_path, log_path = out / "state.safetensors", out / "train.log"
 
     overrides = {"image_size": args.image_size}
-    for key in ("head", "depth_input", "prior_planes", "environment"):
+    for key in ("head", "depth_input", "environment"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     model = LRM4D(LRM4DConfig.preset(args.preset, **overrides)).to(device)

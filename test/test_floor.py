@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from lrm4d_ros.cameras import fov_to_K, pixel_rays
 from lrm4d_ros.data.rigs import look_at
 from lrm4d_ros.environment import Environment
-from lrm4d_ros.floor import Floor, floor_from_photo, height_from_depth, plane_depths
+from lrm4d_ros.floor import Floor, floor_from_photo, height_from_depth, pick_partners, plane_depths
 
 FLOOR_Z = -0.8
 
@@ -236,3 +236,16 @@ def test_floor_points_hidden_in_a_view_are_not_read_from_it():
     torch.testing.assert_close(c_views[0], c_grid[0])  # no view shows the floor under the box
     torch.testing.assert_close(p_views, p_grid)
     torch.testing.assert_close(c_views[1].float(), torch.tensor([1.0, 0.0, 0.0]), atol=0.02, rtol=0)
+
+
+def test_partners_are_the_other_cameras_at_the_same_time():
+    """3 cameras side by side (0.25 apart) at two moments: a view's partners are the other cameras at its own time,
+    not itself at the other (the same pose: no baseline)."""
+    eyes = torch.tensor([[-0.25, 0.0, 0.0], [0.0, 0.0, 0.0], [0.25, 0.0, 0.0]], dtype=torch.float64)
+    c2w = look_at(eyes, eyes + torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))
+    c2w6 = torch.cat([c2w, c2w])
+    times = torch.tensor([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    p = pick_partners(c2w6, times, 2)
+    for v in range(6):
+        assert set(p[v].tolist()) == {u for u in range(6) if u // 3 == v // 3 and u != v}
+    assert pick_partners(c2w[:1], times[:1], 2).tolist() == [[0, 0]]  # one view: itself

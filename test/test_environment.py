@@ -1,62 +1,12 @@
-"""The geometry the model is handed: the plane-sweep prior's warping, partner choice, and the environment map."""
+"""The environment map the renders are composited over: what the inputs saw in each direction, and its fill."""
 import math
 
 import torch
 import torch.nn.functional as F
 
 from lrm4d_ros.cameras import fov_to_K, pixel_rays
-from lrm4d_ros.cost_volume import PlaneSweep, pick_partners
 from lrm4d_ros.data.rigs import look_at
 from lrm4d_ros.environment import Environment
-
-
-def _wall_views(depth: float, res: int = 64):
-    """Three cameras side by side (baseline 0.25) looking along +y at a noise-textured wall at y = depth."""
-    eyes = torch.tensor([[-0.25, 0.0, 0.0], [0.0, 0.0, 0.0], [0.25, 0.0, 0.0]], dtype=torch.float64)
-    c2w = look_at(eyes, eyes + torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))
-    K = fov_to_K(math.radians(50), res, res).expand(3, 3, 3).clone()
-    g = torch.Generator().manual_seed(0)
-    texture = F.interpolate(torch.rand(1, 3, 24, 48, generator=g), size=(240, 480), mode="bilinear")[0]
-    o, d = pixel_rays(K, c2w, res, res)
-    hit = o + d * ((depth - o[..., 1]) / d[..., 1])[..., None]  # wall points (V,H,W,3)
-    grid = torch.stack([hit[..., 0] / 2.0, -hit[..., 2] / 1.0], -1).float()  # wall spans x ∈ ±2, z ∈ ±1
-    images = F.grid_sample(texture[None].expand(3, -1, -1, -1), grid, align_corners=False).permute(0, 2, 3, 1)
-    return images.contiguous(), K.float(), c2w.float()
-
-
-class _Identity(torch.nn.Module):
-    """Features = the image itself at 1/4 resolution (16 channels: RGB repeated), so the test checks geometry."""
-
-    def forward(self, x):
-        f = F.avg_pool2d(x, 4)
-        return torch.cat([f] * 5 + [f[:, :1]], 1)
-
-
-def test_plane_sweep_recovers_a_textured_walls_depth():
-    images, K, c2w = _wall_views(depth=2.0)
-    sweep = PlaneSweep(planes=48, channels=16, neighbours=2, near=0.5, far=8.0)
-    sweep.features = _Identity()
-    with torch.no_grad():
-        sweep.log_temperature.fill_(math.log(200.0))  # sharp: raw colours correlate weakly
-        log_d, conf = sweep(images, K, c2w, torch.zeros(3))
-    inner = log_d[:, 16:48, 16:48].exp()
-    assert abs(float(inner.median()) - 2.0) < 0.1 * 2.0, float(inner.median())
-    assert float(conf[:, 16:48, 16:48].median()) > 2.0 / 48  # more certain than a uniform guess
-
-
-def test_untrained_prior_is_mid_range_and_partners_are_other_cameras_at_the_same_time():
-    images, K, c2w = _wall_views(depth=2.0)
-    sweep = PlaneSweep(planes=16, near=0.3, far=20.0)
-    with torch.no_grad():
-        log_d, _ = sweep(images, K, c2w, torch.zeros(3))
-    # an undecided volume answers the geometric middle of [near, far], not the near plane
-    assert abs(float(log_d.median()) - math.log(math.sqrt(0.3 * 20.0))) < 0.5
-    # 6 views: 3 cameras at two times; each view's partners are the other cameras at its own time
-    c2w6 = torch.cat([c2w, c2w]).double()
-    times = torch.tensor([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0], dtype=torch.float64)
-    p = pick_partners(c2w6, times, 2)
-    for v in range(6):
-        assert set(p[v].tolist()) == {u for u in range(6) if u // 3 == v // 3 and u != v}
 
 
 def test_environment_map_shows_what_the_inputs_saw_in_each_direction():
