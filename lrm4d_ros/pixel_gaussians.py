@@ -2,9 +2,10 @@
 head that replaces it here).
 
 `surfel_gaussians` — every input pixel becomes a surfel that reproduces it:
-- depth: a residual on a base z-depth — the measured depth where the camera gave one (bounded to ±5 %), else
-  UNMEASURED_DEPTH (far: an image-based hedge that serves cameras near the inputs), moved in logit space between
-  NEAR and FAR, so far content (floors to the horizon) has room and nothing is clipped to a cube;
+- depth: a residual on a base z-depth — the measured depth where the camera gave one (bounded to ±5 %), else a
+  constant (DROPOUT_DEPTH for a depth camera's unmeasured pixels, RGB_DEPTH for a colour camera's), moved in
+  logit space between NEAR and FAR, so far content (floors to the horizon) has room and nothing is clipped to a
+  cube;
 - shape: the pixel's own footprint on the surface: its fronto-parallel footprint axes slid along the ray onto the
   plane of the surface normal (estimated from the depth map smoothed over SMOOTH² pixels: measured or predicted
   depths are as noisy as a pixel's spacing), capped at MAX_STRETCH fronto-parallel pixels at grazing angles,
@@ -33,9 +34,11 @@ SURFEL_CHANNELS = 8  # [depth 1, opacity 1, footprint 2, rgb 3, log σ_t 1]
 PAPER_CHANNELS = 20  # [xyz 3, t 1, rgb 3, scale_xyz 3, scale_t 1, q_left 4, q_right 4, opacity 1]
 NEAR, FAR = 0.05, 50.0  # canonical z-depth range of pixel Gaussians (cameras sit ~2 from the scene centre)
 MID_DEPTH = 2.0  # the model's measured-depth input channel is log(depth / MID_DEPTH)
-# Base depth where nothing is measured. A learned plane-sweep prior (MVSplat-style, removed) collapsed to about
-# this everywhere; the constant trains as well and 1.5x faster per step (benchmarks/results/ablation.txt, block 11).
-UNMEASURED_DEPTH = 18.0
+# Base z-depths where nothing is measured. A learned plane-sweep prior (MVSplat-style, removed) had collapsed to
+# ~18 everywhere; constants train better and a step 1.5x faster (benchmarks/results/ablation.txt, block 11). A depth
+# camera's unmeasured pixels (object edges, dark or distant surfaces) are best far; a colour camera's nearer.
+DROPOUT_DEPTH = 18.0
+RGB_DEPTH = 6.0
 MEASURED_RESIDUAL = 0.05  # |log-depth residual| allowed on a measured depth
 OPACITY_OFFSET = 2.0  # opacity σ(r + 2) ≈ 0.88 at zero output
 FOOTPRINT, MAX_STRETCH, THICKNESS = 0.3, 4.0, 0.2  # surfel extents in fronto-parallel pixel footprints
@@ -55,9 +58,15 @@ def z_rays(Ks: Tensor, camtoworlds: Tensor, height: int, width: int) -> tuple[Te
     return camtoworlds[:, None, None, :3, 3].expand_as(d), d
 
 
-def base_log_depth(measured: Tensor | None, shape, device=None) -> tuple[Tensor, Tensor]:
-    """(base log z-depth (V,H,W), measured mask (V,H,W) bool) from measured z-depth (V,H,W) (0 = none) or None."""
-    base = torch.full(shape, math.log(UNMEASURED_DEPTH), device=measured.device if measured is not None else device)
+def base_log_depth(measured: Tensor | None, depth_views: Tensor | None, shape, device=None) -> tuple[Tensor, Tensor]:
+    """(base log z-depth (V,H,W), measured mask (V,H,W) bool) from measured z-depth (V,H,W) (0 = none) or None;
+    depth_views (V,) bool: the views a depth camera took (their unmeasured pixels start at DROPOUT_DEPTH, the
+    others' at RGB_DEPTH), None: none."""
+    V = shape[0]
+    device = measured.device if measured is not None else device
+    sensor = depth_views if depth_views is not None else torch.zeros(V, dtype=torch.bool, device=device)
+    base = torch.where(sensor.to(device)[:, None, None], math.log(DROPOUT_DEPTH), math.log(RGB_DEPTH)) \
+        .expand(shape).contiguous().float()
     if measured is None:
         return base, torch.zeros(shape, dtype=torch.bool, device=base.device)
     valid = measured > 0

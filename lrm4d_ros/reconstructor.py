@@ -181,6 +181,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
     if depths is not None and not bool((depths > 0).any()):
         depths = None
     sensed, floor_height, backdrop = depths is not None, None, None
+    depth_views = (depths > 0).flatten(1).any(1) if sensed else None  # before the floor's or silhouettes' depths
     if not sensed and match_floor and cfg.environment and cfg.head != "paper":
         backdrop = find_backdrop(images.detach())
         if backdrop is not None:
@@ -200,7 +201,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
         if cfg.head == "paper":
             g, z = paper_gaussians(raw, Ks.float(), camtoworlds.float(), times.float())
         else:
-            base, measured = base_log_depth(depths.float() if depths is not None else None, (V, H, W),
+            base, measured = base_log_depth(depths.float() if depths is not None else None, depth_views, (V, H, W),
                                             images.device)
             far = None
             if floor_height is not None:

@@ -10,7 +10,7 @@ from lrm4d_ros.checkpoint import (load_config, load_model, load_training_state, 
 from lrm4d_ros.gaussians import TRAIN_MIN_MARGINAL
 from lrm4d_ros.metrics import psnr
 from lrm4d_ros.model import LRM4D, LRM4DConfig
-from lrm4d_ros.pixel_gaussians import UNMEASURED_DEPTH
+from lrm4d_ros.pixel_gaussians import DROPOUT_DEPTH, RGB_DEPTH
 from lrm4d_ros.reconstructor import Reconstructor, predict, render_at_times
 from lrm4d_ros.render import render
 from lrm4d_ros.views import ViewSet
@@ -116,13 +116,20 @@ def test_untrained_surfels_sit_at_the_measured_depth_with_the_pixels_colours():
     torch.nn.init.zeros_(model.unpatchify.weight)
     images, _, times, K, c2w = _inputs(2, 16, 16)
     depths = torch.full((2, 16, 16), 1.7)
-    depths[0, :4] = 0.0  # no measurement: far (UNMEASURED_DEPTH) there
+    depths[0, :4] = 0.0  # a depth camera's dropouts: far (DROPOUT_DEPTH)
     with torch.no_grad():
         pred = predict(model, images, K, c2w, times, depths)
     g = pred.gaussians
     assert len(g) == 2 * 16 * 16
     torch.testing.assert_close(pred.pixel_depths[depths > 0], depths[depths > 0])
-    torch.testing.assert_close(pred.pixel_depths[0, :4], torch.full((4, 16), UNMEASURED_DEPTH))
+    torch.testing.assert_close(pred.pixel_depths[0, :4], torch.full((4, 16), DROPOUT_DEPTH))
+    # a colour camera's pixels start at RGB_DEPTH, in a rig with depth cameras or without
+    depths[1] = 0.0
+    with torch.no_grad():
+        mixed = predict(model, images, K, c2w, times, depths).pixel_depths
+        rgb = predict(model, images, K, c2w, times, match_floor=False).pixel_depths
+    torch.testing.assert_close(mixed[1], torch.full((16, 16), RGB_DEPTH))
+    torch.testing.assert_close(rgb, torch.full((2, 16, 16), RGB_DEPTH))
     # colours are the pixels (clamped to [0.001, 0.999] before the logit)
     torch.testing.assert_close(g.colors, images.reshape(-1, 3).clamp(1e-3, 1 - 1e-3), atol=1e-5, rtol=0)
     torch.testing.assert_close(g.times, times[:, None].expand(2, 256).reshape(-1))
