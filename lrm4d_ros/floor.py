@@ -139,6 +139,7 @@ def pick_partners(camtoworlds: Tensor, times: Tensor, k: int) -> Tensor:
     idx = cost.topk(kk, dim=1, largest=False).indices
     return idx if kk == k else torch.cat([idx, idx[:, :1].expand(V, k - kk)], 1)
 
+
 def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor, size: int = 64,
                      height: float | None = None) -> tuple[float, Tensor] | None:
     """The floor of an RGB-only rig: (height, z-depths (V,H,W) of the pixels that show it, 0 elsewhere), or None.

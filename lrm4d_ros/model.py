@@ -62,9 +62,9 @@ class LRM4DConfig:
             raise ValueError("this checkpoint predates the surfel head (lrm4d_ros < 0.2) and cannot be loaded; "
                              "use the shipped checkpoint or retrain")
         if d.get("prior_planes", 0):
-            raise ValueError("this checkpoint has the plane-sweep depth prior, since removed (a constant far base "
-                             "depth trained as well, faster); it cannot be loaded: use the shipped checkpoint or "
-                             "retrain")
+            raise ValueError("this checkpoint has the plane-sweep depth prior, since removed (constant start "
+                             "depths trained better and faster); it cannot be loaded: use the shipped checkpoint "
+                             "or retrain")
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
     @classmethod
