@@ -10,7 +10,7 @@ Rows (cumulative, as issue 15 lists them):
   plain       the previously shipped design: the paper's 20-channel head, no depth, no prior, free time offsets,
               one background colour
   depth       + measured depth as an input, and the surfel head that starts from it (anchored at the view time)
-  (prior       + the plane-sweep multi-view prior: removed, a constant far base depth trained as well and faster,
+  (prior       + the plane-sweep multi-view prior: removed, constant start depths trained better and faster,
                ablation.txt block 11)
   (motion      + a predicted velocity per Gaussian: removed after it lost, see benchmarks/results/ablation.txt)
   environment + the environment map beyond the Gaussians (floors, walls, sky): the full model

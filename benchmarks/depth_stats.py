@@ -2,8 +2,9 @@
 
 On evaluation bags (rig protocol inputs, as `lrm4d evaluate` gives them to the model), per bag and input mode
 (RGB-D: the bag's depth as input; RGB: colour only), over pixels the bag measured: the median of the true z-depth,
-of the pixel Gaussians' z-depth, and the median |log(pred / true)| (0.1 is about 10 %). A model that cannot triangulate from colour hedges by putting everything far away, where a wrong
-depth moves a splat least between nearby views: a median ratio pred/true far above 1 in RGB mode is that.
+of the pixel Gaussians' z-depth, and the median |log(pred / true)| (0.1 is about 10 %). A model that cannot
+triangulate from colour hedges by putting everything far away, where a wrong depth moves a splat least between
+nearby views: a median ratio pred/true far above 1 in RGB mode is that.
 
     python benchmarks/depth_stats.py BAG... [--checkpoint PATH] [--threads 2] [--out FILE]
 """

@@ -62,11 +62,9 @@ def base_log_depth(measured: Tensor | None, depth_views: Tensor | None, shape, d
     """(base log z-depth (V,H,W), measured mask (V,H,W) bool) from measured z-depth (V,H,W) (0 = none) or None;
     depth_views (V,) bool: the views a depth camera took (their unmeasured pixels start at DROPOUT_DEPTH, the
     others' at RGB_DEPTH), None: none."""
-    V = shape[0]
-    device = measured.device if measured is not None else device
-    sensor = depth_views if depth_views is not None else torch.zeros(V, dtype=torch.bool, device=device)
-    base = torch.where(sensor.to(device)[:, None, None], math.log(DROPOUT_DEPTH), math.log(RGB_DEPTH)) \
-        .expand(shape).contiguous().float()
+    base = torch.full(shape, math.log(RGB_DEPTH), device=measured.device if measured is not None else device)
+    if depth_views is not None:
+        base[depth_views] = math.log(DROPOUT_DEPTH)
     if measured is None:
         return base, torch.zeros(shape, dtype=torch.bool, device=base.device)
     valid = measured > 0

@@ -4,8 +4,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from lrm4d_ros.cameras import fov_to_K, pixel_rays
-from lrm4d_ros.data.rigs import look_at
 from lrm4d_ros.environment import Environment
 
 
