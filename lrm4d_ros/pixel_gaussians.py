@@ -102,6 +102,23 @@ def _on_surface(axis: Tensor, ray: Tensor, normal: Tensor, cap: Tensor) -> Tenso
     return t * (cap / t.norm(dim=-1).clamp_min(1e-12)).clamp(max=1.0)[..., None]
 
 
+def sum_of_outer(vectors: tuple[Tensor, ...], ridge: Tensor) -> Tensor:
+    """Σₖ vₖ vₖᵀ + ridge·I (…,3,3) of vectors (…,3) and ridge (…). Built from the six distinct entries, each a
+    product of whole component planes: broadcast (…,3,1)·(…,1,3) products run 2.5x slower forward and
+    backward on the CPU (12 views of 128², two threads: 16 against 40 ms), a tenth of a training step."""
+    planes = [v.movedim(-1, 0) for v in vectors]
+
+    def entry(i: int, j: int) -> Tensor:
+        out = planes[0][i] * planes[0][j]
+        for p in planes[1:]:
+            out = out + p[i] * p[j]
+        return out
+
+    xx, yy, zz = entry(0, 0) + ridge, entry(1, 1) + ridge, entry(2, 2) + ridge
+    xy, xz, yz = entry(0, 1), entry(0, 2), entry(1, 2)
+    return torch.stack([xx, xy, xz, xy, yy, yz, xz, yz, zz], -1).unflatten(-1, (3, 3))
+
+
 def surfel_gaussians(raw: Tensor, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor,
                      base: Tensor, measured: Tensor, far: Tensor | None = None) -> tuple[Gaussians4D, Tensor]:
     """raw (V,H,W,8), images (V,H,W,3) in [0,1], Ks (V,3,3), camtoworlds (V,4,4) canonical, times (V,)
@@ -130,10 +147,8 @@ def surfel_gaussians(raw: Tensor, images: Tensor, Ks: Tensor, camtoworlds: Tenso
     k = FOOTPRINT * torch.exp(1.5 * torch.tanh(r_foot))
     ku, kv = (k[..., 0:1] * tu), (k[..., 1:2] * tv)
     th = (THICKNESS * foot)[..., None] * normal
-    cov = (ku[..., :, None] * ku[..., None, :] + kv[..., :, None] * kv[..., None, :]
-           + th[..., :, None] * th[..., None, :])
-    # a surfel seen edge-on has no extent along its normal: keep the covariance well conditioned
-    cov = cov + (1e-3 * foot)[..., None, None] ** 2 * torch.eye(3, device=cov.device)
+    # a surfel seen edge-on has no extent along its normal: the ridge keeps the covariance well conditioned
+    cov = sum_of_outer((ku, kv, th), (1e-3 * foot) ** 2)
     colors = torch.sigmoid(r_rgb + torch.logit(images.float().clamp(1e-3, 1 - 1e-3)))
     lo, hi = SIGMA_T_RANGE
     scale_t = (math.log(SIGMA_T0) + r_st[..., 0]).exp().clamp(lo, hi)

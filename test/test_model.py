@@ -10,7 +10,7 @@ from lrm4d_ros.checkpoint import (load_config, load_model, load_training_state, 
 from lrm4d_ros.gaussians import TRAIN_MIN_MARGINAL
 from lrm4d_ros.metrics import psnr
 from lrm4d_ros.model import LRM4D, LRM4DConfig
-from lrm4d_ros.pixel_gaussians import DROPOUT_DEPTH, RGB_DEPTH
+from lrm4d_ros.pixel_gaussians import DROPOUT_DEPTH, RGB_DEPTH, sum_of_outer
 from lrm4d_ros.reconstructor import Reconstructor, predict, render_at_times
 from lrm4d_ros.render import render
 from lrm4d_ros.views import ViewSet
@@ -142,6 +142,22 @@ def test_untrained_surfels_sit_at_the_measured_depth_with_the_pixels_colours():
     J = torch.tensor([[f / 1.7, 0.0, 0.0], [0.0, f / 1.7, 0.0]])
     torch.testing.assert_close(J @ cov_cam @ J.T, torch.eye(2) * 0.09, atol=1e-3, rtol=0)
     assert isinstance(pred.environment.colors, torch.Tensor)
+
+
+def test_sum_of_outer_is_the_summed_outer_products_forward_and_backward():
+    g = torch.Generator().manual_seed(3)
+    vs = [torch.randn(2, 5, 4, 3, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    ridge = torch.rand(2, 5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    eye = torch.eye(3, dtype=torch.float64)
+    ref = sum(v[..., :, None] * v[..., None, :] for v in vs) + ridge[..., None, None] * eye
+    out = sum_of_outer(tuple(vs), ridge)
+    assert out.shape == (2, 5, 4, 3, 3)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    w = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    grads = torch.autograd.grad((out * w).sum(), [*vs, ridge])
+    ref_grads = torch.autograd.grad((ref * w).sum(), [*vs, ridge])
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
 def test_paper_head_starts_small_long_lived_and_faint():
