@@ -29,13 +29,16 @@ from pathlib import Path
 import torch
 
 from .baselines import baselines_for
+from .cameras import invert_pose
 from .metrics import psnr, ssim
+from .pixel_gaussians import z_rays
 from .reconstructor import REFINE_STEPS, Reconstructor
 from .views import ViewSet, short_side_size
 
 SELF = "self"  # the rig group of re-rendered inputs
 SHEET_TILES = 6  # targets shown per contact sheet
 PSNR_CAP = 60.0  # dB: identical 8-bit images score this, not inf (8-bit quantisation alone is 58.9 dB)
+SEEN_TOLERANCE = 0.05  # relative z-depth: an input whose exact depth is this near a reprojected point saw it
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,6 +73,28 @@ def _scores(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def _mean(per_view: torch.Tensor) -> dict:
     return {"psnr": float(per_view[:, 0].mean()), "ssim": float(per_view[:, 1].mean())}
+
+
+def seen_by_inputs(targets: ViewSet, inputs: ViewSet) -> torch.Tensor:
+    """(T,H,W) bool: the target pixel's surface point (from its exact depth) lies in some input view, at that
+    view's exact depth there within SEEN_TOLERANCE (relative): some input saw it. False where nothing was hit
+    (depth 0). targets, inputs: ViewSets with exact depths (metres), e.g. a scene's ground truth."""
+    o, d = z_rays(targets.Ks.double(), targets.camtoworlds.double(), targets.height, targets.width)
+    points = o + targets.depths.double()[..., None] * d  # (T,H,W,3) world
+    w2c = invert_pose(inputs.camtoworlds.double())
+    seen = torch.zeros(points.shape[:3], dtype=torch.bool)
+    H, W = inputs.height, inputs.width
+    for i in range(len(inputs.Ks)):
+        q = points @ w2c[i, :3, :3].T + w2c[i, :3, 3]
+        z = q[..., 2]
+        K = inputs.Ks[i].double()
+        zs = z.clamp_min(1e-9)  # behind the camera is refused below; no inf or NaN reaches the lookup
+        u = K[0, 0] * q[..., 0] / zs + K[0, 2]
+        v = K[1, 1] * q[..., 1] / zs + K[1, 2]
+        inside = (z > 0) & (u > -0.5) & (u < W - 0.5) & (v > -0.5) & (v < H - 0.5)
+        held = inputs.depths[i].double()[v.round().clamp(0, H - 1).long(), u.round().clamp(0, W - 1).long()]
+        seen |= inside & ((held - z).abs() <= SEEN_TOLERANCE * z)
+    return seen & (targets.depths > 0)
 
 
 def evaluate_views(reconstructor: Reconstructor, views: ViewSet, protocol: str, resolution: int = 128,

@@ -9,6 +9,7 @@ import torch
 
 from lrm4d_ros.baselines import background_only, nearest_input, nearest_input_index
 from lrm4d_ros.cameras import fov_to_K
+from lrm4d_ros.evaluate import seen_by_inputs
 from lrm4d_ros.checkpoint import save_model
 from lrm4d_ros.metrics import psnr, ssim
 from lrm4d_ros.model import LRM4D, LRM4DConfig
@@ -164,3 +165,32 @@ def test_evaluate_rig_protocol_with_depth(tmp_path, capsys):
     tile = sheet[GAP + LABEL_HEIGHT:GAP + LABEL_HEIGHT + 24, GAP:GAP + 24]
     assert np.array_equal(tile, to_uint8(first))
     assert (tmp_path / "sheets" / "bag_rig_depth-off.png").exists()
+
+
+def _flat_views(poses: list[torch.Tensor], depths: torch.Tensor) -> ViewSet:
+    V, H, W = depths.shape
+    return ViewSet(images=torch.zeros(V, H, W, 3), Ks=fov_to_K(math.radians(60.0), W, H).expand(V, 3, 3).clone(),
+                   camtoworlds=torch.stack(poses).double(), stamps_ns=torch.arange(V, dtype=torch.int64),
+                   camera_ids=torch.arange(V), depths=depths)
+
+
+def test_seen_by_inputs_frustum_occlusion_and_sky():
+    """A wall 2 m before a camera: a target at the input's pose sees what it saw; turned around, nothing; where
+    the input's view is blocked by a nearer box, or the target hits nothing (sky), it is unseen."""
+    H = W = 16
+    ahead = torch.eye(4)
+    behind = torch.diag(torch.tensor([-1.0, 1.0, -1.0, 1.0]))  # rotated 180° about y: looks the other way
+    wall = torch.full((1, H, W), 2.0)
+    inputs = _flat_views([ahead], wall)
+    assert seen_by_inputs(_flat_views([ahead], wall), inputs).all()
+    assert not seen_by_inputs(_flat_views([behind], wall), inputs).any()
+    boxed = wall.clone()
+    boxed[:, :, : W // 2] = 1.0  # a box hides the left half of the wall from the input
+    sky = wall.clone()
+    sky[:, : H // 4] = 0.0  # the target hits nothing in its top rows
+    seen = seen_by_inputs(_flat_views([ahead], sky), _flat_views([ahead], boxed))[0]
+    assert not seen[:, : W // 2].any() and not seen[: H // 4].any()
+    assert seen[H // 4:, W // 2:].all()
+    # a 4 % nearer surface is still the one the input saw (SEEN_TOLERANCE 5 %), 10 % is not
+    assert seen_by_inputs(_flat_views([ahead], wall * 1.04), inputs).all()
+    assert not seen_by_inputs(_flat_views([ahead], wall * 1.1), inputs).any()
