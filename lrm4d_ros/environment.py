@@ -113,9 +113,9 @@ class Environment:
         """The same colour (3,) in every direction."""
         return cls(torch.as_tensor(color).reshape(3, 1, 1).expand(3, 1, 2).clone())
 
-    def lookup(self, dirs: Tensor, origins: Tensor | None = None) -> Tensor:
+    def lookup(self, dirs: Tensor, origins: Tensor | None = None, spread: Tensor | float = 0.0) -> Tensor:
         """Colours (...,3) along ray directions (...,3); with the rays' origins (...,3), the floor's colour where
-        a ray meets it."""
+        a ray meets it. spread: the rays' pixel width in radians (float or (...)), for the floor (Floor.lookup)."""
         g = _grid(F.normalize(dirs.to(self.colors.dtype), dim=-1))
         out = F.grid_sample(self.colors[None], g.reshape(1, -1, 1, 2), mode="bilinear", padding_mode="border",
                             align_corners=False)
@@ -125,7 +125,7 @@ class Environment:
         unit = F.normalize(dirs.double(), dim=-1)
         t_floor = torch.full(dirs.shape[:-1], math.inf, dtype=torch.float64, device=dirs.device)
         if self.floor is not None:
-            on_floor, p = self.floor.lookup(origins, unit)
+            on_floor, p = self.floor.lookup(origins, unit, spread)
             out = p[..., None].to(out) * on_floor.to(out) + (1 - p[..., None].to(out)) * out
             t, _ = self.floor.hit(origins, unit)
             t_floor = torch.where(p > 0, t, t_floor)

@@ -284,7 +284,8 @@ def composite(out: RenderOutput, background: Tensor | Environment | None, camtow
         # only pixels the Gaussians leave uncovered look it up (the floor's and walls' views are per-ray work)
         need = out.alphas[..., 0] < (FILL_ALPHA[1] if fill else 1.0)
         bg = out.colors.new_zeros(out.colors.shape)
-        bg[need] = background.lookup(dirs[need], origins[need]).to(out.colors)
+        spread = (1.0 / (Ks[:, 0, 0] * Ks[:, 1, 1]).sqrt()).to(dirs)[:, None, None].expand(dirs.shape[:3])
+        bg[need] = background.lookup(dirs[need], origins[need], spread[need]).to(out.colors)
     else:
         bg = torch.as_tensor(background, dtype=out.colors.dtype, device=out.colors.device)
         bg = bg.expand(camtoworlds.shape[0], 3)[:, None, None, :]

@@ -1,6 +1,7 @@
 """The floor under a scene: its height from measured depth and from colour alone, its texture, and what renders
 take from it."""
 import math
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -8,7 +9,8 @@ import torch.nn.functional as F
 from lrm4d_ros.cameras import fov_to_K, pixel_rays
 from lrm4d_ros.data.rigs import look_at
 from lrm4d_ros.environment import Environment
-from lrm4d_ros.floor import Floor, floor_from_photo, height_from_depth, pick_partners, plane_depths
+from lrm4d_ros.floor import (Floor, floor_from_photo, floor_period, height_from_depth, pick_partners,
+                             plane_depths)
 
 FLOOR_Z = -0.8
 
@@ -249,3 +251,52 @@ def test_partners_are_the_other_cameras_at_the_same_time():
     for v in range(6):
         assert set(p[v].tolist()) == {u for u in range(6) if u // 3 == v // 3 and u != v}
     assert pick_partners(c2w[:1], times[:1], 2).tolist() == [[0, 0]]  # one view: itself
+
+
+def _checker(n: int = 32, side: int = 12) -> torch.Tensor:
+    """(3, n·side, n·side): n×n squares (0.25 units over ±4 in `_floor_views`), green/magenta-ish."""
+    tex = ((torch.arange(n)[:, None] + torch.arange(n)[None, :]) % 2).float()
+    return torch.stack([tex, 1 - tex, 0.5 * torch.ones_like(tex)]).repeat_interleave(side, 1).repeat_interleave(side, 2)
+
+
+def test_a_checkered_floor_repeats_where_no_view_saw_it():
+    """The checkerboard's period is found from the part the views saw (translations by whole squares diagonally,
+    a cell of 2 squares' area), and floor no view shows takes the colour of the square it lies on; without the
+    period it takes the grid's blur. A noise floor has no period."""
+    tex = _checker()
+    images, depths, K, c2w = _floor_views(tex, res=96, box=False)
+    o, d = pixel_rays(K, c2w, 96, 96)
+    floor = Floor.build(images, o, d, c2w[:, :3, 2], depths, FLOOR_Z)
+    sharp = floor.with_views(images, K.float(), c2w.float(), depths.float(), depths.float(), sensed=True)
+    L = sharp.period
+    assert L is not None
+    squares = L / 0.25  # each translation moves by whole squares, an even number of them in all
+    assert float((squares - squares.round()).abs().max()) < 0.05, L
+    assert all(int(v.round().sum()) % 2 == 0 for v in squares), L
+    assert abs(abs(float(torch.linalg.det(L))) - 2 * 0.25 ** 2) < 0.01, L
+    g = torch.Generator().manual_seed(1)
+    N = 4000
+    r, az = 1.0 + 2 * torch.rand(N, generator=g, dtype=torch.float64), 2 * math.pi * torch.rand(N, generator=g)
+    pts = torch.stack([r * az.cos(), r * az.sin(), torch.full_like(r, FLOOR_Z)], 1)
+    eye = torch.tensor([0.5, 2.0, 3.0], dtype=torch.float64).expand(N, 3)
+    dirs = F.normalize(pts - eye, dim=-1)
+    repeated, p = sharp.lookup(eye, dirs, spread=0.001)
+    blurred = replace(sharp, period=None, tile=None).lookup(eye, dirs, spread=0.001)[0].float()
+    # claimed floor (near where the views looked) that no view shows, away from the squares' edges
+    _, shown = sharp.views.sample(pts.float(), dirs.float())
+    edge = ((pts[:, :2] / 0.25) - (pts[:, :2] / 0.25).round()).abs().amin(1) < 0.12
+    keep = (p > 0) & (shown < 0.01) & ~edge
+    assert int(keep.sum()) > 100
+    truth = F.grid_sample(tex[None], (pts[None, :, None, :2] / 4.0).float(), align_corners=False)[0, :, :, 0].T
+    err = (repeated.float() - truth).abs().mean(1)[keep].mean()
+    err_blur = (blurred - truth).abs().mean(1)[keep].mean()
+    assert float(err) < 0.12 and float(err_blur) > 2.5 * float(err), (float(err), float(err_blur))
+    # a pixel wider than half a period on the floor sees the blur, not one square (the period fades out before)
+    wide = sharp.lookup(eye, dirs, spread=0.2)[0].float()
+    torch.testing.assert_close(wide[keep], blurred[keep])
+    # a floor of noise does not repeat
+    images, depths, K, c2w = _floor_views(_noise_texture(), res=96, box=False)
+    o, d = pixel_rays(K, c2w, 96, 96)
+    noisy = Floor.build(images, o, d, c2w[:, :3, 2], depths, FLOOR_Z)
+    noisy = noisy.with_views(images, K.float(), c2w.float(), depths.float(), depths.float(), sensed=True)
+    assert noisy.period is None and floor_period(noisy.views, FLOOR_Z) is None
