@@ -13,6 +13,8 @@ put in one class:
                 render-time floor, walls and environment draw it;
   seen, off     covered, but the rendered depth is more than DEPTH_TOLERANCE (relative) from the exact one;
   seen, right   covered at about the right depth.
+The unseen pixels are also split into floor (the truth's surface within FLOOR_BAND of the scene's lowest), sky
+(nothing hit) and the rest (walls and objects).
 For each class: its share of the pixels and of the squared error, its PSNR, and the group's PSNR were that class's
 error zero: the most that fixing it can give. For the unseen pixels, two guesses that read the truth are scored
 for reference: each target's mean colour there, and a 9x9 box blur of it (its local mean). PSNR here is over
@@ -34,13 +36,16 @@ from lrm4d_ros.data import eval_scenes as es
 from lrm4d_ros.data.depth_sensor import with_depth
 from lrm4d_ros.data.protocols import RIG_GROUPS, protocol_groups
 from lrm4d_ros.evaluate import SEEN_TOLERANCE, seen_by_inputs
+from lrm4d_ros.pixel_gaussians import z_rays
 from lrm4d_ros.reconstructor import Reconstructor
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COVERED = 0.5  # rendered alpha from which the model's Gaussians, not the render-time layers, draw a pixel
 DEPTH_TOLERANCE = 0.10  # relative: a covered pixel's rendered depth this near the exact one is "right"
 BLUR = 9  # pixels: the box of the truth's local mean, a reference for the unseen pixels
+FLOOR_BAND = 0.02  # metres: a surface point this near the scene's lowest one is floor
 CLASSES = ("unseen", "seen, empty", "seen, off", "seen, right")
+UNSEEN = ("  floor", "  sky", "  rest")  # the unseen pixels split: floor, nothing hit, walls and objects
 
 
 def scene_budget(reconstructor: Reconstructor, exact, sensed, group: str, depth: bool) -> dict[str, list[float]]:
@@ -56,8 +61,13 @@ def scene_budget(reconstructor: Reconstructor, exact, sensed, group: str, depth:
     seen = seen_by_inputs(targets, exact.select(in_idx))
     covered = out.alphas[..., 0] >= COVERED
     right = (out.depths[..., 0] - targets.depths).abs() <= DEPTH_TOLERANCE * targets.depths
-    masks = (~seen, seen & ~covered, seen & covered & ~right, seen & covered & right)
-    out = {name: [float(m.sum()), float(se[m].sum())] for name, m in zip(CLASSES, masks)}
+    o, d = z_rays(targets.Ks.double(), targets.camtoworlds.double(), targets.height, targets.width)
+    height = (o + targets.depths.double()[..., None] * d)[..., 2]
+    hit = targets.depths > 0
+    floor = hit & (height <= height[hit].min() + FLOOR_BAND)
+    masks = (~seen, seen & ~covered, seen & covered & ~right, seen & covered & right,
+             ~seen & floor, ~hit, ~seen & hit & ~floor)
+    out = {name: [float(m.sum()), float(se[m].sum())] for name, m in zip(CLASSES + UNSEEN, masks)}
     # what guesses that read the truth would score on the unseen pixels: its mean colour there, and its local mean
     truth = targets.images
     blur = F.avg_pool2d(truth.permute(0, 3, 1, 2), BLUR, 1, BLUR // 2, count_include_pad=False).permute(0, 2, 3, 1)
@@ -95,7 +105,8 @@ def main(argv=None) -> int:
              f"{args.checkpoint or 'shipped'}; torch {torch.__version__}, {platform.machine()}",
              f"# classes: unseen = no input saw the surface (exact depths, {SEEN_TOLERANCE:.0%} tolerance); empty = "
              f"alpha < {COVERED}; off = rendered depth more than {DEPTH_TOLERANCE:.0%} from the exact one",
-             "# PSNR pooled over all target pixels; 'if zero' = the group's PSNR were that class's error zero"]
+             "# PSNR pooled over all target pixels; 'if zero' = the group's PSNR were that class's error zero; "
+             "the indented rows split the unseen pixels"]
     for mode in modes:
         totals: dict[str, list[float]] = {}
         for k, (e, s) in enumerate(zip(exact, sensed)):
@@ -108,12 +119,12 @@ def main(argv=None) -> int:
         sse_all = sum(totals[c][1] for c in CLASSES)
         lines += [f"depth {mode}: {args.group} {psnr(sse_all, n_all):.2f} dB pooled",
                   f"  {'class':<14}{'pixels':>8}{'error':>8}{'PSNR':>8}{'if zero':>9}"]
-        for c in CLASSES:
+        for c in CLASSES + UNSEEN:
             n, sse = totals[c]
             lines.append(f"  {c:<14}{n / n_all:>8.1%}{sse / sse_all:>8.1%}{psnr(sse, n):>8.2f}"
                          f"{psnr(sse_all - sse, n_all):>9.2f}")
-        lines += [f"  {c} {psnr(sse, n):.2f} dB" for c, (n, sse) in totals.items() if c not in CLASSES]
-        print("\n".join(lines[-7:]), flush=True)
+        lines += [f"  {c} {psnr(sse, n):.2f} dB" for c, (n, sse) in totals.items() if c not in CLASSES + UNSEEN]
+        print("\n".join(lines[-11:]), flush=True)
     args.output.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.output} ({len(modes)} input modes)")
     return 0
