@@ -49,6 +49,15 @@ def invert_pose(T: Tensor) -> Tensor:
     return out
 
 
+def project_points(points: Tensor, K: Tensor, camtoworld: Tensor) -> tuple[Tensor, Tensor]:
+    """(pixel coordinates (…,2), z-depth (…)) of points (…,3) in one camera: K (3,3), camtoworld (4,4), all in
+    one frame and dtype. Points behind the camera (z ≤ 0) get finite coordinates (z clamped): test z."""
+    cam = (points - camtoworld[:3, 3]) @ camtoworld[:3, :3]
+    z = cam[..., 2]
+    uv = (cam @ K.T)[..., :2] / z.clamp_min(1e-9)[..., None]
+    return uv, z
+
+
 def pixel_rays(Ks: Tensor, camtoworlds: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
     """World rays through every pixel centre.
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from .baselines import baselines_for
-from .cameras import invert_pose
+from .cameras import project_points
 from .metrics import psnr, ssim
 from .pixel_gaussians import z_rays
 from .reconstructor import REFINE_STEPS, Reconstructor
@@ -81,16 +81,11 @@ def seen_by_inputs(targets: ViewSet, inputs: ViewSet) -> torch.Tensor:
     (depth 0). targets, inputs: ViewSets with exact depths (metres), e.g. a scene's ground truth."""
     o, d = z_rays(targets.Ks.double(), targets.camtoworlds.double(), targets.height, targets.width)
     points = o + targets.depths.double()[..., None] * d  # (T,H,W,3) world
-    w2c = invert_pose(inputs.camtoworlds.double())
     seen = torch.zeros(points.shape[:3], dtype=torch.bool)
     H, W = inputs.height, inputs.width
     for i in range(len(inputs.Ks)):
-        q = points @ w2c[i, :3, :3].T + w2c[i, :3, 3]
-        z = q[..., 2]
-        K = inputs.Ks[i].double()
-        zs = z.clamp_min(1e-9)  # behind the camera is refused below; no inf or NaN reaches the lookup
-        u = K[0, 0] * q[..., 0] / zs + K[0, 2]
-        v = K[1, 1] * q[..., 1] / zs + K[1, 2]
+        uv, z = project_points(points, inputs.Ks[i].double(), inputs.camtoworlds[i].double())
+        u, v = uv.unbind(-1)
         inside = (z > 0) & (u > -0.5) & (u < W - 0.5) & (v > -0.5) & (v < H - 0.5)
         held = inputs.depths[i].double()[v.round().clamp(0, H - 1).long(), u.round().clamp(0, W - 1).long()]
         seen |= inside & ((held - z).abs() <= SEEN_TOLERANCE * z)

@@ -509,7 +509,6 @@ class Floor:
         no width (foot (N,), its footprint on the floor), none from PERIOD_FOOTPRINT of the period up (a wider
         pixel averages the period: the texture's blur is the better guess)."""
         L = self.period.to(points)
-        # the tile's share fades as a pixel's footprint grows towards the limit (a wider one averages the period)
         share = (1 - foot / (PERIOD_FOOTPRINT * float(L.norm(dim=1).min()))).clamp(0, 1)
         near = share > 0
         if not bool(near.any()):

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .cameras import project_points
+
 # images are matched at this many times their size (DIS's 8-pixel patches then hold thin parts): 16 rig validation
 # scenes, time_interp RGB-D 33.56 -> 33.79, RGB 32.69 -> 32.83; ~3.5 ms more per flow at 128²
 UPSAMPLE = 2
@@ -40,14 +42,6 @@ def optical_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return cv2.resize(flow, (W, H), interpolation=cv2.INTER_AREA) / UPSAMPLE
 
 
-def _project(points: Tensor, K: Tensor, camtoworld: Tensor) -> tuple[Tensor, Tensor]:
-    """(pixel coordinates (…,2), z-depth (…)) of canonical points (…,3) in a camera."""
-    cam = (points - camtoworld[:3, 3]) @ camtoworld[:3, :3]
-    z = cam[..., 2]
-    uv = (cam @ K.T)[..., :2] / z.clamp_min(1e-9)[..., None]
-    return uv, z
-
-
 def _displacement(flow_ab: np.ndarray, flow_ba: np.ndarray, points_a: Tensor, points_b: Tensor, K_b: Tensor,
                   c2w_b: Tensor) -> tuple[Tensor, Tensor]:
     """(displacement (H,W,3) of each pixel of frame a to its match in frame b, valid (H,W) bool).
@@ -65,10 +59,10 @@ def _displacement(flow_ab: np.ndarray, flow_ba: np.ndarray, points_a: Tensor, po
     consistent = inside & (np.hypot(flow_ab[..., 0] + back[..., 0], flow_ab[..., 1] + back[..., 1]) < FB_TOL_PX)
     target = points_b[torch.from_numpy(vi).to(dev), torch.from_numpy(ui).to(dev)]
     K_b, c2w_b = K_b.to(points_a), c2w_b.to(points_a)
-    uv_still, z_still = _project(points_a, K_b, c2w_b)
+    uv_still, z_still = project_points(points_a, K_b, c2w_b)
     dest = torch.from_numpy(np.stack([ub, vb], -1)).to(points_a)
     still = (dest - uv_still).norm(dim=-1) < STILL_PX
-    _, z_match = _project(target, K_b, c2w_b)
+    _, z_match = project_points(target, K_b, c2w_b)
     same_surface = (z_match - z_still).abs() < MAX_DEPTH_STEP * z_still.clamp_min(1e-9)
     valid = still | (torch.from_numpy(consistent).to(dev) & same_surface)
     disp = torch.where((~still)[..., None], target - points_a, torch.zeros_like(points_a))
