@@ -11,8 +11,9 @@ z up, and the canonical frame only shifts and scales the world), at the height f
 Its texture is a polar grid about the scene centre, radius compressed as r / (r + R0) so the floor to the
 horizon fits. Every input pixel whose ray meets the plane where the view measured it (or measured nothing:
 floor beyond range) adds its colour there; a pixel that measured something before the plane counts that
-ray as hidden, and a cell's weight is the share of its rays that saw floor (a wall's foot hides the floor
-behind it: that is the environment map's). Empty bins are filled from coarser levels (push-pull). Read from
+ray as hidden, and a cell's sureness is the share of its rays that saw floor (a wall's foot hides the floor
+behind it: that is the environment map's); a target ray takes the floor with a weight that rises steeply with it
+(SURE_POWER: what hid the floor from the inputs need not hide it from the target). Empty bins are filled from coarser levels (push-pull). Read from
 the views (`with_views`), a point's colour comes at their resolution from those that show it; floor none shows
 takes the grid's blur, or, where the floor repeats (tiles, checkers, planks: `floor_period`), the colour of
 the place it repeats, for target pixels narrower than half a period there (fading out as they widen). No
@@ -50,6 +51,15 @@ PARTNERS, SWEEP = 4, 64  # floor from colour: views matched per view, heights tr
 VIEW_SHARPNESS, VIEW_ANGLE = 1.0, 1.0  # PlaneViews.sample's weights
 SHOWS_POWER = 8.0  # a view that surely shows a point outweighs one that may by (1/UNMEASURED_WEIGHT)^this
 MODEL_SLACK = 0.1  # an unmeasured pixel's Gaussian this much (relative z) before the plane hides the floor
+# A target ray meets the floor with the weight sure^SURE_POWER (0 where sure <= SURE_MIN: beyond the floor's REACH),
+# sure being the share of the input rays near that point that saw floor there rather than something before it.
+# A ray the inputs saw blocked there (by the robot, an object) is not blocked for a target that looks from
+# elsewhere: what stands before the floor there the target's own Gaussians draw, and the environment map, which
+# the rest of the weight takes, is a colour by direction only (on the MuJoCo jaco bags the white beyond the floor's
+# edge, drawn as white patches on the floor behind the arm: 0.6 % of the novel views' pixels, 30 % of their error).
+# 16 rig validation scenes RGB-D novel_view / novel_view_time: power 1 26.77 / 25.87, 0.5 26.84 / 25.94, 0.25
+# 26.88 / 25.97, 0 (the floor wherever it reaches) 26.81 / 25.90; RGB 20.18 -> 20.19 at 0 (ablation block 13).
+SURE_POWER, SURE_MIN = 0.25, 1e-3
 LOOKUP_CHUNK = 65536  # plane points sampled from the views at once
 FILL_MARGIN = 2  # pixels: an unmeasured pixel this near one measured before the floor may be that object's
 MIN_VOTES = 0.08  # share of the pixels below the horizon that must vote for the floor found from colour
@@ -481,7 +491,8 @@ class Floor:
 
     def lookup(self, origins: Tensor, dirs: Tensor, spread: Tensor | float = 0.0) -> tuple[Tensor, Tensor]:
         """Colours (...,3) where rays (origins, unit dirs (...,3)) meet the floor, and each ray's weight (...) in
-        [0,1]: 0 where it does not meet the floor, else how surely the views saw floor there. spread: the rays'
+        [0,1]: 0 where it does not meet the floor or beyond its reach, else how surely the views saw floor there
+        (to the power SURE_POWER). spread: the rays'
         pixel width in radians (float or (...)): with a `period`, floor no view shows is read where the texture
         repeats it, less as the pixel's footprint on the floor nears PERIOD_FOOTPRINT of the period."""
         t, hit = _hits(origins.double(), dirs.double(), self.height)
@@ -490,7 +501,9 @@ class Floor:
         out = F.grid_sample(self.colors[None], g.reshape(1, -1, 1, 2), mode="bilinear", padding_mode="border",
                             align_corners=False)
         out = out[0, :, :, 0].T.reshape(*dirs.shape[:-1], 4)
-        colors, p = out[..., :3], out[..., 3] * hit.to(out)
+        sure = out[..., 3]
+        sure = torch.where(sure > SURE_MIN, sure.clamp_min(SURE_MIN) ** SURE_POWER, torch.zeros_like(sure))
+        colors, p = out[..., :3], sure * hit.to(out)
         if self.views is not None:
             sel = p > 0
             if bool(sel.any()):

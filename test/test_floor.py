@@ -104,7 +104,8 @@ def test_floor_texture_shows_each_half_where_it_lies_and_what_hides_it():
     torch.testing.assert_close(colors[0], torch.tensor([1.0, 0.0, 0.0]), atol=0.1, rtol=0)
     torch.testing.assert_close(colors[1], torch.tensor([0.0, 0.0, 1.0]), atol=0.1, rtol=0)
     assert float(p[0]) > 0.9 and float(p[1]) > 0.9
-    assert float(p[2]) < 0.2  # under the box: every camera saw the box there, not the floor
+    # under the box every camera saw the box, not the floor: sureness ~0.003, weighted to the power SURE_POWER
+    assert float(p[2]) < 0.3
     assert float(p[3]) == 0.0  # a ray upwards never meets the floor
     # composited: the environment (sky everywhere) where the floor is hidden or absent, the floor where seen
     env = Environment(torch.tensor([0.8, 0.9, 1.0]).reshape(3, 1, 1).expand(3, 2, 2).clone(), floor)
