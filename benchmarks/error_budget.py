@@ -24,7 +24,6 @@ Writes benchmarks/results/error_budget.txt (or --output).
 from __future__ import annotations
 
 import argparse
-import math
 import platform
 from dataclasses import replace
 from pathlib import Path
@@ -36,6 +35,7 @@ from lrm4d_ros.data import eval_scenes as es
 from lrm4d_ros.data.depth_sensor import with_depth
 from lrm4d_ros.data.protocols import RIG_GROUPS, protocol_groups
 from lrm4d_ros.evaluate import SEEN_TOLERANCE, seen_by_inputs
+from lrm4d_ros.metrics import pooled_psnr
 from lrm4d_ros.pixel_gaussians import z_rays
 from lrm4d_ros.reconstructor import Reconstructor
 
@@ -77,10 +77,6 @@ def scene_budget(reconstructor: Reconstructor, exact, sensed, group: str, depth:
     return out
 
 
-def psnr(sse: float, n: float) -> float:
-    return 10 * math.log10(n / sse) if sse > 0 else float("inf")
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenes", type=int, default=16, help="rig validation scenes")
@@ -117,13 +113,13 @@ def main(argv=None) -> int:
             print(f"  depth {mode}: scene {k + 1}/{args.scenes}", flush=True)
         n_all = sum(totals[c][0] for c in CLASSES)
         sse_all = sum(totals[c][1] for c in CLASSES)
-        lines += [f"depth {mode}: {args.group} {psnr(sse_all, n_all):.2f} dB pooled",
+        lines += [f"depth {mode}: {args.group} {pooled_psnr(sse_all, n_all):.2f} dB pooled",
                   f"  {'class':<14}{'pixels':>8}{'error':>8}{'PSNR':>8}{'if zero':>9}"]
         for c in CLASSES + UNSEEN:
             n, sse = totals[c]
-            lines.append(f"  {c:<14}{n / n_all:>8.1%}{sse / sse_all:>8.1%}{psnr(sse, n):>8.2f}"
-                         f"{psnr(sse_all - sse, n_all):>9.2f}")
-        lines += [f"  {c} {psnr(sse, n):.2f} dB" for c, (n, sse) in totals.items() if c not in CLASSES + UNSEEN]
+            lines.append(f"  {c:<14}{n / n_all:>8.1%}{sse / sse_all:>8.1%}{pooled_psnr(sse, n):>8.2f}"
+                         f"{pooled_psnr(sse_all - sse, n_all):>9.2f}")
+        lines += [f"  {c} {pooled_psnr(sse, n):.2f} dB" for c, (n, sse) in totals.items() if c not in CLASSES + UNSEEN]
         print("\n".join(lines[-11:]), flush=True)
     args.output.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.output} ({len(modes)} input modes)")

@@ -13,7 +13,6 @@ over the pixels of all targets, so it differs a little from `lrm4d evaluate`'s p
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import replace
 
 import torch
@@ -21,14 +20,11 @@ import torch
 from lrm4d_ros.baselines import nearest_input
 from lrm4d_ros.data.protocols import protocol_groups
 from lrm4d_ros.io.bag import read_bag
+from lrm4d_ros.metrics import pooled_psnr
 from lrm4d_ros.reconstructor import Reconstructor
 from lrm4d_ros.views import short_side_size
 
 CHANGED = 2.0 / 255.0  # a channel differing by more than this from the nearest input frame: the pixel changed
-
-
-def psnr(sse: float, n: float) -> float:
-    return 10 * math.log10(n / sse) if sse > 0 else float("inf")
 
 
 def bag_budget(rec: Reconstructor, path: str, group: str, depth: bool) -> dict[str, float]:
@@ -59,8 +55,10 @@ def line(name: str, b: dict[str, float]) -> str:
     n = b["n_changed"] + b["n_unchanged"]
     err = b["model_changed"] + b["model_unchanged"]
     return (f"{name:<34}{100 * b['n_changed'] / n:>8.1f}%{100 * b['model_changed'] / max(err, 1e-30):>8.1f}%"
-            f"{psnr(b['model_changed'], b['n_changed']):>9.2f}{psnr(b['nearest_changed'], b['n_changed']):>9.2f}"
-            f"{psnr(b['model_unchanged'], b['n_unchanged']):>9.2f}{psnr(b['nearest_unchanged'], b['n_unchanged']):>9.2f}")
+            f"{pooled_psnr(b['model_changed'], b['n_changed']):>9.2f}"
+            f"{pooled_psnr(b['nearest_changed'], b['n_changed']):>9.2f}"
+            f"{pooled_psnr(b['model_unchanged'], b['n_unchanged']):>9.2f}"
+            f"{pooled_psnr(b['nearest_unchanged'], b['n_unchanged']):>9.2f}")
 
 
 def main(argv=None) -> int:

@@ -13,11 +13,12 @@ horizon fits. Every input pixel whose ray meets the plane where the view measure
 floor beyond range) adds its colour there; a pixel that measured something before the plane counts that
 ray as hidden, and a cell's sureness is the share of its rays that saw floor (a wall's foot hides the floor
 behind it: that is the environment map's); a target ray takes the floor with a weight that rises steeply with it
-(SURE_POWER: what hid the floor from the inputs need not hide it from the target). Empty bins are filled from coarser levels (push-pull). Read from
-the views (`with_views`), a point's colour comes at their resolution from those that show it; floor none shows
-takes the grid's blur, or, where the floor repeats (tiles, checkers, planks: `floor_period`), the colour of
-the place it repeats, for target pixels narrower than half a period there (fading out as they widen). No
-learned parameters; the reconstructor (`predict`) decides what the floor changes about the pixel Gaussians.
+(SURE_POWER: what hid the floor from the inputs need not hide it from the target). Empty bins are filled from
+coarser levels (push-pull). Read from the views (`with_views`), a point's colour comes at their resolution from
+those that show it; floor none shows takes the grid's blur, or, where the floor repeats (tiles, checkers,
+planks: `floor_period`), the colour of the place it repeats, for target pixels narrower than half a period there
+(fading out as they widen). No learned parameters; the reconstructor (`predict`) decides what the floor changes
+about the pixel Gaussians.
 """
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """Image metrics: PSNR and SSIM (Wang et al. 2004; Gaussian window 11, σ 1.5, data range 1)."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -19,6 +21,11 @@ def psnr(pred: Tensor, target: Tensor) -> Tensor:
     _check_pair(pred, target)
     mse = ((pred.float() - target.float()) ** 2).mean(dim=(-3, -2, -1))
     return -10.0 * torch.log10(mse)
+
+
+def pooled_psnr(sse: float, n: float) -> float:
+    """PSNR in dB of n pooled values (pixels) in [0,1] whose squared errors sum to sse; +inf where sse is 0."""
+    return 10 * math.log10(n / sse) if sse > 0 else float("inf")
 
 
 def _gaussian_window(device, dtype) -> Tensor:

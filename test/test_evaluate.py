@@ -11,7 +11,7 @@ from lrm4d_ros.baselines import background_only, nearest_input, nearest_input_in
 from lrm4d_ros.cameras import fov_to_K
 from lrm4d_ros.evaluate import seen_by_inputs
 from lrm4d_ros.checkpoint import save_model
-from lrm4d_ros.metrics import psnr, ssim
+from lrm4d_ros.metrics import pooled_psnr, psnr, ssim
 from lrm4d_ros.model import LRM4D, LRM4DConfig
 from lrm4d_ros.views import ViewSet
 
@@ -21,6 +21,10 @@ def test_psnr_of_a_constant_offset():
     torch.testing.assert_close(psnr(a + 0.1, a), torch.full((2,), 20.0), atol=1e-4, rtol=0)
     torch.testing.assert_close(psnr(a + 0.01, a), torch.full((2,), 40.0), atol=1e-3, rtol=0)
     assert torch.isinf(psnr(a, a)).all()
+    # pooled over pixels from summed squared errors (the budgets' figure): one image's pixels give its PSNR
+    se = ((a[0] + 0.1 - a[0]) ** 2).mean(-1)
+    assert pooled_psnr(float(se.sum()), se.numel()) == pytest.approx(20.0, abs=1e-4)
+    assert pooled_psnr(0.0, 10) == math.inf
 
 
 def test_ssim_closed_forms():
