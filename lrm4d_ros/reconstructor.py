@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from .cameras import SceneNormalization, TimeWindow, pixel_rays
+from .captured import CapturedFrames
 from .environment import MIN_WEIGHT, Environment, content_weights
 from .floor import Floor, floor_from_photo, height_from_depth, plane_depths
 from .gaussians import Gaussians3D, Gaussians4D, MIN_MARGINAL
@@ -377,6 +378,8 @@ class Reconstruction:
     background: Tensor | Environment
     weighting: ViewWeighting | None = None
     fill: bool = True  # composite(fill=...): a per-scene fit (optimize.py), made without the fill, renders without it
+    # the input views: an input camera's in-between moments show what it captured where nothing moved (captured.py)
+    captured: CapturedFrames | None = None
     # The last SLICE_CACHE slices by normalised time: a node's virtual cameras and /render_view requests, and a
     # viewer's slider, ask for the same instant again and again (slicing is a quarter of a 128² CPU render).
     _slices: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False, compare=False)
@@ -424,8 +427,11 @@ class Reconstruction:
         out = render_at_times(self.gaussians, c2w.to(dev).float(), torch.as_tensor(Ks).to(dev).float(),
                               width, height, times, self.background if background is None else background,
                               slicer=self._sliced, weighting=self.weighting, fill=self.fill)
+        colors = out.colors
+        if self.captured is not None:
+            colors = self.captured.show(colors, c2w.to(dev).float(), torch.as_tensor(Ks).to(dev).float(), times)
         # refined colours may leave [0, 1] (REFINE_RANGE); an image does not
-        return RenderOutput(out.colors.clamp(0, 1), out.alphas, self.normalization.lengths_to_world(out.depths))
+        return RenderOutput(colors.clamp(0, 1), out.alphas, self.normalization.lengths_to_world(out.depths))
 
     def slice(self, stamp_ns: int) -> Gaussians3D:
         """3D Gaussians at an absolute stamp, in metres (those with marginal < 0.05 dropped)."""
@@ -501,4 +507,5 @@ class Reconstructor:
         weighting = ViewWeighting(c2w[:, :3, 2].float().to(self.device), times.float(), P, pred.hidden, scales_t)
         g = refine_colours(pred.gaussians.detach(), v.images, v.Ks.float(), c2w.float(), times.float(), background,
                            weighting, self.refine_steps)
-        return Reconstruction(g, norm, window, background, weighting)
+        captured = CapturedFrames(v.images.float(), v.Ks.float(), c2w.float(), times.float())
+        return Reconstruction(g, norm, window, background, weighting, captured=captured)

@@ -1,0 +1,94 @@
+"""An input camera's in-between moments: its unchanged pixels come back as captured, the rest as rendered."""
+import torch
+
+from lrm4d_ros.captured import CapturedFrames
+from lrm4d_ros.cameras import fov_to_K
+
+
+def _camera(x: float = 0.0) -> torch.Tensor:
+    pose = torch.eye(4)
+    pose[0, 3] = x
+    return pose
+
+
+def _frames() -> CapturedFrames:
+    """One still camera, frames at t = -1, 0, 1: frame 1 differs from frame 0 in a 2×2 patch (rows/cols 10-11);
+    a second camera elsewhere with the same intrinsics."""
+    g = torch.Generator().manual_seed(0)
+    f0 = torch.rand(24, 24, 3, generator=g)
+    f1 = f0.clone()
+    f1[10:12, 10:12] = 1 - f1[10:12, 10:12]
+    f2 = torch.rand(24, 24, 3, generator=g)
+    other = torch.rand(24, 24, 3, generator=g)
+    K = torch.as_tensor(fov_to_K(1.0, 24, 24), dtype=torch.float32)
+    return CapturedFrames(torch.stack([f0, f1, f2, other]), K.expand(4, 3, 3).clone(),
+                          torch.stack([_camera(), _camera(), _camera(), _camera(1.0)]),
+                          torch.tensor([-1.0, 0.0, 1.0, -0.5]))
+
+
+def test_unchanged_pixels_are_the_frames_cross_faded_and_changed_ones_stay_rendered():
+    frames = _frames()
+    rendered = torch.full((1, 24, 24, 3), 0.25)
+    t = -0.75  # a quarter of the way from frame 0 (t = -1) to frame 1 (t = 0)
+    out = frames.show(rendered, _camera()[None], frames.Ks[:1], torch.tensor([t]))
+    fade = 0.75 * frames.images[0] + 0.25 * frames.images[1]
+    changed = torch.zeros(24, 24, dtype=torch.bool)
+    changed[9:13, 9:13] = True  # the 2×2 patch grown by the 3×3 box
+    torch.testing.assert_close(out[0][~changed], frames.images[0][~changed], atol=1e-6, rtol=0)  # nothing moved
+    torch.testing.assert_close(out[0][~changed], fade[~changed], atol=1e-6, rtol=0)
+    assert torch.equal(out[0][changed], rendered[0][changed])
+    # between frames 1 and 2 every pixel changed: all rendered
+    assert torch.equal(frames.show(rendered, _camera()[None], frames.Ks[:1], torch.tensor([0.5])), rendered)
+
+
+def test_only_an_input_camera_between_two_of_its_frames_is_touched():
+    frames = _frames()
+    rendered = torch.full((1, 24, 24, 3), 0.25)
+    K = frames.Ks[:1]
+    cases = {
+        "at a frame's own moment (self)": (_camera(), K, -1.0),
+        "before its first frame": (_camera(), K, -1.5),
+        "after its last frame": (_camera(), K, 1.5),
+        "from elsewhere": (_camera(0.01), K, -0.75),
+        "with other intrinsics": (_camera(), K * torch.tensor([1.01, 1.0, 1.0])[:, None], -0.75),
+        "the other camera, one frame": (_camera(1.0), K, -0.25),
+    }
+    for name, (pose, Ks, t) in cases.items():
+        out = frames.show(rendered, pose[None], Ks, torch.tensor([t]))
+        assert torch.equal(out, rendered), name
+    # another size than the frames': left as rendered
+    small = torch.full((1, 12, 12, 3), 0.25)
+    assert torch.equal(frames.show(small, _camera()[None], K, torch.tensor([-0.75])), small)
+    # several targets: each on its own
+    two = torch.full((2, 24, 24, 3), 0.25)
+    out = frames.show(two, torch.stack([_camera(0.5), _camera()]), K.expand(2, 3, 3), torch.tensor([-0.75, -0.75]))
+    assert torch.equal(out[0], two[0]) and not torch.equal(out[1], two[1])
+
+
+def test_a_reconstruction_shows_a_still_cameras_unchanged_pixels_as_captured():
+    from lrm4d_ros.data.generator import SceneConfig, generate
+    from lrm4d_ros.model import LRM4D, LRM4DConfig
+    from lrm4d_ros.reconstructor import Reconstructor
+
+    cfg = SceneConfig(frames=3, cameras=2, height=24, width=24, rig_kinds=("workcell",), ground_prob=1.0,
+                      backdrop_prob=0.0, num_primitives=(2, 3))
+    views = generate(1_000_011, cfg)
+    torch.manual_seed(0)
+    rec = Reconstructor(LRM4D(LRM4DConfig.preset("tiny", image_size=24)), "cpu", refine_steps=0)
+    cam0 = torch.nonzero(views.camera_ids == 0).squeeze(1)
+    cam0 = cam0[torch.argsort(views.stamps_ns[cam0])]
+    first, last = int(cam0[0]), int(cam0[-1])
+    inputs = views.select(torch.tensor([first, last]))
+    r = rec.reconstruct(inputs)
+    still = torch.allclose(views.camtoworlds[first], views.camtoworlds[last])
+    mid = (views.stamps_ns[first] + views.stamps_ns[last]) // 2
+    out = r.render(views.camtoworlds[first:first + 1], views.Ks[first:first + 1], 24, 24, mid[None])
+    same = (inputs.images[0] - inputs.images[1]).abs().amax(-1) <= 2 / 255
+    same = -torch.nn.functional.max_pool2d(-same[None, None].float(), 3, 1, 1)[0, 0] > 0
+    fade = 0.5 * (inputs.images[0] + inputs.images[1])
+    assert still and same.float().mean() > 0.3  # a workcell rig's cameras stand still; most of the scene does
+    torch.testing.assert_close(out.colors[0][same], fade[same].clamp(0, 1), atol=1e-5, rtol=0)
+    # at an input's own moment the render is the model's, not the frame
+    own = r.render(views.camtoworlds[first:first + 1], views.Ks[first:first + 1], 24, 24,
+                   views.stamps_ns[first:first + 1])
+    assert not torch.allclose(own.colors[0], inputs.images[0], atol=1e-3)
