@@ -13,7 +13,8 @@ The Gaussians' own in-between moments (their pixels moved by the scene flow) los
 scenes, time_interp RGB-D 35.01 rendered, 36.25 with the unchanged pixels as captured, 37.75 with the changed ones
 interpolated too (RGB 34.33, 35.65, 36.52); MuJoCo bags 25.27, 25.38, 26.14 (benchmarks/results/ablation.txt,
 block 14). Only colours change; alpha and depth stay the render's. A target at a frame's own moment (`self`) is left
-as rendered, so that figure keeps measuring the representation, as is any target whose pose or intrinsics differ from the camera's at either frame (a moving camera). No learned parameters.
+as rendered, so that figure keeps measuring the representation, as is any target whose pose or intrinsics differ
+from the camera's at either frame (a moving camera). No learned parameters.
 """
 from __future__ import annotations
 
@@ -60,9 +61,6 @@ class CapturedFrames:
     camtoworlds: Tensor
     times: Tensor
 
-    def to(self, device) -> "CapturedFrames":
-        return CapturedFrames(*(t.to(device) for t in (self.images, self.Ks, self.camtoworlds, self.times)))
-
     def frames_around(self, camtoworld: Tensor, K: Tensor, t: float) -> tuple[int, int] | None:
         """(earlier, later) input views of the camera at pose camtoworld (4,4) with intrinsics K (3,3) strictly
         around normalised time t, or None: not an input camera's pose, not between two of its frames, or at one."""
@@ -77,8 +75,7 @@ class CapturedFrames:
     def show(self, colors: Tensor, camtoworlds: Tensor, Ks: Tensor, times: Tensor) -> Tensor:
         """Rendered colours (C,H,W,3) of targets (camtoworlds (C,4,4), Ks (C,3,3), normalised times (C,)), each
         in-between moment of a still input camera replaced by its two frames interpolated (module docstring)."""
-        V, H, W, _ = self.images.shape
-        if colors.shape[1:3] != (H, W):
+        if colors.shape[1:3] != self.images.shape[1:3]:
             return colors
         out, flows = None, {}
         for c in range(colors.shape[0]):

@@ -424,12 +424,11 @@ class Reconstruction:
         times = self._times(stamps_ns)
         dev = self.gaussians.means.device
         c2w = self.normalization.poses_to_canonical(torch.as_tensor(camtoworlds, dtype=torch.float64))
-        out = render_at_times(self.gaussians, c2w.to(dev).float(), torch.as_tensor(Ks).to(dev).float(),
-                              width, height, times, self.background if background is None else background,
+        c2w, Ks = c2w.to(dev).float(), torch.as_tensor(Ks).to(dev).float()
+        out = render_at_times(self.gaussians, c2w, Ks, width, height, times,
+                              self.background if background is None else background,
                               slicer=self._sliced, weighting=self.weighting, fill=self.fill)
-        colors = out.colors
-        if self.captured is not None:
-            colors = self.captured.show(colors, c2w.to(dev).float(), torch.as_tensor(Ks).to(dev).float(), times)
+        colors = out.colors if self.captured is None else self.captured.show(out.colors, c2w, Ks, times)
         # refined colours may leave [0, 1] (REFINE_RANGE); an image does not
         return RenderOutput(colors.clamp(0, 1), out.alphas, self.normalization.lengths_to_world(out.depths))
 

@@ -1,4 +1,5 @@
-"""An input camera's in-between moments: its unchanged pixels come back as captured, the rest as rendered."""
+"""A still input camera's in-between moments: unchanged pixels as captured, changed ones interpolated along the
+flow between its two frames; every other target as rendered."""
 import torch
 import torch.nn.functional as F
 
