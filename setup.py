@@ -46,7 +46,6 @@ setup(
     install_requires=[
         "torch>=2.4",
         "numpy",
-        "numba>=0.59",  # the compiled CPU rasterizer (a wheel: no compiler needed)
         "safetensors",
         "rosbags>=0.11",
         "opencv-python-headless",
@@ -54,7 +53,7 @@ setup(
         "imageio-ffmpeg",
         "tqdm",
         "plyfile",
-        "numba>=0.60",  # the generator's fast CPU caster (lrm4d_ros/data/fastcast.py)
+        "numba>=0.60",  # the compiled CPU rasterizer and the generator's fast caster (wheels: no compiler)
         "viser>=1.1.1,<2",  # `lrm4d view` and the node's viewer_port: ships its web client, no npm at run time
     ],
     extras_require={

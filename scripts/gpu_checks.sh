@@ -5,13 +5,13 @@
 # copied to OUTDIR with the log. Needs CUDA, PyTorch and gsplat importable; the package itself may run from the
 # checkout (PYTHONPATH=.) where it cannot be pip-installed, e.g. a machine without internet that has torch.
 # Usage: bash scripts/gpu_checks.sh [OUTDIR]
-# Offline GPU machine: gsplat 1.5.3 is a 6.5 MB pure-Python wheel that JIT-builds with nvcc and ninja. Fetch it
-# where pip works (pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp
-# --platform manylinux2014_x86_64 -d .whl gsplat==1.5.3), carry .whl/, and there run
-# pip install --no-index --no-deps --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site bash scripts/gpu_checks.sh OUT
+# Offline GPU machine: gsplat 1.5.3 is a 6.5 MB pure-Python wheel that JIT-builds with nvcc and ninja (its first
+# use takes minutes); it and the other packages missing there come from `bash scripts/gpu_wheels.sh` run where pip
+# works: carry .whl/ and this script installs it (scripts/gpu_env.sh).
 set -eo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH}"
+NEED=(torch numpy numba cv2 safetensors rosbags tqdm gsplat)
+source scripts/gpu_env.sh
 out=${1:-}
 [ -n "$out" ] && mkdir -p "$out"
 log=${out:+$out/gpu_checks.log}
@@ -23,10 +23,10 @@ run() {
 }
 {
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-    python -c "import torch, gsplat; print('torch', torch.__version__, 'gsplat', gsplat.__version__)"
-    run python scripts/gsplat_parity.py
-    run python benchmarks/bench_render.py --gsplat --repeats 5 --output benchmarks/results/render_cuda.txt
-    run python benchmarks/bench_model.py --device cuda --repeats 3
+    python3 -c "import torch, gsplat; print('torch', torch.__version__, 'gsplat', gsplat.__version__)"
+    run python3 scripts/gsplat_parity.py
+    run python3 benchmarks/bench_render.py --gsplat --repeats 5 --output benchmarks/results/render_cuda.txt
+    run python3 benchmarks/bench_model.py --device cuda --repeats 3
 } 2>&1 | tee "${log:-/dev/null}"
 if [ -n "$out" ]; then
     cp benchmarks/results/gsplat_parity.txt benchmarks/results/render_cuda.txt benchmarks/results/model_cuda.txt "$out"/

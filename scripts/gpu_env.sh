@@ -1,0 +1,20 @@
+# Sourced by scripts/gpu_train.sh and scripts/gpu_checks.sh: the package from this checkout on PYTHONPATH and,
+# where Python packages it needs are missing (a GPU machine without internet), the wheels carried in .whl/
+# (scripts/gpu_wheels.sh) installed under $WHEEL_SITE (default /tmp/lrm4d_site). Fails with the names of what is
+# still missing. NEED (an array) may be set before sourcing; gsplat installs with the wheels where carried.
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH}"
+[ -n "${NEED+x}" ] || NEED=(torch numpy numba cv2 safetensors rosbags tqdm)
+_missing() {
+    python3 -c "import importlib.util as u, sys; print(*[m for m in sys.argv[1:] if u.find_spec(m) is None])" \
+        "${NEED[@]}"
+}
+if [ -n "$(_missing)" ] && ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target "${WHEEL_SITE:-/tmp/lrm4d_site}" .whl/*.whl
+    export PYTHONPATH="$PYTHONPATH:${WHEEL_SITE:-/tmp/lrm4d_site}"
+fi
+if [ -n "$(_missing)" ]; then
+    echo "$(basename "$0"): missing Python packages: $(_missing) (run scripts/gpu_wheels.sh where pip works and" \
+        "carry .whl/)" >&2
+    exit 1
+fi
