@@ -2,8 +2,9 @@
 # Train lrm4d on one GPU for MINUTES and evaluate the result, all in one call (the GPU runbook; see README
 # "Training"). Writes under OUT: train.log, model.safetensors / best.safetensors (float32),
 # lrm4d_small.safetensors (bf16, the best weights by the rig validation, ready to ship), eval_rig_depth-on.json,
-# eval_rig_depth-off.json, eval_alternating.json and eval_novel-camera.json (the evaluation bags written under
-# OUT/bags first), and gpu_train.log with the machine, the rasterizer and each phase's seconds. Scenes are
+# eval_rig_depth-off.json, eval_alternating.json and eval_novel-camera.json (on the bags under BAGS/robot and
+# BAGS/objects, BAGS=OUT/bags by default: the model card's evaluation bags are written there unless some are
+# there already), and gpu_train.log with the machine, the rasterizer and each phase's seconds. Scenes are
 # generated on the GPU (--data-device).
 #
 # Usage: bash scripts/gpu_train.sh OUT MINUTES [extra lrm4d train args, e.g. --init lrm4d_ros/checkpoints/...]
@@ -24,6 +25,7 @@ shift 2
 device=${DEVICE:-cuda}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
+bags=${BAGS:-$out/bags}
 source scripts/gpu_env.sh
 log="$out/gpu_train.log"
 {
@@ -61,15 +63,15 @@ EOF
     python3 -c "import sys; from lrm4d_ros.checkpoint import load_model, save_model; import torch
 save_model(sys.argv[2], load_model(sys.argv[1]), dtype=torch.bfloat16)" "$ckpt" "$out/lrm4d_small.safetensors"
     echo "shipped-format weights (bf16) of $ckpt: $out/lrm4d_small.safetensors"
-    [ -d "$out/bags/robot/scene_1002007" ] || python3 benchmarks/eval_scenes.py --robot --out "$out/bags/robot"
-    [ -d "$out/bags/objects/scene_1000107" ] || python3 benchmarks/eval_scenes.py --out "$out/bags/objects"
+    ls -d "$bags"/robot/scene_*[0-9] >/dev/null 2>&1 || python3 benchmarks/eval_scenes.py --robot --out "$bags/robot"
+    ls -d "$bags"/objects/scene_*[0-9] >/dev/null 2>&1 || python3 benchmarks/eval_scenes.py --out "$bags/objects"
     phase "evaluation bags"
     for depth in on off; do
-        python3 -m lrm4d_ros.cli evaluate "$out"/bags/robot/scene_*[0-9] --protocol rig --depth "$depth" \
+        python3 -m lrm4d_ros.cli evaluate "$bags"/robot/scene_*[0-9] --protocol rig --depth "$depth" \
             --device "$device" --checkpoint "$out/lrm4d_small.safetensors" --json "$out/eval_rig_depth-$depth.json"
     done
     for protocol in alternating novel-camera; do
-        python3 -m lrm4d_ros.cli evaluate "$out"/bags/objects/scene_*[0-9] --protocol "$protocol" --device "$device" \
+        python3 -m lrm4d_ros.cli evaluate "$bags"/objects/scene_*[0-9] --protocol "$protocol" --device "$device" \
             --checkpoint "$out/lrm4d_small.safetensors" --json "$out/eval_$protocol.json"
     done
     phase "evaluation"
