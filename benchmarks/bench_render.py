@@ -6,7 +6,10 @@
 For every thread count, image size, Gaussian count and scene: forward and forward+backward seconds (best of
 --repeats after one warm-up; the reference gets --torch-repeats and no warm-up where a call takes over 2 s),
 and the speed-up. One camera. Writes the table to benchmarks/results/render_cpu.txt (or --output). With a GPU,
-`--gsplat` times gsplat on CUDA instead (scripts/gpu_checks.sh writes that to render_cuda.txt).
+`--gsplat` times gsplat on CUDA instead (scripts/gpu_checks.sh writes that to render_cuda.txt). `--stages` splits
+the compiled rasterizer's forward into its stages instead (projection, binning, blending, and the compositing in
+PyTorch; milliseconds, best of --repeats) beside the visible entries and tile intersections
+(benchmarks/results/render_cpu_stages.txt).
 Scenes (canonical units, camera at distance 2.5 looking at the origin, vertical FoV 50°):
   random — means uniform in [-1,1]³, scales log-uniform in [0.005, 0.05], random rotations, opacity U(0.1, 0.9);
   real   — the shipped model's Gaussians: a procedural validation scene (24 frames of an 8-camera orbit, one
@@ -130,6 +133,28 @@ def bench(rasterize, scene, size: int, device: str, repeats: int, slow_repeats: 
             coverage)
 
 
+def stage_times(scene, size: int, repeats: int) -> tuple[dict, int, int]:
+    """The compiled forward's stages for one scene and camera: ({stage: best seconds}, entries, intersections)."""
+    from lrm4d_ros.render import rasterize_numba, rasterize_torch
+
+    c2w, Ks = ring_cameras(1, size)
+    viewmats, Ks = invert_pose(c2w).float(), Ks.float()
+    best: dict = {}
+    for k in range(repeats + 1):  # the first call warms up
+        seconds = {}
+        t0 = time.perf_counter()
+        state = rasterize_numba._Scene(*scene, viewmats, Ks, size, size, 0.01, 1e10)
+        seconds["setup"] = time.perf_counter() - t0
+        with rasterize_numba._LOCK:
+            sums = state.forward(rasterize_numba._set_threads(), seconds)
+        t0 = time.perf_counter()
+        rasterize_torch.composite(torch.from_numpy(sums), torch.ones(1, 3), size, size)
+        seconds["composite"] = time.perf_counter() - t0
+        if k and (not best or sum(seconds.values()) < sum(best.values())):
+            best = seconds
+    return best, len(state.index), len(state.tile_entries)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch (and numba) thread counts")
@@ -140,9 +165,13 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=5, help="timed calls of the compiled rasterizer (best of)")
     ap.add_argument("--torch-repeats", type=int, default=2, help="timed calls of the reference (best of)")
     ap.add_argument("--gsplat", action="store_true", help="time gsplat on CUDA instead (needs CUDA and gsplat)")
-    ap.add_argument("--output", type=Path, default=RESULTS / "render_cpu.txt")
+    ap.add_argument("--stages", action="store_true", help="split the compiled forward into its stages instead")
+    ap.add_argument("--output", type=Path, default=None,
+                    help="results file (default: benchmarks/results/render_cpu.txt, or render_cpu_stages.txt)")
     args = ap.parse_args()
 
+    if args.output is None:
+        args.output = RESULTS / ("render_cpu_stages.txt" if args.stages else "render_cpu.txt")
     if args.gsplat and not (torch.cuda.is_available() and gsplat_available()):
         raise SystemExit("--gsplat needs CUDA and the gsplat package")
     t0 = time.perf_counter()
@@ -173,6 +202,21 @@ def main() -> int:
                 fwd, fwd_bwd, cov = bench(rasterize_gsplat.rasterize, scene, size, "cuda", args.repeats)
                 lines.append(f"{size:>4} {kind:<6} {len(scene[0]):>9} {cov:>8.2f} {fwd:>10.4f} {fwd_bwd:>10.4f}")
                 print(lines[-1], flush=True)
+    elif args.stages:
+        names = ("setup", "projection", "binning", "blending", "composite")
+        lines += [f"# bench_render --stages: the compiled forward's stages, 1 camera, ms, best of {args.repeats} calls",
+                  f"{'threads':>7} {'size':>4} {'scene':<6} {'gaussians':>9} {'entries':>8} {'isects':>8} | "
+                  + " ".join(f"{n:>10}" for n in names) + f" {'total':>8}"]
+        print("\n".join(lines), flush=True)
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            for size in args.sizes:
+                for (kind, _), scene in scenes.items():
+                    sec, entries, isects = stage_times(scene, size, args.repeats)
+                    lines.append(f"{threads:>7} {size:>4} {kind:<6} {len(scene[0]):>9} {entries:>8} {isects:>8} | "
+                                 + " ".join(f"{1e3 * sec[n]:>10.2f}" for n in names)
+                                 + f" {1e3 * sum(sec.values()):>8.2f}")
+                    print(lines[-1], flush=True)
     else:
         lines[0] += f"; compiled kernels ready {first_call:.1f} s after the first call (numba cache)"
         lines += [f"# bench_render: compiled (numba) vs PyTorch reference rasterizer, 1 camera; seconds, best of "

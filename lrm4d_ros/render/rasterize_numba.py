@@ -13,6 +13,7 @@ where that is read-only, in ~/.cache/numba ($NUMBA_CACHE_DIR overrides both); `w
 from __future__ import annotations
 
 import threading
+import time
 
 import numba
 import numpy as np
@@ -65,22 +66,28 @@ class _Scene:
         self.consts = np.array([0.5, rasterize_torch.MAX_ALPHA, ALPHA_THRESHOLD, 0.0], dtype=dtype)
         self.params = np.array([EPS2D, MAX_EXTEND, ALPHA_THRESHOLD, near, far, rasterize_torch.T_MIN])
 
-    def forward(self, n_threads: int) -> np.ndarray:
-        """-> per-pixel sums (C*H*W,5) of w·[r,g,b,1,z]."""
+    def forward(self, n_threads: int, seconds: dict | None = None) -> np.ndarray:
+        """-> per-pixel sums (C*H*W,5) of w·[r,g,b,1,z]. seconds: receives each stage's wall time
+        (projection, binning, blending: benchmarks/bench_render.py --stages)."""
         means, covars, opacities, colors = self.arrays
+        t0 = time.perf_counter()
         self.index, self.geo, self.feat, self.boxes = nk.project_entries(
             means, covars, opacities, colors, self.cams, self.width, self.height, self.params,
             n_threads * _CHUNKS_PER_THREAD, self.n_cams * means.shape[0] <= ONE_PASS_PAIRS)
+        t1 = time.perf_counter()
         depth = np.ascontiguousarray(self.feat[:, 4])
         keys = depth.view(np.int32 if depth.dtype == np.float32 else np.int64).astype(np.int64)  # depths > 0
         self.tile_start, self.tile_entries, self.entry_start, self.slot = nk.bin_tiles(
             keys, self.boxes, self.index, means.shape[0], self.tiles_x, self.tiles_y, self.n_cams,
             n_threads * _CHUNKS_PER_THREAD)
+        t2 = time.perf_counter()
         out = np.zeros((self.n_pix, 5), self.geo.dtype)
         self.t_final = np.ones(self.n_pix, np.float64)
         self.n_used = np.zeros(self.n_pix, np.int32)
         if len(self.index):
             nk.blend_forward(*self._layout(), n_threads, out, self.t_final, self.n_used)
+        if seconds is not None:
+            seconds.update(projection=t1 - t0, binning=t2 - t1, blending=time.perf_counter() - t2)
         return out
 
     def backward(self, grad_out: np.ndarray, n_threads: int) -> list[np.ndarray]:
