@@ -60,8 +60,9 @@ EOF
     phase "training"
     ckpt="$out/best.safetensors"
     [ -f "$ckpt" ] || ckpt="$out/model.safetensors"
-    python3 -c "import sys; from lrm4d_ros.checkpoint import load_model, save_model; import torch
-save_model(sys.argv[2], load_model(sys.argv[1]), dtype=torch.bfloat16)" "$ckpt" "$out/lrm4d_small.safetensors"
+    python3 -c "import sys, torch; from lrm4d_ros.checkpoint import load_config, load_model, save_model
+save_model(sys.argv[2], load_model(sys.argv[1]), torch.bfloat16, load_config(sys.argv[1])[1])" \
+        "$ckpt" "$out/lrm4d_small.safetensors"  # the training info (steps, validation) kept in its metadata
     echo "shipped-format weights (bf16) of $ckpt: $out/lrm4d_small.safetensors"
     ls -d "$bags"/robot/scene_*[0-9] >/dev/null 2>&1 || python3 benchmarks/eval_scenes.py --robot --out "$bags/robot"
     ls -d "$bags"/objects/scene_*[0-9] >/dev/null 2>&1 || python3 benchmarks/eval_scenes.py --out "$bags/objects"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from lrm4d_ros.checkpoint import load_model
+from lrm4d_ros.checkpoint import load_config, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,6 +36,7 @@ def test_gpu_train_runbook_dry_runs_on_the_cpu(tmp_path):
     with safe_open(str(shipped), "pt") as f:
         assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.bfloat16"}
     load_model(shipped)
+    assert load_config(shipped)[1].get("steps") == 1  # the training info travels with the bf16 weights
     scores = {}
     for name in ("rig_depth-on", "rig_depth-off", "alternating", "novel-camera"):
         result = json.loads((out / f"eval_{name}.json").read_text())
