@@ -18,7 +18,7 @@ from the camera's at either frame (a moving camera). No learned parameters.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -54,12 +54,15 @@ def interpolate_frames(frame0: np.ndarray, frame1: np.ndarray, flow01: np.ndarra
 @dataclass
 class CapturedFrames:
     """Input views in the reconstruction's canonical frame: images (V,H,W,3) in [0,1], Ks (V,3,3), camtoworlds
-    (V,4,4), normalised times (V,)."""
+    (V,4,4), normalised times (V,); flows: optical flows between two of them, (a, b) -> (H,W,2) px from view a to
+    view b, those scene flow computed at reconstruction (scene_velocities) and those computed here since, so that
+    no pair's flow is computed twice."""
 
     images: Tensor
     Ks: Tensor
     camtoworlds: Tensor
     times: Tensor
+    flows: dict = field(default_factory=dict)
 
     def frames_around(self, camtoworld: Tensor, K: Tensor, t: float) -> tuple[int, int] | None:
         """(earlier, later) input views of the camera at pose camtoworld (4,4) with intrinsics K (3,3) strictly
@@ -77,7 +80,7 @@ class CapturedFrames:
         in-between moment of a still input camera replaced by its two frames interpolated (module docstring)."""
         if colors.shape[1:3] != self.images.shape[1:3]:
             return colors
-        out, flows = None, {}
+        out = None
         for c in range(colors.shape[0]):
             t = float(times[c])
             pair = self.frames_around(camtoworlds[c], Ks[c], t)
@@ -91,10 +94,10 @@ class CapturedFrames:
             changed = F.max_pool2d(changed[None, None], GROW, stride=1, padding=GROW // 2)[0, 0] > 0
             if bool(changed.any()):
                 f0, f1 = (x.detach().float().cpu().numpy() for x in (frame0, frame1))
-                if pair not in flows:
+                if (a, b) not in self.flows or (b, a) not in self.flows:
                     u0, u1 = ((np.clip(x, 0, 1) * 255).round().astype(np.uint8) for x in (f0, f1))
-                    flows[pair] = optical_flow(u0, u1), optical_flow(u1, u0)
-                moved = torch.from_numpy(interpolate_frames(f0, f1, *flows[pair], w)).to(shown)
+                    self.flows[a, b], self.flows[b, a] = optical_flow(u0, u1), optical_flow(u1, u0)
+                moved = torch.from_numpy(interpolate_frames(f0, f1, self.flows[a, b], self.flows[b, a], w)).to(shown)
                 shown = torch.where(changed[..., None], moved, shown)
             if out is None:
                 out = colors.clone()

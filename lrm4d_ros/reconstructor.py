@@ -159,6 +159,7 @@ class Prediction:
     hidden: Tensor | None = None
     floor_from_colour: float | None = None  # canonical height of the floor found by matching an RGB-only rig
     backdrop: Tensor | None = None  # (V,H,W) bool: an RGB-only rig's plain background (silhouettes.py), or None
+    flows: dict = field(default_factory=dict)  # scene flow's optical flows between views, (a, b) -> (H,W,2) px
 
 
 def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor,
@@ -182,6 +183,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
     if depths is not None and not bool((depths > 0).any()):
         depths = None
     sensed, floor_height, backdrop = depths is not None, None, None
+    flows: dict = {}
     depth_views = (depths > 0).flatten(1).any(1) if sensed else None  # before the floor's or silhouettes' depths
     if not sensed and match_floor and cfg.environment and cfg.head != "paper":
         backdrop = find_backdrop(images.detach())
@@ -213,7 +215,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
                                     base.to(raw), measured, far)
             if camera_ids is not None:
                 velocities = scene_velocities(images, g.means.detach().view(V, H, W, 3), times, camera_ids,
-                                              Ks.float(), camtoworlds.float())
+                                              Ks.float(), camtoworlds.float(), flows)
                 g = replace(g, velocities=velocities.reshape(-1, 3).to(g.means))
         env, hidden = None, None
         if cfg.environment and backdrop is not None:
@@ -251,7 +253,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
                     # a wall is geometry now: what the environment map holds above and beyond it is the sky's
                     weights = torch.where(on_walls, torch.full_like(weights, MIN_WEIGHT), weights)
             env = Environment.build(images.detach().float(), dirs, weights, floor=floor, walls=walls)
-    return Prediction(g, z, env, hidden, floor_height, backdrop)
+    return Prediction(g, z, env, hidden, floor_height, backdrop, flows)
 
 
 def ground(images: Tensor, origins: Tensor, dirs: Tensor, camtoworlds: Tensor, depths: Tensor | None,
@@ -506,5 +508,5 @@ class Reconstructor:
         weighting = ViewWeighting(c2w[:, :3, 2].float().to(self.device), times.float(), P, pred.hidden, scales_t)
         g = refine_colours(pred.gaussians.detach(), v.images, v.Ks.float(), c2w.float(), times.float(), background,
                            weighting, self.refine_steps)
-        captured = CapturedFrames(v.images.float(), v.Ks.float(), c2w.float(), times.float())
+        captured = CapturedFrames(v.images.float(), v.Ks.float(), c2w.float(), times.float(), pred.flows)
         return Reconstruction(g, norm, window, background, weighting, captured=captured)

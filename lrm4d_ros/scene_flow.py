@@ -70,13 +70,14 @@ def _displacement(flow_ab: np.ndarray, flow_ba: np.ndarray, points_a: Tensor, po
 
 
 def scene_velocities(images: Tensor, points: Tensor, times: Tensor, camera_ids: Tensor, Ks: Tensor,
-                     camtoworlds: Tensor) -> Tensor:
+                     camtoworlds: Tensor, flows: dict | None = None) -> Tensor:
     """Velocities (V,H,W,3) of V views' pixel Gaussians, in canonical units per normalised time unit.
 
     images (V,H,W,3) in [0,1]; points (V,H,W,3) the pixel Gaussians' centres (canonical frame); times (V,)
     normalised; camera_ids (V,) which camera took each view (a camera's views, ordered by time, are its
     frames); Ks (V,3,3), camtoworlds (V,4,4) canonical. Views of a camera with one frame, and pixels matched in
-    neither neighbour, keep still."""
+    neither neighbour, keep still. flows: receives the optical flows computed, (a, b) -> (H,W,2) px from view a
+    to view b (captured.py interpolates a still camera's frames along them)."""
     velocities = torch.zeros_like(points)
     frames = (images.detach().clamp(0, 1) * 255).round().byte().cpu().numpy()
     ids = camera_ids.cpu()
@@ -92,6 +93,8 @@ def scene_velocities(images: Tensor, points: Tensor, times: Tensor, camera_ids: 
             if dt <= 0:
                 continue
             f_ab, f_ba = optical_flow(frames[a], frames[b]), optical_flow(frames[b], frames[a])
+            if flows is not None:
+                flows[a, b], flows[b, a] = f_ab, f_ba
             forward[k] = (*_displacement(f_ab, f_ba, points[a], points[b], Ks[b], camtoworlds[b]), dt)
             backward[k + 1] = (*_displacement(f_ba, f_ab, points[b], points[a], Ks[a], camtoworlds[a]), dt)
         for k, view in enumerate(views):
