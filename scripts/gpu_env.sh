@@ -8,13 +8,17 @@ _missing() {
     python3 -c "import importlib.util as u, sys; print(*[m for m in sys.argv[1:] if u.find_spec(m) is None])" \
         "${NEED[@]}"
 }
-if [ -n "$(_missing)" ] && ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target "${WHEEL_SITE:-/tmp/lrm4d_site}" .whl/*.whl
-    export PYTHONPATH="$PYTHONPATH:${WHEEL_SITE:-/tmp/lrm4d_site}"
+missing=$(_missing)
+if [ -n "$missing" ] && ls .whl/*.whl >/dev/null 2>&1; then
+    site=${WHEEL_SITE:-/tmp/lrm4d_site}
+    # wheels for another Python or platform fail here: the check below then names what is still missing
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" \
+        .whl/*.whl || echo "$(basename "$0"): the wheels in .whl/ do not install here" >&2
+    export PYTHONPATH="$PYTHONPATH:$site"
+    missing=$(_missing)
 fi
-if [ -n "$(_missing)" ]; then
-    echo "$(basename "$0"): missing Python packages: $(_missing) (run scripts/gpu_wheels.sh where pip works and" \
+if [ -n "$missing" ]; then
+    echo "$(basename "$0"): missing Python packages: $missing (run scripts/gpu_wheels.sh where pip works and" \
         "carry .whl/)" >&2
     exit 1
 fi
