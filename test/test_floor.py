@@ -15,10 +15,10 @@ from lrm4d_ros.floor import (Floor, floor_from_photo, floor_period, height_from_
 FLOOR_Z = -0.8
 
 
-def _floor_views(texture: torch.Tensor, res: int = 64, box: bool = True):
+def _floor_views(texture: torch.Tensor, res: int = 64, box: bool = True, half: float = 0.3, top: float = 0.0):
     """Six cameras on a quarter of a ring of radius 2 (as a robot's head or wall rig: 18° apart) at heights 0.3-0.6
     looking at the origin over a floor at z = FLOOR_Z
-    textured with `texture` (3,h,w) over x, y ∈ ±4; optionally a grey box (|x|, |y| < 0.3, up to z = 0) on it.
+    textured with `texture` (3,h,w) over x, y ∈ ±4; optionally a grey box (|x|, |y| < half, up to z = top) on it.
     Returns images (6,res,res,3), exact z-depths (6,res,res), Ks, camtoworlds (float64)."""
     a = torch.arange(6, dtype=torch.float64) * (math.pi / 10) + 0.3
     eyes = torch.stack([2 * a.cos(), 2 * a.sin(), 0.3 + 0.06 * torch.arange(6)], -1)
@@ -30,9 +30,9 @@ def _floor_views(texture: torch.Tensor, res: int = 64, box: bool = True):
     grid = (hit[..., :2] / 4.0).clamp(-1, 1).float()
     images = F.grid_sample(texture[None].expand(6, -1, -1, -1), grid, align_corners=False).permute(0, 2, 3, 1)
     images = torch.where((d[..., 2:] < 0) & (t[..., None] < 1e8), images, torch.tensor([0.8, 0.9, 1.0]))  # sky
-    if box:  # ray-box slab test against |x|, |y| < 0.3, FLOOR_Z < z < 0
-        lo = torch.tensor([-0.3, -0.3, FLOOR_Z], dtype=torch.float64)
-        hi = torch.tensor([0.3, 0.3, 0.0], dtype=torch.float64)
+    if box:  # ray-box slab test against |x|, |y| < half, FLOOR_Z < z < top
+        lo = torch.tensor([-half, -half, FLOOR_Z], dtype=torch.float64)
+        hi = torch.tensor([half, half, top], dtype=torch.float64)
         t1, t2 = (lo - o) / d, (hi - o) / d
         near, far = torch.minimum(t1, t2).amax(-1), torch.maximum(t1, t2).amin(-1)
         inside = (near < far) & (near > 0) & (near < t)
@@ -61,6 +61,17 @@ def test_height_from_measured_depth_and_none_without_a_floor():
     # points scattered in a volume hold no plane
     scattered = torch.rand(depths.shape, generator=g, dtype=torch.float64) * 4 + 0.5
     assert height_from_depth(o, d, c2w[:, :3, 2], scattered) is None
+
+
+def test_height_from_depth_is_the_floor_under_a_table_that_fills_the_views():
+    # a table top (|x|, |y| < 1.2 at z = -0.3) holding more of the measured points than the floor around it
+    images, depths, K, c2w = _floor_views(_noise_texture(), half=1.2, top=-0.3)
+    o, d = pixel_rays(K, c2w, 64, 64)
+    cos = (d * c2w[:, None, None, :3, 2]).sum(-1)
+    z = (o + d * (depths / cos)[..., None])[..., 2][depths > 0]
+    on_top, on_floor = float(((z + 0.3).abs() < 0.02).float().mean()), float(((z - FLOOR_Z).abs() < 0.02).float().mean())
+    assert on_top > on_floor > 0.1, (on_top, on_floor)
+    assert abs(height_from_depth(o, d, c2w[:, :3, 2], depths) - FLOOR_Z) < 0.02
 
 
 def test_floor_from_colour_alone_finds_the_height_and_the_floor_pixels():
