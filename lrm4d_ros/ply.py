@@ -28,6 +28,7 @@ FIELDS_4D = FIELDS_3DGS + ["t", "scale_t", "rot_r_0", "rot_r_1", "rot_r_2", "rot
 WINDOW_COMMENT = "lrm4d_window_ns"
 # Keeps log/logit finite: a zero scale or an opacity of exactly 0 or 1 would otherwise be stored as ±inf.
 _TINY = 1e-12
+_ZERO_LOGIT = float(np.log(2 * _TINY))  # stored opacities at or below this logit are read back as 0
 
 
 def write_ply_fields(path: str | Path, fields: dict[str, np.ndarray], comments: list[str] | None = None) -> None:
@@ -93,7 +94,9 @@ def _quats(fields: dict[str, np.ndarray], prefix: str) -> torch.Tensor:
 
 
 def _sigmoid(x: np.ndarray) -> torch.Tensor:
-    return torch.sigmoid(torch.from_numpy(x))
+    # An opacity of exactly 0 (a reconstruction's hidden Gaussians, shown only from their own camera) is stored as
+    # logit(_TINY) and read back as 0, so that slicing drops them after a round trip as it did before it.
+    return torch.where(torch.from_numpy(x) <= _ZERO_LOGIT, 0.0, torch.sigmoid(torch.from_numpy(x)))
 
 
 def write_ply_3dgs(path: str | Path, g: Gaussians3D) -> None:

@@ -111,6 +111,26 @@ def test_4d_round_trip_and_slices(tmp_path):
     torch.testing.assert_close(s_read.covars, s_orig.covars, rtol=1e-3, atol=1e-6)
 
 
+def test_zero_opacity_round_trips_and_slices_drop_it(tmp_path):
+    # a reconstruction's hidden Gaussians have opacity 0: a PLY keeps it 0, so a slice of what was read drops them
+    g = _g4()
+    opacities = g.opacities.clone()
+    opacities[::4] = 0.0
+    g = Gaussians4D.from_rotations(means=g.means, times=g.times, scales=g.rotations()[0], scale_t=g.rotations()[1],
+                                   quats_l=g.rotations()[2], quats_r=g.rotations()[3], opacities=opacities,
+                                   colors=g.colors)
+    write_ply_4d(tmp_path / "g.ply", g)
+    r = read_ply_4d(tmp_path / "g.ply")
+    assert torch.equal(r.opacities == 0, opacities == 0) and int((r.opacities == 0).sum()) == 16
+    assert len(r.slice(1.0, min_marginal=1e-9)) == len(g.slice(1.0, min_marginal=1e-9)) <= 48
+    g3 = _g3()
+    g3.opacities[::4] = 0.0
+    write_ply_3dgs(tmp_path / "s.ply", g3)
+    r3 = read_ply_3dgs(tmp_path / "s.ply")
+    assert torch.equal(r3.opacities == 0, g3.opacities == 0)
+    torch.testing.assert_close(r3.opacities, g3.opacities, rtol=1e-5, atol=1e-6)
+
+
 def test_4d_window_stamps_in_the_header(tmp_path):
     from lrm4d_ros.cameras import TimeWindow
     from lrm4d_ros.ply import read_ply_window
