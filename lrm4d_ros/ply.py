@@ -96,7 +96,8 @@ def _quats(fields: dict[str, np.ndarray], prefix: str) -> torch.Tensor:
 def _sigmoid(x: np.ndarray) -> torch.Tensor:
     # An opacity of exactly 0 (a reconstruction's hidden Gaussians, shown only from their own camera) is stored as
     # logit(_TINY) and read back as 0, so that slicing drops them after a round trip as it did before it.
-    return torch.where(torch.from_numpy(x) <= _ZERO_LOGIT, 0.0, torch.sigmoid(torch.from_numpy(x)))
+    x = torch.from_numpy(x)
+    return torch.where(x <= _ZERO_LOGIT, 0.0, torch.sigmoid(x))
 
 
 def write_ply_3dgs(path: str | Path, g: Gaussians3D) -> None:

@@ -69,7 +69,8 @@ def test_height_from_depth_is_the_floor_under_a_table_that_fills_the_views():
     o, d = pixel_rays(K, c2w, 64, 64)
     cos = (d * c2w[:, None, None, :3, 2]).sum(-1)
     z = (o + d * (depths / cos)[..., None])[..., 2][depths > 0]
-    on_top, on_floor = float(((z + 0.3).abs() < 0.02).float().mean()), float(((z - FLOOR_Z).abs() < 0.02).float().mean())
+    on_top = float(((z + 0.3).abs() < 0.02).float().mean())
+    on_floor = float(((z - FLOOR_Z).abs() < 0.02).float().mean())
     assert on_top > on_floor > 0.1, (on_top, on_floor)
     assert abs(height_from_depth(o, d, c2w[:, :3, 2], depths) - FLOOR_Z) < 0.02
 
