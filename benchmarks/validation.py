@@ -3,6 +3,7 @@ on and apart from the evaluation bags), the scenes render-time choices are made 
 
     python benchmarks/validation.py --protocol rig --scenes 16                      # robot scenes, RGB-D and RGB
     python benchmarks/validation.py --protocol alternating,novel-camera --scenes 8  # object-centric, RGB only
+    python benchmarks/validation.py --protocol rig --scenes 16 --depth off --floor-z 0  # the floor's height given
 
 Prints, per protocol and input mode, the model's PSNR / SSIM for each target group beside the nearest input's,
 as `lrm4d evaluate` scores a bag. Robot scenes carry a depth camera's measurements (scored with and without
@@ -31,13 +32,15 @@ def main(argv=None) -> int:
     p.add_argument("--scenes", type=int, default=16, help="validation scenes per protocol")
     p.add_argument("--depth", default=None, help="rig: 'on', 'off' or 'on,off' (default both); objects: off")
     p.add_argument("--checkpoint", default=None, help="model weights (default: the shipped checkpoint)")
+    p.add_argument("--floor-z", type=float, default=None, metavar="METRES",
+                   help="tell the reconstructor the floor's world height (the robot scenes': 0; Reconstructor floor_z)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     protocols = [s.strip() for s in args.protocol.split(",")]
     if any(s not in PROTOCOLS for s in protocols) or args.scenes < 1:
         p.error(f"--protocol must name protocols of {PROTOCOLS} and --scenes be >= 1")
-    rec = Reconstructor.from_checkpoint(args.checkpoint)
+    rec = Reconstructor.from_checkpoint(args.checkpoint, floor_z=args.floor_z)
     scenes = {}
     for protocol in protocols:
         kind = "rig" if protocol == "rig" else "objects"

@@ -52,6 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="targets are scored at this short-side resolution (resized from the bag if needed)")
     p.add_argument("--depth", choices=("on", "off"), default="on",
                    help="give the model the bag's depth images where it has them (default: on)")
+    p.add_argument("--floor-z", type=float, default=None, metavar="METRES",
+                   help="world height of the bags' floor where it is known (a ground robot's odom/map frame: 0); "
+                        "default: found from depth or by matching the views")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--refine-steps", type=int, default=REFINE_STEPS,
                    help=f"colour refinement passes per reconstruction (default {REFINE_STEPS}; 0 = the model's colours)")
@@ -239,7 +242,11 @@ def run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    reconstructor = Reconstructor.from_checkpoint(args.checkpoint, args.device, args.refine_steps)
+    try:
+        reconstructor = Reconstructor.from_checkpoint(args.checkpoint, args.device, args.refine_steps, args.floor_z)
+    except ValueError as e:
+        print(f"lrm4d evaluate: {e}", file=sys.stderr)
+        return 2
     per_scene = None
     if args.per_scene > 0 or args.per_scene_steps:
         from .optimize import FitConfig
@@ -273,6 +280,7 @@ def run(args) -> int:
         rows.append(row)
     result = summarize(rows, args.protocol)
     result["depth"] = args.depth
+    result["floor_z"] = args.floor_z
     result["checkpoint"] = str(args.checkpoint or "shipped")
     result["device"] = str(reconstructor.device)
     result["host"] = {"cpu_threads": torch.get_num_threads(), "machine": platform.machine(),

@@ -201,6 +201,9 @@ def add_arguments(p) -> None:
     p.add_argument("--policy", default="uniform", choices=("uniform", "latest"), help="input view selection")
     p.add_argument("--depth", default="on", choices=("on", "off"),
                    help="give the model the bag's /<cam>/depth images where it has them (default: on)")
+    p.add_argument("--floor-z", type=float, default=None, metavar="METRES",
+                   help="world height of the floor where it is known (a ground robot's odom/map frame: 0); "
+                        "default: found from depth or by matching the views")
     p.add_argument("--video-camera", default=None, help="render the video from this bag camera (default: orbit)")
     p.add_argument("--video-frames", type=int, default=24, help="frames of each window's orbit video")
     p.add_argument("--fps", type=float, default=12.0)
@@ -225,16 +228,18 @@ def parse_resolution(text: str | None, height: int, width: int) -> tuple[int, in
     return short_side_size(height, width, int(m.group(1)))
 
 
-def load_reconstructor(checkpoint: str | None, config: str | None, device: str | None, seed: int = 0):
-    """The shipped/given checkpoint, or (config) a randomly initialised model of that preset."""
-    from .reconstructor import Reconstructor
+def load_reconstructor(checkpoint: str | None, config: str | None, device: str | None, seed: int = 0,
+                       floor_z: float | None = None):
+    """The shipped/given checkpoint, or (config) a randomly initialised model of that preset; floor_z: the world
+    height of a known floor (Reconstructor)."""
+    from .reconstructor import REFINE_STEPS, Reconstructor
 
     if config is not None:
         from .model import LRM4D, LRM4DConfig
 
         torch.manual_seed(seed)
-        return Reconstructor(LRM4D(LRM4DConfig.preset(config)), device)
-    return Reconstructor.from_checkpoint(checkpoint, device)
+        return Reconstructor(LRM4D(LRM4DConfig.preset(config)), device, REFINE_STEPS, floor_z)
+    return Reconstructor.from_checkpoint(checkpoint, device, floor_z=floor_z)
 
 
 def run(args) -> int:
@@ -277,7 +282,8 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
           f"{len(windows)} window{'s' if len(windows) != 1 else ''} of {length} every {stride}; "
           f"depth input: {_depth_note(views)}", flush=True)
     t = time.perf_counter()
-    recon_model = load_reconstructor(args.checkpoint, args.config, args.device, args.seed)
+    recon_model = load_reconstructor(args.checkpoint, args.config, args.device, args.seed,
+                                     getattr(args, "floor_z", None))
     timings = {"read_s": read_s, "load_model_s": time.perf_counter() - t, "reconstruct_s": 0.0, "render_s": 0.0,
                "write_s": 0.0}
     out.mkdir(parents=True, exist_ok=True)

@@ -171,8 +171,8 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
     depths (V,H,W) measured z-depth in canonical units, 0 = no measurement (None: an RGB-only rig).
     match_floor: place what an RGB-only rig's colours locate: objects before a plain backdrop by their silhouettes
     (silhouettes.py, ~0.7 s on two CPU cores for 12 views of 128²), else the floor by matching the views
-    (floor.floor_from_photo, ~0.8 s); training skips both; a float: the floor's canonical height, known (only its
-    pixels are matched).
+    (floor.floor_from_photo, ~0.8 s); training skips both; a float: the floor's canonical height, known (an RGB-only
+    rig matches only its pixels; an RGB-D one takes it instead of the height its depth shows).
     read_views: read the floor from the input views that show it, and find walls (RGB-D); training skips both
     (about 60 ms a scene at 128², nothing is differentiated through them) and composites over the floor's grid.
     """
@@ -185,7 +185,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
     sensed, floor_height, backdrop = depths is not None, None, None
     flows: dict = {}
     depth_views = (depths > 0).flatten(1).any(1) if sensed else None  # before the floor's or silhouettes' depths
-    if not sensed and match_floor and cfg.environment and cfg.head != "paper":
+    if not sensed and match_floor is not False and cfg.environment and cfg.head != "paper":
         backdrop = find_backdrop(images.detach())
         if backdrop is not None:
             # objects before a plain backdrop: their silhouettes give their pixels a depth, as a camera would
@@ -232,7 +232,9 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
             g = replace(g, opacities=g.opacities - hidden,
                         colors=torch.where(outline.reshape(-1, 1), colours.reshape(-1, 3).to(g.colors), g.colors))
         elif cfg.environment:
-            floor = ground(images, origins, dirs, camtoworlds, depths, floor_height)
+            known = None if isinstance(match_floor, bool) else float(match_floor)
+            floor = ground(images, origins, dirs, camtoworlds, depths,
+                           floor_height if floor_height is not None else known)
             if floor is not None and read_views:
                 floor = floor.with_views(images.float(), Ks.float(), camtoworlds.float(),
                                          depths, z.detach(), sensed)
@@ -443,15 +445,23 @@ class Reconstruction:
 class Reconstructor:
     """Runs a trained LRM4D on ViewSets. device None -> CUDA if available, else CPU; refine_steps: colour
     refinement passes per reconstruction (`refine_colours`; 0 = the model's colours; each re-renders the inputs:
-    0.07-0.17 s for 12 views of 128² on two CPU cores)."""
+    0.07-0.17 s for 12 views of 128² on two CPU cores). floor_z: the world height (metres) of a horizontal floor
+    the caller knows, e.g. 0 in a ground robot's odom or map frame (REP-105); None: found from depth or by matching
+    the views. An RGB-only rig's untextured floor gives matching nothing, and the floor bounds how far what its
+    colour shows below the horizon may lie (ablation block 18: 16 rig validation scenes, RGB novel_view 20.19 ->
+    21.58 with it given; RGB-D unchanged)."""
 
-    def __init__(self, model: LRM4D, device: str | torch.device | None = None, refine_steps: int = REFINE_STEPS):
+    def __init__(self, model: LRM4D, device: str | torch.device | None = None, refine_steps: int = REFINE_STEPS,
+                 floor_z: float | None = None):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if refine_steps < 0:
             raise ValueError(f"refine_steps must be >= 0, got {refine_steps}")
+        if floor_z is not None and not math.isfinite(floor_z):
+            raise ValueError(f"floor_z must be a finite height in metres or None, got {floor_z}")
         self.device = torch.device(device)
         self.refine_steps = int(refine_steps)
+        self.floor_z = None if floor_z is None else float(floor_z)
         self.model = model.to(self.device).eval()
         # An RGB-only rig's floor height (world z, or None: not found) by the input poses it was matched from: a
         # static rig's windows share their poses, and matching the floor is most of their reconstruction time.
@@ -459,11 +469,11 @@ class Reconstructor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device | None = None,
-                        refine_steps: int = REFINE_STEPS) -> "Reconstructor":
+                        refine_steps: int = REFINE_STEPS, floor_z: float | None = None) -> "Reconstructor":
         """Load weights from `path` (None -> the shipped checkpoint)."""
         from .checkpoint import load_model
 
-        return cls(load_model(path), device, refine_steps)
+        return cls(load_model(path), device, refine_steps, floor_z)
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         return model_input_size(self.model.cfg, height, width)
@@ -486,11 +496,18 @@ class Reconstructor:
         depths = None if v.depths is None else v.depths.float() * norm.scale
         times = window.normalize(views.stamps_ns).to(self.device)
         key = None
-        if depths is None:
+        if self.floor_z is not None:
+            lowest = float(views.camtoworlds[:, 2, 3].min())
+            if self.floor_z >= lowest:
+                raise ValueError(f"floor_z {self.floor_z} m is not below every camera (the lowest is at world z "
+                                 f"{lowest:.3f} m): the floor must be a horizontal plane under the rig")
+        elif depths is None:
             key = tuple(torch.cat([views.camtoworlds.double().cpu().reshape(-1) * 1e3,  # mm, and pixels
                                    v.Ks.double().cpu().reshape(-1)]).round().long().tolist())
         match_floor: bool | float = True
-        if key in self._floors:
+        if self.floor_z is not None:
+            match_floor = (self.floor_z - float(norm.center[2])) * norm.scale
+        elif key in self._floors:
             world_z = self._floors[key]
             if world_z is None:
                 match_floor = False

@@ -3,6 +3,7 @@
 # scores a checkpoint (default: the shipped one) on
 #   - the 8 procedural robot scenes (rig protocol, sensor depth), RGB-D and RGB only,
 #   - the 5 MuJoCo robot bags (rig protocol, sensor depth), RGB-D and RGB only, with contact sheets (the jaco arm's copied to docs/),
+#   - both robot sets from RGB only again, told the floor's world height (--floor-z 0),
 #   - the 8 object-centric scenes (the paper's alternating and novel-camera protocols), with contact sheets (one copied to docs/).
 # Results: benchmarks/results/eval_<set>_<protocol>[_depth-on|off].{json,txt}; every sheet: BAGS_DIR/sheets/.
 # Usage: bash scripts/eval_shipped.sh [BAGS_DIR] [CHECKPOINT]    (about 15 min on one CPU thread)
@@ -31,6 +32,9 @@ for depth in on off; do
     evaluate robot rig $depth "$bags"/robot/scene_*[0-9]
     evaluate mujoco rig $depth $mujoco --sheets "$bags/sheets"
 done
+# RGB-only rigs told where the floor is (the generators put it at world z = 0; Reconstructor floor_z, --floor-z)
+evaluate robot-floor-z0 rig off "$bags"/robot/scene_*[0-9] --floor-z 0
+evaluate mujoco-floor-z0 rig off $mujoco --floor-z 0
 for protocol in alternating novel-camera; do
     evaluate objects $protocol "" "$bags"/objects/scene_*[0-9] --sheets "$bags/sheets"
 done

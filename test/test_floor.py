@@ -173,6 +173,9 @@ def test_a_pixel_seen_past_the_floor_shows_only_from_its_own_camera():
     with torch.no_grad():
         pred = predict(model, images, K.float(), c2w.float(), torch.zeros(6), measured.float())
     assert pred.environment.floor is not None and abs(pred.environment.floor.height - FLOOR_Z) < 0.03
+    with torch.no_grad():  # a height the caller knows is taken over the one the depth shows
+        told = predict(model, images, K.float(), c2w.float(), torch.zeros(6), measured.float(), FLOOR_Z - 0.2)
+    assert told.environment.floor.height == FLOOR_Z - 0.2
     hidden = pred.hidden.reshape(6, 32, 32)
     assert bool((hidden[past] > 0.5).all()) and float(hidden[~past].abs().max()) == 0.0
     assert float(pred.gaussians.opacities.reshape(6, 32, 32)[past].max()) == 0.0
@@ -313,3 +316,44 @@ def test_a_checkered_floor_repeats_where_no_view_saw_it():
     noisy = Floor.build(images, o, d, c2w[:, :3, 2], depths, FLOOR_Z)
     noisy = noisy.with_views(images, K.float(), c2w.float(), depths.float(), depths.float(), sensed=True)
     assert noisy.period is None and floor_period(noisy.views, FLOOR_Z) is None
+
+
+def test_a_floor_height_the_caller_knows_bounds_an_rgb_rigs_pixels():
+    """A smooth floor (a colour ramp, nothing for matching to lock onto) gives an RGB-only rig no floor; told the
+    floor's world height (Reconstructor floor_z), the reconstruction has the floor layer there and no pixel
+    Gaussian whose ray meets the floor lies beyond it. A floor_z not below every camera is refused."""
+    import pytest
+
+    from lrm4d_ros.model import LRM4D, LRM4DConfig
+    from lrm4d_ros.reconstructor import Reconstructor
+    from lrm4d_ros.views import ViewSet
+
+    ramp = torch.linspace(0.2, 0.8, 384)
+    texture = torch.stack([ramp[None, :].expand(384, -1), ramp[:, None].expand(-1, 384), 1 - ramp[None, :].expand(384, -1)])
+    images, _, K, c2w = _floor_views(texture, res=64, box=False)
+    views = ViewSet(images=images, Ks=K.float(), camtoworlds=c2w, stamps_ns=torch.zeros(6, dtype=torch.int64),
+                    camera_ids=torch.arange(6))
+    torch.manual_seed(0)
+    model = LRM4D(LRM4DConfig.preset("tiny", image_size=64))
+    unknown = Reconstructor(model, "cpu").reconstruct(views)
+    assert unknown.background.floor is None
+    rec = Reconstructor(model, "cpu", floor_z=FLOOR_Z)
+    known = rec.reconstruct(views)
+    norm = known.normalization
+    h = (FLOOR_Z - float(norm.center[2])) * norm.scale
+    assert abs(known.background.floor.height - h) < 1e-9 and not rec._floors
+    c2w_canon = norm.poses_to_canonical(c2w)
+    o, d = pixel_rays(K, c2w_canon, 64, 64)
+    z_floor, hit = plane_depths(o, d, c2w_canon[:, :3, 2], h)
+    means = known.gaussians.means[:6 * 64 * 64].double().view(6, 64, 64, 3)
+    z = ((means - c2w_canon[:, None, None, :3, 3]) * c2w_canon[:, None, None, :3, 2]).sum(-1)
+    assert int(hit.sum()) > 6 * 64 * 20
+    assert bool((z[hit] <= z_floor[hit] * 1.01).all())  # float32 rays: grazing ones amplify their rounding
+    # without it, the same pixels go past where the floor is
+    z_unknown = ((unknown.gaussians.means[:6 * 64 * 64].double().view(6, 64, 64, 3)
+                  - c2w_canon[:, None, None, :3, 3]) * c2w_canon[:, None, None, :3, 2]).sum(-1)
+    assert float((z_unknown[hit] > z_floor[hit] * 1.05).double().mean()) > 0.2
+    with pytest.raises(ValueError, match="floor_z"):
+        Reconstructor(model, "cpu", floor_z=0.35).reconstruct(views)
+    with pytest.raises(ValueError, match="floor_z"):
+        Reconstructor(model, "cpu", floor_z=float("nan"))

@@ -255,6 +255,21 @@ def test_bad_parameters_refuse_to_start(session):
             ReconstructNode(context=session.context, parameter_overrides=[Parameter(name, value=value)])
 
 
+def test_a_known_floor_reaches_the_reconstructor(session):
+    """floor_z counts only with floor_known (0.0 is a real height, not "unset")."""
+    from rclpy.parameter import Parameter
+
+    from lrm4d_ros.ros.reconstruct_node import ReconstructNode
+    for overrides, expected in (([], None), ([Parameter("floor_z", value=-0.25)], None),
+                                ([Parameter("floor_known", value=True), Parameter("floor_z", value=-0.25)], -0.25),
+                                ([Parameter("floor_known", value=True)], 0.0)):
+        node = ReconstructNode(context=session.context, parameter_overrides=overrides)
+        try:
+            assert node.reconstructor.floor_z == expected
+        finally:
+            node.destroy_node()
+
+
 def test_service_and_inputs_do_not_wait_for_reconstruction(session, scene):
     """While a (slowed) reconstruction runs, render_view still answers from the previous one."""
     session.wait_status(lambda s: s.reconstructions >= 1, 40.0, "a reconstruction")

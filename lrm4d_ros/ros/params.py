@@ -51,6 +51,10 @@ SCALARS = {
     "device": ("", "torch device (cpu, cuda, cuda:1); empty = CUDA when available", None),
     "refine_steps": (REFINE_STEPS, "colour refinement passes per reconstruction (0 = the model's colours; each "
                      "re-renders the input views: 0.07-0.17 s for 12 views of 128^2 on two CPU cores)", (0, 100)),
+    "floor_known": (False, "the floor's world height is known (floor_z); false = found from depth or by matching "
+                           "the views", None),
+    "floor_z": (0.0, "world height of a horizontal floor under the rig, used when floor_known (a ground robot's "
+                     "odom/map frame: 0, REP-105) [m]", (-BIG, BIG)),
     "reconstruction_rate_hz": (10.0, "most reconstructions per second; each starts when new views arrive",
                                (0.01, 1000.0)),
     "gather_s": (0.05, "after a new view, wait at most this long for the other cameras' views of the same "

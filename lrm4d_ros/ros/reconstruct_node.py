@@ -122,8 +122,8 @@ class ReconstructNode(Node):
         self.normalization = (None if cfg.normalization == "auto" else
                               SceneNormalization(torch.tensor(cfg.normalization_center, dtype=torch.float64),
                                                  cfg.normalization_scale))
-        self.reconstructor = reconstructor or Reconstructor.from_checkpoint(cfg.checkpoint or None,
-                                                                            cfg.device or None, cfg.refine_steps)
+        self.reconstructor = reconstructor or Reconstructor.from_checkpoint(
+            cfg.checkpoint or None, cfg.device or None, cfg.refine_steps, cfg.floor_z if cfg.floor_known else None)
         self._viewer = None
         if cfg.viewer_port > 0:  # the browser 4D viewer (lrm4d_ros/viewer): slices and sends on its own thread
             from ..viewer.server import Viewer
