@@ -232,13 +232,13 @@ def load_reconstructor(checkpoint: str | None, config: str | None, device: str |
                        floor_z: float | None = None):
     """The shipped/given checkpoint, or (config) a randomly initialised model of that preset; floor_z: the world
     height of a known floor (Reconstructor)."""
-    from .reconstructor import REFINE_STEPS, Reconstructor
+    from .reconstructor import Reconstructor
 
     if config is not None:
         from .model import LRM4D, LRM4DConfig
 
         torch.manual_seed(seed)
-        return Reconstructor(LRM4D(LRM4DConfig.preset(config)), device, REFINE_STEPS, floor_z)
+        return Reconstructor(LRM4D(LRM4DConfig.preset(config)), device, floor_z=floor_z)
     return Reconstructor.from_checkpoint(checkpoint, device, floor_z=floor_z)
 
 

@@ -183,6 +183,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
     if depths is not None and not bool((depths > 0).any()):
         depths = None
     sensed, floor_height, backdrop = depths is not None, None, None
+    known = None if isinstance(match_floor, bool) else float(match_floor)  # the floor's height, told
     flows: dict = {}
     depth_views = (depths > 0).flatten(1).any(1) if sensed else None  # before the floor's or silhouettes' depths
     if not sensed and match_floor is not False and cfg.environment and cfg.head != "paper":
@@ -192,7 +193,6 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
             depths = hull_depths(images.detach(), Ks, camtoworlds, times, backdrop).to(images.dtype)
         else:
             # an RGB-only rig: the floor found by matching the views gives its pixels a depth, as a camera would
-            known = None if isinstance(match_floor, bool) else float(match_floor)
             found = floor_from_photo(images.detach(), Ks, camtoworlds, times, height=known)
             if found is not None:
                 floor_height, depths = found[0], found[1].to(images.device, images.dtype)
@@ -232,7 +232,6 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
             g = replace(g, opacities=g.opacities - hidden,
                         colors=torch.where(outline.reshape(-1, 1), colours.reshape(-1, 3).to(g.colors), g.colors))
         elif cfg.environment:
-            known = None if isinstance(match_floor, bool) else float(match_floor)
             floor = ground(images, origins, dirs, camtoworlds, depths,
                            floor_height if floor_height is not None else known)
             if floor is not None and read_views:
@@ -495,24 +494,19 @@ class Reconstructor:
         c2w = norm.poses_to_canonical(v.camtoworlds.double())
         depths = None if v.depths is None else v.depths.float() * norm.scale
         times = window.normalize(views.stamps_ns).to(self.device)
-        key = None
+        key, match_floor = None, True
         if self.floor_z is not None:
             lowest = float(views.camtoworlds[:, 2, 3].min())
             if self.floor_z >= lowest:
                 raise ValueError(f"floor_z {self.floor_z} m is not below every camera (the lowest is at world z "
                                  f"{lowest:.3f} m): the floor must be a horizontal plane under the rig")
+            match_floor = (self.floor_z - float(norm.center[2])) * norm.scale
         elif depths is None:
             key = tuple(torch.cat([views.camtoworlds.double().cpu().reshape(-1) * 1e3,  # mm, and pixels
                                    v.Ks.double().cpu().reshape(-1)]).round().long().tolist())
-        match_floor: bool | float = True
-        if self.floor_z is not None:
-            match_floor = (self.floor_z - float(norm.center[2])) * norm.scale
-        elif key in self._floors:
-            world_z = self._floors[key]
-            if world_z is None:
-                match_floor = False
-            else:
-                match_floor = (world_z - float(norm.center[2])) * norm.scale
+            if key in self._floors:
+                world_z = self._floors[key]
+                match_floor = False if world_z is None else (world_z - float(norm.center[2])) * norm.scale
         pred = predict(self.model, v.images, v.Ks, c2w, times, depths, match_floor, v.camera_ids)
         if key is not None and key not in self._floors and pred.backdrop is None:  # objects move: no cache
             h = pred.floor_from_colour

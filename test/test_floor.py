@@ -329,7 +329,8 @@ def test_a_floor_height_the_caller_knows_bounds_an_rgb_rigs_pixels():
     from lrm4d_ros.views import ViewSet
 
     ramp = torch.linspace(0.2, 0.8, 384)
-    texture = torch.stack([ramp[None, :].expand(384, -1), ramp[:, None].expand(-1, 384), 1 - ramp[None, :].expand(384, -1)])
+    across, along = ramp[None, :].expand(384, -1), ramp[:, None].expand(-1, 384)
+    texture = torch.stack([across, along, 1 - across])
     images, _, K, c2w = _floor_views(texture, res=64, box=False)
     views = ViewSet(images=images, Ks=K.float(), camtoworlds=c2w, stamps_ns=torch.zeros(6, dtype=torch.int64),
                     camera_ids=torch.arange(6))
@@ -345,14 +346,15 @@ def test_a_floor_height_the_caller_knows_bounds_an_rgb_rigs_pixels():
     c2w_canon = norm.poses_to_canonical(c2w)
     o, d = pixel_rays(K, c2w_canon, 64, 64)
     z_floor, hit = plane_depths(o, d, c2w_canon[:, :3, 2], h)
-    means = known.gaussians.means[:6 * 64 * 64].double().view(6, 64, 64, 3)
-    z = ((means - c2w_canon[:, None, None, :3, 3]) * c2w_canon[:, None, None, :3, 2]).sum(-1)
+
+    def pixel_z(recon):  # camera z-depth (6,64,64) of each view's pixel Gaussians
+        means = recon.gaussians.means[:6 * 64 * 64].double().view(6, 64, 64, 3)
+        return ((means - c2w_canon[:, None, None, :3, 3]) * c2w_canon[:, None, None, :3, 2]).sum(-1)
+
     assert int(hit.sum()) > 6 * 64 * 20
-    assert bool((z[hit] <= z_floor[hit] * 1.01).all())  # float32 rays: grazing ones amplify their rounding
+    assert bool((pixel_z(known)[hit] <= z_floor[hit] * 1.01).all())  # float32 rays: grazing ones amplify rounding
     # without it, the same pixels go past where the floor is
-    z_unknown = ((unknown.gaussians.means[:6 * 64 * 64].double().view(6, 64, 64, 3)
-                  - c2w_canon[:, None, None, :3, 3]) * c2w_canon[:, None, None, :3, 2]).sum(-1)
-    assert float((z_unknown[hit] > z_floor[hit] * 1.05).double().mean()) > 0.2
+    assert float((pixel_z(unknown)[hit] > z_floor[hit] * 1.05).double().mean()) > 0.2
     with pytest.raises(ValueError, match="floor_z"):
         Reconstructor(model, "cpu", floor_z=0.35).reconstruct(views)
     with pytest.raises(ValueError, match="floor_z"):
