@@ -13,10 +13,12 @@ elevation showed elsewhere before any other elevation's (on 6 rig validation sce
 RGB-D and +0.4 from RGB over filling from all neighbours alike; benchmarks/results/ablation.txt). The horizon
 parts the two hemispheres' fills: an elevation above it that no input looked into takes what was seen above it
 (a band of sky over a workcell's floor), not the floor's colour pulled up across it (the MuJoCo bags' novel views
-+0.26 dB from RGB-D, +0.17 from RGB; validation unchanged: block 10). Elevation is taken about the world z axis
-(REP-103: z up). Where a floor was found (floor.py), rays that meet it take the
-floor's colour at the point they meet it instead, as far as the views saw floor there (not something in front
-of it). No learned parameters; nothing is differentiated through the map.
++0.26 dB from RGB-D, +0.17 from RGB; validation unchanged: block 10), and lookups read each direction from its own
+hemisphere's bins: a bilinear sample across the horizon had drawn a grey band between the sky and the floor's far
+edge in every open scene's novel views (16 rig validation scenes, novel_view +0.51 dB from RGB-D, +0.15 from RGB;
+block 19). Elevation is taken about the world z axis (REP-103: z up). Where a floor was found (floor.py), rays
+that meet it take the floor's colour at the point they meet it instead, as far as the views saw floor there (not
+something in front of it). No learned parameters; nothing is differentiated through the map.
 """
 from __future__ import annotations
 
@@ -34,17 +36,25 @@ if TYPE_CHECKING:
 
 # elevation × azimuth bins. Rig validation, novel_view RGB-D / RGB, with scene flow and colour refinement (the
 # model was trained with 16×32): 6 scenes 16×32 26.86 / 20.28, 32×64 27.02 / 20.31, 64×128 27.05 / 20.29;
-# 16 scenes 16×32 25.49 / 19.89, 32×64 25.79 / 20.15. (The demo's scene alone prefers 16×32: 21.56 vs 20.65.)
-SIZE = (32, 64)
+# 16 scenes 16×32 25.49 / 19.89, 32×64 25.79 / 20.15. With lookups kept to their hemisphere (ablation block 19),
+# 16 scenes RGB-D novel_view: 16×64 27.21, 32×64 27.39, 64×32 27.48, 64×64 27.47 (RGB 20.40 against 20.34 at
+# 32×64), 64×128 27.45, 128×64 27.49: elevation resolution near the horizon is what counts.
+SIZE = (64, 64)
 NEAR_CONTENT, FAR_CONTENT = 3.0, 6.0  # canonical z-depths: nearer content adds ~nothing, farther adds fully
 MIN_WEIGHT = 0.05
 
 
-def _grid(dirs: Tensor) -> Tensor:
-    """Unit directions (...,3) -> grid_sample coordinates (...,2): azimuth → x, elevation (z up) → y."""
+def _grid(dirs: Tensor, rows: int | None = None) -> Tensor:
+    """Unit directions (...,3) -> grid_sample coordinates (...,2): azimuth → x, elevation (z up) → y.
+
+    rows: the map's elevation bins (even); a direction then samples only its own hemisphere's rows, so that
+    bilinear lookups do not blend the sky's or walls' colour above the horizon with the floor's below it."""
     az = torch.atan2(dirs[..., 1], dirs[..., 0]) / math.pi
-    el = torch.asin(dirs[..., 2].clamp(-1, 1)) / (math.pi / 2)
-    return torch.stack([az, -el], -1)
+    y = -torch.asin(dirs[..., 2].clamp(-1, 1)) / (math.pi / 2)
+    if rows is not None and rows >= 2:
+        # the rows' centres nearest the horizon lie half a bin (1 / rows in grid units) above and below it
+        y = torch.where(y < 0, y.clamp(max=-1.0 / rows), y.clamp(min=1.0 / rows))
+    return torch.stack([az, y], -1)
 
 
 def push_pull(acc: Tensor, pools: list[tuple[int, int]]) -> Tensor:
@@ -116,7 +126,7 @@ class Environment:
     def lookup(self, dirs: Tensor, origins: Tensor | None = None, spread: Tensor | float = 0.0) -> Tensor:
         """Colours (...,3) along ray directions (...,3); with the rays' origins (...,3), the floor's colour where
         a ray meets it. spread: the rays' pixel width in radians (float or (...)), for the floor (Floor.lookup)."""
-        g = _grid(F.normalize(dirs.to(self.colors.dtype), dim=-1))
+        g = _grid(F.normalize(dirs.to(self.colors.dtype), dim=-1), self.colors.shape[1])
         out = F.grid_sample(self.colors[None], g.reshape(1, -1, 1, 2), mode="bilinear", padding_mode="border",
                             align_corners=False)
         out = out[0, :, :, 0].T.reshape(*dirs.shape[:-1], 3)

@@ -54,3 +54,16 @@ def test_environment_map_fills_the_sky_from_above_the_horizon_only():
     torch.testing.assert_close(env.lookup(up), sky.expand(3, 3), atol=0.01, rtol=0)
     torch.testing.assert_close(env.lookup(F.normalize(torch.tensor([[-1.0, 0.0, -0.6]]), dim=-1)), floor[None],
                                atol=0.01, rtol=0)
+
+
+def test_environment_map_lookup_does_not_blend_across_the_horizon():
+    # White sky above the horizon, a blue floor below, seen in every direction. Within half a bin of the horizon
+    # (2.8° for 32 elevation rows) a bilinear lookup had mixed the two: a grey band over the far floor's edge in
+    # every novel view of an open scene (ablation block 19). Each side now reads its own hemisphere's colour.
+    dirs = F.normalize(torch.randn(6, 48, 48, 3, generator=torch.Generator().manual_seed(4)), dim=-1)
+    sky, floor = torch.tensor([1.0, 1.0, 1.0]), torch.tensor([0.1, 0.2, 0.5])
+    env = Environment.build(torch.where(dirs[..., 2:] > 0, sky, floor), dirs, torch.ones(6, 48, 48))
+    el = torch.tensor([0.2, 1.0, 2.0, -0.2, -1.0, -2.0]).deg2rad()
+    az = torch.tensor([0.3, 1.7, -2.5, 0.3, 1.7, -2.5])
+    near = torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], -1)
+    torch.testing.assert_close(env.lookup(near), torch.stack([sky] * 3 + [floor] * 3), atol=1e-4, rtol=0)
