@@ -16,6 +16,7 @@ stops the node; under overload the oldest queued input is dropped and counted.
 """
 from __future__ import annotations
 
+import faulthandler
 import itertools
 import sys
 import threading
@@ -579,6 +580,8 @@ def window_signature(views) -> tuple:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `ros2 run lrm4d_ros reconstruct_node` and `python -m lrm4d_ros.ros.reconstruct_node`."""
+    # a crash in native code (DDS, torch, numba) prints every thread's Python stack to stderr instead of nothing
+    faulthandler.enable()
     rclpy.init(args=sys.argv if argv is None else argv)
     node = executor = None
     try:  # Ctrl-C may arrive at any point, also before spinning starts
