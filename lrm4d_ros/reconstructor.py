@@ -164,7 +164,7 @@ class Prediction:
 
 def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor,
             depths: Tensor | None = None, match_floor: bool | float = True,
-            camera_ids: Tensor | None = None, read_views: bool = True) -> Prediction:
+            camera_ids: Tensor | None = None, read_views: bool = True, floor_near: float | None = None) -> Prediction:
     """Run the model on V canonical-frame views (one scene).
 
     images (V,H,W,3) in [0,1]; Ks (V,3,3); camtoworlds (V,4,4) camera-to-canonical; times (V,) normalised;
@@ -175,6 +175,8 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
     rig matches only its pixels; an RGB-D one takes it instead of the height its depth shows).
     read_views: read the floor from the input views that show it, and find walls (RGB-D); training skips both
     (about 60 ms a scene at 128², nothing is differentiated through them) and composites over the floor's grid.
+    floor_near: the canonical height an RGB-only rig's floor was found at in an earlier window (a moving rig's),
+    checked first (floor_from_photo's `near`: ~0.2 s where it holds).
     """
     V, H, W, _ = images.shape
     cfg = config_of(model)
@@ -193,7 +195,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
             depths = hull_depths(images.detach(), Ks, camtoworlds, times, backdrop).to(images.dtype)
         else:
             # an RGB-only rig: the floor found by matching the views gives its pixels a depth, as a camera would
-            found = floor_from_photo(images.detach(), Ks, camtoworlds, times, height=known)
+            found = floor_from_photo(images.detach(), Ks, camtoworlds, times, height=known, near=floor_near)
             if found is not None:
                 floor_height, depths = found[0], found[1].to(images.device, images.dtype)
     out = model(images.float(), plucker.float(), times.float(),
@@ -463,8 +465,12 @@ class Reconstructor:
         self.floor_z = None if floor_z is None else float(floor_z)
         self.model = model.to(self.device).eval()
         # An RGB-only rig's floor height (world z, or None: not found) by the input poses it was matched from: a
-        # static rig's windows share their poses, and matching the floor is most of their reconstruction time.
+        # static rig's windows share their poses, and matching the floor is most of their reconstruction time. A
+        # moving rig's windows do not, but a sliding window shares views (stamp and pose) with the last: the floor
+        # found there is checked first instead of the full sweep (an unrelated scene shares none, so it cannot
+        # hand one scene's floor to another in `evaluate`).
         self._floors: OrderedDict[tuple, float | None] = OrderedDict()
+        self._last_floor: tuple[float, set] | None = None  # (world z, the views it was found in)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device | None = None,
@@ -494,7 +500,7 @@ class Reconstructor:
         c2w = norm.poses_to_canonical(v.camtoworlds.double())
         depths = None if v.depths is None else v.depths.float() * norm.scale
         times = window.normalize(views.stamps_ns).to(self.device)
-        key, match_floor = None, True
+        key, match_floor, near, shown = None, True, None, set()
         if self.floor_z is not None:
             lowest = float(views.camtoworlds[:, 2, 3].min())
             if self.floor_z >= lowest:
@@ -504,13 +510,19 @@ class Reconstructor:
         elif depths is None:
             key = tuple(torch.cat([views.camtoworlds.double().cpu().reshape(-1) * 1e3,  # mm, and pixels
                                    v.Ks.double().cpu().reshape(-1)]).round().long().tolist())
+            poses = (views.camtoworlds.double().cpu().reshape(len(views), -1) * 1e3).round().long().tolist()
+            shown = {(t, *pose) for t, pose in zip(views.stamps_ns.tolist(), poses)}  # stamps, poses in mm
             if key in self._floors:
                 world_z = self._floors[key]
                 match_floor = False if world_z is None else (world_z - float(norm.center[2])) * norm.scale
-        pred = predict(self.model, v.images, v.Ks, c2w, times, depths, match_floor, v.camera_ids)
+            elif self._last_floor is not None and shown & self._last_floor[1]:
+                near = (self._last_floor[0] - float(norm.center[2])) * norm.scale
+        pred = predict(self.model, v.images, v.Ks, c2w, times, depths, match_floor, v.camera_ids, floor_near=near)
         if key is not None and key not in self._floors and pred.backdrop is None:  # objects move: no cache
             h = pred.floor_from_colour
             self._floors[key] = None if h is None else h / norm.scale + float(norm.center[2])
+            if h is not None:
+                self._last_floor = (self._floors[key], shown)
             while len(self._floors) > FLOOR_CACHE:
                 self._floors.popitem(last=False)
         background = pred.environment if pred.environment is not None else estimate_background(v.images)

@@ -222,6 +222,69 @@ def test_a_static_rgb_rigs_floor_is_matched_once():
     torch.testing.assert_close(again.gaussians.means, first.gaussians.means)
 
 
+def _heights_matched(monkeypatch) -> list:
+    """Counts the heights floor_from_photo warps the views through (its cost), call by call."""
+    import lrm4d_ros.floor as floor_module
+
+    counted, warp = [], floor_module._warp
+
+    def counting(images, Ks, camtoworlds, partner, z_depths):
+        counted.append(z_depths.shape[0])
+        return warp(images, Ks, camtoworlds, partner, z_depths)
+
+    monkeypatch.setattr(floor_module, "_warp", counting)
+    return counted
+
+
+def test_a_moving_rigs_last_floor_is_checked_before_the_full_sweep(monkeypatch):
+    from lrm4d_ros.floor import BAND, COARSE, PARTNERS, SWEEP
+
+    images, _, K, c2w = _floor_views(_noise_texture())
+    drop = float(c2w[:, 2, 3].min()) - FLOOR_Z
+    counted = _heights_matched(monkeypatch)
+    full = floor_from_photo(images, K.float(), c2w, torch.zeros(6))
+    assert full is not None and sum(counted) == PARTNERS * (SWEEP + 17 + 1)
+    # the floor found a window ago, 3 % of the drop off (the pose estimate drifted): found again within the band,
+    # as exactly as by the full sweep, at a quarter of its matching, and the same pixels are the floor's
+    counted.clear()
+    again = floor_from_photo(images, K.float(), c2w, torch.zeros(6), near=FLOOR_Z + 0.03 * drop)
+    assert sum(counted) == PARTNERS * (COARSE + BAND + 1)
+    assert abs(again[0] - FLOOR_Z) < 0.005 * drop, again[0]
+    assert float(((again[1] > 0) != (full[1] > 0)).float().mean()) < 0.01
+    # a floor that is no longer there (the rig climbed a ramp: 60 % deeper) fails the check: the full sweep runs
+    counted.clear()
+    moved = floor_from_photo(images, K.float(), c2w, torch.zeros(6), near=FLOOR_Z - 0.6 * drop)
+    assert sum(counted) == PARTNERS * (COARSE + BAND + SWEEP + 17 + 1)
+    assert moved[0] == full[0]
+
+
+def test_a_moving_rgb_rig_checks_the_floor_of_its_last_window_first(monkeypatch):
+    """Reconstructor hands the world height it matched in one window to the next of a sliding window (views in
+    common, other poses), and not to an unrelated scene's window (no view in common)."""
+    from lrm4d_ros.floor import BAND, COARSE, PARTNERS, SWEEP
+    from lrm4d_ros.model import LRM4D, LRM4DConfig
+    from lrm4d_ros.reconstructor import Reconstructor
+    from lrm4d_ros.views import ViewSet
+
+    images, _, K, c2w = _floor_views(_noise_texture(), res=64)
+    torch.manual_seed(0)
+    rec = Reconstructor(LRM4D(LRM4DConfig.preset("tiny", image_size=64)), "cpu")
+    rec.reconstruct(ViewSet(images=images[:5], Ks=K[:5].float(), camtoworlds=c2w[:5],
+                            stamps_ns=torch.zeros(5, dtype=torch.int64), camera_ids=torch.arange(5)))
+    counted = _heights_matched(monkeypatch)
+    moved = rec.reconstruct(ViewSet(images=images[1:], Ks=K[1:].float(), camtoworlds=c2w[1:],
+                                    stamps_ns=torch.zeros(5, dtype=torch.int64), camera_ids=torch.arange(5)))
+    assert sum(counted) == PARTNERS * (COARSE + BAND + 1)
+    assert len(rec._floors) == 2
+    world_z = moved.background.floor.height / moved.normalization.scale + float(moved.normalization.center[2])
+    assert abs(world_z - FLOOR_Z) < 0.01 * (0.3 - FLOOR_Z), world_z
+    # the same views a second later (another scene, as `evaluate` runs them): the full sweep
+    counted.clear()
+    rec.reconstruct(ViewSet(images=images[:4], Ks=K[:4].float(), camtoworlds=c2w[:4],
+                            stamps_ns=torch.full((4,), 10**9, dtype=torch.int64), camera_ids=torch.arange(4)))
+    assert sum(counted) == PARTNERS * (SWEEP + 17 + 1)
+
+
 def test_floor_points_read_from_the_views_keep_a_texture_the_grid_blurs():
     """A checkerboard of 0.25-unit squares: the polar grid's cells (0.1 units around at r = 1) blur it; read from
     the views that saw each point on the plane, a camera straight above sees it within a few per cent."""
