@@ -138,8 +138,9 @@ def height_from_depth(origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tenso
 
 
 def _warp(images: Tensor, Ks: Tensor, camtoworlds: Tensor, partner: Tensor, z_depths: Tensor) -> tuple[Tensor, Tensor]:
-    """What view partner[v] (V,) of images (V,H,W,C) sees (S,V,H,W,C) at the points at z-depths (S,V,H,W) along view v's pixel rays,
-    and where it sees them at all (S,V,H,W) bool (in front of it, inside its image, not view v itself)."""
+    """What view partner[v] (V,) of images (V,H,W,C) sees (S,V,H,W,C) at the points at z-depths (S,V,H,W) along
+    view v's pixel rays, and where it sees them at all (S,V,H,W) bool (in front of it, inside its image, not view v
+    itself)."""
     V, H, W, _ = images.shape
     S = z_depths.shape[0]
     # float32: a 64-pixel image's geometry needs no more, and the (S,V,H,W,3) points are the sweep's bulk
