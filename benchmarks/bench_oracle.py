@@ -130,6 +130,7 @@ def score_scene(views, protocol: str, input_size: int, reconstructor: Reconstruc
             g = moving(oracle_gaussians(small, norm, window, st), vel.reshape(-1, 3)[hit])
             row[f"motion st={st}"] = render_psnr(g, targets, c2w, times, bg)
     if reconstructor is not None:
+        reconstructor.forget()  # unrelated scenes: no floor found in one is tried on the next
         rec = reconstructor.reconstruct(inputs)
         with torch.no_grad():
             out = rec.render(targets.camtoworlds, targets.Ks, targets.width, targets.height, targets.stamps_ns)

@@ -56,6 +56,7 @@ def main() -> None:
             inputs, targets = split_protocol(views, proto)
             add(proto, "nearest input", float(psnr(nearest_input(inputs, targets), targets.images).mean()))
             inputs = inputs.to(dev)
+            recon.forget()  # unrelated scenes: no floor found in one is tried on the next
             t = time.perf_counter()
             rec = recon.reconstruct(inputs)
             add(proto, "model (feed-forward)", target_psnr(rec, targets))

@@ -53,6 +53,7 @@ def scene_budget(reconstructor: Reconstructor, exact, sensed, group: str, depth:
     full ViewSet with exact and with sensor depths (the model is given the sensor's where depth is on)."""
     in_idx, groups = protocol_groups(sensed, "rig")
     inputs = sensed.select(in_idx)
+    reconstructor.forget()  # unrelated scenes: no floor found in one is tried on the next
     rec = reconstructor.reconstruct(inputs if depth else replace(inputs, depths=None))
     targets = exact.select(groups[group])
     with torch.no_grad():

@@ -30,6 +30,7 @@ def scene_stats(reconstructor: Reconstructor, views) -> dict[str, list[float]]:
     """Quantiles (QUANTILES) of opacity, σ_t and |μ_t − t_view| on covered input pixels, and the alive fraction."""
     inputs, targets = split_protocol(views, "alternating")
     small = inputs.resized(*reconstructor.input_size(inputs.height, inputs.width))
+    reconstructor.forget()  # unrelated scenes: no floor found in one is tried on the next
     rec = reconstructor.reconstruct(inputs)
     g = rec.gaussians.to("cpu")
     V, H, W = small.alphas.shape

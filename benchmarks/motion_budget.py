@@ -36,6 +36,7 @@ def bag_budget(rec: Reconstructor, path: str, group: str, depth: bool) -> dict[s
     inputs = views.select(in_idx)
     targets = views.select(groups[group])
     targets = targets.resized(*short_side_size(targets.height, targets.width, 128))
+    rec.forget()  # unrelated scenes: no floor found in one is tried on the next
     r = rec.reconstruct(inputs if depth else replace(inputs, depths=None))
     with torch.no_grad():
         pred = r.render(targets.camtoworlds, targets.Ks, targets.width, targets.height, targets.stamps_ns).colors

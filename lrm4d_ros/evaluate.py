@@ -115,6 +115,7 @@ def evaluate_views(reconstructor: Reconstructor, views: ViewSet, protocol: str, 
     targets = views.select(torch.cat([groups[g] for g in names]).to(views.device))
     targets = targets.resized(*short_side_size(targets.height, targets.width, resolution))
     sync = torch.cuda.synchronize if reconstructor.device.type == "cuda" else (lambda: None)
+    reconstructor.forget()  # scenes are unrelated: no floor found in one is tried on the next
     t0 = time.perf_counter()
     rec = reconstructor.reconstruct(model_inputs)
     sync()

@@ -5,6 +5,9 @@ The one entry point used by the CLI, the bag tools and the ROS node:
     rec = Reconstructor.from_checkpoint().reconstruct(views)
     out = rec.render(camtoworlds, Ks, width, height, stamps_ns)   # depth in metres
     g3 = rec.slice(stamp_ns)                                      # Gaussians3D in metres
+
+A Reconstructor serves one rig's windows in turn: an RGB-only rig's floor, found by matching, is reused (same
+poses) or checked first (a moving rig); call `forget()` before reconstructing an unrelated scene.
 """
 from __future__ import annotations
 
@@ -466,11 +469,9 @@ class Reconstructor:
         self.model = model.to(self.device).eval()
         # An RGB-only rig's floor height (world z, or None: not found) by the input poses it was matched from: a
         # static rig's windows share their poses, and matching the floor is most of their reconstruction time. A
-        # moving rig's windows do not, but a sliding window shares views (stamp and pose) with the last: the floor
-        # found there is checked first instead of the full sweep (an unrelated scene shares none, so it cannot
-        # hand one scene's floor to another in `evaluate`).
+        # moving rig's windows do not: the last floor found (world z) is checked first instead of the full sweep.
         self._floors: OrderedDict[tuple, float | None] = OrderedDict()
-        self._last_floor: tuple[float, set] | None = None  # (world z, the views it was found in)
+        self._last_floor: float | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device | None = None,
@@ -479,6 +480,13 @@ class Reconstructor:
         from .checkpoint import load_model
 
         return cls(load_model(path), device, refine_steps, floor_z)
+
+    def forget(self) -> None:
+        """Forget the floors earlier windows found (an RGB-only rig's, by matching). Windows of one robot share
+        its floor, and a Reconstructor checks the last one first; call this between unrelated scenes (`evaluate`
+        does, per bag), so that one scene's floor is never tried on another's."""
+        self._floors.clear()
+        self._last_floor = None
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         return model_input_size(self.model.cfg, height, width)
@@ -500,7 +508,7 @@ class Reconstructor:
         c2w = norm.poses_to_canonical(v.camtoworlds.double())
         depths = None if v.depths is None else v.depths.float() * norm.scale
         times = window.normalize(views.stamps_ns).to(self.device)
-        key, match_floor, near, shown = None, True, None, set()
+        key, match_floor, near = None, True, None
         if self.floor_z is not None:
             lowest = float(views.camtoworlds[:, 2, 3].min())
             if self.floor_z >= lowest:
@@ -510,19 +518,17 @@ class Reconstructor:
         elif depths is None:
             key = tuple(torch.cat([views.camtoworlds.double().cpu().reshape(-1) * 1e3,  # mm, and pixels
                                    v.Ks.double().cpu().reshape(-1)]).round().long().tolist())
-            poses = (views.camtoworlds.double().cpu().reshape(len(views), -1) * 1e3).round().long().tolist()
-            shown = {(t, *pose) for t, pose in zip(views.stamps_ns.tolist(), poses)}  # stamps, poses in mm
             if key in self._floors:
                 world_z = self._floors[key]
                 match_floor = False if world_z is None else (world_z - float(norm.center[2])) * norm.scale
-            elif self._last_floor is not None and shown & self._last_floor[1]:
-                near = (self._last_floor[0] - float(norm.center[2])) * norm.scale
+            elif self._last_floor is not None:
+                near = (self._last_floor - float(norm.center[2])) * norm.scale
         pred = predict(self.model, v.images, v.Ks, c2w, times, depths, match_floor, v.camera_ids, floor_near=near)
         if key is not None and key not in self._floors and pred.backdrop is None:  # objects move: no cache
             h = pred.floor_from_colour
             self._floors[key] = None if h is None else h / norm.scale + float(norm.center[2])
             if h is not None:
-                self._last_floor = (self._floors[key], shown)
+                self._last_floor = self._floors[key]
             while len(self._floors) > FLOOR_CACHE:
                 self._floors.popitem(last=False)
         background = pred.environment if pred.environment is not None else estimate_background(v.images)

@@ -259,8 +259,8 @@ def test_a_moving_rigs_last_floor_is_checked_before_the_full_sweep(monkeypatch):
 
 
 def test_a_moving_rgb_rig_checks_the_floor_of_its_last_window_first(monkeypatch):
-    """Reconstructor hands the world height it matched in one window to the next of a sliding window (views in
-    common, other poses), and not to an unrelated scene's window (no view in common)."""
+    """Reconstructor hands the world height it matched in one window to the next, with other poses, and forgets it
+    between unrelated scenes (`forget`, as `evaluate` calls it per bag)."""
     from lrm4d_ros.floor import BAND, COARSE, PARTNERS, SWEEP
     from lrm4d_ros.model import LRM4D, LRM4DConfig
     from lrm4d_ros.reconstructor import Reconstructor
@@ -278,7 +278,8 @@ def test_a_moving_rgb_rig_checks_the_floor_of_its_last_window_first(monkeypatch)
     assert len(rec._floors) == 2
     world_z = moved.background.floor.height / moved.normalization.scale + float(moved.normalization.center[2])
     assert abs(world_z - FLOOR_Z) < 0.01 * (0.3 - FLOOR_Z), world_z
-    # the same views a second later (another scene, as `evaluate` runs them): the full sweep
+    # another scene (`evaluate` forgets between bags): the full sweep
+    rec.forget()
     counted.clear()
     rec.reconstruct(ViewSet(images=images[:4], Ks=K[:4].float(), camtoworlds=c2w[:4],
                             stamps_ns=torch.full((4,), 10**9, dtype=torch.int64), camera_ids=torch.arange(4)))
