@@ -61,6 +61,7 @@ UNMEASURED_WEIGHT = 0.25  # a pixel without a measurement adds this much (it may
 # them floors 9.7-14.7 units down; on 20 MuJoCo bags 11 found). 128 to 16: 24 found, 1 wrong; MuJoCo 17, none
 # wrong (ablation block 21).
 PARTNERS, SWEEP, DEEPEST = 4, 128, 16.0
+FINE = 17  # heights between the winner's two neighbours that refine it
 # A moving rig's floor from its last window, checked on COARSE heights over the whole sweep and BAND heights within
 # one step of the full sweep about it (a quarter of the full sweep's matching), is kept where NEAR_VOTES of the
 # pixels below the horizon vote within 2 band heights (±1.2 % of the drop) of the band's most voted one, inside the
@@ -272,7 +273,7 @@ def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Ten
         k = int(counts.argmax())
         if counts[k] < MIN_VOTES:
             return None
-        fine = torch.linspace(float(drops[max(k - 1, 0)]), float(drops[min(k + 1, SWEEP - 1)]), 17,
+        fine = torch.linspace(float(drops[max(k - 1, 0)]), float(drops[min(k + 1, SWEEP - 1)]), FINE,
                               dtype=torch.float64, device=camtoworlds.device)
         # so near the winner no pixel matches "clearly better than on average": its voters' mean match refines it
         voters = (vote - k).abs() <= 1

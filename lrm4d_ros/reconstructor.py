@@ -469,9 +469,8 @@ class Reconstructor:
         self.model = model.to(self.device).eval()
         # An RGB-only rig's floor height (world z, or None: not found) by the input poses it was matched from: a
         # static rig's windows share their poses, and matching the floor is most of their reconstruction time. A
-        # moving rig's windows do not: the last floor found (world z) is checked first instead of the full sweep.
+        # moving rig's windows do not: the last floor found is checked first instead of the full sweep.
         self._floors: OrderedDict[tuple, float | None] = OrderedDict()
-        self._last_floor: float | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device | None = None,
@@ -486,7 +485,6 @@ class Reconstructor:
         its floor, and a Reconstructor checks the last one first; call this between unrelated scenes (`evaluate`
         does, per bag), so that one scene's floor is never tried on another's."""
         self._floors.clear()
-        self._last_floor = None
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         return model_input_size(self.model.cfg, height, width)
@@ -521,14 +519,13 @@ class Reconstructor:
             if key in self._floors:
                 world_z = self._floors[key]
                 match_floor = False if world_z is None else (world_z - float(norm.center[2])) * norm.scale
-            elif self._last_floor is not None:
-                near = (self._last_floor - float(norm.center[2])) * norm.scale
+            else:
+                last = next((z for z in reversed(self._floors.values()) if z is not None), None)
+                near = None if last is None else (last - float(norm.center[2])) * norm.scale
         pred = predict(self.model, v.images, v.Ks, c2w, times, depths, match_floor, v.camera_ids, floor_near=near)
         if key is not None and key not in self._floors and pred.backdrop is None:  # objects move: no cache
             h = pred.floor_from_colour
             self._floors[key] = None if h is None else h / norm.scale + float(norm.center[2])
-            if h is not None:
-                self._last_floor = self._floors[key]
             while len(self._floors) > FLOOR_CACHE:
                 self._floors.popitem(last=False)
         background = pred.environment if pred.environment is not None else estimate_background(v.images)

@@ -237,13 +237,13 @@ def _heights_matched(monkeypatch) -> list:
 
 
 def test_a_moving_rigs_last_floor_is_checked_before_the_full_sweep(monkeypatch):
-    from lrm4d_ros.floor import BAND, COARSE, PARTNERS, SWEEP
+    from lrm4d_ros.floor import BAND, COARSE, FINE, PARTNERS, SWEEP
 
     images, _, K, c2w = _floor_views(_noise_texture())
     drop = float(c2w[:, 2, 3].min()) - FLOOR_Z
     counted = _heights_matched(monkeypatch)
     full = floor_from_photo(images, K.float(), c2w, torch.zeros(6))
-    assert full is not None and sum(counted) == PARTNERS * (SWEEP + 17 + 1)
+    assert full is not None and sum(counted) == PARTNERS * (SWEEP + FINE + 1)
     # the floor found a window ago, 3 % of the drop off (the pose estimate drifted): found again within the band,
     # as exactly as by the full sweep, at a quarter of its matching, and the same pixels are the floor's
     counted.clear()
@@ -254,14 +254,14 @@ def test_a_moving_rigs_last_floor_is_checked_before_the_full_sweep(monkeypatch):
     # a floor that is no longer there (the rig climbed a ramp: 60 % deeper) fails the check: the full sweep runs
     counted.clear()
     moved = floor_from_photo(images, K.float(), c2w, torch.zeros(6), near=FLOOR_Z - 0.6 * drop)
-    assert sum(counted) == PARTNERS * (COARSE + BAND + SWEEP + 17 + 1)
+    assert sum(counted) == PARTNERS * (COARSE + BAND + SWEEP + FINE + 1)
     assert moved[0] == full[0]
 
 
 def test_a_moving_rgb_rig_checks_the_floor_of_its_last_window_first(monkeypatch):
     """Reconstructor hands the world height it matched in one window to the next, with other poses, and forgets it
     between unrelated scenes (`forget`, as `evaluate` calls it per bag)."""
-    from lrm4d_ros.floor import BAND, COARSE, PARTNERS, SWEEP
+    from lrm4d_ros.floor import BAND, COARSE, FINE, PARTNERS, SWEEP
     from lrm4d_ros.model import LRM4D, LRM4DConfig
     from lrm4d_ros.reconstructor import Reconstructor
     from lrm4d_ros.views import ViewSet
@@ -283,7 +283,7 @@ def test_a_moving_rgb_rig_checks_the_floor_of_its_last_window_first(monkeypatch)
     counted.clear()
     rec.reconstruct(ViewSet(images=images[:4], Ks=K[:4].float(), camtoworlds=c2w[:4],
                             stamps_ns=torch.full((4,), 10**9, dtype=torch.int64), camera_ids=torch.arange(4)))
-    assert sum(counted) == PARTNERS * (SWEEP + 17 + 1)
+    assert sum(counted) == PARTNERS * (SWEEP + FINE + 1)
 
 
 def test_floor_points_read_from_the_views_keep_a_texture_the_grid_blurs():
