@@ -24,7 +24,7 @@ from torch import Tensor
 from .cameras import SceneNormalization, TimeWindow, pixel_rays
 from .captured import CapturedFrames
 from .environment import MIN_WEIGHT, Environment, content_weights
-from .floor import Floor, floor_from_photo, height_from_depth, plane_depths
+from .floor import Floor, before_floor, floor_from_photo, height_from_depth, plane_depths
 from .gaussians import Gaussians3D, Gaussians4D, MIN_MARGINAL
 from .model import LRM4D, config_of
 from .pixel_gaussians import SIGMA_T0, base_log_depth, paper_gaussians, surfel_gaussians
@@ -201,6 +201,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
             found = floor_from_photo(images.detach(), Ks, camtoworlds, times, height=known, near=floor_near)
             if found is not None:
                 floor_height, depths = found[0], found[1].to(images.device, images.dtype)
+    caught = None
     out = model(images.float(), plucker.float(), times.float(),
                 depths.float() if depths is not None and cfg.depth_input else None)
     # Geometry in float32 whatever the model ran in (bf16 autocast would round rays and covariances).
@@ -218,6 +219,9 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
                 far = torch.where(hit, z_floor.clamp_min(1e-6).log(), torch.full_like(z_floor, math.inf))
             g, z = surfel_gaussians(raw, images.float(), Ks.float(), camtoworlds.float(), times.float(),
                                     base.to(raw), measured, far)
+            if far is not None:
+                # the unmeasured pixels the floor bounds, which the model put at or past it
+                caught = ~measured & (z.detach().double() >= (1 - 1e-3) * far.exp())
             if camera_ids is not None:
                 velocities = scene_velocities(images, g.means.detach().view(V, H, W, 3), times, camera_ids,
                                               Ks.float(), camtoworlds.float(), flows)
@@ -242,6 +246,14 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
             if floor is not None and read_views:
                 floor = floor.with_views(images.float(), Ks.float(), camtoworlds.float(),
                                          depths, z.detach(), sensed)
+            if caught is not None:
+                # a caught pixel that the partners show otherwise where its ray meets the floor stands before the
+                # floor, at a depth nothing located: drawn on the floor it smears (a thin arm over many views'
+                # floor), so its own camera alone shows it. 64 rig validation scenes / 15 MuJoCo bags, RGB
+                # novel_view: +0.05 / +0.11 dB; every caught pixel hidden: +0.02 / +0.41 (ablation block 23)
+                before = caught & before_floor(images.detach(), Ks, camtoworlds, times, floor_height)
+                hidden = torch.where(before.reshape(-1), g.opacities, torch.zeros_like(g.opacities))
+                g = replace(g, opacities=g.opacities - hidden)
             if floor is not None and sensed:
                 # a pixel Gaussian beyond the floor along its own ray (the sky past a platform's edge, a far pixel's
                 # hedged depth) would show through the floor from elsewhere: the floor layer shows its colour
