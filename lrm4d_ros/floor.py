@@ -90,7 +90,7 @@ FILL_MARGIN = 2  # pixels: an unmeasured pixel this near one measured before the
 # validation bags 19.14 / 19.24; 0.05 as 0.06 (ablation block 21).
 MIN_VOTES = 0.06
 MIN_BASELINE = 0.05  # canonical units: partners closer than this cannot triangulate
-BEFORE_TOL = 0.1  # before_floor: a partner's colour this near (every channel) shows the same floor point
+BEFORE_TOL = 0.1  # unconfirmed(): a partner's colour this near (every channel) shows the same floor point
 # a floor's period (tiles, checkers, planks): the seen floor sampled on a PERIOD_SAMPLES² grid over ±PERIOD_EXTENT
 # canonical units about the scene centre, its masked normalised autocorrelation searched for translations that map
 # it onto itself (NCC ≥ PERIOD_NCC, overlapping PERIOD_OVERLAP of the seen samples, at least PERIOD_MIN_SHIFT
@@ -290,24 +290,22 @@ def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Ten
     return height, torch.where(floor & (dz[..., 2] < -1e-6), t, torch.zeros_like(t))
 
 
-def before_floor(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor, height: float) -> Tensor:
-    """(V,H,W) bool: the pixels of V RGB views whose ray meets the floor z = `height` at a point that the view's
-    PARTNERS see, every one of them in another colour (by more than BEFORE_TOL in some channel). Such a pixel does
-    not show the floor there: mostly something stands before it (the far floor, minified differently in each
-    view, can disagree too). images (V,H,W,3) in [0,1], Ks (V,3,3), camtoworlds (V,4,4), times (V,)."""
+def unconfirmed(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor, height: float) -> Tensor:
+    """(V,H,W) bool: the pixels of V RGB views whose ray meets the floor z = `height` at a point that none of the
+    view's PARTNERS shows in the pixel's colour (within BEFORE_TOL in every channel): every partner that sees the
+    point shows another colour there (mostly something stands before the floor: the far floor, minified
+    differently in each view, can disagree too), or none sees it. images (V,H,W,3) in [0,1], Ks (V,3,3),
+    camtoworlds (V,4,4), times (V,)."""
     V, H, W, _ = images.shape
     o, d = z_rays(Ks.double(), camtoworlds.double(), H, W)
     hit = d[..., 2] < -1e-6
     z = ((height - o[..., 2]) / torch.where(hit, d[..., 2], torch.full_like(d[..., 2], -1e-6))).clamp_min(1e-3)
     partners = pick_partners(camtoworlds.double(), times.double(), PARTNERS)
-    seen_by_any = torch.zeros_like(hit)
     agreed = torch.zeros_like(hit)
     for j in range(PARTNERS):
         colours, ok = _warp(images.float(), Ks, camtoworlds, partners[:, j], z[None])
-        ok = ok[0] & hit
-        seen_by_any |= ok
-        agreed |= ok & ((colours[0] - images.float()).abs().amax(-1) <= BEFORE_TOL)
-    return seen_by_any & ~agreed
+        agreed |= ok[0] & ((colours[0] - images.float()).abs().amax(-1) <= BEFORE_TOL)
+    return hit & ~agreed
 
 
 def plane_depths(origins: Tensor, dirs: Tensor, axes: Tensor, height: float) -> tuple[Tensor, Tensor]:
