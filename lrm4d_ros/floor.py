@@ -90,7 +90,7 @@ FILL_MARGIN = 2  # pixels: an unmeasured pixel this near one measured before the
 # validation bags 19.14 / 19.24; 0.05 as 0.06 (ablation block 21).
 MIN_VOTES = 0.06
 MIN_BASELINE = 0.05  # canonical units: partners closer than this cannot triangulate
-BEFORE_TOL = 0.1  # unconfirmed(): a partner's colour this near (every channel) shows the same floor point
+CONFIRM_TOL = 0.1  # unconfirmed(): a partner's colour this near (every channel) shows the same floor point
 # a floor's period (tiles, checkers, planks): the seen floor sampled on a PERIOD_SAMPLES² grid over ±PERIOD_EXTENT
 # canonical units about the scene centre, its masked normalised autocorrelation searched for translations that map
 # it onto itself (NCC ≥ PERIOD_NCC, overlapping PERIOD_OVERLAP of the seen samples, at least PERIOD_MIN_SHIFT
@@ -292,7 +292,7 @@ def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Ten
 
 def unconfirmed(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor, height: float) -> Tensor:
     """(V,H,W) bool: the pixels of V RGB views whose ray meets the floor z = `height` at a point that none of the
-    view's PARTNERS shows in the pixel's colour (within BEFORE_TOL in every channel): every partner that sees the
+    view's PARTNERS shows in the pixel's colour (within CONFIRM_TOL in every channel): every partner that sees the
     point shows another colour there (mostly something stands before the floor: the far floor, minified
     differently in each view, can disagree too), or none sees it. images (V,H,W,3) in [0,1], Ks (V,3,3),
     camtoworlds (V,4,4), times (V,)."""
@@ -304,7 +304,7 @@ def unconfirmed(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor, 
     agreed = torch.zeros_like(hit)
     for j in range(PARTNERS):
         colours, ok = _warp(images.float(), Ks, camtoworlds, partners[:, j], z[None])
-        agreed |= ok[0] & ((colours[0] - images.float()).abs().amax(-1) <= BEFORE_TOL)
+        agreed |= ok[0] & ((colours[0] - images.float()).abs().amax(-1) <= CONFIRM_TOL)
     return hit & ~agreed
 
 

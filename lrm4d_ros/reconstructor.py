@@ -153,7 +153,8 @@ class Prediction:
     """Model output in the canonical frame: pixel-aligned Gaussians (V·H·W, view-major), their camera z-depth
     (V,H,W) in canonical units, the environment the renders are composited over (None: the model composites over
     one background colour), and `hidden` (N,): the opacities taken from pixel Gaussians for every camera but their
-    own: those that lie past the floor, and the uncovered part of an object's outline pixels
+    own: those that lie past the floor, an RGB-only rig's pixels the floor's depth bound caught where no other
+    view confirms the floor (floor.unconfirmed), and the uncovered part of an object's outline pixels
     (silhouettes.unmix_edges); None: none taken."""
 
     gaussians: Gaussians4D
