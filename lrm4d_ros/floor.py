@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .cameras import scale_K
+from .cameras import pixel_rays, scale_K
 from .environment import push_pull
 from .pixel_gaussians import z_rays
 
@@ -297,13 +297,12 @@ def unconfirmed(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor, 
     differently in each view, can disagree too), or none sees it. images (V,H,W,3) in [0,1], Ks (V,3,3),
     camtoworlds (V,4,4), times (V,)."""
     V, H, W, _ = images.shape
-    o, d = z_rays(Ks.double(), camtoworlds.double(), H, W)
-    hit = d[..., 2] < -1e-6
-    z = ((height - o[..., 2]) / torch.where(hit, d[..., 2], torch.full_like(d[..., 2], -1e-6))).clamp_min(1e-3)
+    origins, dirs = pixel_rays(Ks.double(), camtoworlds.double(), H, W)
+    z, hit = plane_depths(origins, dirs, camtoworlds[:, :3, 2], height)
     partners = pick_partners(camtoworlds.double(), times.double(), PARTNERS)
     agreed = torch.zeros_like(hit)
     for j in range(PARTNERS):
-        colours, ok = _warp(images.float(), Ks, camtoworlds, partners[:, j], z[None])
+        colours, ok = _warp(images.float(), Ks, camtoworlds, partners[:, j], z.clamp_min(1e-3)[None])
         agreed |= ok[0] & ((colours[0] - images.float()).abs().amax(-1) <= CONFIRM_TOL)
     return hit & ~agreed
 

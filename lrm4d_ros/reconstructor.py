@@ -222,7 +222,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
                                     base.to(raw), measured, far)
             if far is not None:
                 # the unmeasured pixels the floor bounds, which the model put at or past it
-                caught = ~measured & (z.detach().double() >= (1 - 1e-3) * far.exp())
+                caught = ~measured & hit & (z.detach().double() >= (1 - 1e-3) * z_floor)
             if camera_ids is not None:
                 velocities = scene_velocities(images, g.means.detach().view(V, H, W, 3), times, camera_ids,
                                               Ks.float(), camtoworlds.float(), flows)

@@ -220,9 +220,9 @@ def test_what_stands_before_the_floor_is_told_by_the_partners_colours():
     assert float(before[foot].float().mean()) < 0.3
 
 
-def _plane_z(K, c2w):
+def _plane_z(K, c2w, height=FLOOR_Z):
     o, d = pixel_rays(K, c2w, 64, 64)
-    return plane_depths(o, d, c2w[:, :3, 2], FLOOR_Z)[0]
+    return plane_depths(o, d, c2w[:, :3, 2], height)[0]
 
 
 def test_an_rgb_rigs_pixels_caught_before_the_floor_show_only_from_their_own_camera():
@@ -242,8 +242,7 @@ def test_an_rgb_rigs_pixels_caught_before_the_floor_show_only_from_their_own_cam
     post = (images - torch.tensor([0.5, 0.5, 0.5])).abs().sum(-1) < 1e-3
     expected = unconfirmed(images, K.float(), c2w, torch.zeros(6), pred.floor_from_colour)
     # caught: the model's depth reached the floor's bound (the rest of the post it put nearer stays shown)
-    o, d = pixel_rays(K, c2w, 64, 64)
-    z_floor = plane_depths(o, d, c2w[:, :3, 2], pred.floor_from_colour)[0]
+    z_floor = _plane_z(K, c2w, pred.floor_from_colour)
     matched = floor_from_photo(images, K.float(), c2w, torch.zeros(6))[1] > 0
     caught = (pred.pixel_depths.double() >= (1 - 1e-3) * z_floor) & ~matched
     assert torch.equal(hidden, caught & expected)
