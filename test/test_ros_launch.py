@@ -6,6 +6,7 @@ import importlib.util
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,25 @@ def test_installed_executable_runs_the_yaml_and_reports_bad_parameters(tmp_path)
                          env=env)
     assert bad.returncode == 1, bad.stderr[-2000:]
     assert "cannot start: parameter selection_policy must be one of" in bad.stderr
+
+
+def test_a_signal_asks_the_node_to_stop_and_a_second_one_interrupts():
+    """The node's SIGINT/SIGTERM handler only sets a flag (no exception inside rclpy's constructors); a second
+    signal raises KeyboardInterrupt for a stuck start-up."""
+    pytest.importorskip("rclpy")
+    try:
+        from lrm4d_ros.ros.reconstruct_node import StopOnSignal
+    except ImportError as exc:  # the generated interfaces are missing: scripts/build_ros.sh
+        pytest.skip(str(exc))
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stop = StopOnSignal()
+        assert not stop.requested.is_set()
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested.wait(1.0)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1.0)  # the handler runs at the next bytecode of the main thread
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)

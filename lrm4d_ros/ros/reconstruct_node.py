@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import faulthandler
 import itertools
+import signal
 import sys
 import threading
 import time
@@ -30,9 +31,10 @@ from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time as RosTime
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
@@ -578,13 +580,33 @@ def window_signature(views) -> tuple:
     return tuple(views.stamps_ns.tolist()), tuple(views.camera_ids.tolist()), has_depth
 
 
+class StopOnSignal:
+    """SIGINT/SIGTERM ask the spin loop to stop instead of raising KeyboardInterrupt wherever the main thread is.
+
+    An exception raised inside rclpy's own constructors (the executor's SIGINT guard condition, a half-built
+    node) leaves half-made native objects whose finalizers can crash the process on exit (seen in CI: a
+    segfault in SignalHandlerGuardCondition.__del__). A second signal raises KeyboardInterrupt, for a stuck
+    start-up."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested.is_set():
+            raise KeyboardInterrupt
+        self.requested.set()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `ros2 run lrm4d_ros reconstruct_node` and `python -m lrm4d_ros.ros.reconstruct_node`."""
     # a crash in native code (DDS, torch, numba) prints every thread's Python stack to stderr instead of nothing
     faulthandler.enable()
-    rclpy.init(args=sys.argv if argv is None else argv)
+    stop = StopOnSignal()
+    rclpy.init(args=sys.argv if argv is None else argv, signal_handler_options=SignalHandlerOptions.NO)
     node = executor = None
-    try:  # Ctrl-C may arrive at any point, also before spinning starts
+    try:
         try:
             node = ReconstructNode()
         except (ValueError, RuntimeError, FileNotFoundError) as exc:
@@ -592,12 +614,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         executor = MultiThreadedExecutor(num_threads=4)
         executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        while rclpy.ok() and not stop.requested.is_set():  # a signal is seen within one timeout
+            executor.spin_once(timeout_sec=0.1)
+    except KeyboardInterrupt:
         pass
-    except Exception:
-        if rclpy.ok():  # a real failure, not Ctrl-C having shut the context down in the middle of start-up
-            raise
     finally:
         if executor is not None:
             executor.shutdown()
