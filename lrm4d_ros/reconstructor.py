@@ -83,8 +83,9 @@ REFINE_STEPS = 3
 class ViewWeighting:
     """Opacity factors of each input view's pixel Gaussians for a target that looks the way an input camera
     looks (the same camera at another moment in the window, at its own, or a viewpoint within FADE_GATE_DEG of
-    it). Such a target then shows its nearest camera's pixels instead of a blend with every other view's resampled copy of the same surface (its own
-    view's Gaussians alone re-render it about 5 dB better than all views' together).
+    it). Such a target then shows its nearest camera's pixels instead of a blend with every other view's
+    resampled copy of the same surface (its own view's Gaussians alone re-render it about 5 dB better than all
+    views' together).
 
     With c_v the cosine between the target's optical axis and input view v's: the gate of view v is
     a_v · exp(−½ ((t − t_v) / FADE_SIGMA_T)²), a_v = 1 for an axis within a hair of the target's, falling
