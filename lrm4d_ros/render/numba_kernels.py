@@ -127,9 +127,12 @@ def _project_one(means, covars, opacities, cams, c, g, width, height, params):
     alpha_min = params[ALPHA_MIN64]
     if not o >= alpha_min:
         return fail
-    x, y, z, _, Sc, rz, ux_c, uy_c, _, _ = _camera(means, covars, cams, c, g)
-    if not (z >= params[NEAR] and z <= params[FAR]):
+    # the depth alone culls most of a window's pixel Gaussians: test it before the covariance is rotated
+    z0 = (cams[c, 6] * float(means[g, 0]) + cams[c, 7] * float(means[g, 1]) + cams[c, 8] * float(means[g, 2])
+          + cams[c, 11])
+    if not (z0 >= params[NEAR] and z0 <= params[FAR]):
         return fail
+    x, y, z, _, Sc, rz, ux_c, uy_c, _, _ = _camera(means, covars, cams, c, g)
     fx, fy = cams[c, FX], cams[c, FY]
     tx, ty = z * ux_c, z * uy_c
     a, b, cc = _cov2d(Sc, fx * rz, -fx * tx * rz * rz, fy * rz, -fy * ty * rz * rz, params[EPS2D])
@@ -159,9 +162,13 @@ def _count_visible(means, covars, opacities, cams, width, height, params, q0, q1
     """How many of the flattened (camera * N + Gaussian) pairs q0 <= q < q1 are visible."""
     N = means.shape[0]
     count = 0
-    for q in range(q0, q1):
-        if _project_one(means, covars, opacities, cams, q // N, q % N, width, height, params)[0]:
+    c, g = q0 // N, q0 % N
+    for _ in range(q0, q1):
+        if _project_one(means, covars, opacities, cams, c, g, width, height, params)[0]:
             count += 1
+        g += 1
+        if g == N:
+            c, g = c + 1, 0
     return count
 
 
@@ -171,9 +178,11 @@ def _write_visible(means, covars, opacities, colors, cams, width, height, params
     """Write the visible pairs among q0 <= q < q1 as entries e, e+1, ... (see project_entries); -> how many."""
     N = means.shape[0]
     e0 = e
+    c, g = q0 // N, q0 % N
     for q in range(q0, q1):
-        g = q % N
-        ok, mx, my, qa, qb, qc, z, x0, x1, y0, y1 = _project_one(means, covars, opacities, cams, q // N, g, width,
+        if g == N:
+            c, g = c + 1, 0
+        ok, mx, my, qa, qb, qc, z, x0, x1, y0, y1 = _project_one(means, covars, opacities, cams, c, g, width,
                                                                  height, params)
         if ok:
             index[e] = q
@@ -182,6 +191,7 @@ def _write_visible(means, covars, opacities, colors, cams, width, height, params
                 1.0, z
             boxes[e, 0], boxes[e, 1], boxes[e, 2], boxes[e, 3] = x0, x1, y0, y1
             e += 1
+        g += 1
     return e - e0
 
 
