@@ -217,21 +217,21 @@ class Gaussians4D:
 
         The marginal is computed first, so culled Gaussians cost nothing more (a viewer slices 100k+ per move). With
         min_marginal > 0, Gaussians of zero opacity (a reconstruction's hidden ones) are dropped too."""
-        out = []
-        for t in ts:
-            p = self.marginal(t)
-            if min_marginal > 0:
-                keep = torch.nonzero((p >= min_marginal) & (self.opacities > 0)).squeeze(1)
-                dt = t - self.times.index_select(0, keep)
-                out.append(Gaussians3D(self.means.index_select(0, keep) + self.velocities.index_select(0, keep)
-                                       * dt[:, None], self.covars.index_select(0, keep),
-                                       self.opacities.index_select(0, keep) * p.index_select(0, keep),
-                                       self.colors.index_select(0, keep)))
-            else:
-                dt = t - self.times
-                out.append(Gaussians3D(self.means + self.velocities * dt[:, None], self.covars, self.opacities * p,
-                                       self.colors))
-        return out
+        return [self.slice_kept(t, min_marginal)[1] for t in ts]
+
+    def slice_kept(self, t: float | Tensor, min_marginal: float = MIN_MARGINAL) -> tuple[Tensor | None, Gaussians3D]:
+        """`slice(t, min_marginal)` and the indices (M,) of the Gaussians it kept (None: all of them, in order)."""
+        p = self.marginal(t)
+        if min_marginal > 0:
+            keep = torch.nonzero((p >= min_marginal) & (self.opacities > 0)).squeeze(1)
+            dt = t - self.times.index_select(0, keep)
+            return keep, Gaussians3D(self.means.index_select(0, keep) + self.velocities.index_select(0, keep)
+                                     * dt[:, None], self.covars.index_select(0, keep),
+                                     self.opacities.index_select(0, keep) * p.index_select(0, keep),
+                                     self.colors.index_select(0, keep))
+        dt = t - self.times
+        return None, Gaussians3D(self.means + self.velocities * dt[:, None], self.covars, self.opacities * p,
+                                 self.colors)
 
     def to_world(self, norm: SceneNormalization, window: TimeWindow) -> "Gaussians4D":
         """Canonical frame, normalised time -> metres and seconds since `window.start_ns`."""

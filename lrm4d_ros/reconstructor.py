@@ -300,7 +300,7 @@ def ground(images: Tensor, origins: Tensor, dirs: Tensor, camtoworlds: Tensor, d
 
 
 def composite(out: RenderOutput, background: Tensor | Environment | None, camtoworlds: Tensor, Ks: Tensor,
-              width: int, height: int, fill: bool = False) -> RenderOutput:
+              width: int, height: int, fill: bool = False, plan: dict | None = None) -> RenderOutput:
     """Colours of a render made over black, composited over `background`: an Environment (looked up along each
     pixel's ray), a colour (3,) or (C,3), or None (black).
 
@@ -308,10 +308,12 @@ def composite(out: RenderOutput, background: Tensor | Environment | None, camtow
     FILL_ALPHA[1]), the rest of it takes their own mean colour (colour / alpha) instead of the background. Pixel
     Gaussians cover a surface seen from near their view with alpha 0.87-0.95, not 1 (an in-between moment falls
     between two frames' temporal marginals), and the environment, a blur of far content, would show through a
-    solid surface."""
+    solid surface. plan: see `render_at_times` (it keeps the environment's lookups)."""
     if background is None:
         return out
-    if isinstance(background, Environment):
+    if plan is not None and "background" in plan:
+        bg = plan["background"]
+    elif isinstance(background, Environment):
         origins, dirs = pixel_rays(Ks.double(), camtoworlds.double(), height, width)
         # only pixels the Gaussians leave uncovered look it up (the floor's and walls' views are per-ray work)
         need = out.alphas[..., 0] < (FILL_ALPHA[1] if fill else 1.0)
@@ -321,6 +323,8 @@ def composite(out: RenderOutput, background: Tensor | Environment | None, camtow
     else:
         bg = torch.as_tensor(background, dtype=out.colors.dtype, device=out.colors.device)
         bg = bg.expand(camtoworlds.shape[0], 3)[:, None, None, :]
+    if plan is not None:
+        plan["background"] = bg
     if fill:
         a = out.alphas
         own = (out.colors / a.clamp_min(1e-6)).clamp(0, 1)
@@ -333,7 +337,8 @@ def render_at_times(gaussians: Gaussians4D, camtoworlds: Tensor, Ks: Tensor, wid
                     times: Tensor, background: Tensor | Environment | None = None,
                     min_marginal: float = MIN_MARGINAL,
                     slicer: Callable[[list[Tensor]], list[Gaussians3D]] | None = None,
-                    weighting: ViewWeighting | None = None, fill: bool = False) -> RenderOutput:
+                    weighting: ViewWeighting | None = None, fill: bool = False, plan: dict | None = None
+                    ) -> RenderOutput:
     """Render C cameras, camera c at normalised time times[c]; everything in the Gaussians' frame.
 
     camtoworlds (C,4,4), Ks (C,3,3), times (C,), background None | (3,) | (C,3) | Environment -> RenderOutput
@@ -342,33 +347,51 @@ def render_at_times(gaussians: Gaussians4D, camtoworlds: Tensor, Ks: Tensor, wid
     slicer: times -> the unfaded cameras' slices, in place of slicing those Gaussians here (`slice_many(times,
     min_marginal)`; a cache of them: Reconstruction). fill: see
     `composite` (reconstructions render with it; training, which the model learned without it, does not).
+    plan: an empty dict to fill, or one filled by an earlier call with everything the same but the Gaussians'
+    colours (refine_colours' passes): the cameras' slices and the environment's lookups are then reused, only the
+    colours gathered again.
     """
     C = camtoworlds.shape[0]
     if times.shape != (C,):
         raise ValueError(f"times must be ({C},), got {tuple(times.shape)}")
-    parts: list[tuple[Tensor, RenderOutput]] = []
-    plain = torch.ones(C, dtype=torch.bool)
-    for c in range(C if weighting is not None else 0):  # faded cameras: their own opacities, sliced one by one
+    if plan is not None and slicer is not None:
+        raise ValueError("a plan keeps the slices made here: pass no slicer with it")
+    if plan is None or "slices" not in plan:
+        sliced = _slices_at_times(gaussians, camtoworlds, times, min_marginal, slicer, weighting)
+        if plan is not None:
+            plan["slices"] = sliced
+    else:
+        sliced = [(idx, keep, replace(g, colors=gaussians.colors if keep is None else
+                                      gaussians.colors.index_select(0, keep))) for idx, keep, g in plan["slices"]]
+    parts = [(idx, render(g.means, g.covars, g.opacities, g.colors, camtoworlds[idx], Ks[idx], width, height))
+             for idx, _, g in sliced]
+    order = torch.argsort(torch.cat([idx for idx, _ in parts]))
+    out = RenderOutput(*[torch.cat([out[i] for _, out in parts])[order] for i in range(3)])
+    return composite(out, background, camtoworlds, Ks, width, height, fill, plan)
+
+
+def _slices_at_times(gaussians: Gaussians4D, camtoworlds: Tensor, times: Tensor, min_marginal: float,
+                     slicer: Callable[[list[Tensor]], list[Gaussians3D]] | None, weighting: ViewWeighting | None
+                     ) -> list[tuple[Tensor, Tensor | None, Gaussians3D]]:
+    """render_at_times' slices: (cameras (k,), the Gaussians kept (None: all, or a caller's slicer chose), the
+    Gaussians3D they see) per group of cameras."""
+    sliced = []
+    plain = torch.ones(camtoworlds.shape[0], dtype=torch.bool)
+    for c in range(len(plain) if weighting is not None else 0):  # faded cameras: their own opacities, one by one
         opacities = weighting.opacities(camtoworlds[c, :3, 2], times[c], gaussians.opacities)
         if opacities is not None:
             plain[c] = False
-            (g,) = replace(gaussians, opacities=opacities).slice_many([times[c]], min_marginal)
-            parts.append((torch.tensor([c], device=camtoworlds.device),
-                          render(g.means, g.covars, g.opacities, g.colors, camtoworlds[c:c + 1], Ks[c:c + 1],
-                                 width, height)))
+            keep, g = replace(gaussians, opacities=opacities).slice_kept(times[c], min_marginal)
+            sliced.append((torch.tensor([c], device=camtoworlds.device), keep, g))
     cams = torch.nonzero(plain).squeeze(1)
+    if not len(cams):
+        return sliced
     uniq, inverse = torch.unique(times[cams.to(times.device)], return_inverse=True)
-    if slicer is None:
-        novel = gaussians if weighting is None else novel_view_gaussians(gaussians)
-        slicer = lambda ts: novel.slice_many(ts, min_marginal)  # noqa: E731
-    slices = slicer(list(uniq)) if len(cams) else []
-    for k, g in enumerate(slices):
-        idx = cams[(inverse == k).cpu()].to(camtoworlds.device)
-        parts.append((idx, render(g.means, g.covars, g.opacities, g.colors, camtoworlds[idx], Ks[idx],
-                                  width, height)))
-    order = torch.argsort(torch.cat([idx for idx, _ in parts]))
-    out = RenderOutput(*[torch.cat([out[i] for _, out in parts])[order] for i in range(3)])
-    return composite(out, background, camtoworlds, Ks, width, height, fill)
+    groups = [cams[(inverse == k).cpu()].to(camtoworlds.device) for k in range(len(uniq))]
+    if slicer is not None:
+        return sliced + [(idx, None, g) for idx, g in zip(groups, slicer(list(uniq)))]
+    novel = gaussians if weighting is None else novel_view_gaussians(gaussians)
+    return sliced + [(idx, *novel.slice_kept(t, min_marginal)) for idx, t in zip(groups, uniq)]
 
 
 def novel_view_gaussians(gaussians: Gaussians4D) -> Gaussians4D:
@@ -389,8 +412,10 @@ def refine_colours(gaussians: Gaussians4D, images: Tensor, Ks: Tensor, camtoworl
     Gaussians come first in `gaussians`, view-major, as `predict` returns them."""
     V, H, W, _ = images.shape
     n = V * H * W
+    plan: dict = {}  # only the colours change from pass to pass: slice and look up the environment once
     for _ in range(steps):
-        out = render_at_times(gaussians, camtoworlds, Ks, W, H, times, background, weighting=weighting, fill=True)
+        out = render_at_times(gaussians, camtoworlds, Ks, W, H, times, background, weighting=weighting, fill=True,
+                              plan=plan)
         colors = gaussians.colors.clone()
         colors[:n] = (colors[:n] + (images - out.colors).reshape(n, 3).to(colors)).clamp(*REFINE_RANGE)
         gaussians = replace(gaussians, colors=colors)

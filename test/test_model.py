@@ -367,3 +367,37 @@ def test_view_weighting_fades_other_views_for_a_target_on_an_input_axis():
         for cam in range(2):
             c = out.colors[cam, 7:9, 7:9].mean((0, 1))
             assert abs(float(c[1]) - a_g) < 0.02 and abs(float(c[0]) - (1 - a_g) * 0.9) < 0.02, (cam, c, a_g)
+
+
+def test_render_at_times_plan_reuses_slices_for_new_colours():
+    """A plan made by one call renders the next call's colours exactly as a fresh call would (refine_colours)."""
+    from dataclasses import replace
+
+    from lrm4d_ros.environment import Environment
+    from lrm4d_ros.gaussians import Gaussians4D
+    from lrm4d_ros.reconstructor import ViewWeighting
+
+    gen = torch.Generator().manual_seed(3)
+    n = 400
+    g = Gaussians4D(means=torch.rand(n, 3, generator=gen) - 0.5 + torch.tensor([0.0, 0.0, 2.0]),
+                    times=torch.rand(n, generator=gen) * 2 - 1, velocities=torch.randn(n, 3, generator=gen) * 0.05,
+                    covars=torch.eye(3).expand(n, 3, 3) * 0.002, scale_t=torch.full((n,), 0.3),
+                    opacities=torch.rand(n, generator=gen) * 0.9, colors=torch.rand(n, 3, generator=gen))
+    c2w, K = torch.eye(4)[None].repeat(3, 1, 1), fov_to_K(0.9, 16, 16).expand(3, 3, 3)
+    c2w[2, :3, 3] = torch.tensor([0.3, 0.0, 0.0])
+    times = torch.tensor([-0.5, 0.0, 0.0])
+    wt = ViewWeighting(torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]), torch.tensor([-0.5, 0.5]), pixels=200)
+    env = Environment.constant(torch.tensor([0.2, 0.4, 0.6]))
+    plan: dict = {}
+    first = render_at_times(g, c2w, K, 16, 16, times, env, weighting=wt, fill=True, plan=plan)
+    assert plan["slices"] and "background" in plan
+    unplanned = render_at_times(g, c2w, K, 16, 16, times, env, weighting=wt, fill=True)
+    torch.testing.assert_close(first.colors, unplanned.colors, rtol=0, atol=0)
+    recoloured = replace(g, colors=torch.rand(n, 3, generator=gen))
+    again = render_at_times(recoloured, c2w, K, 16, 16, times, env, weighting=wt, fill=True, plan=plan)
+    fresh = render_at_times(recoloured, c2w, K, 16, 16, times, env, weighting=wt, fill=True)
+    assert (again.colors - first.colors).abs().max() > 0.05  # the new colours show
+    for a, b in zip(again, fresh):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="slicer"):
+        render_at_times(g, c2w, K, 16, 16, times, env, plan={}, slicer=lambda ts: g.slice_many(ts))
