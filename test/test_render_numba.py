@@ -136,6 +136,17 @@ def test_equal_on_sizes_and_cameras():
         assert (depth - depth_t).abs().max().item() < 1e-4
 
 
+def test_two_pass_projection_equals_one_pass(monkeypatch):
+    """Above ONE_PASS_PAIRS (camera, Gaussian) pairs the projection counts, then writes: the same pixels, bitwise,
+    with chunks that start inside a camera's run of Gaussians."""
+    scene = _scene("random")
+    one = _both(scene, C=3)[0]
+    monkeypatch.setattr(rasterize_numba, "ONE_PASS_PAIRS", 0)
+    two = _both(scene, C=3)[0]
+    for a, b in zip(one, two):
+        assert torch.equal(a, b)
+
+
 def test_near_far_cut_matches():
     scene = _scene("random")
     for near, far in ((1.9, 1e10), (0.01, 2.1), (1.8, 2.2)):
