@@ -127,12 +127,9 @@ def _project_one(means, covars, opacities, cams, c, g, width, height, params):
     alpha_min = params[ALPHA_MIN64]
     if not o >= alpha_min:
         return fail
-    # the depth alone culls most of a window's pixel Gaussians: test it before the covariance is rotated
-    z0 = (cams[c, 6] * float(means[g, 0]) + cams[c, 7] * float(means[g, 1]) + cams[c, 8] * float(means[g, 2])
-          + cams[c, 11])
-    if not (z0 >= params[NEAR] and z0 <= params[FAR]):
-        return fail
     x, y, z, _, Sc, rz, ux_c, uy_c, _, _ = _camera(means, covars, cams, c, g)
+    if not (z >= params[NEAR] and z <= params[FAR]):
+        return fail
     fx, fy = cams[c, FX], cams[c, FY]
     tx, ty = z * ux_c, z * uy_c
     a, b, cc = _cov2d(Sc, fx * rz, -fx * tx * rz * rz, fy * rz, -fy * ty * rz * rz, params[EPS2D])
@@ -180,8 +177,6 @@ def _write_visible(means, covars, opacities, colors, cams, width, height, params
     e0 = e
     c, g = q0 // N, q0 % N
     for q in range(q0, q1):
-        if g == N:
-            c, g = c + 1, 0
         ok, mx, my, qa, qb, qc, z, x0, x1, y0, y1 = _project_one(means, covars, opacities, cams, c, g, width,
                                                                  height, params)
         if ok:
@@ -192,6 +187,8 @@ def _write_visible(means, covars, opacities, colors, cams, width, height, params
             boxes[e, 0], boxes[e, 1], boxes[e, 2], boxes[e, 3] = x0, x1, y0, y1
             e += 1
         g += 1
+        if g == N:
+            c, g = c + 1, 0
     return e - e0
 
 
