@@ -6,7 +6,8 @@ An *entry* is a visible (camera, Gaussian) pair; entries are kept in (camera, Ga
 in the dtype of the inputs (float32 or float64: a separate compilation each).
 
 - `project_entries`: EWA projection (projection.py's rules, computed in float64) of every (camera, Gaussian),
-  keeping those whose opacity-aware pixel box holds a pixel; `entries_backward` is its vector-Jacobian product,
+  keeping those whose opacity-aware pixel box holds a pixel; BLOCK Gaussians at a time, in a branch-free loop
+  LLVM vectorises; `entries_backward` is its vector-Jacobian product,
   accumulated per Gaussian camera by camera (within a camera a Gaussian has at most one entry: no races).
 - `bin_tiles`: a counting sort of the entries into 16×16 tiles, then a stable radix sort of each tile's run by
   depth: ties keep (camera, Gaussian) order, as in the reference's stable global depth sort.
@@ -32,6 +33,7 @@ from numba.extending import overload
 TILE = 16
 RADIX_BITS = 11
 SHORT_RUN = 32  # tile runs up to this long are insertion-sorted
+BLOCK = 64  # Gaussians projected at once (their fields in float64 stay in L1)
 # blend constants, an array in the entries' dtype (so float32 arithmetic is not promoted by float64 literals)
 HALF, MAX_ALPHA, ALPHA_MIN, ZERO = range(4)
 # float64 parameters
@@ -85,29 +87,6 @@ def _tr(a):
 
 
 @_inline
-def _camera(means, covars, cams, c, g):
-    """Camera-frame mean (x, y, z), rotation R and covariance Σc = R Σ Rᵀ (9-tuples), 1/z, the clamped x/z
-    and y/z of the Jacobian, and whether each clamp is inactive (only then does it pass a gradient)."""
-    R = (cams[c, 0], cams[c, 1], cams[c, 2], cams[c, 3], cams[c, 4], cams[c, 5], cams[c, 6], cams[c, 7],
-         cams[c, 8])
-    m0, m1, m2 = float(means[g, 0]), float(means[g, 1]), float(means[g, 2])
-    x = R[0] * m0 + R[1] * m1 + R[2] * m2 + cams[c, 9]
-    y = R[3] * m0 + R[4] * m1 + R[5] * m2 + cams[c, 10]
-    z = R[6] * m0 + R[7] * m1 + R[8] * m2 + cams[c, 11]
-    S = (float(covars[g, 0, 0]), float(covars[g, 0, 1]), float(covars[g, 0, 2]), float(covars[g, 1, 0]),
-         float(covars[g, 1, 1]), float(covars[g, 1, 2]), float(covars[g, 2, 0]), float(covars[g, 2, 1]),
-         float(covars[g, 2, 2]))
-    Sc = _mm(_mm(R, S), _tr(R))
-    rz = 1.0 / z
-    ux, uy = x * rz, y * rz
-    free_x = -cams[c, LIM_X_NEG] < ux < cams[c, LIM_X_POS]
-    free_y = -cams[c, LIM_Y_NEG] < uy < cams[c, LIM_Y_POS]
-    ux_c = min(cams[c, LIM_X_POS], max(-cams[c, LIM_X_NEG], ux))
-    uy_c = min(cams[c, LIM_Y_POS], max(-cams[c, LIM_Y_NEG], uy))
-    return x, y, z, R, Sc, rz, ux_c, uy_c, free_x, free_y
-
-
-@_inline
 def _cov2d(Sc, j00, j02, j11, j12, eps2d):
     """J Σc Jᵀ + eps2d·I for J = [[j00, 0, j02], [0, j11, j12]] -> (a, b, c) of the symmetric 2×2."""
     a00, a01, a02 = j00 * Sc[0] + j02 * Sc[6], j00 * Sc[1] + j02 * Sc[7], j00 * Sc[2] + j02 * Sc[8]
@@ -120,81 +99,110 @@ def _cov2d(Sc, j00, j02, j11, j12, eps2d):
 
 
 @_inline
-def _project_one(means, covars, opacities, cams, c, g, width, height, params):
-    """(visible, mean x, mean y, conic a, b, c, z, x0, x1, y0, y1) of entry (c, g): projection.py's rules."""
-    fail = (False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0, 0)
-    o = float(opacities[g])
-    alpha_min = params[ALPHA_MIN64]
-    if not o >= alpha_min:
-        return fail
-    x, y, z, _, Sc, rz, ux_c, uy_c, _, _ = _camera(means, covars, cams, c, g)
-    if not (z >= params[NEAR] and z <= params[FAR]):
-        return fail
-    fx, fy = cams[c, FX], cams[c, FY]
-    tx, ty = z * ux_c, z * uy_c
-    a, b, cc = _cov2d(Sc, fx * rz, -fx * tx * rz * rz, fy * rz, -fy * ty * rz * rz, params[EPS2D])
-    det = a * cc - b * b
-    if not det > 0.0:
-        return fail
-    mx, my = fx * x * rz + cams[c, CX], fy * y * rz + cams[c, CY]
-    extend = min(np.sqrt(2.0 * np.log(o / alpha_min)), params[MAX_EXTEND])
-    rx = np.ceil(extend * np.sqrt(max(a, 0.0)))
-    ry = np.ceil(extend * np.sqrt(max(cc, 0.0)))
-    if not (rx > 0.0 or ry > 0.0) or not (np.isfinite(mx) and np.isfinite(my)):
-        return fail
-    if not (mx + 0.5 + rx > 0.0 and mx + 0.5 - rx < width and my + 0.5 + ry > 0.0 and my + 0.5 - ry < height):
-        return fail
-    rx, ry = min(rx, 1e6), min(ry, 1e6)
-    x0 = int(min(max(np.ceil(mx - rx), 0.0), width))
-    x1 = int(min(max(np.floor(mx + rx), -1.0), width - 1.0))
-    y0 = int(min(max(np.ceil(my - ry), 0.0), height))
-    y1 = int(min(max(np.floor(my + ry), -1.0), height - 1.0))
-    if x1 < x0 or y1 < y0:
-        return fail
-    return True, mx, my, cc / det, -b / det, a / det, z, x0, x1, y0, y1
+def _load_gaussian(means, covars, g, inp, i):
+    """Column i of rows 0-11 of a block's float64 rows: Gaussian g's mean and covariance (row-major)."""
+    inp[0, i], inp[1, i], inp[2, i] = means[g, 0], means[g, 1], means[g, 2]
+    inp[3, i], inp[4, i], inp[5, i] = covars[g, 0, 0], covars[g, 0, 1], covars[g, 0, 2]
+    inp[6, i], inp[7, i], inp[8, i] = covars[g, 1, 0], covars[g, 1, 1], covars[g, 1, 2]
+    inp[9, i], inp[10, i], inp[11, i] = covars[g, 2, 0], covars[g, 2, 1], covars[g, 2, 2]
+
+
+@_inline
+def _to_camera(inp, i, R, Rt, t0, t1, t2):
+    """Gaussian i of a block (rows 0-11, see _load_gaussian) in the camera frame of rotation R (9-tuple, Rt its
+    transpose) and translation (t0, t1, t2): mean x, y, z, covariance R Σ Rᵀ (9-tuple) and 1/z."""
+    m0, m1, m2 = inp[0, i], inp[1, i], inp[2, i]
+    x = R[0] * m0 + R[1] * m1 + R[2] * m2 + t0
+    y = R[3] * m0 + R[4] * m1 + R[5] * m2 + t1
+    z = R[6] * m0 + R[7] * m1 + R[8] * m2 + t2
+    S = (inp[3, i], inp[4, i], inp[5, i], inp[6, i], inp[7, i], inp[8, i], inp[9, i], inp[10, i], inp[11, i])
+    return x, y, z, _mm(_mm(R, S), Rt), 1.0 / z
+
+
+@_inline
+def _project_block(means, covars, opacities, log_ratio, cams, c, g0, n, width, height, params, inp, out):
+    """Project Gaussians g0 .. g0+n−1 (n ≤ BLOCK) into camera c: projection.py's rules, all of them at once.
+
+    The inputs are first copied into `inp` (14, BLOCK) float64, one row per field: the arithmetic loop then reads
+    and writes contiguous rows, has no branch and no call (log_ratio (N,) float64 = log(opacity / 1/255) comes
+    in), and LLVM runs it 8 Gaussians per AVX-512 instruction: R Σ Rᵀ, the Jacobian at the clamped x/z and y/z,
+    J Σc Jᵀ (_cov2d) and the opacity-aware box. out (11, BLOCK): visible (1.0 or 0.0), mean x, mean y, conic a, b, c, z, box x0, x1, y0, y1."""
+    for i in range(n):
+        g = g0 + i
+        _load_gaussian(means, covars, g, inp, i)
+        inp[12, i], inp[13, i] = opacities[g], log_ratio[g]
+    R = (cams[c, 0], cams[c, 1], cams[c, 2], cams[c, 3], cams[c, 4], cams[c, 5], cams[c, 6], cams[c, 7], cams[c, 8])
+    Rt = _tr(R)
+    t0, t1, t2 = cams[c, 9], cams[c, 10], cams[c, 11]
+    fx, fy, cx, cy = cams[c, FX], cams[c, FY], cams[c, CX], cams[c, CY]
+    lim_xp, lim_xn, lim_yp, lim_yn = cams[c, LIM_X_POS], cams[c, LIM_X_NEG], cams[c, LIM_Y_POS], cams[c, LIM_Y_NEG]
+    alpha_min, near, far, eps2d, max_extend = params[ALPHA_MIN64], params[NEAR], params[FAR], params[EPS2D], \
+        params[MAX_EXTEND]
+    w, h = float(width), float(height)
+    for i in range(n):
+        x, y, z, Sc, rz = _to_camera(inp, i, R, Rt, t0, t1, t2)
+        ux_c = min(lim_xp, max(-lim_xn, x * rz))
+        uy_c = min(lim_yp, max(-lim_yn, y * rz))
+        tx, ty = z * ux_c, z * uy_c
+        a, b, cc = _cov2d(Sc, fx * rz, -fx * tx * rz * rz, fy * rz, -fy * ty * rz * rz, eps2d)
+        det = a * cc - b * b
+        mx, my = fx * x * rz + cx, fy * y * rz + cy
+        extend = min(np.sqrt(2.0 * inp[13, i]), max_extend)
+        rx = np.ceil(extend * np.sqrt(max(a, 0.0)))
+        ry = np.ceil(extend * np.sqrt(max(cc, 0.0)))
+        # NaN fails every comparison: a Gaussian with any NaN on its way is not visible
+        visible = ((inp[12, i] >= alpha_min) & (z >= near) & (z <= far) & (det > 0.0) & ((rx > 0.0) | (ry > 0.0))
+                   & (np.abs(mx) < np.inf) & (np.abs(my) < np.inf) & (mx + 0.5 + rx > 0.0) & (mx + 0.5 - rx < w)
+                   & (my + 0.5 + ry > 0.0) & (my + 0.5 - ry < h))
+        rx, ry = min(rx, 1e6), min(ry, 1e6)
+        x0 = min(max(np.ceil(mx - rx), 0.0), w)
+        x1 = min(max(np.floor(mx + rx), -1.0), w - 1.0)
+        y0 = min(max(np.ceil(my - ry), 0.0), h)
+        y1 = min(max(np.floor(my + ry), -1.0), h - 1.0)
+        out[0, i] = np.float64(visible & (x1 >= x0) & (y1 >= y0))
+        out[1, i], out[2, i] = mx, my
+        out[3, i], out[4, i], out[5, i] = cc / det, -b / det, a / det
+        out[6, i] = z
+        out[7, i], out[8, i], out[9, i], out[10, i] = x0, x1, y0, y1
 
 
 @_serial
-def _count_visible(means, covars, opacities, cams, width, height, params, q0, q1):
-    """How many of the flattened (camera * N + Gaussian) pairs q0 <= q < q1 are visible."""
-    N = means.shape[0]
-    count = 0
-    c, g = q0 // N, q0 % N
-    for _ in range(q0, q1):
-        if _project_one(means, covars, opacities, cams, c, g, width, height, params)[0]:
-            count += 1
-        g += 1
-        if g == N:
-            c, g = c + 1, 0
-    return count
-
-
-@_serial
-def _write_visible(means, covars, opacities, colors, cams, width, height, params, q0, q1, e, index, geo, feat,
-                   boxes):
-    """Write the visible pairs among q0 <= q < q1 as entries e, e+1, ... (see project_entries); -> how many."""
+def _project_pairs(means, covars, opacities, colors, log_ratio, cams, width, height, params, q0, q1, e, index, geo,
+                   feat, boxes, write):
+    """Project the flattened (camera * N + Gaussian) pairs q0 <= q < q1, block by block -> how many are visible.
+    write: store them as entries e, e+1, ... (see project_entries); else only count them."""
     N = means.shape[0]
     e0 = e
+    inp = np.empty((14, BLOCK))
+    out = np.empty((11, BLOCK))
     c, g = q0 // N, q0 % N
-    for q in range(q0, q1):
-        ok, mx, my, qa, qb, qc, z, x0, x1, y0, y1 = _project_one(means, covars, opacities, cams, c, g, width,
-                                                                 height, params)
-        if ok:
-            index[e] = q
-            geo[e, 0], geo[e, 1], geo[e, 2], geo[e, 3], geo[e, 4], geo[e, 5] = mx, my, qa, qb, qc, opacities[g]
-            feat[e, 0], feat[e, 1], feat[e, 2], feat[e, 3], feat[e, 4] = colors[g, 0], colors[g, 1], colors[g, 2], \
-                1.0, z
-            boxes[e, 0], boxes[e, 1], boxes[e, 2], boxes[e, 3] = x0, x1, y0, y1
+    q = q0
+    while q < q1:
+        n = min(BLOCK, q1 - q, N - g)
+        _project_block(means, covars, opacities, log_ratio, cams, c, g, n, width, height, params, inp, out)
+        for i in range(n):
+            if out[0, i] == 0.0:
+                continue
+            if write:
+                index[e] = q + i
+                geo[e, 0], geo[e, 1], geo[e, 2], geo[e, 3], geo[e, 4], geo[e, 5] = \
+                    out[1, i], out[2, i], out[3, i], out[4, i], out[5, i], opacities[g + i]
+                feat[e, 0], feat[e, 1], feat[e, 2], feat[e, 3], feat[e, 4] = \
+                    colors[g + i, 0], colors[g + i, 1], colors[g + i, 2], 1.0, out[6, i]
+                boxes[e, 0], boxes[e, 1], boxes[e, 2], boxes[e, 3] = \
+                    int(out[7, i]), int(out[8, i]), int(out[9, i]), int(out[10, i])
             e += 1
-        g += 1
+        q += n
+        g += n
         if g == N:
             c, g = c + 1, 0
     return e - e0
 
 
 @_jit
-def project_entries(means, covars, opacities, colors, cams, width, height, params, n_chunks, one_pass):
-    """-> index (M,) int64 (camera * N + Gaussian, ascending), geo (M,6), feat (M,5), boxes (M,4) int64
+def project_entries(means, covars, opacities, colors, log_ratio, cams, width, height, params, n_chunks, one_pass):
+    """log_ratio (N,) float64: log(opacity / ALPHA_MIN64) (numpy's vectorised log: numba's would be a call per
+    Gaussian, which no loop vectorises) -> index (M,) int64 (camera * N + Gaussian, ascending), geo (M,6), feat (M,5), boxes (M,4) int64
     [x0, x1, y0, y1] inclusive pixel ranges. Chunks of (camera, Gaussian) pairs run in parallel. one_pass:
     each chunk writes its visible pairs at the chunk's start, then the runs are moved together (output arrays
     of C*N rows); else a first pass counts and a second recomputes and writes (output arrays of M rows)."""
@@ -209,10 +217,11 @@ def project_entries(means, covars, opacities, colors, cams, width, height, param
     for k in prange(n_chunks):
         q0, q1 = min(total, k * chunk), min(total, (k + 1) * chunk)
         if one_pass:
-            start[k + 1] = _write_visible(means, covars, opacities, colors, cams, width, height, params, q0, q1, q0,
-                                          index, geo, feat, boxes)
+            start[k + 1] = _project_pairs(means, covars, opacities, colors, log_ratio, cams, width, height, params,
+                                          q0, q1, q0, index, geo, feat, boxes, True)
         else:
-            start[k + 1] = _count_visible(means, covars, opacities, cams, width, height, params, q0, q1)
+            start[k + 1] = _project_pairs(means, covars, opacities, colors, log_ratio, cams, width, height, params,
+                                          q0, q1, 0, index, geo, feat, boxes, False)
     for k in range(n_chunks):
         start[k + 1] += start[k]
     M = start[n_chunks]
@@ -233,78 +242,114 @@ def project_entries(means, covars, opacities, colors, cams, width, height, param
     feat = np.empty((M, 5), means.dtype)
     boxes = np.empty((M, 4), np.int64)
     for k in prange(n_chunks):
-        _write_visible(means, covars, opacities, colors, cams, width, height, params, min(total, k * chunk),
-                       min(total, (k + 1) * chunk), start[k], index, geo, feat, boxes)
+        _project_pairs(means, covars, opacities, colors, log_ratio, cams, width, height, params, min(total, k * chunk),
+                       min(total, (k + 1) * chunk), start[k], index, geo, feat, boxes, True)
     return index, geo, feat, boxes
 
 
 @_inline
-def _project_vjp(means, covars, cams, c, g, params, gmx, gmy, gq0, gq1, gq2, gz, grad_means, grad_covars):
-    """Add ∂L/∂means[g] and ∂L/∂covars[g] given ∂L/∂(mean x, mean y, conic a, b, c, z) of entry (c, g)."""
-    x, y, z, R, Sc, rz, ux_c, uy_c, free_x, free_y = _camera(means, covars, cams, c, g)
+def _vjp_block(means, covars, cams, params, c, gs, n, inp, out):
+    """Per-Gaussian gradients of n ≤ BLOCK entries of camera c, all of them at once (as _project_block).
+
+    gs (BLOCK,) their Gaussians; inp (20, BLOCK) float64: rows 14-19 hold ∂L/∂(mean x, mean y, conic a, b, c, z)
+    of each entry, rows 0-11 receive its Gaussian's mean and covariance. out (12, BLOCK): ∂L/∂mean (3) and
+    ∂L/∂covariance (9, row-major): _project_block's arithmetic, taken back."""
+    for i in range(n):
+        _load_gaussian(means, covars, gs[i], inp, i)
+    R = (cams[c, 0], cams[c, 1], cams[c, 2], cams[c, 3], cams[c, 4], cams[c, 5], cams[c, 6], cams[c, 7], cams[c, 8])
+    Rt = _tr(R)
+    t0, t1, t2 = cams[c, 9], cams[c, 10], cams[c, 11]
     fx, fy = cams[c, FX], cams[c, FY]
-    tx, ty = z * ux_c, z * uy_c
-    j00, j02, j11, j12 = fx * rz, -fx * tx * rz * rz, fy * rz, -fy * ty * rz * rz
-    a, b, cc = _cov2d(Sc, j00, j02, j11, j12, params[EPS2D])
-    det = a * cc - b * b
-    q0, q1, q2 = cc / det, -b / det, a / det
-    # conic Q = S⁻¹ of S = cov2d + eps2d·I: ∂L/∂S = −Q Gq Q with Gq = [[gq0, gq1/2], [gq1/2, gq2]]
-    h = 0.5 * gq1
-    m00, m01, m10, m11 = q0 * gq0 + q1 * h, q0 * h + q1 * gq2, q1 * gq0 + q2 * h, q1 * h + q2 * gq2
-    g00 = -(m00 * q0 + m01 * q1)
-    g01 = -0.5 * ((m00 * q1 + m01 * q2) + (m10 * q0 + m11 * q1))
-    g11 = -(m10 * q1 + m11 * q2)
-    # cov2d = J Σc Jᵀ: with H = G2 J, ∂L/∂Σc = Jᵀ H and ∂L/∂J = H (Σc + Σcᵀ)
-    H = (g00 * j00, g01 * j11, g00 * j02 + g01 * j12, g01 * j00, g11 * j11, g01 * j02 + g11 * j12)
-    P = (2.0 * Sc[0], Sc[1] + Sc[3], Sc[2] + Sc[6], Sc[3] + Sc[1], 2.0 * Sc[4], Sc[5] + Sc[7],
-         Sc[6] + Sc[2], Sc[7] + Sc[5], 2.0 * Sc[8])
-    gj00 = H[0] * P[0] + H[1] * P[3] + H[2] * P[6]
-    gj02 = H[0] * P[2] + H[1] * P[5] + H[2] * P[8]
-    gj11 = H[3] * P[1] + H[4] * P[4] + H[5] * P[7]
-    gj12 = H[3] * P[2] + H[4] * P[5] + H[5] * P[8]
-    GSc = (j00 * H[0], j00 * H[1], j00 * H[2], j11 * H[3], j11 * H[4], j11 * H[5],
-           j02 * H[0] + j12 * H[3], j02 * H[1] + j12 * H[4], j02 * H[2] + j12 * H[5])
-    # Σc = R Σ Rᵀ: ∂L/∂Σ = Rᵀ ∂L/∂Σc R
-    GS = _mm(_mm(_tr(R), GSc), R)
-    for i in range(3):
-        for k in range(3):
-            grad_covars[g, i, k] += GS[3 * i + k]
-    # J and the projected mean as functions of the camera-frame mean (x, y, z)
-    g_rz = gj00 * fx + gj11 * fy - gj02 * fx * tx * 2.0 * rz - gj12 * fy * ty * 2.0 * rz
-    g_tx, g_ty = -gj02 * fx * rz * rz, -gj12 * fy * rz * rz
-    g_x, g_y = gmx * fx * rz, gmy * fy * rz
-    g_rz += gmx * fx * x + gmy * fy * y
-    g_z = gz + g_tx * ux_c + g_ty * uy_c
-    if free_x:
-        g_x += g_tx * z * rz
-        g_rz += g_tx * z * x
-    if free_y:
-        g_y += g_ty * z * rz
-        g_rz += g_ty * z * y
-    g_z -= g_rz * rz * rz
-    grad_means[g, 0] += R[0] * g_x + R[3] * g_y + R[6] * g_z
-    grad_means[g, 1] += R[1] * g_x + R[4] * g_y + R[7] * g_z
-    grad_means[g, 2] += R[2] * g_x + R[5] * g_y + R[8] * g_z
+    lim_xp, lim_xn, lim_yp, lim_yn = cams[c, LIM_X_POS], cams[c, LIM_X_NEG], cams[c, LIM_Y_POS], cams[c, LIM_Y_NEG]
+    eps2d = params[EPS2D]
+    for i in range(n):
+        x, y, z, Sc, rz = _to_camera(inp, i, R, Rt, t0, t1, t2)
+        ux, uy = x * rz, y * rz
+        free_x = (-lim_xn < ux) & (ux < lim_xp)  # a clamp passes a gradient only where inactive
+        free_y = (-lim_yn < uy) & (uy < lim_yp)
+        ux_c = min(lim_xp, max(-lim_xn, ux))
+        uy_c = min(lim_yp, max(-lim_yn, uy))
+        gmx, gmy, gq0, gq1, gq2, gz = inp[14, i], inp[15, i], inp[16, i], inp[17, i], inp[18, i], inp[19, i]
+        tx, ty = z * ux_c, z * uy_c
+        j00, j02, j11, j12 = fx * rz, -fx * tx * rz * rz, fy * rz, -fy * ty * rz * rz
+        a, b, cc = _cov2d(Sc, j00, j02, j11, j12, eps2d)
+        det = a * cc - b * b
+        q0, q1, q2 = cc / det, -b / det, a / det
+        # conic Q = S⁻¹ of S = cov2d + eps2d·I: ∂L/∂S = −Q Gq Q with Gq = [[gq0, gq1/2], [gq1/2, gq2]]
+        h = 0.5 * gq1
+        m00, m01, m10, m11 = q0 * gq0 + q1 * h, q0 * h + q1 * gq2, q1 * gq0 + q2 * h, q1 * h + q2 * gq2
+        g00 = -(m00 * q0 + m01 * q1)
+        g01 = -0.5 * ((m00 * q1 + m01 * q2) + (m10 * q0 + m11 * q1))
+        g11 = -(m10 * q1 + m11 * q2)
+        # cov2d = J Σc Jᵀ: with H = G2 J, ∂L/∂Σc = Jᵀ H and ∂L/∂J = H (Σc + Σcᵀ)
+        H = (g00 * j00, g01 * j11, g00 * j02 + g01 * j12, g01 * j00, g11 * j11, g01 * j02 + g11 * j12)
+        P = (2.0 * Sc[0], Sc[1] + Sc[3], Sc[2] + Sc[6], Sc[3] + Sc[1], 2.0 * Sc[4], Sc[5] + Sc[7],
+             Sc[6] + Sc[2], Sc[7] + Sc[5], 2.0 * Sc[8])
+        gj00 = H[0] * P[0] + H[1] * P[3] + H[2] * P[6]
+        gj02 = H[0] * P[2] + H[1] * P[5] + H[2] * P[8]
+        gj11 = H[3] * P[1] + H[4] * P[4] + H[5] * P[7]
+        gj12 = H[3] * P[2] + H[4] * P[5] + H[5] * P[8]
+        GSc = (j00 * H[0], j00 * H[1], j00 * H[2], j11 * H[3], j11 * H[4], j11 * H[5],
+               j02 * H[0] + j12 * H[3], j02 * H[1] + j12 * H[4], j02 * H[2] + j12 * H[5])
+        # Σc = R Σ Rᵀ: ∂L/∂Σ = Rᵀ ∂L/∂Σc R
+        GS = _mm(_mm(Rt, GSc), R)
+        # J and the projected mean as functions of the camera-frame mean (x, y, z)
+        g_rz = gj00 * fx + gj11 * fy - gj02 * fx * tx * 2.0 * rz - gj12 * fy * ty * 2.0 * rz
+        g_tx, g_ty = -gj02 * fx * rz * rz, -gj12 * fy * rz * rz
+        g_x, g_y = gmx * fx * rz, gmy * fy * rz
+        g_rz += gmx * fx * x + gmy * fy * y
+        g_z = gz + g_tx * ux_c + g_ty * uy_c
+        g_x = g_x + g_tx * z * rz if free_x else g_x
+        g_rz = g_rz + g_tx * z * x if free_x else g_rz
+        g_y = g_y + g_ty * z * rz if free_y else g_y
+        g_rz = g_rz + g_ty * z * y if free_y else g_rz
+        g_z -= g_rz * rz * rz
+        out[0, i] = R[0] * g_x + R[3] * g_y + R[6] * g_z
+        out[1, i] = R[1] * g_x + R[4] * g_y + R[7] * g_z
+        out[2, i] = R[2] * g_x + R[5] * g_y + R[8] * g_z
+        out[3, i], out[4, i], out[5, i], out[6, i], out[7, i] = GS[0], GS[1], GS[2], GS[3], GS[4]
+        out[8, i], out[9, i], out[10, i], out[11, i] = GS[5], GS[6], GS[7], GS[8]
 
 
 @_serial
 def _entries_vjp(means, covars, cams, params, index, c, e0, e1, entry_start, isect_grad, grad_means,
                  grad_covars, grad_opacities, grad_colors):
-    """entries_backward for entries e0 <= e < e1, all of camera c."""
+    """entries_backward for entries e0 <= e < e1, all of camera c, BLOCK at a time."""
     N = means.shape[0]
-    s = np.empty(11)
-    for e in range(e0, e1):
-        for f in range(11):
-            total = 0.0
+    gs = np.empty(BLOCK, np.int64)
+    inp = np.empty((20, BLOCK))
+    out = np.empty((12, BLOCK))
+    for b0 in range(e0, e1, BLOCK):
+        n = min(BLOCK, e1 - b0)
+        for i in range(n):
+            e = b0 + i
+            g = index[e] - c * N
+            gs[i] = g
+            s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = s10 = 0.0
             for q in range(entry_start[e], entry_start[e + 1]):
-                total += isect_grad[q, f]
-            s[f] = total
-        g = index[e] - c * N
-        grad_opacities[g] += s[5]
-        for f in range(3):
-            grad_colors[g, f] += s[6 + f]
-        _project_vjp(means, covars, cams, c, g, params, s[0], s[1], s[2], s[3], s[4], s[10], grad_means,
-                     grad_covars)
+                s0 += isect_grad[q, 0]
+                s1 += isect_grad[q, 1]
+                s2 += isect_grad[q, 2]
+                s3 += isect_grad[q, 3]
+                s4 += isect_grad[q, 4]
+                s5 += isect_grad[q, 5]
+                s6 += isect_grad[q, 6]
+                s7 += isect_grad[q, 7]
+                s8 += isect_grad[q, 8]
+                s10 += isect_grad[q, 10]
+            grad_opacities[g] += s5
+            grad_colors[g, 0] += s6
+            grad_colors[g, 1] += s7
+            grad_colors[g, 2] += s8
+            inp[14, i], inp[15, i], inp[16, i], inp[17, i], inp[18, i], inp[19, i] = s0, s1, s2, s3, s4, s10
+        _vjp_block(means, covars, cams, params, c, gs, n, inp, out)
+        for i in range(n):
+            g = gs[i]
+            grad_means[g, 0] += out[0, i]
+            grad_means[g, 1] += out[1, i]
+            grad_means[g, 2] += out[2, i]
+            for k in range(9):
+                grad_covars[g, k // 3, k % 3] += out[3 + k, i]
 
 
 @_jit
