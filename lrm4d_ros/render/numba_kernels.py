@@ -15,7 +15,8 @@ in the dtype of the inputs (float32 or float64: a separate compilation each).
   loop (LLVM vectorizes it) computes σ, exp(−σ) and alpha of 8 or 16 pixels in the entries' dtype, in the
   reference's order and with its tests (σ ≥ 0, alpha ≥ 1/255); then the pixels of the box that pass are
   composited one by one, transmittance and sums in float64. A pixel stops before the Gaussian that would bring
-  its transmittance to ≤ 1e-4, a tile when all its pixels have.
+  its transmittance to ≤ 1e-4, a tile when all its pixels have. The records of the entry PREFETCH places ahead
+  in the run are prefetched (`_prefetch`): a run visits them in depth order, scattered over megabytes.
 - `blend_backward`: the same pairs in reverse from each pixel's final transmittance and stop index
   (T before a Gaussian = T after / (1 − α)), gsplat's backward. Each (entry, tile) pair writes its own gradient
   row, so threads never share an accumulator and the result does not depend on the thread count;
@@ -27,13 +28,16 @@ constants come in arrays at call time, not as globals: numba's on-disk cache wou
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import overload
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 TILE = 16
 RADIX_BITS = 11
 SHORT_RUN = 32  # tile runs up to this long are insertion-sorted
 BLOCK = 64  # Gaussians projected at once (their fields in float64 stay in L1)
+PREFETCH = 8  # a tile's blend asks for the records of the entry this many places ahead of the one it blends
 # blend constants, an array in the entries' dtype (so float32 arithmetic is not promoted by float64 literals)
 HALF, MAX_ALPHA, ALPHA_MIN, ZERO = range(4)
 # float64 parameters
@@ -66,6 +70,31 @@ def _serial(fn):
 def _inline(fn):
     """A helper compiled into its callers (numba IR inlining: no call overhead, loops stay vectorizable)."""
     return njit(inline="always", error_model="numpy")(fn)
+
+
+@intrinsic
+def _prefetch(typingctx, array, row):
+    """Ask the CPU to bring row `row` of an array into its caches (LLVM's prefetch: read, keep), without waiting.
+    A tile's run visits entries in depth order, scattered over megabytes of records: fetched one at a time, each
+    would stall the blend on a cache miss."""
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        ary = context.make_array(array_type)(context, builder, args[0])
+        index = [args[1]] + [context.get_constant(types.intp, 0)] * (array_type.ndim - 1)
+        ptr = cgutils.get_item_pointer(context, builder, array_type, ary, index, wraparound=False)
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return types.void(array, row), codegen
+
+
+@_inline
+def _prefetch_entry(geo, feat, boxes, e):
+    _prefetch(geo, e)
+    _prefetch(feat, e)
+    _prefetch(boxes, e)
 
 
 # ---------------------------------------------------------------------------------------------- projection
@@ -583,7 +612,11 @@ def blend_forward(geo, feat, boxes, tile_start, tile_entries, width, height, til
             for lx in range(TILE):
                 row[0, lx] = coords[px0 + lx]
             n_live = pw * ph
+            for j in range(a, min(a + PREFETCH, b)):
+                _prefetch_entry(geo, feat, boxes, tile_entries[j])
             for j in range(a, b):
+                if j + PREFETCH < b:
+                    _prefetch_entry(geo, feat, boxes, tile_entries[j + PREFETCH])
                 e = tile_entries[j]
                 mx, my, op = geo[e, 0], geo[e, 1], geo[e, 5]
                 f0, f1, f2, f3, f4 = feat[e, 0], feat[e, 1], feat[e, 2], feat[e, 3], feat[e, 4]
@@ -655,7 +688,12 @@ def blend_backward(geo, feat, boxes, tile_start, tile_entries, width, height, ti
             # walking the run backwards, a pixel joins once the walk reaches the entries it went through
             joining = np.argsort(-used)
             nxt = 0
-            for j in range(a + used[joining[0]] - 1, a - 1, -1):
+            last = a + used[joining[0]] - 1
+            for j in range(last, max(last - PREFETCH, a - 1), -1):
+                _prefetch_entry(geo, feat, boxes, tile_entries[j])
+            for j in range(last, a - 1, -1):
+                if j - PREFETCH >= a:
+                    _prefetch_entry(geo, feat, boxes, tile_entries[j - PREFETCH])
                 while nxt < TILE * TILE and used[joining[nxt]] > j - a:
                     k = joining[nxt]
                     active[k // TILE] |= 1 << (k % TILE)
