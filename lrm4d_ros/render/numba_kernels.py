@@ -16,11 +16,11 @@ in the dtype of the inputs (float32 or float64: a separate compilation each).
   reference's order and with its tests (σ ≥ 0, alpha ≥ 1/255); then the pixels of the box that pass are
   composited one by one, transmittance and sums in float64. A pixel stops before the Gaussian that would bring
   its transmittance to ≤ 1e-4, a tile when all its pixels have. The records of the entry PREFETCH places ahead
-  in the run are prefetched (`_prefetch`): a run visits them in depth order, scattered over megabytes.
+  in the run are prefetched (`_prefetcher`): a run visits them in depth order, scattered over megabytes.
 - `blend_backward`: the same pairs in reverse from each pixel's final transmittance and stop index
-  (T before a Gaussian = T after / (1 − α)), gsplat's backward. Each (entry, tile) pair writes its own gradient
-  row, so threads never share an accumulator and the result does not depend on the thread count;
-  `entries_backward` sums an entry's rows.
+  (T before a Gaussian = T after / (1 − α)), gsplat's backward, prefetching as the forward does (and the
+  gradient row it will write). Each (entry, tile) pair writes its own gradient row, so threads never share an
+  accumulator and the result does not depend on the thread count; `entries_backward` sums an entry's rows.
 
 Tiles go to `n_slots` slots round-robin (slot s takes tiles s, s + n_slots, ...), one slot per thread. Numeric
 constants come in arrays at call time, not as globals: numba's on-disk cache would keep stale global values.
@@ -72,22 +72,28 @@ def _inline(fn):
     return njit(inline="always", error_model="numpy")(fn)
 
 
-@intrinsic
-def _prefetch(typingctx, array, row):
-    """Ask the CPU to bring row `row` of an array into its caches (LLVM's prefetch: read, keep), without waiting.
-    A tile's run visits entries in depth order, scattered over megabytes of records: fetched one at a time, each
-    would stall the blend on a cache miss."""
-    def codegen(context, builder, signature, args):
-        array_type = signature.args[0]
-        ary = context.make_array(array_type)(context, builder, args[0])
-        index = [args[1]] + [context.get_constant(types.intp, 0)] * (array_type.ndim - 1)
-        ptr = cgutils.get_item_pointer(context, builder, array_type, ary, index, wraparound=False)
-        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-                                            "llvm.prefetch.p0")
-        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
-    return types.void(array, row), codegen
+def _prefetcher(write: int):
+    """A numba intrinsic prefetch(array, row): ask the CPU to bring row `row` of an array into its caches (LLVM's
+    prefetch, to read (write=0) or to write (1), kept), without waiting. A tile's run visits entries in depth
+    order, scattered over megabytes of records (and the backward writes their gradient rows there): fetched one
+    at a time, each would stall the blend on a cache miss."""
+    @intrinsic
+    def prefetch(typingctx, array, row):
+        def codegen(context, builder, signature, args):
+            array_type = signature.args[0]
+            ary = context.make_array(array_type)(context, builder, args[0])
+            index = [args[1]] + [context.get_constant(types.intp, 0)] * (array_type.ndim - 1)
+            ptr = cgutils.get_item_pointer(context, builder, array_type, ary, index, wraparound=False)
+            i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0")
+            builder.call(fn, [builder.bitcast(ptr, i8p), i32(write), i32(3), i32(1)])
+            return context.get_dummy_value()
+        return types.void(array, row), codegen
+    return prefetch
+
+
+_prefetch, _prefetch_write = _prefetcher(0), _prefetcher(1)
 
 
 @_inline
@@ -694,6 +700,7 @@ def blend_backward(geo, feat, boxes, tile_start, tile_entries, width, height, ti
             for j in range(last, a - 1, -1):
                 if j - PREFETCH >= a:
                     _prefetch_entry(geo, feat, boxes, tile_entries[j - PREFETCH])
+                    _prefetch_write(isect_grad, slot[j - PREFETCH])
                 while nxt < TILE * TILE and used[joining[nxt]] > j - a:
                     k = joining[nxt]
                     active[k // TILE] |= 1 << (k % TILE)
