@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import plane_kernels
 from .cameras import pixel_rays, scale_K
 from .environment import push_pull
 from .pixel_gaussians import z_rays
@@ -425,6 +426,7 @@ class PlaneViews:
         self._project = (K @ w2c).transpose(1, 2).to(self.images.dtype)  # (V,4,3)
         self._centres = self.camtoworlds[:, :3, 3].to(self.images.dtype)
         self._focal = (self.Ks[:, 0, 0] * self.Ks[:, 1, 1]).to(self.images.dtype)
+        self._channels_last: Tensor | None = None  # the stack as plane_kernels reads it, made on first use
 
     def over(self, points: Tensor, dirs: Tensor, texture: Tensor) -> Tensor:
         """Colours (N,3) of the plane's points (N,3) seen along unit rays dirs (N,3): read from the views as far as
@@ -446,6 +448,17 @@ class PlaneViews:
         return torch.cat([c for c, _ in parts]), torch.cat([m for _, m in parts])
 
     def _sample(self, points: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
+        if points.device.type == "cpu":  # compiled (plane_kernels.py), else the torch version below
+            if self._channels_last is None:
+                self._channels_last = self._stack.permute(0, 2, 3, 1).to(torch.float32).contiguous()
+            out = plane_kernels.sample(self._channels_last, self._project, self._centres, self._focal, self.normal,
+                                       points, dirs, (SHOWS_POWER, VIEW_SHARPNESS, VIEW_ANGLE))
+            if out is not None:
+                return out
+        return self._sample_torch(points, dirs)
+
+    def _sample_torch(self, points: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
+        """`_sample` in torch: any device, and the reference plane_kernels is tested against."""
         dt = self._stack.dtype
         points, dirs = points.to(dt), dirs.to(dt)
         V, N = self._centres.shape[0], points.shape[0]

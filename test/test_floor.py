@@ -1,8 +1,10 @@
 """The floor under a scene: its height from measured depth and from colour alone, its texture, and what renders
 take from it."""
 import math
+import warnings
 from dataclasses import replace
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -367,6 +369,53 @@ def test_floor_points_read_from_the_views_keep_a_texture_the_grid_blurs():
     assert float(err_views) < 0.01 and float(err_grid) > 10 * float(err_views), (float(err_views), float(err_grid))
 
 
+def test_compiled_plane_sampling_equals_the_torch_version():
+    """plane_kernels.sample_plane_views (the CPU path) against PlaneViews' torch version on points the views show
+    fully, partly, at their image borders and not at all (outside every view, behind the cameras, under the box):
+    the same colours and shows to float32 rounding."""
+    images, depths, K, c2w = _floor_views(_noise_texture(3), res=64)
+    o, d = pixel_rays(K, c2w, 64, 64)
+    floor = Floor.build(images, o, d, c2w[:, :3, 2], depths, FLOOR_Z)
+    views = floor.with_views(images, K.float(), c2w.float(), depths.float(), depths.float(), sensed=True).views
+    g = torch.Generator().manual_seed(1)
+    xy = (torch.rand(3000, 2, generator=g) * 2 - 1) * torch.tensor([4.0, 4.0])  # well past the views' frames too
+    pts = torch.cat([xy, torch.full((3000, 1), FLOOR_Z)], 1)
+    pts[:50, :2] = pts[:50, :2] * 0.05  # under the box: no view shows the floor there
+    pts[50:60] = c2w[0, :3, 3].float() + 0.01  # at a camera
+    dirs = F.normalize(pts - torch.tensor([0.5, 1.5, 2.5]), dim=-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the compiled path must run, not fall back with a warning
+        fast, fast_shown = views._sample(pts, dirs)
+    ref, ref_shown = views._sample_torch(pts, dirs)
+    assert 300 < int((ref_shown > 0.9).sum()) < 2900 and int((ref_shown == 0).sum()) > 100  # all the cases occur
+    torch.testing.assert_close(fast_shown, ref_shown, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=0)
+
+
+def test_plane_sampling_falls_back_to_torch_with_one_warning(monkeypatch):
+    """Where the compiled sampler cannot run, the views are read with torch after one RuntimeWarning."""
+    from lrm4d_ros import plane_kernels
+
+    def broken(*args):
+        raise RuntimeError("no compiler here")
+
+    images, depths, K, c2w = _floor_views(_noise_texture(4), res=32)
+    o, d = pixel_rays(K, c2w, 32, 32)
+    floor = Floor.build(images, o, d, c2w[:, :3, 2], depths, FLOOR_Z)
+    views = floor.with_views(images, K.float(), c2w.float(), depths.float(), depths.float(), sensed=True).views
+    monkeypatch.setattr(plane_kernels, "sample_plane_views", broken)
+    monkeypatch.setattr(plane_kernels, "_STATE", [])
+    pts = torch.tensor([[0.9, 0.6, FLOOR_Z], [1.1, 0.2, FLOOR_Z]])
+    dirs = F.normalize(pts - torch.tensor([0.5, 1.5, 2.5]), dim=-1)
+    with pytest.warns(RuntimeWarning, match="compiled plane sampling unavailable"):
+        first = views._sample(pts, dirs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once only
+        second = views._sample(pts, dirs)
+    for a, b, c in zip(first, second, views._sample_torch(pts, dirs)):
+        assert torch.equal(a, c) and torch.equal(b, c)
+
+
 def test_floor_points_hidden_in_a_view_are_not_read_from_it():
     """Under the box every view saw the box, not the floor: reading the views must not paint the box's grey there
     (those points keep the texture's colour and its low weight)."""
@@ -450,7 +499,6 @@ def test_a_floor_height_the_caller_knows_bounds_an_rgb_rigs_pixels():
     """A smooth floor (a colour ramp, nothing for matching to lock onto) gives an RGB-only rig no floor; told the
     floor's world height (Reconstructor floor_z), the reconstruction has the floor layer there and no pixel
     Gaussian whose ray meets the floor lies beyond it. A floor_z not below every camera is refused."""
-    import pytest
 
     from lrm4d_ros.model import LRM4D, LRM4DConfig
     from lrm4d_ros.reconstructor import Reconstructor
