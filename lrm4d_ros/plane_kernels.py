@@ -10,6 +10,7 @@ them. Each point's views are a loop, so nothing of size (V, N) is made.
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -96,14 +97,24 @@ def sample_plane_views(stack, project, centres, focal, normal, points, dirs, con
         colors[i, 0], colors[i, 1], colors[i, 2] = r / total, g / total, b / total
 
 
+MIN_PART = 4096  # points: fewer are not worth a thread
 _STATE: list[bool] = []  # [usable] once the first call has compiled (or failed to)
+_POOL: list[ThreadPoolExecutor] = []  # made on first use
+
+
+def _pool() -> ThreadPoolExecutor:
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()),
+                                        thread_name_prefix="plane_kernels"))
+    return _POOL[0]
 
 
 def sample(stack: Tensor, project: Tensor, centres: Tensor, focal: Tensor, normal: Tensor, points: Tensor,
            dirs: Tensor, consts: tuple[float, float, float]) -> tuple[Tensor, Tensor] | None:
     """`PlaneViews.sample` compiled: CPU tensors as `sample_plane_views` takes them (stack (V,H,W,4)) -> (colours
     (N,3), sure (N,)) in points' dtype, or None where the kernel cannot run (numba failed to compile: one
-    warning, and the caller's torch version from then on)."""
+    warning, and the caller's torch version from then on). With more than one torch thread, the points are
+    shared among that many threads."""
     if _STATE and not _STATE[0]:
         return None
     dt = points.dtype
@@ -112,7 +123,16 @@ def sample(stack: Tensor, project: Tensor, centres: Tensor, focal: Tensor, norma
     colors = np.empty((points.shape[0], 3), np.float32)
     sure = np.empty(points.shape[0], np.float32)
     try:
-        sample_plane_views(*arrays, np.asarray(consts, np.float64), colors, sure)
+        consts = np.asarray(consts, np.float64)
+        parts = max(1, min(torch.get_num_threads(), points.shape[0] // MIN_PART))
+        if parts == 1:
+            sample_plane_views(*arrays, consts, colors, sure)
+        else:  # the kernel releases the GIL: threads share the points
+            cut = np.linspace(0, points.shape[0], parts + 1).astype(int)
+            futures = [_pool().submit(sample_plane_views, *arrays[:5], arrays[5][a:b], arrays[6][a:b], consts,
+                                      colors[a:b], sure[a:b]) for a, b in zip(cut[:-1], cut[1:])]
+            for f in futures:
+                f.result()
         if not _STATE:
             _STATE.append(True)
     except Exception as exc:  # compiling or running it failed: the torch version from now on
