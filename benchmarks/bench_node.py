@@ -22,6 +22,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -218,8 +219,9 @@ def latency_and_renders(client: StreamClient, stream: Stream, scene, args) -> li
     # the same render in this process, no ROS: what the service adds is the difference
     from lrm4d_ros.reconstructor import Reconstructor
 
+    # the node is sent colour only (no depth topics): so is this reconstruction
     rec = Reconstructor.from_checkpoint(shipped_checkpoint_path(), args.device).reconstruct(
-        scene.select(slice(len(scene) - args.max_views, len(scene))))
+        replace(scene.select(slice(len(scene) - args.max_views, len(scene))), depths=None))
     for size in (128, 256):
         req = render_request(scene, i, size)
         K = torch.tensor([[req.fx, 0, req.cx], [0, req.fy, req.cy], [0, 0, 1.0]], dtype=torch.float64)
