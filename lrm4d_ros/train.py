@@ -45,6 +45,17 @@ from .reconstructor import Reconstructor, estimate_background, model_input_size,
 from .views import ViewSet
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (steps, batch sizes, intervals), with a clear message otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/lrm4d", help="run directory (state, checkpoints, log)")
     p.add_argument("--preset", default="small", help="model preset: tiny, small, base, large")
@@ -62,8 +73,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--targets", type=int, default=4, help="supervision views per scene")
     p.add_argument("--self-targets", type=int, default=2,
                    help="also supervise this many of the input views (rendered from their own cameras)")
-    p.add_argument("--batch", type=int, default=1, help="scenes per optimiser step (per process)")
-    p.add_argument("--steps", type=int, default=100_000, help="maximum optimiser steps")
+    p.add_argument("--batch", type=positive_int, default=1, help="scenes per optimiser step (per process)")
+    p.add_argument("--steps", type=positive_int, default=100_000, help="maximum optimiser steps")
     p.add_argument("--time-budget", type=float, default=None, help="minutes of training (schedule follows it)")
     p.add_argument("--budget-clock", choices=("wall", "cpu"), default="wall",
                    help="what --time-budget counts: wall-clock time, or this process's CPU time (runs that share "
@@ -74,8 +85,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--clip", type=float, default=1.0, help="gradient norm clip")
     p.add_argument("--ssim-weight", type=float, default=0.2)
-    p.add_argument("--val-every", type=int, default=200, help="validate every N steps")
-    p.add_argument("--val-scenes", type=int, default=6)
+    p.add_argument("--val-every", type=positive_int, default=200, help="validate every N steps")
+    p.add_argument("--val-scenes", type=positive_int, default=6)
     p.add_argument("--val-protocol", default="rig", choices=("rig", "alternating", "novel-camera", "none"),
                    help="also score this evaluation protocol, at each validation, on scenes drawn like the model "
                         "card's evaluation (other seeds), beside the nearest-input baseline (rig: robot scenes, "

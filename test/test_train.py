@@ -118,3 +118,15 @@ def test_a_non_finite_gradient_skips_its_update(tmp_path, monkeypatch):
     assert [r["skipped_steps"] for r in steps] == [0, 1, 1]
     assert math.isfinite(steps[2]["loss"]) and not math.isfinite(steps[1]["grad_norm"])
     assert all(bool(torch.isfinite(p).all()) for p in load_model(out / "model.safetensors").parameters())
+
+
+def test_counts_that_must_be_positive_are_refused_with_a_message(capsys):
+    """--val-every 0 used to crash the first step with a ZeroDivisionError; zero or negative counts are refused by
+    the parser, naming the option."""
+    import pytest
+
+    for option, value in (("--val-every", "0"), ("--steps", "-3"), ("--batch", "0"), ("--val-scenes", "x")):
+        with pytest.raises(SystemExit) as exc:
+            main(["train", option, value])
+        assert exc.value.code == 2
+        assert f"argument {option}" in capsys.readouterr().err
