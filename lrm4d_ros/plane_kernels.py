@@ -1,7 +1,8 @@
 """A compiled `PlaneViews.sample` for the CPU (floor.py): a plane's points take their colour from the input views
 that show them. The torch version is the reference and the fallback (GPU tensors, or numba unable to compile);
-this one gives the same colours to float32 rounding, 5-10x sooner: where a 256² render sees floor, the torch
-version's V-batched grid_sample and the (V, N) weights around it were most of the render.
+this one gives the same colours to float32 rounding, 3x sooner on one thread (4.5x on two: 49.7k floor points of
+12 views, 34 -> 10.7 / 7.5 ms). Where a 256² render sees floor, the torch version's V-batched grid_sample and the
+(V, N) weights around it were most of the render.
 
 Per point, every view: project it, read the view's colour and `shows` bilinearly (grid_sample's bilinear with
 border padding, align_corners=False), weigh the views that show it (floor.py's log-space weights), softmax over
@@ -17,7 +18,7 @@ import torch
 from numba import njit
 from torch import Tensor
 
-SHOWS_POWER, VIEW_SHARPNESS, VIEW_ANGLE = range(3)  # rows of the weights' constants array
+POWER, SHARPNESS, ANGLE = range(3)  # consts' entries: floor.py's SHOWS_POWER, VIEW_SHARPNESS, VIEW_ANGLE
 
 
 def _compile(fn):
@@ -42,7 +43,7 @@ def sample_plane_views(stack, project, centres, focal, normal, points, dirs, con
     the unit target rays; consts (3,) SHOWS_POWER, VIEW_SHARPNESS, VIEW_ANGLE -> colors (N,3), sure (N,) filled."""
     V, H, W = stack.shape[0], stack.shape[1], stack.shape[2]
     N = points.shape[0]
-    power, sharpness, angle = consts[SHOWS_POWER], consts[VIEW_SHARPNESS], consts[VIEW_ANGLE]
+    power, sharpness, angle = consts[POWER], consts[SHARPNESS], consts[ANGLE]
     n0, n1, n2 = float(normal[0]), float(normal[1]), float(normal[2])
     log_w = np.empty(V)
     rgb = np.empty((V, 3))
