@@ -219,11 +219,17 @@ class Gaussians4D:
         min_marginal > 0, Gaussians of zero opacity (a reconstruction's hidden ones) are dropped too."""
         return [self.slice_kept(t, min_marginal)[1] for t in ts]
 
-    def slice_kept(self, t: float | Tensor, min_marginal: float = MIN_MARGINAL) -> tuple[Tensor | None, Gaussians3D]:
-        """`slice(t, min_marginal)` and the indices (M,) of the Gaussians it kept (None: all of them, in order)."""
+    def slice_kept(self, t: float | Tensor, min_marginal: float = MIN_MARGINAL,
+                   min_opacity: float = 0.0) -> tuple[Tensor | None, Gaussians3D]:
+        """`slice(t, min_marginal)` and the indices (M,) of the Gaussians it kept (None: all of them, in order).
+        min_opacity: also drop those whose sliced opacity (opacity × p(t)) is below it; a renderer's own cut
+        (1/255) drops nothing it would draw, and spares it the rest."""
         p = self.marginal(t)
         if min_marginal > 0:
-            keep = torch.nonzero((p >= min_marginal) & (self.opacities > 0)).squeeze(1)
+            shown = (p >= min_marginal) & (self.opacities > 0)
+            if min_opacity > 0:
+                shown &= (self.opacities * p).double() >= min_opacity
+            keep = torch.nonzero(shown).squeeze(1)
             dt = t - self.times.index_select(0, keep)
             return keep, Gaussians3D(self.means.index_select(0, keep) + self.velocities.index_select(0, keep)
                                      * dt[:, None], self.covars.index_select(0, keep),

@@ -29,6 +29,7 @@ from .gaussians import Gaussians3D, Gaussians4D, MIN_MARGINAL
 from .model import LRM4D, config_of
 from .pixel_gaussians import SIGMA_T0, base_log_depth, paper_gaussians, surfel_gaussians
 from .render import RenderOutput, render
+from .render.projection import ALPHA_THRESHOLD
 from .scene_flow import scene_velocities
 from .silhouettes import border_colour, find_backdrop, hull_depths, off_silhouette, unmix_edges
 from .views import ViewSet
@@ -381,7 +382,8 @@ def _slices_at_times(gaussians: Gaussians4D, camtoworlds: Tensor, times: Tensor,
         opacities = weighting.opacities(camtoworlds[c, :3, 2], times[c], gaussians.opacities)
         if opacities is not None:
             plain[c] = False
-            keep, g = replace(gaussians, opacities=opacities).slice_kept(times[c], min_marginal)
+            # faded out of sight (another camera's pixels) goes before the renderer, which would cull it
+            keep, g = replace(gaussians, opacities=opacities).slice_kept(times[c], min_marginal, ALPHA_THRESHOLD)
             sliced.append((torch.tensor([c], device=camtoworlds.device), keep, g))
     cams = torch.nonzero(plain).squeeze(1)
     if not len(cams):
@@ -391,7 +393,7 @@ def _slices_at_times(gaussians: Gaussians4D, camtoworlds: Tensor, times: Tensor,
     if slicer is not None:
         return sliced + [(idx, None, g) for idx, g in zip(groups, slicer(list(uniq)))]
     novel = gaussians if weighting is None else novel_view_gaussians(gaussians)
-    return sliced + [(idx, *novel.slice_kept(t, min_marginal)) for idx, t in zip(groups, uniq)]
+    return sliced + [(idx, *novel.slice_kept(t, min_marginal, ALPHA_THRESHOLD)) for idx, t in zip(groups, uniq)]
 
 
 def novel_view_gaussians(gaussians: Gaussians4D) -> Gaussians4D:

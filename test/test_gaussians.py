@@ -85,6 +85,34 @@ def test_slice_culls_below_marginal_threshold():
     torch.testing.assert_close(s.opacities, 0.8 * torch.tensor([1.0, math.exp(-2.0)]))
 
 
+def test_slice_for_a_renderer_drops_only_what_it_would_not_draw():
+    """min_opacity = the renderer's 1/255 cut: Gaussians whose sliced opacity falls below it leave the slice, and the
+    render (float32, the compiled CPU rasterizer) is bitwise the same as with them."""
+    from lrm4d_ros.cameras import fov_to_K
+    from lrm4d_ros.render import render
+    from lrm4d_ros.render.projection import ALPHA_THRESHOLD
+
+    g = torch.Generator().manual_seed(3)
+    n = 400
+    means = torch.randn(n, 3, generator=g) * 0.3 + torch.tensor([0.0, 0.0, 2.0])
+    opac = torch.rand(n, generator=g) * 0.05  # a fifth of them under 1/255 at full presence
+    g4 = Gaussians4D.from_rotations(means, torch.rand(n, generator=g) * 0.4 - 0.2,
+                                    torch.rand(n, 3, generator=g) * 0.05 + 0.01, torch.full((n,), 0.3),
+                                    torch.nn.functional.normalize(torch.randn(n, 4, generator=g), dim=-1),
+                                    torch.nn.functional.normalize(torch.randn(n, 4, generator=g), dim=-1), opac,
+                                    torch.rand(n, 3, generator=g)).to(dtype=torch.float32)
+    keep_all, all_ = g4.slice_kept(0.1)
+    keep_cut, cut = g4.slice_kept(0.1, min_opacity=ALPHA_THRESHOLD)
+    assert len(cut) < len(all_) - 50
+    assert bool((all_.opacities[~torch.isin(keep_all, keep_cut)] < ALPHA_THRESHOLD).all())
+    K, c2w = fov_to_K(math.radians(60), 48, 48)[None].float(), torch.eye(4)[None]
+    a = render(all_.means, all_.covars, all_.opacities, all_.colors, c2w, K, 48, 48)
+    b = render(cut.means, cut.covars, cut.opacities, cut.colors, c2w, K, 48, 48)
+    assert a.alphas.max() > 0.1
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+
+
 def test_conditional_form_round_trips_the_paper_form():
     torch.manual_seed(1)
     n = 40
