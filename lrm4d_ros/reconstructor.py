@@ -453,7 +453,7 @@ class Reconstruction:
                     self._slices.move_to_end(key)
             if g is None:
                 shown = self.gaussians if self.weighting is None else novel_view_gaussians(self.gaussians)
-                (g,) = shown.slice_many([t])
+                g = shown.slice_kept(t, MIN_MARGINAL, ALPHA_THRESHOLD)[1]  # only what the renderer would draw
                 with self._lock:
                     self._slices[key] = g
                     while len(self._slices) > SLICE_CACHE:
