@@ -143,6 +143,15 @@ def _load_gaussian(means, covars, g, inp, i):
 
 
 @_inline
+def _camera_row(cams, c):
+    """Camera c's row of `cams` (see CAM_COLUMNS): rotation R and its transpose Rt (9-tuples), translation t0, t1,
+    t2, fx, fy, cx, cy, and the Jacobian's clamp limits lim_x_pos, lim_x_neg, lim_y_pos, lim_y_neg."""
+    R = (cams[c, 0], cams[c, 1], cams[c, 2], cams[c, 3], cams[c, 4], cams[c, 5], cams[c, 6], cams[c, 7], cams[c, 8])
+    return (R, _tr(R), cams[c, 9], cams[c, 10], cams[c, 11], cams[c, FX], cams[c, FY], cams[c, CX], cams[c, CY],
+            cams[c, LIM_X_POS], cams[c, LIM_X_NEG], cams[c, LIM_Y_POS], cams[c, LIM_Y_NEG])
+
+
+@_inline
 def _to_camera(inp, i, R, Rt, t0, t1, t2):
     """Gaussian i of a block (rows 0-11, see _load_gaussian) in the camera frame of rotation R (9-tuple, Rt its
     transpose) and translation (t0, t1, t2): mean x, y, z, covariance R Σ Rᵀ (9-tuple) and 1/z."""
@@ -161,16 +170,13 @@ def _project_block(means, covars, opacities, log_ratio, cams, c, g0, n, width, h
     The inputs are first copied into `inp` (14, BLOCK) float64, one row per field: the arithmetic loop then reads
     and writes contiguous rows, has no branch and no call (log_ratio (N,) float64 = log(opacity / 1/255) comes
     in), and LLVM runs it 8 Gaussians per AVX-512 instruction: R Σ Rᵀ, the Jacobian at the clamped x/z and y/z,
-    J Σc Jᵀ (_cov2d) and the opacity-aware box. out (11, BLOCK): visible (1.0 or 0.0), mean x, mean y, conic a, b, c, z, box x0, x1, y0, y1."""
+    J Σc Jᵀ (_cov2d) and the opacity-aware box. out (11, BLOCK): visible (1.0 or 0.0), mean x, mean y, conic a,
+    b, c, z, box x0, x1, y0, y1."""
     for i in range(n):
         g = g0 + i
         _load_gaussian(means, covars, g, inp, i)
         inp[12, i], inp[13, i] = opacities[g], log_ratio[g]
-    R = (cams[c, 0], cams[c, 1], cams[c, 2], cams[c, 3], cams[c, 4], cams[c, 5], cams[c, 6], cams[c, 7], cams[c, 8])
-    Rt = _tr(R)
-    t0, t1, t2 = cams[c, 9], cams[c, 10], cams[c, 11]
-    fx, fy, cx, cy = cams[c, FX], cams[c, FY], cams[c, CX], cams[c, CY]
-    lim_xp, lim_xn, lim_yp, lim_yn = cams[c, LIM_X_POS], cams[c, LIM_X_NEG], cams[c, LIM_Y_POS], cams[c, LIM_Y_NEG]
+    R, Rt, t0, t1, t2, fx, fy, cx, cy, lim_xp, lim_xn, lim_yp, lim_yn = _camera_row(cams, c)
     alpha_min, near, far, eps2d, max_extend = params[ALPHA_MIN64], params[NEAR], params[FAR], params[EPS2D], \
         params[MAX_EXTEND]
     w, h = float(width), float(height)
@@ -237,10 +243,11 @@ def _project_pairs(means, covars, opacities, colors, log_ratio, cams, width, hei
 @_jit
 def project_entries(means, covars, opacities, colors, log_ratio, cams, width, height, params, n_chunks, one_pass):
     """log_ratio (N,) float64: log(opacity / ALPHA_MIN64) (numpy's vectorised log: numba's would be a call per
-    Gaussian, which no loop vectorises) -> index (M,) int64 (camera * N + Gaussian, ascending), geo (M,6), feat (M,5), boxes (M,4) int64
-    [x0, x1, y0, y1] inclusive pixel ranges. Chunks of (camera, Gaussian) pairs run in parallel. one_pass:
-    each chunk writes its visible pairs at the chunk's start, then the runs are moved together (output arrays
-    of C*N rows); else a first pass counts and a second recomputes and writes (output arrays of M rows)."""
+    Gaussian, which no loop vectorises) -> index (M,) int64 (camera * N + Gaussian, ascending), geo (M,6),
+    feat (M,5), boxes (M,4) int64 [x0, x1, y0, y1] inclusive pixel ranges. Chunks of (camera, Gaussian) pairs
+    run in parallel. one_pass: each chunk writes its visible pairs at the chunk's start, then the runs are moved
+    together (output arrays of C*N rows); else a first pass counts and a second recomputes and writes (output
+    arrays of M rows)."""
     total = cams.shape[0] * means.shape[0]
     chunk = (total + n_chunks - 1) // n_chunks
     start = np.zeros(n_chunks + 1, np.int64)
@@ -291,11 +298,7 @@ def _vjp_block(means, covars, cams, params, c, gs, n, inp, out):
     ∂L/∂covariance (9, row-major): _project_block's arithmetic, taken back."""
     for i in range(n):
         _load_gaussian(means, covars, gs[i], inp, i)
-    R = (cams[c, 0], cams[c, 1], cams[c, 2], cams[c, 3], cams[c, 4], cams[c, 5], cams[c, 6], cams[c, 7], cams[c, 8])
-    Rt = _tr(R)
-    t0, t1, t2 = cams[c, 9], cams[c, 10], cams[c, 11]
-    fx, fy = cams[c, FX], cams[c, FY]
-    lim_xp, lim_xn, lim_yp, lim_yn = cams[c, LIM_X_POS], cams[c, LIM_X_NEG], cams[c, LIM_Y_POS], cams[c, LIM_Y_NEG]
+    R, Rt, t0, t1, t2, fx, fy, _, _, lim_xp, lim_xn, lim_yp, lim_yn = _camera_row(cams, c)
     eps2d = params[EPS2D]
     for i in range(n):
         x, y, z, Sc, rz = _to_camera(inp, i, R, Rt, t0, t1, t2)
@@ -390,9 +393,10 @@ def _entries_vjp(means, covars, cams, params, index, c, e0, e1, entry_start, ise
 @_jit
 def entries_backward(means, covars, cams, params, index, cam_start, entry_start, isect_grad, grad_means,
                      grad_covars, grad_opacities, grad_colors, n_chunks):
-    """Sum each entry's rows of isect_grad (I,11) (entry_start[e] .. entry_start[e+1]) and take them back through the projection into the
-    per-Gaussian gradients (accumulated in place). cam_start (C+1,): each camera's run of entries; a camera's
-    entries are split into n_chunks chunks run in parallel (a Gaussian has at most one entry per camera)."""
+    """Sum each entry's rows of isect_grad (I,11) (entry_start[e] .. entry_start[e+1]) and take them back through
+    the projection into the per-Gaussian gradients (accumulated in place). cam_start (C+1,): each camera's run of
+    entries; a camera's entries are split into n_chunks chunks run in parallel (a Gaussian has at most one entry
+    per camera)."""
     for c in range(cams.shape[0]):
         e0, count = cam_start[c], cam_start[c + 1] - cam_start[c]
         chunk = (count + n_chunks - 1) // n_chunks
