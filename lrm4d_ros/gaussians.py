@@ -226,14 +226,14 @@ class Gaussians4D:
         (1/255) drops nothing it would draw, and spares it the rest."""
         p = self.marginal(t)
         if min_marginal > 0:
-            shown = (p >= min_marginal) & (self.opacities > 0)
+            shown = self.opacities * p
+            mask = (p >= min_marginal) & (self.opacities > 0)
             if min_opacity > 0:
-                shown &= (self.opacities * p).double() >= min_opacity
-            keep = torch.nonzero(shown).squeeze(1)
+                mask &= shown.double() >= min_opacity
+            keep = torch.nonzero(mask).squeeze(1)
             dt = t - self.times.index_select(0, keep)
             return keep, Gaussians3D(self.means.index_select(0, keep) + self.velocities.index_select(0, keep)
-                                     * dt[:, None], self.covars.index_select(0, keep),
-                                     self.opacities.index_select(0, keep) * p.index_select(0, keep),
+                                     * dt[:, None], self.covars.index_select(0, keep), shown.index_select(0, keep),
                                      self.colors.index_select(0, keep))
         dt = t - self.times
         return None, Gaussians3D(self.means + self.velocities * dt[:, None], self.covars, self.opacities * p,

@@ -10,6 +10,7 @@ them. Each point's views are a loop, so nothing of size (V, N) is made.
 """
 from __future__ import annotations
 
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -103,11 +104,15 @@ _STATE: list[bool] = []  # [usable] once the first call has compiled (or failed 
 _POOL: list[ThreadPoolExecutor] = []  # made on first use
 
 
+_POOL_LOCK = threading.Lock()  # a node renders from more than one thread
+
+
 def _pool() -> ThreadPoolExecutor:
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()),
-                                        thread_name_prefix="plane_kernels"))
-    return _POOL[0]
+    with _POOL_LOCK:
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()),
+                                            thread_name_prefix="plane_kernels"))
+        return _POOL[0]
 
 
 def sample(stack: Tensor, project: Tensor, centres: Tensor, focal: Tensor, normal: Tensor, points: Tensor,

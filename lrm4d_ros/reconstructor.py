@@ -345,8 +345,8 @@ def render_at_times(gaussians: Gaussians4D, camtoworlds: Tensor, Ks: Tensor, wid
     camtoworlds (C,4,4), Ks (C,3,3), times (C,), background None | (3,) | (C,3) | Environment -> RenderOutput
     with (C,H,W,·). Cameras sharing a time share one slice. weighting: fade the input views' Gaussians for cameras
     that look the way an input looks (ViewWeighting), and show the others `novel_view_gaussians`; None: neither.
-    slicer: times -> the unfaded cameras' slices, in place of slicing those Gaussians here (`slice_many(times,
-    min_marginal)`; a cache of them: Reconstruction). fill: see
+    slicer: times -> the unfaded cameras' slices, in place of slicing those Gaussians here (`slice_kept(t,
+    min_marginal, ALPHA_THRESHOLD)`; a cache of them: Reconstruction). fill: see
     `composite` (reconstructions render with it; training, which the model learned without it, does not).
     plan: an empty dict to fill, or one filled by an earlier call with everything the same but the Gaussians'
     colours (refine_colours' passes): the cameras' slices and the environment's lookups are then reused, only the
