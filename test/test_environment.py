@@ -67,3 +67,20 @@ def test_environment_map_lookup_does_not_blend_across_the_horizon():
     az = torch.tensor([0.3, 1.7, -2.5, 0.3, 1.7, -2.5])
     near = torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], -1)
     torch.testing.assert_close(env.lookup(near), torch.stack([sky] * 3 + [floor] * 3), atol=1e-4, rtol=0)
+
+
+def test_environment_map_continues_the_highest_elevation_seen_upwards():
+    # The inputs look down (elevations -90° .. -4°, towards +x): the floor, and past its far edge (above -12°) a
+    # white sky. Nobody looked above the horizon: the sky there, and between -4° and the horizon, is what the
+    # highest elevation showed, not the whole map's (mostly the floor's) average, as it had been (0.1-0.3 for white).
+    g = torch.Generator().manual_seed(5)
+    az = (torch.rand(8, 32, 32, generator=g) - 0.5) * math.pi / 2
+    el = torch.rand(8, 32, 32, generator=g) * math.radians(86) - math.radians(90)
+    dirs = torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], -1)
+    sky, floor = torch.tensor([1.0, 1.0, 1.0]), torch.tensor([0.1, 0.2, 0.5])
+    images = torch.where(el[..., None] > math.radians(-12), sky, floor)
+    env = Environment.build(images, dirs, torch.ones(8, 32, 32))
+    el_q = torch.tensor([40.0, 5.0, -2.0, -40.0, -70.0]).deg2rad()
+    az_q = torch.tensor([0.0, 0.3, -0.2, 0.1, 0.0])
+    q = torch.stack([el_q.cos() * az_q.cos(), el_q.cos() * az_q.sin(), el_q.sin()], -1)
+    torch.testing.assert_close(env.lookup(q), torch.stack([sky] * 3 + [floor] * 2), atol=0.02, rtol=0)
