@@ -32,7 +32,8 @@ from lrm4d_ros.data.depth_sensor import sensor_depth
 from lrm4d_ros.data.sampler import SceneSampler, robot_mix
 from lrm4d_ros.model import LRM4D, LRM4DConfig
 from lrm4d_ros.render.rasterize_torch import rasterize as torch_rasterize
-from lrm4d_ros.train import cpu_has_bf16, drop_depth, lr_at, scene_loss
+from lrm4d_ros.model import bf16_native
+from lrm4d_ros.train import drop_depth, lr_at, scene_loss
 from lrm4d_ros.views import ViewSet
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
         no_decay = [q for q in model.parameters() if q.ndim < 2]
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
                                 lr=args.lr, betas=(0.9, 0.95))
-        runs.append(Run(name, model, opt, raster, bf16 and cpu_has_bf16(), read_views))
+        runs.append(Run(name, model, opt, raster, bf16 and bf16_native("cpu"), read_views))
     mix = robot_mix(12, 6, 128, 128)
     samplers = {n: SceneSampler(mix, num_inputs=n, num_targets=4) for n in range(6, 13)}
     rng = torch.Generator().manual_seed(0)
@@ -131,7 +132,7 @@ def main(argv=None) -> int:
     gen = statistics.median(gen_s)
     lines = [f"# bench_train: {args.steps} steps of the small model on the robot mix at 128² (6-12 inputs, 4 targets + "
              f"2 self), {args.threads} threads, same seeds/data/lr, configurations stepped in turn",
-             f"# torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs, native BF16: {cpu_has_bf16()}; "
+             f"# torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs, native BF16: {bf16_native('cpu')}; "
              f"load average after: {os.getloadavg()[0]:.2f}; scene generation median {gen:.3f} s/step",
              f"{'config':<12}{'model step s (median)':>22}{'steps/min':>11}{'speed-up':>10}{'mean |Δloss|':>14}"
              f"{'last 50':>10}{'skipped':>9}"]

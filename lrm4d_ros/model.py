@@ -112,6 +112,17 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+def bf16_native(device: torch.device) -> bool:
+    """True where bf16 autocast pays off for the transformer: CUDA, or a CPU that computes bf16 matrix products
+    natively (AVX512-BF16 / AMX)."""
+    if torch.device(device).type == "cuda":
+        return True
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def config_of(model: nn.Module) -> LRM4DConfig:
     """The config of an LRM4D, also one wrapped in DistributedDataParallel (which hides it under `.module`)."""
     return getattr(model, "module", model).cfg

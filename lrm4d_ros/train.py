@@ -39,7 +39,7 @@ from .checkpoint import load_config, load_training_state, save_model, save_train
 from .data.depth_sensor import sensor_depth
 from .gaussians import TRAIN_MIN_MARGINAL
 from .metrics import psnr, ssim_map
-from .model import HEADS, LRM4D, LRM4DConfig, config_of
+from .model import HEADS, LRM4D, LRM4DConfig, bf16_native, config_of
 from .pixel_gaussians import FAR, NEAR
 from .reconstructor import Reconstructor, estimate_background, model_input_size, predict, render_at_times
 from .views import ViewSet
@@ -248,14 +248,6 @@ def _ddp_setup(device_arg):
     return rank, world, device
 
 
-def cpu_has_bf16() -> bool:
-    """True when this CPU computes bf16 matmuls natively (AVX512-BF16 / AMX), where autocast pays off."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 @torch.no_grad()
 def validate(model, stream: SceneStream, args) -> dict:
     """Mean metrics of the validation scenes from colour only, and (models with a depth input) from RGB-D."""
@@ -358,7 +350,7 @@ def run(args) -> int:
         if kept.get("val_protocol") == args.val_protocol:
             best_psnr = float(kept.get("val_protocol_psnr", -math.inf))
     budget_s = args.time_budget * 60 if args.time_budget else None
-    autocast = args.bf16 == "on" or (args.bf16 == "auto" and (device.type == "cuda" or cpu_has_bf16()))
+    autocast = args.bf16 == "on" or (args.bf16 == "auto" and bf16_native(device))
     depth_rng = torch.Generator().manual_seed(args.seed * 1000 + rank + 17)
     log = open(log_path, "a") if rank == 0 else None
     if log:

@@ -297,6 +297,28 @@ def test_reconstructor_world_units_and_window():
                                fresh.render(c2w, views.Ks, 20, 12, mixed).colors, rtol=0, atol=0)
 
 
+def test_reconstructor_runs_the_transformer_in_bf16_as_it_trained():
+    # bf16 autocast for the transformer alone (its matrix products; rays, covariances and renders stay float32):
+    # the reconstruction comes back as the float32 one would, to within bf16's rounding of the network's output
+    torch.manual_seed(0)
+    c2w = ring(3, radius=3.0)
+    views = _views(c2w, [0, 50_000_000, 100_000_000], res=16)
+    views.depths = torch.full((3, 16, 16), 2.5)
+    model = LRM4D(LRM4DConfig.preset("tiny", image_size=16))
+    seen = []
+    hook = model.unpatchify.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    renders = {}
+    for bf16 in (False, True):
+        rec = Reconstructor(model, device="cpu", bf16=bf16).reconstruct(views)
+        assert rec.gaussians.means.dtype == torch.float32
+        renders[bf16] = rec.render(c2w, views.Ks, 16, 16, views.stamps_ns)
+    hook.remove()
+    assert seen == [torch.float32, torch.bfloat16]
+    assert float(psnr(renders[True].colors, renders[False].colors).min()) > 35.0
+    torch.testing.assert_close(renders[True].depths, renders[False].depths, rtol=0.02, atol=0.02)
+    assert not torch.equal(renders[True].colors, renders[False].colors)  # it did run in bf16
+
+
 def test_reconstructor_keeps_explicit_normalization():
     c2w = ring(2)
     views = _views(c2w, [5, 5])
