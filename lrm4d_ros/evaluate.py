@@ -32,7 +32,7 @@ from .baselines import baselines_for
 from .cameras import project_points
 from .metrics import psnr, ssim
 from .pixel_gaussians import z_rays
-from .reconstructor import REFINE_STEPS, Reconstructor
+from .reconstructor import BF16_CHOICES, REFINE_STEPS, Reconstructor
 from .views import ViewSet, short_side_size
 
 SELF = "self"  # the rig group of re-rendered inputs
@@ -56,6 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="world height of the bags' floor where it is known (a ground robot's odom/map frame: 0); "
                         "default: found from depth or by matching the views")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    p.add_argument("--bf16", choices=tuple(BF16_CHOICES), default="auto",
+                   help="the transformer under bf16 autocast: auto = where the hardware computes it natively")
     p.add_argument("--refine-steps", type=int, default=REFINE_STEPS,
                    help=f"colour refinement passes per reconstruction (default {REFINE_STEPS}; 0 = the model's colours)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -244,7 +246,8 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        reconstructor = Reconstructor.from_checkpoint(args.checkpoint, args.device, args.refine_steps, args.floor_z)
+        reconstructor = Reconstructor.from_checkpoint(args.checkpoint, args.device, args.refine_steps, args.floor_z,
+                                                      BF16_CHOICES[args.bf16])
     except ValueError as e:
         print(f"lrm4d evaluate: {e}", file=sys.stderr)
         return 2

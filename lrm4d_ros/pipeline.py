@@ -210,6 +210,8 @@ def add_arguments(p) -> None:
     p.add_argument("--checkpoint", default=None, help="safetensors checkpoint (default: the shipped one)")
     p.add_argument("--config", default=None, help="use a randomly initialised model of this preset (tests)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
+    p.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
+                   help="the transformer under bf16 autocast: auto = where the hardware computes it natively")
     p.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"), help="output bag storage")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
     p.add_argument("--no-video", action="store_true", help="skip the videos")
@@ -229,17 +231,17 @@ def parse_resolution(text: str | None, height: int, width: int) -> tuple[int, in
 
 
 def load_reconstructor(checkpoint: str | None, config: str | None, device: str | None, seed: int = 0,
-                       floor_z: float | None = None):
+                       floor_z: float | None = None, bf16: str = "auto"):
     """The shipped/given checkpoint, or (config) a randomly initialised model of that preset; floor_z: the world
-    height of a known floor (Reconstructor)."""
-    from .reconstructor import Reconstructor
+    height of a known floor, bf16: "auto" | "on" | "off" (Reconstructor)."""
+    from .reconstructor import BF16_CHOICES, Reconstructor
 
     if config is not None:
         from .model import LRM4D, LRM4DConfig
 
         torch.manual_seed(seed)
-        return Reconstructor(LRM4D(LRM4DConfig.preset(config)), device, floor_z=floor_z)
-    return Reconstructor.from_checkpoint(checkpoint, device, floor_z=floor_z)
+        return Reconstructor(LRM4D(LRM4DConfig.preset(config)), device, floor_z=floor_z, bf16=BF16_CHOICES[bf16])
+    return Reconstructor.from_checkpoint(checkpoint, device, floor_z=floor_z, bf16=BF16_CHOICES[bf16])
 
 
 def run(args) -> int:
@@ -283,7 +285,7 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
           f"depth input: {_depth_note(views)}", flush=True)
     t = time.perf_counter()
     recon_model = load_reconstructor(args.checkpoint, args.config, args.device, args.seed,
-                                     getattr(args, "floor_z", None))
+                                     getattr(args, "floor_z", None), getattr(args, "bf16", "auto"))
     timings = {"read_s": read_s, "load_model_s": time.perf_counter() - t, "reconstruct_s": 0.0, "render_s": 0.0,
                "write_s": 0.0}
     out.mkdir(parents=True, exist_ok=True)

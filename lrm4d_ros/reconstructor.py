@@ -76,6 +76,7 @@ FADE_MIN_PRESENCE = 0.1  # temporal marginal (at a view's median σ_t) a referen
 # novel-camera over 8 object scenes (novel_view within 0.01 on the rig scenes): 1.0 25.59 / 19.97, 19.19 / 18.38;
 # 0.8 25.70 / 20.06, 19.20 / 18.69; 0.7 25.72 / 20.13, 19.15 / 18.82; 0.6 25.63 / 20.24, 19.05 / 18.90 (block 10).
 NOVEL_SIGMA_T = 0.7
+BF16_CHOICES = {"auto": None, "on": True, "off": False}  # command lines' and the node's `bf16` -> Reconstructor's
 # Colour refinement passes (refine_colours). Rig validation, 6 scenes, RGB-D time_interp / self: 29.67 / 35.17 (0),
 # 30.75 / 41.94 (2), 30.81 / 43.26 (3), 30.82 / 44.45 (5)
 REFINE_STEPS = 3
@@ -507,7 +508,8 @@ class Reconstructor:
     the caller knows, e.g. 0 in a ground robot's odom or map frame (REP-105); None: found from depth or by matching
     the views. An RGB-only rig's untextured floor gives matching nothing, and the floor bounds how far what its
     colour shows below the horizon may lie (ablation block 18: 16 rig validation scenes, RGB novel_view 20.19 ->
-    21.58 with it given; RGB-D unchanged)."""
+    21.58 with it given; RGB-D unchanged). bf16: the transformer under bf16 autocast (None: where the hardware
+    computes it natively, `bf16_native`; the shipped model trained so)."""
 
     def __init__(self, model: LRM4D, device: str | torch.device | None = None, refine_steps: int = REFINE_STEPS,
                  floor_z: float | None = None, bf16: bool | None = None):
@@ -531,11 +533,12 @@ class Reconstructor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device | None = None,
-                        refine_steps: int = REFINE_STEPS, floor_z: float | None = None) -> "Reconstructor":
+                        refine_steps: int = REFINE_STEPS, floor_z: float | None = None,
+                        bf16: bool | None = None) -> "Reconstructor":
         """Load weights from `path` (None -> the shipped checkpoint)."""
         from .checkpoint import load_model
 
-        return cls(load_model(path), device, refine_steps, floor_z)
+        return cls(load_model(path), device, refine_steps, floor_z, bf16)
 
     def forget(self) -> None:
         """Forget the floors earlier windows found (an RGB-only rig's, by matching). Windows of one robot share

@@ -250,7 +250,8 @@ def test_bad_parameters_refuse_to_start(session):
     from lrm4d_ros.ros.reconstruct_node import ReconstructNode
     for name, value, reason in (("selection_policy", "random", "selection_policy"),
                                 ("camera_names", ["a", "a"], "unique"),
-                                ("checkpoint", "/nonexistent.safetensors", "checkpoint not found")):
+                                ("checkpoint", "/nonexistent.safetensors", "checkpoint not found"),
+                                ("bf16", "yes", "bf16")):
         with pytest.raises((ValueError, FileNotFoundError), match=reason):
             ReconstructNode(context=session.context, parameter_overrides=[Parameter(name, value=value)])
 
@@ -266,6 +267,21 @@ def test_a_known_floor_reaches_the_reconstructor(session):
         node = ReconstructNode(context=session.context, parameter_overrides=overrides)
         try:
             assert node.reconstructor.floor_z == expected
+        finally:
+            node.destroy_node()
+
+
+def test_bf16_parameter_reaches_the_reconstructor(session):
+    """auto: the transformer runs in bf16 where the hardware computes it natively; on / off force it."""
+    from rclpy.parameter import Parameter
+
+    from lrm4d_ros.model import bf16_native
+    from lrm4d_ros.ros.reconstruct_node import ReconstructNode
+    for value, expected in (("auto", bf16_native(torch.device("cpu"))), ("on", True), ("off", False)):
+        node = ReconstructNode(context=session.context,
+                               parameter_overrides=[Parameter("bf16", value=value), Parameter("device", value="cpu")])
+        try:
+            assert node.reconstructor.bf16 is expected
         finally:
             node.destroy_node()
 

@@ -12,7 +12,7 @@ from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 
 from ..cameras import fov_to_K
-from ..reconstructor import REFINE_STEPS
+from ..reconstructor import BF16_CHOICES, REFINE_STEPS
 from ..selection import POLICIES
 from ..window import RejectedInput, pose_matrix
 
@@ -49,6 +49,8 @@ SCALARS = {
                           (0.0, 1.0)),
     "checkpoint": ("", "safetensors checkpoint; empty = the shipped one", None),
     "device": ("", "torch device (cpu, cuda, cuda:1); empty = CUDA when available", None),
+    "bf16": ("auto", "the transformer under bf16 autocast: auto = where the hardware computes it natively (CUDA, "
+                     "AVX512-BF16/AMX CPUs), as the shipped model trained", tuple(BF16_CHOICES)),
     "refine_steps": (REFINE_STEPS, "colour refinement passes per reconstruction (0 = the model's colours; each "
                      "re-renders the input views: 0.07-0.17 s for 12 views of 128^2 on two CPU cores)", (0, 100)),
     "floor_known": (False, "the floor's world height is known (floor_z); false = found from depth or by matching "

@@ -41,7 +41,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from ..cameras import SceneNormalization
 from ..io.messages import (MessageError, camera_info_K, camera_info_msg, float_image_msg, image_depth, image_msg,
                            image_rgb, pointcloud2_msg, pose_matrix, time_msg, time_ns, transform_msg)
-from ..reconstructor import Reconstructor
+from ..reconstructor import BF16_CHOICES, Reconstructor
 from ..window import RejectedInput, SpaceTimeWindow
 from .conversions import RCLPY
 from .interfaces import ReconstructionStatus, RenderView
@@ -126,7 +126,8 @@ class ReconstructNode(Node):
                               SceneNormalization(torch.tensor(cfg.normalization_center, dtype=torch.float64),
                                                  cfg.normalization_scale))
         self.reconstructor = reconstructor or Reconstructor.from_checkpoint(
-            cfg.checkpoint or None, cfg.device or None, cfg.refine_steps, cfg.floor_z if cfg.floor_known else None)
+            cfg.checkpoint or None, cfg.device or None, cfg.refine_steps, cfg.floor_z if cfg.floor_known else None,
+            BF16_CHOICES[cfg.bf16])
         self._viewer = None
         if cfg.viewer_port > 0:  # the browser 4D viewer (lrm4d_ros/viewer): slices and sends on its own thread
             from ..viewer.server import Viewer
