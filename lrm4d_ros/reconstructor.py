@@ -78,8 +78,11 @@ FADE_MIN_PRESENCE = 0.1  # temporal marginal (at a view's median σ_t) a referen
 NOVEL_SIGMA_T = 0.7
 BF16_CHOICES = {"auto": None, "on": True, "off": False}  # command lines' and the node's `bf16` -> Reconstructor's
 # Colour refinement passes (refine_colours). Rig validation, 6 scenes, RGB-D time_interp / self: 29.67 / 35.17 (0),
-# 30.75 / 41.94 (2), 30.81 / 43.26 (3), 30.82 / 44.45 (5)
-REFINE_STEPS = 3
+# 30.75 / 41.94 (2), 30.81 / 43.26 (3), 30.82 / 44.45 (5). With today's layers, 16 scenes, RGB-D novel_view /
+# novel_view_time / time_interp / self, 3 passes 27.40 / 26.50 / 37.75 / 49.64, 2 passes 27.42 / 26.51 / 37.76 /
+# 46.49 (RGB 20.86 / 20.88 / 36.58 / 47.73 against 20.86 / 20.92 / 36.62 / 44.49; object-centric alternating and
+# novel-camera +0.02 / +0.03): the held-out views no worse, a reconstruction ~0.06 s faster (ablation block 28).
+REFINE_STEPS = 2
 
 
 @dataclass
@@ -504,7 +507,7 @@ class Reconstruction:
 class Reconstructor:
     """Runs a trained LRM4D on ViewSets. device None -> CUDA if available, else CPU; refine_steps: colour
     refinement passes per reconstruction (`refine_colours`; 0 = the model's colours; each re-renders the inputs:
-    0.07-0.17 s for 12 views of 128² on two CPU cores). floor_z: the world height (metres) of a horizontal floor
+    about 0.06 s for 12 views of 128² on two CPU cores). floor_z: the world height (metres) of a horizontal floor
     the caller knows, e.g. 0 in a ground robot's odom or map frame (REP-105); None: found from depth or by matching
     the views. An RGB-only rig's untextured floor gives matching nothing, and the floor bounds how far what its
     colour shows below the horizon may lie (ablation block 18: 16 rig validation scenes, RGB novel_view 20.19 ->

@@ -52,7 +52,7 @@ SCALARS = {
     "bf16": ("auto", "the transformer under bf16 autocast: auto = where the hardware computes it natively (CUDA, "
                      "AVX512-BF16/AMX CPUs), as the shipped model trained", tuple(BF16_CHOICES)),
     "refine_steps": (REFINE_STEPS, "colour refinement passes per reconstruction (0 = the model's colours; each "
-                     "re-renders the input views: 0.07-0.17 s for 12 views of 128^2 on two CPU cores)", (0, 100)),
+                     "re-renders the input views: about 0.06 s for 12 views of 128^2 on two CPU cores)", (0, 100)),
     "floor_known": (False, "the floor's world height is known (floor_z); false = found from depth or by matching "
                            "the views", None),
     "floor_z": (0.0, "world height of a horizontal floor under the rig, used when floor_known (a ground robot's "
