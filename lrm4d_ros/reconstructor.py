@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .cameras import SceneNormalization, TimeWindow, pixel_rays
@@ -76,6 +77,14 @@ FADE_MIN_PRESENCE = 0.1  # temporal marginal (at a view's median σ_t) a referen
 # novel-camera over 8 object scenes (novel_view within 0.01 on the rig scenes): 1.0 25.59 / 19.97, 19.19 / 18.38;
 # 0.8 25.70 / 20.06, 19.20 / 18.69; 0.7 25.72 / 20.13, 19.15 / 18.82; 0.6 25.63 / 20.24, 19.05 / 18.90 (block 10).
 NOVEL_SIGMA_T = 0.7
+# Share of a 3×3 binomial blur mixed into the colours a Reconstruction renders for a target no input camera looks like
+# (times 1 − its fading gate: none from an input's viewpoint). There every view's copy of a surface shows, each off
+# by a fraction of a pixel, and their disagreement is pixel-scale speckle a camera's pixel would average away. 16 rig
+# validation scenes, novel_view / novel_view_time / time_interp, RGB-D 0: 27.42 / 26.51 / 37.76, 0.3: 27.52 / 26.54 /
+# 37.76, 0.45: 27.52 / 26.53, 0.6: 27.51 / 26.50; RGB 20.86 / 20.92 -> 20.92 / 20.96; object-centric alternating /
+# novel-camera 19.14 / 19.29 -> 19.18 / 19.45; 15 MuJoCo validation bags RGB-D 23.26 -> 23.38. Every camera blurred
+# alike instead: RGB-D novel_view 27.55 but time_interp 35.61; only gate-0 cameras: 27.50 (ablation block 28).
+NOVEL_BLUR = 0.3
 BF16_CHOICES = {"auto": None, "on": True, "off": False}  # command lines' and the node's `bf16` -> Reconstructor's
 # Colour refinement passes (refine_colours). Rig validation, 6 scenes, RGB-D time_interp / self: 29.67 / 35.17 (0),
 # 30.75 / 41.94 (2), 30.81 / 43.26 (3), 30.82 / 44.45 (5). With today's layers, 16 scenes, RGB-D novel_view /
@@ -108,8 +117,9 @@ class ViewWeighting:
     hidden: Tensor | None = None  # (N,) opacities of pixel Gaussians removed for novel views (Prediction.hidden)
     scales_t: Tensor | None = None  # (V,) each view's median temporal extent (None: SIGMA_T0 for every view)
 
-    def _fade(self, target_axis: Tensor, t: float | Tensor, n: int) -> tuple[Tensor, int] | None:
-        """(factors (n,), the reference view r) for a target along target_axis (3,) at normalised time t, or None."""
+    def _gates(self, target_axis: Tensor, t: float | Tensor) -> tuple[Tensor, Tensor]:
+        """(each view's gate (V,), cosines (V,) between its axis and the target's) for a target along target_axis
+        (3,) at normalised time t."""
         cos = self.axes @ (target_axis / target_axis.norm()).to(self.axes)
         c_gate = math.cos(math.radians(FADE_GATE_DEG))
         dt = self.times - float(t)
@@ -117,7 +127,17 @@ class ViewWeighting:
         # a view whose Gaussians have faded out by t cannot stand in for the target: fading the others would
         # leave nothing
         scales = self.scales_t if self.scales_t is not None else torch.full_like(dt, SIGMA_T0)
-        gates = gates * (torch.exp(-0.5 * (dt / scales.to(dt)) ** 2) >= FADE_MIN_PRESENCE)
+        return gates * (torch.exp(-0.5 * (dt / scales.to(dt)) ** 2) >= FADE_MIN_PRESENCE), cos
+
+    def gate(self, target_axis: Tensor, t: float | Tensor) -> float:
+        """The largest view gate g in [0, 1] for a target along target_axis (3,) at normalised time t: 1 from an
+        input's own viewpoint, 0 from a novel one (every view shown unfaded)."""
+        g = float(self._gates(target_axis, t)[0].max())
+        return 0.0 if g < 1e-3 else g
+
+    def _fade(self, target_axis: Tensor, t: float | Tensor, n: int) -> tuple[Tensor, int] | None:
+        """(factors (n,), the reference view r) for a target along target_axis (3,) at normalised time t, or None."""
+        gates, cos = self._gates(target_axis, t)
         r = int(gates.argmax())
         g = float(gates[r])
         if g < 1e-3:
@@ -432,6 +452,18 @@ def refine_colours(gaussians: Gaussians4D, images: Tensor, Ks: Tensor, camtoworl
     return gaussians
 
 
+def soften(colors: Tensor, share: Tensor) -> Tensor:
+    """colors (C,H,W,3) with share (C,) of a 3×3 binomial blur (1 2 1 ⊗ 1 2 1 / 16; edges replicated) mixed in:
+    (1 − s)·x + s·blur(x) per camera."""
+    if not bool((share != 0).any()):
+        return colors
+    k = torch.tensor([1.0, 2.0, 1.0], dtype=colors.dtype, device=colors.device)
+    k = (k[:, None] * k[None]) / 16
+    x = colors.permute(0, 3, 1, 2)
+    blur = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k.expand(3, 1, 3, 3), groups=3)
+    return (x + share[:, None, None, None] * (blur - x)).permute(0, 2, 3, 1)
+
+
 @dataclass
 class Reconstruction:
     """Canonical-frame 4D Gaussians of one window, the maps back to metres and absolute stamps, and what renders
@@ -485,7 +517,9 @@ class Reconstruction:
         """Render C world cameras (camtoworlds (C,4,4) metres, Ks (C,3,3)) at absolute stamps (C,) int64 ns.
 
         Returns colors (C,H,W,3) in [0,1], alphas (C,H,W,1), depths (C,H,W,1) z-depth in metres (0 where empty).
-        background: (3,), (C,3) or an Environment; None -> the reconstruction's own (`background`).
+        background: (3,), (C,3) or an Environment; None -> the reconstruction's own (`background`). A camera that
+        looks unlike every input gets the Gaussians' colours softened (`soften`, NOVEL_BLUR × (1 − its gate));
+        an input camera's captured frames are shown as they are (`CapturedFrames`).
         """
         times = self._times(stamps_ns)
         dev = self.gaussians.means.device
@@ -494,7 +528,12 @@ class Reconstruction:
         out = render_at_times(self.gaussians, c2w, Ks, width, height, times,
                               self.background if background is None else background,
                               slicer=self._sliced, weighting=self.weighting, fill=self.fill)
-        colors = out.colors if self.captured is None else self.captured.show(out.colors, c2w, Ks, times)
+        colors = out.colors
+        if self.weighting is not None:  # the Gaussians' render, not the captured frames shown over it below
+            share = torch.tensor([NOVEL_BLUR * (1.0 - self.weighting.gate(c2w[c, :3, 2], times[c]))
+                                  for c in range(c2w.shape[0])], dtype=colors.dtype, device=colors.device)
+            colors = soften(colors, share)
+        colors = colors if self.captured is None else self.captured.show(colors, c2w, Ks, times)
         # refined colours may leave [0, 1] (REFINE_RANGE); an image does not
         return RenderOutput(colors.clamp(0, 1), out.alphas, self.normalization.lengths_to_world(out.depths))
 

@@ -391,6 +391,45 @@ def test_view_weighting_fades_other_views_for_a_target_on_an_input_axis():
             assert abs(float(c[1]) - a_g) < 0.02 and abs(float(c[0]) - (1 - a_g) * 0.9) < 0.02, (cam, c, a_g)
 
 
+def test_novel_viewpoints_are_softened_by_their_gate(monkeypatch):
+    from lrm4d_ros import reconstructor
+    from lrm4d_ros.reconstructor import FADE_GATE_DEG, NOVEL_BLUR, ViewWeighting, soften
+
+    # soften: a share s of the 3×3 binomial blur mixed in; a flat image stays flat, a lone pixel spreads
+    img = torch.zeros(2, 5, 5, 3)
+    img[:, 2, 2] = 1.0
+    out = soften(img, torch.tensor([0.0, 0.4]))
+    assert torch.equal(out[0], img[0])
+    torch.testing.assert_close(out[1, 2, 2], torch.full((3,), 0.6 + 0.4 * 4 / 16))
+    torch.testing.assert_close(out[1, 2, 1], torch.full((3,), 0.4 * 2 / 16))
+    torch.testing.assert_close(out[1, 1, 1], torch.full((3,), 0.4 / 16))
+    torch.testing.assert_close(out[1].sum(), img[1].sum())  # no colour lost
+    flat = torch.full((1, 4, 6, 3), 0.3)
+    torch.testing.assert_close(soften(flat, torch.tensor([1.0])), flat)
+    # the gate: 1 along an input's axis at its time, 0 from a novel viewpoint (beyond FADE_GATE_DEG)
+    wt = ViewWeighting(torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]), torch.zeros(2), pixels=1)
+    assert wt.gate(torch.tensor([0.0, 0.0, 1.0]), 0.0) == pytest.approx(1.0)
+    a = math.radians(2 * FADE_GATE_DEG)
+    assert wt.gate(torch.tensor([math.sin(a), 0.0, math.cos(a)]), 0.0) == 0.0
+    # a reconstruction renders an input's own camera untouched and a novel camera softened by NOVEL_BLUR
+    torch.manual_seed(0)
+    c2w = ring(3, radius=3.0)
+    views = _views(c2w, [0, 50_000_000, 100_000_000], res=16)
+    views.depths = torch.full((3, 16, 16), 2.5)
+    model = LRM4D(LRM4DConfig.preset("tiny", image_size=16))
+    rec = Reconstructor(model, device="cpu", refine_steps=0).reconstruct(views)  # colours stay within [0, 1]
+    novel = ring(12, radius=3.0)[1:2]  # 30° from the nearest input
+    own = rec.render(c2w[:1], views.Ks[:1], 16, 16, views.stamps_ns[:1])
+    seen = rec.render(novel, views.Ks[:1], 16, 16, views.stamps_ns[:1])
+    monkeypatch.setattr(reconstructor, "NOVEL_BLUR", 0.0)
+    bare_own = rec.render(c2w[:1], views.Ks[:1], 16, 16, views.stamps_ns[:1])
+    bare = rec.render(novel, views.Ks[:1], 16, 16, views.stamps_ns[:1])
+    torch.testing.assert_close(seen.colors, soften(bare.colors, torch.tensor([NOVEL_BLUR])))
+    assert float((seen.colors - bare.colors).abs().max()) > 0.01
+    assert torch.equal(own.colors, bare_own.colors)
+    torch.testing.assert_close(seen.depths, bare.depths, rtol=0, atol=0)  # colours only
+
+
 def test_render_at_times_plan_reuses_slices_for_new_colours():
     """A plan made by one call renders the next call's colours exactly as a fresh call would (refine_colours)."""
     from dataclasses import replace
