@@ -77,14 +77,16 @@ FADE_MIN_PRESENCE = 0.1  # temporal marginal (at a view's median σ_t) a referen
 # novel-camera over 8 object scenes (novel_view within 0.01 on the rig scenes): 1.0 25.59 / 19.97, 19.19 / 18.38;
 # 0.8 25.70 / 20.06, 19.20 / 18.69; 0.7 25.72 / 20.13, 19.15 / 18.82; 0.6 25.63 / 20.24, 19.05 / 18.90 (block 10).
 NOVEL_SIGMA_T = 0.7
-# Share of a 3×3 binomial blur mixed into the colours a Reconstruction renders for a target no input camera looks like
-# (times 1 − its fading gate: none from an input's viewpoint). There every view's copy of a surface shows, each off
-# by a fraction of a pixel, and their disagreement is pixel-scale speckle a camera's pixel would average away. 16 rig
-# validation scenes, novel_view / novel_view_time / time_interp, RGB-D 0: 27.42 / 26.51 / 37.76, 0.3: 27.52 / 26.54 /
-# 37.76, 0.45: 27.52 / 26.53, 0.6: 27.51 / 26.50; RGB 20.86 / 20.92 -> 20.92 / 20.96; object-centric alternating /
-# novel-camera 19.14 / 19.29 -> 19.18 / 19.45; 15 MuJoCo validation bags RGB-D 23.26 -> 23.38. Every camera blurred
-# alike instead: RGB-D novel_view 27.55 but time_interp 35.61; only gate-0 cameras: 27.50 (ablation block 28).
-NOVEL_BLUR = 0.3
+# Shares of a 3×3 median and then of a 3×3 binomial blur mixed into the colours a Reconstruction renders for a
+# target no input camera looks like (times 1 − its fading gate: none from an input's viewpoint; `soften`). There
+# every view's copy of a surface shows, each off by a fraction of a pixel, and their disagreement is pixel-scale
+# speckle a camera's pixel would average away; the median takes it out without blurring edges. 16 rig validation
+# scenes, RGB-D novel_view / novel_view_time (time_interp and self unchanged): none 27.42 / 26.51; blur 0.3 (the
+# first version) 27.52 / 26.54, 0.45 27.52 / 26.53, 0.6 27.51 / 26.50; median 0.5 27.57 / 26.57, 1.0 27.53 / 26.53;
+# median 0.5 + blur 0.15 27.59 / 26.57, + blur 0.3 27.58 / 26.56. Median 0.5 + blur 0.15 against blur 0.3: RGB
+# 20.92 / 20.96 -> 20.95 / 20.99, object-centric alternating / novel-camera 19.18 / 19.45 -> 19.19 / 19.49, 15 MuJoCo
+# validation bags RGB-D 23.38 -> 23.51. Every camera blurred alike: novel_view 27.55 but time_interp 35.61 (block 28).
+NOVEL_MEDIAN, NOVEL_BLUR = 0.5, 0.15
 BF16_CHOICES = {"auto": None, "on": True, "off": False}  # command lines' and the node's `bf16` -> Reconstructor's
 # Colour refinement passes (refine_colours). Rig validation, 6 scenes, RGB-D time_interp / self: 29.67 / 35.17 (0),
 # 30.75 / 41.94 (2), 30.81 / 43.26 (3), 30.82 / 44.45 (5). With today's layers, 16 scenes, RGB-D novel_view /
@@ -452,16 +454,21 @@ def refine_colours(gaussians: Gaussians4D, images: Tensor, Ks: Tensor, camtoworl
     return gaussians
 
 
-def soften(colors: Tensor, share: Tensor) -> Tensor:
-    """colors (C,H,W,3) with share (C,) of a 3×3 binomial blur (1 2 1 ⊗ 1 2 1 / 16; edges replicated) mixed in:
-    (1 − s)·x + s·blur(x) per camera."""
-    if not bool((share != 0).any()):
+def soften(colors: Tensor, amount: Tensor) -> Tensor:
+    """colors (C,H,W,3) softened by amount (C,) in [0, 1] per camera: a = NOVEL_MEDIAN·amount of each channel's
+    3×3 median mixed in, y = (1 − a)·x + a·median(x), then b = NOVEL_BLUR·amount of a 3×3 binomial blur (1 2 1 ⊗
+    1 2 1 / 16), (1 − b)·y + b·blur(y); edges replicated. amount 0 returns the colours untouched."""
+    if not bool((amount != 0).any()):
         return colors
-    k = torch.tensor([1.0, 2.0, 1.0], dtype=colors.dtype, device=colors.device)
-    k = (k[:, None] * k[None]) / 16
     x = colors.permute(0, 3, 1, 2)
-    blur = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k.expand(3, 1, 3, 3), groups=3)
-    return (x + share[:, None, None, None] * (blur - x)).permute(0, 2, 3, 1)
+    a = amount.to(x)[:, None, None, None]
+    padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    median = padded.unfold(2, 3, 1).unfold(3, 3, 1).reshape(*x.shape, 9).median(-1).values
+    y = x + NOVEL_MEDIAN * a * (median - x)
+    k = torch.tensor([1.0, 2.0, 1.0], dtype=x.dtype, device=x.device)
+    k = (k[:, None] * k[None]) / 16
+    blur = F.conv2d(F.pad(y, (1, 1, 1, 1), mode="replicate"), k.expand(3, 1, 3, 3), groups=3)
+    return (y + NOVEL_BLUR * a * (blur - y)).permute(0, 2, 3, 1)
 
 
 @dataclass
@@ -518,7 +525,7 @@ class Reconstruction:
 
         Returns colors (C,H,W,3) in [0,1], alphas (C,H,W,1), depths (C,H,W,1) z-depth in metres (0 where empty).
         background: (3,), (C,3) or an Environment; None -> the reconstruction's own (`background`). A camera that
-        looks unlike every input gets the Gaussians' colours softened (`soften`, NOVEL_BLUR × (1 − its gate));
+        looks unlike every input gets the Gaussians' colours softened (`soften` by 1 − its gate);
         an input camera's captured frames are shown as they are (`CapturedFrames`).
         """
         times = self._times(stamps_ns)
@@ -530,9 +537,9 @@ class Reconstruction:
                               slicer=self._sliced, weighting=self.weighting, fill=self.fill)
         colors = out.colors
         if self.weighting is not None:  # the Gaussians' render, not the captured frames shown over it below
-            share = torch.tensor([NOVEL_BLUR * (1.0 - self.weighting.gate(c2w[c, :3, 2], times[c]))
-                                  for c in range(c2w.shape[0])], dtype=colors.dtype, device=colors.device)
-            colors = soften(colors, share)
+            amount = torch.tensor([1.0 - self.weighting.gate(c2w[c, :3, 2], times[c]) for c in range(c2w.shape[0])],
+                                  dtype=colors.dtype, device=colors.device)
+            colors = soften(colors, amount)
         colors = colors if self.captured is None else self.captured.show(colors, c2w, Ks, times)
         # refined colours may leave [0, 1] (REFINE_RANGE); an image does not
         return RenderOutput(colors.clamp(0, 1), out.alphas, self.normalization.lengths_to_world(out.depths))

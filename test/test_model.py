@@ -393,25 +393,31 @@ def test_view_weighting_fades_other_views_for_a_target_on_an_input_axis():
 
 def test_novel_viewpoints_are_softened_by_their_gate(monkeypatch):
     from lrm4d_ros import reconstructor
-    from lrm4d_ros.reconstructor import FADE_GATE_DEG, NOVEL_BLUR, ViewWeighting, soften
+    from lrm4d_ros.reconstructor import FADE_GATE_DEG, NOVEL_BLUR, NOVEL_MEDIAN, ViewWeighting, soften
 
-    # soften: a share s of the 3×3 binomial blur mixed in; a flat image stays flat, a lone pixel spreads
+    # soften: a share of the 3×3 median, then of the binomial blur; amount 0 leaves a camera untouched
     img = torch.zeros(2, 5, 5, 3)
-    img[:, 2, 2] = 1.0
-    out = soften(img, torch.tensor([0.0, 0.4]))
+    img[:, 2, 2] = 1.0  # a lone bright pixel: speckle, which the median takes out
+    out = soften(img, torch.tensor([0.0, 1.0]))
     assert torch.equal(out[0], img[0])
-    torch.testing.assert_close(out[1, 2, 2], torch.full((3,), 0.6 + 0.4 * 4 / 16))
-    torch.testing.assert_close(out[1, 2, 1], torch.full((3,), 0.4 * 2 / 16))
-    torch.testing.assert_close(out[1, 1, 1], torch.full((3,), 0.4 / 16))
-    torch.testing.assert_close(out[1].sum(), img[1].sum())  # no colour lost
+    a, b = NOVEL_MEDIAN, NOVEL_BLUR
+    centre = (1 - a) * ((1 - b) + b * 4 / 16)
+    torch.testing.assert_close(out[1, 2, 2], torch.full((3,), centre))
+    torch.testing.assert_close(out[1, 2, 1], torch.full((3,), (1 - a) * b * 2 / 16))
+    torch.testing.assert_close(out[1, 1, 1], torch.full((3,), (1 - a) * b / 16))
+    edge = torch.zeros(1, 6, 6, 3)
+    edge[:, :, 3:] = 1.0  # a straight edge: the median keeps it, the blur softens it by b only
+    soft = soften(edge, torch.tensor([1.0]))
+    torch.testing.assert_close(soft[0, :, 2], torch.full((6, 3), b * 4 / 16))
+    torch.testing.assert_close(soft[0, :, 0], torch.zeros(6, 3))
     flat = torch.full((1, 4, 6, 3), 0.3)
     torch.testing.assert_close(soften(flat, torch.tensor([1.0])), flat)
     # the gate: 1 along an input's axis at its time, 0 from a novel viewpoint (beyond FADE_GATE_DEG)
     wt = ViewWeighting(torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]), torch.zeros(2), pixels=1)
     assert wt.gate(torch.tensor([0.0, 0.0, 1.0]), 0.0) == pytest.approx(1.0)
-    a = math.radians(2 * FADE_GATE_DEG)
-    assert wt.gate(torch.tensor([math.sin(a), 0.0, math.cos(a)]), 0.0) == 0.0
-    # a reconstruction renders an input's own camera untouched and a novel camera softened by NOVEL_BLUR
+    ang = math.radians(2 * FADE_GATE_DEG)
+    assert wt.gate(torch.tensor([math.sin(ang), 0.0, math.cos(ang)]), 0.0) == 0.0
+    # a reconstruction renders an input's own camera untouched and a novel camera fully softened
     torch.manual_seed(0)
     c2w = ring(3, radius=3.0)
     views = _views(c2w, [0, 50_000_000, 100_000_000], res=16)
@@ -421,10 +427,15 @@ def test_novel_viewpoints_are_softened_by_their_gate(monkeypatch):
     novel = ring(12, radius=3.0)[1:2]  # 30° from the nearest input
     own = rec.render(c2w[:1], views.Ks[:1], 16, 16, views.stamps_ns[:1])
     seen = rec.render(novel, views.Ks[:1], 16, 16, views.stamps_ns[:1])
-    monkeypatch.setattr(reconstructor, "NOVEL_BLUR", 0.0)
+    expected = {}
+    for name in ("NOVEL_MEDIAN", "NOVEL_BLUR"):
+        expected[name] = getattr(reconstructor, name)
+        monkeypatch.setattr(reconstructor, name, 0.0)
     bare_own = rec.render(c2w[:1], views.Ks[:1], 16, 16, views.stamps_ns[:1])
     bare = rec.render(novel, views.Ks[:1], 16, 16, views.stamps_ns[:1])
-    torch.testing.assert_close(seen.colors, soften(bare.colors, torch.tensor([NOVEL_BLUR])))
+    for name, value in expected.items():
+        monkeypatch.setattr(reconstructor, name, value)
+    torch.testing.assert_close(seen.colors, soften(bare.colors, torch.tensor([1.0])))
     assert float((seen.colors - bare.colors).abs().max()) > 0.01
     assert torch.equal(own.colors, bare_own.colors)
     torch.testing.assert_close(seen.depths, bare.depths, rtol=0, atol=0)  # colours only
