@@ -412,6 +412,12 @@ def test_novel_viewpoints_are_softened_by_their_gate(monkeypatch):
     torch.testing.assert_close(soft[0, :, 0], torch.zeros(6, 3))
     flat = torch.full((1, 4, 6, 3), 0.3)
     torch.testing.assert_close(soften(flat, torch.tensor([1.0])), flat)
+    # the median network equals sorting each replicated-edge 3×3 window, ties included
+    from lrm4d_ros.reconstructor import _median3x3
+    for x in (torch.rand(2, 3, 9, 7, generator=torch.Generator().manual_seed(1)),
+              torch.randint(0, 3, (1, 3, 8, 8), generator=torch.Generator().manual_seed(2)).float()):
+        windows = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate").unfold(2, 3, 1).unfold(3, 3, 1)
+        assert torch.equal(_median3x3(x), windows.reshape(*x.shape, 9).median(-1).values)
     # the gate: 1 along an input's axis at its time, 0 from a novel viewpoint (beyond FADE_GATE_DEG)
     wt = ViewWeighting(torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]), torch.zeros(2), pixels=1)
     assert wt.gate(torch.tensor([0.0, 0.0, 1.0]), 0.0) == pytest.approx(1.0)
