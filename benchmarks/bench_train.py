@@ -30,9 +30,8 @@ import torch
 from lrm4d_ros import render as render_module
 from lrm4d_ros.data.depth_sensor import sensor_depth
 from lrm4d_ros.data.sampler import SceneSampler, robot_mix
-from lrm4d_ros.model import LRM4D, LRM4DConfig
+from lrm4d_ros.model import LRM4D, LRM4DConfig, bf16_native
 from lrm4d_ros.render.rasterize_torch import rasterize as torch_rasterize
-from lrm4d_ros.model import bf16_native
 from lrm4d_ros.train import drop_depth, lr_at, scene_loss
 from lrm4d_ros.views import ViewSet
 

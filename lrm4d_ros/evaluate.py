@@ -32,7 +32,8 @@ from .baselines import baselines_for
 from .cameras import project_points
 from .metrics import psnr, ssim
 from .pixel_gaussians import z_rays
-from .reconstructor import BF16_CHOICES, REFINE_STEPS, Reconstructor
+from .model import BF16_CHOICES
+from .reconstructor import REFINE_STEPS, Reconstructor
 from .views import ViewSet, short_side_size
 
 SELF = "self"  # the rig group of re-rendered inputs

@@ -112,7 +112,10 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
-def bf16_native(device: torch.device) -> bool:
+BF16_CHOICES = {"auto": None, "on": True, "off": False}  # command lines' and the node's `bf16` -> Reconstructor's
+
+
+def bf16_native(device: str | torch.device) -> bool:
     """True where bf16 autocast pays off for the transformer: CUDA, or a CPU that computes bf16 matrix products
     natively (AVX512-BF16 / AMX)."""
     if torch.device(device).type == "cuda":

@@ -33,6 +33,7 @@ from .cameras import SceneNormalization
 from .data.protocols import frame_indices
 from .data.rigs import look_at
 from .metrics import psnr
+from .model import BF16_CHOICES
 from .views import ViewSet, short_side_size
 
 GAUSSIANS_TOPIC = "/lrm4d/gaussians"
@@ -210,7 +211,7 @@ def add_arguments(p) -> None:
     p.add_argument("--checkpoint", default=None, help="safetensors checkpoint (default: the shipped one)")
     p.add_argument("--config", default=None, help="use a randomly initialised model of this preset (tests)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
-    p.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
+    p.add_argument("--bf16", choices=tuple(BF16_CHOICES), default="auto",
                    help="the transformer under bf16 autocast: auto = where the hardware computes it natively")
     p.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"), help="output bag storage")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
@@ -234,7 +235,7 @@ def load_reconstructor(checkpoint: str | None, config: str | None, device: str |
                        floor_z: float | None = None, bf16: str = "auto"):
     """The shipped/given checkpoint, or (config) a randomly initialised model of that preset; floor_z: the world
     height of a known floor, bf16: "auto" | "on" | "off" (Reconstructor)."""
-    from .reconstructor import BF16_CHOICES, Reconstructor
+    from .reconstructor import Reconstructor
 
     if config is not None:
         from .model import LRM4D, LRM4DConfig

@@ -87,7 +87,6 @@ NOVEL_SIGMA_T = 0.7
 # 20.92 / 20.96 -> 20.95 / 20.99, object-centric alternating / novel-camera 19.18 / 19.45 -> 19.19 / 19.49, 15 MuJoCo
 # validation bags RGB-D 23.38 -> 23.51. Every camera blurred alike: novel_view 27.55 but time_interp 35.61 (block 28).
 NOVEL_MEDIAN, NOVEL_BLUR = 0.5, 0.15
-BF16_CHOICES = {"auto": None, "on": True, "off": False}  # command lines' and the node's `bf16` -> Reconstructor's
 # Colour refinement passes (refine_colours). Rig validation, 6 scenes, RGB-D time_interp / self: 29.67 / 35.17 (0),
 # 30.75 / 41.94 (2), 30.81 / 43.26 (3), 30.82 / 44.45 (5). With today's layers, 16 scenes, RGB-D novel_view /
 # novel_view_time / time_interp / self, 3 passes 27.40 / 26.50 / 37.75 / 49.64, 2 passes 27.42 / 26.51 / 37.76 /

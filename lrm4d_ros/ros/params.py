@@ -12,7 +12,8 @@ from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 
 from ..cameras import fov_to_K
-from ..reconstructor import BF16_CHOICES, REFINE_STEPS
+from ..model import BF16_CHOICES
+from ..reconstructor import REFINE_STEPS
 from ..selection import POLICIES
 from ..window import RejectedInput, pose_matrix
 

@@ -41,7 +41,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from ..cameras import SceneNormalization
 from ..io.messages import (MessageError, camera_info_K, camera_info_msg, float_image_msg, image_depth, image_msg,
                            image_rgb, pointcloud2_msg, pose_matrix, time_msg, time_ns, transform_msg)
-from ..reconstructor import BF16_CHOICES, Reconstructor
+from ..model import BF16_CHOICES
+from ..reconstructor import Reconstructor
 from ..window import RejectedInput, SpaceTimeWindow
 from .conversions import RCLPY
 from .interfaces import ReconstructionStatus, RenderView
