@@ -19,7 +19,7 @@ import torch
 from lrm4d_ros.cameras import SceneNormalization, TimeWindow
 from lrm4d_ros.data.protocols import protocol_groups
 from lrm4d_ros.io.bag import read_bag
-from lrm4d_ros.reconstructor import Reconstructor, predict
+from lrm4d_ros.reconstructor import MEASURED_OFFSET, Reconstructor, predict
 
 
 @torch.no_grad()
@@ -39,7 +39,8 @@ def bag_stats(reconstructor: Reconstructor, path: str) -> list[dict]:
     hit = true > 0
     rows = []
     for mode, depths in (("RGB-D", true), ("RGB", None)):
-        pred = predict(reconstructor.model, v.images, v.Ks, c2w, times, depths)
+        pred = predict(reconstructor.model, v.images, v.Ks, c2w, times, depths,
+                       measured_offset=MEASURED_OFFSET if depths is not None else 0.0)
         row = {"bag": Path(path).name, "mode": mode, "true": float(true[hit].median()),
                "pred": float(pred.pixel_depths[hit].median()),
                "err_pred": float((pred.pixel_depths[hit].log() - true[hit].log()).abs().median())}

@@ -93,6 +93,12 @@ NOVEL_MEDIAN, NOVEL_BLUR = 0.5, 0.15
 # 46.49 (RGB 20.86 / 20.88 / 36.58 / 47.73 against 20.86 / 20.92 / 36.62 / 44.49; object-centric alternating and
 # novel-camera +0.02 / +0.03): the held-out views no worse, a reconstruction ~0.06 s faster (ablation block 28).
 REFINE_STEPS = 2
+# Log z-depth added to a depth camera's measured pixels before the model's bounded residual, at inference only
+# (predict's measured_offset). The shipped model puts them a median 1.2 % beyond the measurement (depth_stats.txt);
+# moved along their rays, novel views are sharply worse farther out and gently nearer (16 rig validation scenes,
+# RGB-D novel_view: +0.6 % 27.21, +0.2 % 27.50, 0 27.59, -0.3 % 27.61, -0.45 % 27.57, -0.6 % 27.48, -1.2 % 26.92),
+# and the MuJoCo validation bags, another renderer's, gain most (15 bags 23.51 -> 23.68 at -0.3 %; ablation block 29).
+MEASURED_OFFSET = -0.003
 
 
 @dataclass
@@ -205,7 +211,7 @@ class Prediction:
 def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor,
             depths: Tensor | None = None, match_floor: bool | float = True,
             camera_ids: Tensor | None = None, read_views: bool = True, floor_near: float | None = None,
-            bf16: bool = False) -> Prediction:
+            bf16: bool = False, measured_offset: float = 0.0) -> Prediction:
     """Run the model on V canonical-frame views (one scene).
 
     images (V,H,W,3) in [0,1]; Ks (V,3,3); camtoworlds (V,4,4) camera-to-canonical; times (V,) normalised;
@@ -219,6 +225,8 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
     floor_near: the canonical height an RGB-only rig's floor was found at in an earlier window (a moving rig's),
     checked first (floor_from_photo's `near`: ~0.2 s where it holds).
     bf16: the transformer's forward under bf16 autocast, as it trained (False: whatever the caller's context is).
+    measured_offset: log z-depth added to a depth camera's measured pixels before the head's residual (the
+    Reconstructor's MEASURED_OFFSET; training learns the residual without one).
     """
     V, H, W, _ = images.shape
     cfg = config_of(model)
@@ -252,6 +260,8 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
         else:
             base, measured = base_log_depth(depths.float() if depths is not None else None, depth_views, (V, H, W),
                                             images.device)
+            if sensed and measured_offset:
+                base = base + measured_offset * measured.to(base)
             far = None
             if floor_height is not None:
                 # whatever an RGB-only view shows below the horizon lies no farther than the floor
@@ -642,7 +652,7 @@ class Reconstructor:
                 last = next((z for z in reversed(self._floors.values()) if z is not None), None)
                 near = None if last is None else (last - float(norm.center[2])) * norm.scale
         pred = predict(self.model, v.images, v.Ks, c2w, times, depths, match_floor, v.camera_ids, floor_near=near,
-                       bf16=self.bf16)
+                       bf16=self.bf16, measured_offset=MEASURED_OFFSET)
         if key is not None and key not in self._floors and pred.backdrop is None:  # objects move: no cache
             h = pred.floor_from_colour
             self._floors[key] = None if h is None else h / norm.scale + float(norm.center[2])

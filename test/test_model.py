@@ -11,7 +11,7 @@ from lrm4d_ros.gaussians import TRAIN_MIN_MARGINAL
 from lrm4d_ros.metrics import psnr
 from lrm4d_ros.model import LRM4D, LRM4DConfig
 from lrm4d_ros.pixel_gaussians import DROPOUT_DEPTH, RGB_DEPTH, sum_of_outer
-from lrm4d_ros.reconstructor import Reconstructor, predict, render_at_times
+from lrm4d_ros.reconstructor import MEASURED_OFFSET, Reconstructor, predict, render_at_times
 from lrm4d_ros.render import render
 from lrm4d_ros.views import ViewSet
 
@@ -123,6 +123,12 @@ def test_untrained_surfels_sit_at_the_measured_depth_with_the_pixels_colours():
     assert len(g) == 2 * 16 * 16
     torch.testing.assert_close(pred.pixel_depths[depths > 0], depths[depths > 0])
     torch.testing.assert_close(pred.pixel_depths[0, :4], torch.full((4, 16), DROPOUT_DEPTH))
+    # the Reconstructor's offset moves the measured pixels along their rays by exp(offset), nothing else
+    with torch.no_grad():
+        moved = predict(model, images, K, c2w, times, depths, measured_offset=0.01)
+    torch.testing.assert_close(moved.pixel_depths[depths > 0], depths[depths > 0] * math.exp(0.01))
+    torch.testing.assert_close(moved.pixel_depths[0, :4], torch.full((4, 16), DROPOUT_DEPTH))
+    torch.testing.assert_close(moved.gaussians.colors, g.colors)
     # a colour camera's pixels start at RGB_DEPTH, in a rig with depth cameras or without
     depths[1] = 0.0
     with torch.no_grad():
@@ -274,10 +280,10 @@ def test_reconstructor_world_units_and_window():
     torch.testing.assert_close(rec.normalization.center, torch.tensor([10.0, -3.0, 1.0], dtype=torch.float64))
     out = rec.render(c2w[:2], views.Ks[:2], 20, 12, views.stamps_ns[:2])
     assert out.colors.shape == (2, 12, 20, 3) and out.depths.shape == (2, 12, 20, 1)
-    # rendered from its own camera, the wall comes back at 4 m (depth in metres, not canonical units; the other
-    # cameras' walls blend in a little where they cross this view)
-    centre = out.depths[0, 4:8, 7:13]
-    assert abs(float(centre.median()) - 4.0) < 0.01 and float((centre - 4.0).abs().max()) < 0.1
+    # rendered from its own camera, the wall comes back at 4 m less the measured depths' offset (depth in metres,
+    # not canonical units; the other cameras' walls blend in a little where they cross this view)
+    centre, wall = out.depths[0, 4:8, 7:13], 4.0 * math.exp(MEASURED_OFFSET)
+    assert abs(float(centre.median()) - wall) < 0.002 and float((centre - wall).abs().max()) < 0.1
     g = rec.slice(base + 50_000_000)
     # every surfel lies 4 m along its ray: within 5 m (camera ring radius) + 4 m of the centre
     assert float((g.means - rec.normalization.center.float()).norm(dim=-1).max()) < 9.0
