@@ -39,8 +39,7 @@ def bag_stats(reconstructor: Reconstructor, path: str) -> list[dict]:
     hit = true > 0
     rows = []
     for mode, depths in (("RGB-D", true), ("RGB", None)):
-        pred = predict(reconstructor.model, v.images, v.Ks, c2w, times, depths,
-                       measured_offset=MEASURED_OFFSET if depths is not None else 0.0)
+        pred = predict(reconstructor.model, v.images, v.Ks, c2w, times, depths, measured_offset=MEASURED_OFFSET)
         row = {"bag": Path(path).name, "mode": mode, "true": float(true[hit].median()),
                "pred": float(pred.pixel_depths[hit].median()),
                "err_pred": float((pred.pixel_depths[hit].log() - true[hit].log()).abs().median())}
