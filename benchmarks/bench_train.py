@@ -5,8 +5,10 @@ scenes, depth dropout and learning rate, stepped in turn so both see the same ma
 
 Configurations (the training loop of `lrm4d train`: scene_loss, AdamW, clipping, warmup + cosine):
   before  the pure-PyTorch rasterizer and float32 everywhere (the recipe before the compiled rasterizer)
-  after   the compiled (numba) rasterizer and bf16 autocast for the model's forward where the CPU has native BF16
+  after   the compiled (numba) rasterizer, bf16 autocast for the model's forward where the CPU has native BF16, and
+          AdamW's fused kernel (as `lrm4d train`)
   after-fp32   the compiled rasterizer, float32 (what bf16 adds on its own)
+  after-loop   `after` with AdamW's per-parameter loop (what the fused kernel adds on its own)
   patch8  `after` with the small preset's former 8×8 patches (4× the tokens)
   views   `after` compositing over the floor read from the views and the walls, as inference does (training skips
           these render-time layers)
@@ -36,12 +38,13 @@ from lrm4d_ros.train import drop_depth, lr_at, scene_loss
 from lrm4d_ros.views import ViewSet
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CONFIGS = {  # name: (rasterizer, bf16, patch size, read_views)
-    "before": ("torch", False, 16, False),
-    "after": ("numba", True, 16, False),
-    "after-fp32": ("numba", False, 16, False),
-    "patch8": ("numba", True, 8, False),
-    "views": ("numba", True, 16, True),
+CONFIGS = {  # name: (rasterizer, bf16, patch size, read_views, fused AdamW)
+    "before": ("torch", False, 16, False, False),
+    "after": ("numba", True, 16, False, True),
+    "after-fp32": ("numba", False, 16, False, True),
+    "after-loop": ("numba", True, 16, False, False),
+    "patch8": ("numba", True, 8, False, True),
+    "views": ("numba", True, 16, True, True),
 }
 
 
@@ -85,13 +88,13 @@ def main(argv=None) -> int:
         p.error(f"unknown configs {bad}; choose from {list(CONFIGS)}")
     runs = []
     for name in names:
-        raster, bf16, patch, read_views = CONFIGS[name]
+        raster, bf16, patch, read_views, fused = CONFIGS[name]
         torch.manual_seed(0)
         model = LRM4D(LRM4DConfig.preset("small", patch_size=patch))
         decay = [q for q in model.parameters() if q.ndim >= 2]
         no_decay = [q for q in model.parameters() if q.ndim < 2]
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
-                                lr=args.lr, betas=(0.9, 0.95))
+                                lr=args.lr, betas=(0.9, 0.95), fused=fused or None)
         runs.append(Run(name, model, opt, raster, bf16 and bf16_native("cpu"), read_views))
     mix = robot_mix(12, 6, 128, 128)
     samplers = {n: SceneSampler(mix, num_inputs=n, num_targets=4) for n in range(6, 13)}
