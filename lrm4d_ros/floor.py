@@ -146,15 +146,17 @@ def _warp(images: Tensor, Ks: Tensor, camtoworlds: Tensor, partner: Tensor, z_de
     itself)."""
     V, H, W, _ = images.shape
     S = z_depths.shape[0]
-    # float32: a 64-pixel image's geometry needs no more, and the (S,V,H,W,3) points are the sweep's bulk
-    o, d = (x.float() for x in z_rays(Ks, camtoworlds.double(), H, W))
-    w2c = torch.linalg.inv(camtoworlds.double())[partner].float()
-    P = Ks.double()[partner].float() @ w2c[:, :3, :3]  # world -> partner pixels, homogeneous
-    q = Ks.double()[partner].float() @ w2c[:, :3, 3:]
+    # in the images' dtype: float32 (a 64-pixel image's geometry needs no more, and the (S,V,H,W,3) points are the
+    # sweep's bulk), or float64 for the reference plane_kernels.sweep is tested against
+    dt = images.dtype
+    o, d = (x.to(dt) for x in z_rays(Ks, camtoworlds.double(), H, W))
+    w2c = torch.linalg.inv(camtoworlds.double())[partner].to(dt)
+    P = Ks.double()[partner].to(dt) @ w2c[:, :3, :3]  # world -> partner pixels, homogeneous
+    q = Ks.double()[partner].to(dt) @ w2c[:, :3, 3:]
     # P (o + z d) + q = (P o + q) + z (P d): two images' worth of matrix products instead of S
     base = torch.einsum("vij,vhwj->vhwi", P, o) + q[:, None, None, :, 0]
     step = torch.einsum("vij,vhwj->vhwi", P, d)
-    uv = base[None] + z_depths.float()[..., None] * step[None]
+    uv = base[None] + z_depths.to(dt)[..., None] * step[None]
     z = uv[..., 2]
     uv = uv[..., :2] / z.clamp_min(1e-6)[..., None]
     grid = torch.stack([(uv[..., 0] + 0.5) / W * 2 - 1, (uv[..., 1] + 0.5) / H * 2 - 1], -1)
@@ -183,6 +185,35 @@ def _ncc(a: Tensor, b: Tensor) -> Tensor:
     ma, mb = _box(a), _box(b)
     va, vb = (_box(a * a) - ma * ma).clamp_min(0), (_box(b * b) - mb * mb).clamp_min(0)
     return (_box(a * b) - ma * mb) / (va * vb + 1e-8).sqrt()
+
+
+def plane_matches(gray: Tensor, Ks: Tensor, camtoworlds: Tensor, partners: Tensor, heights: Tensor) -> Tensor:
+    """(S,V,h,w) mean NCC (5×5 pixels) of each view of grey images gray (V,h,w) with its partners (V,P) where they
+    see the pixel's point on the horizontal planes z = heights (S,) (in front of them, inside their image; −1: none
+    does, or the pixel's ray does not descend). Ks (V,3,3) of the h×w images, camtoworlds (V,4,4) canonical.
+    Compiled on the CPU (plane_kernels.sweep), else `_plane_matches_torch`."""
+    if gray.device.type == "cpu":
+        g = gray.double()  # float32's running sums would cost the NCC ~1e-3
+        mean = _box(g)
+        out = plane_kernels.sweep(gray, mean, (_box(g * g) - mean * mean).clamp_min(0), Ks, camtoworlds, partners,
+                                  heights)
+        if out is not None:
+            return out
+    return _plane_matches_torch(gray, Ks, camtoworlds, partners, heights)
+
+
+def _plane_matches_torch(gray: Tensor, Ks: Tensor, camtoworlds: Tensor, partners: Tensor, heights: Tensor) -> Tensor:
+    """`plane_matches` in torch: any device, and the reference plane_kernels.sweep is tested against."""
+    o, d = z_rays(Ks, camtoworlds.double(), gray.shape[1], gray.shape[2])
+    hit = d[..., 2] < -1e-6
+    t = (heights[:, None, None, None] - o[None, ..., 2]) / torch.where(hit, d[..., 2], -1e-6)[None]
+    ncc = n = 0.0
+    for j in range(partners.shape[1]):
+        seen, ok = _warp(gray[..., None], Ks, camtoworlds, partners[:, j], t.clamp_min(1e-3))
+        c = _ncc(gray, seen[..., 0])
+        ncc = ncc + torch.where(ok, c, torch.zeros_like(c))
+        n = n + ok.to(c)
+    return torch.where(hit & (n > 0), ncc / n.clamp_min(1), torch.full_like(c, -1.0))
 
 
 def pick_partners(camtoworlds: Tensor, times: Tensor, k: int) -> Tensor:
@@ -228,7 +259,7 @@ def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Ten
     # 128-pixel views came out 1-3 % of its depth too high (the 20 MuJoCo bags, 13 procedural robot bags)
     K = scale_K(Ks.double(), w / W, h / H)
     partners = pick_partners(camtoworlds.double(), times.double(), PARTNERS)
-    o, d = z_rays(K, camtoworlds.double(), h, w)
+    _, d = z_rays(K, camtoworlds.double(), h, w)
     hit = d[..., 2] < -1e-6
     top = float(camtoworlds[:, 2, 3].min())
     gray = small.mean(-1)
@@ -236,16 +267,7 @@ def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Ten
     texture = (_box(gray * gray) - _box(gray) ** 2).clamp_min(0).sqrt()  # local std: what can be matched
 
     def match(heights: Tensor) -> Tensor:
-        """(S,V,h,w) mean NCC over the partners that see each pixel's point on the planes z = heights (S,) (-1:
-        none)."""
-        t = (heights[:, None, None, None] - o[None, ..., 2]) / torch.where(hit, d[..., 2], -1e-6)[None]
-        ncc = n = 0.0
-        for j in range(PARTNERS):
-            seen, ok = _warp(gray[..., None], K, camtoworlds, partners[:, j], t.clamp_min(1e-3))
-            c = _ncc(gray, seen[..., 0])
-            ncc = ncc + torch.where(ok, c, torch.zeros_like(c))
-            n = n + ok.to(c)
-        return torch.where(hit & (n > 0), ncc / n.clamp_min(1), torch.full_like(c, -1.0))
+        return plane_matches(gray, K, camtoworlds, partners, heights)
 
     def votes(drops: Tensor, spread: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Share of the pixels below the horizon voting for each drop (S,), each pixel's vote (-1: none), and the

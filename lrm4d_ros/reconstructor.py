@@ -220,12 +220,12 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
     depths (V,H,W) measured z-depth in canonical units, 0 = no measurement (None: an RGB-only rig).
     match_floor: place what an RGB-only rig's colours locate: objects before a plain backdrop by their silhouettes
     (silhouettes.py, ~0.7 s on two CPU cores for 12 views of 128²), else the floor by matching the views
-    (floor.floor_from_photo, ~1.2 s); training skips both; a float: the floor's canonical height, known (an RGB-only
+    (floor.floor_from_photo, ~0.25 s compiled); training skips both; a float: the floor's canonical height, known (an RGB-only
     rig matches only its pixels; an RGB-D one takes it instead of the height its depth shows).
     read_views: read the floor from the input views that show it, and find walls (RGB-D); training skips both
     (about 60 ms a scene at 128², nothing is differentiated through them) and composites over the floor's grid.
     floor_near: the canonical height an RGB-only rig's floor was found at in an earlier window (a moving rig's),
-    checked first (floor_from_photo's `near`: ~0.2 s where it holds).
+    checked first (floor_from_photo's `near`: ~0.08 s where it holds).
     bf16: the transformer's forward under bf16 autocast, as it trained (False: whatever the caller's context is).
     measured_offset: log z-depth added to a depth camera's measured pixels before the head's residual (the
     Reconstructor's MEASURED_OFFSET; training learns the residual without one).

@@ -276,47 +276,45 @@ def test_a_static_rgb_rigs_floor_is_matched_once():
 
 
 def _heights_matched(monkeypatch) -> list:
-    """Counts the heights floor_from_photo warps the views through (its cost), call by call: its matching warps
-    grey images (unconfirmed()'s colour warps are not counted)."""
+    """Counts the heights floor_from_photo matches the views through (its cost), call by call."""
     import lrm4d_ros.floor as floor_module
 
-    counted, warp = [], floor_module._warp
+    counted, match = [], floor_module.plane_matches
 
-    def counting(images, Ks, camtoworlds, partner, z_depths):
-        if images.shape[-1] == 1:
-            counted.append(z_depths.shape[0])
-        return warp(images, Ks, camtoworlds, partner, z_depths)
+    def counting(gray, Ks, camtoworlds, partners, heights):
+        counted.append(heights.shape[0])
+        return match(gray, Ks, camtoworlds, partners, heights)
 
-    monkeypatch.setattr(floor_module, "_warp", counting)
+    monkeypatch.setattr(floor_module, "plane_matches", counting)
     return counted
 
 
 def test_a_moving_rigs_last_floor_is_checked_before_the_full_sweep(monkeypatch):
-    from lrm4d_ros.floor import BAND, COARSE, FINE, PARTNERS, SWEEP
+    from lrm4d_ros.floor import BAND, COARSE, FINE, SWEEP
 
     images, _, K, c2w = _floor_views(_noise_texture())
     drop = float(c2w[:, 2, 3].min()) - FLOOR_Z
     counted = _heights_matched(monkeypatch)
     full = floor_from_photo(images, K.float(), c2w, torch.zeros(6))
-    assert full is not None and sum(counted) == PARTNERS * (SWEEP + FINE + 1)
+    assert full is not None and sum(counted) == SWEEP + FINE + 1
     # the floor found a window ago, 3 % of the drop off (the pose estimate drifted): found again within the band,
     # as exactly as by the full sweep, at a quarter of its matching, and the same pixels are the floor's
     counted.clear()
     again = floor_from_photo(images, K.float(), c2w, torch.zeros(6), near=FLOOR_Z + 0.03 * drop)
-    assert sum(counted) == PARTNERS * (COARSE + BAND + 1)
+    assert sum(counted) == COARSE + BAND + 1
     assert abs(again[0] - FLOOR_Z) < 0.005 * drop, again[0]
     assert float(((again[1] > 0) != (full[1] > 0)).float().mean()) < 0.01
     # a floor that is no longer there (the rig climbed a ramp: 60 % deeper) fails the check: the full sweep runs
     counted.clear()
     moved = floor_from_photo(images, K.float(), c2w, torch.zeros(6), near=FLOOR_Z - 0.6 * drop)
-    assert sum(counted) == PARTNERS * (COARSE + BAND + SWEEP + FINE + 1)
+    assert sum(counted) == COARSE + BAND + SWEEP + FINE + 1
     assert moved[0] == full[0]
 
 
 def test_a_moving_rgb_rig_checks_the_floor_of_its_last_window_first(monkeypatch):
     """Reconstructor hands the world height it matched in one window to the next, with other poses, and forgets it
     between unrelated scenes (`forget`, as `evaluate` calls it per bag)."""
-    from lrm4d_ros.floor import BAND, COARSE, FINE, PARTNERS, SWEEP
+    from lrm4d_ros.floor import BAND, COARSE, FINE, SWEEP
     from lrm4d_ros.model import LRM4D, LRM4DConfig
     from lrm4d_ros.reconstructor import Reconstructor
     from lrm4d_ros.views import ViewSet
@@ -329,7 +327,7 @@ def test_a_moving_rgb_rig_checks_the_floor_of_its_last_window_first(monkeypatch)
     counted = _heights_matched(monkeypatch)
     moved = rec.reconstruct(ViewSet(images=images[1:], Ks=K[1:].float(), camtoworlds=c2w[1:],
                                     stamps_ns=torch.zeros(5, dtype=torch.int64), camera_ids=torch.arange(5)))
-    assert sum(counted) == PARTNERS * (COARSE + BAND + 1)
+    assert sum(counted) == COARSE + BAND + 1
     assert len(rec._floors) == 2
     world_z = moved.background.floor.height / moved.normalization.scale + float(moved.normalization.center[2])
     assert abs(world_z - FLOOR_Z) < 0.01 * (0.3 - FLOOR_Z), world_z
@@ -338,7 +336,7 @@ def test_a_moving_rgb_rig_checks_the_floor_of_its_last_window_first(monkeypatch)
     counted.clear()
     rec.reconstruct(ViewSet(images=images[:4], Ks=K[:4].float(), camtoworlds=c2w[:4],
                             stamps_ns=torch.full((4,), 10**9, dtype=torch.int64), camera_ids=torch.arange(4)))
-    assert sum(counted) == PARTNERS * (SWEEP + FINE + 1)
+    assert sum(counted) == SWEEP + FINE + 1
 
 
 def test_floor_points_read_from_the_views_keep_a_texture_the_grid_blurs():
@@ -390,6 +388,62 @@ def test_compiled_plane_sampling_equals_the_torch_version():
     assert 300 < int((ref_shown > 0.9).sum()) < 2900 and int((ref_shown == 0).sum()) > 100  # all the cases occur
     torch.testing.assert_close(fast_shown, ref_shown, atol=1e-5, rtol=0)
     torch.testing.assert_close(fast, ref, atol=1e-5, rtol=0)
+
+
+def _sweep_inputs(res: int = 64):
+    """Grey images of _floor_views (box on a noise floor), their Ks, camtoworlds, partners, and heights from just
+    below the cameras to under the floor, the floor's own among them."""
+    from lrm4d_ros.floor import PARTNERS
+
+    images, _, K, c2w = _floor_views(_noise_texture(5), res=res)
+    partners = pick_partners(c2w, torch.zeros(6, dtype=torch.float64), PARTNERS)
+    heights = torch.tensor([0.2, 0.0, -0.3, -0.55, -1.05, -1.3, -1.6, -2.0, FLOOR_Z], dtype=torch.float64)
+    return images.mean(-1), K, c2w, partners, heights
+
+
+def test_compiled_plane_sweep_equals_the_torch_version():
+    """plane_kernels.sweep (the CPU path of floor.plane_matches) against the torch version in float64 on planes
+    above, at and below the floor: the same NCC to float32 rounding, and the same pixels without a match (rays
+    above the horizon, points outside every partner or behind it). At the floor's height its textured pixels
+    match (median NCC over 0.7), at the other heights they do not."""
+    from lrm4d_ros.floor import _box, _plane_matches_torch, plane_matches
+
+    gray, K, c2w, partners, heights = _sweep_inputs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the compiled path must run, not fall back with a warning
+        fast = plane_matches(gray, K, c2w, partners, heights)
+    ref = _plane_matches_torch(gray.double(), K, c2w, partners, heights)
+    none = ref == -1
+    assert 0.1 < float(none.float().mean()) < 0.9  # both cases occur
+    assert torch.equal(fast == -1, none)
+    torch.testing.assert_close(fast.double(), ref, atol=1e-6, rtol=0)
+    textured = (_box(gray * gray) - _box(gray) ** 2).clamp_min(0).sqrt() > 0.02
+    medians = [float(fast[k][textured & ~none[k]].median()) for k in range(len(heights))]
+    assert medians[-1] > 0.7 and max(medians[:-1]) < 0.4, medians  # heights[-1] is the floor's; 0.82, ≤ 0.33 here
+    textured &= ~none[-1]
+    # the float32 torch version (the GPU's) is within its running sums' rounding
+    torch.testing.assert_close(_plane_matches_torch(gray, K, c2w, partners, heights)[-1][textured],
+                               fast[-1][textured], atol=0.05, rtol=0)
+
+
+def test_plane_sweep_falls_back_to_torch_with_one_warning(monkeypatch):
+    """Where the compiled sweep cannot run, the planes are matched with torch after one RuntimeWarning."""
+    from lrm4d_ros import plane_kernels
+    from lrm4d_ros.floor import _plane_matches_torch, plane_matches
+
+    def broken(*args):
+        raise RuntimeError("no compiler here")
+
+    gray, K, c2w, partners, heights = _sweep_inputs(res=32)
+    monkeypatch.setattr(plane_kernels, "sweep_ncc", broken)
+    monkeypatch.setattr(plane_kernels, "_SWEEP_STATE", [])
+    with pytest.warns(RuntimeWarning, match="compiled plane sweep unavailable"):
+        first = plane_matches(gray, K, c2w, partners, heights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once only
+        second = plane_matches(gray, K, c2w, partners, heights)
+    ref = _plane_matches_torch(gray, K, c2w, partners, heights)
+    assert torch.equal(first, ref) and torch.equal(second, ref)
 
 
 def test_plane_sampling_falls_back_to_torch_with_one_warning(monkeypatch):
