@@ -14,25 +14,15 @@
 """
 from __future__ import annotations
 
-import threading
-import warnings
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import torch
 from numba import njit
 from torch import Tensor
 
+from .cpu_kernels import compile_kernel as _compile
+from .cpu_kernels import run_parts as _run
+
 POWER, SHARPNESS, ANGLE = range(3)  # consts' entries: floor.py's SHOWS_POWER, VIEW_SHARPNESS, VIEW_ANGLE
-
-
-def _compile(fn):
-    # one thread, the GIL released: no numba threading layer to share with the rasterizer's kernels, which a
-    # node's threads may run at the same time. numba's on-disk cache where a directory is writable.
-    try:
-        return njit(cache=True, nogil=True, error_model="numpy")(fn)
-    except RuntimeError:
-        return njit(nogil=True, error_model="numpy")(fn)
 
 
 @njit(inline="always")
@@ -106,39 +96,6 @@ def sample_plane_views(stack, project, centres, focal, normal, points, dirs, con
 MIN_PART = 4096  # points: fewer are not worth a thread
 _STATE: list[bool] = []  # [usable] once the first call of `sample` has compiled (or failed to)
 _SWEEP_STATE: list[bool] = []  # the same for `sweep`
-_POOL: list[ThreadPoolExecutor] = []  # made on first use
-
-
-_POOL_LOCK = threading.Lock()  # a node renders from more than one thread
-
-
-def _pool() -> ThreadPoolExecutor:
-    with _POOL_LOCK:
-        if not _POOL:
-            _POOL.append(ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()),
-                                            thread_name_prefix="plane_kernels"))
-        return _POOL[0]
-
-
-def _run(kernel, parts: list[tuple], state: list[bool], what: str, instead: str) -> bool:
-    """kernel(*args) for every args in parts, on the pool where there are several (the kernels release the GIL).
-    False where it cannot run (numba failed to compile it): one RuntimeWarning, recorded in `state`, and the
-    caller's torch version from then on."""
-    try:
-        if len(parts) == 1:
-            kernel(*parts[0])
-        else:
-            for f in [_pool().submit(kernel, *args) for args in parts]:
-                f.result()
-        if not state:
-            state.append(True)
-        return True
-    except Exception as exc:  # compiling or running it failed: the torch version from now on
-        if not state:
-            state.append(False)
-        warnings.warn(f"compiled {what} unavailable ({type(exc).__name__}: {exc}); {instead} instead", RuntimeWarning,
-                      stacklevel=4)
-        return False
 
 
 def sample(stack: Tensor, project: Tensor, centres: Tensor, focal: Tensor, normal: Tensor, points: Tensor,

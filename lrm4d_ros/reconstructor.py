@@ -219,7 +219,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
     images (V,H,W,3) in [0,1]; Ks (V,3,3); camtoworlds (V,4,4) camera-to-canonical; times (V,) normalised;
     depths (V,H,W) measured z-depth in canonical units, 0 = no measurement (None: an RGB-only rig).
     match_floor: place what an RGB-only rig's colours locate: objects before a plain backdrop by their silhouettes
-    (silhouettes.py, ~0.7 s on two CPU cores for 12 views of 128²), else the floor by matching the views
+    (silhouettes.py, ~0.2 s compiled on two CPU cores for 12 views of 128²), else the floor by matching the views
     (floor.floor_from_photo, ~0.25 s compiled); training skips both; a float: the floor's canonical height, known (an RGB-only
     rig matches only its pixels; an RGB-D one takes it instead of the height its depth shows).
     read_views: read the floor from the input views that show it, and find walls (RGB-D); training skips both

@@ -1,7 +1,9 @@
 """Depth from silhouettes: a sphere before a plain backdrop gets its depth from the views' outlines alone, and
 scenes without a plain backdrop are left to the model."""
 import math
+import warnings
 
+import pytest
 import torch
 
 from lrm4d_ros.cameras import fov_to_K, pixel_rays
@@ -12,13 +14,14 @@ RADIUS = 0.5
 BACKDROP = torch.tensor([1.0, 1.0, 1.0])
 
 
-def _sphere_rig(views: int = 8, res: int = 64):
+def _sphere_rig(views: int = 8, res: int = 64, fov: float = 50.0):
     """`views` cameras on a tilted ring of radius 2 about a sphere at the origin: images (V,res,res,3) of an orange
-    sphere on white, z-depths (V,res,res) (0 off the sphere), Ks, camtoworlds."""
+    sphere on white, z-depths (V,res,res) (0 off the sphere), Ks (vertical field of view `fov` degrees),
+    camtoworlds."""
     a = torch.arange(views, dtype=torch.float64) * 2 * math.pi / views
     eyes = torch.stack([2 * a.cos(), 2 * a.sin(), 0.6 * torch.sin(3 * a)], -1)
     c2w = look_at(eyes, torch.zeros_like(eyes))
-    K = fov_to_K(math.radians(50), res, res).expand(views, 3, 3).double()
+    K = fov_to_K(math.radians(fov), res, res).expand(views, 3, 3).double()
     o, d = pixel_rays(K, c2w, res, res)
     b = (o * d).sum(-1)
     disc = b * b - ((o * o).sum(-1) - RADIUS ** 2)
@@ -42,6 +45,53 @@ def test_a_sphere_before_a_backdrop_gets_its_depth_from_the_silhouettes():
     # eight outlines make a polyhedron about the sphere, on a sweep of 3.4 % steps, smoothed over 5×5 pixels
     median, p90 = float(rel.median()), float(rel.quantile(0.9))
     assert median < 0.03 and p90 < 0.05, (median, p90)
+
+
+@pytest.mark.parametrize("fov", [50.0, 26.0])  # 26°: the sphere overflows every frame: views see parts of rays
+def test_compiled_hull_sweep_equals_the_torch_version(fov):
+    """hull_kernels.entry (the CPU path, walking each ray's depths only until the answer is sure) against the torch
+    version (every depth through every view) on every pixel's ray of two views, the sphere's and the backdrop's:
+    the same entry depths, exactly."""
+    from lrm4d_ros.pixel_gaussians import z_rays
+    from lrm4d_ros.silhouettes import HULL_PLANES, HULL_RANGE, _hull_entry, _hull_entry_torch
+
+    images, depths, K, c2w = _sphere_rig(fov=fov)
+    masks = (~find_backdrop(images)).float()[:, None] if fov == 50.0 else (depths > 0).float()[:, None]
+    origins, rays = z_rays(K, c2w, 64, 64)
+    zs = torch.exp(torch.linspace(math.log(HULL_RANGE[0]), math.log(HULL_RANGE[1]), HULL_PLANES,
+                                  dtype=torch.float64))
+    w2c = torch.linalg.inv(c2w)
+    for v in (0, 3):
+        carvers = [u for u in range(len(images)) if u != v]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the compiled path must run, not fall back with a warning
+            fast = _hull_entry(origins[v, 0, 0], rays[v].reshape(-1, 3), zs, masks, K, w2c, carvers)
+        ref = _hull_entry_torch(origins[v, 0, 0], rays[v].reshape(-1, 3), zs, masks, K, w2c, carvers)
+        on = (depths[v] > 0).reshape(-1)
+        assert float((ref[on] > 0).float().mean()) > 0.95
+        if fov == 50.0:  # at 26° the hull is loose where views see only parts of the rays
+            assert float((ref[~on] > 0).float().mean()) < 0.2
+        assert torch.equal(fast, ref)
+
+
+def test_hull_sweep_falls_back_to_torch_with_one_warning(monkeypatch):
+    """Where the compiled sweep cannot run, the hull is carved with torch after one RuntimeWarning."""
+    from lrm4d_ros import hull_kernels
+
+    def broken(*args):
+        raise RuntimeError("no compiler here")
+
+    images, _, K, c2w = _sphere_rig(res=32)
+    backdrop = find_backdrop(images)
+    expected = hull_depths(images, K, c2w, torch.zeros(len(images)), backdrop)
+    monkeypatch.setattr(hull_kernels, "hull_entry", broken)
+    monkeypatch.setattr(hull_kernels, "_STATE", [])
+    with pytest.warns(RuntimeWarning, match="compiled hull sweep unavailable"):
+        first = hull_depths(images, K, c2w, torch.zeros(len(images)), backdrop)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once only
+        second = hull_depths(images, K, c2w, torch.zeros(len(images)), backdrop)
+    assert torch.equal(first, expected) and torch.equal(second, expected)
 
 
 def test_views_carve_only_near_their_own_time():

@@ -1,0 +1,55 @@
+"""How the render-time layers' numba kernels (plane_kernels.py, hull_kernels.py) are compiled and run on the CPU.
+
+Each kernel runs on one thread with the GIL released: no numba threading layer to share with the rasterizer's
+kernels, which a node's threads may run at the same time. Work is split into parts that a shared thread pool (as
+many workers as torch has threads) runs at once. A kernel that cannot compile or run is reported once, and its
+caller uses its torch version from then on.
+"""
+from __future__ import annotations
+
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+from numba import njit
+
+_POOL: list[ThreadPoolExecutor] = []  # made on first use
+_POOL_LOCK = threading.Lock()  # a node renders from more than one thread
+
+
+def compile_kernel(fn):
+    """fn compiled by numba: nogil, numpy's error model, cached on disk where a directory is writable."""
+    try:
+        return njit(cache=True, nogil=True, error_model="numpy")(fn)
+    except RuntimeError:
+        return njit(nogil=True, error_model="numpy")(fn)
+
+
+def _pool() -> ThreadPoolExecutor:
+    with _POOL_LOCK:
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()),
+                                            thread_name_prefix="cpu_kernels"))
+        return _POOL[0]
+
+
+def run_parts(kernel, parts: list[tuple], state: list[bool], what: str, instead: str) -> bool:
+    """kernel(*args) for every args in parts, on the pool where there are several. False where it cannot run
+    (numba failed to compile it, or it raised): one RuntimeWarning ("compiled `what` unavailable ...; `instead`
+    instead"), recorded in `state` ([] before the first call, then [usable]) so that callers stop trying."""
+    try:
+        if len(parts) == 1:
+            kernel(*parts[0])
+        else:
+            for f in [_pool().submit(kernel, *args) for args in parts]:
+                f.result()
+        if not state:
+            state.append(True)
+        return True
+    except Exception as exc:  # compiling or running it failed: the torch version from now on
+        if not state:
+            state.append(False)
+        warnings.warn(f"compiled {what} unavailable ({type(exc).__name__}: {exc}); {instead} instead", RuntimeWarning,
+                      stacklevel=4)
+        return False
