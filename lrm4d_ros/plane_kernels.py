@@ -19,8 +19,7 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from .cpu_kernels import compile_kernel as _compile
-from .cpu_kernels import run_parts as _run
+from .cpu_kernels import compile_kernel, run_parts
 
 POWER, SHARPNESS, ANGLE = range(3)  # consts' entries: floor.py's SHOWS_POWER, VIEW_SHARPNESS, VIEW_ANGLE
 
@@ -31,7 +30,7 @@ def _bilinear(stack, v, y0, y1, x0, x1, ch, w00, w01, w10, w11):
             + stack[v, y1, x1, ch] * w11)
 
 
-@_compile
+@compile_kernel
 def sample_plane_views(stack, project, centres, focal, normal, points, dirs, consts, colors, sure):
     """stack (V,H,W,4) float32: the views' RGB and `shows`; project (V,4,3): [x, 1] -> (u·w, v·w, w) in
     grid_sample's [-1, 1]; centres (V,3), focal (V,) fx·fy, normal (3,); points, dirs (N,3) the plane's points and
@@ -115,22 +114,23 @@ def sample(stack: Tensor, project: Tensor, centres: Tensor, focal: Tensor, norma
     cut = np.linspace(0, points.shape[0], max(1, min(torch.get_num_threads(), points.shape[0] // MIN_PART)) + 1)
     parts = [(*arrays[:5], arrays[5][a:b], arrays[6][a:b], consts, colors[a:b], sure[a:b])
              for a, b in zip(cut[:-1].astype(int), cut[1:].astype(int))]
-    if not _run(sample_plane_views, parts, _STATE, "plane sampling", "the floor's and walls' views are read with torch"):
+    if not run_parts(sample_plane_views, parts, _STATE, "plane sampling",
+                     "the floor's and walls' views are read with torch"):
         return None
     return torch.from_numpy(colors).to(dt), torch.from_numpy(sure).to(dt)
 
 
-@_compile
+@compile_kernel
 def sweep_ncc(gray, a_stats, inv_count, centre_z, hit, inv_dz, bases, steps, partners, heights, out):
-    """The plane sweep's matches -> out (S,V,h,w) float32 filled: floor.py's `match`, the mean NCC over the partners
-    that see each pixel's point on the plane z = heights[s] (in front of them, inside their image, not the view
-    itself), −1 where none does or the ray does not descend (hit (V,h,w) bool false).
+    """The plane sweep's matches -> out (S,V,h,w) float32 filled: floor.plane_matches, the mean NCC over the
+    partners that see each pixel's point on the plane z = heights[s] (in front of them, inside their image, not the
+    view itself), −1 where none does or the ray does not descend.
 
     gray (V,h,w) float32 grey images; a_stats (V,h,w,2) float64 their 5×5 box mean and variance; inv_count (h,w)
-    1 / the pixels in each 5×5 window clipped at the border; centre_z (V,) the cameras' heights; inv_dz (V,h,w)
-    1 / the z-ray's world z step (−1e6 where it does not descend, as floor.py's −1e-6 step); a pixel's point at z-depth t seen by
-    partner j reads (u·w, v·w, w) = bases[v, j] + t·steps[v, j, y, x] (bases (V,P,3), steps (V,P,h,w,3));
-    partners (V,P) int64. The partner's image is read as grid_sample reads it (bilinear, border padding,
+    1 / the pixels in each 5×5 window clipped at the border; centre_z (V,) the cameras' heights; hit (V,h,w) bool:
+    the ray descends; inv_dz (V,h,w) 1 / the z-ray's world z step (−1e6 where it does not descend, as floor.py's
+    −1e-6 step); a pixel's point at z-depth t seen by partner j reads (u·w, v·w, w) = bases[v, j] +
+    t·steps[v, j, y, x] (bases (V,P,3), steps (V,P,h,w,3)); partners (V,P) int64. The partner's image is read as grid_sample reads it (bilinear, border padding,
     align_corners=False); the NCC's windows are clipped at the border, as floor._box's."""
     S, V, h, w = heights.shape[0], gray.shape[0], gray.shape[1], gray.shape[2]
     P = partners.shape[1]
@@ -220,10 +220,11 @@ def sweep(gray: Tensor, box_mean: Tensor, box_var: Tensor, Ks: Tensor, camtoworl
     hs = heights.detach().double().contiguous().numpy()
     out = np.empty((len(hs), V, h, w), np.float32)
     args = (g, a_stats, inv_count.contiguous().numpy(), c2w[:, 2, 3].contiguous().numpy(),
-            np.ascontiguousarray((dz < -1e-6).numpy()), inv_dz.contiguous().numpy(), bases.contiguous().numpy(), steps.contiguous().numpy(), partners.detach().long().contiguous().numpy())
+            np.ascontiguousarray((dz < -1e-6).numpy()), inv_dz.contiguous().numpy(), bases.contiguous().numpy(),
+            steps.contiguous().numpy(), partners.detach().long().contiguous().numpy())
     cut = np.linspace(0, len(hs), max(1, min(torch.get_num_threads(), len(hs))) + 1).astype(int)
     parts = [(*args, hs[a:b], out[a:b]) for a, b in zip(cut[:-1], cut[1:])]
-    if not _run(sweep_ncc, parts, _SWEEP_STATE, "plane sweep", "an RGB-only rig's floor is matched with torch"):
+    if not run_parts(sweep_ncc, parts, _SWEEP_STATE, "plane sweep", "an RGB-only rig's floor is matched with torch"):
         return None
     return torch.from_numpy(out)
 

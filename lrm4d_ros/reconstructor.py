@@ -220,8 +220,8 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
     depths (V,H,W) measured z-depth in canonical units, 0 = no measurement (None: an RGB-only rig).
     match_floor: place what an RGB-only rig's colours locate: objects before a plain backdrop by their silhouettes
     (silhouettes.py, ~0.2 s compiled on two CPU cores for 12 views of 128²), else the floor by matching the views
-    (floor.floor_from_photo, ~0.25 s compiled); training skips both; a float: the floor's canonical height, known (an RGB-only
-    rig matches only its pixels; an RGB-D one takes it instead of the height its depth shows).
+    (floor.floor_from_photo, ~0.25 s compiled); training skips both; a float: the floor's canonical height, known
+    (an RGB-only rig matches only its pixels; an RGB-D one takes it instead of the height its depth shows).
     read_views: read the floor from the input views that show it, and find walls (RGB-D); training skips both
     (about 60 ms a scene at 128², nothing is differentiated through them) and composites over the floor's grid.
     floor_near: the canonical height an RGB-only rig's floor was found at in an earlier window (a moving rig's),
