@@ -130,8 +130,9 @@ def sweep_ncc(gray, a_stats, inv_count, centre_z, hit, inv_dz, bases, steps, par
     1 / the pixels in each 5×5 window clipped at the border; centre_z (V,) the cameras' heights; hit (V,h,w) bool:
     the ray descends; inv_dz (V,h,w) 1 / the z-ray's world z step (−1e6 where it does not descend, as floor.py's
     −1e-6 step); a pixel's point at z-depth t seen by partner j reads (u·w, v·w, w) = bases[v, j] +
-    t·steps[v, j, y, x] (bases (V,P,3), steps (V,P,h,w,3)); partners (V,P) int64. The partner's image is read as grid_sample reads it (bilinear, border padding,
-    align_corners=False); the NCC's windows are clipped at the border, as floor._box's."""
+    t·steps[v, j, y, x] (bases (V,P,3), steps (V,P,h,w,3)); partners (V,P) int64. The partner's image is read as
+    grid_sample reads it (bilinear, border padding, align_corners=False); the NCC's windows are clipped at the
+    border, as floor._box's."""
     S, V, h, w = heights.shape[0], gray.shape[0], gray.shape[1], gray.shape[2]
     P = partners.shape[1]
     pad = np.zeros((3, h + 4, w + 4))  # b, b², a·b of the partner's view b, zero around the image
