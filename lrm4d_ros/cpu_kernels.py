@@ -1,9 +1,10 @@
 """How the render-time layers' numba kernels (plane_kernels.py, hull_kernels.py) are compiled and run on the CPU.
 
 Each kernel runs on one thread with the GIL released: no numba threading layer to share with the rasterizer's
-kernels, which a node's threads may run at the same time. Work is split into parts that a shared thread pool (as
-many workers as torch has threads) runs at once. A kernel that cannot compile or run is reported once, and its
-caller uses its torch version from then on.
+kernels, which a node's threads may run at the same time. Work is split into parts that a thread pool (as many
+workers as torch has threads) runs at once; each kernel has a pool of its own, so that a render's floor lookup
+never waits in a queue behind a reconstruction's sweep. A kernel that cannot compile or run is reported once, and
+its caller uses its torch version from then on.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from numba import njit
 
-_POOL: list[ThreadPoolExecutor] = []  # made on first use
+_POOLS: dict[str, ThreadPoolExecutor] = {}  # per kernel, made on first use
 _POOL_LOCK = threading.Lock()  # a node renders from more than one thread
 
 
@@ -26,12 +27,11 @@ def compile_kernel(fn):
         return njit(nogil=True, error_model="numpy")(fn)
 
 
-def _pool() -> ThreadPoolExecutor:
+def _pool(name: str) -> ThreadPoolExecutor:
     with _POOL_LOCK:
-        if not _POOL:
-            _POOL.append(ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()),
-                                            thread_name_prefix="cpu_kernels"))
-        return _POOL[0]
+        if name not in _POOLS:
+            _POOLS[name] = ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()), thread_name_prefix=name)
+        return _POOLS[name]
 
 
 def run_parts(kernel, parts: list[tuple], state: list[bool], what: str, instead: str) -> bool:
@@ -42,7 +42,8 @@ def run_parts(kernel, parts: list[tuple], state: list[bool], what: str, instead:
         if len(parts) == 1:
             kernel(*parts[0])
         else:
-            for f in [_pool().submit(kernel, *args) for args in parts]:
+            pool = _pool(getattr(kernel, "__name__", "kernel"))
+            for f in [pool.submit(kernel, *args) for args in parts]:
                 f.result()
         if not state:
             state.append(True)
