@@ -632,8 +632,9 @@ def blend_forward(geo, feat, boxes, tile_start, tile_entries, width, height, til
                 f0, f1, f2, f3, f4 = feat[e, 0], feat[e, 1], feat[e, 2], feat[e, 3], feat[e, 4]
                 lx0, lx1 = max(boxes[e, 0] - px0, 0), min(boxes[e, 1] - px0, pw - 1)
                 h, n = _row_span(lx0, lx1)
+                span = ((1 << (lx1 - lx0 + 1)) - 1) << lx0  # the box's pixels in a row's bit mask
                 for ly in range(max(boxes[e, 2] - py0, 0), min(boxes[e, 3] - py0, ph - 1) + 1):
-                    if live[ly] == 0:
+                    if live[ly] & span == 0:  # every pixel of the box in this row has stopped
                         continue
                     _row_alpha(row, h, n, coords[py0 + ly] - my, mx, geo[e, 2], geo[e, 3], geo[e, 4], op, consts)
                     for lx in range(lx0, lx1 + 1):
@@ -714,11 +715,12 @@ def blend_backward(geo, feat, boxes, tile_start, tile_entries, width, height, ti
                 f0, f1, f2, f3, f4 = feat[e, 0], feat[e, 1], feat[e, 2], feat[e, 3], feat[e, 4]
                 lx0, lx1 = max(boxes[e, 0] - px0, 0), min(boxes[e, 1] - px0, pw - 1)
                 h, n = _row_span(lx0, lx1)
+                span = ((1 << (lx1 - lx0 + 1)) - 1) << lx0
                 # this entry's ∂L/∂(mean x, mean y, conic a, b, c, opacity) and ∂L/∂(r, g, b, 1, z)
                 g_mx = g_my = g_a = g_b = g_c = g_o = 0.0
                 g_f0 = g_f1 = g_f2 = g_f3 = g_f4 = 0.0
                 for ly in range(max(boxes[e, 2] - py0, 0), min(boxes[e, 3] - py0, ph - 1) + 1):
-                    if active[ly] == 0:
+                    if active[ly] & span == 0:
                         continue
                     dy = coords[py0 + ly] - my
                     _row_alpha(row, h, n, dy, mx, ca, cb, cc, op, consts)
