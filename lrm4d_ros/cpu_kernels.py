@@ -12,6 +12,7 @@ import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import torch
 from numba import njit
 
@@ -25,6 +26,13 @@ def compile_kernel(fn):
         return njit(cache=True, nogil=True, error_model="numpy")(fn)
     except RuntimeError:
         return njit(nogil=True, error_model="numpy")(fn)
+
+
+def spans(n: int, min_part: int = 1) -> list[tuple[int, int]]:
+    """(start, stop) of the parts n items are split into: one per torch thread, each of at least min_part items
+    (a single part where there are fewer)."""
+    cut = np.linspace(0, n, max(1, min(torch.get_num_threads(), n // min_part)) + 1).astype(int)
+    return list(zip(cut[:-1].tolist(), cut[1:].tolist()))
 
 
 def _pool(name: str) -> ThreadPoolExecutor:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .cpu_kernels import compile_kernel, run_parts
+from .cpu_kernels import compile_kernel, run_parts, spans
 
 MIN_PART = 512  # pixels: fewer are not worth a thread
 _STATE: list[bool] = []  # [usable] once the first call has compiled (or failed to)
@@ -95,8 +95,7 @@ def entry(origin: Tensor, rays: Tensor, zs: Tensor, masks: Tensor, Ks: Tensor, w
     args = (origin.detach().double().contiguous().numpy(), zs.detach().double().contiguous().numpy(),
             (masks.detach()[:, 0] > 0.5).contiguous().numpy(), Ks.double().contiguous().numpy(),
             w2c.double().contiguous().numpy(), np.asarray(views, np.int64), float(min_seen))
-    cut = np.linspace(0, len(r), max(1, min(torch.get_num_threads(), len(r) // MIN_PART)) + 1).astype(int)
-    parts = [(args[0], r[a:b], *args[1:], out[a:b]) for a, b in zip(cut[:-1], cut[1:])]
+    parts = [(args[0], r[a:b], *args[1:], out[a:b]) for a, b in spans(len(r), MIN_PART)]
     if not run_parts(hull_entry, parts, _STATE, "hull sweep", "silhouettes are carved with torch"):
         return None
     return torch.from_numpy(out)

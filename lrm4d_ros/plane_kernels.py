@@ -19,7 +19,8 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from .cpu_kernels import compile_kernel, run_parts
+from .cpu_kernels import compile_kernel, run_parts, spans
+from .pixel_gaussians import z_rays
 
 POWER, SHARPNESS, ANGLE = range(3)  # consts' entries: floor.py's SHOWS_POWER, VIEW_SHARPNESS, VIEW_ANGLE
 
@@ -111,9 +112,8 @@ def sample(stack: Tensor, project: Tensor, centres: Tensor, focal: Tensor, norma
     colors = np.empty((points.shape[0], 3), np.float32)
     sure = np.empty(points.shape[0], np.float32)
     consts = np.asarray(consts, np.float64)
-    cut = np.linspace(0, points.shape[0], max(1, min(torch.get_num_threads(), points.shape[0] // MIN_PART)) + 1)
     parts = [(*arrays[:5], arrays[5][a:b], arrays[6][a:b], consts, colors[a:b], sure[a:b])
-             for a, b in zip(cut[:-1].astype(int), cut[1:].astype(int))]
+             for a, b in spans(points.shape[0], MIN_PART)]
     if not run_parts(sample_plane_views, parts, _STATE, "plane sampling",
                      "the floor's and walls' views are read with torch"):
         return None
@@ -203,8 +203,6 @@ def sweep(gray: Tensor, box_mean: Tensor, box_var: Tensor, Ks: Tensor, camtoworl
     version from then on). The planes are shared among torch's threads."""
     if _SWEEP_STATE and not _SWEEP_STATE[0]:
         return None
-    from .pixel_gaussians import z_rays
-
     V, h, w = gray.shape
     _, d = z_rays(Ks.double(), camtoworlds.double(), h, w)
     c2w = camtoworlds.double()
@@ -213,7 +211,8 @@ def sweep(gray: Tensor, box_mean: Tensor, box_var: Tensor, Ks: Tensor, camtoworl
     bases = (project[..., :3] @ c2w[:, None, :3, 3:] + project[..., 3:])[..., 0]  # the view's centre, seen
     steps = torch.einsum("vpij,vhwj->vphwi", project[..., :3], d)
     dz = d[..., 2]
-    inv_dz = torch.where(dz < -1e-6, 1.0 / dz, torch.full_like(dz, -1e6))
+    hit = dz < -1e-6
+    inv_dz = torch.where(hit, 1.0 / dz, torch.full_like(dz, -1e6))
     ones = torch.ones(1, 1, h, w, dtype=torch.float64)
     inv_count = 1.0 / (25.0 * torch.nn.functional.avg_pool2d(ones, 5, 1, 2, count_include_pad=True)[0, 0])
     g = gray.detach().to(torch.float32).contiguous().numpy()
@@ -221,10 +220,9 @@ def sweep(gray: Tensor, box_mean: Tensor, box_var: Tensor, Ks: Tensor, camtoworl
     hs = heights.detach().double().contiguous().numpy()
     out = np.empty((len(hs), V, h, w), np.float32)
     args = (g, a_stats, inv_count.contiguous().numpy(), c2w[:, 2, 3].contiguous().numpy(),
-            np.ascontiguousarray((dz < -1e-6).numpy()), inv_dz.contiguous().numpy(), bases.contiguous().numpy(),
+            hit.contiguous().numpy(), inv_dz.contiguous().numpy(), bases.contiguous().numpy(),
             steps.contiguous().numpy(), partners.detach().long().contiguous().numpy())
-    cut = np.linspace(0, len(hs), max(1, min(torch.get_num_threads(), len(hs))) + 1).astype(int)
-    parts = [(*args, hs[a:b], out[a:b]) for a, b in zip(cut[:-1], cut[1:])]
+    parts = [(*args, hs[a:b], out[a:b]) for a, b in spans(len(hs))]
     if not run_parts(sweep_ncc, parts, _SWEEP_STATE, "plane sweep", "an RGB-only rig's floor is matched with torch"):
         return None
     return torch.from_numpy(out)
