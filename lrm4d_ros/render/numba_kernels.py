@@ -11,16 +11,20 @@ in the dtype of the inputs (float32 or float64: a separate compilation each).
   accumulated per Gaussian camera by camera (within a camera a Gaussian has at most one entry: no races).
 - `bin_tiles`: a counting sort of the entries into 16×16 tiles, then a stable radix sort of each tile's run by
   depth: ties keep (camera, Gaussian) order, as in the reference's stable global depth sort.
-- `blend_forward`: per tile, Gaussians front to back over the rows of their box. Per row, one branch-free
-  loop (LLVM vectorizes it) computes σ, exp(−σ) and alpha of 8 or 16 pixels in the entries' dtype, in the
-  reference's order and with its tests (σ ≥ 0, alpha ≥ 1/255); then the pixels of the box that pass are
-  composited one by one, transmittance and sums in float64. A pixel stops before the Gaussian that would bring
-  its transmittance to ≤ 1e-4, a tile when all its pixels have. The records of the entry PREFETCH places ahead
-  in the run are prefetched (`_prefetcher`): a run visits them in depth order, scattered over megabytes.
+- `blend_forward`: per tile, Gaussians front to back over their box, up to 16 of its pixels at a time (rows of
+  the box packed row-major into TILE lanes: a pixel-sized splat's whole box at once). One branch-free loop (LLVM
+  vectorizes it) computes σ, exp(−σ) and alpha of the lanes in the entries' dtype, in the reference's order and
+  with its tests (σ ≥ 0, alpha ≥ 1/255), and a bit mask of those that pass; the pixels that pass and have not
+  stopped are then composited one by one, walking the mask's set bits (no branch per lane to mispredict),
+  transmittance and sums in float64. A pixel stops before the Gaussian that would bring its transmittance to
+  ≤ 1e-4, a tile when all its pixels have. The records of the entry PREFETCH places ahead in the run are
+  prefetched (`_prefetcher`): a run visits them in depth order, scattered over megabytes.
 - `blend_backward`: the same pairs in reverse from each pixel's final transmittance and stop index
-  (T before a Gaussian = T after / (1 − α)), gsplat's backward, prefetching as the forward does (and the
-  gradient row it will write). Each (entry, tile) pair writes its own gradient row, so threads never share an
-  accumulator and the result does not depend on the thread count; `entries_backward` sums an entry's rows.
+  (T before a Gaussian = T after / (1 − α)), gsplat's backward, over the same lanes and in the same pixel
+  order, prefetching as the forward does (and the gradient row it will write); a tile's pixels join the walk
+  from lists bucketed by their stop index. Each (entry, tile) pair writes its own gradient row, so threads never
+  share an accumulator and the result does not depend on the thread count; `entries_backward` sums an entry's
+  rows.
 
 Tiles go to `n_slots` slots round-robin (slot s takes tiles s, s + n_slots, ...), one slot per thread. Numeric
 constants come in arrays at call time, not as globals: numba's on-disk cache would keep stale global values.
@@ -94,6 +98,18 @@ def _prefetcher(write: int):
 
 
 _prefetch, _prefetch_write = _prefetcher(0), _prefetcher(1)
+
+
+@intrinsic
+def _lowest_bit(typingctx, mask):
+    """Index of the lowest set bit of a nonzero int64 (LLVM's cttz: one instruction): a blend walks the set bits
+    of a lane mask instead of testing every lane, whose data-dependent branches the CPU mispredicts."""
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64, ir.IntType(1)]),
+                                            "llvm.cttz.i64")
+        return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), 1)])
+    return types.int64(types.int64), codegen
 
 
 @_inline
@@ -469,10 +485,15 @@ def bin_tiles(keys, boxes, index, N, tiles_x, tiles_y, n_cams, n_chunks):
     for e in range(M):
         entry_start[e + 1] += entry_start[e]
     chunk = (M + n_chunks - 1) // n_chunks
+    # entries are in (camera, Gaussian) order: each chunk walks the cameras' boundaries instead of dividing
+    cam_start = np.searchsorted(index, np.arange(n_cams + 1) * N)
     cursor = np.zeros((n_chunks, n_tiles), np.int64)
     for k in prange(n_chunks):
+        c = 0
         for e in range(min(M, k * chunk), min(M, (k + 1) * chunk)):
-            base = (index[e] // N) * per_cam
+            while e >= cam_start[c + 1]:
+                c += 1
+            base = c * per_cam
             for ty in range(boxes[e, 2] // TILE, boxes[e, 3] // TILE + 1):
                 for tx in range(boxes[e, 0] // TILE, boxes[e, 1] // TILE + 1):
                     cursor[k, base + ty * tiles_x + tx] += 1
@@ -488,8 +509,11 @@ def bin_tiles(keys, boxes, index, N, tiles_x, tiles_y, n_cams, n_chunks):
     tile_entries = np.empty(at, np.int64)
     slot = np.empty(at, np.int64)
     for k in prange(n_chunks):
+        c = 0
         for e in range(min(M, k * chunk), min(M, (k + 1) * chunk)):
-            base = (index[e] // N) * per_cam
+            while e >= cam_start[c + 1]:
+                c += 1
+            base = c * per_cam
             q = entry_start[e]
             for ty in range(boxes[e, 2] // TILE, boxes[e, 3] // TILE + 1):
                 for tx in range(boxes[e, 0] // TILE, boxes[e, 1] // TILE + 1):
@@ -565,18 +589,38 @@ def _exp_neg_float64(s):
 
 
 @_inline
-def _row_alpha(row, h, n, dy, mx, ca, cb, cc, op, consts):
-    """Pixels h..h+n−1 of one tile row for one entry, at once (a branch-free loop LLVM vectorizes): row[0]
-    holds their x coordinates; row[1] receives exp(−σ), row[2] alpha, or 0 where σ < 0 or alpha < 1/255
-    (the reference's arithmetic and tests)."""
+def _box_alpha(pk, lanes, w, x0, y0, mx, my, ca, cb, cc, op, consts):
+    """Up to 16 pixels of an entry's box at once, rows of w pixels from (x0, y0) packed row-major into one
+    branch-free loop of TILE lanes (LLVM vectorizes it: one AVX-512 vector in float32): a pixel-sized splat's
+    whole box in one pass instead of one pass per row. lanes (2, TILE+1, TILE): column and row of lane i for
+    rows of w (_lane_tables). pk (4, TILE) receives dx, dy, exp(−σ) and alpha, or 0 where σ < 0 or alpha < 1/255
+    (the reference's arithmetic and tests; lanes past the box are computed and not read). Returns the mask of
+    lanes that passed (bit i: lane i)."""
     half, max_alpha, alpha_min, zero = consts[HALF], consts[MAX_ALPHA], consts[ALPHA_MIN], consts[ZERO]
-    for i in range(n):
-        dx = row[0, h + i] - mx
+    passed = 0
+    for i in range(TILE):
+        dx = (x0 + lanes[0, w, i]) - mx  # exact: pixel coordinates are integers
+        dy = (y0 + lanes[1, w, i]) - my
         sigma = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
         falloff = exp_neg(sigma)
         alpha = min(op * falloff, max_alpha)
-        row[1, h + i] = falloff
-        row[2, h + i] = alpha if (sigma >= zero) & (alpha >= alpha_min) else zero
+        ok = (sigma >= zero) & (alpha >= alpha_min)
+        pk[0, i], pk[1, i], pk[2, i] = dx, dy, falloff
+        pk[3, i] = alpha if ok else zero
+        passed |= np.int64(ok) << i
+    return passed
+
+
+@_inline
+def _lane_tables(dtype_like):
+    """(lanes (2, TILE+1, TILE) in dtype_like's dtype, ilanes (3, TILE+1, TILE) int64): lane i of a box w
+    pixels wide is its column i % w and row i // w; ilanes[2, w, 0] = TILE // w, its rows per pass."""
+    ilanes = np.zeros((3, TILE + 1, TILE), np.int64)
+    for w in range(1, TILE + 1):
+        ilanes[2, w, 0] = TILE // w
+        for i in range(TILE):
+            ilanes[0, w, i], ilanes[1, w, i] = i % w, i // w
+    return ilanes[:2].astype(dtype_like.dtype), ilanes
 
 
 @_inline
@@ -587,16 +631,6 @@ def _tile_origin(t, tiles_x, tiles_y, width, height):
     return c, px0, py0, min(TILE, width - px0), min(TILE, height - py0)
 
 
-@_inline
-def _row_span(lx0, lx1):
-    """(first pixel, count) of the 8- or 16-pixel part of a tile row holding columns lx0..lx1."""
-    if lx1 < 8:
-        return 0, 8
-    if lx0 >= 8:
-        return 8, 8
-    return 0, TILE
-
-
 @_jit
 def blend_forward(geo, feat, boxes, tile_start, tile_entries, width, height, tiles_x, tiles_y, coords, consts,
                   params, n_slots, out, t_final, n_used):
@@ -605,8 +639,9 @@ def blend_forward(geo, feat, boxes, tile_start, tile_entries, width, height, til
     coords: (tiles_x or tiles_y) * TILE pixel coordinates 0, 1, ... in the entries' dtype."""
     zero, t_min = consts[ZERO], params[T_MIN]
     n_tiles = tile_start.shape[0] - 1
+    lanes, ilanes = _lane_tables(geo)
     for s in prange(n_slots):
-        row = np.empty((3, TILE), geo.dtype)
+        pk = np.empty((4, TILE), geo.dtype)
         T = np.empty((TILE, TILE), np.float64)
         acc = np.empty((TILE, TILE, 5), np.float64)
         stop = np.empty((TILE, TILE), np.int32)
@@ -619,8 +654,6 @@ def blend_forward(geo, feat, boxes, tile_start, tile_entries, width, height, til
             stop[:] = b - a
             for ly in range(TILE):
                 live[ly] = (1 << pw) - 1 if ly < ph else 0
-            for lx in range(TILE):
-                row[0, lx] = coords[px0 + lx]
             n_live = pw * ph
             for j in range(a, min(a + PREFETCH, b)):
                 _prefetch_entry(geo, feat, boxes, tile_entries[j])
@@ -631,16 +664,23 @@ def blend_forward(geo, feat, boxes, tile_start, tile_entries, width, height, til
                 mx, my, op = geo[e, 0], geo[e, 1], geo[e, 5]
                 f0, f1, f2, f3, f4 = feat[e, 0], feat[e, 1], feat[e, 2], feat[e, 3], feat[e, 4]
                 lx0, lx1 = max(boxes[e, 0] - px0, 0), min(boxes[e, 1] - px0, pw - 1)
-                h, n = _row_span(lx0, lx1)
-                span = ((1 << (lx1 - lx0 + 1)) - 1) << lx0  # the box's pixels in a row's bit mask
-                for ly in range(max(boxes[e, 2] - py0, 0), min(boxes[e, 3] - py0, ph - 1) + 1):
-                    if live[ly] & span == 0:  # every pixel of the box in this row has stopped
-                        continue
-                    _row_alpha(row, h, n, coords[py0 + ly] - my, mx, geo[e, 2], geo[e, 3], geo[e, 4], op, consts)
-                    for lx in range(lx0, lx1 + 1):
-                        alpha = row[2, lx]
-                        if alpha == zero or (live[ly] >> lx) & 1 == 0:
-                            continue
+                ly0, ly1 = max(boxes[e, 2] - py0, 0), min(boxes[e, 3] - py0, ph - 1)
+                bw = lx1 - lx0 + 1
+                low = (1 << bw) - 1
+                ys = ly0
+                while ys <= ly1:  # TILE // bw rows at a time
+                    ye = min(ys + ilanes[2, bw, 0], ly1 + 1)
+                    todo = 0  # lane mask of the pixels not yet stopped
+                    for r in range(ye - ys):
+                        todo |= ((live[ys + r] >> lx0) & low) << (r * bw)
+                    if todo != 0:
+                        todo &= _box_alpha(pk, lanes, bw, coords[px0 + lx0], coords[py0 + ys], mx, my, geo[e, 2],
+                                           geo[e, 3], geo[e, 4], op, consts)
+                    while todo != 0:
+                        i = _lowest_bit(todo)
+                        todo &= todo - 1
+                        lx, ly = lx0 + ilanes[0, bw, i], ys + ilanes[1, bw, i]
+                        alpha = pk[3, i]
                         Tk = T[ly, lx]
                         next_t = Tk * (1.0 - alpha)
                         if next_t <= t_min:
@@ -655,6 +695,7 @@ def blend_forward(geo, feat, boxes, tile_start, tile_entries, width, height, til
                         acc[ly, lx, 3] += w * f3
                         acc[ly, lx, 4] += w * f4
                         T[ly, lx] = next_t
+                    ys = ye
                 if n_live == 0:
                     break
             for ly in range(ph):
@@ -673,62 +714,74 @@ def blend_backward(geo, feat, boxes, tile_start, tile_entries, width, height, ti
     tile_entries[j] from its tile's pixels (see bin_tiles)."""
     max_alpha, zero = consts[MAX_ALPHA], consts[ZERO]
     n_tiles = tile_start.shape[0] - 1
+    lanes, ilanes = _lane_tables(geo)
+    longest = 0
+    for t in range(n_tiles):
+        longest = max(longest, tile_start[t + 1] - tile_start[t])
     for s in prange(n_slots):
-        row = np.empty((3, TILE), geo.dtype)
+        pk = np.empty((4, TILE), geo.dtype)
         T = np.empty((TILE, TILE), np.float64)
         after = np.empty((TILE, TILE), np.float64)  # Σ over later Gaussians of (grad·feat)·w: what (1 − α) scales
         G = np.empty((TILE, TILE, 5), geo.dtype)
-        used = np.empty(TILE * TILE, np.int64)
+        # pixels bucketed by their stop index u (linked lists): they join the backward walk at run position u − 1
+        first = np.empty(longest + 1, np.int64)
+        then = np.empty(TILE * TILE, np.int64)
         active = np.empty(TILE, np.int64)  # bit lx: the pixel went through the current entry
         for t in range(s, n_tiles, n_slots):
             c, px0, py0, pw, ph = _tile_origin(t, tiles_x, tiles_y, width, height)
             a = tile_start[t]
-            used[:] = 0
+            first[:tile_start[t + 1] - a + 1] = -1
             after[:] = 0.0
+            most = 0
             for ly in range(TILE):
                 active[ly] = 0
                 for lx in range(TILE):
                     if ly < ph and lx < pw:
                         p = (c * height + py0 + ly) * width + px0 + lx
                         T[ly, lx] = t_final[p]
-                        used[ly * TILE + lx] = n_used[p]
+                        u = n_used[p]
+                        then[ly * TILE + lx] = first[u]
+                        first[u] = ly * TILE + lx
+                        most = max(most, u)
                         for f in range(5):
                             G[ly, lx, f] = grad_out[p, f]
-            for lx in range(TILE):
-                row[0, lx] = coords[px0 + lx]
             # walking the run backwards, a pixel joins once the walk reaches the entries it went through
-            joining = np.argsort(-used)
-            nxt = 0
-            last = a + used[joining[0]] - 1
+            last = a + most - 1
             for j in range(last, max(last - PREFETCH, a - 1), -1):
                 _prefetch_entry(geo, feat, boxes, tile_entries[j])
             for j in range(last, a - 1, -1):
                 if j - PREFETCH >= a:
                     _prefetch_entry(geo, feat, boxes, tile_entries[j - PREFETCH])
                     _prefetch_write(isect_grad, slot[j - PREFETCH])
-                while nxt < TILE * TILE and used[joining[nxt]] > j - a:
-                    k = joining[nxt]
+                k = first[j - a + 1]
+                while k >= 0:
                     active[k // TILE] |= 1 << (k % TILE)
-                    nxt += 1
+                    k = then[k]
                 e = tile_entries[j]
                 mx, my, ca, cb, cc, op = geo[e, 0], geo[e, 1], geo[e, 2], geo[e, 3], geo[e, 4], geo[e, 5]
                 f0, f1, f2, f3, f4 = feat[e, 0], feat[e, 1], feat[e, 2], feat[e, 3], feat[e, 4]
                 lx0, lx1 = max(boxes[e, 0] - px0, 0), min(boxes[e, 1] - px0, pw - 1)
-                h, n = _row_span(lx0, lx1)
-                span = ((1 << (lx1 - lx0 + 1)) - 1) << lx0
+                ly0, ly1 = max(boxes[e, 2] - py0, 0), min(boxes[e, 3] - py0, ph - 1)
+                bw = lx1 - lx0 + 1
+                low = (1 << bw) - 1
                 # this entry's ∂L/∂(mean x, mean y, conic a, b, c, opacity) and ∂L/∂(r, g, b, 1, z)
                 g_mx = g_my = g_a = g_b = g_c = g_o = 0.0
                 g_f0 = g_f1 = g_f2 = g_f3 = g_f4 = 0.0
-                for ly in range(max(boxes[e, 2] - py0, 0), min(boxes[e, 3] - py0, ph - 1) + 1):
-                    if active[ly] & span == 0:
-                        continue
-                    dy = coords[py0 + ly] - my
-                    _row_alpha(row, h, n, dy, mx, ca, cb, cc, op, consts)
-                    for lx in range(lx0, lx1 + 1):
-                        alpha = row[2, lx]
-                        if alpha == zero or (active[ly] >> lx) & 1 == 0:
-                            continue
-                        falloff = row[1, lx]
+                ys = ly0
+                while ys <= ly1:  # rows in order, pixels row-major (lowest bit first): the forward's sums' order
+                    ye = min(ys + ilanes[2, bw, 0], ly1 + 1)
+                    todo = 0
+                    for r in range(ye - ys):
+                        todo |= ((active[ys + r] >> lx0) & low) << (r * bw)
+                    if todo != 0:
+                        todo &= _box_alpha(pk, lanes, bw, coords[px0 + lx0], coords[py0 + ys], mx, my, ca, cb, cc, op,
+                                           consts)
+                    while todo != 0:
+                        i = _lowest_bit(todo)
+                        todo &= todo - 1
+                        lx, ly = lx0 + ilanes[0, bw, i], ys + ilanes[1, bw, i]
+                        alpha = pk[3, i]
+                        falloff = pk[2, i]
                         raw = op * falloff
                         keep = 1.0 - alpha
                         Tk = T[ly, lx] / keep
@@ -744,7 +797,7 @@ def blend_backward(geo, feat, boxes, tile_start, tile_entries, width, height, ti
                         d_alpha = gf * Tk - after[ly, lx] / keep
                         after[ly, lx] += gf * w
                         if raw < max_alpha:
-                            dx = row[0, lx] - mx
+                            dx, dy = pk[0, i], pk[1, i]
                             d_sigma = -d_alpha * raw
                             g_mx -= d_sigma * (ca * dx + cb * dy)
                             g_my -= d_sigma * (cc * dy + cb * dx)
@@ -752,6 +805,7 @@ def blend_backward(geo, feat, boxes, tile_start, tile_entries, width, height, ti
                             g_b += d_sigma * dx * dy
                             g_c += 0.5 * d_sigma * dy * dy
                             g_o += d_alpha * falloff
+                    ys = ye
                 q = slot[j]
                 isect_grad[q, 0], isect_grad[q, 1], isect_grad[q, 2] = g_mx, g_my, g_a
                 isect_grad[q, 3], isect_grad[q, 4], isect_grad[q, 5] = g_b, g_c, g_o
