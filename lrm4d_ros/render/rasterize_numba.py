@@ -71,8 +71,10 @@ class _Scene:
         (projection, binning, blending: benchmarks/bench_render.py --stages)."""
         means, covars, opacities, colors = self.arrays
         t0 = time.perf_counter()
+        log_ratio = opacities.astype(np.float64)  # one array, the division and log in place
+        log_ratio /= self.params[nk.ALPHA_MIN64]
         with np.errstate(divide="ignore", invalid="ignore"):  # opacity 0 or NaN: not visible, whatever the log
-            log_ratio = np.log(opacities.astype(np.float64) / self.params[nk.ALPHA_MIN64])
+            np.log(log_ratio, out=log_ratio)
         self.index, self.geo, self.feat, self.boxes = nk.project_entries(
             means, covars, opacities, colors, log_ratio, self.cams, self.width, self.height, self.params,
             n_threads * _CHUNKS_PER_THREAD, self.n_cams * means.shape[0] <= ONE_PASS_PAIRS)
