@@ -7,8 +7,9 @@ in the dtype of the inputs (float32 or float64: a separate compilation each).
 
 - `project_entries`: EWA projection (projection.py's rules, computed in float64) of every (camera, Gaussian),
   keeping those whose opacity-aware pixel box holds a pixel; BLOCK Gaussians at a time, in a branch-free loop
-  LLVM vectorises; `entries_backward` is its vector-Jacobian product,
-  accumulated per Gaussian camera by camera (within a camera a Gaussian has at most one entry: no races).
+  LLVM vectorises; `entries_backward` is its vector-Jacobian product, written into every Gaussian's gradient
+  row SUB Gaussians at a time (zeroed, then accumulated camera by camera while in cache; within a camera a
+  Gaussian has at most one entry: no races).
 - `bin_tiles`: a counting sort of the entries into 16×16 tiles, then a stable radix sort of each tile's run by
   depth: ties keep (camera, Gaussian) order, as in the reference's stable global depth sort.
 - `blend_forward`: per tile, Gaussians front to back over their box, up to 16 of its pixels at a time (rows of
@@ -41,6 +42,7 @@ TILE = 16
 RADIX_BITS = 11
 SHORT_RUN = 32  # tile runs up to this long are insertion-sorted
 BLOCK = 64  # Gaussians projected at once (their fields in float64 stay in L1)
+SUB = 4096  # Gaussians whose gradient rows the projection's backward zeroes and fills while they are in cache
 PREFETCH = 8  # a tile's blend asks for the records of the entry this many places ahead of the one it blends
 # blend constants, an array in the entries' dtype (so float32 arithmetic is not promoted by float64 literals)
 HALF, MAX_ALPHA, ALPHA_MIN, ZERO = range(4)
@@ -408,18 +410,26 @@ def _entries_vjp(means, covars, cams, params, index, c, e0, e1, entry_start, ise
 
 @_jit
 def entries_backward(means, covars, cams, params, index, cam_start, entry_start, isect_grad, grad_means,
-                     grad_covars, grad_opacities, grad_colors, n_chunks):
+                     grad_covars, grad_opacities, grad_colors):
     """Sum each entry's rows of isect_grad (I,11) (entry_start[e] .. entry_start[e+1]) and take them back through
-    the projection into the per-Gaussian gradients (accumulated in place). cam_start (C+1,): each camera's run of
-    entries; a camera's entries are split into n_chunks chunks run in parallel (a Gaussian has at most one entry
-    per camera)."""
-    for c in range(cams.shape[0]):
-        e0, count = cam_start[c], cam_start[c + 1] - cam_start[c]
-        chunk = (count + n_chunks - 1) // n_chunks
-        for k in prange(n_chunks):
-            _entries_vjp(means, covars, cams, params, index, c, e0 + min(count, k * chunk),
-                         e0 + min(count, (k + 1) * chunk), entry_start, isect_grad, grad_means, grad_covars,
-                         grad_opacities, grad_colors)
+    the projection into the per-Gaussian gradients, which are written whole (no need to zero them first).
+    cam_start (C+1,): each camera's run of entries. SUB Gaussians at a time, in parallel: their gradient rows
+    are zeroed, then each camera's entries of them add theirs in camera order, while the rows are in cache (a
+    Gaussian has at most one entry per camera: no races)."""
+    N = means.shape[0]
+    for k in prange((N + SUB - 1) // SUB):
+        g0, g1 = k * SUB, min(N, (k + 1) * SUB)
+        grad_means[g0:g1] = 0.0
+        grad_covars[g0:g1] = 0.0
+        grad_opacities[g0:g1] = 0.0
+        grad_colors[g0:g1] = 0.0
+        for c in range(cams.shape[0]):
+            run = index[cam_start[c]:cam_start[c + 1]]
+            e0 = cam_start[c] + np.searchsorted(run, c * N + g0)
+            e1 = cam_start[c] + np.searchsorted(run, c * N + g1)
+            if e1 > e0:
+                _entries_vjp(means, covars, cams, params, index, c, e0, e1, entry_start, isect_grad, grad_means,
+                             grad_covars, grad_opacities, grad_colors)
 
 
 # ------------------------------------------------------------------------------------------------- binning

@@ -97,13 +97,14 @@ class _Scene:
     def backward(self, grad_out: np.ndarray, n_threads: int) -> list[np.ndarray]:
         """grad_out (C*H*W,5) -> ∂L/∂ means, covars, opacities, colors."""
         means, covars = self.arrays[:2]
-        grads = [np.zeros_like(a) for a in self.arrays]
-        if len(self.index):
-            isect_grad = np.zeros((self.tile_entries.shape[0], 11), self.geo.dtype)
-            nk.blend_backward(*self._layout(), n_threads, self.t_final, self.n_used, grad_out, self.slot, isect_grad)
-            cam_start = np.searchsorted(self.index, np.arange(self.n_cams + 1) * means.shape[0])
-            nk.entries_backward(means, covars, self.cams, self.params, self.index, cam_start, self.entry_start,
-                                isect_grad, *grads, n_threads * _CHUNKS_PER_THREAD)
+        if not len(self.index):
+            return [np.zeros_like(a) for a in self.arrays]
+        grads = [np.empty_like(a) for a in self.arrays]  # entries_backward writes every row
+        isect_grad = np.zeros((self.tile_entries.shape[0], 11), self.geo.dtype)
+        nk.blend_backward(*self._layout(), n_threads, self.t_final, self.n_used, grad_out, self.slot, isect_grad)
+        cam_start = np.searchsorted(self.index, np.arange(self.n_cams + 1) * means.shape[0])
+        nk.entries_backward(means, covars, self.cams, self.params, self.index, cam_start, self.entry_start,
+                            isect_grad, *grads)
         return grads
 
     def _layout(self) -> tuple:
