@@ -1,6 +1,7 @@
 """The compiled CPU rasterizer (rasterize_numba) against the PyTorch reference (rasterize_torch): pixels,
 gradients, float64 finite differences, threads, and the fallback when numba is unavailable."""
 import math
+import subprocess
 import sys
 import warnings
 
@@ -217,6 +218,40 @@ def test_threads_do_not_change_the_result():
         torch.set_num_threads(before)
     for a, b in zip(*results):
         assert torch.equal(a, b)  # each (entry, tile) pair has its own gradient row: no order depends on threads
+
+
+def test_scenes_alive_together_keep_their_own_state():
+    """Training renders several targets before their backward passes: scenes held at once (the rasterizer reuses
+    its scratch arrays from call to call) give the gradients each gives alone."""
+    scenes = [_scene("random"), _scene("dense")]
+    alone = [_grads(rasterize_numba.rasterize, s, C=2, seed=i) for i, s in enumerate(scenes)]
+    c2w, Ks = _cameras(2)
+    losses, leaves, bgs = [], [], []
+    for i, scene in enumerate(scenes):  # both forwards first, then both backwards (in reverse)
+        lv = [t.clone().requires_grad_() for t in scene]
+        bg = torch.tensor([[0.2, 0.5, 0.9]]).repeat(2, 1).requires_grad_()
+        out = rasterize_numba.rasterize(*lv, invert_pose(c2w).float(), Ks.float(), W, H, bg, 0.01, 1e10)
+        g = torch.Generator().manual_seed(i)
+        losses.append(sum((o * torch.randn(o.shape, generator=g)).sum() for o in out))
+        leaves.append(lv)
+        bgs.append(bg)
+    for loss in reversed(losses):
+        loss.backward()
+    for i in range(2):
+        for a, b in zip(alone[i], [t.grad for t in leaves[i]] + [bgs[i].grad]):
+            assert torch.equal(a, b)
+
+
+def test_first_render_keeps_torchs_thread_count():
+    """numba's OpenMP threading layer, started by the first render, sets the process's OpenMP thread count to
+    NUMBA_NUM_THREADS (every core), which torch's intra-op threads follow: the rasterizer puts torch's back."""
+    code = ("import torch; torch.set_num_threads(1)\n"
+            "from lrm4d_ros.render import rasterize_numba\n"
+            "rasterize_numba.warm_up()\n"
+            "print(torch.get_num_threads())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "1"
 
 
 def test_camera_gradients_go_through_the_reference():

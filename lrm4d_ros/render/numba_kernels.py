@@ -259,48 +259,42 @@ def _project_pairs(means, covars, opacities, colors, log_ratio, cams, width, hei
 
 
 @_jit
-def project_entries(means, covars, opacities, colors, log_ratio, cams, width, height, params, n_chunks, one_pass):
+def project_entries(means, covars, opacities, colors, log_ratio, cams, width, height, params, n_chunks, work_index,
+                    work_geo, work_feat, work_boxes):
     """log_ratio (N,) float64: log(opacity / ALPHA_MIN64) (numpy's vectorised log: numba's would be a call per
     Gaussian, which no loop vectorises) -> index (M,) int64 (camera * N + Gaussian, ascending), geo (M,6),
     feat (M,5), boxes (M,4) int64 [x0, x1, y0, y1] inclusive pixel ranges. Chunks of (camera, Gaussian) pairs
-    run in parallel. one_pass: each chunk writes its visible pairs at the chunk's start, then the runs are moved
-    together (output arrays of C*N rows); else a first pass counts and a second recomputes and writes (output
-    arrays of M rows)."""
+    run in parallel. work_*: scratch arrays of C*N rows (reused across calls: a fresh C*N-row allocation per
+    call costs more in page faults than the projection itself) where each chunk writes its visible pairs at the
+    chunk's start, then the runs are copied together into the M-row outputs; with fewer rows (empty arrays),
+    a first pass counts and a second recomputes and writes into the outputs."""
     total = cams.shape[0] * means.shape[0]
     chunk = (total + n_chunks - 1) // n_chunks
     start = np.zeros(n_chunks + 1, np.int64)
-    rows = total if one_pass else 0
-    index = np.empty(rows, np.int64)
-    geo = np.empty((rows, 6), means.dtype)
-    feat = np.empty((rows, 5), means.dtype)
-    boxes = np.empty((rows, 4), np.int64)
+    one_pass = work_index.shape[0] >= total
     for k in prange(n_chunks):
         q0, q1 = min(total, k * chunk), min(total, (k + 1) * chunk)
-        if one_pass:
-            start[k + 1] = _project_pairs(means, covars, opacities, colors, log_ratio, cams, width, height, params,
-                                          q0, q1, q0, index, geo, feat, boxes, True)
-        else:
-            start[k + 1] = _project_pairs(means, covars, opacities, colors, log_ratio, cams, width, height, params,
-                                          q0, q1, 0, index, geo, feat, boxes, False)
+        start[k + 1] = _project_pairs(means, covars, opacities, colors, log_ratio, cams, width, height, params,
+                                      q0, q1, q0, work_index, work_geo, work_feat, work_boxes, one_pass)
     for k in range(n_chunks):
         start[k + 1] += start[k]
     M = start[n_chunks]
-    if one_pass:
-        for k in range(1, n_chunks):  # runs only move towards the front: ascending copies never overwrite
-            for i in range(start[k + 1] - start[k]):
-                d, src = start[k] + i, k * chunk + i
-                index[d] = index[src]
-                for f in range(6):
-                    geo[d, f] = geo[src, f]
-                for f in range(5):
-                    feat[d, f] = feat[src, f]
-                for f in range(4):
-                    boxes[d, f] = boxes[src, f]
-        return index[:M], geo[:M], feat[:M], boxes[:M]
     index = np.empty(M, np.int64)
     geo = np.empty((M, 6), means.dtype)
     feat = np.empty((M, 5), means.dtype)
     boxes = np.empty((M, 4), np.int64)
+    if one_pass:
+        for k in prange(n_chunks):
+            for i in range(start[k + 1] - start[k]):
+                d, src = start[k] + i, k * chunk + i
+                index[d] = work_index[src]
+                for f in range(6):
+                    geo[d, f] = work_geo[src, f]
+                for f in range(5):
+                    feat[d, f] = work_feat[src, f]
+                for f in range(4):
+                    boxes[d, f] = work_boxes[src, f]
+        return index, geo, feat, boxes
     for k in prange(n_chunks):
         _project_pairs(means, covars, opacities, colors, log_ratio, cams, width, height, params, min(total, k * chunk),
                        min(total, (k + 1) * chunk), start[k], index, geo, feat, boxes, True)
@@ -720,8 +714,8 @@ def blend_forward(geo, feat, boxes, tile_start, tile_entries, width, height, til
 @_jit
 def blend_backward(geo, feat, boxes, tile_start, tile_entries, width, height, tiles_x, tiles_y, coords, consts,
                    params, n_slots, t_final, n_used, grad_out, slot, isect_grad):
-    """grad_out (C*H*W,5) -> isect_grad (I,11): row slot[j] receives ∂L/∂geo (6) and ∂L/∂feat (5) of entry
-    tile_entries[j] from its tile's pixels (see bin_tiles)."""
+    """grad_out (C*H*W,5) -> isect_grad (I,11), every row written: row slot[j] receives ∂L/∂geo (6) and
+    ∂L/∂feat (5) of entry tile_entries[j] from its tile's pixels (see bin_tiles), zeros past the pixels' stops."""
     max_alpha, zero = consts[MAX_ALPHA], consts[ZERO]
     n_tiles = tile_start.shape[0] - 1
     lanes, ilanes = _lane_tables(geo)
@@ -821,3 +815,5 @@ def blend_backward(geo, feat, boxes, tile_start, tile_entries, width, height, ti
                 isect_grad[q, 3], isect_grad[q, 4], isect_grad[q, 5] = g_b, g_c, g_o
                 isect_grad[q, 6], isect_grad[q, 7], isect_grad[q, 8] = g_f0, g_f1, g_f2
                 isect_grad[q, 9], isect_grad[q, 10] = g_f3, g_f4
+            for j in range(last + 1, tile_start[t + 1]):  # no pixel went through these: zero rows
+                isect_grad[slot[j]] = 0.0

@@ -5,8 +5,10 @@ input dtype, so on ill-conditioned float32 inputs this one is the closer to exac
 
 Gradients reach means, covars, opacities and colors (and the background, through the compositing in torch).
 Camera poses and intrinsics get none: where viewmats or Ks require a gradient, the torch reference renders.
-Threads: `torch.get_num_threads()` (at most numba's NUMBA_NUM_THREADS). Calls are serialised by a lock: numba's
-workqueue threading layer (used where neither OpenMP nor TBB is found) must not be entered from two threads.
+Threads: `torch.get_num_threads()` (at most numba's NUMBA_NUM_THREADS; torch's count is kept when the first call
+starts numba's threads). Calls are serialised by a lock: numba's workqueue threading layer (used where neither
+OpenMP nor TBB is found) must not be entered from two threads, and the scratch arrays reused from call to call
+(`_Scratch`) are shared.
 The kernels compile on first use (tens of seconds) and numba caches them on disk, beside this package or,
 where that is read-only, in ~/.cache/numba ($NUMBA_CACHE_DIR overrides both); `warm_up()` does it up front.
 """
@@ -26,12 +28,39 @@ from .projection import ALPHA_THRESHOLD, EPS2D, FOV_CLAMP_MARGIN, MAX_EXTEND
 
 _LOCK = threading.Lock()
 _CHUNKS_PER_THREAD = 8  # projection work items per thread
-ONE_PASS_PAIRS = 1 << 22  # up to this many (camera, Gaussian) pairs the projection runs once (~60 B each)
+ONE_PASS_PAIRS = 1 << 22  # up to this many (camera, Gaussian) pairs the projection runs once (~84 B each)
+KEPT_PAIRS = 1 << 20  # the one-pass scratch for up to this many pairs is kept between calls (~88 MB in float32)
+
+
+class _Scratch:
+    """Arrays reused from call to call (the calls hold _LOCK): a fresh array of tens of megabytes per call costs
+    more in page faults than the kernel that fills it. Grown as needed; `keep=False` arrays are not kept."""
+
+    def __init__(self):
+        self.arrays: dict = {}
+
+    def get(self, name: str, shape: tuple, dtype, keep: bool = True) -> np.ndarray:
+        size = int(np.prod(shape))
+        a = self.arrays.get((name, np.dtype(dtype)))
+        if a is None or a.size < size:
+            a = np.empty(size, dtype)
+            if keep:
+                self.arrays[name, np.dtype(dtype)] = a
+        return a[:size].reshape(shape)
+
+
+_SCRATCH = _Scratch()
 
 
 def _set_threads() -> int:
-    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    """numba's threads for this call: torch's count (at most NUMBA_NUM_THREADS) -> that count."""
+    torch_threads = torch.get_num_threads()
+    n = max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
+    if torch.get_num_threads() != torch_threads:
+        # the first call starts numba's threading layer; its OpenMP layer sets the calling thread's OpenMP thread
+        # count, which torch's intra-op threads follow, to NUMBA_NUM_THREADS (every core): put torch's back
+        torch.set_num_threads(torch_threads)
     return n
 
 
@@ -71,13 +100,17 @@ class _Scene:
         (projection, binning, blending: benchmarks/bench_render.py --stages)."""
         means, covars, opacities, colors = self.arrays
         t0 = time.perf_counter()
-        log_ratio = opacities.astype(np.float64)  # one array, the division and log in place
-        log_ratio /= self.params[nk.ALPHA_MIN64]
+        log_ratio = _SCRATCH.get("log_ratio", opacities.shape, np.float64)
+        np.divide(opacities, self.params[nk.ALPHA_MIN64], out=log_ratio, dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):  # opacity 0 or NaN: not visible, whatever the log
             np.log(log_ratio, out=log_ratio)
+        pairs = self.n_cams * means.shape[0] if self.n_cams * means.shape[0] <= ONE_PASS_PAIRS else 0
+        work = [_SCRATCH.get(name, (pairs, *cols), dt, keep=pairs <= KEPT_PAIRS) for name, cols, dt in (
+            ("index", (), np.int64), ("geo", (6,), means.dtype), ("feat", (5,), means.dtype),
+            ("boxes", (4,), np.int64))]
         self.index, self.geo, self.feat, self.boxes = nk.project_entries(
             means, covars, opacities, colors, log_ratio, self.cams, self.width, self.height, self.params,
-            n_threads * _CHUNKS_PER_THREAD, self.n_cams * means.shape[0] <= ONE_PASS_PAIRS)
+            n_threads * _CHUNKS_PER_THREAD, *work)
         t1 = time.perf_counter()
         depth = np.ascontiguousarray(self.feat[:, 4])
         keys = depth.view(np.int32 if depth.dtype == np.float32 else np.int64).astype(np.int64)  # depths > 0
@@ -100,7 +133,7 @@ class _Scene:
         if not len(self.index):
             return [np.zeros_like(a) for a in self.arrays]
         grads = [np.empty_like(a) for a in self.arrays]  # entries_backward writes every row
-        isect_grad = np.zeros((self.tile_entries.shape[0], 11), self.geo.dtype)
+        isect_grad = _SCRATCH.get("isect_grad", (self.tile_entries.shape[0], 11), self.geo.dtype)  # all rows written
         nk.blend_backward(*self._layout(), n_threads, self.t_final, self.n_used, grad_out, self.slot, isect_grad)
         cam_start = np.searchsorted(self.index, np.arange(self.n_cams + 1) * means.shape[0])
         nk.entries_backward(means, covars, self.cams, self.params, self.index, cam_start, self.entry_start,
