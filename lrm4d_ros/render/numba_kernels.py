@@ -259,46 +259,51 @@ def _project_pairs(means, covars, opacities, colors, log_ratio, cams, width, hei
 
 
 @_jit
-def project_entries(means, covars, opacities, colors, log_ratio, cams, width, height, params, n_chunks, work_index,
-                    work_geo, work_feat, work_boxes):
+def project_entries(means, covars, opacities, colors, log_ratio, cams, width, height, params, n_chunks, one_pass,
+                    index, geo, feat, boxes):
     """log_ratio (N,) float64: log(opacity / ALPHA_MIN64) (numpy's vectorised log: numba's would be a call per
     Gaussian, which no loop vectorises) -> index (M,) int64 (camera * N + Gaussian, ascending), geo (M,6),
-    feat (M,5), boxes (M,4) int64 [x0, x1, y0, y1] inclusive pixel ranges. Chunks of (camera, Gaussian) pairs
-    run in parallel. work_*: scratch arrays of C*N rows (reused across calls: a fresh C*N-row allocation per
-    call costs more in page faults than the projection itself) where each chunk writes its visible pairs at the
-    chunk's start, then the runs are copied together into the M-row outputs; with fewer rows (empty arrays),
-    a first pass counts and a second recomputes and writes into the outputs."""
+    feat (M,5), boxes (M,4) int64 [x0, x1, y0, y1] inclusive pixel ranges, in their first M rows, and M. Chunks
+    of (camera, Gaussian) pairs run in parallel. one_pass: each chunk writes its visible pairs at the chunk's start
+    in arrays of C*N rows, then the runs are moved together: index, geo, feat and boxes where they have as many
+    rows (the caller reuses them from call to call where it can: a fresh C*N-row allocation can cost more in page
+    faults than the projection), else new ones; otherwise a first pass counts and a second recomputes and writes
+    into new M-row arrays."""
     total = cams.shape[0] * means.shape[0]
     chunk = (total + n_chunks - 1) // n_chunks
     start = np.zeros(n_chunks + 1, np.int64)
-    one_pass = work_index.shape[0] >= total
+    if one_pass and index.shape[0] < total:
+        index = np.empty(total, np.int64)
+        geo = np.empty((total, 6), means.dtype)
+        feat = np.empty((total, 5), means.dtype)
+        boxes = np.empty((total, 4), np.int64)
     for k in prange(n_chunks):
         q0, q1 = min(total, k * chunk), min(total, (k + 1) * chunk)
         start[k + 1] = _project_pairs(means, covars, opacities, colors, log_ratio, cams, width, height, params,
-                                      q0, q1, q0, work_index, work_geo, work_feat, work_boxes, one_pass)
+                                      q0, q1, q0, index, geo, feat, boxes, one_pass)
     for k in range(n_chunks):
         start[k + 1] += start[k]
     M = start[n_chunks]
+    if one_pass:
+        for k in range(1, n_chunks):  # runs only move towards the front: ascending copies never overwrite
+            for i in range(start[k + 1] - start[k]):
+                d, src = start[k] + i, k * chunk + i
+                index[d] = index[src]
+                for f in range(6):
+                    geo[d, f] = geo[src, f]
+                for f in range(5):
+                    feat[d, f] = feat[src, f]
+                for f in range(4):
+                    boxes[d, f] = boxes[src, f]
+        return index, geo, feat, boxes, M
     index = np.empty(M, np.int64)
     geo = np.empty((M, 6), means.dtype)
     feat = np.empty((M, 5), means.dtype)
     boxes = np.empty((M, 4), np.int64)
-    if one_pass:
-        for k in prange(n_chunks):
-            for i in range(start[k + 1] - start[k]):
-                d, src = start[k] + i, k * chunk + i
-                index[d] = work_index[src]
-                for f in range(6):
-                    geo[d, f] = work_geo[src, f]
-                for f in range(5):
-                    feat[d, f] = work_feat[src, f]
-                for f in range(4):
-                    boxes[d, f] = work_boxes[src, f]
-        return index, geo, feat, boxes
     for k in prange(n_chunks):
         _project_pairs(means, covars, opacities, colors, log_ratio, cams, width, height, params, min(total, k * chunk),
                        min(total, (k + 1) * chunk), start[k], index, geo, feat, boxes, True)
-    return index, geo, feat, boxes
+    return index, geo, feat, boxes, M
 
 
 @_inline

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 
 import numba
 import numpy as np
@@ -38,6 +39,7 @@ class _Scratch:
 
     def __init__(self):
         self.arrays: dict = {}
+        self.entries: dict = {}  # dtype -> (the projection's C*N-row arrays, weak reference to the scene using them)
 
     def get(self, name: str, shape: tuple, dtype, keep: bool = True) -> np.ndarray:
         size = int(np.prod(shape))
@@ -47,6 +49,20 @@ class _Scratch:
             if keep:
                 self.arrays[name, np.dtype(dtype)] = a
         return a[:size].reshape(shape)
+
+    def entry_arrays(self, dtype) -> tuple:
+        """The projection's (index, geo, feat, boxes) arrays kept from an earlier call, if the scene that used them
+        is gone (a render's scene is gone once its forward returns; training holds several until their backward),
+        else four empty arrays (the projection then makes new ones)."""
+        held = self.entries.get(np.dtype(dtype))
+        if held is not None and held[1]() is None:
+            return held[0]
+        return (np.empty(0, np.int64), np.empty((0, 6), dtype), np.empty((0, 5), dtype), np.empty((0, 4), np.int64))
+
+    def keep_entry_arrays(self, arrays: tuple, scene) -> None:
+        """Keep the projection's arrays (up to KEPT_PAIRS rows) for a later call once `scene` is gone."""
+        if 0 < arrays[0].shape[0] <= KEPT_PAIRS:
+            self.entries[arrays[1].dtype] = (arrays, weakref.ref(scene))
 
 
 _SCRATCH = _Scratch()
@@ -104,13 +120,13 @@ class _Scene:
         np.divide(opacities, self.params[nk.ALPHA_MIN64], out=log_ratio, dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):  # opacity 0 or NaN: not visible, whatever the log
             np.log(log_ratio, out=log_ratio)
-        pairs = self.n_cams * means.shape[0] if self.n_cams * means.shape[0] <= ONE_PASS_PAIRS else 0
-        work = [_SCRATCH.get(name, (pairs, *cols), dt, keep=pairs <= KEPT_PAIRS) for name, cols, dt in (
-            ("index", (), np.int64), ("geo", (6,), means.dtype), ("feat", (5,), means.dtype),
-            ("boxes", (4,), np.int64))]
-        self.index, self.geo, self.feat, self.boxes = nk.project_entries(
+        one_pass = self.n_cams * means.shape[0] <= ONE_PASS_PAIRS
+        *arrays, M = nk.project_entries(
             means, covars, opacities, colors, log_ratio, self.cams, self.width, self.height, self.params,
-            n_threads * _CHUNKS_PER_THREAD, *work)
+            n_threads * _CHUNKS_PER_THREAD, one_pass, *_SCRATCH.entry_arrays(means.dtype))
+        if one_pass:
+            _SCRATCH.keep_entry_arrays(tuple(arrays), self)
+        self.index, self.geo, self.feat, self.boxes = (a[:M] for a in arrays)
         t1 = time.perf_counter()
         depth = np.ascontiguousarray(self.feat[:, 4])
         keys = depth.view(np.int32 if depth.dtype == np.float32 else np.int64).astype(np.int64)  # depths > 0
