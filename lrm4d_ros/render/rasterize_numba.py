@@ -30,23 +30,23 @@ from .projection import ALPHA_THRESHOLD, EPS2D, FOV_CLAMP_MARGIN, MAX_EXTEND
 _LOCK = threading.Lock()
 _CHUNKS_PER_THREAD = 8  # projection work items per thread
 ONE_PASS_PAIRS = 1 << 22  # up to this many (camera, Gaussian) pairs the projection runs once (~84 B each)
-KEPT_PAIRS = 1 << 20  # the one-pass scratch for up to this many pairs is kept between calls (~88 MB in float32)
+KEPT_BYTES = 96 << 20  # scratch arrays up to this size are kept between calls
 
 
 class _Scratch:
-    """Arrays reused from call to call (the calls hold _LOCK): a fresh array of tens of megabytes per call costs
-    more in page faults than the kernel that fills it. Grown as needed; `keep=False` arrays are not kept."""
+    """Arrays reused from call to call (the calls hold _LOCK): a fresh array of tens of megabytes per call can cost
+    more in page faults than the kernel that fills it. Grown as needed; arrays over KEPT_BYTES are not kept."""
 
     def __init__(self):
         self.arrays: dict = {}
         self.entries: dict = {}  # dtype -> (the projection's C*N-row arrays, weak reference to the scene using them)
 
-    def get(self, name: str, shape: tuple, dtype, keep: bool = True) -> np.ndarray:
+    def get(self, name: str, shape: tuple, dtype) -> np.ndarray:
         size = int(np.prod(shape))
         a = self.arrays.get((name, np.dtype(dtype)))
         if a is None or a.size < size:
             a = np.empty(size, dtype)
-            if keep:
+            if a.nbytes <= KEPT_BYTES:
                 self.arrays[name, np.dtype(dtype)] = a
         return a[:size].reshape(shape)
 
@@ -60,8 +60,8 @@ class _Scratch:
         return (np.empty(0, np.int64), np.empty((0, 6), dtype), np.empty((0, 5), dtype), np.empty((0, 4), np.int64))
 
     def keep_entry_arrays(self, arrays: tuple, scene) -> None:
-        """Keep the projection's arrays (up to KEPT_PAIRS rows) for a later call once `scene` is gone."""
-        if 0 < arrays[0].shape[0] <= KEPT_PAIRS:
+        """Keep the projection's arrays (up to KEPT_BYTES together) for a later call once `scene` is gone."""
+        if sum(a.nbytes for a in arrays) <= KEPT_BYTES:
             self.entries[arrays[1].dtype] = (arrays, weakref.ref(scene))
 
 
