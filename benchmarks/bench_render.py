@@ -135,6 +135,7 @@ def bench(rasterize, scene, size: int, device: str, repeats: int, slow_repeats: 
 
 def stage_times(scene, size: int, repeats: int) -> tuple[dict, int, int]:
     """The compiled forward's stages for one scene and camera: ({stage: best seconds}, entries, intersections)."""
+    from lrm4d_ros.cpu_kernels import numba_threads
     from lrm4d_ros.render import rasterize_numba, rasterize_torch
 
     c2w, Ks = ring_cameras(1, size)
@@ -146,7 +147,7 @@ def stage_times(scene, size: int, repeats: int) -> tuple[dict, int, int]:
         state = rasterize_numba._Scene(*scene, viewmats, Ks, size, size, 0.01, 1e10)
         seconds["setup"] = time.perf_counter() - t0
         with rasterize_numba._LOCK:
-            sums = state.forward(rasterize_numba._set_threads(), seconds)
+            sums = state.forward(numba_threads(), seconds)
         t0 = time.perf_counter()
         rasterize_torch.composite(torch.from_numpy(sums), torch.ones(1, 3), size, size)
         seconds["composite"] = time.perf_counter() - t0

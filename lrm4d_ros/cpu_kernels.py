@@ -1,4 +1,5 @@
-"""How the render-time layers' numba kernels (plane_kernels.py, hull_kernels.py) are compiled and run on the CPU.
+"""How the package's numba kernels are compiled and run on the CPU: the render-time layers' (plane_kernels.py,
+hull_kernels.py) below, and the thread count of the parallel ones (the rasterizer's, sym3's): `numba_threads`.
 
 Each kernel runs on one thread with the GIL released: no numba threading layer to share with the rasterizer's
 kernels, which a node's threads may run at the same time. Work is split into parts that a thread pool (as many
@@ -12,12 +13,26 @@ import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
 import torch
 from numba import njit
 
 _POOLS: dict[str, ThreadPoolExecutor] = {}  # per kernel, made on first use
 _POOL_LOCK = threading.Lock()  # a node renders from more than one thread
+
+
+def numba_threads() -> int:
+    """Set numba's thread count for the parallel kernels this thread runs next to torch's (at most
+    NUMBA_NUM_THREADS) -> that count. The first call starts numba's threading layer; its OpenMP layer sets the
+    calling thread's OpenMP thread count, which torch's intra-op threads follow, to NUMBA_NUM_THREADS (every core):
+    torch's count is put back."""
+    torch_threads = torch.get_num_threads()
+    n = max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    if torch.get_num_threads() != torch_threads:
+        torch.set_num_threads(torch_threads)
+    return n
 
 
 def compile_kernel(fn):

@@ -108,5 +108,8 @@ def principal_axes(cov: Tensor) -> tuple[Tensor, Tensor] | None:
     c = np.ascontiguousarray(cov.detach().numpy(), dtype=np.float64)
     scales, quats = np.empty((len(c), 3)), np.empty((len(c), 4))
     if len(c):
+        from .cpu_kernels import numba_threads  # numba is there: _axes compiled
+
+        numba_threads()
         _axes(c, scales, quats)
     return torch.from_numpy(scales).to(cov.dtype), torch.from_numpy(quats).to(cov.dtype)

@@ -1,5 +1,7 @@
 """4D Gaussian parameterisation and slicing against closed forms."""
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -182,6 +184,18 @@ def test_to_world_preserves_rendered_geometry():
     torch.testing.assert_close(b.means, a.means, atol=1e-9, rtol=1e-9)
     torch.testing.assert_close(b.covars, a.covars, atol=1e-9, rtol=1e-7)
     torch.testing.assert_close(b.opacities, a.opacities, atol=1e-9, rtol=1e-9)
+
+
+def test_principal_axes_keeps_torchs_thread_count():
+    """The kernel is numba's first parallel one in a process that exports before it renders: numba's threads start
+    there, and torch's thread count stays what the process set."""
+    code = ("import torch; torch.set_num_threads(1)\n"
+            "from lrm4d_ros.sym3 import principal_axes\n"
+            "principal_axes(torch.eye(3).expand(10, 3, 3).contiguous())\n"
+            "import numba; print(torch.get_num_threads(), numba.get_num_threads())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-2:] == ["1", "1"]
 
 
 def test_principal_axes_kernel_reproduces_covariances_like_the_torch_route():

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..cpu_kernels import numba_threads
 from . import numba_kernels as nk
 from . import rasterize_torch
 from .projection import ALPHA_THRESHOLD, EPS2D, FOV_CLAMP_MARGIN, MAX_EXTEND
@@ -66,18 +67,6 @@ class _Scratch:
 
 
 _SCRATCH = _Scratch()
-
-
-def _set_threads() -> int:
-    """numba's threads for this call: torch's count (at most NUMBA_NUM_THREADS) -> that count."""
-    torch_threads = torch.get_num_threads()
-    n = max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(n)
-    if torch.get_num_threads() != torch_threads:
-        # the first call starts numba's threading layer; its OpenMP layer sets the calling thread's OpenMP thread
-        # count, which torch's intra-op threads follow, to NUMBA_NUM_THREADS (every core): put torch's back
-        torch.set_num_threads(torch_threads)
-    return n
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -168,7 +157,7 @@ class _Rasterize(torch.autograd.Function):
     def forward(ctx, means, covars, opacities, colors, viewmats, Ks, width, height, near, far):
         scene = _Scene(means, covars, opacities, colors, viewmats, Ks, width, height, near, far)
         with _LOCK:
-            out = scene.forward(_set_threads())
+            out = scene.forward(numba_threads())
         ctx.scene, ctx.dtype = scene, means.dtype
         return torch.from_numpy(out)
 
@@ -177,7 +166,7 @@ class _Rasterize(torch.autograd.Function):
     def backward(ctx, grad_out):
         scene = ctx.scene
         with _LOCK:
-            grads = scene.backward(_np(grad_out.to(ctx.dtype)), _set_threads())
+            grads = scene.backward(_np(grad_out.to(ctx.dtype)), numba_threads())
         return (*(torch.from_numpy(g) for g in grads), None, None, None, None, None, None)
 
 
