@@ -240,9 +240,9 @@ def composite(sums: Tensor, backgrounds: Tensor, height: int, width: int) -> tup
     """Per-pixel sums (C*H*W,5) of w·[r,g,b,1,z] and backgrounds (C,3) -> colors (C,H,W,3) over the background,
     alphas (C,H,W,1), expected z-depths (C,H,W,1)."""
     C = backgrounds.shape[0]
-    rgb, acc_w, acc_z = sums[:, :3], sums[:, 3], sums[:, 4]
-    pixel_bg = backgrounds.to(sums.dtype).repeat_interleave(height * width, dim=0)  # (C*H*W,3)
-    out_rgb = rgb + (1.0 - acc_w)[:, None] * pixel_bg
+    per_camera = sums.reshape(C, height * width, 5)
+    rgb, acc_w, acc_z = per_camera[..., :3], per_camera[..., 3:4], per_camera[..., 4:5]
+    out_rgb = rgb + (1.0 - acc_w) * backgrounds.to(sums.dtype)[:, None, :]  # broadcast, not a (C*H*W,3) copy
     out_z = acc_z / acc_w.clamp(min=1e-10)  # gsplat "ED": expected depth, 0 where nothing was blended
     return (out_rgb.reshape(C, height, width, 3), acc_w.reshape(C, height, width, 1),
             out_z.reshape(C, height, width, 1))
