@@ -621,6 +621,17 @@ def _box_alpha(pk, lanes, w, x0, y0, mx, my, ca, cb, cc, op, consts):
 
 
 @_inline
+def _pass_lanes(rows, ys, ye, lx0, bw):
+    """Lane mask of a pass over box rows ys..ye−1, bw pixels from column lx0 (_box_alpha's lanes): the pixels whose
+    bit is set in rows (a bit mask per tile row: not yet stopped in the forward, gone through in the backward)."""
+    low = (1 << bw) - 1
+    mask = 0
+    for r in range(ye - ys):
+        mask |= ((rows[ys + r] >> lx0) & low) << (r * bw)
+    return mask
+
+
+@_inline
 def _lane_tables(dtype_like):
     """(lanes (2, TILE+1, TILE) in dtype_like's dtype, ilanes (3, TILE+1, TILE) int64): lane i of a box w
     pixels wide is its column i % w and row i // w; ilanes[2, w, 0] = TILE // w, its rows per pass."""
@@ -675,13 +686,10 @@ def blend_forward(geo, feat, boxes, tile_start, tile_entries, width, height, til
                 lx0, lx1 = max(boxes[e, 0] - px0, 0), min(boxes[e, 1] - px0, pw - 1)
                 ly0, ly1 = max(boxes[e, 2] - py0, 0), min(boxes[e, 3] - py0, ph - 1)
                 bw = lx1 - lx0 + 1
-                low = (1 << bw) - 1
                 ys = ly0
                 while ys <= ly1:  # TILE // bw rows at a time
                     ye = min(ys + ilanes[2, bw, 0], ly1 + 1)
-                    todo = 0  # lane mask of the pixels not yet stopped
-                    for r in range(ye - ys):
-                        todo |= ((live[ys + r] >> lx0) & low) << (r * bw)
+                    todo = _pass_lanes(live, ys, ye, lx0, bw)  # the pixels not yet stopped
                     if todo != 0:
                         todo &= _box_alpha(pk, lanes, bw, coords[px0 + lx0], coords[py0 + ys], mx, my, geo[e, 2],
                                            geo[e, 3], geo[e, 4], op, consts)
@@ -772,16 +780,13 @@ def blend_backward(geo, feat, boxes, tile_start, tile_entries, width, height, ti
                 lx0, lx1 = max(boxes[e, 0] - px0, 0), min(boxes[e, 1] - px0, pw - 1)
                 ly0, ly1 = max(boxes[e, 2] - py0, 0), min(boxes[e, 3] - py0, ph - 1)
                 bw = lx1 - lx0 + 1
-                low = (1 << bw) - 1
                 # this entry's ∂L/∂(mean x, mean y, conic a, b, c, opacity) and ∂L/∂(r, g, b, 1, z)
                 g_mx = g_my = g_a = g_b = g_c = g_o = 0.0
                 g_f0 = g_f1 = g_f2 = g_f3 = g_f4 = 0.0
                 ys = ly0
                 while ys <= ly1:  # rows in order, pixels row-major (lowest bit first): the forward's sums' order
                     ye = min(ys + ilanes[2, bw, 0], ly1 + 1)
-                    todo = 0
-                    for r in range(ye - ys):
-                        todo |= ((active[ys + r] >> lx0) & low) << (r * bw)
+                    todo = _pass_lanes(active, ys, ye, lx0, bw)
                     if todo != 0:
                         todo &= _box_alpha(pk, lanes, bw, coords[px0 + lx0], coords[py0 + ys], mx, my, ca, cb, cc, op,
                                            consts)
