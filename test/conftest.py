@@ -1,5 +1,7 @@
 """Shared test helpers."""
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -19,3 +21,11 @@ def require_ros_interfaces() -> None:
         if REQUIRE_ROS:
             pytest.fail(f"LRM4D_REQUIRE_ROS=1 but the ROS interfaces cannot be imported: {exc}", pytrace=False)
         pytest.skip(str(exc), allow_module_level=True)
+
+
+def fresh_python(code: str) -> list[str]:
+    """Run `code` in a fresh interpreter (a process-wide first, such as numba starting its threads, happens there)
+    -> the words it printed; fails the test with its stderr where it exits nonzero."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()

@@ -1,11 +1,10 @@
 """4D Gaussian parameterisation and slicing against closed forms."""
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
 
+from conftest import fresh_python
 from lrm4d_ros.cameras import SceneNormalization, TimeWindow
 from lrm4d_ros.gaussians import (Gaussians3D, Gaussians4D, rotation_4d, rotation_4d_to_quats, rotmat_to_quat,
                                  quat_to_rotmat)
@@ -193,9 +192,7 @@ def test_principal_axes_keeps_torchs_thread_count():
             "from lrm4d_ros.sym3 import principal_axes\n"
             "principal_axes(torch.eye(3).expand(10, 3, 3).contiguous())\n"
             "import numba; print(torch.get_num_threads(), numba.get_num_threads())\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split()[-2:] == ["1", "1"]
+    assert fresh_python(code)[-2:] == ["1", "1"]
 
 
 def test_principal_axes_kernel_reproduces_covariances_like_the_torch_route():

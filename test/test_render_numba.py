@@ -1,7 +1,6 @@
 """The compiled CPU rasterizer (rasterize_numba) against the PyTorch reference (rasterize_torch): pixels,
 gradients, float64 finite differences, threads, and the fallback when numba is unavailable."""
 import math
-import subprocess
 import sys
 import warnings
 
@@ -9,6 +8,7 @@ import pytest
 import torch
 
 import lrm4d_ros.render as render_pkg
+from conftest import fresh_python
 from lrm4d_ros.cameras import invert_pose
 from lrm4d_ros.render import cpu_backend, render, rasterize_numba, rasterize_torch
 
@@ -249,9 +249,7 @@ def test_first_render_keeps_torchs_thread_count():
             "from lrm4d_ros.render import rasterize_numba\n"
             "rasterize_numba.warm_up()\n"
             "print(torch.get_num_threads())\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split()[-1] == "1"
+    assert fresh_python(code)[-1] == "1"
 
 
 def test_camera_gradients_go_through_the_reference():
