@@ -12,9 +12,11 @@ cameras all of theirs) and always keep the newest view, so a reconstruction reac
 - ``latest``: the newest view of each camera, then the second newest of each, ... (round-robin, newest first):
   with a synchronized rig, whole newest frames.
 
-When shares are unequal (max_views not a multiple of the cameras, or more cameras than views) ties go to the
-camera of the newest view, then to the cameras in an order that rotates by max_views every frame period of the
-window, so with C cameras > max_views each camera is used within ⌈C / max_views⌉ + 1 consecutive frames.
+Ties (a synchronized rig's newest instant, which one camera takes under ``uniform``; shares left over when
+max_views is not a multiple of the cameras; more cameras than views) go to the camera of the newest view, then
+to the cameras in an order that rotates every frame period of the window: by one camera when every camera gets
+views (each camera takes the newest instant in turn), by max_views when there are more cameras than views (each
+camera is used within ⌈C / max_views⌉ + 1 consecutive frames).
 `docs/selection.png` (scripts/plot_selection.py) shows the picks for the three kinds of rig. Deterministic: a
 function of the candidates alone.
 """
@@ -60,12 +62,15 @@ def select_views(cands: list[tuple[int, int]], max_views: int, policy: str) -> l
 
 
 def _camera_order(stamps: np.ndarray, per_cam: dict[int, list[int]], max_views: int) -> list[int]:
-    """Cameras in tie-break order: the newest view's camera first, then by id rotated by max_views per frame
-    of the window (newest stamp / mean frame period), so ties do not always favour the same cameras."""
+    """Cameras in tie-break order: the newest view's camera first, then by id rotated per frame of the window
+    (newest stamp / mean frame period) by one camera, or by max_views where there are more cameras than views, so
+    ties do not always favour the same cameras. (Rotating by max_views alone never rotated where max_views is a
+    multiple of the cameras: a synchronized rig's newest instant then always went to camera 0.)"""
     cams = sorted(per_cam)
     distinct = np.unique(stamps)
     period = (int(distinct[-1]) - int(distinct[0])) / (len(distinct) - 1) if len(distinct) > 1 else 1.0
-    shift = int(int(distinct[-1]) // max(period, 1.0)) * max_views % len(cams)
+    step = max_views if max_views < len(cams) else 1
+    shift = int(int(distinct[-1]) // max(period, 1.0)) * step % len(cams)
     rotated = cams[shift:] + cams[:shift]
     newest = max(rotated, key=lambda c: (stamps[per_cam[c][-1]], -rotated.index(c)))
     return [newest] + [c for c in rotated if c != newest]

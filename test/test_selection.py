@@ -84,3 +84,16 @@ def test_few_candidates_all_kept_and_bad_arguments():
         select_views(cands, 3, "random")
     with pytest.raises(ValueError, match="max_views"):
         select_views(cands, 0, "uniform")
+
+
+@pytest.mark.parametrize("cams,views", [(4, 12), (4, 8), (3, 12), (2, 12), (4, 6)])
+def test_synchronized_rig_newest_instant_goes_to_each_camera_in_turn(cams, views):
+    # uniform gives a synchronized rig's newest instant to one camera; over consecutive frames every camera
+    # must take it (it used to stay with camera 0 whenever views was a multiple of cams)
+    newest_cams = []
+    for end in range(20, 20 + cams):
+        cands = [(T0 + f * FRAME, c) for f in range(end - 19, end + 1) for c in range(cams)]
+        chosen = picked(cands, select_views(cands, views, "uniform"))
+        newest_cams += [c for s, c in chosen if s == T0 + end * FRAME]
+        assert len(chosen) == views and Counter(c for _, c in chosen).keys() == set(range(cams))
+    assert sorted(newest_cams) == list(range(cams))
