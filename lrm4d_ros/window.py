@@ -7,9 +7,14 @@ before or after it arrives. `snapshot()` selects at most `max_views` views from 
 and/or frames) and returns them as one `ViewSet`. All methods are thread-safe (one lock).
 
 Stamps are bounded: against a clock (the node's ROS time; `clock` returns None while unknown) no more than
-`max_lead_s` ahead or `max_age_s` behind, and against the other cameras never older than the window. A refused
-input is never stored, so one bad stamp cannot disable a camera. Every refusal raises `RejectedInput` with a
-reason key (`REASONS`) counted in `stats.rejections`.
+`max_lead_s` ahead or `max_age_s` behind, and against the other cameras never older than the window. Without
+the clock's lead bound (no clock yet, or max_lead_s None), a stamp more than the window ahead of the latest image
+stamp of every other camera that sent one in the last LIVE_S seconds is refused too, and what a camera stored
+that far ahead is dropped: one camera's jumped stamp cannot push every other camera's views out of the window,
+while a jump all cameras make goes through (from the second camera that makes it). A refused input is never stored, so one bad stamp cannot disable a camera. Every refusal raises
+`RejectedInput` with a reason key (`REASONS`) counted in `stats.rejections`; refusals of inputs that were
+stored first (an image that never got its pose, a view that turned out ahead of the clock) are also passed to
+`on_refusal(camera, exc)` where one is given.
 
 Stamps are absolute int64 nanoseconds; poses are camera-to-world 4×4 in the optical frame (x right, y down,
 z forward), metres; depths (H,W) float32 metres, 0 = no measurement; quaternions are wxyz.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable
@@ -29,13 +35,16 @@ from .geometry import matrix_to_quat, quat_to_matrix, rigid_matrix, slerp
 from .selection import POLICIES, select_views
 from .views import ViewSet
 
+LIVE_S = 5.0  # wall-clock seconds: a camera that sent an image this recently bounds the others' stamps
+SKEW_S = 2.0  # how far ahead of the other cameras a stamp may lie where the window has no span (window_frames)
+
 # Why an input was refused (the keys of WindowStats.rejections; the ROS node adds its own decoding reasons).
 REASONS = {
     "unknown_camera": "a camera that is not configured",
     "bad_image": "image shape, dtype or values",
     "bad_intrinsics": "K not a finite pinhole matrix",
     "bad_pose": "non-finite pose or non-unit quaternion",
-    "future_stamp": "stamp beyond the clock + max_lead_s",
+    "future_stamp": "stamp beyond the clock + max_lead_s, or a window ahead of the other cameras",
     "stale_stamp": "stamp older than the clock - max_age_s or than the window",
     "duplicate_stamp": "stamp equal to the camera's newest",
     "out_of_order": "stamp older than the camera's newest",
@@ -204,7 +213,8 @@ class SpaceTimeWindow:
                  pose_tolerance_s: float = 0.02, pose_max_gap_s: float = 0.5, pending_size: int = 8,
                  pose_wait_s: float = 1.0, clock: Callable[[], int | None] | None = None,
                  max_lead_s: float | None = 1.0, max_age_s: float | None = 10.0,
-                 depth_tolerance_s: float = 0.001, depth_buffer: int = 16):
+                 depth_tolerance_s: float = 0.001, depth_buffer: int = 16,
+                 on_refusal: Callable[[str, "RejectedInput"], None] | None = None):
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
         if window_s is None and window_frames is None:
@@ -223,6 +233,10 @@ class SpaceTimeWindow:
         self.pending_size, self.pose_wait_ns = int(pending_size), ns(pose_wait_s)
         self.clock, self.max_lead_ns, self.max_age_ns = clock, ns(max_lead_s), ns(max_age_s)
         self.depth_tolerance_ns, self.depth_buffer = ns(depth_tolerance_s), int(depth_buffer)
+        self.max_skew_ns = self.window_ns if self.window_ns is not None else ns(SKEW_S)
+        self.on_refusal = on_refusal
+        self._wall = time.monotonic  # liveness of the cameras' offers (tests replace it)
+        self._offered: dict[str, tuple[int, float]] = {}  # camera -> (latest image stamp offered, wall time)
         self._lock = threading.Lock()
         self._names: list[str] = []
         self._views: dict[str, deque[_View]] = {}
@@ -255,7 +269,7 @@ class SpaceTimeWindow:
             try:
                 self._known(camera)
                 stamp_ns = int(stamp_ns)
-                self._check_stamp(stamp_ns, "pose")
+                self._check_stamp(stamp_ns, "pose", camera)
                 T = pose_matrix(position, quat_wxyz) if camtoworld is None else np.asarray(camtoworld, np.float64)
                 self._poses[camera].add(stamp_ns, T)
             except RejectedInput as exc:
@@ -281,7 +295,7 @@ class SpaceTimeWindow:
                 self._known(camera)
                 image, K = self._check_image(image, K)
                 stamp_ns = int(stamp_ns)
-                self._check_stamp(stamp_ns, "image")
+                self._check_stamp(stamp_ns, "image", camera)
                 newest = max([q[-1].stamp_ns for q in (self._views[camera], self._pending[camera]) if q],
                              default=None)
                 if newest is not None and stamp_ns <= newest:
@@ -306,7 +320,7 @@ class SpaceTimeWindow:
                 try:
                     self._attach(camera, view, self._check_depth(depth))
                 except RejectedInput as exc:
-                    self._count(camera, exc, image=False)
+                    self._drop(camera, exc, image=False)
             if view.camtoworld is None:  # newer than every pose so far: wait for one
                 self._park(camera, view)
             else:
@@ -322,7 +336,7 @@ class SpaceTimeWindow:
             try:
                 self._known(camera)
                 stamp_ns = int(stamp_ns)
-                self._check_stamp(stamp_ns, "depth")
+                self._check_stamp(stamp_ns, "depth", camera)
                 d = self._check_depth(depth)
                 view = self._find_view(camera, stamp_ns)
                 if view is not None:
@@ -336,7 +350,7 @@ class SpaceTimeWindow:
                 q.append((stamp_ns, d))
                 if len(q) > self.depth_buffer:
                     old = q.popleft()[0]
-                    self._count(camera, RejectedInput(f"depth at {old} ns never got its colour view",
+                    self._drop(camera, RejectedInput(f"depth at {old} ns never got its colour view",
                                                       "depth_unmatched"), image=False)
                 return "waiting"
             except RejectedInput as exc:
@@ -351,7 +365,16 @@ class SpaceTimeWindow:
         t = self.clock() if self.clock is not None else None
         return int(t) if t else None
 
-    def _check_stamp(self, stamp_ns: int, what: str) -> None:
+    def _others_latest(self, camera: str) -> int | None:
+        """The newest of the latest image stamps the other cameras offered within LIVE_S of wall time (accepted
+        or refused as ahead of the others: a jump every camera makes goes through), or None where none did."""
+        wall = self._wall()
+        return max((s for n, (s, t) in self._offered.items() if n != camera and wall - t <= LIVE_S), default=None)
+
+    def _lead_unbounded(self, now: int | None) -> bool:
+        return now is None or self.max_lead_ns is None
+
+    def _check_stamp(self, stamp_ns: int, what: str, camera: str) -> None:
         now = self.now_ns()
         if now is not None:
             self._purge_future(now)
@@ -361,6 +384,15 @@ class SpaceTimeWindow:
             if self.max_age_ns is not None and stamp_ns < now - self.max_age_ns:
                 raise RejectedInput(f"{what} stamp {stamp_ns} ns is {(now - stamp_ns) * 1e-9:.3f} s behind the "
                                     f"clock (max age {self.max_age_ns * 1e-9:.3f} s)", "stale_stamp")
+        if self._lead_unbounded(now):  # the other cameras bound how far ahead a stamp may lie
+            if what == "image":
+                self._offered[camera] = (stamp_ns, self._wall())
+            self._purge_ahead()
+            ref = self._others_latest(camera)
+            if ref is not None and stamp_ns > ref + self.max_skew_ns:
+                raise RejectedInput(f"{what} stamp {stamp_ns} ns is {(stamp_ns - ref) * 1e-9:.3f} s ahead of every "
+                                    f"other camera's latest image (at most {self.max_skew_ns * 1e-9:.3f} s)",
+                                    "future_stamp")
         newest = self._newest_ns()
         if what == "image" and self.window_ns is not None and newest is not None \
                 and stamp_ns < newest - self.window_ns:
@@ -417,7 +449,7 @@ class SpaceTimeWindow:
                     raise RejectedInput(f"depth at {stamp} ns never got its colour view", "depth_unmatched")
                 self._attach(camera, view, d)
             except RejectedInput as exc:
-                self._count(camera, exc, image=False)
+                self._drop(camera, exc, image=False)
 
     def _count(self, camera: str, exc: RejectedInput, image: bool = True) -> None:
         self._rejections[exc.reason] += 1
@@ -426,6 +458,12 @@ class SpaceTimeWindow:
             self._stats.rejected += 1
             if camera in self._cam:
                 self._cam[camera].rejected += 1
+
+    def _drop(self, camera: str, exc: RejectedInput, image: bool = True) -> None:
+        """Count a refusal of something already stored (no caller to raise to) and report it to on_refusal."""
+        self._count(camera, exc, image)
+        if self.on_refusal is not None:
+            self.on_refusal(camera, exc)
 
     def _reject(self, camera: str, exc: RejectedInput, image: bool = True):
         self._count(camera, exc, image)
@@ -437,7 +475,7 @@ class SpaceTimeWindow:
         if len(q) > self.pending_size:
             old = q.popleft().stamp_ns
             newest = self._poses[camera].newest_ns
-            self._count(camera, RejectedInput(f"image at {old} ns never got a pose (newest pose: "
+            self._drop(camera, RejectedInput(f"image at {old} ns never got a pose (newest pose: "
                                               f"{'none' if newest is None else f'{newest} ns'})", "no_pose"))
 
     def _resolve_pending(self, camera: str) -> int:
@@ -447,7 +485,7 @@ class SpaceTimeWindow:
             try:
                 view.camtoworld = poses.lookup(view.stamp_ns)
             except RejectedInput as exc:
-                self._count(camera, exc)
+                self._drop(camera, exc)
                 continue
             self._push(camera, view)
             done += 1
@@ -471,6 +509,8 @@ class SpaceTimeWindow:
         clock = self.now_ns()
         if clock is not None:
             self._purge_future(clock)
+        if self._lead_unbounded(clock):
+            self._purge_ahead()
         newest = self._newest_ns()
         for buf in self._views.values():
             while buf and ((self.window_ns is not None and buf[0].stamp_ns < newest - self.window_ns)
@@ -482,7 +522,7 @@ class SpaceTimeWindow:
             for name, q in self._pending.items():
                 while q and q[0].stamp_ns < ref - self.pose_wait_ns:
                     newest_pose = self._poses[name].newest_ns
-                    self._count(name, RejectedInput(
+                    self._drop(name, RejectedInput(
                         f"image at {q.popleft().stamp_ns} ns waited more than {self.pose_wait_ns * 1e-9:.3f} s "
                         f"for a pose (newest pose: {'none' if newest_pose is None else f'{newest_pose} ns'})",
                         "no_pose"))
@@ -496,8 +536,25 @@ class SpaceTimeWindow:
         for name in self._names:
             for q in (self._views[name], self._pending[name]):
                 while q and q[-1].stamp_ns > limit:
-                    self._count(name, RejectedInput(f"image at {q.pop().stamp_ns} ns is ahead of the clock "
+                    self._drop(name, RejectedInput(f"image at {q.pop().stamp_ns} ns is ahead of the clock "
                                                     f"({now} ns): dropped", "future_stamp"))
+            while self._depths[name] and self._depths[name][-1][0] > limit:
+                self._depths[name].pop()
+            self._poses[name].drop_newer_than(limit)
+
+    def _purge_ahead(self) -> None:
+        """Drop what a camera stored more than max_skew ahead of every other live camera's latest image (a jumped
+        stamp stored before any other camera was live), so that its views do not push the others' out."""
+        for name in self._names:
+            ref = self._others_latest(name)
+            if ref is None:
+                continue
+            limit = ref + self.max_skew_ns
+            for q in (self._views[name], self._pending[name]):
+                while q and q[-1].stamp_ns > limit:
+                    self._drop(name, RejectedInput(f"image at {q.pop().stamp_ns} ns is more than "
+                                                   f"{self.max_skew_ns * 1e-9:.3f} s ahead of every other camera's "
+                                                   f"latest image: dropped", "future_stamp"))
             while self._depths[name] and self._depths[name][-1][0] > limit:
                 self._depths[name].pop()
             self._poses[name].drop_newer_than(limit)

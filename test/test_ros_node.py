@@ -13,9 +13,11 @@ from conftest import require_ros_interfaces  # noqa: E402
 
 require_ros_interfaces()
 from lrm4d_ros.ros.inprocess import InProcessSession, wait_for  # noqa: E402
+from lrm4d_ros.ros.reconstruct_node import INFO_WAIT  # noqa: E402
+from lrm4d_ros.window import RejectedInput  # noqa: E402
 from lrm4d_ros.ros.interfaces import RenderView  # noqa: E402
 
-from sensor_msgs.msg import Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from lrm4d_ros.checkpoint import save_model  # noqa: E402
 from lrm4d_ros.data.generator import SceneConfig, generate  # noqa: E402
@@ -217,7 +219,8 @@ def test_bad_input_is_rejected_with_reasons_and_good_input_still_works(session, 
 
     stray = session.client.create_publisher(Image, f"/{EXTRA_CAM}/image_raw", 10)
     wait_for(lambda: stray.get_subscription_count() > 0, 20.0, "the node's camx subscription")
-    stray.publish(image_msg(np.zeros((H, W, 3), np.uint8), later, "", types=RCLPY))
+    for j in range(INFO_WAIT + 1):  # held for a camera_info that never comes; the oldest beyond INFO_WAIT refused
+        stray.publish(image_msg(np.zeros((H, W, 3), np.uint8), later + j * 10**6, "", types=RCLPY))
     rejected_with("no_camera_info", f"no camera_info received yet on /{EXTRA_CAM}/camera_info")
 
     # later good input is still accepted and reconstructed
@@ -232,6 +235,46 @@ def test_bad_input_is_rejected_with_reasons_and_good_input_still_works(session, 
     assert st.views_rejected == st0.views_rejected + 5  # the images above (poses count only by reason)
     assert st.rejected_per_camera[0] == st0.rejected_per_camera[0] + 4 and st.rejected_per_camera[-1] == 1
     assert reasons(st) == expected
+
+
+def test_images_that_come_before_their_camera_info_are_held_for_it(session, scene):
+    # a driver publishes CameraInfo and Image together: the image's callback may run first
+    camx = [c.name for c in session.node.cfg.cameras].index(EXTRA_CAM)
+    held, window = session.node._awaiting_info, session.node.window
+    stray = session.client.create_publisher(Image, f"/{EXTRA_CAM}/image_raw", 10)
+    info = session.client.create_publisher(CameraInfo, f"/{EXTRA_CAM}/camera_info", 10)
+    wait_for(lambda: stray.get_subscription_count() > 0 and info.get_subscription_count() > 0, 20.0,
+             "the node's camx subscriptions")
+    base = int(scene.stamps_ns[-1]) + 2 * 10**9
+    for j in range(3):
+        stray.publish(image_msg(np.zeros((H, W, 3), np.uint8), base + j * 10**6, "", types=RCLPY))
+    last = time_msg(base + 2 * 10**6, RCLPY)
+    wait_for(lambda: camx in held and held[camx][-1][1].header.stamp == last, 20.0,
+             "camx's images held for its camera_info")
+    n_held = len(held[camx])
+    assert n_held <= INFO_WAIT and window.stats.per_camera[EXTRA_CAM].received == 0
+    info.publish(camera_info_msg(scene.Ks[0].numpy(), W, H, base, "", RCLPY))
+    # every held image goes on to the window (which judges its stamp and pose as any other's)
+    wait_for(lambda: camx not in held and window.stats.per_camera[EXTRA_CAM].received == n_held, 20.0,
+             "camx's held images offered to the window")
+
+
+def test_refusals_are_logged_per_reason_and_camera(session, monkeypatch):
+    logged = []
+
+    class Logger:
+        def warning(self, text):
+            logged.append(text)
+
+    monkeypatch.setattr(session.node, "get_logger", lambda: Logger())
+    node = session.node
+    # one camera's stream of bad images must not hide another camera's, nor what the window drops later
+    for _ in range(3):
+        node._refuse("test_reason", "cam0 image: bad", 0, counted=True)
+    node._refuse("test_reason", "cam2 image: bad", 2, counted=True)
+    node.window.on_refusal("cam1", RejectedInput("image at 5 ns never got a pose", "test_reason"))
+    assert logged == ["[test_reason] cam0 image: bad", "[test_reason] cam2 image: bad",
+                      "[test_reason] cam1: image at 5 ns never got a pose"]
 
 
 def test_virtual_camera_published(session):
@@ -250,6 +293,8 @@ def test_bad_parameters_refuse_to_start(session):
     from lrm4d_ros.ros.reconstruct_node import ReconstructNode
     for name, value, reason in (("selection_policy", "random", "selection_policy"),
                                 ("camera_names", ["a", "a"], "unique"),
+                                ("camera_names", ["cam-0"], "camera name 'cam-0'.*Invalid topic name"),
+                                ("virtual_camera_names", ["front view"], "virtual camera name"),
                                 ("checkpoint", "/nonexistent.safetensors", "checkpoint not found"),
                                 ("bf16", "yes", "bf16")):
         with pytest.raises((ValueError, FileNotFoundError), match=reason):

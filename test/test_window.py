@@ -243,15 +243,74 @@ def test_duplicate_and_out_of_order_stamps_have_their_own_reasons():
     assert w.stats.rejections == {"duplicate_stamp": 1, "out_of_order": 1}
 
 
+class FakeWall:
+    """time.monotonic stand-in for the window's camera liveness (seconds)."""
+
+    def __init__(self, now=100.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def test_without_the_lead_bound_one_future_stamp_cannot_stall_the_other_cameras():
+    # max_stamp_lead_s 0 (the node's "disabled"): a camera's one image stamped an hour ahead used to become the
+    # window's newest view, so every other camera's images were refused as stale for that hour
+    clock = FakeClock(T0 + 10 * S)
+    w = SpaceTimeWindow(["a", "b", "c"], window_s=2.0, clock=clock, max_lead_s=None)
+    for f in range(3):
+        for cam in "abc":
+            w.add_view(cam, image(), K, T0 + f * S // 10, camtoworld=pose())
+    with pytest.raises(RejectedInput, match="ahead of every other camera") as exc:
+        w.add_view("b", image(), K, T0 + 3600 * S, camtoworld=pose())
+    assert exc.value.reason == "future_stamp"
+    with pytest.raises(RejectedInput, match="ahead of every other camera"):
+        w.add_pose("b", T0 + 3600 * S, pose())  # a jumped pose would leave b's images unposed for the hour
+    for f in range(3, 6):
+        for cam in "abc":
+            assert w.add_view(cam, image(), K, T0 + f * S // 10, camtoworld=pose()) == "accepted"
+    assert w.newest_per_camera() == {cam: T0 + 5 * S // 10 for cam in "abc"}
+    assert w.stats.per_camera["b"].kept == 6 and w.stats.rejections == {"future_stamp": 2}
+
+
+def test_without_a_clock_a_jumped_first_view_is_dropped_once_another_camera_streams():
+    reports = []
+    w = SpaceTimeWindow(["a", "b"], window_s=2.0, on_refusal=lambda cam, exc: reports.append((cam, exc.reason)))
+    w.add_view("a", image(), K, T0 + 3600 * S, camtoworld=pose())  # nobody else live yet: cannot be judged
+    w.add_view("b", image(), K, T0, camtoworld=pose())  # a's view is dropped, b's taken
+    assert w.add_view("a", image(), K, T0 + S // 10, camtoworld=pose()) == "accepted"
+    assert sorted(w.snapshot().stamps_ns.tolist()) == [T0, T0 + S // 10]
+    assert reports == [("a", "future_stamp")] and w.stats.rejections == {"future_stamp": 1}
+
+
+def test_without_a_clock_a_jump_every_camera_makes_goes_through():
+    wall = FakeWall()
+    w = SpaceTimeWindow(["a", "b"], window_s=2.0)
+    w._wall = wall
+    for cam in "ab":
+        w.add_view(cam, image(), K, T0, camtoworld=pose())
+    with pytest.raises(RejectedInput, match="ahead of every other camera"):
+        w.add_view("a", image(), K, T0 + 30 * S, camtoworld=pose())  # alone, it looks like a glitch
+    w.add_view("b", image(), K, T0 + 30 * S, camtoworld=pose())  # a second camera confirms it
+    w.add_view("a", image(), K, T0 + 30 * S + S // 10, camtoworld=pose())
+    assert sorted(w.snapshot().stamps_ns.tolist()) == [T0 + 30 * S, T0 + 30 * S + S // 10]
+    # a camera that stopped sending bounds nobody: b alone, LIVE_S later, may move on
+    wall.now += 10.0
+    assert w.add_view("b", image(), K, T0 + 60 * S, camtoworld=pose()) == "accepted"
+
+
 def test_image_waiting_for_a_pose_expires_and_the_camera_recovers():
     clock = FakeClock(T0)
     w = SpaceTimeWindow(["a"], window_s=5.0, clock=clock, pose_wait_s=0.5)
+    w.on_refusal = lambda cam, exc: reports.append((cam, exc.reason, str(exc)))
+    reports = []
     w.add_pose("a", T0 - S // 10, pose())
     assert w.add_view("a", image(), K, T0 + S // 10) == "pending"  # the pose stream stopped
     clock.now = T0 + S
     w.expire()  # the node calls this periodically
     st = w.stats
     assert st.pending == 0 and st.rejections == {"no_pose": 1} and "waited more than 0.500 s" in st.last_error
+    assert len(reports) == 1 and reports[0][:2] == ("a", "no_pose")  # the node logs what the window drops itself
     w.add_pose("a", T0 + S, pose(0.3))  # poses resume
     w.add_pose("a", T0 + 13 * S // 10, pose(0.3))
     clock.now = T0 + 2 * S

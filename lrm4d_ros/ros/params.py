@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.exceptions import ParameterException
+from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.node import Node
+from rclpy.validate_topic_name import validate_topic_name
 
 from ..cameras import fov_to_K
 from ..model import BF16_CHOICES
@@ -30,7 +31,8 @@ SCALARS = {
     "pose_max_gap_s": (0.5, "longest gap between two poses that is interpolated [s]", (0.001, 60.0)),
     "pose_wait_s": (1.0, "an image newer than every pose waits this long for one, then is refused [s]",
                     (0.0, 60.0)),
-    "max_stamp_lead_s": (1.0, "stamps further ahead of the node's clock are refused; 0 disables [s]", (0.0, BIG)),
+    "max_stamp_lead_s": (1.0, "stamps further ahead of the node's clock are refused; 0 disables (then a stamp more "
+                               "than the window ahead of every other camera's latest image is) [s]", (0.0, BIG)),
     "max_stamp_age_s": (10.0, "stamps further behind the node's clock are refused; 0 disables [s]", (0.0, BIG)),
     "input_qos": ("sensor_data", "input QoS: best effort (also receives reliable publishers) or reliable",
                   QOS_CHOICES),
@@ -164,6 +166,15 @@ def check(name: str, value) -> None:
         raise ValueError(f"parameter {name} must be finite, got {value}")
 
 
+def _check_topic(what: str, topic: str) -> str:
+    """`topic` if it is a valid ROS topic name (relative, absolute or private), else ValueError naming `what`."""
+    try:
+        validate_topic_name(topic)
+    except NameValidationException as exc:
+        raise ValueError(f"{what}: {str(exc).splitlines()[0]} {topic!r}") from None
+    return topic
+
+
 def declare_and_load(node: Node) -> NodeConfig:
     """Declare every parameter on `node` and return them validated; raises ValueError naming the bad one."""
     v = {}
@@ -182,8 +193,13 @@ def declare_and_load(node: Node) -> NodeConfig:
         raise ValueError(f"camera_names must be non-empty and unique, got {names}")
     cameras = []
     for n in names:
+        # a camera's name makes its topics and parameter names: refuse one ROS cannot use, before declaring
+        _check_topic(f"camera name {n!r}", f"{n}/image_raw")
         p = f"cameras.{n}."
-        topic = lambda key, default, what: _declare(node, p + key, default, what)  # noqa: E731
+
+        def topic(key, default, what, p=p, n=n):
+            value = _declare(node, p + key, default, what)
+            return _check_topic(f"camera {n} {key}", value) if value and key.endswith("_topic") else value
         cameras.append(CameraTopics(
             n, topic("image_topic", f"{n}/image_raw", "colour image topic (relative: remappable)"),
             topic("info_topic", f"{n}/camera_info", "CameraInfo topic"),
@@ -193,6 +209,7 @@ def declare_and_load(node: Node) -> NodeConfig:
 
     virtual = []
     for n in _string_list(node, "virtual_camera_names", [], "cameras rendered continuously"):
+        _check_topic(f"virtual camera name {n!r}", f"~/{n}/image")
         p = f"virtual_cameras.{n}."
         position = _declare(node, p + "position", [0.0, 0.0, 0.0], "[x, y, z] metres in world_frame")
         quat = _declare(node, p + "orientation_wxyz", [1.0, 0.0, 0.0, 0.0], "optical frame orientation w x y z")

@@ -55,6 +55,9 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 NODE_NAME = "lrm4d_reconstruct"
 LOG_THROTTLE_S = 2.0
+# Images and depths of a camera whose first camera_info has not come yet are held (up to this many per camera,
+# the oldest then refused): a driver publishes CameraInfo and Image together and the image's callback may run first
+INFO_WAIT = 8
 ARRIVALS_KEPT = 4096
 # A burst of requests larger than the DDS history is silently dropped by the middleware; keep room for bursts.
 SERVICE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=64, reliability=ReliabilityPolicy.RELIABLE)
@@ -122,7 +125,8 @@ class ReconstructNode(Node):
             image_size=(cfg.image_height, cfg.image_width) if cfg.image_height > 0 else None,
             pose_tolerance_s=cfg.pose_tolerance_s, pose_max_gap_s=cfg.pose_max_gap_s, pose_wait_s=cfg.pose_wait_s,
             clock=lambda: self.get_clock().now().nanoseconds, max_lead_s=cfg.max_stamp_lead_s or None,
-            max_age_s=cfg.max_stamp_age_s or None, depth_tolerance_s=cfg.depth_tolerance_s)
+            max_age_s=cfg.max_stamp_age_s or None, depth_tolerance_s=cfg.depth_tolerance_s,
+            on_refusal=self._window_refusal)
         self.normalization = (None if cfg.normalization == "auto" else
                               SceneNormalization(torch.tensor(cfg.normalization_center, dtype=torch.float64),
                                                  cfg.normalization_scale))
@@ -137,11 +141,14 @@ class ReconstructNode(Node):
 
         self._lock = threading.Lock()  # guards the fields below; the window has its own lock
         self._infos: dict[str, tuple[np.ndarray, int, int]] = {}
+        self._awaiting_info: dict[int, deque] = {}  # camera id -> (kind, msg, arrival) held for its camera_info
         self._arrivals: OrderedDict[tuple[int, int], float] = OrderedDict()  # (camera id, stamp) -> monotonic s
         self._rejections: Counter = Counter()  # refused by the node itself (the window counts its own)
         self._rejected_images = [0] * len(cfg.cameras)
         self._last_error = ""
-        self._last_logged: dict[str, tuple[float, int]] = {}  # reason -> (monotonic s, suppressed since)
+        # (reason, camera) -> (monotonic s, suppressed since): one camera's stream of bad input does not hide
+        # another's
+        self._last_logged: dict[tuple[str, str], tuple[float, int]] = {}
         self._latest = None  # (Reconstruction, ViewSet, serial)
         self._serial = 0
         self._last_signature = None
@@ -234,21 +241,29 @@ class ReconstructNode(Node):
         return SetParametersResult(successful=True)
 
     # -- inputs (ingest thread) --------------------------------------------------------------------------
-    def _refuse(self, reason: str, text: str, cam: int | None = None, counted: bool = False) -> None:
-        """Count a refused input (unless the window already did) and log it, rate-limited per reason."""
+    def _refuse(self, reason: str, text: str, cam: int | None = None, counted: bool = False,
+                camera: str = "") -> None:
+        """Count a refused input (unless the window already did) and log it, rate-limited per reason and camera
+        (`camera`, or camera id `cam`, whose refused images are counted)."""
         now = time.monotonic()
+        key = (reason, camera or (self.cfg.cameras[cam].name if cam is not None else ""))
         with self._lock:
             if not counted:
                 self._rejections[reason] += 1
                 if cam is not None:
                     self._rejected_images[cam] += 1
             self._last_error = text
-            last, suppressed = self._last_logged.get(reason, (-1e9, 0))
+            last, suppressed = self._last_logged.get(key, (-1e9, 0))
             log = now - last >= LOG_THROTTLE_S
-            self._last_logged[reason] = (now, 0) if log else (last, suppressed + 1)
+            self._last_logged[key] = (now, 0) if log else (last, suppressed + 1)
         if log:
             more = f" (+{suppressed} more since the last such warning)" if suppressed else ""
             self.get_logger().warning(f"[{reason}] {text}{more}")
+
+    def _window_refusal(self, camera: str, exc: RejectedInput) -> None:
+        """What the window dropped after storing it (an image whose pose never came, a view found ahead of the
+        clock or of the other cameras): counted there, logged here. Called under the window's lock."""
+        self._refuse(exc.reason, f"{camera}: {exc}", counted=True, camera=camera)
 
     def _ingest_loop(self) -> None:
         while not self._stop.is_set():
@@ -262,22 +277,24 @@ class ReconstructNode(Node):
         try:
             info = camera_info_K(msg)
         except MessageError as exc:
-            return self._refuse("bad_camera_info", f"{cam.name} camera_info: {exc}")
+            return self._refuse("bad_camera_info", f"{cam.name} camera_info: {exc}", camera=cam.name)
         with self._lock:
             self._infos[cam.name] = info
+        for kind, held, arrival_ in self._awaiting_info.pop(cam_id, ()):  # what came before it, in order
+            getattr(self, f"_on_{kind}")(cam_id, cam, held, arrival_)
 
     def _on_pose(self, cam_id: int, cam, msg: PoseStamped, arrival: float) -> None:
         if msg.header.frame_id and msg.header.frame_id != self.cfg.world_frame:
             return self._refuse("pose_frame", f"{cam.name} pose: frame {msg.header.frame_id!r} is not world_frame "
-                                              f"{self.cfg.world_frame!r}")
+                                              f"{self.cfg.world_frame!r}", camera=cam.name)
         try:
             T = pose_matrix(msg)
             if self.window.add_pose(cam.name, time_ns(msg.header.stamp), T):
                 self._dirty()  # it completed images that waited for a pose
         except MessageError as exc:
-            self._refuse("bad_pose", f"{cam.name} pose: {exc}")
+            self._refuse("bad_pose", f"{cam.name} pose: {exc}", camera=cam.name)
         except RejectedInput as exc:
-            self._refuse(exc.reason, f"pose: {exc}", counted=True)
+            self._refuse(exc.reason, f"pose: {exc}", counted=True, camera=cam.name)
 
     def _camera_info(self, cam, msg, what: str) -> tuple[np.ndarray, int, int]:
         with self._lock:
@@ -290,8 +307,25 @@ class ReconstructNode(Node):
                                 f"{info[1]}x{info[2]}", "size_mismatch" if what == "image" else "depth_size")
         return info
 
+    def _hold_for_info(self, cam_id: int, cam, kind: str, msg: Image, arrival: float) -> bool:
+        """Hold an image or depth of a camera that has had no camera_info yet (ingest thread only); True if held.
+        Beyond INFO_WAIT held inputs the oldest is refused (no_camera_info)."""
+        with self._lock:
+            if cam.name in self._infos:
+                return False
+        q = self._awaiting_info.setdefault(cam_id, deque())
+        q.append((kind, msg, arrival))
+        if len(q) > INFO_WAIT:
+            old_kind, _, _ = q.popleft()
+            self._refuse("no_camera_info", f"{cam.name} {old_kind}: no camera_info received yet on "
+                                           f"{self.resolve_topic_name(cam.info_topic)}",
+                         cam_id if old_kind == "image" else None, camera=cam.name)
+        return True
+
     def _on_image(self, cam_id: int, cam, msg: Image, arrival: float) -> None:
         stamp = time_ns(msg.header.stamp)
+        if self._hold_for_info(cam_id, cam, "image", msg, arrival):
+            return
         try:
             K, _, _ = self._camera_info(cam, msg, "image")
             try:
@@ -304,7 +338,7 @@ class ReconstructNode(Node):
         try:
             status = self.window.add_view(cam.name, rgb, K, stamp, camtoworld=T)
         except RejectedInput as exc:
-            return self._refuse(exc.reason, f"image: {exc}", counted=True)
+            return self._refuse(exc.reason, f"image: {exc}", counted=True, camera=cam.name)
         with self._lock:
             self._arrivals[(cam_id, stamp)] = arrival
             while len(self._arrivals) > ARRIVALS_KEPT:
@@ -313,6 +347,8 @@ class ReconstructNode(Node):
             self._dirty()
 
     def _on_depth(self, cam_id: int, cam, msg: Image, arrival: float) -> None:
+        if self._hold_for_info(cam_id, cam, "depth", msg, arrival):
+            return
         try:
             self._camera_info(cam, msg, "depth")
             try:
@@ -320,12 +356,12 @@ class ReconstructNode(Node):
             except MessageError as exc:
                 raise RejectedInput(f"{cam.name} depth: {exc}", "depth_invalid") from None
         except RejectedInput as exc:
-            return self._refuse(exc.reason, str(exc))
+            return self._refuse(exc.reason, str(exc), camera=cam.name)
         try:
             if self.window.add_depth(cam.name, time_ns(msg.header.stamp), depth) == "attached":
                 self._dirty()  # the window's depth changed: worth a new reconstruction
         except RejectedInput as exc:
-            self._refuse(exc.reason, f"depth: {exc}", counted=True)
+            self._refuse(exc.reason, f"depth: {exc}", counted=True, camera=cam.name)
 
     def _tf_pose(self, cam, msg: Image, stamp: int) -> np.ndarray:
         frame = cam.frame_id or msg.header.frame_id
@@ -611,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             node = ReconstructNode()
-        except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        except (ValueError, RuntimeError, FileNotFoundError, rclpy.exceptions.NameValidationException) as exc:
             print(f"[{NODE_NAME}] cannot start: {exc}", file=sys.stderr)
             return 1
         executor = MultiThreadedExecutor(num_threads=4)
