@@ -4,6 +4,7 @@ render_view service and every bad-input path are checked. The shipped-checkpoint
 """
 import math
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -275,6 +276,23 @@ def test_refusals_are_logged_per_reason_and_camera(session, monkeypatch):
     node.window.on_refusal("cam1", RejectedInput("image at 5 ns never got a pose", "test_reason"))
     assert logged == ["[test_reason] cam0 image: bad", "[test_reason] cam2 image: bad",
                       "[test_reason] cam1: image at 5 ns never got a pose"]
+
+
+def test_a_frame_waits_for_live_cameras_that_have_no_view_yet(session, monkeypatch):
+    # at start-up or after a pause longer than the window, the first cameras' views of an instant were the only
+    # ones buffered and the frame counted as complete: the model got 2-3 of 4 synchronized cameras
+    node = session.node
+    names = [c.name for c in node.cfg.cameras]
+    buffered = node.window.newest_per_camera()
+    newest = max(buffered.values())
+    monkeypatch.setattr(node.window, "newest_per_camera", lambda: {n: newest for n in buffered})
+    now = time.monotonic()
+    monkeypatch.setattr(node, "_last_image_at", [now if n in buffered else -math.inf for n in names])
+    assert node._frame_complete()
+    node._last_image_at[names.index(EXTRA_CAM)] = now - 1.0  # camx sent an image a second ago, none buffered
+    assert EXTRA_CAM not in buffered and not node._frame_complete()
+    node._last_image_at[names.index(EXTRA_CAM)] = now - 60.0  # a camera silent for a minute is not waited for
+    assert node._frame_complete()
 
 
 def test_virtual_camera_published(session):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import faulthandler
 import itertools
+import math
 import signal
 import sys
 import threading
@@ -43,7 +44,7 @@ from ..io.messages import (MessageError, camera_info_K, camera_info_msg, float_i
                            image_rgb, pointcloud2_msg, pose_matrix, time_msg, time_ns, transform_msg)
 from ..model import BF16_CHOICES
 from ..reconstructor import Reconstructor
-from ..window import RejectedInput, SpaceTimeWindow
+from ..window import LIVE_S, RejectedInput, SpaceTimeWindow
 from .conversions import RCLPY
 from .interfaces import ReconstructionStatus, RenderView
 from .params import DYNAMIC, NodeConfig, check, declare_and_load
@@ -145,6 +146,7 @@ class ReconstructNode(Node):
         self._arrivals: OrderedDict[tuple[int, int], float] = OrderedDict()  # (camera id, stamp) -> monotonic s
         self._rejections: Counter = Counter()  # refused by the node itself (the window counts its own)
         self._rejected_images = [0] * len(cfg.cameras)
+        self._last_image_at = [-math.inf] * len(cfg.cameras)  # monotonic s of each camera's last image taken in
         self._last_error = ""
         # (reason, camera) -> (monotonic s, suppressed since): one camera's stream of bad input does not hide
         # another's
@@ -340,6 +342,7 @@ class ReconstructNode(Node):
         except RejectedInput as exc:
             return self._refuse(exc.reason, f"image: {exc}", counted=True, camera=cam.name)
         with self._lock:
+            self._last_image_at[cam_id] = arrival
             self._arrivals[(cam_id, stamp)] = arrival
             while len(self._arrivals) > ARRIVALS_KEPT:
                 self._arrivals.popitem(last=False)
@@ -384,11 +387,18 @@ class ReconstructNode(Node):
         self._wake.set()
 
     def _frame_complete(self) -> bool:
-        """Every camera with buffered views has one within gather_s of the newest view (a synchronized frame is
-        in, or an unsynchronized rig has caught up)."""
+        """Every camera with buffered views, and every camera that sent an image in the last LIVE_S seconds, has
+        a view within gather_s of the newest view (a synchronized frame is in, or an unsynchronized rig has caught
+        up). The live cameras count too: at start-up or after a pause longer than the window, the first cameras'
+        views of an instant are the only ones buffered, and the frame looked complete without the rest."""
         newest = self.window.newest_per_camera()
         if not newest:
             return True
+        now = time.monotonic()
+        with self._lock:
+            live = {c.name for c, t in zip(self.cfg.cameras, self._last_image_at) if now - t <= LIVE_S}
+        if not live <= newest.keys():
+            return False
         return min(newest.values()) >= max(newest.values()) - int(self.cfg.gather_s * 1e9)
 
     def _reconstruct_loop(self) -> None:
