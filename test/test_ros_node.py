@@ -293,6 +293,12 @@ def test_a_frame_waits_for_live_cameras_that_have_no_view_yet(session, monkeypat
     assert EXTRA_CAM not in buffered and not node._frame_complete()
     node._last_image_at[names.index(EXTRA_CAM)] = now - 60.0  # a camera silent for a minute is not waited for
     assert node._frame_complete()
+    # a configured camera never heard from is waited for only in the node's first seconds (start-up)
+    node._last_image_at[names.index(EXTRA_CAM)] = -math.inf
+    monkeypatch.setattr(node, "_first_image_at", now - 60.0)
+    assert node._frame_complete()
+    node._first_image_at = now - 1.0
+    assert not node._frame_complete()
 
 
 def test_virtual_camera_published(session):
