@@ -147,7 +147,7 @@ class ReconstructNode(Node):
         self._rejections: Counter = Counter()  # refused by the node itself (the window counts its own)
         self._rejected_images = [0] * len(cfg.cameras)
         self._last_image_at = [-math.inf] * len(cfg.cameras)  # monotonic s of each camera's last image taken in
-        self._first_image_at: float | None = None  # monotonic s of the first image of any camera
+        self._first_image_at: float | None = None  # monotonic s of the first image (after a silence) of any camera
         self._last_error = ""
         # (reason, camera) -> (monotonic s, suppressed since): one camera's stream of bad input does not hide
         # another's
@@ -343,9 +343,9 @@ class ReconstructNode(Node):
         except RejectedInput as exc:
             return self._refuse(exc.reason, f"image: {exc}", counted=True, camera=cam.name)
         with self._lock:
-            self._last_image_at[cam_id] = arrival
-            if self._first_image_at is None:
+            if arrival - max(self._last_image_at) > LIVE_S:  # the first image, or the first after a silence
                 self._first_image_at = arrival
+            self._last_image_at[cam_id] = arrival
             self._arrivals[(cam_id, stamp)] = arrival
             while len(self._arrivals) > ARRIVALS_KEPT:
                 self._arrivals.popitem(last=False)
@@ -391,7 +391,8 @@ class ReconstructNode(Node):
 
     def _frame_complete(self) -> bool:
         """Every camera with buffered views, and every live camera (one that sent an image in the last LIVE_S
-        seconds; in the first LIVE_S seconds after the node's first image, every configured camera), has a view
+        seconds; in the first LIVE_S seconds after the node's first image, or the first after every camera was
+        silent for LIVE_S, every configured camera), has a view
         within gather_s of the newest view (a synchronized frame is in, or an unsynchronized rig has caught up).
         The live cameras count too: at start-up or after a pause longer than the window, the first cameras' views
         of an instant are the only ones buffered, and the frame looked complete without the rest."""
