@@ -288,6 +288,7 @@ def test_a_frame_waits_for_live_cameras_that_have_no_view_yet(session, monkeypat
     monkeypatch.setattr(node.window, "newest_per_camera", lambda: {n: newest for n in buffered})
     now = time.monotonic()
     monkeypatch.setattr(node, "_last_image_at", [now if n in buffered else -math.inf for n in names])
+    monkeypatch.setattr(node, "_first_image_at", now - 60.0)  # long past start-up
     assert node._frame_complete()
     node._last_image_at[names.index(EXTRA_CAM)] = now - 1.0  # camx sent an image a second ago, none buffered
     assert EXTRA_CAM not in buffered and not node._frame_complete()
@@ -295,7 +296,6 @@ def test_a_frame_waits_for_live_cameras_that_have_no_view_yet(session, monkeypat
     assert node._frame_complete()
     # a configured camera never heard from is waited for only in the node's first seconds (start-up)
     node._last_image_at[names.index(EXTRA_CAM)] = -math.inf
-    monkeypatch.setattr(node, "_first_image_at", now - 60.0)
     assert node._frame_complete()
     node._first_image_at = now - 1.0
     assert not node._frame_complete()
