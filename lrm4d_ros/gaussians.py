@@ -23,6 +23,7 @@ MIN_MARGINAL = 0.05  # inference-time cull of Gaussians far from the queried tim
 # Training culls far less: a Gaussian culled from every target gets no gradient, so temporal extents that start
 # short (σ_t 0.2) could never grow to reach a target 2/3 of the window away (marginal 0.004 there).
 TRAIN_MIN_MARGINAL = 1e-3
+ONE_INSTANT_HALF_SPAN_S = 0.5  # to_world's seconds per normalised time unit where a window is one instant
 _EPS = 1e-8
 
 
@@ -240,12 +241,14 @@ class Gaussians4D:
                                  self.colors)
 
     def to_world(self, norm: SceneNormalization, window: TimeWindow) -> "Gaussians4D":
-        """Canonical frame, normalised time -> metres and seconds since `window.start_ns`."""
-        half_span = 0.5 * window.duration_s
+        """Canonical frame, normalised time -> metres and seconds since `window.start_ns`. A window of one instant
+        (a synchronized rig's single frame: TimeWindow.normalize maps it to 0) keeps 0 at 0 s and takes a nominal
+        half-span of ONE_INSTANT_HALF_SPAN_S for the temporal extents and velocities."""
+        half_span, offset = 0.5 * window.duration_s, 1.0
         if half_span <= 0:
-            raise ValueError("to_world needs a window of positive duration")
+            half_span, offset = ONE_INSTANT_HALF_SPAN_S, 0.0
         return Gaussians4D(
-            means=norm.points_to_world(self.means), times=(self.times + 1.0) * half_span,
+            means=norm.points_to_world(self.means), times=(self.times + offset) * half_span,
             velocities=self.velocities / (norm.scale * half_span), covars=self.covars / norm.scale ** 2,
             scale_t=self.scale_t * half_span, opacities=self.opacities, colors=self.colors)
 

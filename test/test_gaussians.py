@@ -185,6 +185,22 @@ def test_to_world_preserves_rendered_geometry():
     torch.testing.assert_close(b.opacities, a.opacities, atol=1e-9, rtol=1e-9)
 
 
+def test_to_world_of_a_one_instant_window_keeps_its_instant_at_zero_seconds():
+    # a synchronized rig's single frame: every view at one stamp (TimeWindow.normalize maps it to 0)
+    torch.manual_seed(0)
+    n = 10
+    g = Gaussians4D.from_rotations(torch.rand(n, 3) - 0.5, torch.zeros(n), torch.rand(n, 3) * 0.2 + 0.01,
+                                   torch.rand(n) * 0.5 + 0.05, torch.nn.functional.normalize(torch.randn(n, 4), dim=-1),
+                                   torch.nn.functional.normalize(torch.randn(n, 4), dim=-1), torch.rand(n),
+                                   torch.rand(n, 3))
+    norm = SceneNormalization(torch.tensor([1.0, -2.0, 0.5]), 0.25)
+    w = g.to_world(norm, TimeWindow(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
+    assert torch.equal(w.times, torch.zeros(n)) and bool(torch.isfinite(w.scale_t).all() & (w.scale_t > 0).all())
+    a, b = g.slice(0.0, 0.0).to_world(norm), w.slice(0.0, 0.0)
+    torch.testing.assert_close(b.means, a.means, atol=1e-9, rtol=1e-9)
+    torch.testing.assert_close(b.opacities, a.opacities, atol=1e-9, rtol=1e-9)
+
+
 def test_principal_axes_keeps_torchs_thread_count():
     """The kernel is numba's first parallel one in a process that exports before it renders: numba's threads start
     there, and torch's thread count stays what the process set."""
