@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .model import LRM4D, LRM4DConfig
@@ -21,8 +21,11 @@ def shipped_checkpoint_path() -> Path:
 
 
 def _metadata(path: Path) -> dict:
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except SafetensorError as exc:  # not safetensors (an image, a truncated download, a pickle)
+        raise ValueError(f"{path} is not a safetensors checkpoint ({exc})") from None
     if meta.get("format") != FORMAT or "config" not in meta:
         raise ValueError(f"{path} is not an lrm4d_ros checkpoint (metadata format {meta.get('format')!r})")
     return meta

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -136,18 +137,27 @@ def run(args) -> int:
     from .ply import write_ply_3dgs, write_ply_4d
     from .video import contact_sheet, write_png, write_video
 
+    def refuse(message: str) -> int:
+        print(f"lrm4d demo: error: {message}", file=sys.stderr)
+        return 2
+
     if min(args.frames, args.cameras, args.video_frames, args.resolution) < 1:
-        raise SystemExit("lrm4d demo: --frames, --cameras, --video-frames and --resolution must be >= 1")
+        return refuse("--frames, --cameras, --video-frames and --resolution must be >= 1")
     if args.cameras < 2:
-        raise SystemExit("lrm4d demo: the rig protocol holds out the odd cameras: --cameras must be >= 2")
+        return refuse("the rig protocol holds out the odd cameras: --cameras must be >= 2")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        return refuse(f"--out {out} is a file, not a directory")
     steps = _Steps(6)
     t_all = time.perf_counter()
     R = args.resolution
 
     steps.start("loading the model" + (f" (random {args.config})" if args.config else ""))
-    recon_model = load_reconstructor(args.checkpoint, args.config, args.device, args.seed)
+    try:
+        recon_model = load_reconstructor(args.checkpoint, args.config, args.device, args.seed)
+    except (ValueError, FileNotFoundError) as e:
+        return refuse(str(e))
+    out.mkdir(parents=True, exist_ok=True)
     n_params = sum(p.numel() for p in recon_model.model.parameters())
     steps.done("load_model", f"{n_params / 1e6:.2f} M parameters on {recon_model.device}")
 

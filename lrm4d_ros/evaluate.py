@@ -241,16 +241,32 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _check_outputs(args) -> None:
+    """ValueError for output paths that cannot be written, before hours of evaluation make them."""
+    if args.json and Path(args.json).is_dir():
+        raise ValueError(f"--json {args.json} is a directory; give a file name")
+    if args.sheets and Path(args.sheets).exists() and not Path(args.sheets).is_dir():
+        raise ValueError(f"--sheets {args.sheets} is a file; give a directory")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    if args.resolution < 16:
+        raise ValueError(f"--resolution must be >= 16 pixels (SSIM's window), got {args.resolution}")
+    missing = [b for b in args.bags if not Path(b).exists()]
+    if missing:
+        raise ValueError(f"no such bag: {', '.join(missing)}")
+
+
 def run(args) -> int:
     from .io.bag import BagError, read_bag
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
+        _check_outputs(args)
+        if args.threads:
+            torch.set_num_threads(args.threads)
         reconstructor = Reconstructor.from_checkpoint(args.checkpoint, args.device, args.refine_steps, args.floor_z,
                                                       BF16_CHOICES[args.bf16])
-    except ValueError as e:
-        print(f"lrm4d evaluate: {e}", file=sys.stderr)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"lrm4d evaluate: error: {e}", file=sys.stderr)
         return 2
     per_scene = None
     if args.per_scene > 0 or args.per_scene_steps:
@@ -262,15 +278,15 @@ def run(args) -> int:
         try:
             views = read_bag(bag)
         except BagError as e:
-            print(f"lrm4d evaluate: {e}", file=sys.stderr)
-            return 1
+            print(f"lrm4d evaluate: error: {e}", file=sys.stderr)
+            return 2
         sheet = [] if args.sheets else None
         try:
             row = evaluate_views(reconstructor, views, args.protocol, args.resolution, per_scene,
                                  args.per_scene_init, depth=args.depth == "on", sheet=sheet)
         except ValueError as e:
-            print(f"lrm4d evaluate: {bag}: {e}", file=sys.stderr)
-            return 1
+            print(f"lrm4d evaluate: error: {bag}: {e}", file=sys.stderr)
+            return 2
         row["bag"] = str(bag)
         if sheet is not None:
             from .video import contact_sheet, write_png
@@ -280,7 +296,9 @@ def run(args) -> int:
             print(f"wrote {path}")
         print(f"{bag}: lrm4d {row['model']['psnr']:.2f} dB, "
               + ", ".join(f"{n} {m['psnr']:.2f} dB" for n, m in row["baselines"].items())
-              + (f" (held-out; input depth on {row['input_depth']:.0%} of pixels)" if row["input_depth"] else ""),
+              + (" (held-out; " + (f"model depth input on {row['input_depth']:.0%} of pixels)" if row["model_depth"]
+                                   else f"RGB-only model inputs; the bag's depth on {row['input_depth']:.0%} of "
+                                        "pixels went to depth_reference only)") if row["input_depth"] else ""),
               flush=True)
         rows.append(row)
     result = summarize(rows, args.protocol)

@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -214,7 +216,8 @@ def add_arguments(p) -> None:
     p.add_argument("--bf16", choices=tuple(BF16_CHOICES), default="auto",
                    help="the transformer under bf16 autocast: auto = where the hardware computes it natively")
     p.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"), help="output bag storage")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output bag, and the window_NNN folders and summary an earlier run wrote")
     p.add_argument("--no-video", action="store_true", help="skip the videos")
     p.add_argument("--seed", type=int, default=0, help="seed for a --config model's random weights")
 
@@ -257,12 +260,12 @@ def run(args) -> int:
         print(f"reading {args.bag} ...", flush=True)
         views = read_bag(args.bag, cameras=cameras)
     except (BagError, ValueError, FileNotFoundError) as e:
-        print(f"lrm4d reconstruct: error: {e}")
+        print(f"lrm4d reconstruct: error: {e}", file=sys.stderr)
         return 2
     try:
         summary = reconstruct_views(views, Path(args.out), length, stride, args, read_s=time.perf_counter() - t0)
-    except (ValueError, FileExistsError) as e:
-        print(f"lrm4d reconstruct: error: {e}")
+    except (ValueError, FileExistsError, FileNotFoundError, NotADirectoryError) as e:
+        print(f"lrm4d reconstruct: error: {e}", file=sys.stderr)
         return 2
     print_summary(summary)
     return 0
@@ -279,7 +282,15 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
         views = replace(views, depths=None)
     H, W = parse_resolution(args.resolution, views.height, views.width)
     views = views.resized(H, W)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file, not a directory")
+    if (out / "bag").exists() and not args.overwrite:  # before the model loads and anything is written
+        raise FileExistsError(f"output bag {out / 'bag'} already exists (remove it or pass --overwrite)")
     windows = make_windows(views, length, stride)
+    unowned = len(views) - sum(len(w.own) for w in windows)
+    if unowned:  # a stride longer than the window: say so, the output bag will not hold them
+        print(f"warning: {unowned} of {len(views)} views fall between windows (stride {stride} > window {length}) "
+              "and are not reconstructed or re-rendered", file=sys.stderr)
     print(f"{len(views)} views from {len(views.camera_names)} cameras {views.camera_names} at {H}x{W}, "
           f"{(int(views.stamps_ns.max()) - int(views.stamps_ns.min())) * 1e-9:.3f} s; "
           f"{len(windows)} window{'s' if len(windows) != 1 else ''} of {length} every {stride}; "
@@ -290,6 +301,9 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
     timings = {"read_s": read_s, "load_model_s": time.perf_counter() - t, "reconstruct_s": 0.0, "render_s": 0.0,
                "write_s": 0.0}
     out.mkdir(parents=True, exist_ok=True)
+    if args.overwrite:  # what an earlier run wrote here, so that no stale window or video is left beside the new
+        for old in [*out.glob("window_[0-9][0-9][0-9]"), out / "summary.json"]:
+            shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
     rows, scores = [], {"held_out": [], "held_out_nearest": [], "inputs": []}
     with OutputBag(out / "bag", storage=args.storage, overwrite=args.overwrite) as bag:
         for win in tqdm(windows, desc="windows", unit="window"):
@@ -387,8 +401,11 @@ def _depth_note(views: ViewSet) -> str:
 
 
 def _mean(xs: list[float]) -> float | None:
-    finite = [x for x in xs if math.isfinite(x)]
-    return float(np.mean(finite)) if finite else None
+    """Mean PSNR of views, each at most evaluate.PSNR_CAP (a view copied exactly scores the cap, not inf);
+    None for no views."""
+    from .evaluate import PSNR_CAP
+
+    return float(np.mean(np.minimum(xs, PSNR_CAP))) if len(xs) else None
 
 
 def print_summary(s: dict) -> None:

@@ -572,6 +572,21 @@ class Reconstruction:
         return self.gaussians.slice(t).to_world(self.normalization)
 
 
+def checked_device(device: str | torch.device) -> torch.device:
+    """torch.device(device), or ValueError saying why it cannot be used here (a typo, CUDA absent or too few GPUs)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device {device!r}: {exc}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} is not available: this torch has no CUDA or sees no GPU "
+                             f"(use cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} is not available: {torch.cuda.device_count()} GPU(s) visible")
+    return dev
+
+
 class Reconstructor:
     """Runs a trained LRM4D on ViewSets. device None -> CUDA if available, else CPU; refine_steps: colour
     refinement passes per reconstruction (`refine_colours`; 0 = the model's colours; each re-renders the inputs:
@@ -590,7 +605,7 @@ class Reconstructor:
             raise ValueError(f"refine_steps must be >= 0, got {refine_steps}")
         if floor_z is not None and not math.isfinite(floor_z):
             raise ValueError(f"floor_z must be a finite height in metres or None, got {floor_z}")
-        self.device = torch.device(device)
+        self.device = checked_device(device)
         self.refine_steps = int(refine_steps)
         self.floor_z = None if floor_z is None else float(floor_z)
         self.model = model.to(self.device).eval()

@@ -137,6 +137,8 @@ def find_walls(images: Tensor, Ks: Tensor, camtoworlds: Tensor, depths: Tensor,
             n = -n  # facing the cameras
         offset = float(mean @ n[:2])
         inl = free & (((p[:, :2] @ n[:2]) - offset).abs() < INLIER * zc) & ((nrm[:, :2] @ n[:2]).abs() > 0.9)
+        if not bool(inl.any()):  # the refitted plane holds none of them (a handful of points in a sparse window)
+            break
         free &= ~inl
         s = -n[1] * p[inl, 0] + n[0] * p[inl, 1]
         q = torch.tensor([0.01, 0.99], dtype=torch.float64)

@@ -147,6 +147,18 @@ def test_make_bag_writes_a_readable_bag_and_a_sheet(tmp_path, capsys):
     assert "wrote bag" in capsys.readouterr().out
 
 
+def test_make_bag_refuses_bad_arguments_with_one_line(tmp_path, capsys):
+    from lrm4d_ros.cli import main
+
+    (tmp_path / "afile").write_text("x")
+    for argv, text in ((["--out", str(tmp_path / "afile")], "is a file"),
+                       (["--out", str(tmp_path), "--ground", "1.5"], "probabilities in [0, 1]"),
+                       (["--out", str(tmp_path), "--frames", "0"], "must be >= 1")):
+        assert main(["make-bag", "--seed", "2", "--resolution", "16", *argv]) == 2
+        err = capsys.readouterr().err
+        assert text in err and "Traceback" not in err
+
+
 def _make_bag(tmp_path, name, *extra):
     from lrm4d_ros.cli import main
 

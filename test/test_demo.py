@@ -118,3 +118,16 @@ def test_video_falls_back_to_gif_and_pads_odd_sizes_for_h264(tmp_path, monkeypat
     # GIF quantises to a 256-colour palette: close to the frames, not equal.
     err = np.abs(decoded[..., :3].astype(np.float64) / 255 - frames).mean()
     assert err < 0.05
+
+
+def test_demo_refuses_bad_arguments_before_any_work(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    for argv, text in ((["--out", str(tmp_path / "afile")], "is a file"),
+                       (["--out", str(tmp_path / "o"), "--checkpoint", str(tmp_path / "nope.safetensors")],
+                        "checkpoint not found"),
+                       (["--out", str(tmp_path / "o"), "--device", "cuda:7"], "not available"),
+                       (["--out", str(tmp_path / "o"), "--cameras", "1"], "--cameras must be >= 2")):
+        assert main(["demo", *argv]) == 2
+        err = capsys.readouterr().err
+        assert text in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

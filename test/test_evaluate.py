@@ -156,6 +156,8 @@ def test_evaluate_rig_protocol_with_depth(tmp_path, capsys):
     assert off["baselines"]["depth_reference"] == on["baselines"]["depth_reference"]  # the reference keeps depth
     printed = capsys.readouterr().out
     assert "novel_view_time" in printed and "depth_reference" in printed
+    # each run's per-bag line says what the model got: depth, or colour only with the bag's depth unused by it
+    assert printed.count("(held-out; model depth input on") == 1 and printed.count("RGB-only model inputs") == 1
     # Contact sheets: ground truth, lrm4d, nearest, background, depth reference; 6 of the 8 novel_view targets,
     # the first of them camera 1 at frame 0 as the bag holds it.
     from lrm4d_ros.data.protocols import protocol_groups
@@ -198,3 +200,22 @@ def test_seen_by_inputs_frustum_occlusion_and_sky():
     # a 4 % nearer surface is still the one the input saw (SEEN_TOLERANCE 5 %), 10 % is not
     assert seen_by_inputs(_flat_views([ahead], wall * 1.04), inputs).all()
     assert not seen_by_inputs(_flat_views([ahead], wall * 1.1), inputs).any()
+
+
+def test_evaluate_refuses_bad_arguments_before_evaluating(tmp_path, capsys):
+    from lrm4d_ros.cli import main
+
+    (tmp_path / "bag").mkdir()
+    (tmp_path / "afile").write_text("x")
+    base = ["evaluate", str(tmp_path / "bag"), "--protocol", "rig"]
+    for argv, text in ((["--threads", "-1"], "--threads must be >= 1"),
+                       (["--json", str(tmp_path)], "is a directory"),
+                       (["--sheets", str(tmp_path / "afile")], "is a file"),
+                       (["--checkpoint", str(tmp_path / "nope.safetensors")], "checkpoint not found"),
+                       (["--checkpoint", str(tmp_path / "afile")], "is not a safetensors checkpoint"),
+                       (["--device", "foo"], "device 'foo'")):
+        assert main(base + argv) == 2
+        err = capsys.readouterr().err
+        assert text in err and "Traceback" not in err
+    assert main(["evaluate", str(tmp_path / "missing"), "--protocol", "rig"]) == 2
+    assert "no such bag" in capsys.readouterr().err

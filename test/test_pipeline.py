@@ -244,20 +244,54 @@ def test_video_camera_follows_that_camera_through_the_window(source_bag):
 def test_reconstruct_bad_input_gives_clear_errors(source_bag, tmp_path, capsys):
     from lrm4d_ros.cli import main
 
-    assert main(["reconstruct", str(tmp_path / "missing"), "--out", str(tmp_path / "o1"), "--config", "tiny"]) == 2
-    assert "no such bag" in capsys.readouterr().out
+    def refused(argv, text):  # one line on stderr, exit code 2, no traceback
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert text in err and "Traceback" not in err, err
+
+    refused(["reconstruct", str(tmp_path / "missing"), "--out", str(tmp_path / "o1"), "--config", "tiny"],
+            "no such bag")
     (tmp_path / "notabag").mkdir()
-    assert main(["reconstruct", str(tmp_path / "notabag"), "--out", str(tmp_path / "o2"), "--config", "tiny"]) == 2
-    assert "cannot open as a ROS 2 bag" in capsys.readouterr().out
-    assert main(["reconstruct", str(source_bag), "--out", str(tmp_path / "o3"), "--config", "tiny",
-                 "--video-camera", "nope"]) == 2
-    assert "'nope' is not in the bag" in capsys.readouterr().out
-    assert main(["reconstruct", str(source_bag), "--out", str(tmp_path / "o4"), "--config", "tiny",
-                 "--window", "4", "--stride", "0.1s"]) == 2
-    assert "both be frames or both seconds" in capsys.readouterr().out
-    assert main(["reconstruct", str(source_bag), "--out", str(tmp_path / "o5"), "--config", "tiny",
-                 "--cameras", "cam7"]) == 2
-    assert "cam7" in capsys.readouterr().out
+    refused(["reconstruct", str(tmp_path / "notabag"), "--out", str(tmp_path / "o2"), "--config", "tiny"],
+            "cannot open as a ROS 2 bag")
+    refused(["reconstruct", str(source_bag), "--out", str(tmp_path / "o3"), "--config", "tiny", "--video-camera",
+             "nope"], "'nope' is not in the bag")
+    refused(["reconstruct", str(source_bag), "--out", str(tmp_path / "o4"), "--config", "tiny", "--window", "4",
+             "--stride", "0.1s"], "both be frames or both seconds")
+    refused(["reconstruct", str(source_bag), "--out", str(tmp_path / "o5"), "--config", "tiny", "--cameras", "cam7"],
+            "cam7")
+    (tmp_path / "afile").write_text("x")
+    refused(["reconstruct", str(source_bag), "--out", str(tmp_path / "afile"), "--config", "tiny"], "is a file")
+    refused(["reconstruct", str(source_bag), "--out", str(tmp_path / "o6"), "--checkpoint", str(tmp_path / "nope")],
+            "checkpoint not found")
+    refused(["reconstruct", str(source_bag), "--out", str(tmp_path / "o7"), "--checkpoint", str(tmp_path / "afile")],
+            "is not a safetensors checkpoint")
+    refused(["reconstruct", str(source_bag), "--out", str(tmp_path / "o8"), "--config", "tiny", "--device", "foo"],
+            "device 'foo'")
+
+
+def test_overwrite_replaces_what_an_earlier_run_wrote(source_bag, tmp_path, capsys):
+    import json
+
+    from lrm4d_ros.cli import main
+
+    out = tmp_path / "o"
+    common = ["reconstruct", str(source_bag), "--out", str(out), "--config", "tiny", "--device", "cpu", "--no-video"]
+    assert main(common + ["--window", "2"]) == 0
+    assert len(list(out.glob("window_*"))) > 1
+    assert main(common + ["--window", "100"]) == 2  # the bag exists: refused before the model loads
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(common + ["--window", "100", "--overwrite"]) == 0
+    assert sorted(p.name for p in out.glob("window_*")) == ["window_000"]
+    assert len(json.loads((out / "summary.json").read_text())["windows"]) == 1
+
+
+def test_a_stride_longer_than_the_window_warns_of_the_views_left_out(source_bag, tmp_path, capsys):
+    from lrm4d_ros.cli import main
+
+    assert main(["reconstruct", str(source_bag), "--out", str(tmp_path / "o"), "--config", "tiny", "--device", "cpu",
+                 "--no-video", "--window", "1", "--stride", "3"]) == 0
+    assert "fall between windows" in capsys.readouterr().err
 
 
 def test_reconstruct_takes_the_bags_depth_unless_off(source_bag, recon_out, tmp_path):

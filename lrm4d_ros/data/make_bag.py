@@ -8,6 +8,7 @@ a working range), seeded by the scene seed.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..io.messages import DEPTH_ENCODINGS
@@ -67,14 +68,22 @@ def run(args) -> int:
     from ..io.bag import write_bag
     from ..video import contact_sheet, write_png
 
+    def refuse(message: str) -> int:
+        print(f"lrm4d make-bag: error: {message}", file=sys.stderr)
+        return 2
+
     if min(args.frames, args.cameras, args.resolution) < 1:
-        raise SystemExit("lrm4d make-bag: --frames, --cameras and --resolution must be >= 1")
+        return refuse("--frames, --cameras and --resolution must be >= 1")
     if args.supersample < 1 or args.supersample % 2 == 0:
-        raise SystemExit(f"lrm4d make-bag: --supersample must be an odd integer >= 1, got {args.supersample}")
+        return refuse(f"--supersample must be an odd integer >= 1, got {args.supersample}")
+    if not (0.0 <= args.ground <= 1.0 and 0.0 <= args.backdrop <= 1.0):
+        return refuse(f"--ground and --backdrop are probabilities in [0, 1], got {args.ground}, {args.backdrop}")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        return refuse(f"--out {out} is a file, not a directory")
     bag_dir = out / f"scene_{args.seed}"
     if bag_dir.exists():
-        raise SystemExit(f"lrm4d make-bag: {bag_dir} exists; remove it or choose another --out/--seed")
+        return refuse(f"{bag_dir} exists; remove it or choose another --out/--seed")
     scene, views = render_scene(args)
     views = with_depth(views, args.depth, seed=args.seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -82,7 +91,7 @@ def run(args) -> int:
         write_bag(views, bag_dir, storage=args.storage,
                   depth_encoding=None if args.depth == "none" else args.depth_encoding)
     except ValueError as e:
-        raise SystemExit(f"lrm4d make-bag: {e}") from None
+        return refuse(str(e))
     T, C = scene.stamps_ns.shape
     grid = views.images.reshape(T, C, args.resolution, args.resolution, 3)
     sheet = contact_sheet([(f"{name}  ({args.rig} rig, frames 0..{T - 1})", grid[:, c])
