@@ -4,13 +4,13 @@ import re
 import numpy as np
 import pytest
 import torch
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
 from lrm4d_ros.data.generator import SceneConfig, generate
 from lrm4d_ros.io.bag import BagError, read_bag, write_bag
 from lrm4d_ros.io.messages import (TYPESTORE, Image, MessageError, camera_info_msg, depth_msg, deserialize,
                                    header_msg, image_depth, image_msg, image_rgb, matrix_to_quat, pose_msg,
-                                   quat_to_matrix, serialize)
+                                   quat_to_matrix, serialize, stamp_ns)
 
 CFG = SceneConfig(frames=3, cameras=3, height=24, width=32, num_primitives=(2, 3), rig_kinds=("moving",))
 STAMP = 1_700_000_123_456_789_012
@@ -229,6 +229,27 @@ def test_bad_depth_names_topic_and_stamp(tmp_path, case, depth, depth_stamp, pat
     bag = _write(tmp_path / case, _rgbd_camera("a", STAMP, depth, depth_stamp))
     with pytest.raises(BagError, match=pattern.format(s=STAMP, s1=STAMP + 1)):
         read_bag(bag)
+
+
+def test_a_dropped_colour_frame_skips_its_depth_with_a_warning(tmp_path):
+    from lrm4d_ros.io.bag import BagWarning
+
+    views = generate(4, CFG)
+    bag = write_bag(views, tmp_path / "full", depth_encoding="32FC1")
+    # the same bag without one colour frame of cam0 (its depth, pose and camera_info kept): a recorder dropped it
+    dropped = int(views.stamps_ns[views.camera_ids == 0][1])
+    src, dst = Reader(bag), tmp_path / "dropped"
+    src.open()
+    with Writer(dst, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        conns = {c.id: w.add_connection(c.topic, c.msgtype, typestore=TYPESTORE) for c in src.connections}
+        for c, t, raw in src.messages():
+            if c.topic == "/cam0/image_raw" and stamp_ns(deserialize(raw, c.msgtype).header) == dropped:
+                continue
+            w.write(conns[c.id], t, raw)
+    src.close()
+    with pytest.warns(BagWarning, match=r"/cam0/depth: 1 of \d+ depth images have no colour image"):
+        got = read_bag(dst)
+    assert len(got) == len(views) - 1 and dropped not in got.stamps_ns[got.camera_ids == 0].tolist()
 
 
 def test_write_bag_refuses_depth_beyond_16uc1_before_writing(tmp_path):

@@ -16,7 +16,8 @@ encoding) raises `BagError` naming the topic and stamp.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+import warnings
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,10 @@ STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 IMAGE_TYPE, INFO_TYPE, POSE_TYPE = "sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo", \
     "geometry_msgs/msg/PoseStamped"
 _IMAGE_TOPIC = re.compile(r"^/(.+)/image_raw$")
+
+
+class BagWarning(UserWarning):
+    """Something in a bag was skipped, and the rest of it is usable (a depth image whose colour frame was dropped)."""
 
 
 class BagError(ValueError):
@@ -159,6 +164,7 @@ def read_bag(path: str | Path, cameras: list[str] | None = None) -> ViewSet:
                 raise BagError(f"{conn.topic} at stamp {s} ns: {e}") from e
     finally:
         reader.close()
+    depth_seen = Counter({ci: len(d) for ci, d in depth_msgs.items()})
     if not images:
         raise BagError(f"{path}: no images on {[camera_topics(c)['image'] for c in names]}")
     images.sort(key=lambda x: (x[0], x[1]))
@@ -191,11 +197,15 @@ def read_bag(path: str | Path, cameras: list[str] | None = None) -> ViewSet:
         stamps.append(s)
         cids.append(ci)
     for ci, left in depth_msgs.items():
-        if left:
-            s = min(left)
-            raise BagError(f"{camera_topics(names[ci])['depth']} at stamp {s} ns: no "
-                           f"{camera_topics(names[ci])['image']} message with that stamp (depth must be registered "
-                           f"to the colour image: same stamp)")
+        if not left:
+            continue
+        topic, s = camera_topics(names[ci])["depth"], min(left)
+        if len(left) == depth_seen[ci]:  # none of the camera's depth images pairs: not registered, refuse
+            raise BagError(f"{topic} at stamp {s} ns: no {camera_topics(names[ci])['image']} message with that stamp "
+                           f"(depth must be registered to the colour image: same stamp)")
+        # some do: the others' colour frames were dropped (a recorder under load); the bag is still usable
+        warnings.warn(f"{topic}: {len(left)} of {depth_seen[ci]} depth images have no colour image with their stamp "
+                      f"(first at {s} ns; dropped colour frames?): skipped", BagWarning, stacklevel=2)
     has_depth = any(camera_topics(c)["depth"] in by_topic for c in names)
     return ViewSet(images=torch.from_numpy(np.stack(rgb)).float().div_(255.0),
                    Ks=torch.from_numpy(np.stack(Ks)), camtoworlds=torch.from_numpy(np.stack(c2w)),
