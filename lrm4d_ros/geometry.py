@@ -59,15 +59,23 @@ def quat_to_matrix(q) -> np.ndarray:
     return quat_to_rotmat(torch.as_tensor(np.asarray(q, dtype=np.float64).reshape(1, 4)))[0].numpy()
 
 
+# Farther than any Earth-fixed frame's coordinates (UTM northings reach 1e7 m): beyond it a position is garbage, and
+# its squares overflow the float32 the model computes in
+MAX_POSITION_M = 1e9
+
+
 def rigid_matrix(position, quat_wxyz) -> np.ndarray:
     """4×4 float64 from a position (3,) and a unit quaternion (4,) wxyz (renormalised).
 
-    Raises ValueError for non-finite values or a quaternion whose norm is off 1 by more than 1e-3.
+    Raises ValueError for non-finite values, a position farther than MAX_POSITION_M from the origin, or a
+    quaternion whose norm is off 1 by more than 1e-3.
     """
     p = np.asarray(position, dtype=np.float64).reshape(3)
     q = np.asarray(quat_wxyz, dtype=np.float64).reshape(4)
     if not (np.isfinite(p).all() and np.isfinite(q).all()):
         raise ValueError(f"pose has non-finite values: position {p.tolist()}, quaternion {q.tolist()}")
+    if float(np.abs(p).max()) > MAX_POSITION_M:
+        raise ValueError(f"pose position {p.tolist()} is more than {MAX_POSITION_M:g} m from the world origin")
     n = float(np.linalg.norm(q))
     if abs(n - 1.0) > QUAT_UNIT_TOLERANCE:
         raise ValueError(f"pose quaternion is not unit length (norm {n:.6f})")

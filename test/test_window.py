@@ -73,6 +73,9 @@ def test_pose_matrix_rejects_bad_quaternions():
         pose_matrix((0, 0, 0), (1.0, 0.1, 0, 0))
     with pytest.raises(RejectedInput, match="non-finite"):
         pose_matrix((0, float("nan"), 0), (1.0, 0, 0, 0))
+    with pytest.raises(RejectedInput, match="from the world origin"):  # garbage that overflows float32 downstream
+        pose_matrix((1e30, 0, 0), (1.0, 0, 0, 0))
+    assert pose_matrix((5e6, 4e6, 0), (1.0, 0, 0, 0))[0, 3] == 5e6  # UTM-sized coordinates are fine
     T = pose_matrix((1, 2, 3), (math.cos(0.3), 0, 0, math.sin(0.3)))
     np.testing.assert_allclose(T[:3, :3], rot_z(0.6), atol=1e-12)
 
