@@ -9,9 +9,11 @@ its caller uses its torch version from then on.
 """
 from __future__ import annotations
 
+import sys
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numba
 import numpy as np
@@ -20,6 +22,22 @@ from numba import njit
 
 _POOLS: dict[str, ThreadPoolExecutor] = {}  # per kernel, made on first use
 _POOL_LOCK = threading.Lock()  # a node renders from more than one thread
+COMPILE_NOTE_S = 3.0  # a first use slower than this is compiling: say so
+
+
+@contextmanager
+def compile_note(what: str):
+    """Around a kernel's first use: if it takes longer than COMPILE_NOTE_S, numba is compiling it (tens of seconds
+    the first time on a machine, then read from its on-disk cache): say so on stderr instead of seeming to hang."""
+    note = threading.Timer(COMPILE_NOTE_S, lambda: print(
+        f"lrm4d_ros: compiling {what} (first use on this machine; cached for later runs) ...", file=sys.stderr,
+        flush=True))
+    note.daemon = True
+    note.start()
+    try:
+        yield
+    finally:
+        note.cancel()
 
 
 def numba_threads() -> int:
@@ -62,9 +80,13 @@ def run_parts(kernel, parts: list[tuple], state: list[bool], what: str, instead:
     (numba failed to compile it, or it raised): one RuntimeWarning ("compiled `what` unavailable ...; `instead`
     instead"), recorded in `state` ([] before the first call, then [usable]) so that callers stop trying."""
     try:
+        if not state:  # the first call compiles the kernel (or loads it from numba's cache)
+            with compile_note(f"the {what}"):
+                kernel(*parts[0])
+            parts = parts[1:]
         if len(parts) == 1:
             kernel(*parts[0])
-        else:
+        elif parts:
             pool = _pool(getattr(kernel, "__name__", "kernel"))
             for f in [pool.submit(kernel, *args) for args in parts]:
                 f.result()

@@ -57,12 +57,14 @@ class Span:
         if not m:
             raise ValueError(f"expected a number of frames (e.g. 8) or seconds (e.g. 0.5s), got {text!r}")
         value, unit = float(m.group(1)), "s" if m.group(2) == "s" else "frames"
-        if value <= 0 or (unit == "frames" and value != int(value)):
-            raise ValueError(f"a window or stride must be a positive whole number of frames or seconds, got {text!r}")
+        if value <= 0:
+            raise ValueError(f"a window or stride must be positive, got {text!r}")
+        if unit == "frames" and value != int(value):
+            raise ValueError(f"frames must be whole, got {text!r} (add s for seconds: {text.strip()}s)")
         return cls(value, unit)
 
     def __str__(self) -> str:
-        return f"{self.value:g} s" if self.unit == "s" else f"{int(self.value)} frames"
+        return f"{self.value:g} s" if self.unit == "s" else f"{int(self.value)} frame{'s' if self.value != 1 else ''}"
 
 
 @dataclass
@@ -209,7 +211,7 @@ def add_arguments(p) -> None:
                         "default: found from depth or by matching the views")
     p.add_argument("--video-camera", default=None, help="render the video from this bag camera (default: orbit)")
     p.add_argument("--video-frames", type=int, default=24, help="frames of each window's orbit video")
-    p.add_argument("--fps", type=float, default=12.0)
+    p.add_argument("--fps", type=float, default=12.0, help="frame rate of the videos (default: 12)")
     p.add_argument("--checkpoint", default=None, help="safetensors checkpoint (default: the shipped one)")
     p.add_argument("--config", default=None, help="use a randomly initialised model of this preset (tests)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")

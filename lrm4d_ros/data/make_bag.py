@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "default: none)")
     parser.add_argument("--depth-encoding", choices=DEPTH_ENCODINGS, default="32FC1",
                         help="32FC1 metres (bit-exact) or 16UC1 millimetres (default: 32FC1)")
-    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage (default: mcap)")
     parser.add_argument("--device", default="cpu", help="torch device for rendering (default: cpu)")
 
 

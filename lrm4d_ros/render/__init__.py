@@ -8,7 +8,6 @@ convention (pixel centres at integer coordinates), camera-to-world poses in the 
 from __future__ import annotations
 
 import importlib.util
-import sys
 import threading
 import warnings
 from typing import Callable, NamedTuple
@@ -17,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ..cameras import invert_pose
+from ..cpu_kernels import compile_note
 
 
 class RenderOutput(NamedTuple):
@@ -57,7 +57,6 @@ def gsplat_available() -> bool:
 
 _CPU_LOCK = threading.Lock()
 _cpu: list[tuple[str, Callable]] = []  # the CPU backend, chosen on first use
-_COMPILE_NOTE_S = 3.0  # a first use slower than this is compiling: say so
 
 
 def cpu_backend() -> tuple[str, Callable]:
@@ -66,15 +65,11 @@ def cpu_backend() -> tuple[str, Callable]:
     if it takes more than a few seconds) unless numba's on-disk cache has them (about a second)."""
     with _CPU_LOCK:
         if not _cpu:
-            note = threading.Timer(_COMPILE_NOTE_S, lambda: print(
-                "lrm4d_ros: compiling the CPU rasterizer (first use on this machine; cached for later runs) ...",
-                file=sys.stderr, flush=True))
-            note.daemon = True
-            note.start()
             try:
-                from . import rasterize_numba
+                with compile_note("the CPU rasterizer"):
+                    from . import rasterize_numba
 
-                rasterize_numba.warm_up()
+                    rasterize_numba.warm_up()
                 _cpu.append(("numba", rasterize_numba.rasterize))
             except Exception as exc:  # any failure to import, compile or run it: fall back to the reference
                 from .rasterize_torch import rasterize
@@ -83,8 +78,6 @@ def cpu_backend() -> tuple[str, Callable]:
                               "the CPU with the pure-PyTorch rasterizer instead, 20-100x slower", RuntimeWarning,
                               stacklevel=3)
                 _cpu.append(("torch", rasterize))
-            finally:
-                note.cancel()
         return _cpu[0]
 
 
