@@ -143,6 +143,7 @@ class ReconstructNode(Node):
         self._lock = threading.Lock()  # guards the fields below; the window has its own lock
         self._infos: dict[str, tuple[np.ndarray, int, int]] = {}
         self._awaiting_info: dict[int, deque] = {}  # camera id -> (kind, msg, arrival) held for its camera_info
+        self._info_refused: dict[str, str] = {}  # camera -> why its last camera_info was refused (ingest thread)
         self._arrivals: OrderedDict[tuple[int, int], float] = OrderedDict()  # (camera id, stamp) -> monotonic s
         self._rejections: Counter = Counter()  # refused by the node itself (the window counts its own)
         self._rejected_images = [0] * len(cfg.cameras)
@@ -280,6 +281,7 @@ class ReconstructNode(Node):
         try:
             info = camera_info_K(msg)
         except MessageError as exc:
+            self._info_refused[cam.name] = str(exc)
             return self._refuse("bad_camera_info", f"{cam.name} camera_info: {exc}", camera=cam.name)
         with self._lock:
             self._infos[cam.name] = info
@@ -320,8 +322,10 @@ class ReconstructNode(Node):
         q.append((kind, msg, arrival))
         if len(q) > INFO_WAIT:
             old_kind, _, _ = q.popleft()
+            why = self._info_refused.get(cam.name)
             self._refuse("no_camera_info", f"{cam.name} {old_kind}: no camera_info received yet on "
-                                           f"{self.resolve_topic_name(cam.info_topic)}",
+                                           f"{self.resolve_topic_name(cam.info_topic)}"
+                                           + (f" (the last one was refused: {why})" if why else ""),
                          cam_id if old_kind == "image" else None, camera=cam.name)
         return True
 
