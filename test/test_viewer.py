@@ -254,6 +254,77 @@ def test_output_folder_and_bag_windows_with_their_cameras(source_bag, tmp_path):
         viewer.close()
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--checkpoint", "/nonexistent.safetensors"], "checkpoint not found: /nonexistent.safetensors"),
+    (["--config", "nosuch"], "cannot load the model (--config nosuch): unknown preset"),
+    (["--device", "foo"], "--device foo:"),
+    (["--device", "cuda"], "--device cuda: CUDA is not available"),
+    (["--max-views", "0"], "--max-views must be >= 1, got 0"),
+])
+def test_bad_bag_options_fail_before_the_server_starts(source_bag, argv, message, monkeypatch, capsys):
+    """Not on every window shown, once a second, with the server up (the model is loaded before it starts)."""
+    require_viser()
+    from lrm4d_ros.cli import main
+
+    if "cuda" in argv and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+
+    def started(*_, **__):
+        raise AssertionError("the server started")
+
+    monkeypatch.setattr("lrm4d_ros.viewer.server.Viewer", started)
+    assert main(["view", str(source_bag), "--port", "0", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lrm4d view: error: ") and message in err[0], err
+
+
+def test_bad_checkpoint_exits_with_one_line(source_bag):
+    """The command itself, in its own process: it ends (rc 2) and never opens the server."""
+    import subprocess
+    import sys
+
+    require_viser()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = subprocess.run([sys.executable, "-m", "lrm4d_ros.cli", "view", str(source_bag), "--port", str(port),
+                          "--checkpoint", "/nonexistent.safetensors"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, (run.stdout, run.stderr)
+    assert run.stderr.strip().splitlines() == [
+        "lrm4d view: error: cannot load the model (--checkpoint /nonexistent.safetensors): checkpoint not found: "
+        "/nonexistent.safetensors"]
+    assert "http" not in run.stdout
+
+
+def test_a_recurring_error_is_logged_once_then_counted_on_stderr(monkeypatch, capsys):
+    """A window that keeps failing is tried again (a live source may come back), but not logged every time."""
+    require_viser()
+    from lrm4d_ros.viewer import server
+    from lrm4d_ros.viewer.sources import WindowRef
+
+    monkeypatch.setattr(server, "RETRY_S", 0.01)
+    calls = []
+
+    def broken():
+        calls.append(1)
+        raise ValueError("no such window")
+
+    viewer = server.Viewer(port=0)
+    try:
+        viewer.show([WindowRef("broken", START_NS, START_NS + 10**9, broken)])
+        viewer._play.value = True  # redraws (and so retries) at PLAY_FPS rather than once a second
+        _wait(lambda: len(calls) >= 12, what="12 tries")
+        assert "**error**: ValueError: no such window" in viewer._info.content
+    finally:
+        viewer.close()
+    captured = capsys.readouterr()
+    assert "no such window" not in captured.out
+    err = captured.err.splitlines()
+    assert err.count("lrm4d view: ValueError: no such window") == 1
+    assert "lrm4d view: the same error 10 more times (still retrying)" in err
+    assert len(err) == 2, err
+
+
 def test_demo_ends_with_the_command_that_opens_its_result(tmp_path, capsys):
     from lrm4d_ros.cli import main
 

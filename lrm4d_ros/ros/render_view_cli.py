@@ -40,19 +40,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("view"), help="output prefix: <out>_color.png, ...")
 
 
-def request(args):
+def camera_pose(args) -> np.ndarray:
+    """The requested camera-to-world (4,4) float64; ValueError for a pose the arguments do not define."""
     import torch
 
     from ..data.rigs import look_at
     from ..geometry import rigid_matrix
+
+    if not args.look_at:
+        try:
+            return rigid_matrix(args.position, args.orientation)
+        except ValueError as e:
+            raise ValueError(f"--position / --orientation: {e}") from None
+    p, target, up = (np.asarray(v, dtype=np.float64) for v in (args.position, args.look_at, args.up))
+    if not (np.isfinite(p).all() and np.isfinite(target).all() and np.isfinite(up).all()):
+        raise ValueError("--position, --look-at and --up must be finite")
+    forward = target - p
+    if np.linalg.norm(forward) <= 1e-9 * max(1.0, float(np.linalg.norm(p))):
+        raise ValueError("--look-at must differ from --position")
+    if not np.linalg.norm(up) > 0:
+        raise ValueError("--up must not be zero")
+    T = look_at(torch.tensor(p[None]), torch.tensor(target[None]), tuple(up))[0].numpy()
+    # look_at picks a right vector itself where the view runs along --up (straight down under the default up);
+    # where that one runs along the view as well, it makes no rotation.
+    R = T[:3, :3]
+    if not (np.allclose(R.T @ R, np.eye(3), atol=1e-6) and np.linalg.det(R) > 0):
+        raise ValueError(f"--look-at lies straight along --up {' '.join(f'{x:g}' for x in up)} from --position: "
+                         "give an --up across the view direction")
+    return T
+
+
+def request(args, T: np.ndarray):
     from ..io.messages import pose_msg, time_msg
     from .conversions import RCLPY
     from .interfaces import RenderView
 
-    if args.look_at:
-        T = look_at(torch.tensor([args.position]), torch.tensor([args.look_at]), tuple(args.up))[0].numpy()
-    else:
-        T = rigid_matrix(args.position, args.orientation)
     fx = args.fx or (args.height / 2) / math.tan(math.radians(args.fov) / 2)
     req = RenderView.Request()
     req.camera_pose = pose_msg(T, 0, "world", RCLPY).pose
@@ -65,14 +87,34 @@ def request(args):
     return req
 
 
+def depth_range(depth: np.ndarray) -> str:
+    """'depth A-B m' over the rendered pixels (> 0 and finite), or 'no depth' where nothing was rendered."""
+    valid = depth[np.isfinite(depth) & (depth > 0)]
+    return f"depth {float(valid.min()):.2f}-{float(valid.max()):.2f} m" if valid.size else "no depth"
+
+
+def _error(message) -> int:
+    """An argparse-style one-line error (exit code 2)."""
+    print(f"lrm4d render-view: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return 2
+
+
 def run(args) -> int:
     import cv2
-    import rclpy
 
     from ..io.messages import image_depth, image_rgb, time_ns
-    from .interfaces import RenderView
 
-    req = request(args)
+    try:  # before anything is sent
+        T = camera_pose(args)
+    except ValueError as e:
+        return _error(e)
+    try:  # interfaces first: where they are not built, their message says how to build them
+        from .interfaces import RenderView
+
+        import rclpy
+    except ImportError as e:
+        return _error(e)
+    req = request(args, T)
     rclpy.init(args=[])
     node = rclpy.create_node("lrm4d_render_view_client")
     try:
@@ -101,5 +143,5 @@ def run(args) -> int:
     np.save(f"{args.out}_depth.npy", depth)
     print(f"{args.width}x{args.height} at {time_ns(resp.stamp_rendered) * 1e-9:.3f} s in "
           f"{time.monotonic() - t0:.2f} s -> {args.out}_color.png, {args.out}_depth.png (mm), "
-          f"{args.out}_depth.npy (m); depth {float(depth[depth > 0].min(initial=0)):.2f}-{float(depth.max()):.2f} m")
+          f"{args.out}_depth.npy (m); {depth_range(depth)}")
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 import time
 from collections import OrderedDict, deque
@@ -25,6 +26,7 @@ PLAY_FPS = 10.0           # redraws per second while playing (fewer when slicing
 WINDOWS_CACHED = 4        # loaded windows kept (a bag's windows are reconstructed when loaded)
 FRUSTUM_IMAGE_SIDE = 192  # pixels of the longer side of a frustum's image
 SPLATS = "/gaussians"
+RETRY_S = 1.0             # pause after an error before showing (and so loading) again
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,7 @@ class Viewer:
     # -- the viewer thread ------------------------------------------------------------------------------
     def _run(self) -> None:
         last = time.monotonic()
+        error, repeats = None, 0  # the last error and how often it recurred in a row since it was printed
         while not self._stop.is_set():
             playing = self._play.value and bool(self._windows)
             self._wake.wait(1.0 / PLAY_FPS if playing else 1.0)
@@ -132,11 +135,21 @@ class Viewer:
                 if playing and self._span_s > 0:
                     self._time.value = (self._time.value + (now - last) * self._speed.value) % self._span_s
                 self._draw()
+                error, repeats = None, 0
             except Exception as e:  # a bad window must not stop the viewer; say so in the panel and the log
+                # It is tried again (a live source may come back), but a lasting error is logged once, then
+                # counted at 10, 100, ... recurrences rather than every retry.
                 self._drawn = None
-                self._info.content = f"**error**: {type(e).__name__}: {e}"
-                print(f"lrm4d view: {type(e).__name__}: {e}", flush=True)
-                self._stop.wait(1.0)
+                text = f"{type(e).__name__}: {e}"
+                repeats = repeats + 1 if text == error else 0
+                error = text
+                if repeats == 0:
+                    print(f"lrm4d view: {text}", file=sys.stderr, flush=True)
+                elif repeats >= 10 and 10 ** round(math.log10(repeats)) == repeats:
+                    print(f"lrm4d view: the same error {repeats} more times (still retrying)", file=sys.stderr,
+                          flush=True)
+                self._info.content = f"**error**: {text}" + (f" ({repeats + 1} times)" if repeats else "")
+                self._stop.wait(RETRY_S)
             last = now
 
     def _take_pending(self) -> None:

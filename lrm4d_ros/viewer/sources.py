@@ -205,13 +205,17 @@ class BagOptions:
 
 
 def bag_windows(path: Path, opts: BagOptions) -> list[WindowRef]:
-    """Sliding windows of a contract bag, each reconstructed when first shown."""
+    """Sliding windows of a contract bag, each reconstructed when first shown. The options and the model are
+    checked here, so that a bad one fails before the server starts rather than on every window shown."""
     from ..io.bag import BagError, read_bag
-    from ..pipeline import Span, load_reconstructor, make_windows, select_inputs
+    from ..pipeline import Span, make_windows, select_inputs
 
     length = Span.parse(opts.window)
     stride = Span.parse(opts.stride) if opts.stride else Span(
         max(1.0, float(length.value // 2)) if length.unit == "frames" else length.value / 2, length.unit)
+    if opts.max_views < 1:
+        raise ViewerError(f"--max-views must be >= 1, got {opts.max_views}")
+    model = load_model(opts)
     print(f"lrm4d view: reading {path} ...", flush=True)
     try:
         views = read_bag(path, cameras=opts.cameras)
@@ -220,15 +224,10 @@ def bag_windows(path: Path, opts: BagOptions) -> list[WindowRef]:
     windows = make_windows(views, length, stride)
     print(f"lrm4d view: {len(views)} views from cameras {views.camera_names}; {len(windows)} window"
           f"{'s' if len(windows) != 1 else ''} of {length} every {stride}, reconstructed when shown", flush=True)
-    model = []  # loaded once, on the first window shown
-    lock = threading.Lock()
 
     def load(win) -> ViewerWindow:
-        with lock:
-            if not model:
-                model.append(load_reconstructor(opts.checkpoint, opts.config, opts.device, opts.seed))
         sub = views.select(win.views)
-        rec = model[0].reconstruct(sub.select(select_inputs(sub, opts.max_views, opts.policy)))
+        rec = model.reconstruct(sub.select(select_inputs(sub, opts.max_views, opts.policy)))
         return ViewerWindow.from_reconstruction(rec, sub)
 
     refs = []
@@ -236,6 +235,19 @@ def bag_windows(path: Path, opts: BagOptions) -> list[WindowRef]:
         stamps = views.stamps_ns[w.views]
         refs.append(WindowRef(f"window {w.index}", int(stamps.min()), int(stamps.max()), lambda w=w: load(w)))
     return refs
+
+
+def load_model(opts: BagOptions):
+    """The Reconstructor of `opts` (checkpoint, config, device), or ViewerError saying why it cannot be loaded."""
+    from ..pipeline import load_reconstructor
+
+    try:
+        return load_reconstructor(opts.checkpoint, opts.config, opts.device, opts.seed)
+    except Exception as e:  # a missing or foreign checkpoint, an unknown preset, a device torch cannot use, ...
+        src = (f"--config {opts.config}" if opts.config is not None else
+               f"--checkpoint {opts.checkpoint}" if opts.checkpoint is not None else "the shipped checkpoint")
+        why = str(e) if isinstance(e, (ValueError, OSError)) else f"{type(e).__name__}: {e}"
+        raise ViewerError(f"cannot load the model ({src}): {why}") from None
 
 
 # ------------------------------------------------------------------------------------------------- any path
