@@ -257,8 +257,8 @@ def test_output_folder_and_bag_windows_with_their_cameras(source_bag, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--checkpoint", "/nonexistent.safetensors"], "checkpoint not found: /nonexistent.safetensors"),
     (["--config", "nosuch"], "cannot load the model (--config nosuch): unknown preset"),
-    (["--device", "foo"], "--device foo:"),
-    (["--device", "cuda"], "--device cuda: CUDA is not available"),
+    (["--device", "foo"], "device 'foo'"),
+    (["--device", "cuda"], "device 'cuda' is not available"),
     (["--max-views", "0"], "--max-views must be >= 1, got 0"),
 ])
 def test_bad_bag_options_fail_before_the_server_starts(source_bag, argv, message, monkeypatch, capsys):
