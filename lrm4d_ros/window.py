@@ -11,10 +11,11 @@ Stamps are bounded: against a clock (the node's ROS time; `clock` returns None w
 the clock's lead bound (no clock yet, or max_lead_s None), a stamp more than the window ahead of the latest image
 stamp of every other camera that sent one in the last LIVE_S seconds is refused too, and what a camera stored
 that far ahead is dropped: one camera's jumped stamp cannot push every other camera's views out of the window,
-while a jump all cameras make goes through (from the second camera that makes it). A refused input is never stored, so one bad stamp cannot disable a camera. Every refusal raises
-`RejectedInput` with a reason key (`REASONS`) counted in `stats.rejections`; refusals of inputs that were
-stored first (an image that never got its pose, a view that turned out ahead of the clock) are also passed to
-`on_refusal(camera, exc)` where one is given.
+while a jump all cameras make goes through (from the second camera that makes it). A refused input is never
+stored, so one bad stamp cannot disable a camera. Every refusal raises `RejectedInput` with a reason key
+(`REASONS`) counted in `stats.rejections`; refusals of inputs that were stored first (an image that never got
+its pose, a view that turned out ahead of the clock) are also passed to `on_refusal(camera, exc)` where one is
+given.
 
 Stamps are absolute int64 nanoseconds; poses are camera-to-world 4×4 in the optical frame (x right, y down,
 z forward), metres; depths (H,W) float32 metres, 0 = no measurement; quaternions are wxyz.
@@ -351,7 +352,7 @@ class SpaceTimeWindow:
                 if len(q) > self.depth_buffer:
                     old = q.popleft()[0]
                     self._drop(camera, RejectedInput(f"depth at {old} ns never got its colour view",
-                                                      "depth_unmatched"), image=False)
+                                                     "depth_unmatched"), image=False)
                 return "waiting"
             except RejectedInput as exc:
                 self._reject(camera, exc, image=False)
@@ -476,7 +477,7 @@ class SpaceTimeWindow:
             old = q.popleft().stamp_ns
             newest = self._poses[camera].newest_ns
             self._drop(camera, RejectedInput(f"image at {old} ns never got a pose (newest pose: "
-                                              f"{'none' if newest is None else f'{newest} ns'})", "no_pose"))
+                                             f"{'none' if newest is None else f'{newest} ns'})", "no_pose"))
 
     def _resolve_pending(self, camera: str) -> int:
         q, poses, done = self._pending[camera], self._poses[camera], 0
@@ -532,32 +533,26 @@ class SpaceTimeWindow:
         (a replayed bag started over), so the cameras start afresh instead of refusing everything as old."""
         if self.max_lead_ns is None:
             return
-        limit = now + self.max_lead_ns
         for name in self._names:
-            for q in (self._views[name], self._pending[name]):
-                while q and q[-1].stamp_ns > limit:
-                    self._drop(name, RejectedInput(f"image at {q.pop().stamp_ns} ns is ahead of the clock "
-                                                    f"({now} ns): dropped", "future_stamp"))
-            while self._depths[name] and self._depths[name][-1][0] > limit:
-                self._depths[name].pop()
-            self._poses[name].drop_newer_than(limit)
+            self._drop_after(name, now + self.max_lead_ns, f"is ahead of the clock ({now} ns)")
 
     def _purge_ahead(self) -> None:
         """Drop what a camera stored more than max_skew ahead of every other live camera's latest image (a jumped
         stamp stored before any other camera was live), so that its views do not push the others' out."""
         for name in self._names:
             ref = self._others_latest(name)
-            if ref is None:
-                continue
-            limit = ref + self.max_skew_ns
-            for q in (self._views[name], self._pending[name]):
-                while q and q[-1].stamp_ns > limit:
-                    self._drop(name, RejectedInput(f"image at {q.pop().stamp_ns} ns is more than "
-                                                   f"{self.max_skew_ns * 1e-9:.3f} s ahead of every other camera's "
-                                                   f"latest image: dropped", "future_stamp"))
-            while self._depths[name] and self._depths[name][-1][0] > limit:
-                self._depths[name].pop()
-            self._poses[name].drop_newer_than(limit)
+            if ref is not None:
+                self._drop_after(name, ref + self.max_skew_ns, f"is more than {self.max_skew_ns * 1e-9:.3f} s "
+                                                                "ahead of every other camera's latest image")
+
+    def _drop_after(self, name: str, limit: int, why: str) -> None:
+        """Drop camera `name`'s images (reported: future_stamp), depths and poses stamped after `limit`."""
+        for q in (self._views[name], self._pending[name]):
+            while q and q[-1].stamp_ns > limit:
+                self._drop(name, RejectedInput(f"image at {q.pop().stamp_ns} ns {why}: dropped", "future_stamp"))
+        while self._depths[name] and self._depths[name][-1][0] > limit:
+            self._depths[name].pop()
+        self._poses[name].drop_newer_than(limit)
 
     def _newest_ns(self) -> int | None:
         stamps = [b[-1].stamp_ns for b in self._views.values() if b]
