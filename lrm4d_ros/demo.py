@@ -132,7 +132,7 @@ def run(args) -> int:
     from .baselines import background_only, depth_reference, nearest_input
     from .data.depth_sensor import with_depth
     from .data.generator import generate, sample_scene
-    from .data.protocols import RIG_GROUPS, protocol_groups
+    from .data.protocols import RIG_GROUPS, frame_indices, protocol_groups
     from .data.raycast import render_views
     from .ply import write_ply_3dgs, write_ply_4d
     from .video import contact_sheet, write_png, write_video
@@ -170,8 +170,9 @@ def run(args) -> int:
     held = [g for g in RIG_GROUPS if g != "self" and len(groups[g])]
     targets = views.select(torch.cat([groups[g] for g in held]))
     sizes = [len(groups[g]) for g in held]
+    frames = len(set(frame_indices(views)[in_idx].tolist()))  # the rig's jittered stamps are not frames
     steps.done("generate", f"{len(inputs)} input views ({len(set(inputs.camera_ids.tolist()))} cameras x "
-                           f"{len(set(inputs.stamps_ns.tolist()))} instants), {len(targets)} held-out views")
+                           f"{frames} frames), {len(targets)} held-out views")
 
     steps.start("reconstructing 4D Gaussians")
     recon = recon_model.reconstruct(inputs)
