@@ -241,8 +241,9 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _check_outputs(args) -> None:
-    """ValueError for output paths that cannot be written, before hours of evaluation make them."""
+def _check_arguments(args) -> None:
+    """ValueError (BagError is one) for arguments that would fail later: output paths that cannot be written and
+    bags that cannot be opened, before hours of evaluation."""
     if args.json and Path(args.json).is_dir():
         raise ValueError(f"--json {args.json} is a directory; give a file name")
     if args.sheets and Path(args.sheets).exists() and not Path(args.sheets).is_dir():
@@ -251,16 +252,17 @@ def _check_outputs(args) -> None:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     if args.resolution < 16:
         raise ValueError(f"--resolution must be >= 16 pixels (SSIM's window), got {args.resolution}")
-    missing = [b for b in args.bags if not Path(b).exists()]
-    if missing:
-        raise ValueError(f"no such bag: {', '.join(missing)}")
+    from .io.bag import check_bag
+
+    for bag in args.bags:  # every bag opens and has its cameras' topics, before the first one is evaluated
+        check_bag(bag)
 
 
 def run(args) -> int:
     from .io.bag import BagError, read_bag
 
     try:
-        _check_outputs(args)
+        _check_arguments(args)
         if args.threads:
             torch.set_num_threads(args.threads)
         reconstructor = Reconstructor.from_checkpoint(args.checkpoint, args.device, args.refine_steps, args.floor_z,

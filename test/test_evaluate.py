@@ -205,8 +205,12 @@ def test_seen_by_inputs_frustum_occlusion_and_sky():
 def test_evaluate_refuses_bad_arguments_before_evaluating(tmp_path, capsys):
     from lrm4d_ros.cli import main
 
-    (tmp_path / "bag").mkdir()
+    from lrm4d_ros.data.generator import SceneConfig, generate
+    from lrm4d_ros.io.bag import write_bag
+
+    write_bag(generate(3, SceneConfig(frames=2, cameras=2, height=16, width=16)), tmp_path / "bag")
     (tmp_path / "afile").write_text("x")
+    (tmp_path / "notabag").mkdir()
     base = ["evaluate", str(tmp_path / "bag"), "--protocol", "rig"]
     for argv, text in ((["--threads", "-1"], "--threads must be >= 1"),
                        (["--json", str(tmp_path)], "is a directory"),
@@ -219,3 +223,7 @@ def test_evaluate_refuses_bad_arguments_before_evaluating(tmp_path, capsys):
         assert text in err and "Traceback" not in err
     assert main(["evaluate", str(tmp_path / "missing"), "--protocol", "rig"]) == 2
     assert "no such bag" in capsys.readouterr().err
+    # a bag that cannot be opened is refused before the first (good) one is evaluated
+    assert main(["evaluate", str(tmp_path / "bag"), str(tmp_path / "notabag"), "--protocol", "rig"]) == 2
+    out, err = capsys.readouterr()
+    assert "cannot open as a ROS 2 bag" in err and "lrm4d" not in out

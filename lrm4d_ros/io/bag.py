@@ -125,11 +125,7 @@ def _cameras(reader: Reader, cameras) -> tuple[list[str], dict]:
     return found, by_topic
 
 
-def read_bag(path: str | Path, cameras: list[str] | None = None) -> ViewSet:
-    """Read a contract bag (a bag directory with metadata.yaml, MCAP or sqlite3, or a bare .mcap file) into a
-    ViewSet (see module docstring for pairing, order and depth). `cameras` restricts to those camera names.
-    Images become float32 RGB in [0,1] (mono8 as grey); depths float32 metres (0: none) or None; no alphas."""
-    path = Path(path)
+def _open(path: Path) -> Reader:
     if not path.exists():
         raise BagError(f"{path}: no such bag")
     try:
@@ -137,6 +133,25 @@ def read_bag(path: str | Path, cameras: list[str] | None = None) -> ViewSet:
         reader.open()
     except Exception as e:  # rosbags raises its own error types for unreadable or non-bag paths
         raise BagError(f"{path}: cannot open as a ROS 2 bag ({e})") from e
+    return reader
+
+
+def check_bag(path: str | Path, cameras: list[str] | None = None) -> list[str]:
+    """The camera names of a contract bag, from its index alone (no message is read): BagError where it cannot be
+    opened or lacks a camera's topics, before anything long starts on it."""
+    reader = _open(Path(path))
+    try:
+        return _cameras(reader, cameras)[0]
+    finally:
+        reader.close()
+
+
+def read_bag(path: str | Path, cameras: list[str] | None = None) -> ViewSet:
+    """Read a contract bag (a bag directory with metadata.yaml, MCAP or sqlite3, or a bare .mcap file) into a
+    ViewSet (see module docstring for pairing, order and depth). `cameras` restricts to those camera names.
+    Images become float32 RGB in [0,1] (mono8 as grey); depths float32 metres (0: none) or None; no alphas."""
+    path = Path(path)
+    reader = _open(path)
     try:
         names, by_topic = _cameras(reader, cameras)
         topic_key = {camera_topics(c)[k]: (ci, k) for ci, c in enumerate(names)
