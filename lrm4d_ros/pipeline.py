@@ -250,10 +250,20 @@ def load_reconstructor(checkpoint: str | None, config: str | None, device: str |
     return Reconstructor.from_checkpoint(checkpoint, device, floor_z=floor_z, bf16=BF16_CHOICES[bf16])
 
 
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an output folder that is a file, or holds a bag without `overwrite`: before a bag is read or a model
+    loaded."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file, not a directory")
+    if (out / "bag").exists() and not overwrite:
+        raise FileExistsError(f"output bag {out / 'bag'} already exists (remove it or pass --overwrite)")
+
+
 def run(args) -> int:
     from .io.bag import BagError, read_bag
 
     try:
+        check_out(Path(args.out), args.overwrite)
         length = Span.parse(args.window)
         stride = Span.parse(args.stride) if args.stride else Span(
             max(1.0, float(length.value // 2)) if length.unit == "frames" else length.value / 2, length.unit)
@@ -261,7 +271,7 @@ def run(args) -> int:
         t0 = time.perf_counter()
         print(f"reading {args.bag} ...", flush=True)
         views = read_bag(args.bag, cameras=cameras)
-    except (BagError, ValueError, FileNotFoundError) as e:
+    except (BagError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
         print(f"lrm4d reconstruct: error: {e}", file=sys.stderr)
         return 2
     try:
@@ -284,10 +294,7 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
         views = replace(views, depths=None)
     H, W = parse_resolution(args.resolution, views.height, views.width)
     views = views.resized(H, W)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out} is a file, not a directory")
-    if (out / "bag").exists() and not args.overwrite:  # before the model loads and anything is written
-        raise FileExistsError(f"output bag {out / 'bag'} already exists (remove it or pass --overwrite)")
+    check_out(out, args.overwrite)
     windows = make_windows(views, length, stride)
     unowned = len(views) - sum(len(w.own) for w in windows)
     if unowned:  # a stride longer than the window: say so, the output bag will not hold them
