@@ -1,8 +1,10 @@
 """Checkpoints as safetensors only (no pickle): model weights with the config JSON in the metadata, and
-resumable training state (weights, flattened AdamW state, step, RNG-free bookkeeping) in a second file."""
+resumable training state (weights, flattened AdamW state, step, bookkeeping) in a second file. Both are written
+readable by others (mode 0644): a checkpoint trained by one user is served by a node running as another."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -42,7 +44,11 @@ def save_model(path: str | Path, model: LRM4D, dtype: torch.dtype | None = None,
     tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
                for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "config": json.dumps(model.cfg.to_dict()), "info": json.dumps(info or {})}
-    save_file(tensors, str(path), metadata=meta)
+    # temp file + rename: a run killed while writing keeps the previous weights, not a truncated file
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.chmod(tmp, 0o644)  # safetensors creates its files 0600
+    tmp.replace(path)
     return path
 
 
@@ -56,8 +62,14 @@ def load_config(path: str | Path | None = None) -> tuple[LRM4DConfig, dict]:
 def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> LRM4D:
     """Model from a checkpoint (None -> the shipped one), weights in float32 on `device`."""
     path = Path(path) if path is not None else shipped_checkpoint_path()
+    if path.is_dir():
+        found = [p.name for p in (path / "best.safetensors", path / "model.safetensors") if p.is_file()]
+        raise ValueError(f"checkpoint {path} is a directory" + (f": give {path / found[0]}" if found else ""))
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if "step" in _metadata(path):
+        raise ValueError(f"{path} is a training state (lrm4d train --resume reads it), not model weights: use "
+                         f"{path.with_name('model.safetensors')} or {path.with_name('best.safetensors')}")
     cfg, _ = load_config(path)
     model = LRM4D(cfg)
     state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
@@ -83,8 +95,17 @@ def save_training_state(path: str | Path, model: LRM4D, optimizer: torch.optim.O
             "param_groups": json.dumps(opt["param_groups"]), "extra": json.dumps(extra or {})}
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
+    os.chmod(tmp, 0o644)
     tmp.replace(path)
     return path
+
+
+def training_state_info(path: str | Path) -> tuple[LRM4DConfig, int, dict]:
+    """(model config, step, extra) of a state saved by save_training_state, from its metadata alone."""
+    meta = _metadata(Path(path))
+    if "step" not in meta:
+        raise ValueError(f"{path} is model weights, not a training state")
+    return LRM4DConfig.from_dict(json.loads(meta["config"])), int(meta["step"]), json.loads(meta.get("extra", "{}"))
 
 
 def load_training_state(path: str | Path, model: LRM4D, optimizer: torch.optim.Optimizer) -> tuple[int, dict]:

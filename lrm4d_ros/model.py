@@ -40,8 +40,10 @@ class LRM4DConfig:
     def __post_init__(self):
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
-        if min(self.n_layer, self.n_embd, self.n_head, self.patch_size) < 1 or self.image_size % self.patch_size:
+        if min(self.n_layer, self.n_embd, self.n_head, self.patch_size, self.image_size) < 1:
             raise ValueError(f"invalid LRM4DConfig {self}")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if self.head not in HEADS:
             raise ValueError(f"invalid LRM4DConfig {self}: head in {HEADS}")
 

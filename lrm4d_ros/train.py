@@ -11,7 +11,11 @@ L1 on RGB-only scenes only, or on the plane-sweep prior only, also lost (benchma
 Renders are composited over the background estimated from the input views (`estimate_background`), exactly as
 the Reconstructor does at inference. AdamW(0.9, 0.95), linear warmup then cosine decay over steps or the time
 budget (whichever ends first), gradient clipping, bf16 autocast on CUDA. Resumable: `--resume` reloads
-`<out>/state.safetensors` (weights, AdamW state, step, elapsed time).
+`<out>/state.safetensors` (weights, AdamW state, step, elapsed time, next scene seed) and re-seeds the other
+random draws (input counts, self-targets, depth drops) from the step, so a resumed segment does not replay the
+first one's; a state saved by another model configuration is refused, changed data or optimiser options are
+noted. SIGINT / SIGTERM end the current step, save the state and the weights, and exit (128 + the signal): a
+second one exits at once. Under torchrun the ranks agree each step on the elapsed time and on stopping.
 
 Validation every `--val-every` steps, on held-out seeds: the training loss's PSNR/SSIM on random scenes, and
 (`--val-protocol`) an evaluation protocol scored as `lrm4d evaluate` scores a bag, on scenes drawn by the model
@@ -27,6 +31,9 @@ import json
 import math
 import os
 import random
+import signal
+import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -35,13 +42,14 @@ import torch
 import torch.nn.functional as F
 
 from .cameras import SceneNormalization, TimeWindow
-from .checkpoint import load_config, load_training_state, save_model, save_training_state
+from .checkpoint import load_config, load_training_state, save_model, save_training_state, training_state_info
 from .data.depth_sensor import sensor_depth
 from .gaussians import TRAIN_MIN_MARGINAL
 from .metrics import psnr, ssim_map
-from .model import HEADS, LRM4D, LRM4DConfig, bf16_native, config_of
+from .model import HEADS, LRM4D, PRESETS, LRM4DConfig, bf16_native, config_of
 from .pixel_gaussians import FAR, NEAR
-from .reconstructor import Reconstructor, estimate_background, model_input_size, predict, render_at_times
+from .reconstructor import (Reconstructor, checked_device, estimate_background, model_input_size, predict,
+                            render_at_times)
 from .views import ViewSet
 
 
@@ -57,12 +65,15 @@ def positive_int(text: str) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="runs/lrm4d", help="run directory (state, checkpoints, log)")
-    p.add_argument("--preset", default="small", help="model preset: tiny, small, base, large")
-    p.add_argument("--image-size", type=int, default=128, help="model input resolution (px)")
-    p.add_argument("--resolution", type=int, default=128, help="rendered resolution of targets (px)")
-    p.add_argument("--frames", type=int, default=12, help="frames T per scene")
-    p.add_argument("--cameras", type=int, default=6, help="cameras C per scene")
+    p.add_argument("--out", default="runs/lrm4d",
+                   help="run directory: state.safetensors (resumable), model.safetensors (latest weights), "
+                        "best.safetensors (best validation), train.log (JSON lines), rank<r>.json "
+                        "(default: runs/lrm4d)")
+    p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="model preset (default: small)")
+    p.add_argument("--image-size", type=int, default=None, help="model input resolution (px; default: the preset's)")
+    p.add_argument("--resolution", type=int, default=128, help="rendered resolution of targets (px; default: 128)")
+    p.add_argument("--frames", type=int, default=12, help="frames T per scene (default: 12)")
+    p.add_argument("--cameras", type=int, default=6, help="cameras C per scene (default: 6)")
     p.add_argument("--supersample", type=int, default=1,
                    help="odd s: s×s rays per pixel for anti-aliased training images (s² the generator cost)")
     p.add_argument("--scenes", choices=("robot", "objects"), default="robot",
@@ -70,30 +81,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the node draws them); objects: object-centric scenes only")
     p.add_argument("--data-device", default="cpu", help="where scenes are rendered (cuda on a GPU machine)")
     p.add_argument("--inputs", default="6,12", help="input views per scene: N or 'min,max' (drawn per step)")
-    p.add_argument("--targets", type=int, default=4, help="supervision views per scene")
+    p.add_argument("--targets", type=int, default=4, help="supervision views per scene (default: 4)")
     p.add_argument("--self-targets", type=int, default=2,
                    help="also supervise this many of the input views (rendered from their own cameras)")
     p.add_argument("--batch", type=positive_int, default=1, help="scenes per optimiser step (per process)")
-    p.add_argument("--steps", type=positive_int, default=100_000, help="maximum optimiser steps")
-    p.add_argument("--time-budget", type=float, default=None, help="minutes of training (schedule follows it)")
+    p.add_argument("--steps", type=positive_int, default=100_000, help="maximum optimiser steps (default: 100000)")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="minutes of training (the schedule follows it; default: none, --steps alone)")
     p.add_argument("--budget-clock", choices=("wall", "cpu"), default="wall",
                    help="what --time-budget counts: wall-clock time, or this process's CPU time (runs that share "
                         "a machine then get the same compute, e.g. the rows of an ablation)")
-    p.add_argument("--lr", type=float, default=6e-4)
-    p.add_argument("--min-lr-ratio", type=float, default=0.1)
-    p.add_argument("--warmup", type=int, default=100, help="warmup steps")
-    p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--clip", type=float, default=1.0, help="gradient norm clip")
-    p.add_argument("--ssim-weight", type=float, default=0.2)
-    p.add_argument("--val-every", type=positive_int, default=200, help="validate every N steps")
-    p.add_argument("--val-scenes", type=positive_int, default=6)
+    p.add_argument("--lr", type=float, default=6e-4, help="peak learning rate (default: 6e-4)")
+    p.add_argument("--min-lr-ratio", type=float, default=0.1,
+                   help="the cosine decay ends at lr times this (default: 0.1)")
+    p.add_argument("--warmup", type=int, default=100, help="linear warmup steps (default: 100)")
+    p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default: 0.05)")
+    p.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (default: 1.0)")
+    p.add_argument("--ssim-weight", type=float, default=0.2, help="loss = MSE + w (1 - SSIM) (default: 0.2)")
+    p.add_argument("--val-every", type=positive_int, default=200, help="validate every N steps (default: 200)")
+    p.add_argument("--val-scenes", type=positive_int, default=6,
+                   help="random held-out scenes of the loss validation (default: 6)")
     p.add_argument("--val-protocol", default="rig", choices=("rig", "alternating", "novel-camera", "none"),
                    help="also score this evaluation protocol, at each validation, on scenes drawn like the model "
                         "card's evaluation (other seeds), beside the nearest-input baseline (rig: robot scenes, "
                         "held-out PSNR averaged over RGB-D and RGB inputs); the best such weights are kept as "
                         "<out>/best.safetensors")
-    p.add_argument("--val-protocol-scenes", type=int, default=4, help="scenes of the protocol validation")
-    p.add_argument("--ckpt-minutes", type=float, default=5.0, help="save state every N minutes")
+    p.add_argument("--val-protocol-scenes", type=int, default=4,
+                   help="scenes of the protocol validation (default: 4)")
+    p.add_argument("--ckpt-minutes", type=float, default=5.0,
+                   help="save the resumable state every N minutes (default: 5; also at the end and on SIGINT)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/state.safetensors")
     p.add_argument("--init", default=None, help="start from these model weights (safetensors)")
     p.add_argument("--head", choices=HEADS, default=None, help="pixel head (default: the preset's)")
@@ -108,7 +124,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
                    help="bf16 autocast for the model's forward: auto = on CUDA and on CPUs with native BF16")
     p.add_argument("--export", default=None, help="also write the final weights in bf16 here")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="data and initialisation seed (default: 0)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
 
@@ -120,6 +136,122 @@ def parse_range(text: str) -> tuple[int, int]:
     if len(parts) != 2 or not 1 <= parts[0] <= parts[1]:
         raise ValueError(f"expected N or 'min,max' with 1 <= min <= max, got {text!r}")
     return parts[0], parts[1]
+
+
+def check_args(args) -> None:
+    """ValueError naming the first argument that cannot work, before anything is built or written."""
+    checks = [
+        (args.lr > 0, f"--lr must be > 0, got {args.lr}"),
+        (0 <= args.min_lr_ratio <= 1, f"--min-lr-ratio must be in [0, 1], got {args.min_lr_ratio}"),
+        (args.warmup >= 0, f"--warmup must be >= 0, got {args.warmup}"),
+        (args.weight_decay >= 0, f"--weight-decay must be >= 0, got {args.weight_decay}"),
+        (args.clip > 0, f"--clip must be > 0 (a gradient-norm limit), got {args.clip}"),
+        (args.ssim_weight >= 0, f"--ssim-weight must be >= 0, got {args.ssim_weight}"),
+        (min(args.targets, args.self_targets) >= 0 and args.targets + args.self_targets >= 1,
+         f"--targets and --self-targets must be >= 0 and leave a view to supervise, got {args.targets} and "
+         f"{args.self_targets}"),
+        (args.time_budget is None or args.time_budget > 0, f"--time-budget must be > 0 minutes, got {args.time_budget}"),
+        (0 <= args.depth_drop_scene <= 1 and 0 <= args.depth_drop_view <= 1,
+         f"--depth-drop-scene and --depth-drop-view are probabilities in [0, 1], got {args.depth_drop_scene} and "
+         f"{args.depth_drop_view}"),
+        (args.threads is None or args.threads >= 1, f"--threads must be >= 1, got {args.threads}"),
+        (args.resolution >= 16, f"--resolution must be >= 16 pixels (the loss's SSIM window), got {args.resolution}"),
+        (args.supersample >= 1 and args.supersample % 2 == 1,
+         f"--supersample must be an odd integer >= 1, got {args.supersample}"),
+        (min(args.frames, args.cameras) >= 1, f"--frames and --cameras must be >= 1, got {args.frames}, {args.cameras}"),
+        (args.ckpt_minutes >= 0, f"--ckpt-minutes must be >= 0, got {args.ckpt_minutes}"),
+        (args.val_protocol == "none" or args.val_protocol_scenes >= 1,
+         f"--val-protocol-scenes must be >= 1 (or --val-protocol none), got {args.val_protocol_scenes}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+    lo, hi = parse_range(args.inputs)
+    if hi > args.frames * args.cameras:
+        raise ValueError(f"--inputs {args.inputs}: a scene has only {args.frames} x {args.cameras} views")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a directory")
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:  # under torchrun each rank takes its own device
+        for dev in (args.device, args.data_device):
+            if dev is not None:
+                checked_device(dev)
+
+
+def _config(args) -> LRM4DConfig:
+    overrides = {} if args.image_size is None else {"image_size": args.image_size}
+    for key in ("head", "depth_input", "environment"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    return LRM4DConfig.preset(args.preset, **overrides)
+
+
+# What a resumed run may change and still continue the same run (noted), against what makes it another run
+RESUME_NOTED = ("frames", "cameras", "resolution", "inputs", "targets", "self_targets", "lr", "min_lr_ratio",
+                "warmup", "weight_decay", "clip", "ssim_weight", "steps", "time_budget", "scenes", "batch")
+
+
+def check_resume(out: Path, args, cfg: LRM4DConfig) -> tuple[int, dict] | None:
+    """(step, extra) of the run in `out` that --resume continues (None: there is none); ValueError where it
+    cannot: a run there without --resume, or a state saved by another model configuration."""
+    state_path = out / "state.safetensors"
+    if not state_path.is_file():
+        if args.resume:
+            print(f"lrm4d train: note: no state in {out}: starting from step 0", file=sys.stderr)
+        return None
+    saved_cfg, step, extra = training_state_info(state_path)
+    if not args.resume:
+        raise ValueError(f"{out} already holds a run (step {step}): pass --resume to continue it, or choose "
+                         f"another --out")
+    if saved_cfg != cfg:
+        diff = ", ".join(f"{k} {a!r} (saved) != {b!r}" for k, (a, b) in
+                         ((k, (getattr(saved_cfg, k), getattr(cfg, k))) for k in cfg.to_dict()) if a != b)
+        raise ValueError(f"{state_path} was saved by another model configuration ({diff}): resume with its "
+                         f"options or choose another --out")
+    saved = extra.get("args", {})
+    changed = [f"--{k.replace('_', '-')} {getattr(args, k)!r} (was {saved[k]!r})" for k in RESUME_NOTED
+               if k in saved and saved[k] != getattr(args, k)]
+    if changed:
+        print(f"lrm4d train: note: resuming {out} at step {step} with " + ", ".join(changed), file=sys.stderr)
+    return step, extra
+
+
+class Interrupt:
+    """SIGINT / SIGTERM while training: the first sets `signum` (the loop ends its step, saves and exits), a second
+    one exits at once. Installed only in the main thread (signal handlers cannot be set elsewhere)."""
+
+    def __init__(self):
+        self.signum = 0
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f"\nlrm4d train: {signal.Signals(signum).name}: ending this step, then saving (again to quit now)",
+              file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+def _agree(elapsed: float, stop: bool, world: int, device: torch.device) -> tuple[float, bool]:
+    """The ranks' largest elapsed time and whether any of them stops: each rank's clock differs (rank 0 also
+    validates), and a rank that stopped alone would leave the others waiting in DDP's all-reduce."""
+    if world == 1:
+        return elapsed, stop
+    t = torch.tensor([elapsed, float(stop)], dtype=torch.float64,
+                     device=device if torch.distributed.get_backend() == "nccl" else "cpu")
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return float(t[0]), bool(t[1] > 0)
 
 
 def lr_at(progress: float, step: int, args) -> float:
@@ -305,25 +437,47 @@ def validate_protocol(model, scenes: list[ViewSet], protocol: str) -> dict:
 
 
 def run(args) -> int:
+    out = Path(args.out)
+    try:  # everything that can be wrong with the arguments, before anything is built or written
+        check_args(args)
+        cfg = _config(args)
+        resumed = check_resume(out, args, cfg)
+        init = None
+        if args.init:
+            from .checkpoint import load_model
+
+            init = load_model(args.init)
+            if init.cfg != cfg:
+                raise ValueError(f"--init {args.init} holds another model configuration than --preset {args.preset} "
+                                 f"with these options ({init.cfg} against {cfg})")
+    except (ValueError, FileNotFoundError) as e:
+        print(f"lrm4d train: error: {e}", file=sys.stderr)
+        return 2
+    if resumed is not None and resumed[0] >= args.steps:
+        print(f"lrm4d train: {out} is at step {resumed[0]} >= --steps {args.steps}: nothing to train (raise --steps)",
+              file=sys.stderr)
+        return 0
+    if resumed is not None and args.time_budget and resumed[1].get("elapsed_s", 0.0) >= args.time_budget * 60:
+        print(f"lrm4d train: {out} has used its --time-budget of {args.time_budget:g} min: nothing to train (raise "
+              f"--time-budget)", file=sys.stderr)
+        return 0
+    with Interrupt() as interrupt:
+        return _train(args, out, cfg, init, resumed is not None, interrupt)
+
+
+def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, interrupt: Interrupt) -> int:
     from tqdm import tqdm
 
     if args.threads:
         torch.set_num_threads(args.threads)
     rank, world, device = _ddp_setup(args.device)
     torch.manual_seed(args.seed + rank)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     state_path, log_path = out / "state.safetensors", out / "train.log"
 
-    overrides = {"image_size": args.image_size}
-    for key in ("head", "depth_input", "environment"):
-        if getattr(args, key) is not None:
-            overrides[key] = getattr(args, key)
-    model = LRM4D(LRM4DConfig.preset(args.preset, **overrides)).to(device)
-    if args.init:
-        from .checkpoint import load_model
-
-        model.load_state_dict(load_model(args.init).state_dict())
+    model = LRM4D(cfg).to(device)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     # The fused kernel updates all parameters in one pass: ~3 ms a step on this CPU against ~10 for the loop
@@ -333,7 +487,7 @@ def run(args) -> int:
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95),
                             fused=fused or None)
     step, elapsed_before, seed_offset = 0, 0.0, 0
-    if args.resume and state_path.is_file():
+    if resume:
         step, extra = load_training_state(state_path, model, opt)
         for g in opt.param_groups:  # a state saved by the unfused optimizer brings its own flags
             g["fused"], g["foreach"] = fused or None, None
@@ -344,20 +498,22 @@ def run(args) -> int:
         ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                         else None)
     stream = SceneStream(args, rank, world)
+    depth_rng = torch.Generator().manual_seed(args.seed * 1000 + rank + 17)
+    if step:  # a resumed run: fresh draws from its step on, not a replay of the first segment's
+        key = ((args.seed * 1_000_003 + rank) * 1_000_003 + step) % 2**62
+        stream.rng = random.Random(key)
+        torch.manual_seed(key)
+        depth_rng.manual_seed(key + 17)
     # Rendered once, 3×3 supersampled like the bags. They select best.safetensors: the random validation scenes
     # differ from the evaluation's in background, primitive count, rigs and aliasing, and ranked trials otherwise.
-    if args.val_protocol != "none" and args.val_protocol_scenes < 1:
-        raise ValueError(f"--val-protocol-scenes must be >= 1 (or --val-protocol none), "
-                         f"got {args.val_protocol_scenes}")
     proto_scenes = protocol_scenes(args) if rank == 0 and args.val_protocol != "none" else []
     best_path, best_psnr = out / "best.safetensors", -math.inf
-    if best_path.is_file() and args.resume:
+    if best_path.is_file() and resume:
         kept = load_config(best_path)[1]
         if kept.get("val_protocol") == args.val_protocol:
             best_psnr = float(kept.get("val_protocol_psnr", -math.inf))
     budget_s = args.time_budget * 60 if args.time_budget else None
     autocast = args.bf16 == "on" or (args.bf16 == "auto" and bf16_native(device))
-    depth_rng = torch.Generator().manual_seed(args.seed * 1000 + rank + 17)
     log = open(log_path, "a") if rank == 0 else None
     if log:
         log.write(json.dumps({"event": "start", "step": step,
@@ -379,7 +535,7 @@ def run(args) -> int:
     stop = False
     skipped = 0  # updates skipped in this process for a non-finite gradient (logged as skipped_steps)
     while step < args.steps and not stop:
-        elapsed = elapsed_before + clock() - t_start
+        elapsed, _ = _agree(elapsed_before + clock() - t_start, False, world, device)
         progress = max(step / args.steps, elapsed / budget_s if budget_s else 0.0)
         lr = lr_at(progress, step, args)
         for group in opt.param_groups:
@@ -409,7 +565,7 @@ def run(args) -> int:
         step += 1
         avg = {k: sum(m.get(k, 0.0) for m in metrics) / len(metrics) for k in metrics[0]}
         avg["skipped_steps"] = skipped
-        elapsed = elapsed_before + clock() - t_start
+        elapsed, stop = _agree(elapsed_before + clock() - t_start, bool(interrupt.signum), world, device)
         if budget_s is not None and elapsed >= budget_s:
             stop = True
         if rank == 0:
@@ -417,7 +573,7 @@ def run(args) -> int:
             bar.set_postfix(step=step, loss=f"{avg['loss']:.4f}", psnr=f"{avg['psnr']:.2f}", lr=f"{lr:.2e}")
             row = {"step": step, "elapsed_s": round(elapsed, 1), "lr": lr, "grad_norm": float(gnorm)}
             row.update({k: round(v, 5) for k, v in avg.items()})
-            if step % args.val_every == 0 or stop or step == args.steps:
+            if (step % args.val_every == 0 or stop or step == args.steps) and not interrupt.signum:
                 row["val"] = validate(model, stream, args)
                 text = f"step {step} val psnr {row['val']['psnr']:.2f} ssim {row['val']['ssim']:.4f}"
                 if "rgbd_psnr" in row["val"]:
@@ -437,7 +593,8 @@ def run(args) -> int:
             log.write(json.dumps(row) + "\n")
             log.flush()
             if time.time() - last_ckpt > args.ckpt_minutes * 60 or stop or step == args.steps:
-                extra = {"elapsed_s": elapsed, "next_seed": seed_offset + stream.index * world}
+                extra = {"elapsed_s": elapsed, "next_seed": seed_offset + stream.index * world,
+                         "args": {k: getattr(args, k) for k in RESUME_NOTED}}
                 save_training_state(state_path, model, opt, step, extra)
                 save_model(out / "model.safetensors", model, info=_info(args, step, elapsed, world))
                 last_ckpt = time.time()
@@ -451,16 +608,23 @@ def run(args) -> int:
         log.close()
     # Each rank's view of the run: DDP keeps the weights identical across ranks while each draws its own scenes.
     digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in model.parameters())).hexdigest()
-    (out / f"rank{rank}.json").write_text(json.dumps({"rank": rank, "world": world, "step": step,
-                                                     "weights_sha256": digest, "scene_seeds": stream.drawn}))
+    rank_path = out / f"rank{rank}.json"
+    seeds = json.loads(rank_path.read_text()).get("scene_seeds", []) if resume and rank_path.is_file() else []
+    rank_path.write_text(json.dumps({"rank": rank, "world": world, "step": step, "weights_sha256": digest,
+                                     "scene_seeds": seeds + stream.drawn}))
     if world > 1:
         torch.distributed.destroy_process_group()
+    if interrupt.signum:
+        if rank == 0:
+            print(f"lrm4d train: interrupted at step {step}: state and weights saved in {out}; continue with "
+                  f"--resume", file=sys.stderr)
+        return 128 + interrupt.signum
     return 0
 
 
 def _info(args, step: int, elapsed_s: float, world: int) -> dict:
     return {"steps": step, f"train_{args.budget_clock}_s": round(elapsed_s, 1), "processes": world,
-            "image_size": args.image_size,
+            "image_size": _config(args).image_size,
             "target_resolution": args.resolution,
             "frames": args.frames, "cameras": args.cameras, "inputs": args.inputs, "targets": args.targets,
             "batch": args.batch, "lr": args.lr, "data": "procedural scenes (lrm4d_ros.data), train seeds < 1e6"}

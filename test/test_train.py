@@ -97,6 +97,17 @@ def test_torchrun_two_ranks_stay_identical_and_draw_different_scenes(tmp_path):
     init = LRM4D(LRM4DConfig.preset("tiny", image_size=16))
     trained = load_model(out / "model.safetensors")
     assert not torch.equal(init.unpatchify.weight, trained.unpatchify.weight)
+    # With a time budget the ranks agree each step on the elapsed time and on stopping: each had stopped on its
+    # own clock, one a step before the other, which then died in DDP's all-reduce with nothing saved.
+    out = tmp_path / "budget"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "lrm4d_ros.cli", "train", "--out", str(out), "--steps", "1000", "--time-budget", "0.1", *ARGS,
+           "--val-protocol", "none", "--val-every", "1000"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["step"] == ranks[1]["step"] > 1 and ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
+    assert (out / "state.safetensors").is_file()
 
 
 def test_a_non_finite_gradient_skips_its_update(tmp_path, monkeypatch):
@@ -130,3 +141,66 @@ def test_counts_that_must_be_positive_are_refused_with_a_message(capsys):
             main(["train", option, value])
         assert exc.value.code == 2
         assert f"argument {option}" in capsys.readouterr().err
+
+
+def test_bad_arguments_are_refused_before_anything_is_written(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    for extra, text in ((["--lr", "-1"], "--lr must be > 0"),
+                        (["--clip", "-1"], "--clip must be > 0"),
+                        (["--targets", "0", "--self-targets", "0"], "leave a view to supervise"),
+                        (["--inputs", "5,3"], "1 <= min <= max"),
+                        (["--image-size", "30"], "not a multiple of patch_size 8"),
+                        (["--device", "foo"], "device 'foo'"),
+                        (["--depth-drop-view", "1.5"], "probabilities in [0, 1]"),
+                        (["--init", str(tmp_path / "nope.safetensors")], "checkpoint not found")):
+        assert main(["train", "--out", str(tmp_path / "run"), "--steps", "2", *ARGS, *extra]) == 2
+        err = capsys.readouterr().err
+        assert text in err and "Traceback" not in err, err
+        assert not (tmp_path / "run").exists()
+    assert main(["train", "--out", str(tmp_path / "afile"), "--steps", "2", *ARGS]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_an_interrupted_run_saves_and_resumes_and_a_run_is_never_overwritten(tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    import lrm4d_ros.train as train
+
+    real, calls = train.scene_loss, []
+
+    def interrupted(*args, **kwargs):  # Ctrl-C arrives during the second step
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "scene_loss", interrupted)
+    out = tmp_path / "run"
+    run = ["train", "--out", str(out), *ARGS, "--ckpt-minutes", "60", "--val-every", "100"]
+    assert main(run + ["--steps", "5"]) == 128 + signal.SIGINT
+    assert "interrupted at step 2" in capsys.readouterr().err
+    assert train.training_state_info(out / "state.safetensors")[1] == 2
+    assert load_config(out / "model.safetensors")[1]["steps"] == 2
+    monkeypatch.setattr(train, "scene_loss", real)
+    # the same command again without --resume would overwrite the run: refused
+    assert main(run + ["--steps", "5"]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    # another model configuration cannot continue it
+    assert main(run + ["--steps", "5", "--resume", "--no-depth-input"]) == 2
+    assert "another model configuration (depth_input True (saved) != False)" in capsys.readouterr().err
+    assert main(run + ["--steps", "5", "--resume", "--lr", "3e-4"]) == 0
+    assert "--lr 0.0003 (was 0.0006)" in capsys.readouterr().err
+    assert [r["step"] for r in _rows(out / "train.log") if "loss" in r] == [1, 2, 3, 4, 5]
+    assert main(run + ["--steps", "5", "--resume"]) == 0  # nothing left to train
+    assert "nothing to train" in capsys.readouterr().err
+    seeds = json.loads((out / "rank0.json").read_text())["scene_seeds"]
+    assert len(seeds) == 5 and len(set(seeds)) == 5  # both segments' scenes, none drawn twice
+    # the run's files as checkpoints: the state and the folder are refused, naming the weights to use
+    import pytest
+
+    with pytest.raises(ValueError, match="is a training state .* use .*model.safetensors"):
+        load_model(out / "state.safetensors")
+    with pytest.raises(ValueError, match="is a directory: give .*best.safetensors"):
+        load_model(out)
+    assert oct((out / "model.safetensors").stat().st_mode & 0o777) == "0o644"
