@@ -1,5 +1,5 @@
 """The non-learned RGB-D reference (lrm4d_ros.baselines.depth_reference) alone on RGB-D contract bags: the rig
-protocol's groups (DESIGN.md §5) scored beside nearest input and background only, and what the reference costs
+protocol's groups (docs/design.md §5) scored beside nearest input and background only, and what the reference costs
 (no model is loaded). `--footprints` compares splat sizes (σ in pixels at the splat's depth); `--far-fill F`
 adds the variant that also splats the pixels without a measurement (sky, beyond range) at F × the farthest depth.
 

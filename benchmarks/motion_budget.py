@@ -64,7 +64,7 @@ def line(name: str, b: dict[str, float]) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("bags", nargs="+", help="contract bags (DESIGN §4)")
+    p.add_argument("bags", nargs="+", help="contract bags (docs/design.md §4)")
     p.add_argument("--group", default="time_interp", help="rig target group (default time_interp)")
     p.add_argument("--depth", choices=("on", "off"), default="on", help="give the model the bags' depth")
     p.add_argument("--checkpoint", default=None, help="model weights (default: the shipped checkpoint)")

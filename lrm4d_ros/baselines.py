@@ -1,4 +1,4 @@
-"""Reference predictions for evaluation (DESIGN.md §5): what a target view looks like without the model.
+"""Reference predictions for evaluation (docs/design.md §5): what a target view looks like without the model.
 
 - `nearest_input`: copy an input image — the same camera's input nearest in time if that camera has inputs,
   else the input nearest in time, ties (within `same_time_ns`) broken by the nearest camera centre.

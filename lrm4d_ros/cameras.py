@@ -1,4 +1,4 @@
-"""Cameras, rays and the two normalisations the model sees (DESIGN.md §3).
+"""Cameras, rays and the two normalisations the model sees (docs/design.md §3).
 
 - Intrinsics `K` (3,3) follow ROS CameraInfo / OpenCV: pixel (u, v) has its centre at integer (u, v).
 - Poses are camera-to-world 4×4 in the optical frame (x right, y down, z forward).

@@ -2,10 +2,11 @@
 
 A procedural robot scene (lrm4d_ros.data, seeded, nothing downloaded; a held-out seed, never trained on) — an arm at
 a table by default — is rendered as T frames × C synchronized cameras, with what a depth camera would measure
-(data.depth_sensor). The model sees the inputs of the rig protocol of DESIGN.md §5 (the even-indexed cameras at
+(data.depth_sensor). The model sees the inputs of the rig protocol of docs/design.md §5 (the even-indexed cameras at
 every s-th frame, with their depth) and predicts 4D Gaussians; the demo then
 
-- renders the held-out views (the odd cameras at every frame, the even cameras between input frames) and prints
+- renders the held-out views (the odd cameras and the even cameras between input frames, within the input frames'
+  span) and prints
   their PSNR beside the copy-the-nearest-input baseline and the non-learned RGB-D reference (the inputs' pixels
   splatted at their measured depth);
 - flies a novel camera once around the scene while sweeping time through the window, renders it and the exact

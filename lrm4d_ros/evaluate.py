@@ -1,4 +1,4 @@
-"""`lrm4d evaluate BAG... --protocol alternating|novel-camera|rig --json OUT`: DESIGN.md §5 on contract bags.
+"""`lrm4d evaluate BAG... --protocol alternating|novel-camera|rig --json OUT`: docs/design.md §5 on contract bags.
 
 Per bag: split the views by the protocol (lrm4d_ros.data.protocols), reconstruct from the inputs, render every
 target at its camera and stamp at the evaluation resolution, and score PSNR / SSIM against the target images,
@@ -45,7 +45,7 @@ SEEN_TOLERANCE = 0.05  # relative z-depth: an input whose exact depth is this ne
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from .data.protocols import PROTOCOLS
 
-    p.add_argument("bags", nargs="+", help="contract bags (DESIGN §4)")
+    p.add_argument("bags", nargs="+", help="contract bags (docs/design.md §4)")
     p.add_argument("--protocol", required=True, choices=PROTOCOLS)
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--checkpoint", default=None, help="model weights (default: the shipped checkpoint)")

@@ -1,4 +1,4 @@
-"""4D Gaussians (4D-LRM / 4DGS) and their 3D slices at a time t (DESIGN.md §1).
+"""4D Gaussians (4D-LRM / 4DGS) and their 3D slices at a time t (docs/design.md §1).
 
 In the paper's parameterisation a 4D Gaussian has mean (x, y, z, t), scales (sx, sy, sz, st), a 4D rotation
 R = L(q_l)·R(q_r) built from a left and a right isoclinic rotation (unit quaternions, wxyz), opacity and RGB

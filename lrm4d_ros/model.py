@@ -1,4 +1,4 @@
-"""The 4D-LRM transformer (DESIGN.md §1), in the spirit of nanoGPT's model.py: one config, one forward.
+"""The 4D-LRM transformer (docs/design.md §1), in the spirit of nanoGPT's model.py: one config, one forward.
 
 Per view a map of input channels at H×W — RGB in [-1,1], the Plücker ray (6) in the canonical frame, the view's
 normalised time, and the geometry a small model cannot afford to learn: measured depth with its validity mask

@@ -1,6 +1,6 @@
 """Per-scene optimisation: fit 4D Gaussians to one window's input views with the package's renderer.
 
-The quality-against-time reference of `lrm4d evaluate --per-scene SECONDS` (DESIGN.md §5): no learned prior,
+The quality-against-time reference of `lrm4d evaluate --per-scene SECONDS` (docs/design.md §5): no learned prior,
 just gradient descent on the same Gaussian parameterisation (gaussians.py) through the same `render()`.
 
 Initialisation (`init_from_rays`): one Gaussian per `stride`×`stride` input pixels, on the pixel's ray where it

@@ -1,4 +1,4 @@
-"""`lrm4d reconstruct BAG --out DIR`: a contract bag (DESIGN.md §4) in, per sliding window 4D Gaussians out.
+"""`lrm4d reconstruct BAG --out DIR`: a contract bag (docs/design.md §4) in, per sliding window 4D Gaussians out.
 
 Per window it writes `window_NNN/gaussians_4d.ply` (world units, seconds since the window start),
 `window_NNN/slice.ply` (3DGS slice at the source stamp nearest the window's middle), a rendered video
@@ -195,7 +195,7 @@ def render_frames(recon, camtoworlds: Tensor, Ks: Tensor, width: int, height: in
 
 # ------------------------------------------------------------------------------------------------ CLI
 def add_arguments(p) -> None:
-    p.add_argument("bag", help="contract bag (MCAP or sqlite3 directory/file, DESIGN.md §4)")
+    p.add_argument("bag", help="contract bag (MCAP or sqlite3 directory/file, docs/design.md §4)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--window", default="8", help="window length: frames (e.g. 8) or seconds (e.g. 0.5s)")
     p.add_argument("--stride", default=None, help="window stride, same unit as --window (default: half a window)")

@@ -1,4 +1,4 @@
-"""Pixel-aligned 4D Gaussians from the model's per-pixel outputs: the activations (DESIGN.md §1 and the surfel
+"""Pixel-aligned 4D Gaussians from the model's per-pixel outputs: the activations (docs/design.md §1 and the surfel
 head that replaces it here).
 
 `surfel_gaussians` — every input pixel becomes a surfel that reproduces it:
@@ -171,7 +171,7 @@ _IDENTITY_QUAT = torch.tensor([1.0, 0.0, 0.0, 0.0])
 
 def paper_gaussians(raw: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor,
                     scale_floor_px: float = 0.5) -> tuple[Gaussians4D, Tensor]:
-    """raw (V,H,W,20) with the paper's activations (DESIGN.md §1): depth δ = (1−w)·0.1 + w·4.5 along the ray,
+    """raw (V,H,W,20) with the paper's activations (docs/design.md §1): depth δ = (1−w)·0.1 + w·4.5 along the ray,
     w = σ(mean xyz), means clipped to [-1,1]³, scales exp(g − 2.3) ≤ 0.3 with a `scale_floor_px`-pixel floor,
     time centre = view time + raw offset, scale_t exp(g − 2.3) ≤ 1, opacity σ(g − 2), quaternions normalised
     after adding the identity -> (Gaussians4D, z-depth (V,H,W))."""

@@ -1,4 +1,4 @@
-"""ViewSet: a batch of posed, timestamped images — the unit every layer passes around (DESIGN.md §2–§3)."""
+"""ViewSet: a batch of posed, timestamped images — the unit every layer passes around (docs/design.md §2–§3)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace

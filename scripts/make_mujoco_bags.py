@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Render dm_control robot scenes into contract bags (DESIGN.md §4) for `lrm4d evaluate`.
+"""Render dm_control robot scenes into contract bags (docs/design.md §4) for `lrm4d evaluate`.
 
     MUJOCO_GL=osmesa python scripts/make_mujoco_bags.py --out DIR --scenes humanoid,quadruped,dog,jaco \
         --frames 12 --cameras 8 --resolution 128 [--rig ring|workcell] [--world] [--depth none|clean|sensor]

@@ -1,4 +1,4 @@
-"""The rig protocol's split (DESIGN.md §5): inputs, stride and target groups on small T×C grids."""
+"""The rig protocol's split (docs/design.md §5): inputs, stride and target groups on small T×C grids."""
 import pytest
 import torch
 

@@ -1,5 +1,5 @@
 """End to end over real rclpy with the shipped checkpoint: the inputs of the "novel-camera" protocol
-(DESIGN.md §5: even cameras in turn) of a generated held-out scene are replayed on the contract topics, the node
+(docs/design.md §5: even cameras in turn) of a generated held-out scene are replayed on the contract topics, the node
 reconstructs the window, and render_view renders the never-seen odd cameras at their capture times. Their mean PSNR against ground truth
 must beat the copy-the-nearest-input baseline."""
 import numpy as np

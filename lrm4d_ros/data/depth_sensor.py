@@ -1,7 +1,7 @@
 """A depth camera's measurement model on exact z-depth maps: what an RGB-D camera would have published.
 
 `sensor_depth(depth_m, Ks, generator)` turns exact z-depth (V,H,W) metres (0 = nothing there) into a measured
-one (0 = no measurement, the contract's convention, DESIGN.md §4):
+one (0 = no measurement, the contract's convention, docs/design.md §4):
 
 - axial noise, Gaussian with σ(z, θ) = σ₀ + k·(z − z₀)² + a/√z · θ²/(π/2 − θ)² (Nguyen, Izadi & Lovell 2012,
   fitted to a structured-light Kinect; ToF cameras are of the same order): ~2 mm at 1 m, ~14 mm at 3 m;

@@ -1,6 +1,6 @@
 """`lrm4d make-bag`: render a procedural 4D scene and write it as a contract bag plus a contact sheet.
 
-Writes OUT/scene_<seed>/ (the bag directory, DESIGN.md §4) and OUT/scene_<seed>_sheet.png (rows: cameras,
+Writes OUT/scene_<seed>/ (the bag directory, docs/design.md §4) and OUT/scene_<seed>_sheet.png (rows: cameras,
 columns: frames). `--depth clean` adds /<cam>/depth with the exact z-depth, `--depth sensor` with what a
 depth camera would measure (data.depth_sensor: noise growing with z², dropouts at edges and grazing angles,
 a working range), seeded by the scene seed.

@@ -1,7 +1,7 @@
-"""Input/target selection of the evaluation protocols (DESIGN.md §5) on a full T×C ViewSet.
+"""Input/target selection of the evaluation protocols (docs/design.md §5) on a full T×C ViewSet.
 
 Frame k of camera c is that camera's k-th view in time order (cameras are not synchronised, so frames are
-matched by rank, not by stamp); camera c is the c-th camera in name order (DESIGN.md §4), whatever the order
+matched by rank, not by stamp); camera c is the c-th camera in name order (docs/design.md §4), whatever the order
 of `camera_names`.
 
 - "alternating": the input at frame k is camera k mod C; targets are all the other (camera, frame) views.

@@ -5,7 +5,7 @@ one of INPUT_DRAWS, chosen per scene with the sampler's (or its mix entry's) wei
 
 - "time_bins": N inputs stratified in time (one per time bin, random camera, no repeats); M targets uniformly
   from all T×C (inputs and targets may overlap, as in 4D-LRM training). The original draw.
-- "rig": the rig protocol's inputs (DESIGN.md §5, with N for its 12): the even-indexed cameras at frames
+- "rig": the rig protocol's inputs (docs/design.md §5, with N for its 12): the even-indexed cameras at frames
   0, s, 2s, … with s = ⌈T·⌈C/2⌉/N⌉ (at most N views: a surplus drops the last frame's highest cameras).
 - "uniform", "latest": the node's draw from a buffered stream: a window of the last w frames up to frame e
   (w and e random, the window holding at least N views) and `lrm4d_ros.selection.select_views` with that

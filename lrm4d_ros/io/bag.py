@@ -1,4 +1,4 @@
-"""Contract bags (DESIGN.md §4) ⇄ ViewSet with rosbags (no rclpy).
+"""Contract bags (docs/design.md §4) ⇄ ViewSet with rosbags (no rclpy).
 
 Per camera `<cam>`: /<cam>/image_raw (sensor_msgs/Image: rgb8, bgr8, rgba8, bgra8, mono8),
 /<cam>/camera_info (sensor_msgs/CameraInfo) and /<cam>/pose (geometry_msgs/PoseStamped: the optical frame in

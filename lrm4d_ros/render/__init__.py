@@ -2,7 +2,7 @@
 
 The backend is chosen by the device of `means`: gsplat (classic mode) on CUDA when it is importable; on the CPU
 the package's compiled tile rasterizer (numba, rasterize_numba.py), or, with one warning, its pure-PyTorch
-reference (rasterize_torch.py) where numba cannot load or compile. All follow DESIGN.md §3: `Ks` in ROS/OpenCV
+reference (rasterize_torch.py) where numba cannot load or compile. All follow docs/design.md §3: `Ks` in ROS/OpenCV
 convention (pixel centres at integer coordinates), camera-to-world poses in the optical frame.
 """
 from __future__ import annotations

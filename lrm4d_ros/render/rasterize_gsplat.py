@@ -1,7 +1,7 @@
 """CUDA backend: gsplat's `rasterization()` in classic mode (optional dependency, extra `cuda`: gsplat>=1.5).
 
 Same signature and outputs as `rasterize_torch.rasterize`. gsplat puts pixel centres at +0.5, so the ROS
-intrinsics get cx + 0.5, cy + 0.5 here and nowhere else (DESIGN.md §3).
+intrinsics get cx + 0.5, cy + 0.5 here and nowhere else (docs/design.md §3).
 """
 from __future__ import annotations
 

@@ -76,8 +76,8 @@ SCALARS = {
     "max_render_pixels": (4_194_304, "width * height limit of one render request", (1, 1 << 30)),
     "virtual_rate_hz": (2.0, "virtual cameras rendered per second (a new reconstruction is needed)",
                         (0.01, 1000.0)),
-    "viewer_port": (0, "port of the browser 4D viewer of the newest reconstruction (http://localhost:PORT); "
-                       "0 = off", (0, 65535)),
+    "viewer_port": (0, "port of the browser 4D viewer of the newest reconstruction (http://<this machine>:PORT, "
+                       "all interfaces); 0 = off", (0, 65535)),
 }
 # Honoured at run time (`ros2 param set`); every other parameter is read-only.
 DYNAMIC = ("reconstruction_rate_hz", "gather_s", "max_input_views", "selection_policy", "min_views",

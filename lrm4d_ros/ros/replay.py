@@ -1,4 +1,4 @@
-"""Publish a ViewSet on the bag-contract topics (DESIGN.md §4): /<cam>/image_raw, /<cam>/camera_info, /<cam>/pose
+"""Publish a ViewSet on the bag-contract topics (docs/design.md §4): /<cam>/image_raw, /<cam>/camera_info, /<cam>/pose
 and, where the views have depth, /<cam>/depth (32FC1); optionally /clock at each view's stamp, as
 `ros2 bag play --clock` does, for a node with use_sim_time.
 

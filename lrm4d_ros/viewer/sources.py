@@ -4,7 +4,7 @@
   stored there);
 - a `lrm4d reconstruct` output folder: every `window_NNN/gaussians_4d.ply`, with the source bag's cameras and
   images when `summary.json` names a bag that still exists;
-- a contract bag (DESIGN.md §4): sliding windows (as `lrm4d reconstruct` makes them) reconstructed on the fly.
+- a contract bag (docs/design.md §4): sliding windows (as `lrm4d reconstruct` makes them) reconstructed on the fly.
 
 Every window becomes a `ViewerWindow`: time-conditioned Gaussians in metres plus the views seen in it.
 """
