@@ -186,6 +186,15 @@ def _config(args) -> LRM4DConfig:
     return LRM4DConfig.preset(args.preset, **overrides)
 
 
+# The configuration fields that shape the weights: --init needs them equal
+WEIGHT_FIELDS = ("n_layer", "n_embd", "n_head", "patch_size", "mlp_ratio", "head", "depth_input")
+
+
+def _config_diff(saved: LRM4DConfig, asked: LRM4DConfig, fields) -> str:
+    return ", ".join(f"{k} {getattr(saved, k)!r} (saved) != {getattr(asked, k)!r}" for k in fields
+                     if getattr(saved, k) != getattr(asked, k))
+
+
 # What a resumed run may change and still continue the same run (noted), against what makes it another run
 RESUME_NOTED = ("frames", "cameras", "resolution", "inputs", "targets", "self_targets", "lr", "min_lr_ratio",
                 "warmup", "weight_decay", "clip", "ssim_weight", "steps", "time_budget", "scenes", "batch")
@@ -203,9 +212,8 @@ def check_resume(out: Path, args, cfg: LRM4DConfig) -> tuple[int, dict] | None:
     if not args.resume:
         raise ValueError(f"{out} already holds a run (step {step}): pass --resume to continue it, or choose "
                          f"another --out")
-    if saved_cfg != cfg:
-        diff = ", ".join(f"{k} {a!r} (saved) != {b!r}" for k, (a, b) in
-                         ((k, (getattr(saved_cfg, k), getattr(cfg, k))) for k in cfg.to_dict()) if a != b)
+    diff = _config_diff(saved_cfg, cfg, [k for k in cfg.to_dict() if k != "grad_checkpointing"])
+    if diff:
         raise ValueError(f"{state_path} was saved by another model configuration ({diff}): resume with its "
                          f"options or choose another --out")
     saved = extra.get("args", {})
@@ -447,9 +455,10 @@ def run(args) -> int:
             from .checkpoint import load_model
 
             init = load_model(args.init)
-            if init.cfg != cfg:
-                raise ValueError(f"--init {args.init} holds another model configuration than --preset {args.preset} "
-                                 f"with these options ({init.cfg} against {cfg})")
+            diff = _config_diff(init.cfg, cfg, WEIGHT_FIELDS)
+            if diff:
+                raise ValueError(f"--init {args.init} holds weights of another shape than --preset {args.preset} "
+                                 f"with these options ({diff})")
     except (ValueError, FileNotFoundError) as e:
         print(f"lrm4d train: error: {e}", file=sys.stderr)
         return 2

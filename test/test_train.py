@@ -7,7 +7,7 @@ import math
 import torch
 
 from lrm4d_ros.baselines import nearest_input
-from lrm4d_ros.checkpoint import load_config, load_model
+from lrm4d_ros.checkpoint import load_config, load_model, shipped_checkpoint_path
 from lrm4d_ros.cli import main
 from lrm4d_ros.data.depth_sensor import with_depth
 from lrm4d_ros.data.eval_scenes import (ROBOT_EVAL_SCENES, ROBOT_PROTOCOL_VAL_FIRST_SEED, render_robot_scenes,
@@ -152,7 +152,8 @@ def test_bad_arguments_are_refused_before_anything_is_written(tmp_path, capsys):
                         (["--image-size", "30"], "not a multiple of patch_size 8"),
                         (["--device", "foo"], "device 'foo'"),
                         (["--depth-drop-view", "1.5"], "probabilities in [0, 1]"),
-                        (["--init", str(tmp_path / "nope.safetensors")], "checkpoint not found")):
+                        (["--init", str(tmp_path / "nope.safetensors")], "checkpoint not found"),
+                        (["--init", str(shipped_checkpoint_path())], "weights of another shape (n_layer 6 (saved)")):
         assert main(["train", "--out", str(tmp_path / "run"), "--steps", "2", *ARGS, *extra]) == 2
         err = capsys.readouterr().err
         assert text in err and "Traceback" not in err, err
