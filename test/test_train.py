@@ -153,7 +153,7 @@ def test_bad_arguments_are_refused_before_anything_is_written(tmp_path, capsys):
                         (["--device", "foo"], "device 'foo'"),
                         (["--depth-drop-view", "1.5"], "probabilities in [0, 1]"),
                         (["--init", str(tmp_path / "nope.safetensors")], "checkpoint not found"),
-                        (["--init", str(shipped_checkpoint_path())], "weights of another shape (n_layer 6 (saved)")):
+                        (["--init", str(shipped_checkpoint_path())], "another shape than --preset tiny with these options (n_layer 6 (saved) != 2")):
         assert main(["train", "--out", str(tmp_path / "run"), "--steps", "2", *ARGS, *extra]) == 2
         err = capsys.readouterr().err
         assert text in err and "Traceback" not in err, err
