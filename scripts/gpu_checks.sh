@@ -11,23 +11,24 @@
 set -eo pipefail
 cd "$(dirname "$0")/.."
 NEED=(torch numpy numba cv2 safetensors rosbags tqdm gsplat)
-source scripts/gpu_env.sh
 out=${1:-}
 [ -n "$out" ] && mkdir -p "$out"
 log=${out:+$out/gpu_checks.log}
-run() {
+run() {  # a step, timed; its results file copied to OUTDIR at once, so a later step's timeout keeps it
+    local result=$1
+    shift
     echo "+ $*"
     local t=$SECONDS
     "$@"
     echo "# $(($SECONDS - t)) s"
+    if [ -n "$out" ]; then cp "benchmarks/results/$result" "$out"/; fi
 }
 {
+    source scripts/gpu_env.sh  # inside the log: what it installs, or what is missing
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
     python3 -c "import torch, gsplat; print('torch', torch.__version__, 'gsplat', gsplat.__version__)"
-    run python3 scripts/gsplat_parity.py
-    run python3 benchmarks/bench_render.py --gsplat --repeats 5 --output benchmarks/results/render_cuda.txt
-    run python3 benchmarks/bench_model.py --device cuda --repeats 3
+    run gsplat_parity.txt python3 scripts/gsplat_parity.py
+    run render_cuda.txt python3 benchmarks/bench_render.py --gsplat --repeats 5 \
+        --output benchmarks/results/render_cuda.txt
+    run model_cuda.txt python3 benchmarks/bench_model.py --device cuda --repeats 3
 } 2>&1 | tee "${log:-/dev/null}"
-if [ -n "$out" ]; then
-    cp benchmarks/results/gsplat_parity.txt benchmarks/results/render_cuda.txt benchmarks/results/model_cuda.txt "$out"/
-fi

@@ -3,6 +3,8 @@
 # (scripts/gpu_wheels.sh) installed under $WHEEL_SITE (default /tmp/lrm4d_site). Fails with the names of what is
 # still missing. NEED (an array) may be set before sourcing; gsplat installs with the wheels where carried.
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH}"
+# gsplat's first-use CUDA build: every core, and only the lent GPUs' architecture (H100/H200: sm_90)
+export MAX_JOBS=${MAX_JOBS:-$(nproc)} TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 [ -n "${NEED+x}" ] || NEED=(torch numpy numba cv2 safetensors rosbags tqdm)
 _missing() {
     python3 -c "import importlib.util as u, sys; print(*[m for m in sys.argv[1:] if u.find_spec(m) is None])" \

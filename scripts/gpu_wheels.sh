@@ -10,8 +10,12 @@
 set -eo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON_VERSION:-3.12}
-pkgs=(rosbags==0.11.9 apsw backports.zstd lz4 ruamel.yaml ruamel.yaml.clib plyfile)
+# every version pinned, and .whl/ emptied first: two versions of a package, or a gsplat wheel left from an earlier
+# run after --no-gsplat, stop the whole install there
+pkgs=(rosbags==0.11.9 apsw==3.54.1.0 backports.zstd==1.8.0 lz4==4.4.5 ruamel.yaml==0.19.1 ruamel.yaml.clib==0.2.15
+      plyfile==1.1.5)
 [ "${1:-}" = "--no-gsplat" ] || pkgs+=(gsplat==1.5.3)
+rm -rf .whl
 mkdir -p .whl
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$py" --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \

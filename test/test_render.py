@@ -287,3 +287,25 @@ def test_gsplat_backend_shifts_K_and_splits_outputs(monkeypatch):
     assert (calls["near_plane"], calls["far_plane"], calls["eps2d"]) == (0.1, 50.0, EPS2D)
     assert rgb.shape == (1, 5, 6, 3) and depth.shape == (1, 5, 6, 1) and alpha.shape == (1, 5, 6, 1)
     assert depth[0, 0, 1, 0].item() == 7.0 and rgb[0, 0, 1, 2].item() == 6.0
+
+
+def test_cuda_falls_back_to_the_reference_when_gsplat_fails_to_build(monkeypatch):
+    """gsplat compiles its CUDA kernels on first use; where that fails (an nvcc it does not support), a GPU run
+    renders with the reference rasterizer after one warning instead of stopping."""
+    import lrm4d_ros.render as R
+    from lrm4d_ros.render import rasterize_gsplat, rasterize_torch
+
+    def failing_build():
+        raise RuntimeError("Error building extension 'gsplat_cuda'")
+
+    monkeypatch.setattr(R, "_cuda", [])
+    monkeypatch.setattr(R.importlib.util, "find_spec", lambda name, *a: object() if name == "gsplat" else None)
+    monkeypatch.delenv("LRM4D_NO_GSPLAT", raising=False)
+    monkeypatch.setattr(rasterize_gsplat, "warm_up", failing_build)
+    assert R.gsplat_available()
+    with pytest.warns(RuntimeWarning, match="gsplat unavailable .*Error building extension"):
+        name, fn = R.cuda_backend()
+    assert (name, fn) == ("torch", rasterize_torch.rasterize) and not R.gsplat_available()
+    monkeypatch.setattr(R, "_cuda", [])
+    monkeypatch.setenv("LRM4D_NO_GSPLAT", "1")
+    assert not R.gsplat_available() and R.cuda_backend()[0] == "none"

@@ -1,6 +1,7 @@
 """The one rendering entry point: 3D Gaussians + posed pinhole cameras -> RGB, alpha and expected depth.
 
-The backend is chosen by the device of `means`: gsplat (classic mode) on CUDA when it is importable; on the CPU
+The backend is chosen by the device of `means`: gsplat (classic mode) on CUDA when it is importable, its kernels
+build (`cuda_backend`; with one warning the PyTorch reference otherwise) and LRM4D_NO_GSPLAT is unset; on the CPU
 the package's compiled tile rasterizer (numba, rasterize_numba.py), or, with one warning, its pure-PyTorch
 reference (rasterize_torch.py) where numba cannot load or compile. All follow docs/design.md §3: `Ks` in ROS/OpenCV
 convention (pixel centres at integer coordinates), camera-to-world poses in the optical frame.
@@ -8,6 +9,7 @@ convention (pixel centres at integer coordinates), camera-to-world poses in the 
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 import warnings
 from typing import Callable, NamedTuple
@@ -51,8 +53,42 @@ def _backgrounds(background: Tensor | None, C: int, like: Tensor) -> Tensor:
 
 
 def gsplat_available() -> bool:
-    """True when the optional `gsplat` package (extra `cuda`) can be imported."""
-    return importlib.util.find_spec("gsplat") is not None
+    """True when the optional `gsplat` package (extra `cuda`) can be imported, LRM4D_NO_GSPLAT is not set, and its
+    kernels have not failed to build here (`cuda_backend`)."""
+    return (importlib.util.find_spec("gsplat") is not None and not os.environ.get("LRM4D_NO_GSPLAT")
+            and _cuda[:1] != [("torch", None)])
+
+
+_cuda: list[tuple[str, Callable | None]] = []  # the CUDA backend, chosen on first use
+
+
+def cuda_backend() -> tuple[str, Callable]:
+    """("gsplat", its rasterize) once gsplat's kernels build (or load) and draw a test scene; ("none", the reference
+    rasterize) where gsplat is not installed (or LRM4D_NO_GSPLAT is set); ("torch", the reference rasterize) after
+    one RuntimeWarning saying why where gsplat failed. gsplat ships no binaries: it compiles its CUDA kernels
+    on first use, minutes, with whatever nvcc the machine has, and that build can fail; a GPU run then renders with
+    the reference instead of stopping."""
+    with _CPU_LOCK:
+        if not _cuda:
+            if not gsplat_available():
+                _cuda.append(("none", None))
+            else:
+                try:
+                    with compile_note("gsplat's CUDA kernels"):
+                        from .rasterize_gsplat import rasterize, warm_up
+
+                        warm_up()
+                    _cuda.append(("gsplat", rasterize))
+                except Exception as exc:  # a failed build, a missing nvcc, a driver mismatch
+                    warnings.warn(f"gsplat unavailable ({type(exc).__name__}: {exc}); rendering on CUDA with the "
+                                  "PyTorch reference rasterizer instead", RuntimeWarning, stacklevel=3)
+                    _cuda.append(("torch", None))
+        name, fn = _cuda[0]
+    if fn is None:  # "none": gsplat is not here; "torch": it failed to build
+        from .rasterize_torch import rasterize
+
+        return name, rasterize
+    return name, fn
 
 
 _CPU_LOCK = threading.Lock()
@@ -120,15 +156,15 @@ def render(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, cam
     Ks = Ks.to(device=means.device, dtype=means.dtype)
     backgrounds = _backgrounds(background, C, means)
 
-    if means.device.type == "cuda" and gsplat_available():
-        from .rasterize_gsplat import rasterize
+    if means.device.type == "cuda":
+        rasterize = cuda_backend()[1]
     elif means.device.type == "cpu":
         rasterize = cpu_backend()[1]
-    else:  # another accelerator, or CUDA without gsplat: the torch reference runs on any device
+    else:  # another accelerator: the torch reference runs on any device
         from .rasterize_torch import rasterize
     rgb, alpha, depth = rasterize(means, covars, opacities, colors, viewmats, Ks, width, height, backgrounds,
                                   near, far)
     return RenderOutput(rgb, alpha, depth)
 
 
-__all__ = ["RenderOutput", "render", "gsplat_available", "cpu_backend"]
+__all__ = ["RenderOutput", "render", "gsplat_available", "cpu_backend", "cuda_backend"]

@@ -5,6 +5,7 @@ intrinsics get cx + 0.5, cy + 0.5 here and nowhere else (docs/design.md §3).
 """
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from .projection import EPS2D
@@ -24,3 +25,14 @@ def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, 
         near_plane=near, far_plane=far, eps2d=EPS2D, packed=False, backgrounds=backgrounds,
         render_mode="RGB+ED", rasterize_mode="classic", covars=covars)
     return rendered[..., :3], alphas, rendered[..., 3:4]
+
+
+def warm_up() -> None:
+    """Build (or load) gsplat's CUDA kernels and check them on a tiny scene: AssertionError if it draws nothing."""
+    means = torch.tensor([[0.0, 0.0, 2.0], [0.05, 0.0, 3.0]], device="cuda")
+    K = torch.tensor([[[20.0, 0.0, 9.5], [0.0, 20.0, 9.5], [0.0, 0.0, 1.0]]], device="cuda")
+    _, alphas, _ = rasterize(means, torch.eye(3, device="cuda").expand(2, 3, 3) * 0.01,
+                             torch.tensor([0.9, 0.8], device="cuda"), torch.ones(2, 3, device="cuda"),
+                             torch.eye(4, device="cuda")[None], K, 20, 20, torch.zeros(1, 3, device="cuda"), 0.01, 1e10)
+    torch.cuda.synchronize()
+    assert float(alphas.max()) > 0.5, "gsplat drew its test scene wrongly"
