@@ -63,6 +63,17 @@ def test_windows_slice_like_the_reconstruction(rec, views, tmp_path):
         torch.testing.assert_close(got.opacities, want.opacities, rtol=1e-3, atol=1e-4)
 
 
+def test_gaussians_with_non_finite_values_are_left_out_with_a_note(tmp_path, capsys):
+    g = moving_scene()
+    g.means[3, 0] = float("nan")  # one NaN position had made the framing NaN: a blank page and no error
+    g.colors[5, 1] = float("inf")
+    path = tmp_path / "nan.ply"
+    write_ply_4d(path, g, TimeWindow(START_NS, START_NS + 10**9))
+    win = load_ply_window(path)
+    assert len(win.gaussians) == len(g) - 2 and bool(torch.isfinite(win.gaussians.means).all())
+    assert f"2 of {len(g)} Gaussians have non-finite values" in capsys.readouterr().err
+
+
 def test_ply_without_stamps_estimates_the_window_from_its_times(tmp_path):
     g = moving_scene()
     path = tmp_path / "nostamps.ply"
@@ -115,7 +126,8 @@ def test_port_in_use_is_refused(scene_ply, capsys):
         with pytest.raises(ViewerError, match=f"port {port} is in use"):
             Viewer(port=port)
         assert main(["view", str(scene_ply), "--port", str(port)]) == 2
-    assert f"port {port} is in use" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert f"port {port} is in use" in err and "http" not in out  # no banner of the next free port
 
 
 def _wait(predicate, timeout=30.0, what="the viewer"):
@@ -135,7 +147,7 @@ def _sent_splats(viewer) -> np.ndarray:
 
 def test_viewer_sends_the_slice_at_the_slider_time_from_its_own_thread(scene_ply, monkeypatch):
     require_viser()
-    from lrm4d_ros.viewer.server import Viewer
+    from lrm4d_ros.viewer.server import PLAY_FPS, Viewer
 
     threads = []
     original = ViewerWindow.slice
@@ -169,7 +181,11 @@ def test_viewer_sends_the_slice_at_the_slider_time_from_its_own_thread(scene_ply
         n = len(viewer.draws)
         viewer._play.value = True
         _wait(lambda: len(viewer.draws) >= n + 4, what="playback")
+        time.sleep(1.0)  # at PLAY_FPS: the loop's own slider updates had woken it at once, a redraw per millisecond
+        t1 = time.monotonic()
         viewer._play.value = False
+        recent = [d for d in viewer.draws if d.done > t1 - 1.0]
+        assert 3 <= len(recent) <= 1.5 * PLAY_FPS, len(recent)
         stamps = [d.stamp_ns for d in list(viewer.draws)[n:n + 4]]
         assert len(set(stamps)) == 4 and all(START_NS <= s <= START_NS + 10**9 for s in stamps)
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 import sys
 import threading
 import time
@@ -56,6 +57,14 @@ class Viewer:
         logging.getLogger("websockets.server").setLevel(logging.CRITICAL)
         if not 0 <= port <= 65535:
             raise ViewerError(f"port must be in 0..65535, got {port}")
+        if port:  # before viser, which would announce the next free port it moves on to
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((host, port))
+                except OSError:
+                    raise ViewerError(f"port {port} is in use (another viewer or program listens there); choose "
+                                      "another") from None
         self.server = viser.ViserServer(host=host, port=port, label=label, verbose=False)
         if port and self.server.get_port() != port:  # viser moves on to the next free port by itself
             self.server.stop()
@@ -69,8 +78,13 @@ class Viewer:
         self._speed = gui.add_slider("speed", min=0.1, max=4.0, step=0.1, initial_value=1.0)
         self._show_gaussians = gui.add_checkbox("Gaussians", True)
         self._show_cameras = gui.add_checkbox("cameras", True)
-        for handle in (self._time, self._play, self._show_gaussians, self._show_cameras):
+        for handle in (self._play, self._show_gaussians, self._show_cameras):
             handle.on_update(lambda _: self._wake.set())
+        # the time slider wakes the loop only when a user moves it: the loop's own updates while playing also
+        # fire this callback, and had woken it at once, every frame (a redraw per millisecond, not PLAY_FPS)
+        self._time_set = math.nan  # the value the loop last gave the slider
+        self._time.on_update(lambda _: None if abs(self._time.value - self._time_set) <= 0.5 * self._time.step
+                             else self._wake.set())
         self.server.scene.world_axes.visible = True
 
         self.draws: deque[Draw] = deque(maxlen=256)
@@ -133,7 +147,8 @@ class Viewer:
             try:
                 self._take_pending()
                 if playing and self._span_s > 0:
-                    self._time.value = (self._time.value + (now - last) * self._speed.value) % self._span_s
+                    self._time_set = (self._time.value + (now - last) * self._speed.value) % self._span_s
+                    self._time.value = self._time_set
                 self._draw()
                 error, repeats = None, 0
             except Exception as e:  # a bad window must not stop the viewer; say so in the panel and the log
@@ -171,7 +186,7 @@ class Viewer:
             value = (windows[0].mid_ns - self._origin_ns) * 1e-9
         self._time.step = slider_step(self._span_s)
         self._time.max = max(self._span_s, self._time.step)
-        self._time.value = value
+        self._time_set = self._time.value = value
         self._time.disabled = False
 
     def _load(self, index: int) -> ViewerWindow:
@@ -259,7 +274,9 @@ class Viewer:
                 return
             means = g.means.detach().cpu().double()
             center = means.median(0).values
-            radius = float(torch.quantile((means - center).norm(dim=-1), 0.9).clamp_min(1e-3))
+            # the dense core, not the floor and walls that reach far out (a demo window's reach 14 m, and framed by
+            # them its robot was a few specks)
+            radius = float(torch.quantile((means - center).norm(dim=-1), 0.5).clamp_min(1e-3))
             up = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
             eye = center + 3.0 * radius * torch.tensor([1.0, -1.0, 0.8], dtype=torch.float64) / math.sqrt(2.64)
         distance = float((eye - center).norm())

@@ -11,6 +11,7 @@ Every window becomes a `ViewerWindow`: time-conditioned Gaussians in metres plus
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,15 @@ def load_ply_window(path: Path, views: ViewSet | None = None, window: tuple[int,
         raise ViewerError(f"{path}: {e}; expected {EXPECTED}") from None
     if len(g4) == 0:
         raise ViewerError(f"{path} holds no Gaussians")
+    finite = torch.ones(len(g4), dtype=torch.bool)
+    for t in (g4.means, g4.times, g4.velocities, g4.covars, g4.scale_t, g4.opacities, g4.colors):
+        finite &= torch.isfinite(t.reshape(len(g4), -1)).all(1)
+    if not bool(finite.all()):  # one NaN position made the view's framing NaN: a blank page, no error
+        print(f"lrm4d view: {path}: {int((~finite).sum())} of {len(g4)} Gaussians have non-finite values: not shown",
+              file=sys.stderr, flush=True)
+        g4 = g4.select(finite)
+        if len(g4) == 0:
+            raise ViewerError(f"{path} holds no Gaussian with finite values")
     if window is None:
         stored = stored_window(path)
         window = (stored.start_ns, stored.end_ns) if stored else estimated_window(g4.times)
