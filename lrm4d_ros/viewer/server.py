@@ -228,7 +228,8 @@ class Viewer:
         where = f"{ref.label} ({index + 1}/{len(self._windows)})" if len(self._windows) > 1 else ref.label
         self._info.content = (
             f"**{where}**: {(win.start_ns - self._origin_ns) * 1e-9:.3f} to {(win.end_ns - self._origin_ns) * 1e-9:.3f} s"
-            f"  \nshown: **{(stamp - self._origin_ns) * 1e-9:.3f} s** (stamp {stamp} ns), {len(means):,} Gaussians")
+            f"  \nshown: **{(stamp - self._origin_ns) * 1e-9:.3f} s** (stamp {stamp} ns), {len(means):,} Gaussians"
+            + ("" if len(means) else " (none is alive at this moment: their time extents lie elsewhere)"))
         self.draws.append(Draw(stamp, len(means), t1 - t0, t2 - t1, time.monotonic()))
         self._drawn = key
 
