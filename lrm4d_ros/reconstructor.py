@@ -550,9 +550,15 @@ class Reconstruction:
         looks unlike every input gets the Gaussians' colours softened (`soften` by 1 − its gate);
         an input camera's captured frames are shown as they are (`CapturedFrames`).
         """
-        times = self._times(stamps_ns)
+        camtoworlds, Ks = torch.as_tensor(camtoworlds), torch.as_tensor(Ks)
+        C = camtoworlds.shape[0] if camtoworlds.dim() == 3 else -1
+        stamps = torch.as_tensor(stamps_ns).reshape(-1)
+        if C < 1 or tuple(camtoworlds.shape) != (C, 4, 4) or tuple(Ks.shape) != (C, 3, 3) or len(stamps) != C:
+            raise ValueError(f"render takes C >= 1 cameras: camtoworlds (C,4,4), Ks (C,3,3) and stamps_ns (C,), got "
+                             f"{tuple(camtoworlds.shape)}, {tuple(Ks.shape)} and {tuple(stamps.shape)}")
+        times = self._times(stamps)
         dev = self.gaussians.means.device
-        c2w = self.normalization.poses_to_canonical(torch.as_tensor(camtoworlds, dtype=torch.float64))
+        c2w = self.normalization.poses_to_canonical(camtoworlds.to(torch.float64))
         c2w, Ks = c2w.to(dev).float(), torch.as_tensor(Ks).to(dev).float()
         out = render_at_times(self.gaussians, c2w, Ks, width, height, times,
                               self.background if background is None else background,

@@ -16,6 +16,9 @@ def short_side_size(height: int, width: int, short: int) -> tuple[int, int]:
     return max(1, round(height * s)), max(1, round(width * s))
 
 
+IMAGE_SLACK = 1e-3  # how far outside [0, 1] an image's values may stray (resampling, float rounding)
+
+
 @dataclass
 class ViewSet:
     """V posed views, all at one resolution H×W.
@@ -49,7 +52,20 @@ class ViewSet:
             if x is not None and tuple(x.shape) != tuple(self.images.shape[:3]):
                 raise ValueError(f"{name} must have shape {tuple(self.images.shape[:3])}, got {tuple(x.shape)}")
         if self.stamps_ns.dtype != torch.int64:
-            raise ValueError(f"stamps_ns must be int64 nanoseconds, got {self.stamps_ns.dtype}")
+            raise ValueError(f"stamps_ns must be a torch int64 tensor of nanoseconds, got {self.stamps_ns.dtype}")
+        # an 8-bit image (torch.from_numpy of a cv2 frame) or one in 0..255 reconstructed without a word into garbage
+        if not self.images.is_floating_point():
+            raise TypeError(f"images must be floating point RGB in [0, 1], got {self.images.dtype} (uint8 images: "
+                            ".float() / 255)")
+        if V:
+            lo, hi = (float(x) for x in torch.aminmax(self.images))
+            if lo < -IMAGE_SLACK or hi > 1 + IMAGE_SLACK:
+                raise ValueError(f"images must be RGB in [0, 1], got values in [{lo:g}, {hi:g}]"
+                                 + (" (0..255: divide by 255)" if hi > 2 else ""))
+            if self.camera_ids.is_floating_point() or int(self.camera_ids.min()) < 0 or \
+                    (self.camera_names and int(self.camera_ids.max()) >= len(self.camera_names)):
+                raise ValueError(f"camera_ids must be integer indices into camera_names ({len(self.camera_names)} "
+                                 f"names), got {self.camera_ids.unique().tolist()}")
         if not self.camera_names and V:
             self.camera_names = [f"cam{i}" for i in range(int(self.camera_ids.max()) + 1)]
 

@@ -495,3 +495,22 @@ def test_robot_eval_recipe():
     views = render_robot_scenes(ROBOT_EVAL_SCENES[:1], resolution=16, supersample=1)[0]
     assert len(views) == ROBOT_FRAMES * ROBOT_CAMERAS and views.camera_names == [f"cam{i}" for i in range(6)]
     assert views.depths.gt(0).float().mean() > 0.5
+
+
+def test_viewset_refuses_images_outside_0_1_and_camera_ids_without_names():
+    import pytest
+
+    from lrm4d_ros.views import ViewSet
+
+    def views(images, ids=(0, 1), names=("a", "b")):
+        return ViewSet(images, torch.eye(3).expand(2, 3, 3).double(), torch.eye(4).expand(2, 4, 4).double(),
+                       torch.tensor([0, 1], dtype=torch.int64), torch.tensor(ids), list(names))
+
+    ok = torch.rand(2, 4, 5, 3)
+    assert len(views(ok)) == 2
+    with pytest.raises(TypeError, match=r"uint8 images: .float\(\) / 255"):
+        views((ok * 255).to(torch.uint8))  # torch.from_numpy of a cv2 frame
+    with pytest.raises(ValueError, match=r"divide by 255"):
+        views(ok * 255)
+    with pytest.raises(ValueError, match="camera_ids must be integer indices into camera_names"):
+        views(ok, ids=(0, 2))

@@ -292,6 +292,11 @@ def test_reconstructor_world_units_and_window():
     with pytest.raises(ValueError, match="outside the reconstructed window"):
         rec.slice(base - 20_000_000)
     rec.slice(base - 4_000_000)  # within tolerance (10 ms)
+    # mismatched arguments are named, not reported from deep inside (an unbatched pose was taken as 4 cameras)
+    for bad in ((c2w[:1], views.Ks[:2], [base]), (c2w[0], views.Ks[0], [base]), (c2w[:2], views.Ks[:2], [base]),
+                (c2w[:0], views.Ks[:0], [])):
+        with pytest.raises(ValueError, match=r"render takes C >= 1 cameras: camtoworlds \(C,4,4\)"):
+            rec.render(bad[0], bad[1], 8, 8, torch.tensor(bad[2], dtype=torch.int64))
     # Renders reuse cached slices: asked again after more distinct instants than the cache holds, and in a
     # batch mixing cached and new instants, a camera's pixels are the same as a fresh reconstruction's.
     fresh = Reconstructor(model, device="cpu").reconstruct(views)

@@ -309,3 +309,18 @@ def test_cuda_falls_back_to_the_reference_when_gsplat_fails_to_build(monkeypatch
     monkeypatch.setattr(R, "_cuda", [])
     monkeypatch.setenv("LRM4D_NO_GSPLAT", "1")
     assert not R.gsplat_available() and R.cuda_backend()[0] == "none"
+
+
+def test_non_rigid_poses_and_bad_intrinsics_are_refused():
+    means, covars = torch.tensor([[0.0, 0.0, 2.0]]), torch.eye(3)[None] * 0.01
+    args = (torch.ones(1), torch.ones(1, 3))
+    K = torch.tensor([[[20.0, 0.0, 9.5], [0.0, 20.0, 9.5], [0.0, 0.0, 1.0]]])
+    scaled = torch.eye(4)[None].clone()
+    scaled[0, :3, :3] *= 2  # rendered the same image with depths doubled, without a word
+    with pytest.raises(ValueError, match="rigid camera-to-world"):
+        render(means, covars, *args, scaled, K, 20, 20)
+    K0 = K.clone()
+    K0[0, 0, 0] = 0.0
+    with pytest.raises(ValueError, match="fx, fy > 0"):
+        render(means, covars, *args, torch.eye(4)[None], K0, 20, 20)
+    assert float(render(means, covars, *args, torch.eye(4)[None], K, 20, 20).alphas.max()) > 0.5

@@ -91,6 +91,7 @@ def cuda_backend() -> tuple[str, Callable]:
     return name, fn
 
 
+POSE_TOLERANCE = 1e-3  # |RᵀR − I| and |det R − 1| a camera-to-world rotation may show (float32 round-off)
 _CPU_LOCK = threading.Lock()
 _cpu: list[tuple[str, Callable]] = []  # the CPU backend, chosen on first use
 
@@ -151,7 +152,16 @@ def render(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, cam
         raise ValueError(f"need 0 <= near < far, got near={near}, far={far}")
     width, height = int(width), int(height)
 
-    # Pose inversion in float64: camera translations can be large in world units.
+    # Pose inversion in float64: camera translations can be large in world units. invert_pose transposes the
+    # rotation: a scaled or sheared one rendered silently wrong (a pose scaled by 2 gave the same image, depths x2)
+    c2w64 = camtoworlds.detach().to(dtype=torch.float64)
+    R = c2w64[:, :3, :3]
+    eye = torch.eye(3, dtype=torch.float64, device=R.device)
+    if not bool(torch.isfinite(c2w64).all()) or float((R.transpose(1, 2) @ R - eye).abs().max()) > POSE_TOLERANCE \
+            or float((torch.linalg.det(R) - 1).abs().max()) > POSE_TOLERANCE:
+        raise ValueError("camtoworlds must be rigid camera-to-world transforms (a rotation and a translation)")
+    if not bool((Ks[:, 0, 0] > 0).all() & (Ks[:, 1, 1] > 0).all() & torch.isfinite(Ks).all()):
+        raise ValueError("Ks must be finite pinhole intrinsics with fx, fy > 0")
     viewmats = invert_pose(camtoworlds.to(device=means.device, dtype=torch.float64)).to(means.dtype)
     Ks = Ks.to(device=means.device, dtype=means.dtype)
     backgrounds = _backgrounds(background, C, means)

@@ -74,7 +74,7 @@ SCALARS = {
                         None),
     "max_concurrent_renders": (1, "further simultaneous render requests are refused at once (busy)", (1, 64)),
     "max_render_pixels": (4_194_304, "width * height limit of one render request", (1, 1 << 30)),
-    "virtual_rate_hz": (2.0, "virtual cameras rendered per second (a new reconstruction is needed)",
+    "virtual_rate_hz": (2.0, "how often the virtual cameras look for a new reconstruction to render [Hz]",
                         (0.01, 1000.0)),
     "viewer_port": (0, "port of the browser 4D viewer of the newest reconstruction (http://<this machine>:PORT, "
                        "all interfaces); 0 = off", (0, 65535)),
@@ -100,7 +100,8 @@ class CameraTopics:
 
 @dataclass(frozen=True)
 class VirtualCamera:
-    """A camera rendered continuously: camtoworld (4,4) metres, intrinsics K (3,3), size, time offset (s)."""
+    """A camera rendered for each reconstruction: camtoworld (4,4) metres, intrinsics K (3,3), size, time offset
+    (s)."""
 
     name: str
     camtoworld: np.ndarray
@@ -208,7 +209,7 @@ def declare_and_load(node: Node) -> NodeConfig:
             topic("frame_id", "", "optical frame for pose_source tf; empty = the image's header.frame_id")))
 
     virtual = []
-    for n in _string_list(node, "virtual_camera_names", [], "cameras rendered continuously"):
+    for n in _string_list(node, "virtual_camera_names", [], "cameras rendered for each reconstruction"):
         _check_topic(f"virtual camera name {n!r}", f"~/{n}/image")
         p = f"virtual_cameras.{n}."
         position = _declare(node, p + "position", [0.0, 0.0, 0.0], "[x, y, z] metres in world_frame")

@@ -62,8 +62,8 @@ INFO_WAIT = 8
 ARRIVALS_KEPT = 4096
 # A burst of requests larger than the DDS history is silently dropped by the middleware; keep room for bursts.
 SERVICE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=64, reliability=ReliabilityPolicy.RELIABLE)
-STATIC_TF_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 STEADY = Clock(clock_type=ClockType.STEADY_TIME)  # timers that must run whatever ROS time does (sim time)
 
 
@@ -195,9 +195,9 @@ class ReconstructNode(Node):
         self.gaussians_pub = self.create_publisher(PointCloud2, "~/gaussians", 1)
         self.status_pub = self.create_publisher(ReconstructionStatus, "~/status", 10)
         self.virtual_pubs = {
-            v.name: (self.create_publisher(Image, f"~/{v.name}/image", 1),
-                     self.create_publisher(Image, f"~/{v.name}/depth", 1),
-                     self.create_publisher(CameraInfo, f"~/{v.name}/camera_info", 1))
+            v.name: (self.create_publisher(Image, f"~/{v.name}/image", LATCHED_QOS),
+                     self.create_publisher(Image, f"~/{v.name}/depth", LATCHED_QOS),
+                     self.create_publisher(CameraInfo, f"~/{v.name}/camera_info", LATCHED_QOS))
             for v in cfg.virtual_cameras}
         self._publish_static_tf()
         # Reentrant: requests beyond max_concurrent_renders are answered "busy" at once instead of queueing.
@@ -601,7 +601,7 @@ class ReconstructNode(Node):
             self.get_logger().info("tf2_msgs is not installed: the virtual cameras' frames are not on /tf_static")
             return
         now = self.get_clock().now().nanoseconds
-        self.tf_static_pub = self.create_publisher(RCLPY.TFMessage, "/tf_static", STATIC_TF_QOS)
+        self.tf_static_pub = self.create_publisher(RCLPY.TFMessage, "/tf_static", LATCHED_QOS)
         self.tf_static_pub.publish(RCLPY.TFMessage(transforms=[
             transform_msg(v.camtoworld, now, self.cfg.world_frame, f"{v.name}_optical_frame", RCLPY)
             for v in self.cfg.virtual_cameras]))
@@ -627,10 +627,11 @@ class ReconstructNode(Node):
                 msgs = (image_msg(out.colors[0].cpu().numpy(), stamp, frame, types=RCLPY),
                         float_image_msg(out.depths[0, ..., 0].cpu().numpy(), stamp, frame, RCLPY),
                         camera_info_msg(vc.K, vc.width, vc.height, stamp, frame, RCLPY))
-                cached = (serial, msgs)
-                self._virtual_cache[vc.name] = cached
-            for pub, msg in zip(self.virtual_pubs[vc.name], cached[1]):
-                pub.publish(msg)
+                self._virtual_cache[vc.name] = (serial, msgs)
+                # published once per reconstruction, latched (transient local) for late subscribers: republishing
+                # the same frame at the timer's rate filled bags and Foxglove with duplicates of one stamp
+                for pub, msg in zip(self.virtual_pubs[vc.name], msgs):
+                    pub.publish(msg)
 
 
 def window_signature(views) -> tuple:
