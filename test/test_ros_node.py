@@ -474,3 +474,15 @@ def test_parameters_read_only_or_honoured_at_run_time(session):
         assert len(node.window.snapshot()) == 6
     finally:
         node.set_parameters([Parameter("max_input_views", value=8), Parameter("selection_policy", value="uniform")])
+
+
+def test_the_cloud_leaves_out_far_and_faint_gaussians_on_request():
+    from lrm4d_ros.gaussians import Gaussians3D
+    from lrm4d_ros.ros.reconstruct_node import cloud_gaussians
+
+    means = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 4.0], [0.0, 0.0, 30.0], [9.0, 0.0, 0.5]])
+    g = Gaussians3D(means, torch.eye(3).expand(4, 3, 3) * 1e-4, torch.tensor([0.9, 0.2, 0.9, 0.9]), torch.rand(4, 3))
+    cams = torch.tensor([[0.0, 0.0, 0.0], [10.0, 0.0, 0.0]], dtype=torch.float64)
+    assert len(cloud_gaussians(g, cams, 0.0, 0.0)) == 4  # the defaults keep everything
+    kept = cloud_gaussians(g, cams, 0.5, 5.0)  # the faint one and the one 30 m from every camera go
+    assert kept.means.tolist() == [[0.0, 0.0, 1.0], [9.0, 0.0, 0.5]]

@@ -69,6 +69,8 @@ SCALARS = {
     "normalization_scale": (1.0, "fixed normalization scale", (1e-9, BIG)),
     "publish_gaussians": (True, "publish ~/gaussians after each reconstruction", None),
     "gaussians_min_opacity": (0.0, "drop sliced Gaussians below this opacity in ~/gaussians", (0.0, 1.0)),
+    "gaussians_max_range": (0.0, "drop Gaussians farther than this from every input camera in ~/gaussians "
+                                 "(unmeasured pixels' far points); 0 = keep all [m]", (0.0, BIG)),
     "render_service": ("~/render_view", "name of the render_view service", None),
     "render_frame_id": ("render_view_optical_frame", "frame_id of render_view images when the request names none",
                         None),
@@ -81,7 +83,7 @@ SCALARS = {
 }
 # Honoured at run time (`ros2 param set`); every other parameter is read-only.
 DYNAMIC = ("reconstruction_rate_hz", "gather_s", "max_input_views", "selection_policy", "min_views",
-           "publish_gaussians", "gaussians_min_opacity", "max_render_pixels")
+           "publish_gaussians", "gaussians_min_opacity", "gaussians_max_range", "max_render_pixels")
 DEFAULT_CAMERAS = ["cam0", "cam1", "cam2", "cam3"]
 
 

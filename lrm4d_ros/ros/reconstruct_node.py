@@ -461,9 +461,8 @@ class ReconstructNode(Node):
         elapsed = time.perf_counter() - t0
         n4d, n3d, cloud = len(rec.gaussians), 0, None
         if self.cfg.publish_gaussians:
-            g = rec.slice(rec.window.end_ns)
-            if self.cfg.gaussians_min_opacity > 0:
-                g = g.select(g.opacities >= self.cfg.gaussians_min_opacity)
+            g = cloud_gaussians(rec.slice(rec.window.end_ns), views.camtoworlds[:, :3, 3],
+                                self.cfg.gaussians_min_opacity, self.cfg.gaussians_max_range)
             cloud = pointcloud2_msg(g, rec.window.end_ns, self.cfg.world_frame, RCLPY)
             n3d = len(g)
         newest = int(torch.argmax(views.stamps_ns))
@@ -632,6 +631,17 @@ class ReconstructNode(Node):
                 # the same frame at the timer's rate filled bags and Foxglove with duplicates of one stamp
                 for pub, msg in zip(self.virtual_pubs[vc.name], msgs):
                     pub.publish(msg)
+
+
+def cloud_gaussians(g, camera_centers: torch.Tensor, min_opacity: float, max_range: float):
+    """The sliced Gaussians (world, metres) that ~/gaussians publishes: opacity >= min_opacity and, where max_range
+    > 0, within max_range metres of some input camera (camera_centers (C,3)): pixels a depth camera did not measure
+    (sky, dropouts, beyond its range) keep their far starting depth, opaque points far past the scene."""
+    keep = g.opacities >= min_opacity if min_opacity > 0 else None
+    if max_range > 0 and len(g):
+        near = torch.cdist(g.means.double(), camera_centers.to(g.means.device).double()).amin(1) <= max_range
+        keep = near if keep is None else keep & near
+    return g if keep is None else g.select(keep)
 
 
 def window_signature(views) -> tuple:
