@@ -590,6 +590,8 @@ def checked_device(device: str | torch.device) -> torch.device:
                              f"(use cpu)")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(f"device {device!r} is not available: {torch.cuda.device_count()} GPU(s) visible")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} is not available: this torch has no MPS or sees no Apple GPU (use cpu)")
     return dev
 
 

@@ -39,6 +39,11 @@ class ViewSet:
     alphas: Tensor | None = None
 
     def __post_init__(self):
+        for name in ("images", "Ks", "camtoworlds", "stamps_ns", "camera_ids", "depths", "alphas"):
+            x = getattr(self, name)
+            if x is not None and not isinstance(x, Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__} (torch.from_numpy converts "
+                                "an array)")
         V = self.images.shape[0]
         if self.images.ndim != 4 or self.images.shape[-1] != 3:
             raise ValueError(f"images must be (V,H,W,3), got {tuple(self.images.shape)}")
@@ -144,6 +149,9 @@ class ViewSet:
 
         def opt(name):
             xs = [getattr(v, name) for v in views]
+            if name == "depths" and any(x is not None for x in xs):  # 0 is "not measured": nothing is lost
+                xs = [torch.zeros(v.images.shape[:3], dtype=torch.float32, device=v.device) if x is None else x
+                      for x, v in zip(xs, views)]
             return None if any(x is None for x in xs) else torch.cat(xs)
 
         return ViewSet(images=torch.cat([v.images for v in views]), Ks=torch.cat([v.Ks for v in views]),

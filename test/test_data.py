@@ -514,3 +514,24 @@ def test_viewset_refuses_images_outside_0_1_and_camera_ids_without_names():
         views(ok * 255)
     with pytest.raises(ValueError, match="camera_ids must be integer indices into camera_names"):
         views(ok, ids=(0, 2))
+
+
+def test_viewset_takes_tensors_and_cat_keeps_the_depths_it_has():
+    import numpy as np
+    import pytest
+
+    from lrm4d_ros.views import ViewSet
+
+    def views(depths=None):
+        return ViewSet(torch.rand(2, 4, 5, 3), torch.eye(3).expand(2, 3, 3).double(),
+                       torch.eye(4).expand(2, 4, 4).double(), torch.tensor([0, 1], dtype=torch.int64),
+                       torch.tensor([0, 1]), ["a", "b"], depths=depths)
+
+    with pytest.raises(TypeError, match="stamps_ns must be a torch.Tensor, got ndarray"):
+        ViewSet(torch.rand(1, 4, 5, 3), torch.eye(3)[None].double(), torch.eye(4)[None].double(),
+                np.array([0], dtype=np.int64), torch.tensor([0]), ["a"])
+    d = torch.rand(2, 4, 5)
+    both = ViewSet.cat([views(d), views()])  # a depth camera's views and a colour camera's: the depths stay
+    assert torch.equal(both.depths[:2], d) and not both.depths[2:].any()
+    assert ViewSet.cat([views(), views()]).depths is None
+

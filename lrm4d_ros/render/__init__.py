@@ -125,7 +125,7 @@ def render(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, cam
 
     means (N,3), covars (N,3,3), opacities (N,) in [0,1], colors (N,3) RGB: float32 (or float64), one device.
     camtoworlds (C,4,4) camera-to-world (x right, y down, z forward), Ks (C,3,3) ROS/OpenCV intrinsics
-    (any float dtype; cast to that of `means`). width, height in pixels. background (3,) or (C,3), default
+    (float32 or float64; cast to that of `means`). width, height in pixels. background (3,) or (C,3), default
     black. Gaussians with camera z outside [near, far] are culled. Gradients also reach the background, and
     camtoworlds / Ks where they require one (on the CPU the reference rasterizer then renders: the compiled one
     has no camera gradients).
