@@ -184,7 +184,8 @@ def test_constructor_validates():
 
 
 class FakeClock:
-    """The node's ROS clock stand-in: ns, 0 = unknown (use_sim_time before the first /clock)."""
+    """A clock stand-in returning `now`: the node's ROS clock (ns, 0 = unknown: use_sim_time before the first
+    /clock), or time.monotonic for the window's camera liveness (s)."""
 
     def __init__(self, now=0):
         self.now = now
@@ -246,16 +247,6 @@ def test_duplicate_and_out_of_order_stamps_have_their_own_reasons():
     assert w.stats.rejections == {"duplicate_stamp": 1, "out_of_order": 1}
 
 
-class FakeWall:
-    """time.monotonic stand-in for the window's camera liveness (seconds)."""
-
-    def __init__(self, now=100.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
 def test_without_the_lead_bound_one_future_stamp_cannot_stall_the_other_cameras():
     # max_stamp_lead_s 0 (the node's "disabled"): a camera's one image stamped an hour ahead used to become the
     # window's newest view, so every other camera's images were refused as stale for that hour
@@ -287,7 +278,7 @@ def test_without_a_clock_a_jumped_first_view_is_dropped_once_another_camera_stre
 
 
 def test_without_a_clock_a_jump_every_camera_makes_goes_through():
-    wall = FakeWall()
+    wall = FakeClock(100.0)
     w = SpaceTimeWindow(["a", "b"], window_s=2.0)
     w._wall = wall
     for cam in "ab":

@@ -59,6 +59,7 @@ def gsplat_available() -> bool:
             and _cuda[:1] != [("torch", None)])
 
 
+_BACKEND_LOCK = threading.Lock()  # the backends below are chosen once, whichever thread renders first
 _cuda: list[tuple[str, Callable | None]] = []  # the CUDA backend, chosen on first use
 
 
@@ -68,7 +69,7 @@ def cuda_backend() -> tuple[str, Callable]:
     one RuntimeWarning saying why where gsplat failed. gsplat ships no binaries: it compiles its CUDA kernels
     on first use, minutes, with whatever nvcc the machine has, and that build can fail; a GPU run then renders with
     the reference instead of stopping."""
-    with _CPU_LOCK:
+    with _BACKEND_LOCK:
         if not _cuda:
             if not gsplat_available():
                 _cuda.append(("none", None))
@@ -92,7 +93,6 @@ def cuda_backend() -> tuple[str, Callable]:
 
 
 POSE_TOLERANCE = 1e-3  # |RᵀR − I| and |det R − 1| a camera-to-world rotation may show (float32 round-off)
-_CPU_LOCK = threading.Lock()
 _cpu: list[tuple[str, Callable]] = []  # the CPU backend, chosen on first use
 
 
@@ -100,7 +100,7 @@ def cpu_backend() -> tuple[str, Callable]:
     """("numba", its rasterize) once the compiled kernels load, else ("torch", the reference rasterize) after
     one RuntimeWarning saying why. The first call compiles the kernels (under a minute; a note goes to stderr
     if it takes more than a few seconds) unless numba's on-disk cache has them (about a second)."""
-    with _CPU_LOCK:
+    with _BACKEND_LOCK:
         if not _cpu:
             try:
                 with compile_note("the CPU rasterizer"):
@@ -156,11 +156,14 @@ def render(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, cam
     # rotation: a scaled or sheared one rendered silently wrong (a pose scaled by 2 gave the same image, depths x2)
     c2w64 = camtoworlds.detach().to(dtype=torch.float64)
     R = c2w64[:, :3, :3]
-    eye = torch.eye(3, dtype=torch.float64, device=R.device)
-    if not bool(torch.isfinite(c2w64).all()) or float((R.transpose(1, 2) @ R - eye).abs().max()) > POSE_TOLERANCE \
-            or float((torch.linalg.det(R) - 1).abs().max()) > POSE_TOLERANCE:
+    orthonormal = (R.transpose(1, 2) @ R - torch.eye(3, dtype=torch.float64, device=R.device)).abs().amax()
+    rigid = torch.isfinite(c2w64).all() & (orthonormal <= POSE_TOLERANCE) \
+        & ((torch.linalg.det(R) - 1).abs().amax() <= POSE_TOLERANCE)
+    pinhole = (Ks[:, 0, 0] > 0).all() & (Ks[:, 1, 1] > 0).all() & torch.isfinite(Ks).all()
+    rigid, pinhole = torch.stack([rigid, pinhole.to(rigid.device)]).tolist()  # one device sync, not four
+    if not rigid:
         raise ValueError("camtoworlds must be rigid camera-to-world transforms (a rotation and a translation)")
-    if not bool((Ks[:, 0, 0] > 0).all() & (Ks[:, 1, 1] > 0).all() & torch.isfinite(Ks).all()):
+    if not pinhole:
         raise ValueError("Ks must be finite pinhole intrinsics with fx, fy > 0")
     viewmats = invert_pose(camtoworlds.to(device=means.device, dtype=torch.float64)).to(means.dtype)
     Ks = Ks.to(device=means.device, dtype=means.dtype)

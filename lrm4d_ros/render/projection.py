@@ -18,6 +18,16 @@ MAX_EXTEND = 3.33  # gsplat: bounding box half-size in standard deviations, befo
 FOV_CLAMP_MARGIN = 0.3  # gsplat clamps x/z, y/z to the image edge + 0.3 × the half-FoV tangent
 
 
+def test_scene(device: str | torch.device = "cpu") -> tuple:
+    """Arguments of a backend's `rasterize` for two Gaussians in front of a 20×20 camera, which a working
+    rasterizer draws with alpha > 0.5: the backends' first-use check (rasterize_numba, rasterize_gsplat)."""
+    K = torch.tensor([[[20.0, 0.0, 9.5], [0.0, 20.0, 9.5], [0.0, 0.0, 1.0]]], device=device)
+    return (torch.tensor([[0.0, 0.0, 2.0], [0.05, 0.0, 3.0]], device=device),
+            torch.eye(3, device=device).expand(2, 3, 3) * 0.01, torch.tensor([0.9, 0.8], device=device),
+            torch.ones(2, 3, device=device), torch.eye(4, device=device)[None], K, 20, 20,
+            torch.zeros(1, 3, device=device), 0.01, 1e10)
+
+
 class Projected(NamedTuple):
     """Per (camera, Gaussian) screen-space quantities; shapes (C,N,...)."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .projection import EPS2D
+from .projection import EPS2D, test_scene
 
 
 def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, viewmats: Tensor, Ks: Tensor,
@@ -29,10 +29,6 @@ def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, 
 
 def warm_up() -> None:
     """Build (or load) gsplat's CUDA kernels and check them on a tiny scene: AssertionError if it draws nothing."""
-    means = torch.tensor([[0.0, 0.0, 2.0], [0.05, 0.0, 3.0]], device="cuda")
-    K = torch.tensor([[[20.0, 0.0, 9.5], [0.0, 20.0, 9.5], [0.0, 0.0, 1.0]]], device="cuda")
-    _, alphas, _ = rasterize(means, torch.eye(3, device="cuda").expand(2, 3, 3) * 0.01,
-                             torch.tensor([0.9, 0.8], device="cuda"), torch.ones(2, 3, device="cuda"),
-                             torch.eye(4, device="cuda")[None], K, 20, 20, torch.zeros(1, 3, device="cuda"), 0.01, 1e10)
+    _, alphas, _ = rasterize(*test_scene("cuda"))
     torch.cuda.synchronize()
     assert float(alphas.max()) > 0.5, "gsplat drew its test scene wrongly"

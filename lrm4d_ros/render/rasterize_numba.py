@@ -26,7 +26,7 @@ from torch import Tensor
 from ..cpu_kernels import numba_threads
 from . import numba_kernels as nk
 from . import rasterize_torch
-from .projection import ALPHA_THRESHOLD, EPS2D, FOV_CLAMP_MARGIN, MAX_EXTEND
+from .projection import ALPHA_THRESHOLD, EPS2D, FOV_CLAMP_MARGIN, MAX_EXTEND, test_scene
 
 _LOCK = threading.Lock()
 _CHUNKS_PER_THREAD = 8  # projection work items per thread
@@ -187,10 +187,9 @@ def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, 
 def warm_up() -> None:
     """Compile the float32 kernels (or load them from numba's cache) and check them on a tiny scene."""
     with torch.inference_mode(False), torch.enable_grad():
-        means = torch.tensor([[0.0, 0.0, 2.0], [0.05, 0.0, 3.0]], requires_grad=True)
-        K = torch.tensor([[[20.0, 0.0, 9.5], [0.0, 20.0, 9.5], [0.0, 0.0, 1.0]]])
-        out = rasterize(means, torch.eye(3).expand(2, 3, 3) * 0.01, torch.tensor([0.9, 0.8]), torch.ones(2, 3),
-                        torch.eye(4)[None], K, 20, 20, torch.zeros(1, 3), 0.01, 1e10)
+        means, *rest = test_scene()
+        means.requires_grad_()
+        out = rasterize(means, *rest)
         sum(o.sum() for o in out).backward()
     if not (out[1].max().item() > 0.5 and means.grad.abs().sum().item() > 0):
         raise RuntimeError("the compiled rasterizer drew its test scene wrongly")
