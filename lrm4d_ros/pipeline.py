@@ -9,7 +9,8 @@ cameras through time), and it adds to one output bag (`OUT/bag`, MCAP):
   (world -> `<cam>_optical_frame`): every source view re-rendered from its own camera and stamp, by the window
   whose middle is nearest its stamp (so each source stamp appears once per topic);
 - `/lrm4d/gaussians` (PointCloud2, layout in io/output_bag.py): the window's slice, stamped with that source
-  stamp.
+  stamp; a depth camera's measured pixels at their measurement, as the node's `~/gaussians` (slice.ply keeps the
+  model's placement, as renders draw it).
 
 Views not chosen as model inputs are held out, so their PSNR against the bag is a fair accuracy figure; the
 summary prints it beside the PSNR on the input views. Where the bag has /<cam>/depth, the model's input views
@@ -371,7 +372,8 @@ def _process_window(recon_model, views: ViewSet, win: Window, out: Path, bag, ar
         name = views.camera_names[int(own.camera_ids[i])]
         bag.write_view(f"{TOPIC_PREFIX}/{name}", colors[i], depths[i], own.Ks[i], own.camtoworlds[i],
                        int(own.stamps_ns[i]))
-    bag.write_gaussians(GAUSSIANS_TOPIC, g3, win.mid_ns)
+    # the cloud, as the node publishes it: a depth camera's measured pixels at their measurement (metric use)
+    bag.write_gaussians(GAUSSIANS_TOPIC, recon.slice(win.mid_ns, measured=True), win.mid_ns)
     timings["write_s"] += time.perf_counter() - t
 
     is_input = torch.isin(win.own, win.views[inputs])

@@ -10,8 +10,10 @@ from lrm4d_ros.checkpoint import (load_config, load_model, load_training_state, 
 from lrm4d_ros.gaussians import TRAIN_MIN_MARGINAL
 from lrm4d_ros.metrics import psnr
 from lrm4d_ros.model import LRM4D, LRM4DConfig
-from lrm4d_ros.pixel_gaussians import DROPOUT_DEPTH, RGB_DEPTH, sum_of_outer
-from lrm4d_ros.reconstructor import MEASURED_OFFSET, Reconstructor, predict, render_at_times
+from lrm4d_ros.pixel_gaussians import DROPOUT_DEPTH, RGB_DEPTH, SIGMA_T0, sum_of_outer
+from lrm4d_ros import reconstructor
+from lrm4d_ros.reconstructor import (MEASURED_OFFSET, SPARSE_GAP, Reconstructor, predict, render_at_times,
+                                     sparse_time_factor)
 from lrm4d_ros.render import render
 from lrm4d_ros.views import ViewSet
 
@@ -287,6 +289,14 @@ def test_reconstructor_world_units_and_window():
     g = rec.slice(base + 50_000_000)
     # every surfel lies 4 m along its ray: within 5 m (camera ring radius) + 4 m of the centre
     assert float((g.means - rec.normalization.center.float()).norm(dim=-1).max()) < 9.0
+    # for metric use, sliced at the measurement: every camera's surfels at z-depth 4 m in that camera's frame
+    # (as the model put them: 4 m times exp(MEASURED_OFFSET) and the head's residual, zero here)
+    for measured, want in ((False, 4.0 * math.exp(MEASURED_OFFSET)), (True, 4.0)):
+        for v in range(3):  # each view's surfels alone live at its moment (the others' marginal < MIN_MARGINAL)
+            means = rec.slice(int(views.stamps_ns[v]), measured=measured).means.double()
+            z = (means - c2w[v, :3, 3]) @ c2w[v, :3, 2]
+            assert len(z) == 16 * 16
+            torch.testing.assert_close(z, torch.full_like(z, want), atol=2e-5, rtol=1e-5)
     with pytest.raises(ValueError, match=rf"\[{base}, {base + 100_000_000}\]"):
         rec.render(c2w[:1], views.Ks[:1], 8, 8, torch.tensor([base + 200_000_000]))
     with pytest.raises(ValueError, match="outside the reconstructed window"):
@@ -306,6 +316,37 @@ def test_reconstructor_world_units_and_window():
     mixed = torch.tensor([base, base + 3_000_000, base + 90_000_000])
     torch.testing.assert_close(rec.render(c2w, views.Ks, 20, 12, mixed).colors,
                                fresh.render(c2w, views.Ks, 20, 12, mixed).colors, rtol=0, atol=0)
+
+
+def test_measured_pixels_live_across_sparse_instants(monkeypatch):
+    """Two synchronized frames 1 s apart (normalised gap 2): a depth camera's measured pixels live 2 / SPARSE_GAP
+    times the model's σ_t, so a novel view a quarter of the way between the frames shows the measured surface
+    instead of fading to the environment; unmeasured pixels keep the model's σ_t, as do windows whose instants
+    are no farther apart than SPARSE_GAP."""
+    assert sparse_time_factor(torch.linspace(-1, 1, 4)) == 1.0  # the rig protocol's 4 instants
+    assert sparse_time_factor(torch.linspace(-1, 1, 12)) == 1.0
+    assert sparse_time_factor(torch.tensor([0.0])) == 1.0
+    # stamps within INSTANT_MERGE of an instant's first are that instant (an unsynchronized rig's frame)
+    assert sparse_time_factor(torch.tensor([-1.0, -0.99, 1.0, 0.98])) == pytest.approx(1.98 / SPARSE_GAP)
+    base = 1_700_000_000_000_000_000
+    views = _views(ring(3).repeat(2, 1, 1), [base] * 3 + [base + 1_000_000_000] * 3)
+    views.camera_ids = torch.arange(3).repeat(2)
+    views.depths = torch.full((6, 16, 16), 2.0)
+    views.depths[:, :4] = 0.0  # the top rows unmeasured
+    model = LRM4D(LRM4DConfig.preset("tiny", image_size=16))
+    torch.nn.init.zeros_(model.unpatchify.weight)  # σ_t = SIGMA_T0 everywhere
+    rec = Reconstructor(model, device="cpu", refine_steps=0).reconstruct(views)
+    scale_t = rec.gaussians.scale_t.view(6, 16, 16)
+    torch.testing.assert_close(scale_t[:, 4:], torch.full((6, 12, 16), SIGMA_T0 * 2.0 / SPARSE_GAP))
+    torch.testing.assert_close(scale_t[:, :4], torch.full((6, 4, 16), SIGMA_T0))
+    novel, quarter = ring(6)[1:2], torch.tensor([base + 250_000_000])
+    shown = rec.render(novel, views.Ks[:1], 16, 16, quarter).alphas[0, 6:, :, 0]
+    at_frame = rec.render(novel, views.Ks[:1], 16, 16, torch.tensor([base])).alphas[0, 6:, :, 0]
+    monkeypatch.setattr(reconstructor, "SPARSE_GAP", math.inf)  # the model's σ_t alone
+    faded = Reconstructor(model, device="cpu", refine_steps=0).reconstruct(views).render(
+        novel, views.Ks[:1], 16, 16, quarter).alphas[0, 6:, :, 0]
+    assert float(faded.max()) < 0.01  # 3.6 σ_t out (NOVEL_SIGMA_T × SIGMA_T0 = 0.14): culled
+    assert float(shown.mean()) > 0.7 and float(at_frame.mean()) > 0.8
 
 
 def test_reconstructor_runs_the_transformer_in_bf16_as_it_trained():

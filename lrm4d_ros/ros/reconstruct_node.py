@@ -461,7 +461,8 @@ class ReconstructNode(Node):
         elapsed = time.perf_counter() - t0
         n4d, n3d, cloud = len(rec.gaussians), 0, None
         if self.cfg.publish_gaussians:
-            g = cloud_gaussians(rec.slice(rec.window.end_ns), views.camtoworlds[:, :3, 3],
+            # a depth camera's measured pixels at their measurement: a cloud is for metric use
+            g = cloud_gaussians(rec.slice(rec.window.end_ns, measured=True), views.camtoworlds[:, :3, 3],
                                 self.cfg.gaussians_min_opacity, self.cfg.gaussians_max_range)
             cloud = pointcloud2_msg(g, rec.window.end_ns, self.cfg.world_frame, RCLPY)
             n3d = len(g)
