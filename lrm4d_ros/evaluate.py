@@ -222,8 +222,11 @@ def _cell(m: dict | None) -> str:
 def format_table(result: dict) -> str:
     """Methods (rows) over the held-out targets; for grouped protocols, then groups (rows) × methods
     (columns), each cell "PSNR SSIM"."""
-    lines = [f"protocol: {result['protocol']}  ({len(result['per_bag'])} bags)"
-             + (f", model depth input {result['depth']}" if "depth" in result else ""),
+    depth = ""
+    if "depth" in result:
+        sensed = any(row.get("input_depth") for row in result["per_bag"])
+        depth = f", model depth input {result['depth']}" + ("" if sensed else " (no bag has depth: colour only)")
+    lines = [f"protocol: {result['protocol']}  ({len(result['per_bag'])} bags){depth}",
              f"{'method':<16}{'PSNR (dB)':>10}{'SSIM':>8}"]
     lines.append(f"{'lrm4d':<16}{result['model']['psnr']:>10.2f}{result['model']['ssim']:>8.4f}")
     for name, m in result["baselines"].items():

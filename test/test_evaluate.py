@@ -1,6 +1,7 @@
 """Metrics against closed forms, the baselines' view choice, and `lrm4d evaluate` end to end on a small bag."""
 import json
 import math
+from dataclasses import replace
 
 import imageio.v3 as iio
 import numpy as np
@@ -114,6 +115,12 @@ def test_evaluate_cli_on_a_generated_bag(tmp_path, capsys):
     assert result["baselines"]["per_scene"]["steps"] == 30
     printed = capsys.readouterr().out
     assert "lrm4d" in printed and "per_scene" in printed
+    assert "model depth input on\n" in printed  # the bag has depth
+    # the same bag without its depth topics: the table says the model saw colour only
+    write_bag(replace(generate(1_000_003, cfg), depths=None), tmp_path / "rgb_bag")
+    assert main(["evaluate", str(tmp_path / "rgb_bag"), "--protocol", "novel-camera", "--checkpoint", str(ckpt),
+                 "--resolution", "24", "--device", "cpu"]) == 0
+    assert "model depth input on (no bag has depth: colour only)\n" in capsys.readouterr().out
 
 
 def test_evaluate_rig_protocol_with_depth(tmp_path, capsys):
