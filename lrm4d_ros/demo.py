@@ -213,7 +213,7 @@ def run(args) -> int:
     mid_ns = recon.window.start_ns + (recon.window.end_ns - recon.window.start_ns) // 2
     g3 = recon.slice(mid_ns)
     write_ply_3dgs(out / "slice.ply", g3)
-    write_ply_4d(out / "gaussians_4d.ply", recon.gaussians.to_world(recon.normalization, recon.window),
+    write_ply_4d(out / "gaussians_4d.ply", recon.smoothed().to_world(recon.normalization, recon.window),
                  recon.window)
     steps.done("write")
 

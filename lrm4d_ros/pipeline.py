@@ -364,7 +364,7 @@ def _process_window(recon_model, views: ViewSet, win: Window, out: Path, bag, ar
     t = time.perf_counter()
     wdir = out / f"window_{win.index:03d}"
     wdir.mkdir(parents=True, exist_ok=True)
-    write_ply_4d(wdir / "gaussians_4d.ply", recon.gaussians.to_world(recon.normalization, recon.window),
+    write_ply_4d(wdir / "gaussians_4d.ply", recon.smoothed().to_world(recon.normalization, recon.window),
                  recon.window)
     write_ply_3dgs(wdir / "slice.ply", g3)
     video = None if args.no_video else write_video(wdir / "video.mp4", vframes, fps=args.fps)

@@ -31,7 +31,7 @@ from .gaussians import Gaussians3D, Gaussians4D, MIN_MARGINAL
 from .model import LRM4D, bf16_native, config_of
 from .pixel_gaussians import SIGMA_T0, base_log_depth, paper_gaussians, surfel_gaussians, z_rays
 from .render import RenderOutput, render
-from .render.projection import ALPHA_THRESHOLD
+from .render.projection import ALPHA_THRESHOLD, EPS2D
 from .scene_flow import scene_velocities
 from .silhouettes import border_colour, find_backdrop, hull_depths, off_silhouette, unmix_edges
 from .views import ViewSet
@@ -101,15 +101,24 @@ REFINE_STEPS = 2
 # An RGB-only rig's located depths (floor, silhouettes) moved alike gained nothing (16 rig and 16 object-centric
 # validation scenes within 0.01 dB): they keep none.
 MEASURED_OFFSET = -0.003
+# A camera whose focal length exceeds the input's a pixel Gaussian came from by more than this factor draws it no
+# smaller than its input pixel (fill_footprints): beyond it the splats, 0.3 input px wide, stop overlapping. 8 rig
+# validation scenes generated at 384², inputs at the model's 128², targets scored against their own ground truth
+# at 128 / 256 / 384, RGB-D novel_view (self): none 27.42 / 26.14 / 24.47 (45.39 / 29.01 / 24.89); from 1.0
+# 27.34 / 26.73 / 26.08 (45.39 / 34.62 / 31.78); 1.5 27.41 / 27.00 / 26.23 (45.39 / 36.50 / 32.24); 2.0 27.42 /
+# 26.19 / 26.32 (45.39 / 29.01 / 32.50); RGB at 1.5: 20.70 / 20.38 / 19.97 against none's 20.70 / 20.32 / 19.64
+# (ablation block 32). At 128 the held-out cameras' focal lengths differ from the inputs' by up to 2x.
+FILL_FROM = 1.5
 # Normalised time between consecutive input instants beyond which a depth camera's measured pixel Gaussians live
-# proportionally longer (σ_t × gap / SPARSE_GAP; stamps within INSTANT_MERGE of an instant's first are that
-# instant). The model predicts σ_t ≈ 0.27 whatever the spacing, as suits the rig draw's 4 instants (gap 2/3), so two
-# or three synchronized frames faded to the environment half way between them. 16 rig validation scenes, RGB-D
-# inputs of the even cameras at frames {0, 9} / {0, 5, 10}, novel_view_time / time_interp between them: 22.89 /
-# 37.18 -> 24.78 / 37.75 and 25.09 / 41.01 -> 25.82 / 41.09, novel_view unchanged (6 scenes: the exponent 0.5 on
-# gap / SPARSE_GAP gained half as much, 1.5 lost 1 dB novel_view at 2 instants). An RGB-only rig's pixels, widened
-# alike, lost 0.1-0.2 dB at 3 instants: they keep theirs. 4 or more evenly spread instants (the rig protocol's, the
-# node's uniform policy's) are unchanged (ablation block 31).
+# proportionally longer (σ_t × gap / SPARSE_GAP; stamps within INSTANT_MERGE of an instant's first, 2.5 % of the
+# window's span, are that instant: an unsynchronized rig's frame). One gap widens every measured pixel. The model
+# predicts σ_t ≈ 0.27 whatever the spacing, as suits the rig draw's 4 instants (gap 2/3), so two or three
+# synchronized frames faded to the environment half way between them. 16 rig validation scenes, RGB-D inputs of the
+# even cameras at frames {0, 9} / {0, 5, 10}, novel_view_time / time_interp between them: 22.90 / 37.18 -> 24.78 /
+# 37.75 and 25.10 / 41.01 -> 25.82 / 41.09, novel_view unchanged (6 scenes: the exponent 0.5 on gap / SPARSE_GAP
+# gained two thirds to four fifths as much, 1.5 lost 1 dB novel_view at 2 instants). An RGB-only rig's pixels,
+# widened alike, lost 0.1-0.2 dB at 3 instants: they keep theirs. 4 or more evenly spread instants (the rig
+# protocol's, the node's uniform policy's) are unchanged (ablation block 31).
 SPARSE_GAP, INSTANT_MERGE = 0.7, 0.05
 
 
@@ -397,23 +406,51 @@ def composite(out: RenderOutput, background: Tensor | Environment | None, camtow
     return RenderOutput(out.colors + (1.0 - out.alphas) * bg, out.alphas, out.depths)
 
 
+def pixel_footprints(depths: Tensor, Ks: Tensor) -> Tensor:
+    """(V·H·W, 2) per pixel Gaussian: [the side of its input pixel at its depth, in the depths' units; that input's
+    focal length, px]. depths (V,H,W) z-depths; Ks (V,3,3) (focal: geometric mean of fx and fy)."""
+    f = (Ks[:, 0, 0] * Ks[:, 1, 1]).sqrt().to(depths)
+    return torch.stack([depths / f[:, None, None], f[:, None, None].expand_as(depths)], dim=-1).reshape(-1, 2)
+
+
+def fill_footprints(covars: Tensor, footprints: Tensor, K: Tensor) -> Tensor:
+    """covars (N,3,3) for a camera of focal length (K (3,3)) longer than the inputs' the Gaussians came from
+    (footprints (N,2), `pixel_footprints`): isotropic variance EPS2D·side²·(1 − (f_input / f)²) added, so that with
+    the rasterizer's own EPS2D px² blur each still covers its input pixel's EPS2D px² at its depth, as the model's
+    resolution drew it. Pixel Gaussians are sized for that resolution: a larger image otherwise shows them as dots
+    with gaps between them (a 640x480 camera's views, reconstructed at 128x171, rendered back at 640x480). The
+    added variance starts from zero at FILL_FROM times the input's focal length (EPS2D·side²·(1 − (FILL_FROM·f_input
+    / f)²)); nearer focal lengths leave the Gaussians as they are. Only the resolution counts, not how near the
+    camera stands: bounding by each Gaussian's pixel in the target (its depth there) gained RGB-D novel views
+    0.02-0.13 dB and lost RGB ones 0.09-0.12 (16 rig validation scenes: a colour camera's pixels lie on a far
+    panorama, large, and grow larger still)."""
+    f = (K[0, 0] * K[1, 1]).sqrt()
+    finer = (1 - (footprints[:, 1] * FILL_FROM / f).square()).clamp_min(0)
+    if not bool((finer > 0).any()):
+        return covars
+    extra = EPS2D * footprints[:, 0].square() * finer
+    return covars + extra[:, None, None] * torch.eye(3, dtype=covars.dtype, device=covars.device)
+
+
 def render_at_times(gaussians: Gaussians4D, camtoworlds: Tensor, Ks: Tensor, width: int, height: int,
                     times: Tensor, background: Tensor | Environment | None = None,
                     min_marginal: float = MIN_MARGINAL,
-                    slicer: Callable[[list[Tensor]], list[Gaussians3D]] | None = None,
-                    weighting: ViewWeighting | None = None, fill: bool = False, plan: dict | None = None
-                    ) -> RenderOutput:
+                    slicer: Callable[[list[Tensor]], list[tuple[Tensor | None, Gaussians3D]]] | None = None,
+                    weighting: ViewWeighting | None = None, fill: bool = False, plan: dict | None = None,
+                    footprints: Tensor | None = None) -> RenderOutput:
     """Render C cameras, camera c at normalised time times[c]; everything in the Gaussians' frame.
 
     camtoworlds (C,4,4), Ks (C,3,3), times (C,), background None | (3,) | (C,3) | Environment -> RenderOutput
     with (C,H,W,·). Cameras sharing a time share one slice. weighting: fade the input views' Gaussians for cameras
     that look the way an input looks (ViewWeighting), and show the others `novel_view_gaussians`; None: neither.
-    slicer: times -> the unfaded cameras' slices, in place of slicing those Gaussians here (`slice_kept(t,
-    min_marginal, ALPHA_THRESHOLD)`; a cache of them: Reconstruction). fill: see
+    slicer: times -> the unfaded cameras' (kept indices or None, slice) pairs, in place of slicing those Gaussians
+    here (`slice_kept(t, min_marginal, ALPHA_THRESHOLD)`; a cache of them: Reconstruction). fill: see
     `composite` (reconstructions render with it; training, which the model learned without it, does not).
     plan: an empty dict to fill, or one filled by an earlier call with everything the same but the Gaussians'
     colours (refine_colours' passes): the cameras' slices and the environment's lookups are then reused, only the
     colours gathered again.
+    footprints: (N,2) each Gaussian's input pixel at its depth and that input's focal length (`pixel_footprints`): a
+    camera of longer focal length draws none smaller than its input pixel (`fill_footprints`); None: as they are.
     """
     C = camtoworlds.shape[0]
     if times.shape != (C,):
@@ -427,15 +464,27 @@ def render_at_times(gaussians: Gaussians4D, camtoworlds: Tensor, Ks: Tensor, wid
     else:
         sliced = [(idx, keep, replace(g, colors=gaussians.colors if keep is None else
                                       gaussians.colors.index_select(0, keep))) for idx, keep, g in plan["slices"]]
-    parts = [(idx, render(g.means, g.covars, g.opacities, g.colors, camtoworlds[idx], Ks[idx], width, height))
-             for idx, _, g in sliced]
+    parts = []
+    for idx, keep, g in sliced:
+        covars = [g.covars] * len(idx)
+        if footprints is not None:  # each camera's own focal length
+            fp = footprints if keep is None else footprints.index_select(0, keep)
+            covars = [fill_footprints(g.covars, fp, Ks[c]) for c in idx.tolist()]
+        if all(cov is g.covars for cov in covars):  # the cameras sharing a slice in one call
+            parts.append((idx, render(g.means, g.covars, g.opacities, g.colors, camtoworlds[idx], Ks[idx], width,
+                                      height)))
+            continue
+        for c, cov in zip(idx.tolist(), covars):
+            parts.append((idx.new_tensor([c]), render(g.means, cov, g.opacities, g.colors, camtoworlds[c:c + 1],
+                                                      Ks[c:c + 1], width, height)))
     order = torch.argsort(torch.cat([idx for idx, _ in parts]))
     out = RenderOutput(*[torch.cat([out[i] for _, out in parts])[order] for i in range(3)])
     return composite(out, background, camtoworlds, Ks, width, height, fill, plan)
 
 
 def _slices_at_times(gaussians: Gaussians4D, camtoworlds: Tensor, times: Tensor, min_marginal: float,
-                     slicer: Callable[[list[Tensor]], list[Gaussians3D]] | None, weighting: ViewWeighting | None
+                     slicer: Callable[[list[Tensor]], list[tuple[Tensor | None, Gaussians3D]]] | None,
+                     weighting: ViewWeighting | None
                      ) -> list[tuple[Tensor, Tensor | None, Gaussians3D]]:
     """render_at_times' slices: (cameras (k,), the Gaussians kept (None: all, or a caller's slicer chose), the
     Gaussians3D they see) per group of cameras."""
@@ -454,7 +503,7 @@ def _slices_at_times(gaussians: Gaussians4D, camtoworlds: Tensor, times: Tensor,
     uniq, inverse = torch.unique(times[cams.to(times.device)], return_inverse=True)
     groups = [cams[(inverse == k).cpu()].to(camtoworlds.device) for k in range(len(uniq))]
     if slicer is not None:
-        return sliced + [(idx, None, g) for idx, g in zip(groups, slicer(list(uniq)))]
+        return sliced + [(idx, keep, g) for idx, (keep, g) in zip(groups, slicer(list(uniq)))]
     novel = gaussians if weighting is None else novel_view_gaussians(gaussians)
     return sliced + [(idx, *novel.slice_kept(t, min_marginal, ALPHA_THRESHOLD)) for idx, t in zip(groups, uniq)]
 
@@ -530,29 +579,32 @@ class Reconstruction:
     # the input views: an input camera's in-between moments show what it captured where nothing moved (captured.py)
     captured: CapturedFrames | None = None
     # (N,3) canonical: from each Gaussian's mean to where its pixel's depth camera measured the surface, along its
-    # ray (zero where nothing was measured; None: no depth camera). `slice(measured=True)` applies it.
+    # ray (zero where nothing was measured; None: unknown). `slice(measured=True)` applies it.
     to_measured: Tensor | None = None
+    # (N,2) each Gaussian's input pixel at its depth (canonical units) and that input's focal length (px)
+    # (pixel_footprints; None: unknown): a render finer than the inputs' draws none smaller (fill_footprints)
+    footprints: Tensor | None = None
     # The last SLICE_CACHE slices by normalised time: a node's virtual cameras and /render_view requests, and a
     # viewer's slider, ask for the same instant again and again (slicing is a quarter of a 128² CPU render).
     _slices: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
-    def _sliced(self, times: list[Tensor]) -> list[Gaussians3D]:
+    def _sliced(self, times: list[Tensor]) -> list[tuple[Tensor | None, Gaussians3D]]:
         out = []
         for t in times:
             key = float(t)
             with self._lock:
-                g = self._slices.get(key)
-                if g is not None:
+                kept = self._slices.get(key)
+                if kept is not None:
                     self._slices.move_to_end(key)
-            if g is None:
+            if kept is None:
                 shown = self.gaussians if self.weighting is None else novel_view_gaussians(self.gaussians)
-                g = shown.slice_kept(t, MIN_MARGINAL, ALPHA_THRESHOLD)[1]  # only what the renderer would draw
+                kept = shown.slice_kept(t, MIN_MARGINAL, ALPHA_THRESHOLD)  # only what the renderer would draw
                 with self._lock:
-                    self._slices[key] = g
+                    self._slices[key] = kept
                     while len(self._slices) > SLICE_CACHE:
                         self._slices.popitem(last=False)
-            out.append(g)
+            out.append(kept)
         return out
 
     def _times(self, stamps_ns) -> Tensor:
@@ -587,7 +639,8 @@ class Reconstruction:
         c2w, Ks = c2w.to(dev).float(), torch.as_tensor(Ks).to(dev).float()
         out = render_at_times(self.gaussians, c2w, Ks, width, height, times,
                               self.background if background is None else background,
-                              slicer=self._sliced, weighting=self.weighting, fill=self.fill)
+                              slicer=self._sliced, weighting=self.weighting, fill=self.fill,
+                              footprints=self.footprints)
         colors = out.colors
         if self.weighting is not None:  # the Gaussians' render, not the captured frames shown over it below
             amount = torch.tensor([1.0 - self.weighting.gate(c2w[c, :3, 2], times[c]) for c in range(c2w.shape[0])],
@@ -597,14 +650,26 @@ class Reconstruction:
         # refined colours may leave [0, 1] (REFINE_RANGE); an image does not
         return RenderOutput(colors.clamp(0, 1), out.alphas, self.normalization.lengths_to_world(out.depths))
 
+    def smoothed(self) -> Gaussians4D:
+        """The Gaussians (canonical frame) as a viewer at any resolution should draw them: none smaller than its
+        input pixel (covariance + EPS2D·footprint²·I: Mip-Splatting's 3D smoothing filter, at gsplat's eps2d). The
+        PLY files, the point clouds and the viewer hold these; `render` bounds each camera's Gaussians alike
+        (fill_footprints), where its pixels are finer than the inputs'."""
+        if self.footprints is None:
+            return self.gaussians
+        g = self.gaussians
+        eye = torch.eye(3, dtype=g.covars.dtype, device=g.covars.device)
+        extra = EPS2D * self.footprints[:, 0].square()
+        return replace(g, covars=g.covars + extra[:, None, None].to(g.covars) * eye)
+
     def slice(self, stamp_ns: int, measured: bool = False) -> Gaussians3D:
-        """3D Gaussians at an absolute stamp, in metres (those with marginal < 0.05 dropped).
+        """3D Gaussians at an absolute stamp, in metres (those with marginal < 0.05 dropped), `smoothed`.
 
         measured: the pixel Gaussians of a depth camera's measured pixels sit at the measured depth along their
         rays, for metric use (a point cloud). False: where the model put them, a median ~1 % beyond the measurement
         (MEASURED_OFFSET), where renders are best and as `render` draws them."""
         t = self._times([int(stamp_ns)])[0]
-        g = self.gaussians
+        g = self.smoothed()
         if measured and self.to_measured is not None:
             g = replace(g, means=g.means + self.to_measured)
         return g.slice(t).to_world(self.normalization)
@@ -717,7 +782,8 @@ class Reconstructor:
                 self._floors.popitem(last=False)
         background = pred.environment if pred.environment is not None else estimate_background(v.images)
         P = v.height * v.width
-        spread = sparse_time_factor(times) if depths is not None else 1.0
+        # (the paper head's temporal extents are not anchored at their view's time: left as predicted)
+        spread = sparse_time_factor(times) if depths is not None and self.model.cfg.head != "paper" else 1.0
         if spread > 1.0:
             g = pred.gaussians
             measured = torch.zeros_like(g.scale_t, dtype=torch.bool)
@@ -730,8 +796,13 @@ class Reconstructor:
         captured = CapturedFrames(v.images.float(), v.Ks.float(), c2w.float(), times.float(), pred.flows)
         to_measured = None
         if depths is not None:
-            rays = z_rays(v.Ks.float(), c2w.float(), v.height, v.width)[1]
-            gap = torch.where(depths > 0, depths - pred.pixel_depths, torch.zeros_like(depths))
+            # the measured point less the mean, whatever the head did with it (the paper head clamps its means)
+            o, d = z_rays(v.Ks.float(), c2w.float(), v.height, v.width)
+            at = (o + depths[..., None] * d).reshape(-1, 3).to(g.means)
+            hit = (depths > 0).reshape(-1, 1)
             to_measured = torch.zeros_like(g.means)
-            to_measured[:len(v) * P] = (gap[..., None] * rays).reshape(-1, 3).to(g.means)
-        return Reconstruction(g, norm, window, background, weighting, captured=captured, to_measured=to_measured)
+            to_measured[:len(v) * P] = torch.where(hit, at - g.means[:len(v) * P], torch.zeros_like(at))
+        footprints = torch.zeros(len(g), 2, dtype=g.means.dtype, device=g.means.device)
+        footprints[:len(v) * P] = pixel_footprints(pred.pixel_depths.float(), v.Ks.float()).to(footprints)
+        return Reconstruction(g, norm, window, background, weighting, captured=captured, to_measured=to_measured,
+                              footprints=footprints)

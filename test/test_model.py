@@ -1,5 +1,6 @@
 """LRM4D model, checkpoints and Reconstructor: shapes, bit-exact round trips, overfitting, window checks."""
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -10,7 +11,8 @@ from lrm4d_ros.checkpoint import (load_config, load_model, load_training_state, 
 from lrm4d_ros.gaussians import TRAIN_MIN_MARGINAL
 from lrm4d_ros.metrics import psnr
 from lrm4d_ros.model import LRM4D, LRM4DConfig
-from lrm4d_ros.pixel_gaussians import DROPOUT_DEPTH, RGB_DEPTH, SIGMA_T0, sum_of_outer
+from lrm4d_ros.pixel_gaussians import DROPOUT_DEPTH, RGB_DEPTH, SIGMA_T0, sum_of_outer, z_rays
+from lrm4d_ros.render.projection import EPS2D
 from lrm4d_ros import reconstructor
 from lrm4d_ros.reconstructor import (MEASURED_OFFSET, SPARSE_GAP, Reconstructor, predict, render_at_times,
                                      sparse_time_factor)
@@ -316,6 +318,58 @@ def test_reconstructor_world_units_and_window():
     mixed = torch.tensor([base, base + 3_000_000, base + 90_000_000])
     torch.testing.assert_close(rec.render(c2w, views.Ks, 20, 12, mixed).colors,
                                fresh.render(c2w, views.Ks, 20, 12, mixed).colors, rtol=0, atol=0)
+
+
+def test_finer_renders_draw_no_gaussian_smaller_than_its_input_pixel():
+    """A depth camera measuring a wall 2 m ahead, reconstructed at 16² and rendered from its own pose at 4x the
+    resolution: without the footprint filter its pixel Gaussians (0.3 px wide at 16²) are dots with gaps between
+    them; with it (`fill_footprints`) the wall is covered as at 16². At the input resolution nothing changes."""
+    base = 1_700_000_000_000_000_000
+    views = _views(ring(1), [base], res=16)
+    views.depths = torch.full((1, 16, 16), 2.0)
+    model = LRM4D(LRM4DConfig.preset("tiny", image_size=16))
+    torch.nn.init.zeros_(model.unpatchify.weight)
+    rec = Reconstructor(model, device="cpu", refine_steps=0).reconstruct(views)
+    # each pixel Gaussian's footprint: its canonical z-depth over the focal length
+    f = float(views.Ks[0, 0, 0])
+    side = 2.0 * math.exp(MEASURED_OFFSET) / f * float(rec.normalization.scale)
+    torch.testing.assert_close(rec.footprints, torch.tensor([[side, f]]).expand(256, 2), rtol=1e-5, atol=0)
+    plain = replace(rec, footprints=None)
+    K4 = views.Ks.clone()
+    K4[:, :2] *= 4
+    filled = rec.render(views.camtoworlds, K4, 64, 64, views.stamps_ns).alphas[0, 8:-8, 8:-8, 0]
+    dotted = plain.render(views.camtoworlds, K4, 64, 64, views.stamps_ns).alphas[0, 8:-8, 8:-8, 0]
+    assert float(dotted.min()) < 0.5 and float(filled.min()) > 0.8
+    # at the inputs' own resolution the footprints add nothing: the same pixels, from any viewpoint
+    for c2w in (views.camtoworlds, ring(5)[1:2]):
+        torch.testing.assert_close(rec.render(c2w, views.Ks, 16, 16, views.stamps_ns).colors,
+                                   plain.render(c2w, views.Ks, 16, 16, views.stamps_ns).colors, rtol=0, atol=0)
+    # a viewer draws them at its screen's resolution: sliced, each is at least its input pixel's EPS2D blur wide
+    sliced = rec.slice(base).covars
+    unsmoothed = plain.slice(base).covars
+    pixel_m = 2.0 * math.exp(MEASURED_OFFSET) / f  # the input pixel at the wall, metres
+    torch.testing.assert_close(sliced - unsmoothed, torch.eye(3).expand_as(sliced) * EPS2D * pixel_m ** 2,
+                               rtol=1e-4, atol=1e-9)
+
+
+def test_measured_slice_puts_measured_pixels_on_their_rays():
+    """A trained-like head moves a depth camera's pixels off the measurement (its bounded residual, per pixel):
+    `to_measured` takes each measured pixel's Gaussian exactly to o + d·r, its ray at the measured z-depth, and
+    leaves the unmeasured ones where they are."""
+    torch.manual_seed(3)
+    base = 1_700_000_000_000_000_000
+    views = _views(ring(2), [base, base + 10_000_000], res=16)
+    views.depths = torch.linspace(1.5, 2.5, 16)[None, :, None].expand(2, 16, 16).clone()  # a tilted surface
+    views.depths[:, :4] = 0.0
+    model = LRM4D(LRM4DConfig.preset("tiny", image_size=16))  # random head: residuals differ pixel by pixel
+    rec = Reconstructor(model, device="cpu", refine_steps=0).reconstruct(views)
+    c2w = rec.normalization.poses_to_canonical(views.camtoworlds.double()).float()
+    o, d = z_rays(views.Ks.float(), c2w, 16, 16)
+    want = o + (views.depths * float(rec.normalization.scale))[..., None] * d
+    moved = (rec.gaussians.means + rec.to_measured).view(2, 16, 16, 3)
+    assert float(rec.to_measured.view(2, 16, 16, 3)[:, 4:].norm(dim=-1).min()) > 1e-4  # the head did move them
+    torch.testing.assert_close(moved[:, 4:], want[:, 4:], rtol=0, atol=1e-5)
+    torch.testing.assert_close(moved[:, :4], rec.gaussians.means.view(2, 16, 16, 3)[:, :4], rtol=0, atol=0)
 
 
 def test_measured_pixels_live_across_sparse_instants(monkeypatch):

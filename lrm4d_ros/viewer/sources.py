@@ -60,7 +60,7 @@ class ViewerWindow:
     def from_reconstruction(cls, rec, views: ViewSet | None = None) -> "ViewerWindow":
         """A `Reconstruction` (canonical frame, time normalised to [-1,1] over its window)."""
         half = 0.5 * (rec.window.end_ns - rec.window.start_ns)
-        cond = rec.gaussians.spatial_to_world(rec.normalization)
+        cond = rec.smoothed().spatial_to_world(rec.normalization)  # drawn at the screen's resolution
         # A zero-length window maps every stamp to time 0 (TimeWindow.normalize).
         return cls(cond, rec.window.start_ns, rec.window.end_ns, half, half if half > 0 else 1.0,
                    None if views is None else views.to("cpu"))
