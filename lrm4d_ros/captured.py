@@ -14,7 +14,10 @@ scenes, time_interp RGB-D 35.01 rendered, 36.25 with the unchanged pixels as cap
 interpolated too (RGB 34.33, 35.65, 36.52); MuJoCo bags 25.27, 25.38, 26.14 (benchmarks/results/ablation.txt,
 block 14). Only colours change; alpha and depth stay the render's. A target at a frame's own moment (`self`) is left
 as rendered, so that figure keeps measuring the representation, as is any target whose pose or intrinsics differ
-from the camera's at either frame (a moving camera). No learned parameters.
+from the camera's at either frame (a moving camera). A target at the views' own resolution and intrinsics, where
+the model saw them resized (a 640x480 bag re-rendered at its size), or at any other size with those intrinsics
+rescaled, is served from the frames as captured, resampled to it, along the flows found at the model's size, scaled.
+No learned parameters.
 """
 from __future__ import annotations
 
@@ -26,7 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .cameras import scale_K
 from .scene_flow import optical_flow
+from .views import ViewSet
 
 CHANGE_TOL = 2.0 / 255.0  # a pixel whose two frames differ by more than this in a channel changed
 # px box the changed pixels are grown by (16 rig validation scenes, time_interp RGB-D: 1 37.10, 3 37.69, 5 37.75,
@@ -53,22 +58,28 @@ def interpolate_frames(frame0: np.ndarray, frame1: np.ndarray, flow01: np.ndarra
 
 @dataclass
 class CapturedFrames:
-    """Input views in the reconstruction's canonical frame: images (V,H,W,3) in [0,1], Ks (V,3,3), camtoworlds
-    (V,4,4), normalised times (V,); flows: optical flows between two of them, (a, b) -> (H,W,2) px from view a to
-    view b, those scene flow computed at reconstruction (scene_velocities) and those computed here since, so that
-    no pair's flow is computed twice."""
+    """Input views in the reconstruction's canonical frame: images (V,H,W,3) in [0,1] at the model's resolution,
+    Ks (V,3,3), camtoworlds (V,4,4), normalised times (V,); flows: optical flows between two of them, (a, b) ->
+    (H,W,2) px from view a to view b, those scene flow computed at reconstruction (scene_velocities) and those
+    computed here since, so that no pair's flow is computed twice. native: the same views as captured, (images
+    (V,Hn,Wn,3), Ks (V,3,3)), where the model saw them resized: a target at another size than the model's, with
+    those intrinsics rescaled to it (a bag re-rendered at its own resolution), is served from them, resampled."""
 
     images: Tensor
     Ks: Tensor
     camtoworlds: Tensor
     times: Tensor
     flows: dict = field(default_factory=dict)
+    native: tuple[Tensor, Tensor] | None = None
 
-    def frames_around(self, camtoworld: Tensor, K: Tensor, t: float) -> tuple[int, int] | None:
+    def frames_around(self, camtoworld: Tensor, K: Tensor, t: float, Ks: Tensor | None = None
+                      ) -> tuple[int, int] | None:
         """(earlier, later) input views of the camera at pose camtoworld (4,4) with intrinsics K (3,3) strictly
-        around normalised time t, or None: not an input camera's pose, not between two of its frames, or at one."""
+        around normalised time t, or None: not an input camera's pose, not between two of its frames, or at one.
+        Ks: the inputs' intrinsics to match K against (default `Ks`, the model's resolution)."""
+        Ks = self.Ks if Ks is None else Ks
         pose = (self.camtoworlds[:, :3, :4] - camtoworld[:3, :4].to(self.camtoworlds)).abs().amax((1, 2))
-        same = (pose <= POSE_TOL) & torch.isclose(self.Ks, K.to(self.Ks), rtol=K_RTOL, atol=0).flatten(1).all(1)
+        same = (pose <= POSE_TOL) & torch.isclose(Ks, K.to(Ks), rtol=K_RTOL, atol=0).flatten(1).all(1)
         before = torch.nonzero(same & (self.times < t)).squeeze(1)
         after = torch.nonzero(same & (self.times > t)).squeeze(1)
         if len(before) == 0 or len(after) == 0 or bool((same & (self.times == t)).any()):
@@ -77,29 +88,50 @@ class CapturedFrames:
 
     def show(self, colors: Tensor, camtoworlds: Tensor, Ks: Tensor, times: Tensor) -> Tensor:
         """Rendered colours (C,H,W,3) of targets (camtoworlds (C,4,4), Ks (C,3,3), normalised times (C,)), each
-        in-between moment of a still input camera replaced by its two frames interpolated (module docstring)."""
-        if colors.shape[1:3] != self.images.shape[1:3]:
+        in-between moment of a still input camera replaced by its two frames interpolated (module docstring), at
+        the model's resolution or, with `native`, the views' own."""
+        size = tuple(colors.shape[1:3])
+        resize = False
+        if size == tuple(self.images.shape[1:3]):
+            images, input_Ks = self.images, self.Ks
+        elif self.native is not None:  # the frames as captured, resampled to the target's size as ViewSet.resized
+            images, input_Ks = self.native
+            resize = size != tuple(images.shape[1:3])
+            if resize:
+                input_Ks = scale_K(input_Ks, size[1] / images.shape[2], size[0] / images.shape[1])
+        else:
             return colors
         out = None
         for c in range(colors.shape[0]):
             t = float(times[c])
-            pair = self.frames_around(camtoworlds[c], Ks[c], t)
+            pair = self.frames_around(camtoworlds[c], Ks[c], t, input_Ks)
             if pair is None:
                 continue
             a, b = pair
             w = (t - float(self.times[a])) / (float(self.times[b]) - float(self.times[a]))
-            frame0, frame1 = self.images[a], self.images[b]
+            frame0, frame1 = (ViewSet.resample_images(images[[a, b]], *size) if resize else images[[a, b]]).to(colors)
             shown = (1 - w) * frame0 + w * frame1
             changed = ((frame0 - frame1).abs().amax(-1) > CHANGE_TOL).to(frame0.dtype)
             changed = F.max_pool2d(changed[None, None], GROW, stride=1, padding=GROW // 2)[0, 0] > 0
             if bool(changed.any()):
-                f0, f1 = (x.detach().float().cpu().numpy() for x in (frame0, frame1))
-                if (a, b) not in self.flows or (b, a) not in self.flows:
-                    u0, u1 = ((np.clip(x, 0, 1) * 255).round().astype(np.uint8) for x in (f0, f1))
+                if (a, b) not in self.flows or (b, a) not in self.flows:  # at the model's resolution
+                    u0, u1 = ((np.clip(self.images[i].detach().float().cpu().numpy(), 0, 1) * 255).round()
+                              .astype(np.uint8) for i in (a, b))
                     self.flows[a, b], self.flows[b, a] = optical_flow(u0, u1), optical_flow(u1, u0)
-                moved = torch.from_numpy(interpolate_frames(f0, f1, self.flows[a, b], self.flows[b, a], w)).to(shown)
+                f0, f1 = (x.detach().float().cpu().numpy() for x in (frame0, frame1))
+                flow01, flow10 = (_resized_flow(self.flows[k], size) for k in ((a, b), (b, a)))
+                moved = torch.from_numpy(interpolate_frames(f0, f1, flow01, flow10, w)).to(shown)
                 shown = torch.where(changed[..., None], moved, shown)
             if out is None:
                 out = colors.clone()
             out[c] = shown.to(colors)
         return colors if out is None else out
+
+
+def _resized_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A flow field (H,W,2) px resampled to size (H', W') and its vectors scaled to that size's pixels."""
+    h, w = flow.shape[:2]
+    if (h, w) == tuple(size):
+        return flow
+    out = cv2.resize(flow, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    return out * np.array([size[1] / w, size[0] / h], dtype=out.dtype)

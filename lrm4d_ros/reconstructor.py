@@ -793,7 +793,10 @@ class Reconstructor:
         weighting = ViewWeighting(c2w[:, :3, 2].float().to(self.device), times.float(), P, pred.hidden, scales_t)
         g = refine_colours(pred.gaussians.detach(), v.images, v.Ks.float(), c2w.float(), times.float(), background,
                            weighting, self.refine_steps)
-        captured = CapturedFrames(v.images.float(), v.Ks.float(), c2w.float(), times.float(), pred.flows)
+        native = None
+        if (views.height, views.width) != (v.height, v.width):  # the views as captured, for renders at their size
+            native = (views.images.to(self.device), views.Ks.to(self.device).float())
+        captured = CapturedFrames(v.images.float(), v.Ks.float(), c2w.float(), times.float(), pred.flows, native)
         to_measured = None
         if depths is not None:
             # the measured point less the mean, whatever the head did with it (the paper head clamps its means)

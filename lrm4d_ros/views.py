@@ -118,17 +118,18 @@ class ViewSet:
         if (height, width) == (self.height, self.width):
             return self
         sx, sy = width / self.width, height / self.height
-        mode = "area" if sx <= 1 and sy <= 1 else "bilinear"
-
-        def resample(x, m):
-            kw = {"align_corners": False} if m == "bilinear" else {}
-            return F.interpolate(x, size=(height, width), mode=m, **kw)
-
-        images = resample(self.images.permute(0, 3, 1, 2), mode).permute(0, 2, 3, 1).clamp(0, 1)
-        alphas = None if self.alphas is None else resample(self.alphas[:, None], mode)[:, 0]
-        depths = None if self.depths is None else resample(self.depths[:, None], "nearest")[:, 0]
+        mode = _resample_mode(sx, sy)
+        images = self.resample_images(self.images, height, width)
+        alphas = None if self.alphas is None else _resample(self.alphas[:, None], height, width, mode)[:, 0]
+        depths = None if self.depths is None else _resample(self.depths[:, None], height, width, "nearest")[:, 0]
         return replace(self, images=images.contiguous(), Ks=scale_K(self.Ks, sx, sy), depths=depths,
                        alphas=alphas)
+
+    @staticmethod
+    def resample_images(images: Tensor, height: int, width: int) -> Tensor:
+        """Images (V,H,W,3) resampled to height×width as `resized` does (area down, bilinear up), in [0, 1]."""
+        mode = _resample_mode(width / images.shape[2], height / images.shape[1])
+        return _resample(images.permute(0, 3, 1, 2), height, width, mode).permute(0, 2, 3, 1).clamp(0, 1).contiguous()
 
     def to(self, device) -> "ViewSet":
         def mv(x):
@@ -159,3 +160,13 @@ class ViewSet:
                        stamps_ns=torch.cat([v.stamps_ns for v in views]),
                        camera_ids=torch.cat([v.camera_ids for v in views]), camera_names=list(names),
                        depths=opt("depths"), alphas=opt("alphas"))
+
+
+def _resample_mode(sx: float, sy: float) -> str:
+    return "area" if sx <= 1 and sy <= 1 else "bilinear"
+
+
+def _resample(x: Tensor, height: int, width: int, mode: str) -> Tensor:
+    """(N,C,H,W) resampled to height×width."""
+    kw = {"align_corners": False} if mode == "bilinear" else {}
+    return F.interpolate(x, size=(height, width), mode=mode, **kw)
