@@ -72,14 +72,18 @@ class CapturedFrames:
     flows: dict = field(default_factory=dict)
     native: tuple[Tensor, Tensor] | None = None
 
-    def frames_around(self, camtoworld: Tensor, K: Tensor, t: float, Ks: Tensor | None = None
-                      ) -> tuple[int, int] | None:
+    def frames_around(self, camtoworld: Tensor, K: Tensor, t: float, Ks: Tensor | None = None,
+                      centre_tol: float = 0.0) -> tuple[int, int] | None:
         """(earlier, later) input views of the camera at pose camtoworld (4,4) with intrinsics K (3,3) strictly
         around normalised time t, or None: not an input camera's pose, not between two of its frames, or at one.
-        Ks: the inputs' intrinsics to match K against (default `Ks`, the model's resolution)."""
+        Ks: the inputs' intrinsics to match K against (default `Ks`, the model's resolution); centre_tol: px the
+        principal point may differ by beyond K_RTOL (a resize's half-pixel convention)."""
         Ks = self.Ks if Ks is None else Ks
+        K = K.to(Ks)
         pose = (self.camtoworlds[:, :3, :4] - camtoworld[:3, :4].to(self.camtoworlds)).abs().amax((1, 2))
-        same = (pose <= POSE_TOL) & torch.isclose(Ks, K.to(Ks), rtol=K_RTOL, atol=0).flatten(1).all(1)
+        close = torch.isclose(Ks, K, rtol=K_RTOL, atol=0)
+        centre = ((Ks[:, :2, 2] - K[:2, 2]).abs() <= centre_tol + K_RTOL * Ks[:, :2, 2].abs()).all(1)
+        same = (pose <= POSE_TOL) & close[:, :2, :2].flatten(1).all(1) & centre & close[:, 2].all(1)
         before = torch.nonzero(same & (self.times < t)).squeeze(1)
         after = torch.nonzero(same & (self.times > t)).squeeze(1)
         if len(before) == 0 or len(after) == 0 or bool((same & (self.times == t)).any()):
@@ -91,20 +95,21 @@ class CapturedFrames:
         in-between moment of a still input camera replaced by its two frames interpolated (module docstring), at
         the model's resolution or, with `native`, the views' own."""
         size = tuple(colors.shape[1:3])
-        resize = False
+        resize, centre_tol = False, 0.0
         if size == tuple(self.images.shape[1:3]):
             images, input_Ks = self.images, self.Ks
-        elif self.native is not None:  # the frames as captured, resampled to the target's size as ViewSet.resized
-            images, input_Ks = self.native
+        else:  # the frames as captured (or the model's, without them), resampled to the target's size
+            images, input_Ks = self.native if self.native is not None else (self.images, self.Ks)
             resize = size != tuple(images.shape[1:3])
             if resize:
-                input_Ks = scale_K(input_Ks, size[1] / images.shape[2], size[0] / images.shape[1])
-        else:
-            return colors
+                sx, sy = size[1] / images.shape[2], size[0] / images.shape[1]
+                input_Ks = scale_K(input_Ks.to(self.Ks), sx, sy)
+                # the principal point scaled as c·s (image_proc) instead of (c + ½)·s − ½ (scale_K) matches too
+                centre_tol = 0.5 * max(abs(1 - sx), abs(1 - sy)) + 1e-3
         out = None
         for c in range(colors.shape[0]):
             t = float(times[c])
-            pair = self.frames_around(camtoworlds[c], Ks[c], t, input_Ks)
+            pair = self.frames_around(camtoworlds[c], Ks[c], t, input_Ks, centre_tol)
             if pair is None:
                 continue
             a, b = pair

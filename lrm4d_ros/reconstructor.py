@@ -101,8 +101,8 @@ REFINE_STEPS = 2
 # An RGB-only rig's located depths (floor, silhouettes) moved alike gained nothing (16 rig and 16 object-centric
 # validation scenes within 0.01 dB): they keep none.
 MEASURED_OFFSET = -0.003
-# A camera whose focal length exceeds the input's a pixel Gaussian came from by more than this factor draws it no
-# smaller than its input pixel (fill_footprints): beyond it the splats, 0.3 input px wide, stop overlapping. 8 rig
+# A camera whose focal length exceeds the input's a pixel Gaussian came from by more than this factor widens it
+# towards its input pixel (fill_footprints): beyond it the splats, 0.3 input px wide, stop overlapping. 8 rig
 # validation scenes generated at 384², inputs at the model's 128², targets scored against their own ground truth
 # at 128 / 256 / 384, RGB-D novel_view (self): none 27.42 / 26.14 / 24.47 (45.39 / 29.01 / 24.89); from 1.0
 # 27.34 / 26.73 / 26.08 (45.39 / 34.62 / 31.78); 1.5 27.41 / 27.00 / 26.23 (45.39 / 36.50 / 32.24); 2.0 27.42 /
@@ -415,12 +415,12 @@ def pixel_footprints(depths: Tensor, Ks: Tensor) -> Tensor:
 
 def fill_footprints(covars: Tensor, footprints: Tensor, K: Tensor) -> Tensor:
     """covars (N,3,3) for a camera of focal length (K (3,3)) longer than the inputs' the Gaussians came from
-    (footprints (N,2), `pixel_footprints`): isotropic variance EPS2D·side²·(1 − (f_input / f)²) added, so that with
-    the rasterizer's own EPS2D px² blur each still covers its input pixel's EPS2D px² at its depth, as the model's
-    resolution drew it. Pixel Gaussians are sized for that resolution: a larger image otherwise shows them as dots
-    with gaps between them (a 640x480 camera's views, reconstructed at 128x171, rendered back at 640x480). The
-    added variance starts from zero at FILL_FROM times the input's focal length (EPS2D·side²·(1 − (FILL_FROM·f_input
-    / f)²)); nearer focal lengths leave the Gaussians as they are. Only the resolution counts, not how near the
+    (footprints (N,2), `pixel_footprints`): isotropic variance EPS2D·side²·(1 − (FILL_FROM·f_input / f)²) added,
+    side its input pixel at its depth: EPS2D·(r² − FILL_FROM²) px² at the zoom r = f / f_input. With the
+    rasterizer's own EPS2D px² a splat's blur is then EPS2D·(r² − 1.25) px², against the EPS2D·r² its input pixel's
+    blur scales to (0.86 of it at 3x). Pixel Gaussians are sized for that resolution: a larger image otherwise shows them as dots
+    with gaps between them (a 640x480 camera's views, reconstructed at 128x171, rendered back at 640x480). Below
+    FILL_FROM times the input's focal length the Gaussians are drawn as they are. Only the resolution counts, not how near the
     camera stands: bounding by each Gaussian's pixel in the target (its depth there) gained RGB-D novel views
     0.02-0.13 dB and lost RGB ones 0.09-0.12 (16 rig validation scenes: a colour camera's pixels lie on a far
     panorama, large, and grow larger still)."""
@@ -450,7 +450,7 @@ def render_at_times(gaussians: Gaussians4D, camtoworlds: Tensor, Ks: Tensor, wid
     colours (refine_colours' passes): the cameras' slices and the environment's lookups are then reused, only the
     colours gathered again.
     footprints: (N,2) each Gaussian's input pixel at its depth and that input's focal length (`pixel_footprints`): a
-    camera of longer focal length draws none smaller than its input pixel (`fill_footprints`); None: as they are.
+    camera of a much longer focal length widens them towards their input pixel (`fill_footprints`); None: as they are.
     """
     C = camtoworlds.shape[0]
     if times.shape != (C,):
@@ -470,13 +470,14 @@ def render_at_times(gaussians: Gaussians4D, camtoworlds: Tensor, Ks: Tensor, wid
         if footprints is not None:  # each camera's own focal length
             fp = footprints if keep is None else footprints.index_select(0, keep)
             covars = [fill_footprints(g.covars, fp, Ks[c]) for c in idx.tolist()]
-        if all(cov is g.covars for cov in covars):  # the cameras sharing a slice in one call
-            parts.append((idx, render(g.means, g.covars, g.opacities, g.colors, camtoworlds[idx], Ks[idx], width,
-                                      height)))
-            continue
-        for c, cov in zip(idx.tolist(), covars):
-            parts.append((idx.new_tensor([c]), render(g.means, cov, g.opacities, g.colors, camtoworlds[c:c + 1],
-                                                      Ks[c:c + 1], width, height)))
+        groups: dict[int, list[int]] = {}  # cameras drawing the same covariances share one call
+        for k, cov in enumerate(covars):
+            first = next((j for j in groups if covars[j] is cov or torch.equal(Ks[idx[j]], Ks[idx[k]])), k)
+            groups.setdefault(first, []).append(k)
+        for first, members in groups.items():
+            cams = idx[members]
+            parts.append((cams, render(g.means, covars[first], g.opacities, g.colors, camtoworlds[cams], Ks[cams],
+                                       width, height)))
     order = torch.argsort(torch.cat([idx for idx, _ in parts]))
     out = RenderOutput(*[torch.cat([out[i] for _, out in parts])[order] for i in range(3)])
     return composite(out, background, camtoworlds, Ks, width, height, fill, plan)
@@ -582,7 +583,7 @@ class Reconstruction:
     # ray (zero where nothing was measured; None: unknown). `slice(measured=True)` applies it.
     to_measured: Tensor | None = None
     # (N,2) each Gaussian's input pixel at its depth (canonical units) and that input's focal length (px)
-    # (pixel_footprints; None: unknown): a render finer than the inputs' draws none smaller (fill_footprints)
+    # (pixel_footprints; None: unknown; inf focal: not a pixel Gaussian): a much finer render widens them (fill_footprints)
     footprints: Tensor | None = None
     # The last SLICE_CACHE slices by normalised time: a node's virtual cameras and /render_view requests, and a
     # viewer's slider, ask for the same instant again and again (slicing is a quarter of a 128² CPU render).
@@ -651,10 +652,11 @@ class Reconstruction:
         return RenderOutput(colors.clamp(0, 1), out.alphas, self.normalization.lengths_to_world(out.depths))
 
     def smoothed(self) -> Gaussians4D:
-        """The Gaussians (canonical frame) as a viewer at any resolution should draw them: none smaller than its
-        input pixel (covariance + EPS2D·footprint²·I: Mip-Splatting's 3D smoothing filter, at gsplat's eps2d). The
-        PLY files, the point clouds and the viewer hold these; `render` bounds each camera's Gaussians alike
-        (fill_footprints), where its pixels are finer than the inputs'."""
+        """The Gaussians (canonical frame) as a viewer at any resolution should draw them: each widened by its
+        input pixel's blur (covariance + EPS2D·side²·I: Mip-Splatting's 3D smoothing filter, at gsplat's eps2d), so
+        that at a screen's resolution they do not show as dots. The PLY files, the point clouds and the viewer hold
+        these: at the model's own resolution that is twice `render`'s blur, which widens each camera's Gaussians only
+        where it zooms in by FILL_FROM or more (fill_footprints)."""
         if self.footprints is None:
             return self.gaussians
         g = self.gaussians
@@ -795,7 +797,7 @@ class Reconstructor:
                            weighting, self.refine_steps)
         native = None
         if (views.height, views.width) != (v.height, v.width):  # the views as captured, for renders at their size
-            native = (views.images.to(self.device), views.Ks.to(self.device).float())
+            native = (views.images.to("cpu"), views.Ks.to(self.device).float())  # (show moves the two it uses)
         captured = CapturedFrames(v.images.float(), v.Ks.float(), c2w.float(), times.float(), pred.flows, native)
         to_measured = None
         if depths is not None:
@@ -806,6 +808,7 @@ class Reconstructor:
             to_measured = torch.zeros_like(g.means)
             to_measured[:len(v) * P] = torch.where(hit, at - g.means[:len(v) * P], torch.zeros_like(at))
         footprints = torch.zeros(len(g), 2, dtype=g.means.dtype, device=g.means.device)
+        footprints[:, 1] = math.inf  # not a pixel Gaussian: nothing to fill
         footprints[:len(v) * P] = pixel_footprints(pred.pixel_depths.float(), v.Ks.float()).to(footprints)
         return Reconstruction(g, norm, window, background, weighting, captured=captured, to_measured=to_measured,
                               footprints=footprints)

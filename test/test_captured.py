@@ -144,9 +144,19 @@ def test_frames_at_their_own_resolution_serve_targets_at_it():
     f48 = ViewSet.resample_images(torch.stack([f0, f1]), 48, 48)
     torch.testing.assert_close(at48[:14], f48[0, :14], atol=1e-6, rtol=0)
     assert bool((at48[21:27, 20:22, 0] > 0.9).all())  # the square half way: columns 17.25-24.75 at 48²
+    # image_proc's convention (principal point times the scale, not its pixel centre) is the same camera
+    naive = K64.clone()
+    naive[:2] *= 0.75
+    assert not torch.equal(naive, K48)
+    torch.testing.assert_close(frames.show(torch.zeros(1, 48, 48, 3), _camera()[None], naive[None],
+                                           torch.tensor([0.5]))[0], at48, rtol=0, atol=0)
     # ... but not with the intrinsics left as they were (another camera)
     other = torch.zeros(1, 48, 48, 3)
     assert torch.equal(frames.show(other, _camera()[None], K64[None], torch.tensor([0.5])), other)
+    # without frames at another size, the model's frames serve every size, resampled
+    model_only = CapturedFrames(frames.images, frames.Ks, poses, frames.times)
+    up = model_only.show(torch.zeros(1, 64, 64, 3), _camera()[None], K64[None], torch.tensor([0.5]))[0]
+    torch.testing.assert_close(up[:16], ViewSet.resample_images(frames.images[:1], 64, 64)[0, :16], atol=1e-6, rtol=0)
 
 
 def test_a_reconstruction_serves_renders_at_the_views_own_resolution_from_them():

@@ -584,4 +584,4 @@ def test_render_at_times_plan_reuses_slices_for_new_colours():
     for a, b in zip(again, fresh):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     with pytest.raises(ValueError, match="slicer"):
-        render_at_times(g, c2w, K, 16, 16, times, env, plan={}, slicer=lambda ts: g.slice_many(ts))
+        render_at_times(g, c2w, K, 16, 16, times, env, plan={}, slicer=lambda ts: [g.slice_kept(t) for t in ts])
