@@ -320,7 +320,7 @@ def test_reconstructor_world_units_and_window():
                                fresh.render(c2w, views.Ks, 20, 12, mixed).colors, rtol=0, atol=0)
 
 
-def test_finer_renders_draw_no_gaussian_smaller_than_its_input_pixel():
+def test_finer_renders_widen_pixel_gaussians_towards_their_input_pixel():
     """A depth camera measuring a wall 2 m ahead, reconstructed at 16² and rendered from its own pose at 4x the
     resolution: without the footprint filter its pixel Gaussians (0.3 px wide at 16²) are dots with gaps between
     them; with it (`fill_footprints`) the wall is covered as at 16². At the input resolution nothing changes."""
