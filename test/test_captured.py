@@ -181,3 +181,27 @@ def test_a_reconstruction_serves_renders_at_the_views_own_resolution_from_them()
     fade = 0.5 * (inputs.images[0] + inputs.images[1])
     assert same.float().mean() > 0.3
     torch.testing.assert_close(out.colors[0][same], fade[same].clamp(0, 1), atol=1e-5, rtol=0)  # 48², as captured
+
+
+def test_flows_scale_per_axis_for_frames_that_are_not_square():
+    """Native 64x128 frames, the model's 32x64: a square moving 6 px right comes out solid half way (3 px right),
+    so the flows found at 32x64 were resized with x and y each by their own factor."""
+    g = torch.Generator().manual_seed(2)
+    bg = F.interpolate(torch.rand(1, 3, 6, 12, generator=g), size=(64, 128), mode="bicubic",
+                       align_corners=False)[0].permute(1, 2, 0).clamp(0, 1) * 0.6
+
+    def at(x: int) -> torch.Tensor:
+        img = bg.clone()
+        img[26:38, x:x + 12] = torch.tensor([1.0, 0.1, 0.1])
+        return img
+
+    f0, f1 = at(50), at(56)
+    small = [F.interpolate(f.permute(2, 0, 1)[None], size=(32, 64), mode="area")[0].permute(1, 2, 0) for f in (f0, f1)]
+    K = torch.tensor([[100.0, 0.0, 63.5], [0.0, 100.0, 31.5], [0.0, 0.0, 1.0]])
+    Ks = scale_K(K[None], 0.5, 0.5)
+    frames = CapturedFrames(torch.stack(small), Ks.expand(2, 3, 3).clone(), torch.stack([_camera(), _camera()]),
+                            torch.tensor([0.0, 1.0]), native=(torch.stack([f0, f1]), K.expand(2, 3, 3).clone()))
+    out = frames.show(torch.zeros(1, 64, 128, 3), _camera()[None], K[None], torch.tensor([0.5]))[0]
+    assert bool((out[28:36, 55:63, 0] > 0.9).all())  # the square at columns 53-64, solid
+    half = at(53)
+    assert ((out - half) ** 2).mean() < 0.5 * ((0.5 * (f0 + f1) - half) ** 2).mean()  # 0.0003 against 0.0012

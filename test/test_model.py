@@ -14,8 +14,8 @@ from lrm4d_ros.model import LRM4D, LRM4DConfig
 from lrm4d_ros.pixel_gaussians import DROPOUT_DEPTH, RGB_DEPTH, SIGMA_T0, sum_of_outer, z_rays
 from lrm4d_ros.render.projection import EPS2D
 from lrm4d_ros import reconstructor
-from lrm4d_ros.reconstructor import (MEASURED_OFFSET, SPARSE_GAP, Reconstructor, predict, render_at_times,
-                                     sparse_time_factor)
+from lrm4d_ros.reconstructor import (MEASURED_OFFSET, SPARSE_GAP, Reconstructor, fill_footprints, predict,
+                                     render_at_times, sparse_time_factor)
 from lrm4d_ros.render import render
 from lrm4d_ros.views import ViewSet
 
@@ -350,6 +350,29 @@ def test_finer_renders_widen_pixel_gaussians_towards_their_input_pixel():
     pixel_m = 2.0 * math.exp(MEASURED_OFFSET) / f  # the input pixel at the wall, metres
     torch.testing.assert_close(sliced - unsmoothed, torch.eye(3).expand_as(sliced) * EPS2D * pixel_m ** 2,
                                rtol=1e-4, atol=1e-9)
+
+
+def test_the_fill_reaches_each_gaussian_through_every_slice_path():
+    """Random depths (every Gaussian its own footprint), rendered 3x zoomed from an input pose (faded views: their
+    own slices) and a novel pose (the cached slice), twice: the same pixels as the Gaussians with the fill applied to
+    all of them beforehand, so each sliced Gaussian got its own footprint."""
+    torch.manual_seed(5)
+    base = 1_700_000_000_000_000_000
+    views = _views(ring(3), [base, base + 5_000_000, base + 10_000_000], res=16)
+    views.depths = 1.5 + torch.rand(3, 16, 16)
+    rec = Reconstructor(LRM4D(LRM4DConfig.preset("tiny", image_size=16)), device="cpu",
+                        refine_steps=0).reconstruct(views)
+    K3 = views.Ks[:1].clone()
+    K3[:, :2] *= 3
+    assert float(rec.footprints[:, 0].std()) > 0.1 * float(rec.footprints[:, 0].mean())
+    prefilled = replace(rec, gaussians=replace(rec.gaussians, covars=fill_footprints(rec.gaussians.covars,
+                                                                                      rec.footprints, K3[0])),
+                        footprints=None)
+    for pose in (views.camtoworlds[:1], ring(6)[1:2]):
+        for _ in range(2):  # the second from the slice cache
+            got = rec.render(pose, K3, 48, 48, views.stamps_ns[1:2]).colors
+            torch.testing.assert_close(got, prefilled.render(pose, K3, 48, 48, views.stamps_ns[1:2]).colors,
+                                       rtol=0, atol=0)
 
 
 def test_measured_slice_puts_measured_pixels_on_their_rays():
