@@ -466,18 +466,18 @@ def render_at_times(gaussians: Gaussians4D, camtoworlds: Tensor, Ks: Tensor, wid
                                       gaussians.colors.index_select(0, keep))) for idx, keep, g in plan["slices"]]
     parts = []
     for idx, keep, g in sliced:
-        covars = [g.covars] * len(idx)
-        if footprints is not None:  # each camera's own focal length
+        calls = {id(g.covars): (g.covars, idx)}  # covariances -> the cameras drawing them, in one render call
+        if footprints is not None:  # filled once per focal length; cameras needing nothing stay in one call
             fp = footprints if keep is None else footprints.index_select(0, keep)
-            covars = [fill_footprints(g.covars, fp, Ks[c]) for c in idx.tolist()]
-        groups: dict[int, list[int]] = {}  # cameras drawing the same covariances share one call
-        for k, cov in enumerate(covars):
-            first = next((j for j in groups if covars[j] is cov or torch.equal(Ks[idx[j]], Ks[idx[k]])), k)
-            groups.setdefault(first, []).append(k)
-        for first, members in groups.items():
-            cams = idx[members]
-            parts.append((cams, render(g.means, covars[first], g.opacities, g.colors, camtoworlds[cams], Ks[cams],
-                                       width, height)))
+            focals = (Ks[idx, 0, 0] * Ks[idx, 1, 1]).tolist()
+            calls = {}
+            for f in dict.fromkeys(focals):
+                cov = fill_footprints(g.covars, fp, Ks[idx[focals.index(f)]])
+                cams = idx[[k for k, fk in enumerate(focals) if fk == f]]
+                calls[id(cov)] = (cov, cams if id(cov) not in calls else torch.cat([calls[id(cov)][1], cams]))
+        for cov, cams in calls.values():
+            parts.append((cams, render(g.means, cov, g.opacities, g.colors, camtoworlds[cams], Ks[cams], width,
+                                       height)))
     order = torch.argsort(torch.cat([idx for idx, _ in parts]))
     out = RenderOutput(*[torch.cat([out[i] for _, out in parts])[order] for i in range(3)])
     return composite(out, background, camtoworlds, Ks, width, height, fill, plan)
