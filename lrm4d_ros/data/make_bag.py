@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..io.bag import COMPRESSIONS
 from ..io.messages import DEPTH_ENCODINGS
 from .depth_sensor import SENSOR_MODES, with_depth
 from .generator import SceneConfig, all_views, sample_scene
@@ -48,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "default: none)")
     parser.add_argument("--depth-encoding", choices=DEPTH_ENCODINGS, default="32FC1",
                         help="32FC1 metres (bit-exact) or 16UC1 millimetres (default: 32FC1)")
+    parser.add_argument("--compression", choices=("none",) + COMPRESSIONS, default="none",
+                        help="images (and depth) as image_transport's compressed plugins record them: "
+                             "/<cam>/image_raw/compressed (png lossless, jpeg) and /<cam>/depth/compressedDepth "
+                             "(PNG) (default: none, raw sensor_msgs/Image)")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage (default: mcap)")
     parser.add_argument("--device", default="cpu", help="torch device for rendering (default: cpu)")
 
@@ -89,7 +94,8 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     try:
         write_bag(views, bag_dir, storage=args.storage,
-                  depth_encoding=None if args.depth == "none" else args.depth_encoding)
+                  depth_encoding=None if args.depth == "none" else args.depth_encoding,
+                  compression=None if args.compression == "none" else args.compression)
     except ValueError as e:
         return refuse(str(e))
     T, C = scene.stamps_ns.shape
@@ -101,7 +107,8 @@ def run(args) -> int:
     print(f"scene {args.seed}: {len(scene.kinds)} primitives ({', '.join(scene.kinds)}), {scene.motion_kind} motion,"
           f" {args.rig} rig, ground={'yes' if scene.ground is not None else 'no'},"
           f" backdrop={'yes' if scene.backdrop is not None else 'no'}")
-    print(f"wrote bag {bag_dir} ({args.storage}): {C} cameras x {T} frames = {len(views)} views at "
+    print(f"wrote bag {bag_dir} ({args.storage}{'' if args.compression == 'none' else ', ' + args.compression}): "
+          f"{C} cameras x {T} frames = {len(views)} views at "
           f"{args.resolution}x{args.resolution}, stamps {int(scene.stamps_ns.min())}..{int(scene.stamps_ns.max())} ns"
           f" ({span_ms:.1f} ms)")
     if views.depths is not None and bool((views.depths > 0).any()):

@@ -4,6 +4,9 @@ Per camera `<cam>`: /<cam>/image_raw (sensor_msgs/Image: rgb8, bgr8, rgba8, bgra
 /<cam>/camera_info (sensor_msgs/CameraInfo) and /<cam>/pose (geometry_msgs/PoseStamped: the optical frame in
 the world), all stamped with the capture time; optionally /<cam>/depth (sensor_msgs/Image, 32FC1 metres or 16UC1
 millimetres, REP-118), registered to the colour image: same size, same stamp, same camera_info. MCAP or sqlite3.
+Images recorded through image_transport's compressed plugins are read too (io/compressed.py): where a camera has
+no /<cam>/image_raw, /<cam>/image_raw/compressed (sensor_msgs/CompressedImage, JPEG or PNG); where it has no
+/<cam>/depth, /<cam>/depth/compressedDepth (PNG or RVL). `write_bag(compression=...)` writes those.
 
 Reading pairs each image with the camera_info, pose and depth of the *same header stamp* on the same camera
 (exact match, no interpolation): a contract bag stamps them with one capture time. Views come out sorted by
@@ -25,13 +28,17 @@ import torch
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
 from ..views import ViewSet
+from .compressed import COMPRESSED_TYPE, DEPTH_MAX, compressed_depth, compressed_depth_msg, compressed_image_msg, compressed_rgb
 from .messages import (DEPTH_ENCODINGS, TYPESTORE, MessageError, camera_info_K, camera_info_msg, depth_msg,
                        deserialize, image_depth, image_msg, image_rgb, pose_matrix, pose_msg, serialize, stamp_ns)
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 IMAGE_TYPE, INFO_TYPE, POSE_TYPE = "sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo", \
     "geometry_msgs/msg/PoseStamped"
-_IMAGE_TOPIC = re.compile(r"^/(.+)/image_raw$")
+_IMAGE_TOPIC = re.compile(r"^/(.+)/image_raw(/compressed)?$")
+# image_transport's topic for a compressed image or depth: the raw topic + "/<transport>"
+TRANSPORTS = {"image": "compressed", "depth": "compressedDepth"}
+COMPRESSIONS = ("png", "jpeg")
 
 
 class BagWarning(UserWarning):
@@ -42,20 +49,29 @@ class BagError(ValueError):
     """A bag that is not a valid contract bag; the message names the topic and stamp at fault."""
 
 
-def camera_topics(cam: str) -> dict[str, str]:
-    return {"image": f"/{cam}/image_raw", "info": f"/{cam}/camera_info", "pose": f"/{cam}/pose",
-            "depth": f"/{cam}/depth"}
+def camera_topics(cam: str, compressed: bool = False) -> dict[str, str]:
+    """The contract's topics of camera `cam`; compressed: its image and depth as image_transport's compressed
+    plugins publish them."""
+    t = {"image": f"/{cam}/image_raw", "info": f"/{cam}/camera_info", "pose": f"/{cam}/pose", "depth": f"/{cam}/depth"}
+    if compressed:
+        t.update({k: f"{t[k]}/{transport}" for k, transport in TRANSPORTS.items()})
+    return t
 
 
 def write_bag(views: ViewSet, path: str | Path, storage: str = "mcap", world_frame: str = "world",
-              encoding: str = "rgb8", depth_encoding: str | None = None) -> Path:
+              encoding: str = "rgb8", depth_encoding: str | None = None, compression: str | None = None) -> Path:
     """Write `views` as a contract bag at directory `path` (must not exist). Images are quantised to 8 bits
     (round(255·x)); frame ids are "<cam>_optical_frame" (image, camera_info, depth) and `world_frame` (pose);
     the bag time of every message is its capture stamp. depth_encoding "32FC1" (metres, bit-exact) or "16UC1"
     (rounded millimetres, ≤ 65.535 m) also writes `views.depths` on /<cam>/depth (0 = no measurement); None
-    writes no depth. Returns the bag directory."""
+    writes no depth. compression "png" or "jpeg" writes the images as image_transport's compressed plugin does,
+    on /<cam>/image_raw/compressed (`encoding` then does not apply), and the depth on /<cam>/depth/compressedDepth
+    (PNG: 16UC1 millimetres as they are; 32FC1 as 16-bit inverse depth, ≤ 10 m, io/compressed.py). Returns the
+    bag directory."""
     if storage not in STORAGES:
         raise ValueError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
+    if compression is not None and compression not in COMPRESSIONS:
+        raise ValueError(f"compression must be None or one of {list(COMPRESSIONS)}, got {compression!r}")
     if depth_encoding is not None:
         if depth_encoding not in DEPTH_ENCODINGS:
             raise ValueError(f"depth_encoding must be None or one of {list(DEPTH_ENCODINGS)}, got {depth_encoding!r}")
@@ -69,8 +85,9 @@ def write_bag(views: ViewSet, path: str | Path, storage: str = "mcap", world_fra
     v = views.to("cpu")
     images = (v.images.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
     depths = None if depth_encoding is None else v.depths.numpy()
-    keys = [("image", IMAGE_TYPE), ("info", INFO_TYPE), ("pose", POSE_TYPE)] + \
-        ([("depth", IMAGE_TYPE)] if depths is not None else [])
+    image_type = IMAGE_TYPE if compression is None else COMPRESSED_TYPE
+    keys = [("image", image_type), ("info", INFO_TYPE), ("pose", POSE_TYPE)] + \
+        ([("depth", image_type)] if depths is not None else [])
     Ks, c2w = v.Ks.numpy(), v.camtoworlds.numpy()
     stamps, cams = v.stamps_ns.tolist(), v.camera_ids.tolist()
     H, W = v.height, v.width
@@ -82,47 +99,60 @@ def write_bag(views: ViewSet, path: str | Path, storage: str = "mcap", world_fra
             raise ValueError(f"write_bag: {camera_topics(v.camera_names[cams[i]])['depth']} at stamp {stamps[i]} ns:"
                              f" depth {float(depths[i].max()):.3f} m does not fit 16UC1 millimetres (max 65.535 m); "
                              f"use 32FC1")
+    if depths is not None and compression is not None:  # the plugin drops depths beyond depth_max: keep them all
+        finite = depths[np.isfinite(depths)]
+        depth_max = max(DEPTH_MAX, float(finite.max(initial=0.0)) * 1.001 + 1e-3)
     with Writer(path, version=9, storage_plugin=STORAGES[storage]) as writer:
         conns = {}
         for cid in sorted(set(cams)):
             name = v.camera_names[cid]
-            t = camera_topics(name)
+            t = camera_topics(name, compressed=compression is not None)
             conns[cid] = {k: writer.add_connection(t[k], typ, typestore=TYPESTORE) for k, typ in keys}
         for i in sorted(range(len(v)), key=lambda i: (stamps[i], v.camera_names[cams[i]])):
             s, cid = stamps[i], cams[i]
             frame = f"{v.camera_names[cid]}_optical_frame"
-            msgs = {"image": image_msg(images[i], s, frame, encoding), "info": camera_info_msg(Ks[i], W, H, s, frame),
-                    "pose": pose_msg(c2w[i], s, world_frame)}
+            msgs = {"image": image_msg(images[i], s, frame, encoding) if compression is None else
+                    compressed_image_msg(images[i], s, frame, compression),
+                    "info": camera_info_msg(Ks[i], W, H, s, frame), "pose": pose_msg(c2w[i], s, world_frame)}
             if depths is not None:
-                msgs["depth"] = depth_msg(depths[i], s, frame, depth_encoding)
+                msgs["depth"] = depth_msg(depths[i], s, frame, depth_encoding) if compression is None else \
+                    compressed_depth_msg(depths[i], s, frame, depth_encoding, depth_max=depth_max)
             for key, msg in msgs.items():
                 writer.write(conns[cid][key], s, serialize(msg))
     return path
 
 
-def _cameras(reader: Reader, cameras) -> tuple[list[str], dict]:
-    """Name-sorted camera names to read and {topic: connection}; checks the three topics and their types (and
-    that of /<cam>/depth where present)."""
+def _cameras(reader: Reader, cameras) -> tuple[list[str], dict, dict]:
+    """Name-sorted camera names to read, {topic: connection}, and {camera: {key: topic}} of the topics to read
+    (image and depth raw where the bag has them, else compressed); checks the topics and their types."""
     by_topic = {c.topic: c for c in reader.connections}
-    found = sorted(m.group(1) for t in by_topic if (m := _IMAGE_TOPIC.match(t)))
+    found = sorted({m.group(1) for t in by_topic if (m := _IMAGE_TOPIC.match(t))})
     if not found:
-        raise BagError(f"no /<camera>/image_raw topic in the bag (topics: {sorted(by_topic)})")
+        raise BagError(f"no /<camera>/image_raw (or image_raw/compressed) topic in the bag (topics: "
+                       f"{sorted(by_topic)})")
     if cameras is not None:
         missing = [c for c in cameras if c not in found]
         if missing:
             raise BagError(f"cameras {missing} not in the bag (cameras with /<cam>/image_raw: {found})")
         found = sorted(set(cameras))
+    chosen = {}
     for cam in found:
-        for key, typ in (("image", IMAGE_TYPE), ("info", INFO_TYPE), ("pose", POSE_TYPE)):
-            topic = camera_topics(cam)[key]
-            if topic not in by_topic:
-                raise BagError(f"{topic}: topic missing (camera {cam!r} has /{cam}/image_raw)")
-            if by_topic[topic].msgtype != typ:
-                raise BagError(f"{topic}: type {by_topic[topic].msgtype}, expected {typ}")
-        depth = by_topic.get(camera_topics(cam)["depth"])
-        if depth is not None and depth.msgtype != IMAGE_TYPE:
-            raise BagError(f"{depth.topic}: type {depth.msgtype}, expected {IMAGE_TYPE}")
-    return found, by_topic
+        raw, packed = camera_topics(cam), camera_topics(cam, compressed=True)
+        topics = {}
+        for key in ("image", "info", "pose", "depth"):
+            for topic, typ in ((raw[key], IMAGE_TYPE if key in TRANSPORTS else INFO_TYPE if key == "info"
+                                else POSE_TYPE), (packed[key], COMPRESSED_TYPE)):
+                if topic in by_topic:
+                    if by_topic[topic].msgtype != typ:
+                        raise BagError(f"{topic}: type {by_topic[topic].msgtype}, expected {typ}")
+                    topics[key] = topic
+                    break
+                if key not in TRANSPORTS:
+                    break  # camera_info and pose have no compressed form
+            if key in ("info", "pose") and key not in topics:
+                raise BagError(f"{raw[key]}: topic missing (camera {cam!r} has {topics['image']})")
+        chosen[cam] = topics
+    return found, by_topic, chosen
 
 
 def _open(path: Path) -> Reader:
@@ -153,9 +183,8 @@ def read_bag(path: str | Path, cameras: list[str] | None = None) -> ViewSet:
     path = Path(path)
     reader = _open(path)
     try:
-        names, by_topic = _cameras(reader, cameras)
-        topic_key = {camera_topics(c)[k]: (ci, k) for ci, c in enumerate(names)
-                     for k in ("image", "info", "pose", "depth") if camera_topics(c)[k] in by_topic}
+        names, by_topic, chosen = _cameras(reader, cameras)
+        topic_key = {topic: (ci, k) for ci, c in enumerate(names) for k, topic in chosen[c].items()}
         infos: dict = defaultdict(dict)
         poses: dict = defaultdict(dict)
         depth_msgs: dict = defaultdict(dict)
@@ -181,7 +210,7 @@ def read_bag(path: str | Path, cameras: list[str] | None = None) -> ViewSet:
         reader.close()
     depth_seen = Counter({ci: len(d) for ci, d in depth_msgs.items()})
     if not images:
-        raise BagError(f"{path}: no images on {[camera_topics(c)['image'] for c in names]}")
+        raise BagError(f"{path}: no images on {[chosen[c]['image'] for c in names]}")
     images.sort(key=lambda x: (x[0], x[1]))
     rgb, depths, Ks, c2w, stamps, cids = [], [], [], [], [], []
     seen = set()
@@ -195,18 +224,22 @@ def read_bag(path: str | Path, cameras: list[str] | None = None) -> ViewSet:
         if s not in poses[ci]:
             raise BagError(f"{topic} at stamp {s} ns: no {camera_topics(cam)['pose']} message with that stamp")
         K, w, h = infos[ci][s]
-        if (int(msg.width), int(msg.height)) != (w, h):
+        compressed = not hasattr(msg, "encoding")  # a CompressedImage says its size only once decoded
+        if not compressed and (int(msg.width), int(msg.height)) != (w, h):
             raise BagError(f"{topic} at stamp {s} ns: image is {msg.width}x{msg.height} but "
                            f"{camera_topics(cam)['info']} says {w}x{h}")
         try:
-            px = image_rgb(msg)
+            px = compressed_rgb(msg) if compressed else image_rgb(msg)
         except MessageError as e:
             raise BagError(f"{topic} at stamp {s} ns: {e}") from e
+        if compressed and px.shape[:2] != (h, w):
+            raise BagError(f"{topic} at stamp {s} ns: image decodes to {px.shape[1]}x{px.shape[0]} but "
+                           f"{camera_topics(cam)['info']} says {w}x{h}")
         if rgb and px.shape != rgb[0].shape:
             raise BagError(f"{topic} at stamp {s} ns: image is {px.shape[1]}x{px.shape[0]}, other images are "
                            f"{rgb[0].shape[1]}x{rgb[0].shape[0]} (a ViewSet has one resolution)")
         rgb.append(px)
-        depths.append(_depth(depth_msgs[ci].pop(s, None), px.shape[:2], camera_topics(cam)["depth"], s))
+        depths.append(_depth(depth_msgs[ci].pop(s, None), px.shape[:2], chosen[cam].get("depth"), s))
         Ks.append(K)
         c2w.append(poses[ci][s])
         stamps.append(s)
@@ -214,14 +247,14 @@ def read_bag(path: str | Path, cameras: list[str] | None = None) -> ViewSet:
     for ci, left in depth_msgs.items():
         if not left:
             continue
-        topic, s = camera_topics(names[ci])["depth"], min(left)
+        topic, s = chosen[names[ci]]["depth"], min(left)
         if len(left) == depth_seen[ci]:  # none of the camera's depth images pairs: not registered, refuse
-            raise BagError(f"{topic} at stamp {s} ns: no {camera_topics(names[ci])['image']} message with that stamp "
+            raise BagError(f"{topic} at stamp {s} ns: no {chosen[names[ci]]['image']} message with that stamp "
                            f"(depth must be registered to the colour image: same stamp)")
         # some do: the others' colour frames were dropped (a recorder under load); the bag is still usable
         warnings.warn(f"{topic}: {len(left)} of {depth_seen[ci]} depth images have no colour image with their stamp "
                       f"(first at {s} ns; dropped colour frames?): skipped", BagWarning, stacklevel=2)
-    has_depth = any(camera_topics(c)["depth"] in by_topic for c in names)
+    has_depth = any("depth" in chosen[c] for c in names)
     return ViewSet(images=torch.from_numpy(np.stack(rgb)).float().div_(255.0),
                    Ks=torch.from_numpy(np.stack(Ks)), camtoworlds=torch.from_numpy(np.stack(c2w)),
                    stamps_ns=torch.tensor(stamps, dtype=torch.int64), camera_ids=torch.tensor(cids, dtype=torch.int64),
@@ -234,10 +267,11 @@ def _depth(msg, shape: tuple[int, int], topic: str, s: int) -> np.ndarray | None
     """(H,W) float32 metres of a depth message registered to a colour image of `shape`; None without one."""
     if msg is None:
         return None
-    if (int(msg.height), int(msg.width)) != tuple(shape):
-        raise BagError(f"{topic} at stamp {s} ns: depth image is {msg.width}x{msg.height} but the colour image is "
-                       f"{shape[1]}x{shape[0]} (depth must be registered to the colour image)")
     try:
-        return image_depth(msg)
+        d = image_depth(msg) if hasattr(msg, "encoding") else compressed_depth(msg)
     except MessageError as e:
         raise BagError(f"{topic} at stamp {s} ns: {e}") from e
+    if d.shape != tuple(shape):
+        raise BagError(f"{topic} at stamp {s} ns: depth image is {d.shape[1]}x{d.shape[0]} but the colour image is "
+                       f"{shape[1]}x{shape[0]} (depth must be registered to the colour image)")
+    return d

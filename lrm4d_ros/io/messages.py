@@ -18,7 +18,8 @@ import numpy as np
 from ..geometry import QUAT_UNIT_TOLERANCE, matrix_to_quat, quat_to_matrix, rigid_matrix
 
 _ROSBAGS_NAMES = {"Time": "builtin_interfaces/msg/Time", "Header": "std_msgs/msg/Header",
-                  "Image": "sensor_msgs/msg/Image", "CameraInfo": "sensor_msgs/msg/CameraInfo",
+                  "Image": "sensor_msgs/msg/Image", "CompressedImage": "sensor_msgs/msg/CompressedImage",
+                  "CameraInfo": "sensor_msgs/msg/CameraInfo",
                   "RegionOfInterest": "sensor_msgs/msg/RegionOfInterest",
                   "PoseStamped": "geometry_msgs/msg/PoseStamped", "Pose": "geometry_msgs/msg/Pose",
                   "Point": "geometry_msgs/msg/Point", "Quaternion": "geometry_msgs/msg/Quaternion",
@@ -44,6 +45,7 @@ class MessageTypes:
     Time: Any
     Header: Any
     Image: Any
+    CompressedImage: Any
     CameraInfo: Any
     RegionOfInterest: Any
     PoseStamped: Any

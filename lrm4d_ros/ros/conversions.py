@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Transform, TransformStamped, Vector3
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField, RegionOfInterest
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField, RegionOfInterest
 from std_msgs.msg import Header
 
 from ..io.messages import MessageTypes
@@ -19,8 +19,8 @@ except ImportError:  # pragma: no cover - depends on the environment (a ROS inst
     TFMessage = None
 
 # rclpy stores uint8[] as array('B'); from bytes that is one copy, from a numpy array an element-wise check.
-RCLPY = MessageTypes(Time=Time, Header=Header, Image=Image, CameraInfo=CameraInfo,
-                     RegionOfInterest=RegionOfInterest, PoseStamped=PoseStamped, Pose=Pose, Point=Point,
+RCLPY = MessageTypes(Time=Time, Header=Header, Image=Image, CompressedImage=CompressedImage,
+                     CameraInfo=CameraInfo, RegionOfInterest=RegionOfInterest, PoseStamped=PoseStamped, Pose=Pose, Point=Point,
                      Quaternion=Quaternion, PointCloud2=PointCloud2, PointField=PointField,
                      TransformStamped=TransformStamped, Transform=Transform, Vector3=Vector3, TFMessage=TFMessage,
                      byte_array=lambda a: np.ascontiguousarray(a, dtype=np.uint8).tobytes())

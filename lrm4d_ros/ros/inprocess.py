@@ -41,9 +41,10 @@ def wait_future(future, timeout: float, what: str):
 
 class InProcessSession:
     """The node under test plus a client that publishes views (and /clock), records ~/status and ~/gaussians,
-    and calls render_view. `params`: node parameter overrides {name: value}."""
+    and calls render_view. `params`: node parameter overrides {name: value}; compression: the client publishes
+    compressed images and depth (ViewSetPublisher), for a node with image_transport "compressed"."""
 
-    def __init__(self, domain_id: int, views, params: dict, topic_depth: int = 50):
+    def __init__(self, domain_id: int, views, params: dict, topic_depth: int = 50, compression: str | None = None):
         # Discovery stays on this machine (read when the context initialises).
         os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
         self.context = rclpy.Context()
@@ -52,7 +53,8 @@ class InProcessSession:
         self.node = ReconstructNode(context=self.context, parameter_overrides=overrides)
         self.client = rclpy.create_node("lrm4d_client", context=self.context)
         self.publisher = ViewSetPublisher(self.client, views, qos_depth=topic_depth, clock=True,
-                                          depth=any(k.endswith(".depth_topic") and v for k, v in params.items()))
+                                          depth=any(k.endswith(".depth_topic") and v for k, v in params.items()),
+                                          compression=compression)
         self.statuses: list = []
         self.clouds: list = []
         self.cloud_times: list[float] = []

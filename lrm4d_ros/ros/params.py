@@ -19,6 +19,7 @@ from ..selection import POLICIES
 from ..window import RejectedInput, pose_matrix
 
 POSE_SOURCES = ("topic", "tf")
+IMAGE_TRANSPORTS, DEPTH_TRANSPORTS = ("raw", "compressed"), ("raw", "compressedDepth")
 QOS_CHOICES = ("sensor_data", "reliable")
 NORMALIZATIONS = ("auto", "fixed")
 BIG = 1e9
@@ -34,6 +35,11 @@ SCALARS = {
     "max_stamp_lead_s": (1.0, "stamps further ahead of the node's clock are refused; 0 disables (then a stamp more "
                                "than the window ahead of every other camera's latest image is) [s]", (0.0, BIG)),
     "max_stamp_age_s": (10.0, "stamps further behind the node's clock are refused; 0 disables [s]", (0.0, BIG)),
+    "image_transport": ("raw", "colour images as sensor_msgs/Image on image_topic, or as image_transport's "
+                               "compressed plugin publishes them: sensor_msgs/CompressedImage (JPEG, PNG) on "
+                               "image_topic + '/compressed'", IMAGE_TRANSPORTS),
+    "depth_transport": ("raw", "depth images as sensor_msgs/Image on depth_topic, or compressed_depth_image_transport's "
+                               "CompressedImage (PNG, RVL) on depth_topic + '/compressedDepth'", DEPTH_TRANSPORTS),
     "input_qos": ("sensor_data", "input QoS: best effort (also receives reliable publishers) or reliable",
                   QOS_CHOICES),
     "input_queue_depth": (10, "history depth of each input subscription", (1, 10000)),

@@ -4,7 +4,8 @@
     ros2 run lrm4d_ros reconstruct_node --ros-args --params-file ...          (after colcon build)
 
 Inputs per camera (relative topics, remappable): colour Image, CameraInfo, PoseStamped (or TF) and optionally a
-registered depth Image. Subscription callbacks only enqueue the message; one ingest thread decodes and checks
+registered depth Image; images and depth may come compressed instead, as image_transport's plugins publish them
+(`image_transport: compressed`, `depth_transport: compressedDepth`: io/compressed.py decodes). Subscription callbacks only enqueue the message; one ingest thread decodes and checks
 it (io/messages.py) and puts it into a SpaceTimeWindow, whose stamps are bounded by the node's clock (ROS time:
 `use_sim_time` for bag playback). A reconstruction thread wakes when new views arrive (at most
 `reconstruction_rate_hz`, waiting up to `gather_s` for the other cameras' views of the same instant), runs the
@@ -37,9 +38,10 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time as RosTime
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..cameras import SceneNormalization
+from ..io.compressed import compressed_depth, compressed_rgb
 from ..io.messages import (MessageError, camera_info_K, camera_info_msg, float_image_msg, image_depth, image_msg,
                            image_rgb, pointcloud2_msg, pose_matrix, time_msg, time_ns, transform_msg)
 from ..model import BF16_CHOICES
@@ -183,11 +185,15 @@ class ReconstructNode(Node):
             # One exclusive group per camera keeps its messages in arrival order (a reentrant group may run two
             # callbacks of one subscription at once, and enqueue them swapped); cameras still run in parallel.
             inputs = MutuallyExclusiveCallbackGroup()
-            topics = [(Image, cam.image_topic, "image"), (CameraInfo, cam.info_topic, "info")]
+            # image_transport's convention: a compressed stream is the raw topic + "/<transport>"
+            topics = [(Image, cam.image_topic, "image") if cfg.image_transport == "raw" else
+                      (CompressedImage, f"{cam.image_topic}/{cfg.image_transport}", "image"),
+                      (CameraInfo, cam.info_topic, "info")]
             if cfg.pose_source == "topic":
                 topics.append((PoseStamped, cam.pose_topic, "pose"))
             if cam.depth_topic:
-                topics.append((Image, cam.depth_topic, "depth"))
+                topics.append((Image, cam.depth_topic, "depth") if cfg.depth_transport == "raw" else
+                              (CompressedImage, f"{cam.depth_topic}/{cfg.depth_transport}", "depth"))
             for msg_type, topic, kind in topics:
                 self.create_subscription(msg_type, topic, lambda m, i=i, k=kind: self._inbox.put(i, k, m), qos,
                                          callback_group=inputs)
@@ -301,14 +307,15 @@ class ReconstructNode(Node):
         except RejectedInput as exc:
             self._refuse(exc.reason, f"pose: {exc}", counted=True, camera=cam.name)
 
-    def _camera_info(self, cam, msg, what: str) -> tuple[np.ndarray, int, int]:
+    def _camera_info(self, cam, size: tuple[int, int], what: str) -> tuple[np.ndarray, int, int]:
+        """The camera's (K, width, height), checked against an image's size (width, height)."""
         with self._lock:
             info = self._infos.get(cam.name)
         if info is None:
             raise RejectedInput(f"{cam.name} {what}: no camera_info received yet on "
                                 f"{self.resolve_topic_name(cam.info_topic)}", "no_camera_info")
-        if (int(msg.width), int(msg.height)) != info[1:]:
-            raise RejectedInput(f"{cam.name} {what}: image is {msg.width}x{msg.height} but camera_info says "
+        if tuple(size) != info[1:]:
+            raise RejectedInput(f"{cam.name} {what}: image is {size[0]}x{size[1]} but camera_info says "
                                 f"{info[1]}x{info[2]}", "size_mismatch" if what == "image" else "depth_size")
         return info
 
@@ -334,11 +341,14 @@ class ReconstructNode(Node):
         if self._hold_for_info(cam_id, cam, "image", msg, arrival):
             return
         try:
-            K, _, _ = self._camera_info(cam, msg, "image")
+            compressed = isinstance(msg, CompressedImage)  # its size is known only once decoded
+            if not compressed:
+                self._camera_info(cam, (int(msg.width), int(msg.height)), "image")
             try:
-                rgb = image_rgb(msg)
+                rgb = compressed_rgb(msg) if compressed else image_rgb(msg)
             except MessageError as exc:
                 raise RejectedInput(f"{cam.name} image: {exc}", "bad_encoding") from None
+            K, _, _ = self._camera_info(cam, rgb.shape[1::-1], "image")
             T = self._tf_pose(cam, msg, stamp) if self._tf_buffer is not None else None
         except RejectedInput as exc:
             return self._refuse(exc.reason, str(exc), cam_id)
@@ -360,11 +370,14 @@ class ReconstructNode(Node):
         if self._hold_for_info(cam_id, cam, "depth", msg, arrival):
             return
         try:
-            self._camera_info(cam, msg, "depth")
+            compressed = isinstance(msg, CompressedImage)
+            if not compressed:
+                self._camera_info(cam, (int(msg.width), int(msg.height)), "depth")
             try:
-                depth = image_depth(msg)
+                depth = compressed_depth(msg) if compressed else image_depth(msg)
             except MessageError as exc:
                 raise RejectedInput(f"{cam.name} depth: {exc}", "depth_invalid") from None
+            self._camera_info(cam, depth.shape[::-1], "depth")
         except RejectedInput as exc:
             return self._refuse(exc.reason, str(exc), camera=cam.name)
         try:
