@@ -11,6 +11,8 @@ COMMANDS = {
     "reconstruct": ("lrm4d_ros.pipeline", "contract bag in -> per-window Gaussians, PLY, video and an output bag"),
     "view": ("lrm4d_ros.viewer.command", "4D Gaussians in the browser with a time slider: PLY, output folder or bag"),
     "make-bag": ("lrm4d_ros.data.make_bag", "generate a procedural 4D scene and write it as a contract bag"),
+    "convert-bag": ("lrm4d_ros.io.convert", "a robot's bag (its own topics, TF poses, compressed images) -> a "
+                                            "contract bag"),
     "train": ("lrm4d_ros.train", "train the model on procedural scenes"),
     "evaluate": ("lrm4d_ros.evaluate", "evaluate a checkpoint on contract bags against baselines"),
     "render-view": ("lrm4d_ros.ros.render_view_cli", "ask a running reconstruct node for a view (PNG + depth)"),

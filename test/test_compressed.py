@@ -78,7 +78,8 @@ def test_compressed_depth_decodes_as_compressed_depth_image_transport():
     d = compressed_depth(_depth_msg("32FC1; compressedDepth png", float(A), float(B), v))
     expect = np.where(v > 0, A / (v.astype(np.float32) - B), 0).astype(np.float32)
     np.testing.assert_array_equal(d, expect)
-    assert abs(d[0, 1] - 10.0) < 1e-3 and abs(d[0, 3] - 1.0) < 1e-3 and d[0, 0] == 0 and d[1, 2] == 0  # v = 1: depth_max
+    # v = 1 is depth_max (10 m), 9091 is 1 m, 0 is none
+    assert abs(d[0, 1] - 10.0) < 1e-3 and abs(d[0, 3] - 1.0) < 1e-3 and d[0, 0] == 0 and d[1, 2] == 0
     mm = compressed_depth(_depth_msg("16UC1; compressedDepth", 0.0, 0.0, v))  # older format string: PNG
     np.testing.assert_array_equal(mm, np.where(v > 0, (v / 1000.0).astype(np.float32), 0))
     with pytest.raises(MessageError, match="unsupported compressed depth format"):

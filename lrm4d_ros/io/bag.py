@@ -28,7 +28,8 @@ import torch
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
 from ..views import ViewSet
-from .compressed import COMPRESSED_TYPE, DEPTH_MAX, compressed_depth, compressed_depth_msg, compressed_image_msg, compressed_rgb
+from .compressed import (COMPRESSED_TYPE, DEPTH_MAX, compressed_depth, compressed_depth_msg, compressed_image_msg,
+                         compressed_rgb)
 from .messages import (DEPTH_ENCODINGS, TYPESTORE, MessageError, camera_info_K, camera_info_msg, depth_msg,
                        deserialize, image_depth, image_msg, image_rgb, pose_matrix, pose_msg, serialize, stamp_ns)
 

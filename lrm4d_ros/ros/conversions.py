@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - depends on the environment (a ROS inst
 
 # rclpy stores uint8[] as array('B'); from bytes that is one copy, from a numpy array an element-wise check.
 RCLPY = MessageTypes(Time=Time, Header=Header, Image=Image, CompressedImage=CompressedImage,
-                     CameraInfo=CameraInfo, RegionOfInterest=RegionOfInterest, PoseStamped=PoseStamped, Pose=Pose, Point=Point,
-                     Quaternion=Quaternion, PointCloud2=PointCloud2, PointField=PointField,
+                     CameraInfo=CameraInfo, RegionOfInterest=RegionOfInterest, PoseStamped=PoseStamped, Pose=Pose,
+                     Point=Point, Quaternion=Quaternion, PointCloud2=PointCloud2, PointField=PointField,
                      TransformStamped=TransformStamped, Transform=Transform, Vector3=Vector3, TFMessage=TFMessage,
                      byte_array=lambda a: np.ascontiguousarray(a, dtype=np.uint8).tobytes())

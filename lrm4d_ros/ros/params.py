@@ -38,8 +38,9 @@ SCALARS = {
     "image_transport": ("raw", "colour images as sensor_msgs/Image on image_topic, or as image_transport's "
                                "compressed plugin publishes them: sensor_msgs/CompressedImage (JPEG, PNG) on "
                                "image_topic + '/compressed'", IMAGE_TRANSPORTS),
-    "depth_transport": ("raw", "depth images as sensor_msgs/Image on depth_topic, or compressed_depth_image_transport's "
-                               "CompressedImage (PNG, RVL) on depth_topic + '/compressedDepth'", DEPTH_TRANSPORTS),
+    "depth_transport": ("raw", "depth images as sensor_msgs/Image on depth_topic, or "
+                               "compressed_depth_image_transport's CompressedImage (PNG, RVL) on depth_topic + "
+                               "'/compressedDepth'", DEPTH_TRANSPORTS),
     "input_qos": ("sensor_data", "input QoS: best effort (also receives reliable publishers) or reliable",
                   QOS_CHOICES),
     "input_queue_depth": (10, "history depth of each input subscription", (1, 10000)),

@@ -5,13 +5,14 @@
 
 Inputs per camera (relative topics, remappable): colour Image, CameraInfo, PoseStamped (or TF) and optionally a
 registered depth Image; images and depth may come compressed instead, as image_transport's plugins publish them
-(`image_transport: compressed`, `depth_transport: compressedDepth`: io/compressed.py decodes). Subscription callbacks only enqueue the message; one ingest thread decodes and checks
-it (io/messages.py) and puts it into a SpaceTimeWindow, whose stamps are bounded by the node's clock (ROS time:
-`use_sim_time` for bag playback). A reconstruction thread wakes when new views arrive (at most
-`reconstruction_rate_hz`, waiting up to `gather_s` for the other cameras' views of the same instant), runs the
-model and publishes ~/gaussians (PointCloud2, sliced at the window's newest stamp) and ~/status. Virtual cameras
-(~/<name>/image, depth, camera_info, with a static TF of their frame) are rendered from each new reconstruction;
-the `render_view` service renders the latest reconstruction from any camera at any time in its window.
+(`image_transport: compressed`, `depth_transport: compressedDepth`). Subscription callbacks only enqueue the
+message; one ingest thread decodes and checks it (io/messages.py, io/compressed.py) and puts it into a
+SpaceTimeWindow, whose stamps are bounded by the node's clock (ROS time: `use_sim_time` for bag playback). A
+reconstruction thread wakes when new views arrive (at most `reconstruction_rate_hz`, waiting up to `gather_s` for
+the other cameras' views of the same instant), runs the model and publishes ~/gaussians (PointCloud2, sliced at the
+window's newest stamp) and ~/status. Virtual cameras (~/<name>/image, depth, camera_info, with a static TF of their
+frame) are rendered from each new reconstruction; the `render_view` service renders the latest reconstruction from
+any camera at any time in its window.
 Bad input is refused with a reason (counted per reason in ~/status, logged rate-limited per reason) and never
 stops the node; under overload the oldest queued input is dropped and counted.
 """

@@ -1,0 +1,384 @@
+"""`lrm4d convert-bag IN --out OUT --camera NAME=IMAGE_TOPIC ...`: a robot's own bag in, a contract bag
+(docs/design.md §4) out, for `lrm4d reconstruct`, `evaluate` and `view`.
+
+A robot records its cameras under its own topic names, poses as TF (/tf, /tf_static) and depth on a topic of its
+own, stamped by the depth camera; the contract wants /<cam>/image_raw, /<cam>/camera_info, /<cam>/pose and
+/<cam>/depth stamped alike. Per `--camera NAME=IMAGE_TOPIC` (sensor_msgs/Image, or CompressedImage as
+image_transport records it):
+- camera_info: `--info NAME=TOPIC`, else image_transport's sibling of the image topic (…/image_raw[/compressed] ->
+  …/camera_info); the one with the image's stamp, else the latest before it (intrinsics rarely change);
+- pose: the image's header.frame_id (its optical frame) in `--world-frame` from the bag's TF tree at the image's
+  stamp (io/tf_tree.py: interpolated, `--tf-tolerance-ms` at its ends, gaps up to `--tf-max-gap`); default world
+  frame: the root of that tree;
+- depth (`--depth NAME=TOPIC`, registered to the colour image: an aligned RGB-D camera's aligned depth): the depth
+  image nearest in stamp within `--depth-tolerance-ms` of each colour image, restamped with the colour image's
+  stamp, each depth image used once;
+- distortion: where camera_info has non-zero distortion coefficients, colour and depth are rectified as
+  image_proc does (OpenCV's undistortion maps onto P's intrinsics; depth by nearest neighbour), and the written
+  camera_info is the pinhole the model assumes. Images that need no rectification are copied byte for byte.
+Images that cannot be converted (no pose at their stamp, no camera_info yet, undecodable) are skipped, counted
+per reason and summarised; a bag that cannot be converted at all is refused in one line.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..window import RejectedInput
+
+TF_TOPICS = ("/tf", "/tf_static")
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+class ConvertError(ValueError):
+    """The bag cannot be converted as asked (a topic missing or of another type, a frame not in the TF tree)."""
+
+
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        name, sep, topic = item.partition("=")
+        if not sep or not _NAME.match(name) or not topic.startswith("/"):
+            raise ConvertError(f"{what} {item!r}: expected NAME=/topic, NAME a letter then letters, digits or _")
+        if name in out:
+            raise ConvertError(f"{what}: camera {name!r} given twice")
+        out[name] = topic
+    return out
+
+
+def info_topic_for(image_topic: str) -> str:
+    """image_transport's camera_info beside an image topic: /ns/image_raw[/compressed] -> /ns/camera_info."""
+    base = re.sub(r"/(compressed|compressedDepth|theora|zstd)$", "", image_topic)
+    return base.rsplit("/", 1)[0] + "/camera_info"
+
+
+class _Rectifier:
+    """Undistortion maps of one camera_info (cached by its K, D and size), as image_proc's rectify node builds
+    them: new intrinsics P[:3,:3] (K where P is empty)."""
+
+    def __init__(self):
+        self._maps: dict = {}
+
+    @staticmethod
+    def needed(info) -> bool:
+        return bool(np.any(np.abs(np.asarray(info.d, np.float64)) > 1e-9))
+
+    def pinhole(self, info) -> np.ndarray:
+        P = np.asarray(info.p, np.float64).reshape(3, 4)[:, :3]
+        return P.copy() if P[0, 0] > 0 and P[1, 1] > 0 else np.asarray(info.k, np.float64).reshape(3, 3)
+
+    def maps(self, info):
+        key = (bytes(np.asarray(info.k, np.float64)), bytes(np.asarray(info.d, np.float64)), info.width,
+               info.height, info.distortion_model)
+        if key not in self._maps:
+            K, D = np.asarray(info.k, np.float64).reshape(3, 3), np.asarray(info.d, np.float64)
+            R, newK, size = np.asarray(info.r, np.float64).reshape(3, 3), self.pinhole(info), (info.width,
+                                                                                                 info.height)
+            if not np.any(R):
+                R = np.eye(3)
+            if info.distortion_model == "equidistant":
+                m = cv2.fisheye.initUndistortRectifyMap(K, D[:4], R, newK, size, cv2.CV_32FC1)
+            elif info.distortion_model in ("plumb_bob", "rational_polynomial", ""):
+                m = cv2.initUndistortRectifyMap(K, D, R, newK, size, cv2.CV_32FC1)
+            else:
+                raise RejectedInput(f"distortion model {info.distortion_model!r} cannot be rectified here "
+                                    "(plumb_bob, rational_polynomial, equidistant)", "distortion")
+            self._maps[key] = m
+        return self._maps[key]
+
+
+def add_arguments(p) -> None:
+    p.add_argument("bag", help="input bag (a directory with metadata.yaml, or an .mcap file)")
+    p.add_argument("--out", required=True, help="output contract bag directory (must not exist)")
+    p.add_argument("--camera", action="append", required=True, metavar="NAME=TOPIC",
+                   help="a camera: its name in the contract bag and its colour image topic (Image or "
+                        "CompressedImage); repeat for each camera")
+    p.add_argument("--info", action="append", metavar="NAME=TOPIC",
+                   help="camera_info topic of camera NAME (default: the image topic's sibling .../camera_info)")
+    p.add_argument("--depth", action="append", metavar="NAME=TOPIC",
+                   help="depth topic of camera NAME, registered to its colour image (e.g. a RealSense's "
+                        "aligned_depth_to_color/image_raw; Image 16UC1/32FC1 or compressedDepth)")
+    p.add_argument("--world-frame", default=None,
+                   help="frame the poses are written in (default: the root of the TF tree above the cameras)")
+    p.add_argument("--depth-tolerance-ms", type=float, default=20.0,
+                   help="a depth image pairs with the colour image nearest in stamp within this (default: 20)")
+    p.add_argument("--tf-tolerance-ms", type=float, default=20.0,
+                   help="a transform is held this long past the first / last one on its edge (default: 20)")
+    p.add_argument("--tf-max-gap", type=float, default=0.5,
+                   help="longest gap between two transforms of an edge that is interpolated, s (default: 0.5)")
+    p.add_argument("--start", type=float, default=0.0, help="skip this many seconds after the first image")
+    p.add_argument("--duration", type=float, default=None, help="convert this many seconds (default: all)")
+    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="output storage (default: mcap)")
+
+
+def run(args) -> int:
+    def refuse(message: str) -> int:
+        print(f"lrm4d convert-bag: error: {message}", file=sys.stderr)
+        return 2
+
+    try:
+        summary = convert_bag(args.bag, args.out, _pairs(args.camera, "--camera"), infos=_pairs(args.info, "--info"),
+                              depths=_pairs(args.depth, "--depth"), world_frame=args.world_frame,
+                              depth_tolerance_ns=int(args.depth_tolerance_ms * 1e6),
+                              tf_tolerance_ns=int(args.tf_tolerance_ms * 1e6), tf_max_gap_ns=int(args.tf_max_gap * 1e9),
+                              start_s=args.start, duration_s=args.duration, storage=args.storage, progress=True)
+    except (ConvertError, FileExistsError) as exc:
+        return refuse(str(exc))
+    print(summary["text"])
+    return 0 if summary["views"] else 1
+
+
+def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None = None,
+                depths: dict[str, str] | None = None, world_frame: str | None = None,
+                depth_tolerance_ns: int = 20_000_000, tf_tolerance_ns: int = 20_000_000,
+                tf_max_gap_ns: int = 500_000_000, start_s: float = 0.0, duration_s: float | None = None,
+                storage: str = "mcap", progress: bool = False) -> dict:
+    """Convert bag `src` into the contract bag `out` (module docstring). cameras / infos / depths: {contract camera
+    name: topic}. Returns {"views": written, "skipped": Counter of reasons, "world_frame", "text"}; raises
+    ConvertError for what makes the bag unconvertible, FileExistsError if `out` exists."""
+    from rosbags.rosbag2 import Writer
+    from tqdm import tqdm
+
+    from .bag import STORAGES, BagError, _open, camera_topics
+    from .compressed import compressed_depth, compressed_image_msg, compressed_rgb
+    from .messages import (TYPESTORE, MessageError, camera_info_K, depth_msg, deserialize, image_depth, image_msg,
+                           image_rgb, pose_matrix, pose_msg, serialize, stamp_ns, time_msg)
+    from .tf_tree import TransformTree
+
+    infos, depths = dict(infos or {}), dict(depths or {})
+    if not cameras:
+        raise ConvertError("no --camera given")
+    for what, d in (("--info", infos), ("--depth", depths)):
+        if set(d) - set(cameras):
+            raise ConvertError(f"{what} names cameras {sorted(set(d) - set(cameras))} that no --camera defines")
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} exists; choose a new --out")
+    try:
+        reader = _open(Path(src))
+    except BagError as exc:
+        raise ConvertError(str(exc)) from None
+    try:
+        by_topic = {c.topic: c for c in reader.connections}
+        info_topics = {n: infos.get(n, info_topic_for(t)) for n, t in cameras.items()}
+
+        def need(topic, types, what):
+            if topic not in by_topic:
+                near = [t for t in sorted(by_topic) if t.rsplit("/", 1)[-1] in ("image_raw", "compressed",
+                                                                                 "camera_info", "compressedDepth")]
+                raise ConvertError(f"{what} topic {topic} is not in the bag (image and camera_info topics there: "
+                                   f"{near})")
+            if by_topic[topic].msgtype not in types:
+                raise ConvertError(f"{what} topic {topic} is {by_topic[topic].msgtype}, expected {' or '.join(types)}")
+
+        for n in cameras:
+            need(cameras[n], IMAGE_TYPES, f"camera {n}'s image")
+            need(info_topics[n], ("sensor_msgs/msg/CameraInfo",), f"camera {n}'s camera_info")
+            if n in depths:
+                need(depths[n], IMAGE_TYPES, f"camera {n}'s depth")
+        tf_conns = [by_topic[t] for t in TF_TOPICS if t in by_topic and by_topic[t].msgtype == "tf2_msgs/msg/TFMessage"]
+        if not tf_conns:
+            raise ConvertError("the bag has no /tf or /tf_static (tf2_msgs/TFMessage): no camera poses")
+
+        # pass 1: the TF tree, camera_infos, image and depth stamps (small: no pixels kept)
+        tree = TransformTree(tolerance_ns=tf_tolerance_ns, max_gap_ns=tf_max_gap_ns)
+        info_msgs: dict = defaultdict(dict)
+        image_stamps: dict = defaultdict(list)
+        depth_stamps: dict = defaultdict(list)
+        frame_ids: dict = {}
+        info_of = {t: n for n, t in info_topics.items()}
+        image_of = {t: n for n, t in cameras.items()}
+        depth_of = {t: n for n, t in depths.items()}
+        conns = tf_conns + [by_topic[t] for t in {*info_of, *image_of, *depth_of}]
+        for conn, _, raw in reader.messages(connections=conns):
+            msg = deserialize(raw, conn.msgtype)
+            if conn.topic in TF_TOPICS:
+                for tr in msg.transforms:
+                    try:
+                        tree.add(tr.header.frame_id, tr.child_frame_id, stamp_ns(tr.header), pose_matrix(tr),
+                                 static=conn.topic == "/tf_static")
+                    except (ValueError, MessageError) as exc:
+                        raise ConvertError(f"{conn.topic}: {exc}") from None
+                continue
+            s = stamp_ns(msg.header)
+            if conn.topic in info_of:
+                info_msgs[info_of[conn.topic]][s] = msg
+            if conn.topic in image_of:
+                image_stamps[image_of[conn.topic]].append(s)
+                frame_ids.setdefault(image_of[conn.topic], msg.header.frame_id.lstrip("/"))
+            if conn.topic in depth_of:
+                depth_stamps[depth_of[conn.topic]].append(s)
+    finally:
+        reader.close()
+    for n in cameras:
+        if not image_stamps[n]:
+            raise ConvertError(f"camera {n}: no messages on {cameras[n]}")
+        if not frame_ids[n]:
+            raise ConvertError(f"camera {n}: images on {cameras[n]} have no header.frame_id (their optical frame)")
+        if not info_msgs[n]:
+            raise ConvertError(f"camera {n}: no messages on {info_topics[n]}")
+        if frame_ids[n] not in tree.frames:
+            raise ConvertError(f"camera {n}: its frame {frame_ids[n]!r} is not in the TF tree (frames: "
+                               f"{sorted(tree.frames)})")
+    if world_frame is None:
+        world_frame = tree.root(frame_ids[next(iter(cameras))])
+    elif world_frame.lstrip("/") not in tree.frames:
+        raise ConvertError(f"--world-frame {world_frame!r} is not in the TF tree (frames: {sorted(tree.frames)})")
+    world_frame = world_frame.lstrip("/")
+
+    first = min(min(v) for v in image_stamps.values())
+    lo = first + int(start_s * 1e9)
+    hi = None if duration_s is None else lo + int(duration_s * 1e9)
+
+    def inside(s):
+        return s >= lo and (hi is None or s <= hi)
+
+    # each colour image's depth: the nearest depth stamp within tolerance, each depth used once (nearest first)
+    pairing: dict = {}  # (camera, depth stamp) -> colour stamp
+    for n in depths:
+        cands = sorted((abs(d - s), s, d) for s in image_stamps[n] if inside(s) for d in
+                       _near(sorted(depth_stamps[n]), s, depth_tolerance_ns))
+        used_s, used_d = set(), set()
+        for _, s, d in cands:
+            if s not in used_s and d not in used_d:
+                pairing[n, d] = s
+                used_s.add(s)
+                used_d.add(d)
+
+    skipped: Counter = Counter()
+    notes: dict = {}
+    rect = _Rectifier()
+    written = 0
+    depth_written: Counter = Counter()
+    decided: dict = {}  # (camera, colour stamp) -> written or not: its depth follows it
+    pending: dict = {}  # depth read before its colour image was decided (bag order is arrival order)
+    total = sum(1 for n in cameras for s in image_stamps[n] if inside(s))
+    reader = _open(Path(src))
+    try:
+        with Writer(out, version=9, storage_plugin=STORAGES[storage]) as writer:
+            conns_out: dict = {}
+
+            def write(topic, msg, stamp):
+                if topic not in conns_out:
+                    conns_out[topic] = writer.add_connection(topic, msg.__msgtype__, typestore=TYPESTORE)
+                writer.write(conns_out[topic], stamp, serialize(msg))
+
+            def skip(n, reason, message):
+                skipped[reason] += 1
+                notes.setdefault(reason, f"camera {n}: {message}")
+
+            def write_depth(n, s_img, topic, msg):
+                write(topic, msg, s_img)
+                depth_written[n] += 1
+
+            bar = tqdm(total=total, desc="converting", unit="image", disable=not progress, leave=False)
+            for conn, _, raw in reader.messages(connections=[by_topic[t] for t in {*image_of, *depth_of}]):
+                msg = deserialize(raw, conn.msgtype)
+                s = stamp_ns(msg.header)
+                compressed = not hasattr(msg, "encoding")
+                if conn.topic in image_of:
+                    n = image_of[conn.topic]
+                    if not inside(s):
+                        continue
+                    bar.update(1)
+                    decided[n, s] = False
+                    topics = camera_topics(n, compressed=compressed)
+                    info = info_msgs[n].get(s) or _latest(info_msgs[n], s)
+                    try:
+                        K, w, h = camera_info_K(info)
+                        rgb = compressed_rgb(msg) if compressed else image_rgb(msg)
+                        if rgb.shape[:2] != (h, w):
+                            raise MessageError(f"image is {rgb.shape[1]}x{rgb.shape[0]} but camera_info says {w}x{h}")
+                        T = tree.lookup(world_frame, frame_ids[n], s)
+                        if rect.needed(info):
+                            mx, my = rect.maps(info)
+                            rgb = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+                            msg = image_msg(rgb, s, msg.header.frame_id) if not compressed else \
+                                compressed_image_msg(rgb, s, msg.header.frame_id,
+                                                     "jpeg" if "jpeg" in msg.format.lower() else "png")
+                            info = _pinhole_info(info, rect.pinhole(info))
+                    except MessageError as exc:
+                        skip(n, "bad_image", f"{conn.topic} at stamp {s} ns: {exc}")
+                    except RejectedInput as exc:
+                        skip(n, exc.reason, f"{conn.topic} at stamp {s} ns: {exc}")
+                    else:
+                        info.header.stamp = time_msg(s)
+                        write(topics["info"], info, s)
+                        write(topics["pose"], pose_msg(T, s, world_frame), s)
+                        write(topics["image"], msg, s)
+                        decided[n, s] = True
+                        written += 1
+                    if (n, s) in pending and decided[n, s]:
+                        write_depth(n, s, *pending[n, s])
+                    pending.pop((n, s), None)
+                    continue
+                n = depth_of[conn.topic]
+                s_img = pairing.get((n, s))
+                if s_img is None or decided.get((n, s_img)) is False:
+                    continue
+                info = info_msgs[n].get(s_img) or _latest(info_msgs[n], s_img)
+                try:
+                    d = compressed_depth(msg) if compressed else image_depth(msg)
+                    if d.shape != (info.height, info.width):
+                        raise MessageError(f"depth image is {d.shape[1]}x{d.shape[0]} but camera_info says "
+                                           f"{info.width}x{info.height} (depth must be registered to the colour image)")
+                except MessageError as exc:
+                    skip(n, "bad_depth", f"{conn.topic} at stamp {s} ns: {exc}")
+                    continue
+                if rect.needed(info):
+                    mx, my = rect.maps(info)
+                    msg = depth_msg(cv2.remap(d, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT),
+                                    s_img, msg.header.frame_id)
+                    compressed = False
+                else:
+                    msg.header.stamp = time_msg(s_img)
+                item = (camera_topics(n, compressed=compressed)["depth"], msg)
+                if decided.get((n, s_img)):
+                    write_depth(n, s_img, *item)
+                else:
+                    pending[n, s_img] = item
+            bar.close()
+    finally:
+        reader.close()
+    if not written:
+        import shutil
+
+        shutil.rmtree(out, ignore_errors=True)
+    lines = [f"wrote {out} ({storage}): {written} of {total} images from {len(cameras)} camera(s), poses in frame "
+             f"{world_frame!r}" if written else f"wrote nothing: none of the {total} images could be converted"]
+    for n in depths:
+        lines.append(f"  {n}: depth with {depth_written[n]} of its images (nearest within "
+                     f"{depth_tolerance_ns / 1e6:g} ms, restamped)")
+    for reason, count in skipped.most_common():
+        lines.append(f"  skipped {count} ({reason}), e.g. {notes[reason]}")
+    return {"views": written, "skipped": skipped, "world_frame": world_frame, "text": "\n".join(lines)}
+
+
+def _near(sorted_stamps: list[int], s: int, tol: int) -> list[int]:
+    import bisect
+
+    i = bisect.bisect_left(sorted_stamps, s - tol)
+    out = []
+    while i < len(sorted_stamps) and sorted_stamps[i] <= s + tol:
+        out.append(sorted_stamps[i])
+        i += 1
+    return out
+
+
+def _latest(msgs: dict, s: int):
+    """The message with the latest stamp at or before s, else the earliest (intrinsics rarely change)."""
+    before = [k for k in msgs if k <= s]
+    return msgs[max(before)] if before else (msgs[min(msgs)] if msgs else None)
+
+
+def _pinhole_info(info, K: np.ndarray):
+    """The camera_info of the rectified image: intrinsics K, no distortion, R = I, P = [K | 0]."""
+    from .messages import camera_info_msg, stamp_ns
+
+    return camera_info_msg(K, info.width, info.height, stamp_ns(info.header), info.header.frame_id)

@@ -1,0 +1,221 @@
+"""`lrm4d convert-bag`: a robot's bag (its own topic names, poses as TF, depth stamped by the depth camera,
+compressed and distorted images) becomes a contract bag whose poses, pixels and depth are what they should be."""
+import math
+
+import cv2
+import numpy as np
+import pytest
+from rosbags.rosbag2 import StoragePlugin, Writer
+
+from lrm4d_ros.cli import main
+from lrm4d_ros.io.bag import read_bag
+from lrm4d_ros.io.compressed import compressed_image_msg
+from lrm4d_ros.io.convert import ConvertError, convert_bag, info_topic_for
+from lrm4d_ros.io.messages import (TYPESTORE, camera_info_msg, depth_msg, image_msg, rosbags_types, serialize,
+                                   transform_msg)
+from lrm4d_ros.io.tf_tree import TransformTree
+from lrm4d_ros.window import RejectedInput
+
+T0 = 1_700_000_000_000_000_000
+H, W = 24, 32
+FRAMES = 4
+K = np.array([[30.0, 0, 15.5], [0, 30.0, 11.5], [0, 0, 1]])
+OPTICAL = np.array([[0, 0, 1, 0], [-1, 0, 0, 0], [0, -1, 0, 0], [0, 0, 0, 1]], np.float64)  # REP-103 optical frame
+
+
+def yaw(a, p):
+    T = np.eye(4)
+    T[:2, :2] = [[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]
+    T[:3, 3] = p
+    return T
+
+
+def base_pose(t_ns):
+    """odom -> base_link: constant velocity and yaw rate, so linear + SLERP interpolation is exact."""
+    t = (t_ns - T0) * 1e-9
+    return yaw(0.4 * t, [0.5 * t, 0.2 - 0.1 * t, 0.0])
+
+
+FRONT_LINK = yaw(0.3, [0.2, 0.05, 1.1])
+SIDE_OPTICAL = yaw(-math.pi / 2, [0.0, -0.15, 1.3]) @ OPTICAL
+
+
+def pattern(u, v, Kp):
+    """A smooth colour pattern over normalised pinhole coordinates: what a camera with intrinsics Kp sees."""
+    x, y = (u - Kp[0, 2]) / Kp[0, 0], (v - Kp[1, 2]) / Kp[1, 1]
+    return np.stack([0.5 + 0.4 * np.sin(6 * x) * np.cos(5 * y), 0.5 + 0.3 * np.cos(4 * x + 2 * y),
+                     0.4 + 0.3 * np.sin(3 * y)], -1)
+
+
+def write_robot_bag(path, tf_end_ns, side_distortion=None):
+    t = rosbags_types()
+    entries = []  # (log time, topic, msg)
+    rng = np.random.default_rng(0)
+    for f in range(FRAMES):
+        s = T0 + f * 100_000_000
+        front = (rng.random((H, W, 3)) * 255).astype(np.uint8)
+        entries.append((s, "/robot/front/color/image_raw/compressed",
+                        compressed_image_msg(front, s, "front_color_optical_frame", "png")))
+        entries.append((s, "/robot/front/color/camera_info", camera_info_msg(K, W, H, s, "front_color_optical_frame")))
+        depth = rng.uniform(0.5, 4.0, (H, W)).astype(np.float32)
+        entries.append((s + 3_000_000, "/robot/front/aligned_depth_to_color/image_raw",
+                        depth_msg(depth, s + 3_000_000, "front_color_optical_frame", "16UC1")))
+        v, u = np.mgrid[0:H, 0:W].astype(np.float64)
+        if side_distortion is None:
+            side = pattern(u, v, K)
+        else:  # each distorted pixel shows what its undistorted ray sees (OpenCV's iterative inverse)
+            und = cv2.undistortPoints(np.stack([u, v], -1).reshape(-1, 1, 2), K, side_distortion, P=K).reshape(H, W, 2)
+            side = pattern(und[..., 0], und[..., 1], K)
+        side_msg = image_msg(side, s + 1_000, "side_optical", "bgr8")
+        info = camera_info_msg(K, W, H, s + 1_000, "side_optical")
+        if side_distortion is not None:
+            info.d = np.asarray(side_distortion, np.float64)
+        entries.append((s + 1_000, "/robot/side/image_raw", side_msg))
+        entries.append((s + 1_000, "/robot/side/camera_info", info))
+        entries.append((s + 2_000, "/robot/joint_noise", camera_info_msg(K, W, H, s, "x")))  # unrelated topic
+    for k in range(-5, 1000):
+        s = T0 + k * 10_000_000
+        if s > tf_end_ns:
+            break
+        entries.append((s, "/tf", t.TFMessage(transforms=[transform_msg(base_pose(s), s, "odom", "base_link")])))
+    statics = [transform_msg(FRONT_LINK, T0, "base_link", "front_link"),
+               transform_msg(OPTICAL, T0, "front_link", "front_color_optical_frame"),
+               transform_msg(SIDE_OPTICAL, T0, "base_link", "side_optical")]
+    entries.append((T0 - 100, "/tf_static", t.TFMessage(transforms=statics)))
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        conns = {}
+        for s, topic, msg in sorted(entries, key=lambda e: e[0]):
+            if topic not in conns:
+                conns[topic] = w.add_connection(topic, msg.__msgtype__, typestore=TYPESTORE)
+            w.write(conns[topic], s, serialize(msg))
+    return path
+
+
+CAMS = {"front": "/robot/front/color/image_raw/compressed", "side": "/robot/side/image_raw"}
+
+
+def test_robot_bag_becomes_a_contract_bag(tmp_path):
+    src = write_robot_bag(tmp_path / "robot", tf_end_ns=T0 + 230_000_000)  # TF stops 70 ms before frame 3
+    summary = convert_bag(src, tmp_path / "contract", CAMS,
+                          depths={"front": "/robot/front/aligned_depth_to_color/image_raw"})
+    assert summary["world_frame"] == "odom" and summary["views"] == 2 * 3
+    assert summary["skipped"] == {"no_pose": 2}, summary["text"]
+    views = read_bag(tmp_path / "contract")
+    assert views.camera_names == ["front", "side"]
+    for i in range(len(views)):
+        cam, s = views.camera_names[int(views.camera_ids[i])], int(views.stamps_ns[i])
+        truth = base_pose(s) @ (FRONT_LINK @ OPTICAL if cam == "front" else SIDE_OPTICAL)
+        np.testing.assert_allclose(views.camtoworlds[i].numpy(), truth, atol=1e-9)
+        np.testing.assert_allclose(views.Ks[i].numpy(), K)
+    # pixels and depth byte for byte from the robot bag; the depth moved to its colour image's stamp
+    rng = np.random.default_rng(0)
+    front = [i for i in range(len(views)) if views.camera_names[int(views.camera_ids[i])] == "front"]
+    for f, i in enumerate(front):
+        assert int(views.stamps_ns[i]) == T0 + f * 100_000_000
+        img = (rng.random((H, W, 3)) * 255).astype(np.uint8)
+        depth = rng.uniform(0.5, 4.0, (H, W)).astype(np.float32)
+        np.testing.assert_array_equal((views.images[i].numpy() * 255).round().astype(np.uint8), img)
+        np.testing.assert_allclose(views.depths[i].numpy(), np.rint(depth.astype(np.float64) * 1000) / 1000,
+                                   atol=1e-6)
+    side = [i for i in range(len(views)) if views.camera_names[int(views.camera_ids[i])] == "side"]
+    assert all(float(views.depths[i].abs().max()) == 0 for i in side)  # no depth topic for it
+
+
+def test_distorted_camera_is_rectified_to_its_pinhole(tmp_path):
+    D = np.array([-0.4, 0.1, 0.001, -0.002, 0.0])
+    src = write_robot_bag(tmp_path / "robot", tf_end_ns=T0 + 10**9, side_distortion=D)
+    convert_bag(src, tmp_path / "contract", {"side": CAMS["side"]})
+    views = read_bag(tmp_path / "contract")
+    v, u = np.mgrid[0:H, 0:W].astype(np.float64)
+    truth = pattern(u, v, K)  # P = K: the rectified image is what the ideal pinhole sees
+    inner = (slice(3, H - 3), slice(3, W - 3))
+    err = np.abs(views.images[0].numpy()[inner] - truth[inner]).mean()
+    assert err < 0.002, err  # bilinear resampling and 8-bit pixels (0.0012 here)
+    # the input as recorded is 10x farther from the pinhole's view: the rectification did the work
+    und = cv2.undistortPoints(np.stack([u, v], -1).reshape(-1, 1, 2), K, D, P=K).reshape(H, W, 2)
+    distorted = pattern(und[..., 0], und[..., 1], K)
+    assert np.abs(distorted[inner] - truth[inner]).mean() > 0.01
+    assert not views.Ks.isnan().any() and np.allclose(views.Ks[0].numpy(), K)
+
+
+def test_bad_requests_are_one_line_errors(tmp_path, capsys):
+    src = write_robot_bag(tmp_path / "robot", tf_end_ns=T0 + 10**9)
+    with pytest.raises(ConvertError, match=r"topic /robot/rear/image_raw is not in the bag"):
+        convert_bag(src, tmp_path / "a", {"rear": "/robot/rear/image_raw"})
+    with pytest.raises(ConvertError, match="is sensor_msgs/msg/CameraInfo, expected"):
+        convert_bag(src, tmp_path / "b", {"x": "/robot/front/color/camera_info"})
+    with pytest.raises(ConvertError, match="--world-frame 'map' is not in the TF tree"):
+        convert_bag(src, tmp_path / "c", CAMS, world_frame="map")
+    with pytest.raises(ConvertError, match="--depth names cameras"):
+        convert_bag(src, tmp_path / "d", CAMS, depths={"rear": "/robot/front/aligned_depth_to_color/image_raw"})
+    assert main(["convert-bag", str(src), "--out", str(tmp_path / "e"), "--camera", "front"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lrm4d convert-bag: error: --camera 'front': expected NAME=/topic") and err.count("\n") == 1
+    assert main(["convert-bag", str(tmp_path / "nothing"), "--out", str(tmp_path / "f"), "--camera", "a=/x"]) == 2
+    assert "no such bag" in capsys.readouterr().err
+    assert main(["convert-bag", str(src), "--out", str(tmp_path / "g"), "--camera", f"side={CAMS['side']}",
+                 "--world-frame", "base_link", "--duration", "0.15"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote" in out and "2 of 2 images" in out and "'base_link'" in out
+
+
+def test_transform_tree_composes_and_explains():
+    tree = TransformTree(tolerance_ns=10, max_gap_ns=1000)
+    a, b = yaw(0.5, [1, 2, 3]), yaw(-0.2, [0, 1, 0])
+    tree.add("world", "base", 0, np.eye(4))
+    tree.add("world", "base", 1000, yaw(0.2, [1.0, 0, 0]))
+    tree.add("base", "cam", 0, a, static=True)
+    tree.add("world", "tower", 0, b, static=True)
+    np.testing.assert_allclose(tree.lookup("world", "cam", 500), yaw(0.1, [0.5, 0, 0]) @ a, atol=1e-12)
+    np.testing.assert_allclose(tree.lookup("tower", "cam", 0), np.linalg.inv(b) @ a, atol=1e-12)
+    with pytest.raises(RejectedInput, match="'world' -> 'base'.*newer than the newest"):
+        tree.lookup("world", "cam", 2000)
+    tree.add("elsewhere", "thing", 0, np.eye(4), static=True)
+    with pytest.raises(RejectedInput, match="not connected"):
+        tree.lookup("world", "thing", 0)
+    with pytest.raises(ValueError, match="two parents"):
+        tree.add("tower", "cam", 0, np.eye(4), static=True)
+
+
+def test_camera_info_beside_its_image():
+    assert info_topic_for("/cam/color/image_raw") == "/cam/color/camera_info"
+    assert info_topic_for("/cam/color/image_raw/compressed") == "/cam/color/camera_info"
+    assert info_topic_for("/image") == "/camera_info"
+
+
+def test_a_generated_scene_recorded_robot_style_converts_to_its_contract_bag(tmp_path):
+    """Poses as /tf at each frame, compressed images, 16UC1 depth 2 ms late under the robot's own names: the
+    converted bag reads as the contract bag written directly (pixels and depth exact, poses to 1e-9)."""
+    from lrm4d_ros.data.depth_sensor import with_depth
+    from lrm4d_ros.data.generator import SceneConfig, generate
+    from lrm4d_ros.io.bag import write_bag
+
+    views = with_depth(generate(6, SceneConfig(frames=3, cameras=2, height=H, width=W, num_primitives=(2, 3))),
+                       "sensor", seed=6)
+    direct = read_bag(write_bag(views, tmp_path / "direct", depth_encoding="16UC1"))
+    t = rosbags_types()
+    entries = []
+    for i in range(len(views)):
+        name, s = views.camera_names[int(views.camera_ids[i])], int(views.stamps_ns[i])
+        frame = f"{name}_optical"
+        entries += [(s, f"/rig/{name}/image_raw/compressed", compressed_image_msg(views.images[i].numpy(), s, frame)),
+                    (s, f"/rig/{name}/camera_info", camera_info_msg(views.Ks[i].numpy(), W, H, s, frame)),
+                    (s + 2_000_000, f"/rig/{name}/depth_registered",
+                     depth_msg(views.depths[i].numpy(), s + 2_000_000, frame, "16UC1")),
+                    (s, "/tf", t.TFMessage(transforms=[transform_msg(views.camtoworlds[i].numpy(), s, "map", frame)]))]
+    with Writer(tmp_path / "robot", version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        conns = {}
+        for s, topic, msg in sorted(entries, key=lambda e: e[0]):
+            if topic not in conns:
+                conns[topic] = w.add_connection(topic, msg.__msgtype__, typestore=TYPESTORE)
+            w.write(conns[topic], s, serialize(msg))
+    names = views.camera_names
+    summary = convert_bag(tmp_path / "robot", tmp_path / "converted",
+                          {n: f"/rig/{n}/image_raw/compressed" for n in names},
+                          depths={n: f"/rig/{n}/depth_registered" for n in names})
+    assert summary["views"] == len(views) and not summary["skipped"], summary["text"]
+    got = read_bag(tmp_path / "converted")
+    assert got.camera_names == direct.camera_names and (got.stamps_ns == direct.stamps_ns).all()
+    assert (got.camera_ids == direct.camera_ids).all() and (got.images == direct.images).all()
+    assert (got.depths == direct.depths).all() and (got.Ks == direct.Ks).all()
+    np.testing.assert_allclose(got.camtoworlds.numpy(), direct.camtoworlds.numpy(), atol=1e-9)
