@@ -219,3 +219,31 @@ def test_a_generated_scene_recorded_robot_style_converts_to_its_contract_bag(tmp
     assert (got.camera_ids == direct.camera_ids).all() and (got.images == direct.images).all()
     assert (got.depths == direct.depths).all() and (got.Ks == direct.Ks).all()
     np.testing.assert_allclose(got.camtoworlds.numpy(), direct.camtoworlds.numpy(), atol=1e-9)
+
+
+def test_rectification_rules():
+    """image_rect topics take P as they are; raw topics with P unlike K are remapped onto P; unknown models refused."""
+    from lrm4d_ros.io.messages import MessageError
+    from lrm4d_ros.io.rectify import Rectification, rectified_topic
+
+    assert rectified_topic("/cam/image_rect_color") and rectified_topic("/cam/image_rect/compressed")
+    assert not rectified_topic("/cam/image_raw") and not rectified_topic("/cam/rect/image_raw")
+    info = camera_info_msg(K, W, H, T0, "f")
+    plain = Rectification(info)
+    assert plain.maps is None and np.allclose(plain.K, K)
+    P = K.copy()
+    P[0, 0], P[0, 2] = 36.0, 15.0  # zoomed in: every rectified pixel comes from inside the raw image
+    info.p = np.concatenate([P, np.zeros((3, 1))], 1).reshape(-1)
+    assert np.allclose(Rectification(info, rectified=True).K, P) and Rectification(info, rectified=True).maps is None
+    moved = Rectification(info)  # raw image, P unlike K: a remap onto P even without distortion
+    assert moved.maps is not None and np.allclose(moved.K, P)
+    v, u = np.mgrid[0:H, 0:W].astype(np.float64)
+    raw = (pattern(u, v, K) * 255).round().astype(np.uint8)
+    inner = (slice(3, H - 3), slice(3, W - 3))
+    assert np.abs(moved.colour(raw)[inner] / 255.0 - pattern(u, v, P)[inner]).mean() < 0.003
+    info.d = np.array([0.1, -0.02, 0.0, 0.0])
+    info.distortion_model = "equidistant"
+    assert Rectification(info).maps is not None
+    info.distortion_model = "double_sphere"
+    with pytest.raises(MessageError, match="'double_sphere' cannot be rectified"):
+        Rectification(info)

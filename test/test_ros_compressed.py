@@ -83,3 +83,54 @@ def test_node_takes_compressed_images_and_depth(tmp_path):
         assert st.views_used == 2 * CAMS + 1
     finally:
         session.close()
+
+
+def test_node_rectifies_a_distorted_camera(tmp_path):
+    """A camera_info with lens distortion: the model gets the image remapped onto P's pinhole (what io/rectify.py
+    gives, which test_convert checks against the ideal pinhole) and P's intrinsics; the other camera is untouched."""
+    from lrm4d_ros.io.messages import camera_info_msg
+    from lrm4d_ros.io.rectify import Rectification
+
+    scene = generate(6, SceneConfig(frames=2, cameras=2, height=H, width=W, synchronized=True,
+                                    fps_range=(10.0, 10.0), num_primitives=(2, 3)))
+    torch.manual_seed(0)
+    ckpt = save_model(tmp_path / "tiny.safetensors", LRM4D(LRM4DConfig.preset("tiny", n_layer=1)))
+    params = {"camera_names": list(scene.camera_names), "checkpoint": str(ckpt), "device": "cpu",
+              "min_views": 2, "max_input_views": 8, "window_seconds": 30.0, "virtual_camera_names": []}
+    session = InProcessSession(DOMAIN_ID + 1, scene, params)
+    seen = []
+    original = session.node.reconstructor.reconstruct
+    session.node.reconstructor.reconstruct = lambda views, norm=None: (seen.append(views), original(views, norm))[1]
+    pub = session.publisher
+    cam0 = scene.camera_names[int(scene.camera_ids[0])]
+    K = scene.Ks[0].numpy().astype(np.float64)
+    P = K.copy()
+    P[0, 0] *= 0.9  # image_proc's new camera matrix may differ from K
+    try:
+        info = pub.messages(0)[0]
+        distorted = camera_info_msg(K, W, H, 0, info.header.frame_id, types=RCLPY)
+        distorted.header.stamp = info.header.stamp
+        distorted.d = [-0.3, 0.08, 0.0, 0.0, 0.0]
+        distorted.p = [P[0, 0], 0.0, P[0, 2], 0.0, 0.0, P[1, 1], P[1, 2], 0.0, 0.0, 0.0, 1.0, 0.0]
+        for _ in range(3):
+            pub.pubs[cam0][0].publish(distorted)
+        wait_for(lambda: cam0 in session.node._rectify and session.node._rectify[cam0][1].maps is not None, 20.0,
+                 "the distorted camera_info")
+        for i in range(4):  # cam0's views without their (undistorted) camera_info
+            if scene.camera_names[int(scene.camera_ids[i])] == cam0:
+                _, pose_i, image_i = pub.messages(i)
+                pub.pubs[cam0][1].publish(pose_i)
+                pub.pubs[cam0][2].publish(image_i)
+            else:
+                pub.publish(i)
+        views = wait_for(lambda: next((v for v in reversed(seen) if len(v) == 4), None), 30.0, "four views")
+        i0 = next(i for i in range(4) if views.camera_names[int(views.camera_ids[i])] == cam0
+                  and int(views.stamps_ns[i]) == int(scene.stamps_ns[0]))
+        expect = Rectification(distorted).colour(to_uint8(scene.images[0].numpy()))
+        assert np.abs(expect.astype(int) - to_uint8(scene.images[0].numpy())).mean() > 1.0  # the remap did move pixels
+        np.testing.assert_array_equal((views.images[i0].numpy() * 255).round().astype(np.uint8), expect)
+        np.testing.assert_allclose(views.Ks[i0].numpy(), P, rtol=1e-6)
+        other = next(i for i in range(4) if views.camera_names[int(views.camera_ids[i])] != cam0)
+        np.testing.assert_allclose(views.Ks[other].numpy(), scene.Ks[1].numpy(), rtol=1e-6)
+    finally:
+        session.close()

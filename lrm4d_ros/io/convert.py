@@ -13,9 +13,10 @@ image_transport records it):
 - depth (`--depth NAME=TOPIC`, registered to the colour image: an aligned RGB-D camera's aligned depth): the depth
   image nearest in stamp within `--depth-tolerance-ms` of each colour image, restamped with the colour image's
   stamp, each depth image used once;
-- distortion: where camera_info has non-zero distortion coefficients, colour and depth are rectified as
-  image_proc does (OpenCV's undistortion maps onto P's intrinsics; depth by nearest neighbour), and the written
-  camera_info is the pinhole the model assumes. Images that need no rectification are copied byte for byte.
+- distortion (io/rectify.py): a raw image whose camera_info has distortion (or P unlike K) is rectified as
+  image_proc does, onto P's intrinsics (depth by nearest neighbour), and the camera_info written is that pinhole;
+  image_proc's image_rect topics are taken with P's intrinsics as they are; `--rectify off` takes every image as
+  a pinhole with K. Images that need no rectification are copied byte for byte.
 Images that cannot be converted (no pose at their stamp, no camera_info yet, undecodable) are skipped, counted
 per reason and summarised; a bag that cannot be converted at all is refused in one line.
 """
@@ -25,9 +26,6 @@ import re
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
-
-import cv2
-import numpy as np
 
 from ..window import RejectedInput
 
@@ -58,41 +56,6 @@ def info_topic_for(image_topic: str) -> str:
     return base.rsplit("/", 1)[0] + "/camera_info"
 
 
-class _Rectifier:
-    """Undistortion maps of one camera_info (cached by its K, D and size), as image_proc's rectify node builds
-    them: new intrinsics P[:3,:3] (K where P is empty)."""
-
-    def __init__(self):
-        self._maps: dict = {}
-
-    @staticmethod
-    def needed(info) -> bool:
-        return bool(np.any(np.abs(np.asarray(info.d, np.float64)) > 1e-9))
-
-    def pinhole(self, info) -> np.ndarray:
-        P = np.asarray(info.p, np.float64).reshape(3, 4)[:, :3]
-        return P.copy() if P[0, 0] > 0 and P[1, 1] > 0 else np.asarray(info.k, np.float64).reshape(3, 3)
-
-    def maps(self, info):
-        key = (bytes(np.asarray(info.k, np.float64)), bytes(np.asarray(info.d, np.float64)), info.width,
-               info.height, info.distortion_model)
-        if key not in self._maps:
-            K, D = np.asarray(info.k, np.float64).reshape(3, 3), np.asarray(info.d, np.float64)
-            R, newK, size = np.asarray(info.r, np.float64).reshape(3, 3), self.pinhole(info), (info.width,
-                                                                                                 info.height)
-            if not np.any(R):
-                R = np.eye(3)
-            if info.distortion_model == "equidistant":
-                m = cv2.fisheye.initUndistortRectifyMap(K, D[:4], R, newK, size, cv2.CV_32FC1)
-            elif info.distortion_model in ("plumb_bob", "rational_polynomial", ""):
-                m = cv2.initUndistortRectifyMap(K, D, R, newK, size, cv2.CV_32FC1)
-            else:
-                raise RejectedInput(f"distortion model {info.distortion_model!r} cannot be rectified here "
-                                    "(plumb_bob, rational_polynomial, equidistant)", "distortion")
-            self._maps[key] = m
-        return self._maps[key]
-
-
 def add_arguments(p) -> None:
     p.add_argument("bag", help="input bag (a directory with metadata.yaml, or an .mcap file)")
     p.add_argument("--out", required=True, help="output contract bag directory (must not exist)")
@@ -112,6 +75,9 @@ def add_arguments(p) -> None:
                    help="a transform is held this long past the first / last one on its edge (default: 20)")
     p.add_argument("--tf-max-gap", type=float, default=0.5,
                    help="longest gap between two transforms of an edge that is interpolated, s (default: 0.5)")
+    p.add_argument("--rectify", choices=("auto", "off"), default="auto",
+                   help="auto: rectify raw images whose camera_info has distortion, take image_rect topics with P's "
+                        "intrinsics; off: every image is a pinhole with camera_info's K (default: auto)")
     p.add_argument("--start", type=float, default=0.0, help="skip this many seconds after the first image")
     p.add_argument("--duration", type=float, default=None, help="convert this many seconds (default: all)")
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="output storage (default: mcap)")
@@ -127,7 +93,8 @@ def run(args) -> int:
                               depths=_pairs(args.depth, "--depth"), world_frame=args.world_frame,
                               depth_tolerance_ns=int(args.depth_tolerance_ms * 1e6),
                               tf_tolerance_ns=int(args.tf_tolerance_ms * 1e6), tf_max_gap_ns=int(args.tf_max_gap * 1e9),
-                              start_s=args.start, duration_s=args.duration, storage=args.storage, progress=True)
+                              start_s=args.start, duration_s=args.duration, storage=args.storage,
+                              rectify=args.rectify == "auto", progress=True)
     except (ConvertError, FileExistsError) as exc:
         return refuse(str(exc))
     print(summary["text"])
@@ -138,17 +105,19 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
                 depths: dict[str, str] | None = None, world_frame: str | None = None,
                 depth_tolerance_ns: int = 20_000_000, tf_tolerance_ns: int = 20_000_000,
                 tf_max_gap_ns: int = 500_000_000, start_s: float = 0.0, duration_s: float | None = None,
-                storage: str = "mcap", progress: bool = False) -> dict:
+                storage: str = "mcap", rectify: bool = True, progress: bool = False) -> dict:
     """Convert bag `src` into the contract bag `out` (module docstring). cameras / infos / depths: {contract camera
-    name: topic}. Returns {"views": written, "skipped": Counter of reasons, "world_frame", "text"}; raises
-    ConvertError for what makes the bag unconvertible, FileExistsError if `out` exists."""
+    name: topic}. rectify: False takes every image as a pinhole with camera_info's K. Returns {"views": written,
+    "skipped": Counter of reasons, "world_frame", "text"}; raises ConvertError for what makes the bag unconvertible,
+    FileExistsError if `out` exists."""
     from rosbags.rosbag2 import Writer
     from tqdm import tqdm
 
     from .bag import STORAGES, BagError, _open, camera_topics
     from .compressed import compressed_depth, compressed_image_msg, compressed_rgb
-    from .messages import (TYPESTORE, MessageError, camera_info_K, depth_msg, deserialize, image_depth, image_msg,
-                           image_rgb, pose_matrix, pose_msg, serialize, stamp_ns, time_msg)
+    from .messages import (TYPESTORE, MessageError, camera_info_K, camera_info_msg, depth_msg, deserialize,
+                           image_depth, image_msg, image_rgb, pose_matrix, pose_msg, serialize, stamp_ns, time_msg)
+    from .rectify import Rectification, rectified_topic
     from .tf_tree import TransformTree
 
     infos, depths = dict(infos or {}), dict(depths or {})
@@ -253,7 +222,16 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
 
     skipped: Counter = Counter()
     notes: dict = {}
-    rect = _Rectifier()
+    rectifications: dict = {}  # (camera, camera_info stamp) -> Rectification
+
+    def rectification(n, info):
+        key = (n, stamp_ns(info.header))
+        if key not in rectifications:
+            r = Rectification(info, rectified=rectified_topic(cameras[n]))
+            if not rectify:
+                r.maps, r.K = None, camera_info_K(info)[0]
+            rectifications[key] = r
+        return rectifications[key]
     written = 0
     depth_written: Counter = Counter()
     decided: dict = {}  # (camera, colour stamp) -> written or not: its depth follows it
@@ -291,24 +269,24 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
                     topics = camera_topics(n, compressed=compressed)
                     info = info_msgs[n].get(s) or _latest(info_msgs[n], s)
                     try:
-                        K, w, h = camera_info_K(info)
+                        r = rectification(n, info)
                         rgb = compressed_rgb(msg) if compressed else image_rgb(msg)
-                        if rgb.shape[:2] != (h, w):
-                            raise MessageError(f"image is {rgb.shape[1]}x{rgb.shape[0]} but camera_info says {w}x{h}")
+                        if rgb.shape[1::-1] != r.size:
+                            raise MessageError(f"image is {rgb.shape[1]}x{rgb.shape[0]} but camera_info says "
+                                               f"{r.size[0]}x{r.size[1]}")
                         T = tree.lookup(world_frame, frame_ids[n], s)
-                        if rect.needed(info):
-                            mx, my = rect.maps(info)
-                            rgb = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+                        if r.maps is not None:
+                            rgb = r.colour(rgb)
                             msg = image_msg(rgb, s, msg.header.frame_id) if not compressed else \
                                 compressed_image_msg(rgb, s, msg.header.frame_id,
                                                      "jpeg" if "jpeg" in msg.format.lower() else "png")
-                            info = _pinhole_info(info, rect.pinhole(info))
+                        # the camera_info of what is written: the pinhole the model assumes
+                        info = camera_info_msg(r.K, *r.size, s, info.header.frame_id)
                     except MessageError as exc:
                         skip(n, "bad_image", f"{conn.topic} at stamp {s} ns: {exc}")
                     except RejectedInput as exc:
                         skip(n, exc.reason, f"{conn.topic} at stamp {s} ns: {exc}")
                     else:
-                        info.header.stamp = time_msg(s)
                         write(topics["info"], info, s)
                         write(topics["pose"], pose_msg(T, s, world_frame), s)
                         write(topics["image"], msg, s)
@@ -322,19 +300,17 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
                 s_img = pairing.get((n, s))
                 if s_img is None or decided.get((n, s_img)) is False:
                     continue
-                info = info_msgs[n].get(s_img) or _latest(info_msgs[n], s_img)
                 try:
+                    r = rectification(n, info_msgs[n].get(s_img) or _latest(info_msgs[n], s_img))
                     d = compressed_depth(msg) if compressed else image_depth(msg)
-                    if d.shape != (info.height, info.width):
+                    if d.shape[::-1] != r.size:
                         raise MessageError(f"depth image is {d.shape[1]}x{d.shape[0]} but camera_info says "
-                                           f"{info.width}x{info.height} (depth must be registered to the colour image)")
+                                           f"{r.size[0]}x{r.size[1]} (depth must be registered to the colour image)")
                 except MessageError as exc:
                     skip(n, "bad_depth", f"{conn.topic} at stamp {s} ns: {exc}")
                     continue
-                if rect.needed(info):
-                    mx, my = rect.maps(info)
-                    msg = depth_msg(cv2.remap(d, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT),
-                                    s_img, msg.header.frame_id)
+                if r.maps is not None:
+                    msg = depth_msg(r.depth(d), s_img, msg.header.frame_id)
                     compressed = False
                 else:
                     msg.header.stamp = time_msg(s_img)
@@ -375,10 +351,3 @@ def _latest(msgs: dict, s: int):
     """The message with the latest stamp at or before s, else the earliest (intrinsics rarely change)."""
     before = [k for k in msgs if k <= s]
     return msgs[max(before)] if before else (msgs[min(msgs)] if msgs else None)
-
-
-def _pinhole_info(info, K: np.ndarray):
-    """The camera_info of the rectified image: intrinsics K, no distortion, R = I, P = [K | 0]."""
-    from .messages import camera_info_msg, stamp_ns
-
-    return camera_info_msg(K, info.width, info.height, stamp_ns(info.header), info.header.frame_id)

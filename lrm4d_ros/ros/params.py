@@ -41,6 +41,9 @@ SCALARS = {
     "depth_transport": ("raw", "depth images as sensor_msgs/Image on depth_topic, or "
                                "compressed_depth_image_transport's CompressedImage (PNG, RVL) on depth_topic + "
                                "'/compressedDepth'", DEPTH_TRANSPORTS),
+    "rectify": ("auto", "auto: raw images whose camera_info has lens distortion are rectified onto P's pinhole as "
+                        "image_proc does, image_rect topics taken with P's intrinsics; off: every image is a pinhole "
+                        "with camera_info's K", ("auto", "off")),
     "input_qos": ("sensor_data", "input QoS: best effort (also receives reliable publishers) or reliable",
                   QOS_CHOICES),
     "input_queue_depth": (10, "history depth of each input subscription", (1, 10000)),

@@ -43,6 +43,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..cameras import SceneNormalization
 from ..io.compressed import compressed_depth, compressed_rgb
+from ..io.rectify import Rectification, info_key, rectified_topic
 from ..io.messages import (MessageError, camera_info_K, camera_info_msg, float_image_msg, image_depth, image_msg,
                            image_rgb, pointcloud2_msg, pose_matrix, time_msg, time_ns, transform_msg)
 from ..model import BF16_CHOICES
@@ -145,6 +146,8 @@ class ReconstructNode(Node):
 
         self._lock = threading.Lock()  # guards the fields below; the window has its own lock
         self._infos: dict[str, tuple[np.ndarray, int, int]] = {}
+        # per camera: (info_key of its last camera_info, its Rectification): maps are rebuilt only when it changes
+        self._rectify: dict[str, tuple[tuple, Rectification]] = {}
         self._awaiting_info: dict[int, deque] = {}  # camera id -> (kind, msg, arrival) held for its camera_info
         self._info_refused: dict[str, str] = {}  # camera -> why its last camera_info was refused (ingest thread)
         self._arrivals: OrderedDict[tuple[int, int], float] = OrderedDict()  # (camera id, stamp) -> monotonic s
@@ -286,12 +289,23 @@ class ReconstructNode(Node):
 
     def _on_info(self, cam_id: int, cam, msg: CameraInfo, arrival: float) -> None:
         try:
-            info = camera_info_K(msg)
+            key = info_key(msg)
+            known = self._rectify.get(cam.name)
+            if known is not None and known[0] == key:
+                rect = known[1]
+            else:
+                rect = Rectification(msg, rectified=rectified_topic(cam.image_topic))
+                if self.cfg.rectify == "off":
+                    rect.maps, rect.K = None, camera_info_K(msg)[0]
+                elif rect.maps is not None and known is None:
+                    self.get_logger().info(f"{cam.name}: camera_info has lens distortion ({msg.distortion_model}): "
+                                           "its images are rectified onto P's intrinsics (rectify: auto)")
+                self._rectify[cam.name] = (key, rect)
         except MessageError as exc:
             self._info_refused[cam.name] = str(exc)
             return self._refuse("bad_camera_info", f"{cam.name} camera_info: {exc}", camera=cam.name)
         with self._lock:
-            self._infos[cam.name] = info
+            self._infos[cam.name] = (rect.K, *rect.size)
         for kind, held, arrival_ in self._awaiting_info.pop(cam_id, ()):  # what came before it, in order
             getattr(self, f"_on_{kind}")(cam_id, cam, held, arrival_)
 
@@ -350,6 +364,7 @@ class ReconstructNode(Node):
             except MessageError as exc:
                 raise RejectedInput(f"{cam.name} image: {exc}", "bad_encoding") from None
             K, _, _ = self._camera_info(cam, rgb.shape[1::-1], "image")
+            rgb = self._rectify[cam.name][1].colour(rgb)
             T = self._tf_pose(cam, msg, stamp) if self._tf_buffer is not None else None
         except RejectedInput as exc:
             return self._refuse(exc.reason, str(exc), cam_id)
@@ -379,6 +394,7 @@ class ReconstructNode(Node):
             except MessageError as exc:
                 raise RejectedInput(f"{cam.name} depth: {exc}", "depth_invalid") from None
             self._camera_info(cam, depth.shape[::-1], "depth")
+            depth = self._rectify[cam.name][1].depth(depth)
         except RejectedInput as exc:
             return self._refuse(exc.reason, str(exc), camera=cam.name)
         try:
