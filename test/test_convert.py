@@ -247,3 +247,14 @@ def test_rectification_rules():
     info.distortion_model = "double_sphere"
     with pytest.raises(MessageError, match="'double_sphere' cannot be rectified"):
         Rectification(info)
+
+
+def test_a_contract_bag_with_distortion_warns(tmp_path):
+    from test_bag import _camera, _write
+
+    from lrm4d_ros.io.bag import BagWarning
+
+    entries = _camera(T0)
+    entries[1][1].d = np.array([-0.2, 0.0, 0.0, 0.0, 0.0])
+    with pytest.warns(BagWarning, match="lens distortion .* convert-bag --rectify auto"):
+        assert len(read_bag(_write(tmp_path / "b", entries))) == 1

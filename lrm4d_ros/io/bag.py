@@ -189,6 +189,7 @@ def read_bag(path: str | Path, cameras: list[str] | None = None) -> ViewSet:
         infos: dict = defaultdict(dict)
         poses: dict = defaultdict(dict)
         depth_msgs: dict = defaultdict(dict)
+        distorted: set = set()  # cameras whose camera_info has distortion: warned once
         images: list = []
         for conn, _, raw in reader.messages(connections=[by_topic[t] for t in topic_key]):
             ci, key = topic_key[conn.topic]
@@ -203,6 +204,11 @@ def read_bag(path: str | Path, cameras: list[str] | None = None) -> ViewSet:
                     depth_msgs[ci][s] = msg
                 elif key == "info":
                     infos[ci][s] = camera_info_K(msg)
+                    if ci not in distorted and np.abs(np.asarray(msg.d, np.float64)).max(initial=0.0) > 1e-12:
+                        distorted.add(ci)
+                        warnings.warn(f"{conn.topic}: camera_info has lens distortion ({msg.distortion_model}) but a "
+                                      "contract bag's images are taken as pinholes with K: rectify them first "
+                                      "(`lrm4d convert-bag --rectify auto`, or image_proc)", BagWarning, stacklevel=2)
                 else:
                     poses[ci][s] = pose_matrix(msg)
             except MessageError as e:
