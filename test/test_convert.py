@@ -82,6 +82,11 @@ def write_robot_bag(path, tf_end_ns, side_distortion=None):
                transform_msg(OPTICAL, T0, "front_link", "front_color_optical_frame"),
                transform_msg(SIDE_OPTICAL, T0, "base_link", "side_optical")]
     entries.append((T0 - 100, "/tf_static", t.TFMessage(transforms=statics)))
+    return _write_entries(path, entries)
+
+
+def _write_entries(path, entries):
+    """entries (log time, topic, msg) -> an MCAP bag in log-time order."""
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
         conns = {}
         for s, topic, msg in sorted(entries, key=lambda e: e[0]):
@@ -203,12 +208,7 @@ def test_a_generated_scene_recorded_robot_style_converts_to_its_contract_bag(tmp
                     (s + 2_000_000, f"/rig/{name}/depth_registered",
                      depth_msg(views.depths[i].numpy(), s + 2_000_000, frame, "16UC1")),
                     (s, "/tf", t.TFMessage(transforms=[transform_msg(views.camtoworlds[i].numpy(), s, "map", frame)]))]
-    with Writer(tmp_path / "robot", version=9, storage_plugin=StoragePlugin.MCAP) as w:
-        conns = {}
-        for s, topic, msg in sorted(entries, key=lambda e: e[0]):
-            if topic not in conns:
-                conns[topic] = w.add_connection(topic, msg.__msgtype__, typestore=TYPESTORE)
-            w.write(conns[topic], s, serialize(msg))
+    _write_entries(tmp_path / "robot", entries)
     names = views.camera_names
     summary = convert_bag(tmp_path / "robot", tmp_path / "converted",
                           {n: f"/rig/{n}/image_raw/compressed" for n in names},
@@ -258,3 +258,71 @@ def test_a_contract_bag_with_distortion_warns(tmp_path):
     entries[1][1].d = np.array([-0.2, 0.0, 0.0, 0.0, 0.0])
     with pytest.warns(BagWarning, match="lens distortion .* convert-bag --rectify auto"):
         assert len(read_bag(_write(tmp_path / "b", entries))) == 1
+
+
+def _plane_depth(K, cam_in_ref, size, n, c):
+    """z-depth (H,W) of the plane n·x = c (reference frame) seen by a camera (intrinsics K, pose cam_in_ref)."""
+    Wd, Hd = size
+    v, u = np.mgrid[0:Hd, 0:Wd].astype(np.float64)
+    dirs = cam_in_ref[:3, :3] @ (np.linalg.inv(K) @ np.stack([u.ravel(), v.ravel(), np.ones(u.size)]))
+    return ((c - n @ cam_in_ref[:3, 3]) / (n @ dirs)).reshape(Hd, Wd)
+
+
+DEPTH_IN_COLOUR = yaw(0.0, [0.05, 0.0, 0.0]) @ np.array([[math.cos(0.08), 0, math.sin(0.08), 0], [0, 1, 0, 0],
+                                                           [-math.sin(0.08), 0, math.cos(0.08), 0], [0, 0, 0, 1]])
+PLANE_N, PLANE_C = np.array([0.2, -0.3, 1.0]) / np.linalg.norm([0.2, -0.3, 1.0]), 1.5
+
+
+def test_register_depth_onto_the_colour_camera():
+    from lrm4d_ros.io.register import register_depth
+
+    Kc, Kd = np.array([[300., 0, 159.5], [0, 300., 119.5], [0, 0, 1]]), np.array([[120., 0, 79.5], [0, 120., 59.5],
+                                                                                   [0, 0, 1]])
+    depth = _plane_depth(Kd, DEPTH_IN_COLOUR, (160, 120), PLANE_N, PLANE_C)
+    truth = _plane_depth(Kc, np.eye(4), (320, 240), PLANE_N, PLANE_C)
+    reg = register_depth(depth, Kd, DEPTH_IN_COLOUR, Kc, (320, 240))
+    m = reg > 0
+    assert m.mean() > 0.95  # a 2.5x finer colour image, filled by each depth pixel's footprint
+    assert np.median(np.abs(reg[m] / truth[m] - 1)) < 0.002 and np.abs(reg[m] / truth[m] - 1).max() < 0.01
+    # a nearer surface wins where two land on one pixel; nothing measured, nothing registered
+    both = register_depth(np.stack([depth[:, :80], 0.5 * depth[:, :80]], 1).reshape(120, 160), Kd,
+                          np.eye(4), Kd, (160, 120))
+    assert both.max() > 0 and (register_depth(np.zeros((4, 4)), Kd, np.eye(4), Kc, (8, 6)) == 0).all()
+
+
+def test_a_depth_camera_in_its_own_frame_is_registered(tmp_path):
+    """A colour camera and a depth camera 5 cm apart (TF static between their optical frames), depth at a quarter
+    of the colour's pixels and 4 ms late: the contract bag's depth is the plane's depth in the colour camera."""
+    t = rosbags_types()
+    Kc = np.array([[60., 0, 31.5], [0, 60., 23.5], [0, 0, 1]])
+    Kd = np.array([[30., 0, 15.5], [0, 30., 11.5], [0, 0, 1]])
+    colour_in_world = yaw(0.0, [0.0, 0.0, 0.0])
+    entries = [(T0 - 10, "/tf_static", t.TFMessage(transforms=[
+        transform_msg(colour_in_world, T0, "world", "cam_color_optical"),
+        transform_msg(DEPTH_IN_COLOUR, T0, "cam_color_optical", "cam_depth_optical")]))]
+    depth = _plane_depth(Kd, DEPTH_IN_COLOUR, (32, 24), PLANE_N, PLANE_C).astype(np.float32)
+    for f in range(2):
+        s = T0 + f * 100_000_000
+        entries += [(s, "/cam/color/image_raw", image_msg(np.full((48, 64, 3), 0.5), s, "cam_color_optical")),
+                    (s, "/cam/color/camera_info", camera_info_msg(Kc, 64, 48, s, "cam_color_optical")),
+                    (s + 4_000_000, "/cam/depth/image_rect_raw", depth_msg(depth, s + 4_000_000, "cam_depth_optical")),
+                    (s + 4_000_000, "/cam/depth/camera_info", camera_info_msg(Kd, 32, 24, s, "cam_depth_optical"))]
+    _write_entries(tmp_path / "robot", entries)
+    summary = convert_bag(tmp_path / "robot", tmp_path / "contract", {"cam": "/cam/color/image_raw"},
+                          depths={"cam": "/cam/depth/image_rect_raw"})
+    assert summary["views"] == 2 and "registered from frame 'cam_depth_optical'" in summary["text"], summary["text"]
+    views = read_bag(tmp_path / "contract")
+    truth = _plane_depth(Kc, np.eye(4), (64, 48), PLANE_N, PLANE_C)
+    # the colour pixels whose surface point the depth camera sees (it is turned 4.6 degrees: not all of them)
+    v, u = np.mgrid[0:48, 0:64].astype(np.float64)
+    points = np.linalg.inv(Kc) @ np.stack([u.ravel(), v.ravel(), np.ones(u.size)]) * truth.ravel()
+    in_depth = np.linalg.inv(DEPTH_IN_COLOUR) @ np.vstack([points, np.ones(u.size)])
+    ud, vd = (Kd @ in_depth[:3])[:2] / in_depth[2]
+    seen = ((ud > 0) & (ud < 31) & (vd > 0) & (vd < 23)).reshape(48, 64)
+    for d in views.depths.numpy():
+        m = d > 0
+        assert m[seen].mean() > 0.97 and 0.7 < seen.mean() < 0.95
+        assert np.abs(d[m] / truth[m] - 1).max() < 0.02
+    with pytest.raises(ConvertError, match="needs the depth camera's camera_info"):
+        convert_bag(tmp_path / "robot", tmp_path / "c2", {"cam": "/cam/color/image_raw"},
+                    depths={"cam": "/cam/depth/image_rect_raw"}, depth_infos={"cam": "/cam/color/camera_info"})

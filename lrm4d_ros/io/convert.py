@@ -10,9 +10,11 @@ image_transport records it):
 - pose: the image's header.frame_id (its optical frame) in `--world-frame` from the bag's TF tree at the image's
   stamp (io/tf_tree.py: interpolated, `--tf-tolerance-ms` at its ends, gaps up to `--tf-max-gap`); default world
   frame: the root of that tree;
-- depth (`--depth NAME=TOPIC`, registered to the colour image: an aligned RGB-D camera's aligned depth): the depth
-  image nearest in stamp within `--depth-tolerance-ms` of each colour image, restamped with the colour image's
-  stamp, each depth image used once;
+- depth (`--depth NAME=TOPIC`): the depth image nearest in stamp within `--depth-tolerance-ms` of each colour
+  image, restamped with the colour image's stamp, each depth image used once. An aligned depth (the colour image's
+  frame_id and size) is copied; a depth camera's own image (another frame_id) is registered to the colour camera as
+  depth_image_proc does (io/register.py), with its camera_info (`--depth-info`, else the depth topic's sibling) and
+  the TF between the two optical frames;
 - distortion (io/rectify.py): a raw image whose camera_info has distortion (or P unlike K) is rectified as
   image_proc does, onto P's intrinsics (depth by nearest neighbour), and the camera_info written is that pinhole;
   image_proc's image_rect topics are taken with P's intrinsics as they are; `--rectify off` takes every image as
@@ -67,6 +69,9 @@ def add_arguments(p) -> None:
     p.add_argument("--depth", action="append", metavar="NAME=TOPIC",
                    help="depth topic of camera NAME, registered to its colour image (e.g. a RealSense's "
                         "aligned_depth_to_color/image_raw; Image 16UC1/32FC1 or compressedDepth)")
+    p.add_argument("--depth-info", action="append", metavar="NAME=TOPIC",
+                   help="camera_info of camera NAME's depth camera, for a depth image in its own frame (default: "
+                        "the depth topic's sibling .../camera_info)")
     p.add_argument("--world-frame", default=None,
                    help="frame the poses are written in (default: the root of the TF tree above the cameras)")
     p.add_argument("--depth-tolerance-ms", type=float, default=20.0,
@@ -90,7 +95,8 @@ def run(args) -> int:
 
     try:
         summary = convert_bag(args.bag, args.out, _pairs(args.camera, "--camera"), infos=_pairs(args.info, "--info"),
-                              depths=_pairs(args.depth, "--depth"), world_frame=args.world_frame,
+                              depths=_pairs(args.depth, "--depth"), depth_infos=_pairs(args.depth_info, "--depth-info"),
+                              world_frame=args.world_frame,
                               depth_tolerance_ns=int(args.depth_tolerance_ms * 1e6),
                               tf_tolerance_ns=int(args.tf_tolerance_ms * 1e6), tf_max_gap_ns=int(args.tf_max_gap * 1e9),
                               start_s=args.start, duration_s=args.duration, storage=args.storage,
@@ -102,7 +108,8 @@ def run(args) -> int:
 
 
 def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None = None,
-                depths: dict[str, str] | None = None, world_frame: str | None = None,
+                depths: dict[str, str] | None = None, depth_infos: dict[str, str] | None = None,
+                world_frame: str | None = None,
                 depth_tolerance_ns: int = 20_000_000, tf_tolerance_ns: int = 20_000_000,
                 tf_max_gap_ns: int = 500_000_000, start_s: float = 0.0, duration_s: float | None = None,
                 storage: str = "mcap", rectify: bool = True, progress: bool = False) -> dict:
@@ -118,12 +125,13 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
     from .messages import (TYPESTORE, MessageError, camera_info_K, camera_info_msg, depth_msg, deserialize,
                            image_depth, image_msg, image_rgb, pose_matrix, pose_msg, serialize, stamp_ns, time_msg)
     from .rectify import Rectification, rectified_topic
+    from .register import register_depth
     from .tf_tree import TransformTree
 
-    infos, depths = dict(infos or {}), dict(depths or {})
+    infos, depths, depth_infos = dict(infos or {}), dict(depths or {}), dict(depth_infos or {})
     if not cameras:
         raise ConvertError("no --camera given")
-    for what, d in (("--info", infos), ("--depth", depths)):
+    for what, d in (("--info", infos), ("--depth", depths), ("--depth-info", depth_infos)):
         if set(d) - set(cameras):
             raise ConvertError(f"{what} names cameras {sorted(set(d) - set(cameras))} that no --camera defines")
     out = Path(out)
@@ -136,6 +144,7 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
     try:
         by_topic = {c.topic: c for c in reader.connections}
         info_topics = {n: infos.get(n, info_topic_for(t)) for n, t in cameras.items()}
+        depth_info_topics = {n: depth_infos.get(n, info_topic_for(t)) for n, t in depths.items()}
 
         def need(topic, types, what):
             if topic not in by_topic:
@@ -164,7 +173,10 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
         info_of = {t: n for n, t in info_topics.items()}
         image_of = {t: n for n, t in cameras.items()}
         depth_of = {t: n for n, t in depths.items()}
-        conns = tf_conns + [by_topic[t] for t in {*info_of, *image_of, *depth_of}]
+        depth_info_of = {t: n for n, t in depth_info_topics.items() if t in by_topic and t not in info_of}
+        depth_frames: dict = {}
+        depth_info_msgs: dict = defaultdict(dict)
+        conns = tf_conns + [by_topic[t] for t in {*info_of, *image_of, *depth_of, *depth_info_of}]
         for conn, _, raw in reader.messages(connections=conns):
             msg = deserialize(raw, conn.msgtype)
             if conn.topic in TF_TOPICS:
@@ -183,6 +195,9 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
                 frame_ids.setdefault(image_of[conn.topic], msg.header.frame_id.lstrip("/"))
             if conn.topic in depth_of:
                 depth_stamps[depth_of[conn.topic]].append(s)
+                depth_frames.setdefault(depth_of[conn.topic], msg.header.frame_id.lstrip("/"))
+            if conn.topic in depth_info_of:
+                depth_info_msgs[depth_info_of[conn.topic]][s] = msg
     finally:
         reader.close()
     for n in cameras:
@@ -195,6 +210,15 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
         if frame_ids[n] not in tree.frames:
             raise ConvertError(f"camera {n}: its frame {frame_ids[n]!r} is not in the TF tree (frames: "
                                f"{sorted(tree.frames)})")
+    unregistered = {n for n in depths if depth_frames.get(n) and depth_frames[n] != frame_ids[n]}
+    for n in sorted(unregistered):  # a depth camera's own image: registered to the colour camera
+        if depth_frames[n] not in tree.frames:
+            raise ConvertError(f"camera {n}: its depth frame {depth_frames[n]!r} is not in the TF tree, so its depth "
+                               f"cannot be registered to the colour frame {frame_ids[n]!r}")
+        if not depth_info_msgs[n]:
+            raise ConvertError(f"camera {n}: the depth on {depths[n]} is in frame {depth_frames[n]!r}, not the colour "
+                               f"image's {frame_ids[n]!r}: registering it needs the depth camera's camera_info, and "
+                               f"{depth_info_topics[n]} has none (--depth-info)")
     if world_frame is None:
         world_frame = tree.root(frame_ids[next(iter(cameras))])
     elif world_frame.lstrip("/") not in tree.frames:
@@ -303,13 +327,26 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
                 try:
                     r = rectification(n, info_msgs[n].get(s_img) or _latest(info_msgs[n], s_img))
                     d = compressed_depth(msg) if compressed else image_depth(msg)
-                    if d.shape[::-1] != r.size:
+                    if n in unregistered:
+                        rd = Rectification(depth_info_msgs[n].get(s) or _latest(depth_info_msgs[n], s))
+                        if d.shape[::-1] != rd.size:
+                            raise MessageError(f"depth image is {d.shape[1]}x{d.shape[0]} but its camera_info says "
+                                               f"{rd.size[0]}x{rd.size[1]}")
+                        T = tree.lookup(frame_ids[n], depth_frames[n], s)
+                        d = register_depth(rd.depth(d), rd.K, T, r.K, r.size)
+                    elif d.shape[::-1] != r.size:
                         raise MessageError(f"depth image is {d.shape[1]}x{d.shape[0]} but camera_info says "
                                            f"{r.size[0]}x{r.size[1]} (depth must be registered to the colour image)")
                 except MessageError as exc:
                     skip(n, "bad_depth", f"{conn.topic} at stamp {s} ns: {exc}")
                     continue
-                if r.maps is not None:
+                except RejectedInput as exc:
+                    skip(n, "depth_" + exc.reason, f"{conn.topic} at stamp {s} ns: {exc}")
+                    continue
+                if n in unregistered:  # registered here onto the colour camera's (rectified) pinhole
+                    msg = depth_msg(d, s_img, frame_ids[n])
+                    compressed = False
+                elif r.maps is not None:
                     msg = depth_msg(r.depth(d), s_img, msg.header.frame_id)
                     compressed = False
                 else:
@@ -330,7 +367,8 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
              f"{world_frame!r}" if written else f"wrote nothing: none of the {total} images could be converted"]
     for n in depths:
         lines.append(f"  {n}: depth with {depth_written[n]} of its images (nearest within "
-                     f"{depth_tolerance_ns / 1e6:g} ms, restamped)")
+                     f"{depth_tolerance_ns / 1e6:g} ms, restamped"
+                     + (f"; registered from frame {depth_frames[n]!r})" if n in unregistered else ")"))
     for reason, count in skipped.most_common():
         lines.append(f"  skipped {count} ({reason}), e.g. {notes[reason]}")
     return {"views": written, "skipped": skipped, "world_frame": world_frame, "text": "\n".join(lines)}
