@@ -326,3 +326,20 @@ def test_a_depth_camera_in_its_own_frame_is_registered(tmp_path):
     with pytest.raises(ConvertError, match="needs the depth camera's camera_info"):
         convert_bag(tmp_path / "robot", tmp_path / "c2", {"cam": "/cam/color/image_raw"},
                     depths={"cam": "/cam/depth/image_rect_raw"}, depth_infos={"cam": "/cam/color/camera_info"})
+
+
+def test_without_cameras_it_lists_the_bag_and_its_suggestion_converts(tmp_path, capsys):
+    src = write_robot_bag(tmp_path / "robot", tf_end_ns=T0 + 10**9)
+    assert main(["convert-bag", str(src), "--out", str(tmp_path / "out")]) == 2
+    text = capsys.readouterr().out
+    assert "colour  /robot/side/image_raw  (Image bgr8, frame 'side_optical', 4 messages)" in text
+    assert "TF      5 frames, root(s) ['odom']" in text
+    command = text.split("a command for this bag (check the names and the depth pairing):\n")[1]
+    argv = command.replace("\\\n", " ").split()
+    assert argv[:2] == ["lrm4d", "convert-bag"] and "--depth" in argv
+    assert "front=/robot/front/color/image_raw/compressed" in argv and "side=/robot/side/image_raw" in argv
+    assert "front=/robot/front/aligned_depth_to_color/image_raw" in argv
+    assert main(argv[1:]) == 0  # the suggestion runs as printed
+    views = read_bag(tmp_path / "out")
+    assert views.camera_names == ["front", "side"] and len(views) == 2 * FRAMES
+    assert float(views.depths[views.camera_ids == 0].max()) > 0

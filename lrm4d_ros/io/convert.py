@@ -61,9 +61,10 @@ def info_topic_for(image_topic: str) -> str:
 def add_arguments(p) -> None:
     p.add_argument("bag", help="input bag (a directory with metadata.yaml, or an .mcap file)")
     p.add_argument("--out", required=True, help="output contract bag directory (must not exist)")
-    p.add_argument("--camera", action="append", required=True, metavar="NAME=TOPIC",
+    p.add_argument("--camera", action="append", metavar="NAME=TOPIC",
                    help="a camera: its name in the contract bag and its colour image topic (Image or "
-                        "CompressedImage); repeat for each camera")
+                        "CompressedImage); repeat for each camera. Without any, the bag's image, depth and TF topics "
+                        "are listed with a suggested command")
     p.add_argument("--info", action="append", metavar="NAME=TOPIC",
                    help="camera_info topic of camera NAME (default: the image topic's sibling .../camera_info)")
     p.add_argument("--depth", action="append", metavar="NAME=TOPIC",
@@ -93,6 +94,12 @@ def run(args) -> int:
         print(f"lrm4d convert-bag: error: {message}", file=sys.stderr)
         return 2
 
+    if not args.camera:
+        try:
+            print(describe_bag(args.bag, args.out))
+        except ConvertError as exc:
+            return refuse(str(exc))
+        return 2
     try:
         summary = convert_bag(args.bag, args.out, _pairs(args.camera, "--camera"), infos=_pairs(args.info, "--info"),
                               depths=_pairs(args.depth, "--depth"), depth_infos=_pairs(args.depth_info, "--depth-info"),
@@ -105,6 +112,97 @@ def run(args) -> int:
         return refuse(str(exc))
     print(summary["text"])
     return 0 if summary["views"] else 1
+
+
+GENERIC = {"image_raw", "image_rect", "image_rect_color", "image_rect_raw", "image", "compressed", "compressedDepth",
+           "color", "colour", "rgb"}
+
+
+def _namespace(topic: str) -> list[str]:
+    """A topic's path without its trailing image_transport parts: /robot/front/color/image_raw/compressed ->
+    [robot, front, color]."""
+    parts = topic.strip("/").split("/")
+    while len(parts) > 1 and parts[-1] in ("image_raw", "image_rect", "image_rect_color", "image_rect_raw", "image",
+                                           "compressed", "compressedDepth"):
+        parts.pop()
+    return parts
+
+
+def _common(*paths: list[str]) -> int:
+    """How many leading path components the paths share."""
+    n = 0
+    while all(len(p) > n for p in paths) and len({p[n] for p in paths}) == 1:
+        n += 1
+    return n
+
+
+def describe_bag(src, out="OUT") -> str:
+    """What a robot's bag holds for convert-bag (colour and depth image topics, with their encoding, frame and
+    count; the TF tree's frames and roots) and a suggested command: each colour topic a camera named after its
+    first path component, raw preferred over compressed, the depth topic in the same namespace beside it."""
+    from .bag import BagError, _open
+    from .messages import DEPTH_ENCODINGS, deserialize
+
+    try:
+        reader = _open(Path(src))
+    except BagError as exc:
+        raise ConvertError(str(exc)) from None
+    colour, depth, frames, roots = {}, {}, set(), {}
+    try:
+        for conn in reader.connections:
+            if conn.msgtype in IMAGE_TYPES:
+                msg = next((deserialize(raw, conn.msgtype) for _, _, raw in reader.messages(connections=[conn])), None)
+                if msg is None:
+                    continue
+                kind = getattr(msg, "encoding", None) or msg.format
+                is_depth = kind in DEPTH_ENCODINGS or "compressedDepth" in kind
+                (depth if is_depth else colour)[conn.topic] = (conn.msgtype.rsplit("/", 1)[-1], kind,
+                                                               msg.header.frame_id, conn.msgcount)
+            elif conn.topic in TF_TOPICS and conn.msgtype == "tf2_msgs/msg/TFMessage":
+                for _, _, raw in reader.messages(connections=[conn]):
+                    for tr in deserialize(raw, conn.msgtype).transforms:
+                        parent, child = tr.header.frame_id.lstrip("/"), tr.child_frame_id.lstrip("/")
+                        frames |= {parent, child}
+                        roots[child] = parent
+    finally:
+        reader.close()
+    if not colour:
+        raise ConvertError(f"{src}: no colour image topics (sensor_msgs/Image or CompressedImage) in the bag")
+    top = sorted(f for f in frames if f not in roots)
+    lines = [f"{src} holds:"]
+    lines += [f"  colour  {t}  ({typ} {kind}, frame {frame!r}, {n} messages)" for t, (typ, kind, frame, n) in
+              sorted(colour.items())]
+    lines += [f"  depth   {t}  ({typ} {kind}, frame {frame!r}, {n} messages)" for t, (typ, kind, frame, n) in
+              sorted(depth.items())]
+    lines.append(f"  TF      {len(frames)} frames, root(s) {top}" if frames else
+                 "  TF      none: convert-bag needs /tf or /tf_static for the camera poses")
+    # one topic per camera: raw over its compressed twin; a camera is named by what tells its namespace from the
+    # others' (/robot/front/color/image_raw -> front), its depth is the one in its frame or nearest namespace
+    chosen = [t for t in sorted(colour) if not (t.endswith("/compressed") and t[:-len("/compressed")] in colour)]
+    spaces = {t: _namespace(t) for t in [*chosen, *depth]}
+    shared = _common(*(spaces[t] for t in chosen)) if len(chosen) > 1 else 0
+    names: dict[str, str] = {}
+    for t in chosen:
+        parts = [p for p in spaces[t][shared:] if p not in GENERIC] or spaces[t][shared:] or ["cam"]
+        base = re.sub(r"[^A-Za-z0-9_]", "_", "_".join(parts))
+        base = base if base[:1].isalpha() else f"cam_{base}"
+        name, k = base, 1
+        while name in names.values():
+            k += 1
+            name = f"{base}{k}"
+        names[t] = name
+    command = [f"lrm4d convert-bag {src} --out {out}"]
+    free = [d for d in sorted(depth) if not (d.endswith("/compressedDepth") and d[:-len("/compressedDepth")] in depth)]
+    for t in chosen:
+        command.append(f"--camera {names[t]}={t}")
+        score = {d: (depth[d][2] == colour[t][2], _common(spaces[d], spaces[t])) for d in free}
+        best = max(free, key=lambda d: score[d], default=None)
+        if best is not None and (score[best][0] or score[best][1] > shared):
+            command.append(f"--depth {names[t]}={best}")
+            free.remove(best)
+    lines += ["no --camera given; a command for this bag (check the names and the depth pairing):",
+              "  " + " \\\n      ".join(command)]
+    return "\n".join(lines)
 
 
 def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None = None,
