@@ -16,6 +16,7 @@ COMMANDS = {
     "train": ("lrm4d_ros.train", "train the model on procedural scenes"),
     "evaluate": ("lrm4d_ros.evaluate", "evaluate a checkpoint on contract bags against baselines"),
     "render-view": ("lrm4d_ros.ros.render_view_cli", "ask a running reconstruct node for a view (PNG + depth)"),
+    "play": ("lrm4d_ros.ros.play", "publish a bag's messages in their recorded rhythm (ros2 bag play without ros2cli)"),
 }
 
 
