@@ -41,6 +41,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .argtypes import positive_int
 from .cameras import SceneNormalization, TimeWindow
 from .checkpoint import load_config, load_training_state, save_model, save_training_state, training_state_info
 from .data.depth_sensor import sensor_depth
@@ -51,17 +52,6 @@ from .pixel_gaussians import FAR, NEAR
 from .reconstructor import (Reconstructor, checked_device, estimate_background, model_input_size, predict,
                             render_at_times)
 from .views import ViewSet
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (steps, batch sizes, intervals), with a clear message otherwise."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
