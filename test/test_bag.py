@@ -219,6 +219,24 @@ def test_depth_for_some_cameras_and_frames_only(tmp_path):
     assert read_bag(tmp_path / "bag", cameras=["b"]).depths is None
 
 
+def test_a_camera_without_an_image_topic_is_skipped_with_a_warning(tmp_path):
+    import warnings
+
+    from lrm4d_ros.io.bag import BagWarning
+
+    d = np.ones((3, 4), np.float32)
+    orphan = [e for e in _rgbd_camera("b", STAMP, d) if e[0] != "/b/image_raw"]  # its depth, info and pose kept
+    bag = _write(tmp_path / "bag", _rgbd_camera("a", STAMP, d) + orphan)
+    with pytest.warns(BagWarning) as caught:
+        views = read_bag(bag)
+    assert [str(w.message) for w in caught] == ["camera 'b' has /b/camera_info, /b/depth, /b/pose but no /b/image_raw "
+                                                "(nor /b/image_raw/compressed): skipped"]
+    assert views.camera_names == ["a"] and len(views) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # asked for camera a only: nothing to say about b
+        assert read_bag(bag, cameras=["a"]).camera_names == ["a"]
+
+
 @pytest.mark.parametrize("case, depth, depth_stamp, pattern", [
     ("size", np.ones((2, 4), np.float32), None, r"/a/depth at stamp {s} ns: depth image is 4x2 but the colour image is 4x3"),
     ("stamp", np.ones((3, 4), np.float32), STAMP + 1, r"/a/depth at stamp {s1} ns: no /a/image_raw message with that stamp"),

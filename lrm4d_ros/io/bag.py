@@ -131,6 +131,15 @@ def _cameras(reader: Reader, cameras) -> tuple[list[str], dict, dict]:
     if not found:
         raise BagError(f"no /<camera>/image_raw (or image_raw/compressed) topic in the bag (topics: "
                        f"{sorted(by_topic)})")
+    if cameras is None:  # a camera's other topics without its image: say so rather than drop it silently
+        orphans = defaultdict(list)
+        for t in sorted(by_topic):
+            m = re.match(r"^/(.+)/(camera_info|pose|depth(/compressedDepth)?)$", t)
+            if m and m.group(1) not in found and not any(m.group(1).startswith(f"{c}/") for c in found):
+                orphans[m.group(1)].append(t)
+        for cam, topics in orphans.items():
+            warnings.warn(f"camera {cam!r} has {', '.join(topics)} but no /{cam}/image_raw (nor "
+                          f"/{cam}/image_raw/compressed): skipped", BagWarning)
     if cameras is not None:
         missing = [c for c in cameras if c not in found]
         if missing:
