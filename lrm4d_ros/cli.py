@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 # command -> (module, one-line help). Each module defines add_arguments(parser) and run(args) -> int.
 COMMANDS = {
@@ -42,7 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return int(importlib.import_module(args._module).run(args) or 0)
+    # a warning while the command runs (a bag's skipped frames, ...) as one line, without Python's file and code line
+    shown = warnings.showwarning
+    warnings.showwarning = lambda message, *_: print(
+        f"lrm4d {args.command}: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":
