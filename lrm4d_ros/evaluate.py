@@ -46,11 +46,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from .data.protocols import PROTOCOLS
 
     p.add_argument("bags", nargs="+", help="contract bags (docs/design.md §4)")
-    p.add_argument("--protocol", required=True, choices=PROTOCOLS)
+    p.add_argument("--protocol", required=True, choices=PROTOCOLS,
+                   help="which views are the inputs and which are scored (docs/design.md §5): alternating (one "
+                        "camera per frame in turn), novel-camera (the even cameras in; the odd ones scored) or rig "
+                        "(a synchronized rig: the even cameras at every s-th frame in; the rest scored by group); "
+                        "required, no default")
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--checkpoint", default=None, help="model weights (default: the shipped checkpoint)")
     p.add_argument("--resolution", type=int, default=128,
-                   help="targets are scored at this short-side resolution (resized from the bag if needed)")
+                   help="targets are scored at this short-side resolution (resized from the bag if needed) "
+                        "(default: 128)")
     p.add_argument("--depth", choices=("on", "off"), default="on",
                    help="give the model the bag's depth images where it has them (default: on)")
     p.add_argument("--floor-z", type=float, default=None, metavar="METRES",
@@ -58,15 +63,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "default: found from depth or by matching the views")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--bf16", choices=tuple(BF16_CHOICES), default="auto",
-                   help="the transformer under bf16 autocast: auto = where the hardware computes it natively")
+                   help="the transformer under bf16 autocast: auto = where the hardware computes it natively "
+                        "(default: auto)")
     p.add_argument("--refine-steps", type=int, default=REFINE_STEPS,
                    help=f"colour refinement passes per reconstruction (default {REFINE_STEPS}; 0 = the model's colours)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
     p.add_argument("--per-scene", type=float, default=0.0, metavar="SECONDS",
-                   help="also fit 4D Gaussians per scene for this many seconds (0: off)")
+                   help="also fit 4D Gaussians per scene for this many seconds (default: 0, off)")
     p.add_argument("--per-scene-steps", type=int, default=None, help="stop the per-scene fit after N steps")
     p.add_argument("--per-scene-init", choices=("rays", "model"), default="rays",
-                   help="per-scene start: uninformed Gaussians on the input rays, or the model's prediction")
+                   help="per-scene start: uninformed Gaussians on the input rays, or the model's prediction "
+                        "(default: rays)")
     p.add_argument("--sheets", default=None, metavar="DIR",
                    help="write a contact sheet per bag here: ground truth, the model and each baseline on the "
                         f"first held-out group's targets (at most {SHEET_TILES})")
@@ -186,12 +193,14 @@ def _average(entries: list[dict]) -> dict:
 
 
 def _summarize_methods(entries: list[dict]) -> dict:
-    """{"model": mean, "baselines": {name: mean over the entries that have it, with "bags" where fewer}}."""
+    """{"model": mean, "baselines": {name: mean over the entries that have it, with "bags" (that many) and
+    "of_bags" (of these) where fewer}}."""
     out = {"model": _average([e["model"] for e in entries]), "baselines": {}}
     names = list(dict.fromkeys(n for e in entries for n in e["baselines"]))
     for n in names:
         have = [e["baselines"][n] for e in entries if n in e["baselines"]]
-        out["baselines"][n] = {**_average(have), **({"bags": len(have)} if len(have) < len(entries) else {})}
+        out["baselines"][n] = {**_average(have), **({"bags": len(have), "of_bags": len(entries)}
+                                                    if len(have) < len(entries) else {})}
     return out
 
 
@@ -226,11 +235,15 @@ def format_table(result: dict) -> str:
     if "depth" in result:
         sensed = any(row.get("input_depth") for row in result["per_bag"])
         depth = f", model depth input {result['depth']}" + ("" if sensed else " (no bag has depth: colour only)")
-    lines = [f"protocol: {result['protocol']}  ({len(result['per_bag'])} bags){depth}",
-             f"{'method':<16}{'PSNR (dB)':>10}{'SSIM':>8}"]
-    lines.append(f"{'lrm4d':<16}{result['model']['psnr']:>10.2f}{result['model']['ssim']:>8.4f}")
+    # a baseline scored on fewer bags (the depth reference: those with depth) says on how many
+    labels = {"lrm4d": result["model"]}
     for name, m in result["baselines"].items():
-        lines.append(f"{name:<16}{m['psnr']:>10.2f}{m['ssim']:>8.4f}")
+        labels[name + (f" ({m['bags']} of {m['of_bags']} bags)" if "of_bags" in m else "")] = m
+    width = max(16, *(len(label) + 1 for label in labels))
+    lines = [f"protocol: {result['protocol']}  ({len(result['per_bag'])} bags){depth}",
+             f"{'method':<{width}}{'PSNR (dB)':>10}{'SSIM':>8}"]
+    for label, m in labels.items():
+        lines.append(f"{label:<{width}}{m['psnr']:>10.2f}{m['ssim']:>8.4f}")
     if "groups" in result:
         methods = ["lrm4d", *dict.fromkeys(n for g in result["groups"].values() for n in g["baselines"])]
         lines.append("")
@@ -238,7 +251,9 @@ def format_table(result: dict) -> str:
         for g, e in result["groups"].items():
             cells = [e["model"]] + [e["baselines"].get(n) for n in methods[1:]]
             lines.append(f"{g:<18}{e['num_targets']:>8}" + "".join(f" {_cell(c)}" for c in cells))
-        lines.append("(targets summed over bags; held-out = every group but self, as in the rows above)")
+        lines.append("(targets summed over bags; held-out = every group but self, as in the rows above"
+                     + "".join(f"; {n} over {m['bags']} of {m['of_bags']} bags" for n, m in result["baselines"].items()
+                               if "of_bags" in m) + ")")
     t = result["timing"]
     lines.append(f"reconstruct {t['reconstruct_s']:.3f} s/window, render {t['render_s_per_view']:.3f} s/view")
     return "\n".join(lines)

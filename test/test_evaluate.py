@@ -234,3 +234,26 @@ def test_evaluate_refuses_bad_arguments_before_evaluating(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "bag"), str(tmp_path / "notabag"), "--protocol", "rig"]) == 2
     out, err = capsys.readouterr()
     assert "cannot open as a ROS 2 bag" in err and "lrm4d" not in out
+
+
+def test_summary_says_on_how_many_bags_a_baseline_was_scored():
+    """depth_reference exists only for bags with depth: its row (and the JSON) say over how many of the bags it
+    is averaged, while the other rows cover them all."""
+    from lrm4d_ros.evaluate import format_table, summarize
+
+    def row(psnr, depth_ref=None):
+        m = {"nearest": {"psnr": psnr + 3, "ssim": 0.9}, "background": {"psnr": 12.0, "ssim": 0.6}}
+        if depth_ref is not None:
+            m["depth_reference"] = {"psnr": depth_ref, "ssim": 0.8}
+        return {"model": {"psnr": psnr, "ssim": 0.9}, "baselines": m, "reconstruct_s": 1.0, "render_s_per_view": 0.1,
+                "input_depth": 0.0 if depth_ref is None else 0.9}
+
+    result = summarize([row(30.0), row(34.0, depth_ref=17.0)], "alternating")
+    assert result["baselines"]["depth_reference"] == {"psnr": 17.0, "ssim": 0.8, "bags": 1, "of_bags": 2}
+    assert result["baselines"]["nearest"] == {"psnr": 35.0, "ssim": 0.9}
+    assert format_table(result).splitlines()[1:6] == [
+        "method                         PSNR (dB)    SSIM",
+        "lrm4d                              32.00  0.9000",
+        "nearest                            35.00  0.9000",
+        "background                         12.00  0.6000",
+        "depth_reference (1 of 2 bags)      17.00  0.8000"]
