@@ -45,6 +45,14 @@ def test_a_pose_the_arguments_do_not_define_is_refused_before_anything_is_sent(a
     assert message in _error_line(capsys)
 
 
+@pytest.mark.parametrize("flag", ["--width", "--height"])
+def test_an_empty_image_size_is_refused_by_the_client(flag, no_ros, capsys):
+    with pytest.raises(SystemExit) as exit_:  # argparse's refusal, before any round trip to the node
+        main(["render-view", *AIM, flag, "0"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"lrm4d render-view: error: argument {flag}: must be >= 1, got 0"
+
+
 def test_looking_straight_down_the_default_up_is_a_camera(monkeypatch):
     """look_at picks the right vector itself there: no refusal, a proper rotation looking down."""
     from lrm4d_ros.cli import build_parser

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..argtypes import positive_int
+
 DEFAULT_SERVICE = "/render_view"
 
 
@@ -27,17 +29,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     aim.add_argument("--look-at", type=float, nargs=3, metavar=("X", "Y", "Z"), help="point the camera looks at")
     aim.add_argument("--orientation", type=float, nargs=4, metavar=("W", "X", "Y", "Z"),
                      help="optical-frame orientation quaternion (x right, y down, z forward)")
-    p.add_argument("--up", type=float, nargs=3, default=(0.0, 0.0, 1.0), help="world up for --look-at")
-    p.add_argument("--width", type=int, default=160)
-    p.add_argument("--height", type=int, default=120)
-    p.add_argument("--fov", type=float, default=50.0, help="vertical field of view [deg] (unless --fx given)")
+    p.add_argument("--up", type=float, nargs=3, default=(0.0, 0.0, 1.0), metavar=("X", "Y", "Z"),
+                   help="world up for --look-at (default: 0 0 1)")
+    p.add_argument("--width", type=positive_int, default=160, help="image width in pixels (default: 160)")
+    p.add_argument("--height", type=positive_int, default=120, help="image height in pixels (default: 120)")
+    p.add_argument("--fov", type=float, default=50.0,
+                   help="vertical field of view [deg] (unless --fx given) (default: 50)")
     p.add_argument("--fx", type=float, help="focal length in pixels (fy = fx, principal point at the centre)")
     p.add_argument("--stamp", type=float, default=0.0,
                    help="time to render [s since the epoch]; 0 = the newest stamp of the node's window")
-    p.add_argument("--service", default=DEFAULT_SERVICE)
-    p.add_argument("--frame-id", default="", help="frame_id for the returned images")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the service and the answer")
-    p.add_argument("--out", type=Path, default=Path("view"), help="output prefix: <out>_color.png, ...")
+    p.add_argument("--service", default=DEFAULT_SERVICE,
+                   help=f"the node's RenderView service (default: {DEFAULT_SERVICE})")
+    p.add_argument("--frame-id", default="",
+                   help="frame_id for the returned images (default: the node's render_frame_id)")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds to wait for the service and the answer (default: 30)")
+    p.add_argument("--out", type=Path, default=Path("view"),
+                   help="output prefix: <out>_color.png, <out>_depth.png, <out>_depth.npy (default: view)")
 
 
 def camera_pose(args) -> np.ndarray:
