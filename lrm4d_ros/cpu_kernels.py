@@ -23,15 +23,26 @@ from numba import njit
 _POOLS: dict[str, ThreadPoolExecutor] = {}  # per kernel, made on first use
 _POOL_LOCK = threading.Lock()  # a node renders from more than one thread
 COMPILE_NOTE_S = 3.0  # a first use slower than this is compiling: say so
+_COMPILED = threading.Event()  # set once a compile note fired in this process
+
+
+def compiled_in_process() -> bool:
+    """Whether a compile note fired in this process: a timing taken across it includes numba's one-off
+    compilation (the commands say so beside their timings)."""
+    return _COMPILED.is_set()
 
 
 @contextmanager
 def compile_note(what: str):
     """Around a kernel's first use: if it takes longer than COMPILE_NOTE_S, numba is compiling it (tens of seconds
-    the first time on a machine, then read from its on-disk cache): say so on stderr instead of seeming to hang."""
-    note = threading.Timer(COMPILE_NOTE_S, lambda: print(
-        f"lrm4d_ros: compiling {what} (first use on this machine; cached for later runs) ...", file=sys.stderr,
-        flush=True))
+    the first time on a machine, then read from its on-disk cache): say so on stderr instead of seeming to hang,
+    and record it (`compiled_in_process`)."""
+    def say():
+        _COMPILED.set()
+        print(f"lrm4d_ros: compiling {what} (first use on this machine; cached for later runs) ...", file=sys.stderr,
+              flush=True)
+
+    note = threading.Timer(COMPILE_NOTE_S, say)
     note.daemon = True
     note.start()
     try:

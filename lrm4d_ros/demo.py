@@ -47,11 +47,12 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
     p.add_argument("--checkpoint", default=None, help="safetensors checkpoint (default: the shipped one)")
     p.add_argument("--config", default=None, help="use a randomly initialised model of this preset, e.g. tiny")
-    p.add_argument("--frames", type=int, default=12, help="frames T in the window")
-    p.add_argument("--cameras", type=int, default=6, help="cameras C of the rig")
-    p.add_argument("--resolution", type=int, default=128, help="image size (square) of views and renders")
-    p.add_argument("--video-frames", type=int, default=24, help="frames of the novel-view orbit video")
-    p.add_argument("--fps", type=float, default=8.0, help="video frame rate")
+    p.add_argument("--frames", type=int, default=12, help="frames T in the window (default: 12)")
+    p.add_argument("--cameras", type=int, default=6, help="cameras C of the rig (default: 6)")
+    p.add_argument("--resolution", type=int, default=128,
+                   help="image size (square) of views and renders (default: 128)")
+    p.add_argument("--video-frames", type=int, default=24, help="frames of the novel-view orbit video (default: 24)")
+    p.add_argument("--fps", type=float, default=8.0, help="video frame rate (default: 8)")
 
 
 class _Steps:
@@ -131,6 +132,7 @@ def orbit_rig(views, n: int) -> PathRig:
 
 def run(args) -> int:
     from .baselines import background_only, depth_reference, nearest_input
+    from .cpu_kernels import compiled_in_process
     from .data.depth_sensor import with_depth
     from .data.generator import generate, sample_scene
     from .data.protocols import RIG_GROUPS, frame_indices, protocol_groups
@@ -238,7 +240,8 @@ def run(args) -> int:
     for g, m in by_group.items():
         print(f"  {g:<16} " + ", ".join(f"{names[k]} {v:.2f}" for k, v in m.items()))
     print(f"PSNR along the novel orbit (new viewpoint and time each frame): {metrics['psnr_orbit']:.2f} dB")
-    print(f"reconstruct {steps.times['reconstruct']:.2f} s for {len(inputs)} views; total {total:.1f} s")
+    print(f"reconstruct {steps.times['reconstruct']:.2f} s for {len(inputs)} views; total {total:.1f} s"
+          + (" (includes one-off compilation of the CPU kernels)" if compiled_in_process() else ""))
     print(f"wrote {video}, {sheet_path}, {out / 'slice.ply'} ({len(g3)} Gaussians), {out / 'gaussians_4d.ply'}, "
           f"{out / 'metrics.json'}")
     print(f"look at it in 4D (time slider, in the browser): lrm4d view {out / 'gaussians_4d.ply'}")
