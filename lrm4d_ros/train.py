@@ -88,7 +88,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default: 0.05)")
     p.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (default: 1.0)")
     p.add_argument("--ssim-weight", type=float, default=0.2, help="loss = MSE + w (1 - SSIM) (default: 0.2)")
-    p.add_argument("--val-every", type=positive_int, default=200, help="validate every N steps (default: 200)")
+    p.add_argument("--val-every", type=positive_int, default=200,
+                   help="validate every N steps, and once at the end of the run (default: 200)")
     p.add_argument("--val-scenes", type=positive_int, default=6,
                    help="random held-out scenes of the loss validation (default: 6)")
     p.add_argument("--val-protocol", default="rig", choices=("rig", "alternating", "novel-camera", "none"),
@@ -523,13 +524,15 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
     clock = time.process_time if args.budget_clock == "cpu" else time.time
     t_start = clock()
     last_ckpt = time.time()
-    # With a time budget the bar counts seconds, so its ETA is the budget's end rather than that of --steps.
+    # With a time budget the bar counts seconds, so its ETA is the budget's end rather than that of --steps. Rank 0
+    # shows it where stderr is a terminal (disable=None), not in a pipe or a log.
     if budget_s is not None:
         bar = tqdm(total=round(budget_s), initial=min(round(elapsed_before), round(budget_s)),
                    bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} s [{elapsed}<{remaining}{postfix}]",
-                   disable=rank != 0, dynamic_ncols=True)
+                   disable=True if rank != 0 else None, dynamic_ncols=True)
     else:
-        bar = tqdm(total=args.steps, initial=step, unit="step", disable=rank != 0, dynamic_ncols=True)
+        bar = tqdm(total=args.steps, initial=step, unit="step", disable=True if rank != 0 else None,
+                   dynamic_ncols=True)
     model.train()
     stop = False
     skipped = 0  # updates skipped in this process for a non-finite gradient (logged as skipped_steps)
@@ -573,6 +576,11 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
             row = {"step": step, "elapsed_s": round(elapsed, 1), "lr": lr, "grad_norm": float(gnorm)}
             row.update({k: round(v, 5) for k, v in avg.items()})
             if (step % args.val_every == 0 or stop or step == args.steps) and not interrupt.signum:
+                if stop or step == args.steps:  # the last step: its bar's rate is the training's, not validation's
+                    bar.close()
+                tqdm.write(f"step {step}: validating on {_count(args.val_scenes, 'scene')}"
+                           + (f" and {_count(len(proto_scenes), args.val_protocol + ' scene')}" if proto_scenes
+                              else "") + " ...")
                 row["val"] = validate(model, stream, args)
                 text = f"step {step} val psnr {row['val']['psnr']:.2f} ssim {row['val']['ssim']:.4f}"
                 if "rgbd_psnr" in row["val"]:
@@ -589,6 +597,8 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
                                                            "val_protocol_psnr": best_psnr})
                         text += " (best)"
                 tqdm.write(text)
+                if budget_s is None:  # the bar's rate and ETA leave out the time validation took
+                    bar.unpause()
             log.write(json.dumps(row) + "\n")
             log.flush()
             if time.time() - last_ckpt > args.ckpt_minutes * 60 or stop or step == args.steps:
@@ -619,6 +629,10 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
                   f"--resume", file=sys.stderr)
         return 128 + interrupt.signum
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
 
 
 def _info(args, step: int, elapsed_s: float, world: int) -> dict:

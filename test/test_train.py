@@ -28,9 +28,14 @@ def _rows(log):
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
-def test_train_logs_resumes_and_exports(tmp_path):
+def test_train_logs_resumes_and_exports(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), "--steps", "4", *ARGS]) == 0
+    # each validation is announced (the last after the bar closed); no progress bar where stderr is not a terminal
+    printed = capsys.readouterr()
+    assert [line for line in printed.out.splitlines() if "validating" in line] == \
+        ["step 3: validating on 1 scene and 1 rig scene ...", "step 4: validating on 1 scene and 1 rig scene ..."]
+    assert "step/s" not in printed.err and "s/step" not in printed.err
     rows = _rows(out / "train.log")
     steps = [r for r in rows if "step" in r and "loss" in r]
     assert [r["step"] for r in steps] == [1, 2, 3, 4]
