@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from .argtypes import positive_int
 from .cameras import SceneNormalization
 from .data.protocols import frame_indices
 from .data.rigs import look_at
@@ -52,20 +53,32 @@ class Span:
     unit: str
 
     @classmethod
-    def parse(cls, text: str) -> "Span":
-        """"8" -> 8 frames, "0.5s" -> 0.5 seconds."""
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(s|frames?)?\s*", str(text))
+    def parse(cls, text: str, flag: str | None = None) -> "Span":
+        """"8" -> 8 frames, "0.5s" -> 0.5 seconds; flag (e.g. "--window"): named in the error."""
+        m = re.fullmatch(r"\s*(-?[0-9]*\.?[0-9]+)\s*(s|frames?)?\s*", str(text))
         if not m:
-            raise ValueError(f"expected a number of frames (e.g. 8) or seconds (e.g. 0.5s), got {text!r}")
+            raise ValueError(f"{flag + ': ' if flag else ''}expected a number of frames (e.g. 8) or seconds "
+                             f"(e.g. 0.5s), got {text!r}")
         value, unit = float(m.group(1)), "s" if m.group(2) == "s" else "frames"
         if value <= 0:
-            raise ValueError(f"a window or stride must be positive, got {text!r}")
+            raise ValueError(f"{flag or 'a window or stride'} must be positive, got {text!r}")
         if unit == "frames" and value != int(value):
-            raise ValueError(f"frames must be whole, got {text!r} (add s for seconds: {text.strip()}s)")
+            raise ValueError(f"{flag + ': ' if flag else ''}frames must be whole, got {text!r} (add s for seconds: "
+                             f"{text.strip()}s)")
         return cls(value, unit)
 
     def __str__(self) -> str:
         return f"{self.value:g} s" if self.unit == "s" else f"{int(self.value)} frame{'s' if self.value != 1 else ''}"
+
+
+def parse_spans(window: str, stride: str | None) -> tuple[Span, Span]:
+    """--window and --stride (None: half a window, at least a frame) -> (length, stride); ValueError naming the
+    flag."""
+    length = Span.parse(window, "--window")
+    if stride:
+        return length, Span.parse(stride, "--stride")
+    return length, Span(max(1.0, float(length.value // 2)) if length.unit == "frames" else length.value / 2,
+                        length.unit)
 
 
 @dataclass
@@ -182,9 +195,10 @@ def sweep_stamps(start_ns: int, end_ns: int, n: int) -> Tensor:
 
 def render_frames(recon, camtoworlds: Tensor, Ks: Tensor, width: int, height: int, stamps_ns: Tensor,
                   background=None, desc: str | None = None, batch: int = 4):
-    """Render C views (one per stamp) in batches with a progress bar -> (colors (C,H,W,3), depths (C,H,W))."""
+    """Render C views (one per stamp) in batches -> (colors (C,H,W,3), depths (C,H,W)); with a `desc`, a progress
+    bar where stderr is a terminal."""
     colors, depths = [torch.zeros(0, height, width, 3)], [torch.zeros(0, height, width)]
-    with tqdm(total=len(stamps_ns), desc=desc, unit="view", disable=desc is None, leave=False) as bar:
+    with tqdm(total=len(stamps_ns), desc=desc, unit="view", disable=None if desc else True, leave=False) as bar:
         for i in range(0, len(stamps_ns), batch):
             sl = slice(i, i + batch)
             out = recon.render(camtoworlds[sl], Ks[sl], width, height, stamps_ns[sl], background)
@@ -198,27 +212,33 @@ def render_frames(recon, camtoworlds: Tensor, Ks: Tensor, width: int, height: in
 def add_arguments(p) -> None:
     p.add_argument("bag", help="contract bag (MCAP or sqlite3 directory/file, docs/design.md §4)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--window", default="8", help="window length: frames (e.g. 8) or seconds (e.g. 0.5s)")
+    p.add_argument("--window", default="8",
+                   help="window length: frames (e.g. 8) or seconds (e.g. 0.5s) (default: 8 frames)")
     p.add_argument("--stride", default=None, help="window stride, same unit as --window (default: half a window)")
     p.add_argument("--cameras", default=None, help="comma-separated camera names to use (default: all)")
     p.add_argument("--resolution", default=None,
                    help="render resolution: HxW or the short side in pixels (default: the bag's)")
-    p.add_argument("--max-views", type=int, default=12, help="model input views per window (rest are held out)")
-    p.add_argument("--policy", default="uniform", choices=("uniform", "latest"), help="input view selection")
+    p.add_argument("--max-views", type=positive_int, default=12,
+                   help="model input views per window (rest are held out) (default: 12)")
+    p.add_argument("--policy", default="uniform", choices=("uniform", "latest"),
+                   help="input view selection (default: uniform)")
     p.add_argument("--depth", default="on", choices=("on", "off"),
                    help="give the model the bag's /<cam>/depth images where it has them (default: on)")
     p.add_argument("--floor-z", type=float, default=None, metavar="METRES",
                    help="world height of the floor where it is known (a ground robot's odom/map frame: 0); "
                         "default: found from depth or by matching the views")
     p.add_argument("--video-camera", default=None, help="render the video from this bag camera (default: orbit)")
-    p.add_argument("--video-frames", type=int, default=24, help="frames of each window's orbit video")
+    p.add_argument("--video-frames", type=positive_int, default=24,
+                   help="frames of each window's orbit video (default: 24)")
     p.add_argument("--fps", type=float, default=12.0, help="frame rate of the videos (default: 12)")
     p.add_argument("--checkpoint", default=None, help="safetensors checkpoint (default: the shipped one)")
     p.add_argument("--config", default=None, help="use a randomly initialised model of this preset (tests)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
     p.add_argument("--bf16", choices=tuple(BF16_CHOICES), default="auto",
-                   help="the transformer under bf16 autocast: auto = where the hardware computes it natively")
-    p.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"), help="output bag storage")
+                   help="the transformer under bf16 autocast: auto = where the hardware computes it natively "
+                        "(default: auto)")
+    p.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"),
+                   help="output bag storage (default: mcap)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing output bag, and the window_NNN folders and summary an earlier run wrote")
     p.add_argument("--no-video", action="store_true", help="skip the videos")
@@ -231,7 +251,7 @@ def parse_resolution(text: str | None, height: int, width: int) -> tuple[int, in
         return height, width
     m = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*", str(text))
     if not m or int(m.group(1)) <= 0 or (m.group(2) and int(m.group(2)) <= 0):
-        raise ValueError(f"--resolution must be HxW or a short side in pixels, got {text!r}")
+        raise ValueError(f"--resolution must be HxW or a short side, in pixels >= 1, got {text!r}")
     if m.group(2):
         return int(m.group(1)), int(m.group(2))
     return short_side_size(height, width, int(m.group(1)))
@@ -251,11 +271,18 @@ def load_reconstructor(checkpoint: str | None, config: str | None, device: str |
     return Reconstructor.from_checkpoint(checkpoint, device, floor_z=floor_z, bf16=BF16_CHOICES[bf16])
 
 
-def check_out(out: Path, overwrite: bool) -> None:
-    """Refuse an output folder that is a file, or holds a bag without `overwrite`: before a bag is read or a model
-    loaded."""
+def check_out(out: Path, overwrite: bool, bag: str | Path | None = None) -> None:
+    """Refuse an output folder that is a file, that is the input `bag`'s folder or inside it, or that holds a bag
+    without `overwrite`: before a bag is read or a model loaded."""
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} is a file, not a directory")
+    if bag is not None:
+        bag_dir = Path(bag).resolve()
+        if bag_dir.is_file() and (bag_dir.parent / "metadata.yaml").is_file():  # a bag's .mcap/.db3 file
+            bag_dir = bag_dir.parent
+        if bag_dir.is_dir() and (out.resolve() == bag_dir or bag_dir in out.resolve().parents):
+            raise ValueError(f"--out {out} is the input bag {bag} or inside it: give an output folder outside the "
+                             "bag")
     if (out / "bag").exists() and not overwrite:
         raise FileExistsError(f"output bag {out / 'bag'} already exists (remove it or pass --overwrite)")
 
@@ -264,10 +291,8 @@ def run(args) -> int:
     from .io.bag import BagError, read_bag
 
     try:
-        check_out(Path(args.out), args.overwrite)
-        length = Span.parse(args.window)
-        stride = Span.parse(args.stride) if args.stride else Span(
-            max(1.0, float(length.value // 2)) if length.unit == "frames" else length.value / 2, length.unit)
+        check_out(Path(args.out), args.overwrite, args.bag)
+        length, stride = parse_spans(args.window, args.stride)
         cameras = [c.strip() for c in args.cameras.split(",")] if args.cameras else None
         t0 = time.perf_counter()
         print(f"reading {args.bag} ...", flush=True)
@@ -299,10 +324,16 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
     windows = make_windows(views, length, stride)
     unowned = len(views) - sum(len(w.own) for w in windows)
     if unowned:  # a stride longer than the window: say so, the output bag will not hold them
-        print(f"warning: {unowned} of {len(views)} views fall between windows (stride {stride} > window {length}) "
-              "and are not reconstructed or re-rendered", file=sys.stderr)
+        print(f"lrm4d reconstruct: warning: {unowned} of {len(views)} views fall between windows (--stride {stride} "
+              f"> --window {length}) and are not reconstructed or re-rendered", file=sys.stderr)
+    frames = int(frame_indices(views).max()) + 1
+    span_s = (int(views.stamps_ns.max()) - int(views.stamps_ns.min())) * 1e-9
+    if length.value > (frames if length.unit == "frames" else span_s):
+        print(f"lrm4d reconstruct: warning: --window {length} is longer than the bag ("
+              f"{f'{frames} frames' if length.unit == 'frames' else f'{span_s:.3f} s'}): one window holds all of it",
+              file=sys.stderr)
     print(f"{len(views)} views from {len(views.camera_names)} cameras {views.camera_names} at {H}x{W}, "
-          f"{(int(views.stamps_ns.max()) - int(views.stamps_ns.min())) * 1e-9:.3f} s; "
+          f"{span_s:.3f} s; "
           f"{len(windows)} window{'s' if len(windows) != 1 else ''} of {length} every {stride}; "
           f"depth input: {_depth_note(views)}", flush=True)
     t = time.perf_counter()
@@ -316,9 +347,13 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
             shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
     rows, scores = [], {"held_out": [], "held_out_nearest": [], "inputs": []}
     with OutputBag(out / "bag", storage=args.storage, overwrite=args.overwrite) as bag:
-        for win in tqdm(windows, desc="windows", unit="window"):
+        bar = tqdm(windows, desc="windows", unit="window", disable=None)  # a bar on a terminal, else a line each
+        for win in bar:
             row, win_scores = _process_window(recon_model, views, win, out, bag, args, timings)
             rows.append(row)
+            if bar.disable:
+                print(f"window {win.index + 1}/{len(windows)}: {row['inputs']} inputs, {row['rendered']} views "
+                      f"rendered", flush=True)
             for key, values in win_scores.items():
                 scores[key] += values
     # bag_in lets `lrm4d view OUT` show the source cameras and images beside the Gaussians.
@@ -329,7 +364,9 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
                "depth_input": _depth_note(views),
                "psnr_held_out": _mean(scores["held_out"]), "psnr_held_out_nearest": _mean(scores["held_out_nearest"]),
                "psnr_inputs": _mean(scores["inputs"]),
-               "held_out_views": len(scores["held_out"]), "input_views": len(scores["inputs"])}
+               "held_out_views": len(scores["held_out"]), "input_views": len(scores["inputs"]),
+               # views whose render (or copied nearest input) equals the bag's image: scored PSNR_CAP, not inf
+               "exact_views": {k: int(np.isinf(v).sum()) for k, v in scores.items()}}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -425,10 +462,24 @@ def print_summary(s: dict) -> None:
     for r in s["windows"]:
         print(f"{r['window']:>6} {r['views']:>5} {r['inputs']:>6} {r['rendered']:>8} {r['gaussians_4d']:>9} "
               f"{r['gaussians_slice']:>7}  {r['dir']}")
-    fmt = lambda x: "n/a" if x is None else f"{x:.2f} dB"  # noqa: E731
-    print(f"PSNR vs the bag: held-out views {fmt(s['psnr_held_out'])} ({s['held_out_views']} views; "
-          f"nearest-input baseline {fmt(s['psnr_held_out_nearest'])}), "
-          f"input views {fmt(s['psnr_inputs'])} ({s['input_views']} views)")
-    print("timings: " + ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in t.items()))
+    from .cpu_kernels import compiled_in_process
+    from .evaluate import PSNR_CAP
+
+    exact = s.get("exact_views", {})
+
+    def fmt(key: str, n: int) -> str:  # a mean PSNR, and how many of its views were exact copies (capped)
+        x, e = s[f"psnr_{key}"], exact.get(key, 0)
+        if x is None:
+            return "n/a"
+        if e == n:
+            return f"{x:.2f} dB (exact)"
+        return f"{x:.2f} dB" + (f" ({e} of {n} views exact, each counted as {PSNR_CAP:g} dB)" if e else "")
+
+    n_held = s["held_out_views"]
+    print(f"PSNR vs the bag: held-out views {fmt('held_out', n_held)} over {n_held} views, nearest-input baseline "
+          f"on them {fmt('held_out_nearest', n_held)}; input views {fmt('inputs', s['input_views'])} over "
+          f"{s['input_views']} views")
+    print("timings: " + ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in t.items())
+          + (" (includes one-off compilation of the CPU kernels)" if compiled_in_process() else ""))
     print(f"output bag {s['bag_out']}: " + ", ".join(f"{k} ×{v}" for k, v in sorted(s["topics"].items())))
     print(f"look at it in 4D: lrm4d view {Path(s['bag_out']).parent}")

@@ -28,6 +28,8 @@ def test_span_parse():
     for bad in ("0", "-1", "2.5", "abc", "1m"):
         with pytest.raises(ValueError):
             Span.parse(bad)
+    with pytest.raises(ValueError, match="^--stride must be positive, got '-1'$"):
+        Span.parse("-1", "--stride")
 
 
 def test_frame_indices_rank_per_camera():
@@ -276,6 +278,22 @@ def test_reconstruct_bad_input_gives_clear_errors(source_bag, tmp_path, capsys):
             "is not a safetensors checkpoint")
     refused(["reconstruct", str(source_bag), "--out", str(tmp_path / "o8"), "--config", "tiny", "--device", "foo"],
             "device 'foo'")
+    # each names its flag
+    for flag, text in (("--window", "--window must be positive, got '0'"),
+                       ("--stride", "--stride must be positive, got '0'"),
+                       ("--resolution", "--resolution must be HxW or a short side, in pixels >= 1, got '0'")):
+        refused(["reconstruct", str(source_bag), "--out", str(tmp_path / "o9"), "--config", "tiny", flag, "0"],
+                f"lrm4d reconstruct: error: {text}\n")
+    with pytest.raises(SystemExit) as exit_:  # argparse's own refusal
+        main(["reconstruct", str(source_bag), "--out", str(tmp_path / "o9"), "--max-views", "0"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.endswith("lrm4d reconstruct: error: argument --max-views: must be >= 1, got 0\n")
+    # --out is the bag's own folder, or inside it: refused before anything is written there
+    for out in (source_bag, source_bag / "out"):
+        refused(["reconstruct", str(source_bag), "--out", str(out), "--config", "tiny"],
+                f"lrm4d reconstruct: error: --out {out} is the input bag {source_bag} or inside it: give an output "
+                "folder outside the bag\n")
+    assert sorted(p.name for p in source_bag.iterdir()) == ["bag.mcap", "metadata.yaml"]
 
 
 def test_overwrite_replaces_what_an_earlier_run_wrote(source_bag, tmp_path, capsys):
@@ -299,7 +317,73 @@ def test_a_stride_longer_than_the_window_warns_of_the_views_left_out(source_bag,
 
     assert main(["reconstruct", str(source_bag), "--out", str(tmp_path / "o"), "--config", "tiny", "--device", "cpu",
                  "--no-video", "--window", "1", "--stride", "3"]) == 0
-    assert "fall between windows" in capsys.readouterr().err
+    # 6 frames: windows at frames 0, 3 and 5 leave frames 1, 2 and 4 of both cameras out
+    assert capsys.readouterr().err == ("lrm4d reconstruct: warning: 6 of 12 views fall between windows (--stride 3 "
+                                       "frames > --window 1 frame) and are not reconstructed or re-rendered\n")
+
+
+def test_a_window_longer_than_the_bag_warns(source_bag, tmp_path, capsys):
+    from lrm4d_ros.cli import main
+
+    common = ["reconstruct", str(source_bag), "--config", "tiny", "--device", "cpu", "--no-video"]
+    assert main(common + ["--out", str(tmp_path / "o"), "--window", "7"]) == 0
+    assert capsys.readouterr().err == ("lrm4d reconstruct: warning: --window 7 frames is longer than the bag (6 "
+                                       "frames): one window holds all of it\n")
+    assert main(common + ["--out", str(tmp_path / "o2"), "--window", "6"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_a_camera_without_images_is_skipped_with_a_one_line_warning(source_bag, tmp_path, capsys):
+    """cam1's image_raw topic missing (its camera_info, pose and depth kept): the warning names the camera and its
+    topics, printed as `lrm4d <command>: warning:` (not Python's file:line form); off a terminal, one line a window
+    instead of progress bars."""
+    from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+
+    from lrm4d_ros.cli import main
+    from lrm4d_ros.io.messages import TYPESTORE
+
+    bag = tmp_path / "no_cam1_images"
+    with Reader(source_bag) as src, Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        conns = {c.id: w.add_connection(c.topic, c.msgtype, typestore=TYPESTORE) for c in src.connections
+                 if c.topic != "/cam1/image_raw"}
+        for c, t, raw in src.messages():
+            if c.id in conns:
+                w.write(conns[c.id], t, raw)
+    assert main(["reconstruct", str(bag), "--out", str(tmp_path / "o"), "--config", "tiny", "--device", "cpu",
+                 "--no-video", "--window", "4", "--stride", "2"]) == 0
+    printed = capsys.readouterr()
+    assert printed.err == ("lrm4d reconstruct: warning: camera 'cam1' has /cam1/camera_info, /cam1/depth, /cam1/pose "
+                           "but no /cam1/image_raw (nor /cam1/image_raw/compressed): skipped\n")
+    assert "6 views from 1 cameras ['cam0']" in printed.out
+    assert [line for line in printed.out.splitlines() if line.startswith("window ") and ":" in line] == \
+        ["window 1/2: 4 inputs, 3 views rendered", "window 2/2: 4 inputs, 3 views rendered"]
+    assert main(["reconstruct", str(bag), "--out", str(tmp_path / "o2"), "--config", "tiny", "--device", "cpu",
+                 "--no-video", "--cameras", "cam0", "--window", "6"]) == 0
+    assert capsys.readouterr().err == ""  # cam1 was not asked for
+
+
+def test_summary_marks_exact_views_and_compilation(monkeypatch, capsys):
+    """A PSNR capped because every view equals the bag's image says "(exact)"; part of them, how many; the timings
+    say when they include numba's one-off compilation."""
+    import threading
+
+    from lrm4d_ros import cpu_kernels
+    from lrm4d_ros.pipeline import print_summary
+
+    s = {"windows": [], "timings": {"read_s": 0.5, "reconstruct_s": 2.0}, "bag_out": "out/bag", "topics": {},
+         "psnr_held_out": 31.5, "psnr_held_out_nearest": 60.0, "psnr_inputs": 50.0, "held_out_views": 30,
+         "input_views": 18, "exact_views": {"held_out": 0, "held_out_nearest": 30, "inputs": 6}}
+    monkeypatch.setattr(cpu_kernels, "_COMPILED", threading.Event())
+    print_summary(s)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == ("PSNR vs the bag: held-out views 31.50 dB over 30 views, nearest-input baseline on them "
+                        "60.00 dB (exact); input views 50.00 dB (6 of 18 views exact, each counted as 60 dB) over 18 "
+                        "views")
+    assert lines[3] == "timings: read 0.50 s, reconstruct 2.00 s"
+    cpu_kernels._COMPILED.set()
+    print_summary(s)
+    assert capsys.readouterr().out.splitlines()[3] == \
+        "timings: read 0.50 s, reconstruct 2.00 s (includes one-off compilation of the CPU kernels)"
 
 
 def test_reconstruct_takes_the_bags_depth_unless_off(source_bag, recon_out, tmp_path):

@@ -294,6 +294,35 @@ def test_bad_bag_options_fail_before_the_server_starts(source_bag, argv, message
     assert len(err) == 1 and err[0].startswith("lrm4d view: error: ") and message in err[0], err
 
 
+@pytest.mark.parametrize("time_s, warning", [
+    (2.5, "lrm4d view: warning: --time 2.5 s is outside the recording (0 to 1.000 s): clamped to 1.000 s\n"),
+    (-1.0, "lrm4d view: warning: --time -1 s is outside the recording (0 to 1.000 s): clamped to 0.000 s\n"),
+    (0.5, ""),
+])
+def test_a_time_outside_the_recording_is_clamped_with_a_warning(scene_ply, time_s, warning, monkeypatch, capsys):
+    require_viser()
+    from lrm4d_ros.cli import main
+
+    shown = []
+
+    class Viewer:  # stands in for the server: records where the slider starts, then Ctrl-C
+        url = "http://127.0.0.1:0"
+
+        def __init__(self, **_):
+            pass
+
+        def show(self, windows, start_s=None):
+            shown.append(start_s)
+            raise KeyboardInterrupt
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr("lrm4d_ros.viewer.server.Viewer", Viewer)
+    assert main(["view", str(scene_ply), "--port", "0", "--time", str(time_s)]) == 0
+    assert capsys.readouterr().err == warning and shown == [time_s]  # the server clamps it (Viewer._take_pending)
+
+
 def test_bad_checkpoint_exits_with_one_line(source_bag):
     """The command itself, in its own process: it ends (rc 2) and never opens the server."""
     import subprocess

@@ -46,6 +46,10 @@ def run(args) -> int:
     except (ViewerError, ValueError, FileNotFoundError) as e:
         print(f"lrm4d view: error: {e}", file=sys.stderr)
         return 2
+    span_s = (max(w.end_ns for w in windows) - min(w.start_ns for w in windows)) * 1e-9 if windows else 0.0
+    if windows and args.time is not None and not 0 <= args.time <= span_s:  # the slider stops at the recording's ends
+        print(f"lrm4d view: warning: --time {args.time:g} s is outside the recording (0 to {span_s:.3f} s): clamped to "
+              f"{min(max(args.time, 0.0), span_s):.3f} s", file=sys.stderr, flush=True)
     try:
         viewer.show(windows, start_s=args.time)
         print(f"lrm4d view: {len(windows)} window{'s' if len(windows) != 1 else ''} of {args.path}; "

@@ -218,11 +218,9 @@ def bag_windows(path: Path, opts: BagOptions) -> list[WindowRef]:
     """Sliding windows of a contract bag, each reconstructed when first shown. The options and the model are
     checked here, so that a bad one fails before the server starts rather than on every window shown."""
     from ..io.bag import BagError, read_bag
-    from ..pipeline import Span, make_windows, select_inputs
+    from ..pipeline import make_windows, parse_spans, select_inputs
 
-    length = Span.parse(opts.window)
-    stride = Span.parse(opts.stride) if opts.stride else Span(
-        max(1.0, float(length.value // 2)) if length.unit == "frames" else length.value / 2, length.unit)
+    length, stride = parse_spans(opts.window, opts.stride)
     if opts.max_views < 1:
         raise ViewerError(f"--max-views must be >= 1, got {opts.max_views}")
     model = load_model(opts)
