@@ -4,6 +4,7 @@ on and apart from the evaluation bags), the scenes render-time choices are made 
     python benchmarks/validation.py --protocol rig --scenes 16                      # robot scenes, RGB-D and RGB
     python benchmarks/validation.py --protocol alternating,novel-camera --scenes 8  # object-centric, RGB only
     python benchmarks/validation.py --protocol rig --scenes 16 --depth off --floor-z 0  # the floor's height given
+    python benchmarks/validation.py --protocol rig --scenes 16 --untrained   # what the learned part adds
 
 Prints, per protocol and input mode, the model's PSNR / SSIM for each target group beside the nearest input's,
 as `lrm4d evaluate` scores a bag. Robot scenes carry a depth camera's measurements (scored with and without
@@ -22,6 +23,7 @@ import torch
 from lrm4d_ros.baselines import nearest_input
 from lrm4d_ros.data.protocols import PROTOCOLS
 from lrm4d_ros.evaluate import evaluate_views, summarize
+from lrm4d_ros.model import LRM4D
 from lrm4d_ros.reconstructor import Reconstructor
 from lrm4d_ros.train import protocol_scenes
 
@@ -32,6 +34,9 @@ def main(argv=None) -> int:
     p.add_argument("--scenes", type=int, default=16, help="validation scenes per protocol")
     p.add_argument("--depth", default=None, help="rig: 'on', 'off' or 'on,off' (default both); objects: off")
     p.add_argument("--checkpoint", default=None, help="model weights (default: the shipped checkpoint)")
+    p.add_argument("--untrained", action="store_true",
+                   help="the checkpoint's configuration at its initialisation (seed 0) instead of its weights: the "
+                        "render-time layers and the head's non-learned splat without what training added")
     p.add_argument("--floor-z", type=float, default=None, metavar="METRES",
                    help="tell the reconstructor the floor's world height (the robot scenes': 0; Reconstructor floor_z)")
     p.add_argument("--threads", type=int, default=2)
@@ -41,6 +46,10 @@ def main(argv=None) -> int:
     if any(s not in PROTOCOLS for s in protocols) or args.scenes < 1:
         p.error(f"--protocol must name protocols of {PROTOCOLS} and --scenes be >= 1")
     rec = Reconstructor.from_checkpoint(args.checkpoint, floor_z=args.floor_z)
+    if args.untrained:
+        torch.manual_seed(0)
+        rec = Reconstructor(LRM4D(rec.model.cfg).to(rec.device), rec.device, floor_z=args.floor_z)
+        print(f"untrained: the {rec.model.cfg.n_layer}-layer configuration at its initialisation (seed 0)")
     scenes = {}
     for protocol in protocols:
         kind = "rig" if protocol == "rig" else "objects"
