@@ -39,6 +39,11 @@ from .views import ViewSet, short_side_size
 SELF = "self"  # the rig group of re-rendered inputs
 SHEET_TILES = 6  # targets shown per contact sheet
 PSNR_CAP = 60.0  # dB: identical 8-bit images score this, not inf (8-bit quantisation alone is 58.9 dB)
+
+
+def _db(psnr: float) -> str:
+    """A mean PSNR for a summary line; at the cap every view was an exact copy, and it says so."""
+    return f"{psnr:.2f} dB" + (" (exact)" if psnr >= PSNR_CAP else "")
 SEEN_TOLERANCE = 0.05  # relative z-depth: an input whose exact depth is this near a reprojected point saw it
 
 
@@ -314,8 +319,8 @@ def run(args) -> int:
             path = Path(args.sheets) / f"{Path(bag).name}_{args.protocol}_depth-{args.depth}.png"
             write_png(path, contact_sheet([(label, imgs) for label, imgs, _ in sheet], [t for *_, t in sheet]))
             print(f"wrote {path}")
-        print(f"{bag}: lrm4d {row['model']['psnr']:.2f} dB, "
-              + ", ".join(f"{n} {m['psnr']:.2f} dB" for n, m in row["baselines"].items())
+        print(f"{bag}: lrm4d {_db(row['model']['psnr'])}, "
+              + ", ".join(f"{n} {_db(m['psnr'])}" for n, m in row["baselines"].items())
               + (" (held-out; " + (f"model depth input on {row['input_depth']:.0%} of pixels)" if row["model_depth"]
                                    else f"RGB-only model inputs; the bag's depth on {row['input_depth']:.0%} of "
                                         "pixels went to depth_reference only)") if row["input_depth"] else ""),

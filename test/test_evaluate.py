@@ -257,3 +257,9 @@ def test_summary_says_on_how_many_bags_a_baseline_was_scored():
         "nearest                            35.00  0.9000",
         "background                         12.00  0.6000",
         "depth_reference (1 of 2 bags)      17.00  0.8000"]
+
+
+def test_a_capped_psnr_says_it_is_an_exact_copy():
+    from lrm4d_ros.evaluate import PSNR_CAP, _db
+
+    assert _db(PSNR_CAP) == "60.00 dB (exact)" and _db(59.994) == "59.99 dB" and _db(12.345) == "12.35 dB"

@@ -377,7 +377,8 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
                 write(topic, msg, s_img)
                 depth_written[n] += 1
 
-            bar = tqdm(total=total, desc="converting", unit="image", disable=not progress, leave=False)
+            # a bar only on a terminal (tqdm: disable=None), as the other commands
+            bar = tqdm(total=total, desc="converting", unit="image", disable=None if progress else True, leave=False)
             for conn, _, raw in reader.messages(connections=[by_topic[t] for t in {*image_of, *depth_of}]):
                 msg = deserialize(raw, conn.msgtype)
                 s = stamp_ns(msg.header)
