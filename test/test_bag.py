@@ -1,11 +1,14 @@
 """Contract-bag IO: round trips, decoding of every encoding, and a clear BagError for each broken bag."""
+import math
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
+from lrm4d_ros.data.depth_sensor import with_depth
 from lrm4d_ros.data.generator import SceneConfig, generate
 from lrm4d_ros.io.bag import BagError, read_bag, write_bag
 from lrm4d_ros.io.messages import (TYPESTORE, Image, MessageError, camera_info_msg, depth_msg, deserialize,
@@ -278,3 +281,40 @@ def test_write_bag_refuses_depth_beyond_16uc1_before_writing(tmp_path):
     assert not (tmp_path / "bag").exists()
     with pytest.raises(ValueError, match="has no depths"):
         write_bag(views.select([0]).__class__(**{**views.__dict__, "depths": None}), tmp_path / "b", depth_encoding="32FC1")
+
+
+def test_a_part_of_a_bag_is_read_alone(tmp_path, recwarn):
+    """--start / --duration: only the images in that span (and their depth) are kept, counted from the first image;
+    nothing outside warns as an unpaired depth."""
+    from lrm4d_ros.io.bag import bag_size
+
+    views = with_depth(generate(4, replace(CFG, frames=5, synchronized=True, fps_range=(10.0, 10.0))), "clean", 4)
+    bag = write_bag(views, tmp_path / "b", depth_encoding="32FC1")
+    first = int(views.stamps_ns.min())
+    whole = read_bag(bag)
+    for start, duration in ((0.1, 0.15), (0.3, None), (0.0, 0.12)):
+        part = read_bag(bag, start_s=start, duration_s=duration)
+        hi = math.inf if duration is None else first + (start + duration) * 1e9
+        keep = [i for i, s in enumerate(whole.stamps_ns.tolist()) if first + start * 1e9 <= s <= hi]
+        assert 0 < len(keep) < len(whole) and part.stamps_ns.tolist() == whole.stamps_ns[keep].tolist()
+        assert torch.equal(part.images, whole.images[keep]) and torch.equal(part.depths, whole.depths[keep])
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+    with pytest.raises(BagError, match="no images .* from 5.0 s after the first"):
+        read_bag(bag, start_s=5.0)
+    size = bag_size(bag)
+    assert size == {"images": 15, "seconds": pytest.approx(0.4, abs=0.01), "pixels": 24 * 32, "depth": True}
+
+
+def test_reconstruct_refuses_a_bag_that_does_not_fit_in_memory(tmp_path, capsys, monkeypatch):
+    from lrm4d_ros import pipeline
+    from lrm4d_ros.cli import main
+
+    size = {"images": 10, "seconds": 2.0, "pixels": 100, "depth": True}
+    assert pipeline.memory_needed(size) == 2 * 10 * 100 * 4 * 4
+    assert pipeline.memory_needed(size, start_s=1.5) == pipeline.memory_needed(size) / 4
+    assert pipeline.memory_needed(size, duration_s=0.5) == pipeline.memory_needed(size) / 4
+    write_bag(generate(4, CFG), tmp_path / "b")
+    monkeypatch.setattr(pipeline, "available_memory", lambda: 1000.0)
+    assert main(["reconstruct", str(tmp_path / "b"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "GiB are available: reconstruct a part of it (--start / --duration" in err[0]

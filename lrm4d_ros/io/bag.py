@@ -18,6 +18,7 @@ encoding) raises `BagError` naming the topic and stamp.
 """
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections import Counter, defaultdict
@@ -176,6 +177,28 @@ def _open(path: Path) -> Reader:
     return reader
 
 
+def bag_size(path: str | Path, cameras: list[str] | None = None) -> dict:
+    """From the bag's index and one camera_info per camera (no image is read): {"images": count, "seconds": the
+    bag's span, "pixels": the largest camera's width x height, "depth": whether any camera has a depth topic}, to
+    tell before reading whether a bag fits in memory."""
+    reader = _open(Path(path))
+    try:
+        names, by_topic, chosen = _cameras(reader, cameras)
+        images = sum(by_topic[chosen[n]["image"]].msgcount for n in names)
+        pixels = 0
+        for n in names:
+            for conn, _, raw in reader.messages(connections=[by_topic[chosen[n]["info"]]]):
+                _, w, h = camera_info_K(deserialize(raw, conn.msgtype))
+                pixels = max(pixels, w * h)
+                break
+        return {"images": images, "seconds": reader.duration * 1e-9, "pixels": pixels,
+                "depth": any("depth" in chosen[n] for n in names)}
+    except MessageError as e:
+        raise BagError(f"{path}: {e}") from e
+    finally:
+        reader.close()
+
+
 def check_bag(path: str | Path, cameras: list[str] | None = None) -> list[str]:
     """The camera names of a contract bag, from its index alone (no message is read): BagError where it cannot be
     opened or lacks a camera's topics, before anything long starts on it."""
@@ -186,11 +209,17 @@ def check_bag(path: str | Path, cameras: list[str] | None = None) -> list[str]:
         reader.close()
 
 
-def read_bag(path: str | Path, cameras: list[str] | None = None) -> ViewSet:
+def read_bag(path: str | Path, cameras: list[str] | None = None, start_s: float = 0.0,
+             duration_s: float | None = None) -> ViewSet:
     """Read a contract bag (a bag directory with metadata.yaml, MCAP or sqlite3, or a bare .mcap file) into a
     ViewSet (see module docstring for pairing, order and depth). `cameras` restricts to those camera names.
+    start_s / duration_s: only the images stamped that many seconds after the bag's first image / within that
+    span (with their depth), dropped as they are read, so a part of a long bag fits in memory.
     Images become float32 RGB in [0,1] (mono8 as grey); depths float32 metres (0: none) or None; no alphas."""
     path = Path(path)
+    if start_s < 0 or (duration_s is not None and not duration_s > 0):
+        raise ValueError(f"start must be >= 0 and duration > 0 seconds, got {start_s} and {duration_s}")
+    span = None  # [lo, hi] ns, from the first image read (bags are in arrival order, near stamp order)
     reader = _open(path)
     try:
         names, by_topic, chosen = _cameras(reader, cameras)
@@ -204,6 +233,14 @@ def read_bag(path: str | Path, cameras: list[str] | None = None) -> ViewSet:
             ci, key = topic_key[conn.topic]
             msg = deserialize(raw, conn.msgtype)
             s = stamp_ns(msg.header)
+            if span is None and key == "image" and (start_s or duration_s is not None):
+                lo = s + int(round(start_s * 1e9))
+                hi = math.inf if duration_s is None else lo + int(round(duration_s * 1e9))
+                span = (lo if start_s else -math.inf, hi)
+            # a depth image may come up to a second before its colour image; the exact span is applied below
+            if span is not None and key in ("image", "depth") and not (
+                    span[0] - (key == "depth") * 10**9 <= s <= span[1] + (key == "depth") * 10**9):
+                continue
             try:
                 if key == "image":
                     images.append((s, ci, conn.topic, msg))
@@ -224,9 +261,14 @@ def read_bag(path: str | Path, cameras: list[str] | None = None) -> ViewSet:
                 raise BagError(f"{conn.topic} at stamp {s} ns: {e}") from e
     finally:
         reader.close()
+    if span is not None:
+        for ci in depth_msgs:
+            depth_msgs[ci] = {t: m for t, m in depth_msgs[ci].items() if span[0] <= t <= span[1]}
     depth_seen = Counter({ci: len(d) for ci, d in depth_msgs.items()})
     if not images:
-        raise BagError(f"{path}: no images on {[chosen[c]['image'] for c in names]}")
+        raise BagError(f"{path}: no images on {[chosen[c]['image'] for c in names]}"
+                       + (f" from {start_s} s after the first" + ("" if duration_s is None else f" for {duration_s} s")
+                          if span is not None else ""))
     images.sort(key=lambda x: (x[0], x[1]))
     rgb, depths, Ks, c2w, stamps, cids = [], [], [], [], [], []
     seen = set()
