@@ -282,7 +282,7 @@ def _check_arguments(args) -> None:
 
 
 def run(args) -> int:
-    from .io.bag import BagError, read_bag
+    from .io.bag import BagError, check_fits, read_bag
 
     try:
         _check_arguments(args)
@@ -301,6 +301,7 @@ def run(args) -> int:
     rows = []
     for bag in args.bags:
         try:
+            check_fits(bag, advice="evaluate a shorter recording (the protocols take a whole bag)")
             views = read_bag(bag)
         except BagError as e:
             print(f"lrm4d evaluate: error: {e}", file=sys.stderr)

@@ -292,28 +292,8 @@ def check_out(out: Path, overwrite: bool, bag: str | Path | None = None) -> None
         raise FileExistsError(f"output bag {out / 'bag'} already exists (remove it or pass --overwrite)")
 
 
-def memory_needed(size: dict, start_s: float = 0.0, duration_s: float | None = None) -> float:
-    """Bytes a bag's views take once read (bag.bag_size): float32 RGB (and float32 depth), the part of the bag's
-    span asked for (its images spread evenly over it), twice over (the views and their copy at the render size)."""
-    span = max(size["seconds"], 1e-9)
-    part = min(1.0, max(0.0, span - start_s) / span) if duration_s is None else min(1.0, duration_s / span)
-    per_view = size["pixels"] * 4 * (3 + (1 if size["depth"] else 0))
-    return 2.0 * size["images"] * part * per_view
-
-
-def available_memory() -> float | None:
-    """Bytes the kernel can give this process now (/proc/meminfo MemAvailable); None where unknown."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return float(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def run(args) -> int:
-    from .io.bag import BagError, bag_size, read_bag
+    from .io.bag import BagError, check_fits, read_bag
 
     try:
         check_out(Path(args.out), args.overwrite, args.bag)
@@ -321,10 +301,8 @@ def run(args) -> int:
         cameras = [c.strip() for c in args.cameras.split(",")] if args.cameras else None
         if args.start < 0 or (args.duration is not None and not args.duration > 0):
             raise ValueError(f"--start must be >= 0 and --duration > 0 seconds, got {args.start} and {args.duration}")
-        need, free = memory_needed(bag_size(args.bag, cameras), args.start, args.duration), available_memory()
-        if free is not None and need > 0.8 * free:
-            raise ValueError(f"reading this bag needs about {need / 2**30:.1f} GiB and {free / 2**30:.1f} GiB are "
-                             "available: reconstruct a part of it (--start / --duration, seconds) or fewer --cameras")
+        check_fits(args.bag, cameras, args.start, args.duration,
+                   advice="reconstruct a part of it (--start / --duration, seconds) or fewer --cameras")
         t0 = time.perf_counter()
         print(f"reading {args.bag} ...", flush=True)
         views = read_bag(args.bag, cameras=cameras, start_s=args.start, duration_s=args.duration)

@@ -305,16 +305,19 @@ def test_a_part_of_a_bag_is_read_alone(tmp_path, recwarn):
     assert size == {"images": 15, "seconds": pytest.approx(0.4, abs=0.01), "pixels": 24 * 32, "depth": True}
 
 
-def test_reconstruct_refuses_a_bag_that_does_not_fit_in_memory(tmp_path, capsys, monkeypatch):
-    from lrm4d_ros import pipeline
+def test_commands_refuse_a_bag_that_does_not_fit_in_memory(tmp_path, capsys, monkeypatch):
     from lrm4d_ros.cli import main
+    from lrm4d_ros.io import bag as bag_io
 
     size = {"images": 10, "seconds": 2.0, "pixels": 100, "depth": True}
-    assert pipeline.memory_needed(size) == 2 * 10 * 100 * 4 * 4
-    assert pipeline.memory_needed(size, start_s=1.5) == pipeline.memory_needed(size) / 4
-    assert pipeline.memory_needed(size, duration_s=0.5) == pipeline.memory_needed(size) / 4
+    assert bag_io.memory_needed(size) == 2 * 10 * 100 * 4 * 4
+    assert bag_io.memory_needed(size, start_s=1.5) == bag_io.memory_needed(size) / 4
+    assert bag_io.memory_needed(size, duration_s=0.5) == bag_io.memory_needed(size) / 4
     write_bag(generate(4, CFG), tmp_path / "b")
-    monkeypatch.setattr(pipeline, "available_memory", lambda: 1000.0)
+    monkeypatch.setattr(bag_io, "available_memory", lambda: 1000.0)
     assert main(["reconstruct", str(tmp_path / "b"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "GiB are available: reconstruct a part of it (--start / --duration" in err[0]
+    assert main(["evaluate", str(tmp_path / "b"), "--protocol", "rig"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "GiB are available: evaluate a shorter recording" in err[0]

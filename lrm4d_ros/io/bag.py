@@ -199,6 +199,36 @@ def bag_size(path: str | Path, cameras: list[str] | None = None) -> dict:
         reader.close()
 
 
+def memory_needed(size: dict, start_s: float = 0.0, duration_s: float | None = None) -> float:
+    """Bytes a bag's views take once read (bag_size): float32 RGB (and float32 depth), the part of the bag's
+    span asked for (its images spread evenly over it), twice over (the views and their copy at the render size)."""
+    span = max(size["seconds"], 1e-9)
+    part = min(1.0, max(0.0, span - start_s) / span) if duration_s is None else min(1.0, duration_s / span)
+    per_view = size["pixels"] * 4 * (3 + (1 if size["depth"] else 0))
+    return 2.0 * size["images"] * part * per_view
+
+
+def available_memory() -> float | None:
+    """Bytes the kernel can give this process now (/proc/meminfo MemAvailable); None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_fits(path: str | Path, cameras: list[str] | None = None, start_s: float = 0.0,
+               duration_s: float | None = None, advice: str = "read a part of it (start_s / duration_s)") -> None:
+    """BagError, before anything is read, where reading the bag (that part of it) would take more than 80 % of the
+    memory available now: read_bag holds every view as float32."""
+    need, free = memory_needed(bag_size(path, cameras), start_s, duration_s), available_memory()
+    if free is not None and need > 0.8 * free:
+        raise BagError(f"{path}: reading it needs about {need / 2**30:.1f} GiB and {free / 2**30:.1f} GiB are "
+                       f"available: {advice}")
+
+
 def check_bag(path: str | Path, cameras: list[str] | None = None) -> list[str]:
     """The camera names of a contract bag, from its index alone (no message is read): BagError where it cannot be
     opened or lacks a camera's topics, before anything long starts on it."""
