@@ -343,3 +343,54 @@ def test_without_cameras_it_lists_the_bag_and_its_suggestion_converts(tmp_path, 
     views = read_bag(tmp_path / "out")
     assert views.camera_names == ["front", "side"] and len(views) == 2 * FRAMES
     assert float(views.depths[views.camera_ids == 0].max()) > 0
+
+
+def test_poses_from_odometry_and_pose_topics(tmp_path):
+    """No /tf for the moving base: its odometry (nav_msgs/Odometry) joins the tree through --pose-topic; a
+    PoseStamped of a frame needs that frame's name."""
+    t = rosbags_types()
+    types = TYPESTORE.types
+    Odometry, PWC = types["nav_msgs/msg/Odometry"], types["geometry_msgs/msg/PoseWithCovariance"]
+    Twist, TwistWC, Vector3 = types["geometry_msgs/msg/Twist"], types["geometry_msgs/msg/TwistWithCovariance"], \
+        types["geometry_msgs/msg/Vector3"]
+    from lrm4d_ros.io.messages import header_msg, pose_msg
+
+    entries = [(T0 - 100, "/tf_static", t.TFMessage(transforms=[transform_msg(SIDE_OPTICAL, T0, "base_link",
+                                                                              "side_optical")]))]
+    for f in range(3):
+        s = T0 + f * 100_000_000
+        entries += [(s, "/robot/side/image_raw", image_msg(np.full((H, W, 3), 0.3), s, "side_optical")),
+                    (s, "/robot/side/camera_info", camera_info_msg(K, W, H, s, "side_optical"))]
+    zero = Vector3(x=0.0, y=0.0, z=0.0)
+    for k in range(-2, 25):
+        s = T0 + k * 10_000_000
+        pose = pose_msg(base_pose(s), s, "odom").pose
+        entries.append((s, "/odom", Odometry(header=header_msg(s, "odom"), child_frame_id="base_link",
+                                             pose=PWC(pose=pose, covariance=np.zeros(36)),
+                                             twist=TwistWC(twist=Twist(linear=zero, angular=zero),
+                                                           covariance=np.zeros(36)))))
+        entries.append((s, "/mocap/rig", pose_msg(base_pose(s), s, "odom")))
+    _write_entries(tmp_path / "robot", entries)
+    cams = {"side": "/robot/side/image_raw"}
+    # without them only the static mount is known: the poses are the camera's in the base's frame
+    assert convert_bag(tmp_path / "robot", tmp_path / "a", cams)["world_frame"] == "base_link"
+    with pytest.raises(ConvertError, match=r"names no child frame: give it as /mocap/rig=FRAME"):
+        convert_bag(tmp_path / "robot", tmp_path / "b", cams, pose_topics={"/mocap/rig": ""})
+    for topics in ({"/odom": ""}, {"/mocap/rig": "base_link"}):
+        out = tmp_path / f"c{len(list(tmp_path.iterdir()))}"
+        summary = convert_bag(tmp_path / "robot", out, cams, pose_topics=topics)
+        assert summary["views"] == 3 and summary["world_frame"] == "odom", summary["text"]
+        views = read_bag(out)
+        for i in range(3):
+            np.testing.assert_allclose(views.camtoworlds[i].numpy(), base_pose(int(views.stamps_ns[i])) @ SIDE_OPTICAL,
+                                       atol=1e-9)
+    assert main(["convert-bag", str(tmp_path / "robot"), "--out", str(tmp_path / "d"), "--camera",
+                 f"side={cams['side']}", "--pose-topic", "/odom"]) == 0
+
+
+def test_a_bag_without_poses_is_refused(tmp_path):
+    s = T0
+    _write_entries(tmp_path / "robot", [(s, "/cam/image_raw", image_msg(np.zeros((H, W, 3)), s, "cam")),
+                                        (s, "/cam/camera_info", camera_info_msg(K, W, H, s, "cam"))])
+    with pytest.raises(ConvertError, match=r"no /tf or /tf_static .* and no --pose-topic was given"):
+        convert_bag(tmp_path / "robot", tmp_path / "out", {"cam": "/cam/image_raw"})

@@ -9,7 +9,9 @@ image_transport records it):
   …/camera_info); the one with the image's stamp, else the latest before it (intrinsics rarely change);
 - pose: the image's header.frame_id (its optical frame) in `--world-frame` from the bag's TF tree at the image's
   stamp (io/tf_tree.py: interpolated, `--tf-tolerance-ms` at its ends, gaps up to `--tf-max-gap`); default world
-  frame: the root of that tree;
+  frame: the root of that tree. `--pose-topic TOPIC[=CHILD]` adds pose topics to the tree as moving edges: odometry
+  (nav_msgs/Odometry, header.frame_id -> child_frame_id) or a PoseStamped / PoseWithCovarianceStamped (motion
+  capture, a localiser) of frame CHILD;
 - depth (`--depth NAME=TOPIC`): the depth image nearest in stamp within `--depth-tolerance-ms` of each colour
   image, restamped with the colour image's stamp, each depth image used once. An aligned depth (the colour image's
   frame_id and size) is copied; a depth camera's own image (another frame_id) is registered to the colour camera as
@@ -32,6 +34,7 @@ from pathlib import Path
 from ..window import RejectedInput
 
 TF_TOPICS = ("/tf", "/tf_static")
+POSE_TYPES = ("nav_msgs/msg/Odometry", "geometry_msgs/msg/PoseStamped", "geometry_msgs/msg/PoseWithCovarianceStamped")
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -49,6 +52,17 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
         if name in out:
             raise ConvertError(f"{what}: camera {name!r} given twice")
         out[name] = topic
+    return out
+
+
+def _pose_topics(items: list[str] | None) -> dict[str, str]:
+    """--pose-topic TOPIC[=CHILD] values -> {topic: child frame or ""}."""
+    out = {}
+    for item in items or []:
+        topic, _, child = item.partition("=")
+        if not topic.startswith("/"):
+            raise ConvertError(f"--pose-topic {item!r}: expected /topic or /topic=FRAME")
+        out[topic] = child.lstrip("/")
     return out
 
 
@@ -73,6 +87,9 @@ def add_arguments(p) -> None:
     p.add_argument("--depth-info", action="append", metavar="NAME=TOPIC",
                    help="camera_info of camera NAME's depth camera, for a depth image in its own frame (default: "
                         "the depth topic's sibling .../camera_info)")
+    p.add_argument("--pose-topic", action="append", metavar="TOPIC[=CHILD]",
+                   help="a pose topic to add to the TF tree: nav_msgs/Odometry (header.frame_id -> child_frame_id, "
+                        "or CHILD), or PoseStamped / PoseWithCovarianceStamped of frame CHILD; repeatable")
     p.add_argument("--world-frame", default=None,
                    help="frame the poses are written in (default: the root of the TF tree above the cameras)")
     p.add_argument("--depth-tolerance-ms", type=float, default=20.0,
@@ -103,7 +120,7 @@ def run(args) -> int:
     try:
         summary = convert_bag(args.bag, args.out, _pairs(args.camera, "--camera"), infos=_pairs(args.info, "--info"),
                               depths=_pairs(args.depth, "--depth"), depth_infos=_pairs(args.depth_info, "--depth-info"),
-                              world_frame=args.world_frame,
+                              world_frame=args.world_frame, pose_topics=_pose_topics(args.pose_topic),
                               depth_tolerance_ns=int(args.depth_tolerance_ms * 1e6),
                               tf_tolerance_ns=int(args.tf_tolerance_ms * 1e6), tf_max_gap_ns=int(args.tf_max_gap * 1e9),
                               start_s=args.start, duration_s=args.duration, storage=args.storage,
@@ -207,12 +224,13 @@ def describe_bag(src, out="OUT") -> str:
 
 def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None = None,
                 depths: dict[str, str] | None = None, depth_infos: dict[str, str] | None = None,
-                world_frame: str | None = None,
+                world_frame: str | None = None, pose_topics: dict[str, str] | None = None,
                 depth_tolerance_ns: int = 20_000_000, tf_tolerance_ns: int = 20_000_000,
                 tf_max_gap_ns: int = 500_000_000, start_s: float = 0.0, duration_s: float | None = None,
                 storage: str = "mcap", rectify: bool = True, progress: bool = False) -> dict:
     """Convert bag `src` into the contract bag `out` (module docstring). cameras / infos / depths: {contract camera
-    name: topic}. rectify: False takes every image as a pinhole with camera_info's K. Returns {"views": written,
+    name: topic}. pose_topics: {topic: child frame ("" = the message's own child_frame_id)}. rectify: False takes
+    every image as a pinhole with camera_info's K. Returns {"views": written,
     "skipped": Counter of reasons, "world_frame", "text"}; raises ConvertError for what makes the bag unconvertible,
     FileExistsError if `out` exists."""
     from rosbags.rosbag2 import Writer
@@ -259,8 +277,16 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
             if n in depths:
                 need(depths[n], IMAGE_TYPES, f"camera {n}'s depth")
         tf_conns = [by_topic[t] for t in TF_TOPICS if t in by_topic and by_topic[t].msgtype == "tf2_msgs/msg/TFMessage"]
+        pose_topics = dict(pose_topics or {})
+        for topic, child in pose_topics.items():
+            need(topic, POSE_TYPES, "pose")
+            if not child and by_topic[topic].msgtype != "nav_msgs/msg/Odometry":
+                raise ConvertError(f"pose topic {topic} is {by_topic[topic].msgtype}, which names no child frame: "
+                                   f"give it as {topic}=FRAME")
+        tf_conns += [by_topic[t] for t in pose_topics]
         if not tf_conns:
-            raise ConvertError("the bag has no /tf or /tf_static (tf2_msgs/TFMessage): no camera poses")
+            raise ConvertError("the bag has no /tf or /tf_static (tf2_msgs/TFMessage) and no --pose-topic was given: "
+                               "no camera poses")
 
         # pass 1: the TF tree, camera_infos, image and depth stamps (small: no pixels kept)
         tree = TransformTree(tolerance_ns=tf_tolerance_ns, max_gap_ns=tf_max_gap_ns)
@@ -277,6 +303,14 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
         conns = tf_conns + [by_topic[t] for t in {*info_of, *image_of, *depth_of, *depth_info_of}]
         for conn, _, raw in reader.messages(connections=conns):
             msg = deserialize(raw, conn.msgtype)
+            if conn.topic in pose_topics:
+                child = pose_topics[conn.topic] or msg.child_frame_id
+                try:
+                    tree.add(msg.header.frame_id, child, stamp_ns(msg.header), pose_matrix(getattr(msg.pose, "pose",
+                                                                                                   msg.pose)))
+                except (ValueError, MessageError) as exc:
+                    raise ConvertError(f"{conn.topic}: {exc}") from None
+                continue
             if conn.topic in TF_TOPICS:
                 for tr in msg.transforms:
                     try:
