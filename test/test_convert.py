@@ -247,6 +247,8 @@ def test_rectification_rules():
     info.distortion_model = "double_sphere"
     with pytest.raises(MessageError, match="'double_sphere' cannot be rectified"):
         Rectification(info)
+    off = Rectification(info, rectify=False)  # rectify: off takes any camera as a pinhole with K
+    assert off.maps is None and np.allclose(off.K, K)
 
 
 def test_a_contract_bag_with_distortion_warns(tmp_path):

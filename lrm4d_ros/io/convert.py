@@ -26,6 +26,7 @@ per reason and summarised; a bag that cannot be converted at all is refused in o
 """
 from __future__ import annotations
 
+import bisect
 import re
 import sys
 from collections import Counter, defaultdict
@@ -131,16 +132,16 @@ def run(args) -> int:
     return 0 if summary["views"] else 1
 
 
-GENERIC = {"image_raw", "image_rect", "image_rect_color", "image_rect_raw", "image", "compressed", "compressedDepth",
-           "color", "colour", "rgb"}
+IMAGE_PARTS = ("image_raw", "image_rect", "image_rect_color", "image_rect_raw", "image", "compressed",
+               "compressedDepth")  # a topic's trailing image_transport parts
+GENERIC = {*IMAGE_PARTS, "color", "colour", "rgb"}  # parts that name no camera
 
 
 def _namespace(topic: str) -> list[str]:
     """A topic's path without its trailing image_transport parts: /robot/front/color/image_raw/compressed ->
     [robot, front, color]."""
     parts = topic.strip("/").split("/")
-    while len(parts) > 1 and parts[-1] in ("image_raw", "image_rect", "image_rect_color", "image_rect_raw", "image",
-                                           "compressed", "compressedDepth"):
+    while len(parts) > 1 and parts[-1] in IMAGE_PARTS:
         parts.pop()
     return parts
 
@@ -238,9 +239,9 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
 
     from .bag import STORAGES, BagError, _open, camera_topics
     from .compressed import compressed_depth, compressed_image_msg, compressed_rgb
-    from .messages import (TYPESTORE, MessageError, camera_info_K, camera_info_msg, depth_msg, deserialize,
+    from .messages import (TYPESTORE, MessageError, camera_info_msg, depth_msg, deserialize,
                            image_depth, image_msg, image_rgb, pose_matrix, pose_msg, serialize, stamp_ns, time_msg)
-    from .rectify import Rectification, rectified_topic
+    from .rectify import Rectification, info_key, rectified_topic
     from .register import register_depth
     from .tf_tree import TransformTree
 
@@ -367,8 +368,9 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
     # each colour image's depth: the nearest depth stamp within tolerance, each depth used once (nearest first)
     pairing: dict = {}  # (camera, depth stamp) -> colour stamp
     for n in depths:
-        cands = sorted((abs(d - s), s, d) for s in image_stamps[n] if inside(s) for d in
-                       _near(sorted(depth_stamps[n]), s, depth_tolerance_ns))
+        stamps = sorted(depth_stamps[n])
+        cands = sorted((abs(d - s), s, d) for s in image_stamps[n] if inside(s)
+                       for d in _near(stamps, s, depth_tolerance_ns))
         used_s, used_d = set(), set()
         for _, s, d in cands:
             if s not in used_s and d not in used_d:
@@ -378,15 +380,16 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
 
     skipped: Counter = Counter()
     notes: dict = {}
-    rectifications: dict = {}  # (camera, camera_info stamp) -> Rectification
+    # camera_info messages by stamp (drivers publish one per frame, mostly the same): the one at an image's stamp
+    # (_at), and its Rectification built once per distinct camera_info, as the node does
+    infos_at = {n: (sorted(info_msgs[n]), info_msgs[n]) for n in cameras}
+    depth_infos_at = {n: (sorted(depth_info_msgs[n]), depth_info_msgs[n]) for n in unregistered}
+    rectifications: dict = {}  # (camera, its topic, info_key) -> Rectification
 
-    def rectification(n, info):
-        key = (n, stamp_ns(info.header))
+    def rectification(n, info, topic):
+        key = (n, topic, info_key(info))
         if key not in rectifications:
-            r = Rectification(info, rectified=rectified_topic(cameras[n]))
-            if not rectify:
-                r.maps, r.K = None, camera_info_K(info)[0]
-            rectifications[key] = r
+            rectifications[key] = Rectification(info, rectified=rectified_topic(topic), rectify=rectify)
         return rectifications[key]
     written = 0
     depth_written: Counter = Counter()
@@ -424,9 +427,9 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
                     bar.update(1)
                     decided[n, s] = False
                     topics = camera_topics(n, compressed=compressed)
-                    info = info_msgs[n].get(s) or _latest(info_msgs[n], s)
+                    info = _at(infos_at[n], s)
                     try:
-                        r = rectification(n, info)
+                        r = rectification(n, info, cameras[n])
                         rgb = compressed_rgb(msg) if compressed else image_rgb(msg)
                         if rgb.shape[1::-1] != r.size:
                             raise MessageError(f"image is {rgb.shape[1]}x{rgb.shape[0]} but camera_info says "
@@ -458,10 +461,10 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
                 if s_img is None or decided.get((n, s_img)) is False:
                     continue
                 try:
-                    r = rectification(n, info_msgs[n].get(s_img) or _latest(info_msgs[n], s_img))
+                    r = rectification(n, _at(infos_at[n], s_img), cameras[n])
                     d = compressed_depth(msg) if compressed else image_depth(msg)
                     if n in unregistered:
-                        rd = Rectification(depth_info_msgs[n].get(s) or _latest(depth_info_msgs[n], s))
+                        rd = rectification(n, _at(depth_infos_at[n], s), depths[n])
                         if d.shape[::-1] != rd.size:
                             raise MessageError(f"depth image is {d.shape[1]}x{d.shape[0]} but its camera_info says "
                                                f"{rd.size[0]}x{rd.size[1]}")
@@ -508,17 +511,13 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
 
 
 def _near(sorted_stamps: list[int], s: int, tol: int) -> list[int]:
-    import bisect
-
-    i = bisect.bisect_left(sorted_stamps, s - tol)
-    out = []
-    while i < len(sorted_stamps) and sorted_stamps[i] <= s + tol:
-        out.append(sorted_stamps[i])
-        i += 1
-    return out
+    """The stamps within tol of s."""
+    return sorted_stamps[bisect.bisect_left(sorted_stamps, s - tol):bisect.bisect_right(sorted_stamps, s + tol)]
 
 
-def _latest(msgs: dict, s: int):
-    """The message with the latest stamp at or before s, else the earliest (intrinsics rarely change)."""
-    before = [k for k in msgs if k <= s]
-    return msgs[max(before)] if before else (msgs[min(msgs)] if msgs else None)
+def _at(series: tuple[list[int], dict], s: int):
+    """Of (sorted stamps, {stamp: message}), the message stamped s, else the latest before it, else the earliest
+    (intrinsics rarely change)."""
+    stamps, msgs = series
+    i = bisect.bisect_right(stamps, s)
+    return msgs[stamps[i - 1] if i else stamps[0]]

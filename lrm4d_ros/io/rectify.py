@@ -31,18 +31,22 @@ class Rectification:
     """How one camera's images reach the model: `K` (3,3) their pinhole intrinsics, `size` (width, height), and for
     raw distorted images the OpenCV maps that rectify them (`maps` None: used as they are)."""
 
-    def __init__(self, info, rectified: bool = False):
+    def __init__(self, info, rectified: bool = False, rectify: bool = True):
         """info: a CameraInfo (rosbags or rclpy); rectified: the images are image_proc's image_rect (P's
-        intrinsics, no remap). MessageError for a CameraInfo that cannot describe a pinhole or a model OpenCV
-        cannot undo."""
+        intrinsics, no remap); rectify False: every image is taken as a pinhole with K, as it is (the node's
+        `rectify: off`). MessageError for a CameraInfo that cannot describe a pinhole or a model OpenCV cannot
+        undo."""
         K, w, h = camera_info_K(info)
         self.size = (w, h)
+        self.maps = None
+        if not rectify:
+            self.K = K
+            return
         D = np.asarray(info.d, np.float64).reshape(-1)
         R = np.asarray(info.r, np.float64).reshape(-1)
         R = np.eye(3) if R.size != 9 or not R.any() else R.reshape(3, 3)
         P = np.asarray(info.p, np.float64).reshape(-1)
         P = P.reshape(3, 4)[:, :3] if P.size == 12 and P[0] > 0 and P[5] > 0 else K
-        self.maps = None
         if rectified:
             self.K = P.copy()
             return

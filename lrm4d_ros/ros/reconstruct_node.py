@@ -294,10 +294,8 @@ class ReconstructNode(Node):
             if known is not None and known[0] == key:
                 rect = known[1]
             else:
-                rect = Rectification(msg, rectified=rectified_topic(cam.image_topic))
-                if self.cfg.rectify == "off":
-                    rect.maps, rect.K = None, camera_info_K(msg)[0]
-                elif rect.maps is not None and known is None:
+                rect = Rectification(msg, rectified=rectified_topic(cam.image_topic), rectify=self.cfg.rectify != "off")
+                if rect.maps is not None and known is None:
                     self.get_logger().info(f"{cam.name}: camera_info has lens distortion ({msg.distortion_model}): "
                                            "its images are rectified onto P's intrinsics (rectify: auto)")
                 self._rectify[cam.name] = (key, rect)
@@ -358,12 +356,13 @@ class ReconstructNode(Node):
         try:
             compressed = isinstance(msg, CompressedImage)  # its size is known only once decoded
             if not compressed:
-                self._camera_info(cam, (int(msg.width), int(msg.height)), "image")
+                K, _, _ = self._camera_info(cam, (int(msg.width), int(msg.height)), "image")
             try:
                 rgb = compressed_rgb(msg) if compressed else image_rgb(msg)
             except MessageError as exc:
                 raise RejectedInput(f"{cam.name} image: {exc}", "bad_encoding") from None
-            K, _, _ = self._camera_info(cam, rgb.shape[1::-1], "image")
+            if compressed:
+                K, _, _ = self._camera_info(cam, rgb.shape[1::-1], "image")
             rgb = self._rectify[cam.name][1].colour(rgb)
             T = self._tf_pose(cam, msg, stamp) if self._tf_buffer is not None else None
         except RejectedInput as exc:
@@ -386,14 +385,15 @@ class ReconstructNode(Node):
         if self._hold_for_info(cam_id, cam, "depth", msg, arrival):
             return
         try:
-            compressed = isinstance(msg, CompressedImage)
+            compressed = isinstance(msg, CompressedImage)  # its size is known only once decoded
             if not compressed:
                 self._camera_info(cam, (int(msg.width), int(msg.height)), "depth")
             try:
                 depth = compressed_depth(msg) if compressed else image_depth(msg)
             except MessageError as exc:
                 raise RejectedInput(f"{cam.name} depth: {exc}", "depth_invalid") from None
-            self._camera_info(cam, depth.shape[::-1], "depth")
+            if compressed:
+                self._camera_info(cam, depth.shape[::-1], "depth")
             depth = self._rectify[cam.name][1].depth(depth)
         except RejectedInput as exc:
             return self._refuse(exc.reason, str(exc), camera=cam.name)
