@@ -161,6 +161,12 @@ class PoseBuffer:
         del self._stamps[k:], self._positions[k:], self._quats[k:]
         return n
 
+    def drop_older_than(self, stamp_ns: int) -> int:
+        """Remove poses stamped before `stamp_ns`; returns how many."""
+        k = bisect.bisect_left(self._stamps, int(stamp_ns))
+        del self._stamps[:k], self._positions[:k], self._quats[:k]
+        return k
+
     def _matrix(self, p: np.ndarray, q: np.ndarray) -> np.ndarray:
         T = np.eye(4)
         T[:3, :3] = quat_to_matrix(q)

@@ -13,7 +13,20 @@ export CMAKE_PREFIX_PATH="${PREFIX}${CMAKE_PREFIX_PATH:+:${CMAKE_PREFIX_PATH}}"
 # has no local_setup files: harmless).
 export AMENT_PREFIX_PATH="${PREFIX}${AMENT_PREFIX_PATH:+:${AMENT_PREFIX_PATH}}"
 
-colcon build --base-paths . \
+# TF (the node's pose_source tf, the virtual cameras' /tf_static, lrm4d play's /tf) needs tf2_msgs, which a ROS
+# install has and PyPI does not: build the vendored copy of its TFMessage only where no other is installed.
+paths=(.)
+have_tf2_msgs=0
+IFS=: read -ra prefixes <<< "${AMENT_PREFIX_PATH}"
+for p in "${prefixes[@]}"; do
+  if [ -n "$p" ] && [ "$p" != "$(pwd)/install" ] && [ "${p#"$(pwd)"/install/}" = "$p" ] \
+      && [ -e "$p/share/ament_index/resource_index/packages/tf2_msgs" ]; then
+    have_tf2_msgs=1
+  fi
+done
+[ "$have_tf2_msgs" = 1 ] || paths+=(vendor/tf2_msgs)
+
+colcon build --base-paths "${paths[@]}" \
   --cmake-args -DPython3_EXECUTABLE="$("$PYTHON" -c 'import sys; print(sys.executable)')" -DBUILD_TESTING=OFF \
   "$@"
 

@@ -1,9 +1,8 @@
-"""pose_source "tf": images are posed by a tf2_ros lookup of world <- the image's optical frame at its stamp.
-
-tf2_ros is not on PyPI, so this test stands in a minimal buffer with tf2_ros's lookup interface (test-only),
-serving the generated scene's exact poses; everything else is the real node over real rclpy.
+"""pose_source "tf": the real node reads /tf and /tf_static over real rclpy and poses each image by world <- its
+optical frame at its stamp, as a robot publishes them: a latched static mount per camera (base -> optical frame) and
+a moving base on /tf that arrives *after* the camera's image. Also: what TF cannot pose is refused with the reason.
 """
-import types
+import time
 
 import numpy as np
 import torch
@@ -11,74 +10,140 @@ import torch
 from conftest import require_ros_interfaces  # noqa: E402
 
 require_ros_interfaces()
-from lrm4d_ros.ros import reconstruct_node  # noqa: E402
 from lrm4d_ros.ros.inprocess import InProcessSession  # noqa: E402
-
-from geometry_msgs.msg import TransformStamped  # noqa: E402
+from lrm4d_ros.ros.conversions import RCLPY  # noqa: E402
+from lrm4d_ros.ros.tf_listener import TF_QOS, TF_STATIC_QOS  # noqa: E402
 
 from lrm4d_ros.checkpoint import save_model  # noqa: E402
 from lrm4d_ros.data.generator import SceneConfig, generate  # noqa: E402
+from lrm4d_ros.geometry import rigid_matrix  # noqa: E402
+from lrm4d_ros.io.messages import image_msg, transform_msg  # noqa: E402
 from lrm4d_ros.model import LRM4D, LRM4DConfig  # noqa: E402
-from lrm4d_ros.io.messages import image_msg, pose_msg  # noqa: E402
-from lrm4d_ros.ros.conversions import RCLPY  # noqa: E402
 
 DOMAIN_ID = 75
 
 
-def fake_tf2_ros(transforms: dict) -> types.SimpleNamespace:
-    """tf2_ros's Buffer/TransformListener/exception names over a dict (target, source, stamp_ns) -> (4,4)."""
-    class LookupException(Exception):
-        pass
-
-    class ExtrapolationException(Exception):
-        pass
-
-    class Buffer:
-        def lookup_transform(self, target, source, time):
-            key = (target, source, time.nanoseconds)
-            if key not in transforms:
-                raise ExtrapolationException(f"no transform {target} <- {source} at {time.nanoseconds}")
-            p = pose_msg(transforms[key], 0, target, RCLPY).pose
-            tf = TransformStamped()
-            tf.transform.translation.x, tf.transform.translation.y, tf.transform.translation.z = \
-                p.position.x, p.position.y, p.position.z
-            tf.transform.rotation = p.orientation
-            return tf
-
-    return types.SimpleNamespace(Buffer=Buffer, TransformListener=lambda buffer, node: None,
-                                 LookupException=LookupException, ConnectivityException=LookupException,
-                                 ExtrapolationException=ExtrapolationException)
-
-
-def test_tf_pose_source(tmp_path, monkeypatch):
-    scene = generate(2, SceneConfig(frames=2, cameras=3, height=32, width=32))
-    transforms = {("world", f"{scene.camera_names[int(c)]}_optical_frame", int(s)): T.numpy()
-                  for c, s, T in zip(scene.camera_ids, scene.stamps_ns, scene.camtoworlds)}
-    monkeypatch.setattr(reconstruct_node, "tf2_ros", fake_tf2_ros(transforms))
+def test_tf_pose_source(tmp_path):
+    assert RCLPY.TFMessage is not None, "scripts/build_ros.sh builds vendor/tf2_msgs where no tf2_msgs is installed"
+    scene = generate(2, SceneConfig(frames=3, cameras=3, height=32, width=32))
+    names = list(scene.camera_names)
+    # each camera on its own base: a fixed mount (static TF) under a base that moves (/tf)
+    mounts = {n: rigid_matrix((0.1 * k, -0.05, 0.3), (np.cos(0.3 * k + 0.2), 0.0, np.sin(0.3 * k + 0.2), 0.0))
+              for k, n in enumerate(names)}
     torch.manual_seed(0)
     ckpt = save_model(tmp_path / "tiny.safetensors", LRM4D(LRM4DConfig.preset("tiny", n_layer=1)))
-    params = {"camera_names": list(scene.camera_names), "checkpoint": str(ckpt), "device": "cpu",
-              "pose_source": "tf", "min_views": len(scene), "max_input_views": len(scene),
-              "window_seconds": 30.0, "input_queue_depth": 50, "virtual_camera_names": [],
-              "reconstruction_rate_hz": 10.0}
+    params = {"camera_names": names, "checkpoint": str(ckpt), "device": "cpu", "pose_source": "tf",
+              "min_views": len(scene), "max_input_views": len(scene), "window_seconds": 30.0,
+              "input_queue_depth": 50, "virtual_camera_names": [], "reconstruction_rate_hz": 10.0,
+              "pose_wait_s": 0.5}
     session = InProcessSession(DOMAIN_ID, scene, params)
-    try:
-        session.publish_camera_infos()
-        for i in range(len(scene)):
-            info, _, image = session.publisher.messages(i)  # poses travel over TF only
-            pubs = session.publisher.pubs[scene.camera_names[int(scene.camera_ids[i])]]
-            pubs[2].publish(image)
-        st = session.wait_status(lambda s: s.views_used == len(scene), 30.0, "all views posed by TF")
-        assert st.views_rejected == 0
-        snap = session.node.window.snapshot()
-        order = [int(torch.nonzero(scene.stamps_ns == s)[0]) for s in snap.stamps_ns]
-        np.testing.assert_allclose(snap.camtoworlds.numpy(), scene.camtoworlds[order].numpy(), atol=1e-9)
+    tf_pub = session.client.create_publisher(RCLPY.TFMessage, "/tf", TF_QOS)
+    static_pub = session.client.create_publisher(RCLPY.TFMessage, "/tf_static", TF_STATIC_QOS)
 
-        late = int(scene.stamps_ns.max()) + 10**9
-        pubs = session.publisher.pubs[scene.camera_names[0]]
-        pubs[2].publish(image_msg(np.zeros((32, 32, 3), np.uint8), late, f"{scene.camera_names[0]}_optical_frame",
-                                  types=RCLPY))
-        session.wait_status(lambda s: s.views_rejected == 1 and "no TF world <- cam0_optical_frame" in s.last_error,
-                            20.0, "the TF lookup failure")
+    def base_tf(i: int, stamp: int):
+        n = names[int(scene.camera_ids[i])]
+        base = scene.camtoworlds[i].numpy() @ np.linalg.inv(mounts[n])
+        return transform_msg(base, stamp, "world", f"{n}_base", RCLPY)
+
+    try:
+        static_pub.publish(RCLPY.TFMessage(transforms=[
+            transform_msg(mounts[n], 0, f"{n}_base", f"{n}_optical_frame", RCLPY) for n in names]))
+        session.publish_camera_infos()
+        order = torch.argsort(scene.stamps_ns).tolist()
+        for i in order:
+            n = names[int(scene.camera_ids[i])]
+            stamp = int(scene.stamps_ns[i])
+            session.publisher.pubs[n][2].publish(session.publisher.messages(i)[2])  # the image, before its TF
+            time.sleep(0.05)
+            # the base is still at the view's pose 5 ms either side: the interpolation at the stamp is exact
+            tf_pub.publish(RCLPY.TFMessage(transforms=[base_tf(i, stamp - 5_000_000), base_tf(i, stamp + 5_000_000)]))
+        st = session.wait_status(lambda s: s.views_used == len(scene), 30.0, "all views posed by TF")
+        assert st.views_rejected == 0 and sum(st.pending_per_camera) == 0
+        snap = session.node.window.snapshot()
+        idx = [int(torch.nonzero(scene.stamps_ns == s)[0]) for s in snap.stamps_ns]
+        np.testing.assert_allclose(snap.camtoworlds.numpy(), scene.camtoworlds[idx].numpy(), atol=1e-9)
+
+        # a frame no transform names: held until images pose_wait_s newer came, then refused with the tree's reason
+        later = int(scene.stamps_ns.max()) + 10_000_000
+        for stamp in (later, later + 600_000_000):
+            session.publisher.publish_clock(stamp)
+            session.publisher.pubs[names[0]][2].publish(
+                image_msg(np.zeros((32, 32, 3), np.uint8), stamp, "nowhere_optical_frame", types=RCLPY))
+            time.sleep(0.3)
+        assert session.wait_status(lambda s: s.pending_per_camera[0] == 1, 20.0, "one image still waiting")
+        st = session.wait_status(lambda s: s.views_rejected == 1, 20.0, "the unknown frame refused")
+        assert "no TF world <- nowhere_optical_frame" in st.last_error and "not in the TF tree" in st.last_error
+        assert "waited for images 0.60 s newer" in st.last_error
+        assert dict(zip(st.rejection_reasons, st.rejection_counts))["no_pose"] == 1
+
+        # a stamp between two transforms too far apart can never be served: refused at once, saying why
+        n = names[1]
+        i = next(k for k in order if names[int(scene.camera_ids[k])] == n)
+        tf_pub.publish(RCLPY.TFMessage(transforms=[base_tf(i, later + 10**9), base_tf(i, later + 3 * 10**9)]))
+        time.sleep(0.2)
+        session.publisher.publish_clock(later + 2 * 10**9)
+        session.publisher.pubs[n][2].publish(image_msg(np.zeros((32, 32, 3), np.uint8), later + 2 * 10**9,
+                                                       f"{n}_optical_frame", types=RCLPY))
+        # (and the unknown frame's second image, now pose_wait_s older than the newest, is refused too)
+        st = session.wait_status(lambda s: s.views_rejected == 3, 20.0, "the stamp in a TF gap refused")
+        assert "2.000 s apart (max gap 0.500 s)" in st.last_error and st.pending_per_camera[0] == 0
+
+        # a transform that is not a rotation: refused as bad_tf, the node goes on
+        bad = base_tf(i, later + 4 * 10**9)
+        bad.transform.rotation.w = float("nan")
+        tf_pub.publish(RCLPY.TFMessage(transforms=[bad]))
+        st = session.wait_status(lambda s: "bad_tf" in s.rejection_reasons, 20.0, "the NaN transform refused")
+        assert f"'world' -> '{n}_base'" in st.last_error
     finally:
         session.close()
+
+
+def test_a_robot_bag_played_is_posed_by_its_tf(tmp_path):
+    """A robot's recording (test_convert's: odom -> base_link on /tf at 100 Hz, the camera mounted by /tf_static,
+    which is recorded once before everything) played by `lrm4d play --clock` into a node that starts before it: each
+    image goes out before the /tf that brackets it, and comes out posed as the analytic motion says."""
+    import threading
+
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from lrm4d_ros.ros.play import play_bag
+    from lrm4d_ros.ros.reconstruct_node import ReconstructNode
+    from test_convert import FRAMES, SIDE_OPTICAL, T0, base_pose, write_robot_bag
+
+    bag = write_robot_bag(tmp_path / "robot.mcap", tf_end_ns=T0 + FRAMES * 100_000_000)
+    torch.manual_seed(0)
+    ckpt = save_model(tmp_path / "tiny.safetensors", LRM4D(LRM4DConfig.preset("tiny", n_layer=1)))
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID + 1)
+    params = {"use_sim_time": True, "camera_names": ["side"], "cameras.side.image_topic": "/robot/side/image_raw",
+              "cameras.side.info_topic": "/robot/side/camera_info", "world_frame": "odom", "pose_source": "tf",
+              "checkpoint": str(ckpt), "device": "cpu", "min_views": FRAMES, "window_seconds": 30.0,
+              "virtual_camera_names": [], "input_qos": "reliable"}
+    node = ReconstructNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    player = rclpy.create_node("player", context=context)
+    executor = MultiThreadedExecutor(num_threads=4, context=context)
+    executor.add_node(node)
+    stop = threading.Event()
+    spinner = threading.Thread(target=lambda: [executor.spin_once(timeout_sec=0.02) for _ in iter(stop.is_set, True)])
+    spinner.start()
+    try:
+        result = play_bag(bag, player, rate=0.5, clock=True, wait_subscribers_s=5.0, log=lambda _: None,
+                          topics=["/robot/side/image_raw", "/robot/side/camera_info", "/tf", "/tf_static"])
+        assert result["published"] > FRAMES * 2
+        deadline = time.monotonic() + 20.0
+        while len(node.window.snapshot() or []) < FRAMES and time.monotonic() < deadline:
+            time.sleep(0.05)
+        snap = node.window.snapshot()
+        assert snap is not None and len(snap) == FRAMES, node.window.stats
+        for s, T in zip(snap.stamps_ns.tolist(), snap.camtoworlds.numpy()):
+            np.testing.assert_allclose(T, base_pose(s) @ SIDE_OPTICAL, atol=1e-9)
+        assert sum(node.window.stats.rejections.values()) == 0 and node._rejections == {}
+    finally:
+        stop.set()
+        spinner.join()
+        executor.shutdown(timeout_sec=10.0)
+        node.destroy_node()
+        player.destroy_node()
+        rclpy.try_shutdown(context=context)

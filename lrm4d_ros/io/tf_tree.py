@@ -1,12 +1,13 @@
-"""The TF tree a bag recorded on /tf and /tf_static, looked up offline as tf2 does (no tf2 install: it is not on
-PyPI).
+"""A TF tree (/tf and /tf_static) looked up as tf2 does, for a bag read offline (lrm4d convert-bag) and for the
+node's live pose_source tf (tf2 is not on PyPI).
 
 Every frame has one parent. A /tf_static edge holds for all time; a /tf edge is a time series, interpolated between
 the two transforms that bracket a stamp (position linearly, rotation by SLERP: window.PoseBuffer, as the node
 interpolates pose topics), served within `tolerance_ns` of its ends and across gaps of at most `max_gap_ns`.
 `lookup(target, source, stamp)` composes the edges from `source` up to the frames' common ancestor and down to
 `target`: the pose of `source` in `target` (tf2's lookupTransform(target, source, time)). Failures raise
-RejectedInput (reason "no_pose") naming the frames and, for a time series, why the stamp is not served.
+RejectedInput (reason "no_pose") naming the frames and, for a time series, why the stamp is not served;
+`can_wait` tells whether later transforms could still serve it. A live tree keeps `cache_s` of history per edge.
 """
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from ..window import PoseBuffer, RejectedInput
 
 
 class TransformTree:
-    """Collect transforms with `add` (any order), then `lookup`."""
+    """Collect transforms with `add` (any order), then `lookup`. cache_s: seconds of history kept per moving edge
+    behind its newest transform (tf2's buffer keeps 10 s); None keeps everything (a bag read whole)."""
 
-    def __init__(self, tolerance_ns: int = 20_000_000, max_gap_ns: int = 500_000_000):
+    def __init__(self, tolerance_ns: int = 20_000_000, max_gap_ns: int = 500_000_000, cache_s: float | None = None):
         self.tolerance_ns, self.max_gap_ns = int(tolerance_ns), int(max_gap_ns)
+        self.cache_ns = None if cache_s is None else int(cache_s * 1e9)
         self._parent: dict[str, str] = {}
         self._static: dict[str, np.ndarray] = {}
         self._samples: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
@@ -37,9 +40,21 @@ class TransformTree:
             raise ValueError(f"frame {child!r} has two parents, {self._parent[child]!r} and {parent!r} (TF is a tree)")
         if static:
             self._static[child] = np.asarray(T, np.float64)
-        else:
-            self._samples[child][int(stamp_ns)] = np.asarray(T, np.float64)
+            return
+        stamp_ns, T = int(stamp_ns), np.asarray(T, np.float64)
+        samples, buf = self._samples[child], self._series.get(child)
+        samples[stamp_ns] = T
+        if buf is not None and stamp_ns > buf.newest_ns:  # in order, as a live stream arrives: append
+            buf.add(stamp_ns, T)
+        else:  # out of order or repeated: re-sorted at the next lookup
             self._series.pop(child, None)
+        if self.cache_ns is not None:
+            buf = self._series.get(child)
+            cutoff = (max(samples) if buf is None else buf.newest_ns) - self.cache_ns
+            while next(iter(samples)) < cutoff:  # insertion order: the oldest first for a stream in order
+                del samples[next(iter(samples))]
+            if buf is not None:
+                buf.drop_older_than(cutoff)
 
     @property
     def frames(self) -> set[str]:
@@ -52,7 +67,7 @@ class TransformTree:
         buf = self._series.get(child)
         if buf is None:  # sorted once, after every add of this edge
             samples = self._samples[child]
-            buf = PoseBuffer(capacity=max(2, len(samples)), tolerance_ns=self.tolerance_ns, max_gap_ns=self.max_gap_ns)
+            buf = PoseBuffer(capacity=2**62, tolerance_ns=self.tolerance_ns, max_gap_ns=self.max_gap_ns)
             for s in sorted(samples):
                 buf.add(s, samples[s])
             self._series[child] = buf
@@ -72,6 +87,26 @@ class TransformTree:
             if len(chain) > len(self._parent) + 1:
                 raise ValueError(f"the TF tree has a cycle through {frame!r}")
         return chain
+
+    def can_wait(self, target: str, source: str, stamp_ns: int) -> bool:
+        """Whether transforms still to come could serve lookup(target, source, stamp_ns), or serve it better: a frame
+        not yet in the tree, frames not yet connected, or a stamp newer than a moving edge's newest transform (the
+        camera's image came before its TF, as on a live robot; lookup may hold that transform within tolerance_ns,
+        a later one brackets the stamp). False where only transforms already past could have served it."""
+        target, source = target.lstrip("/"), source.lstrip("/")
+        if not {target, source} <= self.frames:
+            return True
+        up, down = self._chain(source), self._chain(target)
+        common = next((f for f in up if f in set(down)), None)
+        if common is None:
+            return True
+        for child in up[:up.index(common)] + down[:down.index(common)]:
+            if child not in self._static:
+                buf = self._series.get(child)
+                newest = buf.newest_ns if buf is not None else max(self._samples[child])
+                if int(stamp_ns) > newest:
+                    return True
+        return False
 
     def lookup(self, target: str, source: str, stamp_ns: int) -> np.ndarray:
         """(4,4) pose of frame `source` in frame `target` at stamp_ns."""

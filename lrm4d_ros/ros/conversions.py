@@ -1,7 +1,8 @@
 """rclpy's message classes for the package's one conversion layer (lrm4d_ros.io.messages).
 
 Every decode and encode lives in io/messages.py; the node passes `types=RCLPY` to build rclpy messages instead of
-rosbags' ones. tf2_msgs is not on PyPI: RCLPY.TFMessage is None where it is missing.
+rosbags' ones. tf2_msgs is not on PyPI: RCLPY.TFMessage is None where neither a ROS install nor this repository's
+vendor/tf2_msgs (scripts/build_ros.sh) provides it.
 """
 from __future__ import annotations
 

@@ -27,10 +27,12 @@ BIG = 1e9
 # name -> (default, description, range (lo, hi) or choices, or None). The type of each is that of its default.
 SCALARS = {
     "world_frame": ("world", "frame of the input poses, the Gaussians and the render requests", None),
-    "pose_source": ("topic", "camera poses from PoseStamped topics or from TF lookups", POSE_SOURCES),
+    "pose_source": ("topic", "camera poses from PoseStamped topics, or from TF (/tf, /tf_static): world_frame <- "
+                               "the image's optical frame at its stamp", POSE_SOURCES),
     "pose_tolerance_s": (0.02, "an image may be this far before the first / after the last pose [s]", (0.0, 10.0)),
     "pose_max_gap_s": (0.5, "longest gap between two poses that is interpolated [s]", (0.001, 60.0)),
-    "pose_wait_s": (1.0, "an image newer than every pose waits this long for one, then is refused [s]",
+    "pose_wait_s": (1.0, "an image newer than every pose (with pose_source tf: whose transform has not come) waits "
+                           "this long for one, then is refused [s]",
                     (0.0, 60.0)),
     "max_stamp_lead_s": (1.0, "stamps further ahead of the node's clock are refused; 0 disables (then a stamp more "
                                "than the window ahead of every other camera's latest image is) [s]", (0.0, BIG)),

@@ -7,8 +7,9 @@ Messages go out as they were recorded (the bag's serialized bytes, rclpy's raw p
 by the bag's timestamps divided by `--rate`. `--clock` also publishes /clock (rosgraph_msgs/Clock) at each message's
 bag time before it, so a node on sim time sees the bag's own stamps as now (the reconstruct node refuses stamps far
 from its clock: play with --clock and set use_sim_time). Topics whose message type is not installed here are
-skipped with a note (tf2_msgs is not on PyPI). Publishers are reliable with a depth of `--queue`, which best-effort
-subscribers (the node's sensor_data QoS) also receive.
+skipped with a note. Publishers are reliable with a depth of `--queue`, which best-effort subscribers (the node's
+sensor_data QoS) also receive; /tf_static is also transient local, as static broadcasters latch it, so a node
+started after the bag's first messages still gets the robot's fixed frames.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def play_bag(path, node, rate: float = 1.0, clock: bool = False, topics: list[st
              log=print) -> dict:
     """Publish bag `path` from rclpy `node` (module docstring). Returns {"published": count, "skipped_topics":
     {topic: why}, "seconds": bag seconds played}. Raises ValueError for an unreadable bag or a bad argument."""
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
     from ..io.bag import BagError, _open
     from ..io.messages import time_msg
@@ -64,6 +65,8 @@ def play_bag(path, node, rate: float = 1.0, clock: bool = False, topics: list[st
         for missing in sorted(set(topics or ()) - present):
             skipped[missing] = "not in the bag"
         qos = QoSProfile(depth=queue, reliability=ReliabilityPolicy.RELIABLE)
+        latched = QoSProfile(depth=queue, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
         pubs = {}
         for c in reader.connections:
             if topics and c.topic not in topics:
@@ -73,7 +76,7 @@ def play_bag(path, node, rate: float = 1.0, clock: bool = False, topics: list[st
                 skipped[c.topic] = f"{c.msgtype} is not installed here"
                 continue
             if c.topic not in pubs:
-                pubs[c.topic] = node.create_publisher(cls, c.topic, qos)
+                pubs[c.topic] = node.create_publisher(cls, c.topic, latched if c.topic == "/tf_static" else qos)
             conns.append(c)
         if not conns:
             why = "; ".join(f"{t}: {w}" for t, w in skipped.items()) or "no messages"

@@ -38,7 +38,6 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
-from rclpy.time import Time as RosTime
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..cameras import SceneNormalization
@@ -52,17 +51,16 @@ from ..window import LIVE_S, RejectedInput, SpaceTimeWindow
 from .conversions import RCLPY
 from .interfaces import ReconstructionStatus, RenderView
 from .params import DYNAMIC, NodeConfig, check, declare_and_load
-
-try:  # TF poses where the user's ROS install has tf2_ros (it is not on PyPI)
-    import tf2_ros
-except ImportError:  # pragma: no cover - depends on the environment
-    tf2_ros = None
+from .tf_listener import TfListener
 
 NODE_NAME = "lrm4d_reconstruct"
 LOG_THROTTLE_S = 2.0
 # Images and depths of a camera whose first camera_info has not come yet are held (up to this many per camera,
 # the oldest then refused): a driver publishes CameraInfo and Image together and the image's callback may run first
 INFO_WAIT = 8
+# With pose_source tf, images whose transform has not arrived yet wait (up to this many per camera, and up to
+# pose_wait_s each): a robot's TF comes after the camera's image, as tf2_ros's MessageFilter waits for it.
+TF_WAIT = 8
 ARRIVALS_KEPT = 4096
 # A burst of requests larger than the DDS history is silently dropped by the middleware; keep room for bursts.
 SERVICE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=64, reliability=ReliabilityPolicy.RELIABLE)
@@ -82,6 +80,7 @@ class _Inbox:
         self.received_images = [0] * cameras
         self.cond = threading.Condition()
         self._seq = itertools.count()
+        self._woken = False
 
     def put(self, cam: int, kind: str, msg) -> None:
         item = (next(self._seq), cam, kind, msg, time.monotonic())
@@ -95,11 +94,18 @@ class _Inbox:
                     self.dropped_images[cam] += 1
             self.cond.notify()
 
-    def take(self, timeout: float) -> list:
-        """Everything queued, in arrival order (waits up to `timeout` s for something)."""
+    def wake(self) -> None:
+        """Return the ingest thread's `take` now (new TF: images waiting for it may go in)."""
         with self.cond:
-            if not any(self.queues):
+            self._woken = True
+            self.cond.notify()
+
+    def take(self, timeout: float) -> list:
+        """Everything queued, in arrival order (waits up to `timeout` s for something, or a `wake`)."""
+        with self.cond:
+            if not any(self.queues) and not self._woken:
                 self.cond.wait(timeout)
+            self._woken = False
             items = [x for q in self.queues for x in q]
             for q in self.queues:
                 q.clear()
@@ -171,20 +177,17 @@ class ReconstructNode(Node):
         self._virtual_cache: dict[str, tuple[int, tuple]] = {}
         self._dirty_since: float | None = None  # monotonic time of the first view not yet reconstructed
 
-        self._tf_buffer = None
-        if cfg.pose_source == "tf":
-            if tf2_ros is None:
-                raise RuntimeError("pose_source 'tf' needs tf2_ros, which is not installed here; "
-                                   "use pose_source 'topic' (PoseStamped per camera)")
-            self._tf_buffer = tf2_ros.Buffer()
-            self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
-
         # sensor_data = best effort, volatile (as qos_profile_sensor_data): also matches reliable publishers.
         reliability = (ReliabilityPolicy.BEST_EFFORT if cfg.input_qos == "sensor_data"
                        else ReliabilityPolicy.RELIABLE)
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.input_queue_depth, reliability=reliability,
                          durability=DurabilityPolicy.VOLATILE)
         self._inbox = _Inbox(len(cfg.cameras), cfg.ingest_queue_size)
+        self._tf = None  # pose_source tf: the TF tree, and per camera the decoded images waiting for their TF
+        self._tf_waiting = [deque() for _ in cfg.cameras]
+        if cfg.pose_source == "tf":
+            self._tf = TfListener(self, cfg.pose_tolerance_s, cfg.pose_max_gap_s, on_update=self._tf_arrived,
+                                  on_error=lambda text: self._refuse("bad_tf", text))
         for i, cam in enumerate(cfg.cameras):
             # One exclusive group per camera keeps its messages in arrival order (a reentrant group may run two
             # callbacks of one subscription at once, and enqueue them swapped); cameras still run in parallel.
@@ -286,6 +289,11 @@ class ReconstructNode(Node):
                     getattr(self, f"_on_{kind}")(cam_id, self.cfg.cameras[cam_id], msg, arrival)
                 except Exception as exc:  # a bug must not end the ingest thread: report it and go on
                     self._refuse("internal_error", f"{kind}: {type(exc).__name__}: {exc}")
+            if self._tf is not None:
+                try:
+                    self._release_tf_waiting()
+                except Exception as exc:
+                    self._refuse("internal_error", f"TF: {type(exc).__name__}: {exc}")
 
     def _on_info(self, cam_id: int, cam, msg: CameraInfo, arrival: float) -> None:
         try:
@@ -364,9 +372,50 @@ class ReconstructNode(Node):
             if compressed:
                 K, _, _ = self._camera_info(cam, rgb.shape[1::-1], "image")
             rgb = self._rectify[cam.name][1].colour(rgb)
-            T = self._tf_pose(cam, msg, stamp) if self._tf_buffer is not None else None
+            frame = cam.frame_id or msg.header.frame_id
+            if self._tf is not None and not frame:
+                raise RejectedInput(f"{cam.name} image: pose_source is tf but the image has no header.frame_id and "
+                                    f"the camera no frame_id parameter", "no_pose")
         except RejectedInput as exc:
             return self._refuse(exc.reason, str(exc), cam_id)
+        if self._tf is None:
+            return self._admit(cam_id, cam, rgb, K, stamp, None, arrival)
+        self._tf_waiting[cam_id].append((rgb, K, stamp, frame, arrival))  # behind any of its camera's still waiting
+        self._release_tf_waiting()
+
+    def _tf_arrived(self) -> None:
+        """A TF message was added (executor thread): wake the ingest thread if images wait for their transform."""
+        if any(self._tf_waiting):
+            self._inbox.wake()
+
+    def _release_tf_waiting(self) -> None:
+        """Pose the images waiting for TF, each camera's in order: those whose transform is now known go into the
+        window; one that TF can no longer serve, or beyond TF_WAIT, or that waited pose_wait_s is refused. Waiting
+        is measured in stamps (an image pose_wait_s older than the newest image), as the window measures an image's
+        wait for its pose topic, so a busy CPU that delivers the TF late does not refuse images it would pose."""
+        world = self.cfg.world_frame
+        newest = max([w[-1][2] for w in self._tf_waiting if w] + [self.window.newest_stamp_ns() or -1])
+        for cam_id, waiting in enumerate(self._tf_waiting):
+            while waiting:
+                rgb, K, stamp, frame, arrival = waiting[0]
+                waited = (newest - stamp) * 1e-9
+                late = (f" ({len(waiting) - 1} newer images of this camera wait)" if len(waiting) > TF_WAIT else
+                        f" (waited for images {waited:.2f} s newer)" if waited > self.cfg.pose_wait_s else "")
+                try:  # waited long enough: the transform as it stands now (the newest held within pose_tolerance_s)
+                    T = self._tf.lookup(world, frame, stamp, wait=not late)
+                except RejectedInput as exc:
+                    waiting.popleft()
+                    self._refuse("no_pose", f"{self.cfg.cameras[cam_id].name} image: no TF {world} <- {frame} at "
+                                            f"{stamp} ns{late}: {exc}", cam_id)
+                    continue
+                if T is None:
+                    break
+                waiting.popleft()
+                self._admit(cam_id, self.cfg.cameras[cam_id], rgb, K, stamp, T, arrival)
+
+    def _admit(self, cam_id: int, cam, rgb: np.ndarray, K: np.ndarray, stamp: int, T: np.ndarray | None,
+               arrival: float) -> None:
+        """A decoded image into the window (posed by T, or by its pose topic where T is None)."""
         try:
             status = self.window.add_view(cam.name, rgb, K, stamp, camtoworld=T)
         except RejectedInput as exc:
@@ -402,19 +451,6 @@ class ReconstructNode(Node):
                 self._dirty()  # the window's depth changed: worth a new reconstruction
         except RejectedInput as exc:
             self._refuse(exc.reason, f"depth: {exc}", counted=True, camera=cam.name)
-
-    def _tf_pose(self, cam, msg: Image, stamp: int) -> np.ndarray:
-        frame = cam.frame_id or msg.header.frame_id
-        if not frame:
-            raise RejectedInput("pose_source is tf but the image has no header.frame_id and no frame_id parameter",
-                                "no_pose")
-        try:
-            tf = self._tf_buffer.lookup_transform(self.cfg.world_frame, frame, RosTime(nanoseconds=stamp))
-            return pose_matrix(tf)
-        except MessageError as exc:
-            raise RejectedInput(f"TF {self.cfg.world_frame} <- {frame}: {exc}", "bad_pose") from None
-        except (tf2_ros.LookupException, tf2_ros.ConnectivityException, tf2_ros.ExtrapolationException) as exc:
-            raise RejectedInput(f"no TF {self.cfg.world_frame} <- {frame} at {stamp} ns: {exc}", "no_pose") from None
 
     # -- reconstruction (its own thread) -----------------------------------------------------------------
     def _dirty(self) -> None:
@@ -560,7 +596,7 @@ class ReconstructNode(Node):
         msg.kept_per_camera = [c.kept for c in cams]
         msg.dropped_per_camera = [c.dropped + o for c, o in zip(cams, overload)]
         msg.rejected_per_camera = [c.rejected + r for c, r in zip(cams, rejected_here)]
-        msg.pending_per_camera = [c.pending for c in cams]
+        msg.pending_per_camera = [c.pending + len(w) for c, w in zip(cams, self._tf_waiting)]
         msg.views_received, msg.views_kept = sum(received), sum(msg.kept_per_camera)
         msg.views_dropped, msg.views_rejected = sum(msg.dropped_per_camera), sum(msg.rejected_per_camera)
         msg.rejection_reasons = sorted(reasons)
@@ -628,7 +664,8 @@ class ReconstructNode(Node):
         if not self.cfg.virtual_cameras:
             return
         if RCLPY.TFMessage is None:
-            self.get_logger().info("tf2_msgs is not installed: the virtual cameras' frames are not on /tf_static")
+            self.get_logger().info("tf2_msgs is not installed (scripts/build_ros.sh builds it): the virtual "
+                                   "cameras' frames are not on /tf_static")
             return
         now = self.get_clock().now().nanoseconds
         self.tf_static_pub = self.create_publisher(RCLPY.TFMessage, "/tf_static", LATCHED_QOS)
