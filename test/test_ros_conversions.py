@@ -47,6 +47,12 @@ def test_colour_encodings_honour_step_and_survive_cdr():
     np.testing.assert_array_equal(M.image_rgb(raw_image(np.concatenate([rgb, alpha], 2), "rgba8", 4)), rgb)
     mono = rgb[..., :1].copy()
     np.testing.assert_array_equal(M.image_rgb(raw_image(mono, "mono8", 5)), np.repeat(mono, 3, 2))
+    # a camera's own formats, padded rows too: a one-colour Bayer mosaic, 16-bit big-endian mono
+    mosaic = np.tile(np.array([[200, 90], [90, 30]], np.uint8), (3, 4))
+    np.testing.assert_array_equal(M.image_rgb(raw_image(mosaic, "bayer_rggb8", 2))[1:-1, 1:-1],
+                                  np.broadcast_to([200, 90, 30], (4, 6, 3)))
+    wide = (mono.astype(np.uint16) * 257)
+    np.testing.assert_array_equal(M.image_rgb(raw_image(wide, "mono16", 6, bigendian=True)), np.repeat(mono, 3, 2))
     for encoding in ("rgb8", "bgra8"):
         msg = M.image_msg(rgb, STAMP, "cam0_optical_frame", encoding, types=RCLPY)
         assert isinstance(msg, Image) and msg.header.frame_id == "cam0_optical_frame"
@@ -69,7 +75,7 @@ def test_depth_big_endian_padding_and_float_images():
 
 
 @pytest.mark.parametrize("mutate, reason", [
-    (lambda m: setattr(m, "encoding", "yuv422"), "yuv422.*not a colour encoding"),
+    (lambda m: setattr(m, "encoding", "8UC3"), "8UC3.*not a colour encoding"),
     (lambda m: setattr(m, "step", 2), "step"),
     (lambda m: setattr(m, "data", array.array("B", bytes(10))), "need"),
     (lambda m: setattr(m, "width", 0), "no pixels"),

@@ -1,6 +1,7 @@
 """Contract bags (docs/design.md §4) ⇄ ViewSet with rosbags (no rclpy).
 
-Per camera `<cam>`: /<cam>/image_raw (sensor_msgs/Image: rgb8, bgr8, rgba8, bgra8, mono8),
+Per camera `<cam>`: /<cam>/image_raw (sensor_msgs/Image: rgb8, bgr8, rgba8, bgra8, mono8; read also: Bayer, YUV 4:2:2,
+16-bit; io/messages.COLOUR_ENCODINGS),
 /<cam>/camera_info (sensor_msgs/CameraInfo) and /<cam>/pose (geometry_msgs/PoseStamped: the optical frame in
 the world), all stamped with the capture time; optionally /<cam>/depth (sensor_msgs/Image, 32FC1 metres or 16UC1
 millimetres, REP-118), registered to the colour image: same size, same stamp, same camera_info. MCAP or sqlite3.

@@ -28,9 +28,10 @@ _ROSBAGS_NAMES = {"Time": "builtin_interfaces/msg/Time", "Header": "std_msgs/msg
                   "Transform": "geometry_msgs/msg/Transform", "Vector3": "geometry_msgs/msg/Vector3",
                   "TFMessage": "tf2_msgs/msg/TFMessage"}
 
-__all__ = ["MessageTypes", "rosbags_types", "MessageError", "ENCODINGS", "DEPTH_ENCODINGS", "time_msg", "time_ns",
-           "stamp_ns", "header_msg", "to_uint8", "image_msg", "image_rgb", "depth_msg", "float_image_msg",
-           "image_depth", "camera_info_msg", "camera_info_K", "pose_msg", "pose_matrix", "transform_msg",
+__all__ = ["MessageTypes", "rosbags_types", "MessageError", "ENCODINGS", "DEPTH_ENCODINGS", "COLOUR_ENCODINGS",
+           "time_msg", "time_ns", "stamp_ns", "header_msg", "to_uint8", "image_msg", "image_rgb", "depth_msg",
+           "float_image_msg", "image_depth", "camera_info_msg", "camera_info_K", "pose_msg", "pose_matrix",
+           "transform_msg",
            "GAUSSIAN_FIELDS", "GAUSSIAN_DTYPE", "pack_rgb", "unpack_rgb", "gaussian_points", "pointcloud2_msg",
            "pointcloud2_array", "serialize", "deserialize",
            # geometry, re-exported for the bag code
@@ -93,6 +94,14 @@ def _types(types: MessageTypes | None) -> MessageTypes:
 ENCODINGS = {"rgb8": (3, (0, 1, 2)), "bgr8": (3, (2, 1, 0)), "rgba8": (4, (0, 1, 2)), "bgra8": (4, (2, 1, 0)),
              "mono8": (1, (0, 0, 0))}
 DEPTH_ENCODINGS = ("32FC1", "16UC1")  # metres (0 or NaN: no measurement) / millimetres (0: none), REP-118
+# Raw camera encodings read as cv_bridge converts them (cameras publish these without a debayer/format node):
+# Bayer mosaics, demosaicked bilinearly (ROS names the 2x2 pattern from the top-left pixel, OpenCV from the second
+# row's second pixel); packed YUV 4:2:2 (yuv422 = UYVY, yuv422_yuy2 = YUYV; BT.601); 16 bits per channel.
+BAYER = {"bayer_rggb8": "BayerBG", "bayer_bggr8": "BayerRG", "bayer_gbrg8": "BayerGR", "bayer_grbg8": "BayerGB"}
+YUV422 = {"yuv422": "UYVY", "yuv422_yuy2": "YUYV"}
+WIDE_ENCODINGS = {"mono16": (1, (0, 0, 0)), "rgb16": (3, (0, 1, 2)), "bgr16": (3, (2, 1, 0)),
+                  "rgba16": (4, (0, 1, 2)), "bgra16": (4, (2, 1, 0))}
+COLOUR_ENCODINGS = tuple(ENCODINGS) + tuple(BAYER) + tuple(YUV422) + tuple(WIDE_ENCODINGS)
 
 
 class MessageError(ValueError):
@@ -174,13 +183,30 @@ def _rows(msg, itemsize_per_pixel: int) -> np.ndarray:
 
 
 def image_rgb(msg) -> np.ndarray:
-    """(H,W,3) uint8 RGB of a colour Image (honours `step` row padding; mono8 is replicated to grey RGB)."""
-    if msg.encoding not in ENCODINGS:
-        raise MessageError(f"unsupported image encoding {msg.encoding!r} (not a colour encoding); "
-                           f"supported: {sorted(ENCODINGS)}")
-    ch, order = ENCODINGS[msg.encoding]
-    px = _rows(msg, ch).reshape(int(msg.height), int(msg.width), ch)
-    return np.ascontiguousarray(px[..., list(order)])
+    """(H,W,3) uint8 RGB of a colour Image in any of COLOUR_ENCODINGS (honours `step` row padding and, for 16-bit
+    channels, `is_bigendian`; mono is replicated to grey RGB; 16-bit channels are scaled to 8 bits, v / 257)."""
+    enc, H, W = msg.encoding, int(msg.height), int(msg.width)
+    if enc in ENCODINGS:
+        ch, order = ENCODINGS[enc]
+        px = _rows(msg, ch).reshape(H, W, ch)
+        return np.ascontiguousarray(px[..., list(order)])
+    if enc in WIDE_ENCODINGS:
+        ch, order = WIDE_ENCODINGS[enc]
+        px = np.ascontiguousarray(_rows(msg, 2 * ch)).view(">u2" if msg.is_bigendian else "<u2").reshape(H, W, ch)
+        return np.ascontiguousarray(np.rint(px[..., list(order)] / 257.0).astype(np.uint8))
+    import cv2
+
+    if enc in BAYER:
+        if H < 2 or W < 2:
+            raise MessageError(f"a Bayer image needs at least 2x2 pixels, got {W}x{H}")
+        return cv2.cvtColor(np.ascontiguousarray(_rows(msg, 1)), getattr(cv2, f"COLOR_{BAYER[enc]}2RGB"))
+    if enc in YUV422:
+        if W % 2:
+            raise MessageError(f"{enc} packs pixel pairs: the width must be even, got {W}")
+        px = np.ascontiguousarray(_rows(msg, 2)).reshape(H, W, 2)
+        return cv2.cvtColor(px, getattr(cv2, f"COLOR_YUV2RGB_{YUV422[enc]}"))
+    raise MessageError(f"unsupported image encoding {enc!r} (not a colour encoding); supported: "
+                       f"{list(COLOUR_ENCODINGS)}")
 
 
 def depth_msg(depth_m, stamp: int, frame_id: str, encoding: str = "32FC1", types: MessageTypes | None = None):
