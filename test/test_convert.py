@@ -10,9 +10,10 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from lrm4d_ros.cli import main
 from lrm4d_ros.io.bag import read_bag
 from lrm4d_ros.io.compressed import compressed_image_msg
-from lrm4d_ros.io.convert import ConvertError, convert_bag, info_topic_for
+from lrm4d_ros.io.convert import ConvertError, convert_bag
 from lrm4d_ros.io.messages import (TYPESTORE, camera_info_msg, depth_msg, image_msg, rosbags_types, serialize,
                                    transform_msg)
+from lrm4d_ros.io.rectify import info_topic_for
 from lrm4d_ros.io.tf_tree import TransformTree
 from lrm4d_ros.window import RejectedInput
 

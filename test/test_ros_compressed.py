@@ -61,7 +61,7 @@ def test_node_takes_compressed_images_and_depth(tmp_path):
 
         # a colour image that does not decode, and a depth that decodes to another size: refused and counted,
         # the colour view of the second camera still goes in
-        st0 = session.status()
+        st0 = session.wait_status(lambda s: True, 20.0, "a first status")  # one may not have come yet
         cam0, cam1 = (scene.camera_names[int(scene.camera_ids[i])] for i in (2 * CAMS, 2 * CAMS + 1))
         info, pose, good = pub.messages(2 * CAMS)
         broken = compressed_image_msg(np.zeros((H, W, 3), np.uint8), 0, good.header.frame_id, types=RCLPY)

@@ -1,6 +1,8 @@
 """The node with depth topics (issue 14): depth paired with its colour image by stamp reaches the model as
 ViewSet.depths; the node keeps reconstructing when depth stops, takes depth that arrives late, and refuses
 malformed depth with a counted reason while the colour view still goes in. Real rclpy, sim time from /clock."""
+import time
+
 import numpy as np
 import torch
 
@@ -106,5 +108,64 @@ def test_node_reconstructs_with_depth_and_survives_missing_late_and_bad_depth(tm
         assert st.views_rejected == st0.views_rejected  # no colour view was refused for its depth
         got = depth_of(last_input(5 * CAMS))
         assert all(float(got[i].abs().max()) == 0.0 for i in frame(4))
+    finally:
+        session.close()
+
+
+def test_depth_in_its_own_frame_is_registered_onto_the_colour_image(tmp_path):
+    """A depth camera as a RealSense publishes it by default: its own optical frame (5 cm and 4.6 deg off the colour
+    camera's, on /tf_static), half the colour's resolution, its own camera_info beside its image, stamped 4 ms
+    apart. The node registers it (io/register.py) onto the colour image: the plane's depth in the colour camera."""
+    from lrm4d_ros.ros.tf_listener import TF_STATIC_QOS
+    from lrm4d_ros.io.messages import camera_info_msg, transform_msg
+    from sensor_msgs.msg import CameraInfo, Image
+    from test_convert import DEPTH_IN_COLOUR, PLANE_C, PLANE_N, _plane_depth
+
+    scene = generate(4, SceneConfig(frames=2, cameras=1, height=H, width=W, num_primitives=(1, 1)))
+    Kc = scene.Ks[0].numpy()
+    Kd = np.array([[Kc[0, 0] / 2, 0, (W / 2 - 1) / 2], [0, Kc[1, 1] / 2, (H / 2 - 1) / 2], [0, 0, 1]])
+    truth = _plane_depth(Kc, np.eye(4), (W, H), PLANE_N, PLANE_C)
+    depth = _plane_depth(Kd, DEPTH_IN_COLOUR, (W // 2, H // 2), PLANE_N, PLANE_C).astype(np.float32)
+    torch.manual_seed(0)
+    ckpt = save_model(tmp_path / "tiny.safetensors", LRM4D(LRM4DConfig.preset("tiny", n_layer=1)))
+    params = {"camera_names": ["cam0"], "checkpoint": str(ckpt), "device": "cpu", "min_views": 2,
+              "window_seconds": 30.0, "virtual_camera_names": [], "depth_tolerance_s": 0.01,
+              "cameras.cam0.depth_topic": "cam0/depth/image_rect_raw"}
+    session = InProcessSession(82, scene, params)
+    client = session.client
+    depth_pub = client.create_publisher(Image, "/cam0/depth/image_rect_raw", 10)
+    info_pub = client.create_publisher(CameraInfo, "/cam0/depth/camera_info", 10)
+    client.create_publisher(RCLPY.TFMessage, "/tf_static", TF_STATIC_QOS).publish(RCLPY.TFMessage(transforms=[
+        transform_msg(DEPTH_IN_COLOUR, 0, "cam0_optical_frame", "cam0_depth_optical_frame", RCLPY)]))
+    try:
+        wait_for(lambda: depth_pub.get_subscription_count() and info_pub.get_subscription_count(), 20.0,
+                 "the node's depth subscriptions")
+        session.publish_camera_infos()
+        stamps = [int(s) for s in scene.stamps_ns]
+        # before the depth camera's camera_info: refused, saying what is missing
+        session.publisher.publish(0, depth=False)
+        depth_pub.publish(depth_msg(depth, stamps[0] + 4_000_000, "cam0_depth_optical_frame", types=RCLPY))
+        st = session.wait_status(lambda s: "depth_frame" in s.rejection_reasons, 20.0, "the depth refused")
+        assert "cameras.cam0.depth_info_topic" in st.last_error and "/cam0/depth/camera_info" in st.last_error
+        info_pub.publish(camera_info_msg(Kd, W // 2, H // 2, stamps[1], "cam0_depth_optical_frame", RCLPY))
+        time.sleep(0.3)
+        session.publisher.publish(1, depth=False)
+        depth_pub.publish(depth_msg(depth, stamps[1] + 4_000_000, "cam0_depth_optical_frame", types=RCLPY))
+        snap = wait_for(lambda: (v := session.node.window.snapshot()) is not None and v.depths is not None
+                        and float(v.depths[-1].max()) > 0 and v, 20.0, "the registered depth in the window")
+        got = snap.depths[-1].numpy()
+        m = got > 0
+        # the colour pixels whose surface point the depth camera sees get a depth (the colour image is twice as
+        # fine: each depth pixel's footprint fills its colour pixels)
+        v, u = np.mgrid[0:H, 0:W].astype(np.float64)
+        p = np.linalg.inv(DEPTH_IN_COLOUR) @ np.stack([*(np.linalg.inv(Kc) @ np.stack([u, v, np.ones_like(u)]).reshape(
+            3, -1)) * truth.ravel(), np.ones(H * W)])
+        x, y = Kd[0, 0] * p[0] / p[2] + Kd[0, 2], Kd[1, 1] * p[1] / p[2] + Kd[1, 2]
+        seen = ((x > 1) & (x < W // 2 - 2) & (y > 1) & (y < H // 2 - 2)).reshape(H, W)  # a pixel inside
+        assert m[seen].mean() > 0.99 and seen.mean() > 0.6
+        # each colour pixel holds the depth of the depth pixel over it (piecewise constant, as depth_image_proc's)
+        err = np.abs(got[m] / truth[m] - 1)
+        assert np.median(err) < 0.01 and err.max() < 0.03
+        assert reasons(session.status())["depth_frame"] == 1
     finally:
         session.close()

@@ -116,7 +116,7 @@ def test_a_robot_bag_played_is_posed_by_its_tf(tmp_path):
     torch.manual_seed(0)
     ckpt = save_model(tmp_path / "tiny.safetensors", LRM4D(LRM4DConfig.preset("tiny", n_layer=1)))
     context = rclpy.Context()
-    rclpy.init(context=context, domain_id=DOMAIN_ID + 1)
+    rclpy.init(context=context, domain_id=81)  # 76 is test_ros_viewer's
     params = {"use_sim_time": True, "camera_names": ["side"], "cameras.side.image_topic": "/robot/side/image_raw",
               "cameras.side.info_topic": "/robot/side/camera_info", "world_frame": "odom", "pose_source": "tf",
               "checkpoint": str(ckpt), "device": "cpu", "min_views": FRAMES, "window_seconds": 30.0,

@@ -33,6 +33,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from ..window import RejectedInput
+from .rectify import info_topic_for
 
 TF_TOPICS = ("/tf", "/tf_static")
 POSE_TYPES = ("nav_msgs/msg/Odometry", "geometry_msgs/msg/PoseStamped", "geometry_msgs/msg/PoseWithCovarianceStamped")
@@ -65,12 +66,6 @@ def _pose_topics(items: list[str] | None) -> dict[str, str]:
             raise ConvertError(f"--pose-topic {item!r}: expected /topic or /topic=FRAME")
         out[topic] = child.lstrip("/")
     return out
-
-
-def info_topic_for(image_topic: str) -> str:
-    """image_transport's camera_info beside an image topic: /ns/image_raw[/compressed] -> /ns/camera_info."""
-    base = re.sub(r"/(compressed|compressedDepth|theora|zstd)$", "", image_topic)
-    return base.rsplit("/", 1)[0] + "/camera_info"
 
 
 def add_arguments(p) -> None:

@@ -4,9 +4,12 @@ A CameraInfo describes the raw image (K, D, R) and the rectified one (P): image_
 intrinsics with OpenCV's undistortion maps, and publishes the result as image_rect beside the same CameraInfo. So
 a raw image whose CameraInfo has distortion (or whose P differs from K) is rectified here with those maps
 (colour bilinear, depth nearest: a depth between two surfaces is neither), and an image already rectified is used
-with P's intrinsics as it is. `rectified_topic` tells them apart by image_proc's topic names. No learned parameters.
+with P's intrinsics as it is. `rectified_topic` tells them apart by image_proc's topic names (and
+`info_topic_for` names an image topic's camera_info). No learned parameters.
 """
 from __future__ import annotations
+
+import re
 
 import cv2
 import numpy as np
@@ -14,6 +17,12 @@ import numpy as np
 from .messages import MessageError, camera_info_K
 
 MODELS = ("plumb_bob", "rational_polynomial", "equidistant")
+
+
+def info_topic_for(image_topic: str) -> str:
+    """image_transport's camera_info beside an image topic: /ns/image_raw[/compressed] -> /ns/camera_info."""
+    base = re.sub(r"/(compressed|compressedDepth|theora|zstd)$", "", image_topic)
+    return base.rsplit("/", 1)[0] + "/camera_info"
 
 
 def rectified_topic(topic: str) -> bool:

@@ -13,6 +13,7 @@ from rclpy.node import Node
 from rclpy.validate_topic_name import validate_topic_name
 
 from ..cameras import fov_to_K
+from ..io.rectify import info_topic_for
 from ..model import BF16_CHOICES
 from ..reconstructor import REFINE_STEPS
 from ..selection import POLICIES
@@ -110,6 +111,7 @@ class CameraTopics:
     pose_topic: str
     depth_topic: str
     frame_id: str  # optical frame for TF lookups; "" = the image's header.frame_id
+    depth_info_topic: str = ""  # the depth camera's CameraInfo, for depth in its own frame; "" = none
 
 
 @dataclass(frozen=True)
@@ -219,8 +221,13 @@ def declare_and_load(node: Node) -> NodeConfig:
             n, topic("image_topic", f"{n}/image_raw", "colour image topic (relative: remappable)"),
             topic("info_topic", f"{n}/camera_info", "CameraInfo topic"),
             topic("pose_topic", f"{n}/pose", "PoseStamped topic of the optical frame in world_frame"),
-            topic("depth_topic", "", "registered depth image topic (32FC1 m / 16UC1 mm); empty = none"),
-            topic("frame_id", "", "optical frame for pose_source tf; empty = the image's header.frame_id")))
+            (depth := topic("depth_topic", "", "depth image topic (32FC1 m / 16UC1 mm), registered to the colour "
+                                                   "image or in its own frame (registered here); empty = none")),
+            topic("frame_id", "", "optical frame for pose_source tf and depth registration; empty = the image's "
+                                  "(and camera_info's) header.frame_id"),
+            (topic("depth_info_topic", "", "the depth camera's CameraInfo, for depth in another frame than the "
+                                           "colour image's; empty = the depth topic's sibling camera_info")
+             or info_topic_for(depth)) if depth else ""))
 
     virtual = []
     for n in _string_list(node, "virtual_camera_names", [], "cameras rendered for each reconstruction"):

@@ -43,6 +43,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from ..cameras import SceneNormalization
 from ..io.compressed import compressed_depth, compressed_rgb
 from ..io.rectify import Rectification, info_key, rectified_topic
+from ..io.register import register_depth
 from ..io.messages import (MessageError, camera_info_K, camera_info_msg, float_image_msg, image_depth, image_msg,
                            image_rgb, pointcloud2_msg, pose_matrix, time_msg, time_ns, transform_msg)
 from ..model import BF16_CHOICES
@@ -154,6 +155,9 @@ class ReconstructNode(Node):
         self._infos: dict[str, tuple[np.ndarray, int, int]] = {}
         # per camera: (info_key of its last camera_info, its Rectification): maps are rebuilt only when it changes
         self._rectify: dict[str, tuple[tuple, Rectification]] = {}
+        # depth in its own frame: per camera (info_key, Rectification) of the depth camera; the colour optical frame
+        self._depth_rectify: dict[str, tuple[tuple, Rectification]] = {}
+        self._colour_frame: dict[str, str] = {}
         self._awaiting_info: dict[int, deque] = {}  # camera id -> (kind, msg, arrival) held for its camera_info
         self._info_refused: dict[str, str] = {}  # camera -> why its last camera_info was refused (ingest thread)
         self._arrivals: OrderedDict[tuple[int, int], float] = OrderedDict()  # (camera id, stamp) -> monotonic s
@@ -183,9 +187,10 @@ class ReconstructNode(Node):
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.input_queue_depth, reliability=reliability,
                          durability=DurabilityPolicy.VOLATILE)
         self._inbox = _Inbox(len(cfg.cameras), cfg.ingest_queue_size)
-        self._tf = None  # pose_source tf: the TF tree, and per camera the decoded images waiting for their TF
-        self._tf_waiting = [deque() for _ in cfg.cameras]
-        if cfg.pose_source == "tf":
+        # TF: the cameras' poses (pose_source tf) and where a depth camera sits in its colour camera's frame
+        self._tf = None
+        self._tf_waiting = [deque() for _ in cfg.cameras]  # pose_source tf: decoded images waiting for their TF
+        if cfg.pose_source == "tf" or (RCLPY.TFMessage is not None and any(c.depth_topic for c in cfg.cameras)):
             self._tf = TfListener(self, cfg.pose_tolerance_s, cfg.pose_max_gap_s, on_update=self._tf_arrived,
                                   on_error=lambda text: self._refuse("bad_tf", text))
         for i, cam in enumerate(cfg.cameras):
@@ -201,6 +206,8 @@ class ReconstructNode(Node):
             if cam.depth_topic:
                 topics.append((Image, cam.depth_topic, "depth") if cfg.depth_transport == "raw" else
                               (CompressedImage, f"{cam.depth_topic}/{cfg.depth_transport}", "depth"))
+                if cam.depth_info_topic != cam.info_topic:
+                    topics.append((CameraInfo, cam.depth_info_topic, "depth_info"))
             for msg_type, topic, kind in topics:
                 self.create_subscription(msg_type, topic, lambda m, i=i, k=kind: self._inbox.put(i, k, m), qos,
                                          callback_group=inputs)
@@ -289,7 +296,7 @@ class ReconstructNode(Node):
                     getattr(self, f"_on_{kind}")(cam_id, self.cfg.cameras[cam_id], msg, arrival)
                 except Exception as exc:  # a bug must not end the ingest thread: report it and go on
                     self._refuse("internal_error", f"{kind}: {type(exc).__name__}: {exc}")
-            if self._tf is not None:
+            if self.cfg.pose_source == "tf":
                 try:
                     self._release_tf_waiting()
                 except Exception as exc:
@@ -312,6 +319,7 @@ class ReconstructNode(Node):
             return self._refuse("bad_camera_info", f"{cam.name} camera_info: {exc}", camera=cam.name)
         with self._lock:
             self._infos[cam.name] = (rect.K, *rect.size)
+        self._colour_frame[cam.name] = cam.frame_id or msg.header.frame_id
         for kind, held, arrival_ in self._awaiting_info.pop(cam_id, ()):  # what came before it, in order
             getattr(self, f"_on_{kind}")(cam_id, cam, held, arrival_)
 
@@ -373,12 +381,12 @@ class ReconstructNode(Node):
                 K, _, _ = self._camera_info(cam, rgb.shape[1::-1], "image")
             rgb = self._rectify[cam.name][1].colour(rgb)
             frame = cam.frame_id or msg.header.frame_id
-            if self._tf is not None and not frame:
+            if self.cfg.pose_source == "tf" and not frame:
                 raise RejectedInput(f"{cam.name} image: pose_source is tf but the image has no header.frame_id and "
                                     f"the camera no frame_id parameter", "no_pose")
         except RejectedInput as exc:
             return self._refuse(exc.reason, str(exc), cam_id)
-        if self._tf is None:
+        if self.cfg.pose_source != "tf":
             return self._admit(cam_id, cam, rgb, K, stamp, None, arrival)
         self._tf_waiting[cam_id].append((rgb, K, stamp, frame, arrival))  # behind any of its camera's still waiting
         self._release_tf_waiting()
@@ -430,27 +438,68 @@ class ReconstructNode(Node):
         if status == "accepted":
             self._dirty()
 
+    def _on_depth_info(self, cam_id: int, cam, msg: CameraInfo, arrival: float) -> None:
+        """The depth camera's own CameraInfo (used for depth in another frame than the colour image's)."""
+        try:
+            key = info_key(msg)
+            known = self._depth_rectify.get(cam.name)
+            if known is None or known[0] != key:
+                self._depth_rectify[cam.name] = (key, Rectification(msg, rectified=rectified_topic(cam.depth_topic),
+                                                                    rectify=self.cfg.rectify != "off"))
+        except MessageError as exc:
+            self._refuse("bad_camera_info", f"{cam.name} depth camera_info: {exc}", camera=cam.name)
+
     def _on_depth(self, cam_id: int, cam, msg: Image, arrival: float) -> None:
         if self._hold_for_info(cam_id, cam, "depth", msg, arrival):
             return
+        stamp = time_ns(msg.header.stamp)
+        colour = self._colour_frame.get(cam.name, "")
+        own_frame = bool(msg.header.frame_id and colour and msg.header.frame_id != colour)
         try:
             compressed = isinstance(msg, CompressedImage)  # its size is known only once decoded
-            if not compressed:
+            if not compressed and not own_frame:
                 self._camera_info(cam, (int(msg.width), int(msg.height)), "depth")
             try:
                 depth = compressed_depth(msg) if compressed else image_depth(msg)
             except MessageError as exc:
                 raise RejectedInput(f"{cam.name} depth: {exc}", "depth_invalid") from None
-            if compressed:
-                self._camera_info(cam, depth.shape[::-1], "depth")
-            depth = self._rectify[cam.name][1].depth(depth)
+            if own_frame:
+                depth = self._register_depth(cam, depth, msg.header.frame_id, colour, stamp)
+            else:
+                if compressed:
+                    self._camera_info(cam, depth.shape[::-1], "depth")
+                depth = self._rectify[cam.name][1].depth(depth)
         except RejectedInput as exc:
             return self._refuse(exc.reason, str(exc), camera=cam.name)
         try:
-            if self.window.add_depth(cam.name, time_ns(msg.header.stamp), depth) == "attached":
+            if self.window.add_depth(cam.name, stamp, depth) == "attached":
                 self._dirty()  # the window's depth changed: worth a new reconstruction
         except RejectedInput as exc:
             self._refuse(exc.reason, f"depth: {exc}", counted=True, camera=cam.name)
+
+    def _register_depth(self, cam, depth: np.ndarray, frame: str, colour: str, stamp: int) -> np.ndarray:
+        """Depth (h,w) metres of a depth camera in its own optical frame -> (H,W) z-depth in the colour camera (0 =
+        none), registered as depth_image_proc does (io/register.py) with the depth camera's camera_info and the TF
+        colour <- depth at the depth's stamp. RejectedInput (depth_frame, depth_size) saying what is missing."""
+        where = f"{cam.name} depth in frame {frame!r}, not the colour image's {colour!r}"
+        known = self._depth_rectify.get(cam.name)
+        if known is None:
+            raise RejectedInput(f"{where}: registering it needs the depth camera's camera_info, none yet on "
+                                f"{self.resolve_topic_name(cam.depth_info_topic)} (cameras.{cam.name}."
+                                f"depth_info_topic)", "depth_frame")
+        rect = known[1]
+        if depth.shape[::-1] != rect.size:
+            raise RejectedInput(f"{where}: image is {depth.shape[1]}x{depth.shape[0]} but its camera_info says "
+                                f"{rect.size[0]}x{rect.size[1]}", "depth_size")
+        if self._tf is None:
+            raise RejectedInput(f"{where}: registering it needs TF, and tf2_msgs is not installed (scripts/"
+                                f"build_ros.sh builds it)", "depth_frame")
+        try:
+            colour_from_depth = self._tf.lookup(colour, frame, stamp)
+        except RejectedInput as exc:
+            raise RejectedInput(f"{where}: no TF {colour} <- {frame}: {exc}", "depth_frame") from None
+        K, W, H = self._infos[cam.name]
+        return register_depth(rect.depth(depth), rect.K, colour_from_depth, K, (W, H))
 
     # -- reconstruction (its own thread) -----------------------------------------------------------------
     def _dirty(self) -> None:
