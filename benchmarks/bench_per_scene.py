@@ -70,8 +70,8 @@ def main() -> None:
                   flush=True)
     lines = [f"# bench_per_scene: mean over {args.scenes} eval scenes, targets 128², device {dev}, "
              f"{args.threads} thread(s), torch {torch.__version__}, {platform.machine()}",
-             f"# target PSNR (dB); 'fit rays' = per-scene optimisation from an uninformed start, 'fit model' = from "
-             f"the model's prediction", f"{'method':<28}{'alternating':>14}{'novel-camera':>14}"]
+             "# target PSNR (dB); 'fit rays' = per-scene optimisation from an uninformed start, 'fit model' = from "
+             "the model's prediction", f"{'method':<28}{'alternating':>14}{'novel-camera':>14}"]
     methods = [m for (pr, m) in table if pr == "alternating"]
     for m in methods:
         vals = [sum(table[(pr, m)]) / len(table[(pr, m)]) for pr in ("alternating", "novel-camera")]

@@ -105,7 +105,6 @@ def find_walls(images: Tensor, Ks: Tensor, camtoworlds: Tensor, depths: Tensor,
     n_measured = int(valid.sum())
     p, nrm, zc = points[cand], normals[cand], z[cand]
     rgb = images[cand].double()
-    pix = torch.nonzero(cand)  # (M,3) view, row, column
     walls: list[Wall] = []
     free = torch.ones(p.shape[0], dtype=torch.bool)
     for _ in range(MAX_WALLS):

@@ -657,7 +657,7 @@ def blend_forward(geo, feat, boxes, tile_start, tile_entries, width, height, til
     """Fill out (C*H*W,5) with Σ w·feat per pixel, t_final (C*H*W,) float64 with the final transmittance
     and n_used (C*H*W,) int32 with how many entries of its tile's run the pixel went through (its stop index).
     coords: (tiles_x or tiles_y) * TILE pixel coordinates 0, 1, ... in the entries' dtype."""
-    zero, t_min = consts[ZERO], params[T_MIN]
+    t_min = params[T_MIN]
     n_tiles = tile_start.shape[0] - 1
     lanes, ilanes = _lane_tables(geo)
     for s in prange(n_slots):
@@ -729,7 +729,7 @@ def blend_backward(geo, feat, boxes, tile_start, tile_entries, width, height, ti
                    params, n_slots, t_final, n_used, grad_out, slot, isect_grad):
     """grad_out (C*H*W,5) -> isect_grad (I,11), every row written: row slot[j] receives ∂L/∂geo (6) and
     ∂L/∂feat (5) of entry tile_entries[j] from its tile's pixels (see bin_tiles), zeros past the pixels' stops."""
-    max_alpha, zero = consts[MAX_ALPHA], consts[ZERO]
+    max_alpha = consts[MAX_ALPHA]
     n_tiles = tile_start.shape[0] - 1
     lanes, ilanes = _lane_tables(geo)
     longest = 0

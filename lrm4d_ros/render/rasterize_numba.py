@@ -18,7 +18,7 @@ import threading
 import time
 import weakref
 
-import numba
+import numba  # noqa: F401  (an ImportError here is how render() learns to fall back to torch)
 import numpy as np
 import torch
 from torch import Tensor
