@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -37,6 +38,24 @@ def test_launch_file_compiles_and_declares_its_arguments():
     assert args["use_sim_time"] == "false"
     assert '("~/render_view", "/render_view")' in source and 'executable="reconstruct_node"' in source
     assert 'name=NODE_NAME' in source and 'NODE_NAME = "lrm4d_reconstruct"' in source
+
+
+def test_robot_example_config_sets_only_declared_parameters():
+    params = pytest.importorskip("lrm4d_ros.ros.params")
+    values = yaml.safe_load((ROOT / "config" / "robot_realsense_tf.yaml").read_text())["lrm4d_reconstruct"][
+        "ros__parameters"]
+    for name, value in values.items():
+        if name not in ("camera_names", "cameras", "virtual_camera_names", "virtual_cameras"):
+            assert name in params.SCALARS and type(value) is type(params.SCALARS[name][0]), name
+    keys = {"image_topic", "info_topic", "pose_topic", "depth_topic", "depth_info_topic", "frame_id"}
+    assert set(values["cameras"]) == set(values["camera_names"])
+    assert all(set(c) <= keys for c in values["cameras"].values())
+    assert set(values["virtual_cameras"]) == set(values["virtual_camera_names"])
+    # the chase camera looks at odom's origin, with no roll (its x axis level)
+    chase = values["virtual_cameras"]["chase"]
+    T = params.pose_matrix(chase["position"], chase["orientation_wxyz"])
+    np.testing.assert_allclose(T[:3, 3] + np.linalg.norm(T[:3, 3]) * T[:3, 2], 0, atol=1e-3)
+    assert abs(T[2, 0]) < 1e-3 and T[2, 1] < 0  # x level, y (down in the image) pointing down
 
 
 def test_config_is_for_the_launched_node_and_matches_declared_parameters():
@@ -71,9 +90,11 @@ def installed_executable() -> Path:
     return exe
 
 
-def test_installed_executable_runs_the_yaml_and_reports_bad_parameters(tmp_path):
-    """lib/lrm4d_ros/reconstruct_node (what `ros2 run` starts) loads config/reconstruct.yaml, advertises
-    /render_view, exits 0 on SIGINT; a bad parameter makes it exit 1 with the reason."""
+@pytest.mark.parametrize("config", ["reconstruct.yaml", "robot_realsense_tf.yaml"])
+def test_installed_executable_runs_the_yaml_and_reports_bad_parameters(tmp_path, config):
+    """lib/lrm4d_ros/reconstruct_node (what `ros2 run` starts) loads each shipped config (the default one, and the
+    robot example: TF poses, compressed colour, depth in its own frame, a virtual camera), advertises /render_view,
+    exits 0 on SIGINT; a bad parameter makes it exit 1 with the reason."""
     torch = pytest.importorskip("torch")
     from lrm4d_ros.checkpoint import save_model
     from lrm4d_ros.model import LRM4D, LRM4DConfig
@@ -82,7 +103,7 @@ def test_installed_executable_runs_the_yaml_and_reports_bad_parameters(tmp_path)
     ckpt = save_model(tmp_path / "tiny.safetensors", LRM4D(LRM4DConfig.preset("tiny", n_layer=1)))
     exe = installed_executable()
     env = {**os.environ, "ROS_DOMAIN_ID": "73", "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-    args = [str(exe), "--ros-args", "--params-file", str(ROOT / "config" / "reconstruct.yaml"),
+    args = [str(exe), "--ros-args", "--params-file", str(ROOT / "config" / config),
             "-p", f"checkpoint:={ckpt}"]
     # SIGINT restored in the child: a background job of a non-interactive shell starts with it ignored
     proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
