@@ -2,23 +2,18 @@
 (docs/design.md §5: even cameras in turn) of a generated held-out scene are replayed on the contract topics, the node
 reconstructs the window, and render_view renders the never-seen odd cameras at their capture times. Their mean PSNR against ground truth
 must beat the copy-the-nearest-input baseline."""
-import numpy as np
 import pytest
-import torch
 
 from conftest import require_ros_interfaces  # noqa: E402
 
 require_ros_interfaces()
 from lrm4d_ros.ros.inprocess import InProcessSession  # noqa: E402
-from lrm4d_ros.ros.interfaces import RenderView  # noqa: E402
 
 from lrm4d_ros.baselines import nearest_input  # noqa: E402
 from lrm4d_ros.checkpoint import shipped_checkpoint_path  # noqa: E402
 from lrm4d_ros.data.generator import SceneConfig, generate  # noqa: E402
 from lrm4d_ros.data.protocols import split_protocol  # noqa: E402
 from lrm4d_ros.metrics import psnr  # noqa: E402
-from lrm4d_ros.io.messages import image_rgb, pose_msg, time_msg  # noqa: E402
-from lrm4d_ros.ros.conversions import RCLPY  # noqa: E402
 
 DOMAIN_ID = 72
 FRAMES, CAMS, SIZE = 12, 6, 64
@@ -43,21 +38,10 @@ def test_render_view_beats_nearest_input_with_shipped_checkpoint():
             session.publisher.publish(i)
         session.wait_status(lambda s: s.views_used == len(inputs), 60.0,
                             f"a reconstruction of all {len(inputs)} input views")
-        preds = []
-        for i in range(len(targets)):
-            K = targets.Ks[i].numpy()
-            req = RenderView.Request()
-            req.camera_pose = pose_msg(targets.camtoworlds[i].numpy(), 0, "world", RCLPY).pose
-            req.fx, req.fy, req.cx, req.cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-            req.width, req.height = SIZE, SIZE
-            req.stamp = time_msg(int(targets.stamps_ns[i]), RCLPY)
-            req.return_color = True
-            resp = session.call(req)
-            assert resp.success, resp.message
-            preds.append(torch.from_numpy(image_rgb(resp.color).astype(np.float32) / 255.0))
+        preds = session.render_views(targets)
     finally:
         session.close()
-    model_psnr = psnr(torch.stack(preds), targets.images)
+    model_psnr = psnr(preds, targets.images)
     base_psnr = psnr(nearest_input(inputs, targets), targets.images)
     model, base = float(model_psnr.mean()), float(base_psnr.mean())
     print(f"held-out PSNR over {len(targets)} views: render_view {model:.2f} dB, nearest input {base:.2f} dB")

@@ -20,12 +20,11 @@ from lrm4d_ros.checkpoint import shipped_checkpoint_path  # noqa: E402
 from lrm4d_ros.data.generator import SceneConfig, generate  # noqa: E402
 from lrm4d_ros.data.protocols import split_protocol  # noqa: E402
 from lrm4d_ros.geometry import rigid_matrix  # noqa: E402
-from lrm4d_ros.io.messages import camera_info_msg, depth_msg, image_rgb, pose_msg, time_msg, transform_msg  # noqa
+from lrm4d_ros.io.messages import camera_info_msg, depth_msg, transform_msg  # noqa: E402
 from lrm4d_ros.metrics import psnr  # noqa: E402
 from lrm4d_ros.reconstructor import Reconstructor  # noqa: E402
 from lrm4d_ros.ros.conversions import RCLPY  # noqa: E402
 from lrm4d_ros.ros.inprocess import InProcessSession  # noqa: E402
-from lrm4d_ros.ros.interfaces import RenderView  # noqa: E402
 from lrm4d_ros.ros.tf_listener import TF_QOS, TF_STATIC_QOS  # noqa: E402
 
 DOMAIN_ID = 83
@@ -97,21 +96,10 @@ def test_a_robots_streams_reconstruct_as_the_contract_views_do():
         for s_, c, d in zip(snap.stamps_ns, snap.camera_ids, snap.depths):
             i = int(torch.nonzero((inputs.stamps_ns == s_) & (inputs.camera_ids == c))[0])
             np.testing.assert_array_equal(d.numpy(), inputs.depths[i].numpy())
-        preds = []
-        for i in range(len(targets)):
-            Kt = targets.Ks[i].numpy()
-            req = RenderView.Request()
-            req.camera_pose = pose_msg(targets.camtoworlds[i].numpy(), 0, "world", RCLPY).pose
-            req.fx, req.fy, req.cx, req.cy = Kt[0, 0], Kt[1, 1], Kt[0, 2], Kt[1, 2]
-            req.width, req.height = SIZE, SIZE
-            req.stamp = time_msg(int(targets.stamps_ns[i]), RCLPY)
-            req.return_color = True
-            resp = session.call(req)
-            assert resp.success, resp.message
-            preds.append(torch.from_numpy(image_rgb(resp.color).astype(np.float32) / 255.0))
+        preds = session.render_views(targets)
     finally:
         session.close()
-    live = float(psnr(torch.stack(preds), targets.images).mean())
+    live = float(psnr(preds, targets.images).mean())
     contract = float(psnr(offline, targets.images).mean())
     nearest = float(psnr(nearest_input(inputs, targets), targets.images).mean())
     print(f"held-out PSNR over {len(targets)} views: robot streams {live:.2f} dB, contract views offline "

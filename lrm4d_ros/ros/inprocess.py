@@ -7,12 +7,16 @@ import os
 import threading
 import time
 
+import numpy as np
 import rclpy
+import torch
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import PointCloud2
 
+from ..io.messages import image_rgb, pose_msg, time_msg
+from .conversions import RCLPY
 from .interfaces import ReconstructionStatus, RenderView
 from .reconstruct_node import NODE_NAME, SERVICE_QOS, ReconstructNode, window_signature
 from .replay import ViewSetPublisher
@@ -135,6 +139,23 @@ class InProcessSession:
 
     def call(self, request, timeout: float = 30.0):
         return wait_future(self.render.call_async(request), timeout, "the render_view response")
+
+    def render_views(self, targets) -> torch.Tensor:
+        """Each view of `targets` (a ViewSet: pose, intrinsics, size, stamp) rendered by render_view -> (N,H,W,3)
+        float32 colours in [0,1] (the response's rgb8)."""
+        preds = []
+        for i in range(len(targets)):
+            K = targets.Ks[i].numpy()
+            req = RenderView.Request()
+            req.camera_pose = pose_msg(targets.camtoworlds[i].numpy(), 0, self.node.cfg.world_frame, RCLPY).pose
+            req.fx, req.fy, req.cx, req.cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+            req.width, req.height = targets.width, targets.height
+            req.stamp = time_msg(int(targets.stamps_ns[i]), RCLPY)
+            req.return_color = True
+            resp = self.call(req)
+            assert resp.success, resp.message
+            preds.append(torch.from_numpy(image_rgb(resp.color).astype(np.float32) / 255.0))
+        return torch.stack(preds)
 
     def close(self) -> None:
         # Stop spinning before destroying nodes, so no callback runs on a destroyed entity.
