@@ -163,6 +163,11 @@ def test_bad_requests_are_one_line_errors(tmp_path, capsys):
                  "--world-frame", "base_link", "--duration", "0.15"]) == 0
     out = capsys.readouterr().out
     assert "wrote" in out and "2 of 2 images" in out and "'base_link'" in out
+    # the robot's bag handed to a command that reads contract bags: the error says to convert it first
+    assert main(["reconstruct", str(src), "--out", str(tmp_path / "h")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "looks like a robot's own recording (/tf and /tf_static" in err
+    assert "`lrm4d convert-bag BAG` lists its cameras" in err
 
 
 def test_transform_tree_composes_and_explains():

@@ -125,6 +125,14 @@ def write_bag(views: ViewSet, path: str | Path, storage: str = "mcap", world_fra
     return path
 
 
+def _robot_hint(by_topic: dict) -> str:
+    """What to say where a bag is not a contract bag: a robot's own recording (TF poses, its own topic names) goes
+    through `lrm4d convert-bag` first."""
+    tf = sorted(t for t in ("/tf", "/tf_static") if t in by_topic)
+    return (f"; this looks like a robot's own recording ({' and '.join(tf) if tf else 'its own topic names'}, not "
+            f"the contract's /<cam>/pose): `lrm4d convert-bag BAG` lists its cameras and writes a contract bag")
+
+
 def _cameras(reader: Reader, cameras) -> tuple[list[str], dict, dict]:
     """Name-sorted camera names to read, {topic: connection}, and {camera: {key: topic}} of the topics to read
     (image and depth raw where the bag has them, else compressed); checks the topics and their types."""
@@ -132,7 +140,7 @@ def _cameras(reader: Reader, cameras) -> tuple[list[str], dict, dict]:
     found = sorted({m.group(1) for t in by_topic if (m := _IMAGE_TOPIC.match(t))})
     if not found:
         raise BagError(f"no /<camera>/image_raw (or image_raw/compressed) topic in the bag (topics: "
-                       f"{sorted(by_topic)})")
+                       f"{sorted(by_topic)}){_robot_hint(by_topic)}")
     if cameras is None:  # a camera's other topics without its image: say so rather than drop it silently
         orphans = defaultdict(list)
         for t in sorted(by_topic):
@@ -162,7 +170,8 @@ def _cameras(reader: Reader, cameras) -> tuple[list[str], dict, dict]:
                 if key not in TRANSPORTS:
                     break  # camera_info and pose have no compressed form
             if key in ("info", "pose") and key not in topics:
-                raise BagError(f"{raw[key]}: topic missing (camera {cam!r} has {topics['image']})")
+                raise BagError(f"{raw[key]}: topic missing (camera {cam!r} has {topics['image']})"
+                               + (_robot_hint(by_topic) if key == "pose" or "/tf" in by_topic else ""))
         chosen[cam] = topics
     return found, by_topic, chosen
 
