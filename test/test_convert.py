@@ -5,13 +5,12 @@ import math
 import cv2
 import numpy as np
 import pytest
-from rosbags.rosbag2 import StoragePlugin, Writer
 
 from lrm4d_ros.cli import main
-from lrm4d_ros.io.bag import read_bag
+from lrm4d_ros.io.bag import read_bag, write_entries
 from lrm4d_ros.io.compressed import compressed_image_msg
 from lrm4d_ros.io.convert import ConvertError, convert_bag
-from lrm4d_ros.io.messages import (TYPESTORE, camera_info_msg, depth_msg, image_msg, rosbags_types, serialize,
+from lrm4d_ros.io.messages import (TYPESTORE, camera_info_msg, depth_msg, image_msg, rosbags_types,
                                    transform_msg)
 from lrm4d_ros.io.rectify import info_topic_for
 from lrm4d_ros.io.tf_tree import TransformTree
@@ -83,18 +82,7 @@ def write_robot_bag(path, tf_end_ns, side_distortion=None):
                transform_msg(OPTICAL, T0, "front_link", "front_color_optical_frame"),
                transform_msg(SIDE_OPTICAL, T0, "base_link", "side_optical")]
     entries.append((T0 - 100, "/tf_static", t.TFMessage(transforms=statics)))
-    return _write_entries(path, entries)
-
-
-def _write_entries(path, entries):
-    """entries (log time, topic, msg) -> an MCAP bag in log-time order."""
-    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
-        conns = {}
-        for s, topic, msg in sorted(entries, key=lambda e: e[0]):
-            if topic not in conns:
-                conns[topic] = w.add_connection(topic, msg.__msgtype__, typestore=TYPESTORE)
-            w.write(conns[topic], s, serialize(msg))
-    return path
+    return write_entries(path, entries)
 
 
 CAMS = {"front": "/robot/front/color/image_raw/compressed", "side": "/robot/side/image_raw"}
@@ -167,7 +155,7 @@ def test_bad_requests_are_one_line_errors(tmp_path, capsys):
     assert main(["reconstruct", str(src), "--out", str(tmp_path / "h")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "looks like a robot's own recording (/tf and /tf_static" in err
-    assert "`lrm4d convert-bag BAG` lists its cameras" in err
+    assert "`lrm4d convert-bag BAG --out OUT` lists its cameras" in err
 
 
 def test_transform_tree_composes_and_explains():
@@ -195,36 +183,45 @@ def test_camera_info_beside_its_image():
 
 
 def test_a_generated_scene_recorded_robot_style_converts_to_its_contract_bag(tmp_path):
-    """Poses as /tf at each frame, compressed images, 16UC1 depth 2 ms late under the robot's own names: the
-    converted bag reads as the contract bag written directly (pixels and depth exact, poses to 1e-9)."""
+    """Poses only as /tf (a base per camera under a static link -> optical mount), compressed images, 16UC1 depth
+    2 ms late under a RealSense's names (io/robot_bag.py): the converted bag reads as the contract bag written
+    directly (pixels and depth exact, poses to 1e-9)."""
     from lrm4d_ros.data.depth_sensor import with_depth
     from lrm4d_ros.data.generator import SceneConfig, generate
     from lrm4d_ros.io.bag import write_bag
+    from lrm4d_ros.io.robot_bag import robot_topics, write_robot_bag
 
     views = with_depth(generate(6, SceneConfig(frames=3, cameras=2, height=H, width=W, num_primitives=(2, 3))),
                        "sensor", seed=6)
     direct = read_bag(write_bag(views, tmp_path / "direct", depth_encoding="16UC1"))
-    t = rosbags_types()
-    entries = []
-    for i in range(len(views)):
-        name, s = views.camera_names[int(views.camera_ids[i])], int(views.stamps_ns[i])
-        frame = f"{name}_optical"
-        entries += [(s, f"/rig/{name}/image_raw/compressed", compressed_image_msg(views.images[i].numpy(), s, frame)),
-                    (s, f"/rig/{name}/camera_info", camera_info_msg(views.Ks[i].numpy(), W, H, s, frame)),
-                    (s + 2_000_000, f"/rig/{name}/depth_registered",
-                     depth_msg(views.depths[i].numpy(), s + 2_000_000, frame, "16UC1")),
-                    (s, "/tf", t.TFMessage(transforms=[transform_msg(views.camtoworlds[i].numpy(), s, "map", frame)]))]
-    _write_entries(tmp_path / "robot", entries)
+    write_robot_bag(views, tmp_path / "robot", world_frame="map", depth_lag_ns=2_000_000)
     names = views.camera_names
-    summary = convert_bag(tmp_path / "robot", tmp_path / "converted",
-                          {n: f"/rig/{n}/image_raw/compressed" for n in names},
-                          depths={n: f"/rig/{n}/depth_registered" for n in names})
+    topics = {n: robot_topics(n, compressed=True) for n in names}
+    summary = convert_bag(tmp_path / "robot", tmp_path / "converted", {n: topics[n]["image"] for n in names},
+                          depths={n: topics[n]["depth"] for n in names})
     assert summary["views"] == len(views) and not summary["skipped"], summary["text"]
+    assert summary["world_frame"] == "map"
     got = read_bag(tmp_path / "converted")
     assert got.camera_names == direct.camera_names and (got.stamps_ns == direct.stamps_ns).all()
     assert (got.camera_ids == direct.camera_ids).all() and (got.images == direct.images).all()
     assert (got.depths == direct.depths).all() and (got.Ks == direct.Ks).all()
     np.testing.assert_allclose(got.camtoworlds.numpy(), direct.camtoworlds.numpy(), atol=1e-9)
+
+
+def test_make_bag_robot_converts_back_with_the_suggested_command(tmp_path, capsys):
+    """`lrm4d make-bag --robot` and the command convert-bag suggests for it give the contract bag make-bag writes."""
+    scene = ["--seed", "7", "--frames", "2", "--cameras", "2", "--resolution", "24", "--supersample", "1",
+             "--depth", "clean"]
+    assert main(["make-bag", *scene, "--out", str(tmp_path / "robot"), "--robot", "--compression", "png"]) == 0
+    assert "recorded as a robot does" in capsys.readouterr().out
+    assert main(["make-bag", *scene, "--out", str(tmp_path / "direct"), "--depth-encoding", "16UC1"]) == 0
+    assert main(["convert-bag", str(tmp_path / "robot" / "scene_7"), "--out", str(tmp_path / "out")]) == 2
+    command = capsys.readouterr().out.split("(check the names and the depth pairing):\n")[1]
+    assert main(command.replace("\\\n", " ").split()[1:]) == 0
+    got, want = read_bag(tmp_path / "out"), read_bag(tmp_path / "direct" / "scene_7")
+    assert got.camera_names == want.camera_names and (got.images == want.images).all()
+    assert (got.depths == want.depths).all() and (got.stamps_ns == want.stamps_ns).all()
+    np.testing.assert_allclose(got.camtoworlds.numpy(), want.camtoworlds.numpy(), atol=1e-9)
 
 
 def test_rectification_rules():
@@ -315,7 +312,7 @@ def test_a_depth_camera_in_its_own_frame_is_registered(tmp_path):
                     (s, "/cam/color/camera_info", camera_info_msg(Kc, 64, 48, s, "cam_color_optical")),
                     (s + 4_000_000, "/cam/depth/image_rect_raw", depth_msg(depth, s + 4_000_000, "cam_depth_optical")),
                     (s + 4_000_000, "/cam/depth/camera_info", camera_info_msg(Kd, 32, 24, s, "cam_depth_optical"))]
-    _write_entries(tmp_path / "robot", entries)
+    write_entries(tmp_path / "robot", entries)
     summary = convert_bag(tmp_path / "robot", tmp_path / "contract", {"cam": "/cam/color/image_raw"},
                           depths={"cam": "/cam/depth/image_rect_raw"})
     assert summary["views"] == 2 and "registered from frame 'cam_depth_optical'" in summary["text"], summary["text"]
@@ -378,7 +375,7 @@ def test_poses_from_odometry_and_pose_topics(tmp_path):
                                              twist=TwistWC(twist=Twist(linear=zero, angular=zero),
                                                            covariance=np.zeros(36)))))
         entries.append((s, "/mocap/rig", pose_msg(base_pose(s), s, "odom")))
-    _write_entries(tmp_path / "robot", entries)
+    write_entries(tmp_path / "robot", entries)
     cams = {"side": "/robot/side/image_raw"}
     # without them only the static mount is known: the poses are the camera's in the base's frame
     assert convert_bag(tmp_path / "robot", tmp_path / "a", cams)["world_frame"] == "base_link"
@@ -398,7 +395,7 @@ def test_poses_from_odometry_and_pose_topics(tmp_path):
 
 def test_a_bag_without_poses_is_refused(tmp_path):
     s = T0
-    _write_entries(tmp_path / "robot", [(s, "/cam/image_raw", image_msg(np.zeros((H, W, 3)), s, "cam")),
+    write_entries(tmp_path / "robot", [(s, "/cam/image_raw", image_msg(np.zeros((H, W, 3)), s, "cam")),
                                         (s, "/cam/camera_info", camera_info_msg(K, W, H, s, "cam"))])
     with pytest.raises(ConvertError, match=r"no /tf or /tf_static .* and no --pose-topic was given"):
         convert_bag(tmp_path / "robot", tmp_path / "out", {"cam": "/cam/image_raw"})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..io.bag import COMPRESSIONS
@@ -54,6 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "/<cam>/image_raw/compressed (png lossless, jpeg) and /<cam>/depth/compressedDepth "
                              "(PNG) (default: none, raw sensor_msgs/Image)")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage (default: mcap)")
+    parser.add_argument("--robot", action="store_true",
+                        help="record it as a robot's drivers do instead of as a contract bag: poses only on /tf and "
+                             "/tf_static, RealSense topic names under /robot/<cam>/ (io/robot_bag.py); what "
+                             "`lrm4d convert-bag` and the node's pose_source tf take")
     parser.add_argument("--device", default="cpu", help="torch device for rendering (default: cpu)")
 
 
@@ -93,9 +98,16 @@ def run(args) -> int:
     views = with_depth(views, args.depth, seed=args.seed)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        write_bag(views, bag_dir, storage=args.storage,
-                  depth_encoding=None if args.depth == "none" else args.depth_encoding,
-                  compression=None if args.compression == "none" else args.compression)
+        if args.robot:
+            from ..io.robot_bag import write_robot_bag
+
+            write_robot_bag(views if args.depth != "none" else replace(views, depths=None), bag_dir,
+                            compression=None if args.compression == "none" else args.compression,
+                            storage=args.storage)
+        else:
+            write_bag(views, bag_dir, storage=args.storage,
+                      depth_encoding=None if args.depth == "none" else args.depth_encoding,
+                      compression=None if args.compression == "none" else args.compression)
     except ValueError as e:
         return refuse(str(e))
     T, C = scene.stamps_ns.shape
@@ -112,7 +124,15 @@ def run(args) -> int:
           f"{args.resolution}x{args.resolution}, stamps {int(scene.stamps_ns.min())}..{int(scene.stamps_ns.max())} ns"
           f" ({span_ms:.1f} ms)")
     if views.depths is not None and bool((views.depths > 0).any()):
-        print(f"depth ({args.depth}, {args.depth_encoding}): {float((views.depths > 0).float().mean()):.1%} of pixels "
+        encoding = "aligned_depth_to_color" if args.robot else args.depth_encoding
+        print(f"depth ({args.depth}, {encoding}): {float((views.depths > 0).float().mean()):.1%} of pixels "
               f"measured, {float(views.depths[views.depths > 0].min()):.2f}-{float(views.depths.max()):.2f} m")
     print(f"wrote contact sheet {sheet_path} (rows: cameras, columns: frames)")
+    if args.robot:
+        from ..io.robot_bag import robot_topics
+
+        first = robot_topics(scene.rig.names[0], compressed=args.compression != "none")
+        print(f"recorded as a robot does (poses on /tf, {first['image']} ...): `lrm4d convert-bag {bag_dir} --out "
+              f"OUT` suggests the command that writes its contract bag; `lrm4d play {bag_dir} --clock` feeds a node "
+              f"with pose_source tf and world_frame odom")
     return 0

@@ -61,6 +61,30 @@ def camera_topics(cam: str, compressed: bool = False) -> dict[str, str]:
     return t
 
 
+def _bag_to_write(path, views: ViewSet, who: str) -> tuple[Path, ViewSet, np.ndarray]:
+    """(bag directory, views on the CPU, their images as (N,H,W,3) uint8 round(255·x)) for a writer; FileExistsError
+    where the directory exists, ValueError for no views."""
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} exists; rosbags writes a new bag directory")
+    if len(views) == 0:
+        raise ValueError(f"{who}: the ViewSet has no views")
+    v = views.to("cpu")
+    return path, v, (v.images.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
+
+
+def write_entries(path: str | Path, entries, storage: str = "mcap") -> Path:
+    """entries (log time ns, topic, rosbags message) -> a bag at directory `path`, in log-time order, each topic's
+    connection typed by its first message."""
+    with Writer(Path(path), version=9, storage_plugin=STORAGES[storage]) as w:
+        conns = {}
+        for s, topic, msg in sorted(entries, key=lambda e: e[0]):
+            if topic not in conns:
+                conns[topic] = w.add_connection(topic, msg.__msgtype__, typestore=TYPESTORE)
+            w.write(conns[topic], s, serialize(msg))
+    return Path(path)
+
+
 def write_bag(views: ViewSet, path: str | Path, storage: str = "mcap", world_frame: str = "world",
               encoding: str = "rgb8", depth_encoding: str | None = None, compression: str | None = None) -> Path:
     """Write `views` as a contract bag at directory `path` (must not exist). Images are quantised to 8 bits
@@ -80,13 +104,7 @@ def write_bag(views: ViewSet, path: str | Path, storage: str = "mcap", world_fra
             raise ValueError(f"depth_encoding must be None or one of {list(DEPTH_ENCODINGS)}, got {depth_encoding!r}")
         if views.depths is None:
             raise ValueError("write_bag: depth_encoding given but the ViewSet has no depths")
-    path = Path(path)
-    if path.exists():
-        raise FileExistsError(f"{path} exists; rosbags writes a new bag directory")
-    if len(views) == 0:
-        raise ValueError("write_bag: the ViewSet has no views")
-    v = views.to("cpu")
-    images = (v.images.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
+    path, v, images = _bag_to_write(path, views, "write_bag")
     depths = None if depth_encoding is None else v.depths.numpy()
     image_type = IMAGE_TYPE if compression is None else COMPRESSED_TYPE
     keys = [("image", image_type), ("info", INFO_TYPE), ("pose", POSE_TYPE)] + \
@@ -130,7 +148,8 @@ def _robot_hint(by_topic: dict) -> str:
     through `lrm4d convert-bag` first."""
     tf = sorted(t for t in ("/tf", "/tf_static") if t in by_topic)
     return (f"; this looks like a robot's own recording ({' and '.join(tf) if tf else 'its own topic names'}, not "
-            f"the contract's /<cam>/pose): `lrm4d convert-bag BAG` lists its cameras and writes a contract bag")
+            f"the contract's /<cam>/pose): `lrm4d convert-bag BAG --out OUT` lists its cameras and writes a contract "
+            f"bag")
 
 
 def _cameras(reader: Reader, cameras) -> tuple[list[str], dict, dict]:
