@@ -381,16 +381,25 @@ class SpaceTimeWindow:
     def _lead_unbounded(self, now: int | None) -> bool:
         return now is None or self.max_lead_ns is None
 
+    def check_clock(self, stamp_ns: int, what: str = "image") -> None:
+        """RejectedInput (future_stamp, stale_stamp) where stamp_ns lies beyond the clock's max_lead_s / max_age_s:
+        the first thing add_view refuses, for input held before it gets there (an image waiting for its TF, which a
+        stamp far ahead would otherwise hold forever). Nothing is counted or changed."""
+        now = self.now_ns()
+        if now is None:
+            return
+        if self.max_lead_ns is not None and stamp_ns > now + self.max_lead_ns:
+            raise RejectedInput(f"{what} stamp {stamp_ns} ns is {(stamp_ns - now) * 1e-9:.3f} s ahead of the "
+                                f"clock (max lead {self.max_lead_ns * 1e-9:.3f} s)", "future_stamp")
+        if self.max_age_ns is not None and stamp_ns < now - self.max_age_ns:
+            raise RejectedInput(f"{what} stamp {stamp_ns} ns is {(now - stamp_ns) * 1e-9:.3f} s behind the "
+                                f"clock (max age {self.max_age_ns * 1e-9:.3f} s)", "stale_stamp")
+
     def _check_stamp(self, stamp_ns: int, what: str, camera: str) -> None:
         now = self.now_ns()
         if now is not None:
             self._purge_future(now)
-            if self.max_lead_ns is not None and stamp_ns > now + self.max_lead_ns:
-                raise RejectedInput(f"{what} stamp {stamp_ns} ns is {(stamp_ns - now) * 1e-9:.3f} s ahead of the "
-                                    f"clock (max lead {self.max_lead_ns * 1e-9:.3f} s)", "future_stamp")
-            if self.max_age_ns is not None and stamp_ns < now - self.max_age_ns:
-                raise RejectedInput(f"{what} stamp {stamp_ns} ns is {(now - stamp_ns) * 1e-9:.3f} s behind the "
-                                    f"clock (max age {self.max_age_ns * 1e-9:.3f} s)", "stale_stamp")
+            self.check_clock(stamp_ns, what)
         if self._lead_unbounded(now):  # the other cameras bound how far ahead a stamp may lie
             if what == "image":
                 self._offered[camera] = (stamp_ns, self._wall())

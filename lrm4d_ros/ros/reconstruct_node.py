@@ -381,9 +381,11 @@ class ReconstructNode(Node):
                 K, _, _ = self._camera_info(cam, rgb.shape[1::-1], "image")
             rgb = self._rectify[cam.name][1].colour(rgb)
             frame = cam.frame_id or msg.header.frame_id
-            if self.cfg.pose_source == "tf" and not frame:
-                raise RejectedInput(f"{cam.name} image: pose_source is tf but the image has no header.frame_id and "
-                                    f"the camera no frame_id parameter", "no_pose")
+            if self.cfg.pose_source == "tf":
+                if not frame:
+                    raise RejectedInput(f"{cam.name} image: pose_source is tf but the image has no header.frame_id "
+                                        f"and the camera no frame_id parameter", "no_pose")
+                self.window.check_clock(stamp)  # a stamp far ahead would wait for TF forever
         except RejectedInput as exc:
             return self._refuse(exc.reason, str(exc), cam_id)
         if self.cfg.pose_source != "tf":
@@ -399,16 +401,18 @@ class ReconstructNode(Node):
     def _release_tf_waiting(self) -> None:
         """Pose the images waiting for TF, each camera's in order: those whose transform is now known go into the
         window; one that TF can no longer serve, or beyond TF_WAIT, or that waited pose_wait_s is refused. Waiting
-        is measured in stamps (an image pose_wait_s older than the newest image), as the window measures an image's
-        wait for its pose topic, so a busy CPU that delivers the TF late does not refuse images it would pose."""
+        is measured on the node's clock (ROS time: a bag's with use_sim_time) against the image's stamp, not by
+        when the image reached the node: a busy ingest thread takes an image late, and its TF is then already in."""
         world = self.cfg.world_frame
-        newest = max([w[-1][2] for w in self._tf_waiting if w] + [self.window.newest_stamp_ns() or -1])
+        newest = self.window.now_ns()  # the clock; where it is unknown, the newest image's stamp
+        if newest is None:
+            newest = max([w[-1][2] for w in self._tf_waiting if w] + [self.window.newest_stamp_ns() or -1])
         for cam_id, waiting in enumerate(self._tf_waiting):
             while waiting:
                 rgb, K, stamp, frame, arrival = waiting[0]
                 waited = (newest - stamp) * 1e-9
                 late = (f" ({len(waiting) - 1} newer images of this camera wait)" if len(waiting) > TF_WAIT else
-                        f" (waited for images {waited:.2f} s newer)" if waited > self.cfg.pose_wait_s else "")
+                        f" (waited {waited:.2f} s)" if waited > self.cfg.pose_wait_s else "")
                 try:  # waited long enough: the transform as it stands now (the newest held within pose_tolerance_s)
                     T = self._tf.lookup(world, frame, stamp, wait=not late)
                 except RejectedInput as exc:
