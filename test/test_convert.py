@@ -295,6 +295,44 @@ def test_register_depth_onto_the_colour_camera():
     assert both.max() > 0 and (register_depth(np.zeros((4, 4)), Kd, np.eye(4), Kc, (8, 6)) == 0).all()
 
 
+def test_the_compiled_registration_equals_numpys():
+    """The numba kernel against register_depth_reference, bit for bit: depth finer and coarser than the colour
+    image, turned and shifted, with dropouts, a NaN and points behind the colour camera."""
+    from lrm4d_ros.io.register import register_depth, register_depth_reference
+
+    rng = np.random.default_rng(3)
+    Kc = np.array([[80., 0, 39.5], [0, 80., 29.5], [0, 0, 1]])
+    for scale, turn in ((1.0, 0.0), (0.4, 0.15), (2.5, -0.3)):
+        Kd = np.array([[60. * scale, 0, 50 * scale - 0.5], [0, 60. * scale, 40 * scale - 0.5], [0, 0, 1]])
+        d = rng.uniform(0.2, 5.0, (int(80 * scale), int(100 * scale)))
+        d[rng.random(d.shape) < 0.2], d[0, 0] = 0.0, np.nan
+        pose = yaw(turn, [0.05, -0.02, -0.5])  # half a metre ahead: some points land behind the colour camera
+        a = register_depth(d, Kd, pose, Kc, (80, 60))
+        np.testing.assert_array_equal(a, register_depth_reference(d, Kd, pose, Kc, (80, 60)))
+        assert 0.2 < (a > 0).mean() < 1.0
+
+
+def test_registration_falls_back_to_numpy_with_one_warning(monkeypatch):
+    import warnings
+
+    from lrm4d_ros.io import register
+
+    def broken(*args):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(register, "_STATE", [])
+    monkeypatch.setattr(register, "_register", broken)
+    Kd = np.array([[30., 0, 15.5], [0, 30., 11.5], [0, 0, 1]])
+    d = np.random.default_rng(4).uniform(0.5, 3.0, (24, 32))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = [register.register_depth(d, Kd, np.eye(4), Kd, (32, 24)) for _ in range(2)]
+    ours = [w for w in caught if "compiled depth registration unavailable" in str(w.message)]
+    assert len(ours) == 1 and "no compiler here" in str(ours[0].message) and "numpy's is used" in str(ours[0].message)
+    for a in got:
+        np.testing.assert_array_equal(a, register.register_depth_reference(d, Kd, np.eye(4), Kd, (32, 24)))
+
+
 def test_a_depth_camera_in_its_own_frame_is_registered(tmp_path):
     """A colour camera and a depth camera 5 cm apart (TF static between their optical frames), depth at a quarter
     of the colour's pixels and 4 ms late: the contract bag's depth is the plane's depth in the colour camera."""
