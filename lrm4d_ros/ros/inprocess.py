@@ -1,6 +1,7 @@
 """The reconstruct node and a client node in one process, on an isolated rclpy context and DDS domain with
-loopback-only discovery, spun by one MultiThreadedExecutor thread. The node runs on sim time driven by the
-client's /clock (the views' own stamps), as with `ros2 bag play --clock`. Used by the ROS tests."""
+loopback-only discovery, spun on one thread by the executor main() runs the node with (make_executor). The node
+runs on sim time driven by the client's /clock (the views' own stamps), as with `ros2 bag play --clock`. Used by the
+ROS tests."""
 from __future__ import annotations
 
 import os
@@ -10,7 +11,6 @@ import time
 import numpy as np
 import rclpy
 import torch
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import PointCloud2
@@ -18,7 +18,7 @@ from sensor_msgs.msg import PointCloud2
 from ..io.messages import image_rgb, pose_msg, time_msg
 from .conversions import RCLPY
 from .interfaces import ReconstructionStatus, RenderView
-from .reconstruct_node import NODE_NAME, SERVICE_QOS, ReconstructNode, window_signature
+from .reconstruct_node import NODE_NAME, SERVICE_QOS, ReconstructNode, make_executor, window_signature
 from .replay import ViewSetPublisher
 
 
@@ -68,7 +68,7 @@ class InProcessSession:
         self.client.create_subscription(PointCloud2, f"/{NODE_NAME}/gaussians", self._on_cloud, reliable)
         self.render = self.client.create_client(RenderView, params.get("render_service", f"/{NODE_NAME}/render_view"),
                                                 qos_profile=SERVICE_QOS)
-        self.executor = MultiThreadedExecutor(num_threads=6, context=self.context)
+        self.executor = make_executor(self.context)  # as main() runs the node
         self.executor.add_node(self.node)
         self.executor.add_node(self.client)
         self._stop = threading.Event()
