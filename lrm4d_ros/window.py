@@ -117,6 +117,10 @@ def pose_matrix(position, quat_wxyz) -> np.ndarray:
         raise RejectedInput(str(exc), "bad_pose") from None
 
 
+CLOCK_MISMATCH_NS = 3600 * 10**9  # stamps this far from the clock: the node and its input are on different clocks
+JUMP_BACK_NS = 10**9  # the clock going back by more than this starts the window afresh
+
+
 class PoseBuffer:
     """Time-ordered poses of one camera; `lookup(stamp_ns)` interpolates between the two that bracket it.
 
@@ -244,6 +248,7 @@ class SpaceTimeWindow:
         self.on_refusal = on_refusal
         self._wall = time.monotonic  # liveness of the cameras' offers (tests replace it)
         self._offered: dict[str, tuple[int, float]] = {}  # camera -> (latest image stamp offered, wall time)
+        self._clock_seen: int | None = None  # the latest clock reading: a jump back starts the window afresh
         self._lock = threading.Lock()
         self._names: list[str] = []
         self._views: dict[str, deque[_View]] = {}
@@ -389,11 +394,15 @@ class SpaceTimeWindow:
         if now is None:
             return
         if self.max_lead_ns is not None and stamp_ns > now + self.max_lead_ns:
+            hint = ("; the node on a bag's time (use_sim_time) with live input, or a camera's clock not synchronised?"
+                    if stamp_ns - now > CLOCK_MISMATCH_NS else "")
             raise RejectedInput(f"{what} stamp {stamp_ns} ns is {(stamp_ns - now) * 1e-9:.3f} s ahead of the "
-                                f"clock (max lead {self.max_lead_ns * 1e-9:.3f} s)", "future_stamp")
+                                f"clock (max lead {self.max_lead_ns * 1e-9:.3f} s){hint}", "future_stamp")
         if self.max_age_ns is not None and stamp_ns < now - self.max_age_ns:
+            hint = ("; a bag's stamps against a live clock? run the node with use_sim_time and play the bag with "
+                    "--clock" if now - stamp_ns > CLOCK_MISMATCH_NS else "")
             raise RejectedInput(f"{what} stamp {stamp_ns} ns is {(now - stamp_ns) * 1e-9:.3f} s behind the "
-                                f"clock (max age {self.max_age_ns * 1e-9:.3f} s)", "stale_stamp")
+                                f"clock (max age {self.max_age_ns * 1e-9:.3f} s){hint}", "stale_stamp")
 
     def _check_stamp(self, stamp_ns: int, what: str, camera: str) -> None:
         now = self.now_ns()
@@ -545,7 +554,15 @@ class SpaceTimeWindow:
 
     def _purge_future(self, now: int) -> None:
         """Drop what lies beyond the clock's lead: stored while the clock was unknown, or the clock jumped back
-        (a replayed bag started over), so the cameras start afresh instead of refusing everything as old."""
+        (a replayed bag started over), so the cameras start afresh instead of refusing everything as old. Where the
+        clock went back by more than a second (`lrm4d play --loop --clock` starting over), everything stamped after
+        it is dropped, not only what lies beyond the lead: the new pass's first second would be out of order."""
+        seen, self._clock_seen = self._clock_seen, max(self._clock_seen or now, now)
+        if seen is not None and now < seen - JUMP_BACK_NS:
+            self._clock_seen = now
+            for name in self._names:
+                self._drop_after(name, now, f"was stored before the clock went back to {now} ns (a bag played again?)")
+            return
         if self.max_lead_ns is None:
             return
         for name in self._names:

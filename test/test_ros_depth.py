@@ -115,7 +115,8 @@ def test_node_reconstructs_with_depth_and_survives_missing_late_and_bad_depth(tm
 def test_depth_in_its_own_frame_is_registered_onto_the_colour_image(tmp_path):
     """A depth camera as a RealSense publishes it by default: its own optical frame (5 cm and 4.6 deg off the colour
     camera's, on /tf_static), half the colour's resolution, its own camera_info beside its image, stamped 4 ms
-    apart. The node registers it (io/register.py) onto the colour image: the plane's depth in the colour camera."""
+    apart. The node registers it (io/register.py) onto the colour image: the plane's depth in the colour camera;
+    a depth that comes before its camera_info is held for it."""
     from lrm4d_ros.ros.tf_listener import TF_STATIC_QOS
     from lrm4d_ros.io.messages import camera_info_msg, transform_msg
     from sensor_msgs.msg import CameraInfo, Image
@@ -142,30 +143,37 @@ def test_depth_in_its_own_frame_is_registered_onto_the_colour_image(tmp_path):
                  "the node's depth subscriptions")
         session.publish_camera_infos()
         stamps = [int(s) for s in scene.stamps_ns]
-        # before the depth camera's camera_info: refused, saying what is missing
+        # before the depth camera's camera_info (a node starting up): held, then registered once it comes
         session.publisher.publish(0, depth=False)
         depth_pub.publish(depth_msg(depth, stamps[0] + 4_000_000, "cam0_depth_optical_frame", types=RCLPY))
-        st = session.wait_status(lambda s: "depth_frame" in s.rejection_reasons, 20.0, "the depth refused")
-        assert "cameras.cam0.depth_info_topic" in st.last_error and "/cam0/depth/camera_info" in st.last_error
-        info_pub.publish(camera_info_msg(Kd, W // 2, H // 2, stamps[1], "cam0_depth_optical_frame", RCLPY))
         time.sleep(0.3)
+        info_pub.publish(camera_info_msg(Kd, W // 2, H // 2, stamps[1], "cam0_depth_optical_frame", RCLPY))
         session.publisher.publish(1, depth=False)
         depth_pub.publish(depth_msg(depth, stamps[1] + 4_000_000, "cam0_depth_optical_frame", types=RCLPY))
         snap = wait_for(lambda: (v := session.node.window.snapshot()) is not None and v.depths is not None
-                        and float(v.depths[-1].max()) > 0 and v, 20.0, "the registered depth in the window")
-        got = snap.depths[-1].numpy()
-        m = got > 0
-        # the colour pixels whose surface point the depth camera sees get a depth (the colour image is twice as
-        # fine: each depth pixel's footprint fills its colour pixels)
+                        and len(v) == 2 and float(v.depths.flatten(1).amax(1).min()) > 0 and v, 20.0,
+                        "both views' registered depth in the window")
         v, u = np.mgrid[0:H, 0:W].astype(np.float64)
         p = np.linalg.inv(DEPTH_IN_COLOUR) @ np.stack([*(np.linalg.inv(Kc) @ np.stack([u, v, np.ones_like(u)]).reshape(
             3, -1)) * truth.ravel(), np.ones(H * W)])
         x, y = Kd[0, 0] * p[0] / p[2] + Kd[0, 2], Kd[1, 1] * p[1] / p[2] + Kd[1, 2]
         seen = ((x > 1) & (x < W // 2 - 2) & (y > 1) & (y < H // 2 - 2)).reshape(H, W)  # a pixel inside
-        assert m[seen].mean() > 0.99 and seen.mean() > 0.6
-        # each colour pixel holds the depth of the depth pixel over it (piecewise constant, as depth_image_proc's)
-        err = np.abs(got[m] / truth[m] - 1)
-        assert np.median(err) < 0.01 and err.max() < 0.03
-        assert reasons(session.status())["depth_frame"] == 1
+        for got in snap.depths.numpy():
+            m = got > 0
+            # the colour pixels whose surface point the depth camera sees get a depth (the colour image is twice
+            # as fine: each depth pixel's footprint fills its colour pixels)
+            assert m[seen].mean() > 0.99 and seen.mean() > 0.6
+            # each colour pixel holds the depth of the depth pixel over it (piecewise constant, as
+            # depth_image_proc's)
+            err = np.abs(got[m] / truth[m] - 1)
+            assert np.median(err) < 0.01 and err.max() < 0.03
+        assert "depth_frame" not in session.status().rejection_reasons
+
+        # a depth frame TF never names: held, the oldest refused once 8 more wait, saying what is missing
+        for k in range(9):
+            depth_pub.publish(depth_msg(depth, stamps[1] + 5_000_000 + k, "elsewhere_depth_frame", types=RCLPY))
+        st = session.wait_status(lambda s: "depth_frame" in s.rejection_reasons, 20.0, "the depth refused")
+        assert "no TF cam0_optical_frame <- elsewhere_depth_frame" in st.last_error
+        assert reasons(st)["depth_frame"] == 1
     finally:
         session.close()

@@ -325,6 +325,25 @@ def test_bad_parameters_refuse_to_start(session):
             ReconstructNode(context=session.context, parameter_overrides=[Parameter(name, value=value)])
 
 
+def test_misspelt_parameters_are_named_with_the_nearest_one(session):
+    """rclpy ignores parameters a node never declares: the node says so, naming the one most like it."""
+    from rclpy.parameter import Parameter
+
+    from lrm4d_ros.ros.params import unknown_parameters
+    from lrm4d_ros.ros.reconstruct_node import ReconstructNode
+
+    node = ReconstructNode(context=session.context, parameter_overrides=[
+        Parameter("depth_tolerence_s", value=0.02), Parameter("cameras.cam0.depth_topc", value="d"),
+        Parameter("pose_wait_s", value=0.5)])
+    try:
+        assert unknown_parameters(node) == [
+            "parameter 'cameras.cam0.depth_topc' is not one of this node's, ignored (did you mean "
+            "'cameras.cam0.depth_topic'?)",
+            "parameter 'depth_tolerence_s' is not one of this node's, ignored (did you mean 'depth_tolerance_s'?)"]
+    finally:
+        node.destroy_node()
+
+
 def test_a_known_floor_reaches_the_reconstructor(session):
     """floor_z counts only with floor_known (0.0 is a real height, not "unset")."""
     from rclpy.parameter import Parameter

@@ -248,3 +248,19 @@ def declare_and_load(node: Node) -> NodeConfig:
         K = fov_to_K(math.radians(fov), width, height).numpy()
         virtual.append(VirtualCamera(n, T, K, int(width), int(height), float(offset)))
     return NodeConfig(cameras, virtual, v)
+
+
+def unknown_parameters(node: Node) -> list[str]:
+    """One line per parameter given to `node` (YAML, -p) that it never declared, with the nearest declared name:
+    rclpy ignores them, so a misspelt one would silently keep its default."""
+    import difflib
+
+    declared = set(node._parameters)
+    lines = []
+    for name in sorted(set(node._parameter_overrides) - declared):
+        if name.startswith("qos_overrides."):  # rclpy's own
+            continue
+        near = difflib.get_close_matches(name, declared, n=1)
+        lines.append(f"parameter {name!r} is not one of this node's, ignored" +
+                     (f" (did you mean {near[0]!r}?)" if near else ""))
+    return lines

@@ -43,9 +43,10 @@ def message_class(msgtype: str):
 
 def play_bag(path, node, rate: float = 1.0, clock: bool = False, topics: list[str] | None = None,
              start_s: float = 0.0, queue: int = 100, wait_subscribers_s: float = 2.0, should_stop=lambda: False,
-             log=print) -> dict:
+             log=print, publishers: dict | None = None) -> dict:
     """Publish bag `path` from rclpy `node` (module docstring). Returns {"published": count, "skipped_topics":
-    {topic: why}, "seconds": bag seconds played}. Raises ValueError for an unreadable bag or a bad argument."""
+    {topic: why}, "seconds": bag seconds played}. Raises ValueError for an unreadable bag or a bad argument.
+    publishers: {topic: publisher} kept between calls (`--loop` plays again on the same ones)."""
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
     from ..io.bag import BagError, _open
@@ -67,7 +68,7 @@ def play_bag(path, node, rate: float = 1.0, clock: bool = False, topics: list[st
         qos = QoSProfile(depth=queue, reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(depth=queue, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        pubs = {}
+        pubs = {} if publishers is None else publishers
         for c in reader.connections:
             if topics and c.topic not in topics:
                 continue
@@ -85,11 +86,13 @@ def play_bag(path, node, rate: float = 1.0, clock: bool = False, topics: list[st
         if clock:
             from rosgraph_msgs.msg import Clock
 
-            clock_pub = node.create_publisher(Clock, "/clock", QoSProfile(depth=10))
+            if "/clock" not in pubs:
+                pubs["/clock"] = node.create_publisher(Clock, "/clock", QoSProfile(depth=10))
+            clock_pub = pubs["/clock"]
         for topic, why in skipped.items():
             log(f"lrm4d play: skipping {topic} ({why})")
         end = time.monotonic() + wait_subscribers_s  # let discovery match the subscribers before the first message
-        while time.monotonic() < end and not all(p.get_subscription_count() for p in pubs.values()):
+        while time.monotonic() < end and not all(pubs[c.topic].get_subscription_count() for c in conns):
             time.sleep(0.05)
         first = reader.start_time + int(start_s * 1e9)
         t0, published, last_note, last = time.monotonic(), 0, time.monotonic(), first
@@ -119,14 +122,18 @@ def _rclpy_types():
 
 def run(args) -> int:
     import rclpy
+    from rclpy.signals import SignalHandlerOptions
 
-    rclpy.init()
+    # Ctrl-C raises KeyboardInterrupt here (rclpy's handler would shut the context down under a publish)
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("lrm4d_play")
+    publishers: dict = {}
     try:
         while True:
             try:
                 result = play_bag(args.bag, node, rate=args.rate, clock=args.clock, topics=args.topics,
-                                  start_s=args.start, queue=args.queue, wait_subscribers_s=args.wait_subscribers)
+                                  start_s=args.start, queue=args.queue, wait_subscribers_s=args.wait_subscribers,
+                                  publishers=publishers)
             except ValueError as exc:
                 print(f"lrm4d play: error: {exc}", file=sys.stderr)
                 return 2

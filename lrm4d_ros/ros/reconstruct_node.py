@@ -53,7 +53,7 @@ from ..reconstructor import Reconstructor
 from ..window import LIVE_S, RejectedInput, SpaceTimeWindow
 from .conversions import RCLPY
 from .interfaces import ReconstructionStatus, RenderView
-from .params import DYNAMIC, NodeConfig, check, declare_and_load
+from .params import DYNAMIC, NodeConfig, check, declare_and_load, unknown_parameters
 from .tf_listener import TfListener
 
 NODE_NAME = "lrm4d_reconstruct"
@@ -131,6 +131,8 @@ class ReconstructNode(Node):
     def _setup(self, reconstructor: Reconstructor | None) -> None:
         self.cfg: NodeConfig = declare_and_load(self)
         cfg = self.cfg
+        for line in unknown_parameters(self):
+            self.get_logger().warning(line)
         self.window = SpaceTimeWindow(
             [c.name for c in cfg.cameras],
             window_s=cfg.window_seconds if cfg.window_seconds > 0 else None,
@@ -159,6 +161,8 @@ class ReconstructNode(Node):
         self._rectify: dict[str, tuple[tuple, Rectification]] = {}
         # depth in its own frame: per camera (info_key, Rectification) of the depth camera; the colour optical frame
         self._depth_rectify: dict[str, tuple[tuple, Rectification]] = {}
+        self._depth_waiting: dict[int, deque] = {}  # camera id -> depths held for their camera_info or TF
+        self._tf_new = threading.Event()  # TF came while depths were held
         self._colour_frame: dict[str, str] = {}
         self._awaiting_info: dict[int, deque] = {}  # camera id -> (kind, msg, arrival) held for its camera_info
         self._info_refused: dict[str, str] = {}  # camera -> why its last camera_info was refused (ingest thread)
@@ -304,11 +308,14 @@ class ReconstructNode(Node):
                     getattr(self, f"_on_{kind}")(cam_id, self.cfg.cameras[cam_id], msg, arrival)
                 except Exception as exc:  # a bug must not end the ingest thread: report it and go on
                     self._refuse("internal_error", f"{kind}: {type(exc).__name__}: {exc}")
-            if self.cfg.pose_source == "tf":
-                try:
+            try:
+                if self.cfg.pose_source == "tf":
                     self._release_tf_waiting()
-                except Exception as exc:
-                    self._refuse("internal_error", f"TF: {type(exc).__name__}: {exc}")
+                if self._tf_new.is_set():
+                    self._tf_new.clear()
+                    self._retry_depths()
+            except Exception as exc:
+                self._refuse("internal_error", f"TF: {type(exc).__name__}: {exc}")
 
     def _on_info(self, cam_id: int, cam, msg: CameraInfo, arrival: float) -> None:
         try:
@@ -342,7 +349,7 @@ class ReconstructNode(Node):
         except MessageError as exc:
             self._refuse("bad_pose", f"{cam.name} pose: {exc}", camera=cam.name)
         except RejectedInput as exc:
-            self._refuse(exc.reason, f"pose: {exc}", counted=True, camera=cam.name)
+            self._refuse(exc.reason, f"{cam.name} pose: {exc}", counted=True, camera=cam.name)
 
     def _camera_info(self, cam, size: tuple[int, int], what: str) -> tuple[np.ndarray, int, int]:
         """The camera's (K, width, height), checked against an image's size (width, height)."""
@@ -402,15 +409,17 @@ class ReconstructNode(Node):
         self._release_tf_waiting()
 
     def _tf_arrived(self) -> None:
-        """A TF message was added (executor thread): wake the ingest thread if images wait for their transform."""
-        if any(self._tf_waiting):
+        """A TF message was added (executor thread): wake the ingest thread if images or depths wait for TF."""
+        if any(self._tf_waiting) or any(self._depth_waiting.values()):
+            self._tf_new.set()
             self._inbox.wake()
 
     def _release_tf_waiting(self) -> None:
         """Pose the images waiting for TF, each camera's in order: those whose transform is now known go into the
         window; one that TF can no longer serve, or beyond TF_WAIT, or that waited pose_wait_s is refused. Waiting
-        is measured on the node's clock (ROS time: a bag's with use_sim_time) against the image's stamp, not by
-        when the image reached the node: a busy ingest thread takes an image late, and its TF is then already in."""
+        is measured on the node's clock (ROS time: a bag's with use_sim_time) against the image's stamp (a busy
+        ingest thread takes an image late, and its TF is then already in), and in steady time since it arrived,
+        whichever is longer: a clock that stands still (a bag played to its end) does not hold images forever."""
         world = self.cfg.world_frame
         newest = self.window.now_ns()  # the clock; where it is unknown, the newest image's stamp
         if newest is None:
@@ -418,7 +427,8 @@ class ReconstructNode(Node):
         for cam_id, waiting in enumerate(self._tf_waiting):
             while waiting:
                 rgb, K, stamp, frame, arrival = waiting[0]
-                waited = (newest - stamp) * 1e-9
+                # on the clock, or in steady time where the clock stands still (a bag that ended, a paused one)
+                waited = max((newest - stamp) * 1e-9, time.monotonic() - arrival)
                 late = (f" ({len(waiting) - 1} newer images of this camera wait)" if len(waiting) > TF_WAIT else
                         f" (waited {waited:.2f} s)" if waited > self.cfg.pose_wait_s else "")
                 try:  # waited long enough: the transform as it stands now (the newest held within pose_tolerance_s)
@@ -439,7 +449,7 @@ class ReconstructNode(Node):
         try:
             status = self.window.add_view(cam.name, rgb, K, stamp, camtoworld=T)
         except RejectedInput as exc:
-            return self._refuse(exc.reason, f"image: {exc}", counted=True, camera=cam.name)
+            return self._refuse(exc.reason, f"{cam.name} image: {exc}", counted=True, camera=cam.name)
         with self._lock:
             if arrival - max(self._last_image_at) > LIVE_S:  # the first image, or the first after a silence
                 self._first_image_at = arrival
@@ -459,7 +469,15 @@ class ReconstructNode(Node):
                 self._depth_rectify[cam.name] = (key, Rectification(msg, rectified=rectified_topic(cam.depth_topic),
                                                                     rectify=self.cfg.rectify != "off"))
         except MessageError as exc:
-            self._refuse("bad_camera_info", f"{cam.name} depth camera_info: {exc}", camera=cam.name)
+            return self._refuse("bad_camera_info", f"{cam.name} depth camera_info: {exc}", camera=cam.name)
+        self._retry_depths(cam_id)
+
+    def _retry_depths(self, cam_id: int | None = None) -> None:
+        """Register again the depths held for their camera_info or TF (of camera `cam_id`, or of every camera)."""
+        for i in [cam_id] if cam_id is not None else list(self._depth_waiting):
+            held, self._depth_waiting[i] = self._depth_waiting.get(i, deque()), deque()
+            for msg, arrival in held:  # in order; one that still cannot be registered is held again
+                self._on_depth(i, self.cfg.cameras[i], msg, arrival)
 
     def _on_depth(self, cam_id: int, cam, msg: Image, arrival: float) -> None:
         if self._hold_for_info(cam_id, cam, "depth", msg, arrival):
@@ -482,12 +500,24 @@ class ReconstructNode(Node):
                     self._camera_info(cam, depth.shape[::-1], "depth")
                 depth = self._rectify[cam.name][1].depth(depth)
         except RejectedInput as exc:
+            if exc.reason == "depth_frame":  # its camera_info or TF may still come (a node starting up)
+                return self._hold_depth(cam_id, cam, msg, arrival, exc)
             return self._refuse(exc.reason, str(exc), camera=cam.name)
         try:
             if self.window.add_depth(cam.name, stamp, depth) == "attached":
                 self._dirty()  # the window's depth changed: worth a new reconstruction
         except RejectedInput as exc:
-            self._refuse(exc.reason, f"depth: {exc}", counted=True, camera=cam.name)
+            self._refuse(exc.reason, f"{cam.name} depth: {exc}", counted=True, camera=cam.name)
+
+    def _hold_depth(self, cam_id: int, cam, msg, arrival: float, exc: RejectedInput) -> None:
+        """Hold a depth that cannot be registered yet (up to INFO_WAIT per camera; beyond, the oldest is refused
+        with the reason): at start-up the depth camera's camera_info and /tf_static often come after its first
+        images."""
+        q = self._depth_waiting.setdefault(cam_id, deque())
+        q.append((msg, arrival))
+        if len(q) > INFO_WAIT:
+            q.popleft()
+            self._refuse(exc.reason, str(exc), camera=cam.name)
 
     def _register_depth(self, cam, depth: np.ndarray, frame: str, colour: str, stamp: int) -> np.ndarray:
         """Depth (h,w) metres of a depth camera in its own optical frame -> (H,W) z-depth in the colour camera (0 =
