@@ -39,6 +39,9 @@ def _error_line(capsys) -> str:
     (AIM + ["--up", "0", "0", "0"], "--up must not be zero"),
     (["--position", "0", "0", "nan", "--look-at", "0", "0", "0"], "must be finite"),
     (["--position", "0", "0", "1", "--orientation", "0", "0", "0", "0"], "not unit length"),
+    (AIM + ["--stamp", "1707237830500000000"], "--stamp is in seconds since the epoch (e.g. 1707237830.5), got "
+                                               "1.70724e+18: nanoseconds?"),
+    (AIM + ["--stamp", "-1"], "--stamp is in seconds since the epoch"),
 ])
 def test_a_pose_the_arguments_do_not_define_is_refused_before_anything_is_sent(argv, message, no_ros, capsys):
     assert main(["render-view", *argv, "--timeout", "0.1"]) == 2

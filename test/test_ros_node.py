@@ -344,6 +344,30 @@ def test_misspelt_parameters_are_named_with_the_nearest_one(session):
         node.destroy_node()
 
 
+def test_a_camera_that_sends_nothing_is_named_with_its_topic(session):
+    """A wrong topic name otherwise shows only as a smaller rig: the node warns, naming the topic and its publishers
+    (none here), once per SILENT_REPEAT_S."""
+    import types
+
+    from rclpy.parameter import Parameter
+
+    from lrm4d_ros.ros.reconstruct_node import ReconstructNode
+
+    node = ReconstructNode(context=session.context, parameter_overrides=[Parameter("camera_names", value=["ghost"])])
+    try:
+        said = []
+        node.get_logger = lambda: types.SimpleNamespace(warning=said.append)
+        node._warn_silent_cameras()
+        assert said == []  # too early to tell
+        node._started -= 10.0
+        node._warn_silent_cameras()
+        node._warn_silent_cameras()
+        assert len(said) == 1 and said[0].startswith("ghost: no image since the node started 10 s ago on ")
+        assert "/ghost/image_raw (no publisher: check the topic name, or remap it)" in said[0]
+    finally:
+        node.destroy_node()
+
+
 def test_a_known_floor_reaches_the_reconstructor(session):
     """floor_z counts only with floor_known (0.0 is a real height, not "unset")."""
     from rclpy.parameter import Parameter

@@ -57,8 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage (default: mcap)")
     parser.add_argument("--robot", action="store_true",
                         help="record it as a robot's drivers do instead of as a contract bag: poses only on /tf and "
-                             "/tf_static, RealSense topic names under /robot/<cam>/ (io/robot_bag.py); what "
-                             "`lrm4d convert-bag` and the node's pose_source tf take")
+                             "/tf_static (world frame odom), RealSense topic names under /robot/<cam>/, depth as its "
+                             "aligned_depth_to_color 16UC1 (--compression applies to colour only) (io/robot_bag.py); "
+                             "what `lrm4d convert-bag` and the node's pose_source tf take")
     parser.add_argument("--device", default="cpu", help="torch device for rendering (default: cpu)")
 
 
@@ -134,5 +135,8 @@ def run(args) -> int:
         first = robot_topics(scene.rig.names[0], compressed=args.compression != "none")
         print(f"recorded as a robot does (poses on /tf, {first['image']} ...): `lrm4d convert-bag {bag_dir} --out "
               f"OUT` suggests the command that writes its contract bag; `lrm4d play {bag_dir} --clock` feeds a node "
-              f"with pose_source tf and world_frame odom")
+              f"with pose_source tf and world_frame odom"
+              + (f"; its ground is at z = {float(scene.ground_z):.3f} m in odom (the node's floor_known true, floor_z "
+                 f"{float(scene.ground_z):.3f}; a robot's odom has its floor at 0)" if scene.ground is not None else
+                 "; it has no ground (the node's floor_known false)"))
     return 0

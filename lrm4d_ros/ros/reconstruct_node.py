@@ -61,6 +61,7 @@ LOG_THROTTLE_S = 2.0
 # Images and depths of a camera whose first camera_info has not come yet are held (up to this many per camera,
 # the oldest then refused): a driver publishes CameraInfo and Image together and the image's callback may run first
 INFO_WAIT = 8
+SILENT_S, SILENT_REPEAT_S = 5.0, 30.0  # a camera with no image this long after start is warned of, then this often
 # With pose_source tf, images whose transform has not arrived yet wait (up to this many per camera, and up to
 # pose_wait_s each): a robot's TF comes after the camera's image, as tf2_ros's MessageFilter waits for it.
 TF_WAIT = 8
@@ -163,6 +164,8 @@ class ReconstructNode(Node):
         self._depth_rectify: dict[str, tuple[tuple, Rectification]] = {}
         self._depth_waiting: dict[int, deque] = {}  # camera id -> depths held for their camera_info or TF
         self._tf_new = threading.Event()  # TF came while depths were held
+        self._started = time.monotonic()
+        self._silent_warned: dict[str, float] = {}  # camera -> when its silence was last warned of (steady s)
         self._colour_frame: dict[str, str] = {}
         self._awaiting_info: dict[int, deque] = {}  # camera id -> (kind, msg, arrival) held for its camera_info
         self._info_refused: dict[str, str] = {}  # camera -> why its last camera_info was refused (ingest thread)
@@ -648,7 +651,26 @@ class ReconstructNode(Node):
             idle = not any(self._inbox.queues)
         if idle:  # images waiting for a pose that stopped expire even without new input (never while behind)
             self.window.expire()
+        self._warn_silent_cameras()
         self.status_pub.publish(self._status())
+
+    def _warn_silent_cameras(self) -> None:
+        """A camera that has sent no image SILENT_S after start is named in a warning (every SILENT_REPEAT_S), with
+        its topic and how many publishers it has: a wrong topic name otherwise shows only as a smaller rig."""
+        now = time.monotonic()
+        if now - self._started < SILENT_S:
+            return
+        for i, cam in enumerate(self.cfg.cameras):
+            if self._inbox.received_images[i] or now - self._silent_warned.get(cam.name, -math.inf) < SILENT_REPEAT_S:
+                continue
+            self._silent_warned[cam.name] = now
+            suffix = "" if self.cfg.image_transport == "raw" else f"/{self.cfg.image_transport}"
+            topic = self.resolve_topic_name(cam.image_topic + suffix)
+            n = self.count_publishers(topic)
+            self.get_logger().warning(
+                f"{cam.name}: no image since the node started {now - self._started:.0f} s ago on {topic} ("
+                + ("no publisher: check the topic name, or remap it)" if n == 0 else
+                   f"{n} publisher(s), none received: a QoS or message type mismatch?)"))
 
     def _status(self) -> ReconstructionStatus:
         st = self.window.stats
