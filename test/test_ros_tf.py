@@ -160,3 +160,38 @@ def test_a_robot_bag_played_is_posed_by_its_tf(tmp_path):
         node.destroy_node()
         player.destroy_node()
         rclpy.try_shutdown(context=context)
+
+
+def test_pose_topics_in_another_frame_are_mapped_by_tf(tmp_path):
+    """A motion-capture system's PoseStamped in its own frame ("mocap", placed in the world by /tf_static): the node
+    maps each pose into world_frame; a frame TF does not know is refused pose_frame, saying so."""
+    from lrm4d_ros.io.messages import pose_msg
+
+    scene = generate(3, SceneConfig(frames=2, cameras=2, height=32, width=32))
+    mocap = rigid_matrix((1.0, -2.0, 0.5), (np.cos(0.4), 0.0, 0.0, np.sin(0.4)))  # the mocap frame in the world
+    torch.manual_seed(0)
+    ckpt = save_model(tmp_path / "tiny.safetensors", LRM4D(LRM4DConfig.preset("tiny", n_layer=1)))
+    params = {"camera_names": list(scene.camera_names), "checkpoint": str(ckpt), "device": "cpu",
+              "min_views": len(scene), "max_input_views": len(scene), "window_seconds": 30.0,
+              "virtual_camera_names": []}
+    session = InProcessSession(84, scene, params)
+    try:
+        session.client.create_publisher(RCLPY.TFMessage, "/tf_static", TF_STATIC_QOS).publish(RCLPY.TFMessage(
+            transforms=[transform_msg(mocap, 0, "world", "mocap", RCLPY)]))
+        session.publish_camera_infos()
+        time.sleep(0.3)
+        for i in torch.argsort(scene.stamps_ns).tolist():
+            n, stamp = scene.camera_names[int(scene.camera_ids[i])], int(scene.stamps_ns[i])
+            in_mocap = np.linalg.inv(mocap) @ scene.camtoworlds[i].numpy()
+            session.publisher.pubs[n][1].publish(pose_msg(in_mocap, stamp, "mocap", RCLPY))
+            session.publisher.pubs[n][2].publish(session.publisher.messages(i)[2])
+        session.wait_status(lambda s: s.views_used == len(scene), 30.0, "every view posed through TF")
+        snap = session.node.window.snapshot()
+        idx = [int(torch.nonzero(scene.stamps_ns == s)[0]) for s in snap.stamps_ns]
+        np.testing.assert_allclose(snap.camtoworlds.numpy(), scene.camtoworlds[idx].numpy(), atol=1e-9)
+        n = scene.camera_names[0]
+        session.publisher.pubs[n][1].publish(pose_msg(np.eye(4), int(scene.stamps_ns.max()) + 1, "odom", RCLPY))
+        st = session.wait_status(lambda s: "pose_frame" in s.rejection_reasons, 20.0, "the unknown frame refused")
+        assert "frame 'odom' is not world_frame 'world' and TF does not map it" in st.last_error
+    finally:
+        session.close()

@@ -27,7 +27,8 @@ BIG = 1e9
 
 # name -> (default, description, range (lo, hi) or choices, or None). The type of each is that of its default.
 SCALARS = {
-    "world_frame": ("world", "frame of the input poses, the Gaussians and the render requests", None),
+    "world_frame": ("world", "frame of the Gaussians and the render requests, and of the input poses (a pose topic in "
+                             "another frame is mapped into it by TF)", None),
     "pose_source": ("topic", "camera poses from PoseStamped topics, or from TF (/tf, /tf_static): world_frame <- "
                                "the image's optical frame at its stamp", POSE_SOURCES),
     "pose_tolerance_s": (0.02, "an image may be this far before the first / after the last pose [s]", (0.0, 10.0)),

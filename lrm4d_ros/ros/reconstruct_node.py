@@ -196,10 +196,10 @@ class ReconstructNode(Node):
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.input_queue_depth, reliability=reliability,
                          durability=DurabilityPolicy.VOLATILE)
         self._inbox = _Inbox(len(cfg.cameras), cfg.ingest_queue_size)
-        # TF: the cameras' poses (pose_source tf) and where a depth camera sits in its colour camera's frame
+        # TF: the cameras' poses (pose_source tf), pose topics in another frame, where a depth camera sits
         self._tf = None
         self._tf_waiting = [deque() for _ in cfg.cameras]  # pose_source tf: decoded images waiting for their TF
-        if cfg.pose_source == "tf" or (RCLPY.TFMessage is not None and any(c.depth_topic for c in cfg.cameras)):
+        if cfg.pose_source == "tf" or RCLPY.TFMessage is not None:  # also maps poses and depth from other frames
             self._tf = TfListener(self, cfg.pose_tolerance_s, cfg.pose_max_gap_s, on_update=self._tf_arrived,
                                   on_error=lambda text: self._refuse("bad_tf", text))
         for i, cam in enumerate(cfg.cameras):
@@ -342,12 +342,18 @@ class ReconstructNode(Node):
             getattr(self, f"_on_{kind}")(cam_id, cam, held, arrival_)
 
     def _on_pose(self, cam_id: int, cam, msg: PoseStamped, arrival: float) -> None:
-        if msg.header.frame_id and msg.header.frame_id != self.cfg.world_frame:
-            return self._refuse("pose_frame", f"{cam.name} pose: frame {msg.header.frame_id!r} is not world_frame "
-                                              f"{self.cfg.world_frame!r}", camera=cam.name)
+        frame, world, stamp = msg.header.frame_id, self.cfg.world_frame, time_ns(msg.header.stamp)
         try:
             T = pose_matrix(msg)
-            if self.window.add_pose(cam.name, time_ns(msg.header.stamp), T):
+            if frame and frame != world:  # a pose in another frame (motion capture's): mapped by TF
+                try:
+                    if self._tf is None:
+                        raise RejectedInput("tf2_msgs is not installed (scripts/build_ros.sh builds it)", "no_pose")
+                    T = self._tf.lookup(world, frame, stamp) @ T
+                except RejectedInput as exc:
+                    return self._refuse("pose_frame", f"{cam.name} pose: frame {frame!r} is not world_frame {world!r}"
+                                                      f" and TF does not map it: {exc}", camera=cam.name)
+            if self.window.add_pose(cam.name, stamp, T):
                 self._dirty()  # it completed images that waited for a pose
         except MessageError as exc:
             self._refuse("bad_pose", f"{cam.name} pose: {exc}", camera=cam.name)
