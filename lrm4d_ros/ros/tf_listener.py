@@ -1,7 +1,7 @@
 """/tf and /tf_static into a TransformTree (io/tf_tree.py): what tf2_ros's TransformListener and Buffer do for the
-node's pose_source tf, without tf2_ros, which is not on PyPI. The message type, tf2_msgs/msg/TFMessage, comes from
-a ROS install or, where there is none, from vendor/tf2_msgs (built by scripts/build_ros.sh; the same definition, so
-the same type hash as a robot's tf2_msgs).
+node (pose_source tf, pose topics in another frame, depth in its own frame), without tf2_ros, which is not on PyPI.
+The message type, tf2_msgs/msg/TFMessage, comes from a ROS install or, where there is none, from vendor/tf2_msgs
+(built by scripts/build_ros.sh; the same definition, so the same type hash as a robot's tf2_msgs).
 
 Callbacks (one exclusive group) add transforms under a lock; `lookup` may run on any thread.
 """
