@@ -118,7 +118,7 @@ def pose_matrix(position, quat_wxyz) -> np.ndarray:
 
 
 CLOCK_MISMATCH_NS = 3600 * 10**9  # stamps this far from the clock: the node and its input are on different clocks
-JUMP_BACK_NS = 10**9  # the clock going back by more than this starts the window afresh
+JUMP_BACK_NS = 50_000_000  # the clock going back by more than this starts the window afresh (a bag played again)
 
 
 class PoseBuffer:
@@ -555,13 +555,12 @@ class SpaceTimeWindow:
     def _purge_future(self, now: int) -> None:
         """Drop what lies beyond the clock's lead: stored while the clock was unknown, or the clock jumped back
         (a replayed bag started over), so the cameras start afresh instead of refusing everything as old. Where the
-        clock went back by more than a second (`lrm4d play --loop --clock` starting over), everything stamped after
-        it is dropped, not only what lies beyond the lead: the new pass's first second would be out of order."""
+        clock went back by more than JUMP_BACK_NS (`lrm4d play --loop --clock` starting over), everything stamped
+        from it on expires (_restart), not only what lies beyond the lead: the new pass would be out of order."""
         seen, self._clock_seen = self._clock_seen, max(self._clock_seen or now, now)
         if seen is not None and now < seen - JUMP_BACK_NS:
             self._clock_seen = now
-            for name in self._names:
-                self._drop_after(name, now, f"was stored before the clock went back to {now} ns (a bag played again?)")
+            self._restart(now)
             return
         if self.max_lead_ns is None:
             return
@@ -576,6 +575,19 @@ class SpaceTimeWindow:
             if ref is not None:
                 self._drop_after(name, ref + self.max_skew_ns, f"is more than {self.max_skew_ns * 1e-9:.3f} s "
                                                                 "ahead of every other camera's latest image")
+
+    def _restart(self, now: int) -> None:
+        """The clock went back (a bag played again): what was stored at or after `now` is from before; it expires
+        (counted as expired, not refused: it was good input) and the cameras start afresh."""
+        for name in self._names:
+            for q in (self._views[name], self._pending[name]):
+                while q and q[-1].stamp_ns >= now:
+                    q.pop()
+                    self._stats.expired += 1
+            while self._depths[name] and self._depths[name][-1][0] >= now:
+                self._depths[name].pop()
+            self._poses[name].drop_newer_than(now - 1)
+        self._offered.clear()
 
     def _drop_after(self, name: str, limit: int, why: str) -> None:
         """Drop camera `name`'s images (reported: future_stamp), depths and poses stamped after `limit`."""

@@ -42,6 +42,7 @@ def _error_line(capsys) -> str:
     (AIM + ["--stamp", "1707237830500000000"], "--stamp is in seconds since the epoch (e.g. 1707237830.5), got "
                                                "1.70724e+18: nanoseconds?"),
     (AIM + ["--stamp", "-1"], "--stamp is in seconds since the epoch"),
+    (AIM + ["--stamp", "1e10"], "got 1e+10: nanoseconds?"),  # beyond builtin_interfaces/Time's int32 seconds
 ])
 def test_a_pose_the_arguments_do_not_define_is_refused_before_anything_is_sent(argv, message, no_ros, capsys):
     assert main(["render-view", *argv, "--timeout", "0.1"]) == 2

@@ -175,5 +175,8 @@ def test_depth_in_its_own_frame_is_registered_onto_the_colour_image(tmp_path):
         st = session.wait_status(lambda s: "depth_frame" in s.rejection_reasons, 20.0, "the depth refused")
         assert "no TF cam0_optical_frame <- elsewhere_depth_frame" in st.last_error
         assert reasons(st)["depth_frame"] == 1
+        # the 8 still held are refused too once held STALLED x pose_wait_s (nothing more comes: a short stream)
+        st = session.wait_status(lambda s: reasons(s)["depth_frame"] == 9, 20.0, "the held depths refused")
+        assert "elsewhere_depth_frame" in st.last_error and "(held " in st.last_error
     finally:
         session.close()

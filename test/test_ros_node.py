@@ -334,11 +334,13 @@ def test_misspelt_parameters_are_named_with_the_nearest_one(session):
 
     node = ReconstructNode(context=session.context, parameter_overrides=[
         Parameter("depth_tolerence_s", value=0.02), Parameter("cameras.cam0.depth_topc", value="d"),
-        Parameter("pose_wait_s", value=0.5)])
+        Parameter("pose_wait_s", value=0.5), Parameter("cameras.cam9.image_topic", value="x")])
     try:
-        assert unknown_parameters(node) == [
+        assert unknown_parameters(node, node.cfg) == [
             "parameter 'cameras.cam0.depth_topc' is not one of this node's, ignored (did you mean "
             "'cameras.cam0.depth_topic'?)",
+            "parameter 'cameras.cam9.image_topic' is for camera 'cam9', which camera_names does not list "
+            "(['cam0', 'cam1', 'cam2', 'cam3']), ignored",
             "parameter 'depth_tolerence_s' is not one of this node's, ignored (did you mean 'depth_tolerance_s'?)"]
     finally:
         node.destroy_node()

@@ -71,10 +71,10 @@ def test_tf_pose_source(tmp_path):
             session.publisher.pubs[names[0]][2].publish(
                 image_msg(np.zeros((32, 32, 3), np.uint8), stamp, "nowhere_optical_frame", types=RCLPY))
             time.sleep(0.3)
-        # (the second follows 1 s after it arrived, in steady time: the clock stands still after it)
+        # (the second follows in steady time, STALLED x pose_wait_s after it came: the clock stands still after it)
         st = session.wait_status(lambda s: s.views_rejected == 2, 20.0, "the unknown frame's images refused")
         assert "no TF world <- nowhere_optical_frame" in st.last_error and "not in the TF tree" in st.last_error
-        assert re.search(r"\(waited 1\.\d\d s\)", st.last_error) and st.pending_per_camera[0] == 0
+        assert re.search(r"\(waited \d\.\d\d s\)", st.last_error) and st.pending_per_camera[0] == 0
         assert dict(zip(st.rejection_reasons, st.rejection_counts))["no_pose"] == 2
 
         # a stamp between two transforms too far apart can never be served: refused at once, saying why

@@ -251,15 +251,22 @@ def declare_and_load(node: Node) -> NodeConfig:
     return NodeConfig(cameras, virtual, v)
 
 
-def unknown_parameters(node: Node) -> list[str]:
+def unknown_parameters(node: Node, cfg: NodeConfig) -> list[str]:
     """One line per parameter given to `node` (YAML, -p) that it never declared, with the nearest declared name:
     rclpy ignores them, so a misspelt one would silently keep its default."""
     import difflib
 
     declared = set(node._parameters)
+    listed = {"cameras": ("camera_names", [c.name for c in cfg.cameras]),
+              "virtual_cameras": ("virtual_camera_names", [v.name for v in cfg.virtual_cameras])}
     lines = []
     for name in sorted(set(node._parameter_overrides) - declared):
         if name.startswith("qos_overrides."):  # rclpy's own
+            continue
+        part = name.split(".")
+        if part[0] in listed and len(part) == 3 and part[1] not in listed[part[0]][1]:
+            lines.append(f"parameter {name!r} is for camera {part[1]!r}, which {listed[part[0]][0]} does not list "
+                         f"({listed[part[0]][1]}), ignored")
             continue
         near = difflib.get_close_matches(name, declared, n=1)
         lines.append(f"parameter {name!r} is not one of this node's, ignored" +

@@ -65,6 +65,7 @@ SILENT_S, SILENT_REPEAT_S = 5.0, 30.0  # a camera with no image this long after 
 # With pose_source tf, images whose transform has not arrived yet wait (up to this many per camera, and up to
 # pose_wait_s each): a robot's TF comes after the camera's image, as tf2_ros's MessageFilter waits for it.
 TF_WAIT = 8
+STALLED = 3  # an image or depth held this many pose_wait_s in steady time is refused whatever the clock says
 ARRIVALS_KEPT = 4096
 # A burst of requests larger than the DDS history is silently dropped by the middleware; keep room for bursts.
 SERVICE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=64, reliability=ReliabilityPolicy.RELIABLE)
@@ -132,7 +133,7 @@ class ReconstructNode(Node):
     def _setup(self, reconstructor: Reconstructor | None) -> None:
         self.cfg: NodeConfig = declare_and_load(self)
         cfg = self.cfg
-        for line in unknown_parameters(self):
+        for line in unknown_parameters(self, cfg):
             self.get_logger().warning(line)
         self.window = SpaceTimeWindow(
             [c.name for c in cfg.cameras],
@@ -166,6 +167,7 @@ class ReconstructNode(Node):
         self._tf_new = threading.Event()  # TF came while depths were held
         self._started = time.monotonic()
         self._silent_warned: dict[str, float] = {}  # camera -> when its silence was last warned of (steady s)
+        self._publisher_seen: dict[str, float] = {}  # camera -> when a publisher of its image topic was first seen
         self._colour_frame: dict[str, str] = {}
         self._awaiting_info: dict[int, deque] = {}  # camera id -> (kind, msg, arrival) held for its camera_info
         self._info_refused: dict[str, str] = {}  # camera -> why its last camera_info was refused (ingest thread)
@@ -317,6 +319,8 @@ class ReconstructNode(Node):
                 if self._tf_new.is_set():
                     self._tf_new.clear()
                     self._retry_depths()
+                if self._depth_waiting:
+                    self._expire_held_depths()
             except Exception as exc:
                 self._refuse("internal_error", f"TF: {type(exc).__name__}: {exc}")
 
@@ -358,7 +362,7 @@ class ReconstructNode(Node):
         except MessageError as exc:
             self._refuse("bad_pose", f"{cam.name} pose: {exc}", camera=cam.name)
         except RejectedInput as exc:
-            self._refuse(exc.reason, f"{cam.name} pose: {exc}", counted=True, camera=cam.name)
+            self._refuse(exc.reason, str(exc), counted=True, camera=cam.name)
 
     def _camera_info(self, cam, size: tuple[int, int], what: str) -> tuple[np.ndarray, int, int]:
         """The camera's (K, width, height), checked against an image's size (width, height)."""
@@ -409,7 +413,10 @@ class ReconstructNode(Node):
                 if not frame:
                     raise RejectedInput(f"{cam.name} image: pose_source is tf but the image has no header.frame_id "
                                         f"and the camera no frame_id parameter", "no_pose")
-                self.window.check_clock(stamp)  # a stamp far ahead would wait for TF forever
+                try:  # a stamp far ahead would wait for TF forever
+                    self.window.check_clock(stamp)
+                except RejectedInput as exc:
+                    raise RejectedInput(f"{cam.name}: {exc}", exc.reason) from None
         except RejectedInput as exc:
             return self._refuse(exc.reason, str(exc), cam_id)
         if self.cfg.pose_source != "tf":
@@ -425,10 +432,11 @@ class ReconstructNode(Node):
 
     def _release_tf_waiting(self) -> None:
         """Pose the images waiting for TF, each camera's in order: those whose transform is now known go into the
-        window; one that TF can no longer serve, or beyond TF_WAIT, or that waited pose_wait_s is refused. Waiting
-        is measured on the node's clock (ROS time: a bag's with use_sim_time) against the image's stamp (a busy
-        ingest thread takes an image late, and its TF is then already in), and in steady time since it arrived,
-        whichever is longer: a clock that stands still (a bag played to its end) does not hold images forever."""
+        window; one that TF can no longer serve, or beyond TF_WAIT, or that waited pose_wait_s is refused. It has
+        waited that long when both the node's clock (ROS time: a bag's with use_sim_time) has passed its stamp by
+        pose_wait_s and pose_wait_s of steady time have passed since it came (a bag played 8x fast runs the clock
+        ahead of when its TF can be taken), or STALLED times that in steady time alone (a clock that stands still:
+        a bag played to its end)."""
         world = self.cfg.world_frame
         newest = self.window.now_ns()  # the clock; where it is unknown, the newest image's stamp
         if newest is None:
@@ -436,10 +444,10 @@ class ReconstructNode(Node):
         for cam_id, waiting in enumerate(self._tf_waiting):
             while waiting:
                 rgb, K, stamp, frame, arrival = waiting[0]
-                # on the clock, or in steady time where the clock stands still (a bag that ended, a paused one)
-                waited = max((newest - stamp) * 1e-9, time.monotonic() - arrival)
+                on_clock, steady, limit = (newest - stamp) * 1e-9, time.monotonic() - arrival, self.cfg.pose_wait_s
                 late = (f" ({len(waiting) - 1} newer images of this camera wait)" if len(waiting) > TF_WAIT else
-                        f" (waited {waited:.2f} s)" if waited > self.cfg.pose_wait_s else "")
+                        f" (waited {max(on_clock, steady):.2f} s)" if (on_clock > limit and steady > limit)
+                        or steady > STALLED * limit else "")
                 try:  # waited long enough: the transform as it stands now (the newest held within pose_tolerance_s)
                     T = self._tf.lookup(world, frame, stamp, wait=not late)
                 except RejectedInput as exc:
@@ -458,7 +466,7 @@ class ReconstructNode(Node):
         try:
             status = self.window.add_view(cam.name, rgb, K, stamp, camtoworld=T)
         except RejectedInput as exc:
-            return self._refuse(exc.reason, f"{cam.name} image: {exc}", counted=True, camera=cam.name)
+            return self._refuse(exc.reason, str(exc), counted=True, camera=cam.name)
         with self._lock:
             if arrival - max(self._last_image_at) > LIVE_S:  # the first image, or the first after a silence
                 self._first_image_at = arrival
@@ -485,7 +493,7 @@ class ReconstructNode(Node):
         """Register again the depths held for their camera_info or TF (of camera `cam_id`, or of every camera)."""
         for i in [cam_id] if cam_id is not None else list(self._depth_waiting):
             held, self._depth_waiting[i] = self._depth_waiting.get(i, deque()), deque()
-            for msg, arrival in held:  # in order; one that still cannot be registered is held again
+            for msg, arrival, _ in held:  # in order; one that still cannot be registered is held again
                 self._on_depth(i, self.cfg.cameras[i], msg, arrival)
 
     def _on_depth(self, cam_id: int, cam, msg: Image, arrival: float) -> None:
@@ -516,17 +524,26 @@ class ReconstructNode(Node):
             if self.window.add_depth(cam.name, stamp, depth) == "attached":
                 self._dirty()  # the window's depth changed: worth a new reconstruction
         except RejectedInput as exc:
-            self._refuse(exc.reason, f"{cam.name} depth: {exc}", counted=True, camera=cam.name)
+            self._refuse(exc.reason, str(exc), counted=True, camera=cam.name)
 
     def _hold_depth(self, cam_id: int, cam, msg, arrival: float, exc: RejectedInput) -> None:
         """Hold a depth that cannot be registered yet (up to INFO_WAIT per camera; beyond, the oldest is refused
         with the reason): at start-up the depth camera's camera_info and /tf_static often come after its first
         images."""
         q = self._depth_waiting.setdefault(cam_id, deque())
-        q.append((msg, arrival))
+        q.append((msg, arrival, str(exc)))
         if len(q) > INFO_WAIT:
             q.popleft()
             self._refuse(exc.reason, str(exc), camera=cam.name)
+
+    def _expire_held_depths(self) -> None:
+        """Refuse, with the reason they were held, depths held STALLED * pose_wait_s in steady time: a short stream
+        whose camera_info or TF never comes would otherwise leave them held without a word."""
+        now = time.monotonic()
+        for cam_id, q in self._depth_waiting.items():
+            while q and now - q[0][1] > STALLED * self.cfg.pose_wait_s:
+                _, arrival, why = q.popleft()
+                self._refuse("depth_frame", f"{why} (held {now - arrival:.1f} s)", camera=self.cfg.cameras[cam_id].name)
 
     def _register_depth(self, cam, depth: np.ndarray, frame: str, colour: str, stamp: int) -> np.ndarray:
         """Depth (h,w) metres of a depth camera in its own optical frame -> (H,W) z-depth in the colour camera (0 =
@@ -669,10 +686,12 @@ class ReconstructNode(Node):
         for i, cam in enumerate(self.cfg.cameras):
             if self._inbox.received_images[i] or now - self._silent_warned.get(cam.name, -math.inf) < SILENT_REPEAT_S:
                 continue
-            self._silent_warned[cam.name] = now
             suffix = "" if self.cfg.image_transport == "raw" else f"/{self.cfg.image_transport}"
             topic = self.resolve_topic_name(cam.image_topic + suffix)
             n = self.count_publishers(topic)
+            if n and now - self._publisher_seen.setdefault(cam.name, now) < SILENT_S:
+                continue  # a publisher just came (a bag started): give its images time to arrive
+            self._silent_warned[cam.name] = now
             self.get_logger().warning(
                 f"{cam.name}: no image since the node started {now - self._started:.0f} s ago on {topic} ("
                 + ("no publisher: check the topic name, or remap it)" if n == 0 else

@@ -114,9 +114,9 @@ def run(args) -> int:
 
     try:  # before anything is sent
         T = camera_pose(args)
-        if not 0 <= args.stamp < 1e11:  # ~5000 years after the epoch: nanoseconds given for seconds
+        if not 0 <= args.stamp < 2**31:  # builtin_interfaces/Time's sec is an int32: nanoseconds given for seconds?
             raise ValueError(f"--stamp is in seconds since the epoch (e.g. 1707237830.5), got {args.stamp:g}"
-                             + (": nanoseconds?" if args.stamp >= 1e11 else ""))
+                             + (": nanoseconds?" if args.stamp >= 2**31 else ""))
     except ValueError as e:
         return _error(e)
     try:  # interfaces first: where they are not built, their message says how to build them
