@@ -2,8 +2,9 @@
 reconstruct as well as the same views handed to the Reconstructor directly. The robot way: poses only on /tf (each
 camera on a moving base under a static mount, every transform published after its image), colour as PNG
 CompressedImage, depth from a depth camera in its own optical frame (turned 90 degrees about the optical axis, so
-its pixels are the colour's, transposed: registration is exact) with its own camera_info, registered by the node. The held-out cameras (rig protocol) rendered by render_view score within
-0.2 dB of the offline renders, and above the nearest input."""
+its pixels are the colour's, transposed: registration is exact) with its own camera_info, registered by the node.
+The held-out cameras (rig protocol) rendered by render_view score within 0.2 dB of the offline renders, and above
+the nearest input."""
 import time
 
 import numpy as np
