@@ -94,6 +94,10 @@ def play_bag(path, node, rate: float = 1.0, clock: bool = False, topics: list[st
         end = time.monotonic() + wait_subscribers_s  # let discovery match the subscribers before the first message
         while time.monotonic() < end and not all(pubs[c.topic].get_subscription_count() for c in conns):
             time.sleep(0.05)
+        unheard = sorted({c.topic for c in conns if not pubs[c.topic].get_subscription_count()})
+        if unheard and wait_subscribers_s > 0:
+            log(f"lrm4d play: no subscriber on {', '.join(unheard)} after {wait_subscribers_s:g} s (a topic name the "
+                f"node does not use, or another ROS_DOMAIN_ID?); playing anyway")
         first = reader.start_time + int(start_s * 1e9)
         t0, published, last_note, last = time.monotonic(), 0, time.monotonic(), first
         for conn, stamp, raw in reader.messages(connections=conns, start=first):
