@@ -2,6 +2,7 @@
 optical frame at its stamp, as a robot publishes them: a latched static mount per camera (base -> optical frame) and
 a moving base on /tf that arrives *after* the camera's image. Also: what TF cannot pose is refused with the reason.
 """
+import contextlib
 import re
 import time
 
@@ -22,6 +23,49 @@ from lrm4d_ros.io.messages import image_msg, transform_msg  # noqa: E402
 from lrm4d_ros.model import LRM4D, LRM4DConfig  # noqa: E402
 
 DOMAIN_ID = 75
+
+
+@contextlib.contextmanager
+def node_and_player(domain_id: int, args: list[str] | None = None, overrides: dict | None = None):
+    """(the reconstruct node spun on its own executor as main() spins it, a bare node to play bags from) on a
+    context of their own; everything torn down after."""
+    import threading
+
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from lrm4d_ros.ros.reconstruct_node import ReconstructNode, make_executor
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain_id, args=args)
+    node = ReconstructNode(context=context, parameter_overrides=[Parameter(k, value=v)
+                                                                 for k, v in (overrides or {}).items()])
+    player = rclpy.create_node("player", context=context)
+    executor = make_executor(context)
+    executor.add_node(node)
+    stop = threading.Event()
+    spinner = threading.Thread(target=lambda: [executor.spin_once(timeout_sec=0.02) for _ in iter(stop.is_set, True)])
+    spinner.start()
+    try:
+        yield node, player
+    finally:
+        stop.set()
+        spinner.join()
+        executor.shutdown(timeout_sec=10.0)
+        node.destroy_node()
+        player.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
+def wait_for_views(node, n: int, timeout: float = 20.0, depth: bool = False):
+    """The node's window snapshot once it holds n views (each with depth if `depth`); None after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = node.window.snapshot()
+        if v is not None and len(v) == n and (not depth or v.depths is not None):
+            return v
+        time.sleep(0.05)
+    return None
 
 
 def test_tf_pose_source(tmp_path):
@@ -115,51 +159,25 @@ def test_a_robot_bag_played_is_posed_by_its_tf(tmp_path):
     """A robot's recording (test_convert's: odom -> base_link on /tf at 100 Hz, the camera mounted by /tf_static,
     which is recorded once before everything) played by `lrm4d play --clock` into a node that starts before it: each
     image goes out before the /tf that brackets it, and comes out posed as the analytic motion says."""
-    import threading
-
-    import rclpy
-    from rclpy.executors import MultiThreadedExecutor
-    from rclpy.parameter import Parameter
-
     from lrm4d_ros.ros.play import play_bag
-    from lrm4d_ros.ros.reconstruct_node import ReconstructNode
     from test_convert import FRAMES, SIDE_OPTICAL, T0, base_pose, write_robot_bag
 
     bag = write_robot_bag(tmp_path / "robot.mcap", tf_end_ns=T0 + FRAMES * 100_000_000)
     torch.manual_seed(0)
     ckpt = save_model(tmp_path / "tiny.safetensors", LRM4D(LRM4DConfig.preset("tiny", n_layer=1)))
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=81)  # 76 is test_ros_viewer's
     params = {"use_sim_time": True, "camera_names": ["side"], "cameras.side.image_topic": "/robot/side/image_raw",
               "cameras.side.info_topic": "/robot/side/camera_info", "world_frame": "odom", "pose_source": "tf",
               "checkpoint": str(ckpt), "device": "cpu", "min_views": FRAMES, "window_seconds": 30.0,
               "virtual_camera_names": [], "input_qos": "reliable"}
-    node = ReconstructNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
-    player = rclpy.create_node("player", context=context)
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
-    executor.add_node(node)
-    stop = threading.Event()
-    spinner = threading.Thread(target=lambda: [executor.spin_once(timeout_sec=0.02) for _ in iter(stop.is_set, True)])
-    spinner.start()
-    try:
+    with node_and_player(81, overrides=params) as (node, player):  # 76 is test_ros_viewer's
         result = play_bag(bag, player, rate=0.5, clock=True, wait_subscribers_s=5.0, log=lambda _: None,
                           topics=["/robot/side/image_raw", "/robot/side/camera_info", "/tf", "/tf_static"])
         assert result["published"] > FRAMES * 2
-        deadline = time.monotonic() + 20.0
-        while len(node.window.snapshot() or []) < FRAMES and time.monotonic() < deadline:
-            time.sleep(0.05)
-        snap = node.window.snapshot()
-        assert snap is not None and len(snap) == FRAMES, (node.window.stats, node._rejections, node._last_error)
+        snap = wait_for_views(node, FRAMES)
+        assert snap is not None, (node.window.stats, node._rejections, node._last_error)
         for s, T in zip(snap.stamps_ns.tolist(), snap.camtoworlds.numpy()):
             np.testing.assert_allclose(T, base_pose(s) @ SIDE_OPTICAL, atol=1e-9)
         assert sum(node.window.stats.rejections.values()) == 0 and node._rejections == {}
-    finally:
-        stop.set()
-        spinner.join()
-        executor.shutdown(timeout_sec=10.0)
-        node.destroy_node()
-        player.destroy_node()
-        rclpy.try_shutdown(context=context)
 
 
 def test_pose_topics_in_another_frame_are_mapped_by_tf(tmp_path):
@@ -195,3 +213,30 @@ def test_pose_topics_in_another_frame_are_mapped_by_tf(tmp_path):
         assert "frame 'odom' is not world_frame 'world' and TF does not map it" in st.last_error
     finally:
         session.close()
+
+
+def test_make_bag_robot_and_its_node_parameters_play_into_the_node(tmp_path):
+    """`lrm4d make-bag --robot` writes a robot-style bag and the node's parameters for it; the node started on that
+    file (as `--params-file`) and fed the bag by `lrm4d play --clock` takes every view, posed and with depth as the
+    contract bag make-bag writes for the same seed."""
+    from lrm4d_ros.cli import main
+    from lrm4d_ros.io.bag import read_bag
+    from lrm4d_ros.ros.play import play_bag
+
+    scene = ["--seed", "5", "--frames", "3", "--cameras", "2", "--resolution", "24", "--supersample", "1",
+             "--depth", "clean", "--ground", "1"]
+    assert main(["make-bag", *scene, "--out", str(tmp_path / "robot"), "--robot", "--compression", "png"]) == 0
+    assert main(["make-bag", *scene, "--out", str(tmp_path / "direct"), "--depth-encoding", "16UC1"]) == 0
+    want = read_bag(tmp_path / "direct" / "scene_5")
+    torch.manual_seed(0)
+    ckpt = save_model(tmp_path / "tiny.safetensors", LRM4D(LRM4DConfig.preset("tiny", n_layer=1)))
+    args = ["--ros-args", "--params-file", str(tmp_path / "robot" / "scene_5_node.yaml"), "-p", "use_sim_time:=true",
+            "-p", f"checkpoint:={ckpt}", "-p", "device:=cpu", "-p", "window_seconds:=30.0"]
+    with node_and_player(86, args=args) as (node, player):
+        assert node.cfg.pose_source == "tf" and node.reconstructor.floor_z is not None
+        play_bag(tmp_path / "robot" / "scene_5", player, clock=True, wait_subscribers_s=5.0, log=lambda _: None)
+        snap = wait_for_views(node, len(want), depth=True)
+        assert snap is not None, (node.window.stats, node._rejections)
+        assert snap.stamps_ns.tolist() == want.stamps_ns.tolist()
+        np.testing.assert_allclose(snap.camtoworlds.numpy(), want.camtoworlds.numpy(), atol=1e-9)
+        assert (snap.depths == want.depths).all() and (snap.images == want.images).all()

@@ -130,13 +130,17 @@ def run(args) -> int:
               f"measured, {float(views.depths[views.depths > 0].min()):.2f}-{float(views.depths.max()):.2f} m")
     print(f"wrote contact sheet {sheet_path} (rows: cameras, columns: frames)")
     if args.robot:
-        from ..io.robot_bag import robot_topics
+        from ..io.robot_bag import node_params, robot_topics
 
         first = robot_topics(scene.rig.names[0], compressed=args.compression != "none")
+        params = out / f"scene_{args.seed}_node.yaml"
+        params.write_text(node_params(list(scene.rig.names), compressed=args.compression != "none",
+                                      depth=args.depth != "none",
+                                      floor_z=float(scene.ground_z) if scene.ground is not None else None))
         print(f"recorded as a robot does (poses on /tf, {first['image']} ...): `lrm4d convert-bag {bag_dir} --out "
-              f"OUT` suggests the command that writes its contract bag; `lrm4d play {bag_dir} --clock` feeds a node "
-              f"with pose_source tf and world_frame odom"
-              + (f"; its ground is at z = {float(scene.ground_z):.3f} m in odom (the node's floor_known true, floor_z "
-                 f"{float(scene.ground_z):.3f}; a robot's odom has its floor at 0)" if scene.ground is not None else
-                 "; it has no ground (the node's floor_known false)"))
+              f"OUT` suggests the command that writes its contract bag")
+        print(f"wrote the node's parameters for it, {params} (pose_source tf, world_frame odom, "
+              + (f"its ground at z = {float(scene.ground_z):.3f} m in odom" if scene.ground is not None else
+                 "no ground") + f"): `python -m lrm4d_ros.ros.reconstruct_node --ros-args --params-file {params} -p "
+              f"use_sim_time:=true`, then `lrm4d play {bag_dir} --clock`")
     return 0

@@ -64,3 +64,20 @@ def write_robot_bag(views: ViewSet, path: str | Path, world_frame: str = "odom",
         entries.append((s + TF_LAG_NS, "/tf", t.TFMessage(transforms=[transform_msg(link, s, world_frame,
                                                                                     f"{n}_link")])))
     return write_entries(path, entries, storage)
+
+
+def node_params(camera_names: list[str], ns: str = "/robot", compressed: bool = True, depth: bool = True,
+                floor_z: float | None = None, world_frame: str = "odom") -> str:
+    """The reconstruct node's parameter YAML for a bag write_robot_bag wrote (its topics, TF poses in world_frame;
+    floor_z: the scene's floor height there, None = let the node find it): `--params-file` it and play the bag."""
+    lines = ["# the reconstruct node's parameters for a bag `lrm4d make-bag --robot` wrote (io/robot_bag.py)",
+             "lrm4d_reconstruct:", "  ros__parameters:", f'    world_frame: "{world_frame}"', '    pose_source: "tf"',
+             f"    camera_names: {list(camera_names)!r}".replace("'", '"'), "    cameras:"]
+    for n in camera_names:
+        t = robot_topics(n, ns, compressed)
+        lines += [f"      {n}:", f'        image_topic: "{t["image"].removesuffix("/compressed")}"',
+                  f'        info_topic: "{t["info"]}"'] + ([f'        depth_topic: "{t["depth"]}"'] if depth else [])
+    lines += [f'    image_transport: "{"compressed" if compressed else "raw"}"',
+              f"    floor_known: {'true' if floor_z is not None else 'false'}",
+              f"    floor_z: {0.0 if floor_z is None else float(floor_z):.6f}", '    render_service: "/render_view"']
+    return "\n".join(lines) + "\n"
