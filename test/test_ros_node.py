@@ -365,7 +365,8 @@ def test_a_camera_that_sends_nothing_is_named_with_its_topic(session):
         node._warn_silent_cameras()
         node._warn_silent_cameras()
         assert len(said) == 1 and said[0].startswith("ghost: no image since the node started 10 s ago on ")
-        assert "/ghost/image_raw (no publisher: check the topic name, or remap it)" in said[0]
+        assert "/ghost/image_raw (no publisher yet; if one should be there, check the topic name or remap it)" \
+            in said[0]
     finally:
         node.destroy_node()
 

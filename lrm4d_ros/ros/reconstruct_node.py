@@ -694,7 +694,7 @@ class ReconstructNode(Node):
             self._silent_warned[cam.name] = now
             self.get_logger().warning(
                 f"{cam.name}: no image since the node started {now - self._started:.0f} s ago on {topic} ("
-                + ("no publisher: check the topic name, or remap it)" if n == 0 else
+                + ("no publisher yet; if one should be there, check the topic name or remap it)" if n == 0 else
                    f"{n} publisher(s), none received: a QoS or message type mismatch?)"))
 
     def _status(self) -> ReconstructionStatus:
