@@ -580,20 +580,19 @@ class SpaceTimeWindow:
         """The clock went back (a bag played again): what was stored at or after `now` is from before; it expires
         (counted as expired, not refused: it was good input) and the cameras start afresh."""
         for name in self._names:
-            for q in (self._views[name], self._pending[name]):
-                while q and q[-1].stamp_ns >= now:
-                    q.pop()
-                    self._stats.expired += 1
-            while self._depths[name] and self._depths[name][-1][0] >= now:
-                self._depths[name].pop()
-            self._poses[name].drop_newer_than(now - 1)
+            self._drop_after(name, now - 1)
         self._offered.clear()
 
-    def _drop_after(self, name: str, limit: int, why: str) -> None:
-        """Drop camera `name`'s images (reported: future_stamp), depths and poses stamped after `limit`."""
+    def _drop_after(self, name: str, limit: int, why: str | None = None) -> None:
+        """Drop camera `name`'s images, depths and poses stamped after `limit`: the images reported (future_stamp,
+        saying `why`), or, with `why` None, counted as expired."""
         for q in (self._views[name], self._pending[name]):
             while q and q[-1].stamp_ns > limit:
-                self._drop(name, RejectedInput(f"image at {q.pop().stamp_ns} ns {why}: dropped", "future_stamp"))
+                stamp = q.pop().stamp_ns
+                if why is None:
+                    self._stats.expired += 1
+                else:
+                    self._drop(name, RejectedInput(f"image at {stamp} ns {why}: dropped", "future_stamp"))
         while self._depths[name] and self._depths[name][-1][0] > limit:
             self._depths[name].pop()
         self._poses[name].drop_newer_than(limit)
