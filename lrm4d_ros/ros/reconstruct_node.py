@@ -324,18 +324,24 @@ class ReconstructNode(Node):
             except Exception as exc:
                 self._refuse("internal_error", f"TF: {type(exc).__name__}: {exc}")
 
+    def _rectification(self, cache: dict, cam, msg: CameraInfo, topic: str, what: str) -> Rectification:
+        """The camera's Rectification for camera_info `msg` (`what`: "camera_info", "depth camera_info") of images
+        on `topic`, rebuilt only when the camera_info changes (drivers send one per frame); cache: {camera:
+        (info_key, Rectification)}. MessageError if bad."""
+        key = info_key(msg)
+        known = cache.get(cam.name)
+        if known is not None and known[0] == key:
+            return known[1]
+        rect = Rectification(msg, rectified=rectified_topic(topic), rectify=self.cfg.rectify != "off")
+        if rect.maps is not None and known is None:
+            self.get_logger().info(f"{cam.name}: {what} has lens distortion ({msg.distortion_model}): its images are "
+                                   "rectified onto P's intrinsics (rectify: auto)")
+        cache[cam.name] = (key, rect)
+        return rect
+
     def _on_info(self, cam_id: int, cam, msg: CameraInfo, arrival: float) -> None:
         try:
-            key = info_key(msg)
-            known = self._rectify.get(cam.name)
-            if known is not None and known[0] == key:
-                rect = known[1]
-            else:
-                rect = Rectification(msg, rectified=rectified_topic(cam.image_topic), rectify=self.cfg.rectify != "off")
-                if rect.maps is not None and known is None:
-                    self.get_logger().info(f"{cam.name}: camera_info has lens distortion ({msg.distortion_model}): "
-                                           "its images are rectified onto P's intrinsics (rectify: auto)")
-                self._rectify[cam.name] = (key, rect)
+            rect = self._rectification(self._rectify, cam, msg, cam.image_topic, "camera_info")
         except MessageError as exc:
             self._info_refused[cam.name] = str(exc)
             return self._refuse("bad_camera_info", f"{cam.name} camera_info: {exc}", camera=cam.name)
@@ -480,11 +486,7 @@ class ReconstructNode(Node):
     def _on_depth_info(self, cam_id: int, cam, msg: CameraInfo, arrival: float) -> None:
         """The depth camera's own CameraInfo (used for depth in another frame than the colour image's)."""
         try:
-            key = info_key(msg)
-            known = self._depth_rectify.get(cam.name)
-            if known is None or known[0] != key:
-                self._depth_rectify[cam.name] = (key, Rectification(msg, rectified=rectified_topic(cam.depth_topic),
-                                                                    rectify=self.cfg.rectify != "off"))
+            self._rectification(self._depth_rectify, cam, msg, cam.depth_topic, "depth camera_info")
         except MessageError as exc:
             return self._refuse("bad_camera_info", f"{cam.name} depth camera_info: {exc}", camera=cam.name)
         self._retry_depths(cam_id)
