@@ -28,6 +28,7 @@ class TransformTree:
         self._parent: dict[str, str] = {}
         self._static: dict[str, np.ndarray] = {}
         self._samples: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
+        self._newest: dict[str, int] = {}  # moving edge -> stamp of its newest transform
         self._series: dict[str, PoseBuffer] = {}
 
     def add(self, parent: str, child: str, stamp_ns: int, T: np.ndarray, static: bool = False) -> None:
@@ -44,17 +45,18 @@ class TransformTree:
         stamp_ns, T = int(stamp_ns), np.asarray(T, np.float64)
         samples, buf = self._samples[child], self._series.get(child)
         samples[stamp_ns] = T
-        if buf is not None and stamp_ns > buf.newest_ns:  # in order, as a live stream arrives: append
+        newest = self._newest.get(child)
+        if buf is not None and stamp_ns > newest:  # in order, as a live stream arrives: append
             buf.add(stamp_ns, T)
         else:  # out of order or repeated: re-sorted at the next lookup
             self._series.pop(child, None)
+        self._newest[child] = newest = stamp_ns if newest is None else max(newest, stamp_ns)
         if self.cache_ns is not None:
-            buf = self._series.get(child)
-            cutoff = (max(samples) if buf is None else buf.newest_ns) - self.cache_ns
+            cutoff = newest - self.cache_ns
             while next(iter(samples)) < cutoff:  # insertion order: the oldest first for a stream in order
                 del samples[next(iter(samples))]
-            if buf is not None:
-                buf.drop_older_than(cutoff)
+            if child in self._series:
+                self._series[child].drop_older_than(cutoff)
 
     @property
     def frames(self) -> set[str]:
@@ -101,11 +103,8 @@ class TransformTree:
         if common is None:
             return True
         for child in up[:up.index(common)] + down[:down.index(common)]:
-            if child not in self._static:
-                buf = self._series.get(child)
-                newest = buf.newest_ns if buf is not None else max(self._samples[child])
-                if int(stamp_ns) > newest:
-                    return True
+            if child not in self._static and int(stamp_ns) > self._newest[child]:
+                return True
         return False
 
     def lookup(self, target: str, source: str, stamp_ns: int) -> np.ndarray:
