@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -53,6 +54,7 @@ FILL_ALPHA = (0.5, 0.9)
 # 48.84. What shows colours clamps them: rendered images, PointCloud2 rgb, the viewer.
 REFINE_RANGE = (-0.5, 1.5)
 FLOOR_CACHE = 16  # input pose sets whose RGB-only floor a Reconstructor remembers
+FLOOR_Z_TOLERANCE = 0.03  # share of the cameras' height above the floor by which floor_z may miss the depth's floor
 
 
 # Inputs fade by optical-axis angle for targets that look the way an input camera looks (ViewWeighting)
@@ -771,6 +773,7 @@ class Reconstructor:
         # static rig's windows share their poses, and matching the floor is most of their reconstruction time. A
         # moving rig's windows do not: the last floor found is checked first instead of the full sweep.
         self._floors: OrderedDict[tuple, float | None] = OrderedDict()
+        self._floor_z_checked = False  # floor_z held against a depth camera's floor (once one shows it)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device | None = None,
@@ -782,10 +785,30 @@ class Reconstructor:
         return cls(load_model(path), device, refine_steps, floor_z, bf16)
 
     def forget(self) -> None:
-        """Forget the floors earlier windows found (an RGB-only rig's, by matching). Windows of one robot share
+        """Forget the floors earlier windows found (an RGB-only rig's, by matching; floor_z's check against depth is
+        made again). Windows of one robot share
         its floor, and a Reconstructor checks the last one first; call this between unrelated scenes (`evaluate`
         does, per bag), so that one scene's floor is never tried on another's."""
         self._floors.clear()
+        self._floor_z_checked = False
+
+    def _check_floor_z(self, v: ViewSet, c2w: Tensor, depths: Tensor, norm: SceneNormalization,
+                       lowest: float) -> None:
+        """Warn once where the depth cameras show their floor away from floor_z (a frame mix-up: base_link for
+        odom, a map whose z is not the floor's); the reconstruction then still places the floor at floor_z. Checked
+        until a window's depth shows a floor (height_from_depth; a few ms). Evaluation bag scene_1002000 (cameras
+        2.06 m up), RGB-D novel_view told the floor 0 / 0.1 / 0.15 / 0.2 m high: 24.94 / 24.91 / 23.53 / 19.90 dB."""
+        origins, dirs = pixel_rays(v.Ks.double(), c2w, v.height, v.width)
+        seen = height_from_depth(origins, dirs, c2w[:, :3, 2], depths.double())
+        if seen is None:
+            return
+        self._floor_z_checked = True
+        seen_z = round(seen / norm.scale + float(norm.center[2]), 3) + 0.0  # (no "-0.000")
+        if abs(seen_z - self.floor_z) > FLOOR_Z_TOLERANCE * max(lowest - seen_z, 0.0):
+            warnings.warn(f"floor_z is {self.floor_z:.3f} m but the depth cameras show a floor at {seen_z:.3f} m "
+                          f"(world z; the lowest camera at {lowest:.3f} m): the floor is drawn at floor_z. Check the "
+                          "world frame floor_z is given in, or leave floor_z unset for an RGB-D rig", RuntimeWarning,
+                          stacklevel=3)
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         return model_input_size(self.model.cfg, height, width)
@@ -814,6 +837,8 @@ class Reconstructor:
                 raise ValueError(f"floor_z {self.floor_z} m is not below every camera (the lowest is at world z "
                                  f"{lowest:.3f} m): the floor must be a horizontal plane under the rig")
             match_floor = (self.floor_z - float(norm.center[2])) * norm.scale
+            if depths is not None and not self._floor_z_checked:
+                self._check_floor_z(v, c2w, depths, norm, lowest)
         elif depths is None:
             key = tuple(torch.cat([views.camtoworlds.double().cpu().reshape(-1) * 1e3,  # mm, and pixels
                                    v.Ks.double().cpu().reshape(-1)]).round().long().tolist())

@@ -589,3 +589,29 @@ def test_a_floor_height_the_caller_knows_bounds_an_rgb_rigs_pixels():
         Reconstructor(model, "cpu", floor_z=0.35).reconstruct(views)
     with pytest.raises(ValueError, match="floor_z"):
         Reconstructor(model, "cpu", floor_z=float("nan"))
+
+
+def test_a_floor_z_the_depth_cameras_contradict_is_warned_once():
+    """floor_z given to an RGB-D rig is held against the floor its depth shows: a height 0.3 m off (a frame mix-up)
+    warns once, naming both heights; the right one, or one within 3 % of the cameras' height (1.1-1.4 m), is silent."""
+    from lrm4d_ros.model import LRM4D, LRM4DConfig
+    from lrm4d_ros.reconstructor import Reconstructor
+    from lrm4d_ros.views import ViewSet
+
+    images, depths, K, c2w = _floor_views(_noise_texture(), res=64)
+    views = ViewSet(images=images, Ks=K.float(), camtoworlds=c2w, stamps_ns=torch.zeros(6, dtype=torch.int64),
+                    camera_ids=torch.arange(6), depths=depths.float())
+    torch.manual_seed(0)
+    model = LRM4D(LRM4DConfig.preset("tiny", image_size=64))
+    for floor_z in (FLOOR_Z, FLOOR_Z - 0.02, None):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            Reconstructor(model, "cpu", floor_z=floor_z).reconstruct(views)
+    rec = Reconstructor(model, "cpu", floor_z=FLOOR_Z + 0.3)
+    with pytest.warns(RuntimeWarning, match=r"floor_z is -0\.500 m but the depth cameras show a floor at -0\.80"):
+        known = rec.reconstruct(views)
+    norm = known.normalization  # the floor is drawn where the caller said
+    assert abs(known.background.floor.height - (FLOOR_Z + 0.3 - float(norm.center[2])) * norm.scale) < 1e-9
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rec.reconstruct(views)

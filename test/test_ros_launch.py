@@ -147,3 +147,26 @@ def test_a_signal_asks_the_node_to_stop_and_a_second_one_interrupts():
     finally:
         for s, h in saved.items():
             signal.signal(s, h)
+
+
+def test_the_libraries_warnings_go_to_the_nodes_log(monkeypatch):
+    """main() sends Python warnings (e.g. a floor_z the depth cameras contradict) to the node's logger."""
+    pytest.importorskip("rclpy")
+    try:
+        from lrm4d_ros.ros.reconstruct_node import log_warnings
+    except ImportError as exc:
+        pytest.skip(str(exc))
+    import warnings
+
+    logged = []
+
+    class Logger:
+        def warning(self, text):
+            logged.append(text)
+
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # restored after the test
+    log_warnings(Logger())
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("floor_z is 0.500 m but the depth cameras show a floor at 0.000 m", RuntimeWarning)
+    assert logged == ["RuntimeWarning: floor_z is 0.500 m but the depth cameras show a floor at 0.000 m"]

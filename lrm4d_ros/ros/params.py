@@ -73,7 +73,7 @@ SCALARS = {
     "floor_known": (False, "the floor's world height is known (floor_z); false = found from depth or by matching "
                            "the views", None),
     "floor_z": (0.0, "world height of a horizontal floor under the rig, used when floor_known (a ground robot's "
-                     "odom/map frame: 0, REP-105) [m]", (-BIG, BIG)),
+                     "odom/map frame: 0, REP-105; depth cameras check it) [m]", (-BIG, BIG)),
     "reconstruction_rate_hz": (10.0, "most reconstructions per second; each starts when new views arrive",
                                (0.01, 1000.0)),
     "gather_s": (0.05, "after a new view, wait at most this long for the other cameras' views of the same "

@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections import Counter, OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 
@@ -901,6 +902,12 @@ class StopOnSignal:
         self.requested.set()
 
 
+def log_warnings(logger) -> None:
+    """Send Python warnings (the library's: a floor_z the depth contradicts, a rasterizer fallback) to the node's
+    log instead of bare stderr lines, process-wide: for main(), which owns its process."""
+    warnings.showwarning = lambda message, category, *_, **__: logger.warning(f"{category.__name__}: {message}")
+
+
 def make_executor(context=None) -> SingleThreadedExecutor:
     """The node's executor. Single-threaded: every callback only queues its message (renders have their own
     threads), and rclpy's MultiThreadedExecutor takes messages far more slowly: with it, a robot bag of three 28 Hz
@@ -922,6 +929,7 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, RuntimeError, FileNotFoundError, rclpy.exceptions.NameValidationException) as exc:
             print(f"[{NODE_NAME}] cannot start: {exc}", file=sys.stderr)
             return 1
+        log_warnings(node.get_logger())
         executor = make_executor()
         executor.add_node(node)
         while rclpy.ok() and not stop.requested.is_set():  # a signal is seen within one timeout
