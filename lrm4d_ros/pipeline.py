@@ -84,7 +84,8 @@ def parse_spans(window: str, stride: str | None) -> tuple[Span, Span]:
 @dataclass
 class Window:
     """One sliding window: `views` indexes the full ViewSet; `own` ⊆ views are the views this window renders
-    into the output bag; `mid_ns` is the source stamp nearest the window's middle (where it is sliced)."""
+    into the output bag; `mid_ns` is the source stamp nearest the window's middle (where it is sliced, unless the
+    model inputs do not span it: then at the rendered view's stamp nearest it)."""
 
     index: int
     views: Tensor
@@ -355,16 +356,24 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
         for old in [*out.glob("window_[0-9][0-9][0-9]"), out / "summary.json"]:
             shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
     rows, scores = [], {"held_out": [], "held_out_nearest": [], "inputs": []}
+    outside_inputs = 0
     with OutputBag(out / "bag", storage=args.storage, overwrite=args.overwrite) as bag:
         bar = tqdm(windows, desc="windows", unit="window", disable=None)  # a bar on a terminal, else a line each
         for win in bar:
             row, win_scores = _process_window(recon_model, views, win, out, bag, args, timings)
             rows.append(row)
+            outside_inputs += row["outside_inputs"]
             if bar.disable:
                 print(f"window {win.index + 1}/{len(windows)}: {row['inputs']} inputs, {row['rendered']} views "
                       f"rendered", flush=True)
             for key, values in win_scores.items():
                 scores[key] += values
+    if outside_inputs:
+        print(f"lrm4d reconstruct: warning: {outside_inputs} of {len(views)} views lie outside the time span of their "
+              f"window's model inputs (--policy {args.policy}, --max-views {args.max_views}) and are not re-rendered: a "
+              "reconstruction is not extrapolated in time ("
+              + ("--policy uniform spreads the inputs over the window)" if args.policy == "latest" else
+                 "more --max-views cover more of it)"), file=sys.stderr)
     # bag_in lets `lrm4d view OUT` show the source cameras and images beside the Gaussians.
     bag_in = getattr(args, "bag", None)
     summary = {"bag_in": None if bag_in is None else str(Path(bag_in).resolve()),
@@ -374,6 +383,7 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
                "psnr_held_out": _mean(scores["held_out"]), "psnr_held_out_nearest": _mean(scores["held_out_nearest"]),
                "psnr_inputs": _mean(scores["inputs"]),
                "held_out_views": len(scores["held_out"]), "input_views": len(scores["inputs"]),
+               "views_outside_inputs": outside_inputs,
                # views whose render (or copied nearest input) equals the bag's image: scored PSNR_CAP, not inf
                "exact_views": {k: int(np.isinf(v).sum()) for k, v in scores.items()}}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -398,13 +408,21 @@ def _process_window(recon_model, views: ViewSet, win: Window, out: Path, bag, ar
     timings["reconstruct_s"] += time.perf_counter() - t
 
     t = time.perf_counter()
-    own = views.select(win.own)
+    # (`--policy latest` or few --max-views: the inputs may span only part of the window; a view outside their span
+    # would be extrapolated in time, which the reconstruction refuses: it is left out of the output bag)
+    covered = recon.covers(views.stamps_ns[win.own])
+    own_idx = win.own[covered]
+    own = views.select(own_idx)
     colors, depths = render_frames(recon, own.camtoworlds, own.Ks, W, H, own.stamps_ns,
                                    desc=f"window {win.index} views")
     if not args.no_video:
         vc2w, vK, vstamps = video_cameras(views, sub, recon, args.video_camera, args.video_frames)
         vframes, _ = render_frames(recon, vc2w, vK, W, H, vstamps, desc=f"window {win.index} video")
-    g3 = recon.slice(win.mid_ns)
+    mid_ns = win.mid_ns
+    if not bool(recon.covers(mid_ns)):  # the source stamp nearest the middle among the views rendered
+        stamps = own.stamps_ns if len(own) else torch.tensor([recon.window.end_ns])
+        mid_ns = int(stamps[(stamps - win.mid_ns).abs().argmin()])
+    g3 = recon.slice(mid_ns)
     timings["render_s"] += time.perf_counter() - t
 
     t = time.perf_counter()
@@ -419,13 +437,14 @@ def _process_window(recon_model, views: ViewSet, win: Window, out: Path, bag, ar
         bag.write_view(f"{TOPIC_PREFIX}/{name}", colors[i], depths[i], own.Ks[i], own.camtoworlds[i],
                        int(own.stamps_ns[i]))
     # the cloud, as the node publishes it: a depth camera's measured pixels at their measurement (metric use)
-    bag.write_gaussians(GAUSSIANS_TOPIC, recon.slice(win.mid_ns, measured=True), win.mid_ns)
+    bag.write_gaussians(GAUSSIANS_TOPIC, recon.slice(mid_ns, measured=True), mid_ns)
     timings["write_s"] += time.perf_counter() - t
 
-    is_input = torch.isin(win.own, win.views[inputs])
+    is_input = torch.isin(own_idx, win.views[inputs])
     row = {"window": win.index, "start_ns": recon.window.start_ns, "end_ns": recon.window.end_ns,
            "views": len(sub), "inputs": len(inputs), "rendered": len(own), "inputs_rendered": int(is_input.sum()),
-           "slice_stamp_ns": win.mid_ns, "gaussians_4d": len(recon.gaussians), "gaussians_slice": len(g3),
+           "outside_inputs": int((~covered).sum()),
+           "slice_stamp_ns": mid_ns, "gaussians_4d": len(recon.gaussians), "gaussians_slice": len(g3),
            "dir": str(wdir), "video": None if video is None else str(video)}
     model = psnr(colors, own.images)
     held = own.select(~is_input)
@@ -436,17 +455,17 @@ def _process_window(recon_model, views: ViewSet, win: Window, out: Path, bag, ar
 
 def video_cameras(views: ViewSet, window_views: ViewSet, recon, camera: str | None, n: int):
     """Cameras for a window's video: an orbit sweeping the window's time, or one bag camera's own poses and
-    stamps inside the window. Returns camtoworlds (n,4,4), Ks (n,3,3), stamps_ns (n,)."""
+    stamps inside the window (and the span of its model inputs). Returns camtoworlds (n,4,4), Ks (n,3,3), stamps_ns (n,)."""
     if camera is None:
         c2w = orbit_path(window_views.camtoworlds, n, center=recon.normalization.center)
         stamps = sweep_stamps(recon.window.start_ns, recon.window.end_ns, n)
         K = window_views.Ks[:1].expand(n, 3, 3)
         return c2w, K, stamps
     cam = views.camera_names.index(camera)
-    pick = window_views.select(window_views.camera_ids == cam)
+    pick = window_views.select((window_views.camera_ids == cam) & recon.covers(window_views.stamps_ns))
     if len(pick) == 0:
         raise ValueError(f"camera {camera!r} has no view in the window starting at "
-                         f"{int(window_views.stamps_ns.min())} ns")
+                         f"{int(window_views.stamps_ns.min())} ns within its model inputs' time span")
     order = torch.argsort(pick.stamps_ns)
     return pick.camtoworlds[order], pick.Ks[order], pick.stamps_ns[order]
 

@@ -631,15 +631,22 @@ class Reconstruction:
             out.append(kept)
         return out
 
+    def _tolerance_ns(self) -> int:
+        return max(int(WINDOW_TOLERANCE * (self.window.end_ns - self.window.start_ns)), MIN_TOLERANCE_NS)
+
+    def covers(self, stamps_ns) -> Tensor:
+        """(C,) bool: which absolute stamps (int64 ns) `render` takes: the input views' span, widened by
+        WINDOW_TOLERANCE of it (at least MIN_TOLERANCE_NS)."""
+        stamps = torch.as_tensor(stamps_ns, dtype=torch.int64).reshape(-1)
+        return self.window.contains(stamps, tolerance_ns=self._tolerance_ns())
+
     def _times(self, stamps_ns) -> Tensor:
         stamps = torch.as_tensor(stamps_ns, dtype=torch.int64).reshape(-1)
-        span = self.window.end_ns - self.window.start_ns
-        tol = max(int(WINDOW_TOLERANCE * span), MIN_TOLERANCE_NS)
-        inside = self.window.contains(stamps, tolerance_ns=tol)
+        inside = self.covers(stamps)
         if not bool(inside.all()):
             bad = stamps[~inside].tolist()
             raise ValueError(f"stamps {bad} ns lie outside the reconstructed window "
-                             f"[{self.window.start_ns}, {self.window.end_ns}] ns (tolerance {tol} ns)")
+                             f"[{self.window.start_ns}, {self.window.end_ns}] ns (tolerance {self._tolerance_ns()} ns)")
         return self.window.normalize(stamps).to(self.gaussians.means.device)
 
     def render(self, camtoworlds: Tensor, Ks: Tensor, width: int, height: int, stamps_ns: Tensor,

@@ -1,5 +1,7 @@
 """`lrm4d reconstruct`: windows, camera paths, and a bag → output bag run with a tiny random model."""
+import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -245,7 +247,8 @@ def test_video_camera_follows_that_camera_through_the_window(source_bag):
     views = read_bag(source_bag)
     win = make_windows(views, Span.parse("4"), Span.parse("2"))[1]
     sub = views.select(win.views)
-    c2w, Ks, stamps = video_cameras(views, sub, None, "cam1", n=99)
+    every = SimpleNamespace(covers=lambda stamps: torch.ones(len(stamps), dtype=torch.bool))  # inputs span it all
+    c2w, Ks, stamps = video_cameras(views, sub, every, "cam1", n=99)
     mine = sub.select(sub.camera_ids == 1)
     assert torch.equal(stamps, mine.stamps_ns.sort().values) and len(stamps) == 4
     assert torch.equal(c2w, mine.camtoworlds[mine.stamps_ns.argsort()]) and torch.equal(Ks, mine.Ks)
@@ -320,6 +323,29 @@ def test_a_stride_longer_than_the_window_warns_of_the_views_left_out(source_bag,
     # 6 frames: windows at frames 0, 3 and 5 leave frames 1, 2 and 4 of both cameras out
     assert capsys.readouterr().err == ("lrm4d reconstruct: warning: 6 of 12 views fall between windows (--stride 3 "
                                        "frames > --window 1 frame) and are not reconstructed or re-rendered\n")
+
+
+def test_latest_policy_renders_the_views_its_inputs_span_and_counts_the_rest(source_bag, tmp_path, capsys):
+    """--policy latest takes a window's newest views: the older ones would be extrapolated in time, so they are
+    left out of the output bag, counted in the summary and warned about; the run succeeds."""
+    from lrm4d_ros.cli import main
+    from lrm4d_ros.io.bag import read_bag
+
+    out = tmp_path / "o"
+    assert main(["reconstruct", str(source_bag), "--out", str(out), "--config", "tiny", "--device", "cpu",
+                 "--window", "6", "--max-views", "2", "--policy", "latest", "--video-camera", "cam0",
+                 "--video-frames", "2"]) == 0
+    err = capsys.readouterr().err
+    # one window of 6 frames x 2 cameras; its 2 inputs are the last frame's two views: 10 views lie before them
+    assert "warning: 10 of 12 views lie outside the time span of their window's model inputs (--policy latest" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["views_outside_inputs"] == 10 and summary["windows"][0]["rendered"] == 2
+    views = read_bag(source_bag)
+    last = [int(views.stamps_ns[views.camera_ids == c].max()) for c in (0, 1)]  # each camera's last frame
+    msgs = _messages(out / "bag")
+    assert [[t for t, *_ in msgs[f"/lrm4d/cam{c}/image"]] for c in (0, 1)] == [[last[0]], [last[1]]]
+    slice_ns = summary["windows"][0]["slice_stamp_ns"]
+    assert [t for t, *_ in msgs["/lrm4d/gaussians"]] == [slice_ns] and slice_ns in last
 
 
 def test_a_window_longer_than_the_bag_warns(source_bag, tmp_path, capsys):
