@@ -370,8 +370,8 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
                 scores[key] += values
     if outside_inputs:
         print(f"lrm4d reconstruct: warning: {outside_inputs} of {len(views)} views lie outside the time span of their "
-              f"window's model inputs (--policy {args.policy}, --max-views {args.max_views}) and are not re-rendered: a "
-              "reconstruction is not extrapolated in time ("
+              f"window's model inputs (--policy {args.policy}, --max-views {args.max_views}) and are not re-rendered: "
+              "a reconstruction is not extrapolated in time ("
               + ("--policy uniform spreads the inputs over the window)" if args.policy == "latest" else
                  "more --max-views cover more of it)"), file=sys.stderr)
     # bag_in lets `lrm4d view OUT` show the source cameras and images beside the Gaussians.
@@ -455,7 +455,8 @@ def _process_window(recon_model, views: ViewSet, win: Window, out: Path, bag, ar
 
 def video_cameras(views: ViewSet, window_views: ViewSet, recon, camera: str | None, n: int):
     """Cameras for a window's video: an orbit sweeping the window's time, or one bag camera's own poses and
-    stamps inside the window (and the span of its model inputs). Returns camtoworlds (n,4,4), Ks (n,3,3), stamps_ns (n,)."""
+    stamps inside the window (and the span of its model inputs).
+    Returns camtoworlds (n,4,4), Ks (n,3,3), stamps_ns (n,)."""
     if camera is None:
         c2w = orbit_path(window_views.camtoworlds, n, center=recon.normalization.center)
         stamps = sweep_stamps(recon.window.start_ns, recon.window.end_ns, n)
