@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 import warnings
 
@@ -47,10 +48,29 @@ def main(argv: list[str] | None = None) -> int:
     shown = warnings.showwarning
     warnings.showwarning = lambda message, *_: print(
         f"lrm4d {args.command}: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    try:  # SIGTERM (a scheduler, `timeout`) unwinds as Ctrl-C does, so that the outputs are closed on the way out
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: signals are not ours to take
+        previous = None
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
+    except KeyboardInterrupt as exc:
+        # a command that ends its own work on a signal (train, play, view) returns before this
+        term = isinstance(exc, Terminated)
+        print(f"lrm4d {args.command}: interrupted ({'SIGTERM' if term else 'Ctrl-C'})", file=sys.stderr, flush=True)
+        return 128 + (signal.SIGTERM if term else signal.SIGINT)
     finally:
         warnings.showwarning = shown
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is, as Ctrl-C raises KeyboardInterrupt."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
 
 
 if __name__ == "__main__":

@@ -138,6 +138,7 @@ def run(args) -> int:
     from .data.protocols import RIG_GROUPS, frame_indices, protocol_groups
     from .data.raycast import render_views
     from .ply import write_ply_3dgs, write_ply_4d
+    from .outputs import check_writable
     from .video import contact_sheet, write_png, write_video
 
     def refuse(message: str) -> int:
@@ -149,8 +150,10 @@ def run(args) -> int:
     if args.cameras < 2:
         return refuse("the rig protocol holds out the odd cameras: --cameras must be >= 2")
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        return refuse(f"--out {out} is a file, not a directory")
+    try:
+        check_writable(out, "--out")
+    except OSError as e:  # a file in the way, a read-only folder: before the work, not at its last step
+        return refuse(str(e))
     steps = _Steps(6)
     t_all = time.perf_counter()
     R = args.resolution

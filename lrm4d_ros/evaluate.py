@@ -33,6 +33,7 @@ from .cameras import project_points
 from .metrics import psnr, ssim
 from .pixel_gaussians import z_rays
 from .model import BF16_CHOICES
+from .outputs import check_writable
 from .reconstructor import REFINE_STEPS, Reconstructor
 from .views import ViewSet, short_side_size
 
@@ -265,12 +266,12 @@ def format_table(result: dict) -> str:
 
 
 def _check_arguments(args) -> None:
-    """ValueError (BagError is one) for arguments that would fail later: output paths that cannot be written and
-    bags that cannot be opened, before hours of evaluation."""
-    if args.json and Path(args.json).is_dir():
-        raise ValueError(f"--json {args.json} is a directory; give a file name")
-    if args.sheets and Path(args.sheets).exists() and not Path(args.sheets).is_dir():
-        raise ValueError(f"--sheets {args.sheets} is a file; give a directory")
+    """ValueError (BagError is one) or OSError for arguments that would fail later: output paths that cannot be
+    written and bags that cannot be opened, before hours of evaluation."""
+    if args.json:
+        check_writable(args.json, "--json", is_dir=False)
+    if args.sheets:
+        check_writable(args.sheets, "--sheets")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     if args.resolution < 16:
@@ -290,7 +291,7 @@ def run(args) -> int:
             torch.set_num_threads(args.threads)
         reconstructor = Reconstructor.from_checkpoint(args.checkpoint, args.device, args.refine_steps, args.floor_z,
                                                       BF16_CHOICES[args.bf16])
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # OSError: FileNotFoundError, an output that cannot be written
         print(f"lrm4d evaluate: error: {e}", file=sys.stderr)
         return 2
     per_scene = None

@@ -38,6 +38,7 @@ from .data.protocols import frame_indices
 from .data.rigs import look_at
 from .metrics import psnr
 from .model import BF16_CHOICES
+from .outputs import check_writable
 from .views import ViewSet, short_side_size
 
 GAUSSIANS_TOPIC = "/lrm4d/gaussians"
@@ -290,7 +291,14 @@ def check_out(out: Path, overwrite: bool, bag: str | Path | None = None) -> None
             raise ValueError(f"--out {out} is the input bag {bag} or inside it: give an output folder outside the "
                              "bag")
     if (out / "bag").exists() and not overwrite:
-        raise FileExistsError(f"output bag {out / 'bag'} already exists (remove it or pass --overwrite)")
+        try:
+            partial = json.loads((out / "summary.json").read_text()).get("complete") is False
+        except (OSError, ValueError):  # none, or unreadable: that run did not get to its end
+            partial = True
+        raise FileExistsError(f"output bag {out / 'bag'} already exists"
+                              + (", from a run that did not finish" if partial else "")
+                              + " (remove it or pass --overwrite)")
+    check_writable(out, "--out")
 
 
 def run(args) -> int:
@@ -307,12 +315,12 @@ def run(args) -> int:
         t0 = time.perf_counter()
         print(f"reading {args.bag} ...", flush=True)
         views = read_bag(args.bag, cameras=cameras, start_s=args.start, duration_s=args.duration)
-    except (BagError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
+    except (BagError, ValueError, OSError) as e:  # OSError: FileExistsError, PermissionError, ...
         print(f"lrm4d reconstruct: error: {e}", file=sys.stderr)
         return 2
     try:
         summary = reconstruct_views(views, Path(args.out), length, stride, args, read_s=time.perf_counter() - t0)
-    except (ValueError, FileExistsError, FileNotFoundError, NotADirectoryError) as e:
+    except (ValueError, OSError) as e:
         print(f"lrm4d reconstruct: error: {e}", file=sys.stderr)
         return 2
     print_summary(summary)
@@ -359,25 +367,32 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
     outside_inputs = 0
     with OutputBag(out / "bag", storage=args.storage, overwrite=args.overwrite) as bag:
         bar = tqdm(windows, desc="windows", unit="window", disable=None)  # a bar on a terminal, else a line each
-        for win in bar:
-            row, win_scores = _process_window(recon_model, views, win, out, bag, args, timings)
-            rows.append(row)
-            outside_inputs += row["outside_inputs"]
-            if bar.disable:
-                print(f"window {win.index + 1}/{len(windows)}: {row['inputs']} inputs, {row['rendered']} views "
-                      f"rendered", flush=True)
-            for key, values in win_scores.items():
-                scores[key] += values
+        try:
+            for win in bar:
+                row, win_scores = _process_window(recon_model, views, win, out, bag, args, timings)
+                rows.append(row)
+                outside_inputs += row["outside_inputs"]
+                if bar.disable:
+                    print(f"window {win.index + 1}/{len(windows)}: {row['inputs']} inputs, {row['rendered']} views "
+                          f"rendered", flush=True)
+                for key, values in win_scores.items():
+                    scores[key] += values
+        except BaseException:  # an error or Ctrl-C: what is done stays, and says it is partial
+            bar.close()
+            if rows:
+                _write_summary(out, {"bag_in": _bag_in(args), "bag_out": str(out / "bag"), "complete": False,
+                                     "windows": rows, "windows_planned": len(windows)})
+                print(f"lrm4d reconstruct: stopped after {len(rows)} of {len(windows)} windows: {out} holds them "
+                      f"(its bag closed and readable; summary.json \"complete\": false)", file=sys.stderr)
+            raise
     if outside_inputs:
         print(f"lrm4d reconstruct: warning: {outside_inputs} of {len(views)} views lie outside the time span of their "
               f"window's model inputs (--policy {args.policy}, --max-views {args.max_views}) and are not re-rendered: "
               "a reconstruction is not extrapolated in time ("
               + ("--policy uniform spreads the inputs over the window)" if args.policy == "latest" else
                  "more --max-views cover more of it)"), file=sys.stderr)
-    # bag_in lets `lrm4d view OUT` show the source cameras and images beside the Gaussians.
-    bag_in = getattr(args, "bag", None)
-    summary = {"bag_in": None if bag_in is None else str(Path(bag_in).resolve()),
-               "bag_out": str(out / "bag"), "topics": bag.counts, "windows": rows, "timings": timings,
+    summary = {"bag_in": _bag_in(args), "bag_out": str(out / "bag"), "complete": True, "topics": bag.counts,
+               "windows": rows, "timings": timings,
                "resolution": [views.height, views.width], "cameras": views.camera_names,
                "depth_input": _depth_note(views),
                "psnr_held_out": _mean(scores["held_out"]), "psnr_held_out_nearest": _mean(scores["held_out_nearest"]),
@@ -386,8 +401,19 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
                "views_outside_inputs": outside_inputs,
                # views whose render (or copied nearest input) equals the bag's image: scored PSNR_CAP, not inf
                "exact_views": {k: int(np.isinf(v).sum()) for k, v in scores.items()}}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    _write_summary(out, summary)
     return summary
+
+
+def _bag_in(args) -> str | None:
+    """The source bag's absolute path, for the summary: `lrm4d view OUT` shows its cameras and images beside the
+    Gaussians."""
+    bag_in = getattr(args, "bag", None)
+    return None if bag_in is None else str(Path(bag_in).resolve())
+
+
+def _write_summary(out: Path, summary: dict) -> None:
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
 
 
 def _process_window(recon_model, views: ViewSet, win: Window, out: Path, bag, args, timings: dict):

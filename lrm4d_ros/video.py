@@ -43,7 +43,7 @@ def write_video(path, frames, fps: float = 12.0) -> Path:
     """Write frames (N,H,W,3) as an MP4 (H.264, yuv420p) or, without ffmpeg, as a GIF beside it.
 
     H.264 in yuv420p needs even sizes, so odd heights/widths are padded by one edge-replicated row/column.
-    Returns the path actually written (suffix .mp4 or .gif).
+    Returns the path actually written (suffix .mp4 or .gif); OSError where it could not be written.
     """
     frames = to_uint8(frames)
     if frames.ndim != 4 or len(frames) == 0:
@@ -55,9 +55,15 @@ def write_video(path, frames, fps: float = 12.0) -> Path:
         pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
         if pad_h or pad_w:
             frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        if path.is_file():  # (so that a failed write below cannot leave an earlier video looking new)
+            path.unlink()
         # macro_block_size=1: imageio would otherwise rescale every frame to a multiple of 16.
         iio.imwrite(path, frames, extension=".mp4", plugin="FFMPEG", fps=fps, codec="libx264",
                     pixelformat="yuv420p", macro_block_size=1, quality=8)
+        # imageio's ffmpeg plugin prints ffmpeg's failure to open or write its output (a folder in the way, a full
+        # disk) and returns as if it had written it
+        if not path.is_file() or path.stat().st_size == 0:
+            raise OSError(f"ffmpeg did not write the video {path} (see its message above)")
     else:
         path = path.with_suffix(".gif")
         iio.imwrite(path, frames, extension=".gif", duration=1000.0 / fps, loop=0)

@@ -361,3 +361,20 @@ def test_commands_refuse_a_bag_that_does_not_fit_in_memory(tmp_path, capsys, mon
     assert main(["evaluate", str(tmp_path / "b"), "--protocol", "rig"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "GiB are available: evaluate a shorter recording" in err[0]
+
+
+def test_a_bag_write_that_stops_part_way_leaves_no_bag(tmp_path):
+    """An error or Ctrl-C while a bag is written (make-bag, convert-bag, write_entries) removes the bag
+    directory: nothing half-written is left to look finished or to refuse a rerun."""
+    from lrm4d_ros.io.bag import write_entries
+    from lrm4d_ros.io.messages import time_msg
+
+    def entries():
+        yield 1, "/a", time_msg(1)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_entries(tmp_path / "bag", entries())
+    assert not (tmp_path / "bag").exists()
+    write_entries(tmp_path / "bag", [(1, "/a", time_msg(1))])
+    assert (tmp_path / "bag" / "metadata.yaml").is_file()

@@ -131,3 +131,15 @@ def test_demo_refuses_bad_arguments_before_any_work(tmp_path, capsys):
         err = capsys.readouterr().err
         assert text in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_video_ffmpeg_could_not_write_is_an_error_not_a_path(tmp_path):
+    """imageio's ffmpeg plugin returns as if it had written a file ffmpeg could not open (a folder in its place):
+    write_video raises instead of returning that path."""
+    import lrm4d_ros.video as video
+
+    if not video.ffmpeg_available():
+        pytest.skip("no ffmpeg: videos are GIFs")
+    (tmp_path / "v.mp4").mkdir()
+    with pytest.raises(OSError, match="ffmpeg did not write the video"):
+        video.write_video(tmp_path / "v.mp4", np.zeros((2, 16, 16, 3), np.float32))

@@ -423,3 +423,38 @@ def test_reconstruct_takes_the_bags_depth_unless_off(source_bag, recon_out, tmp_
     assert main(["reconstruct", str(source_bag), "--out", str(tmp_path / "off"), "--config", "tiny", "--device", "cpu",
                  "--window", "6", "--no-video", "--depth", "off"]) == 0
     assert json.loads((tmp_path / "off" / "summary.json").read_text())["depth_input"] == "none"
+
+
+def test_a_run_stopped_part_way_keeps_its_windows_and_says_so(source_bag, tmp_path, capsys, monkeypatch):
+    """Ctrl-C (or an error) in the second window: the first window's outputs stay, the bag closed and readable,
+    summary.json marked incomplete; the rerun's refusal says the earlier run did not finish. Stopped in the first
+    window, no empty bag is left in a rerun's way."""
+    import lrm4d_ros.pipeline as pipeline
+    from lrm4d_ros.cli import main
+
+    real, calls = pipeline._process_window, []
+
+    def second_window_interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(pipeline, "_process_window", second_window_interrupted)
+    out = tmp_path / "o"
+    argv = ["reconstruct", str(source_bag), "--out", str(out), "--config", "tiny", "--device", "cpu", "--no-video",
+            "--window", "4", "--stride", "2"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "stopped after 1 of 2 windows" in err and err.endswith("lrm4d reconstruct: interrupted (Ctrl-C)\n")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False and len(summary["windows"]) == 1 and summary["windows_planned"] == 2
+    assert len(_messages(out / "bag")["/lrm4d/gaussians"]) == 1
+    assert main(argv) == 2
+    assert "already exists, from a run that did not finish (remove it or pass --overwrite)" in capsys.readouterr().err
+
+    calls.clear()
+    monkeypatch.setattr(pipeline, "_process_window", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    out = tmp_path / "p"
+    assert main(argv[:3] + [str(out)] + argv[4:]) == 130
+    assert not (out / "bag").exists() and not (out / "summary.json").exists()

@@ -77,6 +77,7 @@ def render_scene(args):
 
 def run(args) -> int:
     from ..io.bag import write_bag
+    from ..outputs import check_writable
     from ..video import contact_sheet, write_png
 
     def refuse(message: str) -> int:
@@ -90,8 +91,10 @@ def run(args) -> int:
     if not (0.0 <= args.ground <= 1.0 and 0.0 <= args.backdrop <= 1.0):
         return refuse(f"--ground and --backdrop are probabilities in [0, 1], got {args.ground}, {args.backdrop}")
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        return refuse(f"--out {out} is a file, not a directory")
+    try:
+        check_writable(out, "--out")
+    except OSError as e:  # a file in the way, a read-only folder: before the scene is rendered
+        return refuse(str(e))
     bag_dir = out / f"scene_{args.seed}"
     if bag_dir.exists():
         return refuse(f"{bag_dir} exists; remove it or choose another --out/--seed")

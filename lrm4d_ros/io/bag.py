@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 import warnings
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -73,10 +75,28 @@ def _bag_to_write(path, views: ViewSet, who: str) -> tuple[Path, ViewSet, np.nda
     return path, v, (v.images.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
 
 
+@contextmanager
+def new_bag(path: str | Path, storage: str = "mcap"):
+    """A rosbags Writer on the new bag directory `path`, open. A write that fails or is interrupted (an error,
+    Ctrl-C) removes the directory: no half bag is left to look finished or to stand in a rerun's way."""
+    path = Path(path)
+    writer = Writer(path, version=9, storage_plugin=STORAGES[storage])
+    try:
+        writer.open()
+        yield writer
+    except BaseException:
+        try:
+            writer.close()
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    writer.close()
+
+
 def write_entries(path: str | Path, entries, storage: str = "mcap") -> Path:
     """entries (log time ns, topic, rosbags message) -> a bag at directory `path`, in log-time order, each topic's
     connection typed by its first message."""
-    with Writer(Path(path), version=9, storage_plugin=STORAGES[storage]) as w:
+    with new_bag(path, storage) as w:
         conns = {}
         for s, topic, msg in sorted(entries, key=lambda e: e[0]):
             if topic not in conns:
@@ -123,7 +143,7 @@ def write_bag(views: ViewSet, path: str | Path, storage: str = "mcap", world_fra
     if depths is not None and compression is not None:  # the plugin drops depths beyond depth_max: keep them all
         finite = depths[np.isfinite(depths)]
         depth_max = max(DEPTH_MAX, float(finite.max(initial=0.0)) * 1.001 + 1e-3)
-    with Writer(path, version=9, storage_plugin=STORAGES[storage]) as writer:
+    with new_bag(path, storage) as writer:
         conns = {}
         for cid in sorted(set(cams)):
             name = v.camera_names[cid]

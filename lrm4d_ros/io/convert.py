@@ -121,7 +121,7 @@ def run(args) -> int:
                               tf_tolerance_ns=int(args.tf_tolerance_ms * 1e6), tf_max_gap_ns=int(args.tf_max_gap * 1e9),
                               start_s=args.start, duration_s=args.duration, storage=args.storage,
                               rectify=args.rectify == "auto", progress=True)
-    except (ConvertError, FileExistsError) as exc:
+    except (ConvertError, OSError) as exc:  # FileExistsError, PermissionError: an --out that cannot be written
         return refuse(str(exc))
     print(summary["text"])
     return 0 if summary["views"] else 1
@@ -229,10 +229,10 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
     every image as a pinhole with camera_info's K. Returns {"views": written,
     "skipped": Counter of reasons, "world_frame", "text"}; raises ConvertError for what makes the bag unconvertible,
     FileExistsError if `out` exists."""
-    from rosbags.rosbag2 import Writer
     from tqdm import tqdm
 
-    from .bag import STORAGES, BagError, _open, camera_topics
+    from ..outputs import check_writable
+    from .bag import BagError, _open, camera_topics, new_bag
     from .compressed import compressed_depth, compressed_image_msg, compressed_rgb
     from .messages import (TYPESTORE, MessageError, camera_info_msg, depth_msg, deserialize,
                            image_depth, image_msg, image_rgb, pose_matrix, pose_msg, serialize, stamp_ns, time_msg)
@@ -249,6 +249,7 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} exists; choose a new --out")
+    check_writable(out, "--out")
     try:
         reader = _open(Path(src))
     except BagError as exc:
@@ -393,7 +394,7 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
     total = sum(1 for n in cameras for s in image_stamps[n] if inside(s))
     reader = _open(Path(src))
     try:
-        with Writer(out, version=9, storage_plugin=STORAGES[storage]) as writer:
+        with new_bag(out, storage) as writer:
             conns_out: dict = {}
 
             def write(topic, msg, stamp):

@@ -45,8 +45,14 @@ class OutputBag:
         self._writer.open()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self._writer.close()
+    def __exit__(self, exc_type, *_) -> None:
+        """Close the bag; one that an error or an interruption left without a message is removed (a rerun is not
+        refused for it). One with messages stays, closed and readable: the caller says it is partial."""
+        try:
+            self._writer.close()
+        finally:
+            if exc_type is not None and not self.counts:
+                shutil.rmtree(self.path, ignore_errors=True)
 
     def write(self, topic: str, msg, stamp_ns: int) -> None:
         """Serialise and write one message at log time `stamp_ns`."""
