@@ -3,7 +3,7 @@
     python scripts/gsplat_parity.py [--gaussians 20000] [--seeds 0 1 2] [--views 4] [--size 128]
 
 Needs a CUDA machine with gsplat installed (`pip install -e .[cuda]`). For each random scene (seed) it renders
-the same Gaussians and cameras with gsplat on the GPU and with the torch rasterizer on the CPU, and prints per
+the same Gaussians and cameras with gsplat and with the torch rasterizer, both on the GPU, and prints per
 scene and camera the max abs difference of colour, alpha and depth and the PSNR of gsplat's colour against
 the torch one. gsplat compiles its CUDA code on first use (cached under ~/.cache/torch_extensions unless its
 wheel ships binaries): the first call's time, build included, and a warm call's are reported apart. Writes the
