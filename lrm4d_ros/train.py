@@ -210,8 +210,12 @@ def check_resume(out: Path, args, cfg: LRM4DConfig) -> tuple[int, dict] | None:
     saved = extra.get("args", {})
     changed = [f"--{k.replace('_', '-')} {getattr(args, k)!r} (was {saved[k]!r})" for k in RESUME_NOTED
                if k in saved and saved[k] != getattr(args, k)]
-    if changed:
-        print(f"lrm4d train: note: resuming {out} at step {step} with " + ", ".join(changed), file=sys.stderr)
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun's; check_resume runs before the process group
+    if "world" in extra and int(extra["world"]) != world:  # each process draws its own scenes: the batch changes
+        changed.append(f"{world} process{'es' if world != 1 else ''} (was {int(extra['world'])})")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"lrm4d train: resuming {out} at step {step}" + (" with " + ", ".join(changed) if changed else ""),
+              file=sys.stderr)
     return step, extra
 
 
@@ -514,6 +518,15 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
             best_psnr = float(kept.get("val_protocol_psnr", -math.inf))
     budget_s = args.time_budget * 60 if args.time_budget else None
     autocast = args.bf16 == "on" or (args.bf16 == "auto" and bf16_native(device))
+    if resume and rank == 0:
+        # A run killed outright (SIGKILL, out of memory) logged steps past its last saved state, which the resumed
+        # run trains again: their rows go, so that the log holds each step once. Ranks beyond this run's are gone.
+        if log_path.is_file():
+            kept = [line for line in log_path.read_text().splitlines() if _logged_step(line) <= step]
+            log_path.write_text("".join(line + "\n" for line in kept))
+        for stale in out.glob("rank*.json"):
+            if stale.stem[4:].isdigit() and int(stale.stem[4:]) >= world:
+                stale.unlink()
     log = open(log_path, "a") if rank == 0 else None
     if log:
         log.write(json.dumps({"event": "start", "step": step,
@@ -533,11 +546,52 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
     else:
         bar = tqdm(total=args.steps, initial=step, unit="step", disable=True if rank != 0 else None,
                    dynamic_ncols=True)
+    def check(step: int, elapsed: float) -> dict:
+        """Validate (rank 0), keep the weights as best.safetensors where the protocol score is the best yet, and
+        say so; returns the log row's validation fields."""
+        nonlocal best_psnr
+        tqdm.write(f"step {step}: validating on {_count(args.val_scenes, 'scene')}"
+                   + (f" and {_count(len(proto_scenes), args.val_protocol + ' scene')}" if proto_scenes
+                      else "") + " ...")
+        row = {"val": validate(model, stream, args)}
+        text = f"step {step} val psnr {row['val']['psnr']:.2f} ssim {row['val']['ssim']:.4f}"
+        if "rgbd_psnr" in row["val"]:
+            text += f", RGB-D {row['val']['rgbd_psnr']:.2f} / {row['val']['rgbd_ssim']:.4f}"
+        if proto_scenes:
+            pv = row["val_protocol"] = validate_protocol(model, proto_scenes, args.val_protocol)
+            text += (f" | {args.val_protocol} {pv['psnr']:.2f} dB"
+                     + (f" (RGB-D {pv['rgbd']['psnr']:.2f}, RGB {pv['rgb']['psnr']:.2f})" if "rgbd" in pv
+                        else "") + f", nearest {pv['nearest']:.2f}, gain {pv['gain']:+.2f}")
+            if pv["psnr"] > best_psnr:
+                best_psnr = pv["psnr"]
+                save_model(best_path, model, info={**_info(args, step, elapsed, world),
+                                                   "val_protocol": args.val_protocol,
+                                                   "val_protocol_psnr": best_psnr})
+                text += " (best)"
+        tqdm.write(text + (" (the --init weights)" if step == 0 else ""))
+        return row
+
+    saved_step = step
+
+    def save_state(step: int, elapsed: float) -> None:
+        nonlocal saved_step
+        extra = {"elapsed_s": elapsed, "next_seed": seed_offset + stream.index * world, "world": world,
+                 "args": {k: getattr(args, k) for k in RESUME_NOTED}}
+        save_training_state(state_path, model, opt, step, extra)
+        save_model(out / "model.safetensors", model, info=_info(args, step, elapsed, world))
+        saved_step = step
+
+    if init is not None and not resume and rank == 0:
+        # the starting point is scored: a fine-tune that only loses leaves best.safetensors at the weights it began from
+        log.write(json.dumps({"step": 0, "elapsed_s": 0.0, **check(0, 0.0)}) + "\n")
+        log.flush()
     model.train()
     stop = False
     skipped = 0  # updates skipped in this process for a non-finite gradient (logged as skipped_steps)
     while step < args.steps and not stop:
         elapsed, _ = _agree(elapsed_before + clock() - t_start, False, world, device)
+        if budget_s is not None and elapsed >= budget_s:  # the last step's validation took the rest of the budget:
+            break  # it was the final one (not one more step and a second validation)
         progress = max(step / args.steps, elapsed / budget_s if budget_s else 0.0)
         lr = lr_at(progress, step, args)
         for group in opt.param_groups:
@@ -578,36 +632,17 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
             if (step % args.val_every == 0 or stop or step == args.steps) and not interrupt.signum:
                 if stop or step == args.steps:  # the last step: its bar's rate is the training's, not validation's
                     bar.close()
-                tqdm.write(f"step {step}: validating on {_count(args.val_scenes, 'scene')}"
-                           + (f" and {_count(len(proto_scenes), args.val_protocol + ' scene')}" if proto_scenes
-                              else "") + " ...")
-                row["val"] = validate(model, stream, args)
-                text = f"step {step} val psnr {row['val']['psnr']:.2f} ssim {row['val']['ssim']:.4f}"
-                if "rgbd_psnr" in row["val"]:
-                    text += f", RGB-D {row['val']['rgbd_psnr']:.2f} / {row['val']['rgbd_ssim']:.4f}"
-                if proto_scenes:
-                    pv = row["val_protocol"] = validate_protocol(model, proto_scenes, args.val_protocol)
-                    text += (f" | {args.val_protocol} {pv['psnr']:.2f} dB"
-                             + (f" (RGB-D {pv['rgbd']['psnr']:.2f}, RGB {pv['rgb']['psnr']:.2f})" if "rgbd" in pv
-                                else "") + f", nearest {pv['nearest']:.2f}, gain {pv['gain']:+.2f}")
-                    if pv["psnr"] > best_psnr:
-                        best_psnr = pv["psnr"]
-                        save_model(best_path, model, info={**_info(args, step, elapsed, world),
-                                                           "val_protocol": args.val_protocol,
-                                                           "val_protocol_psnr": best_psnr})
-                        text += " (best)"
-                tqdm.write(text)
+                row.update(check(step, elapsed))
                 if budget_s is None:  # the bar's rate and ETA leave out the time validation took
                     bar.unpause()
             log.write(json.dumps(row) + "\n")
             log.flush()
             if time.time() - last_ckpt > args.ckpt_minutes * 60 or stop or step == args.steps:
-                extra = {"elapsed_s": elapsed, "next_seed": seed_offset + stream.index * world,
-                         "args": {k: getattr(args, k) for k in RESUME_NOTED}}
-                save_training_state(state_path, model, opt, step, extra)
-                save_model(out / "model.safetensors", model, info=_info(args, step, elapsed, world))
+                save_state(step, elapsed)
                 last_ckpt = time.time()
     bar.close()
+    if rank == 0 and saved_step != step:  # the budget ran out in the last step's validation
+        save_state(step, elapsed)
     if rank == 0:
         info = _info(args, step, elapsed_before + clock() - t_start, world)
         save_model(out / "model.safetensors", model, info=info)
@@ -631,6 +666,14 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
     return 0
 
 
+def _logged_step(line: str) -> float:
+    """The step of a train.log row (0 for one without), inf for a row a kill cut short."""
+    try:
+        return json.loads(line).get("step", 0)
+    except ValueError:
+        return math.inf
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'s' if n != 1 else ''}"
 
@@ -640,4 +683,5 @@ def _info(args, step: int, elapsed_s: float, world: int) -> dict:
             "image_size": _config(args).image_size,
             "target_resolution": args.resolution,
             "frames": args.frames, "cameras": args.cameras, "inputs": args.inputs, "targets": args.targets,
-            "batch": args.batch, "lr": args.lr, "data": "procedural scenes (lrm4d_ros.data), train seeds < 1e6"}
+            "batch": args.batch, "lr": args.lr, "data": "procedural scenes (lrm4d_ros.data), train seeds < 1e6",
+            **({"init": str(args.init)} if args.init else {})}

@@ -210,3 +210,58 @@ def test_an_interrupted_run_saves_and_resumes_and_a_run_is_never_overwritten(tmp
     with pytest.raises(ValueError, match="is a directory: give .*best.safetensors"):
         load_model(out)
     assert oct((out / "model.safetensors").stat().st_mode & 0o777) == "0o644"
+
+
+def test_init_weights_are_scored_before_they_are_fine_tuned(tmp_path, capsys):
+    """--init: the starting weights are validated at step 0, so best.safetensors is never worse than the start (a
+    learning rate too small to move a weight leaves it at step 0's); the weights' info names the --init file."""
+    first = tmp_path / "first"
+    assert main(["train", "--out", str(first), "--steps", "1", *ARGS]) == 0
+    capsys.readouterr()
+    out = tmp_path / "ft"
+    assert main(["train", "--out", str(out), "--steps", "1", "--init", str(first / "model.safetensors"),
+                 "--lr", "1e-30", *ARGS]) == 0
+    printed = capsys.readouterr().out
+    assert "step 0: validating" in printed and "(best) (the --init weights)" in printed
+    rows = [r for r in _rows(out / "train.log") if "val_protocol" in r]
+    assert [r["step"] for r in rows] == [0, 1] and rows[0]["val_protocol"]["psnr"] == rows[1]["val_protocol"]["psnr"]
+    info = load_config(out / "best.safetensors")[1]
+    assert info["steps"] == 0 and info["init"] == str(first / "model.safetensors")
+    assert load_config(out / "model.safetensors")[1]["init"] == str(first / "model.safetensors")
+
+
+def test_a_validation_that_ends_past_the_time_budget_is_the_last(tmp_path, monkeypatch, capsys):
+    """--time-budget: where a validation takes the rest of the budget, the run stops there (saving its state),
+    not after one more step and a second validation."""
+    import time
+
+    import lrm4d_ros.train as train
+
+    real = train.validate
+
+    def slow(*args, **kwargs):
+        result = real(*args, **kwargs)
+        time.sleep(3.0)  # past the 2.4 s budget whatever the step took
+        return result
+
+    monkeypatch.setattr(train, "validate", slow)
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--steps", "50", "--time-budget", "0.04", *ARGS,
+                 "--val-every", "1"]) == 0
+    rows = _rows(out / "train.log")
+    assert [r["step"] for r in rows if "val" in r] == [1] and rows[-1] == {"event": "end", "step": 1}
+    assert train.training_state_info(out / "state.safetensors")[1] == 1
+
+
+def test_a_run_killed_outright_resumes_with_each_step_logged_once(tmp_path, capsys):
+    """SIGKILL leaves train.log rows past the last saved state (and maybe a torn line); the resumed run trains
+    those steps again and its log holds each step once. A resume says where it starts."""
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--steps", "2", *ARGS, "--val-every", "100"]) == 0
+    log = out / "train.log"
+    # what a kill after step 4 leaves: rows for steps 3 and 4 whose state was never saved, the last one torn
+    log.write_text(log.read_text() + '{"step": 3, "loss": 0.1}\n{"step": 4, "lo')
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--steps", "4", "--resume", *ARGS, "--val-every", "100"]) == 0
+    assert f"lrm4d train: resuming {out} at step 2 with --steps 4 (was 2)" in capsys.readouterr().err
+    assert [r["step"] for r in _rows(log) if "loss" in r] == [1, 2, 3, 4]
