@@ -276,10 +276,13 @@ def _check_arguments(args) -> None:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     if args.resolution < 16:
         raise ValueError(f"--resolution must be >= 16 pixels (SSIM's window), got {args.resolution}")
-    from .io.bag import check_bag
+    from .io.bag import BagError, check_bag
 
     for bag in args.bags:  # every bag opens and has its cameras' topics, before the first one is evaluated
-        check_bag(bag)
+        try:
+            check_bag(bag)
+        except BagError as exc:
+            raise exc if str(bag) in str(exc) else BagError(f"{bag}: {exc}") from None
 
 
 def run(args) -> int:

@@ -2,6 +2,7 @@
 import math
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -378,3 +379,41 @@ def test_a_bag_write_that_stops_part_way_leaves_no_bag(tmp_path):
     assert not (tmp_path / "bag").exists()
     write_entries(tmp_path / "bag", [(1, "/a", time_msg(1))])
     assert (tmp_path / "bag" / "metadata.yaml").is_file()
+
+
+def test_what_is_wrong_with_a_bag_is_said_with_what_to_do(tmp_path):
+    """A contract bag with one camera's pose or camera_info missing points to the cameras that can be read; a
+    folder without metadata.yaml and a file cut short say what they are; a bag's metadata.yaml opens its bag."""
+    from rosbags.rosbag2 import Reader, Writer
+
+    from lrm4d_ros.data.generator import SceneConfig, generate
+    from lrm4d_ros.io.bag import BagError, read_bag, write_bag
+
+    src = write_bag(generate(2, SceneConfig(frames=2, cameras=3, height=16, width=16)), tmp_path / "bag")
+    assert len(read_bag(src / "metadata.yaml")) == 6
+
+    def without(topic: str) -> Path:
+        out = tmp_path / topic.replace("/", "_")
+        with Reader(src) as r, Writer(out, version=9) as w:
+            conns = {c.id: w.add_connection(c.topic, c.msgtype, typestore=TYPESTORE) for c in r.connections
+                     if c.topic != topic}
+            for c, t, raw in r.messages():
+                if c.id in conns:
+                    w.write(conns[c.id], t, raw)
+        return out
+
+    with pytest.raises(BagError, match=r"/cam0/pose: topic missing .*read them alone \(reconstruct --cameras "
+                                       r"cam1,cam2\)$"):
+        read_bag(without("/cam0/pose"))
+    with pytest.raises(BagError, match=r"/cam1/camera_info: topic missing .*--cameras cam0,cam2\)$"):
+        read_bag(without("/cam1/camera_info"))
+    (mcap,) = src.glob("*.mcap")
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "metadata.yaml").write_bytes((src / "metadata.yaml").read_bytes())
+    (cut / mcap.name).write_bytes(mcap.read_bytes()[:mcap.stat().st_size // 2])
+    with pytest.raises(BagError, match="the file ends early .*`mcap recover`"):
+        read_bag(cut)
+    (cut / "metadata.yaml").unlink()
+    with pytest.raises(BagError, match="the folder has no metadata.yaml .*`ros2 bag reindex`"):
+        read_bag(cut)

@@ -437,3 +437,66 @@ def test_a_bag_without_poses_is_refused(tmp_path):
                                         (s, "/cam/camera_info", camera_info_msg(K, W, H, s, "cam"))])
     with pytest.raises(ConvertError, match=r"no /tf or /tf_static .* and no --pose-topic was given"):
         convert_bag(tmp_path / "robot", tmp_path / "out", {"cam": "/cam/image_raw"})
+
+
+def test_cameras_in_separate_tf_trees_are_refused_and_the_listing_says_why(tmp_path, capsys):
+    """A bag recorded without /tf keeps only /tf_static's per-camera trees: converting cameras of two trees is
+    refused, naming each camera's root (before, one camera's tree became the world and the other camera's images
+    were skipped with exit 0); one tree's cameras convert; the listing warns of the split."""
+    t = rosbags_types()
+    entries = [(T0 - 100, "/tf_static", t.TFMessage(transforms=[
+        transform_msg(OPTICAL, T0, f"{c}_link", f"{c}_optical") for c in ("a", "b")]))]
+    for f in range(2):
+        s = T0 + f * 100_000_000
+        for c in ("a", "b"):
+            entries += [(s, f"/{c}/image_raw", image_msg(np.full((H, W, 3), 0.3), s, f"{c}_optical")),
+                        (s, f"/{c}/camera_info", camera_info_msg(K, W, H, s, f"{c}_optical"))]
+    write_entries(tmp_path / "robot", entries)
+    cams = {"a": "/a/image_raw", "b": "/b/image_raw"}
+    with pytest.raises(ConvertError, match=r"not all connected to the world frame 'a_link' .*: camera b is under "
+                                           r"'b_link' \(roots \['a_link', 'b_link'\]\)"):
+        convert_bag(tmp_path / "robot", tmp_path / "ab", cams)
+    assert not (tmp_path / "ab").exists()
+    assert convert_bag(tmp_path / "robot", tmp_path / "a", {"a": cams["a"]})["views"] == 2
+    assert main(["convert-bag", str(tmp_path / "robot"), "--out", str(tmp_path / "x")]) == 2
+    assert "the TF tree falls apart into several trees" in capsys.readouterr().out
+
+
+def test_the_listing_knows_a_contract_bag_and_suggests_pose_topics(tmp_path, capsys):
+    """convert-bag on a contract bag says it needs no converting; on a bag whose moving base is on odometry, the
+    suggested command takes that topic (and runs as printed)."""
+    from lrm4d_ros.data.generator import SceneConfig, generate
+    from lrm4d_ros.io.bag import write_bag
+
+    write_bag(generate(1, SceneConfig(frames=2, cameras=2, height=H, width=W)), tmp_path / "contract")
+    assert main(["convert-bag", str(tmp_path / "contract"), "--out", str(tmp_path / "c")]) == 2
+    assert "is a contract bag already (cameras ['cam0', 'cam1']" in capsys.readouterr().out
+
+    types = TYPESTORE.types
+    from lrm4d_ros.io.messages import header_msg, pose_msg
+
+    t = rosbags_types()
+    entries = [(T0 - 100, "/tf_static", t.TFMessage(transforms=[transform_msg(SIDE_OPTICAL, T0, "base_link",
+                                                                              "side_optical")]))]
+    for f in range(2):
+        s = T0 + f * 100_000_000
+        entries += [(s, "/robot/side/image_raw", image_msg(np.full((H, W, 3), 0.3), s, "side_optical")),
+                    (s, "/robot/side/camera_info", camera_info_msg(K, W, H, s, "side_optical"))]
+    zero = types["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0)
+    for k in range(-2, 15):
+        s = T0 + k * 10_000_000
+        entries.append((s, "/odom", types["nav_msgs/msg/Odometry"](
+            header=header_msg(s, "odom"), child_frame_id="base_link",
+            pose=types["geometry_msgs/msg/PoseWithCovariance"](pose=pose_msg(base_pose(s), s, "odom").pose,
+                                                               covariance=np.zeros(36)),
+            twist=types["geometry_msgs/msg/TwistWithCovariance"](
+                twist=types["geometry_msgs/msg/Twist"](linear=zero, angular=zero), covariance=np.zeros(36)))))
+    write_entries(tmp_path / "robot", entries)
+    assert main(["convert-bag", str(tmp_path / "robot"), "--out", str(tmp_path / "out")]) == 2
+    text = capsys.readouterr().out
+    assert "pose    /odom  (Odometry, frame 'odom' -> 'base_link', 17 messages)" in text
+    argv = text.split("a command for this bag (check the names and the depth pairing):\n")[1].replace("\\\n", " ")
+    assert "--pose-topic /odom" in argv
+    assert main(argv.split()[1:]) == 0
+    assert read_bag(tmp_path / "out").camera_names == ["robot_side"]
+    capsys.readouterr()

@@ -167,6 +167,8 @@ def _robot_hint(by_topic: dict) -> str:
     """What to say where a bag is not a contract bag: a robot's own recording (TF poses, its own topic names) goes
     through `lrm4d convert-bag` first."""
     tf = sorted(t for t in ("/tf", "/tf_static") if t in by_topic)
+    if not tf and any(t.endswith("/pose") and c.msgtype == POSE_TYPE for t, c in by_topic.items()):
+        return ""  # the contract's topic names: what is missing is named, nothing to convert
     return (f"; this looks like a robot's own recording ({' and '.join(tf) if tf else 'its own topic names'}, not "
             f"the contract's /<cam>/pose): `lrm4d convert-bag BAG --out OUT` lists its cameras and writes a contract "
             f"bag")
@@ -209,8 +211,12 @@ def _cameras(reader: Reader, cameras) -> tuple[list[str], dict, dict]:
                 if key not in TRANSPORTS:
                     break  # camera_info and pose have no compressed form
             if key in ("info", "pose") and key not in topics:
+                robot = "/tf" in by_topic or "/tf_static" in by_topic
+                others = [c for c in found if c != cam and camera_topics(c)[key] in by_topic]
                 raise BagError(f"{raw[key]}: topic missing (camera {cam!r} has {topics['image']})"
-                               + (_robot_hint(by_topic) if key == "pose" or "/tf" in by_topic else ""))
+                               + (_robot_hint(by_topic) if robot or (key == "pose" and not others) else
+                                  f"; the other cameras have theirs: read them alone (reconstruct --cameras "
+                                  f"{','.join(others)})" if others else ""))
         chosen[cam] = topics
     return found, by_topic, chosen
 
@@ -218,11 +224,19 @@ def _cameras(reader: Reader, cameras) -> tuple[list[str], dict, dict]:
 def _open(path: Path) -> Reader:
     if not path.exists():
         raise BagError(f"{path}: no such bag")
+    if path.name == "metadata.yaml":  # a bag's metadata file names its folder
+        path = path.parent
     try:
         reader = Reader(path)
         reader.open()
     except Exception as e:  # rosbags raises its own error types for unreadable or non-bag paths
-        raise BagError(f"{path}: cannot open as a ROS 2 bag ({e})") from e
+        hint = ""
+        if path.is_dir() and not (path / "metadata.yaml").exists():
+            hint = ("; the folder has no metadata.yaml (a recording that did not end cleanly?): pass its .mcap or "
+                    ".db3 file, or rebuild the metadata with `ros2 bag reindex`")
+        elif "magic" in str(e).lower() or "truncated" in str(e).lower():
+            hint = "; the file ends early (a recording that did not end cleanly?): `mcap recover` may repair it"
+        raise BagError(f"{path}: cannot open as a ROS 2 bag ({e}){hint}") from e
     return reader
 
 

@@ -160,10 +160,15 @@ def describe_bag(src, out="OUT") -> str:
         reader = _open(Path(src))
     except BagError as exc:
         raise ConvertError(str(exc)) from None
-    colour, depth, frames, roots = {}, {}, set(), {}
+    colour, depth, frames, roots, poses = {}, {}, set(), {}, {}
     try:
         for conn in reader.connections:
-            if conn.msgtype in IMAGE_TYPES:
+            if conn.msgtype in POSE_TYPES:
+                msg = next((deserialize(raw, conn.msgtype) for _, _, raw in reader.messages(connections=[conn])), None)
+                if msg is not None:
+                    poses[conn.topic] = (conn.msgtype.rsplit("/", 1)[-1], msg.header.frame_id,
+                                         getattr(msg, "child_frame_id", ""), conn.msgcount)
+            elif conn.msgtype in IMAGE_TYPES:
                 msg = next((deserialize(raw, conn.msgtype) for _, _, raw in reader.messages(connections=[conn])), None)
                 if msg is None:
                     continue
@@ -182,13 +187,25 @@ def describe_bag(src, out="OUT") -> str:
     if not colour:
         raise ConvertError(f"{src}: no colour image topics (sensor_msgs/Image or CompressedImage) in the bag")
     top = sorted(f for f in frames if f not in roots)
+    from .bag import camera_topics
+
+    contract = sorted(t[1:-len("/image_raw")] for t in colour if t.endswith("/image_raw")
+                      and poses.get(camera_topics(t[1:-len("/image_raw")])["pose"], ("",))[0] == "PoseStamped")
+    if contract and len(contract) == len({t for t in colour if not t.endswith("/compressed")}):
+        return (f"{src} is a contract bag already (cameras {contract}, each with its /<cam>/pose): lrm4d "
+                f"reconstruct and evaluate read it as it is; convert-bag is for a robot's own recording")
     lines = [f"{src} holds:"]
     lines += [f"  colour  {t}  ({typ} {kind}, frame {frame!r}, {n} messages)" for t, (typ, kind, frame, n) in
               sorted(colour.items())]
     lines += [f"  depth   {t}  ({typ} {kind}, frame {frame!r}, {n} messages)" for t, (typ, kind, frame, n) in
               sorted(depth.items())]
+    lines += [f"  pose    {t}  ({typ}, frame {frame!r}{f' -> {child!r}' if child else ''}, {n} messages)"
+              for t, (typ, frame, child, n) in sorted(poses.items())]
     lines.append(f"  TF      {len(frames)} frames, root(s) {top}" if frames else
-                 "  TF      none: convert-bag needs /tf or /tf_static for the camera poses")
+                 "  TF      none: convert-bag needs /tf or /tf_static, or a pose topic, for the camera poses")
+    if len(top) > 1:
+        lines.append("  note    the TF tree falls apart into several trees: cameras in different ones cannot share a "
+                     "world frame (is /tf, with the transform that joins them, missing from the bag?)")
     # one topic per camera: raw over its compressed twin; a camera is named by what tells its namespace from the
     # others' (/robot/front/color/image_raw -> front), its depth is the one in its frame or nearest namespace
     chosen = [t for t in sorted(colour) if not (t.endswith("/compressed") and t[:-len("/compressed")] in colour)]
@@ -213,6 +230,15 @@ def describe_bag(src, out="OUT") -> str:
         if best is not None and (score[best][0] or score[best][1] > shared):
             command.append(f"--depth {names[t]}={best}")
             free.remove(best)
+    # pose topics that place the TF tree's root (odometry of base_link) or, without TF, the cameras themselves (a
+    # PoseStamped in one camera's namespace is of its optical frame)
+    for p, (typ, _, child, _) in sorted(poses.items()):
+        if child and (not frames or child in top):
+            command.append(f"--pose-topic {p}")
+        elif not child and not frames:
+            mine = [t for t in chosen if _common(_namespace(p), spaces[t]) > shared]
+            if len(mine) == 1:
+                command.append(f"--pose-topic {p}={colour[mine[0]][2]}")
     lines += ["no --camera given; a command for this bag (check the names and the depth pairing):",
               "  " + " \\\n      ".join(command)]
     return "\n".join(lines)
@@ -348,11 +374,21 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
             raise ConvertError(f"camera {n}: the depth on {depths[n]} is in frame {depth_frames[n]!r}, not the colour "
                                f"image's {frame_ids[n]!r}: registering it needs the depth camera's camera_info, and "
                                f"{depth_info_topics[n]} has none (--depth-info)")
-    if world_frame is None:
-        world_frame = tree.root(frame_ids[next(iter(cameras))])
-    elif world_frame.lstrip("/") not in tree.frames:
+    if world_frame is not None and world_frame.lstrip("/") not in tree.frames:
         raise ConvertError(f"--world-frame {world_frame!r} is not in the TF tree (frames: {sorted(tree.frames)})")
-    world_frame = world_frame.lstrip("/")
+    # every camera's frame must hang under one root: a camera in another tree would have no pose (a bag recorded
+    # without /tf leaves only /tf_static's per-camera trees, without the odom -> base_link edge that joins them)
+    under = {n: tree.root(f) for n, f in frame_ids.items()}
+    under.update({f"{n} (its depth)": tree.root(depth_frames[n]) for n in sorted(unregistered)})
+    world_frame = tree.root(frame_ids[next(iter(cameras))]) if world_frame is None else world_frame.lstrip("/")
+    apart = {n: r for n, r in under.items() if r != tree.root(world_frame)}
+    if apart:
+        raise ConvertError(
+            f"the cameras' frames are not all connected to the world frame {world_frame!r} in the bag's TF tree: "
+            + ", ".join(f"camera {n} is under {r!r}" for n, r in apart.items())
+            + f" (roots {sorted(set(under.values()) | {tree.root(world_frame)})}). The transform that joins them "
+            "(a robot's odom -> base_link on /tf) is not in the bag: record /tf with the images, add a pose topic "
+            "for it (--pose-topic), or convert the cameras of one tree at a time (--camera)")
 
     first = min(min(v) for v in image_stamps.values())
     lo = first + int(start_s * 1e9)
