@@ -391,28 +391,7 @@ def test_without_cameras_it_lists_the_bag_and_its_suggestion_converts(tmp_path, 
 def test_poses_from_odometry_and_pose_topics(tmp_path):
     """No /tf for the moving base: its odometry (nav_msgs/Odometry) joins the tree through --pose-topic; a
     PoseStamped of a frame needs that frame's name."""
-    t = rosbags_types()
-    types = TYPESTORE.types
-    Odometry, PWC = types["nav_msgs/msg/Odometry"], types["geometry_msgs/msg/PoseWithCovariance"]
-    Twist, TwistWC, Vector3 = types["geometry_msgs/msg/Twist"], types["geometry_msgs/msg/TwistWithCovariance"], \
-        types["geometry_msgs/msg/Vector3"]
-    from lrm4d_ros.io.messages import header_msg, pose_msg
-
-    entries = [(T0 - 100, "/tf_static", t.TFMessage(transforms=[transform_msg(SIDE_OPTICAL, T0, "base_link",
-                                                                              "side_optical")]))]
-    for f in range(3):
-        s = T0 + f * 100_000_000
-        entries += [(s, "/robot/side/image_raw", image_msg(np.full((H, W, 3), 0.3), s, "side_optical")),
-                    (s, "/robot/side/camera_info", camera_info_msg(K, W, H, s, "side_optical"))]
-    zero = Vector3(x=0.0, y=0.0, z=0.0)
-    for k in range(-2, 25):
-        s = T0 + k * 10_000_000
-        pose = pose_msg(base_pose(s), s, "odom").pose
-        entries.append((s, "/odom", Odometry(header=header_msg(s, "odom"), child_frame_id="base_link",
-                                             pose=PWC(pose=pose, covariance=np.zeros(36)),
-                                             twist=TwistWC(twist=Twist(linear=zero, angular=zero),
-                                                           covariance=np.zeros(36)))))
-        entries.append((s, "/mocap/rig", pose_msg(base_pose(s), s, "odom")))
+    entries = _side_camera_on_odometry(3, 25, mocap=True)
     write_entries(tmp_path / "robot", entries)
     cams = {"side": "/robot/side/image_raw"}
     # without them only the static mount is known: the poses are the camera's in the base's frame
@@ -472,25 +451,7 @@ def test_the_listing_knows_a_contract_bag_and_suggests_pose_topics(tmp_path, cap
     assert main(["convert-bag", str(tmp_path / "contract"), "--out", str(tmp_path / "c")]) == 2
     assert "is a contract bag already (cameras ['cam0', 'cam1']" in capsys.readouterr().out
 
-    types = TYPESTORE.types
-    from lrm4d_ros.io.messages import header_msg, pose_msg
-
-    t = rosbags_types()
-    entries = [(T0 - 100, "/tf_static", t.TFMessage(transforms=[transform_msg(SIDE_OPTICAL, T0, "base_link",
-                                                                              "side_optical")]))]
-    for f in range(2):
-        s = T0 + f * 100_000_000
-        entries += [(s, "/robot/side/image_raw", image_msg(np.full((H, W, 3), 0.3), s, "side_optical")),
-                    (s, "/robot/side/camera_info", camera_info_msg(K, W, H, s, "side_optical"))]
-    zero = types["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0)
-    for k in range(-2, 15):
-        s = T0 + k * 10_000_000
-        entries.append((s, "/odom", types["nav_msgs/msg/Odometry"](
-            header=header_msg(s, "odom"), child_frame_id="base_link",
-            pose=types["geometry_msgs/msg/PoseWithCovariance"](pose=pose_msg(base_pose(s), s, "odom").pose,
-                                                               covariance=np.zeros(36)),
-            twist=types["geometry_msgs/msg/TwistWithCovariance"](
-                twist=types["geometry_msgs/msg/Twist"](linear=zero, angular=zero), covariance=np.zeros(36)))))
+    entries = _side_camera_on_odometry(2, 15)
     write_entries(tmp_path / "robot", entries)
     assert main(["convert-bag", str(tmp_path / "robot"), "--out", str(tmp_path / "out")]) == 2
     text = capsys.readouterr().out
@@ -500,3 +461,31 @@ def test_the_listing_knows_a_contract_bag_and_suggests_pose_topics(tmp_path, cap
     assert main(argv.split()[1:]) == 0
     assert read_bag(tmp_path / "out").camera_names == ["robot_side"]
     capsys.readouterr()
+
+
+def _side_camera_on_odometry(frames: int, odometry_to: int, mocap: bool = False) -> list:
+    """Entries of a bag whose side camera is mounted on base_link (/tf_static) and whose base moves on /odom
+    (nav_msgs/Odometry, odom -> base_link; with mocap, also on /mocap/rig, a PoseStamped of base_link): no /tf."""
+    from lrm4d_ros.io.messages import header_msg, pose_msg
+
+    t, types = rosbags_types(), TYPESTORE.types
+    Odometry, PWC = types["nav_msgs/msg/Odometry"], types["geometry_msgs/msg/PoseWithCovariance"]
+    Twist, TwistWC, Vector3 = types["geometry_msgs/msg/Twist"], types["geometry_msgs/msg/TwistWithCovariance"], \
+        types["geometry_msgs/msg/Vector3"]
+    entries = [(T0 - 100, "/tf_static", t.TFMessage(transforms=[transform_msg(SIDE_OPTICAL, T0, "base_link",
+                                                                              "side_optical")]))]
+    for f in range(frames):
+        s = T0 + f * 100_000_000
+        entries += [(s, "/robot/side/image_raw", image_msg(np.full((H, W, 3), 0.3), s, "side_optical")),
+                    (s, "/robot/side/camera_info", camera_info_msg(K, W, H, s, "side_optical"))]
+    zero = Vector3(x=0.0, y=0.0, z=0.0)
+    for k in range(-2, odometry_to):
+        s = T0 + k * 10_000_000
+        pose = pose_msg(base_pose(s), s, "odom").pose
+        entries.append((s, "/odom", Odometry(header=header_msg(s, "odom"), child_frame_id="base_link",
+                                             pose=PWC(pose=pose, covariance=np.zeros(36)),
+                                             twist=TwistWC(twist=Twist(linear=zero, angular=zero),
+                                                           covariance=np.zeros(36)))))
+        if mocap:
+            entries.append((s, "/mocap/rig", pose_msg(base_pose(s), s, "odom")))
+    return entries
