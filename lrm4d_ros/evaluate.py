@@ -42,9 +42,11 @@ SHEET_TILES = 6  # targets shown per contact sheet
 PSNR_CAP = 60.0  # dB: identical 8-bit images score this, not inf (8-bit quantisation alone is 58.9 dB)
 
 
-def _db(psnr: float) -> str:
-    """A mean PSNR for a summary line; at the cap every view was an exact copy, and it says so."""
-    return f"{psnr:.2f} dB" + (" (exact)" if psnr >= PSNR_CAP else "")
+def _db(m: dict, n: int) -> str:
+    """A method's mean PSNR over n views for a summary line, saying how many of them were exact copies (each
+    scored PSNR_CAP: a still camera's in-between moments are its own frames)."""
+    k = m.get("exact", 0)
+    return f"{m['psnr']:.2f} dB" + (" (exact)" if k == n else f" ({k} of {n} exact)" if k else "")
 SEEN_TOLERANCE = 0.05  # relative z-depth: an input whose exact depth is this near a reprojected point saw it
 
 
@@ -91,7 +93,9 @@ def _scores(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def _mean(per_view: torch.Tensor) -> dict:
-    return {"psnr": float(per_view[:, 0].mean()), "ssim": float(per_view[:, 1].mean())}
+    """Mean PSNR and SSIM of (M,2) per-view scores, and how many views were exact (scored PSNR_CAP)."""
+    return {"psnr": float(per_view[:, 0].mean()), "ssim": float(per_view[:, 1].mean()),
+            "exact": int((per_view[:, 0] >= PSNR_CAP).sum())}
 
 
 def seen_by_inputs(targets: ViewSet, inputs: ViewSet) -> torch.Tensor:
@@ -193,9 +197,11 @@ def evaluate_views(reconstructor: Reconstructor, views: ViewSet, protocol: str, 
 
 
 def _average(entries: list[dict]) -> dict:
-    """Mean of the numeric keys of metric dicts (psnr, ssim, and per-scene fit_s/steps where present)."""
+    """Mean of the numeric keys of metric dicts (psnr, ssim, and per-scene fit_s/steps where present); the sum of
+    their exact views."""
     keys = [k for k in ("psnr", "ssim", "fit_s", "steps") if all(k in e for e in entries)]
-    return {k: sum(e[k] for e in entries) / len(entries) for k in keys}
+    return {**{k: sum(e[k] for e in entries) / len(entries) for k in keys},
+            **({"exact": sum(e["exact"] for e in entries)} if all("exact" in e for e in entries) else {})}
 
 
 def _summarize_methods(entries: list[dict]) -> dict:
@@ -250,6 +256,10 @@ def format_table(result: dict) -> str:
              f"{'method':<{width}}{'PSNR (dB)':>10}{'SSIM':>8}"]
     for label, m in labels.items():
         lines.append(f"{label:<{width}}{m['psnr']:>10.2f}{m['ssim']:>8.4f}")
+    exact = {label.split()[0]: m["exact"] for label, m in labels.items() if m.get("exact")}
+    if exact:  # a still camera's in-between moments are its frames: copies that score the cap, not a reconstruction
+        lines.append("(exact copies of their target, each counted as {:g} dB: {}; the groups below show where)".format(
+            PSNR_CAP, ", ".join(f"{n} {k} of the held-out targets" for n, k in exact.items())))
     if "groups" in result:
         methods = ["lrm4d", *dict.fromkeys(n for g in result["groups"].values() for n in g["baselines"])]
         lines.append("")
@@ -324,8 +334,9 @@ def run(args) -> int:
             path = Path(args.sheets) / f"{Path(bag).name}_{args.protocol}_depth-{args.depth}.png"
             write_png(path, contact_sheet([(label, imgs) for label, imgs, _ in sheet], [t for *_, t in sheet]))
             print(f"wrote {path}")
-        print(f"{bag}: lrm4d {_db(row['model']['psnr'])}, "
-              + ", ".join(f"{n} {_db(m['psnr'])}" for n, m in row["baselines"].items())
+        n = row["num_targets"]
+        print(f"{bag}: lrm4d {_db(row['model'], n)}, "
+              + ", ".join(f"{name} {_db(m, n)}" for name, m in row["baselines"].items())
               + (" (held-out; " + (f"model depth input on {row['input_depth']:.0%} of pixels)" if row["model_depth"]
                                    else f"RGB-only model inputs; the bag's depth on {row['input_depth']:.0%} of "
                                         "pixels went to depth_reference only)") if row["input_depth"] else ""),

@@ -260,6 +260,18 @@ def test_summary_says_on_how_many_bags_a_baseline_was_scored():
 
 
 def test_a_capped_psnr_says_it_is_an_exact_copy():
-    from lrm4d_ros.evaluate import PSNR_CAP, _db
+    """Views that equal their target score PSNR_CAP; a summary says how many of its views were such copies (a
+    still camera's in-between moments: its own frames), in the per-bag line and under the table."""
+    import torch
 
-    assert _db(PSNR_CAP) == "60.00 dB (exact)" and _db(59.994) == "59.99 dB" and _db(12.345) == "12.35 dB"
+    from lrm4d_ros.evaluate import PSNR_CAP, _db, _mean, format_table, summarize
+
+    m = _mean(torch.tensor([[PSNR_CAP, 1.0], [PSNR_CAP, 1.0], [20.0, 0.5]], dtype=torch.float64))
+    assert m["exact"] == 2 and abs(m["psnr"] - (2 * PSNR_CAP + 20) / 3) < 1e-12
+    assert _db(m, 3) == "46.67 dB (2 of 3 exact)" and _db({"psnr": PSNR_CAP, "exact": 3}, 3) == "60.00 dB (exact)"
+    assert _db({"psnr": 12.345, "exact": 0}, 3) == "12.35 dB"
+    rows = [{"model": m, "baselines": {"nearest": {"psnr": 55.0, "ssim": 0.9, "exact": 1}},
+             "reconstruct_s": 1.0, "render_s_per_view": 0.1}] * 2
+    table = format_table(summarize(rows, "rig"))
+    assert "(exact copies of their target, each counted as 60 dB: lrm4d 4 of the held-out targets, nearest 2 of " \
+           "the held-out targets; the groups below show where)" in table
