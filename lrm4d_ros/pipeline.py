@@ -381,7 +381,8 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
             bar.close()
             if rows:
                 _write_summary(out, {"bag_in": _bag_in(args), "bag_out": str(out / "bag"), "complete": False,
-                                     "windows": rows, "windows_planned": len(windows)})
+                                     "windows": rows, "windows_planned": len(windows),
+                                     "resolution": [views.height, views.width], "cameras": views.camera_names})
                 print(f"lrm4d reconstruct: stopped after {len(rows)} of {len(windows)} windows: {out} holds them "
                       f"(its bag closed and readable; summary.json \"complete\": false)", file=sys.stderr)
             raise

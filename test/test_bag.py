@@ -197,7 +197,9 @@ def test_make_bag_refuses_bad_arguments_with_one_line(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     for argv, text in ((["--out", str(tmp_path / "afile")], "is a file"),
                        (["--out", str(tmp_path), "--ground", "1.5"], "probabilities in [0, 1]"),
-                       (["--out", str(tmp_path), "--frames", "0"], "must be >= 1")):
+                       (["--out", str(tmp_path), "--frames", "0"], "must be >= 1"),
+                       (["--out", str(tmp_path), "--robot", "--depth", "clean", "--depth-encoding", "32FC1"],
+                        "--robot records depth as a RealSense driver does (16UC1 millimetres)")):
         assert main(["make-bag", "--seed", "2", "--resolution", "16", *argv]) == 2
         err = capsys.readouterr().err
         assert text in err and "Traceback" not in err

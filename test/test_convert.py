@@ -142,6 +142,9 @@ def test_bad_requests_are_one_line_errors(tmp_path, capsys):
         convert_bag(src, tmp_path / "c", CAMS, world_frame="map")
     with pytest.raises(ConvertError, match="--depth names cameras"):
         convert_bag(src, tmp_path / "d", CAMS, depths={"rear": "/robot/front/aligned_depth_to_color/image_raw"})
+    with pytest.raises(ConvertError, match=r"no images from 5 s after the first: the cameras' images span 0.300 s"):
+        convert_bag(src, tmp_path / "d2", CAMS, start_s=5.0)
+    assert not (tmp_path / "d2").exists()
     assert main(["convert-bag", str(src), "--out", str(tmp_path / "e"), "--camera", "front"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lrm4d convert-bag: error: --camera 'front': expected NAME=/topic") and err.count("\n") == 1

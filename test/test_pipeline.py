@@ -450,6 +450,10 @@ def test_a_run_stopped_part_way_keeps_its_windows_and_says_so(source_bag, tmp_pa
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is False and len(summary["windows"]) == 1 and summary["windows_planned"] == 2
     assert len(_messages(out / "bag")["/lrm4d/gaussians"]) == 1
+    from lrm4d_ros.viewer.sources import folder_windows
+
+    assert len(folder_windows(out)) == 1  # the viewer shows what was done, and says the run stopped
+    assert "its reconstruct run stopped after 1 of 2 windows; those are shown" in capsys.readouterr().out
     assert main(argv) == 2
     assert "already exists, from a run that did not finish (remove it or pass --overwrite)" in capsys.readouterr().err
 

@@ -323,6 +323,28 @@ def test_a_time_outside_the_recording_is_clamped_with_a_warning(scene_ply, time_
     assert capsys.readouterr().err == warning and shown == [time_s]  # the server clamps it (Viewer._take_pending)
 
 
+def test_bag_options_on_a_ply_are_ignored_with_a_warning(scene_ply, monkeypatch, capsys):
+    require_viser()
+    from lrm4d_ros.cli import main
+
+    class Viewer:  # stands in for the server: Ctrl-C at once
+        url = "http://127.0.0.1:0"
+
+        def __init__(self, **_):
+            pass
+
+        def show(self, windows, start_s=None):
+            raise KeyboardInterrupt
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr("lrm4d_ros.viewer.server.Viewer", Viewer)
+    assert main(["view", str(scene_ply), "--port", "0", "--window", "4", "--cameras", "cam9"]) == 0
+    assert capsys.readouterr().err == (f"lrm4d view: warning: --window, --cameras apply to a bag, reconstructed as it "
+                                       f"is shown; {scene_ply} holds reconstructions already: ignored\n")
+
+
 def test_bad_checkpoint_exits_with_one_line(source_bag):
     """The command itself, in its own process: it ends (rc 2) and never opens the server."""
     import subprocess

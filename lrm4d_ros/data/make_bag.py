@@ -48,8 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depth", choices=SENSOR_MODES, default="none",
                         help="/<cam>/depth topics: none, clean (exact z-depth) or sensor (a modelled RGB-D camera; "
                              "default: none)")
-    parser.add_argument("--depth-encoding", choices=DEPTH_ENCODINGS, default="32FC1",
-                        help="32FC1 metres (bit-exact) or 16UC1 millimetres (default: 32FC1)")
+    parser.add_argument("--depth-encoding", choices=DEPTH_ENCODINGS, default=None,
+                        help="32FC1 metres (bit-exact) or 16UC1 millimetres (default: 32FC1; --robot: 16UC1, as a "
+                             "RealSense driver)")
     parser.add_argument("--compression", choices=("none",) + COMPRESSIONS, default="none",
                         help="images (and depth) as image_transport's compressed plugins record them: "
                              "/<cam>/image_raw/compressed (png lossless, jpeg) and /<cam>/depth/compressedDepth "
@@ -90,6 +91,10 @@ def run(args) -> int:
         return refuse(f"--supersample must be an odd integer >= 1, got {args.supersample}")
     if not (0.0 <= args.ground <= 1.0 and 0.0 <= args.backdrop <= 1.0):
         return refuse(f"--ground and --backdrop are probabilities in [0, 1], got {args.ground}, {args.backdrop}")
+    if args.robot and args.depth_encoding not in (None, "16UC1"):
+        return refuse(f"--robot records depth as a RealSense driver does (16UC1 millimetres): --depth-encoding "
+                      f"{args.depth_encoding} does not apply")
+    args.depth_encoding = args.depth_encoding or ("16UC1" if args.robot else "32FC1")
     out = Path(args.out)
     try:
         check_writable(out, "--out")

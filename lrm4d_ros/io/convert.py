@@ -397,6 +397,11 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
     def inside(s):
         return s >= lo and (hi is None or s <= hi)
 
+    if not any(inside(s) for v in image_stamps.values() for s in v):
+        last = max(max(v) for v in image_stamps.values())
+        raise ConvertError(f"no images from {start_s:g} s after the first" + ("" if duration_s is None else
+                           f" for {duration_s:g} s") + f": the cameras' images span {(last - first) * 1e-9:.3f} s")
+
     # each colour image's depth: the nearest depth stamp within tolerance, each depth used once (nearest first)
     pairing: dict = {}  # (camera, depth stamp) -> colour stamp
     for n in depths:

@@ -8,6 +8,8 @@ import threading
 import time
 
 CLOSE_TIMEOUT_S = 10.0  # seconds Ctrl-C waits for the server to stop cleanly
+BAG_DEFAULTS = {"window": "8", "stride": None, "max_views": 12, "cameras": None, "checkpoint": None, "config": None,
+                "device": None}  # the options that only a bag, reconstructed on the fly, takes
 
 
 def add_arguments(p) -> None:
@@ -20,9 +22,11 @@ def add_arguments(p) -> None:
                    help="start the slider at this many seconds after the first window's start (default: the "
                         "middle of the first window)")
     bag = p.add_argument_group("bags (reconstructed on the fly, windows as in `lrm4d reconstruct`)")
-    bag.add_argument("--window", default="8", help="window length: frames (e.g. 8) or seconds (e.g. 0.5s)")
+    bag.add_argument("--window", default=BAG_DEFAULTS["window"],
+                     help="window length: frames (e.g. 8) or seconds (e.g. 0.5s)")
     bag.add_argument("--stride", default=None, help="window stride, same unit as --window (default: half a window)")
-    bag.add_argument("--max-views", type=int, default=12, help="model input views per window")
+    bag.add_argument("--max-views", type=int, default=BAG_DEFAULTS["max_views"],
+                     help="model input views per window")
     bag.add_argument("--cameras", default=None, help="comma-separated camera names to use (default: all)")
     bag.add_argument("--checkpoint", default=None, help="safetensors checkpoint (default: the shipped one)")
     bag.add_argument("--config", default=None, help="use a randomly initialised model of this preset (tests)")
@@ -35,8 +39,12 @@ def run(args) -> int:
     except ImportError as e:
         print(f"lrm4d view: error: {e}; install the viewer with: pip install -e \".[viewer]\"", file=sys.stderr)
         return 2
-    from .sources import BagOptions, ViewerError, open_path
+    from .sources import BagOptions, ViewerError, is_bag, open_path
 
+    given = [f"--{k.replace('_', '-')}" for k, default in BAG_DEFAULTS.items() if getattr(args, k) != default]
+    if given and not is_bag(args.path):
+        print(f"lrm4d view: warning: {', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to a bag, "
+              f"reconstructed as it is shown; {args.path} holds reconstructions already: ignored", file=sys.stderr)
     cameras = [c.strip() for c in args.cameras.split(",")] if args.cameras else None
     opts = BagOptions(window=args.window, stride=args.stride, max_views=args.max_views, cameras=cameras,
                       checkpoint=args.checkpoint, config=args.config, device=args.device)

@@ -64,11 +64,12 @@ class Viewer:
                     probe.bind((host, port))
                 except OSError:
                     raise ViewerError(f"port {port} is in use (another viewer or program listens there); choose "
-                                      "another") from None
+                                      "another (--port 0: any free one)") from None
         self.server = viser.ViserServer(host=host, port=port, label=label, verbose=False)
         if port and self.server.get_port() != port:  # viser moves on to the next free port by itself
             self.server.stop()
-            raise ViewerError(f"port {port} is in use (another viewer or program listens there); choose another")
+            raise ViewerError(f"port {port} is in use (another viewer or program listens there); choose another "
+                              "(--port 0: any free one)")
         self.host, self.port = host, self.server.get_port()
         self._wake, self._stop = threading.Event(), threading.Event()
         gui = self.server.gui

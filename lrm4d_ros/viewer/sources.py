@@ -190,9 +190,13 @@ class _LazyViews:
 
 def _source_views(summary: dict, folder: Path) -> _LazyViews:
     bag = summary.get("bag_in")
+    if summary.get("complete") is False:
+        print(f"lrm4d view: {folder}: its reconstruct run stopped after {len(summary.get('windows', []))} of "
+              f"{summary.get('windows_planned', '?')} windows; those are shown")
     if bag is None or not Path(bag).exists():
         print(f"lrm4d view: no camera frustums for {folder}: "
-              + ("its summary.json names no source bag" if bag is None else f"its source bag {bag} is gone"))
+              + ("it has no summary.json (a reconstruct run that did not finish?)" if not summary else
+                 "its summary.json names no source bag" if bag is None else f"its source bag {bag} is gone"))
         return _LazyViews(None, None, None, None)
     height, width = summary.get("resolution") or (None, None)
     return _LazyViews(Path(bag), summary.get("cameras"), height, width)
@@ -259,17 +263,24 @@ def load_model(opts: BagOptions):
 
 
 # ------------------------------------------------------------------------------------------------- any path
+def is_bag(path: str | Path) -> bool:
+    """Whether open_path reads `path` as a bag (reconstructed window by window) rather than as results."""
+    path = Path(path)
+    if path.is_file():
+        return path.suffix.lower() in BAG_SUFFIXES
+    return path.is_dir() and ((path / "metadata.yaml").exists() or any(path.glob("*.mcap"))
+                              or any(path.glob("*.db3")))
+
+
 def open_path(path: str | Path, bag_options: BagOptions | None = None) -> list[WindowRef]:
     """The windows of a 4D PLY, an output folder or a contract bag (ViewerError with the reason otherwise)."""
     path = Path(path)
     if not path.exists():
         raise ViewerError(f"{path} does not exist; expected {EXPECTED}")
-    if path.is_file():
-        if path.suffix.lower() in BAG_SUFFIXES:
-            return bag_windows(path, bag_options or BagOptions())
-        return ply_windows(path)
-    if (path / "metadata.yaml").exists() or any(path.glob("*.mcap")) or any(path.glob("*.db3")):
+    if is_bag(path):
         return bag_windows(path, bag_options or BagOptions())
+    if path.is_file():
+        return ply_windows(path)
     if (path / "summary.json").exists() or any(path.glob(f"window_*/{PLY_4D_NAME}")):
         return folder_windows(path)
     if (path / PLY_4D_NAME).exists():  # e.g. `lrm4d demo`'s output folder
