@@ -187,6 +187,7 @@ def _config_diff(saved: LRM4DConfig, asked: LRM4DConfig, fields) -> str:
 
 
 # What a resumed run may change and still continue the same run (noted), against what makes it another run
+PROGRESS_EVERY_S = 60.0  # where stderr is no terminal (a pipe, a log), a progress line this often instead of the bar
 RESUME_NOTED = ("frames", "cameras", "resolution", "inputs", "targets", "self_targets", "lr", "min_lr_ratio",
                 "warmup", "weight_decay", "clip", "ssim_weight", "steps", "time_budget", "scenes", "batch")
 
@@ -536,6 +537,8 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
 
     clock = time.process_time if args.budget_clock == "cpu" else time.time
     t_start = clock()
+    t_wall = last_line = time.time()
+    first_step = step
     last_ckpt = time.time()
     # With a time budget the bar counts seconds, so its ETA is the budget's end rather than that of --steps. Rank 0
     # shows it where stderr is a terminal (disable=None), not in a pipe or a log.
@@ -627,6 +630,13 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
         if rank == 0:
             bar.update(min(round(elapsed), bar.total) - bar.n if budget_s is not None else 1)
             bar.set_postfix(step=step, loss=f"{avg['loss']:.4f}", psnr=f"{avg['psnr']:.2f}", lr=f"{lr:.2e}")
+            if bar.disable and time.time() - last_line >= PROGRESS_EVERY_S:  # a pipe or a log: no bar, a line
+                done = elapsed / budget_s if budget_s else step / args.steps
+                print(f"step {step}/{args.steps} ({100 * done:.0f} %{' of the time budget' if budget_s else ''}), "
+                      f"loss {avg['loss']:.4f}, psnr {avg['psnr']:.2f}, lr {lr:.2e}, "
+                      f"{(step - first_step) / max(time.time() - t_wall, 1e-9) * 60:.1f} steps/min, "
+                      f"elapsed {elapsed:.0f} s", flush=True)
+                last_line = time.time()
             row = {"step": step, "elapsed_s": round(elapsed, 1), "lr": lr, "grad_norm": float(gnorm)}
             row.update({k: round(v, 5) for k, v in avg.items()})
             if (step % args.val_every == 0 or stop or step == args.steps) and not interrupt.signum:

@@ -265,3 +265,18 @@ def test_a_run_killed_outright_resumes_with_each_step_logged_once(tmp_path, caps
     assert main(["train", "--out", str(out), "--steps", "4", "--resume", *ARGS, "--val-every", "100"]) == 0
     assert f"lrm4d train: resuming {out} at step 2 with --steps 4 (was 2)" in capsys.readouterr().err
     assert [r["step"] for r in _rows(log) if "loss" in r] == [1, 2, 3, 4]
+
+
+def test_without_a_terminal_progress_comes_as_lines(tmp_path, monkeypatch, capsys):
+    """In a pipe or a log (no tqdm bar) a progress line comes every PROGRESS_EVERY_S: step, share done, loss,
+    rate."""
+    import re
+
+    import lrm4d_ros.train as train
+
+    monkeypatch.setattr(train, "PROGRESS_EVERY_S", 0.0)
+    assert main(["train", "--out", str(tmp_path / "run"), "--steps", "2", *ARGS, "--val-every", "100"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ") and "loss" in line]
+    assert [line.split(" (")[0] for line in lines] == ["step 1/2", "step 2/2"]
+    assert re.fullmatch(r"step 2/2 \(100 %\), loss \d+\.\d{4}, psnr \d+\.\d\d, lr \S+, \d+\.\d steps/min, "
+                        r"elapsed \d+ s", lines[1]), lines[1]
