@@ -6,6 +6,7 @@ import importlib.util
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def test_launch_file_compiles_and_declares_its_arguments():
 
 def test_robot_example_config_sets_only_declared_parameters():
     params = pytest.importorskip("lrm4d_ros.ros.params")
-    values = yaml.safe_load((ROOT / "config" / "robot_realsense_tf.yaml").read_text())["lrm4d_reconstruct"][
+    values = yaml.safe_load((ROOT / "config" / "robot_realsense_tf.yaml").read_text())["/**"][
         "ros__parameters"]
     for name, value in values.items():
         if name not in ("camera_names", "cameras", "virtual_camera_names", "virtual_cameras"):
@@ -61,7 +62,7 @@ def test_robot_example_config_sets_only_declared_parameters():
 def test_config_is_for_the_launched_node_and_matches_declared_parameters():
     params = pytest.importorskip("lrm4d_ros.ros.params")
     cfg = yaml.safe_load((ROOT / "config" / "reconstruct.yaml").read_text())
-    values = cfg["lrm4d_reconstruct"]["ros__parameters"]
+    values = cfg["/**"]["ros__parameters"]
     # every scalar in the YAML is a declared parameter with the same type as its default
     for name, value in values.items():
         if name in params.SCALARS:
@@ -94,7 +95,8 @@ def installed_executable() -> Path:
 def test_installed_executable_runs_the_yaml_and_reports_bad_parameters(tmp_path, config):
     """lib/lrm4d_ros/reconstruct_node (what `ros2 run` starts) loads each shipped config (the default one, and the
     robot example: TF poses, compressed colour, depth in its own frame, a virtual camera), advertises /render_view,
-    exits 0 on SIGINT; a bad parameter makes it exit 1 with the reason."""
+    exits 0 on SIGINT; a bad parameter makes it exit 1 with the reason. Started in a namespace, as on a robot: the
+    file still applies (keyed /**: one keyed by the node's name was ignored there, render_view then private)."""
     torch = pytest.importorskip("torch")
     from lrm4d_ros.checkpoint import save_model
     from lrm4d_ros.model import LRM4D, LRM4DConfig
@@ -103,7 +105,7 @@ def test_installed_executable_runs_the_yaml_and_reports_bad_parameters(tmp_path,
     ckpt = save_model(tmp_path / "tiny.safetensors", LRM4D(LRM4DConfig.preset("tiny", n_layer=1)))
     exe = installed_executable()
     env = {**os.environ, "ROS_DOMAIN_ID": "73", "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-    args = [str(exe), "--ros-args", "--params-file", str(ROOT / "config" / config),
+    args = [str(exe), "--ros-args", "-r", "__ns:=/robot1", "--params-file", str(ROOT / "config" / config),
             "-p", f"checkpoint:={ckpt}"]
     # SIGINT restored in the child: a background job of a non-interactive shell starts with it ignored
     proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
@@ -147,6 +149,28 @@ def test_a_signal_asks_the_node_to_stop_and_a_second_one_interrupts():
     finally:
         for s, h in saved.items():
             signal.signal(s, h)
+
+
+def test_a_second_signal_while_the_node_shuts_down_ends_the_process_at_once():
+    """Once the node is shutting down, a second signal (Ctrl-C twice, or ros2 launch's SIGTERM after its SIGINT)
+    exits 128 + signal with one line: raised as KeyboardInterrupt there it aborted the interpreter (rc 134)."""
+    pytest.importorskip("rclpy")
+    script = ("import os, signal, time\n"
+              "from lrm4d_ros.ros.reconstruct_node import StopOnSignal\n"
+              "stop = StopOnSignal()\n"
+              "os.kill(os.getpid(), signal.SIGINT)\n"
+              "assert stop.requested.wait(2.0)\n"
+              "stop.shutting_down = True\n"
+              "os.kill(os.getpid(), signal.SIGTERM)\n"
+              "time.sleep(10)\n"
+              "print('not reached')\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    if "No module named 'lrm4d_ros.msg'" in proc.stderr or "cannot import name" in proc.stderr:
+        pytest.skip("the generated interfaces are missing: scripts/build_ros.sh")
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-2000:]
+    assert proc.stderr.strip().endswith("[lrm4d_reconstruct] SIGTERM again while shutting down: exiting now")
+    assert "not reached" not in proc.stdout
 
 
 def test_the_libraries_warnings_go_to_the_nodes_log(monkeypatch):

@@ -71,7 +71,7 @@ def node_params(camera_names: list[str], ns: str = "/robot", compressed: bool = 
     """The reconstruct node's parameter YAML for a bag write_robot_bag wrote (its topics, TF poses in world_frame;
     floor_z: the scene's floor height there, None = let the node find it): `--params-file` it and play the bag."""
     lines = ["# the reconstruct node's parameters for a bag `lrm4d make-bag --robot` wrote (io/robot_bag.py)",
-             "lrm4d_reconstruct:", "  ros__parameters:", f'    world_frame: "{world_frame}"', '    pose_source: "tf"',
+             "/**:", "  ros__parameters:", f'    world_frame: "{world_frame}"', '    pose_source: "tf"',
              f"    camera_names: {list(camera_names)!r}".replace("'", '"'), "    cameras:"]
     for n in camera_names:
         t = robot_topics(n, ns, compressed)

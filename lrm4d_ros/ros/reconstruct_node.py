@@ -21,6 +21,7 @@ from __future__ import annotations
 import faulthandler
 import itertools
 import math
+import os
 import signal
 import sys
 import threading
@@ -889,15 +890,22 @@ class StopOnSignal:
     An exception raised inside rclpy's own constructors (the executor's SIGINT guard condition, a half-built
     node) leaves half-made native objects whose finalizers can crash the process on exit (seen in CI: a
     segfault in SignalHandlerGuardCondition.__del__). A second signal raises KeyboardInterrupt, for a stuck
-    start-up."""
+    start-up; once the node is shutting down (`shutting_down`), it ends the process at once (exit 128 + signal)
+    instead: raised there, it would cut the shutdown short while a reconstruction thread is still inside torch,
+    and the interpreter's exit then aborts (seen: SIGINT twice, or SIGINT then ros2 launch's SIGTERM, rc 134)."""
 
     def __init__(self) -> None:
         self.requested = threading.Event()
+        self.shutting_down = False
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._handle)
 
     def _handle(self, signum, frame) -> None:
         if self.requested.is_set():
+            if self.shutting_down:
+                print(f"[{NODE_NAME}] {signal.Signals(signum).name} again while shutting down: exiting now",
+                      file=sys.stderr, flush=True)
+                os._exit(128 + signum)
             raise KeyboardInterrupt
         self.requested.set()
 
@@ -937,6 +945,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        stop.shutting_down = True  # (until the process exits: atexit handlers run after main returns)
         if executor is not None:
             executor.shutdown()
         if node is not None:
