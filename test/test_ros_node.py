@@ -254,6 +254,7 @@ def test_images_that_come_before_their_camera_info_are_held_for_it(session, scen
              "camx's images held for its camera_info")
     n_held = len(held[camx])
     assert n_held <= INFO_WAIT and window.stats.per_camera[EXTRA_CAM].received == 0
+    assert session.node._status().pending_per_camera[camx] == n_held  # held images count as pending
     info.publish(camera_info_msg(scene.Ks[0].numpy(), W, H, base, "", RCLPY))
     # every held image goes on to the window (which judges its stamp and pose as any other's)
     wait_for(lambda: camx not in held and window.stats.per_camera[EXTRA_CAM].received == n_held, 20.0,
@@ -320,9 +321,15 @@ def test_bad_parameters_refuse_to_start(session):
                                 ("camera_names", ["cam-0"], "camera name 'cam-0'.*Invalid topic name"),
                                 ("virtual_camera_names", ["front view"], "virtual camera name"),
                                 ("checkpoint", "/nonexistent.safetensors", "checkpoint not found"),
-                                ("bf16", "yes", "bf16")):
+                                ("bf16", "yes", "bf16"),
+                                ("min_views", 13, r"min_views 13 > max_input_views 12: the model is never given")):
         with pytest.raises((ValueError, FileNotFoundError), match=reason):
             ReconstructNode(context=session.context, parameter_overrides=[Parameter(name, value=value)])
+    # a virtual camera ahead of the newest input: a reconstruction does not extrapolate, so it could never render
+    with pytest.raises(ValueError, match="parameter virtual_cameras.ahead.time_offset_s"):
+        ReconstructNode(context=session.context, parameter_overrides=[
+            Parameter("virtual_camera_names", value=["ahead"]),
+            Parameter("virtual_cameras.ahead.time_offset_s", value=0.5)])
 
 
 def test_misspelt_parameters_are_named_with_the_nearest_one(session):
@@ -513,6 +520,11 @@ def test_parameters_read_only_or_honoured_at_run_time(session):
     assert not res.successful and "one of" in res.reason
     res = node.set_parameters([Parameter("max_input_views", value=0)])[0]
     assert not res.successful and "out of range" in res.reason
+    # views the model is never given: refused whichever of the two is set, alone or with the other
+    res = node.set_parameters_atomically([Parameter("max_input_views", value=6), Parameter("min_views", value=7)])
+    assert not res.successful and "min_views 7 > max_input_views 6" in res.reason
+    res = node.set_parameters([Parameter("max_input_views", value=1)])[0]
+    assert not res.successful and f"min_views {node.cfg.values['min_views']} > max_input_views 1" in res.reason
     try:
         assert all(r.successful for r in node.set_parameters([Parameter("max_input_views", value=6),
                                                               Parameter("selection_policy", value="latest")]))

@@ -184,6 +184,13 @@ def check(name: str, value) -> None:
         raise ValueError(f"parameter {name} must be finite, got {value}")
 
 
+def check_together(values: dict) -> None:
+    """Raise ValueError where parameters contradict each other (at start-up and for each set at run time)."""
+    if values["min_views"] > values["max_input_views"]:
+        raise ValueError(f"min_views {values['min_views']} > max_input_views {values['max_input_views']}: the model is "
+                         "never given that many views, so no reconstruction would run")
+
+
 def _check_topic(what: str, topic: str) -> str:
     """`topic` if it is a valid ROS topic name (relative, absolute or private), else ValueError naming `what`."""
     try:
@@ -199,6 +206,7 @@ def declare_and_load(node: Node) -> NodeConfig:
     for name, (default, description, limits) in SCALARS.items():
         v[name] = _declare(node, name, default, description, limits, read_only=name not in DYNAMIC)
         check(name, v[name])
+    check_together(v)
     if v["window_seconds"] <= 0 and v["window_frames"] <= 0:
         raise ValueError("window_seconds and window_frames are both disabled (<= 0): the window would be unbounded")
     if (v["image_height"] > 0) != (v["image_width"] > 0):
@@ -239,7 +247,8 @@ def declare_and_load(node: Node) -> NodeConfig:
         width = _declare(node, p + "width", 160, "pixels", (1, 16384))
         height = _declare(node, p + "height", 120, "pixels", (1, 16384))
         fov = _declare(node, p + "fov_y_deg", 50.0, "vertical field of view [deg]", (0.1, 179.9))
-        offset = _declare(node, p + "time_offset_s", 0.0, "render at newest input stamp + offset [s]", (-BIG, BIG))
+        offset = _declare(node, p + "time_offset_s", 0.0, "render at newest input stamp + offset, <= 0 (a moment in "
+                          "the window: a reconstruction does not extrapolate) [s]", (-BIG, 0.0))
         try:
             T = pose_matrix(position, quat)
         except RejectedInput as exc:

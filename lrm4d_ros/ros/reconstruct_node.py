@@ -55,7 +55,7 @@ from ..reconstructor import Reconstructor
 from ..window import LIVE_S, RejectedInput, SpaceTimeWindow
 from .conversions import RCLPY
 from .interfaces import ReconstructionStatus, RenderView
-from .params import DYNAMIC, NodeConfig, check, declare_and_load, unknown_parameters
+from .params import DYNAMIC, NodeConfig, check, check_together, declare_and_load, unknown_parameters
 from .tf_listener import TfListener
 
 NODE_NAME = "lrm4d_reconstruct"
@@ -172,6 +172,7 @@ class ReconstructNode(Node):
         self._publisher_seen: dict[str, float] = {}  # camera -> when a publisher of its image topic was first seen
         self._colour_frame: dict[str, str] = {}
         self._awaiting_info: dict[int, deque] = {}  # camera id -> (kind, msg, arrival) held for its camera_info
+        self._images_awaiting_info = [0] * len(cfg.cameras)  # their images, for the status (under _lock)
         self._info_refused: dict[str, str] = {}  # camera -> why its last camera_info was refused (ingest thread)
         self._arrivals: OrderedDict[tuple[int, int], float] = OrderedDict()  # (camera id, stamp) -> monotonic s
         self._rejections: Counter = Counter()  # refused by the node itself (the window counts its own)
@@ -271,6 +272,7 @@ class ReconstructNode(Node):
             for p in params:
                 if p.name in DYNAMIC:
                     check(p.name, p.value)
+            check_together({**self.cfg.values, **{p.name: p.value for p in params if p.name in DYNAMIC}})
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         for p in params:
@@ -350,8 +352,10 @@ class ReconstructNode(Node):
         with self._lock:
             self._infos[cam.name] = (rect.K, *rect.size)
         self._colour_frame[cam.name] = cam.frame_id or msg.header.frame_id
-        for kind, held, arrival_ in self._awaiting_info.pop(cam_id, ()):  # what came before it, in order
-            getattr(self, f"_on_{kind}")(cam_id, cam, held, arrival_)
+        held = self._awaiting_info.pop(cam_id, ())
+        self._count_awaiting_info(cam_id)
+        for kind, msg_, arrival_ in held:  # what came before it, in order
+            getattr(self, f"_on_{kind}")(cam_id, cam, msg_, arrival_)
 
     def _on_pose(self, cam_id: int, cam, msg: PoseStamped, arrival: float) -> None:
         frame, world, stamp = msg.header.frame_id, self.cfg.world_frame, time_ns(msg.header.stamp)
@@ -384,6 +388,11 @@ class ReconstructNode(Node):
                                 f"{info[1]}x{info[2]}", "size_mismatch" if what == "image" else "depth_size")
         return info
 
+    def _count_awaiting_info(self, cam_id: int) -> None:
+        n = sum(kind == "image" for kind, *_ in self._awaiting_info.get(cam_id, ()))  # (ingest thread: no race)
+        with self._lock:
+            self._images_awaiting_info[cam_id] = n
+
     def _hold_for_info(self, cam_id: int, cam, kind: str, msg: Image, arrival: float) -> bool:
         """Hold an image or depth of a camera that has had no camera_info yet (ingest thread only); True if held.
         Beyond INFO_WAIT held inputs the oldest is refused (no_camera_info)."""
@@ -392,8 +401,9 @@ class ReconstructNode(Node):
                 return False
         q = self._awaiting_info.setdefault(cam_id, deque())
         q.append((kind, msg, arrival))
-        if len(q) > INFO_WAIT:
-            old_kind, _, _ = q.popleft()
+        old_kind = q.popleft()[0] if len(q) > INFO_WAIT else None
+        self._count_awaiting_info(cam_id)
+        if old_kind:
             why = self._info_refused.get(cam.name)
             self._refuse("no_camera_info", f"{cam.name} {old_kind}: no camera_info received yet on "
                                            f"{self.resolve_topic_name(cam.info_topic)}"
@@ -726,6 +736,7 @@ class ReconstructNode(Node):
             msg.reconstruction_time = float(self._reconstruction_time)
             msg.latency = float(self._latency)
             rejected_here = list(self._rejected_images)
+            held = list(self._images_awaiting_info)
             reasons = Counter(st.rejections) + self._rejections
             msg.reconstructions = self._serial
             msg.renders_served = self._renders_served
@@ -738,7 +749,7 @@ class ReconstructNode(Node):
         msg.kept_per_camera = [c.kept for c in cams]
         msg.dropped_per_camera = [c.dropped + o for c, o in zip(cams, overload)]
         msg.rejected_per_camera = [c.rejected + r for c, r in zip(cams, rejected_here)]
-        msg.pending_per_camera = [c.pending + len(w) for c, w in zip(cams, self._tf_waiting)]
+        msg.pending_per_camera = [c.pending + len(w) + h for c, w, h in zip(cams, self._tf_waiting, held)]
         msg.views_received, msg.views_kept = sum(received), sum(msg.kept_per_camera)
         msg.views_dropped, msg.views_rejected = sum(msg.dropped_per_camera), sum(msg.rejected_per_camera)
         msg.rejection_reasons = sorted(reasons)
@@ -852,9 +863,10 @@ class ReconstructNode(Node):
                 try:
                     out = rec.render(torch.as_tensor(vc.camtoworld)[None], torch.as_tensor(vc.K)[None],
                                      vc.width, vc.height, torch.tensor([stamp], dtype=torch.int64))
-                except Exception as exc:  # e.g. the offset leaves the window; keep the other cameras going
+                except Exception as exc:  # keep the other cameras going; this one is tried again next reconstruction
                     self._refuse("virtual_camera_failed", f"virtual camera {vc.name}: {type(exc).__name__}: {exc}",
                                  counted=True)
+                    self._virtual_cache[vc.name] = (serial, None)
                     continue
                 frame = f"{vc.name}_optical_frame"
                 msgs = (image_msg(out.colors[0].cpu().numpy(), stamp, frame, types=RCLPY),
