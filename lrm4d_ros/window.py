@@ -399,7 +399,8 @@ class SpaceTimeWindow:
             raise RejectedInput(f"{what} stamp {stamp_ns} ns is {(stamp_ns - now) * 1e-9:.3f} s ahead of the "
                                 f"clock (max lead {self.max_lead_ns * 1e-9:.3f} s){hint}", "future_stamp")
         if self.max_age_ns is not None and stamp_ns < now - self.max_age_ns:
-            hint = ("; a bag's stamps against a live clock? run the node with use_sim_time and play the bag with "
+            hint = ("; a stamp of 0: does the driver stamp its messages?" if stamp_ns == 0 else
+                    "; a bag's stamps against a live clock? run the node with use_sim_time and play the bag with "
                     "--clock" if now - stamp_ns > CLOCK_MISMATCH_NS else "")
             raise RejectedInput(f"{what} stamp {stamp_ns} ns is {(now - stamp_ns) * 1e-9:.3f} s behind the "
                                 f"clock (max age {self.max_age_ns * 1e-9:.3f} s){hint}", "stale_stamp")

@@ -203,6 +203,8 @@ def test_stamps_bounded_by_clock_and_window_and_never_stored():
     assert exc.value.reason == "future_stamp"
     with pytest.raises(RejectedInput, match="behind the clock .*use_sim_time and play the bag with --clock"):
         w.add_view("a", image(), K, S, camtoworld=pose())  # far past (1 s after the epoch): another clock's stamp
+    with pytest.raises(RejectedInput, match="behind the clock .*; a stamp of 0: does the driver stamp its messages"):
+        w.add_view("a", image(), K, 0, camtoworld=pose())  # a driver that leaves header.stamp at 0
     with pytest.raises(RejectedInput, match=r"ahead of the clock \(max lead 1.000 s\)$"):
         w.add_pose("a", T0 + 100 * S, pose())  # a future pose is refused too: the pose buffer stays usable
     w.add_view("b", image(), K, T0 + 10 * S, camtoworld=pose())
@@ -211,7 +213,7 @@ def test_stamps_bounded_by_clock_and_window_and_never_stored():
     # nothing refused was stored: camera a still takes its next good image, posed from its good pose
     assert w.add_view("a", image(), K, T0 + 9 * S) == "accepted"
     st = w.stats
-    assert st.rejections == {"future_stamp": 2, "stale_stamp": 2} and st.rejected == 3 and st.kept == 2
+    assert st.rejections == {"future_stamp": 2, "stale_stamp": 3} and st.rejected == 4 and st.kept == 2
     assert w.snapshot().stamps_ns.tolist() == [T0 + 9 * S, T0 + 10 * S]
 
 
