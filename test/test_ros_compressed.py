@@ -75,7 +75,7 @@ def test_node_takes_compressed_images_and_depth(tmp_path):
                                      types=RCLPY)
         small.header.stamp = good.header.stamp
         pub.depth_pubs[cam1].publish(small)
-        st = session.wait_status(lambda s: reasons(s).get("bad_encoding", 0) == reasons(st0).get("bad_encoding", 0) + 1
+        st = session.wait_status(lambda s: reasons(s).get("bad_image", 0) == reasons(st0).get("bad_image", 0) + 1
                                  and reasons(s).get("depth_size", 0) == reasons(st0).get("depth_size", 0) + 1
                                  and s.views_used == 2 * CAMS + 1, 20.0,
                                  "the broken image and the wrong-size depth counted, the good view used")

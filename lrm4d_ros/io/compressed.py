@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from numba import njit
 
-from .messages import MessageError, MessageTypes, _types, header_msg, to_uint8
+from .messages import MessageError, MessageTypes, UnsupportedEncoding, _types, header_msg, to_uint8
 
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 COLOR_CODECS = ("png", "jpeg")
@@ -44,7 +44,7 @@ def _payload(msg) -> np.ndarray:
 def compressed_rgb(msg) -> np.ndarray:
     """(H,W,3) uint8 RGB of a colour CompressedImage (JPEG, PNG, or anything else OpenCV reads)."""
     if "compresseddepth" in msg.format.lower():
-        raise MessageError(f"format {msg.format!r} is a compressed depth image, not a colour one")
+        raise UnsupportedEncoding(f"format {msg.format!r} is a compressed depth image, not a colour one")
     bgr = cv2.imdecode(_payload(msg), cv2.IMREAD_COLOR)
     if bgr is None:
         raise MessageError(f"cannot decode the compressed image (format {msg.format!r}, {len(msg.data)} bytes)")

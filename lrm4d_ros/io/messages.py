@@ -108,6 +108,10 @@ class MessageError(ValueError):
     """A message that cannot be converted (unknown encoding, inconsistent sizes, ...)."""
 
 
+class UnsupportedEncoding(MessageError):
+    """An image in an encoding that is not a colour one this package reads (its layout is not judged)."""
+
+
 # -- time --------------------------------------------------------------------------------------------------
 def time_msg(stamp_ns: int, types: MessageTypes | None = None):
     """builtin_interfaces/Time of int nanoseconds (>= 0)."""
@@ -205,7 +209,7 @@ def image_rgb(msg) -> np.ndarray:
             raise MessageError(f"{enc} packs pixel pairs: the width must be even, got {W}")
         px = np.ascontiguousarray(_rows(msg, 2)).reshape(H, W, 2)
         return cv2.cvtColor(px, getattr(cv2, f"COLOR_YUV2RGB_{YUV422[enc]}"))
-    raise MessageError(f"unsupported image encoding {enc!r} (not a colour encoding); supported: "
+    raise UnsupportedEncoding(f"unsupported image encoding {enc!r} (not a colour encoding); supported: "
                        f"{list(COLOUR_ENCODINGS)}")
 
 

@@ -48,8 +48,9 @@ from ..cameras import SceneNormalization
 from ..io.compressed import compressed_depth, compressed_rgb
 from ..io.rectify import Rectification, info_key, rectified_topic
 from ..io.register import register_depth
-from ..io.messages import (MessageError, camera_info_K, camera_info_msg, float_image_msg, image_depth, image_msg,
-                           image_rgb, pointcloud2_msg, pose_matrix, time_msg, time_ns, transform_msg)
+from ..io.messages import (MessageError, UnsupportedEncoding, camera_info_K, camera_info_msg, float_image_msg,
+                           image_depth, image_msg, image_rgb, pointcloud2_msg, pose_matrix, time_msg, time_ns,
+                           transform_msg)
 from ..model import BF16_CHOICES
 from ..reconstructor import Reconstructor
 from ..window import LIVE_S, RejectedInput, SpaceTimeWindow
@@ -421,8 +422,10 @@ class ReconstructNode(Node):
                 K, _, _ = self._camera_info(cam, (int(msg.width), int(msg.height)), "image")
             try:
                 rgb = compressed_rgb(msg) if compressed else image_rgb(msg)
-            except MessageError as exc:
+            except UnsupportedEncoding as exc:
                 raise RejectedInput(f"{cam.name} image: {exc}", "bad_encoding") from None
+            except MessageError as exc:  # its layout (step, data size) or payload (a PNG that does not decode)
+                raise RejectedInput(f"{cam.name} image: {exc}", "bad_image") from None
             if compressed:
                 K, _, _ = self._camera_info(cam, rgb.shape[1::-1], "image")
             rgb = self._rectify[cam.name][1].colour(rgb)
