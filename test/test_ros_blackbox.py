@@ -182,8 +182,8 @@ def test_node_process_under_a_hostile_stream(tmp_path):
     assert (kept_pct >= 99.0).all(), (kept.tolist(), good.tolist())
     assert all(min(v) > 0 for v in used_after) and used_after, used_after  # every camera in every reconstruction
     assert (np.array(final.kept_per_camera) > np.array(after_hostile.kept_per_camera)).all()  # all accepted again
-    for reason in ("bad_encoding", "bad_image", "size_mismatch", "bad_pose", "future_stamp", "stale_stamp", "duplicate_stamp",
-                   "bad_camera_info"):
+    for reason in ("bad_encoding", "bad_image", "size_mismatch", "bad_pose", "future_stamp", "stale_stamp",
+                   "duplicate_stamp", "bad_camera_info"):
         assert per_reason.get(reason, 0) > 0, (reason, per_reason)
     assert renders["good"] >= 10 and renders["good_ok"] == renders["good"], renders
     assert renders["bad"] >= 10 and renders["bad_refused"] == renders["bad"], renders
