@@ -544,3 +544,57 @@ def test_the_cloud_leaves_out_far_and_faint_gaussians_on_request():
     assert len(cloud_gaussians(g, cams, 0.0, 0.0)) == 4  # the defaults keep everything
     kept = cloud_gaussians(g, cams, 0.5, 5.0)  # the faint one and the one 30 m from every camera go
     assert kept.means.tolist() == [[0.0, 0.0, 1.0], [9.0, 0.0, 0.5]]
+
+
+def test_renders_in_flight_at_shutdown_are_answered_and_new_ones_refused(tmp_path):
+    """main() spins on after a stop signal until the render requests being rendered are answered (they used to be
+    rendered and never sent: the caller waited out its own timeout); a request after that is refused at once."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from lrm4d_ros.ros.reconstruct_node import ReconstructNode, make_executor
+
+    torch.manual_seed(0)
+    ckpt = save_model(tmp_path / "tiny.safetensors", LRM4D(LRM4DConfig.preset("tiny", n_layer=1)))
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID + 1)
+    node = client = executor = None
+    try:
+        node = ReconstructNode(context=context, parameter_overrides=[
+            Parameter("checkpoint", value=str(ckpt)), Parameter("device", value="cpu"),
+            Parameter("render_service", value="/render_view_drain")])
+        started = threading.Event()
+
+        def slow_render(req, resp):  # stands in for a large render
+            started.set()
+            time.sleep(1.0)
+            resp.success, resp.message = True, "rendered"
+            return resp
+
+        node._render_view = slow_render
+        client = rclpy.create_node("drain_client", context=context)
+        cli = client.create_client(RenderView, "/render_view_drain")
+        executor = make_executor(context)
+        executor.add_node(node)
+        executor.add_node(client)
+        deadline = time.monotonic() + 20
+        while not cli.service_is_ready() and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        first = cli.call_async(RenderView.Request())
+        while not started.is_set() and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        assert started.is_set()
+        node.finish_renders(executor, timeout_s=10.0)  # what main() does after the spin loop ends
+        assert node._answers_owed == 0  # the response is sent: the executor may stop now
+        later = cli.call_async(RenderView.Request())
+        while not (first.done() and later.done()) and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        assert first.result().success and first.result().message == "rendered"
+        assert not later.result().success and later.result().message == "the node is shutting down"
+    finally:
+        if executor is not None:
+            executor.shutdown()
+        for n in (client, node):
+            if n is not None:
+                n.destroy_node()
+        rclpy.try_shutdown(context=context)

@@ -69,6 +69,8 @@ SILENT_S, SILENT_REPEAT_S = 5.0, 30.0  # a camera with no image this long after 
 # pose_wait_s each): a robot's TF comes after the camera's image, as tf2_ros's MessageFilter waits for it.
 TF_WAIT = 8
 STALLED = 3  # an image or depth held this many pose_wait_s in steady time is refused whatever the clock says
+RENDER_DRAIN_S = 10.0  # at shutdown, how long render requests being rendered are waited for, to be answered
+ANSWER_GRACE_S = 0.5  # then how long the executor spins on, so that the answers reach their callers
 ARRIVALS_KEPT = 4096
 # A burst of requests larger than the DDS history is silently dropped by the middleware; keep room for bursts.
 SERVICE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=64, reliability=ReliabilityPolicy.RELIABLE)
@@ -193,6 +195,8 @@ class ReconstructNode(Node):
         self._renders_served = 0
         self._renders_refused = 0
         self._render_slots = threading.BoundedSemaphore(cfg.max_concurrent_renders)
+        self._answers_owed = 0  # render requests accepted and not yet answered (under _lock)
+        self._closing = threading.Event()  # shutting down: render requests are refused
         self._virtual_cache: dict[str, tuple[int, tuple]] = {}
         self._dirty_since: float | None = None  # monotonic time of the first view not yet reconstructed
 
@@ -763,9 +767,13 @@ class ReconstructNode(Node):
     async def _on_render_view(self, request, response):
         """render_view: the render runs on a render thread while the executor goes on taking input; the executor
         is woken when it is done (a done callback on the future it awaits)."""
+        if self._closing.is_set():
+            return self._refuse_render(response, "the node is shutting down")
         if not self._render_slots.acquire(blocking=False):
             return self._refuse_render(response, f"busy: {self.cfg.max_concurrent_renders} render request(s) "
                                                  "already in progress (max_concurrent_renders); retry later")
+        with self._lock:
+            self._answers_owed += 1
         done = RclFuture(executor=self.executor)
         done.add_done_callback(lambda _: None)  # its completion is then scheduled on the executor, which wakes it
 
@@ -781,7 +789,28 @@ class ReconstructNode(Node):
             done.set_result(result)
 
         self._renderers.submit(render)
-        return await done
+        try:
+            return await done
+        finally:  # (the executor sends the response in the same step, before finish_renders looks again)
+            with self._lock:
+                self._answers_owed -= 1
+
+    def finish_renders(self, executor, timeout_s: float = RENDER_DRAIN_S) -> None:
+        """At shutdown, before the executor stops: refuse new render requests and spin until those being rendered
+        are answered (at most timeout_s), so that no caller waits for a reply that would never come."""
+        self._closing.set()
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            owed = self._answers_owed
+        while owed and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+            with self._lock:
+                owed = self._answers_owed
+        # a response just sent is lost if the node's participant goes at once (1 of 3 tries here): the middleware
+        # gets a moment to deliver it, and a request arriving meanwhile is refused rather than left unanswered
+        end = time.monotonic() + ANSWER_GRACE_S
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
 
     def _refuse_render(self, response, reason: str):
         with self._lock:
@@ -961,6 +990,11 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         stop.shutting_down = True  # (until the process exits: atexit handlers run after main returns)
+        if executor is not None and node is not None:
+            try:
+                node.finish_renders(executor)
+            except Exception as exc:  # an executor a signal cut mid-step: shut down all the same
+                print(f"[{NODE_NAME}] render requests not answered at shutdown: {exc}", file=sys.stderr)
         if executor is not None:
             executor.shutdown()
         if node is not None:
