@@ -332,6 +332,22 @@ def test_bad_parameters_refuse_to_start(session):
             Parameter("virtual_cameras.ahead.time_offset_s", value=0.5)])
 
 
+def test_list_parameters_read_back_their_defaults(session, tmp_path):
+    """camera_names left at its default reads back the cameras the node uses (it read back NOT_SET)."""
+    from rclpy.parameter import Parameter
+
+    from lrm4d_ros.ros.params import DEFAULT_CAMERAS
+    from lrm4d_ros.ros.reconstruct_node import ReconstructNode
+
+    ckpt = save_model(tmp_path / "tiny.safetensors", LRM4D(LRM4DConfig.preset("tiny", n_layer=1)))
+    node = ReconstructNode(context=session.context, parameter_overrides=[Parameter("checkpoint", value=str(ckpt)),
+                                                                         Parameter("device", value="cpu")])
+    try:
+        assert node.get_parameter("camera_names").value == list(DEFAULT_CAMERAS) == [c.name for c in node.cfg.cameras]
+    finally:
+        node.destroy_node()
+
+
 def test_misspelt_parameters_are_named_with_the_nearest_one(session):
     """rclpy ignores parameters a node never declares: the node says so, naming the one most like it."""
     from rclpy.parameter import Parameter
