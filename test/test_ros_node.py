@@ -3,6 +3,7 @@ the contract topics, the node reconstructs with a small randomly initialised mod
 render_view service and every bad-input path are checked. The shipped-checkpoint PSNR test is test_ros_psnr.py.
 """
 import math
+import re
 import threading
 import time
 
@@ -200,7 +201,8 @@ def test_bad_input_is_rejected_with_reasons_and_good_input_still_works(session, 
                                    f"rejection {key}: {text!r}")
 
     image_pub.publish(float_image_msg(np.zeros((H, W), np.float32), later, "", RCLPY))
-    rejected_with("bad_encoding", "not a colour encoding")
+    st = rejected_with("bad_encoding", "not a colour encoding")
+    assert re.search(r"not a colour encoding.* \(\d+ s ago\)$", st.last_error), st.last_error  # and when
     image_pub.publish(image_msg(np.zeros((H // 2, W // 2, 3), np.uint8), later, "", types=RCLPY))
     rejected_with("size_mismatch", f"but camera_info says {W}x{H}")
 

@@ -182,7 +182,7 @@ class ReconstructNode(Node):
         self._rejected_images = [0] * len(cfg.cameras)
         self._last_image_at = [-math.inf] * len(cfg.cameras)  # monotonic s of each camera's last image taken in
         self._first_image_at: float | None = None  # monotonic s of the first image (after a silence) of any camera
-        self._last_error = ""
+        self._last_error, self._last_error_at = "", 0.0  # and when (steady s): the status says how long ago
         # (reason, camera) -> (monotonic s, suppressed since): one camera's stream of bad input does not hide
         # another's
         self._last_logged: dict[tuple[str, str], tuple[float, int]] = {}
@@ -302,7 +302,7 @@ class ReconstructNode(Node):
                 self._rejections[reason] += 1
                 if cam is not None:
                     self._rejected_images[cam] += 1
-            self._last_error = text
+            self._last_error, self._last_error_at = text, now
             last, suppressed = self._last_logged.get(key, (-1e9, 0))
             log = now - last >= LOG_THROTTLE_S
             self._last_logged[key] = (now, 0) if log else (last, suppressed + 1)
@@ -748,7 +748,8 @@ class ReconstructNode(Node):
             msg.reconstructions = self._serial
             msg.renders_served = self._renders_served
             msg.renders_refused = self._renders_refused
-            msg.last_error = self._last_error or st.last_error
+            msg.last_error = (f"{self._last_error} ({time.monotonic() - self._last_error_at:.0f} s ago)"
+                              if self._last_error else st.last_error)
         with self._inbox.cond:
             received, overload = list(self._inbox.received_images), list(self._inbox.dropped_images)
         cams = [st.per_camera[n] for n in names]
