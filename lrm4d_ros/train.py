@@ -584,6 +584,18 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
         save_model(out / "model.safetensors", model, info=_info(args, step, elapsed, world))
         saved_step = step
 
+    # Each rank's view of the run (rank<r>.json): DDP keeps the weights identical across ranks while each draws its
+    # own scenes. Written with each saved state, so that after a kill it holds the seeds of the steps the state has.
+    rank_path = out / f"rank{rank}.json"
+    seeds_before = json.loads(rank_path.read_text()).get("scene_seeds", []) if resume and rank_path.is_file() else []
+
+    def write_rank(step: int) -> None:
+        digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in model.parameters())).hexdigest()
+        tmp = rank_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"rank": rank, "world": world, "step": step, "weights_sha256": digest,
+                                   "scene_seeds": seeds_before + stream.drawn}))
+        tmp.replace(rank_path)
+
     if init is not None and not resume and rank == 0:
         # the starting point is scored: a fine-tune that only loses leaves best.safetensors at the weights it began from
         log.write(json.dumps({"step": 0, "elapsed_s": 0.0, **check(0, 0.0)}) + "\n")
@@ -647,9 +659,14 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
                     bar.unpause()
             log.write(json.dumps(row) + "\n")
             log.flush()
-            if time.time() - last_ckpt > args.ckpt_minutes * 60 or stop or step == args.steps:
+        due = time.time() - last_ckpt > args.ckpt_minutes * 60 or stop or step == args.steps
+        if world > 1:  # every rank writes its record when rank 0 saves the state (one collective, as _agree's)
+            due = _agree(0.0, due, world, device)[1]
+        if due:
+            if rank == 0:
                 save_state(step, elapsed)
-                last_ckpt = time.time()
+            write_rank(step)
+            last_ckpt = time.time()
     bar.close()
     if rank == 0 and saved_step != step:  # the budget ran out in the last step's validation
         save_state(step, elapsed)
@@ -660,12 +677,7 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
             save_model(args.export, model, dtype=torch.bfloat16, info=info)
         log.write(json.dumps({"event": "end", "step": step}) + "\n")
         log.close()
-    # Each rank's view of the run: DDP keeps the weights identical across ranks while each draws its own scenes.
-    digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in model.parameters())).hexdigest()
-    rank_path = out / f"rank{rank}.json"
-    seeds = json.loads(rank_path.read_text()).get("scene_seeds", []) if resume and rank_path.is_file() else []
-    rank_path.write_text(json.dumps({"rank": rank, "world": world, "step": step, "weights_sha256": digest,
-                                     "scene_seeds": seeds + stream.drawn}))
+    write_rank(step)
     if world > 1:
         torch.distributed.destroy_process_group()
     if interrupt.signum:

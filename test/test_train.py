@@ -280,3 +280,31 @@ def test_without_a_terminal_progress_comes_as_lines(tmp_path, monkeypatch, capsy
     assert [line.split(" (")[0] for line in lines] == ["step 1/2", "step 2/2"]
     assert re.fullmatch(r"step 2/2 \(100 %\), loss \d+\.\d{4}, psnr \d+\.\d\d, lr \S+, \d+\.\d steps/min, "
                         r"elapsed \d+ s", lines[1]), lines[1]
+
+
+def test_rank_records_keep_up_with_the_saved_state(tmp_path, monkeypatch):
+    """rank<r>.json is written with each saved state, not only when the process ends: a process that dies
+    mid-run (here an exception nothing catches, standing in for SIGKILL) leaves it at the state's step, with
+    that many scene seeds."""
+    import pytest
+
+    import lrm4d_ros.train as train
+
+    class Died(BaseException):
+        pass
+
+    real, calls = train.scene_loss, []
+
+    def dies_in_step_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Died
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "scene_loss", dies_in_step_3)
+    out = tmp_path / "run"
+    with pytest.raises(Died):
+        main(["train", "--out", str(out), "--steps", "5", *ARGS, "--val-every", "100"])  # --ckpt-minutes 0
+    record = json.loads((out / "rank0.json").read_text())
+    assert record["step"] == 2 == train.training_state_info(out / "state.safetensors")[1]
+    assert len(record["scene_seeds"]) == 2
