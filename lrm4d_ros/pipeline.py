@@ -379,6 +379,8 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
                     scores[key] += values
         except BaseException:  # an error or Ctrl-C: what is done stays, and says it is partial
             bar.close()
+            if len(rows) < len(windows):  # the window under way: its folder may hold some of its files
+                shutil.rmtree(out / f"window_{windows[len(rows)].index:03d}", ignore_errors=True)
             if rows:
                 _write_summary(out, {"bag_in": _bag_in(args), "bag_out": str(out / "bag"), "complete": False,
                                      "windows": rows, "windows_planned": len(windows),

@@ -436,7 +436,9 @@ def test_a_run_stopped_part_way_keeps_its_windows_and_says_so(source_bag, tmp_pa
 
     def second_window_interrupted(*a, **k):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == 2:  # part way through its files
+            (out / "window_001").mkdir()
+            (out / "window_001" / "gaussians_4d.ply").write_bytes(b"ply\n")
             raise KeyboardInterrupt
         return real(*a, **k)
 
@@ -449,6 +451,7 @@ def test_a_run_stopped_part_way_keeps_its_windows_and_says_so(source_bag, tmp_pa
     assert "stopped after 1 of 2 windows" in err and err.endswith("lrm4d reconstruct: interrupted (Ctrl-C)\n")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is False and len(summary["windows"]) == 1 and summary["windows_planned"] == 2
+    assert sorted(p.name for p in out.glob("window_*")) == ["window_000"]  # none of the window under way
     assert len(_messages(out / "bag")["/lrm4d/gaussians"]) == 1
     from lrm4d_ros.viewer.sources import folder_windows
 
