@@ -279,10 +279,9 @@ def load_reconstructor(checkpoint: str | None, config: str | None, device: str |
 
 
 def check_out(out: Path, overwrite: bool, bag: str | Path | None = None) -> None:
-    """Refuse an output folder that is a file, that is the input `bag`'s folder or inside it, or that holds a bag
-    without `overwrite`: before a bag is read or a model loaded."""
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out} is a file, not a directory")
+    """Refuse an output folder that is a file or cannot be written, that is the input `bag`'s folder or inside
+    it, or that holds a bag without `overwrite`: before a bag is read or a model loaded."""
+    check_writable(out, "--out")
     if bag is not None:
         bag_dir = Path(bag).resolve()
         if bag_dir.is_file() and (bag_dir.parent / "metadata.yaml").is_file():  # a bag's .mcap/.db3 file
@@ -298,7 +297,6 @@ def check_out(out: Path, overwrite: bool, bag: str | Path | None = None) -> None
         raise FileExistsError(f"output bag {out / 'bag'} already exists"
                               + (", from a run that did not finish" if partial else "")
                               + " (remove it or pass --overwrite)")
-    check_writable(out, "--out")
 
 
 def run(args) -> int:
@@ -365,6 +363,10 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
             shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
     rows, scores = [], {"held_out": [], "held_out_nearest": [], "inputs": []}
     outside_inputs = 0
+    # bag_in lets `lrm4d view OUT` show the source cameras and images beside the Gaussians
+    bag_in = getattr(args, "bag", None)
+    about = {"bag_in": None if bag_in is None else str(Path(bag_in).resolve()), "bag_out": str(out / "bag"),
+             "resolution": [views.height, views.width], "cameras": views.camera_names}
     with OutputBag(out / "bag", storage=args.storage, overwrite=args.overwrite) as bag:
         bar = tqdm(windows, desc="windows", unit="window", disable=None)  # a bar on a terminal, else a line each
         try:
@@ -382,9 +384,7 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
             if len(rows) < len(windows):  # the window under way: its folder may hold some of its files
                 shutil.rmtree(out / f"window_{windows[len(rows)].index:03d}", ignore_errors=True)
             if rows:
-                _write_summary(out, {"bag_in": _bag_in(args), "bag_out": str(out / "bag"), "complete": False,
-                                     "windows": rows, "windows_planned": len(windows),
-                                     "resolution": [views.height, views.width], "cameras": views.camera_names})
+                _write_summary(out, {**about, "complete": False, "windows": rows, "windows_planned": len(windows)})
                 print(f"lrm4d reconstruct: stopped after {len(rows)} of {len(windows)} windows: {out} holds them "
                       f"(its bag closed and readable; summary.json \"complete\": false)", file=sys.stderr)
             raise
@@ -394,9 +394,7 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
               "a reconstruction is not extrapolated in time ("
               + ("--policy uniform spreads the inputs over the window)" if args.policy == "latest" else
                  "more --max-views cover more of it)"), file=sys.stderr)
-    summary = {"bag_in": _bag_in(args), "bag_out": str(out / "bag"), "complete": True, "topics": bag.counts,
-               "windows": rows, "timings": timings,
-               "resolution": [views.height, views.width], "cameras": views.camera_names,
+    summary = {**about, "complete": True, "topics": bag.counts, "windows": rows, "timings": timings,
                "depth_input": _depth_note(views),
                "psnr_held_out": _mean(scores["held_out"]), "psnr_held_out_nearest": _mean(scores["held_out_nearest"]),
                "psnr_inputs": _mean(scores["inputs"]),
@@ -406,13 +404,6 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
                "exact_views": {k: int(np.isinf(v).sum()) for k, v in scores.items()}}
     _write_summary(out, summary)
     return summary
-
-
-def _bag_in(args) -> str | None:
-    """The source bag's absolute path, for the summary: `lrm4d view OUT` shows its cameras and images beside the
-    Gaussians."""
-    bag_in = getattr(args, "bag", None)
-    return None if bag_in is None else str(Path(bag_in).resolve())
 
 
 def _write_summary(out: Path, summary: dict) -> None:

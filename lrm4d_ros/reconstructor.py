@@ -793,9 +793,8 @@ class Reconstructor:
 
     def forget(self) -> None:
         """Forget the floors earlier windows found (an RGB-only rig's, by matching; floor_z's check against depth is
-        made again). Windows of one robot share
-        its floor, and a Reconstructor checks the last one first; call this between unrelated scenes (`evaluate`
-        does, per bag), so that one scene's floor is never tried on another's."""
+        made again). Windows of one robot share its floor, and a Reconstructor checks the last one first; call this
+        between unrelated scenes (`evaluate` does, per bag), so that one scene's floor is never tried on another's."""
         self._floors.clear()
         self._floor_z_checked = False
 
@@ -810,9 +809,10 @@ class Reconstructor:
         if seen is None:
             return
         self._floor_z_checked = True
-        seen_z = round(seen / norm.scale + float(norm.center[2]), 3) + 0.0  # (no "-0.000")
+        seen_z = seen / norm.scale + float(norm.center[2])
         if abs(seen_z - self.floor_z) > FLOOR_Z_TOLERANCE * max(lowest - seen_z, 0.0):
-            warnings.warn(f"floor_z is {self.floor_z:.3f} m but the depth cameras show a floor at {seen_z:.3f} m "
+            shown = round(seen_z, 3) + 0.0  # (no "-0.000")
+            warnings.warn(f"floor_z is {self.floor_z:.3f} m but the depth cameras show a floor at {shown:.3f} m "
                           f"(world z; the lowest camera at {lowest:.3f} m): the floor is drawn at floor_z. Check the "
                           "world frame floor_z is given in, or leave floor_z unset for an RGB-D rig", RuntimeWarning,
                           stacklevel=3)

@@ -574,27 +574,26 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
         tqdm.write(text + (" (the --init weights)" if step == 0 else ""))
         return row
 
-    saved_step = step
-
-    def save_state(step: int, elapsed: float) -> None:
-        nonlocal saved_step
-        extra = {"elapsed_s": elapsed, "next_seed": seed_offset + stream.index * world, "world": world,
-                 "args": {k: getattr(args, k) for k in RESUME_NOTED}}
-        save_training_state(state_path, model, opt, step, extra)
-        save_model(out / "model.safetensors", model, info=_info(args, step, elapsed, world))
-        saved_step = step
-
     # Each rank's view of the run (rank<r>.json): DDP keeps the weights identical across ranks while each draws its
     # own scenes. Written with each saved state, so that after a kill it holds the seeds of the steps the state has.
     rank_path = out / f"rank{rank}.json"
     seeds_before = json.loads(rank_path.read_text()).get("scene_seeds", []) if resume and rank_path.is_file() else []
+    saved_step = step
 
-    def write_rank(step: int) -> None:
+    def checkpoint(step: int, elapsed: float) -> None:
+        """Rank 0 saves the training state and the weights; every rank writes its record."""
+        nonlocal saved_step
+        if rank == 0:
+            extra = {"elapsed_s": elapsed, "next_seed": seed_offset + stream.index * world, "world": world,
+                     "args": {k: getattr(args, k) for k in RESUME_NOTED}}
+            save_training_state(state_path, model, opt, step, extra)
+            save_model(out / "model.safetensors", model, info=_info(args, step, elapsed, world))
         digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in model.parameters())).hexdigest()
         tmp = rank_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps({"rank": rank, "world": world, "step": step, "weights_sha256": digest,
                                    "scene_seeds": seeds_before + stream.drawn}))
         tmp.replace(rank_path)
+        saved_step = step
 
     if init is not None and not resume and rank == 0:
         # the starting point is scored: a fine-tune that only loses leaves best.safetensors at the weights it began from
@@ -663,13 +662,11 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
         if world > 1:  # every rank writes its record when rank 0 saves the state (one collective, as _agree's)
             due = _agree(0.0, due, world, device)[1]
         if due:
-            if rank == 0:
-                save_state(step, elapsed)
-            write_rank(step)
+            checkpoint(step, elapsed)
             last_ckpt = time.time()
     bar.close()
-    if rank == 0 and saved_step != step:  # the budget ran out in the last step's validation
-        save_state(step, elapsed)
+    if saved_step != step:  # the budget ran out in the last step's validation (the same step on every rank)
+        checkpoint(step, elapsed)
     if rank == 0:
         info = _info(args, step, elapsed_before + clock() - t_start, world)
         save_model(out / "model.safetensors", model, info=info)
@@ -677,7 +674,6 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
             save_model(args.export, model, dtype=torch.bfloat16, info=info)
         log.write(json.dumps({"event": "end", "step": step}) + "\n")
         log.close()
-    write_rank(step)
     if world > 1:
         torch.distributed.destroy_process_group()
     if interrupt.signum:

@@ -381,12 +381,13 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
     under = {n: tree.root(f) for n, f in frame_ids.items()}
     under.update({f"{n} (its depth)": tree.root(depth_frames[n]) for n in sorted(unregistered)})
     world_frame = tree.root(frame_ids[next(iter(cameras))]) if world_frame is None else world_frame.lstrip("/")
-    apart = {n: r for n, r in under.items() if r != tree.root(world_frame)}
+    world_root = tree.root(world_frame)
+    apart = {n: r for n, r in under.items() if r != world_root}
     if apart:
         raise ConvertError(
             f"the cameras' frames are not all connected to the world frame {world_frame!r} in the bag's TF tree: "
             + ", ".join(f"camera {n} is under {r!r}" for n, r in apart.items())
-            + f" (roots {sorted(set(under.values()) | {tree.root(world_frame)})}). The transform that joins them "
+            + f" (roots {sorted(set(under.values()) | {world_root})}). The transform that joins them "
             "(a robot's odom -> base_link on /tf) is not in the bag: record /tf with the images, add a pose topic "
             "for it (--pose-topic), or convert the cameras of one tree at a time (--camera)")
 

@@ -197,7 +197,7 @@ class ReconstructNode(Node):
         self._render_slots = threading.BoundedSemaphore(cfg.max_concurrent_renders)
         self._answers_owed = 0  # render requests accepted and not yet answered (under _lock)
         self._closing = threading.Event()  # shutting down: render requests are refused
-        self._virtual_cache: dict[str, tuple[int, tuple]] = {}
+        self._virtual_cache: dict[str, tuple[int, tuple | None]] = {}  # None: its render failed
         self._dirty_since: float | None = None  # monotonic time of the first view not yet reconstructed
 
         # sensor_data = best effort, volatile (as qos_profile_sensor_data): also matches reliable publishers.
