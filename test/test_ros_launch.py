@@ -129,6 +129,19 @@ def test_installed_executable_runs_the_yaml_and_reports_bad_parameters(tmp_path,
     assert "cannot start: parameter selection_policy must be one of" in bad.stderr
 
 
+def test_ctrl_c_while_the_executable_still_imports_stops_it_quietly():
+    """A SIGINT in the executable's first second lands while torch and rclpy import (before main() can take
+    signals): exit 0 without a KeyboardInterrupt traceback, as from a started node."""
+    exe = installed_executable()
+    env = {**os.environ, "ROS_DOMAIN_ID": "74", "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    proc = subprocess.Popen([str(exe)], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in err, (proc.returncode, err[-3000:])
+
+
 def test_a_signal_asks_the_node_to_stop_and_a_second_one_interrupts():
     """The node's SIGINT/SIGTERM handler only sets a flag (no exception inside rclpy's constructors); a second
     signal raises KeyboardInterrupt for a stuck start-up."""

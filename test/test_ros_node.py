@@ -314,6 +314,33 @@ def test_virtual_camera_published(session):
     assert np.isfinite(image_depth(depth)).all() and depth.header.frame_id == "overview_optical_frame"
 
 
+def test_a_failed_virtual_render_is_counted_once_per_reconstruction(session):
+    wait_for(lambda: len(session.virtual) == 3, 30.0, "the overview image, depth and camera_info")
+    node = session.node
+    node._virtual_busy.set()  # the timer's renders wait: this test renders on its own
+
+    class Broken:
+        window = node._latest[0].window
+
+        def render(self, *args, **kwargs):
+            raise RuntimeError("simulated render failure")
+    try:
+        before = node._status().virtual_renders_failed
+        with node._lock:
+            kept, node._latest = node._latest, (Broken(), node._latest[1], -1)
+        node._render_virtual()
+        node._render_virtual()  # the same reconstruction: not tried (nor counted) again
+        st = node._status()
+        assert st.virtual_renders_failed == before + 1
+        assert "virtual camera overview: RuntimeError: simulated render failure" in st.last_error
+        assert "virtual_camera_failed" not in st.rejection_reasons  # not a refused input
+    finally:
+        with node._lock:
+            if node._latest[2] == -1:
+                node._latest = kept
+        node._virtual_busy.clear()
+
+
 def test_bad_parameters_refuse_to_start(session):
     from rclpy.parameter import Parameter
 
@@ -467,6 +494,7 @@ def test_model_failure_is_reported_and_the_node_keeps_serving(session, scene):
         st = session.wait_status(lambda s: "reconstruction failed: RuntimeError: simulated out of memory"
                                  in s.last_error, 20.0, "the failure in ~/status")
         assert st.views_rejected == rejected  # a model failure is not a rejected view
+        assert st.reconstructions_failed >= 1
         assert session.call(request_for(scene, 0)).success  # the previous reconstruction is still served
     finally:
         rec_obj.reconstruct = original
@@ -534,6 +562,10 @@ def test_parameters_read_only_or_honoured_at_run_time(session):
     assert desc.read_only and "newest are kept" in desc.description and desc.floating_point_range[0].from_value == 0
     res = node.set_parameters([Parameter("window_seconds", value=5.0)])[0]
     assert not res.successful and "read-only" in res.reason
+    # rclpy's refusal says no more than "read-only": `ros2 param describe` says how to change it instead
+    for name in ("window_seconds", "camera_names", "cameras.cam0.image_topic", "device"):
+        assert "restart the node" in node.describe_parameter(name).additional_constraints, name
+    assert "one of ['latest', 'uniform']" == node.describe_parameter("selection_policy").additional_constraints
     res = node.set_parameters([Parameter("selection_policy", value="random")])[0]
     assert not res.successful and "one of" in res.reason
     res = node.set_parameters([Parameter("max_input_views", value=0)])[0]

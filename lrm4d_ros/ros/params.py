@@ -98,6 +98,8 @@ SCALARS = {
 # Honoured at run time (`ros2 param set`); every other parameter is read-only.
 DYNAMIC = ("reconstruction_rate_hz", "gather_s", "max_input_views", "selection_policy", "min_views",
            "publish_gaussians", "gaussians_min_opacity", "gaussians_max_range", "max_render_pixels")
+# what `ros2 param describe` says of every other parameter (rclpy refuses a set with only "read-only")
+READ_ONLY_HINT = "read-only: set it in the params file or with -p NAME:=VALUE and restart the node"
 DEFAULT_CAMERAS = ["cam0", "cam1", "cam2", "cam3"]
 
 
@@ -151,6 +153,8 @@ def descriptor(name: str, description: str, limits, read_only: bool) -> Paramete
                                                          step=0.0)]
     elif limits:
         d.additional_constraints = f"one of {list(limits)}"
+    if read_only:  # rclpy's refusal of a set says only "read-only": `ros2 param describe` says what to do instead
+        d.additional_constraints = "; ".join(filter(None, [d.additional_constraints, READ_ONLY_HINT]))
     return d
 
 
@@ -163,7 +167,8 @@ def _declare(node: Node, name: str, default, description: str, limits=None, read
 
 def _string_list(node: Node, name: str, default: list[str], description: str) -> list[str]:
     # Dynamically typed: an empty list ([] in YAML or a launch file) arrives typed as a byte array.
-    d = ParameterDescriptor(name=name, description=description, read_only=True, dynamic_typing=True)
+    d = ParameterDescriptor(name=name, description=description, read_only=True, dynamic_typing=True,
+                            additional_constraints=READ_ONLY_HINT)
     # declared with its default where it has one, so that `ros2 param get` shows what the node uses
     value = node.declare_parameter(name, list(default) or None, d).value
     if value is None:

@@ -194,6 +194,7 @@ class ReconstructNode(Node):
         self._n_gaussians = (0, 0)
         self._renders_served = 0
         self._renders_refused = 0
+        self._failures = Counter()  # "reconstruction", "virtual": the model's failures, not refused inputs
         self._render_slots = threading.BoundedSemaphore(cfg.max_concurrent_renders)
         self._answers_owed = 0  # render requests accepted and not yet answered (under _lock)
         self._closing = threading.Event()  # shutting down: render requests are refused
@@ -659,6 +660,8 @@ class ReconstructNode(Node):
         try:
             rec = self.reconstructor.reconstruct(views, self.normalization)
         except Exception as exc:  # a model failure must not stop the node; report it and keep serving
+            with self._lock:
+                self._failures["reconstruction"] += 1
             self._refuse("reconstruction_failed", f"reconstruction failed: {type(exc).__name__}: {exc}",
                          counted=True)
             return False
@@ -748,6 +751,8 @@ class ReconstructNode(Node):
             msg.reconstructions = self._serial
             msg.renders_served = self._renders_served
             msg.renders_refused = self._renders_refused
+            msg.reconstructions_failed = self._failures["reconstruction"]
+            msg.virtual_renders_failed = self._failures["virtual"]
             msg.last_error = (f"{self._last_error} ({time.monotonic() - self._last_error_at:.0f} s ago)"
                               if self._last_error else st.last_error)
         with self._inbox.cond:
@@ -897,8 +902,10 @@ class ReconstructNode(Node):
                     out = rec.render(torch.as_tensor(vc.camtoworld)[None], torch.as_tensor(vc.K)[None],
                                      vc.width, vc.height, torch.tensor([stamp], dtype=torch.int64))
                 except Exception as exc:  # keep the other cameras going; this one is tried again next reconstruction
+                    with self._lock:  # once per reconstruction: the failure is kept until the next one
+                        self._failures["virtual"] += 1
                     self._refuse("virtual_camera_failed", f"virtual camera {vc.name}: {type(exc).__name__}: {exc}",
-                                 counted=True)
+                                 counted=True, camera=vc.name)
                     self._virtual_cache[vc.name] = (serial, None)
                     continue
                 frame = f"{vc.name}_optical_frame"
