@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from lrm4d_ros.baselines import background_only, depth_reference, nearest_input
-from lrm4d_ros.data.protocols import PROTOCOLS, frame_indices, protocol_groups
+from lrm4d_ros.data.protocols import PROTOCOLS, protocol_groups
+from lrm4d_ros.views import frame_indices
 from lrm4d_ros.io.bag import read_bag
 from lrm4d_ros.metrics import psnr, ssim
 from lrm4d_ros.views import short_side_size

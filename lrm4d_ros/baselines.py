@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .data.protocols import frame_indices
+from .views import frame_indices
 from .reconstructor import estimate_background
 from .render import render
 from .views import ViewSet

@@ -75,11 +75,15 @@ def pixel_rays(Ks: Tensor, camtoworlds: Tensor, height: int, width: int) -> tupl
     return origins, d_world
 
 
+def plucker(origins: Tensor, dirs: Tensor) -> Tensor:
+    """Rays' Plücker coordinates (...,6) = [d, o − ⟨o,d⟩d]: unit direction and the ray's point nearest the origin,
+    from origins and unit directions (...,3): the model's camera input."""
+    return torch.cat([dirs, origins - (origins * dirs).sum(-1, keepdim=True) * dirs], dim=-1)
+
+
 def plucker_rays(Ks: Tensor, camtoworlds: Tensor, height: int, width: int) -> Tensor:
-    """Plücker ray map (V,H,W,6) = [d, o − ⟨o,d⟩d]: direction and the ray's point nearest the origin."""
-    o, d = pixel_rays(Ks, camtoworlds, height, width)
-    nearest = o - (o * d).sum(-1, keepdim=True) * d
-    return torch.cat([d, nearest], dim=-1)
+    """Plücker ray map (V,H,W,6) of every pixel's ray (`plucker` of `pixel_rays`)."""
+    return plucker(*pixel_rays(Ks, camtoworlds, height, width))
 
 
 @dataclass(frozen=True)
@@ -194,3 +198,57 @@ class TimeWindow:
     def contains(self, stamps_ns: Tensor | int, tolerance_ns: int = 0) -> Tensor:
         s = torch.as_tensor(stamps_ns, dtype=torch.int64)
         return (s >= self.start_ns - tolerance_ns) & (s <= self.end_ns + tolerance_ns)
+
+
+def look_at(eyes: Tensor, targets: Tensor, up=(0.0, 0.0, 1.0)) -> Tensor:
+    """Camera-to-world (V,4,4) float64, optical frame (x right, y down, z forward), from eyes/targets (V,3)."""
+    eyes, targets = eyes.to(torch.float64), targets.to(torch.float64)
+    z = torch.nn.functional.normalize(targets - eyes, dim=-1)
+    upv = torch.tensor(up, dtype=torch.float64).expand_as(z)
+    x = torch.linalg.cross(z, upv)
+    # Looking straight up or down: any horizontal right vector will do.
+    bad = x.norm(dim=-1) < 1e-9
+    x[bad] = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    x = torch.nn.functional.normalize(x, dim=-1)
+    y = torch.linalg.cross(z, x)
+    T = torch.zeros(eyes.shape[0], 4, 4, dtype=torch.float64)
+    T[:, :3, 0], T[:, :3, 1], T[:, :3, 2], T[:, :3, 3] = x, y, z, eyes
+    T[:, 3, 3] = 1.0
+    return T
+
+
+def estimate_up(camtoworlds: Tensor) -> Tensor:
+    """World "up" (3,) seen by cameras (V,4,4): the direction orthogonal to all their x (right) axes, which
+    is exact for cameras without roll; the mean of their −y axes where the x axes do not pin it down."""
+    c2w = torch.as_tensor(camtoworlds, dtype=torch.float64).reshape(-1, 4, 4)
+    mean_up = -c2w[:, :3, 1].mean(0)
+    _, s, vh = torch.linalg.svd(c2w[:, :3, 0])
+    if len(s) >= 2 and s[1] > 0.1 * s[0]:
+        up = vh[-1]
+        return up if float(up @ mean_up) >= 0 else -up
+    if mean_up.norm() < 1e-6:
+        return torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    return mean_up / mean_up.norm()
+
+
+def orbit_path(camtoworlds: Tensor, n: int, center: Tensor | None = None, turns: float = 1.0) -> Tensor:
+    """(n,4,4) cameras circling `center` (default: the point nearest all optical axes) at the mean distance
+    and mean elevation of the given cameras, starting at the first camera's azimuth.
+
+    World up comes from the cameras (`estimate_up`), so it works for any bag.
+    """
+    c2w = torch.as_tensor(camtoworlds, dtype=torch.float64).reshape(-1, 4, 4)
+    if center is None:
+        center = SceneNormalization.from_cameras(c2w).center
+    center = torch.as_tensor(center, dtype=torch.float64)
+    up = estimate_up(c2w)
+    rel = c2w[:, :3, 3] - center
+    height = float((rel @ up).mean())
+    horizontal = rel - (rel @ up)[:, None] * up
+    radius = float(horizontal.norm(dim=-1).mean())
+    e1 = horizontal[0] if horizontal[0].norm() > 1e-6 else torch.linalg.cross(up, torch.tensor([1.0, 0, 0]).double())
+    e1 = e1 / e1.norm()
+    e2 = torch.linalg.cross(up, e1)
+    angles = torch.arange(n, dtype=torch.float64) * (2 * math.pi * turns / n)
+    eye = center + radius * (torch.cos(angles)[:, None] * e1 + torch.sin(angles)[:, None] * e2) + height * up
+    return look_at(eye, center.expand(n, 3), tuple(up.tolist()))

@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 
 from .metrics import psnr
-from .pipeline import load_reconstructor, render_frames, sweep_stamps
+from .pipeline import render_frames, sweep_stamps
+from .reconstructor import load_reconstructor
 
 SHEET_COLUMNS = 8  # held-out views shown in the contact sheet
 DEMO_SEED = 1_003_012  # a held-out scene (training seeds are < 1 000 000)
@@ -112,7 +113,7 @@ def orbit_rig(views, n: int) -> PathRig:
     at the cameras' mean distance and elevation and mean field of view, starting halfway (in azimuth) between the
     first two cameras."""
     from .cameras import SceneNormalization
-    from .data.rigs import look_at
+    from .cameras import look_at
 
     centre = SceneNormalization.from_cameras(views.camtoworlds).center
     eyes = views.camtoworlds[:, :3, 3].double() - centre
@@ -135,7 +136,8 @@ def run(args) -> int:
     from .cpu_kernels import compiled_in_process
     from .data.depth_sensor import with_depth
     from .data.generator import generate, sample_scene
-    from .data.protocols import RIG_GROUPS, frame_indices, protocol_groups
+    from .data.protocols import RIG_GROUPS, protocol_groups
+    from .views import frame_indices
     from .data.raycast import render_views
     from .ply import write_ply_3dgs, write_ply_4d
     from .outputs import check_writable

@@ -19,12 +19,11 @@ carry it (`ViewSet.depths`); `--depth off` strips it.
 from __future__ import annotations
 
 import json
-import math
 import re
 import shutil
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,160 +32,21 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .argtypes import positive_int
-from .cameras import SceneNormalization
-from .data.protocols import frame_indices
-from .data.rigs import look_at
+from .cameras import orbit_path
 from .metrics import psnr
 from .model import BF16_CHOICES
 from .outputs import check_writable
-from .views import ViewSet, short_side_size
+from .recording import Span, Window, make_windows, parse_spans
+from .reconstructor import load_reconstructor
+from .selection import select_inputs
+from .views import ViewSet, frame_indices, short_side_size
 
 GAUSSIANS_TOPIC = "/lrm4d/gaussians"
 TOPIC_PREFIX = "/lrm4d"
 
 
 # ---------------------------------------------------------------------------------------------- windows
-@dataclass(frozen=True)
-class Span:
-    """A window length or stride: `value` frames (unit "frames") or seconds (unit "s")."""
-
-    value: float
-    unit: str
-
-    @classmethod
-    def parse(cls, text: str, flag: str | None = None) -> "Span":
-        """"8" -> 8 frames, "0.5s" -> 0.5 seconds; flag (e.g. "--window"): named in the error."""
-        m = re.fullmatch(r"\s*(-?[0-9]*\.?[0-9]+)\s*(s|frames?)?\s*", str(text))
-        if not m:
-            raise ValueError(f"{flag + ': ' if flag else ''}expected a number of frames (e.g. 8) or seconds "
-                             f"(e.g. 0.5s), got {text!r}")
-        value, unit = float(m.group(1)), "s" if m.group(2) == "s" else "frames"
-        if value <= 0:
-            raise ValueError(f"{flag or 'a window or stride'} must be positive, got {text!r}")
-        if unit == "frames" and value != int(value):
-            raise ValueError(f"{flag + ': ' if flag else ''}frames must be whole, got {text!r} (add s for seconds: "
-                             f"{text.strip()}s)")
-        return cls(value, unit)
-
-    def __str__(self) -> str:
-        return f"{self.value:g} s" if self.unit == "s" else f"{int(self.value)} frame{'s' if self.value != 1 else ''}"
-
-
-def parse_spans(window: str, stride: str | None) -> tuple[Span, Span]:
-    """--window and --stride (None: half a window, at least a frame) -> (length, stride); ValueError naming the
-    flag."""
-    length = Span.parse(window, "--window")
-    if stride:
-        return length, Span.parse(stride, "--stride")
-    return length, Span(max(1.0, float(length.value // 2)) if length.unit == "frames" else length.value / 2,
-                        length.unit)
-
-
-@dataclass
-class Window:
-    """One sliding window: `views` indexes the full ViewSet; `own` ⊆ views are the views this window renders
-    into the output bag; `mid_ns` is the source stamp nearest the window's middle (where it is sliced, unless the
-    model inputs do not span it: then at the rendered view's stamp nearest it)."""
-
-    index: int
-    views: Tensor
-    own: Tensor
-    mid_ns: int
-
-
-def _starts(total: float, length: float, stride: float) -> list[float]:
-    """Window starts covering [0, total]: 0, stride, 2·stride, … and a last one ending exactly at `total`."""
-    if length >= total:
-        return [0.0]
-    starts = [k * stride for k in range(int(math.floor((total - length) / stride)) + 1)]
-    if starts[-1] + length < total:
-        starts.append(total - length)
-    return starts
-
-
-def make_windows(views: ViewSet, length: Span, stride: Span) -> list[Window]:
-    """Sliding windows over a whole recording; together they cover every view.
-
-    Frames: window k holds frames [k·stride, k·stride + length) of every camera. Seconds: stamps in
-    [t0 + k·stride, t0 + k·stride + length] (t0 = the first stamp). Both spans must share a unit.
-    """
-    if length.unit != stride.unit:
-        raise ValueError(f"window ({length}) and stride ({stride}) must both be frames or both seconds")
-    if len(views) == 0:
-        raise ValueError("no views to make windows from")
-    stamps = views.stamps_ns
-    if length.unit == "frames":
-        pos = frame_indices(views).to(torch.float64)
-        total, size, step, closed = float(pos.max()) + 1, length.value, stride.value, False
-    else:
-        pos = (stamps - stamps.min()).to(torch.float64) * 1e-9
-        total, size, step, closed = float(pos.max()), length.value, stride.value, True
-    members = []
-    for s in _starts(total, size, step):
-        inside = (pos >= s) & ((pos <= s + size) if closed else (pos < s + size))
-        members.append(torch.nonzero(inside).squeeze(1))
-    members = [m for m in members if len(m)]
-    # Ownership: a view belongs to the window whose middle is nearest its stamp (among those holding it).
-    mids = torch.stack([(stamps[m].min() + (stamps[m].max() - stamps[m].min()) // 2) for m in members])
-    owner = torch.full((len(views),), -1, dtype=torch.int64)
-    best = torch.full((len(views),), torch.iinfo(torch.int64).max, dtype=torch.int64)
-    for w, m in enumerate(members):
-        d = (stamps[m] - mids[w]).abs()
-        better = d < best[m]
-        owner[m[better]], best[m[better]] = w, d[better]
-    windows = []
-    for w, m in enumerate(members):
-        mid_ns = int(stamps[m][(stamps[m] - mids[w]).abs().argmin()])
-        windows.append(Window(w, m, torch.nonzero(owner == w).squeeze(1), mid_ns))
-    return windows
-
-
-def select_inputs(views: ViewSet, max_views: int, policy: str = "uniform") -> Tensor:
-    """Indices of the model's input views among `views`, chosen as the ROS node chooses them (window.py)."""
-    from .selection import select_views
-
-    cands = list(zip(views.stamps_ns.tolist(), views.camera_ids.tolist()))
-    return torch.as_tensor(select_views(cands, max_views, policy), dtype=torch.int64)
-
-
 # ------------------------------------------------------------------------------------------ camera paths
-def estimate_up(camtoworlds: Tensor) -> Tensor:
-    """World "up" (3,) seen by cameras (V,4,4): the direction orthogonal to all their x (right) axes, which
-    is exact for cameras without roll; the mean of their −y axes where the x axes do not pin it down."""
-    c2w = torch.as_tensor(camtoworlds, dtype=torch.float64).reshape(-1, 4, 4)
-    mean_up = -c2w[:, :3, 1].mean(0)
-    _, s, vh = torch.linalg.svd(c2w[:, :3, 0])
-    if len(s) >= 2 and s[1] > 0.1 * s[0]:
-        up = vh[-1]
-        return up if float(up @ mean_up) >= 0 else -up
-    if mean_up.norm() < 1e-6:
-        return torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
-    return mean_up / mean_up.norm()
-
-
-def orbit_path(camtoworlds: Tensor, n: int, center: Tensor | None = None, turns: float = 1.0) -> Tensor:
-    """(n,4,4) cameras circling `center` (default: the point nearest all optical axes) at the mean distance
-    and mean elevation of the given cameras, starting at the first camera's azimuth.
-
-    World up comes from the cameras (`estimate_up`), so it works for any bag.
-    """
-    c2w = torch.as_tensor(camtoworlds, dtype=torch.float64).reshape(-1, 4, 4)
-    if center is None:
-        center = SceneNormalization.from_cameras(c2w).center
-    center = torch.as_tensor(center, dtype=torch.float64)
-    up = estimate_up(c2w)
-    rel = c2w[:, :3, 3] - center
-    height = float((rel @ up).mean())
-    horizontal = rel - (rel @ up)[:, None] * up
-    radius = float(horizontal.norm(dim=-1).mean())
-    e1 = horizontal[0] if horizontal[0].norm() > 1e-6 else torch.linalg.cross(up, torch.tensor([1.0, 0, 0]).double())
-    e1 = e1 / e1.norm()
-    e2 = torch.linalg.cross(up, e1)
-    angles = torch.arange(n, dtype=torch.float64) * (2 * math.pi * turns / n)
-    eye = center + radius * (torch.cos(angles)[:, None] * e1 + torch.sin(angles)[:, None] * e2) + height * up
-    return look_at(eye, center.expand(n, 3), tuple(up.tolist()))
-
-
 def sweep_stamps(start_ns: int, end_ns: int, n: int) -> Tensor:
     """(n,) int64 stamps evenly spaced over [start_ns, end_ns] (both ends included)."""
     if n == 1:
@@ -262,20 +122,6 @@ def parse_resolution(text: str | None, height: int, width: int) -> tuple[int, in
     if m.group(2):
         return int(m.group(1)), int(m.group(2))
     return short_side_size(height, width, int(m.group(1)))
-
-
-def load_reconstructor(checkpoint: str | None, config: str | None, device: str | None, seed: int = 0,
-                       floor_z: float | None = None, bf16: str = "auto"):
-    """The shipped/given checkpoint, or (config) a randomly initialised model of that preset; floor_z: the world
-    height of a known floor, bf16: "auto" | "on" | "off" (Reconstructor)."""
-    from .reconstructor import Reconstructor
-
-    if config is not None:
-        from .model import LRM4D, LRM4DConfig
-
-        torch.manual_seed(seed)
-        return Reconstructor(LRM4D(LRM4DConfig.preset(config)), device, floor_z=floor_z, bf16=BF16_CHOICES[bf16])
-    return Reconstructor.from_checkpoint(checkpoint, device, floor_z=floor_z, bf16=BF16_CHOICES[bf16])
 
 
 def check_out(out: Path, overwrite: bool, bag: str | Path | None = None) -> None:

@@ -24,12 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .cameras import SceneNormalization, TimeWindow, pixel_rays, scale_K
+from .cameras import SceneNormalization, TimeWindow, pixel_rays, plucker, scale_K
 from .captured import CapturedFrames
 from .environment import MIN_WEIGHT, Environment, content_weights
 from .floor import Floor, floor_from_photo, height_from_depth, plane_depths, unconfirmed
 from .gaussians import Gaussians3D, Gaussians4D, MIN_MARGINAL
-from .model import LRM4D, bf16_native, config_of
+from .model import BF16_CHOICES, LRM4D, bf16_native, config_of
 from .pixel_gaussians import SIGMA_T0, base_log_depth, paper_gaussians, surfel_gaussians, z_rays
 from .render import RenderOutput, render
 from .render.projection import ALPHA_THRESHOLD, EPS2D
@@ -262,7 +262,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
     V, H, W, _ = images.shape
     cfg = config_of(model)
     origins, dirs = pixel_rays(Ks.double(), camtoworlds.double(), H, W)
-    plucker = torch.cat([dirs, origins - (origins * dirs).sum(-1, keepdim=True) * dirs], dim=-1)
+    rays = plucker(origins, dirs)
     if depths is not None and not bool((depths > 0).any()):
         depths = None
     sensed, floor_height, backdrop = depths is not None, None, None
@@ -281,7 +281,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
                 floor_height, depths = found[0], found[1].to(images.device, images.dtype)
     caught = None
     with torch.autocast(images.device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
-        out = model(images.float(), plucker.float(), times.float(),
+        out = model(images.float(), rays.float(), times.float(),
                     depths.float() if depths is not None and cfg.depth_input else None)
     # Geometry in float32 whatever the model ran in (bf16 autocast would round rays and covariances).
     with torch.autocast(images.device.type, enabled=False):
@@ -892,3 +892,15 @@ class Reconstructor:
         footprints[:len(v) * P] = pixel_footprints(pred.pixel_depths.float(), v.Ks.float()).to(footprints)
         return Reconstruction(g, norm, window, background, weighting, captured=captured, to_measured=to_measured,
                               footprints=footprints)
+
+
+def load_reconstructor(checkpoint: str | None, config: str | None, device: str | None, seed: int = 0,
+                       floor_z: float | None = None, bf16: str = "auto") -> Reconstructor:
+    """The shipped/given checkpoint, or (config) a randomly initialised model of that preset: what the commands'
+    --checkpoint / --config / --device / --seed / --floor-z / --bf16 ("auto" | "on" | "off") ask for."""
+    if config is not None:
+        from .model import LRM4DConfig
+
+        torch.manual_seed(seed)
+        return Reconstructor(LRM4D(LRM4DConfig.preset(config)), device, floor_z=floor_z, bf16=BF16_CHOICES[bf16])
+    return Reconstructor.from_checkpoint(checkpoint, device, floor_z=floor_z, bf16=BF16_CHOICES[bf16])

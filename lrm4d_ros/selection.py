@@ -23,6 +23,10 @@ function of the candidates alone.
 from __future__ import annotations
 
 import numpy as np
+import torch
+from torch import Tensor
+
+from .views import ViewSet
 
 POLICIES = ("latest", "uniform")
 
@@ -132,3 +136,9 @@ def _match(targets: np.ndarray, stamps: np.ndarray) -> list[int]:
         picks.append(j)
         limit = j
     return picks[::-1]
+
+
+def select_inputs(views: ViewSet, max_views: int, policy: str = "uniform") -> Tensor:
+    """Indices of the model's input views among `views`, chosen as the ROS node chooses them (window.py)."""
+    cands = list(zip(views.stamps_ns.tolist(), views.camera_ids.tolist()))
+    return torch.as_tensor(select_views(cands, max_views, policy), dtype=torch.int64)

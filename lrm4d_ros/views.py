@@ -25,8 +25,8 @@ class ViewSet:
 
     images: (V,H,W,3) float32 RGB in [0,1]; Ks: (V,3,3) float64 (ROS convention); camtoworlds: (V,4,4) float64
     optical frame, metres; stamps_ns: (V,) int64 absolute capture times; camera_ids: (V,) int64 indices into
-    camera_names. Optional ground truth: depths (V,H,W) float32 z-depth in metres (0 = nothing hit), alphas
-    (V,H,W) float32 coverage.
+    camera_names. Optional: depths (V,H,W) float32 z-depth in metres (0 = no measurement): a depth camera's
+    measurement (the model's input where present) or a renderer's ground truth; alphas (V,H,W) float32 coverage.
     """
 
     images: Tensor
@@ -170,3 +170,13 @@ def _resample(x: Tensor, height: int, width: int, mode: str) -> Tensor:
     """(N,C,H,W) resampled to height×width."""
     kw = {"align_corners": False} if mode == "bilinear" else {}
     return F.interpolate(x, size=(height, width), mode=mode, **kw)
+
+
+def frame_indices(views: ViewSet) -> Tensor:
+    """(V,) int64: the rank of each view among its own camera's views ordered by stamp (its frame number)."""
+    frames = torch.empty(len(views), dtype=torch.int64)
+    cams, stamps = views.camera_ids.cpu(), views.stamps_ns.cpu()
+    for cam in cams.unique():
+        idx = torch.nonzero(cams == cam).squeeze(1)
+        frames[idx[torch.argsort(stamps[idx], stable=True)]] = torch.arange(len(idx))
+    return frames

@@ -637,12 +637,6 @@ class SpaceTimeWindow:
         with self._lock:
             return {n: b[-1].stamp_ns for n, b in self._views.items() if b}
 
-    def lookup_pose(self, camera: str, stamp_ns: int) -> np.ndarray:
-        """Interpolated camera-to-world (4,4) of a known camera at stamp_ns; raises RejectedInput."""
-        with self._lock:
-            self._known(camera)
-            return self._poses[camera].lookup(stamp_ns)
-
     def snapshot(self) -> ViewSet | None:
         """The selected views of the current window as a ViewSet sorted by stamp (None when empty). Where any
         selected view has depth, `depths` holds them (all-zero maps for views without)."""

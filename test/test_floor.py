@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from lrm4d_ros.cameras import fov_to_K, pixel_rays
-from lrm4d_ros.data.rigs import look_at
+from lrm4d_ros.cameras import look_at
 from lrm4d_ros.environment import Environment
 from lrm4d_ros.floor import (Floor, floor_from_photo, floor_period, height_from_depth, pick_partners,
                              plane_depths, unconfirmed)

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from lrm4d_ros.data.rigs import look_at
-from lrm4d_ros.pipeline import Span, estimate_up, frame_indices, make_windows, orbit_path, parse_resolution
+from lrm4d_ros.cameras import estimate_up, look_at, orbit_path
+from lrm4d_ros.pipeline import parse_resolution
+from lrm4d_ros.recording import Span, make_windows
+from lrm4d_ros.views import frame_indices
 from lrm4d_ros.views import ViewSet
 
 BASE_NS = 1_700_000_123_456_789_000

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lrm4d_ros.cameras import fov_to_K, pixel_rays
-from lrm4d_ros.data.rigs import look_at
+from lrm4d_ros.cameras import look_at
 from lrm4d_ros.silhouettes import find_backdrop, hull_depths, off_silhouette
 
 RADIUS = 0.5

@@ -27,7 +27,7 @@ def views():
 
 @pytest.fixture(scope="module")
 def rec(views):
-    from lrm4d_ros.pipeline import load_reconstructor
+    from lrm4d_ros.reconstructor import load_reconstructor
 
     return load_reconstructor(None, "tiny", "cpu", seed=0).reconstruct(views)
 
@@ -268,6 +268,40 @@ def test_output_folder_and_bag_windows_with_their_cameras(source_bag, tmp_path):
         assert "window 1 (2/2)" in viewer._info.content
     finally:
         viewer.close()
+
+
+def test_a_bag_takes_reconstructs_input_policy_and_floor(source_bag, monkeypatch):
+    """`lrm4d view BAG --policy latest --max-views 2 --floor-z 0` gives the model what `lrm4d reconstruct` with
+    those options would: the window's 2 newest views, and the floor's height."""
+    require_viser()
+    from lrm4d_ros.cli import main
+    from lrm4d_ros.reconstructor import Reconstructor
+    from lrm4d_ros.viewer import sources
+
+    seen = {}
+
+    class Given(Exception):
+        pass
+
+    def reconstruct(self, views, normalization=None):
+        seen.update(stamps=views.stamps_ns.clone(), floor_z=self.floor_z)
+        raise Given
+
+    def show(windows):
+        seen["window"] = windows[0]
+        with pytest.raises(Given):
+            windows[0].load()
+        raise sources.ViewerError("stop here")
+
+    monkeypatch.setattr(Reconstructor, "reconstruct", reconstruct)
+    opened = sources.open_path
+    monkeypatch.setattr(sources, "open_path", lambda path, opts: show(opened(path, opts)))
+    assert main(["view", str(source_bag), "--port", "0", "--config", "tiny", "--device", "cpu", "--window", "4",
+                 "--policy", "latest", "--max-views", "2", "--floor-z", "0"]) == 2
+    assert seen["floor_z"] == 0.0
+    win = seen["window"]  # 4 frames: its newest frame's views lie within a sixth of its span of its end
+    assert len(seen["stamps"]) == 2 and int(seen["stamps"].max()) == win.end_ns
+    assert win.end_ns - int(seen["stamps"].min()) < (win.end_ns - win.start_ns) / 6
 
 
 @pytest.mark.parametrize("argv, message", [

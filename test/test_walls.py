@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from lrm4d_ros.cameras import fov_to_K, pixel_rays
-from lrm4d_ros.data.rigs import look_at
+from lrm4d_ros.cameras import look_at
 from lrm4d_ros.environment import Environment
 from lrm4d_ros.walls import find_walls, wall_pixels
 

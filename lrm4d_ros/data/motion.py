@@ -70,10 +70,6 @@ class Motion:
     def num(self) -> int:
         return len(self.parent)
 
-    def max_scale(self) -> Tensor:
-        """(P,) the largest semi-axis any primitive reaches over any time (bounding-sphere culling)."""
-        return (self.scale0 * (1 + self.scale_amp.abs())).max(-1).values
-
     def at(self, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Poses at window fractions u (V,) float64 -> rotation (V,P,3,3), centre (V,P,3), scale (V,P,3)."""
         u = u.to(torch.float64)[:, None]  # (V,1)

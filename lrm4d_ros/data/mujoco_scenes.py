@@ -201,7 +201,7 @@ def film(physics, cam, far: float, camtoworld: np.ndarray, target: np.ndarray, f
     """Render physics' current state with `cam` (from headless_camera) from the optical-frame pose
     camtoworld (4,4) looking at target (3,) with a vertical field of view fov_y (radians).
 
-    The free camera has no roll, so camtoworld must be a look-at pose with z up (data.rigs.look_at).
+    The free camera has no roll, so camtoworld must be a look-at pose with z up (cameras.look_at).
     Returns rgb (H,W,3) float32 [0,1], z-depth (H,W) m, segmentation (H,W,2) [object id, mjtObj], and the
     pose (4,4) MuJoCo actually rendered from.
     """

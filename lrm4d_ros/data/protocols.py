@@ -30,16 +30,6 @@ RIG_GROUPS = ("novel_view", "novel_view_time", "time_interp", "self")
 RIG_MAX_INPUTS = 12
 
 
-def frame_indices(views: ViewSet) -> Tensor:
-    """(V,) int64: the rank of each view among its own camera's views ordered by stamp (its frame number)."""
-    frames = torch.empty(len(views), dtype=torch.int64)
-    cams, stamps = views.camera_ids.cpu(), views.stamps_ns.cpu()
-    for cam in cams.unique():
-        idx = torch.nonzero(cams == cam).squeeze(1)
-        frames[idx[torch.argsort(stamps[idx], stable=True)]] = torch.arange(len(idx))
-    return frames
-
-
 def frame_grid(views: ViewSet) -> Tensor:
     """(T,C) int64: the index into `views` of the c-th camera by name's k-th view in time. Every camera must
     have T views."""

@@ -18,28 +18,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..cameras import fov_to_K
+from ..cameras import fov_to_K, look_at
 
 RIG_KINDS = ("orbit", "canonical", "shell", "moving", "workcell")
 MOUNTED_RIG_KINDS = ("poles", "head")
 ALL_RIG_KINDS = RIG_KINDS + MOUNTED_RIG_KINDS
-
-
-def look_at(eyes: Tensor, targets: Tensor, up=(0.0, 0.0, 1.0)) -> Tensor:
-    """Camera-to-world (V,4,4) float64, optical frame (x right, y down, z forward), from eyes/targets (V,3)."""
-    eyes, targets = eyes.to(torch.float64), targets.to(torch.float64)
-    z = torch.nn.functional.normalize(targets - eyes, dim=-1)
-    upv = torch.tensor(up, dtype=torch.float64).expand_as(z)
-    x = torch.linalg.cross(z, upv)
-    # Looking straight up or down: any horizontal right vector will do.
-    bad = x.norm(dim=-1) < 1e-9
-    x[bad] = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
-    x = torch.nn.functional.normalize(x, dim=-1)
-    y = torch.linalg.cross(z, x)
-    T = torch.zeros(eyes.shape[0], 4, 4, dtype=torch.float64)
-    T[:, :3, 0], T[:, :3, 1], T[:, :3, 2], T[:, :3, 3] = x, y, z, eyes
-    T[:, 3, 3] = 1.0
-    return T
 
 
 @dataclass

@@ -13,9 +13,10 @@ Reading pairs each image with the camera_info, pose and depth of the *same heade
 (exact match, no interpolation): a contract bag stamps them with one capture time. Views come out sorted by
 (stamp, camera name); cameras are ordered by name (`camera_ids` index the sorted names); stamps stay absolute.
 Depth: `ViewSet.depths` is (V,H,W) float32 metres, 0 = no measurement, when any read camera has a depth topic
-(None otherwise); cameras without one, and colour images whose depth frame was dropped, get zeros. Anything
-that breaks the contract (a depth image of another size, a depth stamp with no colour image, an unknown
-encoding) raises `BagError` naming the topic and stamp.
+(None otherwise); cameras without one, and colour images whose depth frame was dropped, get zeros. A depth
+image whose colour frame is missing is skipped with a warning (a camera none of whose depth images pairs is a
+`BagError`); anything else that breaks the contract (a depth image of another size, an unknown encoding) raises
+`BagError` naming the topic and stamp.
 """
 from __future__ import annotations
 
@@ -113,8 +114,8 @@ def write_bag(views: ViewSet, path: str | Path, storage: str = "mcap", world_fra
     (rounded millimetres, ≤ 65.535 m) also writes `views.depths` on /<cam>/depth (0 = no measurement); None
     writes no depth. compression "png" or "jpeg" writes the images as image_transport's compressed plugin does,
     on /<cam>/image_raw/compressed (`encoding` then does not apply), and the depth on /<cam>/depth/compressedDepth
-    (PNG: 16UC1 millimetres as they are; 32FC1 as 16-bit inverse depth, ≤ 10 m, io/compressed.py). Returns the
-    bag directory."""
+    (PNG: 16UC1 millimetres as they are; 32FC1 as 16-bit inverse depth, io/compressed.py, its range raised from
+    10 m to the farthest depth written). Returns the bag directory."""
     if storage not in STORAGES:
         raise ValueError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
     if compression is not None and compression not in COMPRESSIONS:

@@ -52,7 +52,7 @@ def camera_pose(args) -> np.ndarray:
     """The requested camera-to-world (4,4) float64; ValueError for a pose the arguments do not define."""
     import torch
 
-    from ..data.rigs import look_at
+    from ..cameras import look_at
     from ..geometry import rigid_matrix
 
     if not args.look_at:

@@ -8,8 +8,8 @@ import threading
 import time
 
 CLOSE_TIMEOUT_S = 10.0  # seconds Ctrl-C waits for the server to stop cleanly
-BAG_DEFAULTS = {"window": "8", "stride": None, "max_views": 12, "cameras": None, "checkpoint": None, "config": None,
-                "device": None}  # the options that only a bag, reconstructed on the fly, takes
+BAG_DEFAULTS = {"window": "8", "stride": None, "max_views": 12, "policy": "uniform", "floor_z": None, "cameras": None,
+                "checkpoint": None, "config": None, "device": None}  # the options that only a bag, reconstructed on the fly, takes
 
 
 def add_arguments(p) -> None:
@@ -27,6 +27,11 @@ def add_arguments(p) -> None:
     bag.add_argument("--stride", default=None, help="window stride, same unit as --window (default: half a window)")
     bag.add_argument("--max-views", type=int, default=BAG_DEFAULTS["max_views"],
                      help="model input views per window")
+    bag.add_argument("--policy", default=BAG_DEFAULTS["policy"], choices=("uniform", "latest"),
+                     help="input view selection (default: uniform)")
+    bag.add_argument("--floor-z", type=float, default=None, metavar="METRES",
+                     help="world height of the floor where it is known (a ground robot's odom/map frame: 0); "
+                          "default: found from depth or by matching the views")
     bag.add_argument("--cameras", default=None, help="comma-separated camera names to use (default: all)")
     bag.add_argument("--checkpoint", default=None, help="safetensors checkpoint (default: the shipped one)")
     bag.add_argument("--config", default=None, help="use a randomly initialised model of this preset (tests)")
@@ -46,8 +51,9 @@ def run(args) -> int:
         print(f"lrm4d view: warning: {', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to a bag, "
               f"reconstructed as it is shown; {args.path} holds reconstructions already: ignored", file=sys.stderr)
     cameras = [c.strip() for c in args.cameras.split(",")] if args.cameras else None
-    opts = BagOptions(window=args.window, stride=args.stride, max_views=args.max_views, cameras=cameras,
-                      checkpoint=args.checkpoint, config=args.config, device=args.device)
+    opts = BagOptions(window=args.window, stride=args.stride, max_views=args.max_views, policy=args.policy,
+                      floor_z=args.floor_z, cameras=cameras, checkpoint=args.checkpoint, config=args.config,
+                      device=args.device)
     try:
         windows = open_path(args.path, opts)
         viewer = Viewer(port=args.port, host=args.host, label=f"lrm4d view {args.path}")

@@ -262,8 +262,7 @@ class Viewer:
 
     def _frame(self, win: ViewerWindow, stamp: int) -> None:
         """Point every client's camera (and the initial camera) at the scene, once, with the world's up."""
-        from ..cameras import SceneNormalization
-        from ..pipeline import estimate_up
+        from ..cameras import SceneNormalization, estimate_up
 
         if win.views is not None and len(win.views):
             c2w = win.views.camtoworlds

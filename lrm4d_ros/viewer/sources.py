@@ -211,6 +211,7 @@ class BagOptions:
     stride: str | None = None
     max_views: int = 12
     policy: str = "uniform"
+    floor_z: float | None = None
     cameras: list[str] | None = None
     checkpoint: str | None = None
     config: str | None = None
@@ -222,7 +223,8 @@ def bag_windows(path: Path, opts: BagOptions) -> list[WindowRef]:
     """Sliding windows of a contract bag, each reconstructed when first shown. The options and the model are
     checked here, so that a bad one fails before the server starts rather than on every window shown."""
     from ..io.bag import BagError, read_bag
-    from ..pipeline import make_windows, parse_spans, select_inputs
+    from ..recording import make_windows, parse_spans
+    from ..selection import select_inputs
 
     length, stride = parse_spans(opts.window, opts.stride)
     if opts.max_views < 1:
@@ -251,10 +253,10 @@ def bag_windows(path: Path, opts: BagOptions) -> list[WindowRef]:
 
 def load_model(opts: BagOptions):
     """The Reconstructor of `opts` (checkpoint, config, device), or ViewerError saying why it cannot be loaded."""
-    from ..pipeline import load_reconstructor
+    from ..reconstructor import load_reconstructor
 
     try:
-        return load_reconstructor(opts.checkpoint, opts.config, opts.device, opts.seed)
+        return load_reconstructor(opts.checkpoint, opts.config, opts.device, opts.seed, floor_z=opts.floor_z)
     except Exception as e:  # a missing or foreign checkpoint, an unknown preset, a device torch cannot use, ...
         src = (f"--config {opts.config}" if opts.config is not None else
                f"--checkpoint {opts.checkpoint}" if opts.checkpoint is not None else "the shipped checkpoint")
