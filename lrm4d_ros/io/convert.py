@@ -30,6 +30,7 @@ import bisect
 import re
 import sys
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..window import RejectedInput
@@ -254,17 +255,13 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
     name: topic}. pose_topics: {topic: child frame ("" = the message's own child_frame_id)}. rectify: False takes
     every image as a pinhole with camera_info's K. Returns {"views": written,
     "skipped": Counter of reasons, "world_frame", "text"}; raises ConvertError for what makes the bag unconvertible,
-    FileExistsError if `out` exists."""
-    from tqdm import tqdm
+    FileExistsError if `out` exists.
 
+    Two passes over the bag: the first (`_survey`) reads everything but the pixels (the TF tree, camera_infos, the
+    stamps and frames of images and depth), which is checked (`_check_frames`) and pairs each colour image with a
+    depth image (`_pair_depths`); the second (`_Writer`) converts and writes the images."""
     from ..outputs import check_writable
-    from .bag import BagError, _open, camera_topics, new_bag
-    from .compressed import compressed_depth, compressed_image_msg, compressed_rgb
-    from .messages import (TYPESTORE, MessageError, camera_info_msg, depth_msg, deserialize,
-                           image_depth, image_msg, image_rgb, pose_matrix, pose_msg, serialize, stamp_ns, time_msg)
-    from .rectify import Rectification, info_key, rectified_topic
-    from .register import register_depth
-    from .tf_tree import TransformTree
+    from .bag import BagError, _open
 
     infos, depths, depth_infos = dict(infos or {}), dict(depths or {}), dict(depth_infos or {})
     if not cameras:
@@ -276,111 +273,187 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
     if out.exists():
         raise FileExistsError(f"{out} exists; choose a new --out")
     check_writable(out, "--out")
+    topics = _Topics(cameras, {n: infos.get(n, info_topic_for(t)) for n, t in cameras.items()}, depths,
+                     {n: depth_infos.get(n, info_topic_for(t)) for n, t in depths.items()}, dict(pose_topics or {}))
     try:
         reader = _open(Path(src))
     except BagError as exc:
         raise ConvertError(str(exc)) from None
     try:
         by_topic = {c.topic: c for c in reader.connections}
-        info_topics = {n: infos.get(n, info_topic_for(t)) for n, t in cameras.items()}
-        depth_info_topics = {n: depth_infos.get(n, info_topic_for(t)) for n, t in depths.items()}
-
-        def need(topic, types, what):
-            if topic not in by_topic:
-                near = [t for t in sorted(by_topic) if t.rsplit("/", 1)[-1] in ("image_raw", "compressed",
-                                                                                 "camera_info", "compressedDepth")]
-                raise ConvertError(f"{what} topic {topic} is not in the bag (image and camera_info topics there: "
-                                   f"{near})")
-            if by_topic[topic].msgtype not in types:
-                raise ConvertError(f"{what} topic {topic} is {by_topic[topic].msgtype}, expected {' or '.join(types)}")
-
-        for n in cameras:
-            need(cameras[n], IMAGE_TYPES, f"camera {n}'s image")
-            need(info_topics[n], ("sensor_msgs/msg/CameraInfo",), f"camera {n}'s camera_info")
-            if n in depths:
-                need(depths[n], IMAGE_TYPES, f"camera {n}'s depth")
-        tf_conns = [by_topic[t] for t in TF_TOPICS if t in by_topic and by_topic[t].msgtype == "tf2_msgs/msg/TFMessage"]
-        pose_topics = dict(pose_topics or {})
-        for topic, child in pose_topics.items():
-            need(topic, POSE_TYPES, "pose")
-            if not child and by_topic[topic].msgtype != "nav_msgs/msg/Odometry":
-                raise ConvertError(f"pose topic {topic} is {by_topic[topic].msgtype}, which names no child frame: "
-                                   f"give it as {topic}=FRAME")
-        tf_conns += [by_topic[t] for t in pose_topics]
-        if not tf_conns:
-            raise ConvertError("the bag has no /tf or /tf_static (tf2_msgs/TFMessage) and no --pose-topic was given: "
-                               "no camera poses")
-
-        # pass 1: the TF tree, camera_infos, image and depth stamps (small: no pixels kept)
-        tree = TransformTree(tolerance_ns=tf_tolerance_ns, max_gap_ns=tf_max_gap_ns)
-        info_msgs: dict = defaultdict(dict)
-        image_stamps: dict = defaultdict(list)
-        depth_stamps: dict = defaultdict(list)
-        frame_ids: dict = {}
-        info_of = {t: n for n, t in info_topics.items()}
-        image_of = {t: n for n, t in cameras.items()}
-        depth_of = {t: n for n, t in depths.items()}
-        depth_info_of = {t: n for n, t in depth_info_topics.items() if t in by_topic and t not in info_of}
-        depth_frames: dict = {}
-        depth_info_msgs: dict = defaultdict(dict)
-        conns = tf_conns + [by_topic[t] for t in {*info_of, *image_of, *depth_of, *depth_info_of}]
-        for conn, _, raw in reader.messages(connections=conns):
-            msg = deserialize(raw, conn.msgtype)
-            if conn.topic in pose_topics:
-                child = pose_topics[conn.topic] or msg.child_frame_id
-                try:
-                    tree.add(msg.header.frame_id, child, stamp_ns(msg.header), pose_matrix(getattr(msg.pose, "pose",
-                                                                                                   msg.pose)))
-                except (ValueError, MessageError) as exc:
-                    raise ConvertError(f"{conn.topic}: {exc}") from None
-                continue
-            if conn.topic in TF_TOPICS:
-                for tr in msg.transforms:
-                    try:
-                        tree.add(tr.header.frame_id, tr.child_frame_id, stamp_ns(tr.header), pose_matrix(tr),
-                                 static=conn.topic == "/tf_static")
-                    except (ValueError, MessageError) as exc:
-                        raise ConvertError(f"{conn.topic}: {exc}") from None
-                continue
-            s = stamp_ns(msg.header)
-            if conn.topic in info_of:
-                info_msgs[info_of[conn.topic]][s] = msg
-            if conn.topic in image_of:
-                image_stamps[image_of[conn.topic]].append(s)
-                frame_ids.setdefault(image_of[conn.topic], msg.header.frame_id.lstrip("/"))
-            if conn.topic in depth_of:
-                depth_stamps[depth_of[conn.topic]].append(s)
-                depth_frames.setdefault(depth_of[conn.topic], msg.header.frame_id.lstrip("/"))
-            if conn.topic in depth_info_of:
-                depth_info_msgs[depth_info_of[conn.topic]][s] = msg
+        tf_conns = _check_topics(by_topic, topics)
+        survey = _survey(reader, by_topic, tf_conns, topics, tf_tolerance_ns, tf_max_gap_ns)
     finally:
         reader.close()
-    for n in cameras:
-        if not image_stamps[n]:
-            raise ConvertError(f"camera {n}: no messages on {cameras[n]}")
+    world_frame = _check_frames(survey, topics, world_frame)
+
+    first = min(min(v) for v in survey.image_stamps.values())
+    lo = first + int(start_s * 1e9)
+    hi = None if duration_s is None else lo + int(duration_s * 1e9)
+
+    def inside(s):
+        return s >= lo and (hi is None or s <= hi)
+
+    if not any(inside(s) for v in survey.image_stamps.values() for s in v):
+        last = max(max(v) for v in survey.image_stamps.values())
+        raise ConvertError(f"no images from {start_s:g} s after the first" + ("" if duration_s is None else
+                           f" for {duration_s:g} s") + f": the cameras' images span {(last - first) * 1e-9:.3f} s")
+    pairing = _pair_depths(survey, depths, inside, depth_tolerance_ns)
+    total = sum(1 for n in cameras for s in survey.image_stamps[n] if inside(s))
+    w = _Writer(topics, survey, world_frame, pairing, rectify)
+    reader = _open(Path(src))
+    try:
+        w.write_all(reader, by_topic, out, storage, inside, total, progress)
+    finally:
+        reader.close()
+    if not w.written:
+        import shutil
+
+        shutil.rmtree(out, ignore_errors=True)
+    lines = [f"wrote {out} ({storage}): {w.written} of {total} images from {len(cameras)} camera(s), poses in frame "
+             f"{world_frame!r}" if w.written else f"wrote nothing: none of the {total} images could be converted"]
+    for n in depths:
+        lines.append(f"  {n}: depth with {w.depth_written[n]} of its images (nearest within "
+                     f"{depth_tolerance_ns / 1e6:g} ms, restamped"
+                     + (f"; registered from frame {survey.depth_frames[n]!r})" if n in survey.unregistered else ")"))
+    for reason, count in w.skipped.most_common():
+        lines.append(f"  skipped {count} ({reason}), e.g. {w.notes[reason]}")
+    return {"views": w.written, "skipped": w.skipped, "world_frame": world_frame, "text": "\n".join(lines)}
+
+
+@dataclass
+class _Topics:
+    """What convert_bag was asked for, by contract camera name: image, camera_info, depth and depth camera_info
+    topics ({name: topic}), and the pose topics ({topic: child frame, "" = the message's own})."""
+
+    images: dict[str, str]
+    infos: dict[str, str]
+    depths: dict[str, str]
+    depth_infos: dict[str, str]
+    poses: dict[str, str]
+
+
+def _check_topics(by_topic: dict, topics: _Topics) -> list:
+    """Every asked-for topic is in the bag with a type it can be; returns the connections poses come from (TF and
+    the pose topics). ConvertError otherwise."""
+    def need(topic, types, what):
+        if topic not in by_topic:
+            near = [t for t in sorted(by_topic) if t.rsplit("/", 1)[-1] in ("image_raw", "compressed",
+                                                                             "camera_info", "compressedDepth")]
+            raise ConvertError(f"{what} topic {topic} is not in the bag (image and camera_info topics there: "
+                               f"{near})")
+        if by_topic[topic].msgtype not in types:
+            raise ConvertError(f"{what} topic {topic} is {by_topic[topic].msgtype}, expected {' or '.join(types)}")
+
+    for n in topics.images:
+        need(topics.images[n], IMAGE_TYPES, f"camera {n}'s image")
+        need(topics.infos[n], ("sensor_msgs/msg/CameraInfo",), f"camera {n}'s camera_info")
+        if n in topics.depths:
+            need(topics.depths[n], IMAGE_TYPES, f"camera {n}'s depth")
+    tf_conns = [by_topic[t] for t in TF_TOPICS if t in by_topic and by_topic[t].msgtype == "tf2_msgs/msg/TFMessage"]
+    for topic, child in topics.poses.items():
+        need(topic, POSE_TYPES, "pose")
+        if not child and by_topic[topic].msgtype != "nav_msgs/msg/Odometry":
+            raise ConvertError(f"pose topic {topic} is {by_topic[topic].msgtype}, which names no child frame: "
+                               f"give it as {topic}=FRAME")
+    tf_conns += [by_topic[t] for t in topics.poses]
+    if not tf_conns:
+        raise ConvertError("the bag has no /tf or /tf_static (tf2_msgs/TFMessage) and no --pose-topic was given: "
+                           "no camera poses")
+    return tf_conns
+
+
+@dataclass
+class _Survey:
+    """The bag's first pass: everything but the pixels. Per camera name: camera_infos and the depth camera's by
+    stamp, image and depth stamps, the images' and the depth's frame_id; the cameras whose depth is in a frame of
+    its own (registered onto the colour camera: set by _check_frames)."""
+
+    tree: object  # io.tf_tree.TransformTree
+    info_msgs: dict = field(default_factory=lambda: defaultdict(dict))
+    image_stamps: dict = field(default_factory=lambda: defaultdict(list))
+    depth_stamps: dict = field(default_factory=lambda: defaultdict(list))
+    frame_ids: dict = field(default_factory=dict)
+    depth_frames: dict = field(default_factory=dict)
+    depth_info_msgs: dict = field(default_factory=lambda: defaultdict(dict))
+    unregistered: set = field(default_factory=set)
+
+
+def _survey(reader, by_topic: dict, tf_conns: list, topics: _Topics, tf_tolerance_ns: int,
+            tf_max_gap_ns: int) -> _Survey:
+    from .messages import MessageError, deserialize, pose_matrix, stamp_ns
+    from .tf_tree import TransformTree
+
+    survey = _Survey(TransformTree(tolerance_ns=tf_tolerance_ns, max_gap_ns=tf_max_gap_ns))
+    info_of = {t: n for n, t in topics.infos.items()}
+    image_of = {t: n for n, t in topics.images.items()}
+    depth_of = {t: n for n, t in topics.depths.items()}
+    depth_info_of = {t: n for n, t in topics.depth_infos.items() if t in by_topic and t not in info_of}
+    conns = tf_conns + [by_topic[t] for t in {*info_of, *image_of, *depth_of, *depth_info_of}]
+    for conn, _, raw in reader.messages(connections=conns):
+        msg = deserialize(raw, conn.msgtype)
+        if conn.topic in topics.poses:
+            child = topics.poses[conn.topic] or msg.child_frame_id
+            try:
+                survey.tree.add(msg.header.frame_id, child, stamp_ns(msg.header),
+                                pose_matrix(getattr(msg.pose, "pose", msg.pose)))
+            except (ValueError, MessageError) as exc:
+                raise ConvertError(f"{conn.topic}: {exc}") from None
+            continue
+        if conn.topic in TF_TOPICS:
+            for tr in msg.transforms:
+                try:
+                    survey.tree.add(tr.header.frame_id, tr.child_frame_id, stamp_ns(tr.header), pose_matrix(tr),
+                                    static=conn.topic == "/tf_static")
+                except (ValueError, MessageError) as exc:
+                    raise ConvertError(f"{conn.topic}: {exc}") from None
+            continue
+        s = stamp_ns(msg.header)
+        if conn.topic in info_of:
+            survey.info_msgs[info_of[conn.topic]][s] = msg
+        if conn.topic in image_of:
+            survey.image_stamps[image_of[conn.topic]].append(s)
+            survey.frame_ids.setdefault(image_of[conn.topic], msg.header.frame_id.lstrip("/"))
+        if conn.topic in depth_of:
+            survey.depth_stamps[depth_of[conn.topic]].append(s)
+            survey.depth_frames.setdefault(depth_of[conn.topic], msg.header.frame_id.lstrip("/"))
+        if conn.topic in depth_info_of:
+            survey.depth_info_msgs[depth_info_of[conn.topic]][s] = msg
+    return survey
+
+
+def _check_frames(survey: _Survey, topics: _Topics, world_frame: str | None) -> str:
+    """Every camera has images, camera_info and a frame in one TF tree with the world frame (and a depth camera
+    in its own frame, that frame and its camera_info); returns the world frame (default: the tree's root) and
+    sets `survey.unregistered`. ConvertError otherwise."""
+    tree, frame_ids, depth_frames = survey.tree, survey.frame_ids, survey.depth_frames
+    for n in topics.images:
+        if not survey.image_stamps[n]:
+            raise ConvertError(f"camera {n}: no messages on {topics.images[n]}")
         if not frame_ids[n]:
-            raise ConvertError(f"camera {n}: images on {cameras[n]} have no header.frame_id (their optical frame)")
-        if not info_msgs[n]:
-            raise ConvertError(f"camera {n}: no messages on {info_topics[n]}")
+            raise ConvertError(f"camera {n}: images on {topics.images[n]} have no header.frame_id (their optical "
+                               f"frame)")
+        if not survey.info_msgs[n]:
+            raise ConvertError(f"camera {n}: no messages on {topics.infos[n]}")
         if frame_ids[n] not in tree.frames:
             raise ConvertError(f"camera {n}: its frame {frame_ids[n]!r} is not in the TF tree (frames: "
                                f"{sorted(tree.frames)})")
-    unregistered = {n for n in depths if depth_frames.get(n) and depth_frames[n] != frame_ids[n]}
-    for n in sorted(unregistered):  # a depth camera's own image: registered to the colour camera
+    survey.unregistered = {n for n in topics.depths if depth_frames.get(n) and depth_frames[n] != frame_ids[n]}
+    for n in sorted(survey.unregistered):  # a depth camera's own image: registered to the colour camera
         if depth_frames[n] not in tree.frames:
             raise ConvertError(f"camera {n}: its depth frame {depth_frames[n]!r} is not in the TF tree, so its depth "
                                f"cannot be registered to the colour frame {frame_ids[n]!r}")
-        if not depth_info_msgs[n]:
-            raise ConvertError(f"camera {n}: the depth on {depths[n]} is in frame {depth_frames[n]!r}, not the colour "
-                               f"image's {frame_ids[n]!r}: registering it needs the depth camera's camera_info, and "
-                               f"{depth_info_topics[n]} has none (--depth-info)")
+        if not survey.depth_info_msgs[n]:
+            raise ConvertError(f"camera {n}: the depth on {topics.depths[n]} is in frame {depth_frames[n]!r}, not "
+                               f"the colour image's {frame_ids[n]!r}: registering it needs the depth camera's "
+                               f"camera_info, and {topics.depth_infos[n]} has none (--depth-info)")
     if world_frame is not None and world_frame.lstrip("/") not in tree.frames:
         raise ConvertError(f"--world-frame {world_frame!r} is not in the TF tree (frames: {sorted(tree.frames)})")
     # every camera's frame must hang under one root: a camera in another tree would have no pose (a bag recorded
     # without /tf leaves only /tf_static's per-camera trees, without the odom -> base_link edge that joins them)
     under = {n: tree.root(f) for n, f in frame_ids.items()}
-    under.update({f"{n} (its depth)": tree.root(depth_frames[n]) for n in sorted(unregistered)})
-    world_frame = tree.root(frame_ids[next(iter(cameras))]) if world_frame is None else world_frame.lstrip("/")
+    under.update({f"{n} (its depth)": tree.root(depth_frames[n]) for n in sorted(survey.unregistered)})
+    world_frame = tree.root(frame_ids[next(iter(topics.images))]) if world_frame is None else world_frame.lstrip("/")
     world_root = tree.root(world_frame)
     apart = {n: r for n, r in under.items() if r != world_root}
     if apart:
@@ -390,162 +463,168 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
             + f" (roots {sorted(set(under.values()) | {world_root})}). The transform that joins them "
             "(a robot's odom -> base_link on /tf) is not in the bag: record /tf with the images, add a pose topic "
             "for it (--pose-topic), or convert the cameras of one tree at a time (--camera)")
+    return world_frame
 
-    first = min(min(v) for v in image_stamps.values())
-    lo = first + int(start_s * 1e9)
-    hi = None if duration_s is None else lo + int(duration_s * 1e9)
 
-    def inside(s):
-        return s >= lo and (hi is None or s <= hi)
-
-    if not any(inside(s) for v in image_stamps.values() for s in v):
-        last = max(max(v) for v in image_stamps.values())
-        raise ConvertError(f"no images from {start_s:g} s after the first" + ("" if duration_s is None else
-                           f" for {duration_s:g} s") + f": the cameras' images span {(last - first) * 1e-9:.3f} s")
-
-    # each colour image's depth: the nearest depth stamp within tolerance, each depth used once (nearest first)
-    pairing: dict = {}  # (camera, depth stamp) -> colour stamp
+def _pair_depths(survey: _Survey, depths: dict[str, str], inside, tolerance_ns: int) -> dict:
+    """{(camera, depth stamp): colour stamp}: each colour image (stamped `inside` the part converted) with the
+    nearest depth stamp within tolerance, each depth used once, nearest pairs first."""
+    pairing = {}
     for n in depths:
-        stamps = sorted(depth_stamps[n])
-        cands = sorted((abs(d - s), s, d) for s in image_stamps[n] if inside(s)
-                       for d in _near(stamps, s, depth_tolerance_ns))
+        stamps = sorted(survey.depth_stamps[n])
+        cands = sorted((abs(d - s), s, d) for s in survey.image_stamps[n] if inside(s)
+                       for d in _near(stamps, s, tolerance_ns))
         used_s, used_d = set(), set()
         for _, s, d in cands:
             if s not in used_s and d not in used_d:
                 pairing[n, d] = s
                 used_s.add(s)
                 used_d.add(d)
+    return pairing
 
-    skipped: Counter = Counter()
-    notes: dict = {}
-    # camera_info messages by stamp (drivers publish one per frame, mostly the same): the one at an image's stamp
-    # (_at), and its Rectification built once per distinct camera_info, as the node does
-    infos_at = {n: (sorted(info_msgs[n]), info_msgs[n]) for n in cameras}
-    depth_infos_at = {n: (sorted(depth_info_msgs[n]), depth_info_msgs[n]) for n in unregistered}
-    rectifications: dict = {}  # (camera, its topic, info_key) -> Rectification
 
-    def rectification(n, info, topic):
-        key = (n, topic, info_key(info))
-        if key not in rectifications:
-            rectifications[key] = Rectification(info, rectified=rectified_topic(topic), rectify=rectify)
-        return rectifications[key]
-    written = 0
-    depth_written: Counter = Counter()
-    decided: dict = {}  # (camera, colour stamp) -> written or not: its depth follows it
-    pending: dict = {}  # depth read before its colour image was decided (bag order is arrival order)
-    total = sum(1 for n in cameras for s in image_stamps[n] if inside(s))
-    reader = _open(Path(src))
-    try:
-        with new_bag(out, storage) as writer:
-            conns_out: dict = {}
+class _Writer:
+    """The bag's second pass: each colour image rectified where it needs it and written with its camera_info and
+    pose, each paired depth image (registered, rectified, restamped) after its colour image; what cannot be
+    converted is skipped and counted per reason (`skipped`, with one example each in `notes`)."""
 
-            def write(topic, msg, stamp):
-                if topic not in conns_out:
-                    conns_out[topic] = writer.add_connection(topic, msg.__msgtype__, typestore=TYPESTORE)
-                writer.write(conns_out[topic], stamp, serialize(msg))
+    def __init__(self, topics: _Topics, survey: _Survey, world_frame: str, pairing: dict, rectify: bool):
+        self.topics, self.survey, self.world_frame, self.pairing, self.rectify = (topics, survey, world_frame,
+                                                                                   pairing, rectify)
+        self.written = 0
+        self.depth_written: Counter = Counter()
+        self.skipped: Counter = Counter()
+        self.notes: dict = {}
+        # camera_info messages by stamp (drivers publish one per frame, mostly the same): the one at an image's
+        # stamp (_at), and its Rectification built once per distinct camera_info, as the node does
+        self.infos_at = {n: (sorted(survey.info_msgs[n]), survey.info_msgs[n]) for n in topics.images}
+        self.depth_infos_at = {n: (sorted(survey.depth_info_msgs[n]), survey.depth_info_msgs[n])
+                               for n in survey.unregistered}
+        self._rectifications: dict = {}  # (camera, its topic, info_key) -> Rectification
+        self.decided: dict = {}  # (camera, colour stamp) -> written or not: its depth follows it
+        self.pending: dict = {}  # depth read before its colour image was decided (bag order is arrival order)
+        self._writer, self._conns = None, {}
 
-            def skip(n, reason, message):
-                skipped[reason] += 1
-                notes.setdefault(reason, f"camera {n}: {message}")
+    def write_all(self, reader, by_topic: dict, out: Path, storage: str, inside, total: int, progress: bool):
+        from tqdm import tqdm
 
-            def write_depth(n, s_img, topic, msg):
-                write(topic, msg, s_img)
-                depth_written[n] += 1
+        from .bag import new_bag
+        from .messages import deserialize, stamp_ns
 
+        image_of = {t: n for n, t in self.topics.images.items()}
+        depth_of = {t: n for n, t in self.topics.depths.items()}
+        with new_bag(out, storage) as self._writer:
             # a bar only on a terminal (tqdm: disable=None), as the other commands
             bar = tqdm(total=total, desc="converting", unit="image", disable=None if progress else True, leave=False)
             for conn, _, raw in reader.messages(connections=[by_topic[t] for t in {*image_of, *depth_of}]):
                 msg = deserialize(raw, conn.msgtype)
                 s = stamp_ns(msg.header)
-                compressed = not hasattr(msg, "encoding")
                 if conn.topic in image_of:
-                    n = image_of[conn.topic]
-                    if not inside(s):
-                        continue
-                    bar.update(1)
-                    decided[n, s] = False
-                    topics = camera_topics(n, compressed=compressed)
-                    info = _at(infos_at[n], s)
-                    try:
-                        r = rectification(n, info, cameras[n])
-                        rgb = compressed_rgb(msg) if compressed else image_rgb(msg)
-                        if rgb.shape[1::-1] != r.size:
-                            raise MessageError(f"image is {rgb.shape[1]}x{rgb.shape[0]} but camera_info says "
-                                               f"{r.size[0]}x{r.size[1]}")
-                        T = tree.lookup(world_frame, frame_ids[n], s)
-                        if r.maps is not None:
-                            rgb = r.colour(rgb)
-                            msg = image_msg(rgb, s, msg.header.frame_id) if not compressed else \
-                                compressed_image_msg(rgb, s, msg.header.frame_id,
-                                                     "jpeg" if "jpeg" in msg.format.lower() else "png")
-                        # the camera_info of what is written: the pinhole the model assumes
-                        info = camera_info_msg(r.K, *r.size, s, info.header.frame_id)
-                    except MessageError as exc:
-                        skip(n, "bad_image", f"{conn.topic} at stamp {s} ns: {exc}")
-                    except RejectedInput as exc:
-                        skip(n, exc.reason, f"{conn.topic} at stamp {s} ns: {exc}")
-                    else:
-                        write(topics["info"], info, s)
-                        write(topics["pose"], pose_msg(T, s, world_frame), s)
-                        write(topics["image"], msg, s)
-                        decided[n, s] = True
-                        written += 1
-                    if (n, s) in pending and decided[n, s]:
-                        write_depth(n, s, *pending[n, s])
-                    pending.pop((n, s), None)
-                    continue
-                n = depth_of[conn.topic]
-                s_img = pairing.get((n, s))
-                if s_img is None or decided.get((n, s_img)) is False:
-                    continue
-                try:
-                    r = rectification(n, _at(infos_at[n], s_img), cameras[n])
-                    d = compressed_depth(msg) if compressed else image_depth(msg)
-                    if n in unregistered:
-                        rd = rectification(n, _at(depth_infos_at[n], s), depths[n])
-                        if d.shape[::-1] != rd.size:
-                            raise MessageError(f"depth image is {d.shape[1]}x{d.shape[0]} but its camera_info says "
-                                               f"{rd.size[0]}x{rd.size[1]}")
-                        T = tree.lookup(frame_ids[n], depth_frames[n], s)
-                        d = register_depth(rd.depth(d), rd.K, T, r.K, r.size)
-                    elif d.shape[::-1] != r.size:
-                        raise MessageError(f"depth image is {d.shape[1]}x{d.shape[0]} but camera_info says "
-                                           f"{r.size[0]}x{r.size[1]} (depth must be registered to the colour image)")
-                except MessageError as exc:
-                    skip(n, "bad_depth", f"{conn.topic} at stamp {s} ns: {exc}")
-                    continue
-                except RejectedInput as exc:
-                    skip(n, "depth_" + exc.reason, f"{conn.topic} at stamp {s} ns: {exc}")
-                    continue
-                if n in unregistered:  # registered here onto the colour camera's (rectified) pinhole
-                    msg = depth_msg(d, s_img, frame_ids[n])
-                    compressed = False
-                elif r.maps is not None:
-                    msg = depth_msg(r.depth(d), s_img, msg.header.frame_id)
-                    compressed = False
+                    if inside(s):
+                        bar.update(1)
+                        self.colour(image_of[conn.topic], conn.topic, msg, s)
                 else:
-                    msg.header.stamp = time_msg(s_img)
-                item = (camera_topics(n, compressed=compressed)["depth"], msg)
-                if decided.get((n, s_img)):
-                    write_depth(n, s_img, *item)
-                else:
-                    pending[n, s_img] = item
+                    self.depth(depth_of[conn.topic], conn.topic, msg, s)
             bar.close()
-    finally:
-        reader.close()
-    if not written:
-        import shutil
 
-        shutil.rmtree(out, ignore_errors=True)
-    lines = [f"wrote {out} ({storage}): {written} of {total} images from {len(cameras)} camera(s), poses in frame "
-             f"{world_frame!r}" if written else f"wrote nothing: none of the {total} images could be converted"]
-    for n in depths:
-        lines.append(f"  {n}: depth with {depth_written[n]} of its images (nearest within "
-                     f"{depth_tolerance_ns / 1e6:g} ms, restamped"
-                     + (f"; registered from frame {depth_frames[n]!r})" if n in unregistered else ")"))
-    for reason, count in skipped.most_common():
-        lines.append(f"  skipped {count} ({reason}), e.g. {notes[reason]}")
-    return {"views": written, "skipped": skipped, "world_frame": world_frame, "text": "\n".join(lines)}
+    def _write(self, topic, msg, stamp):
+        from .messages import TYPESTORE, serialize
+
+        if topic not in self._conns:
+            self._conns[topic] = self._writer.add_connection(topic, msg.__msgtype__, typestore=TYPESTORE)
+        self._writer.write(self._conns[topic], stamp, serialize(msg))
+
+    def _skip(self, n, reason, message):
+        self.skipped[reason] += 1
+        self.notes.setdefault(reason, f"camera {n}: {message}")
+
+    def _write_depth(self, n, s_img, topic, msg):
+        self._write(topic, msg, s_img)
+        self.depth_written[n] += 1
+
+    def _rectification(self, n, info, topic):
+        from .rectify import Rectification, info_key, rectified_topic
+
+        key = (n, topic, info_key(info))
+        if key not in self._rectifications:
+            self._rectifications[key] = Rectification(info, rectified=rectified_topic(topic), rectify=self.rectify)
+        return self._rectifications[key]
+
+    def colour(self, n: str, topic: str, msg, s: int) -> None:
+        from .bag import camera_topics
+        from .compressed import compressed_image_msg, compressed_rgb
+        from .messages import MessageError, camera_info_msg, image_msg, image_rgb, pose_msg
+
+        compressed = not hasattr(msg, "encoding")
+        self.decided[n, s] = False
+        out_topics = camera_topics(n, compressed=compressed)
+        info = _at(self.infos_at[n], s)
+        try:
+            r = self._rectification(n, info, self.topics.images[n])
+            rgb = compressed_rgb(msg) if compressed else image_rgb(msg)
+            if rgb.shape[1::-1] != r.size:
+                raise MessageError(f"image is {rgb.shape[1]}x{rgb.shape[0]} but camera_info says "
+                                   f"{r.size[0]}x{r.size[1]}")
+            T = self.survey.tree.lookup(self.world_frame, self.survey.frame_ids[n], s)
+            if r.maps is not None:
+                rgb = r.colour(rgb)
+                msg = image_msg(rgb, s, msg.header.frame_id) if not compressed else \
+                    compressed_image_msg(rgb, s, msg.header.frame_id, "jpeg" if "jpeg" in msg.format.lower() else "png")
+            # the camera_info of what is written: the pinhole the model assumes
+            info = camera_info_msg(r.K, *r.size, s, info.header.frame_id)
+        except MessageError as exc:
+            self._skip(n, "bad_image", f"{topic} at stamp {s} ns: {exc}")
+        except RejectedInput as exc:
+            self._skip(n, exc.reason, f"{topic} at stamp {s} ns: {exc}")
+        else:
+            self._write(out_topics["info"], info, s)
+            self._write(out_topics["pose"], pose_msg(T, s, self.world_frame), s)
+            self._write(out_topics["image"], msg, s)
+            self.decided[n, s] = True
+            self.written += 1
+        if (n, s) in self.pending and self.decided[n, s]:
+            self._write_depth(n, s, *self.pending[n, s])
+        self.pending.pop((n, s), None)
+
+    def depth(self, n: str, topic: str, msg, s: int) -> None:
+        from .bag import camera_topics
+        from .compressed import compressed_depth
+        from .messages import MessageError, depth_msg, image_depth, time_msg
+        from .register import register_depth
+
+        s_img = self.pairing.get((n, s))
+        if s_img is None or self.decided.get((n, s_img)) is False:
+            return
+        compressed = not hasattr(msg, "encoding")
+        unregistered = n in self.survey.unregistered
+        try:
+            r = self._rectification(n, _at(self.infos_at[n], s_img), self.topics.images[n])
+            d = compressed_depth(msg) if compressed else image_depth(msg)
+            if unregistered:
+                rd = self._rectification(n, _at(self.depth_infos_at[n], s), self.topics.depths[n])
+                if d.shape[::-1] != rd.size:
+                    raise MessageError(f"depth image is {d.shape[1]}x{d.shape[0]} but its camera_info says "
+                                       f"{rd.size[0]}x{rd.size[1]}")
+                T = self.survey.tree.lookup(self.survey.frame_ids[n], self.survey.depth_frames[n], s)
+                d = register_depth(rd.depth(d), rd.K, T, r.K, r.size)
+            elif d.shape[::-1] != r.size:
+                raise MessageError(f"depth image is {d.shape[1]}x{d.shape[0]} but camera_info says "
+                                   f"{r.size[0]}x{r.size[1]} (depth must be registered to the colour image)")
+        except MessageError as exc:
+            return self._skip(n, "bad_depth", f"{topic} at stamp {s} ns: {exc}")
+        except RejectedInput as exc:
+            return self._skip(n, "depth_" + exc.reason, f"{topic} at stamp {s} ns: {exc}")
+        if unregistered:  # registered here onto the colour camera's (rectified) pinhole
+            msg, compressed = depth_msg(d, s_img, self.survey.frame_ids[n]), False
+        elif r.maps is not None:
+            msg, compressed = depth_msg(r.depth(d), s_img, msg.header.frame_id), False
+        else:
+            msg.header.stamp = time_msg(s_img)
+        item = (camera_topics(n, compressed=compressed)["depth"], msg)
+        if self.decided.get((n, s_img)):
+            self._write_depth(n, s_img, *item)
+        else:
+            self.pending[n, s_img] = item
 
 
 def _near(sorted_stamps: list[int], s: int, tol: int) -> list[int]:
