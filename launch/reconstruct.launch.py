@@ -1,7 +1,10 @@
 """Launch the lrm4d reconstruct node (and optionally RViz).
 
     ros2 launch lrm4d_ros reconstruct.launch.py [config:=FILE] [checkpoint:=FILE] [device:=cpu|cuda] [rviz:=true]
-                                                [use_sim_time:=true]   (bag playback: ros2 bag play --clock)
+                                                [rviz_config:=FILE] [use_sim_time:=true]   (bag playback: --clock)
+
+Each shipped config has its RViz file: rviz/lrm4d.rviz (config/reconstruct.yaml, the default) and
+rviz/robot_realsense_tf.rviz (config/robot_realsense_tf.yaml: frame odom, virtual camera chase).
 
 The service is advertised at /render_view (the node's ~/render_view remapped); topics stay private under
 /lrm4d_reconstruct/ (gaussians, status, <virtual>/image, <virtual>/depth, <virtual>/camera_info). Input topics
@@ -43,7 +46,10 @@ def generate_launch_description():
                               description="safetensors checkpoint; empty = the shipped checkpoint"),
         DeclareLaunchArgument("device", default_value="",
                               description="torch device (cpu, cuda, cuda:1); empty = CUDA when available"),
-        DeclareLaunchArgument("rviz", default_value="false", description="also start RViz with rviz/lrm4d.rviz"),
+        DeclareLaunchArgument("rviz", default_value="false", description="also start RViz with rviz_config"),
+        DeclareLaunchArgument("rviz_config", default_value=PathJoinSubstitution([share, "rviz", "lrm4d.rviz"]),
+                              description="RViz file: its fixed frame and topics must be the config's world_frame "
+                                          "and virtual cameras (rviz/robot_realsense_tf.rviz for that config)"),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="use /clock (bag playback with --clock) as the node's ROS time"),
         OpaqueFunction(function=_reconstruct_node),
@@ -51,7 +57,7 @@ def generate_launch_description():
             package="rviz2",
             executable="rviz2",
             name="rviz2",
-            arguments=["-d", PathJoinSubstitution([share, "rviz", "lrm4d.rviz"])],
+            arguments=["-d", LaunchConfiguration("rviz_config")],
             condition=IfCondition(LaunchConfiguration("rviz")),
         ),
     ])

@@ -26,10 +26,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from .metrics import psnr
 from .pipeline import render_frames, sweep_stamps
 from .reconstructor import load_reconstructor
+from .views import ViewSet
 
 SHEET_COLUMNS = 8  # held-out views shown in the contact sheet
 DEMO_SEED = 1_003_012  # a held-out scene (training seeds are < 1 000 000)
@@ -207,19 +209,27 @@ def run(args) -> int:
     steps.done("render_orbit", f"-> {video} (left: 4D-LRM, right: ground truth)")
 
     steps.start("writing the contact sheet and PLY files")
-    show = torch.linspace(0, len(targets) - 1, min(SHEET_COLUMNS, len(targets))).round().long()
-    shown_inputs = torch.linspace(0, len(inputs) - 1, min(SHEET_COLUMNS, len(inputs))).round().long()
+    shown_inputs, show = sheet_tiles(inputs, targets, sizes, held)
+    t0 = int(inputs.stamps_ns.min())
+
+    def tag(v: ViewSet, i: int) -> str:
+        return f"{v.camera_names[int(v.camera_ids[i])]} {(int(v.stamps_ns[i]) - t0) * 1e-9:.2f}s"
     sheet = contact_sheet(
-        [("inputs (seen by the model)", inputs.images[shown_inputs]),
-         ("held-out views: nearest input (baseline)", near[show]),
-         ("held-out views: 4D-LRM", pred[show]),
-         ("held-out views: ground truth", targets.images[show])],
-        tile_labels=[[], [f"{x:.1f}dB" for x in scores["nearest_input"][show].tolist()],
-                     [f"{x:.1f}dB" for x in scores["model"][show].tolist()], []])
+        [("inputs (seen by the model): camera, time", inputs.images[shown_inputs]),
+         ("new viewpoints: nearest input (baseline)", near[show]),
+         ("new viewpoints: 4D-LRM", pred[show]),
+         ("new viewpoints: ground truth: camera, time", targets.images[show])],
+        tile_labels=[[tag(inputs, i) for i in shown_inputs.tolist()],
+                     [f"{x:.1f}dB" for x in scores["nearest_input"][show].tolist()],
+                     [f"{x:.1f}dB" for x in scores["model"][show].tolist()],
+                     [tag(targets, i) for i in show.tolist()]])
     sheet_path = write_png(out / "contact_sheet.png", sheet)
-    mid_ns = recon.window.start_ns + (recon.window.end_ns - recon.window.start_ns) // 2
+    # the input moment nearest the window's middle (as `lrm4d reconstruct` slices): between two of them every
+    # Gaussian would be half faded
+    middle = recon.window.start_ns + (recon.window.end_ns - recon.window.start_ns) // 2
+    mid_ns = int(inputs.stamps_ns[(inputs.stamps_ns - middle).abs().argmin()])
     g3 = recon.slice(mid_ns)
-    write_ply_3dgs(out / "slice.ply", g3)
+    write_ply_3dgs(out / "slice.ply", g3, mid_ns)
     write_ply_4d(out / "gaussians_4d.ply", recon.smoothed().to_world(recon.normalization, recon.window),
                  recon.window)
     steps.done("write")
@@ -230,7 +240,7 @@ def run(args) -> int:
     metrics = {
         "seed": args.seed, "layout": args.layout, "rig": args.rig, "depth": args.depth, "frames": args.frames,
         "cameras": args.cameras, "resolution": R, "inputs": len(inputs), "held_out": len(targets),
-        "gaussians_4d": len(recon.gaussians), "gaussians_slice": len(g3),
+        "gaussians_4d": len(recon.gaussians), "gaussians_slice": len(g3), "slice_stamp_ns": mid_ns,
         "psnr_held_out": {k: _mean(v) for k, v in scores.items()}, "psnr_by_group": by_group,
         "psnr_orbit": _mean(p_orbit),
         "timings_s": {**steps.times, "total": total},
@@ -240,10 +250,11 @@ def run(args) -> int:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     names = {"model": "4D-LRM", "nearest_input": "nearest input", "background_only": "background only",
              "depth_reference": "RGB-D reference"}
-    print(f"\nPSNR on {len(targets)} held-out views: "
-          + ", ".join(f"{names[k]} {v:.2f} dB" for k, v in metrics["psnr_held_out"].items()))
+    print(f"\nPSNR on {len(targets)} held-out views, by group (novel_view: the cameras the model did not see, at the "
+          f"input moments;\n  novel_view_time: them at other moments; time_interp: the input cameras in between):")
     for g, m in by_group.items():
         print(f"  {g:<16} " + ", ".join(f"{names[k]} {v:.2f}" for k, v in m.items()))
+    print("  all groups       " + ", ".join(f"{names[k]} {v:.2f}" for k, v in metrics["psnr_held_out"].items()))
     print(f"PSNR along the novel orbit (new viewpoint and time each frame): {metrics['psnr_orbit']:.2f} dB")
     print(f"reconstruct {steps.times['reconstruct']:.2f} s for {len(inputs)} views; total {total:.1f} s"
           + (" (includes one-off compilation of the CPU kernels)" if compiled_in_process() else ""))
@@ -251,6 +262,24 @@ def run(args) -> int:
           f"{out / 'metrics.json'}")
     print(f"look at it in 4D (time slider, in the browser): lrm4d view {out / 'gaussians_4d.ply'}")
     return 0
+
+
+def sheet_tiles(inputs: ViewSet, targets: ViewSet, sizes: list[int], groups: list[str]) -> tuple[Tensor, Tensor]:
+    """Indices of the contact sheet's tiles (at most SHEET_COLUMNS each): inputs cycling through every input
+    camera while stepping through time, and held-out targets of the new viewpoints (novel_view, novel_view_time;
+    `targets` holds `groups` in turn, `sizes` views each), spread over them."""
+    cams = sorted(set(inputs.camera_ids.tolist()))
+    n = min(SHEET_COLUMNS, len(inputs))
+    picked = []
+    for k in range(n):  # column k: camera k mod C, at the k-th of n moments spread over the window
+        own = torch.nonzero(inputs.camera_ids == cams[k % len(cams)]).squeeze(1)
+        order = own[torch.argsort(inputs.stamps_ns[own])]
+        picked.append(int(order[round(k * (len(order) - 1) / max(n - 1, 1))]))
+    start = torch.tensor([0, *sizes]).cumsum(0)
+    novel = torch.cat([torch.arange(int(start[i]), int(start[i + 1])) for i, g in enumerate(groups)
+                       if g.startswith("novel_view")] or [torch.arange(len(targets))])
+    show = novel[torch.linspace(0, len(novel) - 1, min(SHEET_COLUMNS, len(novel))).round().long()]
+    return torch.tensor(picked, dtype=torch.int64), show
 
 
 def _mean(x: torch.Tensor) -> float:

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from .argtypes import positive_int
 from .cameras import orbit_path
+from .io.output_bag import GAUSSIANS_TOPIC, TOPIC_PREFIX, OutputBag
 from .metrics import psnr
 from .model import BF16_CHOICES
 from .outputs import check_writable
@@ -41,8 +42,6 @@ from .reconstructor import load_reconstructor
 from .selection import select_inputs
 from .views import ViewSet, frame_indices, short_side_size
 
-GAUSSIANS_TOPIC = "/lrm4d/gaussians"
-TOPIC_PREFIX = "/lrm4d"
 
 
 # ---------------------------------------------------------------------------------------------- windows
@@ -174,8 +173,6 @@ def run(args) -> int:
 def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, args, read_s: float = 0.0) -> dict:
     """The body of `lrm4d reconstruct` for views already read from a bag; returns the summary dict
     (also written to OUT/summary.json)."""
-    from .io.output_bag import OutputBag
-
     if args.video_camera is not None and args.video_camera not in views.camera_names:
         raise ValueError(f"--video-camera {args.video_camera!r} is not in the bag; cameras: {views.camera_names}")
     if getattr(args, "depth", "on") == "off":
@@ -296,7 +293,7 @@ def _process_window(recon_model, views: ViewSet, win: Window, out: Path, bag, ar
     wdir.mkdir(parents=True, exist_ok=True)
     write_ply_4d(wdir / "gaussians_4d.ply", recon.smoothed().to_world(recon.normalization, recon.window),
                  recon.window)
-    write_ply_3dgs(wdir / "slice.ply", g3)
+    write_ply_3dgs(wdir / "slice.ply", g3, mid_ns)
     video = None if args.no_video else write_video(wdir / "video.mp4", vframes, fps=args.fps)
     for i in torch.argsort(own.stamps_ns, stable=True).tolist():
         name = views.camera_names[int(own.camera_ids[i])]

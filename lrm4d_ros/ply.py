@@ -5,7 +5,9 @@
 no f_rest_*), opacity = logit(o), scale_0..2 = log σ, rot_0..3 = quaternion wxyz.
 4D: the same plus t (time), scale_t = log σ_t, and rot_r_0..3 (the right isoclinic quaternion, wxyz; rot_0..3
 holds the left one). Units are whatever the Gaussians are in (the pipeline writes metres and seconds since the
-window start); the window's absolute stamps may be stored in a header comment `lrm4d_window_ns START END`.
+window start); the window's absolute stamps may be stored in a header comment `lrm4d_window_ns START END`, and a
+3D slice's stamp in `lrm4d_stamp_ns STAMP` (int64 ns). Both are in the frame the package works in: the ROS world
+frame, z up (a y-up 3DGS viewer shows the floor standing: rotate it −90° about x).
 
 Two levels: `write_ply_fields`/`read_ply_fields` move the stored float32 columns byte-exactly;
 `write_ply_3dgs`/`read_ply_3dgs` and `write_ply_4d`/`read_ply_4d` encode/decode Gaussians around them.
@@ -26,6 +28,7 @@ FIELDS_3DGS = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "o
                "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
 FIELDS_4D = FIELDS_3DGS + ["t", "scale_t", "rot_r_0", "rot_r_1", "rot_r_2", "rot_r_3"]
 WINDOW_COMMENT = "lrm4d_window_ns"
+STAMP_COMMENT = "lrm4d_stamp_ns"
 # Keeps log/logit finite: a zero scale or an opacity of exactly 0 or 1 would otherwise be stored as ±inf.
 _TINY = 1e-12
 _ZERO_LOGIT = float(np.log(2 * _TINY))  # stored opacities at or below this logit are read back as 0
@@ -100,10 +103,12 @@ def _sigmoid(x: np.ndarray) -> torch.Tensor:
     return torch.where(x <= _ZERO_LOGIT, 0.0, torch.sigmoid(x))
 
 
-def write_ply_3dgs(path: str | Path, g: Gaussians3D) -> None:
-    """Write Gaussians3D (any units) as a graphdeco 3DGS PLY."""
+def write_ply_3dgs(path: str | Path, g: Gaussians3D, stamp_ns: int | None = None) -> None:
+    """Write Gaussians3D (any units) as a graphdeco 3DGS PLY; `stamp_ns`, the moment they are a slice of, goes in
+    a header comment, read back by `read_ply_stamp`."""
     scales, quats = g.scales_quats()
-    write_ply_fields(path, _common_fields(g.means, g.colors, g.opacities, scales, quats))
+    write_ply_fields(path, _common_fields(g.means, g.colors, g.opacities, scales, quats),
+                     None if stamp_ns is None else [f"{STAMP_COMMENT} {int(stamp_ns)}"])
 
 
 def read_ply_3dgs(path: str | Path) -> Gaussians3D:
@@ -147,14 +152,26 @@ def read_ply_4d(path: str | Path) -> Gaussians4D:
 
 
 
-def read_ply_window(path: str | Path) -> TimeWindow | None:
-    """The window stored by `write_ply_4d` in the header of `path`, or None when it has none."""
+def _comment(path: str | Path, key: str, count: int) -> list[int] | None:
+    """The `count` integers of header comment `key` in `path`, or None when it has none."""
     with open(path, "rb") as f:
         for _ in range(1000):  # a PLY header is a few dozen lines
             line = f.readline()
             if not line or line.strip() == b"end_header":
                 break
             words = line.split()
-            if words[:2] == [b"comment", WINDOW_COMMENT.encode()] and len(words) == 4:
-                return TimeWindow(int(words[2]), int(words[3]))
+            if words[:2] == [b"comment", key.encode()] and len(words) == 2 + count:
+                return [int(w) for w in words[2:]]
     return None
+
+
+def read_ply_window(path: str | Path) -> TimeWindow | None:
+    """The window stored by `write_ply_4d` in the header of `path`, or None when it has none."""
+    w = _comment(path, WINDOW_COMMENT, 2)
+    return None if w is None else TimeWindow(*w)
+
+
+def read_ply_stamp(path: str | Path) -> int | None:
+    """The stamp (int64 ns) stored by `write_ply_3dgs` in the header of `path`, or None when it has none."""
+    s = _comment(path, STAMP_COMMENT, 1)
+    return None if s is None else s[0]

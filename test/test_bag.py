@@ -419,3 +419,20 @@ def test_what_is_wrong_with_a_bag_is_said_with_what_to_do(tmp_path):
     (cut / "metadata.yaml").unlink()
     with pytest.raises(BagError, match="the folder has no metadata.yaml .*`ros2 bag reindex`"):
         read_bag(cut)
+
+
+def test_an_output_bag_read_as_input_says_what_it_is(tmp_path):
+    """`lrm4d view OUT/bag` or `lrm4d reconstruct OUT/bag` after a reconstruction: the bag holds renders, not a
+    recording; the error says to open its folder instead (not to convert a robot's recording)."""
+    from lrm4d_ros.gaussians import Gaussians3D
+    from lrm4d_ros.io.output_bag import GAUSSIANS_TOPIC, TOPIC_PREFIX, OutputBag
+
+    g = Gaussians3D(torch.zeros(1, 3), torch.eye(3)[None] * 1e-4, torch.ones(1), torch.ones(1, 3))
+    K = torch.tensor([[10.0, 0, 3.5], [0, 10.0, 3.5], [0, 0, 1]], dtype=torch.float64)
+    with OutputBag(tmp_path / "out" / "bag") as bag:
+        bag.write_view(f"{TOPIC_PREFIX}/cam0", torch.zeros(8, 8, 3), torch.ones(8, 8), K, torch.eye(4), 10**9)
+        bag.write_gaussians(GAUSSIANS_TOPIC, g, 10**9)
+    with pytest.raises(BagError) as err:
+        read_bag(tmp_path / "out" / "bag")
+    assert "output bag of `lrm4d reconstruct`" in str(err.value) and "`lrm4d view OUT`" in str(err.value)
+    assert "convert-bag" not in str(err.value)

@@ -20,7 +20,7 @@ from lrm4d_ros.data.raycast import render_views
 from lrm4d_ros.demo import DEMO_SEED, demo_scene_config, orbit_rig
 from lrm4d_ros.metrics import psnr
 from lrm4d_ros.pipeline import sweep_stamps
-from lrm4d_ros.ply import FIELDS_3DGS, read_ply_3dgs, read_ply_4d
+from lrm4d_ros.ply import FIELDS_3DGS, read_ply_3dgs, read_ply_4d, read_ply_stamp
 from lrm4d_ros.reconstructor import load_reconstructor
 from lrm4d_ros.video import GAP, LABEL_HEIGHT
 
@@ -56,6 +56,10 @@ def test_demo_ply_files_hold_the_reconstruction(demo_out):
     assert props == FIELDS_3DGS
     g3 = read_ply_3dgs(demo_out / "slice.ply")
     assert 0 < len(g3) == metrics["gaussians_slice"] <= metrics["gaussians_4d"]
+    # sliced at an input moment (between two, every Gaussian would be half faded), which its header names
+    views = generate(DEMO_SEED, demo_scene_config("tabletop", "poles", T, C, R))
+    inputs, _ = split_protocol(views, "rig")
+    assert read_ply_stamp(demo_out / "slice.ply") == metrics["slice_stamp_ns"] in inputs.stamps_ns.tolist()
     assert torch.isfinite(g3.means).all() and ((g3.opacities >= 0) & (g3.opacities <= 1)).all()
     g4 = read_ply_4d(demo_out / "gaussians_4d.ply")
     assert len(g4) == metrics["gaussians_4d"]
@@ -157,3 +161,20 @@ def test_a_video_ffmpeg_could_not_write_is_an_error_not_a_path(tmp_path):
     (tmp_path / "v.mp4").mkdir()
     with pytest.raises(OSError, match="ffmpeg did not write the video"):
         video.write_video(tmp_path / "v.mp4", np.zeros((2, 16, 16, 3), np.float32))
+
+
+def test_the_sheet_shows_every_input_camera_and_the_new_viewpoints():
+    from lrm4d_ros.data.protocols import RIG_GROUPS, protocol_groups
+    from lrm4d_ros.demo import SHEET_COLUMNS, sheet_tiles
+
+    views = generate(DEMO_SEED, demo_scene_config("tabletop", "poles", 12, 6, R))  # the demo's own rig
+    in_idx, groups = protocol_groups(views, "rig")
+    held = [g for g in RIG_GROUPS if g != "self" and len(groups[g])]
+    inputs = views.select(in_idx)
+    targets = views.select(torch.cat([groups[g] for g in held]))
+    shown_inputs, show = sheet_tiles(inputs, targets, [len(groups[g]) for g in held], held)
+    assert len(shown_inputs) == len(show) == SHEET_COLUMNS
+    assert set(inputs.camera_ids[shown_inputs].tolist()) == set(inputs.camera_ids.tolist())  # all three cameras
+    assert inputs.stamps_ns[shown_inputs].max() > inputs.stamps_ns[shown_inputs].min()  # and several moments
+    novel = set(torch.cat([groups["novel_view"], groups["novel_view_time"]]).tolist())
+    assert {int(i) for i in torch.cat([groups[g] for g in held])[show]} <= novel

@@ -9,6 +9,7 @@ import torch
 
 from lrm4d_ros.cameras import estimate_up, look_at, orbit_path
 from lrm4d_ros.pipeline import parse_resolution
+from lrm4d_ros.ply import read_ply_stamp
 from lrm4d_ros.recording import Span, make_windows
 from lrm4d_ros.views import frame_indices
 from lrm4d_ros.views import ViewSet
@@ -348,6 +349,7 @@ def test_latest_policy_renders_the_views_its_inputs_span_and_counts_the_rest(sou
     assert [[t for t, *_ in msgs[f"/lrm4d/cam{c}/image"]] for c in (0, 1)] == [[last[0]], [last[1]]]
     slice_ns = summary["windows"][0]["slice_stamp_ns"]
     assert [t for t, *_ in msgs["/lrm4d/gaussians"]] == [slice_ns] and slice_ns in last
+    assert read_ply_stamp(out / "window_000" / "slice.ply") == slice_ns  # slice.ply says which moment it holds
 
 
 def test_a_window_longer_than_the_bag_warns(source_bag, tmp_path, capsys):

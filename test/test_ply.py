@@ -152,3 +152,16 @@ def test_missing_property_is_a_clear_error(tmp_path):
         read_ply_3dgs(p)
     with pytest.raises(ValueError, match="same length"):
         write_ply_fields(p, {"x": np.zeros(3), "y": np.zeros(2)})
+
+
+def test_a_slice_stamp_in_the_header(tmp_path):
+    """slice.ply says which moment it is (int64 ns, exactly); the columns are those of a file without it."""
+    from lrm4d_ros.ply import read_ply_stamp
+
+    g3, a, b = _g3(), tmp_path / "a.ply", tmp_path / "b.ply"
+    write_ply_3dgs(a, g3, 1_700_000_000_123_456_789)
+    write_ply_3dgs(b, g3)
+    assert read_ply_stamp(a) == 1_700_000_000_123_456_789 and read_ply_stamp(b) is None
+    assert b"comment lrm4d_stamp_ns 1700000000123456789\n" in a.read_bytes()
+    ra, rb = read_ply_3dgs(a), read_ply_3dgs(b)
+    assert torch.equal(ra.means, rb.means) and torch.equal(ra.covars, rb.covars)

@@ -16,7 +16,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch" / "reconstruct.launch.py"
-ARGS = {"config", "checkpoint", "device", "rviz", "use_sim_time"}
+NODE = "lrm4d_reconstruct"
+ARGS = {"config", "checkpoint", "device", "rviz", "rviz_config", "use_sim_time"}
 
 
 def declared_arguments(tree: ast.AST) -> dict[str, str | None]:
@@ -39,6 +40,29 @@ def test_launch_file_compiles_and_declares_its_arguments():
     assert args["use_sim_time"] == "false"
     assert '("~/render_view", "/render_view")' in source and 'executable="reconstruct_node"' in source
     assert 'name=NODE_NAME' in source and 'NODE_NAME = "lrm4d_reconstruct"' in source
+
+
+@pytest.mark.parametrize("config, rviz", [("reconstruct.yaml", "lrm4d.rviz"),
+                                          ("robot_realsense_tf.yaml", "robot_realsense_tf.rviz")])
+def test_each_configs_rviz_file_shows_what_that_config_publishes(config, rviz):
+    """RViz's fixed frame is the config's world frame and its image displays are the config's virtual cameras'
+    (latched: RViz started after a reconstruction still gets the last frame); pose displays only where poses come
+    from topics."""
+    params = yaml.safe_load((ROOT / "config" / config).read_text())["/**"]["ros__parameters"]
+    view = yaml.safe_load((ROOT / "rviz" / rviz).read_text())["Visualization Manager"]
+    assert view["Global Options"]["Fixed Frame"] == params.get("world_frame", "world")
+    shown = {d["Class"].rsplit("/", 1)[1]: [] for d in view["Displays"]}
+    for d in view["Displays"]:
+        shown[d["Class"].rsplit("/", 1)[1]].append(d)
+    virtual = params.get("virtual_camera_names", [])
+    assert virtual and {d["Topic"]["Value"] for d in shown["Image"]} == {
+        f"/{NODE}/{v}/{k}" for v in virtual for k in ("image", "depth")}
+    assert all(d["Topic"]["Durability Policy"] == "Transient Local" for d in shown["Image"])
+    assert [d["Topic"]["Value"] for d in shown["PointCloud2"]] == [f"/{NODE}/gaussians"]
+    if params.get("pose_source", "topic") == "topic":
+        assert {d["Topic"]["Value"] for d in shown["Pose"]} == {f"/{c}/pose" for c in params["camera_names"]}
+    else:
+        assert "Pose" not in shown and "TF" in shown
 
 
 def test_robot_example_config_sets_only_declared_parameters():

@@ -353,8 +353,9 @@ def test_a_time_outside_the_recording_is_clamped_with_a_warning(scene_ply, time_
             pass
 
     monkeypatch.setattr("lrm4d_ros.viewer.server.Viewer", Viewer)
-    assert main(["view", str(scene_ply), "--port", "0", "--time", str(time_s)]) == 0
-    assert capsys.readouterr().err == warning and shown == [time_s]  # the server clamps it (Viewer._take_pending)
+    assert main(["view", str(scene_ply), "--port", "0", "--time", str(time_s)]) == 130  # Ctrl-C, as every command
+    assert capsys.readouterr().err == warning + "lrm4d view: interrupted (Ctrl-C)\n"
+    assert shown == [time_s]  # the server clamps it (Viewer._take_pending)
 
 
 def test_bag_options_on_a_ply_are_ignored_with_a_warning(scene_ply, monkeypatch, capsys):
@@ -374,9 +375,10 @@ def test_bag_options_on_a_ply_are_ignored_with_a_warning(scene_ply, monkeypatch,
             pass
 
     monkeypatch.setattr("lrm4d_ros.viewer.server.Viewer", Viewer)
-    assert main(["view", str(scene_ply), "--port", "0", "--window", "4", "--cameras", "cam9"]) == 0
+    assert main(["view", str(scene_ply), "--port", "0", "--window", "4", "--cameras", "cam9"]) == 130
     assert capsys.readouterr().err == (f"lrm4d view: warning: --window, --cameras apply to a bag, reconstructed as it "
-                                       f"is shown; {scene_ply} holds reconstructions already: ignored\n")
+                                       f"is shown; {scene_ply} holds reconstructions already: ignored\n"
+                                       "lrm4d view: interrupted (Ctrl-C)\n")
 
 
 def test_bad_checkpoint_exits_with_one_line(source_bag):

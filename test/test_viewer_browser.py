@@ -46,8 +46,8 @@ def start_view(args: list[str], timeout: float = 60.0):
 
 
 def stop_view(proc, timeout: float = 30.0) -> None:
-    """Ctrl-C `lrm4d view`: it must exit 0 within `timeout` s (it gives its server 10 s); else the test fails with
-    what it printed after its URL."""
+    """Ctrl-C `lrm4d view`: it must exit 130 (as every command on Ctrl-C) within `timeout` s (it gives its server
+    10 s); else the test fails with what it printed after its URL."""
     proc.send_signal(signal.SIGINT)
     try:
         code = proc.wait(timeout)
@@ -58,7 +58,7 @@ def stop_view(proc, timeout: float = 30.0) -> None:
     out = []
     while not proc.lines.empty():
         out.append(proc.lines.get_nowait())
-    assert code == 0, f"lrm4d view exit code {code} after Ctrl-C; it printed: {''.join(out)[-3000:]}"
+    assert code == 130, f"lrm4d view exit code {code} after Ctrl-C; it printed: {''.join(out)[-3000:]}"
 
 
 def red_x(img: np.ndarray, empty: np.ndarray) -> float:

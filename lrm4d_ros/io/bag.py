@@ -167,6 +167,12 @@ def write_bag(views: ViewSet, path: str | Path, storage: str = "mcap", world_fra
 def _robot_hint(by_topic: dict) -> str:
     """What to say where a bag is not a contract bag: a robot's own recording (TF poses, its own topic names) goes
     through `lrm4d convert-bag` first."""
+    from .output_bag import GAUSSIANS_TOPIC
+
+    if GAUSSIANS_TOPIC in by_topic:  # what `lrm4d reconstruct` wrote: rendered views, not a recording to read
+        return ("; this is the output bag of `lrm4d reconstruct` (its renders and Gaussians on /lrm4d/...): "
+                "`lrm4d view OUT` shows the reconstruction of its folder OUT (the one holding summary.json), and "
+                "`lrm4d play` publishes the bag for RViz")
     tf = sorted(t for t in ("/tf", "/tf_static") if t in by_topic)
     if not tf and any(t.endswith("/pose") and c.msgtype == POSE_TYPE for t, c in by_topic.items()):
         return ""  # the contract's topic names: what is missing is named, nothing to convert

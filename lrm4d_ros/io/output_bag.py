@@ -15,6 +15,9 @@ from ..gaussians import Gaussians3D
 from .messages import (TYPESTORE, camera_info_msg, depth_msg, image_msg, pointcloud2_msg, rosbags_types,
                        serialize, transform_msg)
 
+TOPIC_PREFIX = "/lrm4d"  # `lrm4d reconstruct`'s bag: /lrm4d/<cam>/{image,depth,camera_info} and the Gaussians
+GAUSSIANS_TOPIC = f"{TOPIC_PREFIX}/gaussians"
+
 
 def _numpy(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)

@@ -39,6 +39,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from ..cli import Terminated
+
     try:
         from .server import Viewer
     except ImportError as e:
@@ -64,14 +66,15 @@ def run(args) -> int:
     if windows and args.time is not None and not 0 <= args.time <= span_s:  # the slider stops at the recording's ends
         print(f"lrm4d view: warning: --time {args.time:g} s is outside the recording (0 to {span_s:.3f} s): clamped to "
               f"{min(max(args.time, 0.0), span_s):.3f} s", file=sys.stderr, flush=True)
+    stopped = None
     try:
         viewer.show(windows, start_s=args.time)
         print(f"lrm4d view: {len(windows)} window{'s' if len(windows) != 1 else ''} of {args.path}; "
               f"open {viewer.url} in a browser (Ctrl-C stops)", flush=True)
         while True:
             time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (cli.Terminated): the command's normal end
+        stopped = exc
     finally:
         # A browser tab still connected can keep viser's shutdown waiting; Ctrl-C must still end the command.
         closer = threading.Thread(target=viewer.close, daemon=True)
@@ -80,5 +83,7 @@ def run(args) -> int:
         if closer.is_alive():
             print(f"lrm4d view: the server did not stop within {CLOSE_TIMEOUT_S:g} s; exiting anyway",
                   file=sys.stderr, flush=True)
-            os._exit(0)
+            os._exit(143 if isinstance(stopped, Terminated) else 130)
+    if stopped is not None:
+        raise stopped  # cli says so in one line and exits 130 (143 for SIGTERM), as every command does
     return 0

@@ -105,7 +105,13 @@ class Viewer:
 
     @property
     def url(self) -> str:
-        return f"http://{'127.0.0.1' if self.host in ('0.0.0.0', '') else self.host}:{self.port}"
+        """Where a browser opens the viewer: for a server on every interface (0.0.0.0), this machine's name, which
+        other machines can reach (127.0.0.1 only works on this one)."""
+        if self.host in ("0.0.0.0", ""):
+            import socket
+
+            return f"http://{socket.gethostname()}:{self.port} (or http://127.0.0.1:{self.port} on this machine)"
+        return f"http://{self.host}:{self.port}"
 
     # -- handing over (any thread, returns at once) -----------------------------------------------------
     def show(self, windows: list[WindowRef], start_s: float | None = None) -> None:
