@@ -130,6 +130,24 @@ def test_port_in_use_is_refused(scene_ply, capsys):
     assert f"port {port} is in use" in err and "http" not in out  # no banner of the next free port
 
 
+def test_a_viewer_on_every_interface_names_this_machine():
+    """--host 0.0.0.0 is for other machines: the URL printed must be one they can open, not 127.0.0.1 alone."""
+    require_viser()
+    from lrm4d_ros.viewer.server import Viewer
+
+    viewer = Viewer(port=0, host="0.0.0.0")
+    try:
+        assert viewer.url.startswith(f"http://{socket.gethostname()}:{viewer.port} ")
+        assert f"http://127.0.0.1:{viewer.port}" in viewer.url
+    finally:
+        viewer.close()
+    viewer = Viewer(port=0)  # the default, this machine only
+    try:
+        assert viewer.url == f"http://127.0.0.1:{viewer.port}"
+    finally:
+        viewer.close()
+
+
 def _wait(predicate, timeout=30.0, what="the viewer"):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
