@@ -31,7 +31,7 @@ from torch import Tensor
 from .metrics import psnr
 from .pipeline import render_frames, sweep_stamps
 from .reconstructor import load_reconstructor
-from .views import ViewSet
+from .views import ViewSet, frame_indices
 
 SHEET_COLUMNS = 8  # held-out views shown in the contact sheet
 DEMO_SEED = 1_003_012  # a held-out scene (training seeds are < 1 000 000)
@@ -114,8 +114,7 @@ def orbit_rig(views, n: int) -> PathRig:
     """A novel camera circling the rig's point of interest (the point nearest all optical axes) once in `n` poses,
     at the cameras' mean distance and elevation and mean field of view, starting halfway (in azimuth) between the
     first two cameras."""
-    from .cameras import SceneNormalization
-    from .cameras import look_at
+    from .cameras import SceneNormalization, look_at
 
     centre = SceneNormalization.from_cameras(views.camtoworlds).center
     eyes = views.camtoworlds[:, :3, 3].double() - centre
@@ -139,7 +138,6 @@ def run(args) -> int:
     from .data.depth_sensor import with_depth
     from .data.generator import generate, sample_scene
     from .data.protocols import RIG_GROUPS, protocol_groups
-    from .views import frame_indices
     from .data.raycast import render_views
     from .ply import write_ply_3dgs, write_ply_4d
     from .outputs import check_writable
