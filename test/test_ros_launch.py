@@ -115,6 +115,30 @@ def installed_executable() -> Path:
     return exe
 
 
+def wait_for_line(proc, text: str, timeout: float) -> str:
+    """The first line of `proc`'s stdout or stderr holding `text`; AssertionError with what it printed if the
+    process exits or `timeout` s pass first (a node stalled at start-up fails the test, not hangs CI)."""
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    for f in (proc.stdout, proc.stderr):
+        sel.register(f, selectors.EVENT_READ)
+    seen, end = "", time.monotonic() + timeout
+    while time.monotonic() < end:
+        for key, _ in sel.select(timeout=max(0.0, end - time.monotonic())):
+            chunk = os.read(key.fileobj.fileno(), 65536).decode(errors="replace")
+            if not chunk:  # that pipe closed: the process is ending
+                sel.unregister(key.fileobj)
+            seen += chunk
+            found = [line for line in seen.splitlines() if text in line]
+            if found:
+                return found[0]
+        if not sel.get_map():
+            break
+    raise AssertionError(f"no line with {text!r} within {timeout:g} s (exit code {proc.poll()}); it printed:\n"
+                         f"{seen[-4000:]}")
+
+
 @pytest.mark.parametrize("config", ["reconstruct.yaml", "robot_realsense_tf.yaml"])
 def test_installed_executable_runs_the_yaml_and_reports_bad_parameters(tmp_path, config):
     """lib/lrm4d_ros/reconstruct_node (what `ros2 run` starts) loads each shipped config (the default one, and the
@@ -135,9 +159,7 @@ def test_installed_executable_runs_the_yaml_and_reports_bad_parameters(tmp_path,
     proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        line = ""
-        while "render service" not in line and proc.poll() is None:
-            line = proc.stderr.readline() or proc.stdout.readline()
+        line = wait_for_line(proc, "render service", timeout=120.0)
         assert "render service /render_view" in line, line
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
@@ -157,7 +179,7 @@ def test_ctrl_c_while_the_executable_still_imports_stops_it_quietly():
     """A SIGINT in the executable's first second lands while torch and rclpy import (before main() can take
     signals): exit 0 without a KeyboardInterrupt traceback, as from a started node."""
     exe = installed_executable()
-    env = {**os.environ, "ROS_DOMAIN_ID": "74", "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    env = {**os.environ, "ROS_DOMAIN_ID": "87", "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     proc = subprocess.Popen([str(exe)], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(0.3)

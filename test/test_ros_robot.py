@@ -25,7 +25,7 @@ from lrm4d_ros.io.messages import camera_info_msg, depth_msg, transform_msg  # n
 from lrm4d_ros.metrics import psnr  # noqa: E402
 from lrm4d_ros.reconstructor import Reconstructor  # noqa: E402
 from lrm4d_ros.ros.conversions import RCLPY  # noqa: E402
-from lrm4d_ros.ros.inprocess import InProcessSession  # noqa: E402
+from lrm4d_ros.ros.inprocess import InProcessSession, wait_for  # noqa: E402
 from lrm4d_ros.ros.tf_listener import TF_QOS, TF_STATIC_QOS  # noqa: E402
 
 DOMAIN_ID = 83
@@ -77,9 +77,14 @@ def test_a_robots_streams_reconstruct_as_the_contract_views_do():
         static_pub.publish(RCLPY.TFMessage(transforms=[
             *(transform_msg(mounts[n], 0, f"{n}_base", f"{n}_optical_frame", RCLPY) for n in names),
             *(transform_msg(turn, 0, f"{n}_optical_frame", f"{n}_depth_optical_frame", RCLPY) for n in names)]))
-        for n in names:
-            depth_pubs[n][0].publish(camera_info_msg(K, SIZE, SIZE, 0, f"{n}_depth_optical_frame", RCLPY))
         session.publish_camera_infos()
+
+        def depth_infos_held():  # sent until the node holds them: one sent before discovery matched is lost
+            for n in names:
+                depth_pubs[n][0].publish(camera_info_msg(K, SIZE, SIZE, 0, f"{n}_depth_optical_frame", RCLPY))
+            with session.node._lock:
+                return all(n in session.node._depth_rectify for n in names)
+        wait_for(depth_infos_held, 20.0, "the depth cameras' camera_info held by the node")
         for i in torch.argsort(inputs.stamps_ns).tolist():
             n, stamp = names[int(inputs.camera_ids[i])], int(inputs.stamps_ns[i])
             session.publisher.publish_clock(stamp)

@@ -12,7 +12,7 @@ import torch
 from conftest import require_ros_interfaces  # noqa: E402
 
 require_ros_interfaces()
-from lrm4d_ros.ros.inprocess import InProcessSession  # noqa: E402
+from lrm4d_ros.ros.inprocess import InProcessSession, wait_for  # noqa: E402
 from lrm4d_ros.ros.conversions import RCLPY  # noqa: E402
 from lrm4d_ros.ros.tf_listener import TF_QOS, TF_STATIC_QOS  # noqa: E402
 
@@ -197,7 +197,8 @@ def test_pose_topics_in_another_frame_are_mapped_by_tf(tmp_path):
         session.client.create_publisher(RCLPY.TFMessage, "/tf_static", TF_STATIC_QOS).publish(RCLPY.TFMessage(
             transforms=[transform_msg(mocap, 0, "world", "mocap", RCLPY)]))
         session.publish_camera_infos()
-        time.sleep(0.3)
+        # the node holds the static transform before any pose in its frame arrives (a pose it cannot map is refused)
+        wait_for(lambda: "mocap" in session.node._tf.tree.frames, 20.0, "the mocap frame in the node's TF")
         for i in torch.argsort(scene.stamps_ns).tolist():
             n, stamp = scene.camera_names[int(scene.camera_ids[i])], int(scene.stamps_ns[i])
             in_mocap = np.linalg.inv(mocap) @ scene.camtoworlds[i].numpy()
