@@ -1,5 +1,5 @@
 """The viewer's time slider on CPU: from moving the slider to the new splats leaving the server, for a window of
-~130k Gaussians. Frame rate in the browser is the browser's business and is not measured here.
+130k-200k Gaussians. Frame rate in the browser is the browser's business and is not measured here.
 
     python benchmarks/bench_viewer.py [--moves 20]
 
@@ -8,8 +8,8 @@ A websocket client (no browser) connects to the viewer as the web page does; the
 until that client has received the message holding the new splats. Columns: Gaussians in the window, Gaussians
 alive (sent) at the stamps, slice (time-conditioning and culling, to numpy), hand-over (packing into viser's
 buffer), and the end-to-end time, median and 90th percentile over the moves. Windows:
-  demo    — the shipped model's reconstruction of `lrm4d demo`'s scene (8 views at 128²: 131 072 Gaussians, most
-            of them alive only near their own view's time);
+  demo    — the shipped model's reconstruction of `lrm4d demo`'s scene (12 views at 128²: 196 608 Gaussians,
+            most of them alive only near their own view's time);
   all     — 131 072 Gaussians all alive through the window (moving at constant speed): every move sends them all.
 Writes benchmarks/results/viewer_cpu.txt.
 """
