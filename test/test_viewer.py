@@ -195,6 +195,10 @@ def test_viewer_sends_the_slice_at_the_slider_time_from_its_own_thread(scene_ply
         _wait(lambda: viewer.draws[-1].stamp_ns == START_NS + 10**9 and viewer._splats is not None)
         assert np.median(_sent_splats(viewer)[:, 0]) > x0 + 0.3
         assert "1.000 s" in viewer._info.content and "600 Gaussians" in viewer._info.content
+        assert viewer._show_cameras.visible is False  # a PLY has no cameras: no checkbox for them
+        viewer._time.value = 5.0  # typed into the slider's box, past the end: the box reads the end shown
+        _wait(lambda: viewer._time.value == pytest.approx(1.0), what="the typed time clamped")
+        assert viewer.draws[-1].stamp_ns == START_NS + 10**9
         # play: the slider advances by itself (wrapping at the window's end), a new slice each step
         n = len(viewer.draws)
         viewer._play.value = True

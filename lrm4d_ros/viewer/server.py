@@ -210,12 +210,17 @@ class Viewer:
     def _draw(self) -> None:
         if not self._windows:
             return
+        if not 0.0 <= self._time.value <= self._span_s:  # a time typed into the slider's box: the recording's end
+            self._time_set = self._time.value = min(max(self._time.value, 0.0), self._span_s)
         stamp = self._origin_ns + int(round(self._time.value * 1e9))
         index = nearest_window(self._windows, stamp)
         key = (self._serial, index, stamp, self._show_gaussians.value, self._show_cameras.value)
         if key == self._drawn:
             return
         win = self._load(index)
+        has_cameras = win.views is not None and len(win.views) > 0
+        if self._show_cameras.visible != has_cameras:  # a PLY has no cameras to show
+            self._show_cameras.visible = has_cameras
         stamp = min(max(stamp, win.start_ns), win.end_ns)
         if not self._framed:
             self._frame(win, stamp)
