@@ -106,7 +106,7 @@ class WindowStats:
     last_error: str = ""
 
 
-def pose_matrix(position, quat_wxyz) -> np.ndarray:
+def checked_pose(position, quat_wxyz) -> np.ndarray:
     """Camera-to-world (4,4) float64 from a position (3,) and a unit quaternion (4,) wxyz.
 
     Raises RejectedInput for non-finite values or a quaternion whose norm is off 1 by more than 1e-3.
@@ -282,7 +282,7 @@ class SpaceTimeWindow:
                 self._known(camera)
                 stamp_ns = int(stamp_ns)
                 self._check_stamp(stamp_ns, "pose", camera)
-                T = pose_matrix(position, quat_wxyz) if camtoworld is None else np.asarray(camtoworld, np.float64)
+                T = checked_pose(position, quat_wxyz) if camtoworld is None else np.asarray(camtoworld, np.float64)
                 self._poses[camera].add(stamp_ns, T)
             except RejectedInput as exc:
                 self._reject(camera, exc, image=False)

@@ -78,7 +78,7 @@ def test_robot_example_config_sets_only_declared_parameters():
     assert set(values["virtual_cameras"]) == set(values["virtual_camera_names"])
     # the chase camera looks at odom's origin, with no roll (its x axis level)
     chase = values["virtual_cameras"]["chase"]
-    T = params.pose_matrix(chase["position"], chase["orientation_wxyz"])
+    T = params.checked_pose(chase["position"], chase["orientation_wxyz"])
     np.testing.assert_allclose(T[:3, 3] + np.linalg.norm(T[:3, 3]) * T[:3, 2], 0, atol=1e-3)
     assert abs(T[2, 0]) < 1e-3 and T[2, 1] < 0  # x level, y (down in the image) pointing down
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lrm4d_ros.cameras import scale_K
-from lrm4d_ros.window import PoseBuffer, RejectedInput, SpaceTimeWindow, pose_matrix, slerp
+from lrm4d_ros.window import PoseBuffer, RejectedInput, SpaceTimeWindow, checked_pose, slerp
 
 S = 1_000_000_000  # ns per second
 T0 = 1_700_000_000 * S  # absolute stamps: never assume they start at 0
@@ -68,15 +68,15 @@ def test_pose_lookup_reasons():
         buf.add(T0 + S, pose())
 
 
-def test_pose_matrix_rejects_bad_quaternions():
+def test_checked_pose_rejects_bad_quaternions():
     with pytest.raises(RejectedInput, match="not unit length"):
-        pose_matrix((0, 0, 0), (1.0, 0.1, 0, 0))
+        checked_pose((0, 0, 0), (1.0, 0.1, 0, 0))
     with pytest.raises(RejectedInput, match="non-finite"):
-        pose_matrix((0, float("nan"), 0), (1.0, 0, 0, 0))
+        checked_pose((0, float("nan"), 0), (1.0, 0, 0, 0))
     with pytest.raises(RejectedInput, match="from the world origin"):  # garbage that overflows float32 downstream
-        pose_matrix((1e30, 0, 0), (1.0, 0, 0, 0))
-    assert pose_matrix((5e6, 4e6, 0), (1.0, 0, 0, 0))[0, 3] == 5e6  # UTM-sized coordinates are fine
-    T = pose_matrix((1, 2, 3), (math.cos(0.3), 0, 0, math.sin(0.3)))
+        checked_pose((1e30, 0, 0), (1.0, 0, 0, 0))
+    assert checked_pose((5e6, 4e6, 0), (1.0, 0, 0, 0))[0, 3] == 5e6  # UTM-sized coordinates are fine
+    T = checked_pose((1, 2, 3), (math.cos(0.3), 0, 0, math.sin(0.3)))
     np.testing.assert_allclose(T[:3, :3], rot_z(0.6), atol=1e-12)
 
 

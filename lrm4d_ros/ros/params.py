@@ -17,7 +17,7 @@ from ..io.rectify import info_topic_for
 from ..model import BF16_CHOICES
 from ..reconstructor import REFINE_STEPS
 from ..selection import POLICIES
-from ..window import RejectedInput, pose_matrix
+from ..window import RejectedInput, checked_pose
 
 POSE_SOURCES = ("topic", "tf")
 IMAGE_TRANSPORTS, DEPTH_TRANSPORTS = ("raw", "compressed"), ("raw", "compressedDepth")
@@ -256,7 +256,7 @@ def declare_and_load(node: Node) -> NodeConfig:
         offset = _declare(node, p + "time_offset_s", 0.0, "render at newest input stamp + offset, <= 0 (a moment in "
                           "the window: a reconstruction does not extrapolate) [s]", (-BIG, 0.0))
         try:
-            T = pose_matrix(position, quat)
+            T = checked_pose(position, quat)
         except RejectedInput as exc:
             raise ValueError(f"virtual camera {n}: {exc}") from None
         if width * height > v["max_render_pixels"]:
