@@ -107,6 +107,63 @@ def test_launch_description_builds():
     assert {a.name for a in ld.get_launch_arguments()} == ARGS
 
 
+def _launch_module_with_stand_ins(monkeypatch):
+    """The launch file executed against minimal stand-ins of `launch` and `launch_ros` (not on PyPI): what it does
+    with its arguments runs here, not only where ROS is installed. A stand-in records its arguments; a
+    LaunchConfiguration performs to the context's value."""
+    import sys
+    import types
+
+    class Recorded:
+        def __init__(self, *args, **kwargs):
+            self.args, self.kwargs = args, kwargs
+
+    class LaunchConfiguration(Recorded):
+        def perform(self, context):
+            return context[self.args[0]]
+
+    mods = {name: types.ModuleType(name) for name in (
+        "launch", "launch.actions", "launch.conditions", "launch.substitutions", "launch_ros", "launch_ros.actions",
+        "launch_ros.parameter_descriptions", "launch_ros.substitutions")}
+    mods["launch"].LaunchDescription = Recorded
+    for name in ("DeclareLaunchArgument", "OpaqueFunction"):
+        setattr(mods["launch.actions"], name, type(name, (Recorded,), {}))
+    mods["launch.conditions"].IfCondition = type("IfCondition", (Recorded,), {})
+    mods["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
+    mods["launch.substitutions"].PathJoinSubstitution = type("PathJoinSubstitution", (Recorded,), {})
+    mods["launch_ros.actions"].Node = type("Node", (Recorded,), {})
+    mods["launch_ros.parameter_descriptions"].ParameterValue = type("ParameterValue", (Recorded,), {})
+    mods["launch_ros.substitutions"].FindPackageShare = type("FindPackageShare", (Recorded,), {})
+    for name, mod in mods.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    spec = importlib.util.spec_from_file_location("reconstruct_launch_stand_ins", LAUNCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_launch_arguments_reach_the_node_as_documented(monkeypatch):
+    """Only a non-empty checkpoint or device overrides the YAML (so one set in the file is kept); use_sim_time is
+    parsed as a bool; /render_view is the node's service; RViz takes rviz_config only with rviz:=true."""
+    module = _launch_module_with_stand_ins(monkeypatch)
+    context = {"config": "/my/params.yaml", "checkpoint": "", "device": "cpu", "use_sim_time": "True"}
+    (node,) = module._reconstruct_node(context)
+    assert node.kwargs["executable"] == "reconstruct_node" and node.kwargs["name"] == "lrm4d_reconstruct"
+    config, overrides = node.kwargs["parameters"]
+    assert config == "/my/params.yaml" and set(overrides) == {"device", "use_sim_time"}
+    assert overrides["device"].args == ("cpu",) and overrides["use_sim_time"] is True
+    assert node.kwargs["remappings"] == [("~/render_view", "/render_view")]
+    (node,) = module._reconstruct_node({**context, "checkpoint": "/w.safetensors", "use_sim_time": "false"})
+    assert set(node.kwargs["parameters"][1]) == {"checkpoint", "device", "use_sim_time"}
+    assert node.kwargs["parameters"][1]["use_sim_time"] is False
+    ld = module.generate_launch_description()
+    actions = ld.args[0]
+    assert {a.args[0] for a in actions if type(a).__name__ == "DeclareLaunchArgument"} == ARGS
+    (rviz,) = [a for a in actions if type(a).__name__ == "Node"]
+    assert rviz.kwargs["arguments"][1].args == ("rviz_config",)
+    assert rviz.kwargs["condition"].args[0].args == ("rviz",)
+
+
 def installed_executable() -> Path:
     prefix = os.environ.get("COLCON_PREFIX_PATH", str(ROOT / "install")).split(os.pathsep)[0]
     exe = Path(prefix) / "lrm4d_ros" / "lib" / "lrm4d_ros" / "reconstruct_node"
