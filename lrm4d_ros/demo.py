@@ -12,8 +12,8 @@ every s-th frame, with their depth) and predicts 4D Gaussians; the demo then
 - flies a novel camera once around the scene while sweeping time through the window, renders it and the exact
   ground truth of that path, and writes them side by side as `demo.mp4` (GIF without ffmpeg);
 - writes `contact_sheet.png` (inputs | nearest input | 4D-LRM | ground truth on held-out views),
-  `gaussians_4d.ply` (world units, seconds since the window start), `slice.ply` (3DGS at the middle of the
-  window, for any 3DGS viewer) and `metrics.json`.
+  `gaussians_4d.ply` (world units, seconds since the window start), `slice.ply` (3DGS at the input moment nearest
+  the window's middle, for a 3DGS viewer) and `metrics.json`.
 `--depth none` runs the same scene as an RGB-only rig.
 """
 from __future__ import annotations
