@@ -43,9 +43,7 @@ from .selection import select_inputs
 from .views import ViewSet, frame_indices, short_side_size
 
 
-
-# ---------------------------------------------------------------------------------------------- windows
-# ------------------------------------------------------------------------------------------ camera paths
+# ---------------------------------------------------------------------------------- renders along camera paths
 def sweep_stamps(start_ns: int, end_ns: int, n: int) -> Tensor:
     """(n,) int64 stamps evenly spaced over [start_ns, end_ns] (both ends included)."""
     if n == 1:

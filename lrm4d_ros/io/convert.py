@@ -31,6 +31,7 @@ import re
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from ..window import RejectedInput
@@ -366,8 +367,7 @@ def _check_topics(by_topic: dict, topics: _Topics) -> list:
 @dataclass
 class _Survey:
     """The bag's first pass: everything but the pixels. Per camera name: camera_infos and the depth camera's by
-    stamp, image and depth stamps, the images' and the depth's frame_id; the cameras whose depth is in a frame of
-    its own (registered onto the colour camera: set by _check_frames)."""
+    stamp, image and depth stamps, the images' and the depth's frame_id."""
 
     tree: object  # io.tf_tree.TransformTree
     info_msgs: dict = field(default_factory=lambda: defaultdict(dict))
@@ -376,7 +376,12 @@ class _Survey:
     frame_ids: dict = field(default_factory=dict)
     depth_frames: dict = field(default_factory=dict)
     depth_info_msgs: dict = field(default_factory=lambda: defaultdict(dict))
-    unregistered: set = field(default_factory=set)
+
+    @cached_property
+    def unregistered(self) -> set:
+        """The cameras whose depth is in a frame of its own, registered onto the colour camera (read once the
+        survey is complete)."""
+        return {n for n, f in self.depth_frames.items() if f and f != self.frame_ids.get(n)}
 
 
 def _survey(reader, by_topic: dict, tf_conns: list, topics: _Topics, tf_tolerance_ns: int,
@@ -424,8 +429,8 @@ def _survey(reader, by_topic: dict, tf_conns: list, topics: _Topics, tf_toleranc
 
 def _check_frames(survey: _Survey, topics: _Topics, world_frame: str | None) -> str:
     """Every camera has images, camera_info and a frame in one TF tree with the world frame (and a depth camera
-    in its own frame, that frame and its camera_info); returns the world frame (default: the tree's root) and
-    sets `survey.unregistered`. ConvertError otherwise."""
+    in its own frame, that frame and its camera_info); returns the world frame (default: the tree's root).
+    ConvertError otherwise."""
     tree, frame_ids, depth_frames = survey.tree, survey.frame_ids, survey.depth_frames
     for n in topics.images:
         if not survey.image_stamps[n]:
@@ -438,7 +443,6 @@ def _check_frames(survey: _Survey, topics: _Topics, world_frame: str | None) -> 
         if frame_ids[n] not in tree.frames:
             raise ConvertError(f"camera {n}: its frame {frame_ids[n]!r} is not in the TF tree (frames: "
                                f"{sorted(tree.frames)})")
-    survey.unregistered = {n for n in topics.depths if depth_frames.get(n) and depth_frames[n] != frame_ids[n]}
     for n in sorted(survey.unregistered):  # a depth camera's own image: registered to the colour camera
         if depth_frames[n] not in tree.frames:
             raise ConvertError(f"camera {n}: its depth frame {depth_frames[n]!r} is not in the TF tree, so its depth "

@@ -26,8 +26,8 @@ def register_depth(depth: np.ndarray, K_depth: np.ndarray, colour_from_depth: np
     """depth (h,w) z-depth in metres of the depth camera (0 or non-finite: none); K_depth (3,3); colour_from_depth
     (4,4) the depth camera's optical frame in the colour camera's; K_colour (3,3); size (W,H) of the colour image
     -> (H,W) float32 z-depth in the colour camera, 0 = none. Compiled (numba; 848x480 onto 640x480 in ~15 ms against
-    numpy's ~51, benchmarks/bench_register.py: a node registers every depth image of a camera); `register_depth_reference` where it cannot run
-    (one warning)."""
+    numpy's ~51, benchmarks/bench_register.py: a node registers every depth image of a camera);
+    `register_depth_reference` where it cannot run (one warning)."""
     W, H = size
     if not (_STATE and not _STATE[0]):
         T = np.asarray(colour_from_depth, np.float64)

@@ -112,8 +112,8 @@ def cpu_backend() -> tuple[str, Callable]:
                 from .rasterize_torch import rasterize
 
                 warnings.warn(f"compiled CPU rasterizer unavailable ({type(exc).__name__}: {exc}); rendering on "
-                              "the CPU with the pure-PyTorch rasterizer instead, 5-30x slower (benchmarks/results/render_cpu.txt)", RuntimeWarning,
-                              stacklevel=3)
+                              "the CPU with the pure-PyTorch rasterizer instead, 5-30x slower "
+                              "(benchmarks/results/render_cpu.txt)", RuntimeWarning, stacklevel=3)
                 _cpu.append(("torch", rasterize))
         return _cpu[0]
 

@@ -167,8 +167,8 @@ def _declare(node: Node, name: str, default, description: str, limits=None, read
 
 def _string_list(node: Node, name: str, default: list[str], description: str) -> list[str]:
     # Dynamically typed: an empty list ([] in YAML or a launch file) arrives typed as a byte array.
-    d = ParameterDescriptor(name=name, description=description, read_only=True, dynamic_typing=True,
-                            additional_constraints=READ_ONLY_HINT)
+    d = descriptor(name, description, None, read_only=True)
+    d.dynamic_typing = True
     # declared with its default where it has one, so that `ros2 param get` shows what the node uses
     value = node.declare_parameter(name, list(default) or None, d).value
     if value is None:

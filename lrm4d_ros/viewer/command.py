@@ -8,8 +8,9 @@ import threading
 import time
 
 CLOSE_TIMEOUT_S = 10.0  # seconds Ctrl-C waits for the server to stop cleanly
+# the options that only a bag, reconstructed on the fly, takes
 BAG_DEFAULTS = {"window": "8", "stride": None, "max_views": 12, "policy": "uniform", "floor_z": None, "cameras": None,
-                "checkpoint": None, "config": None, "device": None}  # the options that only a bag, reconstructed on the fly, takes
+                "checkpoint": None, "config": None, "device": None}
 
 
 def add_arguments(p) -> None:
