@@ -86,19 +86,62 @@ def plucker_rays(Ks: Tensor, camtoworlds: Tensor, height: int, width: int) -> Te
     return plucker(*pixel_rays(Ks, camtoworlds, height, width))
 
 
+# World up is taken from the cameras where their x (right) axes pin it down and it lies this far or more from world
+# z (a y-up renderer's frame, a SLAM map started at a camera's pose); nearer, world z stays (REP-103), and a tilted
+# floor is levelled from measured depth (floor.floor_normal). A camera mounted 1° rolled shifts the cameras' estimate
+# by about that much; a world tilted by 2° cost evaluation bag scene_1002000 2.8 dB RGB-D novel_view unlevelled.
+LEVEL_FROM_CAMERAS_DEG = 5.0
+# The x axes pin up down where their second singular value is this share of the first or more (headings ~35° apart).
+HEADING_SPREAD = 0.3
+
+
+def levelling(up: Tensor) -> Tensor:
+    """(3,3) float64 rotation taking the unit direction `up` (3,) to +z by the shortest arc (identity for +z;
+    a half turn about x for −z)."""
+    u = torch.as_tensor(up, dtype=torch.float64).reshape(3)
+    u = u / u.norm()
+    z = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    c = float(u @ z)
+    if c < -1 + 1e-12:
+        return torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
+    v = torch.linalg.cross(u, z)
+    vx = torch.tensor([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]], dtype=torch.float64)
+    return torch.eye(3, dtype=torch.float64) + vx + vx @ vx / (1 + c)
+
+
+def camera_up(camtoworlds: Tensor) -> Tensor | None:
+    """World up (3,) that cameras (V,4,4) without roll show (orthogonal to every x axis, on the side of their −y
+    axes), or None where their headings are too alike to pin it down (HEADING_SPREAD)."""
+    c2w = torch.as_tensor(camtoworlds, dtype=torch.float64).reshape(-1, 4, 4)
+    _, s, vh = torch.linalg.svd(c2w[:, :3, 0])
+    if len(s) < 2 or not s[1] >= HEADING_SPREAD * s[0]:
+        return None
+    up = vh[-1]
+    return up if float(up @ -c2w[:, :3, 1].sum(0)) >= 0 else -up
+
+
 @dataclass(frozen=True)
 class SceneNormalization:
-    """canonical = (world − center) · scale. `center` (3,) float64 in metres, `scale` in 1/metres."""
+    """canonical = rotation · (world − center) · scale. `center` (3,) float64 in metres, `scale` in 1/metres,
+    `rotation` (3,3) float64 (default identity) turns world up to canonical +z, where the world's z is not up
+    (`from_cameras`, `levelled`): the model, the floor and the environment map take canonical z as up."""
 
     center: Tensor
     scale: float
+    rotation: Tensor | None = None
 
     def __post_init__(self):
         center = torch.as_tensor(self.center, dtype=torch.float64).reshape(3)
         if not torch.isfinite(center).all() or not math.isfinite(self.scale) or self.scale <= 0:
             raise ValueError(f"invalid SceneNormalization(center={center.tolist()}, scale={self.scale})")
+        R = torch.eye(3, dtype=torch.float64) if self.rotation is None else \
+            torch.as_tensor(self.rotation, dtype=torch.float64).reshape(3, 3)
+        if not torch.allclose(R @ R.T, torch.eye(3, dtype=torch.float64), atol=1e-6) or float(torch.det(R)) < 0:
+            raise ValueError(f"SceneNormalization rotation must be a rotation matrix, got {R.tolist()}")
         object.__setattr__(self, "center", center)
         object.__setattr__(self, "scale", float(self.scale))
+        object.__setattr__(self, "rotation", R)
+        object.__setattr__(self, "_turned", not torch.equal(R, torch.eye(3, dtype=torch.float64)))
 
     @classmethod
     def identity(cls) -> "SceneNormalization":
@@ -106,7 +149,8 @@ class SceneNormalization:
 
     @classmethod
     def from_cameras(cls, camtoworlds: Tensor, radius: float = 2.0) -> "SceneNormalization":
-        """Centre = the point nearest all optical axes (least squares); scale puts cameras at mean distance `radius`.
+        """Centre = the point nearest all optical axes (least squares); scale puts cameras at mean distance `radius`;
+        rotation levels the cameras' up (`camera_up`) where it lies LEVEL_FROM_CAMERAS_DEG or more from world z.
 
         Falls back to a point ahead of the cameras (by their spread, at least 1 m) when the axes are near-parallel
         or diverge, as for a single camera or a forward-looking rig.
@@ -131,23 +175,60 @@ class SceneNormalization:
             center = (origins + ahead * axes).mean(0)
         dist = (origins - center).norm(dim=-1).mean()
         scale = radius / float(dist) if dist > 1e-9 else 1.0
-        return cls(center, scale)
+        up = camera_up(c2w)
+        tilted = up is not None and float(up[2]) < math.cos(math.radians(LEVEL_FROM_CAMERAS_DEG))
+        return cls(center, scale, levelling(up) if tilted else None)
+
+    def levelled(self, up: Tensor) -> "SceneNormalization":
+        """The same centre and scale, turned so that `up` (3,), a canonical direction of this normalisation,
+        becomes canonical +z."""
+        return SceneNormalization(self.center, self.scale, levelling(up) @ self.rotation)
+
+    @property
+    def up(self) -> Tensor:
+        """World up (3,) float64: the world direction of canonical +z."""
+        return self.rotation[2]
+
+    def heights_to_world(self, h: float) -> float:
+        """Canonical height (z) -> metres along world up (world z where it is up)."""
+        return h / self.scale + float(self.up @ self.center)
+
+    def heights_to_canonical(self, h: float) -> float:
+        return (h - float(self.up @ self.center)) * self.scale
 
     def points_to_canonical(self, x: Tensor) -> Tensor:
-        return (x - self.center.to(x)) * self.scale
+        x = x - self.center.to(x)
+        return (x @ self.rotation.T.to(x) if self._turned else x) * self.scale
 
     def points_to_world(self, x: Tensor) -> Tensor:
-        return x / self.scale + self.center.to(x)
+        return self.vectors_to_world(x) + self.center.to(x)
+
+    def vectors_to_world(self, v: Tensor) -> Tensor:
+        """Canonical displacements (...,3) (velocities, offsets) -> metres."""
+        v = v / self.scale
+        return v @ self.rotation.to(v) if self._turned else v
+
+    def covars_to_world(self, c: Tensor) -> Tensor:
+        """Canonical covariances (...,3,3) -> square metres."""
+        c = c / self.scale ** 2
+        if not self._turned:
+            return c
+        R = self.rotation.to(c)
+        return R.T @ c @ R
 
     def poses_to_canonical(self, c2w: Tensor) -> Tensor:
-        """Camera-to-world (...,4,4) in metres -> camera-to-canonical; rotation kept."""
+        """Camera-to-world (...,4,4) in metres -> camera-to-canonical."""
         out = c2w.clone()
         out[..., :3, 3] = self.points_to_canonical(c2w[..., :3, 3])
+        if self._turned:
+            out[..., :3, :3] = self.rotation.to(c2w) @ c2w[..., :3, :3]
         return out
 
     def poses_to_world(self, c2w: Tensor) -> Tensor:
         out = c2w.clone()
         out[..., :3, 3] = self.points_to_world(c2w[..., :3, 3])
+        if self._turned:
+            out[..., :3, :3] = self.rotation.T.to(c2w) @ c2w[..., :3, :3]
         return out
 
     def lengths_to_world(self, x: Tensor) -> Tensor:

@@ -20,7 +20,8 @@ block 19). Where no input looked above the horizon at all (cameras pitched down 
 above the highest elevation any input looked into take that elevation's colours: what lay past the floor's far edge
 at the top of the views (the MuJoCo bags' white sky) goes on upwards, where the whole map's fill had put the
 floor's colour (16 rig validation scenes, RGB-D novel_view 27.34 -> 27.40, RGB 20.85 -> 20.86; 15 MuJoCo validation
-bags 23.20 -> 23.24 / 19.37 -> 19.39; block 28). Elevation is taken about the world z axis (REP-103: z up).
+bags 23.20 -> 23.24 / 19.37 -> 19.39; block 28). Elevation is taken about the canonical z axis (world up:
+cameras.SceneNormalization).
 Where a floor was found (floor.py), rays that meet it take the floor's colour at the point they meet it instead, as
 far as the views saw floor there (not something in front of it). No learned parameters; nothing is differentiated
 through the map.

@@ -98,7 +98,7 @@ class Gaussians3D:
 
     def to_world(self, norm: SceneNormalization) -> "Gaussians3D":
         """Canonical frame -> metres."""
-        return replace(self, means=norm.points_to_world(self.means), covars=self.covars / norm.scale ** 2)
+        return replace(self, means=norm.points_to_world(self.means), covars=norm.covars_to_world(self.covars))
 
     def scales_quats(self) -> tuple[Tensor, Tensor]:
         """Principal axes: scales (N,3) (standard deviations) and rotations (N,4) wxyz, covars = R S² Rᵀ."""
@@ -249,10 +249,10 @@ class Gaussians4D:
             half_span, offset = ONE_INSTANT_HALF_SPAN_S, 0.0
         return Gaussians4D(
             means=norm.points_to_world(self.means), times=(self.times + offset) * half_span,
-            velocities=self.velocities / (norm.scale * half_span), covars=self.covars / norm.scale ** 2,
+            velocities=norm.vectors_to_world(self.velocities) / half_span, covars=norm.covars_to_world(self.covars),
             scale_t=self.scale_t * half_span, opacities=self.opacities, colors=self.colors)
 
     def spatial_to_world(self, norm: SceneNormalization) -> "Gaussians4D":
         """Canonical frame -> metres, time units unchanged (velocities in metres per time unit)."""
-        return replace(self, means=norm.points_to_world(self.means), velocities=self.velocities / norm.scale,
-                       covars=self.covars / norm.scale ** 2)
+        return replace(self, means=norm.points_to_world(self.means), velocities=norm.vectors_to_world(self.velocities),
+                       covars=norm.covars_to_world(self.covars))

@@ -1,10 +1,11 @@
 """Camera conventions, rays and normalisations."""
 import math
 
+import pytest
 import torch
 
-from lrm4d_ros.cameras import (SceneNormalization, TimeWindow, fov_to_K, invert_pose, pixel_rays, plucker_rays,
-                               scale_K)
+from lrm4d_ros.cameras import (SceneNormalization, TimeWindow, camera_up, fov_to_K, invert_pose, levelling,
+                               pixel_rays, plucker_rays, scale_K)
 from lrm4d_ros.views import ViewSet
 
 
@@ -69,6 +70,66 @@ def test_scene_normalization_from_ring_of_cameras():
     torch.testing.assert_close(norm.poses_to_world(canon), poses)
     x = torch.randn(10, 3, dtype=torch.float64)
     torch.testing.assert_close(norm.points_to_world(norm.points_to_canonical(x)), x)
+
+
+def _turn(axis: int, deg: float) -> torch.Tensor:
+    """(3,3) rotation about world axis 0/1/2 by `deg` degrees."""
+    a = math.radians(deg)
+    i, j = [(1, 2), (2, 0), (0, 1)][axis]
+    R = torch.eye(3, dtype=torch.float64)
+    R[i, i], R[i, j], R[j, i], R[j, j] = math.cos(a), -math.sin(a), math.sin(a), math.cos(a)
+    return R
+
+
+def test_levelling_takes_up_to_z():
+    z = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(levelling(z), torch.eye(3, dtype=torch.float64))
+    for up in [torch.randn(3, dtype=torch.float64) for _ in range(5)] + [-z, torch.tensor([0.0, 1.0, 0.0]).double()]:
+        R = levelling(up)
+        torch.testing.assert_close(R @ (up / up.norm()), z, atol=1e-12, rtol=0)
+        torch.testing.assert_close(R @ R.T, torch.eye(3, dtype=torch.float64), atol=1e-12, rtol=0)
+        assert float(torch.det(R)) > 0
+
+
+def test_scene_normalization_levels_a_world_whose_z_is_not_up():
+    """A ring of roll-free cameras over a z-up world keeps the identity (bit for bit the old normalisation); the
+    same rig in a y-up world, or one tilted 20°, is turned so that canonical z is the world's up again, and every
+    conversion is inverted by its partner."""
+    centre = torch.tensor([5.0, -1.0, 2.0], dtype=torch.float64)
+    poses = torch.stack([look_at(centre + torch.tensor([4 * math.cos(a), 4 * math.sin(a), 1.5]), centre)
+                         for a in torch.linspace(0, 2 * math.pi, 5)[:-1].tolist()])
+    flat = SceneNormalization.from_cameras(poses)
+    assert torch.equal(flat.rotation, torch.eye(3, dtype=torch.float64))
+    assert flat.heights_to_world(flat.heights_to_canonical(0.3)) == pytest.approx(0.3)
+    for R in (_turn(0, -90.0), _turn(0, 20.0) @ _turn(2, 35.0), _turn(1, 7.0)):
+        T = torch.eye(4, dtype=torch.float64)
+        T[:3, :3] = R
+        turned = T @ poses
+        norm = SceneNormalization.from_cameras(turned)
+        torch.testing.assert_close(norm.up, R[:, 2], atol=1e-9, rtol=0)  # world z turned: its up
+        # the canonical frame is the unturned one's, up to a turn about z
+        canon, canon_flat = norm.poses_to_canonical(turned), flat.poses_to_canonical(poses)
+        torch.testing.assert_close(canon[:, 2, 3], canon_flat[:, 2, 3], atol=1e-9, rtol=0)  # heights
+        torch.testing.assert_close(canon[:, 2, :3], canon_flat[:, 2, :3], atol=1e-9, rtol=0)  # tilt of each axis
+        torch.testing.assert_close(norm.poses_to_world(canon), turned)
+        x = torch.randn(10, 3, dtype=torch.float64)
+        torch.testing.assert_close(norm.points_to_world(norm.points_to_canonical(x)), x)
+        # displacements and covariances: a point cloud's offsets and covariance carried to the world agree
+        pts = torch.randn(4000, 3, dtype=torch.float64) * torch.tensor([0.3, 0.1, 0.02]).double()
+        world = norm.points_to_world(pts)
+        torch.testing.assert_close(norm.vectors_to_world(pts[1:] - pts[:-1]), world[1:] - world[:-1])
+        torch.testing.assert_close(norm.covars_to_world(pts.T.cov()), world.T.cov())
+        lowest = float(norm.heights_to_world(float(canon[:, 2, 3].min())))
+        assert lowest == pytest.approx(float((turned[:, :3, 3] @ norm.up).min()))
+
+
+def test_camera_up_needs_headings_apart():
+    """Cameras that all face one way (a forward-looking stereo pair) leave up open: None, and world z stays."""
+    pair = torch.stack([look_at((x, 0.0, 1.0), (x, 5.0, 0.0)) for x in (-0.1, 0.1)])
+    assert camera_up(pair) is None
+    T = torch.eye(4, dtype=torch.float64)
+    T[:3, :3] = _turn(0, 30.0)
+    assert torch.equal(SceneNormalization.from_cameras(T @ pair).rotation, torch.eye(3, dtype=torch.float64))
 
 
 def test_scene_normalization_single_camera_falls_back_ahead():
