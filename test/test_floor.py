@@ -644,3 +644,46 @@ def test_a_floor_z_the_depth_cameras_contradict_is_warned_once():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         rec.reconstruct(views)
+
+
+def test_a_renderers_far_clip_plane_in_depth_reads_as_no_measurement():
+    """A renderer writes its far plane's z-depth where it hit nothing (here the sky and past the floor's end at 8 m:
+    100 m, or 16UC1's 65.535 m): those pixels measured nothing, and the reconstruction renders exactly as from depth
+    images with 0 there, with one warning. The same scene's depths (exact, whose farthest floor row shares one
+    z-depth; noisy; rounded to millimetres) hold no clip plane, nor does the floor that reaches the far plane."""
+    from lrm4d_ros.model import LRM4D, LRM4DConfig
+    from lrm4d_ros.reconstructor import Reconstructor, far_clip
+    from lrm4d_ros.views import ViewSet
+
+    images, depths, K, c2w = _floor_views(_noise_texture(), res=64)
+    depths = depths.float()
+    sky = depths == 0
+    assert 0.05 < float(sky.float().mean()) < 0.5
+    g = torch.Generator().manual_seed(1)
+    noisy = depths * (1 + 0.01 * torch.randn(depths.shape, generator=g))
+    for real in (depths, noisy, (depths * 1000).round() / 1000):
+        assert far_clip(real) is None
+    torch.manual_seed(0)
+    model = LRM4D(LRM4DConfig.preset("tiny", image_size=64))
+
+    def render(d, rec):
+        views = ViewSet(images=images, Ks=K.float(), camtoworlds=c2w, stamps_ns=torch.zeros(6, dtype=torch.int64),
+                        camera_ids=torch.arange(6), depths=d)
+        out = rec.reconstruct(views).render(c2w[:2], K[:2], 64, 64, torch.zeros(2, dtype=torch.int64))
+        return out.colors, out.depths
+
+    for clip in (100.0, 65.535):
+        beyond = sky | (depths > 8.0)  # a floor that ends: past it the renderer hits nothing (it reaches 600 m)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            truth = render(torch.where(beyond, torch.zeros_like(depths), depths), Reconstructor(model, "cpu"))
+        clipped = torch.where(beyond, torch.tensor(clip), depths)
+        assert far_clip(clipped) == pytest.approx(clip)
+        assert far_clip(torch.where(sky | (depths >= clip), torch.tensor(clip), depths)) is None  # no gap before it
+        rec = Reconstructor(model, "cpu")
+        with pytest.warns(RuntimeWarning, match=rf"far clip plane at {clip:.3f} m"):
+            got = render(clipped, rec)
+        torch.testing.assert_close(got, truth, atol=0, rtol=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # once per Reconstructor
+            render(clipped, rec)

@@ -1,0 +1,120 @@
+"""Bags as another renderer or robot may write them: the shipped model's rig-protocol novel_view on evaluation bags
+as written and changed the way such a bag differs, without (world z taken as up, every depth value a measurement,
+as before) and with the reconstruction's handling of it.
+
+- world frame turned about x (poses only; images and depths as they were): y up (many renderers' frames, a SLAM
+  map started at a camera's pose), 20°, and 2° (a floor not quite level in odom). Handled by levelling: the
+  cameras' up (`SceneNormalization.from_cameras`) and the floor's normal in measured depth
+  (`reconstructor.level_by_depth`).
+- what the depth camera did not measure written as a far clip plane, 100 m (a renderer's zfar) or 65.535 m (16UC1's
+  largest value), through a bag, instead of 0. Handled by `reconstructor.far_clip`.
+
+    python benchmarks/foreign_bags.py [BAG ...] [--threads 2]
+
+Default bags: evaluation bags scene_1002000 and jaco_workcell_floor under /tmp/lrm4d_eval_bags (written by
+scripts/eval_shipped.sh). Writes benchmarks/results/foreign_bags.txt.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import tempfile
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+import lrm4d_ros.cameras as cameras
+import lrm4d_ros.reconstructor as reconstructor
+from lrm4d_ros.evaluate import evaluate_views
+from lrm4d_ros.io.bag import read_bag, write_bag
+
+BAGS = ["/tmp/lrm4d_eval_bags/robot/scene_1002000", "/tmp/lrm4d_eval_bags/mujoco/jaco_workcell_floor"]
+
+
+def turned(degrees: float):
+    def change(views):
+        a = math.radians(degrees)
+        T = torch.eye(4, dtype=torch.float64)
+        T[1, 1], T[1, 2], T[2, 1], T[2, 2] = math.cos(a), -math.sin(a), math.sin(a), math.cos(a)
+        return replace(views, camtoworlds=T.to(views.camtoworlds) @ views.camtoworlds)
+    return change
+
+
+def far_plane(metres: float, encoding: str):
+    def change(views):
+        if views.depths is None:
+            return None
+        clipped = replace(views, depths=torch.where(views.depths > 0, views.depths, torch.tensor(metres)))
+        with tempfile.TemporaryDirectory() as tmp:
+            return read_bag(write_bag(clipped, Path(tmp) / "bag", depth_encoding=encoding))
+    return change
+
+
+@contextmanager
+def unlevelled():
+    saved = cameras.LEVEL_FROM_CAMERAS_DEG, reconstructor.LEVEL_FROM_DEPTH_DEG
+    cameras.LEVEL_FROM_CAMERAS_DEG = reconstructor.LEVEL_FROM_DEPTH_DEG = 180.0  # no turn reaches it
+    try:
+        yield
+    finally:
+        cameras.LEVEL_FROM_CAMERAS_DEG, reconstructor.LEVEL_FROM_DEPTH_DEG = saved
+
+
+@contextmanager
+def unclipped():
+    saved = reconstructor.FAR_CLIP_SHARE
+    reconstructor.FAR_CLIP_SHARE = 2.0  # no share reaches it
+    try:
+        yield
+    finally:
+        reconstructor.FAR_CLIP_SHARE = saved
+
+
+CHANGES = {"as written": (lambda v: v, unlevelled), "y up": (turned(-90.0), unlevelled),
+           "20 deg": (turned(20.0), unlevelled), "2 deg": (turned(2.0), unlevelled),
+           "far 100 m": (far_plane(100.0, "32FC1"), unclipped), "far 16UC1": (far_plane(65.535, "16UC1"), unclipped)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("bags", nargs="*", default=BAGS)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "foreign_bags.txt")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rec = reconstructor.Reconstructor.from_checkpoint(device="cpu")
+
+    def novel_view(views, depth: bool) -> float:
+        rec.forget()
+        return evaluate_views(rec, views, "rig", depth=depth)["groups"]["novel_view"]["model"]["psnr"]
+
+    lines = [f"# torch {torch.__version__}, {platform.machine()}, {args.threads} threads; the shipped checkpoint",
+             "# rig protocol, novel_view PSNR (dB); `before`: world z taken as up and every depth value a measurement",
+             f"{'bag':28s} {'bag as':>10s} {'inputs':>6s} | {'before':>7s} {'now':>6s}"]
+    print("\n".join(lines), flush=True)
+    for bag in args.bags:
+        views = read_bag(bag)
+        for name, (change, without) in CHANGES.items():
+            v = change(views)
+            if v is None:
+                continue
+            for depth in (True, False):
+                if (v.depths is None and depth) or (name.startswith("far") and not depth):
+                    continue
+                with without():
+                    before = novel_view(v, depth)
+                now = novel_view(v, depth)
+                inputs = "RGB-D" if depth else "RGB"
+                line = f"{Path(bag).name:28s} {name:>10s} {inputs:>6s} | {before:7.2f} {now:6.2f}"
+                print(line, flush=True)
+                lines.append(line)
+    args.out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
