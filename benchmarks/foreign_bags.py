@@ -2,17 +2,18 @@
 as written and changed the way such a bag differs, without (world z taken as up, every depth value a measurement,
 as before) and with the reconstruction's handling of it.
 
-- world frame turned about x (poses only; images and depths as they were): y up (many renderers' frames, a SLAM
-  map started at a camera's pose), 20°, and 2° (a floor not quite level in odom). Handled by levelling: the
-  cameras' up (`SceneNormalization.from_cameras`) and the floor's normal in measured depth
-  (`reconstructor.level_by_depth`).
+- world frame turned about x (poses only; images and depths as they were): y up (many renderers' frames), 20°,
+  and 2° (a floor not quite level in odom); and `slam`, the first camera's optical frame (z forward, y down: a
+  SLAM map started at its pose). Handled by levelling: the cameras' up (`SceneNormalization.from_cameras`) and the
+  floor's normal in measured depth (`reconstructor.level_by_depth`, about the cameras' image up too where they all
+  face one way, as scene_1002001's head rig does).
 - what the depth camera did not measure written as a far clip plane, 100 m (a renderer's zfar) or 65.535 m (16UC1's
   largest value), through a bag, instead of 0. Handled by `reconstructor.far_clip`.
 
     python benchmarks/foreign_bags.py [BAG ...] [--threads 2]
 
-Default bags: evaluation bags scene_1002000 and jaco_workcell_floor under /tmp/lrm4d_eval_bags (written by
-scripts/eval_shipped.sh). Writes benchmarks/results/foreign_bags.txt.
+Default bags: evaluation bags scene_1002000 (cameras around the scene), scene_1002001 (a head rig) and
+jaco_workcell_floor under /tmp/lrm4d_eval_bags (written by scripts/eval_shipped.sh). Writes benchmarks/results/foreign_bags.txt.
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ import lrm4d_ros.reconstructor as reconstructor
 from lrm4d_ros.evaluate import evaluate_views
 from lrm4d_ros.io.bag import read_bag, write_bag
 
-BAGS = ["/tmp/lrm4d_eval_bags/robot/scene_1002000", "/tmp/lrm4d_eval_bags/mujoco/jaco_workcell_floor"]
+BAGS = ["/tmp/lrm4d_eval_bags/robot/scene_1002000", "/tmp/lrm4d_eval_bags/robot/scene_1002001",
+        "/tmp/lrm4d_eval_bags/mujoco/jaco_workcell_floor"]
 
 
 def turned(degrees: float):
@@ -41,6 +43,12 @@ def turned(degrees: float):
         T[1, 1], T[1, 2], T[2, 1], T[2, 2] = math.cos(a), -math.sin(a), math.sin(a), math.cos(a)
         return replace(views, camtoworlds=T.to(views.camtoworlds) @ views.camtoworlds)
     return change
+
+
+def slam_frame(views):
+    """The world frame a SLAM map started at the first camera's pose has: its optical frame (z forward, y down)."""
+    first = torch.linalg.inv(views.camtoworlds[0])
+    return replace(views, camtoworlds=first.to(views.camtoworlds) @ views.camtoworlds)
 
 
 def far_plane(metres: float, encoding: str):
@@ -74,7 +82,7 @@ def unclipped():
 
 
 CHANGES = {"as written": (lambda v: v, unlevelled), "y up": (turned(-90.0), unlevelled),
-           "20 deg": (turned(20.0), unlevelled), "2 deg": (turned(2.0), unlevelled),
+           "20 deg": (turned(20.0), unlevelled), "2 deg": (turned(2.0), unlevelled), "slam": (slam_frame, unlevelled),
            "far 100 m": (far_plane(100.0, "32FC1"), unclipped), "far 16UC1": (far_plane(65.535, "16UC1"), unclipped)}
 
 

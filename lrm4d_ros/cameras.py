@@ -120,6 +120,17 @@ def camera_up(camtoworlds: Tensor) -> Tensor | None:
     return up if float(up @ -c2w[:, :3, 1].sum(0)) >= 0 else -up
 
 
+def image_up(camtoworlds: Tensor) -> Tensor:
+    """The up (3,) cameras (V,4,4) facing one way would show unpitched: their mean −y axis made orthogonal to their
+    mean x axis (a guess where `camera_up` has none: a level camera's image up is the world's)."""
+    c2w = torch.as_tensor(camtoworlds, dtype=torch.float64).reshape(-1, 4, 4)
+    x = c2w[:, :3, 0].mean(0)
+    x = x / x.norm().clamp_min(1e-12)
+    up = -c2w[:, :3, 1].mean(0)
+    up = up - (up @ x) * x
+    return up / up.norm().clamp_min(1e-12)
+
+
 @dataclass(frozen=True)
 class SceneNormalization:
     """canonical = rotation · (world − center) · scale. `center` (3,) float64 in metres, `scale` in 1/metres,

@@ -148,18 +148,27 @@ def height_from_depth(origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tenso
 NORMAL_TRIES, NORMAL_POINTS, MAX_TILT_DEG, ON_NORMAL = 256, 4096, 25.0, 0.01
 
 
-def floor_normal(origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tensor) -> Tensor | None:
-    """Canonical up (3,) float64 as measured depth shows it: the normal of the widest plane within MAX_TILT_DEG
-    of z below the cameras (the floor, or a table parallel to it), or None where none holds FLOOR_SHARE of the
-    measured points. Deterministic (a fixed seed); ~10 ms for 12 views of 128². origins, dirs (V,H,W,3) unit rays;
-    axes (V,3) optical axes; depths (V,H,W) z-depth, 0 = none."""
+def floor_normal(origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tensor,
+                 around: Tensor | None = None) -> tuple[Tensor, float] | None:
+    """Up (3,) float64 as measured depth shows it, and the share of the measured points on its plane: the normal of
+    the widest plane within MAX_TILT_DEG of `around` (3,) (default z) below the cameras along it (the floor, or a
+    table parallel to it), or None where none holds FLOOR_SHARE of the measured points. Deterministic (a fixed
+    seed); ~10 ms for 12 views of 128². origins, dirs (V,H,W,3) unit rays; axes (V,3) optical axes; depths (V,H,W)
+    z-depth, 0 = none."""
+    from .cameras import levelling
+
     valid = depths > 0
     total = int(valid.sum())
     if total < 100:
         return None
     cos = (dirs * axes[:, None, None, :]).sum(-1)
     points = (origins + dirs * (depths / cos.clamp_min(1e-6))[..., None])[valid].double().cpu()
-    below = points[points[:, 2] < float(origins[..., 2].min())]
+    lowest = origins[..., 2].min()
+    turn = None
+    if around is not None:  # `around` becomes z: the search below is about z
+        turn = levelling(around)
+        points, lowest = points @ turn.T, (origins.reshape(-1, 3).double().cpu() @ turn.T)[:, 2].min()
+    below = points[points[:, 2] < float(lowest)]
     if below.shape[0] < max(100, FLOOR_SHARE * total):
         return None
     gen = torch.Generator().manual_seed(0)
@@ -196,7 +205,7 @@ def floor_normal(origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tensor) ->
     q = torch.tensor([0.1, 0.9], dtype=torch.float64)
     if min(float(torch.quantile(on @ e, q).diff()) for e in (e1, e2)) < MIN_EXTENT:
         return None
-    return normal
+    return (normal if turn is None else turn.T @ normal), on.shape[0] * share / below.shape[0]
 
 
 def _warp(images: Tensor, Ks: Tensor, camtoworlds: Tensor, partner: Tensor, z_depths: Tensor) -> tuple[Tensor, Tensor]:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .cameras import SceneNormalization, TimeWindow, pixel_rays, plucker, scale_K
+from .cameras import SceneNormalization, TimeWindow, camera_up, image_up, pixel_rays, plucker, scale_K
 from .captured import CapturedFrames
 from .environment import MIN_WEIGHT, Environment, content_weights
 from .floor import Floor, floor_from_photo, floor_normal, height_from_depth, plane_depths, unconfirmed
@@ -113,6 +113,7 @@ LEVEL_FROM_DEPTH_DEG = 0.2
 # bag jaco_workcell_floor with its unmeasured pixels at 100 m or at 16UC1's 65.535 m: RGB-D novel_view 15.61 dB
 # against 22.69 with 0, 22.69 read so.
 FAR_CLIP_SHARE, FAR_CLIP_GAP = 0.005, 0.5
+IMAGE_UP_DEG = 45.0  # level_by_depth: image up this far from canonical z is a second guess at up
 # A camera whose focal length exceeds the input's a pixel Gaussian came from by more than this factor widens it
 # towards its input pixel (fill_footprints): beyond it the splats, 0.3 input px wide, stop overlapping. 8 rig
 # validation scenes generated at 384², inputs at the model's 128², targets scored against their own ground truth
@@ -939,13 +940,23 @@ class Reconstructor:
 
 def level_by_depth(norm: SceneNormalization, v: ViewSet, c2w: Tensor, depths: Tensor) -> SceneNormalization:
     """`norm` turned so that the floor measured depth shows (floor.floor_normal) is canonical z = const, where it
-    is LEVEL_FROM_DEPTH_DEG or more off; else `norm`. v: the model-size views; c2w (V,4,4) canonical; depths
-    (V,H,W) canonical z-depth, 0 = none."""
+    is LEVEL_FROM_DEPTH_DEG or more off; else `norm`. Cameras that all face one way (`camera_up` finds none) and
+    whose image up lies IMAGE_UP_DEG or more from canonical z (world z up would pitch them that steeply: a y-up
+    frame, a SLAM map started at a camera's pose, or a camera looking down at a table) also try a floor about their
+    image up, and the plane holding more of the measured points wins. v: the model-size views; c2w (V,4,4)
+    canonical; depths (V,H,W) canonical z-depth, 0 = none."""
     origins, dirs = pixel_rays(v.Ks.double(), c2w, v.height, v.width)
-    up = floor_normal(origins, dirs, c2w[:, :3, 2], depths.double())
-    if up is None or float(up[2]) > math.cos(math.radians(LEVEL_FROM_DEPTH_DEG)):
+    axes, depths = c2w[:, :3, 2], depths.double()
+    found = floor_normal(origins, dirs, axes, depths)
+    if camera_up(c2w) is None:
+        hint = image_up(c2w)
+        if float(hint[2]) < math.cos(math.radians(IMAGE_UP_DEG)):
+            other = floor_normal(origins, dirs, axes, depths, around=hint)
+            if other is not None and (found is None or other[1] > found[1]):
+                found = other
+    if found is None or float(found[0][2]) > math.cos(math.radians(LEVEL_FROM_DEPTH_DEG)):
         return norm
-    return norm.levelled(up)
+    return norm.levelled(found[0])
 
 
 def load_reconstructor(checkpoint: str | None, config: str | None, device: str | None, seed: int = 0,

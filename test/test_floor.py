@@ -94,15 +94,18 @@ def test_floor_normal_from_measured_depth_in_a_tilted_world():
 
     turned = T @ c2w
     o, d = pixel_rays(K, turned, 64, 64)
-    assert angle(floor_normal(o, d, turned[:, :3, 2], depths)) < 0.05
+    assert angle(floor_normal(o, d, turned[:, :3, 2], depths)[0]) < 0.05
     g = torch.Generator().manual_seed(3)
     noisy = depths * (1 + 0.01 * torch.randn(depths.shape, generator=g, dtype=torch.float64))
     noisy = torch.where(torch.rand(depths.shape, generator=g) < 0.5, noisy, torch.zeros_like(noisy))
-    assert angle(floor_normal(o, d, turned[:, :3, 2], noisy)) < 0.3
+    assert angle(floor_normal(o, d, turned[:, :3, 2], noisy)[0]) < 0.3
     scattered = torch.rand(depths.shape, generator=g, dtype=torch.float64) * 4 + 0.5
     assert floor_normal(o, d, turned[:, :3, 2], scattered) is None
     o, d = pixel_rays(K, c2w, 64, 64)
-    level = floor_normal(o, d, c2w[:, :3, 2], depths)
+    level, share = floor_normal(o, d, c2w[:, :3, 2], depths)
+    cos = (d * c2w[:, None, None, :3, 2]).sum(-1)
+    z = (o + d * (depths / cos)[..., None])[..., 2][depths > 0]
+    assert abs(share - float(((z - FLOOR_Z).abs() < 0.01).double().mean())) < 0.02  # the floor's, not the box's
     assert math.degrees(math.acos(min(1.0, float(level[2])))) < 0.05
 
 
