@@ -13,7 +13,8 @@ as before) and with the reconstruction's handling of it.
     python benchmarks/foreign_bags.py [BAG ...] [--threads 2]
 
 Default bags: evaluation bags scene_1002000 (cameras around the scene), scene_1002001 (a head rig) and
-jaco_workcell_floor under /tmp/lrm4d_eval_bags (written by scripts/eval_shipped.sh). Writes benchmarks/results/foreign_bags.txt.
+jaco_workcell_floor under /tmp/lrm4d_eval_bags (written by scripts/eval_shipped.sh). Writes
+benchmarks/results/foreign_bags.txt.
 """
 from __future__ import annotations
 
