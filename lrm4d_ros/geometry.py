@@ -14,7 +14,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 _EPS = 1e-8
-QUAT_UNIT_TOLERANCE = 1e-3  # |‖q‖ − 1| beyond this is a malformed orientation, not rounding
+# |‖q‖² − 1| beyond this is a malformed orientation, not rounding: tf2's and RViz's own tolerance
+# (QUATERNION_NORMALIZATION_TOLERANCE = 10e-3 on the squared norm), so that what ROS accepts (0.71, 0, 0, 0.71 written
+# to two decimals: ‖q‖² = 1.008) is read here too, renormalised.
+QUAT_UNIT_TOLERANCE = 1e-2
 
 
 def rotmat_to_quat(R: Tensor) -> Tensor:
@@ -68,7 +71,7 @@ def rigid_matrix(position, quat_wxyz) -> np.ndarray:
     """4×4 float64 from a position (3,) and a unit quaternion (4,) wxyz (renormalised).
 
     Raises ValueError for non-finite values, a position farther than MAX_POSITION_M from the origin, or a
-    quaternion whose norm is off 1 by more than 1e-3.
+    quaternion whose squared norm is off 1 by more than QUAT_UNIT_TOLERANCE (as tf2 allows).
     """
     p = np.asarray(position, dtype=np.float64).reshape(3)
     q = np.asarray(quat_wxyz, dtype=np.float64).reshape(4)
@@ -77,7 +80,7 @@ def rigid_matrix(position, quat_wxyz) -> np.ndarray:
     if float(np.abs(p).max()) > MAX_POSITION_M:
         raise ValueError(f"pose position {p.tolist()} is more than {MAX_POSITION_M:g} m from the world origin")
     n = float(np.linalg.norm(q))
-    if abs(n - 1.0) > QUAT_UNIT_TOLERANCE:
+    if abs(n * n - 1.0) > QUAT_UNIT_TOLERANCE:
         raise ValueError(f"pose quaternion is not unit length (norm {n:.6f})")
     T = np.eye(4)
     T[:3, :3] = quat_to_matrix(q / n)

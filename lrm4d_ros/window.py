@@ -109,7 +109,7 @@ class WindowStats:
 def checked_pose(position, quat_wxyz) -> np.ndarray:
     """Camera-to-world (4,4) float64 from a position (3,) and a unit quaternion (4,) wxyz.
 
-    Raises RejectedInput for non-finite values or a quaternion whose norm is off 1 by more than 1e-3.
+    Raises RejectedInput for non-finite values or a quaternion whose squared norm is off 1 by more than 0.01 (as tf2 allows).
     """
     try:
         return rigid_matrix(position, quat_wxyz)

@@ -70,7 +70,10 @@ def test_pose_lookup_reasons():
 
 def test_checked_pose_rejects_bad_quaternions():
     with pytest.raises(RejectedInput, match="not unit length"):
-        checked_pose((0, 0, 0), (1.0, 0.1, 0, 0))
+        checked_pose((0, 0, 0), (1.0, 0.11, 0, 0))  # squared norm 1.0121: tf2 refuses it too
+    # a quarter turn written to two decimals (squared norm 1.0082), as tf2 and RViz accept it: renormalised
+    T = checked_pose((0, 0, 0), (0.71, 0.0, 0.0, 0.71))
+    np.testing.assert_allclose(T[:3, :3], [[0, -1, 0], [1, 0, 0], [0, 0, 1]], atol=1e-12)
     with pytest.raises(RejectedInput, match="non-finite"):
         checked_pose((0, float("nan"), 0), (1.0, 0, 0, 0))
     with pytest.raises(RejectedInput, match="from the world origin"):  # garbage that overflows float32 downstream

@@ -295,7 +295,7 @@ def pose_msg(T, stamp: int, frame_id: str = "world", types: MessageTypes | None 
 
 def pose_matrix(msg) -> np.ndarray:
     """4×4 float64 of a PoseStamped, Pose or Transform(Stamped); MessageError for non-finite values or a
-    quaternion whose norm is off 1 by more than 1e-3."""
+    quaternion whose squared norm is off 1 by more than 0.01 (as tf2 allows)."""
     pose = getattr(msg, "pose", getattr(msg, "transform", msg))
     q = pose.orientation if hasattr(pose, "orientation") else pose.rotation
     t = pose.position if hasattr(pose, "position") else pose.translation
