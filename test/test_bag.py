@@ -436,3 +436,38 @@ def test_an_output_bag_read_as_input_says_what_it_is(tmp_path):
         read_bag(tmp_path / "out" / "bag")
     assert "output bag of `lrm4d reconstruct`" in str(err.value) and "`lrm4d view OUT`" in str(err.value)
     assert "convert-bag" not in str(err.value)
+
+
+def test_cameras_of_different_sizes_are_read_at_the_size_most_images_have(tmp_path):
+    """A head camera at 32x24 and a wrist camera at 16x12 (half the size, half the focal length: the same rays):
+    the wrist camera's images and depth come back at 32x24 with K scaled, where the bag used to be refused (a
+    ViewSet has one resolution), with one warning naming it; everything else as written."""
+    from lrm4d_ros.io.bag import BagWarning, write_entries
+    from lrm4d_ros.io.messages import depth_msg as dmsg
+
+    views = with_depth(generate(4, CFG), "clean")
+    views.images = (views.images * 255).round() / 255
+    small = views.resized(12, 16)
+    entries = []
+    for i in range(len(views)):
+        s, cam = int(views.stamps_ns[i]), views.camera_names[int(views.camera_ids[i])]
+        v = small if cam == "cam1" else views
+        img = (v.images[i].numpy() * 255).round().astype(np.uint8)
+        frame = f"{cam}_optical_frame"
+        entries += [(s, f"/{cam}/image_raw", image_msg(img, s, frame)),
+                    (s, f"/{cam}/camera_info", camera_info_msg(v.Ks[i].numpy(), v.width, v.height, s, frame)),
+                    (s, f"/{cam}/pose", pose_msg(v.camtoworlds[i].numpy(), s, "world")),
+                    (s, f"/{cam}/depth", dmsg(v.depths[i].numpy(), s, frame))]
+    with pytest.warns(BagWarning, match=r"camera cam1 resized to 32x24, the size most images have"):
+        back = read_bag(write_entries(tmp_path / "bag", entries))
+    order = sorted(range(len(views)), key=lambda i: (int(views.stamps_ns[i]), int(views.camera_ids[i])))
+    ref = views.select(order)
+    assert (back.height, back.width) == (24, 32) and torch.equal(back.stamps_ns, ref.stamps_ns)
+    assert torch.equal(back.camera_ids, ref.camera_ids)
+    big = back.camera_ids != 1
+    assert torch.equal(back.images[big], ref.images[big]) and torch.equal(back.depths[big], ref.depths[big])
+    # the wrist camera's K scaled back to the head camera's, its pixels upsampled from half the size
+    torch.testing.assert_close(back.Ks, ref.Ks, atol=1e-9, rtol=0)
+    wrist = ~big
+    assert float((back.images[wrist] - ref.images[wrist]).abs().mean()) < 0.08
+    assert torch.equal(back.depths[wrist][:, ::2, ::2], small.select(order).depths[wrist])

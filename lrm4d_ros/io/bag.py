@@ -393,9 +393,6 @@ def read_bag(path: str | Path, cameras: list[str] | None = None, start_s: float 
         if compressed and px.shape[:2] != (h, w):
             raise BagError(f"{topic} at stamp {s} ns: image decodes to {px.shape[1]}x{px.shape[0]} but "
                            f"{camera_topics(cam)['info']} says {w}x{h}")
-        if rgb and px.shape != rgb[0].shape:
-            raise BagError(f"{topic} at stamp {s} ns: image is {px.shape[1]}x{px.shape[0]}, other images are "
-                           f"{rgb[0].shape[1]}x{rgb[0].shape[0]} (a ViewSet has one resolution)")
         rgb.append(px)
         depths.append(_depth(depth_msgs[ci].pop(s, None), px.shape[:2], chosen[cam].get("depth"), s))
         Ks.append(K)
@@ -413,12 +410,28 @@ def read_bag(path: str | Path, cameras: list[str] | None = None, start_s: float 
         warnings.warn(f"{topic}: {len(left)} of {depth_seen[ci]} depth images have no colour image with their stamp "
                       f"(first at {s} ns; dropped colour frames?): skipped", BagWarning, stacklevel=2)
     has_depth = any("depth" in chosen[c] for c in names)
-    return ViewSet(images=torch.from_numpy(np.stack(rgb)).float().div_(255.0),
-                   Ks=torch.from_numpy(np.stack(Ks)), camtoworlds=torch.from_numpy(np.stack(c2w)),
-                   stamps_ns=torch.tensor(stamps, dtype=torch.int64), camera_ids=torch.tensor(cids, dtype=torch.int64),
-                   camera_names=list(names),
-                   depths=torch.from_numpy(np.stack([np.zeros(rgb[0].shape[:2], np.float32) if d is None else d
-                                                     for d in depths])) if has_depth else None)
+    # A ViewSet has one resolution: cameras of other sizes are resized to the size most images have (the larger
+    # where as many have each), their K scaled, as the node's window does.
+    sizes = Counter(px.shape[:2] for px in rgb)
+    H, W = max(sizes, key=lambda hw: (sizes[hw], hw[0] * hw[1]))
+    parts, order = [], []
+    for size in sizes:
+        members = [i for i, px in enumerate(rgb) if px.shape[:2] == size]
+        parts.append(ViewSet(
+            images=torch.from_numpy(np.stack([rgb[i] for i in members])).float().div_(255.0),
+            Ks=torch.from_numpy(np.stack([Ks[i] for i in members])),
+            camtoworlds=torch.from_numpy(np.stack([c2w[i] for i in members])),
+            stamps_ns=torch.tensor([stamps[i] for i in members], dtype=torch.int64),
+            camera_ids=torch.tensor([cids[i] for i in members], dtype=torch.int64), camera_names=list(names),
+            depths=torch.from_numpy(np.stack([np.zeros(size, np.float32) if depths[i] is None else depths[i]
+                                              for i in members])) if has_depth else None).resized(H, W))
+        order += members
+    if len(parts) > 1:
+        resized = sorted({names[cids[i]] for i, px in enumerate(rgb) if px.shape[:2] != (H, W)})
+        warnings.warn(f"{path}: camera{'s' if len(resized) > 1 else ''} {', '.join(resized)} resized to {W}x{H}, "
+                      "the size most images have (K scaled)", BagWarning, stacklevel=2)
+        return ViewSet.cat(parts).select(torch.argsort(torch.tensor(order)))
+    return parts[0]
 
 
 def _depth(msg, shape: tuple[int, int], topic: str, s: int) -> np.ndarray | None:
