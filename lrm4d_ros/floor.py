@@ -144,8 +144,11 @@ def height_from_depth(origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tenso
 # floor_normal: RANSAC over NORMAL_TRIES triples of measured points below the cameras, each plane (tilted up to
 # MAX_TILT_DEG from canonical z) scored by the share of NORMAL_POINTS of them within ON_NORMAL canonical units; the
 # winner refitted twice by least squares over its points among 4·NORMAL_POINTS, and kept where it holds FLOOR_SHARE
-# of the measured points over MIN_EXTENT. A table top's normal serves as well as the floor's: they are parallel.
+# of the measured points over MIN_EXTENT, with at most UNDER_FLOOR of them under it (the lowest plane: the floor, not
+# a table on it or an object's face; a depth-measured object-centric scene has no floor and levels nothing).
 NORMAL_TRIES, NORMAL_POINTS, MAX_TILT_DEG, ON_NORMAL = 256, 4096, 25.0, 0.01
+UNDER_FLOOR, UNDER_MARGIN = 0.02, 0.1  # share of the points below the cameras that may lie more than UNDER_MARGIN
+# canonical units under the floor (noise, multipath: a far floor at grazing incidence is measured centimetres off)
 
 
 def floor_normal(origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tensor,
@@ -184,7 +187,12 @@ def floor_normal(origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tensor,
     if not bool(ok.any()):
         return None
     n, tri = n[ok], tri[ok]
-    counts = ((sample @ n.T) - (tri[:, 0] * n).sum(-1)).abs().lt(ON_NORMAL).sum(0)
+    signed = (sample @ n.T) - (tri[:, 0] * n).sum(-1)
+    # a floor has nothing under it: a plane with more than UNDER_FLOOR of the points beneath it is an object's face
+    # or a table (the floor lies lower), not a candidate
+    counts = signed.abs().lt(ON_NORMAL).sum(0) * (signed.lt(-UNDER_MARGIN).sum(0) <= UNDER_FLOOR * NORMAL_POINTS)
+    if int(counts.max()) == 0:
+        return None
     best = int(counts.argmax())
     normal, offset = n[best].double(), float(tri[best, 0].double() @ n[best].double())
     for _ in range(2):  # refit by least squares over the plane's points (their covariance's least axis)
@@ -195,8 +203,10 @@ def floor_normal(origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tensor,
         normal = torch.linalg.eigh(centred.T @ centred).eigenvectors[:, 0]
         normal = -normal if normal[2] < 0 else normal
         offset = float(on.mean(0) @ normal)
-    on = below[((below @ normal) - offset).abs() < ON_NORMAL]
-    if on.shape[0] * share < FLOOR_SHARE * below.shape[0] or normal[2] < math.cos(math.radians(MAX_TILT_DEG)):
+    signed = (below @ normal) - offset
+    on = below[signed.abs() < ON_NORMAL]
+    if on.shape[0] * share < FLOOR_SHARE * below.shape[0] or normal[2] < math.cos(math.radians(MAX_TILT_DEG)) \
+            or int((signed < -UNDER_MARGIN).sum()) > UNDER_FLOOR * below.shape[0]:
         return None
     # extent within the plane, along two axes orthogonal to its normal
     e1 = torch.linalg.cross(normal, torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .cameras import SceneNormalization, TimeWindow, camera_up, image_up, pixel_rays, plucker, scale_K
+from .cameras import (LEVEL_FROM_CAMERAS_DEG, SceneNormalization, TimeWindow, camera_up, image_up, pixel_rays,
+                      plucker, scale_K)
 from .captured import CapturedFrames
 from .environment import MIN_WEIGHT, Environment, content_weights
 from .floor import Floor, floor_from_photo, floor_normal, height_from_depth, plane_depths, unconfirmed
@@ -814,6 +815,7 @@ class Reconstructor:
         self._floors: OrderedDict[tuple, float | None] = OrderedDict()
         self._floor_z_checked = False  # floor_z held against a depth camera's floor (once one shows it)
         self._far_clip_told = False  # a warning that depth images hold a far clip plane, once
+        self._level_told = False  # a warning that the world frame's z is not up, once
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device | None = None,
@@ -880,6 +882,12 @@ class Reconstructor:
         if depths is not None and bool((depths > 0).any()):
             norm = level_by_depth(norm, v, c2w, depths)
             c2w = norm.poses_to_canonical(v.camtoworlds.double())
+        tilt = math.degrees(math.acos(max(-1.0, min(1.0, float(norm.up[2])))))
+        if tilt >= LEVEL_FROM_CAMERAS_DEG and not self._level_told:
+            self._level_told = True
+            warnings.warn(f"the world frame's z is {tilt:.1f}° from the up the cameras and depth show (REP-103 has "
+                          "z up): the reconstruction is levelled; its outputs stay in the world frame, and floor_z "
+                          "is a height along that up", RuntimeWarning, stacklevel=3)
         times = window.normalize(views.stamps_ns).to(self.device)
         key, match_floor, near = None, True, None
         if self.floor_z is not None:

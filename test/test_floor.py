@@ -690,3 +690,55 @@ def test_a_renderers_far_clip_plane_in_depth_reads_as_no_measurement():
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # once per Reconstructor
             render(clipped, rec)
+
+
+def test_a_world_whose_z_is_not_up_renders_as_its_own_and_is_told_once():
+    """The floor scene's RGB-D rig in a y-down world (poses only): the reconstruction levels it (its cameras' x axes
+    pin up) and renders its cameras as in the z-up world, with one warning naming the tilt; the z-up world is
+    silent."""
+    from dataclasses import replace
+
+    from lrm4d_ros.model import LRM4D, LRM4DConfig
+    from lrm4d_ros.reconstructor import Reconstructor
+    from lrm4d_ros.views import ViewSet
+
+    images, depths, K, c2w = _floor_views(_noise_texture(), res=64)
+    views = ViewSet(images=images, Ks=K.float(), camtoworlds=c2w, stamps_ns=torch.zeros(6, dtype=torch.int64),
+                    camera_ids=torch.arange(6), depths=depths.float())
+    T = torch.eye(4, dtype=torch.float64)
+    T[1:3, 1:3] = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64)  # up becomes -y: a y-down world
+    torch.manual_seed(0)
+    model = LRM4D(LRM4DConfig.preset("tiny", image_size=64))
+    stamps = torch.zeros(3, dtype=torch.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        level = Reconstructor(model, "cpu").reconstruct(views).render(c2w[:3], K[:3], 64, 64, stamps)
+    rec = Reconstructor(model, "cpu")
+    with pytest.warns(RuntimeWarning, match=r"the world frame's z is 90\.0° from the up"):
+        turned = rec.reconstruct(replace(views, camtoworlds=T @ c2w))
+    torch.testing.assert_close(turned.normalization.up, T[:3, 2], atol=1e-9, rtol=0)  # the old z
+    out = turned.render(T @ c2w[:3], K[:3], 64, 64, stamps)
+    assert float((out.colors - level.colors).abs().max()) < 1e-3
+    assert float((out.depths - level.depths).abs().max()) < 1e-3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per Reconstructor
+        rec.reconstruct(replace(views, camtoworlds=T @ c2w))
+
+
+def test_an_object_centric_rgbd_scene_has_no_floor_to_level_by():
+    """Objects without a floor, measured by depth (the generator's object-centric scene, one orbiting camera's
+    windows as `lrm4d reconstruct` takes them): a face of an object tilted 22° once passed for the floor and turned
+    the reconstruction. A floor has nothing under it: nothing is levelled, and nothing is said."""
+    from lrm4d_ros.data.generator import SceneConfig, generate
+    from lrm4d_ros.model import LRM4D, LRM4DConfig
+    from lrm4d_ros.reconstructor import Reconstructor
+
+    views = generate(4, SceneConfig(frames=6, cameras=2, height=24, width=32, rig_kinds=("orbit",)))
+    rec = Reconstructor(LRM4D(LRM4DConfig.preset("tiny")), "cpu")
+    cam0 = torch.nonzero(views.camera_ids == 0)[:, 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for n in range(2, 7):
+            for start in range(0, 7 - n):
+                norm = rec.reconstruct(views.select(cam0[start:start + n])).normalization
+                assert torch.equal(norm.rotation, torch.eye(3, dtype=torch.float64))
