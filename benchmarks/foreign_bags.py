@@ -8,7 +8,8 @@ as before) and with the reconstruction's handling of it.
   floor's normal in measured depth (`reconstructor.level_by_depth`, about the cameras' image up too where they all
   face one way, as scene_1002001's head rig does).
 - what the depth camera did not measure written as a far clip plane, 100 m (a renderer's zfar) or 65.535 m (16UC1's
-  largest value), through a bag, instead of 0. Handled by `reconstructor.far_clip`.
+  largest value), or as a sky sphere 100 m away (z-depth 100 m times each ray's cosine to the optical axis), through
+  a bag, instead of 0. Handled by `reconstructor.far_background`.
 
     python benchmarks/foreign_bags.py [BAG ...] [--threads 2]
 
@@ -29,6 +30,7 @@ from pathlib import Path
 import torch
 
 import lrm4d_ros.cameras as cameras
+from lrm4d_ros.cameras import pixel_rays
 import lrm4d_ros.reconstructor as reconstructor
 from lrm4d_ros.evaluate import evaluate_views
 from lrm4d_ros.io.bag import read_bag, write_bag
@@ -52,11 +54,15 @@ def slam_frame(views):
     return replace(views, camtoworlds=first.to(views.camtoworlds) @ views.camtoworlds)
 
 
-def far_plane(metres: float, encoding: str):
+def far_plane(metres: float, encoding: str, sphere: bool = False):
     def change(views):
         if views.depths is None:
             return None
-        clipped = replace(views, depths=torch.where(views.depths > 0, views.depths, torch.tensor(metres)))
+        far = torch.tensor(metres)
+        if sphere:
+            _, dirs = pixel_rays(views.Ks, views.camtoworlds, views.height, views.width)
+            far = metres * (dirs * views.camtoworlds[:, None, None, :3, 2]).sum(-1).float()
+        clipped = replace(views, depths=torch.where(views.depths > 0, views.depths, far))
         with tempfile.TemporaryDirectory() as tmp:
             return read_bag(write_bag(clipped, Path(tmp) / "bag", depth_encoding=encoding))
     return change
@@ -74,17 +80,18 @@ def unlevelled():
 
 @contextmanager
 def unclipped():
-    saved = reconstructor.FAR_CLIP_SHARE
-    reconstructor.FAR_CLIP_SHARE = 2.0  # no share reaches it
+    saved = reconstructor.FAR_SHARE
+    reconstructor.FAR_SHARE = 2.0  # no share reaches it
     try:
         yield
     finally:
-        reconstructor.FAR_CLIP_SHARE = saved
+        reconstructor.FAR_SHARE = saved
 
 
 CHANGES = {"as written": (lambda v: v, unlevelled), "y up": (turned(-90.0), unlevelled),
            "20 deg": (turned(20.0), unlevelled), "2 deg": (turned(2.0), unlevelled), "slam": (slam_frame, unlevelled),
-           "far 100 m": (far_plane(100.0, "32FC1"), unclipped), "far 16UC1": (far_plane(65.535, "16UC1"), unclipped)}
+           "far 100 m": (far_plane(100.0, "32FC1"), unclipped), "far 16UC1": (far_plane(65.535, "16UC1"), unclipped),
+           "sky sphere": (far_plane(100.0, "32FC1", sphere=True), unclipped)}
 
 
 def main(argv=None) -> int:
@@ -111,7 +118,7 @@ def main(argv=None) -> int:
             if v is None:
                 continue
             for depth in (True, False):
-                if (v.depths is None and depth) or (name.startswith("far") and not depth):
+                if (v.depths is None and depth) or ((name.startswith("far") or name == "sky sphere") and not depth):
                     continue
                 with without():
                     before = novel_view(v, depth)

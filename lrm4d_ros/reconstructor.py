@@ -109,11 +109,11 @@ MEASURED_OFFSET = -0.003
 # scene_1002000 in a world tilted 2° / 5° about x, RGB-D novel_view: 22.17 / 21.42 dB unlevelled, 24.94 levelled as
 # in its own world. The 13 evaluation RGB-D bags' level floors read 0.005-0.11° off (the fit's noise): unturned.
 LEVEL_FROM_DEPTH_DEG = 0.2
-# A depth image whose largest value holds this share of its measured pixels (exactly), everything else nearer than
-# FAR_CLIP_GAP of it, holds a renderer's far clip plane there: those pixels measured nothing (far_clip). Evaluation
-# bag jaco_workcell_floor with its unmeasured pixels at 100 m or at 16UC1's 65.535 m: RGB-D novel_view 15.61 dB
-# against 22.69 with 0, 22.69 read so.
-FAR_CLIP_SHARE, FAR_CLIP_GAP = 0.005, 0.5
+# Depth images whose farthest pixels lie beyond a gap of FAR_GAP (a factor: log2 bins of 1/FAR_BINS), on FAR_SHARE
+# of a view's measured pixels, hold a renderer's background there (far_background): those pixels measured nothing.
+# Evaluation bag jaco_workcell_floor with its unmeasured pixels at a far plane of 100 m or 16UC1's 65.535 m, or on a
+# sky sphere of 100 m: RGB-D novel_view 15.61 dB each against 22.69 with 0; read so, 22.69 / 22.68 / 22.69.
+FAR_SHARE, FAR_GAP, FAR_BINS = 0.005, 2.0, 16
 IMAGE_UP_DEG = 45.0  # level_by_depth: image up this far from canonical z is a second guess at up
 # A camera whose focal length exceeds the input's a pixel Gaussian came from by more than this factor widens it
 # towards its input pixel (fill_footprints): beyond it the splats, 0.3 input px wide, stop overlapping. 8 rig
@@ -368,24 +368,28 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
     return Prediction(g, z, env, hidden, floor_height, backdrop, flows)
 
 
-def far_clip(depths: Tensor) -> float | None:
-    """The far clip plane of depths (V,H,W) in metres (0 = none), or None: their largest value where one view holds
-    it exactly over FAR_CLIP_SHARE of its measured pixels (at least 16, on 3 rows or more) and every other measured
-    depth lies nearer than FAR_CLIP_GAP of it. A renderer writes its far plane's z-depth for what it did not hit
-    (MuJoCo's zfar, 65.535 m as 16UC1's largest value), one number for every such pixel, beyond what it hit. What
-    is not one: a level floor's farthest row (a roll-free camera sees one z-depth along each row), a static camera's
-    pixel repeated from frame to frame, a back wall facing the camera (the floor runs up to it)."""
+def far_background(depths: Tensor) -> float | None:
+    """The depth (metres) from which depths (V,H,W) (0 = none) show a renderer's background, or None: the farthest
+    measured pixels, beyond a gap of FAR_GAP (a factor) in which none lies, where one view holds FAR_SHARE of its
+    measured pixels there (at least 16, on 3 rows or more) and as many of all lie nearer. A renderer writes its far
+    clip plane's z-depth for what it did not hit (MuJoCo's zfar; 65.535 m, 16UC1's largest value), or a sky
+    sphere's; a camera measures its scene up to its range without such a gap (a floor to the horizon, a wall far
+    off: what a sensor drops it reports as 0), and a few stray far pixels are too few."""
     measured = torch.isfinite(depths) & (depths > 0)
     if not bool(measured.any()):
         return None
-    top = depths[measured].max()
-    others = depths[measured & (depths < top)]
-    if others.numel() == 0 or float(others.max()) >= FAR_CLIP_GAP * float(top):
+    logs = torch.log2(depths[measured].double())
+    lowest = float(logs.min())
+    occupied = torch.nonzero(torch.bincount(((logs - lowest) * FAR_BINS).long()))[:, 0]
+    gaps = torch.nonzero(occupied.diff() > math.log2(FAR_GAP) * FAR_BINS)[:, 0]
+    if gaps.numel() == 0:
         return None
-    held = measured & (depths == top)
-    count, rows = held.flatten(1).sum(1), held.any(-1).sum(-1)
-    enough = (count >= (FAR_CLIP_SHARE * measured.flatten(1).sum(1)).clamp_min(16)) & (rows >= 3)
-    return float(top) if bool(enough.any()) else None
+    start = 2.0 ** (lowest + float(occupied[int(gaps[-1]) + 1]) / FAR_BINS)  # the lower edge of the farthest run
+    far = measured & (depths >= start)
+    count, rows = far.flatten(1).sum(1), far.any(-1).sum(-1)
+    enough = (count >= (FAR_SHARE * measured.flatten(1).sum(1)).clamp_min(16)) & (rows >= 3)
+    nearer = int((measured & ~far).sum())
+    return start if bool(enough.any()) and nearer >= FAR_SHARE * int(measured.sum()) else None
 
 
 def sparse_time_factor(times: Tensor) -> float:
@@ -814,7 +818,7 @@ class Reconstructor:
         # moving rig's windows do not: the last floor found is checked first instead of the full sweep.
         self._floors: OrderedDict[tuple, float | None] = OrderedDict()
         self._floor_z_checked = False  # floor_z held against a depth camera's floor (once one shows it)
-        self._far_clip_told = False  # a warning that depth images hold a far clip plane, once
+        self._far_told = False  # a warning that depth images hold a renderer's background, once
         self._level_told = False  # a warning that the world frame's z is not up, once
 
     @classmethod
@@ -868,14 +872,15 @@ class Reconstructor:
             raise ValueError("reconstruct needs at least one view")
         norm = normalization or SceneNormalization.from_cameras(views.camtoworlds)
         window = TimeWindow.from_stamps(views.stamps_ns)
-        clip = None if views.depths is None else far_clip(views.depths)
-        if clip is not None:  # before resizing, which would blend it into its neighbours
-            views = replace(views, depths=torch.where(views.depths == clip, torch.zeros_like(views.depths),
+        far = None if views.depths is None else far_background(views.depths)
+        if far is not None:  # before resizing, which would blend it into its neighbours
+            views = replace(views, depths=torch.where(views.depths >= far, torch.zeros_like(views.depths),
                                                       views.depths))
-            if not self._far_clip_told:
-                self._far_clip_told = True
-                warnings.warn(f"the depth images hold a far clip plane at {clip:.3f} m (what a renderer writes where "
-                              "it hit nothing): read as no measurement", RuntimeWarning, stacklevel=3)
+            if not self._far_told:
+                self._far_told = True
+                warnings.warn(f"the depth images hold a renderer's background from {far:.3f} m on (a far clip plane "
+                              "or sky, beyond a gap nothing lies in): read as no measurement", RuntimeWarning,
+                              stacklevel=3)
         v = views.resized(*self.input_size(views.height, views.width)).to(self.device)
         c2w = norm.poses_to_canonical(v.camtoworlds.double())
         depths = None if v.depths is None else v.depths.float() * norm.scale

@@ -649,13 +649,14 @@ def test_a_floor_z_the_depth_cameras_contradict_is_warned_once():
         rec.reconstruct(views)
 
 
-def test_a_renderers_far_clip_plane_in_depth_reads_as_no_measurement():
-    """A renderer writes its far plane's z-depth where it hit nothing (here the sky and past the floor's end at 8 m:
-    100 m, or 16UC1's 65.535 m): those pixels measured nothing, and the reconstruction renders exactly as from depth
-    images with 0 there, with one warning. The same scene's depths (exact, whose farthest floor row shares one
-    z-depth; noisy; rounded to millimetres) hold no clip plane, nor does the floor that reaches the far plane."""
+def test_a_renderers_background_in_depth_reads_as_no_measurement():
+    """A renderer writes its far clip plane's z-depth where it hit nothing (here the sky and past the floor's end at
+    8 m: 100 m, or 16UC1's 65.535 m), or a sky sphere's (100 m along each ray): those pixels measured nothing, and
+    the reconstruction renders exactly as from depth images with 0 there, with one warning. The same scene's depths
+    (exact, whose farthest floor row shares one z-depth; noisy; rounded to millimetres; a floor that runs on to the
+    far plane; a few stray far pixels) hold no such background."""
     from lrm4d_ros.model import LRM4D, LRM4DConfig
-    from lrm4d_ros.reconstructor import Reconstructor, far_clip
+    from lrm4d_ros.reconstructor import Reconstructor, far_background
     from lrm4d_ros.views import ViewSet
 
     images, depths, K, c2w = _floor_views(_noise_texture(), res=64)
@@ -664,8 +665,12 @@ def test_a_renderers_far_clip_plane_in_depth_reads_as_no_measurement():
     assert 0.05 < float(sky.float().mean()) < 0.5
     g = torch.Generator().manual_seed(1)
     noisy = depths * (1 + 0.01 * torch.randn(depths.shape, generator=g))
-    for real in (depths, noisy, (depths * 1000).round() / 1000):
-        assert far_clip(real) is None
+    stray = depths.clone()
+    stray[0, 0, :5] = 500.0
+    for real in (depths, noisy, (depths * 1000).round() / 1000, torch.where(sky, torch.tensor(100.0), depths), stray):
+        assert far_background(real) is None
+    o, d = pixel_rays(K, c2w, 64, 64)
+    cos = (d * c2w[:, None, None, :3, 2]).sum(-1).float()
     torch.manual_seed(0)
     model = LRM4D(LRM4DConfig.preset("tiny", image_size=64))
 
@@ -675,21 +680,20 @@ def test_a_renderers_far_clip_plane_in_depth_reads_as_no_measurement():
         out = rec.reconstruct(views).render(c2w[:2], K[:2], 64, 64, torch.zeros(2, dtype=torch.int64))
         return out.colors, out.depths
 
-    for clip in (100.0, 65.535):
-        beyond = sky | (depths > 8.0)  # a floor that ends: past it the renderer hits nothing (it reaches 600 m)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            truth = render(torch.where(beyond, torch.zeros_like(depths), depths), Reconstructor(model, "cpu"))
-        clipped = torch.where(beyond, torch.tensor(clip), depths)
-        assert far_clip(clipped) == pytest.approx(clip)
-        assert far_clip(torch.where(sky | (depths >= clip), torch.tensor(clip), depths)) is None  # no gap before it
+    beyond = sky | (depths > 8.0)  # a floor that ends: past it the renderer hits nothing (it reaches 600 m)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        truth = render(torch.where(beyond, torch.zeros_like(depths), depths), Reconstructor(model, "cpu"))
+    for name, far in (("plane", torch.tensor(100.0)), ("16UC1", torch.tensor(65.535)), ("sphere", 100.0 * cos)):
+        background = torch.where(beyond, far, depths)
+        assert 8.0 < far_background(background) <= float(far.min()), name
         rec = Reconstructor(model, "cpu")
-        with pytest.warns(RuntimeWarning, match=rf"far clip plane at {clip:.3f} m"):
-            got = render(clipped, rec)
+        with pytest.warns(RuntimeWarning, match=r"a renderer's background from \d+\.\d{3} m on"):
+            got = render(background, rec)
         torch.testing.assert_close(got, truth, atol=0, rtol=0)
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # once per Reconstructor
-            render(clipped, rec)
+            render(background, rec)
 
 
 def test_a_world_whose_z_is_not_up_renders_as_its_own_and_is_told_once():
