@@ -91,7 +91,7 @@ def plucker_rays(Ks: Tensor, camtoworlds: Tensor, height: int, width: int) -> Te
 # floor is levelled from measured depth (floor.floor_normal). A camera mounted 1° rolled shifts the cameras' estimate
 # by about that much; a world tilted by 2° cost evaluation bag scene_1002000 2.8 dB RGB-D novel_view unlevelled.
 LEVEL_FROM_CAMERAS_DEG = 5.0
-# The x axes pin up down where their second singular value is this share of the first or more (headings ~35° apart).
+# The x axes pin up down where their second singular value is above this share of the first (headings ~35° apart).
 HEADING_SPREAD = 0.3
 
 
@@ -109,12 +109,13 @@ def levelling(up: Tensor) -> Tensor:
     return torch.eye(3, dtype=torch.float64) + vx + vx @ vx / (1 + c)
 
 
-def camera_up(camtoworlds: Tensor) -> Tensor | None:
+def camera_up(camtoworlds: Tensor, spread: float = HEADING_SPREAD) -> Tensor | None:
     """World up (3,) that cameras (V,4,4) without roll show (orthogonal to every x axis, on the side of their −y
-    axes), or None where their headings are too alike to pin it down (HEADING_SPREAD)."""
+    axes), or None where their headings are too alike to pin it down (the x axes' second singular value not above
+    `spread` of the first)."""
     c2w = torch.as_tensor(camtoworlds, dtype=torch.float64).reshape(-1, 4, 4)
     _, s, vh = torch.linalg.svd(c2w[:, :3, 0])
-    if len(s) < 2 or not s[1] >= HEADING_SPREAD * s[0]:
+    if len(s) < 2 or not s[1] > spread * s[0]:
         return None
     up = vh[-1]
     return up if float(up @ -c2w[:, :3, 1].sum(0)) >= 0 else -up
@@ -313,11 +314,10 @@ def estimate_up(camtoworlds: Tensor) -> Tensor:
     """World "up" (3,) seen by cameras (V,4,4): the direction orthogonal to all their x (right) axes, which
     is exact for cameras without roll; the mean of their −y axes where the x axes do not pin it down."""
     c2w = torch.as_tensor(camtoworlds, dtype=torch.float64).reshape(-1, 4, 4)
+    up = camera_up(c2w, spread=0.1)
+    if up is not None:
+        return up
     mean_up = -c2w[:, :3, 1].mean(0)
-    _, s, vh = torch.linalg.svd(c2w[:, :3, 0])
-    if len(s) >= 2 and s[1] > 0.1 * s[0]:
-        up = vh[-1]
-        return up if float(up @ mean_up) >= 0 else -up
     if mean_up.norm() < 1e-6:
         return torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
     return mean_up / mean_up.norm()

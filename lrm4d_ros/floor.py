@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import plane_kernels
-from .cameras import pixel_rays, scale_K
+from .cameras import levelling, pixel_rays, scale_K
 from .environment import push_pull
 from .pixel_gaussians import z_rays
 
@@ -106,6 +106,16 @@ PERIOD_FOOTPRINT = 0.5  # the period's share of a pixel fades to 0 as its footpr
 PERIOD_TILE = 32  # texture bins across one period, along each translation
 
 
+def _measured_points(origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tensor) -> Tensor | None:
+    """(M,3) float64 points of the measured pixels (z-depths (V,H,W) > 0 along unit rays origins, dirs (V,H,W,3)
+    of cameras with optical axes (V,3)), or None where fewer than 100 pixels are measured."""
+    valid = depths > 0
+    if int(valid.sum()) < 100:
+        return None
+    cos = (dirs * axes[:, None, None, :]).sum(-1)
+    return (origins + dirs * (depths / cos.clamp_min(1e-6))[..., None])[valid].double()
+
+
 def height_from_depth(origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tensor) -> float | None:
     """Height (canonical z) of the floor seen in measured depth, or None: of the heights below the cameras that
     hold FLOOR_SHARE of the measured points (within ±1 bin) spread over MIN_EXTENT along both x and y, the
@@ -113,11 +123,9 @@ def height_from_depth(origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tenso
     of its run; None where under MIN_SUPPORT of the points lie below the cameras.
 
     origins, dirs (V,H,W,3) unit rays; axes (V,3) optical axes; depths (V,H,W) z-depth, 0 = none."""
-    valid = depths > 0
-    if int(valid.sum()) < 100:
+    points = _measured_points(origins, dirs, axes, depths)
+    if points is None:
         return None
-    cos = (dirs * axes[:, None, None, :]).sum(-1)
-    points = (origins + dirs * (depths / cos.clamp_min(1e-6))[..., None])[valid].double()
     below = points[points[:, 2] < float(origins[..., 2].min())]
     if below.shape[0] < MIN_SUPPORT * points.shape[0]:
         return None
@@ -158,14 +166,10 @@ def floor_normal(origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tensor,
     table parallel to it), or None where none holds FLOOR_SHARE of the measured points. Deterministic (a fixed
     seed); ~10 ms for 12 views of 128². origins, dirs (V,H,W,3) unit rays; axes (V,3) optical axes; depths (V,H,W)
     z-depth, 0 = none."""
-    from .cameras import levelling
-
-    valid = depths > 0
-    total = int(valid.sum())
-    if total < 100:
+    points = _measured_points(origins, dirs, axes, depths)
+    if points is None:
         return None
-    cos = (dirs * axes[:, None, None, :]).sum(-1)
-    points = (origins + dirs * (depths / cos.clamp_min(1e-6))[..., None])[valid].double().cpu()
+    points, total = points.cpu(), points.shape[0]
     lowest = origins[..., 2].min()
     turn = None
     if around is not None:  # `around` becomes z: the search below is about z

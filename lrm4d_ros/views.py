@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -138,6 +139,34 @@ class ViewSet:
         return replace(self, images=self.images.to(device), Ks=self.Ks.to(device),
                        camtoworlds=self.camtoworlds.to(device), stamps_ns=self.stamps_ns.to(device),
                        camera_ids=self.camera_ids.to(device), depths=mv(self.depths), alphas=mv(self.alphas))
+
+    @staticmethod
+    def stack(images: list, Ks: list, camtoworlds: list, stamps_ns: list[int], camera_ids: list[int],
+              camera_names: list[str], depths: list | None, size: tuple[int, int]) -> "ViewSet":
+        """One ViewSet of views given one by one, in that order, whose images may differ in size: images (H,W,3)
+        numpy uint8 (0-255) or float32 in [0,1]; Ks (3,3) and camtoworlds (4,4) numpy float64; depths: per view
+        (H,W) float32 metres or None (all zero), or None for no depths. Each size's views are stacked and resized to
+        `size` (H, W) by `resized` (K rescaled, depth nearest)."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, image in enumerate(images):
+            groups.setdefault(tuple(image.shape[:2]), []).append(i)
+        parts, order = [], []
+        for hw, members in groups.items():
+            pixels = [torch.from_numpy(images[i]) for i in members]
+            parts.append(ViewSet(
+                images=torch.stack([p.float() / 255.0 if p.dtype == torch.uint8 else p for p in pixels]),
+                Ks=torch.as_tensor(np.stack([Ks[i] for i in members])),
+                camtoworlds=torch.as_tensor(np.stack([camtoworlds[i] for i in members]), dtype=torch.float64),
+                stamps_ns=torch.tensor([stamps_ns[i] for i in members], dtype=torch.int64),
+                camera_ids=torch.tensor([camera_ids[i] for i in members], dtype=torch.int64),
+                camera_names=list(camera_names),
+                depths=None if depths is None else torch.stack([torch.zeros(hw) if depths[i] is None
+                                                                else torch.from_numpy(depths[i]) for i in members]),
+            ).resized(*size))
+            order += members
+        if len(parts) == 1:
+            return parts[0]
+        return ViewSet.cat(parts).select(torch.argsort(torch.tensor(order)))
 
     @staticmethod
     def cat(views: list["ViewSet"]) -> "ViewSet":

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-import torch
 
 from .geometry import matrix_to_quat, quat_to_matrix, rigid_matrix, slerp
 from .selection import POLICIES, select_views
@@ -109,7 +108,8 @@ class WindowStats:
 def checked_pose(position, quat_wxyz) -> np.ndarray:
     """Camera-to-world (4,4) float64 from a position (3,) and a unit quaternion (4,) wxyz.
 
-    Raises RejectedInput for non-finite values or a quaternion whose squared norm is off 1 by more than 0.01 (as tf2 allows).
+    Raises RejectedInput for non-finite values or a quaternion whose squared norm is off 1 by more than 0.01 (as
+    tf2 allows).
     """
     try:
         return rigid_matrix(position, quat_wxyz)
@@ -650,23 +650,7 @@ class SpaceTimeWindow:
         with_depth = any(d is not None for *_, d in picked)
         newest = max(picked, key=lambda x: x[0])[2]
         H, W = self.image_size or newest.image.shape[:2]
-        # One ViewSet per input size, each resized by ViewSet.resized (K rescaled, depth nearest), then merged.
-        groups: dict[tuple[int, int], list[int]] = {}
-        for k, (_, _, v, _) in enumerate(picked):
-            groups.setdefault(v.image.shape[:2], []).append(k)
-        parts, order = [], []
-        for size, members in groups.items():
-            views = [picked[k] for k in members]
-            images = [torch.from_numpy(v.image).float() / 255.0 if v.image.dtype == np.uint8
-                      else torch.from_numpy(v.image) for _, _, v, _ in views]
-            depths = torch.stack([torch.from_numpy(d) if d is not None else torch.zeros(size)
-                                  for *_, d in views]) if with_depth else None
-            parts.append(ViewSet(
-                images=torch.stack(images), Ks=torch.as_tensor(np.stack([v.K for _, _, v, _ in views])),
-                camtoworlds=torch.as_tensor(np.stack([v.camtoworld for _, _, v, _ in views]), dtype=torch.float64),
-                stamps_ns=torch.tensor([s for s, *_ in views], dtype=torch.int64),
-                camera_ids=torch.tensor([c for _, c, _, _ in views], dtype=torch.int64),
-                camera_names=names, depths=depths).resized(H, W))
-            order += members
-        merged = parts[0] if len(parts) == 1 else ViewSet.cat(parts)
-        return merged.select(torch.argsort(torch.tensor(order)))
+        return ViewSet.stack([v.image for _, _, v, _ in picked], [v.K for _, _, v, _ in picked],
+                             [v.camtoworld for _, _, v, _ in picked], [s for s, *_ in picked],
+                             [c for _, c, _, _ in picked], names, [d for *_, d in picked] if with_depth else None,
+                             (H, W))

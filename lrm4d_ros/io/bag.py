@@ -414,24 +414,11 @@ def read_bag(path: str | Path, cameras: list[str] | None = None, start_s: float 
     # where as many have each), their K scaled, as the node's window does.
     sizes = Counter(px.shape[:2] for px in rgb)
     H, W = max(sizes, key=lambda hw: (sizes[hw], hw[0] * hw[1]))
-    parts, order = [], []
-    for size in sizes:
-        members = [i for i, px in enumerate(rgb) if px.shape[:2] == size]
-        parts.append(ViewSet(
-            images=torch.from_numpy(np.stack([rgb[i] for i in members])).float().div_(255.0),
-            Ks=torch.from_numpy(np.stack([Ks[i] for i in members])),
-            camtoworlds=torch.from_numpy(np.stack([c2w[i] for i in members])),
-            stamps_ns=torch.tensor([stamps[i] for i in members], dtype=torch.int64),
-            camera_ids=torch.tensor([cids[i] for i in members], dtype=torch.int64), camera_names=list(names),
-            depths=torch.from_numpy(np.stack([np.zeros(size, np.float32) if depths[i] is None else depths[i]
-                                              for i in members])) if has_depth else None).resized(H, W))
-        order += members
-    if len(parts) > 1:
+    if len(sizes) > 1:
         resized = sorted({names[cids[i]] for i, px in enumerate(rgb) if px.shape[:2] != (H, W)})
         warnings.warn(f"{path}: camera{'s' if len(resized) > 1 else ''} {', '.join(resized)} resized to {W}x{H}, "
                       "the size most images have (K scaled)", BagWarning, stacklevel=2)
-        return ViewSet.cat(parts).select(torch.argsort(torch.tensor(order)))
-    return parts[0]
+    return ViewSet.stack(rgb, Ks, c2w, stamps, cids, list(names), depths if has_depth else None, (H, W))
 
 
 def _depth(msg, shape: tuple[int, int], topic: str, s: int) -> np.ndarray | None:
