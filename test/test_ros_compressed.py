@@ -114,8 +114,8 @@ def test_node_rectifies_a_distorted_camera(tmp_path):
         distorted.p = [P[0, 0], 0.0, P[0, 2], 0.0, 0.0, P[1, 1], P[1, 2], 0.0, 0.0, 0.0, 1.0, 0.0]
         for _ in range(3):
             pub.pubs[cam0][0].publish(distorted)
-        wait_for(lambda: cam0 in session.node._rectify and session.node._rectify[cam0][1].maps is not None, 20.0,
-                 "the distorted camera_info")
+        rectify = session.node._ingest._rectify
+        wait_for(lambda: cam0 in rectify and rectify[cam0][1].maps is not None, 20.0, "the distorted camera_info")
         for i in range(4):  # cam0's views without their (undistorted) camera_info
             if scene.camera_names[int(scene.camera_ids[i])] == cam0:
                 _, pose_i, image_i = pub.messages(i)

@@ -15,7 +15,7 @@ from conftest import require_ros_interfaces  # noqa: E402
 
 require_ros_interfaces()
 from lrm4d_ros.ros.inprocess import InProcessSession, wait_for  # noqa: E402
-from lrm4d_ros.ros.reconstruct_node import INFO_WAIT  # noqa: E402
+from lrm4d_ros.io.ingest import INFO_WAIT  # noqa: E402
 from lrm4d_ros.window import RejectedInput  # noqa: E402
 from lrm4d_ros.ros.interfaces import RenderView  # noqa: E402
 
@@ -243,7 +243,7 @@ def test_bad_input_is_rejected_with_reasons_and_good_input_still_works(session, 
 def test_images_that_come_before_their_camera_info_are_held_for_it(session, scene):
     # a driver publishes CameraInfo and Image together: the image's callback may run first
     camx = [c.name for c in session.node.cfg.cameras].index(EXTRA_CAM)
-    held, window = session.node._awaiting_info, session.node.window
+    held, window = session.node._ingest._awaiting_info, session.node.window
     stray = session.client.create_publisher(Image, f"/{EXTRA_CAM}/image_raw", 10)
     info = session.client.create_publisher(CameraInfo, f"/{EXTRA_CAM}/camera_info", 10)
     wait_for(lambda: stray.get_subscription_count() > 0 and info.get_subscription_count() > 0, 20.0,
@@ -290,17 +290,18 @@ def test_a_frame_waits_for_live_cameras_that_have_no_view_yet(session, monkeypat
     newest = max(buffered.values())
     monkeypatch.setattr(node.window, "newest_per_camera", lambda: {n: newest for n in buffered})
     now = time.monotonic()
-    monkeypatch.setattr(node, "_last_image_at", [now if n in buffered else -math.inf for n in names])
-    monkeypatch.setattr(node, "_first_image_at", now - 60.0)  # long past start-up
+    ingest = node._ingest
+    monkeypatch.setattr(ingest, "_last_image_at", [now if n in buffered else -math.inf for n in names])
+    monkeypatch.setattr(ingest, "_first_image_at", now - 60.0)  # long past start-up
     assert node._frame_complete()
-    node._last_image_at[names.index(EXTRA_CAM)] = now - 1.0  # camx sent an image a second ago, none buffered
+    ingest._last_image_at[names.index(EXTRA_CAM)] = now - 1.0  # camx sent an image a second ago, none buffered
     assert EXTRA_CAM not in buffered and not node._frame_complete()
-    node._last_image_at[names.index(EXTRA_CAM)] = now - 60.0  # a camera silent for a minute is not waited for
+    ingest._last_image_at[names.index(EXTRA_CAM)] = now - 60.0  # a camera silent for a minute is not waited for
     assert node._frame_complete()
     # a configured camera never heard from is waited for only in the node's first seconds (start-up)
-    node._last_image_at[names.index(EXTRA_CAM)] = -math.inf
+    ingest._last_image_at[names.index(EXTRA_CAM)] = -math.inf
     assert node._frame_complete()
-    node._first_image_at = now - 1.0
+    ingest._first_image_at = now - 1.0
     assert not node._frame_complete()
 
 
@@ -538,20 +539,6 @@ def test_render_view_cli_writes_the_nodes_view(session, scene, tmp_path):
     mm = cv2.imread(f"{out}_depth.png", cv2.IMREAD_UNCHANGED)
     # rounded to the millimetre, from the node's float32 depth (2 ulp of slack: far pixels lie tens of metres away)
     assert mm.dtype == np.uint16 and (np.abs(mm / 1000.0 - depth) <= 0.0005 + 2.4e-7 * depth + 1e-6).all()
-
-
-def test_inbox_drops_the_oldest_under_overload_and_counts_images():
-    from lrm4d_ros.ros.reconstruct_node import _Inbox
-
-    box = _Inbox(cameras=2, size=3)
-    for k in range(5):
-        box.put(0, "image", f"img{k}")
-    box.put(0, "pose", "pose5")
-    box.put(1, "image", "other")
-    items = box.take(timeout=0.0)
-    assert [(cam, kind, msg) for _, cam, kind, msg, _ in items] == [(0, "image", "img3"), (0, "image", "img4"),
-                                                                   (0, "pose", "pose5"), (1, "image", "other")]
-    assert box.received_images == [5, 1] and box.dropped_images == [3, 0] and box.take(timeout=0.0) == []
 
 
 def test_parameters_read_only_or_honoured_at_run_time(session):

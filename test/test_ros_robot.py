@@ -83,7 +83,7 @@ def test_a_robots_streams_reconstruct_as_the_contract_views_do():
             for n in names:
                 depth_pubs[n][0].publish(camera_info_msg(K, SIZE, SIZE, 0, f"{n}_depth_optical_frame", RCLPY))
             with session.node._lock:
-                return all(n in session.node._depth_rectify for n in names)
+                return all(n in session.node._ingest._depth_rectify for n in names)
         wait_for(depth_infos_held, 20.0, "the depth cameras' camera_info held by the node")
         for i in torch.argsort(inputs.stamps_ns).tolist():
             n, stamp = names[int(inputs.camera_ids[i])], int(inputs.stamps_ns[i])

@@ -198,7 +198,7 @@ def test_pose_topics_in_another_frame_are_mapped_by_tf(tmp_path):
             transforms=[transform_msg(mocap, 0, "world", "mocap", RCLPY)]))
         session.publish_camera_infos()
         # the node holds the static transform before any pose in its frame arrives (a pose it cannot map is refused)
-        wait_for(lambda: "mocap" in session.node._tf.tree.frames, 20.0, "the mocap frame in the node's TF")
+        wait_for(lambda: "mocap" in session.node._ingest.tf.tree.frames, 20.0, "the mocap frame in the node's TF")
         for i in torch.argsort(scene.stamps_ns).tolist():
             n, stamp = scene.camera_names[int(scene.camera_ids[i])], int(scene.stamps_ns[i])
             in_mocap = np.linalg.inv(mocap) @ scene.camtoworlds[i].numpy()

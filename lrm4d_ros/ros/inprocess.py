@@ -128,8 +128,7 @@ class InProcessSession:
         def sent_and_held():
             for i in first.values():
                 self.publisher.pubs[v.camera_names[int(v.camera_ids[i])]][0].publish(self.publisher.messages(i)[0])
-            with self.node._lock:
-                return all(v.camera_names[c] in self.node._infos for c in first)
+            return all(self.node._ingest.info(v.camera_names[c]) is not None for c in first)
 
         end = time.monotonic() + timeout
         while not sent_and_held():

@@ -5,9 +5,9 @@
 
 Inputs per camera (relative topics, remappable): colour Image, CameraInfo, PoseStamped (or TF) and optionally a
 registered depth Image; images and depth may come compressed instead, as image_transport's plugins publish them
-(`image_transport: compressed`, `depth_transport: compressedDepth`). Subscription callbacks only enqueue the
-message; one ingest thread decodes and checks it (io/messages.py, io/compressed.py) and puts it into a
-SpaceTimeWindow, whose stamps are bounded by the node's clock (ROS time: `use_sim_time` for bag playback). A
+(`image_transport: compressed`, `depth_transport: compressedDepth`). Subscription callbacks only enqueue the message
+(io/ingest.py's Inbox); one ingest thread decodes, checks, rectifies and poses it (its Ingest, ROS-free) and puts it
+into a SpaceTimeWindow, whose stamps are bounded by the node's clock (ROS time: `use_sim_time` for bag playback). A
 reconstruction thread wakes when new views arrive (at most `reconstruction_rate_hz`, waiting up to `gather_s` for
 the other cameras' views of the same instant), runs the model and publishes ~/gaussians (PointCloud2, sliced at the
 window's newest stamp) and ~/status. Virtual cameras (~/<name>/image, depth, camera_info, with a static TF of their
@@ -19,7 +19,6 @@ stops the node; under overload the oldest queued input is dropped and counted.
 from __future__ import annotations
 
 import faulthandler
-import itertools
 import math
 import os
 import signal
@@ -27,7 +26,7 @@ import sys
 import threading
 import time
 import warnings
-from collections import Counter, OrderedDict, deque
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -45,12 +44,9 @@ from rclpy.task import Future as RclFuture
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..cameras import SceneNormalization
-from ..io.compressed import compressed_depth, compressed_rgb
-from ..io.rectify import Rectification, info_key, rectified_topic
-from ..io.register import register_depth
-from ..io.messages import (MessageError, UnsupportedEncoding, camera_info_K, camera_info_msg, float_image_msg,
-                           image_depth, image_msg, image_rgb, pointcloud2_msg, pose_matrix, time_msg, time_ns,
-                           transform_msg)
+from ..io.ingest import Inbox, Ingest
+from ..io.messages import (camera_info_K, camera_info_msg, float_image_msg, image_msg, pointcloud2_msg, pose_matrix,
+                           time_msg, time_ns, transform_msg)
 from ..model import BF16_CHOICES
 from ..reconstructor import Reconstructor
 from ..window import LIVE_S, RejectedInput, SpaceTimeWindow
@@ -61,65 +57,14 @@ from .tf_listener import TfListener
 
 NODE_NAME = "lrm4d_reconstruct"
 LOG_THROTTLE_S = 2.0
-# Images and depths of a camera whose first camera_info has not come yet are held (up to this many per camera,
-# the oldest then refused): a driver publishes CameraInfo and Image together and the image's callback may run first
-INFO_WAIT = 8
 SILENT_S, SILENT_REPEAT_S = 5.0, 30.0  # a camera with no image this long after start is warned of, then this often
-# With pose_source tf, images whose transform has not arrived yet wait (up to this many per camera, and up to
-# pose_wait_s each): a robot's TF comes after the camera's image, as tf2_ros's MessageFilter waits for it.
-TF_WAIT = 8
-STALLED = 3  # an image or depth held this many pose_wait_s in steady time is refused whatever the clock says
 RENDER_DRAIN_S = 10.0  # at shutdown, how long render requests being rendered are waited for, to be answered
 ANSWER_GRACE_S = 0.5  # then how long the executor spins on, so that the answers reach their callers
-ARRIVALS_KEPT = 4096
 # A burst of requests larger than the DDS history is silently dropped by the middleware; keep room for bursts.
 SERVICE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=64, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 STEADY = Clock(clock_type=ClockType.STEADY_TIME)  # timers that must run whatever ROS time does (sim time)
-
-
-class _Inbox:
-    """Per-camera bounded FIFOs of (sequence, camera, kind, message, arrival): the callbacks' only work is `put`. When a
-    camera's queue is full its oldest entry is dropped (images dropped are counted per camera)."""
-
-    def __init__(self, cameras: int, size: int):
-        self.queues = [deque() for _ in range(cameras)]
-        self.size = size
-        self.dropped_images = [0] * cameras
-        self.received_images = [0] * cameras
-        self.cond = threading.Condition()
-        self._seq = itertools.count()
-        self._woken = False
-
-    def put(self, cam: int, kind: str, msg) -> None:
-        item = (next(self._seq), cam, kind, msg, time.monotonic())
-        with self.cond:
-            q = self.queues[cam]
-            if kind == "image":
-                self.received_images[cam] += 1
-            q.append(item)
-            if len(q) > self.size:
-                if q.popleft()[2] == "image":
-                    self.dropped_images[cam] += 1
-            self.cond.notify()
-
-    def wake(self) -> None:
-        """Return the ingest thread's `take` now (new TF: images waiting for it may go in)."""
-        with self.cond:
-            self._woken = True
-            self.cond.notify()
-
-    def take(self, timeout: float) -> list:
-        """Everything queued, in arrival order (waits up to `timeout` s for something, or a `wake`)."""
-        with self.cond:
-            if not any(self.queues) and not self._woken:
-                self.cond.wait(timeout)
-            self._woken = False
-            items = [x for q in self.queues for x in q]
-            for q in self.queues:
-                q.clear()
-        return sorted(items, key=lambda x: x[0])
 
 
 class ReconstructNode(Node):
@@ -162,26 +107,12 @@ class ReconstructNode(Node):
 
             self._viewer = Viewer(port=cfg.viewer_port, host="0.0.0.0", label=NODE_NAME)
 
-        self._lock = threading.Lock()  # guards the fields below; the window has its own lock
-        self._infos: dict[str, tuple[np.ndarray, int, int]] = {}
-        # per camera: (info_key of its last camera_info, its Rectification): maps are rebuilt only when it changes
-        self._rectify: dict[str, tuple[tuple, Rectification]] = {}
-        # depth in its own frame: per camera (info_key, Rectification) of the depth camera; the colour optical frame
-        self._depth_rectify: dict[str, tuple[tuple, Rectification]] = {}
-        self._depth_waiting: dict[int, deque] = {}  # camera id -> depths held for their camera_info or TF
-        self._tf_new = threading.Event()  # TF came while depths were held
+        self._lock = threading.Lock()  # guards the fields below; the window and the ingest have their own locks
         self._started = time.monotonic()
         self._silent_warned: dict[str, float] = {}  # camera -> when its silence was last warned of (steady s)
         self._publisher_seen: dict[str, float] = {}  # camera -> when a publisher of its image topic was first seen
-        self._colour_frame: dict[str, str] = {}
-        self._awaiting_info: dict[int, deque] = {}  # camera id -> (kind, msg, arrival) held for its camera_info
-        self._images_awaiting_info = [0] * len(cfg.cameras)  # their images, for the status (under _lock)
-        self._info_refused: dict[str, str] = {}  # camera -> why its last camera_info was refused (ingest thread)
-        self._arrivals: OrderedDict[tuple[int, int], float] = OrderedDict()  # (camera id, stamp) -> monotonic s
         self._rejections: Counter = Counter()  # refused by the node itself (the window counts its own)
         self._rejected_images = [0] * len(cfg.cameras)
-        self._last_image_at = [-math.inf] * len(cfg.cameras)  # monotonic s of each camera's last image taken in
-        self._first_image_at: float | None = None  # monotonic s of the first image (after a silence) of any camera
         self._last_error, self._last_error_at = "", 0.0  # and when (steady s): the status says how long ago
         # (reason, camera) -> (monotonic s, suppressed since): one camera's stream of bad input does not hide
         # another's
@@ -206,13 +137,16 @@ class ReconstructNode(Node):
                        else ReliabilityPolicy.RELIABLE)
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.input_queue_depth, reliability=reliability,
                          durability=DurabilityPolicy.VOLATILE)
-        self._inbox = _Inbox(len(cfg.cameras), cfg.ingest_queue_size)
+        self._inbox = Inbox(len(cfg.cameras), cfg.ingest_queue_size)
+        self._ingest: Ingest | None = None
         # TF: the cameras' poses (pose_source tf), pose topics in another frame, where a depth camera sits
-        self._tf = None
-        self._tf_waiting = [deque() for _ in cfg.cameras]  # pose_source tf: decoded images waiting for their TF
+        tf = None
         if cfg.pose_source == "tf" or RCLPY.TFMessage is not None:  # also maps poses and depth from other frames
-            self._tf = TfListener(self, cfg.pose_tolerance_s, cfg.pose_max_gap_s, on_update=self._tf_arrived,
-                                  on_error=lambda text: self._refuse("bad_tf", text))
+            tf = TfListener(self, cfg.pose_tolerance_s, cfg.pose_max_gap_s, on_update=self._tf_arrived,
+                            on_error=lambda text: self._refuse("bad_tf", text))
+        self._ingest = Ingest(self.window, cfg.cameras, pose_source=cfg.pose_source, world_frame=cfg.world_frame,
+                              pose_wait_s=cfg.pose_wait_s, rectify=cfg.rectify != "off", tf=tf, refuse=self._refuse,
+                              accepted=self._dirty, topic=self.resolve_topic_name, info=self.get_logger().info)
         for i, cam in enumerate(cfg.cameras):
             # One exclusive group per camera keeps its messages in arrival order (a reentrant group may run two
             # callbacks of one subscription at once, and enqueue them swapped); cameras still run in parallel.
@@ -316,280 +250,22 @@ class ReconstructNode(Node):
         clock or of the other cameras): counted there, logged here. Called under the window's lock."""
         self._refuse(exc.reason, f"{camera}: {exc}", counted=True, camera=camera)
 
+    def _tf_arrived(self) -> None:
+        """A TF message was added (executor thread): wake the ingest thread if images or depths wait for TF."""
+        if self._ingest is not None and self._ingest.tf_arrived():
+            self._inbox.wake()
+
     def _ingest_loop(self) -> None:
         while not self._stop.is_set():
             for _, cam_id, kind, msg, arrival in self._inbox.take(timeout=0.2):
                 try:
-                    getattr(self, f"_on_{kind}")(cam_id, self.cfg.cameras[cam_id], msg, arrival)
+                    self._ingest.handle(cam_id, kind, msg, arrival)
                 except Exception as exc:  # a bug must not end the ingest thread: report it and go on
                     self._refuse("internal_error", f"{kind}: {type(exc).__name__}: {exc}")
             try:
-                if self.cfg.pose_source == "tf":
-                    self._release_tf_waiting()
-                if self._tf_new.is_set():
-                    self._tf_new.clear()
-                    self._retry_depths()
-                if self._depth_waiting:
-                    self._expire_held_depths()
+                self._ingest.poll()
             except Exception as exc:
                 self._refuse("internal_error", f"TF: {type(exc).__name__}: {exc}")
-
-    def _rectification(self, cache: dict, cam, msg: CameraInfo, topic: str, what: str) -> Rectification:
-        """The camera's Rectification for camera_info `msg` (`what`: "camera_info", "depth camera_info") of images
-        on `topic`, rebuilt only when the camera_info changes (drivers send one per frame); cache: {camera:
-        (info_key, Rectification)}. MessageError if bad."""
-        key = info_key(msg)
-        known = cache.get(cam.name)
-        if known is not None and known[0] == key:
-            return known[1]
-        rect = Rectification(msg, rectified=rectified_topic(topic), rectify=self.cfg.rectify != "off")
-        if rect.maps is not None and known is None:
-            self.get_logger().info(f"{cam.name}: {what} has lens distortion ({msg.distortion_model}): its images are "
-                                   "rectified onto P's intrinsics (rectify: auto)")
-        cache[cam.name] = (key, rect)
-        return rect
-
-    def _on_info(self, cam_id: int, cam, msg: CameraInfo, arrival: float) -> None:
-        try:
-            rect = self._rectification(self._rectify, cam, msg, cam.image_topic, "camera_info")
-        except MessageError as exc:
-            self._info_refused[cam.name] = str(exc)
-            return self._refuse("bad_camera_info", f"{cam.name} camera_info: {exc}", camera=cam.name)
-        with self._lock:
-            self._infos[cam.name] = (rect.K, *rect.size)
-        self._colour_frame[cam.name] = cam.frame_id or msg.header.frame_id
-        held = self._awaiting_info.pop(cam_id, ())
-        self._count_awaiting_info(cam_id)
-        for kind, msg_, arrival_ in held:  # what came before it, in order
-            getattr(self, f"_on_{kind}")(cam_id, cam, msg_, arrival_)
-
-    def _on_pose(self, cam_id: int, cam, msg: PoseStamped, arrival: float) -> None:
-        frame, world, stamp = msg.header.frame_id, self.cfg.world_frame, time_ns(msg.header.stamp)
-        try:
-            T = pose_matrix(msg)
-            if frame and frame != world:  # a pose in another frame (motion capture's): mapped by TF
-                try:
-                    if self._tf is None:
-                        raise RejectedInput("tf2_msgs is not installed (scripts/build_ros.sh builds it)", "no_pose")
-                    T = self._tf.lookup(world, frame, stamp) @ T
-                except RejectedInput as exc:
-                    return self._refuse("pose_frame", f"{cam.name} pose: frame {frame!r} is not world_frame {world!r}"
-                                                      f" and TF does not map it: {exc}", camera=cam.name)
-            if self.window.add_pose(cam.name, stamp, T):
-                self._dirty()  # it completed images that waited for a pose
-        except MessageError as exc:
-            self._refuse("bad_pose", f"{cam.name} pose: {exc}", camera=cam.name)
-        except RejectedInput as exc:
-            self._refuse(exc.reason, str(exc), counted=True, camera=cam.name)
-
-    def _camera_info(self, cam, size: tuple[int, int], what: str) -> tuple[np.ndarray, int, int]:
-        """The camera's (K, width, height), checked against an image's size (width, height)."""
-        with self._lock:
-            info = self._infos.get(cam.name)
-        if info is None:
-            raise RejectedInput(f"{cam.name} {what}: no camera_info received yet on "
-                                f"{self.resolve_topic_name(cam.info_topic)}", "no_camera_info")
-        if tuple(size) != info[1:]:
-            raise RejectedInput(f"{cam.name} {what}: image is {size[0]}x{size[1]} but camera_info says "
-                                f"{info[1]}x{info[2]}", "size_mismatch" if what == "image" else "depth_size")
-        return info
-
-    def _count_awaiting_info(self, cam_id: int) -> None:
-        n = sum(kind == "image" for kind, *_ in self._awaiting_info.get(cam_id, ()))  # (ingest thread: no race)
-        with self._lock:
-            self._images_awaiting_info[cam_id] = n
-
-    def _hold_for_info(self, cam_id: int, cam, kind: str, msg: Image, arrival: float) -> bool:
-        """Hold an image or depth of a camera that has had no camera_info yet (ingest thread only); True if held.
-        Beyond INFO_WAIT held inputs the oldest is refused (no_camera_info)."""
-        with self._lock:
-            if cam.name in self._infos:
-                return False
-        q = self._awaiting_info.setdefault(cam_id, deque())
-        q.append((kind, msg, arrival))
-        old_kind = q.popleft()[0] if len(q) > INFO_WAIT else None
-        self._count_awaiting_info(cam_id)
-        if old_kind:
-            why = self._info_refused.get(cam.name)
-            self._refuse("no_camera_info", f"{cam.name} {old_kind}: no camera_info received yet on "
-                                           f"{self.resolve_topic_name(cam.info_topic)}"
-                                           + (f" (the last one was refused: {why})" if why else ""),
-                         cam_id if old_kind == "image" else None, camera=cam.name)
-        return True
-
-    def _on_image(self, cam_id: int, cam, msg: Image, arrival: float) -> None:
-        stamp = time_ns(msg.header.stamp)
-        if self._hold_for_info(cam_id, cam, "image", msg, arrival):
-            return
-        try:
-            compressed = isinstance(msg, CompressedImage)  # its size is known only once decoded
-            if not compressed:
-                K, _, _ = self._camera_info(cam, (int(msg.width), int(msg.height)), "image")
-            try:
-                rgb = compressed_rgb(msg) if compressed else image_rgb(msg)
-            except UnsupportedEncoding as exc:
-                raise RejectedInput(f"{cam.name} image: {exc}", "bad_encoding") from None
-            except MessageError as exc:  # its layout (step, data size) or payload (a PNG that does not decode)
-                raise RejectedInput(f"{cam.name} image: {exc}", "bad_image") from None
-            if compressed:
-                K, _, _ = self._camera_info(cam, rgb.shape[1::-1], "image")
-            rgb = self._rectify[cam.name][1].colour(rgb)
-            frame = cam.frame_id or msg.header.frame_id
-            if self.cfg.pose_source == "tf":
-                if not frame:
-                    raise RejectedInput(f"{cam.name} image: pose_source is tf but the image has no header.frame_id "
-                                        f"and the camera no frame_id parameter", "no_pose")
-                try:  # a stamp far ahead would wait for TF forever
-                    self.window.check_clock(stamp)
-                except RejectedInput as exc:
-                    raise RejectedInput(f"{cam.name}: {exc}", exc.reason) from None
-        except RejectedInput as exc:
-            return self._refuse(exc.reason, str(exc), cam_id)
-        if self.cfg.pose_source != "tf":
-            return self._admit(cam_id, cam, rgb, K, stamp, None, arrival)
-        self._tf_waiting[cam_id].append((rgb, K, stamp, frame, arrival))  # behind any of its camera's still waiting
-        self._release_tf_waiting()
-
-    def _tf_arrived(self) -> None:
-        """A TF message was added (executor thread): wake the ingest thread if images or depths wait for TF."""
-        if any(self._tf_waiting) or any(self._depth_waiting.values()):
-            self._tf_new.set()
-            self._inbox.wake()
-
-    def _release_tf_waiting(self) -> None:
-        """Pose the images waiting for TF, each camera's in order: those whose transform is now known go into the
-        window; one that TF can no longer serve, or beyond TF_WAIT, or that waited pose_wait_s is refused. It has
-        waited that long when both the node's clock (ROS time: a bag's with use_sim_time) has passed its stamp by
-        pose_wait_s and pose_wait_s of steady time have passed since it came (a bag played 8x fast runs the clock
-        ahead of when its TF can be taken), or STALLED times that in steady time alone (a clock that stands still:
-        a bag played to its end)."""
-        world = self.cfg.world_frame
-        newest = self.window.now_ns()  # the clock; where it is unknown, the newest image's stamp
-        if newest is None:
-            newest = max([w[-1][2] for w in self._tf_waiting if w] + [self.window.newest_stamp_ns() or -1])
-        for cam_id, waiting in enumerate(self._tf_waiting):
-            while waiting:
-                rgb, K, stamp, frame, arrival = waiting[0]
-                on_clock, steady, limit = (newest - stamp) * 1e-9, time.monotonic() - arrival, self.cfg.pose_wait_s
-                late = (f" ({len(waiting) - 1} newer images of this camera wait)" if len(waiting) > TF_WAIT else
-                        f" (waited {max(on_clock, steady):.2f} s)" if (on_clock > limit and steady > limit)
-                        or steady > STALLED * limit else "")
-                try:  # waited long enough: the transform as it stands now (the newest held within pose_tolerance_s)
-                    T = self._tf.lookup(world, frame, stamp, wait=not late)
-                except RejectedInput as exc:
-                    waiting.popleft()
-                    self._refuse("no_pose", f"{self.cfg.cameras[cam_id].name} image: no TF {world} <- {frame} at "
-                                            f"{stamp} ns{late}: {exc}", cam_id)
-                    continue
-                if T is None:
-                    break
-                waiting.popleft()
-                self._admit(cam_id, self.cfg.cameras[cam_id], rgb, K, stamp, T, arrival)
-
-    def _admit(self, cam_id: int, cam, rgb: np.ndarray, K: np.ndarray, stamp: int, T: np.ndarray | None,
-               arrival: float) -> None:
-        """A decoded image into the window (posed by T, or by its pose topic where T is None)."""
-        try:
-            status = self.window.add_view(cam.name, rgb, K, stamp, camtoworld=T)
-        except RejectedInput as exc:
-            return self._refuse(exc.reason, str(exc), counted=True, camera=cam.name)
-        with self._lock:
-            if arrival - max(self._last_image_at) > LIVE_S:  # the first image, or the first after a silence
-                self._first_image_at = arrival
-            self._last_image_at[cam_id] = arrival
-            self._arrivals[(cam_id, stamp)] = arrival
-            while len(self._arrivals) > ARRIVALS_KEPT:
-                self._arrivals.popitem(last=False)
-        if status == "accepted":
-            self._dirty()
-
-    def _on_depth_info(self, cam_id: int, cam, msg: CameraInfo, arrival: float) -> None:
-        """The depth camera's own CameraInfo (used for depth in another frame than the colour image's)."""
-        try:
-            self._rectification(self._depth_rectify, cam, msg, cam.depth_topic, "depth camera_info")
-        except MessageError as exc:
-            return self._refuse("bad_camera_info", f"{cam.name} depth camera_info: {exc}", camera=cam.name)
-        self._retry_depths(cam_id)
-
-    def _retry_depths(self, cam_id: int | None = None) -> None:
-        """Register again the depths held for their camera_info or TF (of camera `cam_id`, or of every camera)."""
-        for i in [cam_id] if cam_id is not None else list(self._depth_waiting):
-            held, self._depth_waiting[i] = self._depth_waiting.get(i, deque()), deque()
-            for msg, arrival, _ in held:  # in order; one that still cannot be registered is held again
-                self._on_depth(i, self.cfg.cameras[i], msg, arrival)
-
-    def _on_depth(self, cam_id: int, cam, msg: Image, arrival: float) -> None:
-        if self._hold_for_info(cam_id, cam, "depth", msg, arrival):
-            return
-        stamp = time_ns(msg.header.stamp)
-        colour = self._colour_frame.get(cam.name, "")
-        own_frame = bool(msg.header.frame_id and colour and msg.header.frame_id != colour)
-        try:
-            compressed = isinstance(msg, CompressedImage)  # its size is known only once decoded
-            if not compressed and not own_frame:
-                self._camera_info(cam, (int(msg.width), int(msg.height)), "depth")
-            try:
-                depth = compressed_depth(msg) if compressed else image_depth(msg)
-            except MessageError as exc:
-                raise RejectedInput(f"{cam.name} depth: {exc}", "depth_invalid") from None
-            if own_frame:
-                depth = self._register_depth(cam, depth, msg.header.frame_id, colour, stamp)
-            else:
-                if compressed:
-                    self._camera_info(cam, depth.shape[::-1], "depth")
-                depth = self._rectify[cam.name][1].depth(depth)
-        except RejectedInput as exc:
-            if exc.reason == "depth_frame":  # its camera_info or TF may still come (a node starting up)
-                return self._hold_depth(cam_id, cam, msg, arrival, exc)
-            return self._refuse(exc.reason, str(exc), camera=cam.name)
-        try:
-            if self.window.add_depth(cam.name, stamp, depth) == "attached":
-                self._dirty()  # the window's depth changed: worth a new reconstruction
-        except RejectedInput as exc:
-            self._refuse(exc.reason, str(exc), counted=True, camera=cam.name)
-
-    def _hold_depth(self, cam_id: int, cam, msg, arrival: float, exc: RejectedInput) -> None:
-        """Hold a depth that cannot be registered yet (up to INFO_WAIT per camera; beyond, the oldest is refused
-        with the reason): at start-up the depth camera's camera_info and /tf_static often come after its first
-        images."""
-        q = self._depth_waiting.setdefault(cam_id, deque())
-        q.append((msg, arrival, str(exc)))
-        if len(q) > INFO_WAIT:
-            q.popleft()
-            self._refuse(exc.reason, str(exc), camera=cam.name)
-
-    def _expire_held_depths(self) -> None:
-        """Refuse, with the reason they were held, depths held STALLED * pose_wait_s in steady time: a short stream
-        whose camera_info or TF never comes would otherwise leave them held without a word."""
-        now = time.monotonic()
-        for cam_id, q in self._depth_waiting.items():
-            while q and now - q[0][1] > STALLED * self.cfg.pose_wait_s:
-                _, arrival, why = q.popleft()
-                self._refuse("depth_frame", f"{why} (held {now - arrival:.1f} s)", camera=self.cfg.cameras[cam_id].name)
-
-    def _register_depth(self, cam, depth: np.ndarray, frame: str, colour: str, stamp: int) -> np.ndarray:
-        """Depth (h,w) metres of a depth camera in its own optical frame -> (H,W) z-depth in the colour camera (0 =
-        none), registered as depth_image_proc does (io/register.py) with the depth camera's camera_info and the TF
-        colour <- depth at the depth's stamp. RejectedInput (depth_frame, depth_size) saying what is missing."""
-        where = f"{cam.name} depth in frame {frame!r}, not the colour image's {colour!r}"
-        known = self._depth_rectify.get(cam.name)
-        if known is None:
-            raise RejectedInput(f"{where}: registering it needs the depth camera's camera_info, none yet on "
-                                f"{self.resolve_topic_name(cam.depth_info_topic)} (cameras.{cam.name}."
-                                f"depth_info_topic)", "depth_frame")
-        rect = known[1]
-        if depth.shape[::-1] != rect.size:
-            raise RejectedInput(f"{where}: image is {depth.shape[1]}x{depth.shape[0]} but its camera_info says "
-                                f"{rect.size[0]}x{rect.size[1]}", "depth_size")
-        if self._tf is None:
-            raise RejectedInput(f"{where}: registering it needs TF, and tf2_msgs is not installed (scripts/"
-                                f"build_ros.sh builds it)", "depth_frame")
-        try:
-            colour_from_depth = self._tf.lookup(colour, frame, stamp)
-        except RejectedInput as exc:
-            raise RejectedInput(f"{where}: no TF {colour} <- {frame}: {exc}", "depth_frame") from None
-        K, W, H = self._infos[cam.name]
-        return register_depth(rect.depth(depth), rect.K, colour_from_depth, K, (W, H))
 
     # -- reconstruction (its own thread) -----------------------------------------------------------------
     def _dirty(self) -> None:
@@ -609,10 +285,9 @@ class ReconstructNode(Node):
         if not newest:
             return True
         now = time.monotonic()
-        with self._lock:
-            starting = self._first_image_at is not None and now - self._first_image_at <= LIVE_S
-            live = {c.name for c, t in zip(self.cfg.cameras, self._last_image_at)
-                    if now - t <= LIVE_S or (starting and t == -math.inf)}
+        first, last = self._ingest.image_times()
+        starting = first is not None and now - first <= LIVE_S
+        live = {c.name for c, t in zip(self.cfg.cameras, last) if now - t <= LIVE_S or (starting and t == -math.inf)}
         if not live <= newest.keys():
             return False
         return min(newest.values()) >= max(newest.values()) - int(self.cfg.gather_s * 1e9)
@@ -679,7 +354,7 @@ class ReconstructNode(Node):
         if cloud is not None:
             self.gaussians_pub.publish(cloud)
         with self._lock:
-            arrival = self._arrivals.get(key)
+            arrival = self._ingest.arrival(*key)
             self._latency = (time.monotonic() - arrival) if arrival is not None else float("nan")
         return True
 
@@ -694,9 +369,7 @@ class ReconstructNode(Node):
             self._n_gaussians = counts
 
     def _status_tick(self) -> None:
-        with self._inbox.cond:
-            idle = not any(self._inbox.queues)
-        if idle:  # images waiting for a pose that stopped expire even without new input (never while behind)
+        if self._inbox.idle():  # images waiting for a pose that stopped expire without new input (never while behind)
             self.window.expire()
         self._warn_silent_cameras()
         self.status_pub.publish(self._status())
@@ -746,7 +419,6 @@ class ReconstructNode(Node):
             msg.reconstruction_time = float(self._reconstruction_time)
             msg.latency = float(self._latency)
             rejected_here = list(self._rejected_images)
-            held = list(self._images_awaiting_info)
             reasons = Counter(st.rejections) + self._rejections
             msg.reconstructions = self._serial
             msg.renders_served = self._renders_served
@@ -762,7 +434,7 @@ class ReconstructNode(Node):
         msg.kept_per_camera = [c.kept for c in cams]
         msg.dropped_per_camera = [c.dropped + o for c, o in zip(cams, overload)]
         msg.rejected_per_camera = [c.rejected + r for c, r in zip(cams, rejected_here)]
-        msg.pending_per_camera = [c.pending + len(w) + h for c, w, h in zip(cams, self._tf_waiting, held)]
+        msg.pending_per_camera = [c.pending + h for c, h in zip(cams, self._ingest.pending())]
         msg.views_received, msg.views_kept = sum(received), sum(msg.kept_per_camera)
         msg.views_dropped, msg.views_rejected = sum(msg.dropped_per_camera), sum(msg.rejected_per_camera)
         msg.rejection_reasons = sorted(reasons)
