@@ -40,7 +40,8 @@ from lrm4d_ros.data.protocols import split_protocol
 from lrm4d_ros.data.raycast import surface_ids
 from lrm4d_ros.gaussians import Gaussians4D
 from lrm4d_ros.metrics import psnr
-from lrm4d_ros.reconstructor import Reconstructor, estimate_background, render_at_times
+from lrm4d_ros.reconstruction import render_at_times
+from lrm4d_ros.reconstructor import Reconstructor, estimate_background
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TEMPORAL_EXTENTS = (0.05, 0.1, 0.2, 0.5)

@@ -1,4 +1,4 @@
-"""Renders at other resolutions than the model's input: the footprint fill for finer ones (reconstructor.
+"""Renders at other resolutions than the model's input: the footprint fill for finer ones (reconstruction.
 fill_footprints, FILL_FROM) and supersampling for coarser ones (Reconstruction.supersampling, SUPERSAMPLE_FROM).
 
 The rig protocol validation scenes are generated at a high resolution (default 384²); the reconstructor resizes
@@ -20,7 +20,8 @@ from dataclasses import replace
 import torch
 
 from lrm4d_ros.evaluate import evaluate_views
-from lrm4d_ros.reconstructor import FILL_FROM, SUPERSAMPLE_FROM, Reconstructor
+from lrm4d_ros.reconstruction import FILL_FROM, SUPERSAMPLE_FROM
+from lrm4d_ros.reconstructor import Reconstructor
 from lrm4d_ros.train import protocol_scenes
 
 GROUPS = ("novel_view", "novel_view_time", "time_interp", "self")

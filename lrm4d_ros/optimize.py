@@ -23,7 +23,8 @@ from torch import Tensor
 from .cameras import SceneNormalization, TimeWindow, pixel_rays
 from .gaussians import Gaussians4D
 from .metrics import psnr, ssim_map
-from .reconstructor import Reconstruction, estimate_background, render_at_times
+from .reconstruction import Reconstruction, render_at_times
+from .reconstructor import estimate_background
 from .views import ViewSet, short_side_size
 
 

@@ -49,8 +49,8 @@ from .gaussians import TRAIN_MIN_MARGINAL
 from .metrics import psnr, ssim_map
 from .model import HEADS, LRM4D, PRESETS, LRM4DConfig, bf16_native, config_of
 from .pixel_gaussians import FAR, NEAR
-from .reconstructor import (Reconstructor, checked_device, estimate_background, model_input_size, predict,
-                            render_at_times)
+from .reconstruction import render_at_times
+from .reconstructor import Reconstructor, checked_device, estimate_background, model_input_size, predict
 from .views import ViewSet
 
 

@@ -206,7 +206,8 @@ def test_a_pixel_seen_past_the_floor_shows_only_from_its_own_camera():
     """predict() takes the opacity of a pixel Gaussian that lies past the floor (the sky beyond a platform's
     edge, a far pixel's depth) for novel views, and ViewWeighting gives it back to its own camera."""
     from lrm4d_ros.model import LRM4D, LRM4DConfig
-    from lrm4d_ros.reconstructor import ViewWeighting, predict
+    from lrm4d_ros.reconstruction import ViewWeighting
+    from lrm4d_ros.reconstructor import predict
 
     images, depths, K, c2w = _floor_views(_noise_texture(), res=32, box=False)
     past = torch.zeros_like(depths, dtype=torch.bool)

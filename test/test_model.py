@@ -14,8 +14,8 @@ from lrm4d_ros.model import LRM4D, LRM4DConfig
 from lrm4d_ros.pixel_gaussians import DROPOUT_DEPTH, RGB_DEPTH, SIGMA_T0, sum_of_outer, z_rays
 from lrm4d_ros.render.projection import EPS2D
 from lrm4d_ros import reconstructor
-from lrm4d_ros.reconstructor import (MEASURED_OFFSET, SPARSE_GAP, Reconstructor, fill_footprints, predict,
-                                     render_at_times, sparse_time_factor)
+from lrm4d_ros.reconstruction import fill_footprints, render_at_times
+from lrm4d_ros.reconstructor import MEASURED_OFFSET, SPARSE_GAP, Reconstructor, predict, sparse_time_factor
 from lrm4d_ros.render import render
 from lrm4d_ros.views import ViewSet
 
@@ -515,7 +515,7 @@ def test_training_loss_on_a_procedural_scene_has_every_term_and_gradients():
 
 def test_view_weighting_fades_other_views_for_a_target_on_an_input_axis():
     from lrm4d_ros.gaussians import Gaussians4D
-    from lrm4d_ros.reconstructor import FADE_FALLOFF, FADE_GATE_DEG, FADE_SIGMA_T, ViewWeighting
+    from lrm4d_ros.reconstruction import FADE_FALLOFF, FADE_GATE_DEG, FADE_SIGMA_T, ViewWeighting
 
     # Two input views at time 0, one pixel Gaussian each, both on the target's optical axis: view 0 looks the
     # target's way (+z) and holds a red splat at depth 2; view 1 looks along +x and holds a green one at depth 1.5.
@@ -552,8 +552,8 @@ def test_view_weighting_fades_other_views_for_a_target_on_an_input_axis():
 
 
 def test_novel_viewpoints_are_softened_by_their_gate(monkeypatch):
-    from lrm4d_ros import reconstructor
-    from lrm4d_ros.reconstructor import FADE_GATE_DEG, NOVEL_BLUR, NOVEL_MEDIAN, ViewWeighting, soften
+    from lrm4d_ros import reconstruction
+    from lrm4d_ros.reconstruction import FADE_GATE_DEG, NOVEL_BLUR, NOVEL_MEDIAN, ViewWeighting, soften
 
     # soften: a share of the 3×3 median, then of the binomial blur; amount 0 leaves a camera untouched
     img = torch.zeros(2, 5, 5, 3)
@@ -573,7 +573,7 @@ def test_novel_viewpoints_are_softened_by_their_gate(monkeypatch):
     flat = torch.full((1, 4, 6, 3), 0.3)
     torch.testing.assert_close(soften(flat, torch.tensor([1.0])), flat)
     # the median network equals sorting each replicated-edge 3×3 window, ties included
-    from lrm4d_ros.reconstructor import _median3x3
+    from lrm4d_ros.reconstruction import _median3x3
     for x in (torch.rand(2, 3, 9, 7, generator=torch.Generator().manual_seed(1)),
               torch.randint(0, 3, (1, 3, 8, 8), generator=torch.Generator().manual_seed(2)).float()):
         windows = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate").unfold(2, 3, 1).unfold(3, 3, 1)
@@ -595,12 +595,12 @@ def test_novel_viewpoints_are_softened_by_their_gate(monkeypatch):
     seen = rec.render(novel, views.Ks[:1], 16, 16, views.stamps_ns[:1])
     expected = {}
     for name in ("NOVEL_MEDIAN", "NOVEL_BLUR"):
-        expected[name] = getattr(reconstructor, name)
-        monkeypatch.setattr(reconstructor, name, 0.0)
+        expected[name] = getattr(reconstruction, name)
+        monkeypatch.setattr(reconstruction, name, 0.0)
     bare_own = rec.render(c2w[:1], views.Ks[:1], 16, 16, views.stamps_ns[:1])
     bare = rec.render(novel, views.Ks[:1], 16, 16, views.stamps_ns[:1])
     for name, value in expected.items():
-        monkeypatch.setattr(reconstructor, name, value)
+        monkeypatch.setattr(reconstruction, name, value)
     torch.testing.assert_close(seen.colors, soften(bare.colors, torch.tensor([1.0])))
     assert float((seen.colors - bare.colors).abs().max()) > 0.01
     assert torch.equal(own.colors, bare_own.colors)
@@ -613,7 +613,7 @@ def test_render_at_times_plan_reuses_slices_for_new_colours():
 
     from lrm4d_ros.environment import Environment
     from lrm4d_ros.gaussians import Gaussians4D
-    from lrm4d_ros.reconstructor import ViewWeighting
+    from lrm4d_ros.reconstruction import ViewWeighting
 
     gen = torch.Generator().manual_seed(3)
     n = 400

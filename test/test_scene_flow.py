@@ -12,7 +12,8 @@ from lrm4d_ros.metrics import psnr
 from lrm4d_ros.model import LRM4D, LRM4DConfig
 from lrm4d_ros.pixel_gaussians import z_rays
 from lrm4d_ros.environment import Environment
-from lrm4d_ros.reconstructor import FILL_ALPHA, REFINE_RANGE, Reconstructor, composite
+from lrm4d_ros.reconstruction import FILL_ALPHA, composite
+from lrm4d_ros.reconstructor import REFINE_RANGE, Reconstructor
 from lrm4d_ros.render import render
 from lrm4d_ros.scene_flow import _displacement, scene_velocities
 from lrm4d_ros.views import ViewSet
