@@ -483,19 +483,12 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
     model = LRM4D(cfg).to(device)
     if init is not None:
         model.load_state_dict(init.state_dict())
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    # The fused kernel updates all parameters in one pass: ~3 ms a step on this CPU against ~10 for the loop
-    # (benchmarks/results/train_cpu.txt); the same arithmetic up to rounding.
-    fused = device.type in ("cpu", "cuda")
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95),
-                            fused=fused or None)
+    opt = _optimizer(model, args, device)
     step, elapsed_before, seed_offset = 0, 0.0, 0
     if resume:
         step, extra = load_training_state(state_path, model, opt)
         for g in opt.param_groups:  # a state saved by the unfused optimizer brings its own flags
-            g["fused"], g["foreach"] = fused or None, None
+            g["fused"], g["foreach"] = _fused(device) or None, None
         elapsed_before = float(extra.get("elapsed_s", 0.0))
         seed_offset = int(extra.get("next_seed", 0))
     ddp = model
@@ -520,14 +513,7 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
     budget_s = args.time_budget * 60 if args.time_budget else None
     autocast = args.bf16 == "on" or (args.bf16 == "auto" and bf16_native(device))
     if resume and rank == 0:
-        # A run killed outright (SIGKILL, out of memory) logged steps past its last saved state, which the resumed
-        # run trains again: their rows go, so that the log holds each step once. Ranks beyond this run's are gone.
-        if log_path.is_file():
-            kept = [line for line in log_path.read_text().splitlines() if _logged_step(line) <= step]
-            log_path.write_text("".join(line + "\n" for line in kept))
-        for stale in out.glob("rank*.json"):
-            if stale.stem[4:].isdigit() and int(stale.stem[4:]) >= world:
-                stale.unlink()
+        _forget_past(out, log_path, step, world)
     log = open(log_path, "a") if rank == 0 else None
     if log:
         log.write(json.dumps({"event": "start", "step": step,
@@ -540,15 +526,8 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
     t_wall = last_line = time.time()
     first_step = step
     last_ckpt = time.time()
-    # With a time budget the bar counts seconds, so its ETA is the budget's end rather than that of --steps. Rank 0
-    # shows it where stderr is a terminal (disable=None), not in a pipe or a log.
-    if budget_s is not None:
-        bar = tqdm(total=round(budget_s), initial=min(round(elapsed_before), round(budget_s)),
-                   bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} s [{elapsed}<{remaining}{postfix}]",
-                   disable=True if rank != 0 else None, dynamic_ncols=True)
-    else:
-        bar = tqdm(total=args.steps, initial=step, unit="step", disable=True if rank != 0 else None,
-                   dynamic_ncols=True)
+    bar = _progress_bar(args, budget_s, elapsed_before, step, rank)
+
     def check(step: int, elapsed: float) -> dict:
         """Validate (rank 0), keep the weights as best.safetensors where the protocol score is the best yet, and
         say so; returns the log row's validation fields."""
@@ -610,22 +589,8 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
         lr = lr_at(progress, step, args)
         for group in opt.param_groups:
             group["lr"] = lr
-        metrics = []
-        for _ in range(args.batch):
-            item = stream.next(seed_offset)
-            targets = item["targets"]
-            if args.self_targets:
-                pick = torch.randperm(len(item["inputs"]))[:args.self_targets]
-                targets = ViewSet.cat([targets, item["inputs"].select(pick)])
-            depths = None
-            if model.cfg.depth_input and item["inputs"].depths is not None:
-                # what an RGB-D camera would measure (noise, dropouts, range), on some cameras or none
-                depths = sensor_depth(item["inputs"].depths, item["inputs"].Ks.float(), depth_rng)
-                depths = drop_depth(depths, depth_rng, args.depth_drop_scene, args.depth_drop_view)
-            loss, m = scene_loss(ddp, item["inputs"], targets, args.ssim_weight, autocast, depths)
-            (loss / args.batch).backward()
-            m["n_in"] = len(item["inputs"])
-            metrics.append(m)
+        metrics = [_backward_scene(ddp, stream.next(seed_offset), args, autocast, depth_rng)
+                   for _ in range(args.batch)]
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         if torch.isfinite(gnorm):
             opt.step()
@@ -682,6 +647,64 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
                   f"--resume", file=sys.stderr)
         return 128 + interrupt.signum
     return 0
+
+
+def _fused(device: torch.device) -> bool:
+    # The fused kernel updates all parameters in one pass: ~3 ms a step on this CPU against ~10 for the loop
+    # (benchmarks/results/train_cpu.txt); the same arithmetic up to rounding.
+    return device.type in ("cpu", "cuda")
+
+
+def _optimizer(model: LRM4D, args, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on the matrices (ndim >= 2) only."""
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95),
+                             fused=_fused(device) or None)
+
+
+def _forget_past(out: Path, log_path: Path, step: int, world: int) -> None:
+    """Before a resumed run: a run killed outright (SIGKILL, out of memory) logged steps past its last saved state,
+    which the resumed run trains again: their rows go, so that the log holds each step once. Ranks beyond this
+    run's are gone."""
+    if log_path.is_file():
+        kept = [line for line in log_path.read_text().splitlines() if _logged_step(line) <= step]
+        log_path.write_text("".join(line + "\n" for line in kept))
+    for stale in out.glob("rank*.json"):
+        if stale.stem[4:].isdigit() and int(stale.stem[4:]) >= world:
+            stale.unlink()
+
+
+def _progress_bar(args, budget_s: float | None, elapsed_before: float, step: int, rank: int):
+    """tqdm bar of the run. With a time budget it counts seconds, so its ETA is the budget's end rather than that of
+    --steps. Rank 0 shows it where stderr is a terminal (disable=None), not in a pipe or a log."""
+    from tqdm import tqdm
+
+    disable = True if rank != 0 else None
+    if budget_s is not None:
+        return tqdm(total=round(budget_s), initial=min(round(elapsed_before), round(budget_s)),
+                    bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} s [{elapsed}<{remaining}{postfix}]",
+                    disable=disable, dynamic_ncols=True)
+    return tqdm(total=args.steps, initial=step, unit="step", disable=disable, dynamic_ncols=True)
+
+
+def _backward_scene(ddp, item: dict, args, autocast: bool, depth_rng: torch.Generator) -> dict:
+    """One drawn scene's loss back-propagated (scaled by 1 / --batch); its metrics. The inputs' depth is what an
+    RGB-D camera would measure (noise, dropouts, range), dropped on some cameras or all."""
+    model = ddp.module if hasattr(ddp, "module") else ddp
+    targets = item["targets"]
+    if args.self_targets:
+        pick = torch.randperm(len(item["inputs"]))[:args.self_targets]
+        targets = ViewSet.cat([targets, item["inputs"].select(pick)])
+    depths = None
+    if model.cfg.depth_input and item["inputs"].depths is not None:
+        depths = sensor_depth(item["inputs"].depths, item["inputs"].Ks.float(), depth_rng)
+        depths = drop_depth(depths, depth_rng, args.depth_drop_scene, args.depth_drop_view)
+    loss, m = scene_loss(ddp, item["inputs"], targets, args.ssim_weight, autocast, depths)
+    (loss / args.batch).backward()
+    m["n_in"] = len(item["inputs"])
+    return m
 
 
 def _logged_step(line: str) -> float:
