@@ -22,8 +22,8 @@ import torch
 
 from lrm4d_ros.cameras import SceneNormalization, TimeWindow
 from lrm4d_ros.data.generator import generate, robot_config
-from lrm4d_ros.floor import BAND, COARSE, floor_from_photo
-import lrm4d_ros.floor as floor_module
+from lrm4d_ros.floor_fit import BAND, COARSE, floor_from_photo
+import lrm4d_ros.floor_fit as floor_module
 
 FRAMES, WINDOW = 8, 4
 

@@ -88,7 +88,7 @@ def plucker_rays(Ks: Tensor, camtoworlds: Tensor, height: int, width: int) -> Te
 
 # World up is taken from the cameras where their x (right) axes pin it down and it lies this far or more from world
 # z (a y-up renderer's frame, a SLAM map started at a camera's pose); nearer, world z stays (REP-103), and a tilted
-# floor is levelled from measured depth (floor.floor_normal). A camera mounted 1° rolled shifts the cameras' estimate
+# floor is levelled from measured depth (floor_fit.floor_normal). A camera mounted 1° rolled shifts the cameras' estimate
 # by about that much; a world tilted by 2° cost evaluation bag scene_1002000 2.8 dB RGB-D novel_view unlevelled.
 LEVEL_FROM_CAMERAS_DEG = 5.0
 # The x axes pin up down where their second singular value is above this share of the first (headings ~35° apart).

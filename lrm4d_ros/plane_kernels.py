@@ -1,5 +1,5 @@
-"""The floor's plane work compiled for the CPU (floor.py); the torch versions are the reference and the fallback
-(GPU tensors, or numba unable to compile):
+"""The floor's plane work compiled for the CPU (floor.py, floor_fit.py); the torch versions are the reference and
+the fallback (GPU tensors, or numba unable to compile):
 
 - `sample`: a compiled `PlaneViews.sample`: a plane's points take their colour from the input views that show
   them. The same colours to float32 rounding, 3x sooner on one thread (4.5x on two: 49.7k floor points of 12
@@ -122,13 +122,13 @@ def sample(stack: Tensor, project: Tensor, centres: Tensor, focal: Tensor, norma
 
 @compile_kernel
 def sweep_ncc(gray, a_stats, inv_count, centre_z, hit, inv_dz, bases, steps, partners, heights, out):
-    """The plane sweep's matches -> out (S,V,h,w) float32 filled: floor.plane_matches, the mean NCC over the
+    """The plane sweep's matches -> out (S,V,h,w) float32 filled: floor_fit.plane_matches, the mean NCC over the
     partners that see each pixel's point on the plane z = heights[s] (in front of them, inside their image, not the
     view itself), −1 where none does or the ray does not descend.
 
     gray (V,h,w) float32 grey images; a_stats (V,h,w,2) float64 their 5×5 box mean and variance; inv_count (h,w)
     1 / the pixels in each 5×5 window clipped at the border; centre_z (V,) the cameras' heights; hit (V,h,w) bool:
-    the ray descends; inv_dz (V,h,w) 1 / the z-ray's world z step (−1e6 where it does not descend, as floor.py's
+    the ray descends; inv_dz (V,h,w) 1 / the z-ray's world z step (−1e6 where it does not descend, as floor_fit.py's
     −1e-6 step); a pixel's point at z-depth t seen by partner j reads (u·w, v·w, w) = bases[v, j] +
     t·steps[v, j, y, x] (bases (V,P,3), steps (V,P,h,w,3)); partners (V,P) int64. The partner's image is read as
     grid_sample reads it (bilinear, border padding, align_corners=False); the NCC's windows are clipped at the

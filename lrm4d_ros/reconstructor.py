@@ -26,7 +26,8 @@ from .cameras import (LEVEL_FROM_CAMERAS_DEG, SceneNormalization, TimeWindow, ca
                       plucker)
 from .captured import CapturedFrames
 from .environment import MIN_WEIGHT, Environment, content_weights
-from .floor import Floor, floor_from_photo, floor_normal, height_from_depth, plane_depths, unconfirmed
+from .floor import Floor
+from .floor_fit import floor_from_photo, floor_normal, height_from_depth, plane_depths, unconfirmed
 from .gaussians import Gaussians4D
 from .model import BF16_CHOICES, LRM4D, bf16_native, config_of
 from .pixel_gaussians import base_log_depth, paper_gaussians, surfel_gaussians, z_rays
@@ -106,7 +107,7 @@ class Prediction:
     (V,H,W) in canonical units, the environment the renders are composited over (None: the model composites over
     one background colour), and `hidden` (N,): the opacities taken from pixel Gaussians for every camera but their
     own: those that lie past the floor, an RGB-only rig's pixels the floor's depth bound caught where no other
-    view confirms the floor (floor.unconfirmed), and the uncovered part of an object's outline pixels
+    view confirms the floor (floor_fit.unconfirmed), and the uncovered part of an object's outline pixels
     (silhouettes.unmix_edges); None: none taken."""
 
     gaussians: Gaussians4D
@@ -128,7 +129,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
     depths (V,H,W) measured z-depth in canonical units, 0 = no measurement (None: an RGB-only rig).
     match_floor: place what an RGB-only rig's colours locate: objects before a plain backdrop by their silhouettes
     (silhouettes.py, ~0.2 s compiled on two CPU cores for 12 views of 128²), else the floor by matching the views
-    (floor.floor_from_photo, ~0.25 s compiled); training skips both; a float: the floor's canonical height, known
+    (floor_fit.floor_from_photo, ~0.25 s compiled); training skips both; a float: the floor's canonical height, known
     (an RGB-only rig matches only its pixels; an RGB-D one takes it instead of the height its depth shows).
     read_views: read the floor from the input views that show it, and find walls (RGB-D); training skips both
     (about 60 ms a scene at 128², nothing is differentiated through them) and composites over the floor's grid.
@@ -490,7 +491,7 @@ class Reconstructor:
 
 
 def level_by_depth(norm: SceneNormalization, v: ViewSet, c2w: Tensor, depths: Tensor) -> SceneNormalization:
-    """`norm` turned so that the floor measured depth shows (floor.floor_normal) is canonical z = const, where it
+    """`norm` turned so that the floor measured depth shows (floor_fit.floor_normal) is canonical z = const, where it
     is LEVEL_FROM_DEPTH_DEG or more off; else `norm`. Cameras that all face one way (`camera_up` finds none) and
     whose image up lies IMAGE_UP_DEG or more from canonical z (world z up would pitch them that steeply: a y-up
     frame, a SLAM map started at a camera's pose, or a camera looking down at a table) also try a floor about their

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from lrm4d_ros.cameras import fov_to_K, pixel_rays
 from lrm4d_ros.cameras import look_at
 from lrm4d_ros.environment import Environment
-from lrm4d_ros.floor import (Floor, floor_from_photo, floor_normal, floor_period, height_from_depth, pick_partners,
-                             plane_depths, unconfirmed)
+from lrm4d_ros.floor import Floor, floor_period
+from lrm4d_ros.floor_fit import (floor_from_photo, floor_normal, height_from_depth, pick_partners, plane_depths,
+                                 unconfirmed)
 
 FLOOR_Z = -0.8
 
@@ -310,7 +311,7 @@ def test_a_static_rgb_rigs_floor_is_matched_once():
 
 def _heights_matched(monkeypatch) -> list:
     """Counts the heights floor_from_photo matches the views through (its cost), call by call."""
-    import lrm4d_ros.floor as floor_module
+    import lrm4d_ros.floor_fit as floor_module
 
     counted, match = [], floor_module.plane_matches
 
@@ -323,7 +324,7 @@ def _heights_matched(monkeypatch) -> list:
 
 
 def test_a_moving_rigs_last_floor_is_checked_before_the_full_sweep(monkeypatch):
-    from lrm4d_ros.floor import BAND, COARSE, FINE, SWEEP
+    from lrm4d_ros.floor_fit import BAND, COARSE, FINE, SWEEP
 
     images, _, K, c2w = _floor_views(_noise_texture())
     drop = float(c2w[:, 2, 3].min()) - FLOOR_Z
@@ -347,7 +348,7 @@ def test_a_moving_rigs_last_floor_is_checked_before_the_full_sweep(monkeypatch):
 def test_a_moving_rgb_rig_checks_the_floor_of_its_last_window_first(monkeypatch):
     """Reconstructor hands the world height it matched in one window to the next, with other poses, and forgets it
     between unrelated scenes (`forget`, as `evaluate` calls it per bag)."""
-    from lrm4d_ros.floor import BAND, COARSE, FINE, SWEEP
+    from lrm4d_ros.floor_fit import BAND, COARSE, FINE, SWEEP
     from lrm4d_ros.model import LRM4D, LRM4DConfig
     from lrm4d_ros.reconstructor import Reconstructor
     from lrm4d_ros.views import ViewSet
@@ -426,7 +427,7 @@ def test_compiled_plane_sampling_equals_the_torch_version():
 def _sweep_inputs(res: int = 64):
     """Grey images of _floor_views (box on a noise floor), their Ks, camtoworlds, partners, and heights from just
     below the cameras to under the floor, the floor's own among them."""
-    from lrm4d_ros.floor import PARTNERS
+    from lrm4d_ros.floor_fit import PARTNERS
 
     images, _, K, c2w = _floor_views(_noise_texture(5), res=res)
     partners = pick_partners(c2w, torch.zeros(6, dtype=torch.float64), PARTNERS)
@@ -435,11 +436,11 @@ def _sweep_inputs(res: int = 64):
 
 
 def test_compiled_plane_sweep_equals_the_torch_version():
-    """plane_kernels.sweep (the CPU path of floor.plane_matches) against the torch version in float64 on planes
+    """plane_kernels.sweep (the CPU path of floor_fit.plane_matches) against the torch version in float64 on planes
     above, at and below the floor: the same NCC to float32 rounding, and the same pixels without a match (rays
     above the horizon, points outside every partner or behind it). At the floor's height its textured pixels
     match (median NCC over 0.7), at the other heights they do not."""
-    from lrm4d_ros.floor import _box, _plane_matches_torch, plane_matches
+    from lrm4d_ros.floor_fit import _box, _plane_matches_torch, plane_matches
 
     gray, K, c2w, partners, heights = _sweep_inputs()
     with warnings.catch_warnings():
@@ -462,7 +463,7 @@ def test_compiled_plane_sweep_equals_the_torch_version():
 def test_plane_sweep_falls_back_to_torch_with_one_warning(monkeypatch):
     """Where the compiled sweep cannot run, the planes are matched with torch after one RuntimeWarning."""
     from lrm4d_ros import plane_kernels
-    from lrm4d_ros.floor import _plane_matches_torch, plane_matches
+    from lrm4d_ros.floor_fit import _plane_matches_torch, plane_matches
 
     def broken(*args):
         raise RuntimeError("no compiler here")
