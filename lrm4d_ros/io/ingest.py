@@ -128,7 +128,9 @@ class Ingest:
         self._colour_frame: dict[str, str] = {}
         self._awaiting_info: dict[int, deque] = {}  # camera id -> (kind, msg, arrival) held for its camera_info
         self._info_refused: dict[str, str] = {}  # camera -> why its last camera_info was refused
-        self._depth_waiting: dict[int, deque] = {}  # camera id -> depths held for their camera_info or TF
+        # camera id -> depths held for their camera_info or TF. One deque per camera from the start: tf_arrived reads
+        # it from the TF callback's thread, and a dict that grew meanwhile would end that iteration with an error
+        self._depth_waiting: dict[int, deque] = {i: deque() for i in range(n)}
         self._tf_waiting = [deque() for _ in range(n)]  # pose_source tf: decoded images waiting for their TF
         self._tf_new = threading.Event()  # TF came while images or depths were held
 
@@ -173,7 +175,7 @@ class Ingest:
         if self._tf_new.is_set():
             self._tf_new.clear()
             self._retry_depths()
-        if self._depth_waiting:
+        if any(self._depth_waiting.values()):
             self._expire_held_depths()
 
     def _rectification(self, cache: dict, cam, msg, topic: str, what: str) -> Rectification:
@@ -350,7 +352,7 @@ class Ingest:
     def _retry_depths(self, cam_id: int | None = None) -> None:
         """Register again the depths held for their camera_info or TF (of camera `cam_id`, or of every camera)."""
         for i in [cam_id] if cam_id is not None else list(self._depth_waiting):
-            held, self._depth_waiting[i] = self._depth_waiting.get(i, deque()), deque()
+            held, self._depth_waiting[i] = self._depth_waiting[i], deque()
             for msg, arrival, _ in held:  # in order; one that still cannot be registered is held again
                 self._on_depth(i, self.cameras[i], msg, arrival)
 
@@ -388,7 +390,7 @@ class Ingest:
         """Hold a depth that cannot be registered yet (up to INFO_WAIT per camera; beyond, the oldest is refused
         with the reason): at start-up the depth camera's camera_info and /tf_static often come after its first
         images."""
-        q = self._depth_waiting.setdefault(cam_id, deque())
+        q = self._depth_waiting[cam_id]
         q.append((msg, arrival, str(exc)))
         if len(q) > INFO_WAIT:
             q.popleft()
