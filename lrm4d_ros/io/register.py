@@ -25,24 +25,32 @@ def register_depth(depth: np.ndarray, K_depth: np.ndarray, colour_from_depth: np
                    size: tuple[int, int]) -> np.ndarray:
     """depth (h,w) z-depth in metres of the depth camera (0 or non-finite: none); K_depth (3,3); colour_from_depth
     (4,4) the depth camera's optical frame in the colour camera's; K_colour (3,3); size (W,H) of the colour image
-    -> (H,W) float32 z-depth in the colour camera, 0 = none. Compiled (numba; 848x480 onto 640x480 in ~15 ms against
-    numpy's ~51, benchmarks/bench_register.py: a node registers every depth image of a camera);
+    -> (H,W) float32 z-depth in the colour camera, 0 = none. Compiled (numba; 848x480 onto 640x480 in ~9 ms against
+    numpy's ~39, benchmarks/bench_register.py: a node registers every depth image of a camera);
     `register_depth_reference` where it cannot run (one warning)."""
     W, H = size
     if not (_STATE and not _STATE[0]):
-        T = np.asarray(colour_from_depth, np.float64)
+        A, Kt = _pixel_map(K_depth, colour_from_depth, K_colour)
         out = np.full(H * W, np.inf)
-        args = (np.ascontiguousarray(depth, np.float64), np.linalg.inv(np.asarray(K_depth, np.float64)),
-                np.ascontiguousarray(T[:3, :3]), np.ascontiguousarray(T[:3, 3]),
-                np.ascontiguousarray(K_colour, np.float64), int(W), int(H), MAX_FOOTPRINT, _OFFSETS, out)
+        args = (np.ascontiguousarray(depth, np.float64), A, Kt, int(W), int(H), MAX_FOOTPRINT, _OFFSETS, out)
         if run_parts(_register, [args], _STATE, "depth registration", "numpy's is used"):
             out[~np.isfinite(out)] = 0.0
             return out.reshape(H, W).astype(np.float32)
     return register_depth_reference(depth, K_depth, colour_from_depth, K_colour, size)
 
 
+def _pixel_map(K_depth, colour_from_depth, K_colour) -> tuple[np.ndarray, np.ndarray]:
+    """(A (3,3), Kt (3,)) with K_colour · (point in the colour frame) = z · A · [u, v, 1] + Kt for the depth pixel
+    (u, v) at z-depth z: A = K_colour R K_depth⁻¹, Kt = K_colour t (R, t: colour_from_depth). The last entry is the
+    colour camera's z-depth (K_colour's last row is [0, 0, 1])."""
+    T = np.asarray(colour_from_depth, np.float64)
+    Kc = np.asarray(K_colour, np.float64)
+    A = Kc @ T[:3, :3] @ np.linalg.inv(np.asarray(K_depth, np.float64))
+    return np.ascontiguousarray(A), np.ascontiguousarray(Kc @ T[:3, 3])
+
+
 @compile_kernel
-def _register(depth, Kinv, R, t, K, W, H, max_fp, offsets, out):
+def _register(depth, A, Kt, W, H, max_fp, offsets, out):
     """register_depth_reference's arithmetic per depth pixel, each footprint z-buffered into out (H*W,) (inf =
     none)."""
     h, w = depth.shape
@@ -56,16 +64,10 @@ def _register(depth, Kinv, R, t, K, W, H, max_fp, offsets, out):
                 continue
             for k in range(5):
                 a, b = u + offsets[k, 0], v + offsets[k, 1]
-                rx = Kinv[0, 0] * a + Kinv[0, 1] * b + Kinv[0, 2]
-                ry = Kinv[1, 0] * a + Kinv[1, 1] * b + Kinv[1, 2]
-                rz = Kinv[2, 0] * a + Kinv[2, 1] * b + Kinv[2, 2]
-                rx, ry, rz = rx * z, ry * z, rz * z
-                px = R[0, 0] * rx + R[0, 1] * ry + R[0, 2] * rz + t[0]
-                py = R[1, 0] * rx + R[1, 1] * ry + R[1, 2] * rz + t[1]
-                pz = R[2, 0] * rx + R[2, 1] * ry + R[2, 2] * rz + t[2]
-                xs[k] = (K[0, 0] * px + K[0, 1] * py) / pz + K[0, 2]
-                ys[k] = K[1, 1] * py / pz + K[1, 2]
-                zs[k] = pz
+                q2 = (A[2, 0] * a + A[2, 1] * b + A[2, 2]) * z + Kt[2]
+                xs[k] = ((A[0, 0] * a + A[0, 1] * b + A[0, 2]) * z + Kt[0]) / q2
+                ys[k] = ((A[1, 0] * a + A[1, 1] * b + A[1, 2]) * z + Kt[1]) / q2
+                zs[k] = q2
             zc = zs[0]
             if not (zc > 0 and math.isfinite(xs[0]) and math.isfinite(ys[0])):
                 continue
@@ -94,14 +96,12 @@ def register_depth_reference(depth: np.ndarray, K_depth: np.ndarray, colour_from
     z = d[v, u]
     out = np.full(H * W, np.inf)
     if z.size:
-        Kinv = np.linalg.inv(np.asarray(K_depth, np.float64))
-        R, t = np.asarray(colour_from_depth, np.float64)[:3, :3], np.asarray(colour_from_depth, np.float64)[:3, 3]
-        K = np.asarray(K_colour, np.float64)
+        A, Kt = _pixel_map(K_depth, colour_from_depth, K_colour)
         corners = []
         for du, dv in ((0.0, 0.0), (-0.5, -0.5), (0.5, 0.5), (-0.5, 0.5), (0.5, -0.5)):  # centre, then the square
-            rays = Kinv @ np.stack([u + du, v + dv, np.ones_like(z)])
-            p = R @ (rays * z) + t[:, None]
-            corners.append(((K[0, 0] * p[0] + K[0, 1] * p[1]) / p[2] + K[0, 2], K[1, 1] * p[1] / p[2] + K[1, 2], p[2]))
+            a, b = u + du, v + dv
+            q = [(A[i, 0] * a + A[i, 1] * b + A[i, 2]) * z + Kt[i] for i in range(3)]  # the kernel's order
+            corners.append((q[0] / q[2], q[1] / q[2], q[2]))
         xc, yc, zc = corners[0]
         xs, ys = np.stack([c[0] for c in corners[1:]]), np.stack([c[1] for c in corners[1:]])
         ok = (zc > 0) & np.isfinite(xc) & np.isfinite(yc) & (np.stack([c[2] for c in corners[1:]]) > 0).all(0)
