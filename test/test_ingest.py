@@ -1,13 +1,13 @@
 """The node's ingest policy without rclpy (lrm4d_ros/io/ingest.py): rosbags' messages through Ingest into a
 SpaceTimeWindow, every refusal with its reason. The node's own tests (test_ros_*.py) drive the same code over DDS."""
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from lrm4d_ros.geometry import rigid_matrix
-from lrm4d_ros.io.ingest import INFO_WAIT, Inbox, Ingest
+from lrm4d_ros.io.ingest import INFO_WAIT, CameraTopics, Inbox, Ingest
 from lrm4d_ros.io.compressed import compressed_image_msg
 from lrm4d_ros.io.messages import camera_info_msg, depth_msg, image_msg, pose_msg
 from lrm4d_ros.io.tf_tree import TransformTree
@@ -18,19 +18,8 @@ K = np.array([[14.0, 0, 7.5], [0, 14.0, 5.5], [0, 0, 1]])
 S = 1_000_000_000  # a stamp's second
 
 
-@dataclass
-class Cam:  # the fields of ros/params.CameraTopics that the ingest reads
-    name: str
-    image_topic: str = ""
-    info_topic: str = ""
-    pose_topic: str = ""
-    depth_topic: str = ""
-    frame_id: str = ""
-    depth_info_topic: str = ""
-
-    def __post_init__(self):
-        for key in ("image_topic", "info_topic", "pose_topic", "depth_topic"):
-            setattr(self, key, getattr(self, key) or f"{self.name}/{key.split('_')[0]}")
+def Cam(name: str, frame_id: str = "") -> CameraTopics:
+    return CameraTopics(name, f"{name}/image_raw", f"{name}/info", f"{name}/pose", f"{name}/depth", frame_id)
 
 
 class Tree:
@@ -167,7 +156,7 @@ def test_images_wait_for_their_tf_and_are_refused_when_it_never_comes():
     rig.send(0, "image", image_msg(rgb(90), S + 5 * S, ""), arrival=time.monotonic() - 10.0)
     assert rig.reasons() == ["no_pose"] and rig.refused[0][1] == 0 and "waited" in rig.refused[0][3]
     # an image without a frame to look up is refused at once
-    rig.ingest.cameras[0].frame_id = ""
+    rig.ingest.cameras[0] = replace(rig.ingest.cameras[0], frame_id="")
     rig.send(0, "image", image_msg(rgb(90), S + 2, ""))
     assert rig.reasons() == ["no_pose"] * 2 and "no header.frame_id" in rig.refused[1][3]
 

@@ -20,6 +20,7 @@ import math
 import threading
 import time
 from collections import OrderedDict, deque
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import numpy as np
@@ -88,6 +89,20 @@ class Inbox:
             return not any(self.queues)
 
 
+@dataclass(frozen=True)
+class CameraTopics:
+    """One input camera. Topic names are relative (resolved in the node's namespace, remappable); depth_topic
+    empty = no depth."""
+
+    name: str
+    image_topic: str
+    info_topic: str
+    pose_topic: str
+    depth_topic: str = ""
+    frame_id: str = ""  # optical frame for TF lookups; "" = the image's header.frame_id
+    depth_info_topic: str = ""  # the depth camera's CameraInfo, for depth in its own frame; "" = none
+
+
 class Transforms(Protocol):
     def lookup(self, target: str, source: str, stamp_ns: int, wait: bool = False) -> np.ndarray | None:
         """(4,4) pose of `source` in `target` at stamp_ns; None (wait=True) while TF still to come could serve it;
@@ -95,8 +110,7 @@ class Transforms(Protocol):
 
 
 class Ingest:
-    """The ingest policy (module docstring) of `cameras` (objects with name, image_topic, info_topic, depth_topic,
-    depth_info_topic and frame_id: ros/params.CameraTopics) into `window`.
+    """The ingest policy (module docstring) of `cameras` (CameraTopics, in camera id order) into `window`.
 
     pose_source: "topic" or "tf"; world_frame: the frame poses are wanted in; pose_wait_s: how long an image waits
     for its TF (also the clock of held depths); rectify: take lens distortion out (else only P's intrinsics).

@@ -13,6 +13,7 @@ from rclpy.node import Node
 from rclpy.validate_topic_name import validate_topic_name
 
 from ..cameras import fov_to_K
+from ..io.ingest import CameraTopics
 from ..io.rectify import info_topic_for
 from ..model import BF16_CHOICES
 from ..reconstructor import REFINE_STEPS
@@ -101,20 +102,6 @@ DYNAMIC = ("reconstruction_rate_hz", "gather_s", "max_input_views", "selection_p
 # what `ros2 param describe` says of every other parameter (rclpy refuses a set with only "read-only")
 READ_ONLY_HINT = "read-only: set it in the params file or with -p NAME:=VALUE and restart the node"
 DEFAULT_CAMERAS = ["cam0", "cam1", "cam2", "cam3"]
-
-
-@dataclass(frozen=True)
-class CameraTopics:
-    """One input camera. Topic names are relative (resolved in the node's namespace, remappable); depth_topic
-    empty = no depth."""
-
-    name: str
-    image_topic: str
-    info_topic: str
-    pose_topic: str
-    depth_topic: str
-    frame_id: str  # optical frame for TF lookups; "" = the image's header.frame_id
-    depth_info_topic: str = ""  # the depth camera's CameraInfo, for depth in its own frame; "" = none
 
 
 @dataclass(frozen=True)
