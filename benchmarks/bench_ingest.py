@@ -4,8 +4,8 @@ images a second one thread takes in. The model's own time is bench_node.py's and
 
 Rows: colour as rgb8 / bgr8 / JPEG (compressed_image_transport), with lens distortion taken out (rectify: a
 plumb_bob camera_info), and 32FC1 depth registered to the colour image or in the depth camera's own frame, 2.5 cm
-beside it (then registered here, as depth_image_proc does; bench_register.py's floor and box). Every message is built before the clock starts; each image comes with
-its pose (pose topic), each depth with the image of its stamp.
+beside it (then registered here, as depth_image_proc does; bench_register.py's floor and box). Every message is
+built before the clock starts; each image comes with its pose (pose topic), each depth with the image of its stamp.
 
     python benchmarks/bench_ingest.py [--sizes 480x640 720x1280] [--messages 40] [--threads 1]
 
