@@ -70,6 +70,7 @@ LEVEL_FROM_DEPTH_DEG = 0.2
 # Evaluation bag jaco_workcell_floor with its unmeasured pixels at a far plane of 100 m or 16UC1's 65.535 m, or on a
 # sky sphere of 100 m: RGB-D novel_view 15.61 dB each against 22.69 with 0; read so, 22.69 / 22.68 / 22.69.
 FAR_SHARE, FAR_GAP, FAR_BINS = 0.005, 2.0, 16
+FAR_GAP_BINS = round(math.log2(FAR_GAP) * FAR_BINS)
 IMAGE_UP_DEG = 45.0  # level_by_depth: image up this far from canonical z is a second guess at up
 # Normalised time between consecutive input instants beyond which a depth camera's measured pixel Gaussians live
 # proportionally longer (σ_t × gap / SPARSE_GAP; stamps within INSTANT_MERGE of an instant's first, 2.5 % of the
@@ -246,10 +247,20 @@ def far_background(depths: Tensor) -> float | None:
     measured = torch.isfinite(depths) & (depths > 0)
     if not bool(measured.any()):
         return None
-    logs = torch.log2(depths[measured].double())
+    nearest = torch.where(measured, depths, torch.full_like(depths, math.inf)).min()
+    filled = torch.where(measured, depths, nearest)  # the unmeasured in the nearest one's bin: occupied anyway
+    # The log2 bins in float32 lie within one of the exact ones: where no two occupied bins lie more than FAR_GAP's
+    # bins less 2 apart, the exact ones lie at most FAR_GAP's apart: no gap (most bags: 148 -> 58 ms for 12 views of
+    # 720x960, the same answers)
+    quick = torch.log2(filled.float())
+    bins = quick.sub_(quick.min()).mul_(FAR_BINS).to(torch.int32)  # truncation: floor, all being >= 0
+    steps = torch.nonzero(torch.bincount(bins.flatten()))[:, 0].diff()
+    if steps.numel() == 0 or int(steps.max()) <= FAR_GAP_BINS - 2:
+        return None
+    logs = torch.log2(filled.double())
     lowest = float(logs.min())
-    occupied = torch.nonzero(torch.bincount(((logs - lowest) * FAR_BINS).long()))[:, 0]
-    gaps = torch.nonzero(occupied.diff() > math.log2(FAR_GAP) * FAR_BINS)[:, 0]
+    occupied = torch.nonzero(torch.bincount(logs.sub_(lowest).mul_(FAR_BINS).long().flatten()))[:, 0]
+    gaps = torch.nonzero(occupied.diff() > FAR_GAP_BINS)[:, 0]
     if gaps.numel() == 0:
         return None
     start = 2.0 ** (lowest + float(occupied[int(gaps[-1]) + 1]) / FAR_BINS)  # the lower edge of the farthest run
