@@ -93,12 +93,12 @@ def _types(types: MessageTypes | None) -> MessageTypes:
 # encoding -> (channels, indices of R, G, B in a pixel); mono8 repeats its one channel.
 ENCODINGS = {"rgb8": (3, (0, 1, 2)), "bgr8": (3, (2, 1, 0)), "rgba8": (4, (0, 1, 2)), "bgra8": (4, (2, 1, 0)),
              "mono8": (1, (0, 0, 0))}
+CV_TO_RGB = {"bgr8": "COLOR_BGR2RGB", "rgba8": "COLOR_RGBA2RGB", "bgra8": "COLOR_BGRA2RGB",
+             "mono8": "COLOR_GRAY2RGB"}  # OpenCV's vectorised shuffles for the other ENCODINGS
 DEPTH_ENCODINGS = ("32FC1", "16UC1")  # metres (0 or NaN: no measurement) / millimetres (0: none), REP-118
 # Raw camera encodings read as cv_bridge converts them (cameras publish these without a debayer/format node):
 # Bayer mosaics, demosaicked bilinearly (ROS names the 2x2 pattern from the top-left pixel, OpenCV from the second
 # row's second pixel); packed YUV 4:2:2 (yuv422 = UYVY, yuv422_yuy2 = YUYV; BT.601); 16 bits per channel.
-CV_TO_RGB = {"bgr8": "COLOR_BGR2RGB", "rgba8": "COLOR_RGBA2RGB", "bgra8": "COLOR_BGRA2RGB",
-             "mono8": "COLOR_GRAY2RGB"}  # OpenCV's vectorised shuffles for the other ENCODINGS
 BAYER = {"bayer_rggb8": "BayerBG", "bayer_bggr8": "BayerRG", "bayer_gbrg8": "BayerGR", "bayer_grbg8": "BayerGB"}
 YUV422 = {"yuv422": "UYVY", "yuv422_yuy2": "YUYV"}
 WIDE_ENCODINGS = {"mono16": (1, (0, 0, 0)), "rgb16": (3, (0, 1, 2)), "bgr16": (3, (2, 1, 0)),
