@@ -95,6 +95,7 @@ ENCODINGS = {"rgb8": (3, (0, 1, 2)), "bgr8": (3, (2, 1, 0)), "rgba8": (4, (0, 1,
              "mono8": (1, (0, 0, 0))}
 CV_TO_RGB = {"bgr8": "COLOR_BGR2RGB", "rgba8": "COLOR_RGBA2RGB", "bgra8": "COLOR_BGRA2RGB",
              "mono8": "COLOR_GRAY2RGB"}  # OpenCV's vectorised shuffles for the other ENCODINGS
+FROM_RGB = {"bgr8": "COLOR_RGB2BGR", "rgba8": "COLOR_RGB2RGBA", "bgra8": "COLOR_RGB2BGRA"}  # and back (alpha 255)
 DEPTH_ENCODINGS = ("32FC1", "16UC1")  # metres (0 or NaN: no measurement) / millimetres (0: none), REP-118
 # Raw camera encodings read as cv_bridge converts them (cameras publish these without a debayer/format node):
 # Bayer mosaics, demosaicked bilinearly (ROS names the 2x2 pattern from the top-left pixel, OpenCV from the second
@@ -161,14 +162,14 @@ def image_msg(rgb, stamp: int, frame_id: str, encoding: str = "rgb8", types: Mes
         raise MessageError(f"expected an (H,W,3) RGB array, got shape {a.shape}")
     if encoding not in ENCODINGS:
         raise MessageError(f"unsupported encoding {encoding!r}; supported: {sorted(ENCODINGS)}")
-    ch, order = ENCODINGS[encoding]
     if encoding == "mono8":
         px = np.rint(a.astype(np.float64) @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[..., None]
-    else:
-        px = np.empty(a.shape[:2] + (ch,), np.uint8)
-        px[..., list(order)] = a
-        if ch == 4:
-            px[..., 3] = 255
+    elif encoding == "rgb8":
+        px = a.copy()  # the message's own pixels
+    else:  # OpenCV's shuffles (alpha 255): 0.1 ms a 720p image against 0.7 through numpy's channel index lists
+        import cv2
+
+        px = cv2.cvtColor(a, getattr(cv2, FROM_RGB[encoding]))
     return _image(px, encoding, stamp, frame_id, types)
 
 
