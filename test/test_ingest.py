@@ -22,18 +22,6 @@ def Cam(name: str, frame_id: str = "") -> CameraTopics:
     return CameraTopics(name, f"{name}/image_raw", f"{name}/info", f"{name}/pose", f"{name}/depth", frame_id)
 
 
-class Tree:
-    """A TransformTree behind the ingest's Transforms protocol (what ros/tf_listener.TfListener does with /tf)."""
-
-    def __init__(self):
-        self.tree = TransformTree()
-
-    def lookup(self, target, source, stamp_ns, wait=False):
-        if wait and self.tree.can_wait(target, source, stamp_ns):
-            return None
-        return self.tree.lookup(target, source, stamp_ns)
-
-
 def pose(x: float) -> np.ndarray:
     return rigid_matrix(np.array([x, 0.0, -2.0]), np.array([1.0, 0, 0, 0]))
 
@@ -127,25 +115,25 @@ def test_a_pose_in_another_frame_is_mapped_by_tf_or_refused():
     rig.send(0, "image", image_msg(rgb(50), S, ""))
     rig.send(0, "pose", pose_msg(pose(0.0), S, "mocap"))  # no TF at all
     assert rig.reasons() == ["pose_frame"] and "tf2_msgs is not installed" in rig.refused[0][3]
-    tree = Tree()
+    tree = TransformTree()
     rig.ingest.tf = tree
     rig.send(0, "pose", pose_msg(pose(0.0), S, "mocap"))  # TF without the mocap frame
     assert rig.reasons() == ["pose_frame"] * 2 and "is not in the TF tree" in rig.refused[1][3]
     world_mocap = rigid_matrix(np.array([1.0, 2.0, 0.0]), np.array([np.cos(0.3), 0, 0, np.sin(0.3)]))
-    tree.tree.add("world", "mocap", 0, world_mocap, static=True)
+    tree.add("world", "mocap", 0, world_mocap, static=True)
     rig.send(0, "pose", pose_msg(pose(0.0), S, "mocap"))
     np.testing.assert_allclose(rig.window.snapshot().camtoworlds[0].numpy(), world_mocap @ pose(0.0), atol=1e-6)
 
 
 def test_images_wait_for_their_tf_and_are_refused_when_it_never_comes():
-    tree = Tree()
+    tree = TransformTree()
     rig = Rig(pose_source="tf", pose_wait_s=0.5, tf=tree, frame_id="cam0_optical")
     rig.send(0, "info", camera_info_msg(K, W, H, S, ""))
-    tree.tree.add("world", "base", S - 10**8, pose(0.0))
-    tree.tree.add("base", "cam0_optical", 0, np.eye(4), static=True)
+    tree.add("world", "base", S - 10**8, pose(0.0))
+    tree.add("base", "cam0_optical", 0, np.eye(4), static=True)
     rig.send(0, "image", image_msg(rgb(80), S, ""))  # its TF (base at S) has not come yet: it waits
     assert rig.window.snapshot() is None and rig.ingest.pending() == [1, 0] and not rig.refused
-    tree.tree.add("world", "base", S + 10**8, pose(1.0))
+    tree.add("world", "base", S + 10**8, pose(1.0))
     assert rig.ingest.tf_arrived()  # something waits: the node wakes the ingest thread
     rig.ingest.poll()
     views = rig.window.snapshot()
@@ -162,7 +150,7 @@ def test_images_wait_for_their_tf_and_are_refused_when_it_never_comes():
 
 
 def test_depth_in_its_own_frame_is_held_until_it_can_be_registered():
-    tree = Tree()
+    tree = TransformTree()
     rig = Rig(tf=tree)
     rig.send(0, "info", camera_info_msg(K, W, H, S, "cam0_colour"))
     rig.send(0, "pose", pose_msg(pose(0.0), S))
@@ -172,7 +160,7 @@ def test_depth_in_its_own_frame_is_held_until_it_can_be_registered():
     assert not rig.refused and rig.window.snapshot().depths is None
     rig.send(0, "depth_info", camera_info_msg(K, W, H, S, "cam0_depth"))  # retried: still no TF
     assert not rig.refused and rig.window.snapshot().depths is None
-    tree.tree.add("cam0_colour", "cam0_depth", 0, np.eye(4), static=True)
+    tree.add("cam0_colour", "cam0_depth", 0, np.eye(4), static=True)
     assert rig.ingest.tf_arrived()
     rig.ingest.poll()
     views = rig.window.snapshot()

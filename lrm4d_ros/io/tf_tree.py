@@ -107,8 +107,12 @@ class TransformTree:
                 return True
         return False
 
-    def lookup(self, target: str, source: str, stamp_ns: int) -> np.ndarray:
-        """(4,4) pose of frame `source` in frame `target` at stamp_ns."""
+    def lookup(self, target: str, source: str, stamp_ns: int, wait: bool = False) -> np.ndarray | None:
+        """(4,4) pose of frame `source` in frame `target` at stamp_ns; RejectedInput (no_pose) where it cannot be had.
+        wait: None instead while transforms still to come could serve it, or serve it better (`can_wait`), as tf2
+        waits for a transform rather than extrapolating."""
+        if wait and self.can_wait(target, source, stamp_ns):
+            return None
         target, source = target.lstrip("/"), source.lstrip("/")
         for f in (target, source):
             if f not in self.frames:

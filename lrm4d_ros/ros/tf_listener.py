@@ -63,6 +63,4 @@ class TfListener:
         None instead while TF still to come could serve the stamp, or serve it between two transforms rather than
         by holding the newest one (TransformTree.can_wait), as tf2 waits for a transform instead of extrapolating."""
         with self._lock:
-            if wait and self.tree.can_wait(target, source, stamp_ns):
-                return None
-            return self.tree.lookup(target, source, stamp_ns)
+            return self.tree.lookup(target, source, stamp_ns, wait)
