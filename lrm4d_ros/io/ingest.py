@@ -39,7 +39,6 @@ INFO_WAIT = 8
 TF_WAIT = 8
 STALLED = 3  # an image or depth held this many pose_wait_s in steady time is refused whatever the clock says
 ARRIVALS_KEPT = 4096
-KINDS = ("image", "info", "pose", "depth", "depth_info")
 
 
 class Inbox:
@@ -106,7 +105,8 @@ class CameraTopics:
 class Transforms(Protocol):
     def lookup(self, target: str, source: str, stamp_ns: int, wait: bool = False) -> np.ndarray | None:
         """(4,4) pose of `source` in `target` at stamp_ns; None (wait=True) while TF still to come could serve it;
-        RejectedInput (no_pose) where it cannot (ros/tf_listener.TfListener)."""
+        RejectedInput (no_pose) where it cannot (io/tf_tree.TransformTree; ros/tf_listener.TfListener fills one
+        from /tf)."""
 
 
 class Ingest:
@@ -124,8 +124,8 @@ class Ingest:
                  refuse: Callable[..., None], accepted: Callable[[], None] = lambda: None,
                  topic: Callable[[str], str] = lambda name: name, info: Callable[[str], None] = lambda _: None):
         self.window, self.cameras = window, list(cameras)
-        self.pose_source, self.world_frame, self.pose_wait_s, self.rectify = pose_source, world_frame, pose_wait_s, \
-            rectify
+        self.pose_source, self.world_frame, self.pose_wait_s = pose_source, world_frame, pose_wait_s
+        self.undistort = rectify  # (its Rectification caches per camera are _rectify and _depth_rectify)
         self.tf, self._refuse, self._accepted, self._topic, self._info = tf, refuse, accepted, topic, info
         n = len(self.cameras)
         self._lock = threading.Lock()  # guards the fields read by other threads (below, to `_arrivals`)
@@ -179,7 +179,8 @@ class Ingest:
 
     # -- the ingest thread ---------------------------------------------------------------------------------
     def handle(self, cam_id: int, kind: str, msg, arrival: float) -> None:
-        """One message of camera `cam_id` of `kind` (KINDS) that arrived at `arrival` (monotonic s)."""
+        """One message of camera `cam_id` that arrived at `arrival` (monotonic s); kind: "image", "info", "pose",
+        "depth" or "depth_info" (the depth camera's own CameraInfo)."""
         getattr(self, f"_on_{kind}")(cam_id, self.cameras[cam_id], msg, arrival)
 
     def poll(self) -> None:
@@ -200,7 +201,7 @@ class Ingest:
         known = cache.get(cam.name)
         if known is not None and known[0] == key:
             return known[1]
-        rect = Rectification(msg, rectified=rectified_topic(topic), rectify=self.rectify)
+        rect = Rectification(msg, rectified=rectified_topic(topic), rectify=self.undistort)
         if rect.maps is not None and known is None:
             self._info(f"{cam.name}: {what} has lens distortion ({msg.distortion_model}): its images are rectified "
                        "onto P's intrinsics (rectify: auto)")

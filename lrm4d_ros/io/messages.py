@@ -198,9 +198,7 @@ def image_rgb(msg) -> np.ndarray:
         px = _rows(msg, ch).reshape(H, W, ch)
         # one copy into an array of its own; numpy's gather by channel index lists took 4.8 ms a 720p image
         if enc == "rgb8":
-            out = np.empty((H, W, 3), np.uint8)
-            out[...] = px
-            return out
+            return px.copy()
         import cv2
 
         return cv2.cvtColor(px, getattr(cv2, CV_TO_RGB[enc]))
