@@ -18,15 +18,16 @@ from lrm4d_ros.floor_fit import (floor_from_photo, floor_normal, height_from_dep
 FLOOR_Z = -0.8
 
 
-def _floor_views(texture: torch.Tensor, res: int = 64, box: bool = True, half: float = 0.3, top: float = 0.0):
-    """Six cameras on a quarter of a ring of radius 2 (as a robot's head or wall rig: 18° apart) at heights 0.3-0.6
-    looking at the origin over a floor at z = FLOOR_Z
+def _floor_views(texture: torch.Tensor, res: int = 64, box: bool = True, half: float = 0.3, top: float = 0.0,
+                 fov_deg: float = 60.0):
+    """Six cameras (vertical field of view fov_deg) on a quarter of a ring of radius 2 (as a robot's head or wall
+    rig: 18° apart) at heights 0.3-0.6 looking at the origin over a floor at z = FLOOR_Z
     textured with `texture` (3,h,w) over x, y ∈ ±4; optionally a grey box (|x|, |y| < half, up to z = top) on it.
     Returns images (6,res,res,3), exact z-depths (6,res,res), Ks, camtoworlds (float64)."""
     a = torch.arange(6, dtype=torch.float64) * (math.pi / 10) + 0.3
     eyes = torch.stack([2 * a.cos(), 2 * a.sin(), 0.3 + 0.06 * torch.arange(6)], -1)
     c2w = look_at(eyes, torch.zeros(6, 3, dtype=torch.float64))
-    K = fov_to_K(math.radians(60), res, res).expand(6, 3, 3).double()
+    K = fov_to_K(math.radians(fov_deg), res, res).expand(6, 3, 3).double()
     o, d = pixel_rays(K, c2w, res, res)
     t = torch.where(d[..., 2] < 0, (FLOOR_Z - o[..., 2]) / d[..., 2].clamp(max=-1e-9), torch.full_like(d[..., 2], 1e9))
     hit = o + t[..., None] * d
@@ -76,6 +77,39 @@ def test_height_from_depth_is_the_floor_under_a_table_that_fills_the_views():
     on_floor = float(((z - FLOOR_Z).abs() < 0.02).float().mean())
     assert on_top > on_floor > 0.1, (on_top, on_floor)
     assert abs(height_from_depth(o, d, c2w[:, :3, 2], depths) - FLOOR_Z) < 0.02
+
+
+def _spread_and_share(o, d, c2w, depths, z0, tol=0.02):
+    """10-90 % spread (the lesser of x and y) of the measured points within tol of height z0, and their share."""
+    cos = (d * c2w[:, None, None, :3, 2]).sum(-1)
+    p = (o + d * (depths / cos)[..., None])[depths > 0]
+    on = p[(p[:, 2] - z0).abs() < tol]
+    q = torch.tensor([0.1, 0.9], dtype=p.dtype)
+    return min(float(torch.quantile(on[:, k], q).diff()) for k in (0, 1)), on.shape[0] / p.shape[0]
+
+
+def test_a_floor_narrow_views_see_and_no_floor_on_a_box_alone():
+    """Cameras of 25° field of view whose depth range (3.5 units) ends 1.5 past the scene's centre see a floor
+    patch narrower than MIN_EXTENT that holds most of the measured points: it is the floor (height and normal). A
+    box seen alone (its top and sides measured, nothing else) is no floor."""
+    from lrm4d_ros import floor_fit
+
+    images, depths, K, c2w = _floor_views(_noise_texture(), half=0.15, top=-0.5, fov_deg=25.0)
+    depths = torch.where(depths < 3.5, depths, torch.zeros_like(depths))
+    o, d = pixel_rays(K, c2w, 64, 64)
+    spread, share = _spread_and_share(o, d, c2w, depths, FLOOR_Z)
+    assert floor_fit.DOMINANT_EXTENT <= spread < floor_fit.MIN_EXTENT and share >= floor_fit.DOMINANT_SHARE
+    assert abs(height_from_depth(o, d, c2w[:, :3, 2], depths) - FLOOR_Z) < 0.02
+    level, held = floor_normal(o, d, c2w[:, :3, 2], depths)
+    assert math.degrees(math.acos(min(1.0, float(level[2])))) < 0.05 and held >= floor_fit.DOMINANT_SHARE
+    for half in (0.3, 0.6):  # the box alone: the floor's pixels unmeasured
+        images, depths, K, c2w = _floor_views(_noise_texture(), half=half, top=-0.3)
+        o, d = pixel_rays(K, c2w, 64, 64)
+        on_box = depths * (images == 0.5).all(-1).double()
+        spread, share = _spread_and_share(o, d, c2w, on_box, -0.3)
+        assert share < floor_fit.DOMINANT_SHARE and (spread < floor_fit.MIN_EXTENT), (half, spread, share)
+        assert height_from_depth(o, d, c2w[:, :3, 2], on_box) is None
+        assert floor_normal(o, d, c2w[:, :3, 2], on_box) is None
 
 
 def test_floor_normal_from_measured_depth_in_a_tilted_world():
