@@ -25,11 +25,11 @@ from torch import Tensor
 from .cameras import (LEVEL_FROM_CAMERAS_DEG, SceneNormalization, TimeWindow, camera_up, image_up, pixel_rays,
                       plucker)
 from .captured import CapturedFrames
-from .depth_noise import denoise
 from .environment import MIN_WEIGHT, Environment, content_weights
 from .floor import Floor
 from .floor_fit import floor_from_photo, floor_normal, height_from_depth, plane_depths, unconfirmed
 from .gaussians import Gaussians4D
+from .measured_depth import prepare as prepare_depth
 from .model import BF16_CHOICES, LRM4D, bf16_native, config_of
 from .pixel_gaussians import base_log_depth, paper_gaussians, surfel_gaussians, z_rays
 from .reconstruction import Reconstruction, ViewWeighting, pixel_footprints, render_at_times
@@ -433,8 +433,8 @@ class Reconstructor:
                               "or sky, beyond a gap nothing lies in): read as no measurement", RuntimeWarning,
                               stacklevel=3)
         v = views.resized(*self.input_size(views.height, views.width)).to(self.device)
-        if v.depths is not None:  # a camera noisier than the one the model learned from, brought down to it
-            v = replace(v, depths=denoise(v.depths))
+        if v.depths is not None:  # a depth camera unlike the one the model learned from, made like it
+            v = replace(v, depths=prepare_depth(v.depths))
         c2w = norm.poses_to_canonical(v.camtoworlds.double())
         depths = None if v.depths is None else v.depths.float() * norm.scale
         if depths is not None and bool((depths > 0).any()):
