@@ -90,9 +90,8 @@ def _types(types: MessageTypes | None) -> MessageTypes:
     return rosbags_types() if types is None else types
 
 
-# encoding -> (channels, indices of R, G, B in a pixel); mono8 repeats its one channel.
-ENCODINGS = {"rgb8": (3, (0, 1, 2)), "bgr8": (3, (2, 1, 0)), "rgba8": (4, (0, 1, 2)), "bgra8": (4, (2, 1, 0)),
-             "mono8": (1, (0, 0, 0))}
+# encoding -> channels (the channel order is CV_TO_RGB's / FROM_RGB's; mono8 is replicated to grey RGB)
+ENCODINGS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 CV_TO_RGB = {"bgr8": "COLOR_BGR2RGB", "rgba8": "COLOR_RGBA2RGB", "bgra8": "COLOR_BGRA2RGB",
              "mono8": "COLOR_GRAY2RGB"}  # OpenCV's vectorised shuffles for the other ENCODINGS
 FROM_RGB = {"bgr8": "COLOR_RGB2BGR", "rgba8": "COLOR_RGB2RGBA", "bgra8": "COLOR_RGB2BGRA"}  # and back (alpha 255)
@@ -194,7 +193,7 @@ def image_rgb(msg) -> np.ndarray:
     channels, `is_bigendian`; mono is replicated to grey RGB; 16-bit channels are scaled to 8 bits, v / 257)."""
     enc, H, W = msg.encoding, int(msg.height), int(msg.width)
     if enc in ENCODINGS:
-        ch = ENCODINGS[enc][0]
+        ch = ENCODINGS[enc]
         px = _rows(msg, ch).reshape(H, W, ch)
         # one copy into an array of its own; numpy's gather by channel index lists took 4.8 ms a 720p image
         if enc == "rgb8":
