@@ -228,9 +228,7 @@ class Ingest:
             T = pose_matrix(msg)
             if frame and frame != world:  # a pose in another frame (motion capture's): mapped by TF
                 try:
-                    if self.tf is None:
-                        raise RejectedInput("tf2_msgs is not installed (scripts/build_ros.sh builds it)", "no_pose")
-                    T = self.tf.lookup(world, frame, stamp) @ T
+                    T = self._lookup(world, frame, stamp) @ T
                 except RejectedInput as exc:
                     return self._refuse("pose_frame", f"{cam.name} pose: frame {frame!r} is not world_frame {world!r}"
                                                       f" and TF does not map it: {exc}", camera=cam.name)
@@ -326,9 +324,7 @@ class Ingest:
                         f" (waited {max(on_clock, steady):.2f} s)" if (on_clock > limit and steady > limit)
                         or steady > STALLED * limit else "")
                 try:  # waited long enough: the transform as it stands now (the newest held within pose_tolerance_s)
-                    if self.tf is None:
-                        raise RejectedInput("tf2_msgs is not installed (scripts/build_ros.sh builds it)", "no_pose")
-                    T = self.tf.lookup(world, frame, stamp, wait=not late)
+                    T = self._lookup(world, frame, stamp, wait=not late)
                 except RejectedInput as exc:
                     waiting.popleft()
                     self._refuse("no_pose", f"{self.cameras[cam_id].name} image: no TF {world} <- {frame} at "
@@ -338,6 +334,12 @@ class Ingest:
                     break
                 waiting.popleft()
                 self._admit(cam_id, self.cameras[cam_id], rgb, K, stamp, T, arrival)
+
+    def _lookup(self, target: str, source: str, stamp: int, wait: bool = False) -> np.ndarray | None:
+        """The TF lookup (the `tf` protocol's `lookup`); RejectedInput (no_pose) where the ingest has no TF."""
+        if self.tf is None:
+            raise RejectedInput("tf2_msgs is not installed (scripts/build_ros.sh builds it)", "no_pose")
+        return self.tf.lookup(target, source, stamp, wait)
 
     def _admit(self, cam_id: int, cam, rgb: np.ndarray, K: np.ndarray, stamp: int, T: np.ndarray | None,
                arrival: float) -> None:
@@ -434,11 +436,8 @@ class Ingest:
         if depth.shape[::-1] != rect.size:
             raise RejectedInput(f"{where}: image is {depth.shape[1]}x{depth.shape[0]} but its camera_info says "
                                 f"{rect.size[0]}x{rect.size[1]}", "depth_size")
-        if self.tf is None:
-            raise RejectedInput(f"{where}: registering it needs TF, and tf2_msgs is not installed (scripts/"
-                                f"build_ros.sh builds it)", "depth_frame")
         try:
-            colour_from_depth = self.tf.lookup(colour, frame, stamp)
+            colour_from_depth = self._lookup(colour, frame, stamp)
         except RejectedInput as exc:
             raise RejectedInput(f"{where}: no TF {colour} <- {frame}: {exc}", "depth_frame") from None
         K, W, H = self.info(cam.name)
