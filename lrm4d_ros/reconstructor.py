@@ -29,7 +29,7 @@ from .environment import MIN_WEIGHT, Environment, content_weights
 from .floor import Floor
 from .floor_fit import floor_from_photo, floor_normal, height_from_depth, plane_depths, unconfirmed
 from .gaussians import Gaussians4D
-from .measured_depth import SENSOR_NOISE, TRAINED_NOISE
+from .measured_depth import RAY_T, SENSOR_NOISE, TRAINED_NOISE, ray_depth_t, z_from_ray
 from .measured_depth import prepare as prepare_depth
 from .model import BF16_CHOICES, LRM4D, bf16_native, config_of
 from .pixel_gaussians import base_log_depth, paper_gaussians, surfel_gaussians, z_rays
@@ -373,6 +373,7 @@ class Reconstructor:
         self._far_told = False  # a warning that depth images hold a renderer's background, once
         self._level_told = False  # a warning that the world frame's z is not up, once
         self._noise_told = False  # a warning that the depth camera is noisier than the training sensor, once
+        self._ray_told = False  # a warning that depth is distance along the ray, once
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device | None = None,
@@ -422,6 +423,16 @@ class Reconstructor:
                           "the depth camera the model was trained with: averaged along their surfaces",
                           RuntimeWarning, stacklevel=4)
 
+    def _tell_ray(self, t: float) -> None:
+        """One warning per Reconstructor for depth written as distance along each pixel's ray (measured_depth
+        .ray_depth_t's t), converted to z."""
+        if not self._ray_told:
+            self._ray_told = True
+            warnings.warn(f"the depth images read as each pixel's distance along its ray (t = {t:.0f} over their "
+                          "planar patches), not z along the optical axis as ROS depth is (REP 118): converted to z. "
+                          "A renderer writes z as e.g. Isaac Sim's distance_to_image_plane, AirSim's DepthPlanar",
+                          RuntimeWarning, stacklevel=4)
+
     @torch.no_grad()
     def reconstruct(self, views: ViewSet, normalization: SceneNormalization | None = None) -> Reconstruction:
         """Views in world units with absolute stamps -> Reconstruction.
@@ -447,8 +458,12 @@ class Reconstructor:
         v = views.resized(*self.input_size(views.height, views.width)).to(self.device)
         if v.depths is not None:  # a depth camera unlike the one the model learned from, made like it
             prepared, noise, _ = prepare_depth(v.depths)
-            v = replace(v, depths=prepared)
             self._tell_noise(noise)
+            t = ray_depth_t(prepared, v.Ks)
+            if t > RAY_T:
+                prepared = z_from_ray(prepared, v.Ks)
+                self._tell_ray(t)
+            v = replace(v, depths=prepared)
         c2w = norm.poses_to_canonical(v.camtoworlds.double())
         depths = None if v.depths is None else v.depths.float() * norm.scale
         if depths is not None and bool((depths > 0).any()):
