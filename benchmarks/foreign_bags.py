@@ -1,6 +1,6 @@
 """Bags as another renderer or robot may write them: the shipped model's rig-protocol novel_view on evaluation bags
-as written and changed the way such a bag differs, without (world z taken as up, every depth value a measurement,
-as before) and with the reconstruction's handling of it.
+as written and changed the way such a bag differs, without (world z taken as up, every depth value a measurement
+in metres along the optical axis, as before) and with the reconstruction's handling of it.
 
 - world frame turned about x (poses only; images and depths as they were): y up (many renderers' frames), 20°,
   and 2° (a floor not quite level in odom); and `slam`, the first camera's optical frame (z forward, y down: a
@@ -10,6 +10,9 @@ as before) and with the reconstruction's handling of it.
 - what the depth camera did not measure written as a far clip plane, 100 m (a renderer's zfar) or 65.535 m (16UC1's
   largest value), or as a sky sphere 100 m away (z-depth 100 m times each ray's cosine to the optical axis), through
   a bag, instead of 0. Handled by `reconstructor.far_background`.
+- depth as each pixel's distance along its ray (`ray depth`: Isaac Sim's distance_to_camera, AirSim's
+  DepthPerspective) instead of z, and in millimetres where the poses are in metres (`depth mm`: 32FC1 written x1000).
+  Handled by `measured_depth.ray_depth_t` / `z_from_ray` and `measured_depth.units_factor`.
 
     python benchmarks/foreign_bags.py [BAG ...] [--threads 2]
 
@@ -31,6 +34,7 @@ import torch
 
 import lrm4d_ros.cameras as cameras
 from lrm4d_ros.cameras import pixel_rays
+from lrm4d_ros.measured_depth import ray_lengths
 import lrm4d_ros.reconstructor as reconstructor
 from lrm4d_ros.evaluate import evaluate_views
 from lrm4d_ros.io.bag import read_bag, write_bag
@@ -88,10 +92,33 @@ def unclipped():
         reconstructor.FAR_SHARE = saved
 
 
+def ray_depth(views):
+    if views.depths is None:
+        return None
+    return replace(views, depths=views.depths * ray_lengths(views.Ks, views.height, views.width).float())
+
+
+def millimetres(views):
+    return None if views.depths is None else replace(views, depths=views.depths * 1000)
+
+
+@contextmanager
+def as_written():
+    saved = reconstructor.RAY_T, reconstructor.units_factor
+    reconstructor.RAY_T = math.inf
+    reconstructor.units_factor = lambda depths, Ks, camtoworlds: (1.0, None)
+    try:
+        yield
+    finally:
+        reconstructor.RAY_T, reconstructor.units_factor = saved
+
+
+DEPTH_ONLY = ("far 100 m", "far 16UC1", "sky sphere", "ray depth", "depth mm")
 CHANGES = {"as written": (lambda v: v, unlevelled), "y up": (turned(-90.0), unlevelled),
            "20 deg": (turned(20.0), unlevelled), "2 deg": (turned(2.0), unlevelled), "slam": (slam_frame, unlevelled),
            "far 100 m": (far_plane(100.0, "32FC1"), unclipped), "far 16UC1": (far_plane(65.535, "16UC1"), unclipped),
-           "sky sphere": (far_plane(100.0, "32FC1", sphere=True), unclipped)}
+           "sky sphere": (far_plane(100.0, "32FC1", sphere=True), unclipped), "ray depth": (ray_depth, as_written),
+           "depth mm": (millimetres, as_written)}
 
 
 def main(argv=None) -> int:
@@ -108,7 +135,8 @@ def main(argv=None) -> int:
         return evaluate_views(rec, views, "rig", depth=depth)["groups"]["novel_view"]["model"]["psnr"]
 
     lines = [f"# torch {torch.__version__}, {platform.machine()}, {args.threads} threads; the shipped checkpoint",
-             "# rig protocol, novel_view PSNR (dB); `before`: world z taken as up and every depth value a measurement",
+             "# rig protocol, novel_view PSNR (dB); `before`: world z taken as up, every depth value a measurement "
+             "in metres along the optical axis",
              f"{'bag':28s} {'bag as':>10s} {'inputs':>6s} | {'before':>7s} {'now':>6s}"]
     print("\n".join(lines), flush=True)
     for bag in args.bags:
@@ -118,7 +146,7 @@ def main(argv=None) -> int:
             if v is None:
                 continue
             for depth in (True, False):
-                if (v.depths is None and depth) or ((name.startswith("far") or name == "sky sphere") and not depth):
+                if (v.depths is None and depth) or (name in DEPTH_ONLY and not depth):
                     continue
                 with without():
                     before = novel_view(v, depth)

@@ -29,7 +29,8 @@ from .environment import MIN_WEIGHT, Environment, content_weights
 from .floor import Floor
 from .floor_fit import floor_from_photo, floor_normal, height_from_depth, plane_depths, unconfirmed
 from .gaussians import Gaussians4D
-from .measured_depth import RAY_T, SENSOR_NOISE, TRAINED_NOISE, ray_depth_t, z_from_ray
+from .measured_depth import (RAY_T, SENSOR_NOISE, TRAINED_NOISE, UNIT_FACTORS, ray_depth_t, units_factor,
+                             z_from_ray)
 from .measured_depth import prepare as prepare_depth
 from .model import BF16_CHOICES, LRM4D, bf16_native, config_of
 from .pixel_gaussians import base_log_depth, paper_gaussians, surfel_gaussians, z_rays
@@ -374,6 +375,7 @@ class Reconstructor:
         self._level_told = False  # a warning that the world frame's z is not up, once
         self._noise_told = False  # a warning that the depth camera is noisier than the training sensor, once
         self._ray_told = False  # a warning that depth is distance along the ray, once
+        self._units_told = False  # a warning that depth is in another unit than the poses, once
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device | None = None,
@@ -423,6 +425,16 @@ class Reconstructor:
                           "the depth camera the model was trained with: averaged along their surfaces",
                           RuntimeWarning, stacklevel=4)
 
+    def _tell_units(self, factor: float, share: Tensor) -> None:
+        """One warning per Reconstructor for depth in another unit than the poses (measured_depth.units_factor)."""
+        if not self._units_told:
+            self._units_told = True
+            agree = dict(zip(UNIT_FACTORS, share.tolist()))
+            warnings.warn(f"the depth images agree with the camera poses multiplied by {factor:g} ({agree[factor]:.0%} "
+                          f"of their pixels land on another view's depth through the poses, {agree[1.0]:.0%} as they "
+                          "are): multiplied. Depth and poses must share a unit: 32FC1 depth is metres, 16UC1 "
+                          "millimetres (REP 118)", RuntimeWarning, stacklevel=4)
+
     def _tell_ray(self, t: float) -> None:
         """One warning per Reconstructor for depth written as distance along each pixel's ray (measured_depth
         .ray_depth_t's t), converted to z."""
@@ -457,6 +469,10 @@ class Reconstructor:
                               stacklevel=3)
         v = views.resized(*self.input_size(views.height, views.width)).to(self.device)
         if v.depths is not None:  # a depth camera unlike the one the model learned from, made like it
+            factor, share = units_factor(v.depths, v.Ks, v.camtoworlds)
+            if factor != 1.0:
+                v = replace(v, depths=v.depths * factor)
+                self._tell_units(factor, share)
             prepared, noise, _ = prepare_depth(v.depths)
             self._tell_noise(noise)
             t = ray_depth_t(prepared, v.Ks)

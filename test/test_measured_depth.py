@@ -2,7 +2,7 @@
 noise put in, noisy planes flattened (edges, holes and quiet views kept), the pixels that straddle a depth edge found
 (not a grazing plane's, a thin pole's or an exact edge's), and the RGB-D novel views of a noisy camera and of a
 renderer's anti-aliased depth against the same scenes as they came; depth written as distance along the ray told
-from z by its planes, and converted."""
+from z by its planes, and depth in another unit than the poses by their agreement, and converted."""
 import math
 from dataclasses import replace
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from lrm4d_ros.cameras import fov_to_K
-from lrm4d_ros.measured_depth import (RAY_T, TRAINED_NOISE, denoise, mixed_pixels, noise_level, prepare,
-                                      ray_depth_t, ray_lengths, z_from_ray)
+from lrm4d_ros.measured_depth import (RAY_T, TRAINED_NOISE, UNIT_FACTORS, denoise, mixed_pixels, noise_level,
+                                      prepare, ray_depth_t, ray_lengths, units_factor, z_from_ray)
 
 H = W = 64
 K = fov_to_K(math.radians(60), W, H).double()
@@ -202,3 +202,35 @@ def test_a_renderers_ray_distance_reconstructs_as_z_depth():
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # z-depth: no word of it
         _novel_view(views, True)
+
+
+def _window(views):
+    from lrm4d_ros.data.protocols import protocol_groups
+
+    return views.select(protocol_groups(views, "rig")[0])
+
+
+def test_depth_in_another_unit_than_the_poses_is_found_by_their_agreement():
+    views, _ = _scene()
+    w = _window(views)
+    factor, share = units_factor(w.depths, w.Ks, w.camtoworlds)
+    one = UNIT_FACTORS.index(1.0)
+    assert factor == 1.0 and float(share[one]) > 0.1 and float(share.max()) == float(share[one])
+    for wrong, right in ((1000.0, 1e-3), (1e-3, 1000.0), (100.0, 1e-2)):  # millimetres, kilometres, centimetres
+        assert units_factor(w.depths * wrong, w.Ks, w.camtoworlds)[0] == right
+    # one still camera (every view from the same place) tells nothing of scale
+    still = w.camtoworlds.clone()
+    still[:] = w.camtoworlds[0]
+    assert units_factor(w.depths * 1000, w.Ks, still)[0] == 1.0
+
+
+def test_millimetres_in_metre_depth_reconstruct_as_metres():
+    """32FC1 depth written in millimetres: told once, multiplied by 0.001, and the RGB-D novel views are those of the
+    depth in metres (8 scenes read as they came: 26.94 -> 19.26 dB)."""
+    views, _ = _scene()
+    mm = replace(views, depths=views.depths * 1000)
+    metres = _novel_view(views, True)
+    with pytest.warns(RuntimeWarning, match=r"multiplied by 0\.001 \(\d+% of their pixels") as told:
+        converted = _novel_view(mm, True)
+    assert sum("agree with the camera poses" in str(w.message) for w in told) == 1
+    assert converted == pytest.approx(metres, abs=0.05)
