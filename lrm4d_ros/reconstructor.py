@@ -29,8 +29,8 @@ from .environment import MIN_WEIGHT, Environment, content_weights
 from .floor import Floor
 from .floor_fit import floor_from_photo, floor_normal, height_from_depth, plane_depths, unconfirmed
 from .gaussians import Gaussians4D
-from .measured_depth import (RAY_T, SENSOR_NOISE, TRAINED_NOISE, UNIT_FACTORS, ray_depth_t, units_factor,
-                             z_from_ray)
+from .measured_depth import (RAY_T, SENSOR_NOISE, TRAINED_NOISE, UNIT_FACTORS, pose_frame, ray_depth_t,
+                             units_factor, z_from_ray)
 from .measured_depth import prepare as prepare_depth
 from .model import BF16_CHOICES, LRM4D, bf16_native, config_of
 from .pixel_gaussians import base_log_depth, paper_gaussians, surfel_gaussians, z_rays
@@ -376,6 +376,7 @@ class Reconstructor:
         self._noise_told = False  # a warning that the depth camera is noisier than the training sensor, once
         self._ray_told = False  # a warning that depth is distance along the ray, once
         self._units_told = False  # a warning that depth is in another unit than the poses, once
+        self._frame_told = False  # a warning that the poses are of another camera frame than the optical one, once
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device | None = None,
@@ -425,6 +426,16 @@ class Reconstructor:
                           "the depth camera the model was trained with: averaged along their surfaces",
                           RuntimeWarning, stacklevel=4)
 
+    def _tell_frame(self, frame: str | None, share: float, given: float) -> None:
+        """One warning per Reconstructor for poses of another camera frame than the optical one
+        (measured_depth.pose_frame). Not mended here: render requests come in the same frame."""
+        if frame is not None:
+            self._frame_told = True
+            warnings.warn(f"the depth images agree through the camera poses only read as {frame} ({share:.0%} of "
+                          f"their pixels land on another view's depth, {given:.0%} through the poses as given): "
+                          "camera poses must be of the optical frame (z forward, x right, y down; REP 103), e.g. "
+                          "camera_color_optical_frame, not camera_link", RuntimeWarning, stacklevel=4)
+
     def _tell_units(self, factor: float, share: Tensor) -> None:
         """One warning per Reconstructor for depth in another unit than the poses (measured_depth.units_factor)."""
         if not self._units_told:
@@ -469,6 +480,8 @@ class Reconstructor:
                               stacklevel=3)
         v = views.resized(*self.input_size(views.height, views.width)).to(self.device)
         if v.depths is not None:  # a depth camera unlike the one the model learned from, made like it
+            if not self._frame_told:
+                self._tell_frame(*pose_frame(v.depths, v.Ks, v.camtoworlds))
             factor, share = units_factor(v.depths, v.Ks, v.camtoworlds)
             if factor != 1.0:
                 v = replace(v, depths=v.depths * factor)
