@@ -20,9 +20,9 @@ show it (8 robot validation scenes, RGB-D novel_view; ablation block 35):
   measured pixel 1000x off (-7.7 dB, worse than no depth). `units_factor` finds the power of ten by which the
   depth agrees with the poses: view i's pixels, through the poses, landing on view j's measured depth.
 - the camera frame (`pose_frame`): poses are the optical frame's (z forward, x right, y down). Poses of OpenGL's
-  camera frame (a renderer's: x right, y up, z back) or of a body frame (camera_link: x forward, y left, z up) put
-  every view's pixels where no other view saw them; the depth agrees through the poses only read as such a frame.
-  Told, not mended: the same poses come with every render request.
+  camera frame (a renderer's: x right, y up, z back) or of a body frame (camera_link: x forward, y left, z up), or
+  images written bottom-up, put every view's pixels where no other view saw them; the depth agrees through the poses
+  only read so. Told, not mended: the same poses come with every render request.
 - the quantity: ROS depth is z along the optical axis (REP 118), but some renderers write each pixel's distance along
   its ray (Isaac Sim's distance_to_camera, AirSim's DepthPerspective), up to 1.25x z at a 60° camera's corners,
   which bends every plane (range read as z: -4.1 dB). `ray_depth_t` tells them apart by which reading keeps the
@@ -212,13 +212,18 @@ def z_from_ray(depths: Tensor, Ks: Tensor) -> Tensor:
 # land within UNIT_TOLERANCE (log). The factor most of them agree at is taken where it beats 1 by UNIT_MARGIN times
 # and UNIT_MIN_SHARE of the pixels. Rig-protocol windows of 24 robot validation scenes and 17 RGB-D evaluation bags in
 # metres: no other factor reached 0.81 of 1's share (0.68 on the scenes; with the sensor's noise x3 / x8 0.80 /
-# 0.88); the same depth x1000 is found on all 24 scenes (x3 / x8 noise: 21 / 15) and 16 bags. A window whose cameras
+# 0.88); the same depth x1000 is found on all 24 scenes (x3 / x8 noise: 13 / none, under UNIT_MIN_SHARE) and 16 bags.
+# A window whose cameras
 # stand close together and look one way (a head rig) sees scale least: scene_1002001 x1000 reads 1.27x at 0.001 and is
 # left as it came. A tolerance of 0.05 separated less (head rigs x1000 1.13-1.28x; metres up to 0.92). RGB-D
 # novel_view of 8 of the scenes with their depth x1000 / x100 / x10 / x0.001: 19.26 / 19.27 / 19.01 / 18.42 as it
 # came, 26.94 / 26.94 / 25.39 / 26.94 scaled (x10: two head rigs' windows left as they came) against 26.94 in metres.
 UNIT_FACTORS = (1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3)
-UNIT_TOLERANCE, UNIT_MARGIN, UNIT_MIN_SHARE = 0.01, 1.5, 0.05
+UNIT_TOLERANCE, UNIT_MARGIN = 0.01, 1.5
+# A claim (another unit, another frame) needs this share of the pixels agreeing: in metres and the optical frame the
+# validation and bag windows agree on 0.17-0.80, while the test suite's two 24x32 views, which barely overlap, read
+# 0.01-0.07 as given and by chance up to 0.11 with their images' rows reversed.
+UNIT_MIN_SHARE = 0.15
 UNIT_PIXELS = 1024  # pixels sampled per view
 
 
@@ -272,25 +277,32 @@ def units_factor(depths: Tensor, Ks: Tensor, camtoworlds: Tensor) -> tuple[float
     return 1.0, share
 
 
-# Camera frames other than the optical one, as the optical frame's axes in them (columns): poses of such a frame
-# times this are the optical frame's.
+# Readings of the poses other than as the optical frame's, each as the optical frame's axes in the frame read
+# (columns: poses so read times this are the optical frame's) and what to change. Images written bottom-up (as
+# OpenGL reads them back) are the optical frame mirrored in y about the principal point's row.
+OPTICAL = "camera poses must be of the optical frame (z forward, x right, y down; REP 103)"
 FRAMES = {
-    "OpenGL's camera frame (x right, y up, z back; a renderer's)":
-        torch.tensor([[1.0, 0, 0], [0, -1, 0], [0, 0, -1]], dtype=torch.float64),
-    "a body frame (x forward, y left, z up; camera_link's)":
-        torch.tensor([[0.0, 0, 1], [-1, 0, 0], [0, -1, 0]], dtype=torch.float64),
+    "with the poses read as OpenGL's camera frame (x right, y up, z back; a renderer's)":
+        (torch.tensor([[1.0, 0, 0], [0, -1, 0], [0, 0, -1]], dtype=torch.float64), OPTICAL),
+    "with the poses read as a body frame (x forward, y left, z up; camera_link's)":
+        (torch.tensor([[0.0, 0, 1], [-1, 0, 0], [0, -1, 0]], dtype=torch.float64),
+         OPTICAL + ", e.g. camera_color_optical_frame, not camera_link"),
+    "with each image's rows reversed (written bottom-up, as OpenGL reads images back)":
+        (torch.tensor([[1.0, 0, 0], [0, -1, 0], [0, 0, 1]], dtype=torch.float64),
+         "write images and depth top row first"),
 }
 
 
 def pose_frame(depths: Tensor, Ks: Tensor, camtoworlds: Tensor) -> tuple[str | None, float, float]:
-    """(name, its agreement, the optical frame's): the FRAMES entry the poses camtoworlds (V,4,4) read as, where
-    depths (V,H,W) agree through it UNIT_MARGIN times better than through the poses as the optical frame's (and on
-    UNIT_MIN_SHARE of the pixels); None where the optical frame fits. Rig-protocol windows of 13 RGB-D evaluation
-    bags: 0.22-0.68 through their optical poses, at most 0.58 of that through another frame (a head rig's parallel
-    cameras, OpenGL's frame); the same poses written as another frame read 0.00-0.08 as optical."""
+    """(name, its agreement, the optical frame's): the FRAMES reading of the poses camtoworlds (V,4,4) through
+    which depths (V,H,W) agree UNIT_MARGIN times better than through the poses as the optical frame's (and on
+    UNIT_MIN_SHARE of the pixels); None where the optical frame fits. Read on `prepare`d depth. Rig-protocol windows
+    of 24 robot validation scenes / 17 RGB-D evaluation bags: at most 0.42 / 0.58 of the optical frame's share
+    through another reading (a head rig's parallel cameras, OpenGL's frame; 0.48 with the sensor's noise x8); each
+    other reading told on 24 / 17 (23 and 20 of the scenes with the noise x3 / x8)."""
     given = float(agreement(depths, Ks, camtoworlds)[0])
     best, best_share = None, 0.0
-    for name, axes in FRAMES.items():
+    for name, (axes, _) in FRAMES.items():
         turn = torch.eye(4, dtype=torch.float64, device=camtoworlds.device)
         turn[:3, :3] = axes
         share = float(agreement(depths, Ks, camtoworlds.double() @ turn)[0])

@@ -29,7 +29,7 @@ from .environment import MIN_WEIGHT, Environment, content_weights
 from .floor import Floor
 from .floor_fit import floor_from_photo, floor_normal, height_from_depth, plane_depths, unconfirmed
 from .gaussians import Gaussians4D
-from .measured_depth import (RAY_T, SENSOR_NOISE, TRAINED_NOISE, UNIT_FACTORS, pose_frame, ray_depth_t,
+from .measured_depth import (FRAMES, RAY_T, SENSOR_NOISE, TRAINED_NOISE, UNIT_FACTORS, pose_frame, ray_depth_t,
                              units_factor, z_from_ray)
 from .measured_depth import prepare as prepare_depth
 from .model import BF16_CHOICES, LRM4D, bf16_native, config_of
@@ -427,14 +427,13 @@ class Reconstructor:
                           RuntimeWarning, stacklevel=4)
 
     def _tell_frame(self, frame: str | None, share: float, given: float) -> None:
-        """One warning per Reconstructor for poses of another camera frame than the optical one
-        (measured_depth.pose_frame). Not mended here: render requests come in the same frame."""
+        """One warning per Reconstructor for poses of another camera frame than the optical one, or images written
+        bottom-up (measured_depth.pose_frame). Not mended here: render requests come in the same frame."""
         if frame is not None:
             self._frame_told = True
-            warnings.warn(f"the depth images agree through the camera poses only read as {frame} ({share:.0%} of "
-                          f"their pixels land on another view's depth, {given:.0%} through the poses as given): "
-                          "camera poses must be of the optical frame (z forward, x right, y down; REP 103), e.g. "
-                          "camera_color_optical_frame, not camera_link", RuntimeWarning, stacklevel=4)
+            warnings.warn(f"the depth images agree through the camera poses only {frame} ({share:.0%} of their "
+                          f"pixels land on another view's depth, {given:.0%} as given): {FRAMES[frame][1]}",
+                          RuntimeWarning, stacklevel=4)
 
     def _tell_units(self, factor: float, share: Tensor) -> None:
         """One warning per Reconstructor for depth in another unit than the poses (measured_depth.units_factor)."""
@@ -480,14 +479,14 @@ class Reconstructor:
                               stacklevel=3)
         v = views.resized(*self.input_size(views.height, views.width)).to(self.device)
         if v.depths is not None:  # a depth camera unlike the one the model learned from, made like it
-            if not self._frame_told:
-                self._tell_frame(*pose_frame(v.depths, v.Ks, v.camtoworlds))
             factor, share = units_factor(v.depths, v.Ks, v.camtoworlds)
             if factor != 1.0:
                 v = replace(v, depths=v.depths * factor)
                 self._tell_units(factor, share)
             prepared, noise, _ = prepare_depth(v.depths)
             self._tell_noise(noise)
+            if not self._frame_told:  # denoised, a noisy camera's pixels agree as a quiet one's
+                self._tell_frame(*pose_frame(prepared, v.Ks, v.camtoworlds))
             t = ray_depth_t(prepared, v.Ks)
             if t > RAY_T:
                 prepared = z_from_ray(prepared, v.Ks)

@@ -65,6 +65,10 @@ def test_depth_messages_round_trip():
         depth_msg(np.full((2, 2), 70.0), STAMP, "cam0", "16UC1")
     with pytest.raises(MessageError, match="unsupported depth encoding"):
         image_depth(image_msg(np.zeros((2, 2, 3)), STAMP, "cam0"))
+    # an OpenGL camera's z, negative in front of it: refused, not read as an image without measurements
+    with pytest.raises(MessageError, match="35 of the depth image's 35 measured pixels are negative"):
+        image_depth(Image(header=header_msg(STAMP, "cam0"), height=5, width=7, encoding="32FC1", is_bigendian=0,
+                          step=28, data=np.frombuffer((-(expect + 1.0)).astype("<f4").tobytes(), np.uint8).copy()))
 
 
 def test_encodings_decode_to_the_same_rgb():

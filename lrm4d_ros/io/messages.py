@@ -252,7 +252,8 @@ def float_image_msg(a, stamp: int, frame_id: str, types: MessageTypes | None = N
 
 def image_depth(msg) -> np.ndarray:
     """(H,W) float32 z-depth in metres of a 32FC1 / 16UC1 Image; 0 where there is no measurement (0, NaN, inf,
-    negative). Honours `step` row padding and `is_bigendian`."""
+    negative). Honours `step` row padding and `is_bigendian`. MessageError where most measured pixels are negative
+    (a renderer's camera looking down its -z axis)."""
     if msg.encoding not in DEPTH_ENCODINGS:
         raise MessageError(f"unsupported depth encoding {msg.encoding!r}; supported: {list(DEPTH_ENCODINGS)}")
     itemsize = 4 if msg.encoding == "32FC1" else 2
@@ -262,7 +263,13 @@ def image_depth(msg) -> np.ndarray:
     d = rows.view(np.dtype(order + kind)).reshape(int(msg.height), int(msg.width))
     # millimetres -> the float32 nearest to mm / 1000 (division in float64 is exact to that rounding)
     d = (d.astype(np.float64) / 1000.0).astype(np.float32) if msg.encoding == "16UC1" else d.astype(np.float32)
-    return np.where(np.isfinite(d) & (d > 0), d, np.float32(0.0)).astype(np.float32)
+    measured = np.isfinite(d) & (d != 0)
+    negative = int((measured & (d < 0)).sum())
+    if negative * 2 > int(measured.sum()):  # a stray negative value is no measurement; most of them, a convention
+        raise MessageError(f"{negative} of the depth image's {int(measured.sum())} measured pixels are negative: ROS "
+                           "depth is z along the optical axis, positive in front of the camera (REP 118; an OpenGL "
+                           "camera's z is negative there)")
+    return np.where(measured & (d > 0), d, np.float32(0.0)).astype(np.float32)
 
 
 # -- cameras and poses -------------------------------------------------------------------------------------
