@@ -12,7 +12,7 @@ in metres along the optical axis, as before) and with the reconstruction's handl
   a bag, instead of 0. Handled by `reconstructor.far_background`.
 - depth as each pixel's distance along its ray (`ray depth`: Isaac Sim's distance_to_camera, AirSim's
   DepthPerspective) instead of z, and in millimetres where the poses are in metres (`depth mm`: 32FC1 written x1000).
-  Handled by `measured_depth.ray_depth_t` / `z_from_ray` and `measured_depth.units_factor`.
+  Handled by `measured_depth.ray_depth_t` / `z_from_ray` and `measured_depth.reading`.
 
     python benchmarks/foreign_bags.py [BAG ...] [--threads 2]
 
@@ -34,7 +34,7 @@ import torch
 
 import lrm4d_ros.cameras as cameras
 from lrm4d_ros.cameras import pixel_rays
-from lrm4d_ros.measured_depth import ray_lengths
+from lrm4d_ros.measured_depth import Reading, ray_lengths
 import lrm4d_ros.reconstructor as reconstructor
 from lrm4d_ros.evaluate import evaluate_views
 from lrm4d_ros.io.bag import read_bag, write_bag
@@ -104,13 +104,13 @@ def millimetres(views):
 
 @contextmanager
 def as_written():
-    saved = reconstructor.RAY_T, reconstructor.units_factor
+    saved = reconstructor.RAY_T, reconstructor.depth_reading
     reconstructor.RAY_T = math.inf
-    reconstructor.units_factor = lambda depths, Ks, camtoworlds: (1.0, None)
+    reconstructor.depth_reading = lambda depths, Ks, camtoworlds: Reading(None, 1.0, 0.0, 0.0, torch.zeros(1))
     try:
         yield
     finally:
-        reconstructor.RAY_T, reconstructor.units_factor = saved
+        reconstructor.RAY_T, reconstructor.depth_reading = saved
 
 
 DEPTH_ONLY = ("far 100 m", "far 16UC1", "sky sphere", "ray depth", "depth mm")

@@ -15,6 +15,8 @@ COMMANDS = {
     "make-bag": ("lrm4d_ros.data.make_bag", "generate a procedural 4D scene and write it as a contract bag"),
     "convert-bag": ("lrm4d_ros.io.convert", "a robot's bag (its own topics, TF poses, compressed images) -> a "
                                             "contract bag"),
+    "check-bag": ("lrm4d_ros.check_bag", "what in a contract bag is unlike the model's training data (depth unit, "
+                                         "quantity and noise, camera frame, world up), window by window"),
     "train": ("lrm4d_ros.train", "train the model on procedural scenes"),
     "evaluate": ("lrm4d_ros.evaluate", "evaluate a checkpoint on contract bags against baselines"),
     "render-view": ("lrm4d_ros.ros.render_view_cli", "ask a running reconstruct node for a view (PNG + depth)"),

@@ -29,9 +29,9 @@ from .environment import MIN_WEIGHT, Environment, content_weights
 from .floor import Floor
 from .floor_fit import floor_from_photo, floor_normal, height_from_depth, plane_depths, unconfirmed
 from .gaussians import Gaussians4D
-from .measured_depth import (FRAMES, RAY_T, SENSOR_NOISE, TRAINED_NOISE, UNIT_FACTORS, pose_frame, ray_depth_t,
-                             units_factor, z_from_ray)
+from .measured_depth import FRAMES, RAY_T, SENSOR_NOISE, TRAINED_NOISE, ray_depth_t, z_from_ray
 from .measured_depth import prepare as prepare_depth
+from .measured_depth import reading as depth_reading
 from .model import BF16_CHOICES, LRM4D, bf16_native, config_of
 from .pixel_gaussians import base_log_depth, paper_gaussians, surfel_gaussians, z_rays
 from .reconstruction import Reconstruction, ViewWeighting, pixel_footprints, render_at_times
@@ -340,6 +340,18 @@ def checked_device(device: str | torch.device) -> torch.device:
     return dev
 
 
+@dataclass
+class ModelInputs:
+    """A window's views as the model takes them (`Reconstructor.inputs`) and what was found on the way."""
+    views: ViewSet  # at the model's input size, on its device; depth made like the training sensor's
+    norm: SceneNormalization  # world <-> canonical, levelled
+    c2w: Tensor  # (V,4,4) canonical optical-frame poses
+    depths: Tensor | None  # (V,H,W) canonical z-depth, 0 = none
+    window: TimeWindow
+    times: Tensor  # (V,) normalised stamps
+    facts: dict  # far_background_m, units_factor, frame, agreement, noise, mixed_dropped, ray_t, tilt_deg, ...
+
+
 class Reconstructor:
     """Runs a trained LRM4D on ViewSets. device None -> CUDA if available, else CPU; refine_steps: colour
     refinement passes per reconstruction (`refine_colours`; 0 = the model's colours; each re-renders the inputs:
@@ -371,12 +383,7 @@ class Reconstructor:
         # moving rig's windows do not: the last floor found is checked first instead of the full sweep.
         self._floors: OrderedDict[tuple, float | None] = OrderedDict()
         self._floor_z_checked = False  # floor_z held against a depth camera's floor (once one shows it)
-        self._far_told = False  # a warning that depth images hold a renderer's background, once
-        self._level_told = False  # a warning that the world frame's z is not up, once
-        self._noise_told = False  # a warning that the depth camera is noisier than the training sensor, once
-        self._ray_told = False  # a warning that depth is distance along the ray, once
-        self._units_told = False  # a warning that depth is in another unit than the poses, once
-        self._frame_told = False  # a warning that the poses are of another camera frame than the optical one, once
+        self._told: set[str] = set()  # the findings of `inputs` already warned of (each once per Reconstructor)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device | None = None,
@@ -416,44 +423,93 @@ class Reconstructor:
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         return model_input_size(self.model.cfg, height, width)
 
-    def _tell_noise(self, noise: float) -> None:
-        """One warning per Reconstructor for a depth camera noisier than the training sensor (measured_depth.prepare's
-        figure, 1/m). The pixels it drops at depth edges go untold, as a depth camera's own dropouts do: an exact
-        renderer's grazing faces one or two pixels wide lose as many as anti-aliased depth does (~1 %)."""
-        if noise > TRAINED_NOISE and not self._noise_told:
-            self._noise_told = True
-            warnings.warn(f"the depth images' noise reads {noise:.4f} /m in inverse depth, {noise / SENSOR_NOISE:.0f}x "
-                          "the depth camera the model was trained with: averaged along their surfaces",
-                          RuntimeWarning, stacklevel=4)
+    @staticmethod
+    def findings(facts: dict) -> list[tuple[str, str]]:
+        """(kind, text) of each thing `inputs` found unlike the model's training data (its `facts`), with what was
+        done about it. The pixels measured_depth drops at depth edges are not among them, as a depth camera's own
+        dropouts are not: an exact renderer's grazing faces one or two pixels wide lose as many as anti-aliased
+        depth does (~1 %)."""
+        said = []
+        if facts.get("far_background_m") is not None:
+            said.append(("far", f"the depth images hold a renderer's background from {facts['far_background_m']:.3f} m "
+                                "on (a far clip plane or sky, beyond a gap nothing lies in): read as no measurement"))
+        if facts.get("units_factor", 1.0) != 1.0:
+            f = facts["units_factor"]
+            said.append(("units", f"the depth images agree with the camera poses multiplied by {f:g} "
+                                  f"({facts['agreement']:.0%} of their pixels land on another view's depth through "
+                                  f"the poses, {facts['optical_agreement']:.0%} as they are): multiplied. "
+                                  "Depth and poses must share a unit: 32FC1 depth is metres, 16UC1 millimetres "
+                                  "(REP 118)"))
+        if facts.get("noise", 0.0) > TRAINED_NOISE:
+            said.append(("noise", f"the depth images' noise reads {facts['noise']:.4f} /m in inverse depth, "
+                                  f"{facts['noise'] / SENSOR_NOISE:.0f}x the depth camera the model was trained with: "
+                                  "averaged along their surfaces"))
+        if facts.get("frame") is not None:
+            said.append(("frame", f"the depth images agree through the camera poses only {facts['frame']} "
+                                  f"({facts['agreement']:.0%} of their pixels land on another view's depth, "
+                                  f"{facts['optical_agreement']:.0%} as given): {FRAMES[facts['frame']][1]}"))
+        if facts.get("ray_t", 0.0) > RAY_T:
+            said.append(("ray", f"the depth images read as each pixel's distance along its ray (t = "
+                                f"{facts['ray_t']:.0f} over their planar patches), not z along the optical axis as "
+                                "ROS depth is (REP 118): converted to z. A renderer writes z as e.g. Isaac Sim's "
+                                "distance_to_image_plane, AirSim's DepthPlanar"))
+        if facts["tilt_deg"] >= LEVEL_FROM_CAMERAS_DEG:
+            said.append(("level", f"the world frame's z is {facts['tilt_deg']:.1f}° from the up the cameras and depth "
+                                  "show (REP-103 has z up): the reconstruction is levelled; its outputs stay in the "
+                                  "world frame, and floor_z is a height along that up"))
+        return said
 
-    def _tell_frame(self, frame: str | None, share: float, given: float) -> None:
-        """One warning per Reconstructor for poses of another camera frame than the optical one, or images written
-        bottom-up (measured_depth.pose_frame). Not mended here: render requests come in the same frame."""
-        if frame is not None:
-            self._frame_told = True
-            warnings.warn(f"the depth images agree through the camera poses only {frame} ({share:.0%} of their "
-                          f"pixels land on another view's depth, {given:.0%} as given): {FRAMES[frame][1]}",
-                          RuntimeWarning, stacklevel=4)
+    def _tell(self, facts: dict) -> None:
+        """Warn of each of `findings(facts)` once per Reconstructor."""
+        for key, text in self.findings(facts):
+            if key not in self._told:
+                self._told.add(key)
+                warnings.warn(text, RuntimeWarning, stacklevel=4)
 
-    def _tell_units(self, factor: float, share: Tensor) -> None:
-        """One warning per Reconstructor for depth in another unit than the poses (measured_depth.units_factor)."""
-        if not self._units_told:
-            self._units_told = True
-            agree = dict(zip(UNIT_FACTORS, share.tolist()))
-            warnings.warn(f"the depth images agree with the camera poses multiplied by {factor:g} ({agree[factor]:.0%} "
-                          f"of their pixels land on another view's depth through the poses, {agree[1.0]:.0%} as they "
-                          "are): multiplied. Depth and poses must share a unit: 32FC1 depth is metres, 16UC1 "
-                          "millimetres (REP 118)", RuntimeWarning, stacklevel=4)
-
-    def _tell_ray(self, t: float) -> None:
-        """One warning per Reconstructor for depth written as distance along each pixel's ray (measured_depth
-        .ray_depth_t's t), converted to z."""
-        if not self._ray_told:
-            self._ray_told = True
-            warnings.warn(f"the depth images read as each pixel's distance along its ray (t = {t:.0f} over their "
-                          "planar patches), not z along the optical axis as ROS depth is (REP 118): converted to z. "
-                          "A renderer writes z as e.g. Isaac Sim's distance_to_image_plane, AirSim's DepthPlanar",
-                          RuntimeWarning, stacklevel=4)
+    @torch.no_grad()
+    def inputs(self, views: ViewSet, normalization: SceneNormalization | None = None) -> ModelInputs:
+        """views (world units, absolute stamps) as the model takes them, and what was found on the way: a depth
+        camera's renderer background, unit, noise, camera frame and depth quantity (measured_depth), and the world
+        up. Warns of nothing: `reconstruct` does (`_tell`), `lrm4d check-bag` reports."""
+        if len(views) == 0:
+            raise ValueError("reconstruct needs at least one view")
+        norm = normalization or SceneNormalization.from_cameras(views.camtoworlds)
+        window = TimeWindow.from_stamps(views.stamps_ns)
+        facts: dict = {}
+        far = None if views.depths is None else far_background(views.depths)
+        if far is not None:  # before resizing, which would blend it into its neighbours
+            views = replace(views, depths=torch.where(views.depths >= far, torch.zeros_like(views.depths),
+                                                      views.depths))
+        v = views.resized(*self.input_size(views.height, views.width)).to(self.device)
+        if v.depths is not None:  # a depth camera unlike the one the model learned from, made like it
+            # Distance along the ray first (its test is unit-free; ray distance bends what the unit test matches),
+            # read again after denoising where the raw planes are too noisy to tell.
+            t = ray_depth_t(v.depths, v.Ks)
+            if t > RAY_T:
+                v = replace(v, depths=z_from_ray(v.depths, v.Ks))
+            found = depth_reading(v.depths, v.Ks, v.camtoworlds)
+            if found.factor != 1.0:
+                v = replace(v, depths=v.depths * found.factor)
+            prepared, noise, dropped = prepare_depth(v.depths)
+            if -RAY_T <= t <= RAY_T:
+                t = ray_depth_t(prepared, v.Ks)
+                if t > RAY_T:
+                    prepared = z_from_ray(prepared, v.Ks)
+            if found.frame is None and noise > TRAINED_NOISE:  # denoised, a noisy camera's pixels agree better
+                again = depth_reading(prepared, v.Ks, v.camtoworlds)
+                if again.factor == 1.0:
+                    found = again
+            v = replace(v, depths=prepared)
+            facts.update(far_background_m=far, units_factor=found.factor, frame=found.frame, agreement=found.share,
+                         optical_agreement=found.given, noise=noise, mixed_dropped=dropped, ray_t=t)
+        c2w = norm.poses_to_canonical(v.camtoworlds.double())
+        depths = None if v.depths is None else v.depths.float() * norm.scale
+        if depths is not None and bool((depths > 0).any()):
+            norm = level_by_depth(norm, v, c2w, depths)
+            c2w = norm.poses_to_canonical(v.camtoworlds.double())
+        facts["tilt_deg"] = math.degrees(math.acos(max(-1.0, min(1.0, float(norm.up[2])))))
+        times = window.normalize(views.stamps_ns).to(self.device)
+        return ModelInputs(v, norm, c2w, depths, window, times, facts)
 
     @torch.no_grad()
     def reconstruct(self, views: ViewSet, normalization: SceneNormalization | None = None) -> Reconstruction:
@@ -464,46 +520,9 @@ class Reconstructor:
         normalization defaults to SceneNormalization.from_cameras(views.camtoworlds); the time window is the span
         of the views' stamps.
         """
-        if len(views) == 0:
-            raise ValueError("reconstruct needs at least one view")
-        norm = normalization or SceneNormalization.from_cameras(views.camtoworlds)
-        window = TimeWindow.from_stamps(views.stamps_ns)
-        far = None if views.depths is None else far_background(views.depths)
-        if far is not None:  # before resizing, which would blend it into its neighbours
-            views = replace(views, depths=torch.where(views.depths >= far, torch.zeros_like(views.depths),
-                                                      views.depths))
-            if not self._far_told:
-                self._far_told = True
-                warnings.warn(f"the depth images hold a renderer's background from {far:.3f} m on (a far clip plane "
-                              "or sky, beyond a gap nothing lies in): read as no measurement", RuntimeWarning,
-                              stacklevel=3)
-        v = views.resized(*self.input_size(views.height, views.width)).to(self.device)
-        if v.depths is not None:  # a depth camera unlike the one the model learned from, made like it
-            factor, share = units_factor(v.depths, v.Ks, v.camtoworlds)
-            if factor != 1.0:
-                v = replace(v, depths=v.depths * factor)
-                self._tell_units(factor, share)
-            prepared, noise, _ = prepare_depth(v.depths)
-            self._tell_noise(noise)
-            if not self._frame_told:  # denoised, a noisy camera's pixels agree as a quiet one's
-                self._tell_frame(*pose_frame(prepared, v.Ks, v.camtoworlds))
-            t = ray_depth_t(prepared, v.Ks)
-            if t > RAY_T:
-                prepared = z_from_ray(prepared, v.Ks)
-                self._tell_ray(t)
-            v = replace(v, depths=prepared)
-        c2w = norm.poses_to_canonical(v.camtoworlds.double())
-        depths = None if v.depths is None else v.depths.float() * norm.scale
-        if depths is not None and bool((depths > 0).any()):
-            norm = level_by_depth(norm, v, c2w, depths)
-            c2w = norm.poses_to_canonical(v.camtoworlds.double())
-        tilt = math.degrees(math.acos(max(-1.0, min(1.0, float(norm.up[2])))))
-        if tilt >= LEVEL_FROM_CAMERAS_DEG and not self._level_told:
-            self._level_told = True
-            warnings.warn(f"the world frame's z is {tilt:.1f}° from the up the cameras and depth show (REP-103 has "
-                          "z up): the reconstruction is levelled; its outputs stay in the world frame, and floor_z "
-                          "is a height along that up", RuntimeWarning, stacklevel=3)
-        times = window.normalize(views.stamps_ns).to(self.device)
+        inp = self.inputs(views, normalization)
+        self._tell(inp.facts)
+        v, norm, c2w, depths, window, times = inp.views, inp.norm, inp.c2w, inp.depths, inp.window, inp.times
         key, match_floor, near = None, True, None
         if self.floor_z is not None:
             lowest = float((views.camtoworlds[:, :3, 3].double().cpu() @ norm.up).min())

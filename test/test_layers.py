@@ -9,7 +9,8 @@ PKG = Path(__file__).resolve().parents[1] / "lrm4d_ros"
 ROS_ROOTS = ("rclpy", "rosidl_runtime_py", "rosidl_parser", "builtin_interfaces", "std_msgs", "sensor_msgs",
              "geometry_msgs", "nav_msgs", "tf2_msgs", "rcl_interfaces", "launch", "launch_ros")
 ADAPTERS = ("io", "data", "ros", "viewer")  # sources of views and the ways out
-COMMANDS = ("cli", "pipeline", "demo", "train", "evaluate")  # `lrm4d <command>` modules (and viewer/command.py)
+# `lrm4d <command>` modules (and viewer/command.py)
+COMMANDS = ("cli", "pipeline", "demo", "train", "evaluate", "check_bag")
 
 
 def imports(path: Path) -> list[tuple[int, str]]:

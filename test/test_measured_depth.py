@@ -12,8 +12,7 @@ import torch
 
 from lrm4d_ros.cameras import fov_to_K
 from lrm4d_ros.measured_depth import (FRAMES, RAY_T, TRAINED_NOISE, UNIT_FACTORS, denoise, mixed_pixels,
-                                      noise_level, pose_frame, prepare, ray_depth_t, ray_lengths, units_factor,
-                                      z_from_ray)
+                                      noise_level, prepare, ray_depth_t, ray_lengths, reading, z_from_ray)
 
 H = W = 64
 K = fov_to_K(math.radians(60), W, H).double()
@@ -215,15 +214,18 @@ def _window(views):
 def test_depth_in_another_unit_than_the_poses_is_found_by_their_agreement():
     views, _ = _scene()
     w = _window(views)
-    factor, share = units_factor(w.depths, w.Ks, w.camtoworlds)
+    found = reading(w.depths, w.Ks, w.camtoworlds)
     one = UNIT_FACTORS.index(1.0)
-    assert factor == 1.0 and float(share[one]) > 0.1 and float(share.max()) == float(share[one])
+    assert found.factor == 1.0 and found.frame is None and found.given > 0.15
+    assert found.shares.shape == (1 + len(FRAMES), len(UNIT_FACTORS)) and float(found.shares.max()) == found.given
+    assert float(found.shares[0, one]) == found.given
     for wrong, right in ((1000.0, 1e-3), (1e-3, 1000.0), (100.0, 1e-2)):  # millimetres, kilometres, centimetres
-        assert units_factor(w.depths * wrong, w.Ks, w.camtoworlds)[0] == right
+        found = reading(w.depths * wrong, w.Ks, w.camtoworlds)
+        assert found.factor == right and found.frame is None and found.share > 1.5 * found.given
     # one still camera (every view from the same place) tells nothing of scale
     still = w.camtoworlds.clone()
     still[:] = w.camtoworlds[0]
-    assert units_factor(w.depths * 1000, w.Ks, still)[0] == 1.0
+    assert reading(w.depths * 1000, w.Ks, still).factor == 1.0
 
 
 def test_millimetres_in_metre_depth_reconstruct_as_metres():
@@ -248,8 +250,8 @@ def test_poses_of_another_camera_frame_than_the_optical_one_are_told():
 
     views, _ = _scene()
     w = _window(views)
-    frame, share, given = pose_frame(w.depths, w.Ks, w.camtoworlds)
-    assert frame is None and given > 0.1 and share < given
+    found = reading(w.depths, w.Ks, w.camtoworlds)
+    assert found.frame is None and found.given > 0.15
     rec = Reconstructor.from_checkpoint(device="cpu")
     for name, (axes, _) in FRAMES.items():
         if "rows reversed" in name:
@@ -258,9 +260,12 @@ def test_poses_of_another_camera_frame_than_the_optical_one_are_told():
             turn = torch.eye(4, dtype=torch.float64)
             turn[:3, :3] = axes
             written = replace(w, camtoworlds=(w.camtoworlds.double() @ torch.linalg.inv(turn)).to(w.camtoworlds.dtype))
-        frame, share, given = pose_frame(written.depths, written.Ks, written.camtoworlds)
-        assert frame == name and share > 0.1 and given < 0.05, (name, share, given)
-        rec._frame_told = False
+        found = reading(written.depths, written.Ks, written.camtoworlds)
+        assert found.frame == name and found.factor == 1.0 and found.share > 0.15 and found.given < 0.05, found
+        # with millimetres as well: both found in one search (each alone would hide the other)
+        found = reading(written.depths * 1000, written.Ks, written.camtoworlds)
+        assert found.frame == name and found.factor == 1e-3, found
+        rec._told.discard("frame")
         with warnings.catch_warnings(record=True) as told:  # (the levelling's warning too: such poses look upside down)
             warnings.simplefilter("always")
             rec.reconstruct(written)

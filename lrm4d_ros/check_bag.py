@@ -1,0 +1,109 @@
+"""`lrm4d check-bag`: what a contract bag holds and what in it is unlike the data the model learned from, window by
+window as `lrm4d reconstruct` takes them, without running the model (seconds for a bag).
+
+For a bag written by another renderer or a robot: it reads the bag (what it skips or resizes), then measures each
+window's depth (a renderer's background, unit against the poses, noise, edge pixels, distance along the ray rather
+than z), camera frame (the poses against the depth) and world up, as `Reconstructor.inputs` does before every
+reconstruction. What `lrm4d reconstruct`, `evaluate` and the node would warn of is listed once, with the windows it
+was found in. Exit status: 0 nothing found, 1 something found, 2 an error (no bag, bad arguments).
+
+    lrm4d check-bag BAG [--window 8] [--stride N] [--cameras a,b] [--max-views 12] [--json FILE]
+"""
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from .argtypes import positive_int
+from .recording import make_windows, parse_spans
+from .selection import select_inputs
+from .views import frame_indices
+
+
+def add_arguments(p) -> None:
+    p.add_argument("bag", help="contract bag (MCAP or sqlite3 directory/file, docs/design.md §4)")
+    p.add_argument("--window", default="8",
+                   help="window length: frames (e.g. 8) or seconds (e.g. 0.5s), as `lrm4d reconstruct` (default: 8)")
+    p.add_argument("--stride", default=None, help="window stride, same unit as --window (default: half a window)")
+    p.add_argument("--cameras", default=None, help="comma-separated camera names to use (default: all)")
+    p.add_argument("--max-views", type=positive_int, default=12,
+                   help="model input views per window, as `lrm4d reconstruct` (default: 12)")
+    p.add_argument("--policy", default="uniform", choices=("uniform", "latest"),
+                   help="input view selection (default: uniform)")
+    p.add_argument("--checkpoint", default=None, help="safetensors checkpoint whose input size to use "
+                                                      "(default: the shipped one)")
+    p.add_argument("--json", type=Path, default=None, help="also write each window's measurements here")
+
+
+def window_line(facts: dict) -> str:
+    """One window's measurements (`Reconstructor.inputs` facts), as a line."""
+    parts = []
+    if "noise" in facts:
+        parts += [f"depth noise {facts['noise']:.4f} /m", f"edge pixels dropped {100 * facts['mixed_dropped']:.2f} %",
+                  f"depth x{facts['units_factor']:g} through the "
+                  f"{'optical frame' if facts['frame'] is None else 'poses NOT as the optical frame'} "
+                  f"({facts['agreement']:.0%} of the pixels agree; {facts['optical_agreement']:.0%} as given)",
+                  f"ray-distance t {facts['ray_t']:+.0f}",
+                  "renderer background " + ("none" if facts["far_background_m"] is None
+                                            else f"from {facts['far_background_m']:.3f} m")]
+    else:
+        parts.append("no depth")
+    parts.append(f"world z {facts['tilt_deg']:.1f}° from up")
+    return ", ".join(parts)
+
+
+def run(args) -> int:
+    from .io.bag import BagError, read_bag
+    from .reconstructor import load_reconstructor
+
+    try:
+        length, stride = parse_spans(args.window, args.stride)
+        cameras = [c.strip() for c in args.cameras.split(",")] if args.cameras else None
+        with warnings.catch_warnings(record=True) as read_warnings:
+            warnings.simplefilter("always")
+            views = read_bag(args.bag, cameras=cameras)
+    except (BagError, ValueError, OSError) as e:
+        print(f"lrm4d check-bag: error: {e}", file=sys.stderr)
+        return 2
+    found: dict[str, tuple[str, list]] = {}  # finding -> (its text, the windows it was found in)
+    for w in read_warnings:
+        found.setdefault(" ".join(str(w.message).split()), (" ".join(str(w.message).split()), ["reading"]))
+    frames = int(frame_indices(views).max()) + 1
+    depth_views = 0 if views.depths is None else int((views.depths.flatten(1) > 0).any(1).sum())
+    print(f"{args.bag}: {len(views)} views from {len(views.camera_names)} cameras {views.camera_names} at "
+          f"{views.height}x{views.width}, {frames} frames, "
+          f"{(int(views.stamps_ns.max()) - int(views.stamps_ns.min())) * 1e-9:.3f} s; depth on {depth_views} views")
+    rec = load_reconstructor(args.checkpoint, None, "cpu")
+    windows = make_windows(views, length, stride)
+    rows = []
+    for win in windows:
+        sub = views.select(win.views)
+        inputs = sub.select(select_inputs(sub, args.max_views, args.policy))
+        facts = rec.inputs(inputs).facts
+        line = window_line(facts)
+        print(f"window {win.index + 1}/{len(windows)}: {len(inputs)} inputs; {line}", flush=True)
+        for key, text in rec.findings(facts):
+            found.setdefault(key, (text, []))[1].append(win.index + 1)
+        rows.append({"window": win.index + 1, "inputs": len(inputs), **facts})
+    if args.json is not None:
+        args.json.write_text(json.dumps({"bag": str(args.bag), "windows": rows,
+                                         "findings": [{"text": t, "where": w} for t, w in found.values()]}, indent=1))
+    if not found:
+        print("nothing found: the bag reads as the model's training data does")
+        return 0
+    print(f"{len(found)} finding{'s' if len(found) != 1 else ''}:")
+    for text, where in found.values():
+        print(f"- {text} [{where[0] if where == ['reading'] else 'windows ' + _ranges(where)}]")
+    return 1
+
+
+def _ranges(ns: list[int]) -> str:
+    """[1, 2, 3, 5] -> '1-3, 5'."""
+    out, start = [], ns[0]
+    for a, b in zip(ns, ns[1:] + [None]):
+        if b != a + 1:
+            out.append(f"{start}" if start == a else f"{start}-{a}")
+            start = b
+    return ", ".join(out)

@@ -1,0 +1,60 @@
+"""`lrm4d check-bag` on a robot validation scene's bag as written (nothing found, exit 0) and as other renderers write
+it (each mistake found once, with its windows, exit 1), and on a bag that is not there (exit 2)."""
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from lrm4d_ros.cli import main
+from lrm4d_ros.io.bag import write_bag
+from lrm4d_ros.measured_depth import ray_lengths
+
+
+@pytest.fixture(scope="module")
+def views():
+    from lrm4d_ros.data import eval_scenes as es
+    from lrm4d_ros.data.depth_sensor import with_depth
+    from lrm4d_ros.data.generator import generate
+
+    seed, layout, rig = es.robot_recipe(es.ROBOT_PROTOCOL_VAL_FIRST_SEED + 40, 1)[0]
+    return with_depth(generate(seed, es.robot_scene_config(layout, rig, supersample=1)), "sensor", seed=seed)
+
+
+def _check(bag, tmp_path, capsys) -> tuple[int, str, dict]:
+    out = tmp_path / "check.json"
+    rc = main(["check-bag", str(bag), "--json", str(out)])
+    return rc, capsys.readouterr().out, json.loads(out.read_text()) if out.is_file() else {}
+
+
+def test_a_bag_as_written_holds_nothing_to_tell(views, tmp_path, capsys):
+    rc, text, report = _check(write_bag(views, tmp_path / "bag", depth_encoding="32FC1"), tmp_path, capsys)
+    assert rc == 0 and "nothing found" in text
+    assert len(report["windows"]) == 2 and report["findings"] == []  # 12 frames: windows of 8 every 4
+    for w in report["windows"]:
+        assert w["units_factor"] == 1.0 and w["frame"] is None and w["ray_t"] < -8 and w["tilt_deg"] < 1
+        assert w["agreement"] == w["optical_agreement"] > 0.15 and 0.001 < w["noise"] < 0.003
+
+
+def test_a_renderers_mistakes_are_each_told_once_with_their_windows(views, tmp_path, capsys):
+    # millimetres along each pixel's ray, and poses of OpenGL's camera frame (z back)
+    gl = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
+    bad = replace(views, depths=views.depths * ray_lengths(views.Ks, views.height, views.width).float() * 1000,
+                  camtoworlds=(views.camtoworlds.double() @ gl).to(views.camtoworlds.dtype))
+    rc, text, report = _check(write_bag(bad, tmp_path / "bag", depth_encoding="32FC1"), tmp_path, capsys)
+    assert rc == 1
+    told = [f["text"] for f in report["findings"]]
+    assert len(told) == 4, told
+    assert any("distance along its ray" in t for t in told)
+    assert any("multiplied by 0.001" in t for t in told)
+    assert any("only with the poses read as OpenGL's camera frame" in t for t in told)
+    assert any("world frame's z is 180.0°" in t for t in told)  # such poses look upside down too
+    assert all(f["where"] == [1, 2] for f in report["findings"])
+    assert "4 findings:" in text and text.count("[windows 1-2]") == 4
+    for w in report["windows"]:
+        assert w["units_factor"] == 0.001 and w["ray_t"] > 8 and w["frame"].startswith("with the poses read as OpenGL")
+
+
+def test_a_missing_bag_is_an_error(tmp_path, capsys):
+    assert main(["check-bag", str(tmp_path / "nothing")]) == 2
+    assert "lrm4d check-bag: error:" in capsys.readouterr().err
