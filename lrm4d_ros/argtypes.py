@@ -1,5 +1,5 @@
-"""argparse types shared by the `lrm4d` commands (light: no torch), so that a bad value is refused by argparse in
-one line naming its flag, before anything runs."""
+"""argparse types and arguments shared by the `lrm4d` commands (light: no torch), so that a bad value is refused by
+argparse in one line naming its flag, before anything runs."""
 from __future__ import annotations
 
 import argparse
@@ -14,3 +14,15 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def add_window_arguments(p: argparse.ArgumentParser) -> None:
+    """A bag's windows and each window's model inputs, as `lrm4d reconstruct` takes them (and `check-bag`)."""
+    p.add_argument("--window", default="8",
+                   help="window length: frames (e.g. 8) or seconds (e.g. 0.5s) (default: 8 frames)")
+    p.add_argument("--stride", default=None, help="window stride, same unit as --window (default: half a window)")
+    p.add_argument("--cameras", default=None, help="comma-separated camera names to use (default: all)")
+    p.add_argument("--max-views", type=positive_int, default=12,
+                   help="model input views per window (rest are held out) (default: 12)")
+    p.add_argument("--policy", default="uniform", choices=("uniform", "latest"),
+                   help="input view selection (default: uniform)")

@@ -16,7 +16,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .argtypes import positive_int
+from .argtypes import add_window_arguments
 from .recording import make_windows, parse_spans
 from .selection import select_inputs
 from .views import frame_indices
@@ -24,14 +24,7 @@ from .views import frame_indices
 
 def add_arguments(p) -> None:
     p.add_argument("bag", help="contract bag (MCAP or sqlite3 directory/file, docs/design.md §4)")
-    p.add_argument("--window", default="8",
-                   help="window length: frames (e.g. 8) or seconds (e.g. 0.5s), as `lrm4d reconstruct` (default: 8)")
-    p.add_argument("--stride", default=None, help="window stride, same unit as --window (default: half a window)")
-    p.add_argument("--cameras", default=None, help="comma-separated camera names to use (default: all)")
-    p.add_argument("--max-views", type=positive_int, default=12,
-                   help="model input views per window, as `lrm4d reconstruct` (default: 12)")
-    p.add_argument("--policy", default="uniform", choices=("uniform", "latest"),
-                   help="input view selection (default: uniform)")
+    add_window_arguments(p)
     p.add_argument("--checkpoint", default=None, help="safetensors checkpoint whose input size to use "
                                                       "(default: the shipped one)")
     p.add_argument("--json", type=Path, default=None, help="also write each window's measurements here")

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from .argtypes import positive_int
+from .argtypes import add_window_arguments, positive_int
 from .cameras import orbit_path
 from .io.output_bag import GAUSSIANS_TOPIC, TOPIC_PREFIX, OutputBag
 from .metrics import psnr
@@ -71,10 +71,7 @@ def render_frames(recon, camtoworlds: Tensor, Ks: Tensor, width: int, height: in
 def add_arguments(p) -> None:
     p.add_argument("bag", help="contract bag (MCAP or sqlite3 directory/file, docs/design.md §4)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--window", default="8",
-                   help="window length: frames (e.g. 8) or seconds (e.g. 0.5s) (default: 8 frames)")
-    p.add_argument("--stride", default=None, help="window stride, same unit as --window (default: half a window)")
-    p.add_argument("--cameras", default=None, help="comma-separated camera names to use (default: all)")
+    add_window_arguments(p)
     p.add_argument("--start", type=float, default=0.0,
                    help="seconds after the bag's first image to start from (default: 0)")
     p.add_argument("--duration", type=float, default=None,
@@ -82,10 +79,6 @@ def add_arguments(p) -> None:
                         "long bag fits in memory")
     p.add_argument("--resolution", default=None,
                    help="render resolution: HxW or the short side in pixels (default: the bag's)")
-    p.add_argument("--max-views", type=positive_int, default=12,
-                   help="model input views per window (rest are held out) (default: 12)")
-    p.add_argument("--policy", default="uniform", choices=("uniform", "latest"),
-                   help="input view selection (default: uniform)")
     p.add_argument("--depth", default="on", choices=("on", "off"),
                    help="give the model the bag's /<cam>/depth images where it has them (default: on)")
     p.add_argument("--floor-z", type=float, default=None, metavar="METRES",
