@@ -471,26 +471,13 @@ def run(args) -> int:
 
 
 def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, interrupt: Interrupt) -> int:
-    from tqdm import tqdm
-
     if args.threads:
         torch.set_num_threads(args.threads)
     rank, world, device = _ddp_setup(args.device)
     torch.manual_seed(args.seed + rank)
     out.mkdir(parents=True, exist_ok=True)
-    state_path, log_path = out / "state.safetensors", out / "train.log"
-
-    model = LRM4D(cfg).to(device)
-    if init is not None:
-        model.load_state_dict(init.state_dict())
-    opt = _optimizer(model, args, device)
-    step, elapsed_before, seed_offset = 0, 0.0, 0
-    if resume:
-        step, extra = load_training_state(state_path, model, opt)
-        for g in opt.param_groups:  # a state saved by the unfused optimizer brings its own flags
-            g["fused"], g["foreach"] = _fused(device) or None, None
-        elapsed_before = float(extra.get("elapsed_s", 0.0))
-        seed_offset = int(extra.get("next_seed", 0))
+    log_path = out / "train.log"
+    model, opt, step, elapsed_before, seed_offset = _start(args, out, cfg, init, resume, device)
     ddp = model
     if world > 1:
         ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
@@ -502,14 +489,7 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
         stream.rng = random.Random(key)
         torch.manual_seed(key)
         depth_rng.manual_seed(key + 17)
-    # Rendered once, 3×3 supersampled like the bags. They select best.safetensors: the random validation scenes
-    # differ from the evaluation's in background, primitive count, rigs and aliasing, and ranked trials otherwise.
-    proto_scenes = protocol_scenes(args) if rank == 0 and args.val_protocol != "none" else []
-    best_path, best_psnr = out / "best.safetensors", -math.inf
-    if best_path.is_file() and resume:
-        kept = load_config(best_path)[1]
-        if kept.get("val_protocol") == args.val_protocol:
-            best_psnr = float(kept.get("val_protocol_psnr", -math.inf))
+    keeper = _Keeper(args, out, model, opt, stream, rank, world, resume, seed_offset, step)
     budget_s = args.time_budget * 60 if args.time_budget else None
     autocast = args.bf16 == "on" or (args.bf16 == "auto" and bf16_native(device))
     if resume and rank == 0:
@@ -528,55 +508,9 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
     last_ckpt = time.time()
     bar = _progress_bar(args, budget_s, elapsed_before, step, rank)
 
-    def check(step: int, elapsed: float) -> dict:
-        """Validate (rank 0), keep the weights as best.safetensors where the protocol score is the best yet, and
-        say so; returns the log row's validation fields."""
-        nonlocal best_psnr
-        tqdm.write(f"step {step}: validating on {_count(args.val_scenes, 'scene')}"
-                   + (f" and {_count(len(proto_scenes), args.val_protocol + ' scene')}" if proto_scenes
-                      else "") + " ...")
-        row = {"val": validate(model, stream, args)}
-        text = f"step {step} val psnr {row['val']['psnr']:.2f} ssim {row['val']['ssim']:.4f}"
-        if "rgbd_psnr" in row["val"]:
-            text += f", RGB-D {row['val']['rgbd_psnr']:.2f} / {row['val']['rgbd_ssim']:.4f}"
-        if proto_scenes:
-            pv = row["val_protocol"] = validate_protocol(model, proto_scenes, args.val_protocol)
-            text += (f" | {args.val_protocol} {pv['psnr']:.2f} dB"
-                     + (f" (RGB-D {pv['rgbd']['psnr']:.2f}, RGB {pv['rgb']['psnr']:.2f})" if "rgbd" in pv
-                        else "") + f", nearest {pv['nearest']:.2f}, gain {pv['gain']:+.2f}")
-            if pv["psnr"] > best_psnr:
-                best_psnr = pv["psnr"]
-                save_model(best_path, model, info={**_info(args, step, elapsed, world),
-                                                   "val_protocol": args.val_protocol,
-                                                   "val_protocol_psnr": best_psnr})
-                text += " (best)"
-        tqdm.write(text + (" (the --init weights)" if step == 0 else ""))
-        return row
-
-    # Each rank's view of the run (rank<r>.json): DDP keeps the weights identical across ranks while each draws its
-    # own scenes. Written with each saved state, so that after a kill it holds the seeds of the steps the state has.
-    rank_path = out / f"rank{rank}.json"
-    seeds_before = json.loads(rank_path.read_text()).get("scene_seeds", []) if resume and rank_path.is_file() else []
-    saved_step = step
-
-    def checkpoint(step: int, elapsed: float) -> None:
-        """Rank 0 saves the training state and the weights; every rank writes its record."""
-        nonlocal saved_step
-        if rank == 0:
-            extra = {"elapsed_s": elapsed, "next_seed": seed_offset + stream.index * world, "world": world,
-                     "args": {k: getattr(args, k) for k in RESUME_NOTED}}
-            save_training_state(state_path, model, opt, step, extra)
-            save_model(out / "model.safetensors", model, info=_info(args, step, elapsed, world))
-        digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in model.parameters())).hexdigest()
-        tmp = rank_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"rank": rank, "world": world, "step": step, "weights_sha256": digest,
-                                   "scene_seeds": seeds_before + stream.drawn}))
-        tmp.replace(rank_path)
-        saved_step = step
-
     if init is not None and not resume and rank == 0:
         # the starting point is scored: a fine-tune that only loses leaves best.safetensors at the weights it began from
-        log.write(json.dumps({"step": 0, "elapsed_s": 0.0, **check(0, 0.0)}) + "\n")
+        log.write(json.dumps({"step": 0, "elapsed_s": 0.0, **keeper.check(0, 0.0)}) + "\n")
         log.flush()
     model.train()
     stop = False
@@ -618,7 +552,7 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
             if (step % args.val_every == 0 or stop or step == args.steps) and not interrupt.signum:
                 if stop or step == args.steps:  # the last step: its bar's rate is the training's, not validation's
                     bar.close()
-                row.update(check(step, elapsed))
+                row.update(keeper.check(step, elapsed))
                 if budget_s is None:  # the bar's rate and ETA leave out the time validation took
                     bar.unpause()
             log.write(json.dumps(row) + "\n")
@@ -627,11 +561,11 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
         if world > 1:  # every rank writes its record when rank 0 saves the state (one collective, as _agree's)
             due = _agree(0.0, due, world, device)[1]
         if due:
-            checkpoint(step, elapsed)
+            keeper.checkpoint(step, elapsed)
             last_ckpt = time.time()
     bar.close()
-    if saved_step != step:  # the budget ran out in the last step's validation (the same step on every rank)
-        checkpoint(step, elapsed)
+    if keeper.saved_step != step:  # the budget ran out in the last step's validation (the same step on every rank)
+        keeper.checkpoint(step, elapsed)
     if rank == 0:
         info = _info(args, step, elapsed_before + clock() - t_start, world)
         save_model(out / "model.safetensors", model, info=info)
@@ -647,6 +581,87 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
                   f"--resume", file=sys.stderr)
         return 128 + interrupt.signum
     return 0
+
+
+def _start(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, device: torch.device):
+    """(model, optimizer, step, elapsed_s, next scene seed offset): new (from --init's weights where given), or as
+    out/state.safetensors left them."""
+    model = LRM4D(cfg).to(device)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
+    opt = _optimizer(model, args, device)
+    if not resume:
+        return model, opt, 0, 0.0, 0
+    step, extra = load_training_state(out / "state.safetensors", model, opt)
+    for g in opt.param_groups:  # a state saved by the unfused optimizer brings its own flags
+        g["fused"], g["foreach"] = _fused(device) or None, None
+    return model, opt, step, float(extra.get("elapsed_s", 0.0)), int(extra.get("next_seed", 0))
+
+
+class _Keeper:
+    """What a run keeps: rank 0 validates and keeps the weights as best.safetensors where the protocol score is the
+    best yet (`check`), and saves the training state and weights (`checkpoint`); every rank writes its record."""
+
+    def __init__(self, args, out: Path, model: LRM4D, opt, stream: SceneStream, rank: int, world: int, resume: bool,
+                 seed_offset: int, step: int):
+        self.args, self.out, self.model, self.opt, self.stream = args, out, model, opt, stream
+        self.rank, self.world, self.seed_offset = rank, world, seed_offset
+        # Rendered once, 3×3 supersampled like the bags. They select best.safetensors: the random validation scenes
+        # differ from the evaluation's in background, primitive count, rigs and aliasing, and ranked trials otherwise.
+        self.proto_scenes = protocol_scenes(args) if rank == 0 and args.val_protocol != "none" else []
+        self.best_path, self.best_psnr = out / "best.safetensors", -math.inf
+        if self.best_path.is_file() and resume:
+            kept = load_config(self.best_path)[1]
+            if kept.get("val_protocol") == args.val_protocol:
+                self.best_psnr = float(kept.get("val_protocol_psnr", -math.inf))
+        # Each rank's view of the run (rank<r>.json): DDP keeps the weights identical across ranks while each draws
+        # its own scenes. Written with each saved state, so that after a kill it holds the seeds of the steps the
+        # state has.
+        self.rank_path = out / f"rank{rank}.json"
+        self.seeds_before = (json.loads(self.rank_path.read_text()).get("scene_seeds", [])
+                             if resume and self.rank_path.is_file() else [])
+        self.saved_step = step
+
+    def check(self, step: int, elapsed: float) -> dict:
+        """Validate (rank 0), keep the weights as best.safetensors where the protocol score is the best yet, and
+        say so; returns the log row's validation fields."""
+        from tqdm import tqdm
+
+        args, proto = self.args, self.proto_scenes
+        tqdm.write(f"step {step}: validating on {_count(args.val_scenes, 'scene')}"
+                   + (f" and {_count(len(proto), args.val_protocol + ' scene')}" if proto else "") + " ...")
+        row = {"val": validate(self.model, self.stream, args)}
+        text = f"step {step} val psnr {row['val']['psnr']:.2f} ssim {row['val']['ssim']:.4f}"
+        if "rgbd_psnr" in row["val"]:
+            text += f", RGB-D {row['val']['rgbd_psnr']:.2f} / {row['val']['rgbd_ssim']:.4f}"
+        if proto:
+            pv = row["val_protocol"] = validate_protocol(self.model, proto, args.val_protocol)
+            text += (f" | {args.val_protocol} {pv['psnr']:.2f} dB"
+                     + (f" (RGB-D {pv['rgbd']['psnr']:.2f}, RGB {pv['rgb']['psnr']:.2f})" if "rgbd" in pv
+                        else "") + f", nearest {pv['nearest']:.2f}, gain {pv['gain']:+.2f}")
+            if pv["psnr"] > self.best_psnr:
+                self.best_psnr = pv["psnr"]
+                save_model(self.best_path, self.model, info={**_info(args, step, elapsed, self.world),
+                                                             "val_protocol": args.val_protocol,
+                                                             "val_protocol_psnr": self.best_psnr})
+                text += " (best)"
+        tqdm.write(text + (" (the --init weights)" if step == 0 else ""))
+        return row
+
+    def checkpoint(self, step: int, elapsed: float) -> None:
+        """Rank 0 saves the training state and the weights; every rank writes its record."""
+        args, model = self.args, self.model
+        if self.rank == 0:
+            extra = {"elapsed_s": elapsed, "next_seed": self.seed_offset + self.stream.index * self.world,
+                     "world": self.world, "args": {k: getattr(args, k) for k in RESUME_NOTED}}
+            save_training_state(self.out / "state.safetensors", model, self.opt, step, extra)
+            save_model(self.out / "model.safetensors", model, info=_info(args, step, elapsed, self.world))
+        digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in model.parameters())).hexdigest()
+        tmp = self.rank_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"rank": self.rank, "world": self.world, "step": step, "weights_sha256": digest,
+                                   "scene_seeds": self.seeds_before + self.stream.drawn}))
+        tmp.replace(self.rank_path)
+        self.saved_step = step
 
 
 def _fused(device: torch.device) -> bool:
