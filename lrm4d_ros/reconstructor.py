@@ -384,6 +384,7 @@ class Reconstructor:
         self._floors: OrderedDict[tuple, float | None] = OrderedDict()
         self._floor_z_checked = False  # floor_z held against a depth camera's floor (once one shows it)
         self._told: set[str] = set()  # the findings of `inputs` already warned of (each once per Reconstructor)
+        self.last_findings: list[str] = []  # the latest reconstruction's `findings` texts
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device | None = None,
@@ -460,8 +461,10 @@ class Reconstructor:
         return said
 
     def _tell(self, facts: dict) -> None:
-        """Warn of each of `findings(facts)` once per Reconstructor."""
-        for key, text in self.findings(facts):
+        """Warn of each of `findings(facts)` once per Reconstructor; keep them all as `last_findings`."""
+        found = self.findings(facts)
+        self.last_findings = [text for _, text in found]
+        for key, text in found:
             if key not in self._told:
                 self._told.add(key)
                 warnings.warn(text, RuntimeWarning, stacklevel=4)

@@ -4,6 +4,7 @@ malformed depth with a counted reason while the colour view still goes in. Real 
 import time
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import require_ros_interfaces
@@ -178,5 +179,36 @@ def test_depth_in_its_own_frame_is_registered_onto_the_colour_image(tmp_path):
         # the 8 still held are refused too once held STALLED x pose_wait_s (nothing more comes: a short stream)
         st = session.wait_status(lambda s: reasons(s)["depth_frame"] == 9, 20.0, "the held depths refused")
         assert "elsewhere_depth_frame" in st.last_error and "(held " in st.last_error
+    finally:
+        session.close()
+
+
+@pytest.mark.filterwarnings("ignore:the depth images:RuntimeWarning")  # what the test makes them hold
+def test_the_status_names_what_the_inputs_held_unlike_the_training_data(tmp_path):
+    """Depth written in millimetres along each pixel's ray (a renderer's distance_to_camera, scaled wrong): the
+    node reconstructs with it mended and its status says both, for every reconstruction (input_findings)."""
+    from dataclasses import replace
+
+    from lrm4d_ros.measured_depth import ray_lengths
+
+    h, w = 64, 96  # (at 32x48 a window's planar tiles and partner pixels are too few to tell)
+    scene = generate(3, SceneConfig(frames=2, cameras=CAMS, height=h, width=w, synchronized=True,
+                                    fps_range=(10.0, 10.0), num_primitives=(2, 3), ground_prob=1.0))
+    written = replace(scene, depths=scene.depths * ray_lengths(scene.Ks, h, w).float() * 1000)
+    torch.manual_seed(0)  # (a tiny model taking 64-pixel views: the checks read the model's input size)
+    ckpt = save_model(tmp_path / "tiny.safetensors", LRM4D(LRM4DConfig.preset("tiny", n_layer=1, image_size=64)))
+    params = {"camera_names": list(scene.camera_names), "checkpoint": str(ckpt), "device": "cpu",
+              "min_views": 2 * CAMS, "max_input_views": 2 * CAMS, "window_seconds": 30.0,
+              "virtual_camera_names": [], **{f"cameras.{c}.depth_topic": f"{c}/depth" for c in scene.camera_names}}
+    session = InProcessSession(DOMAIN_ID, written, params)
+    try:
+        session.publish_camera_infos()
+        for i in range(len(written)):
+            session.publisher.publish(i)
+        st = session.wait_status(lambda s: s.views_used == 2 * CAMS and len(s.input_findings) >= 2, 30.0,
+                                 "a reconstruction of both frames that names its findings")
+        told = list(st.input_findings)
+        assert any("multiplied by 0.001" in t for t in told), told
+        assert any("distance along its ray" in t and "converted to z" in t for t in told), told
     finally:
         session.close()

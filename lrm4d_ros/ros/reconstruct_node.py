@@ -123,6 +123,7 @@ class ReconstructNode(Node):
         self._reconstruction_time = 0.0
         self._latency = float("nan")
         self._n_gaussians = (0, 0)
+        self._findings: list[str] = []  # the latest reconstruction's Reconstructor.last_findings
         self._renders_served = 0
         self._renders_refused = 0
         self._failures = Counter()  # "reconstruction", "virtual": the model's failures, not refused inputs
@@ -341,6 +342,7 @@ class ReconstructNode(Node):
                          counted=True)
             return False
         elapsed = time.perf_counter() - t0
+        findings = list(self.reconstructor.last_findings)  # (this thread's reconstruction's: the worker is one)
         n4d, n3d, cloud = len(rec.gaussians), 0, None
         if self.cfg.publish_gaussians:
             # a depth camera's measured pixels at their measurement: a cloud is for metric use
@@ -350,7 +352,7 @@ class ReconstructNode(Node):
             n3d = len(g)
         newest = int(torch.argmax(views.stamps_ns))
         key = (int(views.camera_ids[newest]), int(views.stamps_ns[newest]))
-        self._store(rec, views, elapsed, (n4d, n3d))
+        self._store(rec, views, elapsed, (n4d, n3d), findings)
         if cloud is not None:
             self.gaussians_pub.publish(cloud)
         with self._lock:
@@ -358,9 +360,10 @@ class ReconstructNode(Node):
             self._latency = (time.monotonic() - arrival) if arrival is not None else float("nan")
         return True
 
-    def _store(self, rec, views, elapsed: float, counts: tuple[int, int]) -> None:
+    def _store(self, rec, views, elapsed: float, counts: tuple[int, int], findings: list[str]) -> None:
         """Make `rec` (of `views`) the reconstruction that render_view and the virtual cameras serve."""
         with self._lock:
+            self._findings = findings
             self._serial += 1
             self._latest = (rec, views, self._serial)
             if self._viewer is not None:
@@ -415,6 +418,7 @@ class ReconstructNode(Node):
                                                             minlength=len(names)).tolist()
             else:
                 msg.views_per_camera = msg.depth_views_per_camera = [0] * len(names)
+            msg.input_findings = list(self._findings)
             msg.num_gaussians_4d, msg.num_gaussians_published = self._n_gaussians
             msg.reconstruction_time = float(self._reconstruction_time)
             msg.latency = float(self._latency)
