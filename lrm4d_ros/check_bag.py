@@ -84,7 +84,8 @@ def run(args) -> int:
         args.json.write_text(json.dumps({"bag": str(args.bag), "windows": rows,
                                          "findings": [{"text": t, "where": w} for t, w in found.values()]}, indent=1))
     if not found:
-        print("nothing found: the bag reads as the model's training data does")
+        print("nothing found (what is checked: the depth's unit against the poses, quantity, noise, edge pixels and "
+              "renderer background; the poses' camera frame; the world's up; and what reading the bag skipped)")
         return 0
     print(f"{len(found)} finding{'s' if len(found) != 1 else ''}:")
     for text, where in found.values():
