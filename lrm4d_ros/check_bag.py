@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 from .argtypes import add_window_arguments
+from .outputs import check_writable
 from .recording import make_windows, parse_spans
 from .selection import select_inputs
 from .views import frame_indices
@@ -48,16 +49,20 @@ def window_line(facts: dict) -> str:
 
 
 def run(args) -> int:
-    from .io.bag import BagError, read_bag
+    from .io.bag import BagError, check_fits, read_bag
     from .reconstructor import load_reconstructor
 
     try:
         length, stride = parse_spans(args.window, args.stride)
         cameras = [c.strip() for c in args.cameras.split(",")] if args.cameras else None
+        if args.json is not None:  # before the work, not after it
+            check_writable(args.json, "--json", is_dir=False)
+        rec = load_reconstructor(args.checkpoint, None, "cpu")  # (its input size: the checks read the model's views)
+        check_fits(args.bag, cameras, advice="check fewer --cameras")
         with warnings.catch_warnings(record=True) as read_warnings:
             warnings.simplefilter("always")
             views = read_bag(args.bag, cameras=cameras)
-    except (BagError, ValueError, OSError) as e:
+    except (BagError, ValueError, OSError) as e:  # OSError: a missing bag or checkpoint, ...
         print(f"lrm4d check-bag: error: {e}", file=sys.stderr)
         return 2
     found: dict[str, tuple[str, list]] = {}  # finding -> (its text, the windows it was found in)
@@ -68,7 +73,6 @@ def run(args) -> int:
     print(f"{args.bag}: {len(views)} views from {len(views.camera_names)} cameras {views.camera_names} at "
           f"{views.height}x{views.width}, {frames} frames, "
           f"{(int(views.stamps_ns.max()) - int(views.stamps_ns.min())) * 1e-9:.3f} s; depth on {depth_views} views")
-    rec = load_reconstructor(args.checkpoint, None, "cpu")
     windows = make_windows(views, length, stride)
     rows = []
     for win in windows:
@@ -81,8 +85,13 @@ def run(args) -> int:
             found.setdefault(key, (text, []))[1].append(win.index + 1)
         rows.append({"window": win.index + 1, "inputs": len(inputs), **facts})
     if args.json is not None:
-        args.json.write_text(json.dumps({"bag": str(args.bag), "windows": rows,
-                                         "findings": [{"text": t, "where": w} for t, w in found.values()]}, indent=1))
+        try:
+            args.json.write_text(json.dumps({"bag": str(args.bag), "windows": rows,
+                                             "findings": [{"text": t, "where": w} for t, w in found.values()]},
+                                            indent=1))
+        except OSError as e:
+            print(f"lrm4d check-bag: error: --json {args.json}: {e}", file=sys.stderr)
+            return 2
     if not found:
         print("nothing found (what is checked: the depth's unit against the poses, quantity, noise, edge pixels and "
               "renderer background; the poses' camera frame; the world's up; and what reading the bag skipped)")

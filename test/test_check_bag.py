@@ -55,6 +55,11 @@ def test_a_renderers_mistakes_are_each_told_once_with_their_windows(views, tmp_p
         assert w["units_factor"] == 0.001 and w["ray_t"] > 8 and w["frame"].startswith("with the poses read as OpenGL")
 
 
-def test_a_missing_bag_is_an_error(tmp_path, capsys):
-    assert main(["check-bag", str(tmp_path / "nothing")]) == 2
-    assert "lrm4d check-bag: error:" in capsys.readouterr().err
+def test_a_missing_bag_checkpoint_or_unwritable_json_is_an_error(views, tmp_path, capsys):
+    bag = write_bag(views.select(torch.arange(6)), tmp_path / "bag")
+    for argv, says in (([str(tmp_path / "nothing")], "nothing"),
+                       ([str(bag), "--checkpoint", str(tmp_path / "none.safetensors")], "checkpoint not found"),
+                       ([str(bag), "--json", str(tmp_path)], "--json")):
+        assert main(["check-bag", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("lrm4d check-bag: error:") and says in err, err
