@@ -304,7 +304,9 @@ def test_shipped_checkpoint_on_an_evaluation_robot_scene(tmp_path):
 
     assert ROBOT_EVAL_SCENES[1] == (1002001, "workcell", "head")
     views, rec = _evaluation_robot_scene(tmp_path, 1)
-    nv = {depth: evaluate_views(rec, views, "rig", depth=depth)["groups"]["novel_view"] for depth in (True, False)}
+    rows = {depth: evaluate_views(rec, views, "rig", depth=depth) for depth in (True, False)}
+    nv = {depth: row["groups"]["novel_view"] for depth, row in rows.items()}
+    assert rows[True]["input_findings"] == rows[False]["input_findings"] == []  # written as the contract says
     assert nv[True]["baselines"]["nearest"]["psnr"] == pytest.approx(13.34, abs=0.01)
     assert nv[True]["model"]["psnr"] > 31.0 and nv[False]["model"]["psnr"] > 30.4
     assert nv[True]["model"]["psnr"] > nv[True]["baselines"]["depth_reference"]["psnr"] + 10
