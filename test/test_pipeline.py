@@ -219,6 +219,7 @@ def test_reconstruct_summary_psnr_matches_the_output_bag(source_bag, recon_out):
     from lrm4d_ros.io.messages import image_rgb
 
     s = json.loads((recon_out / "summary.json").read_text())
+    assert all(w["input_findings"] == [] for w in s["windows"])  # (each window's Reconstructor.findings)
     src, out = _messages(source_bag), _messages(recon_out / "bag")
     scores = []
     for c in range(CAMS):
