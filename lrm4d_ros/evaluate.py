@@ -15,7 +15,7 @@ baselines per group and per bag ("groups"), and the top-level "model"/"baselines
 (every group but self). The nearest-input baseline is not scored on "self" (it is the input itself). A view's
 PSNR is capped at 60 dB (a copy of an identical image, e.g. a static camera on a static scene). Timings are
 wall-clock on the machine that runs it. Each bag's "input_findings" are what its inputs held unlike the model's
-training data and what was done (Reconstructor.findings: a depth unit or ray distance mended, another camera frame,
+training data and what was done (Reconstruction.findings: a depth unit or ray distance mended, another camera frame,
 a renderer's background, a tilted world; `lrm4d check-bag` reports the same before an evaluation).
 """
 from __future__ import annotations
@@ -140,7 +140,6 @@ def evaluate_views(reconstructor: Reconstructor, views: ViewSet, protocol: str, 
     reconstructor.forget()  # scenes are unrelated: no floor found in one is tried on the next
     t0 = time.perf_counter()
     rec = reconstructor.reconstruct(model_inputs)
-    findings = list(reconstructor.last_findings)
     sync()
     t1 = time.perf_counter()
     with torch.no_grad():
@@ -187,7 +186,7 @@ def evaluate_views(reconstructor: Reconstructor, views: ViewSet, protocol: str, 
     row = {"num_inputs": len(inputs), "num_targets": sum(len(groups[g]) for g in held),
            "resolution": [targets.height, targets.width], "num_gaussians": len(rec.gaussians),
            "input_depth": 0.0 if inputs.depths is None else round(float((inputs.depths > 0).float().mean()), 4),
-           "model_depth": bool(depth and inputs.depths is not None), "input_findings": findings,
+           "model_depth": bool(depth and inputs.depths is not None), "input_findings": list(rec.findings),
            "model": overall.pop("model"), "baselines": overall,
            "reconstruct_s": round(t1 - t0, 4), "render_s_per_view": round((t2 - t1) / len(targets), 4)}
     if len(names) > 1:

@@ -24,7 +24,7 @@ show it (8 robot validation scenes, RGB-D novel_view; ablation block 35):
   images written bottom-up, put every view's pixels where no other view saw them; the depth agrees through the poses
   only read so. Told, not mended: the same poses come with every render request.
 - the quantity: ROS depth is z along the optical axis (REP 118), but some renderers write each pixel's distance along
-  its ray (Isaac Sim's distance_to_camera, AirSim's DepthPerspective), up to 1.25x z at a 60° camera's corners,
+  its ray (Isaac Sim's distance_to_camera, AirSim's DepthPerspective), up to 1.29x z at a 60° camera's corners,
   which bends every plane (range read as z: -4.1 dB). `ray_depth_t` tells them apart by which reading keeps the
   views' planar patches planar, and `z_from_ray` converts.
 """
@@ -130,12 +130,13 @@ def denoise(depths: Tensor, sigma: Tensor | None = None) -> Tensor:
     return out
 
 
-def prepare(depths: Tensor) -> tuple[Tensor, float, float]:
-    """depths (V,H,W) (metres, 0 = none) as the model was trained on them: each view's noise read once, the pixels
-    that straddle a depth edge dropped (0), then the views noisier than the training sensor's denoised. A camera like
-    the training sensor's comes back nearly as it was (8 validation scenes: under 1 pixel in 10^4 dropped).
-    Returns (depths, the noisiest view's noise (1/m), the share of the measured pixels dropped)."""
-    sigma = noise_level(depths)
+def prepare(depths: Tensor, sigma: Tensor | None = None) -> tuple[Tensor, float, float]:
+    """depths (V,H,W) (metres, 0 = none) as the model was trained on them: each view's noise read once (sigma (V,),
+    `noise_level` where None), the pixels that straddle a depth edge dropped (0), then the views noisier than the
+    training sensor's denoised. A camera like the training sensor's comes back nearly as it was (8 validation scenes:
+    under 1 pixel in 10^4 dropped). Returns (depths, the noisiest view's noise (1/m), the share of the measured
+    pixels dropped)."""
+    sigma = noise_level(depths) if sigma is None else sigma
     mixed = mixed_pixels(depths, sigma)
     measured = int((torch.isfinite(depths) & (depths > 0)).sum())
     dropped = int(mixed.sum()) / max(measured, 1)
@@ -176,9 +177,8 @@ def ray_depth_t(depths: Tensor, Ks: Tensor) -> float:
     V, H, W = depths.shape
     if H < RAY_TILE or W < RAY_TILE:
         return 0.0
-    d = depths.double()
-    measured = torch.isfinite(d) & (d > 0)
-    inv_z = torch.where(measured, 1.0 / torch.where(measured, d, torch.ones_like(d)), torch.zeros_like(d))
+    inv_z = _inverse(depths.double())
+    measured = inv_z > 0
     inv_ray = inv_z * ray_lengths(Ks, H, W)  # z = ray distance / ray length
 
     def tiles(x: Tensor) -> Tensor:  # (V·L, RAY_TILE²) half-overlapping tiles
@@ -187,9 +187,8 @@ def ray_depth_t(depths: Tensor, Ks: Tensor) -> float:
     full = tiles(measured.double()).amin(-1) > 0
     if int(full.sum()) < MIN_TILES:
         return 0.0
-    r = torch.arange(RAY_TILE, dtype=torch.float64, device=d.device)
-    a = torch.stack([r.repeat(RAY_TILE), r.repeat_interleave(RAY_TILE), torch.ones(RAY_TILE ** 2, dtype=torch.float64,
-                                                                                     device=d.device)], 1)
+    r = torch.arange(RAY_TILE, dtype=torch.float64, device=depths.device)
+    a = torch.stack([r.repeat(RAY_TILE), r.repeat_interleave(RAY_TILE), torch.ones_like(r).repeat(RAY_TILE)], 1)
     basis = torch.linalg.qr(a).Q  # (RAY_TILE², 3) orthonormal: the planes' part of a tile is x @ basis
 
     def misfit(x: Tensor) -> Tensor:  # each tile's plane-fit RMS over its mean
@@ -235,18 +234,18 @@ UNIT_MIN_SHARE = 0.15
 UNIT_PIXELS = 256  # pixels sampled per view (1024 read the same to 0.01 on 41 windows, 4x the time)
 
 
-def agreement(depths: Tensor, Ks: Tensor, camtoworlds: Tensor, factors=(1.0,), turns: Tensor | None = None,
-              tolerance: float = UNIT_TOLERANCE) -> Tensor:
+def agreement(depths: Tensor, Ks: Tensor, camtoworlds: Tensor, factors: tuple[float, ...], turns: Tensor,
+              tolerance: float) -> Tensor:
     """(R, len(factors)) the share of UNIT_PIXELS sampled measured pixels per view of depths (V,H,W) (0 = none;
     intrinsics Ks (V,3,3)) that, scaled by each factor and carried through the poses camtoworlds (V,4,4), each
-    post-multiplied by each of turns (R,3,3) (default: the identity alone; the optical frame's axes in another frame
-    read), into each other view with depth from another position, land within `tolerance` (log) of its depth."""
+    post-multiplied by each of turns (R,3,3) (the optical frame's axes in the frame read), into each other view with
+    depth from another position, land within `tolerance` (log) of its depth."""
     _, H, W = depths.shape
     d = depths.double()
     d = torch.where(torch.isfinite(d) & (d > 0), d, torch.zeros_like(d))
     K, c2w = Ks.double(), camtoworlds.double()
     w2c = torch.linalg.inv(c2w)
-    turns = (torch.eye(3, dtype=torch.float64)[None] if turns is None else turns.double()).to(d.device)
+    turns = turns.double().to(d.device)
     factors = torch.tensor(factors, dtype=torch.float64, device=d.device)
     stride = max(1, round((H * W / UNIT_PIXELS) ** 0.5))
     v, u = torch.meshgrid(torch.arange(0, H, stride, dtype=torch.float64, device=d.device),
@@ -296,10 +295,11 @@ FRAMES = {
 }
 
 
-def agreement_tolerance(depths: Tensor) -> float:
+def agreement_tolerance(depths: Tensor, sigma: Tensor | None = None) -> float:
     """The `agreement` tolerance (log) for depths (V,H,W): UNIT_TOLERANCE, or NOISE_TOLERANCE times the views' median
-    relative noise (`noise_level` times the view's median depth: the same in any unit) where more."""
-    sigma = noise_level(depths)
+    relative noise (sigma (V,), `noise_level` where None, times the view's median depth: the same in any unit)
+    where more."""
+    sigma = noise_level(depths) if sigma is None else sigma
     relative = [float(s) * float(d[d > 0].median()) for s, d in zip(sigma, depths) if s > 0 and bool((d > 0).any())]
     return max(UNIT_TOLERANCE, NOISE_TOLERANCE * sorted(relative)[len(relative) // 2]) if relative else UNIT_TOLERANCE
 
@@ -313,17 +313,18 @@ class Reading(NamedTuple):
     shares: Tensor  # (1 + len(FRAMES), len(UNIT_FACTORS)) every reading's agreement at every factor
 
 
-def reading(depths: Tensor, Ks: Tensor, camtoworlds: Tensor) -> Reading:
+def reading(depths: Tensor, Ks: Tensor, camtoworlds: Tensor, sigma: Tensor | None = None) -> Reading:
     """The reading of the poses camtoworlds (V,4,4) (as the optical frame's, or a FRAMES one) and the power of ten
     (UNIT_FACTORS) at which depths (V,H,W) (0 = none; intrinsics Ks (V,3,3)) agree best through them: the optical
-    frame at 1 unless another pair's `agreement` beats it UNIT_MARGIN times, on UNIT_MIN_SHARE of the pixels or more.
+    frame at 1 unless another pair's `agreement` beats it UNIT_MARGIN times, on UNIT_MIN_SHARE of the pixels or more
+    (sigma (V,): the views' `noise_level`, read here where None).
     One search over both, since each mistake hides the other (millimetres agree through no frame, poses of another
     frame at no unit). Rig-protocol windows of 24 robot validation scenes / 17 RGB-D evaluation bags, as written:
     every other pair at most 0.68 / 0.81 of the optical frame's share at 1 (another unit; another frame 0.42 / 0.58,
     a head rig's parallel cameras through OpenGL's); poses written as another frame read 0.00-0.16 as optical and
     are found on all."""
     turns = torch.stack([torch.eye(3, dtype=torch.float64)] + [axes for axes, _ in FRAMES.values()])
-    shares = agreement(depths, Ks, camtoworlds, UNIT_FACTORS, turns, agreement_tolerance(depths))
+    shares = agreement(depths, Ks, camtoworlds, UNIT_FACTORS, turns, agreement_tolerance(depths, sigma))
     one = UNIT_FACTORS.index(1.0)
     given = float(shares[0, one])
     best = int(shares.argmax())

@@ -259,7 +259,6 @@ def _process_window(recon_model, views: ViewSet, win: Window, out: Path, bag, ar
     inputs = select_inputs(sub, args.max_views, args.policy)
     t = time.perf_counter()
     recon = recon_model.reconstruct(sub.select(inputs))
-    findings = list(recon_model.last_findings)  # what its inputs held unlike the training data, and what was done
     timings["reconstruct_s"] += time.perf_counter() - t
 
     t = time.perf_counter()
@@ -300,7 +299,7 @@ def _process_window(recon_model, views: ViewSet, win: Window, out: Path, bag, ar
            "views": len(sub), "inputs": len(inputs), "rendered": len(own), "inputs_rendered": int(is_input.sum()),
            "outside_inputs": int((~covered).sum()),
            "slice_stamp_ns": mid_ns, "gaussians_4d": len(recon.gaussians), "gaussians_slice": len(g3),
-           "dir": str(wdir), "video": None if video is None else str(video), "input_findings": findings}
+           "dir": str(wdir), "video": None if video is None else str(video), "input_findings": list(recon.findings)}
     model = psnr(colors, own.images)
     held = own.select(~is_input)
     nearest = psnr(nearest_input(sub.select(inputs), held), held.images) if len(held) else model[:0]

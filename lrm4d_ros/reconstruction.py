@@ -357,6 +357,8 @@ class Reconstruction:
     # (pixel_footprints; None: unknown; inf focal: not a pixel Gaussian): a much finer render widens them
     # (fill_footprints)
     footprints: Tensor | None = None
+    # what its input views held unlike the model's training data, and what was done (Reconstructor.findings' texts)
+    findings: tuple[str, ...] = ()
     # The last SLICE_CACHE slices by normalised time: a node's virtual cameras and /render_view requests, and a
     # viewer's slider, ask for the same instant again and again (slicing is a quarter of a 128² CPU render).
     _slices: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False, compare=False)

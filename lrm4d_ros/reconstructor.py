@@ -29,7 +29,7 @@ from .environment import MIN_WEIGHT, Environment, content_weights
 from .floor import Floor
 from .floor_fit import floor_from_photo, floor_normal, height_from_depth, plane_depths, unconfirmed
 from .gaussians import Gaussians4D
-from .measured_depth import FRAMES, RAY_T, SENSOR_NOISE, TRAINED_NOISE, ray_depth_t, z_from_ray
+from .measured_depth import FRAMES, RAY_T, SENSOR_NOISE, TRAINED_NOISE, noise_level, ray_depth_t, z_from_ray
 from .measured_depth import prepare as prepare_depth
 from .measured_depth import reading as depth_reading
 from .model import BF16_CHOICES, LRM4D, bf16_native, config_of
@@ -384,7 +384,6 @@ class Reconstructor:
         self._floors: OrderedDict[tuple, float | None] = OrderedDict()
         self._floor_z_checked = False  # floor_z held against a depth camera's floor (once one shows it)
         self._told: set[str] = set()  # the findings of `inputs` already warned of (each once per Reconstructor)
-        self.last_findings: list[str] = []  # the latest reconstruction's `findings` texts
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device | None = None,
@@ -460,14 +459,14 @@ class Reconstructor:
                                   "world frame, and floor_z is a height along that up"))
         return said
 
-    def _tell(self, facts: dict) -> None:
-        """Warn of each of `findings(facts)` once per Reconstructor; keep them all as `last_findings`."""
+    def _tell(self, facts: dict) -> tuple[str, ...]:
+        """Warn of each of `findings(facts)` once per Reconstructor; returns all their texts."""
         found = self.findings(facts)
-        self.last_findings = [text for _, text in found]
         for key, text in found:
             if key not in self._told:
                 self._told.add(key)
                 warnings.warn(text, RuntimeWarning, stacklevel=4)
+        return tuple(text for _, text in found)
 
     @torch.no_grad()
     def inputs(self, views: ViewSet, normalization: SceneNormalization | None = None) -> ModelInputs:
@@ -490,10 +489,12 @@ class Reconstructor:
             t = ray_depth_t(v.depths, v.Ks)
             if t > RAY_T:
                 v = replace(v, depths=z_from_ray(v.depths, v.Ks))
-            found = depth_reading(v.depths, v.Ks, v.camtoworlds)
+            sigma = noise_level(v.depths)  # (read once: the unit search's tolerance and `prepare` use it)
+            found = depth_reading(v.depths, v.Ks, v.camtoworlds, sigma)
             if found.factor != 1.0:
                 v = replace(v, depths=v.depths * found.factor)
-            prepared, noise, dropped = prepare_depth(v.depths)
+                sigma = sigma / found.factor  # inverse-depth noise scales inversely
+            prepared, noise, dropped = prepare_depth(v.depths, sigma)
             if -RAY_T <= t <= RAY_T:
                 t = ray_depth_t(prepared, v.Ks)
                 if t > RAY_T:
@@ -524,7 +525,7 @@ class Reconstructor:
         of the views' stamps.
         """
         inp = self.inputs(views, normalization)
-        self._tell(inp.facts)
+        findings = self._tell(inp.facts)
         v, norm, c2w, depths, window, times = inp.views, inp.norm, inp.c2w, inp.depths, inp.window, inp.times
         key, match_floor, near = None, True, None
         if self.floor_z is not None:
@@ -580,7 +581,7 @@ class Reconstructor:
         footprints[:, 1] = math.inf  # not a pixel Gaussian: nothing to fill
         footprints[:len(v) * P] = pixel_footprints(pred.pixel_depths.float(), v.Ks.float()).to(footprints)
         return Reconstruction(g, norm, window, background, weighting, captured=captured, to_measured=to_measured,
-                              footprints=footprints)
+                              footprints=footprints, findings=findings)
 
 
 def level_by_depth(norm: SceneNormalization, v: ViewSet, c2w: Tensor, depths: Tensor) -> SceneNormalization:

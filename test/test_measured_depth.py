@@ -121,7 +121,7 @@ def _novel_view(views, prepared: bool) -> float:
     rec = reconstructor.Reconstructor.from_checkpoint(device="cpu")
     saved = reconstructor.prepare_depth
     if not prepared:
-        reconstructor.prepare_depth = lambda depths: (depths, 0.0, 0.0)
+        reconstructor.prepare_depth = lambda depths, sigma=None: (depths, 0.0, 0.0)
     try:
         return evaluate_views(rec, views, "rig")["groups"]["novel_view"]["model"]["psnr"]
     finally:

@@ -321,8 +321,9 @@ def test_a_failed_virtual_render_is_counted_once_per_reconstruction(session):
     wait_for(lambda: len(session.virtual) == 3, 30.0, "the overview image, depth and camera_info")
     node = session.node
 
-    class Broken:
+    class Broken:  # a Reconstruction whose renders fail
         window = node._latest[0].window
+        findings = ()
 
         def render(self, *args, **kwargs):
             raise RuntimeError("simulated render failure")

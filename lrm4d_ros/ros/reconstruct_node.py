@@ -123,7 +123,6 @@ class ReconstructNode(Node):
         self._reconstruction_time = 0.0
         self._latency = float("nan")
         self._n_gaussians = (0, 0)
-        self._findings: list[str] = []  # the latest reconstruction's Reconstructor.last_findings
         self._renders_served = 0
         self._renders_refused = 0
         self._failures = Counter()  # "reconstruction", "virtual": the model's failures, not refused inputs
@@ -342,7 +341,6 @@ class ReconstructNode(Node):
                          counted=True)
             return False
         elapsed = time.perf_counter() - t0
-        findings = list(self.reconstructor.last_findings)  # (this thread's reconstruction's: the worker is one)
         n4d, n3d, cloud = len(rec.gaussians), 0, None
         if self.cfg.publish_gaussians:
             # a depth camera's measured pixels at their measurement: a cloud is for metric use
@@ -352,7 +350,7 @@ class ReconstructNode(Node):
             n3d = len(g)
         newest = int(torch.argmax(views.stamps_ns))
         key = (int(views.camera_ids[newest]), int(views.stamps_ns[newest]))
-        self._store(rec, views, elapsed, (n4d, n3d), findings)
+        self._store(rec, views, elapsed, (n4d, n3d))
         if cloud is not None:
             self.gaussians_pub.publish(cloud)
         with self._lock:
@@ -360,10 +358,9 @@ class ReconstructNode(Node):
             self._latency = (time.monotonic() - arrival) if arrival is not None else float("nan")
         return True
 
-    def _store(self, rec, views, elapsed: float, counts: tuple[int, int], findings: list[str]) -> None:
+    def _store(self, rec, views, elapsed: float, counts: tuple[int, int]) -> None:
         """Make `rec` (of `views`) the reconstruction that render_view and the virtual cameras serve."""
         with self._lock:
-            self._findings = findings
             self._serial += 1
             self._latest = (rec, views, self._serial)
             if self._viewer is not None:
@@ -411,6 +408,7 @@ class ReconstructNode(Node):
                 msg.window_start = time_msg(rec.window.start_ns, RCLPY)
                 msg.window_end = time_msg(rec.window.end_ns, RCLPY)
                 msg.views_used = len(views)
+                msg.input_findings = list(rec.findings)
                 msg.views_per_camera = torch.bincount(views.camera_ids, minlength=len(names)).tolist()
                 has_depth = (views.depths.flatten(1) > 0).any(1) if views.depths is not None else \
                     torch.zeros(len(views), dtype=torch.bool)
@@ -418,7 +416,6 @@ class ReconstructNode(Node):
                                                             minlength=len(names)).tolist()
             else:
                 msg.views_per_camera = msg.depth_views_per_camera = [0] * len(names)
-            msg.input_findings = list(self._findings)
             msg.num_gaussians_4d, msg.num_gaussians_published = self._n_gaussians
             msg.reconstruction_time = float(self._reconstruction_time)
             msg.latency = float(self._latency)
