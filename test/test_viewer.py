@@ -409,10 +409,8 @@ def test_bad_checkpoint_exits_with_one_line(source_bag):
     import sys
 
     require_viser()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    run = subprocess.run([sys.executable, "-m", "lrm4d_ros.cli", "view", str(source_bag), "--port", str(port),
+    # --port 0 (any free port): a port probed free here could be taken by another process before the command ran
+    run = subprocess.run([sys.executable, "-m", "lrm4d_ros.cli", "view", str(source_bag), "--port", "0",
                           "--checkpoint", "/nonexistent.safetensors"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2, (run.stdout, run.stderr)
     assert run.stderr.strip().splitlines() == [
