@@ -499,10 +499,6 @@ class Reconstructor:
                 t = ray_depth_t(prepared, v.Ks)
                 if t > RAY_T:
                     prepared = z_from_ray(prepared, v.Ks)
-            if found.frame is None and noise > TRAINED_NOISE:  # denoised, a noisy camera's pixels agree better
-                again = depth_reading(prepared, v.Ks, v.camtoworlds)
-                if again.factor == 1.0:
-                    found = again
             v = replace(v, depths=prepared)
             facts.update(far_background_m=far, units_factor=found.factor, frame=found.frame, agreement=found.share,
                          optical_agreement=found.given, noise=noise, mixed_dropped=dropped, ray_t=t)

@@ -240,6 +240,20 @@ def test_millimetres_in_metre_depth_reconstruct_as_metres():
     assert converted == pytest.approx(metres, abs=0.05)
 
 
+def test_a_noisy_cameras_millimetres_are_told_as_mended():
+    """A depth camera 3x noisier than the training sensor, in millimetres: the unit is mended and said so (a second
+    reading of the denoised depth, already in metres, once replaced the finding with 'as it came')."""
+    from lrm4d_ros.reconstructor import Reconstructor
+
+    views, _ = _scene(sigma_0=0.0036, sigma_quad=0.0057)
+    w = _window(views)
+    rec = Reconstructor.from_checkpoint(device="cpu")
+    facts = rec.inputs(replace(w, depths=w.depths * 1000)).facts
+    assert facts["noise"] > TRAINED_NOISE and facts["units_factor"] == 1e-3 and facts["frame"] is None
+    assert any("multiplied by 0.001" in text for _, text in rec.findings(facts))
+    assert rec.inputs(w).facts["units_factor"] == 1.0
+
+
 def test_poses_of_another_camera_frame_than_the_optical_one_are_told():
     """OpenGL's camera frame (z back) and camera_link's (x forward), and images written bottom-up: the depth agrees
     through the poses only read so (written so, evaluation bag scene_1002000 fell from 24.94 to 16.66 / 13.96 /
