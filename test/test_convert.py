@@ -115,6 +115,29 @@ def test_robot_bag_becomes_a_contract_bag(tmp_path):
     assert all(float(views.depths[i].abs().max()) == 0 for i in side)  # no depth topic for it
 
 
+def test_a_time_offset_moves_a_cameras_stamps_before_it_is_posed(tmp_path, capsys):
+    """--time-offset front=-0.03: the front camera's images (and their depth) are stamped 30 ms earlier and posed
+    from TF there; the side camera keeps its stamps."""
+    src = write_robot_bag(tmp_path / "robot", tf_end_ns=T0 + 400_000_000)
+    assert main(["convert-bag", str(src), "--out", str(tmp_path / "contract"), "--camera", f"front={CAMS['front']}",
+                 "--camera", f"side={CAMS['side']}", "--depth", "front=/robot/front/aligned_depth_to_color/image_raw",
+                 "--time-offset", "front=-0.03"]) == 0
+    assert "front: stamps moved by -30 ms (--time-offset)" in capsys.readouterr().out
+    views = read_bag(tmp_path / "contract")
+    for i in range(len(views)):
+        cam, s = views.camera_names[int(views.camera_ids[i])], int(views.stamps_ns[i])
+        f = round((s - T0) / 1e8)
+        assert s == T0 + f * 100_000_000 + (-30_000_000 if cam == "front" else 1_000)
+        truth = base_pose(s) @ (FRONT_LINK @ OPTICAL if cam == "front" else SIDE_OPTICAL)
+        np.testing.assert_allclose(views.camtoworlds[i].numpy(), truth, atol=1e-9)
+    front = views.camera_ids == views.camera_names.index("front")
+    assert int(front.sum()) == FRAMES and bool((views.depths[front].flatten(1) > 0).all(1).all())
+    for bad in ("front=x", "front", "rear=0.1", "front=20"):
+        assert main(["convert-bag", str(src), "--out", str(tmp_path / "no"), "--camera", f"front={CAMS['front']}",
+                     "--time-offset", bad]) == 2
+        assert "--time-offset" in capsys.readouterr().err
+
+
 def test_distorted_camera_is_rectified_to_its_pinhole(tmp_path):
     D = np.array([-0.4, 0.1, 0.001, -0.002, 0.0])
     src = write_robot_bag(tmp_path / "robot", tf_end_ns=T0 + 10**9, side_distortion=D)

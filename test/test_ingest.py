@@ -149,6 +149,35 @@ def test_images_wait_for_their_tf_and_are_refused_when_it_never_comes():
     assert rig.reasons() == ["no_pose"] * 2 and "no header.frame_id" in rig.refused[1][3]
 
 
+def test_a_cameras_time_offset_moves_its_image_and_depth_stamps_before_they_are_posed():
+    """cameras.<name>.time_offset_s: a camera stamping frames on arrival, 100 ms late, is posed where it was 100 ms
+    before its stamp (TF and pose topics alike), windowed at that moment, and its depth still pairs with it."""
+    tree = TransformTree()
+    rig = Rig(pose_source="tf", tf=tree, frame_id="cam0_optical")
+    rig.ingest.cameras[0] = replace(rig.ingest.cameras[0], time_offset_s=-0.1)
+    tree.add("world", "base", S, pose(0.0))
+    tree.add("world", "base", S + S // 2, pose(1.0))
+    tree.add("base", "cam0_optical", 0, np.eye(4), static=True)
+    rig.send(0, "info", camera_info_msg(K, W, H, S, ""))
+    rig.send(0, "image", image_msg(rgb(80), S + 3 * S // 10, "cam0_optical"))
+    rig.send(0, "depth", depth_msg(np.full((H, W), 2.0, np.float32), S + 3 * S // 10, "cam0_optical"))
+    views = rig.window.snapshot()
+    assert not rig.refused and len(views) == 1
+    assert int(views.stamps_ns[0]) == S + 2 * S // 10
+    np.testing.assert_allclose(views.camtoworlds[0, :3, 3].numpy(), [0.4, 0, -2.0], atol=1e-6)  # not 0.6
+    assert views.depths is not None and float(views.depths[0].mean()) == pytest.approx(2.0)
+    # pose topics: the image at S + 0.3 s is posed from the pose track at S + 0.2 s
+    rig = Rig()
+    rig.ingest.cameras[1] = replace(rig.ingest.cameras[1], time_offset_s=-0.1)
+    rig.send(1, "info", camera_info_msg(K, W, H, S, ""))
+    rig.send(1, "pose", pose_msg(pose(0.0), S, ""))
+    rig.send(1, "pose", pose_msg(pose(1.0), S + S // 2, ""))
+    rig.send(1, "image", image_msg(rgb(80), S + 3 * S // 10, ""))
+    views = rig.window.snapshot()
+    assert not rig.refused and int(views.stamps_ns[0]) == S + 2 * S // 10
+    np.testing.assert_allclose(views.camtoworlds[0, :3, 3].numpy(), [0.4, 0, -2.0], atol=1e-6)
+
+
 def test_depth_in_its_own_frame_is_held_until_it_can_be_registered():
     tree = TransformTree()
     rig = Rig(tf=tree)

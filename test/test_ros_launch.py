@@ -72,7 +72,7 @@ def test_robot_example_config_sets_only_declared_parameters():
     for name, value in values.items():
         if name not in ("camera_names", "cameras", "virtual_camera_names", "virtual_cameras"):
             assert name in params.SCALARS and type(value) is type(params.SCALARS[name][0]), name
-    keys = {"image_topic", "info_topic", "pose_topic", "depth_topic", "depth_info_topic", "frame_id"}
+    keys = {"image_topic", "info_topic", "pose_topic", "depth_topic", "depth_info_topic", "frame_id", "time_offset_s"}
     assert set(values["cameras"]) == set(values["camera_names"])
     assert all(set(c) <= keys for c in values["cameras"].values())
     assert set(values["virtual_cameras"]) == set(values["virtual_camera_names"])

@@ -400,6 +400,24 @@ def test_misspelt_parameters_are_named_with_the_nearest_one(session):
         node.destroy_node()
 
 
+def test_a_cameras_time_offset_parameter_reaches_its_ingest(session):
+    """cameras.<name>.time_offset_s (test_ingest: what it does to stamps); out of its +-10 s range: refused."""
+    from rclpy.parameter import Parameter
+
+    from lrm4d_ros.ros.reconstruct_node import ReconstructNode
+
+    node = ReconstructNode(context=session.context, parameter_overrides=[
+        Parameter("cameras.cam1.time_offset_s", value=-0.05)])
+    try:
+        assert [c.time_offset_s for c in node.cfg.cameras] == [0.0, -0.05, 0.0, 0.0]
+        assert node._ingest.cameras[1].time_offset_ns == -50_000_000
+    finally:
+        node.destroy_node()
+    with pytest.raises(ValueError, match="cameras.cam1.time_offset_s"):
+        ReconstructNode(context=session.context, parameter_overrides=[
+            Parameter("cameras.cam1.time_offset_s", value=30.0)])
+
+
 def test_a_camera_that_sends_nothing_is_named_with_its_topic(session):
     """A wrong topic name otherwise shows only as a smaller rig: the node warns, naming the topic and its publishers
     (none here), once per SILENT_REPEAT_S."""

@@ -11,7 +11,8 @@ image_transport records it):
   stamp (io/tf_tree.py: interpolated, `--tf-tolerance-ms` at its ends, gaps up to `--tf-max-gap`); default world
   frame: the root of that tree. `--pose-topic TOPIC[=CHILD]` adds pose topics to the tree as moving edges: odometry
   (nav_msgs/Odometry, header.frame_id -> child_frame_id) or a PoseStamped / PoseWithCovarianceStamped (motion
-  capture, a localiser) of frame CHILD;
+  capture, a localiser) of frame CHILD. `--time-offset NAME=SECONDS` first moves a camera's image, depth and
+  camera_info stamps (minus the latency of a driver that stamps frames on arrival), and they are written so;
 - depth (`--depth NAME=TOPIC`): the depth image nearest in stamp within `--depth-tolerance-ms` of each colour
   image, restamped with the colour image's stamp, each depth image used once. An aligned depth (the colour image's
   frame_id and size) is copied; a depth camera's own image (another frame_id) is registered to the colour camera as
@@ -45,6 +46,23 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 class ConvertError(ValueError):
     """The bag cannot be converted as asked (a topic missing or of another type, a frame not in the TF tree)."""
+
+
+def _offsets(items: list[str] | None) -> dict[str, float]:
+    """--time-offset NAME=SECONDS items -> {name: seconds}."""
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = float("nan")
+        if not sep or not _NAME.match(name) or not abs(seconds) <= 10.0:
+            raise ConvertError(f"--time-offset {item!r}: expected NAME=SECONDS, SECONDS within +-10")
+        if name in out:
+            raise ConvertError(f"--time-offset: camera {name!r} given twice")
+        out[name] = seconds
+    return out
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
@@ -99,6 +117,9 @@ def add_arguments(p) -> None:
     p.add_argument("--rectify", choices=("auto", "off"), default="auto",
                    help="auto: rectify raw images whose camera_info has distortion, take image_rect topics with P's "
                         "intrinsics; off: every image is a pinhole with camera_info's K (default: auto)")
+    p.add_argument("--time-offset", action="append", metavar="NAME=SECONDS",
+                   help="add SECONDS to camera NAME's image and depth stamps before they are posed: minus the "
+                        "latency of a driver that stamps frames on arrival (repeatable)")
     p.add_argument("--start", type=float, default=0.0, help="skip this many seconds after the first image")
     p.add_argument("--duration", type=float, default=None, help="convert this many seconds (default: all)")
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="output storage (default: mcap)")
@@ -118,6 +139,7 @@ def run(args) -> int:
     try:
         summary = convert_bag(args.bag, args.out, _pairs(args.camera, "--camera"), infos=_pairs(args.info, "--info"),
                               depths=_pairs(args.depth, "--depth"), depth_infos=_pairs(args.depth_info, "--depth-info"),
+                              time_offsets=_offsets(args.time_offset),
                               world_frame=args.world_frame, pose_topics=_pose_topics(args.pose_topic),
                               depth_tolerance_ns=int(args.depth_tolerance_ms * 1e6),
                               tf_tolerance_ns=int(args.tf_tolerance_ms * 1e6), tf_max_gap_ns=int(args.tf_max_gap * 1e9),
@@ -251,10 +273,12 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
                 world_frame: str | None = None, pose_topics: dict[str, str] | None = None,
                 depth_tolerance_ns: int = 20_000_000, tf_tolerance_ns: int = 20_000_000,
                 tf_max_gap_ns: int = 500_000_000, start_s: float = 0.0, duration_s: float | None = None,
-                storage: str = "mcap", rectify: bool = True, progress: bool = False) -> dict:
+                storage: str = "mcap", rectify: bool = True, progress: bool = False,
+                time_offsets: dict[str, float] | None = None) -> dict:
     """Convert bag `src` into the contract bag `out` (module docstring). cameras / infos / depths: {contract camera
     name: topic}. pose_topics: {topic: child frame ("" = the message's own child_frame_id)}. rectify: False takes
-    every image as a pinhole with camera_info's K. Returns {"views": written,
+    every image as a pinhole with camera_info's K. time_offsets: {name: seconds} added to that camera's image,
+    depth and camera_info stamps (before they are posed, paired and written). Returns {"views": written,
     "skipped": Counter of reasons, "world_frame", "text"}; raises ConvertError for what makes the bag unconvertible,
     FileExistsError if `out` exists.
 
@@ -265,9 +289,11 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
     from .bag import BagError, _open
 
     infos, depths, depth_infos = dict(infos or {}), dict(depths or {}), dict(depth_infos or {})
+    time_offsets = dict(time_offsets or {})
     if not cameras:
         raise ConvertError("no --camera given")
-    for what, d in (("--info", infos), ("--depth", depths), ("--depth-info", depth_infos)):
+    for what, d in (("--info", infos), ("--depth", depths), ("--depth-info", depth_infos),
+                    ("--time-offset", time_offsets)):
         if set(d) - set(cameras):
             raise ConvertError(f"{what} names cameras {sorted(set(d) - set(cameras))} that no --camera defines")
     out = Path(out)
@@ -275,7 +301,8 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
         raise FileExistsError(f"{out} exists; choose a new --out")
     check_writable(out, "--out")
     topics = _Topics(cameras, {n: infos.get(n, info_topic_for(t)) for n, t in cameras.items()}, depths,
-                     {n: depth_infos.get(n, info_topic_for(t)) for n, t in depths.items()}, dict(pose_topics or {}))
+                     {n: depth_infos.get(n, info_topic_for(t)) for n, t in depths.items()}, dict(pose_topics or {}),
+                     {n: round(x * 1e9) for n, x in time_offsets.items()})
     try:
         reader = _open(Path(src))
     except BagError as exc:
@@ -313,6 +340,8 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
         shutil.rmtree(out, ignore_errors=True)
     lines = [f"wrote {out} ({storage}): {w.written} of {total} images from {len(cameras)} camera(s), poses in frame "
              f"{world_frame!r}" if w.written else f"wrote nothing: none of the {total} images could be converted"]
+    for n, x in time_offsets.items():
+        lines.append(f"  {n}: stamps moved by {x * 1e3:+g} ms (--time-offset)")
     for n in depths:
         lines.append(f"  {n}: depth with {w.depth_written[n]} of its images (nearest within "
                      f"{depth_tolerance_ns / 1e6:g} ms, restamped"
@@ -325,13 +354,15 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
 @dataclass
 class _Topics:
     """What convert_bag was asked for, by contract camera name: image, camera_info, depth and depth camera_info
-    topics ({name: topic}), and the pose topics ({topic: child frame, "" = the message's own})."""
+    topics ({name: topic}), the pose topics ({topic: child frame, "" = the message's own}) and each camera's
+    --time-offset (ns)."""
 
     images: dict[str, str]
     infos: dict[str, str]
     depths: dict[str, str]
     depth_infos: dict[str, str]
     poses: dict[str, str]
+    offsets_ns: dict[str, int] = field(default_factory=dict)  # added to a camera's image, depth and info stamps
 
 
 def _check_topics(by_topic: dict, topics: _Topics) -> list:
@@ -413,7 +444,9 @@ def _survey(reader, by_topic: dict, tf_conns: list, topics: _Topics, tf_toleranc
                 except (ValueError, MessageError) as exc:
                     raise ConvertError(f"{conn.topic}: {exc}") from None
             continue
-        s = stamp_ns(msg.header)
+        name = info_of.get(conn.topic) or image_of.get(conn.topic) or depth_of.get(conn.topic) \
+            or depth_info_of.get(conn.topic)
+        s = stamp_ns(msg.header) + topics.offsets_ns.get(name, 0)
         if conn.topic in info_of:
             survey.info_msgs[info_of[conn.topic]][s] = msg
         if conn.topic in image_of:
@@ -522,13 +555,14 @@ class _Writer:
             bar = tqdm(total=total, desc="converting", unit="image", disable=None if progress else True, leave=False)
             for conn, _, raw in reader.messages(connections=[by_topic[t] for t in {*image_of, *depth_of}]):
                 msg = deserialize(raw, conn.msgtype)
-                s = stamp_ns(msg.header)
+                n = image_of.get(conn.topic) or depth_of[conn.topic]
+                s = stamp_ns(msg.header) + self.topics.offsets_ns.get(n, 0)
                 if conn.topic in image_of:
                     if inside(s):
                         bar.update(1)
-                        self.colour(image_of[conn.topic], conn.topic, msg, s)
+                        self.colour(n, conn.topic, msg, s)
                 else:
-                    self.depth(depth_of[conn.topic], conn.topic, msg, s)
+                    self.depth(n, conn.topic, msg, s)
             bar.close()
 
     def _write(self, topic, msg, stamp):
@@ -557,7 +591,7 @@ class _Writer:
     def colour(self, n: str, topic: str, msg, s: int) -> None:
         from .bag import camera_topics
         from .compressed import compressed_image_msg, compressed_rgb
-        from .messages import MessageError, camera_info_msg, image_msg, image_rgb, pose_msg
+        from .messages import MessageError, camera_info_msg, image_msg, image_rgb, pose_msg, time_msg
 
         compressed = not hasattr(msg, "encoding")
         self.decided[n, s] = False
@@ -574,6 +608,8 @@ class _Writer:
                 rgb = r.colour(rgb)
                 msg = image_msg(rgb, s, msg.header.frame_id) if not compressed else \
                     compressed_image_msg(rgb, s, msg.header.frame_id, "jpeg" if "jpeg" in msg.format.lower() else "png")
+            else:
+                msg.header.stamp = time_msg(s)  # (moved by --time-offset)
             # the camera_info of what is written: the pinhole the model assumes
             info = camera_info_msg(r.K, *r.size, s, info.header.frame_id)
         except MessageError as exc:

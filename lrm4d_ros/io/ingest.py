@@ -100,6 +100,13 @@ class CameraTopics:
     depth_topic: str = ""
     frame_id: str = ""  # optical frame for TF lookups; "" = the image's header.frame_id
     depth_info_topic: str = ""  # the depth camera's CameraInfo, for depth in its own frame; "" = none
+    # Added to the stamps of its images and depth (s): a camera that stamps frames on arrival is late by its latency
+    # (-latency here), and a moving camera's images are otherwise posed where it was that much later
+    time_offset_s: float = 0.0
+
+    @property
+    def time_offset_ns(self) -> int:
+        return round(self.time_offset_s * 1e9)
 
 
 class Transforms(Protocol):
@@ -273,7 +280,7 @@ class Ingest:
         return True
 
     def _on_image(self, cam_id: int, cam, msg, arrival: float) -> None:
-        stamp = time_ns(msg.header.stamp)
+        stamp = time_ns(msg.header.stamp) + cam.time_offset_ns
         if self._hold_for_info(cam_id, cam, "image", msg, arrival):
             return
         try:
@@ -376,7 +383,7 @@ class Ingest:
     def _on_depth(self, cam_id: int, cam, msg, arrival: float) -> None:
         if self._hold_for_info(cam_id, cam, "depth", msg, arrival):
             return
-        stamp = time_ns(msg.header.stamp)
+        stamp = time_ns(msg.header.stamp) + cam.time_offset_ns  # its colour image's offset: they pair by stamp
         colour = self._colour_frame.get(cam.name, "")
         own_frame = bool(msg.header.frame_id and colour and msg.header.frame_id != colour)
         try:

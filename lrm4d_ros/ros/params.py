@@ -229,7 +229,10 @@ def declare_and_load(node: Node) -> NodeConfig:
                                   "(and camera_info's) header.frame_id"),
             (topic("depth_info_topic", "", "the depth camera's CameraInfo, for depth in another frame than the "
                                            "colour image's; empty = the depth topic's sibling camera_info")
-             or info_topic_for(depth)) if depth else ""))
+             or info_topic_for(depth)) if depth else "",
+            float(_declare(node, p + "time_offset_s", 0.0, "seconds added to this camera's image and depth stamps "
+                                                           "before they are posed and windowed: -latency for a "
+                                                           "camera stamping frames on arrival", (-10.0, 10.0)))))
 
     virtual = []
     for n in _string_list(node, "virtual_camera_names", [], "cameras rendered for each reconstruction"):
