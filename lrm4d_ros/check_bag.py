@@ -4,7 +4,9 @@ window as `lrm4d reconstruct` takes them, without running the model (seconds for
 For a bag written by another renderer or a robot: it reads the bag (what it skips or resizes), then measures each
 window's depth (a renderer's background, unit against the poses, noise, edge pixels, distance along the ray rather
 than z), camera frame (the poses against the depth) and world up, as `Reconstructor.inputs` does before every
-reconstruction. What `lrm4d reconstruct`, `evaluate` and the node would warn of is listed once, with the windows it
+reconstruction. On up to STAMP_WINDOWS windows spread over the bag (all their frames, not only the model's inputs)
+it also reads each moving depth camera's stamps against the other cameras' (stamp_offset.py). What `lrm4d
+reconstruct`, `evaluate` and the node would warn of, and a camera's stamp offset, is listed once, with the windows it
 was found in. Exit status: 0 nothing found, 1 something found, 2 an error (no bag, bad arguments).
 
     lrm4d check-bag BAG [--window 8] [--stride N] [--cameras a,b] [--max-views 12] [--json FILE]
@@ -21,6 +23,8 @@ from .outputs import check_writable
 from .recording import make_windows, parse_spans
 from .selection import select_inputs
 from .views import frame_indices
+
+STAMP_WINDOWS = 3  # a camera's stamp offset is its own, not a window's: a few windows tell it (~3 s each, 6 cameras)
 
 
 def add_arguments(p) -> None:
@@ -48,9 +52,26 @@ def window_line(facts: dict) -> str:
     return ", ".join(parts)
 
 
+def stamp_line(offsets: dict[str, float]) -> str:
+    """A window's `stamp_offsets`, as a part of its line."""
+    if not offsets:
+        return "stamps: no camera moves with another to read them against"
+    return "stamps against the rig's " + ", ".join(f"{n} {1e3 * x:+.0f} ms" for n, x in offsets.items())
+
+
+def stamp_findings(offsets: dict[str, float]) -> list[tuple[str, str]]:
+    """(kind, text) for each camera whose stamps are off the rest of its rig's."""
+    return [(f"stamp offset {name}",
+             f"camera {name}'s images agree with the other cameras' at its stamps {1e3 * x:+.0f} ms (its driver "
+             f"stamps them {'late' if x < 0 else 'early'}, or the others' do): set cameras.{name}.time_offset_s: "
+             f"{x:g} (convert-bag --time-offset {name}={x:g}). What all cameras share cannot be read this way")
+            for name, x in offsets.items() if x != 0.0]
+
+
 def run(args) -> int:
     from .io.bag import BagError, check_fits, read_bag
     from .reconstructor import load_reconstructor
+    from .stamp_offset import stamp_offsets
 
     try:
         length, stride = parse_spans(args.window, args.stride)
@@ -74,14 +95,18 @@ def run(args) -> int:
           f"{views.height}x{views.width}, {frames} frames, "
           f"{(int(views.stamps_ns.max()) - int(views.stamps_ns.min())) * 1e-9:.3f} s; depth on {depth_views} views")
     windows = make_windows(views, length, stride)
+    stamp_checked = {round(k * (len(windows) - 1) / max(STAMP_WINDOWS - 1, 1)) for k in range(STAMP_WINDOWS)}
     rows = []
     for win in windows:
         sub = views.select(win.views)
         inputs = sub.select(select_inputs(sub, args.max_views, args.policy))
         facts = rec.inputs(inputs).facts
         line = window_line(facts)
+        if win.index in stamp_checked and sub.depths is not None:
+            facts["stamp_offsets"] = stamp_offsets(sub.resized(*rec.input_size(sub.height, sub.width)))
+            line += "; " + stamp_line(facts["stamp_offsets"])
         print(f"window {win.index + 1}/{len(windows)}: {len(inputs)} inputs; {line}", flush=True)
-        for key, text in rec.findings(facts):
+        for key, text in rec.findings(facts) + stamp_findings(facts.get("stamp_offsets", {})):
             found.setdefault(key, (text, []))[1].append(win.index + 1)
         rows.append({"window": win.index + 1, "inputs": len(inputs), **facts})
     if args.json is not None:
@@ -94,7 +119,8 @@ def run(args) -> int:
             return 2
     if not found:
         print("nothing found (what is checked: the depth's unit against the poses, quantity, noise, edge pixels and "
-              "renderer background; the poses' camera frame; the world's up; and what reading the bag skipped)")
+              "renderer background; the poses' camera frame; the world's up; moving depth cameras' stamps against "
+              "each other; and what reading the bag skipped)")
         return 0
     print(f"{len(found)} finding{'s' if len(found) != 1 else ''}:")
     for text, where in found.values():

@@ -1,0 +1,51 @@
+"""stamp_offset.py: poses read along a camera's track, and what a still or lone camera tells (nothing). The offsets
+found on a moving rig: test_check_bag (a head rig's camera posed 20 ms behind its images)."""
+import math
+
+import torch
+
+from lrm4d_ros.geometry import rotmat_to_quat
+from lrm4d_ros.stamp_offset import pair_offset, poses_at, stamp_offsets
+from lrm4d_ros.views import ViewSet
+
+
+def _yawing(t: float) -> torch.Tensor:
+    """A camera turning at 0.8 rad/s about z and moving at (0.5, -0.2, 0.1) m/s: exact for slerp and lerp."""
+    a = 0.8 * t
+    T = torch.eye(4, dtype=torch.float64)
+    T[:2, :2] = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    T[:3, 3] = torch.tensor([0.5 * t, -0.2 * t, 0.1 * t])
+    return T
+
+
+def test_poses_along_a_track_between_and_beyond_its_frames():
+    stamps = torch.tensor([0.0, 0.1, 0.25, 0.4], dtype=torch.float64)
+    track = torch.stack([_yawing(float(t)) for t in stamps])
+    query = torch.tensor([0.0, 0.05, 0.2, 0.4, -0.03, 0.47], dtype=torch.float64)  # and 30 / 70 ms beyond its ends
+    got = poses_at(track, stamps, query)
+    want = torch.stack([_yawing(float(t)) for t in query])
+    torch.testing.assert_close(got, want, atol=1e-7, rtol=0)  # (arccos near 1: ~2e-8)
+    assert torch.allclose(rotmat_to_quat(got[:, :3, :3]).norm(dim=-1), torch.ones(6, dtype=torch.float64))
+
+
+def _views(moving: bool) -> ViewSet:
+    """Two cameras, three frames each, 32x32 with depth; still ones, or the first yawing."""
+    V, H, W = 6, 32, 32
+    K = torch.tensor([[30.0, 0, 15.5], [0, 30.0, 15.5], [0, 0, 1]], dtype=torch.float64).expand(V, 3, 3)
+    stamps = torch.tensor([0, 0, 1, 1, 2, 2]) * 50_000_000
+    c2w = torch.eye(4, dtype=torch.float64).repeat(V, 1, 1)
+    c2w[1::2, 0, 3] = 0.2
+    if moving:
+        c2w[0::2] = torch.stack([_yawing(0.05 * f) for f in range(3)])
+    g = torch.Generator().manual_seed(0)
+    return ViewSet(torch.rand(V, H, W, 3, generator=g), K.clone(), c2w, stamps.long(), torch.tensor([0, 1] * 3),
+                   depths=torch.full((V, H, W), 2.0))
+
+
+def test_still_cameras_a_lone_camera_and_no_depth_tell_nothing():
+    still = _views(False)
+    assert pair_offset(still, 0, 1) is None and stamp_offsets(still) == {}
+    one = still.select(torch.tensor([0, 2, 4]))
+    assert stamp_offsets(one) == {}
+    assert stamp_offsets(ViewSet(still.images, still.Ks, still.camtoworlds, still.stamps_ns, still.camera_ids)) == {}
+    assert pair_offset(_views(True), 1, 0) is None  # camera 1 does not move: its stamps cannot be read
