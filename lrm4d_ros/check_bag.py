@@ -59,19 +59,10 @@ def stamp_line(offsets: dict[str, float]) -> str:
     return "stamps against the rig's " + ", ".join(f"{n} {1e3 * x:+.0f} ms" for n, x in offsets.items())
 
 
-def stamp_findings(offsets: dict[str, float]) -> list[tuple[str, str]]:
-    """(kind, text) for each camera whose stamps are off the rest of its rig's."""
-    return [(f"stamp offset {name}",
-             f"camera {name}'s images agree with the other cameras' at its stamps {1e3 * x:+.0f} ms (its driver "
-             f"stamps them {'late' if x < 0 else 'early'}, or the others' do): set cameras.{name}.time_offset_s: "
-             f"{x:g} (convert-bag --time-offset {name}={x:g}). What all cameras share cannot be read this way")
-            for name, x in offsets.items() if x != 0.0]
-
-
 def run(args) -> int:
     from .io.bag import BagError, check_fits, read_bag
     from .reconstructor import load_reconstructor
-    from .stamp_offset import stamp_offsets
+    from .stamp_offset import stamp_findings, stamp_offsets
 
     try:
         length, stride = parse_spans(args.window, args.stride)

@@ -183,6 +183,15 @@ def stamp_offsets(views: ViewSet) -> dict[str, float]:
         A[r, col[a]], A[r, col[b]], y[r] = 1.0, -1.0, d
     A[-1] = 1.0
     o = torch.linalg.lstsq(A, y).solution[:, 0]
-    o = o - o.median()
+    o = ((o - o.median()) / MIN_OFFSET_S).round() * MIN_OFFSET_S  # to the search's 5 ms
     names = views.camera_names
-    return {names[c]: (round(float(o[col[c]]), 3) if abs(float(o[col[c]])) >= MIN_OFFSET_S else 0.0) for c in told}
+    return {names[c]: round(float(o[col[c]]), 3) + 0.0 for c in told}  # (+ 0.0: no -0.0)
+
+
+def stamp_findings(offsets: dict[str, float]) -> list[tuple[str, str]]:
+    """(kind, text) for each camera of `stamp_offsets` whose stamps are off the rest of its rig's, with what to set."""
+    return [(f"stamp offset {name}",
+             f"camera {name}'s images agree with the other cameras' at its stamps {1e3 * x:+.0f} ms (its driver "
+             f"stamps them {'late' if x < 0 else 'early'}, or the others' do): set cameras.{name}.time_offset_s: "
+             f"{x:g} (convert-bag --time-offset {name}={x:g}). What all cameras share cannot be read this way")
+            for name, x in offsets.items() if x != 0.0]

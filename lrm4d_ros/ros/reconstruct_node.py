@@ -49,6 +49,7 @@ from ..io.messages import (camera_info_K, camera_info_msg, float_image_msg, imag
                            time_msg, time_ns, transform_msg)
 from ..model import BF16_CHOICES
 from ..reconstructor import Reconstructor
+from ..stamp_offset import stamp_findings, stamp_offsets
 from ..window import LIVE_S, RejectedInput, SpaceTimeWindow
 from .conversions import RCLPY
 from .interfaces import ReconstructionStatus, RenderView
@@ -131,6 +132,8 @@ class ReconstructNode(Node):
         self._closing = threading.Event()  # shutting down: render requests are refused
         self._virtual_cache: dict[str, tuple[int, tuple | None]] = {}  # None: its render failed
         self._dirty_since: float | None = None  # monotonic time of the first view not yet reconstructed
+        self._stamps_read_at = -math.inf  # monotonic s of the last stamp_offsets reading (reconstruction thread)
+        self._stamp_findings: tuple[str, ...] = ()  # its findings, kept until a reading tells otherwise
 
         # sensor_data = best effort, volatile (as qos_profile_sensor_data): also matches reliable publishers.
         reliability = (ReliabilityPolicy.BEST_EFFORT if cfg.input_qos == "sensor_data"
@@ -353,10 +356,31 @@ class ReconstructNode(Node):
         self._store(rec, views, elapsed, (n4d, n3d))
         if cloud is not None:
             self.gaussians_pub.publish(cloud)
+        self._read_stamps(views)
         with self._lock:
             arrival = self._ingest.arrival(*key)
             self._latency = (time.monotonic() - arrival) if arrival is not None else float("nan")
         return True
+
+    def _read_stamps(self, views) -> None:
+        """Every stamp_check_s, the moving depth cameras' stamps of `views` read against each other's
+        (stamp_offset.py, at the model's input size); a camera off the others is logged once and named in
+        ~/status until a reading says otherwise (a reading of a rig that stopped tells nothing and keeps them)."""
+        now = time.monotonic()
+        if not self.cfg.stamp_check_s or views.depths is None or now - self._stamps_read_at < self.cfg.stamp_check_s:
+            return
+        self._stamps_read_at = now
+        try:
+            offsets = stamp_offsets(views.resized(*self.reconstructor.input_size(views.height, views.width)))
+        except Exception as exc:  # a reading is advice: it must not cost the node its reconstructions
+            return self._refuse("internal_error", f"reading the stamps: {type(exc).__name__}: {exc}")
+        if not offsets:
+            return
+        texts = tuple(text for _, text in stamp_findings(offsets))
+        for text in set(texts) - set(self._stamp_findings):
+            self.get_logger().warning(text)
+        with self._lock:
+            self._stamp_findings = texts
 
     def _store(self, rec, views, elapsed: float, counts: tuple[int, int]) -> None:
         """Make `rec` (of `views`) the reconstruction that render_view and the virtual cameras serve."""
@@ -408,7 +432,7 @@ class ReconstructNode(Node):
                 msg.window_start = time_msg(rec.window.start_ns, RCLPY)
                 msg.window_end = time_msg(rec.window.end_ns, RCLPY)
                 msg.views_used = len(views)
-                msg.input_findings = list(rec.findings)
+                msg.input_findings = list(rec.findings) + list(self._stamp_findings)
                 msg.views_per_camera = torch.bincount(views.camera_ids, minlength=len(names)).tolist()
                 has_depth = (views.depths.flatten(1) > 0).any(1) if views.depths is not None else \
                     torch.zeros(len(views), dtype=torch.bool)
