@@ -4,7 +4,7 @@ window as `lrm4d reconstruct` takes them, without running the model (seconds for
 For a bag written by another renderer or a robot: it reads the bag (what it skips or resizes), then measures each
 window's depth (a renderer's background, unit against the poses, noise, edge pixels, distance along the ray rather
 than z), camera frame (the poses against the depth) and world up, as `Reconstructor.inputs` does before every
-reconstruction. On up to STAMP_WINDOWS windows spread over the bag (all their frames, not only the model's inputs)
+reconstruction. On up to three windows spread over the bag (all their frames, not only the model's inputs)
 it also reads each moving depth camera's stamps against the other cameras' (stamp_offset.py). What `lrm4d
 reconstruct`, `evaluate` and the node would warn of, and a camera's stamp offset, is listed once, with the windows it
 was found in. Exit status: 0 nothing found, 1 something found, 2 an error (no bag, bad arguments).
@@ -23,8 +23,6 @@ from .outputs import check_writable
 from .recording import make_windows, parse_spans
 from .selection import select_inputs
 from .views import frame_indices
-
-STAMP_WINDOWS = 3  # a camera's stamp offset is its own, not a window's: a few windows tell it (~3 s each, 6 cameras)
 
 
 def add_arguments(p) -> None:
@@ -62,7 +60,7 @@ def stamp_line(offsets: dict[str, float]) -> str:
 def run(args) -> int:
     from .io.bag import BagError, check_fits, read_bag
     from .reconstructor import load_reconstructor
-    from .stamp_offset import stamp_findings, stamp_offsets
+    from .stamp_offset import stamp_findings, stamp_offsets, windows_to_read
 
     try:
         length, stride = parse_spans(args.window, args.stride)
@@ -86,7 +84,7 @@ def run(args) -> int:
           f"{views.height}x{views.width}, {frames} frames, "
           f"{(int(views.stamps_ns.max()) - int(views.stamps_ns.min())) * 1e-9:.3f} s; depth on {depth_views} views")
     windows = make_windows(views, length, stride)
-    stamp_checked = {round(k * (len(windows) - 1) / max(STAMP_WINDOWS - 1, 1)) for k in range(STAMP_WINDOWS)}
+    stamp_checked = windows_to_read(len(windows))  # (~3 s a window of 6 moving cameras, all their frames)
     rows = []
     for win in windows:
         sub = views.select(win.views)

@@ -15,6 +15,8 @@ and cameras without depth, tell nothing.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -30,6 +32,15 @@ MAX_PIXELS = 1024  # textured pixels sampled per frame
 SURFACE = 0.05  # a carried pixel lands on the same surface where the depth there is within 5 %
 MIN_LANDED = 200  # pixels landing on the same surface a pair of cameras needs, as stamped
 MIN_MOTION = (0.005, 0.005)  # (m, rad) over the window: a camera moving less is still
+# A camera's offset is its own, not a window's: commands over a bag read it on this many windows spread over it
+READ_WINDOWS = 3
+
+
+def windows_to_read(n: int) -> set[int]:
+    """Indices of the READ_WINDOWS of n windows (first, last and between) whose stamps a bag's commands read."""
+    if n <= READ_WINDOWS:
+        return set(range(n))
+    return {round(k * (n - 1) / (READ_WINDOWS - 1)) for k in range(READ_WINDOWS)}
 
 
 def poses_at(camtoworlds: Tensor, stamps_s: Tensor, query_s: Tensor) -> Tensor:
@@ -145,14 +156,18 @@ def pair_offset(views: ViewSet, a: int, b: int, generator: torch.Generator | Non
     as_stamped, landed = error(0.0)
     if landed < MIN_LANDED:
         return None
-    steps = round(SEARCH_S / 0.01)
     errors = {0.0: as_stamped}
+
+    def lowest() -> float:
+        return min(errors, key=lambda d: math.inf if math.isnan(errors[d]) else errors[d])
+
+    steps = round(SEARCH_S / 0.01)
     errors.update({round(0.01 * k, 3): error(round(0.01 * k, 3))[0] for k in range(-steps, steps + 1) if k})
-    best = min(errors, key=lambda d: errors[d] if errors[d] == errors[d] else float("inf"))
-    for d in (round(best - 0.005, 3), round(best + 0.005, 3)):
+    coarse = lowest()
+    for d in (round(coarse - 0.005, 3), round(coarse + 0.005, 3)):
         if abs(d) <= SEARCH_S + 1e-9:
             errors[d] = error(d)[0]
-    best = min(errors, key=lambda d: errors[d] if errors[d] == errors[d] else float("inf"))
+    best = lowest()
     ratio = as_stamped / errors[best] if errors[best] > 0 else 1.0
     return (best if abs(best) >= MIN_OFFSET_S and ratio >= STAMP_MARGIN else 0.0), ratio
 
