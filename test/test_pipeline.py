@@ -475,22 +475,12 @@ def test_a_run_stopped_part_way_keeps_its_windows_and_says_so(source_bag, tmp_pa
 def test_reconstruct_names_a_camera_whose_stamps_are_off_the_others(tmp_path, capsys):
     """A moving head rig (validation scene 1002141) whose camera cam0 is posed 20 ms behind its images: warned once,
     and in each read window's summary input_findings (the shipped model: the reading is at its input size)."""
-    from dataclasses import replace
+    from stamp_support import head_rig
 
     from lrm4d_ros.cli import main
-    from lrm4d_ros.data import eval_scenes as es
-    from lrm4d_ros.data.depth_sensor import with_depth
-    from lrm4d_ros.data.generator import generate
     from lrm4d_ros.io.bag import write_bag
-    from lrm4d_ros.stamp_offset import poses_at
 
-    seed, layout, rig = es.robot_recipe(es.ROBOT_PROTOCOL_VAL_FIRST_SEED + 40, 2)[1]
-    views = with_depth(generate(seed, es.robot_scene_config(layout, rig, supersample=1)), "sensor", seed=seed)
-    cam0 = torch.where(views.camera_ids == 0)[0]
-    t = (views.stamps_ns[cam0] - views.stamps_ns[cam0][0]).double() * 1e-9
-    c2w = views.camtoworlds.clone()
-    c2w[cam0] = poses_at(views.camtoworlds[cam0], t, t - 0.02).to(c2w.dtype)
-    bag = write_bag(replace(views, camtoworlds=c2w), tmp_path / "bag", depth_encoding="32FC1")
+    bag = write_bag(head_rig(0.02), tmp_path / "bag", depth_encoding="32FC1")
     assert main(["reconstruct", str(bag), "--out", str(tmp_path / "out"), "--device", "cpu", "--no-video"]) == 0
     err = capsys.readouterr().err
     assert err.count("lrm4d reconstruct: warning: camera cam0's images agree with the other cameras' at its stamps "

@@ -217,19 +217,9 @@ def test_the_status_names_what_the_inputs_held_unlike_the_training_data(tmp_path
 def test_the_status_names_a_camera_whose_stamps_are_off_the_others(tmp_path):
     """A moving head rig (validation scene 1002141) whose camera cam0 is posed 20 ms behind its images: the node's
     stamp reading (stamp_check_s) names it in ~/status with the time_offset_s to set, and only it."""
-    from dataclasses import replace
+    from stamp_support import head_rig
 
-    from lrm4d_ros.data import eval_scenes as es
-    from lrm4d_ros.data.depth_sensor import with_depth
-    from lrm4d_ros.stamp_offset import poses_at
-
-    seed, layout, rig = es.robot_recipe(es.ROBOT_PROTOCOL_VAL_FIRST_SEED + 40, 2)[1]
-    scene = with_depth(generate(seed, es.robot_scene_config(layout, rig, supersample=1)), "sensor", seed=seed)
-    cam0 = torch.where(scene.camera_ids == 0)[0]
-    t = (scene.stamps_ns[cam0] - scene.stamps_ns[cam0][0]).double() * 1e-9
-    c2w = scene.camtoworlds.clone()
-    c2w[cam0] = poses_at(scene.camtoworlds[cam0], t, t - 0.02).to(c2w.dtype)
-    late = replace(scene, camtoworlds=c2w)
+    late = head_rig(0.02)
     torch.manual_seed(0)  # (a tiny model taking 128-pixel views: the reading is at the model's input size)
     ckpt = save_model(tmp_path / "tiny.safetensors", LRM4D(LRM4DConfig.preset("tiny", n_layer=1, image_size=128)))
     params = {"camera_names": list(late.camera_names), "checkpoint": str(ckpt), "device": "cpu",
