@@ -356,10 +356,10 @@ class ReconstructNode(Node):
         self._store(rec, views, elapsed, (n4d, n3d))
         if cloud is not None:
             self.gaussians_pub.publish(cloud)
-        self._read_stamps(views)
         with self._lock:
             arrival = self._ingest.arrival(*key)
             self._latency = (time.monotonic() - arrival) if arrival is not None else float("nan")
+        self._read_stamps(views)  # (after the latency: the reading is not the reconstruction's)
         return True
 
     def _read_stamps(self, views) -> None:
