@@ -29,7 +29,6 @@ import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import rclpy
 import torch
 from geometry_msgs.msg import PoseStamped
@@ -45,8 +44,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..cameras import SceneNormalization
 from ..io.ingest import Inbox, Ingest
-from ..io.messages import (camera_info_K, camera_info_msg, float_image_msg, image_msg, pointcloud2_msg, pose_matrix,
-                           time_msg, time_ns, transform_msg)
+from ..io.messages import pointcloud2_msg, time_msg, transform_msg
 from ..model import BF16_CHOICES
 from ..reconstructor import Reconstructor
 from ..stamp_offset import stamp_findings, stamp_offsets
@@ -54,6 +52,7 @@ from ..window import LIVE_S, RejectedInput, SpaceTimeWindow
 from .conversions import RCLPY
 from .interfaces import ReconstructionStatus, RenderView
 from .params import DYNAMIC, NodeConfig, check, check_together, declare_and_load, unknown_parameters
+from .renders import answer_render_view, virtual_camera_messages
 from .tf_listener import TfListener
 
 NODE_NAME = "lrm4d_reconstruct"
@@ -528,31 +527,7 @@ class ReconstructNode(Node):
         if latest is None:
             raise ValueError(f"no reconstruction yet ({sum(c.buffered for c in self.window.stats.per_camera.values())}"
                              f" views buffered, min_views {self.cfg.min_views})")
-        rec = latest[0]
-        T = pose_matrix(req.camera_pose)
-        if req.camera_info.width > 0:
-            K, w, h = camera_info_K(req.camera_info)
-        else:
-            w, h = int(req.width), int(req.height)
-            K = np.array([[req.fx, 0, req.cx], [0, req.fy, req.cy], [0, 0, 1.0]])
-            if w < 1 or h < 1 or not np.isfinite(K).all() or req.fx <= 0 or req.fy <= 0:
-                raise ValueError(f"intrinsics need width, height >= 1 and finite fx, fy > 0 "
-                                 f"(got {w}x{h}, fx {req.fx}, fy {req.fy}, cx {req.cx}, cy {req.cy})")
-        if w * h > self.cfg.max_render_pixels:
-            raise ValueError(f"{w}x{h} exceeds max_render_pixels {self.cfg.max_render_pixels}")
-        stamp = time_ns(req.stamp) or rec.window.end_ns
-        out = rec.render(torch.as_tensor(T)[None], torch.as_tensor(K)[None], w, h,
-                         torch.tensor([stamp], dtype=torch.int64))
-        frame = req.frame_id or self.cfg.render_frame_id
-        want_color = req.return_color or not (req.return_depth or req.return_alpha)
-        if want_color:
-            resp.color = image_msg(out.colors[0].cpu().numpy(), stamp, frame, types=RCLPY)
-        if req.return_depth:
-            resp.depth = float_image_msg(out.depths[0, ..., 0].cpu().numpy(), stamp, frame, RCLPY)
-        if req.return_alpha:
-            resp.alpha = float_image_msg(out.alphas[0, ..., 0].cpu().numpy(), stamp, frame, RCLPY)
-        resp.camera_info = camera_info_msg(K, w, h, stamp, frame, RCLPY)
-        resp.success, resp.message, resp.stamp_rendered = True, "", time_msg(stamp, RCLPY)
+        answer_render_view(latest[0], req, resp, self.cfg.max_render_pixels, self.cfg.render_frame_id)
         with self._lock:
             self._renders_served += 1
         return resp
@@ -594,10 +569,8 @@ class ReconstructNode(Node):
         for vc in self.cfg.virtual_cameras:
             cached = self._virtual_cache.get(vc.name)
             if cached is None or cached[0] != serial:  # re-render only for a new reconstruction
-                stamp = rec.window.end_ns + int(round(vc.time_offset_s * 1e9))
                 try:
-                    out = rec.render(torch.as_tensor(vc.camtoworld)[None], torch.as_tensor(vc.K)[None],
-                                     vc.width, vc.height, torch.tensor([stamp], dtype=torch.int64))
+                    msgs = virtual_camera_messages(rec, vc)
                 except Exception as exc:  # keep the other cameras going; this one is tried again next reconstruction
                     with self._lock:  # once per reconstruction: the failure is kept until the next one
                         self._failures["virtual"] += 1
@@ -605,10 +578,6 @@ class ReconstructNode(Node):
                                  counted=True, camera=vc.name)
                     self._virtual_cache[vc.name] = (serial, None)
                     continue
-                frame = f"{vc.name}_optical_frame"
-                msgs = (image_msg(out.colors[0].cpu().numpy(), stamp, frame, types=RCLPY),
-                        float_image_msg(out.depths[0, ..., 0].cpu().numpy(), stamp, frame, RCLPY),
-                        camera_info_msg(vc.K, vc.width, vc.height, stamp, frame, RCLPY))
                 self._virtual_cache[vc.name] = (serial, msgs)
                 # published once per reconstruction, latched (transient local) for late subscribers: republishing
                 # the same frame at the timer's rate filled bags and Foxglove with duplicates of one stamp
