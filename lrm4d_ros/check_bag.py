@@ -5,9 +5,10 @@ For a bag written by another renderer or a robot: it reads the bag (what it skip
 window's depth (a renderer's background, unit against the poses, noise, edge pixels, distance along the ray rather
 than z), camera frame (the poses against the depth) and world up, as `Reconstructor.inputs` does before every
 reconstruction. On up to three windows spread over the bag (all their frames, not only the model's inputs)
-it also reads each moving depth camera's stamps against the other cameras' (stamp_offset.py). What `lrm4d
-reconstruct`, `evaluate` and the node would warn of, and a camera's stamp offset, is listed once, with the windows it
-was found in. Exit status: 0 nothing found, 1 something found, 2 an error (no bag, bad arguments).
+it also reads each moving depth camera's stamps (stamp_offset.py) and each depth camera's focal length
+(focal_scale.py, cameras looking the same way) against the other cameras'. What `lrm4d reconstruct`, `evaluate` and
+the node would warn of, and a camera off the others, is listed once, with the windows it was found in. Exit
+status: 0 nothing found, 1 something found, 2 an error (no bag, bad arguments).
 
     lrm4d check-bag BAG [--window 8] [--stride N] [--cameras a,b] [--max-views 12] [--json FILE]
 """
@@ -50,17 +51,20 @@ def window_line(facts: dict) -> str:
     return ", ".join(parts)
 
 
-def stamp_line(offsets: dict[str, float]) -> str:
-    """A window's `stamp_offsets`, as a part of its line."""
-    if not offsets:
-        return "stamps: no camera moves with another to read them against"
-    return "stamps against the rig's " + ", ".join(f"{n} {1e3 * x:+.0f} ms" for n, x in offsets.items())
+def rig_line(offsets: dict[str, float], scales: dict[str, float]) -> str:
+    """A window's `stamp_offsets` and `focal_scales`, as a part of its line."""
+    return ("stamps: no camera moves with another to read them against" if not offsets else
+            "stamps against the rig's " + ", ".join(f"{n} {1e3 * x:+.0f} ms" for n, x in offsets.items())) + "; " + \
+        ("focal lengths: no two cameras look the same way" if not scales else
+         "focal lengths against the rig's " + ", ".join(f"{n} x{s:.2f}" for n, s in scales.items()))
 
 
 def run(args) -> int:
     from .io.bag import BagError, check_fits, read_bag
     from .reconstructor import load_reconstructor
-    from .stamp_offset import stamp_findings, stamp_offsets, windows_to_read
+    from .colour_agreement import windows_to_read
+    from .focal_scale import focal_findings, focal_scales
+    from .stamp_offset import stamp_findings, stamp_offsets
 
     try:
         length, stride = parse_spans(args.window, args.stride)
@@ -84,18 +88,21 @@ def run(args) -> int:
           f"{views.height}x{views.width}, {frames} frames, "
           f"{(int(views.stamps_ns.max()) - int(views.stamps_ns.min())) * 1e-9:.3f} s; depth on {depth_views} views")
     windows = make_windows(views, length, stride)
-    stamp_checked = windows_to_read(len(windows))  # (~3 s a window of 6 moving cameras, all their frames)
+    rig_read = windows_to_read(len(windows))  # (~3 s a window of 6 moving cameras, all their frames)
     rows = []
     for win in windows:
         sub = views.select(win.views)
         inputs = sub.select(select_inputs(sub, args.max_views, args.policy))
         facts = rec.inputs(inputs).facts
         line = window_line(facts)
-        if win.index in stamp_checked and sub.depths is not None:
-            facts["stamp_offsets"] = stamp_offsets(sub.resized(*rec.input_size(sub.height, sub.width)))
-            line += "; " + stamp_line(facts["stamp_offsets"])
+        if win.index in rig_read and sub.depths is not None:
+            small = sub.resized(*rec.input_size(sub.height, sub.width))
+            facts["focal_scales"] = focal_scales(small)  # first: a focal length off reads as a stamp offset
+            facts["stamp_offsets"] = stamp_offsets(small, facts["focal_scales"])
+            line += "; " + rig_line(facts["stamp_offsets"], facts["focal_scales"])
         print(f"window {win.index + 1}/{len(windows)}: {len(inputs)} inputs; {line}", flush=True)
-        for key, text in rec.findings(facts) + stamp_findings(facts.get("stamp_offsets", {})):
+        for key, text in (rec.findings(facts) + stamp_findings(facts.get("stamp_offsets", {}))
+                          + focal_findings(facts.get("focal_scales", {}))):
             found.setdefault(key, (text, []))[1].append(win.index + 1)
         rows.append({"window": win.index + 1, "inputs": len(inputs), **facts})
     if args.json is not None:
@@ -108,8 +115,8 @@ def run(args) -> int:
             return 2
     if not found:
         print("nothing found (what is checked: the depth's unit against the poses, quantity, noise, edge pixels and "
-              "renderer background; the poses' camera frame; the world's up; moving depth cameras' stamps against "
-              "each other; and what reading the bag skipped)")
+              "renderer background; the poses' camera frame; the world's up; depth cameras' stamps and focal lengths "
+              "against each other; and what reading the bag skipped)")
         return 0
     print(f"{len(found)} finding{'s' if len(found) != 1 else ''}:")
     for text, where in found.values():

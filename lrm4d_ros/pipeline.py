@@ -15,7 +15,8 @@ cameras through time), and it adds to one output bag (`OUT/bag`, MCAP):
 Views not chosen as model inputs are held out, so their PSNR against the bag is a fair accuracy figure; the
 summary prints it beside the PSNR on the input views. Where the bag has /<cam>/depth, the model's input views
 carry it (`ViewSet.depths`); `--depth off` strips it. Each window's row in summary.json holds its input_findings
-(`Reconstruction.findings`; on three windows spread over the bag also stamp_offset.py's reading of its inputs).
+(`Reconstruction.findings`; on three windows spread over the bag also stamp_offset.py's and focal_scale.py's
+readings of its inputs).
 """
 from __future__ import annotations
 
@@ -41,7 +42,9 @@ from .model import BF16_CHOICES
 from .outputs import check_writable
 from .recording import Span, Window, make_windows, parse_spans
 from .reconstructor import load_reconstructor
-from .stamp_offset import stamp_findings, stamp_offsets, windows_to_read
+from .colour_agreement import windows_to_read
+from .focal_scale import focal_findings, focal_scales
+from .stamp_offset import stamp_findings, stamp_offsets
 from .selection import select_inputs
 from .views import ViewSet, frame_indices, short_side_size
 
@@ -207,10 +210,10 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
     with OutputBag(out / "bag", storage=args.storage, overwrite=args.overwrite) as bag:
         bar = tqdm(windows, desc="windows", unit="window", disable=None)  # a bar on a terminal, else a line each
         try:
-            stamps_read, stamps_told = windows_to_read(len(windows)), set()
+            rig_read, rig_told = windows_to_read(len(windows)), set()
             for win in bar:
                 row, win_scores = _process_window(recon_model, views, win, out, bag, args, timings,
-                                                  stamps_told if win.index in stamps_read else None)
+                                                  rig_told if win.index in rig_read else None)
                 rows.append(row)
                 outside_inputs += row["outside_inputs"]
                 if bar.disable:
@@ -250,9 +253,10 @@ def _write_summary(out: Path, summary: dict) -> None:
 
 
 def _process_window(recon_model, views: ViewSet, win: Window, out: Path, bag, args, timings: dict,
-                    stamps_told: set | None = None):
-    """Reconstruct one window and write its PLY files, video and bag messages. stamps_told: also read the moving
-    depth cameras' stamps against each other (stamp_offset.py), warning of what this set does not hold yet.
+                    rig_told: set | None = None):
+    """Reconstruct one window and write its PLY files, video and bag messages. rig_told: also read the depth
+    cameras' stamps and focal lengths against each other's (stamp_offset.py, focal_scale.py), warning of what this
+    set does not hold yet.
 
     Returns (summary row, PSNR lists against the source of the owned views: "held_out" (not model inputs),
     "held_out_nearest" (the nearest-input baseline on those), "inputs").
@@ -267,14 +271,14 @@ def _process_window(recon_model, views: ViewSet, win: Window, out: Path, bag, ar
     t = time.perf_counter()
     recon = recon_model.reconstruct(sub.select(inputs))
     findings = list(recon.findings)
-    if stamps_told is not None and sub.depths is not None:  # on the model's inputs, as the node reads them
+    if rig_told is not None and sub.depths is not None:  # on the model's inputs, as the node reads them
         model_inputs = sub.select(inputs)
-        offsets = stamp_offsets(model_inputs.resized(*recon_model.input_size(model_inputs.height,
-                                                                              model_inputs.width)))
-        for _, text in stamp_findings(offsets):
+        small = model_inputs.resized(*recon_model.input_size(model_inputs.height, model_inputs.width))
+        scales = focal_scales(small)  # first: a focal length off reads as a stamp offset
+        for _, text in stamp_findings(stamp_offsets(small, scales)) + focal_findings(scales):
             findings.append(text)
-            if text not in stamps_told:
-                stamps_told.add(text)
+            if text not in rig_told:
+                rig_told.add(text)
                 warnings.warn(text, RuntimeWarning, stacklevel=2)
     timings["reconstruct_s"] += time.perf_counter() - t
 

@@ -65,20 +65,27 @@ def test_a_missing_bag_checkpoint_or_unwritable_json_is_an_error(views, tmp_path
         assert err.startswith("lrm4d check-bag: error:") and says in err, err
 
 
-def test_a_camera_stamping_late_is_told_with_the_offset_to_set(tmp_path, capsys):
+def test_a_camera_stamping_late_and_one_with_a_wrong_focal_length_are_told(tmp_path, capsys):
     """A moving head rig (validation scene 1002141) whose camera cam0 is posed 20 ms behind its images (its driver
-    stamps frames late, or its poses lag): told as +20 ms against the other cameras, with the parameter to set; as
-    written nothing (every camera 0 ms)."""
+    stamps frames late, or its poses lag) and whose cam2's camera_info has fx, fy 5 % long: told as +20 ms and x0.951
+    against the other cameras, with what to set; as written nothing (every camera 0 ms, x1)."""
     from stamp_support import head_rig
 
     rc, text, report = _check(write_bag(head_rig(), tmp_path / "bag", depth_encoding="32FC1"), tmp_path, capsys)
-    assert rc == 0 and "stamps against the rig's cam0 +0 ms" in text, text
+    assert rc == 0 and "stamps against the rig's cam0 +0 ms" in text and "focal lengths against the rig's cam0 x1.00" \
+        in text, text
     assert all(set(w["stamp_offsets"].values()) == {0.0} for w in report["windows"])
-    rc, text, report = _check(write_bag(head_rig(0.02), tmp_path / "late", depth_encoding="32FC1"), tmp_path, capsys)
+    assert all(set(w["focal_scales"].values()) == {1.0} for w in report["windows"])
+    rc, text, report = _check(write_bag(head_rig(0.02, focal=1.05), tmp_path / "late", depth_encoding="32FC1"),
+                              tmp_path, capsys)
     assert rc == 1
     assert [f["text"] for f in report["findings"]] == [
         "camera cam0's images agree with the other cameras' at its stamps +20 ms (its driver stamps them early, or "
         "the others' do): set cameras.cam0.time_offset_s: 0.02 (convert-bag --time-offset cam0=0.02). What all "
-        "cameras share cannot be read this way"]
-    assert report["findings"][0]["where"] == [1, 2]
-    assert all(w["stamp_offsets"]["cam0"] == 0.02 and w["stamp_offsets"]["cam1"] == 0.0 for w in report["windows"])
+        "cameras share cannot be read this way",
+        "camera cam2's images agree with the other cameras' with its camera_info fx, fy x0.951 (long by 5%): check "
+        "its calibration (a camera_info of another resolution, or an uncalibrated default)"]
+    assert all(f["where"] == [1, 2] for f in report["findings"])
+    for w in report["windows"]:
+        assert w["stamp_offsets"] == {"cam0": 0.02, **{f"cam{c}": 0.0 for c in range(1, 6)}}
+        assert w["focal_scales"] == {"cam2": 0.951, **{f"cam{c}": 1.0 for c in (0, 1, 3, 4, 5)}}

@@ -472,19 +472,21 @@ def test_a_run_stopped_part_way_keeps_its_windows_and_says_so(source_bag, tmp_pa
     assert not (out / "bag").exists() and not (out / "summary.json").exists()
 
 
-def test_reconstruct_names_a_camera_whose_stamps_are_off_the_others(tmp_path, capsys):
-    """A moving head rig (validation scene 1002141) whose camera cam0 is posed 20 ms behind its images: warned once,
-    and in each read window's summary input_findings (the shipped model: the reading is at its input size)."""
+def test_reconstruct_names_cameras_whose_stamps_or_focal_length_are_off_the_others(tmp_path, capsys):
+    """A moving head rig (validation scene 1002141) whose camera cam0 is posed 20 ms behind its images and whose
+    cam2's fx, fy are 5 % long: each warned once, and in each read window's summary input_findings (the shipped
+    model: the readings are at its input size, on its 12 inputs)."""
     from stamp_support import head_rig
 
     from lrm4d_ros.cli import main
     from lrm4d_ros.io.bag import write_bag
 
-    bag = write_bag(head_rig(0.02), tmp_path / "bag", depth_encoding="32FC1")
+    bag = write_bag(head_rig(0.02, focal=1.05), tmp_path / "bag", depth_encoding="32FC1")
     assert main(["reconstruct", str(bag), "--out", str(tmp_path / "out"), "--device", "cpu", "--no-video"]) == 0
     err = capsys.readouterr().err
     assert err.count("lrm4d reconstruct: warning: camera cam0's images agree with the other cameras' at its stamps "
                      "+20 ms") == 1, err
+    assert err.count("camera cam2's images agree with the other cameras' with its camera_info fx, fy x0.951") == 1
     assert "cameras.cam0.time_offset_s: 0.02" in err and "cam1's" not in err
     rows = json.loads((tmp_path / "out" / "summary.json").read_text())["windows"]
-    assert len(rows) == 2 and all(any("cam0's images agree" in f for f in w["input_findings"]) for w in rows)
+    assert len(rows) == 2 and all(sum("images agree" in f for f in w["input_findings"]) == 2 for w in rows)

@@ -1,5 +1,5 @@
-"""stamp_offset.py: poses read along a camera's track, and what a still or lone camera tells (nothing). The offsets
-found on a moving rig: test_check_bag (a head rig's camera posed 20 ms behind its images)."""
+"""stamp_offset.py and focal_scale.py: poses read along a camera's track, and what a still, lone or turned camera
+tells (nothing). What they find on a moving head rig: test_check_bag, test_pipeline, test_ros_depth."""
 import math
 
 import torch
@@ -49,3 +49,19 @@ def test_still_cameras_a_lone_camera_and_no_depth_tell_nothing():
     assert stamp_offsets(one) == {}
     assert stamp_offsets(ViewSet(still.images, still.Ks, still.camtoworlds, still.stamps_ns, still.camera_ids)) == {}
     assert pair_offset(_views(True), 1, 0) is None  # camera 1 does not move: its stamps cannot be read
+
+
+def test_a_focal_length_is_read_only_between_cameras_looking_the_same_way():
+    """focal_scale: two cameras 0.2 m apart looking the same way read each other; turned 90° apart, or without
+    depth, nothing. (Its readings on a head rig: test_check_bag, test_pipeline, test_ros_depth.)"""
+    from dataclasses import replace
+
+    from lrm4d_ros.focal_scale import focal_scales, pair_scale
+
+    views = _views(False)
+    assert pair_scale(views, 0, 1) is not None  # 0.2 m apart, both facing a wall 2 m away
+    turned = views.camtoworlds.clone()
+    turned[1::2, :3, :3] = _yawing(math.pi / 2 / 0.8)[:3, :3] @ torch.tensor(
+        [[1.0, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=torch.float64)  # optical axis 90° away
+    assert pair_scale(replace(views, camtoworlds=turned), 0, 1) is None
+    assert focal_scales(ViewSet(views.images, views.Ks, views.camtoworlds, views.stamps_ns, views.camera_ids)) == {}

@@ -40,10 +40,10 @@ SCALARS = {
     "max_stamp_lead_s": (1.0, "stamps further ahead of the node's clock are refused; 0 disables (then a stamp more "
                                "than the window ahead of every other camera's latest image is) [s]", (0.0, BIG)),
     "max_stamp_age_s": (10.0, "stamps further behind the node's clock are refused; 0 disables [s]", (0.0, BIG)),
-    "stamp_check_s": (60.0, "how often moving depth cameras' stamps are read against each other's after a "
-                            "reconstruction (~0.25 s of CPU for a moving 3-camera rig's 12 inputs); a camera off the "
-                            "others is named in ~/status input_findings with its time_offset_s; 0: never [s]",
-                      (0.0, BIG)),
+    "rig_check_s": (60.0, "how often depth cameras' stamps (moving ones) and focal lengths (those looking the same "
+                          "way) are read against each other's after a reconstruction (~0.3 s of CPU for a moving "
+                          "3-camera head rig's 12 inputs); a camera off the others is named in ~/status "
+                          "input_findings with what to set; 0: never [s]", (0.0, BIG)),
     "image_transport": ("raw", "colour images as sensor_msgs/Image on image_topic, or as image_transport's "
                                "compressed plugin publishes them: sensor_msgs/CompressedImage (JPEG, PNG) on "
                                "image_topic + '/compressed'", IMAGE_TRANSPORTS),

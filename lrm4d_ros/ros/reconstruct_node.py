@@ -43,6 +43,7 @@ from rclpy.task import Future as RclFuture
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..cameras import SceneNormalization
+from ..focal_scale import focal_findings, focal_scales
 from ..io.ingest import Inbox, Ingest
 from ..io.messages import pointcloud2_msg, time_msg, transform_msg
 from ..model import BF16_CHOICES
@@ -131,8 +132,8 @@ class ReconstructNode(Node):
         self._closing = threading.Event()  # shutting down: render requests are refused
         self._virtual_cache: dict[str, tuple[int, tuple | None]] = {}  # None: its render failed
         self._dirty_since: float | None = None  # monotonic time of the first view not yet reconstructed
-        self._stamps_read_at = -math.inf  # monotonic s of the last stamp_offsets reading (reconstruction thread)
-        self._stamp_findings: tuple[str, ...] = ()  # its findings, kept until a reading tells otherwise
+        self._rig_read_at = -math.inf  # monotonic s of the last reading of the rig (reconstruction thread)
+        self._rig_findings: tuple[str, ...] = ()  # its findings, kept until a reading tells otherwise
 
         # sensor_data = best effort, volatile (as qos_profile_sensor_data): also matches reliable publishers.
         reliability = (ReliabilityPolicy.BEST_EFFORT if cfg.input_qos == "sensor_data"
@@ -358,28 +359,31 @@ class ReconstructNode(Node):
         with self._lock:
             arrival = self._ingest.arrival(*key)
             self._latency = (time.monotonic() - arrival) if arrival is not None else float("nan")
-        self._read_stamps(views)  # (after the latency: the reading is not the reconstruction's)
+        self._read_rig(views)  # (after the latency: the reading is not the reconstruction's)
         return True
 
-    def _read_stamps(self, views) -> None:
-        """Every stamp_check_s, the moving depth cameras' stamps of `views` read against each other's
-        (stamp_offset.py, at the model's input size); a camera off the others is logged once and named in
-        ~/status until a reading says otherwise (a reading of a rig that stopped tells nothing and keeps them)."""
+    def _read_rig(self, views) -> None:
+        """Every rig_check_s, the depth cameras' stamps and focal lengths of `views` read against each other's
+        (stamp_offset.py, focal_scale.py, at the model's input size); a camera off the others is logged once and
+        named in ~/status until a reading says otherwise (a reading that tells nothing, of a rig that stopped,
+        keeps them)."""
         now = time.monotonic()
-        if not self.cfg.stamp_check_s or views.depths is None or now - self._stamps_read_at < self.cfg.stamp_check_s:
+        if not self.cfg.rig_check_s or views.depths is None or now - self._rig_read_at < self.cfg.rig_check_s:
             return
-        self._stamps_read_at = now
+        self._rig_read_at = now
         try:
-            offsets = stamp_offsets(views.resized(*self.reconstructor.input_size(views.height, views.width)))
+            small = views.resized(*self.reconstructor.input_size(views.height, views.width))
+            scales = focal_scales(small)  # first: a focal length off reads as a stamp offset
+            offsets = stamp_offsets(small, scales)
         except Exception as exc:  # a reading is advice: it must not cost the node its reconstructions
-            return self._refuse("internal_error", f"reading the stamps: {type(exc).__name__}: {exc}")
-        if not offsets:
+            return self._refuse("internal_error", f"reading the rig: {type(exc).__name__}: {exc}")
+        if not offsets and not scales:
             return
-        texts = tuple(text for _, text in stamp_findings(offsets))
-        for text in set(texts) - set(self._stamp_findings):
+        texts = tuple(text for _, text in stamp_findings(offsets) + focal_findings(scales))
+        for text in set(texts) - set(self._rig_findings):
             self.get_logger().warning(text)
         with self._lock:
-            self._stamp_findings = texts
+            self._rig_findings = texts
 
     def _store(self, rec, views, elapsed: float, counts: tuple[int, int]) -> None:
         """Make `rec` (of `views`) the reconstruction that render_view and the virtual cameras serve."""
@@ -431,7 +435,7 @@ class ReconstructNode(Node):
                 msg.window_start = time_msg(rec.window.start_ns, RCLPY)
                 msg.window_end = time_msg(rec.window.end_ns, RCLPY)
                 msg.views_used = len(views)
-                msg.input_findings = list(rec.findings) + list(self._stamp_findings)
+                msg.input_findings = list(rec.findings) + list(self._rig_findings)
                 msg.views_per_camera = torch.bincount(views.camera_ids, minlength=len(names)).tolist()
                 has_depth = (views.depths.flatten(1) > 0).any(1) if views.depths is not None else \
                     torch.zeros(len(views), dtype=torch.bool)
