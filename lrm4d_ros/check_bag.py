@@ -63,8 +63,7 @@ def run(args) -> int:
     from .io.bag import BagError, check_fits, read_bag
     from .reconstructor import load_reconstructor
     from .colour_agreement import windows_to_read
-    from .focal_scale import focal_findings, focal_scales
-    from .stamp_offset import stamp_findings, stamp_offsets
+    from .rig_reading import read_rig, rig_findings
 
     try:
         length, stride = parse_spans(args.window, args.stride)
@@ -97,12 +96,11 @@ def run(args) -> int:
         line = window_line(facts)
         if win.index in rig_read and sub.depths is not None:
             small = sub.resized(*rec.input_size(sub.height, sub.width))
-            facts["focal_scales"] = focal_scales(small)  # first: a focal length off reads as a stamp offset
-            facts["stamp_offsets"] = stamp_offsets(small, facts["focal_scales"])
+            facts["stamp_offsets"], facts["focal_scales"] = read_rig(small)
             line += "; " + rig_line(facts["stamp_offsets"], facts["focal_scales"])
         print(f"window {win.index + 1}/{len(windows)}: {len(inputs)} inputs; {line}", flush=True)
-        for key, text in (rec.findings(facts) + stamp_findings(facts.get("stamp_offsets", {}))
-                          + focal_findings(facts.get("focal_scales", {}))):
+        for key, text in rec.findings(facts) + rig_findings(facts.get("stamp_offsets", {}),
+                                                            facts.get("focal_scales", {})):
             found.setdefault(key, (text, []))[1].append(win.index + 1)
         rows.append({"window": win.index + 1, "inputs": len(inputs), **facts})
     if args.json is not None:

@@ -15,8 +15,7 @@ cameras through time), and it adds to one output bag (`OUT/bag`, MCAP):
 Views not chosen as model inputs are held out, so their PSNR against the bag is a fair accuracy figure; the
 summary prints it beside the PSNR on the input views. Where the bag has /<cam>/depth, the model's input views
 carry it (`ViewSet.depths`); `--depth off` strips it. Each window's row in summary.json holds its input_findings
-(`Reconstruction.findings`; on three windows spread over the bag also stamp_offset.py's and focal_scale.py's
-readings of its inputs).
+(`Reconstruction.findings`; on three windows spread over the bag also rig_reading.py's reading of its inputs).
 """
 from __future__ import annotations
 
@@ -43,8 +42,7 @@ from .outputs import check_writable
 from .recording import Span, Window, make_windows, parse_spans
 from .reconstructor import load_reconstructor
 from .colour_agreement import windows_to_read
-from .focal_scale import focal_findings, focal_scales
-from .stamp_offset import stamp_findings, stamp_offsets
+from .rig_reading import read_rig, rig_findings
 from .selection import select_inputs
 from .views import ViewSet, frame_indices, short_side_size
 
@@ -255,8 +253,8 @@ def _write_summary(out: Path, summary: dict) -> None:
 def _process_window(recon_model, views: ViewSet, win: Window, out: Path, bag, args, timings: dict,
                     rig_told: set | None = None):
     """Reconstruct one window and write its PLY files, video and bag messages. rig_told: also read the depth
-    cameras' stamps and focal lengths against each other's (stamp_offset.py, focal_scale.py), warning of what this
-    set does not hold yet.
+    cameras' stamps and focal lengths against each other's (rig_reading.py), warning of what this set does not hold
+    yet.
 
     Returns (summary row, PSNR lists against the source of the owned views: "held_out" (not model inputs),
     "held_out_nearest" (the nearest-input baseline on those), "inputs").
@@ -274,8 +272,7 @@ def _process_window(recon_model, views: ViewSet, win: Window, out: Path, bag, ar
     if rig_told is not None and sub.depths is not None:  # on the model's inputs, as the node reads them
         model_inputs = sub.select(inputs)
         small = model_inputs.resized(*recon_model.input_size(model_inputs.height, model_inputs.width))
-        scales = focal_scales(small)  # first: a focal length off reads as a stamp offset
-        for _, text in stamp_findings(stamp_offsets(small, scales)) + focal_findings(scales):
+        for _, text in rig_findings(*read_rig(small)):
             findings.append(text)
             if text not in rig_told:
                 rig_told.add(text)

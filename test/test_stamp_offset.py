@@ -65,3 +65,14 @@ def test_a_focal_length_is_read_only_between_cameras_looking_the_same_way():
         [[1.0, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=torch.float64)  # optical axis 90° away
     assert pair_scale(replace(views, camtoworlds=turned), 0, 1) is None
     assert focal_scales(ViewSet(views.images, views.Ks, views.camtoworlds, views.stamps_ns, views.camera_ids)) == {}
+
+
+def test_with_offsets_re_reads_a_cameras_poses_along_its_track():
+    """rig_reading.with_offsets: camera 0 (yawing) at its stamps + 20 ms, camera 1 (still, 0 ms) as it was."""
+    from lrm4d_ros.rig_reading import with_offsets
+
+    views = _views(True)
+    moved = with_offsets(views, {"cam0": 0.02, "cam1": 0.0})
+    want = torch.stack([_yawing(0.05 * f + 0.02) for f in range(3)])
+    torch.testing.assert_close(moved.camtoworlds[0::2], want, atol=1e-7, rtol=0)
+    assert torch.equal(moved.camtoworlds[1::2], views.camtoworlds[1::2])

@@ -43,12 +43,11 @@ from rclpy.task import Future as RclFuture
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..cameras import SceneNormalization
-from ..focal_scale import focal_findings, focal_scales
 from ..io.ingest import Inbox, Ingest
 from ..io.messages import pointcloud2_msg, time_msg, transform_msg
 from ..model import BF16_CHOICES
 from ..reconstructor import Reconstructor
-from ..stamp_offset import stamp_findings, stamp_offsets
+from ..rig_reading import read_rig, rig_findings
 from ..window import LIVE_S, RejectedInput, SpaceTimeWindow
 from .conversions import RCLPY
 from .interfaces import ReconstructionStatus, RenderView
@@ -364,7 +363,7 @@ class ReconstructNode(Node):
 
     def _read_rig(self, views) -> None:
         """Every rig_check_s, the depth cameras' stamps and focal lengths of `views` read against each other's
-        (stamp_offset.py, focal_scale.py, at the model's input size); a camera off the others is logged once and
+        (rig_reading.py, at the model's input size); a camera off the others is logged once and
         named in ~/status until a reading says otherwise (a reading that tells nothing, of a rig that stopped,
         keeps them)."""
         now = time.monotonic()
@@ -372,14 +371,12 @@ class ReconstructNode(Node):
             return
         self._rig_read_at = now
         try:
-            small = views.resized(*self.reconstructor.input_size(views.height, views.width))
-            scales = focal_scales(small)  # first: a focal length off reads as a stamp offset
-            offsets = stamp_offsets(small, scales)
+            offsets, scales = read_rig(views.resized(*self.reconstructor.input_size(views.height, views.width)))
         except Exception as exc:  # a reading is advice: it must not cost the node its reconstructions
             return self._refuse("internal_error", f"reading the rig: {type(exc).__name__}: {exc}")
         if not offsets and not scales:
             return
-        texts = tuple(text for _, text in stamp_findings(offsets) + focal_findings(scales))
+        texts = tuple(text for _, text in rig_findings(offsets, scales))
         for text in set(texts) - set(self._rig_findings):
             self.get_logger().warning(text)
         with self._lock:
