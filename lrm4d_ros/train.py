@@ -573,7 +573,8 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
             save_model(args.export, model, dtype=torch.bfloat16, info=info)
         log.write(json.dumps({"event": "end", "step": step}) + "\n")
         log.close()
-    if world > 1:
+    if world > 1:  # every rank done (rank 0 saving) before the group goes: none tears it down under another
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     if interrupt.signum:
         if rank == 0:
