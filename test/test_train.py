@@ -79,6 +79,12 @@ def test_train_logs_resumes_and_exports(tmp_path, capsys):
         torch.testing.assert_close(b, a.to(torch.bfloat16).float(), rtol=0, atol=0, msg=name)
 
 
+def _ranks_said(stderr: str) -> str:
+    """What failed ranks wrote before the launcher's summary (which fills the end of stderr), then the summary."""
+    head, _, summary = stderr.rpartition("Traceback (most recent call last):\n  File \"<frozen runpy>\"")
+    return head[-4000:] + "\n...\n" + summary[-1500:]
+
+
 def test_torchrun_two_ranks_stay_identical_and_draw_different_scenes(tmp_path):
     """Training beyond one process is real: two gloo ranks under torchrun on the CPU end with identical weights
     (DDP averages their gradients) after training on disjoint scenes."""
@@ -91,7 +97,7 @@ def test_torchrun_two_ranks_stay_identical_and_draw_different_scenes(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "lrm4d_ros.cli", "train", "--out", str(out), "--steps", "3", *ARGS, "--val-protocol", "none"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, _ranks_said(proc.stderr)
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert all(r["world"] == 2 and r["step"] == 3 for r in ranks)
     assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
@@ -109,7 +115,7 @@ def test_torchrun_two_ranks_stay_identical_and_draw_different_scenes(tmp_path):
            "lrm4d_ros.cli", "train", "--out", str(out), "--steps", "1000", "--time-budget", "0.1", *ARGS,
            "--val-protocol", "none", "--val-every", "1000"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, _ranks_said(proc.stderr)
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["step"] == ranks[1]["step"] > 1 and ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
     assert (out / "state.safetensors").is_file()
