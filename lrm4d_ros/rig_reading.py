@@ -27,14 +27,24 @@ def with_offsets(views: ViewSet, offsets: dict[str, float]) -> ViewSet:
     return replace(views, camtoworlds=c2w)
 
 
+def with_scales(views: ViewSet, scales: dict[str, float]) -> ViewSet:
+    """views with each named camera's fx, fy times its factor."""
+    Ks = views.Ks.clone()
+    for name, s in scales.items():
+        at = views.camera_ids == views.camera_names.index(name)
+        Ks[at, 0, 0] *= s
+        Ks[at, 1, 1] *= s
+    return replace(views, Ks=Ks)
+
+
 def read_rig(views: ViewSet) -> tuple[dict[str, float], dict[str, float]]:
     """(stamp offsets s, focal factors) per camera of views (depth required; the model's input size is enough):
     `stamp_offsets` and `focal_scales`, each read with the other's applied."""
     scales = focal_scales(views)
-    offsets = stamp_offsets(views, scales)
+    offsets = stamp_offsets(with_scales(views, scales))
     if any(offsets.values()):
         scales = focal_scales(with_offsets(views, offsets))
-        offsets = stamp_offsets(views, scales)
+        offsets = stamp_offsets(with_scales(views, scales))
     return offsets, scales
 
 

@@ -11,12 +11,10 @@ that land on the same surface agree best is a's stamp offset against b's (where 
 times that, else 0; colour_agreement.py). The pairs' offsets are made one per camera by least squares, relative to
 the rig's median camera. What all cameras share (a rig-wide latency, a pose source that lags) cannot be seen this
 way: a camera moving steadily moves between its own frames alike at any offset, and so does the rest of its rig.
-Still cameras, and cameras without depth, tell nothing. A focal length off reads as a stamp offset: `stamp_offsets`
-takes focal_scale.py's factors first.
+Still cameras, and cameras without depth, tell nothing. A focal length off reads as a stamp offset: rig_reading.py
+reads the focal lengths first.
 """
 from __future__ import annotations
-
-from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -87,20 +85,12 @@ def pair_offset(views: ViewSet, a: int, b: int) -> tuple | None:
     return (best if abs(best) >= MIN_OFFSET_S and ratio >= MARGIN else 0.0), ratio
 
 
-def stamp_offsets(views: ViewSet, focal: dict[str, float] | None = None) -> dict[str, float]:
+def stamp_offsets(views: ViewSet) -> dict[str, float]:
     """{camera name: offset s to add to its stamps} for the cameras of views (depth required; the model's input size
     is enough) that some other camera tells against, relative to the rig's median camera (0.0: agrees as stamped).
-    {} where none can tell (no depth, still cameras, one camera). focal: `focal_scales`' factors, applied to those
-    cameras' fx, fy first (a focal length 5 % off reads as 10-25 ms on a head rig's moving cameras otherwise)."""
+    {} where none can tell (no depth, still cameras, one camera)."""
     if views.depths is None:
         return {}
-    if focal:
-        Ks = views.Ks.clone()
-        for name, s in focal.items():
-            at = views.camera_ids == views.camera_names.index(name)
-            Ks[at, 0, 0] *= s
-            Ks[at, 1, 1] *= s
-        views = replace(views, Ks=Ks)
     cams = views.camera_ids.unique().tolist()
     found = []
     for k, a in enumerate(cams):
