@@ -48,33 +48,37 @@ class ConvertError(ValueError):
     """The bag cannot be converted as asked (a topic missing or of another type, a frame not in the TF tree)."""
 
 
-def _offsets(items: list[str] | None) -> dict[str, float]:
-    """--time-offset NAME=SECONDS items -> {name: seconds}."""
+def _named(items: list[str] | None, what: str, value, expected: str) -> dict:
+    """NAME=VALUE items (NAME a camera's) -> {name: value(VALUE)}; value returns None for a VALUE it refuses."""
     out = {}
     for item in items or []:
-        name, sep, value = item.partition("=")
-        try:
-            seconds = float(value)
-        except ValueError:
-            seconds = float("nan")
-        if not sep or not _NAME.match(name) or not abs(seconds) <= 10.0:
-            raise ConvertError(f"--time-offset {item!r}: expected NAME=SECONDS, SECONDS within +-10")
+        name, sep, raw = item.partition("=")
+        v = value(raw) if sep and _NAME.match(name) else None
+        if v is None:
+            raise ConvertError(f"{what} {item!r}: expected {expected}")
         if name in out:
-            raise ConvertError(f"--time-offset: camera {name!r} given twice")
-        out[name] = seconds
+            raise ConvertError(f"{what}: camera {name!r} given twice")
+        out[name] = v
     return out
+
+
+def _seconds(raw: str) -> float | None:
+    try:
+        seconds = float(raw)
+    except ValueError:
+        return None
+    return seconds if abs(seconds) <= 10.0 else None  # (nan too)
+
+
+def _offsets(items: list[str] | None) -> dict[str, float]:
+    """--time-offset NAME=SECONDS items -> {name: seconds}."""
+    return _named(items, "--time-offset", _seconds, "NAME=SECONDS, SECONDS within +-10")
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
-    out = {}
-    for item in items or []:
-        name, sep, topic = item.partition("=")
-        if not sep or not _NAME.match(name) or not topic.startswith("/"):
-            raise ConvertError(f"{what} {item!r}: expected NAME=/topic, NAME a letter then letters, digits or _")
-        if name in out:
-            raise ConvertError(f"{what}: camera {name!r} given twice")
-        out[name] = topic
-    return out
+    """NAME=/topic items -> {name: topic}."""
+    return _named(items, what, lambda topic: topic if topic.startswith("/") else None,
+                  "NAME=/topic, NAME a letter then letters, digits or _")
 
 
 def _pose_topics(items: list[str] | None) -> dict[str, str]:
