@@ -114,7 +114,8 @@ class ViewSet:
     def resized(self, height: int, width: int) -> "ViewSet":
         """Views resampled to height×width (area for downsizing, bilinear for upsizing) with K rescaled.
 
-        Depths use nearest-neighbour sampling so no depth is invented across an edge.
+        Depths use nearest-neighbour sampling so no depth is invented across an edge; enlarged, they are
+        interpolated within a surface (`ENLARGE_SPREAD`).
         """
         if (height, width) == (self.height, self.width):
             return self
@@ -122,7 +123,9 @@ class ViewSet:
         mode = _resample_mode(sx, sy)
         images = self.resample_images(self.images, height, width)
         alphas = None if self.alphas is None else _resample(self.alphas[:, None], height, width, mode)[:, 0]
-        depths = None if self.depths is None else _resample(self.depths[:, None], height, width, "nearest")[:, 0]
+        depths = None if self.depths is None else (
+            _enlarge_depths(self.depths, height, width) if height >= self.height and width >= self.width else
+            _resample(self.depths[:, None], height, width, "nearest")[:, 0])
         return replace(self, images=images.contiguous(), Ks=scale_K(self.Ks, sx, sy), depths=depths,
                        alphas=alphas)
 
@@ -199,6 +202,28 @@ def _resample(x: Tensor, height: int, width: int, mode: str) -> Tensor:
     """(N,C,H,W) resampled to height×width."""
     kw = {"align_corners": False} if mode == "bilinear" else {}
     return F.interpolate(x, size=(height, width), mode=mode, **kw)
+
+
+# Enlarged depth is interpolated (bilinear in inverse depth, exact on a plane) where the four measurements around a
+# pixel are one surface: their spread, as the interpolation weights them, within this share of their mean inverse
+# depth; elsewhere (a depth edge, a pixel without measurement among them) the nearest measurement. Nearest copies
+# alone step along every slanted surface.
+ENLARGE_SPREAD = 0.02
+
+
+def _enlarge_depths(depths: Tensor, height: int, width: int) -> Tensor:
+    """depths (V,H,W) (0 = none) at height×width >= H×W: bilinear in inverse depth within a surface, nearest at its
+    edges (ENLARGE_SPREAD)."""
+    measured = (depths > 0) & torch.isfinite(depths)
+    inv = torch.where(measured, 1.0 / torch.where(measured, depths, torch.ones_like(depths)), torch.zeros_like(depths))
+    stack = torch.stack([measured.to(depths.dtype), inv, inv * inv], 1)
+    weight, mean, square = _resample(stack, height, width, "bilinear").unbind(1)
+    whole = weight > 1 - 1e-4  # all four measured
+    mean = mean / weight.clamp_min(1e-6)
+    spread = (square / weight.clamp_min(1e-6) - mean * mean).clamp_min(0).sqrt()
+    smooth = whole & (spread <= ENLARGE_SPREAD * mean) & (mean > 0)
+    nearest = _resample(depths[:, None], height, width, "nearest")[:, 0]
+    return torch.where(smooth, 1.0 / torch.where(smooth, mean, torch.ones_like(mean)), nearest)
 
 
 def frame_indices(views: ViewSet) -> Tensor:

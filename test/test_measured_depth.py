@@ -254,6 +254,48 @@ def test_a_noisy_cameras_millimetres_are_told_as_mended():
     assert rec.inputs(w).facts["units_factor"] == 1.0
 
 
+def test_a_camera_coarser_than_the_model_input_reads_its_own_noise():
+    """Exact depth of a 64² camera enlarged to the model's 128²: no noise is read and none is said (nearest copies
+    stepping along its slanted surfaces once read 3x the training sensor's noise, and the exact depth was averaged);
+    a noisy one reads its own noise."""
+    from lrm4d_ros.data import eval_scenes as es
+    from lrm4d_ros.data.depth_sensor import DepthSensor, with_depth
+    from lrm4d_ros.data.generator import generate
+    from lrm4d_ros.reconstructor import Reconstructor
+
+    seed, layout, rig = es.robot_recipe(es.ROBOT_PROTOCOL_VAL_FIRST_SEED + 40, 1)[0]
+    w = _window(generate(seed, es.robot_scene_config(layout, rig, resolution=64, supersample=1)))
+    rec = Reconstructor.from_checkpoint(device="cpu")
+    inp = rec.inputs(w)
+    assert inp.views.height == 128 and inp.facts["noise"] < 1e-4 and rec.findings(inp.facts) == []
+    noisy = with_depth(w, "sensor", seed=1, sensor=DepthSensor(sigma_0=0.0036, sigma_quad=0.0057))
+    assert rec.inputs(noisy).facts["noise"] == pytest.approx(float(noise_level(noisy.depths).max()), rel=1e-6)
+
+
+def test_enlarged_depth_follows_its_surfaces_and_keeps_their_edges():
+    """Enlarged 2x, a slanted plane's depth is interpolated (exact in inverse depth), a depth edge and an unmeasured
+    pixel keep the nearest measurement: no depth between two surfaces, none invented in a hole."""
+    from lrm4d_ros.views import ViewSet
+
+    depth = _tilted_plane(1)[:, :16, :16].clone()
+    depth[:, :, 10:] = 9.0  # a wall far behind, from column 10
+    depth[:, 3, 3] = 0.0  # a dropout
+    views = ViewSet(images=torch.rand(1, 16, 16, 3), Ks=K[None].float(), camtoworlds=torch.eye(4)[None].double(),
+                    stamps_ns=torch.tensor([0]), camera_ids=torch.tensor([0]), depths=depth)
+    big = views.resized(32, 32).depths[0]
+    v = (torch.arange(32, dtype=torch.float64) + 0.5) / 2 - 0.5  # the enlarged pixels' centres in the small image
+    y = (v - K[1, 2]) / K[1, 1]
+    truth = (2.0 / (math.cos(math.radians(40)) + y * math.sin(math.radians(40))))[:, None].expand(32, 32)
+    inside = torch.zeros(32, 32, dtype=torch.bool)
+    inside[1:31, 1:19] = True  # between plane pixels (the border rows and columns hold the nearest's)
+    inside[5:9, 5:9] = False  # around the dropout
+    torch.testing.assert_close(big[inside].double(), truth[inside], rtol=1e-5, atol=0)
+    torch.testing.assert_close(big[:, 20:], torch.full((32, 12), 9.0), rtol=1e-6, atol=0)  # the wall as it was
+    # the enlarged column between the plane's last column (9) and the wall's first: the nearest one's, no mix
+    torch.testing.assert_close(big[:, 19], depth[0, torch.arange(32) // 2, 9], rtol=0, atol=0)
+    assert (big[6:8, 6:8] == 0).all() and (big[5:9, 5:9] > 0).sum() == 12  # the hole stays a hole
+
+
 def test_poses_of_another_camera_frame_than_the_optical_one_are_told():
     """OpenGL's camera frame (z back) and camera_link's (x forward), and images written bottom-up: the depth agrees
     through the poses only read so (written so, evaluation bag scene_1002000 fell from 24.94 to 16.66 / 13.96 /
