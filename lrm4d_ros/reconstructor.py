@@ -489,7 +489,14 @@ class Reconstructor:
             t = ray_depth_t(v.depths, v.Ks)
             if t > RAY_T:
                 v = replace(v, depths=z_from_ray(v.depths, v.Ks))
-            sigma = noise_level(v.depths)  # (read once: the unit search's tolerance and `prepare` use it)
+            # The noise, read once (the unit search's tolerance and `prepare` use it), at the camera's own size
+            # where the views were enlarged: nearest-neighbour copies step along a slanted surface, and those steps
+            # read as noise (exact 64² depth at 128²: 0.0084 /m, 3x the training sensor's, then averaged).
+            if v.height > views.height or v.width > views.width:
+                native = views.depths if t <= RAY_T else z_from_ray(views.depths, views.Ks)
+                sigma = noise_level(native.to(v.depths.device))
+            else:
+                sigma = noise_level(v.depths)
             found = depth_reading(v.depths, v.Ks, v.camtoworlds, sigma)
             if found.factor != 1.0:
                 v = replace(v, depths=v.depths * found.factor)
@@ -601,10 +608,18 @@ def level_by_depth(norm: SceneNormalization, v: ViewSet, c2w: Tensor, depths: Te
     return norm.levelled(found[0])
 
 
+def check_model_choice(checkpoint: str | None, config: str | None) -> None:
+    """ValueError where a command is given both --checkpoint and --config (before it reads its input)."""
+    if config is not None and checkpoint is not None:
+        raise ValueError(f"--config {config} (a randomly initialised model) and --checkpoint {checkpoint} (trained "
+                         "weights) ask for two models: give one")
+
+
 def load_reconstructor(checkpoint: str | None, config: str | None, device: str | None, seed: int = 0,
                        floor_z: float | None = None, bf16: str = "auto") -> Reconstructor:
     """The shipped/given checkpoint, or (config) a randomly initialised model of that preset: what the commands'
     --checkpoint / --config / --device / --seed / --floor-z / --bf16 ("auto" | "on" | "off") ask for."""
+    check_model_choice(checkpoint, config)
     if config is not None:
         from .model import LRM4DConfig
 
