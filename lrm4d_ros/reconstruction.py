@@ -402,13 +402,15 @@ class Reconstruction:
         return self.window.normalize(stamps).to(self.gaussians.means.device)
 
     def render(self, camtoworlds: Tensor, Ks: Tensor, width: int, height: int, stamps_ns: Tensor,
-               background: Tensor | Environment | None = None) -> RenderOutput:
+               background: Tensor | Environment | None = None, max_pixels: int | None = None) -> RenderOutput:
         """Render C world cameras (camtoworlds (C,4,4) metres, Ks (C,3,3)) at absolute stamps (C,) int64 ns.
 
         Returns colors (C,H,W,3) in [0,1], alphas (C,H,W,1), depths (C,H,W,1) z-depth in metres (0 where empty).
         background: (3,), (C,3) or an Environment; None -> the reconstruction's own (`background`). A camera that
         looks unlike every input gets the Gaussians' colours softened (`soften` by 1 − its gate);
-        an input camera's captured frames are shown as they are (`CapturedFrames`).
+        an input camera's captured frames are shown as they are (`CapturedFrames`). max_pixels: a camera coarser
+        than the inputs is drawn finer (`supersampling`) only as far as it stays within this many pixels (what a
+        server bounds a request's cost by).
         """
         camtoworlds, Ks = torch.as_tensor(camtoworlds), torch.as_tensor(Ks)
         C = camtoworlds.shape[0] if camtoworlds.dim() == 3 else -1
@@ -422,6 +424,8 @@ class Reconstruction:
         c2w, Ks = c2w.to(dev).float(), torch.as_tensor(Ks).to(dev).float()
         background = self.background if background is None else background
         factors = self.supersampling(Ks)
+        if max_pixels is not None:
+            factors = factors.clamp(max=max(1, math.isqrt(max(0, int(max_pixels)) // max(1, width * height))))
         parts = []
         for k in factors.unique().tolist():  # cameras coarser than the inputs: drawn k times finer, area-averaged
             cams = torch.nonzero(factors == k).squeeze(1)

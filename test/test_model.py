@@ -374,6 +374,11 @@ def test_coarser_renders_average_the_pixels_they_cover():
     aliased = plain.render(views.camtoworlds, half, 32, 32, views.stamps_ns)
     got, before = float(psnr(averaged.colors, truth).mean()), float(psnr(aliased.colors, truth).mean())
     assert got > 35.0 and got > before + 10.0, (got, before)  # 40.2 against 16.7 dB
+    # a pixel budget (the node's max_render_pixels) below the finer drawing's 64² draws it at 32²: point-sampled
+    bounded = rec.render(views.camtoworlds, half, 32, 32, views.stamps_ns, max_pixels=64 * 64 - 1)
+    torch.testing.assert_close(bounded.colors, aliased.colors, rtol=0, atol=0)
+    torch.testing.assert_close(rec.render(views.camtoworlds, half, 32, 32, views.stamps_ns, max_pixels=64 * 64).colors,
+                               averaged.colors, rtol=0, atol=0)
     # depth: the alpha-weighted mean of the four, near the measured depths' mean where nothing occludes
     full = rec.render(views.camtoworlds, views.Ks, 64, 64, views.stamps_ns)
     torch.testing.assert_close(full.colors, plain.render(views.camtoworlds, views.Ks, 64, 64, views.stamps_ns).colors,

@@ -32,7 +32,8 @@ def answer_render_view(rec, req, resp, max_pixels: int, default_frame: str):
     ValueError for a request it cannot serve (bad camera, too many pixels, a time outside the window)."""
     T, K, w, h = requested_camera(req, max_pixels)
     stamp = time_ns(req.stamp) or rec.window.end_ns
-    out = rec.render(torch.as_tensor(T)[None], torch.as_tensor(K)[None], w, h, torch.tensor([stamp], dtype=torch.int64))
+    out = rec.render(torch.as_tensor(T)[None], torch.as_tensor(K)[None], w, h, torch.tensor([stamp], dtype=torch.int64),
+                     max_pixels=max_pixels)  # (a short focal length would otherwise be drawn up to 16x the pixels)
     frame = req.frame_id or default_frame
     if req.return_color or not (req.return_depth or req.return_alpha):
         resp.color = image_msg(out.colors[0].cpu().numpy(), stamp, frame, types=RCLPY)
@@ -45,12 +46,13 @@ def answer_render_view(rec, req, resp, max_pixels: int, default_frame: str):
     return resp
 
 
-def virtual_camera_messages(rec, vc) -> tuple:
+def virtual_camera_messages(rec, vc, max_pixels: int | None = None) -> tuple:
     """(rgb8 Image, 32FC1 depth Image, CameraInfo) of virtual camera `vc` (params.VirtualCamera) rendered from
-    Reconstruction `rec` at its window's newest stamp + vc.time_offset_s, in frame <name>_optical_frame."""
+    Reconstruction `rec` at its window's newest stamp + vc.time_offset_s, in frame <name>_optical_frame, drawn with
+    at most max_pixels pixels (Reconstruction.render)."""
     stamp = rec.window.end_ns + int(round(vc.time_offset_s * 1e9))
     out = rec.render(torch.as_tensor(vc.camtoworld)[None], torch.as_tensor(vc.K)[None], vc.width, vc.height,
-                     torch.tensor([stamp], dtype=torch.int64))
+                     torch.tensor([stamp], dtype=torch.int64), max_pixels=max_pixels)
     frame = f"{vc.name}_optical_frame"
     return (image_msg(out.colors[0].cpu().numpy(), stamp, frame, types=RCLPY),
             float_image_msg(out.depths[0, ..., 0].cpu().numpy(), stamp, frame, RCLPY),
