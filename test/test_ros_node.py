@@ -443,6 +443,39 @@ def test_a_camera_that_sends_nothing_is_named_with_its_topic(session):
         node.destroy_node()
 
 
+def test_a_camera_that_stops_while_others_send_is_named(session):
+    """A driver that stops mid-run shows only as a smaller rig: the node warns once SILENT_S has passed without its
+    images while another camera still sends, once per SILENT_REPEAT_S; a whole rig gone quiet is no camera's fault."""
+    import types
+
+    from rclpy.parameter import Parameter
+
+    from lrm4d_ros.ros.reconstruct_node import SILENT_S, ReconstructNode
+
+    node = ReconstructNode(context=session.context, parameter_overrides=[Parameter("camera_names", value=["a", "b"])])
+    try:
+        said = []
+        node.get_logger = lambda: types.SimpleNamespace(warning=said.append)
+        node._started -= 60.0
+        now = time.monotonic()
+        node._inbox.received_images[:] = [10, 10]
+        node._inbox.last_image[:] = [now - 1.0, now - 1.0]
+        node._warn_silent_cameras()
+        assert said == []  # both send
+        node._inbox.last_image[:] = [now - 1.0, now - SILENT_S - 7.0]
+        node._warn_silent_cameras()
+        node._warn_silent_cameras()
+        assert len(said) == 1 and said[0].startswith("b: no image for 12 s on /b/image_raw while other cameras still "
+                                                     "send (0 publisher(s))"), said
+        said.clear()
+        node._silent_warned.clear()
+        node._inbox.last_image[:] = [now - SILENT_S - 7.0, now - SILENT_S - 7.0]
+        node._warn_silent_cameras()
+        assert said == []  # the whole rig stopped (a bag ended): nothing to single out
+    finally:
+        node.destroy_node()
+
+
 def test_a_known_floor_reaches_the_reconstructor(session):
     """floor_z counts only with floor_known (0.0 is a real height, not "unset")."""
     from rclpy.parameter import Parameter
@@ -581,6 +614,11 @@ def test_parameters_read_only_or_honoured_at_run_time(session):
     assert not res.successful and "min_views 7 > max_input_views 6" in res.reason
     res = node.set_parameters([Parameter("max_input_views", value=1)])[0]
     assert not res.successful and f"min_views {node.cfg.values['min_views']} > max_input_views 1" in res.reason
+    # below a virtual camera's size: refused, as at start-up
+    vc = node.cfg.virtual_cameras[0]
+    res = node.set_parameters([Parameter("max_render_pixels", value=vc.width * vc.height - 1)])[0]
+    assert not res.successful and res.reason == (f"max_render_pixels {vc.width * vc.height - 1} is below virtual "
+                                                 f"camera {vc.name} ({vc.width}x{vc.height})")
     try:
         assert all(r.successful for r in node.set_parameters([Parameter("max_input_views", value=6),
                                                               Parameter("selection_policy", value="latest")]))

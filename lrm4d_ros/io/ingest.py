@@ -50,6 +50,7 @@ class Inbox:
         self.size = size
         self.dropped_images = [0] * cameras
         self.received_images = [0] * cameras
+        self.last_image: list[float | None] = [None] * cameras  # time.monotonic() of each camera's latest image
         self.cond = threading.Condition()
         self._seq = itertools.count()
         self._woken = False
@@ -60,6 +61,7 @@ class Inbox:
             q = self.queues[cam]
             if kind == "image":
                 self.received_images[cam] += 1
+                self.last_image[cam] = item[4]
             q.append(item)
             if len(q) > self.size:
                 if q.popleft()[2] == "image":

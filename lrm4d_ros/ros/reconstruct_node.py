@@ -214,7 +214,13 @@ class ReconstructNode(Node):
             for p in params:
                 if p.name in DYNAMIC:
                     check(p.name, p.value)
-            check_together({**self.cfg.values, **{p.name: p.value for p in params if p.name in DYNAMIC}})
+            new = {**self.cfg.values, **{p.name: p.value for p in params if p.name in DYNAMIC}}
+            check_together(new)
+            over = [f"{vc.name} ({vc.width}x{vc.height})" for vc in self.cfg.virtual_cameras
+                    if vc.width * vc.height > new["max_render_pixels"]]
+            if over:  # as at start-up: a virtual camera within the limit
+                raise ValueError(f"max_render_pixels {new['max_render_pixels']} is below virtual camera "
+                                 f"{', '.join(over)}")
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         for p in params:
@@ -399,16 +405,28 @@ class ReconstructNode(Node):
         self.status_pub.publish(self._status())
 
     def _warn_silent_cameras(self) -> None:
-        """A camera that has sent no image SILENT_S after start is named in a warning (every SILENT_REPEAT_S), with
-        its topic and how many publishers it has: a wrong topic name otherwise shows only as a smaller rig."""
+        """A camera that has sent no image SILENT_S after start, or none for SILENT_S while another still sends, is
+        named in a warning (every SILENT_REPEAT_S), with its topic and how many publishers it has: a wrong topic
+        name or a driver that stopped otherwise shows only as a smaller rig."""
         now = time.monotonic()
         if now - self._started < SILENT_S:
             return
+        with self._inbox.cond:
+            received, last = list(self._inbox.received_images), list(self._inbox.last_image)
+        live = [t for t in last if t is not None and now - t < SILENT_S]
         for i, cam in enumerate(self.cfg.cameras):
-            if self._inbox.received_images[i] or now - self._silent_warned.get(cam.name, -math.inf) < SILENT_REPEAT_S:
+            if now - self._silent_warned.get(cam.name, -math.inf) < SILENT_REPEAT_S:
                 continue
             suffix = "" if self.cfg.image_transport == "raw" else f"/{self.cfg.image_transport}"
             topic = self.resolve_topic_name(cam.image_topic + suffix)
+            if received[i]:
+                if live and now - last[i] >= SILENT_S:  # it sent, then stopped while another camera goes on
+                    self._silent_warned[cam.name] = now
+                    self.get_logger().warning(
+                        f"{cam.name}: no image for {now - last[i]:.0f} s on {topic} while other cameras still send "
+                        f"({self.count_publishers(topic)} publisher(s)): its driver stopped or its link dropped? The "
+                        "window goes on without it")
+                continue
             n = self.count_publishers(topic)
             if n and now - self._publisher_seen.setdefault(cam.name, now) < SILENT_S:
                 continue  # a publisher just came (a bag started): give its images time to arrive
@@ -471,10 +489,10 @@ class ReconstructNode(Node):
         """render_view: the render runs on a render thread while the executor goes on taking input; the executor
         is woken when it is done (a done callback on the future it awaits)."""
         if self._closing.is_set():
-            return self._refuse_render(response, "the node is shutting down")
+            return self._refuse_render(response, "the node is shutting down", "shutting_down")
         if not self._render_slots.acquire(blocking=False):
             return self._refuse_render(response, f"busy: {self.cfg.max_concurrent_renders} render request(s) "
-                                                 "already in progress (max_concurrent_renders); retry later")
+                                                 "already in progress (max_concurrent_renders); retry later", "busy")
         with self._lock:
             self._answers_owed += 1
         done = RclFuture(executor=self.executor)
@@ -486,7 +504,7 @@ class ReconstructNode(Node):
             except ValueError as exc:
                 result = self._refuse_render(response, str(exc))
             except Exception as exc:  # never let one request take the node down
-                result = self._refuse_render(response, f"render failed: {type(exc).__name__}: {exc}")
+                result = self._refuse_render(response, f"render failed: {type(exc).__name__}: {exc}", "failed")
             finally:
                 self._render_slots.release()
             done.set_result(result)
@@ -509,16 +527,21 @@ class ReconstructNode(Node):
             executor.spin_once(timeout_sec=0.05)
             with self._lock:
                 owed = self._answers_owed
+        if owed:  # (a render bounded by max_render_pixels takes seconds at most on a CPU)
+            self.get_logger().error(f"shutting down with {owed} render_view request(s) still rendering after "
+                                    f"{timeout_s:g} s: their callers get no answer")
         # a response just sent is lost if the node's participant goes at once (1 of 3 tries here): the middleware
         # gets a moment to deliver it, and a request arriving meanwhile is refused rather than left unanswered
         end = time.monotonic() + ANSWER_GRACE_S
         while time.monotonic() < end:
             executor.spin_once(timeout_sec=0.05)
 
-    def _refuse_render(self, response, reason: str):
+    def _refuse_render(self, response, reason: str, kind: str = "request"):
+        """Answer a refused render_view request; logged rate-limited per kind (busy, shutting_down, failed, request:
+        what was asked), so that a burst of one kind does not hide another."""
         with self._lock:
             self._renders_refused += 1
-        self._refuse("render_refused", f"render_view refused: {reason}", counted=True)
+        self._refuse("render_refused", f"render_view refused: {reason}", counted=True, camera=kind)
         response.success, response.message = False, reason
         return response
 
@@ -571,7 +594,7 @@ class ReconstructNode(Node):
             cached = self._virtual_cache.get(vc.name)
             if cached is None or cached[0] != serial:  # re-render only for a new reconstruction
                 try:
-                    msgs = virtual_camera_messages(rec, vc)
+                    msgs = virtual_camera_messages(rec, vc, self.cfg.max_render_pixels)
                 except Exception as exc:  # keep the other cameras going; this one is tried again next reconstruction
                     with self._lock:  # once per reconstruction: the failure is kept until the next one
                         self._failures["virtual"] += 1
