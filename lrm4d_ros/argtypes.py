@@ -16,6 +16,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (rates, durations), with a clear message otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def add_window_arguments(p: argparse.ArgumentParser) -> None:
     """A bag's windows and each window's model inputs, as `lrm4d reconstruct` takes them (and `check-bag`)."""
     p.add_argument("--window", default="8",
@@ -26,3 +37,14 @@ def add_window_arguments(p: argparse.ArgumentParser) -> None:
                    help="model input views per window (rest are held out) (default: 12)")
     p.add_argument("--policy", default="uniform", choices=("uniform", "latest"),
                    help="input view selection (default: uniform)")
+
+
+def add_part_arguments(p: argparse.ArgumentParser, verb: str, in_memory: bool = True) -> None:
+    """--start / --duration: the part of a bag a command reads (seconds from its first image). verb: what the
+    command does with it ("reconstruct", "check", ...); in_memory: the command holds what it reads (the part is
+    then read alone, so that a part of a long bag fits in memory)."""
+    p.add_argument("--start", type=float, default=0.0,
+                   help="seconds after the bag's first image to start from (default: 0)")
+    p.add_argument("--duration", type=float, default=None,
+                   help=f"seconds of the bag to {verb} (default: all)" +
+                        ("; the part is read alone, so a part of a long bag fits in memory" if in_memory else ""))

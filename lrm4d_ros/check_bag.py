@@ -10,7 +10,8 @@ it also reads each moving depth camera's stamps (stamp_offset.py) and each depth
 the node would warn of, and a camera off the others, is listed once, with the windows it was found in. Exit
 status: 0 nothing found, 1 something found, 2 an error (no bag, bad arguments).
 
-    lrm4d check-bag BAG [--window 8] [--stride N] [--cameras a,b] [--max-views 12] [--json FILE]
+    lrm4d check-bag BAG [--window 8] [--stride N] [--cameras a,b] [--max-views 12] [--start S] [--duration S]
+                    [--json FILE]
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .argtypes import add_window_arguments
+from .argtypes import add_part_arguments, add_window_arguments
 from .outputs import check_writable
 from .recording import make_windows, parse_spans
 from .selection import select_inputs
@@ -29,6 +30,7 @@ from .views import frame_indices
 def add_arguments(p) -> None:
     p.add_argument("bag", help="contract bag (MCAP or sqlite3 directory/file, docs/design.md §4)")
     add_window_arguments(p)
+    add_part_arguments(p, "check")
     p.add_argument("--checkpoint", default=None, help="safetensors checkpoint whose input size to use "
                                                       "(default: the shipped one)")
     p.add_argument("--json", type=Path, default=None, help="also write each window's measurements here")
@@ -71,10 +73,13 @@ def run(args) -> int:
         if args.json is not None:  # before the work, not after it
             check_writable(args.json, "--json", is_dir=False)
         rec = load_reconstructor(args.checkpoint, None, "cpu")  # (its input size: the checks read the model's views)
-        check_fits(args.bag, cameras, advice="check fewer --cameras")
+        if args.start < 0 or (args.duration is not None and not args.duration > 0):
+            raise ValueError(f"--start must be >= 0 and --duration > 0 seconds, got {args.start} and {args.duration}")
+        check_fits(args.bag, cameras, args.start, args.duration,
+                   advice="check a part of it (--start / --duration, seconds) or fewer --cameras")
         with warnings.catch_warnings(record=True) as read_warnings:
             warnings.simplefilter("always")
-            views = read_bag(args.bag, cameras=cameras)
+            views = read_bag(args.bag, cameras=cameras, start_s=args.start, duration_s=args.duration)
     except (BagError, ValueError, OSError) as e:  # OSError: a missing bag or checkpoint, ...
         print(f"lrm4d check-bag: error: {e}", file=sys.stderr)
         return 2

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .argtypes import positive_float
 from .metrics import psnr
 from .pipeline import render_frames, sweep_stamps
 from .reconstructor import load_reconstructor
@@ -55,7 +56,7 @@ def add_arguments(p) -> None:
     p.add_argument("--resolution", type=int, default=128,
                    help="image size (square) of views and renders (default: 128)")
     p.add_argument("--video-frames", type=int, default=24, help="frames of the novel-view orbit video (default: 24)")
-    p.add_argument("--fps", type=float, default=8.0, help="video frame rate (default: 8)")
+    p.add_argument("--fps", type=positive_float, default=8.0, help="video frame rate (default: 8)")
 
 
 class _Steps:

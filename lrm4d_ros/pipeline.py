@@ -33,14 +33,14 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from .argtypes import add_window_arguments, positive_int
+from .argtypes import add_part_arguments, add_window_arguments, positive_float, positive_int
 from .cameras import orbit_path
 from .io.output_bag import GAUSSIANS_TOPIC, TOPIC_PREFIX, OutputBag
 from .metrics import psnr
 from .model import BF16_CHOICES
 from .outputs import check_writable
 from .recording import Span, Window, make_windows, parse_spans
-from .reconstructor import load_reconstructor
+from .reconstructor import check_model_choice, load_reconstructor
 from .colour_agreement import windows_to_read
 from .rig_reading import read_rig, rig_findings
 from .selection import select_inputs
@@ -76,11 +76,7 @@ def add_arguments(p) -> None:
     p.add_argument("bag", help="contract bag (MCAP or sqlite3 directory/file, docs/design.md §4)")
     p.add_argument("--out", required=True, help="output directory")
     add_window_arguments(p)
-    p.add_argument("--start", type=float, default=0.0,
-                   help="seconds after the bag's first image to start from (default: 0)")
-    p.add_argument("--duration", type=float, default=None,
-                   help="seconds of the bag to reconstruct (default: all); the part is read alone, so a part of a "
-                        "long bag fits in memory")
+    add_part_arguments(p, "reconstruct")
     p.add_argument("--resolution", default=None,
                    help="render resolution: HxW or the short side in pixels (default: the bag's)")
     p.add_argument("--depth", default="on", choices=("on", "off"),
@@ -91,7 +87,7 @@ def add_arguments(p) -> None:
     p.add_argument("--video-camera", default=None, help="render the video from this bag camera (default: orbit)")
     p.add_argument("--video-frames", type=positive_int, default=24,
                    help="frames of each window's orbit video (default: 24)")
-    p.add_argument("--fps", type=float, default=12.0, help="frame rate of the videos (default: 12)")
+    p.add_argument("--fps", type=positive_float, default=12.0, help="frame rate of the videos (default: 12)")
     p.add_argument("--checkpoint", default=None, help="safetensors checkpoint (default: the shipped one)")
     p.add_argument("--config", default=None, help="use a randomly initialised model of this preset (tests)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
@@ -140,10 +136,11 @@ def check_out(out: Path, overwrite: bool, bag: str | Path | None = None) -> None
 
 
 def run(args) -> int:
-    from .io.bag import BagError, check_fits, read_bag
+    from .io.bag import BagError, check_fits, pose_frame, read_bag
 
     try:
         check_out(Path(args.out), args.overwrite, args.bag)
+        check_model_choice(args.checkpoint, args.config)
         length, stride = parse_spans(args.window, args.stride)
         cameras = [c.strip() for c in args.cameras.split(",")] if args.cameras else None
         if args.start < 0 or (args.duration is not None and not args.duration > 0):
@@ -153,11 +150,13 @@ def run(args) -> int:
         t0 = time.perf_counter()
         print(f"reading {args.bag} ...", flush=True)
         views = read_bag(args.bag, cameras=cameras, start_s=args.start, duration_s=args.duration)
+        world_frame = pose_frame(args.bag, cameras)
     except (BagError, ValueError, OSError) as e:  # OSError: FileExistsError, PermissionError, ...
         print(f"lrm4d reconstruct: error: {e}", file=sys.stderr)
         return 2
     try:
-        summary = reconstruct_views(views, Path(args.out), length, stride, args, read_s=time.perf_counter() - t0)
+        summary = reconstruct_views(views, Path(args.out), length, stride, args, read_s=time.perf_counter() - t0,
+                                    world_frame=world_frame)
     except (ValueError, OSError) as e:
         print(f"lrm4d reconstruct: error: {e}", file=sys.stderr)
         return 2
@@ -165,9 +164,11 @@ def run(args) -> int:
     return 0
 
 
-def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, args, read_s: float = 0.0) -> dict:
+def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, args, read_s: float = 0.0,
+                      world_frame: str = "world") -> dict:
     """The body of `lrm4d reconstruct` for views already read from a bag; returns the summary dict
-    (also written to OUT/summary.json)."""
+    (also written to OUT/summary.json). world_frame: the frame of the views' poses (the input bag's), that of the
+    output bag's /tf parents and Gaussians."""
     if args.video_camera is not None and args.video_camera not in views.camera_names:
         raise ValueError(f"--video-camera {args.video_camera!r} is not in the bag; cameras: {views.camera_names}")
     if getattr(args, "depth", "on") == "off":
@@ -205,7 +206,7 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
     bag_in = getattr(args, "bag", None)
     about = {"bag_in": None if bag_in is None else str(Path(bag_in).resolve()), "bag_out": str(out / "bag"),
              "resolution": [views.height, views.width], "cameras": views.camera_names}
-    with OutputBag(out / "bag", storage=args.storage, overwrite=args.overwrite) as bag:
+    with OutputBag(out / "bag", storage=args.storage, overwrite=args.overwrite, world_frame=world_frame) as bag:
         bar = tqdm(windows, desc="windows", unit="window", disable=None)  # a bar on a terminal, else a line each
         try:
             rig_read, rig_told = windows_to_read(len(windows)), set()

@@ -43,7 +43,11 @@ def parse_spans(window: str, stride: str | None) -> tuple[Span, Span]:
     flag."""
     length = Span.parse(window, "--window")
     if stride:
-        return length, Span.parse(stride, "--stride")
+        step = Span.parse(stride, "--stride")
+        if step.unit != length.unit:
+            raise ValueError(f"--window {window} and --stride {stride} must both be frames or both seconds (an s "
+                             "suffix)")
+        return length, step
     return length, Span(max(1.0, float(length.value // 2)) if length.unit == "frames" else length.value / 2,
                         length.unit)
 
@@ -61,12 +65,18 @@ class Window:
 
 
 def _starts(total: float, length: float, stride: float) -> list[float]:
-    """Window starts covering [0, total]: 0, stride, 2·stride, … and a last one ending exactly at `total`."""
+    """Window starts covering [0, total]: 0, stride, 2·stride, … and a last one ending exactly at `total`; where
+    that one would start less than half a stride after the one before (nearly the same window, reconstructed
+    twice), the one before is moved there instead, if the window before it still reaches it."""
     if length >= total:
         return [0.0]
     starts = [k * stride for k in range(int(math.floor((total - length) / stride)) + 1)]
     if starts[-1] + length < total:
-        starts.append(total - length)
+        last = total - length
+        if len(starts) > 1 and last - starts[-1] < stride / 2 and last <= starts[-2] + length:
+            starts[-1] = last
+        else:
+            starts.append(last)
     return starts
 
 

@@ -55,6 +55,23 @@ def test_a_renderers_mistakes_are_each_told_once_with_their_windows(views, tmp_p
         assert w["units_factor"] == 0.001 and w["ray_t"] > 8 and w["frame"].startswith("with the poses read as OpenGL")
 
 
+def test_a_part_of_a_bag_is_checked_alone(views, tmp_path, capsys):
+    """--start / --duration (seconds from the first image): only that part is read, as `reconstruct` reads it, so a
+    part of a bag too long for memory can be checked."""
+    bag = write_bag(views, tmp_path / "bag", depth_encoding="32FC1")
+    first = sorted(views.stamps_ns[views.camera_ids == 0].tolist())
+    frame_s = (first[1] - first[0]) * 1e-9
+    out = tmp_path / "part.json"
+    assert main(["check-bag", str(bag), "--start", f"{2.5 * frame_s}", "--duration", f"{4 * frame_s}",
+                 "--window", "4", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    cams = len(views.camera_names)
+    assert f": {4 * cams} views from {cams} cameras" in text and ", 4 frames," in text  # frames 3-6
+    assert len(json.loads(out.read_text())["windows"]) == 1
+    assert main(["check-bag", str(bag), "--duration", "0"]) == 2
+    assert "--duration > 0 seconds" in capsys.readouterr().err
+
+
 def test_a_missing_bag_checkpoint_or_unwritable_json_is_an_error(views, tmp_path, capsys):
     bag = write_bag(views.select(torch.arange(6)), tmp_path / "bag")
     for argv, says in (([str(tmp_path / "nothing")], "nothing"),

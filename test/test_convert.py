@@ -165,6 +165,8 @@ def test_bad_requests_are_one_line_errors(tmp_path, capsys):
         convert_bag(src, tmp_path / "c", CAMS, world_frame="map")
     with pytest.raises(ConvertError, match="--depth names cameras"):
         convert_bag(src, tmp_path / "d", CAMS, depths={"rear": "/robot/front/aligned_depth_to_color/image_raw"})
+    with pytest.raises(ConvertError, match="camera side's depth topic /robot/side/image_raw is camera side's colour"):
+        convert_bag(src, tmp_path / "d1", CAMS, depths={"side": CAMS["side"]})
     with pytest.raises(ConvertError, match=r"no images from 5 s after the first: the cameras' images span 0.300 s"):
         convert_bag(src, tmp_path / "d2", CAMS, start_s=5.0)
     assert not (tmp_path / "d2").exists()
@@ -177,6 +179,14 @@ def test_bad_requests_are_one_line_errors(tmp_path, capsys):
                  "--world-frame", "base_link", "--duration", "0.15"]) == 0
     out = capsys.readouterr().out
     assert "wrote" in out and "2 of 2 images" in out and "'base_link'" in out
+    # a --depth topic whose images all fail (another camera's colour): written without it, and the exit status says so
+    assert main(["convert-bag", str(src), "--out", str(tmp_path / "g2"), "--camera", f"side={CAMS['side']}",
+                 "--depth", f"side={CAMS['front']}", "--world-frame", "base_link"]) == 1
+    captured = capsys.readouterr()
+    assert "side: depth with 0 of its images" in captured.out and "(bad_depth)" in captured.out, captured.out
+    assert captured.err == (f"lrm4d convert-bag: error: no depth image was written for side (--depth): "
+                            f"{tmp_path / 'g2'} holds their colour only\n")
+    assert read_bag(tmp_path / "g2").depths is None
     # the robot's bag handed to a command that reads contract bags: the error says to convert it first
     assert main(["reconstruct", str(src), "--out", str(tmp_path / "h")]) == 2
     err = capsys.readouterr().err.strip()

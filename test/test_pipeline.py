@@ -49,6 +49,8 @@ def test_frame_indices_rank_per_camera():
     ("4", "3", [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]),
     ("8", "4", [[0, 1, 2, 3, 4, 5, 6, 7], [2, 3, 4, 5, 6, 7, 8, 9]]),  # last window ends at the last frame
     ("20", "5", [list(range(10))]),
+    ("5", "4", [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]),  # not [4..8] and [5..9]: the last window moved to the end
+    ("4", "4", [[0, 1, 2, 3], [4, 5, 6, 7], [6, 7, 8, 9]]),  # where moving it would leave frames out: one more
     ("0.35s", "0.2s", [[0, 1, 2, 3], [2, 3, 4, 5], [4, 5, 6, 7], [6, 7, 8, 9]]),
 ])
 def test_windows_cover_and_own_each_view_once(length, stride, frames):
@@ -258,6 +260,25 @@ def test_video_camera_follows_that_camera_through_the_window(source_bag):
     assert torch.equal(c2w, mine.camtoworlds[mine.stamps_ns.argsort()]) and torch.equal(Ks, mine.Ks)
 
 
+def test_output_bag_is_in_the_input_bags_world_frame(tmp_path):
+    """A robot's bag poses its cameras in its own world frame (odom, map): the output bag's /tf parents and
+    Gaussians are in that frame, so the two line up in Foxglove or RViz."""
+    from lrm4d_ros.cli import main
+    from lrm4d_ros.data.generator import SceneConfig, generate
+    from lrm4d_ros.io.bag import pose_frame, write_bag
+
+    views = generate(4, SceneConfig(frames=4, cameras=2, height=H, width=W, rig_kinds=("orbit",)))
+    bag = write_bag(views, tmp_path / "bag", world_frame="odom")
+    assert pose_frame(bag) == "odom"
+    assert main(["reconstruct", str(bag), "--out", str(tmp_path / "out"), "--config", "tiny", "--device", "cpu",
+                 "--window", "4", "--no-video"]) == 0
+    out = _messages(tmp_path / "out" / "bag")
+    assert {tf.header.frame_id for _, _, m in out["/tf"] for tf in m.transforms} == {"odom"}
+    assert {tf.child_frame_id for _, _, m in out["/tf"] for tf in m.transforms} == {"cam0_optical_frame",
+                                                                                     "cam1_optical_frame"}
+    assert [m.header.frame_id for _, _, m in out["/lrm4d/gaussians"]] == ["odom"]
+
+
 def test_reconstruct_bad_input_gives_clear_errors(source_bag, tmp_path, capsys):
     from lrm4d_ros.cli import main
 
@@ -270,7 +291,10 @@ def test_reconstruct_bad_input_gives_clear_errors(source_bag, tmp_path, capsys):
             "no such bag")
     (tmp_path / "notabag").mkdir()
     refused(["reconstruct", str(tmp_path / "notabag"), "--out", str(tmp_path / "o2"), "--config", "tiny"],
-            "cannot open as a ROS 2 bag")
+            "no metadata.yaml and no .mcap or .db3 file: not a bag")
+    # the folder that holds the bag (make-bag's --out): the bags in it are named
+    refused(["reconstruct", str(source_bag.parent), "--out", str(tmp_path / "o2"), "--config", "tiny"],
+            f"the folder holds bags, not a bag: pass one of them ({source_bag})")
     refused(["reconstruct", str(source_bag), "--out", str(tmp_path / "o3"), "--config", "tiny", "--video-camera",
              "nope"], "'nope' is not in the bag")
     refused(["reconstruct", str(source_bag), "--out", str(tmp_path / "o4"), "--config", "tiny", "--window", "4",
@@ -285,6 +309,8 @@ def test_reconstruct_bad_input_gives_clear_errors(source_bag, tmp_path, capsys):
             "is not a safetensors checkpoint")
     refused(["reconstruct", str(source_bag), "--out", str(tmp_path / "o8"), "--config", "tiny", "--device", "foo"],
             "device 'foo'")
+    refused(["reconstruct", str(source_bag), "--out", str(tmp_path / "o8"), "--config", "tiny", "--checkpoint",
+             str(tmp_path / "afile")], "ask for two models: give one")
     # each names its flag
     for flag, text in (("--window", "--window must be positive, got '0'"),
                        ("--stride", "--stride must be positive, got '0'"),
@@ -295,6 +321,10 @@ def test_reconstruct_bad_input_gives_clear_errors(source_bag, tmp_path, capsys):
         main(["reconstruct", str(source_bag), "--out", str(tmp_path / "o9"), "--max-views", "0"])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.endswith("lrm4d reconstruct: error: argument --max-views: must be >= 1, got 0\n")
+    for fps in ("0", "-3", "nan"):  # (a video at 0 fps: ffmpeg's failure after the whole run, or a division by 0)
+        with pytest.raises(SystemExit):
+            main(["reconstruct", str(source_bag), "--out", str(tmp_path / "o9"), f"--fps={fps}"])
+        assert capsys.readouterr().err.endswith(f"error: argument --fps: must be a finite number > 0, got {fps}\n")
     # --out is the bag's own folder, or inside it: refused before anything is written there
     for out in (source_bag, source_bag / "out"):
         refused(["reconstruct", str(source_bag), "--out", str(out), "--config", "tiny"],

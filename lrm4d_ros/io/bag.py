@@ -238,9 +238,15 @@ def _open(path: Path) -> Reader:
         reader.open()
     except Exception as e:  # rosbags raises its own error types for unreadable or non-bag paths
         hint = ""
-        if path.is_dir() and not (path / "metadata.yaml").exists():
+        bags = sorted(p for p in path.iterdir() if (p / "metadata.yaml").is_file()) if path.is_dir() else []
+        storage = [p for p in path.iterdir() if p.suffix in (".mcap", ".db3")] if path.is_dir() else []
+        if bags and not (path / "metadata.yaml").exists():  # e.g. make-bag's --out folder, which holds its bags
+            listed = ", ".join(str(p) for p in bags[:5]) + (f" and {len(bags) - 5} more" if len(bags) > 5 else "")
+            hint = f"; the folder holds bags, not a bag: pass one of them ({listed})"
+        elif path.is_dir() and not (path / "metadata.yaml").exists():
             hint = ("; the folder has no metadata.yaml (a recording that did not end cleanly?): pass its .mcap or "
-                    ".db3 file, or rebuild the metadata with `ros2 bag reindex`")
+                    ".db3 file, or rebuild the metadata with `ros2 bag reindex`" if storage else
+                    "; the folder has no metadata.yaml and no .mcap or .db3 file: not a bag")
         elif "magic" in str(e).lower() or "truncated" in str(e).lower():
             hint = "; the file ends early (a recording that did not end cleanly?): `mcap recover` may repair it"
         raise BagError(f"{path}: cannot open as a ROS 2 bag ({e}){hint}") from e
@@ -265,6 +271,19 @@ def bag_size(path: str | Path, cameras: list[str] | None = None) -> dict:
                 "depth": any("depth" in chosen[n] for n in names)}
     except MessageError as e:
         raise BagError(f"{path}: {e}") from e
+    finally:
+        reader.close()
+
+
+def pose_frame(path: str | Path, cameras: list[str] | None = None) -> str:
+    """The frame the bag's camera poses are given in (their header.frame_id; the first camera's first pose, as
+    `_cameras` orders them): the world frame its outputs are written in. "world" where the bag leaves it empty."""
+    reader = _open(Path(path))
+    try:
+        names, by_topic, chosen = _cameras(reader, cameras)
+        for conn, _, raw in reader.messages(connections=[by_topic[chosen[names[0]]["pose"]]]):
+            return str(deserialize(raw, conn.msgtype).header.frame_id).strip() or "world"
+        return "world"
     finally:
         reader.close()
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from ..argtypes import add_part_arguments
 from ..window import RejectedInput
 from .rectify import info_topic_for
 
@@ -124,8 +125,7 @@ def add_arguments(p) -> None:
     p.add_argument("--time-offset", action="append", metavar="NAME=SECONDS",
                    help="add SECONDS to camera NAME's image and depth stamps before they are posed: minus the "
                         "latency of a driver that stamps frames on arrival (repeatable)")
-    p.add_argument("--start", type=float, default=0.0, help="skip this many seconds after the first image")
-    p.add_argument("--duration", type=float, default=None, help="convert this many seconds (default: all)")
+    add_part_arguments(p, "convert", in_memory=False)
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="output storage (default: mcap)")
 
 
@@ -152,7 +152,10 @@ def run(args) -> int:
     except (ConvertError, OSError) as exc:  # FileExistsError, PermissionError: an --out that cannot be written
         return refuse(str(exc))
     print(summary["text"])
-    return 0 if summary["views"] else 1
+    if summary["depth_missing"]:  # asked for and none written: the bag is not what was asked for
+        print(f"lrm4d convert-bag: error: no depth image was written for {', '.join(summary['depth_missing'])} "
+              f"(--depth): {args.out} holds their colour only", file=sys.stderr)
+    return 0 if summary["views"] and not summary["depth_missing"] else 1
 
 
 IMAGE_PARTS = ("image_raw", "image_rect", "image_rect_color", "image_rect_raw", "image", "compressed",
@@ -283,7 +286,8 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
     name: topic}. pose_topics: {topic: child frame ("" = the message's own child_frame_id)}. rectify: False takes
     every image as a pinhole with camera_info's K. time_offsets: {name: seconds} added to that camera's image,
     depth and camera_info stamps (before they are posed, paired and written). Returns {"views": written,
-    "skipped": Counter of reasons, "world_frame", "text"}; raises ConvertError for what makes the bag unconvertible,
+    "skipped": Counter of reasons, "world_frame", "text", "depth_missing": cameras given a depth topic that got no
+    depth image}; raises ConvertError for what makes the bag unconvertible,
     FileExistsError if `out` exists.
 
     Two passes over the bag: the first (`_survey`) reads everything but the pixels (the TF tree, camera_infos, the
@@ -352,7 +356,8 @@ def convert_bag(src, out, cameras: dict[str, str], infos: dict[str, str] | None 
                      + (f"; registered from frame {survey.depth_frames[n]!r})" if n in survey.unregistered else ")"))
     for reason, count in w.skipped.most_common():
         lines.append(f"  skipped {count} ({reason}), e.g. {w.notes[reason]}")
-    return {"views": w.written, "skipped": w.skipped, "world_frame": world_frame, "text": "\n".join(lines)}
+    return {"views": w.written, "skipped": w.skipped, "world_frame": world_frame, "text": "\n".join(lines),
+            "depth_missing": [n for n in depths if w.written and not w.depth_written[n]]}
 
 
 @dataclass
@@ -386,6 +391,11 @@ def _check_topics(by_topic: dict, topics: _Topics) -> list:
         need(topics.infos[n], ("sensor_msgs/msg/CameraInfo",), f"camera {n}'s camera_info")
         if n in topics.depths:
             need(topics.depths[n], IMAGE_TYPES, f"camera {n}'s depth")
+    colour = {t: n for n, t in topics.images.items()}
+    for n, t in topics.depths.items():  # one topic read as both: its messages would be only one of them
+        if t in colour:
+            raise ConvertError(f"camera {n}'s depth topic {t} is camera {colour[t]}'s colour image topic (--camera): "
+                               "give its depth image topic")
     tf_conns = [by_topic[t] for t in TF_TOPICS if t in by_topic and by_topic[t].msgtype == "tf2_msgs/msg/TFMessage"]
     for topic, child in topics.poses.items():
         need(topic, POSE_TYPES, "pose")
