@@ -11,7 +11,6 @@ ROS_RUNTIME = [
     "ros-geometry-msgs",
     "ros-std-msgs",
     "ros-builtin-interfaces",
-    "ros-std-srvs",
     "ros-rosgraph-msgs",  # /clock for sim time (the stream clients)
     "pyyaml",
 ]
@@ -42,7 +41,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["lrm4d_ros", "lrm4d_ros.*"]),
-    package_data={"lrm4d_ros": ["checkpoints/*.safetensors", "checkpoints/*.json"]},
+    package_data={"lrm4d_ros": ["checkpoints/*.safetensors"]},
     install_requires=[
         "torch>=2.4",
         "numpy",
