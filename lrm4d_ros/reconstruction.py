@@ -7,6 +7,7 @@ reconstructor.py makes one from a ViewSet.
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -418,6 +419,11 @@ class Reconstruction:
         if C < 1 or tuple(camtoworlds.shape) != (C, 4, 4) or tuple(Ks.shape) != (C, 3, 3) or len(stamps) != C:
             raise ValueError(f"render takes C >= 1 cameras: camtoworlds (C,4,4), Ks (C,3,3) and stamps_ns (C,), got "
                              f"{tuple(camtoworlds.shape)}, {tuple(Ks.shape)} and {tuple(stamps.shape)}")
+        if not all(isinstance(n, numbers.Integral) and n >= 1 for n in (width, height)):
+            raise ValueError(f"render takes integer width and height >= 1 (pixels), got {width!r} x {height!r}")
+        if isinstance(background, Tensor) and tuple(background.shape) not in ((3,), (C, 3)):
+            raise ValueError(f"background must be (3,) or (C,3) = (C={C}, 3) RGB, or an Environment, got "
+                             f"{tuple(background.shape)}")
         times = self._times(stamps)
         dev = self.gaussians.means.device
         c2w = self.normalization.poses_to_canonical(camtoworlds.to(torch.float64))

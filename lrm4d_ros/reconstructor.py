@@ -29,7 +29,7 @@ from .environment import MIN_WEIGHT, Environment, content_weights
 from .floor import Floor
 from .floor_fit import floor_from_photo, floor_normal, height_from_depth, plane_depths, unconfirmed
 from .gaussians import Gaussians4D
-from .measured_depth import FRAMES, RAY_T, SENSOR_NOISE, TRAINED_NOISE, noise_level, ray_depth_t, z_from_ray
+from .measured_depth import POSE_FIXES, RAY_T, SENSOR_NOISE, TRAINED_NOISE, noise_level, ray_depth_t, z_from_ray
 from .measured_depth import prepare as prepare_depth
 from .measured_depth import reading as depth_reading
 from .model import BF16_CHOICES, LRM4D, bf16_native, config_of
@@ -240,6 +240,18 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
     return Prediction(g, z, env, hidden, floor_height, backdrop, flows)
 
 
+def _measurements(depths: Tensor) -> Tensor:
+    """depths (V,H,W) metres with every value that is not a measurement as 0: NaN, and +-inf (REP 117: no return,
+    too close). ValueError for negative depths (z is positive in front of the camera; OpenGL's is negative)."""
+    finite = torch.isfinite(depths)
+    negative = finite & (depths < 0)
+    if bool(negative.any()):
+        share = float(negative.sum()) / max(1, int((finite & (depths != 0)).sum()))
+        raise ValueError(f"depths must be z in metres, >= 0 (0 = none), got negative values on {share:.1%} of the "
+                         "measured pixels (OpenGL's camera looks along -z: negate its depth)")
+    return depths if bool(finite.all()) else torch.where(finite, depths, torch.zeros_like(depths))
+
+
 def far_background(depths: Tensor) -> float | None:
     """The depth (metres) from which depths (V,H,W) (0 = none) show a renderer's background, or None: the farthest
     measured pixels, beyond a gap of FAR_GAP (a factor) in which none lies, where one view holds FAR_SHARE of its
@@ -447,12 +459,17 @@ class Reconstructor:
         if facts.get("frame") is not None:
             said.append(("frame", f"the depth images agree through the camera poses only {facts['frame']} "
                                   f"({facts['agreement']:.0%} of their pixels land on another view's depth, "
-                                  f"{facts['optical_agreement']:.0%} as given): {FRAMES[facts['frame']][1]}"))
+                                  f"{facts['optical_agreement']:.0%} as given): {POSE_FIXES[facts['frame']]}"))
         if facts.get("ray_t", 0.0) > RAY_T:
             said.append(("ray", f"the depth images read as each pixel's distance along its ray (t = "
                                 f"{facts['ray_t']:.0f} over their planar patches), not z along the optical axis as "
                                 "ROS depth is (REP 118): converted to z. A renderer writes z as e.g. Isaac Sim's "
                                 "distance_to_image_plane, AirSim's DepthPlanar"))
+        if facts.get("principal_point_off") is not None:
+            cam, cx, cy, w, h = facts["principal_point_off"]
+            said.append(("intrinsics", f"{cam}'s principal point ({cx:.1f}, {cy:.1f}) lies off its {w}x{h} image: "
+                                       "its K is for another image size (scale K with the image: fx, cx by the "
+                                       "width's ratio, fy, cy by the height's)"))
         if facts["tilt_deg"] >= LEVEL_FROM_CAMERAS_DEG:
             said.append(("level", f"the world frame's z is {facts['tilt_deg']:.1f}° from the up the cameras and depth "
                                   "show (REP-103 has z up): the reconstruction is levelled; its outputs stay in the "
@@ -475,6 +492,8 @@ class Reconstructor:
         up. Warns of nothing: `reconstruct` does (`_tell`), `lrm4d check-bag` reports."""
         if len(views) == 0:
             raise ValueError("reconstruct needs at least one view")
+        if views.depths is not None:
+            views = replace(views, depths=_measurements(views.depths))
         norm = normalization or SceneNormalization.from_cameras(views.camtoworlds)
         window = TimeWindow.from_stamps(views.stamps_ns)
         facts: dict = {}
@@ -515,6 +534,14 @@ class Reconstructor:
             norm = level_by_depth(norm, v, c2w, depths)
             c2w = norm.poses_to_canonical(v.camtoworlds.double())
         facts["tilt_deg"] = math.degrees(math.acos(max(-1.0, min(1.0, float(norm.up[2])))))
+        # a K for another image size (a calibration at 1280x720 used with 640x480 frames) puts its principal point
+        # off the image: the views come back at a few dB (cx 95.5 on a 96-pixel image: own views 12.6 dB)
+        c = views.Ks[:, :2, 2].double().cpu()
+        off = (c[:, 0] < -0.5) | (c[:, 0] > views.width - 0.5) | (c[:, 1] < -0.5) | (c[:, 1] > views.height - 0.5)
+        if bool(off.any()):
+            i = int(torch.nonzero(off)[0])
+            facts["principal_point_off"] = (views.camera_names[int(views.camera_ids[i])], float(c[i, 0]),
+                                            float(c[i, 1]), views.width, views.height)
         times = window.normalize(views.stamps_ns).to(self.device)
         return ModelInputs(v, norm, c2w, depths, window, times, facts)
 

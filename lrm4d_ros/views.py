@@ -1,6 +1,7 @@
 """ViewSet: a batch of posed, timestamped images — the unit every layer passes around (docs/design.md §2–§3)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -59,12 +60,24 @@ class ViewSet:
                 raise ValueError(f"{name} must have shape {tuple(self.images.shape[:3])}, got {tuple(x.shape)}")
         if self.stamps_ns.dtype != torch.int64:
             raise ValueError(f"stamps_ns must be a torch int64 tensor of nanoseconds, got {self.stamps_ns.dtype}")
+        for name in ("Ks", "camtoworlds"):  # (a hand-typed integer K: the rescaling's floats cannot be cast to it)
+            x = getattr(self, name)
+            if not x.is_floating_point():
+                setattr(self, name, x.double())
+            if not bool(torch.isfinite(getattr(self, name)).all()):
+                bad = torch.nonzero(~torch.isfinite(getattr(self, name)).flatten(1).all(1)).flatten().tolist()
+                raise ValueError(f"{name} must be finite, got NaN or inf in view(s) {bad[:8]}")
+        if self.depths is not None and not self.depths.is_floating_point():
+            raise TypeError(f"depths must be floating point metres, got {self.depths.dtype} (16-bit millimetres, as "
+                            "ROS's 16UC1: .float() / 1000)")
         # an 8-bit image (torch.from_numpy of a cv2 frame) or one in 0..255 reconstructed without a word into garbage
         if not self.images.is_floating_point():
             raise TypeError(f"images must be floating point RGB in [0, 1], got {self.images.dtype} (uint8 images: "
                             ".float() / 255)")
         if V:
             lo, hi = (float(x) for x in torch.aminmax(self.images))
+            if math.isnan(lo) or math.isnan(hi):  # (aminmax propagates NaN; an inf fails the range below)
+                raise ValueError("images must be RGB in [0, 1], got NaN values")
             if lo < -IMAGE_SLACK or hi > 1 + IMAGE_SLACK:
                 raise ValueError(f"images must be RGB in [0, 1], got values in [{lo:g}, {hi:g}]"
                                  + (" (0..255: divide by 255)" if hi > 2 else ""))
@@ -147,9 +160,28 @@ class ViewSet:
     def stack(images: list, Ks: list, camtoworlds: list, stamps_ns: list[int], camera_ids: list[int],
               camera_names: list[str], depths: list | None, size: tuple[int, int]) -> "ViewSet":
         """One ViewSet of views given one by one, in that order, whose images may differ in size: images (H,W,3)
-        numpy uint8 (0-255) or float32 in [0,1]; Ks (3,3) and camtoworlds (4,4) numpy float64; depths: per view
-        (H,W) float32 metres or None (all zero), or None for no depths. Each size's views are stacked and resized to
-        `size` (H, W) by `resized` (K rescaled, depth nearest)."""
+        numpy uint8 (0-255) or float32 in [0,1]; Ks (3,3) and camtoworlds (4,4) numpy (float64); stamps_ns integer
+        nanoseconds; depths: per view (H,W) float metres, or integer millimetres (ROS's 16UC1), or None (all zero),
+        or None for no depths. Each size's views are stacked and resized to `size` (H, W) by `resized` (K
+        rescaled)."""
+        V = len(images)
+        lists = {"Ks": Ks, "camtoworlds": camtoworlds, "stamps_ns": stamps_ns, "camera_ids": camera_ids}
+        if depths is not None:
+            lists["depths"] = depths
+        for name, xs in lists.items():
+            if len(xs) != V:
+                raise ValueError(f"ViewSet.stack: {V} images but {len(xs)} {name}")
+        for s in stamps_ns:
+            if not isinstance(s, (int, np.integer)):
+                raise TypeError(f"ViewSet.stack: stamps_ns must be integer nanoseconds, got {s!r} "
+                                f"({type(s).__name__}; seconds: round(s * 1e9))")
+        images = [np.ascontiguousarray(x) for x in images]  # (an image[..., ::-1] BGR -> RGB view)
+        if depths is not None:
+            depths = [None if d is None else _metres(np.ascontiguousarray(d)) for d in depths]
+            for i, d in enumerate(depths):
+                if d is not None and d.shape != images[i].shape[:2]:
+                    raise ValueError(f"ViewSet.stack: view {i}'s depth is {d.shape}, its image "
+                                     f"{images[i].shape[:2]}: depth must be registered to its colour image")
         groups: dict[tuple[int, int], list[int]] = {}
         for i, image in enumerate(images):
             groups.setdefault(tuple(image.shape[:2]), []).append(i)
@@ -158,7 +190,7 @@ class ViewSet:
             pixels = [torch.from_numpy(images[i]) for i in members]
             parts.append(ViewSet(
                 images=torch.stack([p.float() / 255.0 if p.dtype == torch.uint8 else p for p in pixels]),
-                Ks=torch.as_tensor(np.stack([Ks[i] for i in members])),
+                Ks=torch.as_tensor(np.stack([Ks[i] for i in members]), dtype=torch.float64),
                 camtoworlds=torch.as_tensor(np.stack([camtoworlds[i] for i in members]), dtype=torch.float64),
                 stamps_ns=torch.tensor([stamps_ns[i] for i in members], dtype=torch.int64),
                 camera_ids=torch.tensor([camera_ids[i] for i in members], dtype=torch.int64),
@@ -192,6 +224,13 @@ class ViewSet:
                        stamps_ns=torch.cat([v.stamps_ns for v in views]),
                        camera_ids=torch.cat([v.camera_ids for v in views]), camera_names=list(names),
                        depths=opt("depths"), alphas=opt("alphas"))
+
+
+def _metres(depth: np.ndarray) -> np.ndarray:
+    """A depth image as float32 metres: integer ones are millimetres (ROS's 16UC1, REP 118)."""
+    if np.issubdtype(depth.dtype, np.integer):
+        return depth.astype(np.float32) / 1000.0
+    return depth.astype(np.float32, copy=False)
 
 
 def _resample_mode(sx: float, sy: float) -> str:

@@ -148,6 +148,42 @@ def test_time_window_absolute_stamps():
     assert (TimeWindow(t0, t0).normalize(s) == 0).all()
 
 
+def test_viewset_refuses_or_mends_what_users_get_wrong():
+    """NaN pixels or poses, integer depth and intrinsics, and ViewSet.stack's inputs as a user's code makes them
+    (a BGR->RGB view, lists of different lengths, float seconds for stamps, millimetre depth, a depth of another
+    size): a clear error naming the field, or the value as it is meant."""
+    import numpy as np
+
+    V, H, W = 2, 6, 8
+    K = fov_to_K(1.0, W, H).expand(V, 3, 3).clone()
+    base = dict(images=torch.rand(V, H, W, 3), Ks=K, camtoworlds=torch.eye(4, dtype=torch.float64).expand(V, 4, 4),
+                stamps_ns=torch.tensor([0, 1]), camera_ids=torch.tensor([0, 1]))
+    nan = base["images"].clone()
+    nan[1, 2, 3, 0] = float("nan")
+    with pytest.raises(ValueError, match="got NaN values"):
+        ViewSet(**{**base, "images": nan})
+    pose = base["camtoworlds"].clone()
+    pose[1, 0, 3] = float("inf")
+    with pytest.raises(ValueError, match=r"camtoworlds must be finite, got NaN or inf in view\(s\) \[1\]"):
+        ViewSet(**{**base, "camtoworlds": pose})
+    with pytest.raises(TypeError, match="16-bit millimetres"):
+        ViewSet(**{**base, "depths": torch.ones(V, H, W, dtype=torch.int16)})
+    assert ViewSet(**{**base, "Ks": K.round().long()}).Ks.dtype == torch.float64  # a hand-typed integer K
+    images = [np.full((H, W, 3), 10 * i, np.uint8) for i in range(V)]
+    bgr = [im[..., ::-1] for im in images]
+    Ks = [np.array([[8, 0, 3.5], [0, 8, 2.5], [0, 0, 1]]) for _ in range(V)]  # integers as typed
+    poses = [np.eye(4)] * V
+    mm = [np.full((H, W), 1500, np.uint16), None]
+    vs = ViewSet.stack(bgr, Ks, poses, [0, 10], [0, 1], ["a", "b"], mm, (H, W))
+    assert vs.Ks.dtype == torch.float64 and float(vs.depths[0, 0, 0]) == 1.5 and float(vs.depths[1].max()) == 0
+    with pytest.raises(ValueError, match="2 images but 1 Ks"):
+        ViewSet.stack(images, Ks[:1], poses, [0, 10], [0, 1], ["a", "b"], None, (H, W))
+    with pytest.raises(TypeError, match=r"integer nanoseconds, got 0.5 \(float; seconds: round\(s \* 1e9\)\)"):
+        ViewSet.stack(images, Ks, poses, [0, 0.5], [0, 1], ["a", "b"], None, (H, W))
+    with pytest.raises(ValueError, match=r"view 1's depth is \(3, 4\), its image \(6, 8\)"):
+        ViewSet.stack(images, Ks, poses, [0, 10], [0, 1], ["a", "b"], [None, np.ones((3, 4), np.float32)], (H, W))
+
+
 def test_viewset_resize_and_select():
     V, H, W = 3, 16, 20
     K = fov_to_K(1.0, W, H).expand(V, 3, 3).clone()

@@ -374,6 +374,11 @@ def test_coarser_renders_average_the_pixels_they_cover():
     aliased = plain.render(views.camtoworlds, half, 32, 32, views.stamps_ns)
     got, before = float(psnr(averaged.colors, truth).mean()), float(psnr(aliased.colors, truth).mean())
     assert got > 35.0 and got > before + 10.0, (got, before)  # 40.2 against 16.7 dB
+    for w in (0, 32.5):  # (32.5 once rendered at 32: drawn 2x finer, it came to a whole 65)
+        with pytest.raises(ValueError, match=f"integer width and height >= 1 \\(pixels\\), got {w} x 32"):
+            rec.render(views.camtoworlds, half, w, 32, views.stamps_ns)
+    with pytest.raises(ValueError, match=r"background must be \(3,\) or \(C,3\) = \(C=6, 3\) RGB"):
+        rec.render(views.camtoworlds, half, 32, 32, views.stamps_ns, background=torch.zeros(4))
     # a pixel budget (the node's max_render_pixels) below the finer drawing's 64² draws it at 32²: point-sampled
     bounded = rec.render(views.camtoworlds, half, 32, 32, views.stamps_ns, max_pixels=64 * 64 - 1)
     torch.testing.assert_close(bounded.colors, aliased.colors, rtol=0, atol=0)
