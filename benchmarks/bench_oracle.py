@@ -165,7 +165,9 @@ def drift(views, scene, input_size: int, camera: int = 0) -> dict[int, tuple[flo
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input-size", type=int, default=64, help="inputs are resized to this (the model's 64 px)")
+    p.add_argument("--input-size", type=int, default=64,
+                   help="inputs are resized to this (default 64, as results/oracle_bounds.txt; the shipped model "
+                        "takes 128: results/oracle_bounds_128.txt)")
     p.add_argument("--checkpoint", default="shipped", help="also score this model ('shipped', a path, or 'none')")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="results file (default: results/oracle_bounds.txt, or "

@@ -1,6 +1,7 @@
 """Quality against time: per-scene optimisation (lrm4d_ros.optimize) at several budgets beside the feed-forward model.
 
-On evaluation scenes (lrm4d_ros.data.eval_scenes, rendered by the generator exactly as the bags), for each protocol:
+On evaluation scenes (lrm4d_ros.data.eval_scenes, rendered by the generator exactly as the bags: colour only, as
+their bags hold them), for each protocol:
 the model's target PSNR and its reconstruct time; then per-scene fits of 4D Gaussians to the same inputs for each
 budget, from an uninformed start ("rays") and from the model's prediction ("model", i.e. feed-forward + test-time
 refinement). Targets at 128². Output: a table on stdout and in benchmarks/results/per_scene_<device>.txt.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -51,7 +53,7 @@ def main() -> None:
         table.setdefault((proto, method), []).append(value)
 
     for seed, rig, motion in EVAL_SCENES[:args.scenes]:
-        views = generate(seed, scene_config(rig, motion))
+        views = replace(generate(seed, scene_config(rig, motion)), depths=None)  # (the generator's exact depth)
         for proto in ("alternating", "novel-camera"):
             inputs, targets = split_protocol(views, proto)
             add(proto, "nearest input", float(psnr(nearest_input(inputs, targets), targets.images).mean()))

@@ -1,11 +1,11 @@
 """What a checkpoint's Gaussians look like in time: a diagnostic for training runs.
 
-On the evaluation scenes (lrm4d_ros.data.eval_scenes, alternating inputs) it reports, over the pixel-aligned
-Gaussians of covered input pixels (ground-truth coverage > 0.5): opacity, temporal extent σ_t = sqrt(Σ_tt)
+On the evaluation scenes (lrm4d_ros.data.eval_scenes, alternating inputs, colour only) it reports, over the pixel-
+aligned Gaussians of covered input pixels (ground-truth coverage > 0.5): opacity, temporal extent σ_t = sqrt(Σ_tt)
 and |μ_t − t_view| (how far from its own view's time a pixel's Gaussian sits), all in normalised window units
 (frames are 2/11 apart), and the fraction of all Gaussians alive (p(t) ≥ MIN_MARGINAL) at a target time. A model
-whose σ_t is far below the frame spacing while |μ_t − t_view| is about a frame has scattered its Gaussians over
-time instead of keeping per-view snapshots; see docs/model_card.md.
+whose σ_t is far below the frame spacing while |μ_t − t_view| is about a frame has scattered its Gaussians over time
+instead of keeping per-view snapshots; see docs/model_card.md.
 
     python benchmarks/gaussian_stats.py [--checkpoint PATH] [--scenes 8] [--out FILE]
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -29,6 +30,7 @@ QUANTILES = (0.1, 0.5, 0.9)
 def scene_stats(reconstructor: Reconstructor, views) -> dict[str, list[float]]:
     """Quantiles (QUANTILES) of opacity, σ_t and |μ_t − t_view| on covered input pixels, and the alive fraction."""
     inputs, targets = split_protocol(views, "alternating")
+    inputs = replace(inputs, depths=None)  # colour only, as the evaluation bags hold these scenes
     small = inputs.resized(*reconstructor.input_size(inputs.height, inputs.width))
     reconstructor.forget()  # unrelated scenes: no floor found in one is tried on the next
     rec = reconstructor.reconstruct(inputs)
@@ -62,7 +64,8 @@ def main() -> None:
         rows.append(scene_stats(rec, generate(seed, scene_config(rig, motion))))
         print(f"{seed} " + "  ".join(f"{k} {[round(x, 4) for x in v]}" for k, v in rows[-1].items()), flush=True)
     lines = [f"# gaussian_stats: checkpoint {args.checkpoint or 'shipped'}, {len(rows)} eval scenes, alternating "
-             f"inputs; mean over scenes of per-scene quantiles {QUANTILES} (normalised time; frames 0.18 apart); "
+             f"inputs (colour only, as their bags); mean over scenes of per-scene quantiles {QUANTILES} (normalised "
+             "time; frames 0.18 apart); "
              f"torch {torch.__version__}, {platform.machine()}",
              f"{'quantity':<18}" + "".join(f"{f'q{q}':>10}" for q in QUANTILES)]
     for key in rows[0]:

@@ -132,16 +132,25 @@ def evaluate_views(reconstructor: Reconstructor, views: ViewSet, protocol: str, 
     in_idx, groups = protocol_groups(views, protocol)
     inputs = views.select(in_idx.to(views.device))
     model_inputs = inputs if depth else replace(inputs, depths=None)
-    names = list(groups)
-    sizes = [len(groups[g]) for g in names]
-    targets = views.select(torch.cat([groups[g] for g in names]).to(views.device))
-    targets = targets.resized(*short_side_size(targets.height, targets.width, resolution))
     sync = torch.cuda.synchronize if reconstructor.device.type == "cuda" else (lambda: None)
     reconstructor.forget()  # scenes are unrelated: no floor found in one is tried on the next
     t0 = time.perf_counter()
     rec = reconstructor.reconstruct(model_inputs)
     sync()
     t1 = time.perf_counter()
+    # Targets stamped outside the inputs' span (cameras not synchronised: a held-out camera's last frame after the
+    # last input's) would be extrapolated, which a reconstruction refuses: they are left out, and counted.
+    stamps = views.stamps_ns.cpu()
+    kept = {g: idx[rec.covers(stamps[idx]).cpu()] for g, idx in groups.items()}
+    outside = sum(len(groups[g]) - len(kept[g]) for g in groups if g != SELF)
+    if not any(len(kept[g]) for g in kept if g != SELF):
+        raise ValueError(f"every held-out target of the {protocol} protocol lies outside the inputs' time span "
+                         "(a reconstruction does not extrapolate)")
+    groups = kept
+    names = list(groups)
+    sizes = [len(groups[g]) for g in names]
+    targets = views.select(torch.cat([groups[g] for g in names]).to(views.device))
+    targets = targets.resized(*short_side_size(targets.height, targets.width, resolution))
     with torch.no_grad():
         out = rec.render(targets.camtoworlds, targets.Ks, targets.width, targets.height, targets.stamps_ns)
     sync()
@@ -189,6 +198,8 @@ def evaluate_views(reconstructor: Reconstructor, views: ViewSet, protocol: str, 
            "model_depth": bool(depth and inputs.depths is not None), "input_findings": list(rec.findings),
            "model": overall.pop("model"), "baselines": overall,
            "reconstruct_s": round(t1 - t0, 4), "render_s_per_view": round((t2 - t1) / len(targets), 4)}
+    if outside:
+        row["outside_window"] = outside
     if len(names) > 1:
         row["groups"] = {}
         for g in names:
@@ -260,7 +271,7 @@ def format_table(result: dict) -> str:
         lines.append(f"{label:<{width}}{m['psnr']:>10.2f}{m['ssim']:>8.4f}")
     exact = {label.split()[0]: m["exact"] for label, m in labels.items() if m.get("exact")}
     if exact:  # a still camera's in-between moments are its frames: copies that score the cap, not a reconstruction
-        lines.append("(exact copies of their target, each counted as {:g} dB: {}; the groups below show where)".format(
+        lines.append("(exact copies of their target, each counted as {:g} dB: {}; the lines per bag show where)".format(
             PSNR_CAP, ", ".join(f"{n} {k} of the held-out targets" for n, k in exact.items())))
     if "groups" in result:
         methods = ["lrm4d", *dict.fromkeys(n for g in result["groups"].values() for n in g["baselines"])]
@@ -314,7 +325,10 @@ def run(args) -> int:
         from .optimize import FitConfig
 
         per_scene = FitConfig(steps=args.per_scene_steps, seconds=args.per_scene if args.per_scene > 0 else None)
-    rows = []
+    rows, skipped = [], []
+    names = [Path(bag).name for bag in args.bags]  # two bags of one name (scene_3 in two folders): the folder too
+    sheet_names = {bag: f"{Path(bag).resolve().parent.name}_{n}" if names.count(n) > 1 else n
+                   for bag, n in zip(args.bags, names)}
     for bag in args.bags:
         try:
             check_fits(bag, advice="evaluate a shorter recording (the protocols take a whole bag)")
@@ -326,24 +340,32 @@ def run(args) -> int:
         try:
             row = evaluate_views(reconstructor, views, args.protocol, args.resolution, per_scene,
                                  args.per_scene_init, depth=args.depth == "on", sheet=sheet)
-        except ValueError as e:
-            print(f"lrm4d evaluate: error: {bag}: {e}", file=sys.stderr)
-            return 2
+        except ValueError as e:  # this bag cannot be scored so (too few cameras or frames): the others still are
+            print(f"lrm4d evaluate: error: {bag}: {e}; not scored", file=sys.stderr)
+            skipped.append({"bag": str(bag), "error": str(e)})
+            continue
         row["bag"] = str(bag)
         if sheet is not None:
             from .video import contact_sheet, write_png
 
-            path = Path(args.sheets) / f"{Path(bag).name}_{args.protocol}_depth-{args.depth}.png"
+            path = Path(args.sheets) / f"{sheet_names[bag]}_{args.protocol}_depth-{args.depth}.png"
             write_png(path, contact_sheet([(label, imgs) for label, imgs, _ in sheet], [t for *_, t in sheet]))
             print(f"wrote {path}")
         n = row["num_targets"]
+        notes = ["held-out"]
+        if row["input_depth"]:
+            notes.append(f"model depth input on {row['input_depth']:.0%} of pixels" if row["model_depth"] else
+                         f"RGB-only model inputs; the bag's depth on {row['input_depth']:.0%} of pixels went to "
+                         "depth_reference only")
+        if row.get("outside_window"):
+            notes.append(f"{row['outside_window']} targets outside the inputs' time span left out")
         print(f"{bag}: lrm4d {_db(row['model'], n)}, "
               + ", ".join(f"{name} {_db(m, n)}" for name, m in row["baselines"].items())
-              + (" (held-out; " + (f"model depth input on {row['input_depth']:.0%} of pixels)" if row["model_depth"]
-                                   else f"RGB-only model inputs; the bag's depth on {row['input_depth']:.0%} of "
-                                        "pixels went to depth_reference only)") if row["input_depth"] else ""),
-              flush=True)
+              + f" ({'; '.join(notes)})", flush=True)
         rows.append(row)
+    if not rows:
+        print(f"lrm4d evaluate: error: none of the {len(args.bags)} bag(s) could be scored", file=sys.stderr)
+        return 2
     result = summarize(rows, args.protocol)
     result["depth"] = args.depth
     result["floor_z"] = args.floor_z
@@ -351,9 +373,15 @@ def run(args) -> int:
     result["device"] = str(reconstructor.device)
     result["host"] = {"cpu_threads": torch.get_num_threads(), "machine": platform.machine(),
                       "torch": torch.__version__}
+    if skipped:
+        result["not_scored"] = skipped
     print(format_table(result))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
         print(f"wrote {args.json}")
+    if skipped:
+        print(f"lrm4d evaluate: {len(skipped)} of {len(args.bags)} bags not scored (above): the table is the other "
+              f"{len(rows)}'s", file=sys.stderr)
+        return 1
     return 0

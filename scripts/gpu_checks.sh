@@ -34,8 +34,10 @@ run() {  # a step, timed; its results file copied to OUTDIR at once, so a later 
 }
 {
     source scripts/gpu_env.sh  # inside the log: what it installs, or what is missing
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-    python3 -c "import torch; print('torch', torch.__version__)"
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ||
+        echo "nvidia-smi failed: no NVIDIA driver here?"
+    python3 -c "import torch; print('torch', torch.__version__, '- CUDA',
+                'available' if torch.cuda.is_available() else 'NOT available: the steps below will fail')"
     python3 -c "import gsplat; print('gsplat', gsplat.__version__)" || echo "gsplat does not import"
     run model_cuda.txt python3 benchmarks/bench_model.py --device cuda --repeats 3
     run gsplat_parity.txt python3 scripts/gsplat_parity.py

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train lrm4d on one GPU for MINUTES and evaluate the result, all in one call (the GPU runbook; see README
-# "Training"). Writes under OUT: train.log, model.safetensors / best.safetensors (float32),
+# "Training runs"). Writes under OUT: train.log, model.safetensors / best.safetensors (float32),
 # lrm4d_small.safetensors (bf16, the best weights by the rig validation, ready to ship), eval_rig_depth-on.json,
 # eval_rig_depth-off.json, eval_alternating.json and eval_novel-camera.json (on the bags under BAGS/robot and
 # BAGS/objects, BAGS=OUT/bags by default: the model card's evaluation bags are written there unless some are

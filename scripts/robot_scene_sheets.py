@@ -70,7 +70,8 @@ def draw_rows(resolution: int) -> tuple[list, list]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs"))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs"),
+                    help="folder the sheets are written in (default: docs/)")
     ap.add_argument("--resolution", type=int, default=128)
     args = ap.parse_args(argv)
     out = Path(args.out)

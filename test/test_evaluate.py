@@ -123,6 +123,45 @@ def test_evaluate_cli_on_a_generated_bag(tmp_path, capsys):
     assert "model depth input on (no bag has depth: colour only)\n" in capsys.readouterr().out
 
 
+def test_a_bag_that_cannot_be_scored_leaves_the_others_scored(tmp_path, capsys):
+    """Three bags: one camera (no protocol holds out a camera of one), cameras not synchronised (a held-out
+    camera's last frame after the last input's: left out and counted, not extrapolated), and two bags of one name
+    in two folders (their contact sheets apart). The run scores what it can, says what it did not (exit 1, JSON
+    not_scored)."""
+    from lrm4d_ros.cli import main
+    from lrm4d_ros.data.generator import SceneConfig, generate
+    from lrm4d_ros.io.bag import write_bag
+
+    cfg = SceneConfig(frames=4, cameras=4, height=24, width=24, rig_kinds=("orbit",), ground_prob=0.0,
+                      backdrop_prob=0.0, num_primitives=(2, 3))
+    views = generate(1_000_003, cfg)
+    late = views.stamps_ns + views.camera_ids * 100_000_000  # camera k 100 ms x k after camera 0
+    write_bag(replace(views, stamps_ns=late), tmp_path / "a" / "scene", depth_encoding="32FC1")
+    write_bag(views, tmp_path / "b" / "scene", depth_encoding="32FC1")
+    write_bag(views.select(views.camera_ids == 0), tmp_path / "one", depth_encoding="32FC1")
+    torch.manual_seed(0)
+    ckpt = save_model(tmp_path / "tiny.safetensors", LRM4D(LRM4DConfig.preset("tiny", image_size=16)))
+    out = tmp_path / "eval.json"
+    bags = [str(tmp_path / "a" / "scene"), str(tmp_path / "one"), str(tmp_path / "b" / "scene")]
+    assert main(["evaluate", *bags, "--protocol", "novel-camera", "--checkpoint", str(ckpt), "--resolution", "24",
+                 "--device", "cpu", "--json", str(out), "--sheets", str(tmp_path / "sheets")]) == 1
+    printed = capsys.readouterr()
+    assert f"lrm4d evaluate: error: {bags[1]}: novel-camera needs at least 2 cameras" in printed.err
+    assert "1 of 3 bags not scored (above): the table is the other 2's" in printed.err
+    result = json.loads(out.read_text())
+    assert [r["bag"] for r in result["per_bag"]] == [bags[0], bags[2]]
+    assert [r["bag"] for r in result["not_scored"]] == [bags[1]]
+    # inputs cameras 0, 2, 0, 2 at frames 0..3: camera 3 (300 ms later than 0) lies after the last at frame 3
+    first, second = result["per_bag"]
+    assert first["outside_window"] == 1 and first["num_targets"] == 7 and "outside_window" not in second
+    assert "1 targets outside the inputs' time span left out" in printed.out
+    assert sorted(p.name for p in (tmp_path / "sheets").iterdir()) == ["a_scene_novel-camera_depth-on.png",
+                                                                        "b_scene_novel-camera_depth-on.png"]
+    with pytest.raises(ValueError, match="alternating needs at least 2 cameras"):
+        from lrm4d_ros.data.protocols import protocol_groups
+        protocol_groups(replace(views.select(views.camera_ids == 0), camera_names=["cam0"]), "alternating")
+
+
 def test_evaluate_rig_protocol_with_depth(tmp_path, capsys):
     from lrm4d_ros.cli import main
     from lrm4d_ros.data.generator import SceneConfig, generate
@@ -274,7 +313,7 @@ def test_a_capped_psnr_says_it_is_an_exact_copy():
              "reconstruct_s": 1.0, "render_s_per_view": 0.1}] * 2
     table = format_table(summarize(rows, "rig"))
     assert "(exact copies of their target, each counted as 60 dB: lrm4d 4 of the held-out targets, nearest 2 of " \
-           "the held-out targets; the groups below show where)" in table
+           "the held-out targets; the lines per bag show where)" in table
 
 
 def _evaluation_robot_scene(tmp_path, index: int):

@@ -60,6 +60,9 @@ def protocol_groups(views: ViewSet, protocol: str) -> tuple[Tensor, dict[str, Te
     grid = frame_grid(views)
     T, C = grid.shape
     frames = torch.arange(T)
+    if protocol == "alternating" and C < 2:
+        raise ValueError(f"alternating needs at least 2 cameras (each frame's input from one, the others held out), "
+                         f"got {C}")
     if protocol == "alternating":
         in_cam = frames % C
         is_input = torch.zeros(T, C, dtype=torch.bool)
