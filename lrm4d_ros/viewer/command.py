@@ -7,6 +7,8 @@ import sys
 import threading
 import time
 
+from ..argtypes import finite_float
+
 CLOSE_TIMEOUT_S = 10.0  # seconds Ctrl-C waits for the server to stop cleanly
 # the options that only a bag, reconstructed on the fly, takes
 BAG_DEFAULTS = {"window": "8", "stride": None, "max_views": 12, "policy": "uniform", "floor_z": None, "cameras": None,
@@ -19,7 +21,7 @@ def add_arguments(p) -> None:
     p.add_argument("--port", type=int, default=8080, help="HTTP/websocket port (default 8080; 0: any free port)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; 0.0.0.0 serves other machines too)")
-    p.add_argument("--time", type=float, default=None,
+    p.add_argument("--time", type=finite_float, default=None,
                    help="start the slider at this many seconds after the first window's start (default: the "
                         "middle of the first window)")
     bag = p.add_argument_group("bags (reconstructed on the fly, windows as in `lrm4d reconstruct`)")
