@@ -322,7 +322,7 @@ class Reading(NamedTuple):
     share: float  # the `agreement` at (frame, factor)
     given: float  # the `agreement` of the optical frame at 1
     shares: Tensor  # (2 + len(FRAMES), len(UNIT_FACTORS)) each reading's agreement at each factor: as given, FRAMES,
-    # INVERTED
+    # INVERTED (at 1 only: 0 at the other factors)
 
 
 def reading(depths: Tensor, Ks: Tensor, camtoworlds: Tensor, sigma: Tensor | None = None) -> Reading:
@@ -338,10 +338,14 @@ def reading(depths: Tensor, Ks: Tensor, camtoworlds: Tensor, sigma: Tensor | Non
     turns = torch.stack([torch.eye(3, dtype=torch.float64)] + [axes for axes, _ in FRAMES.values()])
     tolerance = agreement_tolerance(depths, sigma)
     inverse = torch.linalg.inv(camtoworlds.double()).to(camtoworlds.dtype)
-    shares = torch.cat([agreement(depths, Ks, camtoworlds, UNIT_FACTORS, turns, tolerance),
-                        agreement(depths, Ks, inverse, UNIT_FACTORS, turns[:1], tolerance)])
-    names = [None, *FRAMES, INVERTED]
+    # inverted poses at the unit as given only: scaled a thousandfold, a constant depth (a wall ahead of each of a
+    # ring's cameras) lies far out where the inverted cameras, looking one way, all see it (85 % agreeing)
     one = UNIT_FACTORS.index(1.0)
+    shares = agreement(depths, Ks, camtoworlds, UNIT_FACTORS, turns, tolerance)
+    inverted = torch.zeros_like(shares[:1])
+    inverted[0, one] = agreement(depths, Ks, inverse, (1.0,), turns[:1], tolerance)[0, 0]
+    shares = torch.cat([shares, inverted])
+    names = [None, *FRAMES, INVERTED]
     given = float(shares[0, one])
     best = int(shares.argmax())
     r, f = divmod(best, len(UNIT_FACTORS))
