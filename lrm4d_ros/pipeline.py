@@ -171,6 +171,8 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
     output bag's /tf parents and Gaussians."""
     if args.video_camera is not None and args.video_camera not in views.camera_names:
         raise ValueError(f"--video-camera {args.video_camera!r} is not in the bag; cameras: {views.camera_names}")
+    if args.video_camera is not None and args.no_video:
+        print("lrm4d reconstruct: warning: --video-camera with --no-video: no video is written", file=sys.stderr)
     if getattr(args, "depth", "on") == "off":
         views = replace(views, depths=None)
     H, W = parse_resolution(args.resolution, views.height, views.width)
