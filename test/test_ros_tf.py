@@ -7,6 +7,7 @@ import re
 import time
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import require_ros_interfaces  # noqa: E402
@@ -21,6 +22,7 @@ from lrm4d_ros.data.generator import SceneConfig, generate  # noqa: E402
 from lrm4d_ros.geometry import rigid_matrix  # noqa: E402
 from lrm4d_ros.io.messages import image_msg, transform_msg  # noqa: E402
 from lrm4d_ros.model import LRM4D, LRM4DConfig  # noqa: E402
+from lrm4d_ros.window import RejectedInput  # noqa: E402
 
 DOMAIN_ID = 75
 
@@ -241,3 +243,36 @@ def test_make_bag_robot_and_its_node_parameters_play_into_the_node(tmp_path):
         assert snap.stamps_ns.tolist() == want.stamps_ns.tolist()
         np.testing.assert_allclose(snap.camtoworlds.numpy(), want.camtoworlds.numpy(), atol=1e-9)
         assert (snap.depths == want.depths).all() and (snap.images == want.images).all()
+
+
+def test_a_clock_going_back_drops_the_tf_history():
+    """A bag played again (`lrm4d play --loop --clock`): the clock goes back, and the /tf of the pass before is
+    dropped (as tf2 does), the static mounts kept. Kept, a stamp of the new pass was posed between the two passes'
+    transforms, and every new transform, older than the edge's newest, rebuilt the edge at each lookup."""
+    import types
+
+    from lrm4d_ros.ros.tf_listener import TfListener
+
+    now = [None]
+    jumps = []
+    node = types.SimpleNamespace(create_subscription=lambda *a, **k: None)
+    tf = TfListener(node, clock=lambda: now[0], on_jump=jumps.append)
+    t0 = 1_000_000_000_000
+
+    def send(stamp, x, parent="odom", child="base", static=False):
+        T = rigid_matrix([x, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0])
+        tf._add(RCLPY.TFMessage(transforms=[transform_msg(T, stamp, parent, child, RCLPY)]), static)
+
+    send(t0, 0.0, "base", "cam", static=True)
+    for k in range(20):  # first pass: the base moves 1 m a second, 10 Hz
+        now[0] = t0 + k * 100_000_000
+        send(now[0], 0.1 * k)
+    np.testing.assert_allclose(tf.lookup("odom", "base", t0 + 1_850_000_000)[0, 3], 1.85, atol=1e-9)
+    for k in range(5):  # played again from the start, the base now 10 m away
+        now[0] = t0 + k * 100_000_000
+        send(now[0], 10.0 + 0.1 * k)
+    assert jumps == [pytest.approx(1.9)]
+    np.testing.assert_allclose(tf.lookup("odom", "base", t0 + 250_000_000)[0, 3], 10.25, atol=1e-9)
+    np.testing.assert_allclose(tf.lookup("odom", "cam", t0 + 250_000_000)[0, 3], 10.25, atol=1e-9)  # mount kept
+    with pytest.raises(RejectedInput, match="newer"):  # the pass before is gone, not bracketing this one
+        tf.lookup("odom", "base", t0 + 1_500_000_000)

@@ -58,6 +58,13 @@ class TransformTree:
             if child in self._series:
                 self._series[child].drop_older_than(cutoff)
 
+    def forget_moving(self) -> None:
+        """Drop every /tf transform, keeping /tf_static's and the tree's shape: the clock went back (a bag played
+        again), and what was buffered is from the pass before (tf2 clears its buffer so)."""
+        self._samples.clear()
+        self._newest.clear()
+        self._series.clear()
+
     @property
     def frames(self) -> set[str]:
         return set(self._parent) | set(self._parent.values())

@@ -145,7 +145,10 @@ class ReconstructNode(Node):
         tf = None
         if cfg.pose_source == "tf" or RCLPY.TFMessage is not None:  # also maps poses and depth from other frames
             tf = TfListener(self, cfg.pose_tolerance_s, cfg.pose_max_gap_s, on_update=self._tf_arrived,
-                            on_error=lambda text: self._refuse("bad_tf", text))
+                            on_error=lambda text: self._refuse("bad_tf", text),
+                            clock=lambda: self.get_clock().now().nanoseconds or None,
+                            on_jump=lambda back: self.get_logger().info(
+                                f"the clock went back {back:.3f} s (a bag played again): /tf history dropped"))
         self._ingest = Ingest(self.window, cfg.cameras, pose_source=cfg.pose_source, world_frame=cfg.world_frame,
                               pose_wait_s=cfg.pose_wait_s, rectify=cfg.rectify != "off", tf=tf, refuse=self._refuse,
                               accepted=self._dirty, topic=self.resolve_topic_name, info=self.get_logger().info)
