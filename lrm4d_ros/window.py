@@ -36,6 +36,7 @@ from .selection import POLICIES, select_views
 from .views import ViewSet
 
 LIVE_S = 5.0  # wall-clock seconds: a camera that sent an image this recently bounds the others' stamps
+REFUSED_KEPT = 64  # refused image stamps remembered per camera (their depths, up to depth_buffer, come later)
 SKEW_S = 2.0  # how far ahead of the other cameras a stamp may lie where the window has no span (window_frames)
 
 # Why an input was refused (the keys of WindowStats.rejections; the ROS node adds its own decoding reasons).
@@ -103,6 +104,13 @@ class WindowStats:
     per_camera: dict[str, CameraStats] = field(default_factory=dict)
     rejections: dict[str, int] = field(default_factory=dict)
     last_error: str = ""
+
+
+def _int_or_none(x) -> int | None:
+    try:
+        return int(x)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def checked_pose(position, quat_wxyz) -> np.ndarray:
@@ -248,6 +256,8 @@ class SpaceTimeWindow:
         self.on_refusal = on_refusal
         self._wall = time.monotonic  # liveness of the cameras' offers (tests replace it)
         self._offered: dict[str, tuple[int, float]] = {}  # camera -> (latest image stamp offered, wall time)
+        # camera -> stamps of its latest refused images: their depths go without a second refusal of their own
+        self._refused: dict[str, deque] = {}
         self._clock_seen: int | None = None  # the latest clock reading: a jump back starts the window afresh
         self._lock = threading.Lock()
         self._names: list[str] = []
@@ -326,7 +336,7 @@ class SpaceTimeWindow:
                                                  and stamp_ns <= poses.newest_ns + poses.tolerance_ns):
                         view.camtoworld = poses.lookup(stamp_ns)
             except RejectedInput as exc:
-                self._reject(camera, exc)
+                self._reject(camera, exc, stamp=_int_or_none(stamp_ns))
             self._pair_early_depth(camera, view)
             if depth is not None:
                 try:
@@ -354,6 +364,8 @@ class SpaceTimeWindow:
                 if view is not None:
                     self._attach(camera, view, d)
                     return "attached"
+                if self._image_refused(camera, stamp_ns):  # refused, and counted, as its image
+                    return "unmatched"
                 newest = [q[-1].stamp_ns for q in (self._views[camera], self._pending[camera]) if q]
                 if newest and stamp_ns < max(newest):
                     raise RejectedInput(f"no colour view at {stamp_ns} ns for this depth (its image was refused "
@@ -362,11 +374,25 @@ class SpaceTimeWindow:
                 q.append((stamp_ns, d))
                 if len(q) > self.depth_buffer:
                     old = q.popleft()[0]
-                    self._drop(camera, RejectedInput(f"depth at {old} ns never got its colour view",
-                                                     "depth_unmatched"), image=False)
+                    if not self._image_refused(camera, old):
+                        self._drop(camera, RejectedInput(f"depth at {old} ns never got its colour view",
+                                                         "depth_unmatched"), image=False)
                 return "waiting"
             except RejectedInput as exc:
                 self._reject(camera, exc, image=False)
+
+    def image_refused(self, camera: str, stamp_ns: int) -> None:
+        """An image of `camera` refused before it reached the window (it did not decode, TF could not pose it): its
+        depth is then dropped without a refusal of its own, which would hide the image's reason in last_error."""
+        with self._lock:
+            self._note_refused(camera, int(stamp_ns))
+
+    def _note_refused(self, camera: str, stamp_ns: int | None) -> None:
+        if stamp_ns is not None:
+            self._refused.setdefault(camera, deque(maxlen=REFUSED_KEPT)).append(stamp_ns)
+
+    def _image_refused(self, camera: str, stamp_ns: int) -> bool:
+        return any(abs(s - stamp_ns) <= self.depth_tolerance_ns for s in self._refused.get(camera, ()))
 
     def _known(self, camera: str) -> None:
         if camera not in self._views:
@@ -472,6 +498,8 @@ class SpaceTimeWindow:
             stamp, d = q.popleft()
             try:
                 if abs(stamp - view.stamp_ns) > self.depth_tolerance_ns:
+                    if self._image_refused(camera, stamp):
+                        continue
                     raise RejectedInput(f"depth at {stamp} ns never got its colour view", "depth_unmatched")
                 self._attach(camera, view, d)
             except RejectedInput as exc:
@@ -485,14 +513,19 @@ class SpaceTimeWindow:
             if camera in self._cam:
                 self._cam[camera].rejected += 1
 
-    def _drop(self, camera: str, exc: RejectedInput, image: bool = True) -> None:
-        """Count a refusal of something already stored (no caller to raise to) and report it to on_refusal."""
+    def _drop(self, camera: str, exc: RejectedInput, image: bool = True, stamp: int | None = None) -> None:
+        """Count a refusal of something already stored (no caller to raise to) and report it to on_refusal; an
+        image's `stamp` is remembered (its depth goes without a refusal of its own)."""
         self._count(camera, exc, image)
+        if image:
+            self._note_refused(camera, stamp)
         if self.on_refusal is not None:
             self.on_refusal(camera, exc)
 
-    def _reject(self, camera: str, exc: RejectedInput, image: bool = True):
+    def _reject(self, camera: str, exc: RejectedInput, image: bool = True, stamp: int | None = None):
         self._count(camera, exc, image)
+        if image:
+            self._note_refused(camera, stamp)
         raise RejectedInput(f"{camera}: {exc}", exc.reason) from None
 
     def _park(self, camera: str, view: _View) -> None:
@@ -502,7 +535,8 @@ class SpaceTimeWindow:
             old = q.popleft().stamp_ns
             newest = self._poses[camera].newest_ns
             self._drop(camera, RejectedInput(f"image at {old} ns never got a pose (newest pose: "
-                                             f"{'none' if newest is None else f'{newest} ns'})", "no_pose"))
+                                             f"{'none' if newest is None else f'{newest} ns'})", "no_pose"),
+                       stamp=old)
 
     def _resolve_pending(self, camera: str) -> int:
         q, poses, done = self._pending[camera], self._poses[camera], 0
@@ -511,7 +545,7 @@ class SpaceTimeWindow:
             try:
                 view.camtoworld = poses.lookup(view.stamp_ns)
             except RejectedInput as exc:
-                self._drop(camera, exc)
+                self._drop(camera, exc, stamp=view.stamp_ns)
                 continue
             self._push(camera, view)
             done += 1
@@ -548,10 +582,11 @@ class SpaceTimeWindow:
             for name, q in self._pending.items():
                 while q and q[0].stamp_ns < ref - self.pose_wait_ns:
                     newest_pose = self._poses[name].newest_ns
+                    stamp = q.popleft().stamp_ns
                     self._drop(name, RejectedInput(
-                        f"image at {q.popleft().stamp_ns} ns waited more than {self.pose_wait_ns * 1e-9:.3f} s "
+                        f"image at {stamp} ns waited more than {self.pose_wait_ns * 1e-9:.3f} s "
                         f"for a pose (newest pose: {'none' if newest_pose is None else f'{newest_pose} ns'})",
-                        "no_pose"))
+                        "no_pose"), stamp=stamp)
 
     def _purge_future(self, now: int) -> None:
         """Drop what lies beyond the clock's lead: stored while the clock was unknown, or the clock jumped back
@@ -593,7 +628,8 @@ class SpaceTimeWindow:
                 if why is None:
                     self._stats.expired += 1
                 else:
-                    self._drop(name, RejectedInput(f"image at {stamp} ns {why}: dropped", "future_stamp"))
+                    self._drop(name, RejectedInput(f"image at {stamp} ns {why}: dropped", "future_stamp"),
+                               stamp=stamp)
         while self._depths[name] and self._depths[name][-1][0] > limit:
             self._depths[name].pop()
         self._poses[name].drop_newer_than(limit)

@@ -364,6 +364,26 @@ def test_depth_paired_by_stamp_before_or_after_its_view_and_bad_depth_counted():
     assert float(got[(T0 + S, 0)][5, 5]) == 2.5 and float(got[(T0 + S, 1)].abs().max()) == 0.0
 
 
+def test_the_depth_of_a_refused_image_is_not_refused_again():
+    """An image refused (a non-finite pose here; before the window: one that did not decode, or TF could not pose)
+    takes its depth with it, whether that depth came before or after it: one refusal, and last_error keeps the
+    image's reason rather than a 'depth never got its colour view'."""
+    w = SpaceTimeWindow(["a"], window_s=5.0, max_views=10, depth_tolerance_s=0.001)
+    assert w.add_depth("a", T0, depth_map(1.5)) == "waiting"  # depth first, then its image refused
+    bad = pose()
+    bad[0, 3] = np.nan
+    with pytest.raises(RejectedInput, match="finite"):
+        w.add_view("a", image(), K, T0, camtoworld=bad)
+    w.add_view("a", image(), K, T0 + S, camtoworld=pose())  # a later view: the early depth is dropped quietly
+    w.image_refused("a", T0 + 2 * S)  # refused before the window (say, a JPEG that did not decode)
+    assert w.add_depth("a", T0 + 2 * S + 500_000, depth_map(2.5)) == "unmatched"  # its depth, after it
+    st = w.stats
+    assert st.rejections == {"bad_pose": 1} and st.rejected == 1, st.rejections
+    assert "finite" in st.last_error
+    with pytest.raises(RejectedInput, match="no colour view"):  # a depth whose image nobody refused still is
+        w.add_depth("a", T0 + S // 2, depth_map(1.0))
+
+
 def test_snapshot_depth_resized_nearest_with_its_view():
     w = SpaceTimeWindow(["a", "b"], window_s=5.0)
     d = np.zeros((48, 64), np.float32)

@@ -308,6 +308,7 @@ class Ingest:
                 except RejectedInput as exc:
                     raise RejectedInput(f"{cam.name}: {exc}", exc.reason) from None
         except RejectedInput as exc:
+            self.window.image_refused(cam.name, stamp)  # (its depth then goes without a refusal of its own)
             return self._refuse(exc.reason, str(exc), cam_id)
         if self.pose_source != "tf":
             return self._admit(cam_id, cam, rgb, K, stamp, None, arrival)
@@ -336,6 +337,7 @@ class Ingest:
                     T = self._lookup(world, frame, stamp, wait=not late)
                 except RejectedInput as exc:
                     waiting.popleft()
+                    self.window.image_refused(self.cameras[cam_id].name, stamp)
                     self._refuse("no_pose", f"{self.cameras[cam_id].name} image: no TF {world} <- {frame} at "
                                             f"{stamp} ns{late}: {exc}", cam_id)
                     continue
