@@ -48,6 +48,7 @@ from .data.depth_sensor import sensor_depth
 from .gaussians import TRAIN_MIN_MARGINAL
 from .metrics import psnr, ssim_map
 from .model import HEADS, LRM4D, PRESETS, LRM4DConfig, bf16_native, config_of
+from .outputs import check_writable
 from .pixel_gaussians import FAR, NEAR
 from .reconstruction import render_at_times
 from .reconstructor import Reconstructor, checked_device, estimate_background, model_input_size, predict
@@ -57,8 +58,8 @@ from .views import ViewSet
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/lrm4d",
                    help="run directory: state.safetensors (resumable), model.safetensors (latest weights), "
-                        "best.safetensors (best validation), train.log (JSON lines), rank<r>.json "
-                        "(default: runs/lrm4d)")
+                        "best.safetensors (best protocol validation, where one ran), train.log (JSON lines), "
+                        "rank<r>.json (default: runs/lrm4d)")
     p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="model preset (default: small)")
     p.add_argument("--image-size", type=int, default=None, help="model input resolution (px; default: the preset's)")
     p.add_argument("--resolution", type=int, default=128, help="rendered resolution of targets (px; default: 128)")
@@ -100,7 +101,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-protocol-scenes", type=int, default=4,
                    help="scenes of the protocol validation (default: 4)")
     p.add_argument("--ckpt-minutes", type=float, default=5.0,
-                   help="save the resumable state every N minutes (default: 5; also at the end and on SIGINT)")
+                   help="save the resumable state every N minutes (default: 5; also at the end and on SIGINT or "
+                        "SIGTERM)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/state.safetensors")
     p.add_argument("--init", default=None, help="start from these model weights (safetensors)")
     p.add_argument("--head", choices=HEADS, default=None, help="pixel head (default: the preset's)")
@@ -115,7 +117,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
                    help="bf16 autocast for the model's forward: auto = on CUDA and on CPUs with native BF16")
     p.add_argument("--export", default=None, help="also write the final weights in bf16 here")
-    p.add_argument("--seed", type=int, default=0, help="data and initialisation seed (default: 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the initial weights and of each step's draws (input views, targets, depth drops); "
+                        "the scenes come in one fixed order, so that runs of different seeds see the same data "
+                        "(default: 0)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
 
@@ -138,9 +143,9 @@ def check_args(args) -> None:
         (args.weight_decay >= 0, f"--weight-decay must be >= 0, got {args.weight_decay}"),
         (args.clip > 0, f"--clip must be > 0 (a gradient-norm limit), got {args.clip}"),
         (args.ssim_weight >= 0, f"--ssim-weight must be >= 0, got {args.ssim_weight}"),
-        (min(args.targets, args.self_targets) >= 0 and args.targets + args.self_targets >= 1,
-         f"--targets and --self-targets must be >= 0 and leave a view to supervise, got {args.targets} and "
-         f"{args.self_targets}"),
+        (args.targets >= 1 and args.self_targets >= 0,
+         f"--targets must be >= 1 (validation scores held-out views) and --self-targets >= 0, got {args.targets} "
+         f"and {args.self_targets}"),
         (args.time_budget is None or args.time_budget > 0, f"--time-budget must be > 0 minutes, got {args.time_budget}"),
         (0 <= args.depth_drop_scene <= 1 and 0 <= args.depth_drop_view <= 1,
          f"--depth-drop-scene and --depth-drop-view are probabilities in [0, 1], got {args.depth_drop_scene} and "
@@ -157,9 +162,16 @@ def check_args(args) -> None:
     for ok, message in checks:
         if not ok:
             raise ValueError(message)
-    lo, hi = parse_range(args.inputs)
-    if hi > args.frames * args.cameras:
-        raise ValueError(f"--inputs {args.inputs}: a scene has only {args.frames} x {args.cameras} views")
+    try:
+        lo, hi = parse_range(args.inputs)
+    except ValueError as exc:
+        raise ValueError(f"--inputs: {exc}") from None
+    for flag, n in (("--inputs", hi), ("--targets", args.targets)):
+        if n > args.frames * args.cameras:
+            raise ValueError(f"{flag} {n}: a scene has only {args.frames} x {args.cameras} views (--frames x "
+                             "--cameras)")
+    if args.export:  # before the run, not after it
+        check_writable(args.export, "--export", is_dir=False)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a directory")
@@ -189,7 +201,8 @@ def _config_diff(saved: LRM4DConfig, asked: LRM4DConfig, fields) -> str:
 # What a resumed run may change and still continue the same run (noted), against what makes it another run
 PROGRESS_EVERY_S = 60.0  # where stderr is no terminal (a pipe, a log), a progress line this often instead of the bar
 RESUME_NOTED = ("frames", "cameras", "resolution", "inputs", "targets", "self_targets", "lr", "min_lr_ratio",
-                "warmup", "weight_decay", "clip", "ssim_weight", "steps", "time_budget", "scenes", "batch")
+                "warmup", "weight_decay", "clip", "ssim_weight", "steps", "time_budget", "scenes", "batch", "seed",
+                "depth_drop_scene", "depth_drop_view", "supersample", "bf16", "budget_clock")
 
 
 def check_resume(out: Path, args, cfg: LRM4DConfig) -> tuple[int, dict] | None:
@@ -455,16 +468,22 @@ def run(args) -> int:
             if diff:
                 raise ValueError(f"--init {args.init} holds weights of another shape than --preset {args.preset} "
                                  f"with these options ({diff})")
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # OSError: a missing --init, an --export that cannot be written
         print(f"lrm4d train: error: {e}", file=sys.stderr)
         return 2
+    done = None
     if resumed is not None and resumed[0] >= args.steps:
-        print(f"lrm4d train: {out} is at step {resumed[0]} >= --steps {args.steps}: nothing to train (raise --steps)",
-              file=sys.stderr)
-        return 0
-    if resumed is not None and args.time_budget and resumed[1].get("elapsed_s", 0.0) >= args.time_budget * 60:
-        print(f"lrm4d train: {out} has used its --time-budget of {args.time_budget:g} min: nothing to train (raise "
-              f"--time-budget)", file=sys.stderr)
+        done = f"{out} is at step {resumed[0]} >= --steps {args.steps}: nothing to train (raise --steps)"
+    elif resumed is not None and args.time_budget and resumed[1].get("elapsed_s", 0.0) >= args.time_budget * 60:
+        done = f"{out} has used its --time-budget of {args.time_budget:g} min: nothing to train (raise --time-budget)"
+    if done is not None:
+        print(f"lrm4d train: {done}", file=sys.stderr)
+        if args.export and (out / "model.safetensors").is_file():  # a finished run exported (again)
+            from .checkpoint import load_model
+
+            save_model(args.export, load_model(out / "model.safetensors"), dtype=torch.bfloat16,
+                       info=load_config(out / "model.safetensors")[1])
+            print(f"lrm4d train: exported {out / 'model.safetensors'} in bf16 to {args.export}", file=sys.stderr)
         return 0
     with Interrupt() as interrupt:
         return _train(args, out, cfg, init, resumed is not None, interrupt)
@@ -492,7 +511,7 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
     keeper = _Keeper(args, out, model, opt, stream, rank, world, resume, seed_offset, step)
     budget_s = args.time_budget * 60 if args.time_budget else None
     autocast = args.bf16 == "on" or (args.bf16 == "auto" and bf16_native(device))
-    if resume and rank == 0:
+    if rank == 0:  # (a fresh start too: a run killed before its first state left rows the new one repeats)
         _forget_past(out, log_path, step, world)
     log = open(log_path, "a") if rank == 0 else None
     if log:
@@ -596,6 +615,8 @@ def _start(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
     step, extra = load_training_state(out / "state.safetensors", model, opt)
     for g in opt.param_groups:  # a state saved by the unfused optimizer brings its own flags
         g["fused"], g["foreach"] = _fused(device) or None, None
+    # the saved groups bring the saved decay (lr is set at each step): a --weight-decay changed on resume applies
+    opt.param_groups[0]["weight_decay"] = args.weight_decay
     return model, opt, step, float(extra.get("elapsed_s", 0.0)), int(extra.get("next_seed", 0))
 
 

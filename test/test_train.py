@@ -158,8 +158,10 @@ def test_bad_arguments_are_refused_before_anything_is_written(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     for extra, text in ((["--lr", "-1"], "--lr must be > 0"),
                         (["--clip", "-1"], "--clip must be > 0"),
-                        (["--targets", "0", "--self-targets", "0"], "leave a view to supervise"),
-                        (["--inputs", "5,3"], "1 <= min <= max"),
+                        (["--targets", "0"], "--targets must be >= 1 (validation scores held-out views)"),
+                        (["--targets", "17"], "--targets 17: a scene has only 4 x 4 views"),
+                        (["--inputs", "5,3"], "--inputs: expected N or 'min,max' with 1 <= min <= max"),
+                        (["--export", str(tmp_path)], "--export"),
                         (["--image-size", "30"], "not a multiple of patch_size 8"),
                         (["--device", "foo"], "device 'foo'"),
                         (["--depth-drop-view", "1.5"], "probabilities in [0, 1]"),
@@ -271,6 +273,43 @@ def test_a_run_killed_outright_resumes_with_each_step_logged_once(tmp_path, caps
     assert main(["train", "--out", str(out), "--steps", "4", "--resume", *ARGS, "--val-every", "100"]) == 0
     assert f"lrm4d train: resuming {out} at step 2 with --steps 4 (was 2)" in capsys.readouterr().err
     assert [r["step"] for r in _rows(log) if "loss" in r] == [1, 2, 3, 4]
+
+
+def test_a_run_killed_before_its_first_state_starts_afresh_with_each_step_logged_once(tmp_path, capsys):
+    """Killed before any state was saved, a run left only log rows; started again (with or without --resume, which
+    says there is nothing to resume) it logs steps 1.. once, not after the dead run's."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "train.log").write_text('{"event": "start", "step": 0}\n{"step": 1, "loss": 0.1}\n'
+                                   '{"step": 2, "loss": 0.1}\n')
+    assert main(["train", "--out", str(out), "--steps", "2", "--resume", *ARGS, "--val-every", "100"]) == 0
+    assert "no state in" in capsys.readouterr().err
+    assert [r["step"] for r in _rows(out / "train.log") if "loss" in r] == [1, 2]
+
+
+def test_a_resume_applies_a_changed_weight_decay_and_a_finished_run_exports(tmp_path, capsys):
+    """--weight-decay changed on resume is said and applied (the saved optimiser groups kept the old one); a run
+    already at --steps, resumed with --export, writes its weights in bf16 instead of doing nothing."""
+    from lrm4d_ros.checkpoint import load_training_state
+    from lrm4d_ros.train import _optimizer
+
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--steps", "2", *ARGS, "--val-every", "100"]) == 0
+    assert main(["train", "--out", str(out), "--steps", "3", "--resume", "--weight-decay", "0.5", *ARGS,
+                 "--val-every", "100"]) == 0
+    assert "--weight-decay 0.5 (was 0.05)" in capsys.readouterr().err
+    cfg, _ = load_config(out / "model.safetensors")
+    model = LRM4D(cfg)
+    opt = _optimizer(model, type("A", (), {"weight_decay": 0.05, "lr": 1e-3})(), torch.device("cpu"))
+    load_training_state(out / "state.safetensors", model, opt)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.5, 0.0]  # as the resumed run stepped and saved
+    export = tmp_path / "again.safetensors"
+    assert main(["train", "--out", str(out), "--steps", "3", "--resume", "--weight-decay", "0.5",
+                 "--export", str(export), *ARGS]) == 0
+    assert "nothing to train" in capsys.readouterr().err
+    full, half = load_model(out / "model.safetensors"), load_model(export)
+    for (name, a), (_, b) in zip(full.state_dict().items(), half.state_dict().items()):
+        torch.testing.assert_close(b, a.to(torch.bfloat16).float(), rtol=0, atol=0, msg=name)
 
 
 def test_without_a_terminal_progress_comes_as_lines(tmp_path, monkeypatch, capsys):
