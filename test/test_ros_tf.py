@@ -268,7 +268,11 @@ def test_a_clock_going_back_drops_the_tf_history():
         now[0] = t0 + k * 100_000_000
         send(now[0], 0.1 * k)
     np.testing.assert_allclose(tf.lookup("odom", "base", t0 + 1_850_000_000)[0, 3], 1.85, atol=1e-9)
-    for k in range(5):  # played again from the start, the base now 10 m away
+    now[0] = t0  # played again from the start: a latched mount comes first
+    send(t0, 0.0, "base", "cam", static=True)
+    assert jumps == [pytest.approx(1.9)]
+    assert tf.lookup("odom", "cam", t0, wait=True) is None  # no /tf yet since: waited for, not refused
+    for k in range(5):  # the base now 10 m away
         now[0] = t0 + k * 100_000_000
         send(now[0], 10.0 + 0.1 * k)
     assert jumps == [pytest.approx(1.9)]

@@ -110,7 +110,7 @@ class TransformTree:
         if common is None:
             return True
         for child in up[:up.index(common)] + down[:down.index(common)]:
-            if child not in self._static and int(stamp_ns) > self._newest[child]:
+            if child not in self._static and int(stamp_ns) > self._newest.get(child, -1):  # (none since a restart)
                 return True
         return False
 
