@@ -35,8 +35,10 @@ from .register import register_depth
 # the oldest then refused): a driver publishes CameraInfo and Image together and the image's callback may run first
 INFO_WAIT = 8
 # With pose_source tf, images whose transform has not arrived yet wait (up to this many per camera, and up to
-# pose_wait_s each): a robot's TF comes after the camera's image, as tf2_ros's MessageFilter waits for it.
-TF_WAIT = 8
+# pose_wait_s each): a robot's TF comes after the camera's image, as tf2_ros's MessageFilter waits for it. 16: half a
+# second of a 30 Hz camera, the RealSense example's pose_wait_s (8 ended its waits at 0.27 s; a 1280x720 camera's 16
+# decoded images hold 44 MB)
+TF_WAIT = 16
 STALLED = 3  # an image or depth held this many pose_wait_s in steady time is refused whatever the clock says
 ARRIVALS_KEPT = 4096
 
