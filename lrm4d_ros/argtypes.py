@@ -17,26 +17,25 @@ def positive_int(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (rates, durations), with a clear message otherwise."""
+def _float(text: str, bound: str, ok) -> float:
+    """`text` as a float for which ok(value) holds, else ArgumentTypeError naming `bound` (" > 0", or "")."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not (0 < value < float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a number{bound}, got {text!r}") from None
+    if not (math.isfinite(value) and ok(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number{bound}, got {text}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (rates, durations), with a clear message otherwise."""
+    return _float(text, " > 0", lambda value: value > 0)
 
 
 def finite_float(text: str) -> float:
     """argparse type: a finite number (NaN and inf refused), with a clear message otherwise."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
+    return _float(text, "", lambda value: True)
 
 
 def add_window_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,3 +59,9 @@ def add_part_arguments(p: argparse.ArgumentParser, verb: str, in_memory: bool = 
     p.add_argument("--duration", type=float, default=None,
                    help=f"seconds of the bag to {verb} (default: all)" +
                         ("; the part is read alone, so a part of a long bag fits in memory" if in_memory else ""))
+
+
+def check_part(args) -> None:
+    """ValueError where add_part_arguments' --start / --duration cannot name a part of a bag."""
+    if args.start < 0 or (args.duration is not None and not args.duration > 0):
+        raise ValueError(f"--start must be >= 0 and --duration > 0 seconds, got {args.start} and {args.duration}")

@@ -20,7 +20,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .argtypes import add_part_arguments, add_window_arguments
+from .argtypes import add_part_arguments, add_window_arguments, check_part
 from .outputs import check_writable
 from .recording import make_windows, parse_spans
 from .selection import select_inputs
@@ -73,8 +73,7 @@ def run(args) -> int:
         if args.json is not None:  # before the work, not after it
             check_writable(args.json, "--json", is_dir=False)
         rec = load_reconstructor(args.checkpoint, None, "cpu")  # (its input size: the checks read the model's views)
-        if args.start < 0 or (args.duration is not None and not args.duration > 0):
-            raise ValueError(f"--start must be >= 0 and --duration > 0 seconds, got {args.start} and {args.duration}")
+        check_part(args)
         check_fits(args.bag, cameras, args.start, args.duration,
                    advice="check a part of it (--start / --duration, seconds) or fewer --cameras")
         with warnings.catch_warnings(record=True) as read_warnings:

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from .argtypes import add_part_arguments, add_window_arguments, positive_float, positive_int
+from .argtypes import add_part_arguments, add_window_arguments, check_part, positive_float, positive_int
 from .cameras import orbit_path
 from .io.output_bag import GAUSSIANS_TOPIC, TOPIC_PREFIX, OutputBag
 from .metrics import psnr
@@ -143,8 +143,7 @@ def run(args) -> int:
         check_model_choice(args.checkpoint, args.config)
         length, stride = parse_spans(args.window, args.stride)
         cameras = [c.strip() for c in args.cameras.split(",")] if args.cameras else None
-        if args.start < 0 or (args.duration is not None and not args.duration > 0):
-            raise ValueError(f"--start must be >= 0 and --duration > 0 seconds, got {args.start} and {args.duration}")
+        check_part(args)
         check_fits(args.bag, cameras, args.start, args.duration,
                    advice="reconstruct a part of it (--start / --duration, seconds) or fewer --cameras")
         t0 = time.perf_counter()

@@ -238,8 +238,9 @@ def _open(path: Path) -> Reader:
         reader.open()
     except Exception as e:  # rosbags raises its own error types for unreadable or non-bag paths
         hint = ""
-        bags = sorted(p for p in path.iterdir() if (p / "metadata.yaml").is_file()) if path.is_dir() else []
-        storage = [p for p in path.iterdir() if p.suffix in (".mcap", ".db3")] if path.is_dir() else []
+        entries = list(path.iterdir()) if path.is_dir() else []
+        bags = sorted(p for p in entries if (p / "metadata.yaml").is_file())
+        storage = [p for p in entries if p.suffix in (".mcap", ".db3")]
         if bags and not (path / "metadata.yaml").exists():  # e.g. make-bag's --out folder, which holds its bags
             listed = ", ".join(str(p) for p in bags[:5]) + (f" and {len(bags) - 5} more" if len(bags) > 5 else "")
             hint = f"; the folder holds bags, not a bag: pass one of them ({listed})"
