@@ -17,7 +17,7 @@ COMMANDS = {
                                             "contract bag"),
     "check-bag": ("lrm4d_ros.check_bag", "what in a contract bag is unlike the model's training data (depth unit, "
                                          "quantity and noise, camera frame, world up), window by window"),
-    "train": ("lrm4d_ros.train", "train the model on procedural scenes"),
+    "train": ("lrm4d_ros.train", "train the model on procedural scenes, or fine-tune it on recorded bags"),
     "evaluate": ("lrm4d_ros.evaluate", "evaluate a checkpoint on contract bags against baselines"),
     "render-view": ("lrm4d_ros.ros.render_view_cli", "ask a running reconstruct node for a view (PNG + depth)"),
     "play": ("lrm4d_ros.ros.play", "publish a bag's messages in their recorded rhythm (ros2 bag play without ros2cli)"),

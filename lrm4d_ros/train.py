@@ -1,4 +1,6 @@
-"""`lrm4d train`: train LRM4D on procedural 4D scenes (lrm4d_ros/data sampler).
+"""`lrm4d train`: train LRM4D on procedural 4D scenes (lrm4d_ros/data sampler), or fine-tune it on recorded
+contract bags (`--bags`, lrm4d_ros/data/recorded.py: the scenes a robot will serve, validated on held-out
+recordings or on each recording's last fifth).
 
 One process, or DDP under `torchrun` (initialised only when WORLD_SIZE > 1). Per scene: the model predicts 4D
 Gaussians from the input views, which are sliced at each target's time and rendered at its camera; the loss is
@@ -63,13 +65,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="model preset (default: small)")
     p.add_argument("--image-size", type=int, default=None, help="model input resolution (px; default: the preset's)")
     p.add_argument("--resolution", type=int, default=128, help="rendered resolution of targets (px; default: 128)")
-    p.add_argument("--frames", type=int, default=12, help="frames T per scene (default: 12)")
+    p.add_argument("--frames", type=int, default=12,
+                   help="frames T per scene (default: 12); with --bags, a window's length in frames")
     p.add_argument("--cameras", type=int, default=6, help="cameras C per scene (default: 6)")
     p.add_argument("--supersample", type=int, default=1,
                    help="odd s: s×s rays per pixel for anti-aliased training images (s² the generator cost)")
     p.add_argument("--scenes", choices=("robot", "objects"), default="robot",
                    help="robot: the robot-scene mix (lrm4d_ros.data.robot_mix, 65 %% robot scenes, inputs drawn as "
                         "the node draws them); objects: object-centric scenes only")
+    p.add_argument("--bags", nargs="+", default=None, metavar="BAG",
+                   help="fine-tune on these recorded contract bags (a folder of bags: each bag in it) instead of "
+                        "procedural scenes, usually with --init: windows of --frames frames, one camera or more "
+                        "held out as targets (lrm4d_ros.data.recorded); --scenes, --cameras and --supersample "
+                        "then do not apply")
+    p.add_argument("--val-bags", nargs="+", default=None, metavar="BAG",
+                   help="with --bags: recordings kept out of training, whose windows are the validation (default: "
+                        "the last fifth of each --bags recording, which training then leaves out)")
     p.add_argument("--data-device", default="cpu", help="where scenes are rendered (cuda on a GPU machine)")
     p.add_argument("--inputs", default="6,12", help="input views per scene: N or 'min,max' (drawn per step)")
     p.add_argument("--targets", type=int, default=4, help="supervision views per scene (default: 4)")
@@ -98,8 +109,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "card's evaluation (other seeds), beside the nearest-input baseline (rig: robot scenes, "
                         "held-out PSNR averaged over RGB-D and RGB inputs); the best such weights are kept as "
                         "<out>/best.safetensors")
-    p.add_argument("--val-protocol-scenes", type=int, default=4,
-                   help="scenes of the protocol validation (default: 4)")
+    p.add_argument("--val-protocol-scenes", type=int, default=None,
+                   help="scenes of the protocol validation (default: 4; with --bags every validation window)")
     p.add_argument("--ckpt-minutes", type=float, default=5.0,
                    help="save the resumable state every N minutes (default: 5; also at the end and on SIGINT or "
                         "SIGTERM)")
@@ -156,7 +167,7 @@ def check_args(args) -> None:
          f"--supersample must be an odd integer >= 1, got {args.supersample}"),
         (min(args.frames, args.cameras) >= 1, f"--frames and --cameras must be >= 1, got {args.frames}, {args.cameras}"),
         (args.ckpt_minutes >= 0, f"--ckpt-minutes must be >= 0, got {args.ckpt_minutes}"),
-        (args.val_protocol == "none" or args.val_protocol_scenes >= 1,
+        (args.val_protocol == "none" or args.val_protocol_scenes is None or args.val_protocol_scenes >= 1,
          f"--val-protocol-scenes must be >= 1 (or --val-protocol none), got {args.val_protocol_scenes}"),
     ]
     for ok, message in checks:
@@ -166,8 +177,18 @@ def check_args(args) -> None:
         lo, hi = parse_range(args.inputs)
     except ValueError as exc:
         raise ValueError(f"--inputs: {exc}") from None
+    if args.val_bags and not args.bags:
+        raise ValueError("--val-bags validates a fine-tune on --bags: pass --bags too")
+    if args.bags:  # named bags exist (their windows' sizes are checked once they are read)
+        from .data.recorded import expand_bags
+
+        for flag, paths in (("--bags", args.bags), ("--val-bags", args.val_bags or [])):
+            try:
+                expand_bags(paths)
+            except ValueError as e:
+                raise ValueError(f"{flag}: {e}") from None
     for flag, n in (("--inputs", hi), ("--targets", args.targets)):
-        if n > args.frames * args.cameras:
+        if n > args.frames * args.cameras and not args.bags:
             raise ValueError(f"{flag} {n}: a scene has only {args.frames} x {args.cameras} views (--frames x "
                              "--cameras)")
     if args.export:  # before the run, not after it
@@ -199,8 +220,10 @@ def _config_diff(saved: LRM4DConfig, asked: LRM4DConfig, fields) -> str:
 
 
 # What a resumed run may change and still continue the same run (noted), against what makes it another run
+VAL_PROTOCOL_SCENES = 4  # procedural protocol-validation scenes unless --val-protocol-scenes says
 PROGRESS_EVERY_S = 60.0  # where stderr is no terminal (a pipe, a log), a progress line this often instead of the bar
-RESUME_NOTED = ("frames", "cameras", "resolution", "inputs", "targets", "self_targets", "lr", "min_lr_ratio",
+RESUME_NOTED = ("bags", "val_bags", "frames", "cameras", "resolution", "inputs", "targets", "self_targets", "lr",
+                "min_lr_ratio",
                 "warmup", "weight_decay", "clip", "ssim_weight", "steps", "time_budget", "scenes", "batch", "seed",
                 "depth_drop_scene", "depth_drop_view", "supersample", "bf16", "budget_clock")
 
@@ -354,6 +377,15 @@ class SceneStream:
         from .data.sampler import SceneSampler, robot_mix
 
         self.n_range = parse_range(args.inputs)
+        self.rng = random.Random(args.seed * 1000 + rank)
+        self.rank, self.world = rank, world
+        self.index = 0
+        self.drawn: list[int] = []  # scene seeds this rank trained on, in order (written to rank<r>.json)
+        self.recorded = getattr(args, "_recorded", None)  # --bags, read by `run` before anything was written
+        if self.recorded is not None:
+            self.targets = args.targets
+            self.val = [self.recorded.sample(i, self.n_range[1], args.targets, "val") for i in range(args.val_scenes)]
+            return
         if args.scenes == "robot":
             source = robot_mix(args.frames, args.cameras, args.resolution, args.resolution,
                                supersample=args.supersample)
@@ -366,10 +398,6 @@ class SceneStream:
                          for n in range(self.n_range[0], self.n_range[1] + 1)}
         self.val = SceneSampler(source, num_inputs=self.n_range[1], num_targets=args.targets, split="val",
                                 num_scenes=args.val_scenes, device=args.data_device)
-        self.rng = random.Random(args.seed * 1000 + rank)
-        self.rank, self.world = rank, world
-        self.index = 0
-        self.drawn: list[int] = []  # scene seeds this rank trained on, in order (written to rank<r>.json)
 
     def next(self, seed_offset: int) -> dict:
         """Scene number `index` of this rank; seeds interleave across ranks and resumptions continue."""
@@ -377,6 +405,8 @@ class SceneStream:
         self.index += 1
         self.drawn.append(seed % 1_000_000)
         n = self.rng.randint(*self.n_range)
+        if self.recorded is not None:
+            return self.recorded.sample(seed % 1_000_000, n, self.targets)
         item = self.samplers[n].sample(seed % 1_000_000)
         return {k: v.to("cpu") if isinstance(v, ViewSet) else v for k, v in item.items()}
 
@@ -418,13 +448,14 @@ def protocol_scenes(args) -> list[ViewSet]:
     ROBOT_EVAL_SCENES (other seeds) with a depth camera's measurements; else the object-centric recipe."""
     from .data import eval_scenes as es
 
+    n = args.val_protocol_scenes or VAL_PROTOCOL_SCENES
     if args.val_protocol == "rig":
         from .data.depth_sensor import with_depth
 
-        scenes = es.render_robot_scenes(es.robot_recipe(es.ROBOT_PROTOCOL_VAL_FIRST_SEED, args.val_protocol_scenes),
+        scenes = es.render_robot_scenes(es.robot_recipe(es.ROBOT_PROTOCOL_VAL_FIRST_SEED, n),
                                         args.resolution)
         return [with_depth(v, "sensor", seed=i) for i, v in enumerate(scenes)]
-    return es.render_scenes(es.recipe(es.PROTOCOL_VAL_FIRST_SEED, args.val_protocol_scenes), args.resolution)
+    return es.render_scenes(es.recipe(es.PROTOCOL_VAL_FIRST_SEED, n), args.resolution)
 
 
 @torch.no_grad()
@@ -459,6 +490,8 @@ def run(args) -> int:
         check_args(args)
         cfg = _config(args)
         resumed = check_resume(out, args, cfg)
+        if args.bags:
+            args._recorded = _read_bags(args)
         init = None
         if args.init:
             from .checkpoint import load_model
@@ -487,6 +520,20 @@ def run(args) -> int:
         return 0
     with Interrupt() as interrupt:
         return _train(args, out, cfg, init, resumed is not None, interrupt)
+
+
+def _read_bags(args):
+    """--bags' training and validation windows (RecordedScenes); ValueError where they cannot serve."""
+    from .data.recorded import RecordedScenes
+
+    quiet = os.environ.get("RANK", "0") != "0"  # under torchrun every rank reads them; rank 0 says so
+    scenes = RecordedScenes(args.bags, args.val_bags, args.frames, args.resolution,
+                            log=(lambda *a: None) if quiet else print)
+    hi = parse_range(args.inputs)[1]
+    if hi >= scenes.max_views:
+        raise ValueError(f"--inputs {args.inputs}: a window of the bags has {scenes.max_views} views; inputs must "
+                         "leave some of them out as targets")
+    return scenes
 
 
 def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, interrupt: Interrupt) -> int:
@@ -630,7 +677,8 @@ class _Keeper:
         self.rank, self.world, self.seed_offset = rank, world, seed_offset
         # Rendered once, 3×3 supersampled like the bags. They select best.safetensors: the random validation scenes
         # differ from the evaluation's in background, primitive count, rigs and aliasing, and ranked trials otherwise.
-        self.proto_scenes = protocol_scenes(args) if rank == 0 and args.val_protocol != "none" else []
+        self.proto_scenes = [] if rank != 0 or args.val_protocol == "none" else \
+            protocol_scenes(args) if stream.recorded is None else stream.recorded.val[:args.val_protocol_scenes]
         self.best_path, self.best_psnr = out / "best.safetensors", -math.inf
         if self.best_path.is_file() and resume:
             kept = load_config(self.best_path)[1]
@@ -736,7 +784,8 @@ def _backward_scene(ddp, item: dict, args, autocast: bool, depth_rng: torch.Gene
         targets = ViewSet.cat([targets, item["inputs"].select(pick)])
     depths = None
     if model.cfg.depth_input and item["inputs"].depths is not None:
-        depths = sensor_depth(item["inputs"].depths, item["inputs"].Ks.float(), depth_rng)
+        depths = item["inputs"].depths if item.get("measured") else \
+            sensor_depth(item["inputs"].depths, item["inputs"].Ks.float(), depth_rng)
         depths = drop_depth(depths, depth_rng, args.depth_drop_scene, args.depth_drop_view)
     loss, m = scene_loss(ddp, item["inputs"], targets, args.ssim_weight, autocast, depths)
     (loss / args.batch).backward()
@@ -761,5 +810,7 @@ def _info(args, step: int, elapsed_s: float, world: int) -> dict:
             "image_size": _config(args).image_size,
             "target_resolution": args.resolution,
             "frames": args.frames, "cameras": args.cameras, "inputs": args.inputs, "targets": args.targets,
-            "batch": args.batch, "lr": args.lr, "data": "procedural scenes (lrm4d_ros.data), train seeds < 1e6",
+            "batch": args.batch, "lr": args.lr,
+            "data": ("recorded bags: " + ", ".join(map(str, args.bags))) if args.bags else
+            "procedural scenes (lrm4d_ros.data), train seeds < 1e6",
             **({"init": str(args.init)} if args.init else {})}

@@ -1,0 +1,132 @@
+"""Fine-tuning on recorded bags (`lrm4d train --bags`, lrm4d_ros.data.recorded): the recording is read as written
+(in parts or whole, the same views), cut into training windows that stop before the held-out validation tail,
+and each draw holds views out as targets within the inputs' time span; the depth goes in as recorded."""
+import json
+import math
+
+import pytest
+import torch
+
+from lrm4d_ros.baselines import nearest_input
+from lrm4d_ros.checkpoint import load_config
+from lrm4d_ros.cli import main
+from lrm4d_ros.data import recorded
+from lrm4d_ros.data.depth_sensor import with_depth
+from lrm4d_ros.data.eval_scenes import render_robot_scenes, robot_recipe
+from lrm4d_ros.data.protocols import split_protocol
+from lrm4d_ros.data.recorded import RecordedScenes, read_recording
+from lrm4d_ros.io.bag import read_bag, write_bag
+from lrm4d_ros.metrics import psnr
+
+ARGS = ["--preset", "tiny", "--image-size", "16", "--resolution", "16", "--frames", "4", "--inputs", "2,3",
+        "--targets", "2", "--self-targets", "1", "--val-every", "2", "--val-scenes", "1", "--threads", "1",
+        "--device", "cpu", "--ckpt-minutes", "0"]
+
+
+@pytest.fixture(scope="module")
+def bags(tmp_path_factory):
+    """Two recordings of one robot scene kind (12 frames x 6 cameras, sensor depth), written as contract bags at
+    32x32 (the training size here is 16)."""
+    root = tmp_path_factory.mktemp("recorded")
+    paths = []
+    for i, seed in enumerate((2_000_000, 2_000_001)):
+        views = with_depth(render_robot_scenes(robot_recipe(seed, 1), resolution=32)[0], "sensor", seed=i)
+        paths.append(write_bag(views, root / "cell" / f"take_{i}", depth_encoding="32FC1"))
+    return root / "cell", paths
+
+
+def _keys(views):
+    return {(int(s), int(c)) for s, c in zip(views.stamps_ns, views.camera_ids)}
+
+
+def test_a_recording_read_in_parts_is_the_recording_read_whole(bags, monkeypatch):
+    _, (bag, _) = bags
+    whole = read_recording(bag, 16)
+    monkeypatch.setattr(recorded, "PART_BYTES", 20_000)  # about 3 frames of 6 cameras a part
+    parts = read_recording(bag, 16)
+    assert (whole.height, whole.width, len(whole)) == (16, 16, 72)
+    assert torch.equal(parts.stamps_ns, whole.stamps_ns) and torch.equal(parts.camera_ids, whole.camera_ids)
+    assert torch.equal(parts.images, whole.images) and torch.equal(parts.depths, whole.depths)
+    as_written = read_bag(bag).resized(16, 16)
+    assert torch.equal(whole.images, as_written.images)
+
+
+def test_training_windows_stop_before_the_held_out_tail_and_draws_hold_views_out(bags):
+    folder, (bag, _) = bags
+    scenes = RecordedScenes([bag], None, frames=4, resolution=16, log=lambda *a: None)
+    # 12 frames: the last max(4, 20 %) = 4 are validation, frames 0-7 give windows of 4 frames every 2
+    assert len(scenes.train) == 3 and len(scenes.val) == 1
+    assert all(len(w) == 4 * 6 for w in scenes.train + scenes.val)
+    val = scenes.val[0]
+    assert not _keys(val) & set().union(*(_keys(w) for w in scenes.train))
+    for c in range(6):
+        last_train = max(int(w.stamps_ns[w.camera_ids == c].max()) for w in scenes.train)
+        assert last_train < int(val.stamps_ns[val.camera_ids == c].min())
+    source = read_bag(bag).resized(16, 16)
+    by_key = {k: i for i, k in enumerate(zip(source.stamps_ns.tolist(), source.camera_ids.tolist()))}
+    for seed in range(40):
+        item = scenes.sample(seed, 3, 2)
+        inp, tgt = item["inputs"], item["targets"]
+        assert 1 <= len(inp) <= 3 and 1 <= len(tgt) <= 2 and item["measured"]
+        assert not _keys(inp) & _keys(tgt)
+        assert set(inp.camera_ids.tolist()) != set(range(6))  # a camera is always held out
+        assert inp.stamps_ns.min() <= tgt.stamps_ns.min() and tgt.stamps_ns.max() <= inp.stamps_ns.max()
+        assert torch.all(inp.stamps_ns[1:] >= inp.stamps_ns[:-1])
+        # the views are the recording's own: pixels and depth as the bag holds them
+        for views in (inp, tgt):
+            idx = torch.tensor([by_key[k] for k in zip(views.stamps_ns.tolist(), views.camera_ids.tolist())])
+            assert torch.equal(views.images, source.images[idx]) and torch.equal(views.depths, source.depths[idx])
+        again = scenes.sample(seed, 3, 2)
+        assert _keys(again["inputs"]) == _keys(inp) and _keys(again["targets"]) == _keys(tgt)
+    # a folder of recordings is each recording in it; validation bags replace the held-out tail
+    both = RecordedScenes([folder], None, frames=4, resolution=16, log=lambda *a: None)
+    assert len(both.train) == 6 and len(both.val) == 2
+    apart = RecordedScenes([bag], [bags[1][1]], frames=4, resolution=16, log=lambda *a: None)
+    assert len(apart.train) == 5 and len(apart.val) == 3
+
+
+def test_a_recording_too_short_to_hold_out_its_tail_is_refused(bags):
+    _, (bag, _) = bags
+    with pytest.raises(ValueError, match="cannot give a training window and a validation window of 8 frames"):
+        RecordedScenes([bag], None, frames=8, resolution=16, log=lambda *a: None)
+
+
+def test_train_on_bags_fine_tunes_with_the_depth_as_recorded_and_validates_on_held_out_windows(bags, tmp_path,
+                                                                                                 monkeypatch, capsys):
+    from lrm4d_ros import train
+
+    folder, (bag, other) = bags
+    monkeypatch.setattr(train, "sensor_depth", lambda *a: pytest.fail("a recorded depth got simulated noise"))
+    out = tmp_path / "ft"
+    assert main(["train", "--out", str(out), "--steps", "2", "--bags", str(bag), "--val-bags", str(other),
+                 *ARGS]) == 0
+    printed = capsys.readouterr().out
+    assert "take_0: 72 views of 6 cameras, 5 training windows" in printed
+    assert "validating on 1 scene and 3 rig scenes" in printed
+    rows = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
+    steps = [r for r in rows if "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2] and all(math.isfinite(r["loss"]) for r in steps)
+    # the protocol validation is the rig protocol on the validation recording's windows, as `lrm4d evaluate`
+    # scores a bag: its nearest-input figure recomputed here on the three windows of 4 frames
+    windows = RecordedScenes([bag], [other], frames=4, resolution=16, log=lambda *a: None).val
+    nearest = []
+    for w in windows:
+        inputs, targets = split_protocol(w, "rig")
+        nearest.append(float(psnr(nearest_input(inputs, targets), targets.images).clamp(max=60).mean()))
+    v = steps[-1]["val_protocol"]
+    assert math.isclose(v["nearest"], sum(nearest) / len(nearest), abs_tol=1e-4) and 5 < v["psnr"] < 60
+    assert "rgbd" in v and "rgb" in v
+    assert load_config(out / "model.safetensors")[1]["data"] == f"recorded bags: {bag}"
+
+
+def test_bag_arguments_that_cannot_work_are_refused_before_anything_is_written(bags, tmp_path, capsys):
+    folder, (bag, other) = bags
+    cases = [(["--val-bags", str(other)], "--val-bags validates a fine-tune on --bags: pass --bags too"),
+             (["--bags", str(tmp_path / "nothing")], "--bags: " + str(tmp_path / "nothing") + ": no such bag"),
+             (["--bags", str(tmp_path)], "neither a bag (no metadata.yaml) nor a folder holding bags"),
+             (["--bags", str(bag), "--inputs", "24"], "inputs must leave some of them out as targets")]
+    for extra, message in cases:
+        out = tmp_path / "refused"
+        assert main(["train", "--out", str(out), "--steps", "1", *ARGS, *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "refused" / "train.log").exists()
