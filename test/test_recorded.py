@@ -42,8 +42,13 @@ def _keys(views):
 def test_a_recording_read_in_parts_is_the_recording_read_whole(bags, monkeypatch):
     _, (bag, _) = bags
     whole = read_recording(bag, 16)
-    monkeypatch.setattr(recorded, "PART_BYTES", 20_000)  # about 3 frames of 6 cameras a part
+    from lrm4d_ros.io import bag as bag_io
+
+    calls = []
+    monkeypatch.setattr(recorded, "PART_BYTES", 100_000)
+    monkeypatch.setattr(bag_io, "read_bag", lambda *a, **k: calls.append(k) or read_bag(*a, **k))
     parts = read_recording(bag, 16)
+    assert len(calls) == 12 and calls[1]["start_s"] > 0  # 1.2 MB read as 12 parts
     assert (whole.height, whole.width, len(whole)) == (16, 16, 72)
     assert torch.equal(parts.stamps_ns, whole.stamps_ns) and torch.equal(parts.camera_ids, whole.camera_ids)
     assert torch.equal(parts.images, whole.images) and torch.equal(parts.depths, whole.depths)

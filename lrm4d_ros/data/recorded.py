@@ -64,11 +64,14 @@ def read_recording(path: Path, resolution: int) -> ViewSet:
                 continue
             raise
         chunks.append(views.resized(*short_side_size(views.height, views.width, resolution)))
-    views = ViewSet.cat(chunks) if len(chunks) > 1 else chunks[0]
-    if len(set(views.stamps_ns.tolist())) < len(views):  # a stamp at a part's edge read twice: keep one
-        pairs = {(int(s), int(c)): i for i, (s, c) in enumerate(zip(views.stamps_ns, views.camera_ids))}
-        views = views.select(torch.tensor(sorted(pairs.values())))
-    return views
+    if len(chunks) == 1:
+        return chunks[0]
+    views = ViewSet.cat(chunks)
+    # an image stamped on the edge between two parts is read with both: keep one
+    first = {}
+    for i, key in enumerate(zip(views.stamps_ns.tolist(), views.camera_ids.tolist())):
+        first.setdefault(key, i)
+    return views if len(first) == len(views) else views.select(torch.tensor(sorted(first.values())))
 
 
 class RecordedScenes:
