@@ -6,7 +6,7 @@ Per window it writes `window_NNN/gaussians_4d.ply` (world units, seconds since t
 cameras through time), and it adds to one output bag (`OUT/bag`, MCAP):
 
 - `/lrm4d/<cam>/image` (rgb8), `/lrm4d/<cam>/depth` (32FC1, metres), `/lrm4d/<cam>/camera_info` and `/tf`
-  (world -> `<cam>_optical_frame`): every source view re-rendered from its own camera and stamp, by the window
+  (world -> `lrm4d/<cam>_optical_frame`): every source view re-rendered from its own camera and stamp, by the window
   whose middle is nearest its stamp (so each source stamp appears once per topic);
 - `/lrm4d/gaussians` (PointCloud2, layout in io/output_bag.py): the window's slice, stamped with that source
   stamp; a depth camera's measured pixels at their measurement, as the node's `~/gaussians` (slice.ply keeps the

@@ -110,7 +110,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "held-out PSNR averaged over RGB-D and RGB inputs); the best such weights are kept as "
                         "<out>/best.safetensors")
     p.add_argument("--val-protocol-scenes", type=int, default=None,
-                   help="scenes of the protocol validation (default: 4; with --bags every validation window)")
+                   help="scenes of the protocol validation (default: 4; with --bags up to 8 validation windows, "
+                        "spread evenly)")
     p.add_argument("--ckpt-minutes", type=float, default=5.0,
                    help="save the resumable state every N minutes (default: 5; also at the end and on SIGINT or "
                         "SIGTERM)")
@@ -221,6 +222,7 @@ def _config_diff(saved: LRM4DConfig, asked: LRM4DConfig, fields) -> str:
 
 # What a resumed run may change and still continue the same run (noted), against what makes it another run
 VAL_PROTOCOL_SCENES = 4  # procedural protocol-validation scenes unless --val-protocol-scenes says
+VAL_PROTOCOL_WINDOWS = 8  # the most recorded validation windows (--bags) scored unless it says
 PROGRESS_EVERY_S = 60.0  # where stderr is no terminal (a pipe, a log), a progress line this often instead of the bar
 RESUME_NOTED = ("bags", "val_bags", "frames", "cameras", "resolution", "inputs", "targets", "self_targets", "lr",
                 "min_lr_ratio",
@@ -434,10 +436,11 @@ def validate(model, stream: SceneStream, args) -> dict:
     keys = ("psnr", "ssim", "mse", "psnr_bg", "coverage")
     out = {}
     for name, with_depth in (("", False), ("rgbd_", True)):
-        if with_depth and not config_of(model).depth_input:
+        items = [it for it in stream.val if it["inputs"].depths is not None] if with_depth else stream.val
+        if with_depth and (not config_of(model).depth_input or not items):  # (recorded bags without depth)
             continue
         rows = [scene_loss(model, it["inputs"], it["targets"], args.ssim_weight,
-                           input_depths=it["inputs"].depths if with_depth else None)[1] for it in stream.val]
+                           input_depths=it["inputs"].depths if with_depth else None)[1] for it in items]
         out.update({name + k: sum(r[k] for r in rows) / len(rows) for k in keys})
     model.train()
     return out
@@ -470,8 +473,17 @@ def validate_protocol(model, scenes: list[ViewSet], protocol: str) -> dict:
     modes = [("rgbd", True), ("rgb", False)] if any(v.depths is not None for v in scenes) else [("rgb", False)]
     out = {}
     for name, depth in modes:
-        rows = [evaluate_views(reconstructor, v, protocol, v.height, depth=depth,
-                               baselines={"nearest": nearest_input}) for v in scenes]
+        rows = []
+        for v in scenes:  # RGB-D: the scenes with depth; targets at the short side the scene has, as evaluate's
+            if depth and v.depths is None:
+                continue
+            try:
+                rows.append(evaluate_views(reconstructor, v, protocol, min(v.height, v.width), depth=depth,
+                                           baselines={"nearest": nearest_input}))
+            except ValueError:  # a recorded window the protocol cannot score (train._scorable screens them)
+                continue
+        if not rows:
+            raise ValueError(f"no validation scene could be scored by the {protocol} protocol")
         s = summarize(rows, protocol)
         out[name] = {"psnr": s["model"]["psnr"], "ssim": s["model"]["ssim"],
                      "nearest": s["baselines"]["nearest"]["psnr"]}
@@ -490,8 +502,6 @@ def run(args) -> int:
         check_args(args)
         cfg = _config(args)
         resumed = check_resume(out, args, cfg)
-        if args.bags:
-            args._recorded = _read_bags(args)
         init = None
         if args.init:
             from .checkpoint import load_model
@@ -518,22 +528,57 @@ def run(args) -> int:
                        info=load_config(out / "model.safetensors")[1])
             print(f"lrm4d train: exported {out / 'model.safetensors'} in bf16 to {args.export}", file=sys.stderr)
         return 0
+    if args.bags:
+        try:
+            args._recorded, args._val_windows = _read_bags(args)
+        except (ValueError, OSError) as e:  # BagError is a ValueError
+            print(f"lrm4d train: error: {e}", file=sys.stderr)
+            return 2
     with Interrupt() as interrupt:
         return _train(args, out, cfg, init, resumed is not None, interrupt)
 
 
 def _read_bags(args):
-    """--bags' training and validation windows (RecordedScenes); ValueError where they cannot serve."""
+    """--bags' windows (RecordedScenes) and the validation windows the protocol scores: those it can score, at
+    most VAL_PROTOCOL_WINDOWS spread evenly unless --val-protocol-scenes says; ValueError where they cannot serve."""
     from .data.recorded import RecordedScenes
 
     quiet = os.environ.get("RANK", "0") != "0"  # under torchrun every rank reads them; rank 0 says so
-    scenes = RecordedScenes(args.bags, args.val_bags, args.frames, args.resolution,
-                            log=(lambda *a: None) if quiet else print)
-    hi = parse_range(args.inputs)[1]
-    if hi >= scenes.max_views:
-        raise ValueError(f"--inputs {args.inputs}: a window of the bags has {scenes.max_views} views; inputs must "
-                         "leave some of them out as targets")
-    return scenes
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    scenes = RecordedScenes(args.bags, args.val_bags, args.frames, args.resolution, log=say)
+    lo, hi = parse_range(args.inputs)
+    most = scenes.max_inputs
+    if hi > most:
+        raise ValueError(f"--inputs {args.inputs}: the bags' poorest training window gives at most {most} inputs "
+                         f"with a camera held out as the target: pass --inputs {min(lo, most)},{most} (or more "
+                         "--frames)")
+    if args.val_protocol == "none":
+        return scenes, []
+    windows = [v for v in scenes.val if _scorable(v, args.val_protocol)]
+    if not windows:
+        raise ValueError(f"none of the {len(scenes.val)} validation windows can be scored by the "
+                         f"{args.val_protocol} protocol (it needs every camera's frames, held-out views stamped "
+                         "within the inputs' span: cameras far from synchronised? `lrm4d check-bag` reads their "
+                         "offsets); pass other --val-bags or --val-protocol none")
+    n = min(len(windows), args.val_protocol_scenes or VAL_PROTOCOL_WINDOWS)
+    pick = sorted({round(i * (len(windows) - 1) / max(1, n - 1)) for i in range(n)})
+    say(f"validation: {len(pick)} of {len(scenes.val)} windows scored by the {args.val_protocol} protocol"
+        + (f" ({len(scenes.val) - len(windows)} cannot be)" if len(windows) < len(scenes.val) else ""))
+    return scenes, [windows[i] for i in pick]
+
+
+def _scorable(views: ViewSet, protocol: str) -> bool:
+    """Whether `protocol` can score a recorded window: every camera with its frames, and a held-out target
+    stamped within the inputs' time span (a reconstruction does not extrapolate)."""
+    from .data.protocols import protocol_groups
+
+    try:
+        in_idx, groups = protocol_groups(views, protocol)
+    except ValueError:
+        return False
+    s = views.stamps_ns
+    lo, hi = s[in_idx].min(), s[in_idx].max()
+    return any(bool(((s[i] >= lo) & (s[i] <= hi)).any()) for g, i in groups.items() if g != "self" and len(i))
 
 
 def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, interrupt: Interrupt) -> int:
@@ -678,12 +723,18 @@ class _Keeper:
         # Rendered once, 3×3 supersampled like the bags. They select best.safetensors: the random validation scenes
         # differ from the evaluation's in background, primitive count, rigs and aliasing, and ranked trials otherwise.
         self.proto_scenes = [] if rank != 0 or args.val_protocol == "none" else \
-            protocol_scenes(args) if stream.recorded is None else stream.recorded.val[:args.val_protocol_scenes]
+            protocol_scenes(args) if stream.recorded is None else args._val_windows
         self.best_path, self.best_psnr = out / "best.safetensors", -math.inf
-        if self.best_path.is_file() and resume:
+        self.val_data = _val_data(args)
+        if self.best_path.is_file() and resume and rank == 0:
             kept = load_config(self.best_path)[1]
-            if kept.get("val_protocol") == args.val_protocol:
+            same = kept.get("val_data", self.val_data if args.bags is None else None) == self.val_data
+            if kept.get("val_protocol") == args.val_protocol and same:
                 self.best_psnr = float(kept.get("val_protocol_psnr", -math.inf))
+            else:  # scores on other scenes do not compare
+                print(f"lrm4d train: note: {self.best_path} was chosen by another validation "
+                      f"({kept.get('val_protocol')}, {kept.get('val_data', 'procedural scenes')}): this run's first "
+                      "validation replaces it", file=sys.stderr)
         # Each rank's view of the run (rank<r>.json): DDP keeps the weights identical across ranks while each draws
         # its own scenes. Written with each saved state, so that after a kill it holds the seeds of the steps the
         # state has.
@@ -713,7 +764,8 @@ class _Keeper:
                 self.best_psnr = pv["psnr"]
                 save_model(self.best_path, self.model, info={**_info(args, step, elapsed, self.world),
                                                              "val_protocol": args.val_protocol,
-                                                             "val_protocol_psnr": self.best_psnr})
+                                                             "val_protocol_psnr": self.best_psnr,
+                                                             "val_data": self.val_data})
                 text += " (best)"
         tqdm.write(text + (" (the --init weights)" if step == 0 else ""))
         return row
@@ -732,6 +784,15 @@ class _Keeper:
                                    "scene_seeds": self.seeds_before + self.stream.drawn}))
         tmp.replace(self.rank_path)
         self.saved_step = step
+
+
+def _val_data(args) -> str:
+    """What the protocol validation scores, as best.safetensors records it: scores on other data do not compare."""
+    if args.bags:
+        held = ("--val-bags " + " ".join(map(str, args.val_bags))) if args.val_bags else \
+            ("the last fifth of --bags " + " ".join(map(str, args.bags)))
+        return f"{held} (windows of {args.frames} frames at {args.resolution} px)"
+    return f"procedural scenes ({args.val_protocol_scenes or VAL_PROTOCOL_SCENES} at {args.resolution} px)"
 
 
 def _fused(device: torch.device) -> bool:

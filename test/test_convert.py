@@ -250,6 +250,16 @@ def test_make_bag_robot_converts_back_with_the_suggested_command(tmp_path, capsy
              "--depth", "clean"]
     assert main(["make-bag", *scene, "--out", str(tmp_path / "robot"), "--robot", "--compression", "png"]) == 0
     assert "recorded as a robot does" in capsys.readouterr().out
+    # /tf_static offered as tf2's static broadcaster offers it: `ros2 bag play` replays it latched, so that tf2
+    # listeners and RViz (transient local) receive it; the other topics as recorded (volatile)
+    from rosbags.interfaces import QosDurability, QosReliability
+    from rosbags.rosbag2 import Reader
+
+    with Reader(tmp_path / "robot" / "scene_7") as reader:
+        qos = {c.topic: c.ext.offered_qos_profiles for c in reader.connections}
+    assert [(q.durability, q.reliability) for q in qos["/tf_static"]] == \
+        [(QosDurability.TRANSIENT_LOCAL, QosReliability.RELIABLE)]
+    assert all(not q for topic, q in qos.items() if topic != "/tf_static")
     assert main(["make-bag", *scene, "--out", str(tmp_path / "direct"), "--depth-encoding", "16UC1"]) == 0
     assert main(["convert-bag", str(tmp_path / "robot" / "scene_7"), "--out", str(tmp_path / "out")]) == 2
     command = capsys.readouterr().out.split("(check the names and the depth pairing):\n")[1]

@@ -274,8 +274,10 @@ def test_output_bag_is_in_the_input_bags_world_frame(tmp_path):
                  "--window", "4", "--no-video"]) == 0
     out = _messages(tmp_path / "out" / "bag")
     assert {tf.header.frame_id for _, _, m in out["/tf"] for tf in m.transforms} == {"odom"}
-    assert {tf.child_frame_id for _, _, m in out["/tf"] for tf in m.transforms} == {"cam0_optical_frame",
-                                                                                     "cam1_optical_frame"}
+    # the rendered cameras' frames are the output's own: the input's cam0_optical_frame keeps its one parent
+    assert {tf.child_frame_id for _, _, m in out["/tf"] for tf in m.transforms} == {"lrm4d/cam0_optical_frame",
+                                                                                     "lrm4d/cam1_optical_frame"}
+    assert {m.header.frame_id for _, _, m in out["/lrm4d/cam0/image"]} == {"lrm4d/cam0_optical_frame"}
     assert [m.header.frame_id for _, _, m in out["/lrm4d/gaussians"]] == ["odom"]
 
 

@@ -10,7 +10,6 @@ import torch
 from lrm4d_ros.baselines import nearest_input
 from lrm4d_ros.checkpoint import load_config
 from lrm4d_ros.cli import main
-from lrm4d_ros.data import recorded
 from lrm4d_ros.data.depth_sensor import with_depth
 from lrm4d_ros.data.eval_scenes import render_robot_scenes, robot_recipe
 from lrm4d_ros.data.protocols import split_protocol
@@ -45,7 +44,7 @@ def test_a_recording_read_in_parts_is_the_recording_read_whole(bags, monkeypatch
     from lrm4d_ros.io import bag as bag_io
 
     calls = []
-    monkeypatch.setattr(recorded, "PART_BYTES", 100_000)
+    monkeypatch.setattr(bag_io, "available_memory", lambda: 250_000.0)  # 0.4 of it: 100 kB a part
     monkeypatch.setattr(bag_io, "read_bag", lambda *a, **k: calls.append(k) or read_bag(*a, **k))
     parts = read_recording(bag, 16)
     assert len(calls) == 12 and calls[1]["start_s"] > 0  # 1.2 MB read as 12 parts
@@ -60,13 +59,12 @@ def test_training_windows_stop_before_the_held_out_tail_and_draws_hold_views_out
     folder, (bag, _) = bags
     scenes = RecordedScenes([bag], None, frames=4, resolution=16, log=lambda *a: None)
     # 12 frames: the last max(4, 20 %) = 4 are validation, frames 0-7 give windows of 4 frames every 2
-    assert len(scenes.train) == 3 and len(scenes.val) == 1
-    assert all(len(w) == 4 * 6 for w in scenes.train + scenes.val)
+    train = [scenes.window(k) for k in range(len(scenes.train))]
+    assert len(train) == 3 and len(scenes.val) == 1
+    assert all(len(w) == 4 * 6 for w in train + scenes.val)
     val = scenes.val[0]
-    assert not _keys(val) & set().union(*(_keys(w) for w in scenes.train))
-    for c in range(6):
-        last_train = max(int(w.stamps_ns[w.camera_ids == c].max()) for w in scenes.train)
-        assert last_train < int(val.stamps_ns[val.camera_ids == c].min())
+    assert not _keys(val) & set().union(*(_keys(w) for w in train))
+    assert max(int(w.stamps_ns.max()) for w in train) < int(val.stamps_ns.min())
     source = read_bag(bag).resized(16, 16)
     by_key = {k: i for i, k in enumerate(zip(source.stamps_ns.tolist(), source.camera_ids.tolist()))}
     for seed in range(40):
@@ -88,6 +86,29 @@ def test_training_windows_stop_before_the_held_out_tail_and_draws_hold_views_out
     assert len(both.train) == 6 and len(both.val) == 2
     apart = RecordedScenes([bag], [bags[1][1]], frames=4, resolution=16, log=lambda *a: None)
     assert len(apart.train) == 5 and len(apart.val) == 3
+    with pytest.raises(ValueError, match="also in --bags: validation on training data"):
+        RecordedScenes([folder], [bag / "metadata.yaml"], frames=4, resolution=16, log=lambda *a: None)
+
+
+def test_windows_are_stretches_of_time_where_a_camera_dropped_frames(bags, tmp_path):
+    """A camera that dropped frames 3-6 of 12 (a driver's hiccup): windows stay one stretch of time of every camera
+    (by frame count, that camera's later frames would pair with others' earlier ones), and no training view is
+    stamped in the held-out tail."""
+    _, (bag, _) = bags
+    views = read_bag(bag)
+    ranks = torch.zeros(len(views), dtype=torch.int64)
+    for c in range(6):
+        idx = (views.camera_ids == c).nonzero()[:, 0]
+        ranks[idx[torch.argsort(views.stamps_ns[idx])]] = torch.arange(len(idx))
+    keep = ~((views.camera_ids == 2) & (ranks >= 3) & (ranks <= 6))
+    dropped = write_bag(views.select(keep.nonzero()[:, 0]), tmp_path / "dropped", depth_encoding="32FC1")
+    lines = []
+    scenes = RecordedScenes([dropped], None, frames=4, resolution=16, log=lines.append)
+    period = float(torch.median(torch.diff(torch.sort(views.stamps_ns[views.camera_ids == 0]).values)))
+    train = [scenes.window(k) for k in range(len(scenes.train))]
+    assert train and all(int(w.stamps_ns.max() - w.stamps_ns.min()) < 4.2 * period for w in train)
+    assert max(int(w.stamps_ns.max()) for w in train) < min(int(v.stamps_ns.min()) for v in scenes.val)
+    assert "68 views of 6 cameras" in lines[0]
 
 
 def test_a_recording_too_short_to_hold_out_its_tail_is_refused(bags):
@@ -106,7 +127,8 @@ def test_train_on_bags_fine_tunes_with_the_depth_as_recorded_and_validates_on_he
     assert main(["train", "--out", str(out), "--steps", "2", "--bags", str(bag), "--val-bags", str(other),
                  *ARGS]) == 0
     printed = capsys.readouterr().out
-    assert "take_0: 72 views of 6 cameras, 5 training windows" in printed
+    assert "take_0: 72 views of 6 cameras at" in printed and "5 training and 0 validation windows" in printed
+    assert "validation: 3 of 3 windows scored by the rig protocol" in printed
     assert "validating on 1 scene and 3 rig scenes" in printed
     rows = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
     steps = [r for r in rows if "loss" in r]
@@ -129,9 +151,30 @@ def test_bag_arguments_that_cannot_work_are_refused_before_anything_is_written(b
     cases = [(["--val-bags", str(other)], "--val-bags validates a fine-tune on --bags: pass --bags too"),
              (["--bags", str(tmp_path / "nothing")], "--bags: " + str(tmp_path / "nothing") + ": no such bag"),
              (["--bags", str(tmp_path)], "neither a bag (no metadata.yaml) nor a folder holding bags"),
-             (["--bags", str(bag), "--inputs", "24"], "inputs must leave some of them out as targets")]
+             (["--bags", str(bag), "--inputs", "24"],
+              "--inputs 24: the bags' poorest training window gives at most 20 inputs with a camera held out as the "
+              "target: pass --inputs 20,20")]
     for extra, message in cases:
         out = tmp_path / "refused"
         assert main(["train", "--out", str(out), "--steps", "1", *ARGS, *extra]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "refused" / "train.log").exists()
+
+
+def test_a_resume_validating_on_other_recordings_does_not_compare_their_scores(bags, tmp_path, capsys):
+    """best.safetensors records what it was validated on; a resume that validates on other recordings starts
+    its best afresh (a score on other windows says nothing of the kept one)."""
+    from lrm4d_ros.checkpoint import load_config
+
+    _, (bag, other) = bags
+    out = tmp_path / "ft"
+    assert main(["train", "--out", str(out), "--steps", "1", "--bags", str(bag), *ARGS]) == 0
+    first = load_config(out / "best.safetensors")[1]
+    assert first["val_data"] == f"the last fifth of --bags {bag} (windows of 4 frames at 16 px)"
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--steps", "2", "--resume", "--bags", str(bag), "--val-bags",
+                 str(other), *ARGS]) == 0
+    err = capsys.readouterr().err
+    assert "was chosen by another validation" in err and "this run's first validation replaces it" in err
+    kept = load_config(out / "best.safetensors")[1]
+    assert kept["val_data"] == f"--val-bags {other} (windows of 4 frames at 16 px)" and kept["steps"] == 2

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lrm4d_ros.cameras import TimeWindow
-from lrm4d_ros.ply import write_ply_3dgs, write_ply_4d
+from lrm4d_ros.ply import read_ply_fields, write_ply_3dgs, write_ply_4d, write_ply_fields
 from lrm4d_ros.viewer.sources import ViewerError, ViewerWindow, load_ply_window, nearest_window, open_path
 from viewer_support import START_NS, moving_scene, require_viser
 
@@ -88,10 +88,10 @@ def test_bad_input_gives_clear_errors(tmp_path, rec, capsys):
 
     with pytest.raises(ViewerError, match="does not exist"):
         open_path(tmp_path / "missing.ply")
-    slice_ply = tmp_path / "slice.ply"
-    write_ply_3dgs(slice_ply, rec.slice(rec.window.end_ns))
-    with pytest.raises(ViewerError, match="no time columns .*t, scale_t.*not 4D"):
-        open_path(slice_ply)
+    half = tmp_path / "half.ply"  # 3DGS columns cut short: neither a 4D nor a 3D PLY
+    write_ply_fields(half, {"x": np.zeros(2, np.float32), "y": np.zeros(2, np.float32), "opacity": np.zeros(2)})
+    with pytest.raises(ViewerError, match="missing PLY properties"):
+        open_path(half)
     text = tmp_path / "notes.ply"
     text.write_text("hello\n")
     with pytest.raises(ViewerError, match="not a PLY file"):
@@ -461,3 +461,33 @@ def test_demo_ends_with_the_command_that_opens_its_result(tmp_path, capsys):
     win = ref.load()
     assert len(win.gaussians) == metrics["gaussians_4d"] and "no stamps" not in ref.label
     assert len(win.slice(ref.mid_ns)) == metrics["gaussians_slice"]  # the demo's slice.ply is at the middle
+
+
+def test_a_3d_ply_is_shown_as_a_still_scene(tmp_path, rec):
+    """A 3DGS PLY (the package's slice.ply, or another tool's, whose quaternions need not be unit) is shown the same
+    at every moment of a second around its stamp: each slice is its Gaussians as read."""
+    from lrm4d_ros.ply import read_ply_3dgs
+
+    g3 = rec.slice(rec.window.end_ns)
+    slice_ply = tmp_path / "slice.ply"
+    write_ply_3dgs(slice_ply, g3, stamp_ns=rec.window.end_ns)
+    [ref] = open_path(slice_ply)
+    assert (ref.start_ns, ref.end_ns) == (rec.window.end_ns - 500_000_000, rec.window.end_ns + 500_000_000)
+    assert "3D Gaussians: the same at every moment" in ref.label
+    win = ref.load()
+    want = read_ply_3dgs(slice_ply)
+    for stamp in (ref.start_ns, ref.mid_ns, ref.end_ns):
+        got = win.slice(stamp)
+        assert len(got) == len(want)
+        torch.testing.assert_close(got.means, want.means)
+        torch.testing.assert_close(got.covars, want.covars)
+        torch.testing.assert_close(got.opacities, want.opacities)
+        torch.testing.assert_close(got.colors, want.colors)
+    foreign = tmp_path / "foreign.ply"  # no stamp: the first second
+    fields = read_ply_fields(slice_ply)
+    fields.update({f"rot_{i}": 3.0 * fields[f"rot_{i}"] for i in range(4)})
+    fields.update({f"f_rest_{i}": np.zeros(len(g3), np.float32) for i in range(45)})
+    write_ply_fields(foreign, fields)
+    [ref] = open_path(foreign)
+    assert (ref.start_ns, ref.end_ns) == (0, 1_000_000_000)
+    torch.testing.assert_close(ref.load().slice(ref.mid_ns).covars, want.covars, rtol=1e-4, atol=1e-7)

@@ -1,15 +1,18 @@
 """Training scenes from recorded contract bags: fine-tuning the model on the scenes a robot will serve.
 
-Each recording is read in parts (`io.bag.read_bag`), resized to the training size (short side `resolution`, as
-`lrm4d evaluate` renders its targets) and cut into windows of `frames` frames of every camera
-(`recording.make_windows`). Training windows are half a window apart; validation windows do not overlap, and come
-from `val_bags` or, without them, from the last VAL_SHARE of each recording (training windows stop before it).
+Each recording is read (in parts where it would not fit in memory at its own size: `io.bag.read_bag`), resized to
+the training size (short side `resolution`, as `lrm4d evaluate` renders its targets) and cut in time into windows
+of `frames` frame periods (the recording's median frame period), so that a window holds one stretch of time of
+every camera even where a camera dropped frames. Training windows are half a window apart; validation windows do
+not overlap, and come from `val_bags` or, without them, from the last VAL_SHARE of each recording's time (at least
+one window), which training windows then stop before. Windows are index sets into their recording, not copies.
 
 A training item is drawn from one seed, like a procedural scene: a window; a random subset of its cameras as
-the input cameras (at least one camera is always held out where there are two); a random span of its frames;
-and, from the input cameras' views in that span, the inputs the node would take (`selection.select_views`,
-policy "uniform"). Targets are views of that span that are not inputs (held-out cameras, input cameras at other
-moments) stamped within the inputs' time span: the novel views and moments the rig protocol scores.
+the input cameras (at least one camera is always held out, and enough cameras taken to give the inputs asked
+for); a random span of its frames; and, from the input cameras' views in that span, the inputs the node would take
+(`selection.select_views`, policy "uniform"). Targets are views of that span that are not inputs (held-out
+cameras, input cameras at other moments) stamped within the inputs' time span: the novel views and moments the
+rig protocol scores.
 
 A bag's depth is a depth camera's measurement: it is the model's input as recorded (the generator's simulated
 sensor noise is not added), dropped per view and per scene as training drops it.
@@ -17,6 +20,7 @@ sensor noise is not added), dropped per view and per scene as training drops it.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,42 +29,50 @@ from ..recording import Span, make_windows
 from ..selection import select_views
 from ..views import ViewSet, frame_indices, short_side_size
 
-VAL_SHARE = 0.2  # of each recording's frames, held out for validation where no validation bags are given
+VAL_SHARE = 0.2  # of each recording's time, held out for validation where no validation bags are given
 DRAWS = 20  # draws of a scene before it is given up as leaving no target
-PART_BYTES = 1 << 30  # a recording is read in parts of about this many bytes (at its own size) before resizing
+MEMORY_SHARE = 0.4  # a recording is read in parts where reading it whole would take more of the available memory
+MIN_COVER = 0.5  # a window with fewer views than this share of a full one (cameras x frames) is not used
 
 
 def expand_bags(paths: list[str | Path]) -> list[Path]:
-    """The bags named: a bag (a folder with metadata.yaml, or an .mcap / .db3 file) as it is, a folder holding
-    bags as each bag in it (name order). ValueError naming a path that is neither."""
-    out = []
+    """The bags named, each once: a bag (a folder with metadata.yaml, or an .mcap / .db3 file) as it is, a folder
+    holding bags as each bag in it (bag folders, then .mcap / .db3 files, in name order). ValueError naming a path
+    that is neither."""
+    out: list[Path] = []
     for p in map(Path, paths):
+        if p.name == "metadata.yaml":
+            p = p.parent
         if p.is_dir() and not (p / "metadata.yaml").is_file():
             inner = sorted(q for q in p.iterdir() if (q / "metadata.yaml").is_file())
+            inner += sorted(q for q in p.iterdir() if q.is_file() and q.suffix in (".mcap", ".db3"))
             if not inner:
-                raise ValueError(f"{p}: neither a bag (no metadata.yaml) nor a folder holding bags")
-            out += inner
+                raise ValueError(f"{p}: neither a bag (no metadata.yaml) nor a folder holding bags or .mcap / .db3 "
+                                 "files")
+            found = inner
         elif p.exists():
-            out.append(p)
+            found = [p]
         else:
             raise ValueError(f"{p}: no such bag")
+        out += [q for q in found if q.resolve() not in {o.resolve() for o in out}]
     return out
 
 
 def read_recording(path: Path, resolution: int) -> ViewSet:
-    """A whole recording at the training size (short side `resolution` px), read in parts so that a long bag at
-    a camera's own size need not fit in memory at once. BagError where it cannot be read."""
-    from ..io.bag import bag_size, memory_needed, read_bag
+    """A whole recording at the training size (short side `resolution` px), read in parts where reading it whole
+    would take more than MEMORY_SHARE of the available memory. BagError where it cannot be read."""
+    from ..io.bag import available_memory, bag_size, memory_needed, read_bag
 
     size = bag_size(path)
-    parts = max(1, math.ceil(memory_needed(size) / 2 / PART_BYTES))  # (memory_needed counts a resized copy too)
+    free = available_memory()
+    parts = 1 if free is None else max(1, math.ceil(memory_needed(size) / 2 / (MEMORY_SHARE * free)))
     span = size["seconds"] / parts
     chunks = []
     for k in range(parts):
         try:
             views = read_bag(path, start_s=k * span, duration_s=span if k < parts - 1 else None)
         except ValueError as e:
-            if "no image" in str(e).lower() and k:  # a last part past the final image
+            if "no image" in str(e).lower() and k:  # a part with no image (a gap, or past the last one)
                 continue
             raise
         chunks.append(views.resized(*short_side_size(views.height, views.width, resolution)))
@@ -68,89 +80,148 @@ def read_recording(path: Path, resolution: int) -> ViewSet:
         return chunks[0]
     views = ViewSet.cat(chunks)
     # an image stamped on the edge between two parts is read with both: keep one
-    first = {}
+    first: dict = {}
     for i, key in enumerate(zip(views.stamps_ns.tolist(), views.camera_ids.tolist())):
         first.setdefault(key, i)
     return views if len(first) == len(views) else views.select(torch.tensor(sorted(first.values())))
+
+
+def frame_period_ns(views: ViewSet) -> int:
+    """The median over cameras of each camera's median interval between its views (ns; 1 where no camera has two
+    views)."""
+    periods = []
+    for c in views.camera_ids.unique():
+        s = torch.sort(views.stamps_ns[views.camera_ids == c]).values
+        if len(s) > 1:
+            periods.append(int(torch.median(s[1:] - s[:-1])))
+    return max(1, int(torch.tensor(periods).median())) if periods else 1
+
+
+@dataclass
+class Window:
+    """A window of a recording: `index` (M,) into recording `rec`'s views, in stamp order."""
+
+    rec: int
+    index: torch.Tensor
 
 
 class RecordedScenes:
     """Training and validation windows of recorded bags (see module docstring).
 
     bags: contract bags (folders of bags expanded); val_bags: recordings kept for validation (None: the last
-    VAL_SHARE of each of `bags`); frames: a window's length in frames; resolution: the short side in pixels.
+    VAL_SHARE of each of `bags`); frames: a window's length in frame periods; resolution: the short side in pixels.
     """
 
     def __init__(self, bags: list[str | Path], val_bags: list[str | Path] | None, frames: int, resolution: int,
                  log=print):
         self.frames = frames
-        self.train: list[ViewSet] = []
-        self.val: list[ViewSet] = []
+        self.recordings: list[ViewSet] = []
         self.names: list[str] = []
+        self.train: list[Window] = []
+        val: list[Window] = []
+        train_paths = expand_bags(bags)
         val_paths = expand_bags(val_bags) if val_bags else []
-        for path in expand_bags(bags):
+        shared = {p.resolve() for p in train_paths} & {p.resolve() for p in val_paths}
+        if shared:
+            raise ValueError(f"--val-bags {', '.join(sorted(map(str, shared)))} also in --bags: validation on "
+                             "training data says nothing of other recordings")
+        for path in train_paths + val_paths:
             views = read_recording(path, resolution)
-            n_frames = len(views) // max(1, len(views.camera_names))
+            if len(views.camera_ids.unique()) < 2:
+                raise ValueError(f"{path}: one camera ({views.camera_names}): training holds a camera out as the "
+                                 "target, so a recording needs two or more")
+            r = len(self.recordings)
+            self.recordings.append(views)
+            self.names.append(path.name)
+            period = frame_period_ns(views)
+            stamps = views.stamps_ns
+            if path in val_paths:
+                val += self._windows(r, torch.arange(len(views)), period, self.frames)
+                continue
+            everything = torch.arange(len(views))
+            held = []
             if not val_paths:
-                held = max(frames, round(VAL_SHARE * n_frames))
-                if n_frames < frames + held:
-                    raise ValueError(f"{path}: {n_frames} frames cannot give a training window and a validation "
-                                     f"window of {frames} frames (--frames): pass --val-bags, a longer recording "
-                                     "or fewer --frames")
-                cut = _frame_cut(views, n_frames - held)
-                self.val += self._windows(views.select(~cut), frames)
-                views = views.select(cut)
-            wins = self._windows(views, max(1, frames // 2))
+                frames_total = (int(stamps.max()) - int(stamps.min())) / period + 1
+                held_frames = max(frames, round(VAL_SHARE * frames_total))
+                if frames_total < frames + held_frames:
+                    raise ValueError(f"{path}: {frames_total:.0f} frames cannot give a training window and a "
+                                     f"validation window of {frames} frames (--frames): pass --val-bags, a longer "
+                                     "recording or fewer --frames")
+                cut = int(stamps.max()) - int((held_frames - 0.5) * period)
+                held = self._windows(r, everything[stamps >= cut], period, self.frames)
+                val += held
+                everything = everything[stamps < cut]
+            wins = self._windows(r, everything, period, max(1, frames // 2))
             self.train += wins
-            self.names += [path.name] * len(wins)
-            log(f"{path}: {len(views)} views of {len(views.camera_names)} cameras, {len(wins)} training windows")
-        for path in val_paths:
-            self.val += self._windows(read_recording(path, resolution), frames)
+            used = torch.cat([w.index for w in wins + held]).unique() if wins or held else torch.zeros(0)
+            note = (f", {len(views) - len(used)} views in no window (too few cameras at their moments)"
+                    if len(used) < len(views) else "")
+            log(f"{path}: {len(views)} views of {len(views.camera_ids.unique())} cameras at "
+                f"{1e9 / period:.3g} fps, {len(wins)} training and {len(held)} validation windows{note}")
         if not self.train:
-            raise ValueError("the bags give no training window")
+            raise ValueError("the bags give no training window (each needs views of two cameras or more)")
+        self.val = [self.recordings[w.rec].select(w.index) for w in val]
         if not self.val:
-            raise ValueError("the validation bags give no window")
-        for w in self.train + self.val:
-            if len(w.camera_names) < 2:
-                raise ValueError(f"a recording of {w.camera_names} has one camera: training holds a camera out as "
-                                 "the target, so it needs two or more")
+            raise ValueError("no validation window (each needs views of two cameras or more)")
 
-    def _windows(self, views: ViewSet, stride: int) -> list[ViewSet]:
-        wins = [views.select(w.views) for w in make_windows(views, Span(self.frames, "frames"), Span(stride, "frames"))]
-        full = [w for w in wins if len(w) == self.frames * len(views.camera_names)]
-        return full or wins[-1:]  # a recording shorter than a window is one window
+    def _windows(self, rec: int, index: torch.Tensor, period: int, stride: int) -> list[Window]:
+        """Windows of `frames` frame periods, `stride` periods apart, over the views `index` of recording `rec`;
+        those with fewer than MIN_COVER of a full window's views or one camera are dropped."""
+        if len(index) == 0:
+            return []
+        views = self.recordings[rec].select(index)
+        length = Span((self.frames - 0.5) * period * 1e-9, "s")  # closed spans: frames, not frames + 1, per camera
+        wins = make_windows(views, length, Span(stride * period * 1e-9, "s"))
+        cams = len(views.camera_ids.unique())
+        out = []
+        for w in wins:
+            if len(w.views) >= MIN_COVER * cams * self.frames and len(views.camera_ids[w.views].unique()) > 1:
+                out.append(Window(rec, index[w.views]))
+        return out
+
+    def window(self, k: int) -> ViewSet:
+        """Training window k as a ViewSet."""
+        w = self.train[k]
+        return self.recordings[w.rec].select(w.index)
 
     @property
-    def max_views(self) -> int:
-        """Views in the smallest training window."""
-        return min(len(w) for w in self.train)
+    def max_inputs(self) -> int:
+        """The most inputs every training window can give with a camera held out: (cameras − 1) × frames of the
+        window poorest in them."""
+        out = []
+        for w in self.train:
+            rec = self.recordings[w.rec]
+            cams = rec.camera_ids[w.index]
+            counts = sorted((int((cams == c).sum()) for c in cams.unique()), reverse=True)
+            out.append(sum(counts[1:]))  # all cameras but the one with the most views
+        return min(out)
 
     def sample(self, seed: int, num_inputs: int, num_targets: int, split: str = "train") -> dict:
         """One item (as the procedural SceneSampler's, with "measured": True): a window of `split` drawn by `seed`
         and its inputs and targets (module docstring). A draw that leaves no target (one frame of unsynchronised
         cameras: no held-out view stamped within the inputs') is drawn again."""
         g = torch.Generator().manual_seed(int(seed) * 2 + 1)
-        windows = self.train if split == "train" else self.val
+        count = len(self.train) if split == "train" else len(self.val)
         for _ in range(DRAWS):
-            w = int(torch.randint(len(windows), (1,), generator=g))
-            inputs, targets = _draw(windows[w], g, num_inputs, num_targets)
+            k = int(torch.randint(count, (1,), generator=g))
+            views = self.window(k) if split == "train" else self.val[k]
+            inputs, targets = _draw(views, g, num_inputs, num_targets)
             if len(targets):
-                views = windows[w]
                 return {"inputs": views.select(inputs), "targets": views.select(targets), "seed": int(seed),
-                        "scene": self.names[w] if split == "train" else "val", "draw": "recorded",
+                        "scene": self.names[self.train[k].rec] if split == "train" else "val", "draw": "recorded",
                         "measured": True}
         raise ValueError(f"{DRAWS} draws of scene {seed} left no target view within the inputs' time span: are the "
                          "recordings' cameras far from synchronised?")
 
 
-
 def _draw(views: ViewSet, g: torch.Generator, num_inputs: int, num_targets: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(inputs, targets) indices into one window's views, each in time order (module docstring)."""
     cams = views.camera_ids.unique()
-    n_in = int(torch.randint(1, len(cams), (1,), generator=g))  # input cameras: one to all but one
-    in_cams = cams[torch.randperm(len(cams), generator=g)[:n_in]]
     frame = frame_indices(views)
     T = int(frame.max()) + 1
+    fewest = min(max(1, math.ceil(num_inputs / T)), len(cams) - 1)  # input cameras enough for num_inputs
+    n_in = int(torch.randint(fewest, len(cams), (1,), generator=g))  # ... to all but one
+    in_cams = cams[torch.randperm(len(cams), generator=g)[:n_in]]
     length = int(torch.randint(min(max(1, math.ceil(num_inputs / n_in)), T), T + 1, (1,), generator=g))
     first = int(torch.randint(0, T - length + 1, (1,), generator=g))
     in_span = (frame >= first) & (frame < first + length)
@@ -164,8 +235,3 @@ def _draw(views: ViewSet, g: torch.Generator, num_inputs: int, num_targets: int)
     candidates = torch.nonzero(free).squeeze(1)
     targets = candidates[torch.randperm(len(candidates), generator=g)[:num_targets]]
     return (inputs[torch.argsort(stamps[inputs], stable=True)], targets[torch.argsort(stamps[targets], stable=True)])
-
-
-def _frame_cut(views: ViewSet, n: int) -> torch.Tensor:
-    """(V,) bool: the views among each camera's first n frames."""
-    return frame_indices(views) < n

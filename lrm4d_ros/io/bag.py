@@ -94,14 +94,26 @@ def new_bag(path: str | Path, storage: str = "mcap"):
     writer.close()
 
 
+def latched_qos() -> list:
+    """The QoS tf2's static broadcaster offers /tf_static with (reliable, transient local, infinite durations, as
+    rosbag2 records it): `ros2 bag play` offers a topic with its recorded QoS, and tf2 listeners and RViz ask for
+    transient local, which a volatile offer never matches, so a /tf_static written without it never reaches them."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    forever = QosTime(2147483647, 4294967295)
+    return [Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL, forever, forever,
+                QosLiveliness.AUTOMATIC, forever, False)]
+
+
 def write_entries(path: str | Path, entries, storage: str = "mcap") -> Path:
     """entries (log time ns, topic, rosbags message) -> a bag at directory `path`, in log-time order, each topic's
-    connection typed by its first message."""
+    connection typed by its first message; /tf_static offered latched (`latched_qos`)."""
     with new_bag(path, storage) as w:
         conns = {}
         for s, topic, msg in sorted(entries, key=lambda e: e[0]):
             if topic not in conns:
-                conns[topic] = w.add_connection(topic, msg.__msgtype__, typestore=TYPESTORE)
+                conns[topic] = w.add_connection(topic, msg.__msgtype__, typestore=TYPESTORE,
+                                                offered_qos_profiles=latched_qos() if topic == "/tf_static" else ())
             w.write(conns[topic], s, serialize(msg))
     return Path(path)
 

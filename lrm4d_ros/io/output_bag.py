@@ -68,8 +68,10 @@ class OutputBag:
 
     def write_view(self, prefix: str, color, depth, K, camtoworld, stamp_ns: int) -> None:
         """One rendered camera: `<prefix>/image` rgb8, `<prefix>/depth` 32FC1 metres, `<prefix>/camera_info`,
-        and its pose on /tf (world -> `<name>_optical_frame`, name = last part of the prefix)."""
-        frame = f"{prefix.rstrip('/').rsplit('/', 1)[-1]}_optical_frame"
+        and its pose on /tf (world -> `<prefix>_optical_frame` without the leading slash, e.g.
+        lrm4d/cam0_optical_frame: a name of the output's own, where `cam0_optical_frame` may be the robot's frame,
+        which the rendered camera's /tf would give a second parent when both are played)."""
+        frame = f"{prefix.strip('/')}_optical_frame"
         color = _numpy(color)
         H, W = color.shape[:2]
         self.write(f"{prefix}/image", image_msg(color, stamp_ns, frame), stamp_ns)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -25,8 +25,8 @@ from ..views import ViewSet
 
 PLY_4D_NAME = "gaussians_4d.ply"
 BAG_SUFFIXES = (".mcap", ".db3")
-EXPECTED = ("a 4D PLY (gaussians_4d.ply, as `lrm4d demo` and `lrm4d reconstruct` write), a `lrm4d reconstruct` "
-            "output folder, or a contract bag (MCAP or sqlite3)")
+EXPECTED = ("a 4D PLY (gaussians_4d.ply, as `lrm4d demo` and `lrm4d reconstruct` write), a 3DGS PLY (shown still), "
+            "a `lrm4d reconstruct` output folder, or a contract bag (MCAP or sqlite3)")
 
 
 class ViewerError(ValueError):
@@ -47,6 +47,7 @@ class ViewerWindow:
     offset_ns: float
     ns_per_unit: float
     views: ViewSet | None = None
+    still: bool = False  # 3D Gaussians (a 3DGS PLY) shown the same at every moment
 
     def time_of(self, stamp_ns: int) -> float:
         """The Gaussians' time at an absolute stamp (int ns, subtracted exactly before scaling)."""
@@ -93,8 +94,9 @@ def load_ply_window(path: Path, views: ViewSet | None = None, window: tuple[int,
     from plyfile import PlyParseError
 
     from ..cameras import TimeWindow
-    from ..ply import FIELDS_4D, read_ply_4d, read_ply_fields
+    from ..ply import FIELDS_3DGS, read_ply_4d, read_ply_fields
 
+    still = False
     try:
         g4 = read_ply_4d(path)
     except FileNotFoundError:
@@ -102,12 +104,10 @@ def load_ply_window(path: Path, views: ViewSet | None = None, window: tuple[int,
     except (PlyParseError, UnicodeDecodeError, EOFError) as e:
         raise ViewerError(f"{path} is not a PLY file ({e}); expected {EXPECTED}") from None
     except ValueError as e:
-        names = read_ply_fields(path).keys() if "missing PLY properties" in str(e) else ()
-        if {"x", "y", "z", "opacity"} <= set(names):
-            missing = [n for n in FIELDS_4D if n not in names]
-            raise ViewerError(f"{path} has no time columns ({', '.join(missing)}): it holds 3D Gaussians (e.g. "
-                              f"slice.ply), not 4D ones; open the gaussians_4d.ply beside it") from None
-        raise ViewerError(f"{path}: {e}; expected {EXPECTED}") from None
+        names = set(read_ply_fields(path).keys()) if "missing PLY properties" in str(e) else set()
+        if not {n for n in FIELDS_3DGS if n not in ("nx", "ny", "nz")} <= names:
+            raise ViewerError(f"{path}: {e}; expected {EXPECTED}") from None
+        g4, window, still = _still_gaussians(path), window or _still_window(path), True
     if len(g4) == 0:
         raise ViewerError(f"{path} holds no Gaussians")
     finite = torch.ones(len(g4), dtype=torch.bool)
@@ -123,7 +123,31 @@ def load_ply_window(path: Path, views: ViewSet | None = None, window: tuple[int,
         stored = stored_window(path)
         window = (stored.start_ns, stored.end_ns) if stored else estimated_window(g4.times)
     TimeWindow(*window)  # validates the order
-    return ViewerWindow(g4, window[0], window[1], 0.0, 1e9, views)
+    if still:  # at the window's middle, with a temporal extent that leaves them whole at every moment of it
+        g4 = replace(g4, times=torch.full_like(g4.times, 0.5e-9 * (window[1] - window[0])))
+    return ViewerWindow(g4, window[0], window[1], 0.0, 1e9, views, still)
+
+
+STILL_SPAN_NS = 1_000_000_000  # the time slider's span for 3D Gaussians without a stamp
+
+
+def _still_gaussians(path: Path) -> Gaussians4D:
+    """A 3DGS PLY (this package's slice.ply, or another tool's: SH degree 0 colour) as 4D Gaussians that do not
+    change in time."""
+    from ..ply import read_ply_3dgs
+
+    g3 = read_ply_3dgs(path)
+    n = len(g3)
+    return Gaussians4D(means=g3.means, times=torch.zeros(n), velocities=torch.zeros(n, 3), covars=g3.covars,
+                       scale_t=torch.full((n,), 1e6), opacities=g3.opacities, colors=g3.colors)
+
+
+def _still_window(path: Path) -> tuple[int, int]:
+    """A second around the stamp slice.ply stores, or the first second."""
+    from ..ply import read_ply_stamp
+
+    stamp = read_ply_stamp(path)
+    return (0, STILL_SPAN_NS) if stamp is None else (stamp - STILL_SPAN_NS // 2, stamp + STILL_SPAN_NS // 2)
 
 
 def estimated_window(times_s: torch.Tensor) -> tuple[int, int]:
@@ -136,7 +160,8 @@ def estimated_window(times_s: torch.Tensor) -> tuple[int, int]:
 def ply_windows(path: Path) -> list[WindowRef]:
     """One window: a 4D PLY."""
     win = load_ply_window(path)  # read now: a foreign file fails before the server starts
-    stamps = "" if stored_window(path) else " (no stamps in the file: times in seconds since the window start)"
+    stamps = " (3D Gaussians: the same at every moment)" if win.still else "" if stored_window(path) else \
+        " (no stamps in the file: times in seconds since the window start)"
     return [WindowRef(f"{path.name}{stamps}", win.start_ns, win.end_ns, lambda: win)]
 
 
