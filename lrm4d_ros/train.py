@@ -80,9 +80,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "then do not apply")
     p.add_argument("--val-bags", nargs="+", default=None, metavar="BAG",
                    help="with --bags: recordings kept out of training, whose windows are the validation (default: "
-                        "the last fifth of each --bags recording, which training then leaves out)")
+                        "the last fifth of each --bags recording's time, at least one window, which training then "
+                        "leaves out)")
     p.add_argument("--data-device", default="cpu", help="where scenes are rendered (cuda on a GPU machine)")
-    p.add_argument("--inputs", default="6,12", help="input views per scene: N or 'min,max' (drawn per step)")
+    p.add_argument("--inputs", default=INPUTS_DEFAULT, help="input views per scene: N or 'min,max' (drawn per step)")
     p.add_argument("--targets", type=int, default=4, help="supervision views per scene (default: 4)")
     p.add_argument("--self-targets", type=int, default=2,
                    help="also supervise this many of the input views (rendered from their own cameras)")
@@ -221,6 +222,7 @@ def _config_diff(saved: LRM4DConfig, asked: LRM4DConfig, fields) -> str:
 
 
 # What a resumed run may change and still continue the same run (noted), against what makes it another run
+INPUTS_DEFAULT = "6,12"
 VAL_PROTOCOL_SCENES = 4  # procedural protocol-validation scenes unless --val-protocol-scenes says
 VAL_PROTOCOL_WINDOWS = 8  # the most recorded validation windows (--bags) scored unless it says
 PROGRESS_EVERY_S = 60.0  # where stderr is no terminal (a pipe, a log), a progress line this often instead of the bar
@@ -546,12 +548,15 @@ def _read_bags(args):
     quiet = os.environ.get("RANK", "0") != "0"  # under torchrun every rank reads them; rank 0 says so
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     scenes = RecordedScenes(args.bags, args.val_bags, args.frames, args.resolution, log=say)
-    lo, hi = parse_range(args.inputs)
-    most = scenes.max_inputs
-    if hi > most:
-        raise ValueError(f"--inputs {args.inputs}: the bags' poorest training window gives at most {most} inputs "
-                         f"with a camera held out as the target: pass --inputs {min(lo, most)},{most} (or more "
-                         "--frames)")
+    hi = parse_range(args.inputs)[1]
+    try:
+        poor = scenes.keep_inputs(hi)
+    except ValueError as e:
+        default = " (the default)" if args.inputs == INPUTS_DEFAULT else ""
+        raise ValueError(f"--inputs {args.inputs}{default}: {e}: pass fewer --inputs or more --frames") from None
+    if poor:
+        say(f"{poor} training windows hold fewer than {hi} views beside a held-out camera (--inputs {args.inputs}): "
+            f"not used; {len(scenes.train)} are")
     if args.val_protocol == "none":
         return scenes, []
     windows = [v for v in scenes.val if _scorable(v, args.val_protocol)]
@@ -576,9 +581,14 @@ def _scorable(views: ViewSet, protocol: str) -> bool:
         in_idx, groups = protocol_groups(views, protocol)
     except ValueError:
         return False
+    from .cameras import TimeWindow
+    from .reconstruction import MIN_TOLERANCE_NS, WINDOW_TOLERANCE
+
     s = views.stamps_ns
-    lo, hi = s[in_idx].min(), s[in_idx].max()
-    return any(bool(((s[i] >= lo) & (s[i] <= hi)).any()) for g, i in groups.items() if g != "self" and len(i))
+    lo, hi = int(s[in_idx].min()), int(s[in_idx].max())
+    tol = max(int(WINDOW_TOLERANCE * (hi - lo)), MIN_TOLERANCE_NS)  # as Reconstruction.covers widens it
+    inside = TimeWindow(lo, max(hi, lo + 1)).contains(s, tol)
+    return any(bool(inside[i].any()) for g, i in groups.items() if g != "self" and len(i))
 
 
 def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, interrupt: Interrupt) -> int:
@@ -791,7 +801,8 @@ def _val_data(args) -> str:
     if args.bags:
         held = ("--val-bags " + " ".join(map(str, args.val_bags))) if args.val_bags else \
             ("the last fifth of --bags " + " ".join(map(str, args.bags)))
-        return f"{held} (windows of {args.frames} frames at {args.resolution} px)"
+        return (f"{held} (up to {args.val_protocol_scenes or VAL_PROTOCOL_WINDOWS} windows of {args.frames} frames "
+                f"at {args.resolution} px)")
     return f"procedural scenes ({args.val_protocol_scenes or VAL_PROTOCOL_SCENES} at {args.resolution} px)"
 
 
@@ -870,7 +881,8 @@ def _info(args, step: int, elapsed_s: float, world: int) -> dict:
     return {"steps": step, f"train_{args.budget_clock}_s": round(elapsed_s, 1), "processes": world,
             "image_size": _config(args).image_size,
             "target_resolution": args.resolution,
-            "frames": args.frames, "cameras": args.cameras, "inputs": args.inputs, "targets": args.targets,
+            "frames": args.frames, "cameras": "as recorded" if args.bags else args.cameras, "inputs": args.inputs,
+            "targets": args.targets,
             "batch": args.batch, "lr": args.lr,
             "data": ("recorded bags: " + ", ".join(map(str, args.bags))) if args.bags else
             "procedural scenes (lrm4d_ros.data), train seeds < 1e6",

@@ -3,6 +3,7 @@
 and each draw holds views out as targets within the inputs' time span; the depth goes in as recorded."""
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -73,7 +74,9 @@ def test_training_windows_stop_before_the_held_out_tail_and_draws_hold_views_out
         assert 1 <= len(inp) <= 3 and 1 <= len(tgt) <= 2 and item["measured"]
         assert not _keys(inp) & _keys(tgt)
         assert set(inp.camera_ids.tolist()) != set(range(6))  # a camera is always held out
-        assert inp.stamps_ns.min() <= tgt.stamps_ns.min() and tgt.stamps_ns.max() <= inp.stamps_ns.max()
+        lo, hi = int(inp.stamps_ns.min()), int(inp.stamps_ns.max())  # targets within the span a reconstruction
+        tol = max(int(0.1 * (hi - lo)), 10_000_000)  # of these inputs renders (Reconstruction.covers)
+        assert lo - tol <= tgt.stamps_ns.min() and tgt.stamps_ns.max() <= hi + tol
         assert torch.all(inp.stamps_ns[1:] >= inp.stamps_ns[:-1])
         # the views are the recording's own: pixels and depth as the bag holds them
         for views in (inp, tgt):
@@ -86,8 +89,29 @@ def test_training_windows_stop_before_the_held_out_tail_and_draws_hold_views_out
     assert len(both.train) == 6 and len(both.val) == 2
     apart = RecordedScenes([bag], [bags[1][1]], frames=4, resolution=16, log=lambda *a: None)
     assert len(apart.train) == 5 and len(apart.val) == 3
-    with pytest.raises(ValueError, match="also in --bags: validation on training data"):
-        RecordedScenes([folder], [bag / "metadata.yaml"], frames=4, resolution=16, log=lambda *a: None)
+    for same in (bag / "metadata.yaml", next(bag.glob("*.mcap"))):  # the bag, named by its files
+        with pytest.raises(ValueError, match="also in --bags: validation on training data"):
+            RecordedScenes([folder], [same], frames=4, resolution=16, log=lambda *a: None)
+
+
+def test_cameras_out_of_step_are_validated_and_drawn(bags, tmp_path):
+    """Camera 1 stamped 0.6 of a frame late (a rig not synchronised): each validation window holds every camera at
+    the same number of frames, as the rig protocol pairs them, and the protocol can score it; a draw of one input
+    still finds a target (the views nearest its moment)."""
+    from lrm4d_ros.train import _scorable
+
+    _, (bag, _) = bags
+    views = read_bag(bag)
+    period = int(torch.median(torch.diff(torch.sort(views.stamps_ns[views.camera_ids == 0]).values)))
+    late = views.stamps_ns + (views.camera_ids == 1).long() * int(0.6 * period)
+    shifted = write_bag(replace(views, stamps_ns=late), tmp_path / "late", depth_encoding="32FC1")
+    scenes = RecordedScenes([shifted], None, frames=4, resolution=16, log=lambda *a: None)
+    for w in scenes.val:
+        counts = {int((w.camera_ids == c).sum()) for c in range(len(w.camera_names))}
+        assert len(counts) == 1 and counts.pop() >= 3 and _scorable(w, "rig")
+    for seed in range(20):
+        item = scenes.sample(seed, 1, 2)
+        assert len(item["inputs"]) == 1 and len(item["targets"]) >= 1
 
 
 def test_windows_are_stretches_of_time_where_a_camera_dropped_frames(bags, tmp_path):
@@ -152,8 +176,8 @@ def test_bag_arguments_that_cannot_work_are_refused_before_anything_is_written(b
              (["--bags", str(tmp_path / "nothing")], "--bags: " + str(tmp_path / "nothing") + ": no such bag"),
              (["--bags", str(tmp_path)], "neither a bag (no metadata.yaml) nor a folder holding bags"),
              (["--bags", str(bag), "--inputs", "24"],
-              "--inputs 24: the bags' poorest training window gives at most 20 inputs with a camera held out as the "
-              "target: pass --inputs 20,20")]
+              "--inputs 24: no training window gives 24 inputs with a camera held out as the target (the richest "
+              "gives 20): pass fewer --inputs or more --frames")]
     for extra, message in cases:
         out = tmp_path / "refused"
         assert main(["train", "--out", str(out), "--steps", "1", *ARGS, *extra]) == 2
@@ -170,11 +194,11 @@ def test_a_resume_validating_on_other_recordings_does_not_compare_their_scores(b
     out = tmp_path / "ft"
     assert main(["train", "--out", str(out), "--steps", "1", "--bags", str(bag), *ARGS]) == 0
     first = load_config(out / "best.safetensors")[1]
-    assert first["val_data"] == f"the last fifth of --bags {bag} (windows of 4 frames at 16 px)"
+    assert first["val_data"] == f"the last fifth of --bags {bag} (up to 8 windows of 4 frames at 16 px)"
     capsys.readouterr()
     assert main(["train", "--out", str(out), "--steps", "2", "--resume", "--bags", str(bag), "--val-bags",
                  str(other), *ARGS]) == 0
     err = capsys.readouterr().err
     assert "was chosen by another validation" in err and "this run's first validation replaces it" in err
     kept = load_config(out / "best.safetensors")[1]
-    assert kept["val_data"] == f"--val-bags {other} (windows of 4 frames at 16 px)" and kept["steps"] == 2
+    assert kept["val_data"] == f"--val-bags {other} (up to 8 windows of 4 frames at 16 px)" and kept["steps"] == 2

@@ -3,16 +3,19 @@
 Each recording is read (in parts where it would not fit in memory at its own size: `io.bag.read_bag`), resized to
 the training size (short side `resolution`, as `lrm4d evaluate` renders its targets) and cut in time into windows
 of `frames` frame periods (the recording's median frame period), so that a window holds one stretch of time of
-every camera even where a camera dropped frames. Training windows are half a window apart; validation windows do
-not overlap, and come from `val_bags` or, without them, from the last VAL_SHARE of each recording's time (at least
-one window), which training windows then stop before. Windows are index sets into their recording, not copies.
+every camera even where a camera dropped frames. Training windows are half a window apart; validation windows a
+window apart (the last ends at the recording's end, so it may overlap the one before), each camera trimmed to the
+same number of frames (the evaluation protocols pair cameras by frame), and come from `val_bags` or, without them,
+from the last VAL_SHARE of each recording's time (at least one window), which training windows then stop before.
+Training windows are index sets into their recording, not copies.
 
 A training item is drawn from one seed, like a procedural scene: a window; a random subset of its cameras as
 the input cameras (at least one camera is always held out, and enough cameras taken to give the inputs asked
 for); a random span of its frames; and, from the input cameras' views in that span, the inputs the node would take
 (`selection.select_views`, policy "uniform"). Targets are views of that span that are not inputs (held-out
-cameras, input cameras at other moments) stamped within the inputs' time span: the novel views and moments the
-rig protocol scores.
+cameras, input cameras at other moments) stamped within the inputs' time span (widened as a reconstruction
+renders it: `reconstruction.WINDOW_TOLERANCE`, at least MIN_TOLERANCE_NS): the novel views and moments the rig
+protocol scores.
 
 A bag's depth is a depth camera's measurement: it is the model's input as recorded (the generator's simulated
 sensor noise is not added), dropped per view and per scene as training drops it.
@@ -20,11 +23,12 @@ sensor noise is not added), dropped per view and per scene as training drops it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
+from ..reconstruction import MIN_TOLERANCE_NS, WINDOW_TOLERANCE
 from ..recording import Span, make_windows
 from ..selection import select_views
 from ..views import ViewSet, frame_indices, short_side_size
@@ -41,8 +45,8 @@ def expand_bags(paths: list[str | Path]) -> list[Path]:
     that is neither."""
     out: list[Path] = []
     for p in map(Path, paths):
-        if p.name == "metadata.yaml":
-            p = p.parent
+        if p.name == "metadata.yaml" or (p.is_file() and (p.parent / "metadata.yaml").is_file()):
+            p = p.parent  # a bag's metadata or storage file names the bag
         if p.is_dir() and not (p / "metadata.yaml").is_file():
             inner = sorted(q for q in p.iterdir() if (q / "metadata.yaml").is_file())
             inner += sorted(q for q in p.iterdir() if q.is_file() and q.suffix in (".mcap", ".db3"))
@@ -126,7 +130,10 @@ class RecordedScenes:
             raise ValueError(f"--val-bags {', '.join(sorted(map(str, shared)))} also in --bags: validation on "
                              "training data says nothing of other recordings")
         for path in train_paths + val_paths:
-            views = read_recording(path, resolution)
+            try:
+                views = read_recording(path, resolution)
+            except ValueError as e:
+                raise type(e)(str(e) if str(path) in str(e) else f"{path}: {e}") from e
             if len(views.camera_ids.unique()) < 2:
                 raise ValueError(f"{path}: one camera ({views.camera_names}): training holds a camera out as the "
                                  "target, so a recording needs two or more")
@@ -136,7 +143,10 @@ class RecordedScenes:
             period = frame_period_ns(views)
             stamps = views.stamps_ns
             if path in val_paths:
-                val += self._windows(r, torch.arange(len(views)), period, self.frames)
+                held = self._windows(r, torch.arange(len(views)), period, self.frames)
+                val += held
+                log(f"{path}: {len(views)} views of {len(views.camera_ids.unique())} cameras at "
+                    f"{1e9 / period:.3g} fps, {len(held)} validation windows")
                 continue
             everything = torch.arange(len(views))
             held = []
@@ -160,7 +170,7 @@ class RecordedScenes:
                 f"{1e9 / period:.3g} fps, {len(wins)} training and {len(held)} validation windows{note}")
         if not self.train:
             raise ValueError("the bags give no training window (each needs views of two cameras or more)")
-        self.val = [self.recordings[w.rec].select(w.index) for w in val]
+        self.val = [_same_frames(self.recordings[w.rec].select(w.index)) for w in val]
         if not self.val:
             raise ValueError("no validation window (each needs views of two cameras or more)")
 
@@ -184,38 +194,45 @@ class RecordedScenes:
         w = self.train[k]
         return self.recordings[w.rec].select(w.index)
 
-    @property
-    def max_inputs(self) -> int:
-        """The most inputs every training window can give with a camera held out: (cameras − 1) × frames of the
-        window poorest in them."""
-        out = []
-        for w in self.train:
-            rec = self.recordings[w.rec]
-            cams = rec.camera_ids[w.index]
-            counts = sorted((int((cams == c).sum()) for c in cams.unique()), reverse=True)
-            out.append(sum(counts[1:]))  # all cameras but the one with the most views
-        return min(out)
+    def capacity(self, k: int) -> int:
+        """The most inputs training window k gives with a camera held out (all views but the richest camera's)."""
+        cams = self.recordings[self.train[k].rec].camera_ids[self.train[k].index]
+        counts = sorted((int((cams == c).sum()) for c in cams.unique()), reverse=True)
+        return sum(counts[1:])
+
+    def keep_inputs(self, num_inputs: int) -> int:
+        """Keep the training windows that give `num_inputs` inputs with a camera held out; how many were left
+        out. ValueError where none does."""
+        rich = [w for k, w in enumerate(self.train) if self.capacity(k) >= num_inputs]
+        if not rich:
+            most = max(self.capacity(k) for k in range(len(self.train)))
+            raise ValueError(f"no training window gives {num_inputs} inputs with a camera held out as the target "
+                             f"(the richest gives {most})")
+        dropped, self.train = len(self.train) - len(rich), rich
+        return dropped
 
     def sample(self, seed: int, num_inputs: int, num_targets: int, split: str = "train") -> dict:
         """One item (as the procedural SceneSampler's, with "measured": True): a window of `split` drawn by `seed`
-        and its inputs and targets (module docstring). A draw that leaves no target (one frame of unsynchronised
-        cameras: no held-out view stamped within the inputs') is drawn again."""
+        and its inputs and targets (module docstring). A draw that leaves no target (one frame of cameras out of
+        step: no held-out view stamped within the inputs' span) is drawn again; after DRAWS such draws the last
+        one's targets are the views nearest the inputs' time, as close as the recording has them."""
         g = torch.Generator().manual_seed(int(seed) * 2 + 1)
         count = len(self.train) if split == "train" else len(self.val)
-        for _ in range(DRAWS):
+        for attempt in range(DRAWS):
             k = int(torch.randint(count, (1,), generator=g))
             views = self.window(k) if split == "train" else self.val[k]
-            inputs, targets = _draw(views, g, num_inputs, num_targets)
+            inputs, targets = _draw(views, g, num_inputs, num_targets, nearest=attempt == DRAWS - 1)
             if len(targets):
                 return {"inputs": views.select(inputs), "targets": views.select(targets), "seed": int(seed),
                         "scene": self.names[self.train[k].rec] if split == "train" else "val", "draw": "recorded",
                         "measured": True}
-        raise ValueError(f"{DRAWS} draws of scene {seed} left no target view within the inputs' time span: are the "
-                         "recordings' cameras far from synchronised?")
+        raise ValueError(f"scene {seed}: a window of {len(views)} views left no view to hold out")
 
 
-def _draw(views: ViewSet, g: torch.Generator, num_inputs: int, num_targets: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, targets) indices into one window's views, each in time order (module docstring)."""
+def _draw(views: ViewSet, g: torch.Generator, num_inputs: int, num_targets: int,
+          nearest: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, targets) indices into one window's views, each in time order (module docstring); nearest: where no
+    view is stamped within the inputs' span, the targets are the other views nearest it."""
     cams = views.camera_ids.unique()
     frame = frame_indices(views)
     T = int(frame.max()) + 1
@@ -230,8 +247,36 @@ def _draw(views: ViewSet, g: torch.Generator, num_inputs: int, num_targets: int)
                           "uniform")
     inputs = pool[torch.tensor(chosen, dtype=torch.int64)]
     stamps = views.stamps_ns
-    free = in_span & (stamps >= stamps[inputs].min()) & (stamps <= stamps[inputs].max())
+    lo, hi = int(stamps[inputs].min()), int(stamps[inputs].max())
+    tol = max(int(WINDOW_TOLERANCE * (hi - lo)), MIN_TOLERANCE_NS)
+    free = in_span & (stamps >= lo - tol) & (stamps <= hi + tol)
     free[inputs] = False
+    if nearest and not bool(free.any()):
+        others = torch.ones(len(views), dtype=torch.bool)
+        others[inputs] = False
+        idx = others.nonzero()[:, 0]
+        if len(idx):
+            gap = torch.maximum(lo - stamps[idx], stamps[idx] - hi).clamp(min=0)
+            free[idx[gap == gap.min()]] = True
     candidates = torch.nonzero(free).squeeze(1)
     targets = candidates[torch.randperm(len(candidates), generator=g)[:num_targets]]
     return (inputs[torch.argsort(stamps[inputs], stable=True)], targets[torch.argsort(stamps[targets], stable=True)])
+
+
+def _same_frames(views: ViewSet) -> ViewSet:
+    """The window with every camera it holds at the same number of frames (the fewest any has: those nearest the
+    window's middle), and only those cameras named, as the evaluation protocols need them (`protocols.frame_grid`);
+    a camera a little out of step can hold a frame more or fewer than the others in a stretch of time."""
+    present = views.camera_ids.unique()
+    k = min(int((views.camera_ids == c).sum()) for c in present)
+    mid = (int(views.stamps_ns.min()) + int(views.stamps_ns.max())) // 2
+    keep = []
+    for c in present:
+        idx = (views.camera_ids == c).nonzero()[:, 0]
+        idx = idx[torch.argsort(views.stamps_ns[idx], stable=True)]
+        best = min(range(len(idx) - k + 1), key=lambda j: abs(int(views.stamps_ns[idx[j:j + k]].sum()) // k - mid))
+        keep.append(idx[best:best + k])
+    out = views.select(torch.sort(torch.cat(keep)).values)
+    remap = torch.full((len(views.camera_names),), -1, dtype=torch.int64)
+    remap[present] = torch.arange(len(present))
+    return replace(out, camera_ids=remap[out.camera_ids], camera_names=[views.camera_names[int(c)] for c in present])
