@@ -164,8 +164,9 @@ class RecordedScenes:
             wins = self._windows(r, everything, period, max(1, frames // 2))
             self.train += wins
             used = torch.cat([w.index for w in wins + held]).unique() if wins or held else torch.zeros(0)
-            note = (f", {len(views) - len(used)} views in no window (too few cameras at their moments)"
-                    if len(used) < len(views) else "")
+            lost = len(views) - len(used)
+            note = f", {lost} view{'s' if lost != 1 else ''} in no window (too few cameras at their moments)" \
+                if lost else ""
             log(f"{path}: {len(views)} views of {len(views.camera_ids.unique())} cameras at "
                 f"{1e9 / period:.3g} fps, {len(wins)} training and {len(held)} validation windows{note}")
         if not self.train:
