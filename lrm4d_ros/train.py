@@ -318,7 +318,8 @@ def drop_depth(depths: torch.Tensor | None, generator: torch.Generator, p_scene:
 
 
 def scene_loss(model, inputs: ViewSet, targets: ViewSet, ssim_weight: float, autocast: bool = False,
-               input_depths: torch.Tensor | None = None, read_views: bool = False) -> tuple[torch.Tensor, dict]:
+               input_depths: torch.Tensor | None = None, read_views: bool = False,
+               prepared=None) -> tuple[torch.Tensor, dict]:
     """Loss of one scene and its metrics; inputs/targets in world units with absolute stamps (as from the sampler).
 
     Normalisation exactly as `Reconstructor.reconstruct`: scene from the input cameras, window from the input
@@ -327,21 +328,27 @@ def scene_loss(model, inputs: ViewSet, targets: ViewSet, ssim_weight: float, aut
     predicted depths are scored against (metrics["depth_l1"], monitored, not trained on). autocast: bf16 for the
     model's forward (CUDA, or a CPU with BF16 support). read_views: composite over the floor read from the views
     and the walls as inference does (`predict`; off in training: render-time layers, nothing differentiated).
+    prepared: the inputs as `Reconstructor.inputs` made them (recorded views: a depth camera's measurements made
+    like the training sensor's, the frame levelled by the floor), in place of the normalisation here; its
+    `depths` (canonical, 0 = none, None: RGB only) are what the model is given.
     """
     dev = next(model.parameters()).device
     cfg = config_of(model)
-    size = model_input_size(cfg, inputs.height, inputs.width)
-    if input_depths is not None:
-        input_depths = ViewSet.resized(replace(inputs, depths=input_depths), *size).depths.to(dev)
-    inputs = inputs.resized(*size).to(dev)
     targets = targets.to(dev)
-    norm = SceneNormalization.from_cameras(inputs.camtoworlds)
-    window = TimeWindow.from_stamps(inputs.stamps_ns)
+    if prepared is not None:
+        inputs, norm, window = prepared.views, prepared.norm, prepared.window
+        c2w, times, depths = prepared.c2w, prepared.times, prepared.depths
+    else:
+        size = model_input_size(cfg, inputs.height, inputs.width)
+        if input_depths is not None:
+            input_depths = ViewSet.resized(replace(inputs, depths=input_depths), *size).depths.to(dev)
+        inputs = inputs.resized(*size).to(dev)
+        norm = SceneNormalization.from_cameras(inputs.camtoworlds)
+        window = TimeWindow.from_stamps(inputs.stamps_ns)
+        c2w, times = norm.poses_to_canonical(inputs.camtoworlds), window.normalize(inputs.stamps_ns).to(dev)
+        depths = None if input_depths is None else input_depths * norm.scale
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
-        pred = predict(model, inputs.images, inputs.Ks, norm.poses_to_canonical(inputs.camtoworlds),
-                       window.normalize(inputs.stamps_ns).to(dev),
-                       None if input_depths is None else input_depths * norm.scale, match_floor=False,
-                       read_views=read_views)
+        pred = predict(model, inputs.images, inputs.Ks, c2w, times, depths, match_floor=False, read_views=read_views)
     bg = pred.environment if pred.environment is not None else estimate_background(inputs.images)
     out = render_at_times(pred.gaussians, norm.poses_to_canonical(targets.camtoworlds).float(),
                           targets.Ks.float(), targets.width, targets.height,
@@ -351,7 +358,7 @@ def scene_loss(model, inputs: ViewSet, targets: ViewSet, ssim_weight: float, aut
     flat_bg = estimate_background(inputs.images)
     metrics = {"mse": float(mse.detach()), "psnr": float(psnr(out.colors.detach(), targets.images).mean()),
                "psnr_bg": float(psnr(flat_bg.expand_as(targets.images), targets.images).mean()),
-               "coverage": float(out.alphas.detach().mean()), "depth_in": float(input_depths is not None)}
+               "coverage": float(out.alphas.detach().mean()), "depth_in": float(depths is not None)}
     if ssim_weight > 0:
         s = ssim_map(out.colors, targets.images).mean()
         loss = loss + ssim_weight * (1 - s)
@@ -386,6 +393,7 @@ class SceneStream:
         self.index = 0
         self.drawn: list[int] = []  # scene seeds this rank trained on, in order (written to rank<r>.json)
         self.recorded = getattr(args, "_recorded", None)  # --bags, read by `run` before anything was written
+        self.reconstructor: Reconstructor | None = None  # --bags: set by _train (recorded_inputs)
         if self.recorded is not None:
             self.targets = args.targets
             self.val = [self.recorded.sample(i, self.n_range[1], args.targets, "val") for i in range(args.val_scenes)]
@@ -442,7 +450,10 @@ def validate(model, stream: SceneStream, args) -> dict:
         if with_depth and (not config_of(model).depth_input or not items):  # (recorded bags without depth)
             continue
         rows = [scene_loss(model, it["inputs"], it["targets"], args.ssim_weight,
-                           input_depths=it["inputs"].depths if with_depth else None)[1] for it in items]
+                           input_depths=it["inputs"].depths if with_depth else None,
+                           prepared=recorded_inputs(stream.reconstructor, it["inputs"],
+                                                    it["inputs"].depths if with_depth else None)
+                           if it.get("measured") else None)[1] for it in items]
         out.update({name + k: sum(r[k] for r in rows) / len(rows) for k in keys})
     model.train()
     return out
@@ -604,6 +615,9 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
         ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                         else None)
     stream = SceneStream(args, rank, world)
+    if stream.recorded is not None:  # recorded inputs made as inference makes them (its constructor sets eval)
+        stream.reconstructor = Reconstructor(model, device)
+        model.train()
     depth_rng = torch.Generator().manual_seed(args.seed * 1000 + rank + 17)
     if step:  # a resumed run: fresh draws from its step on, not a replay of the first segment's
         key = ((args.seed * 1_000_003 + rank) * 1_000_003 + step) % 2**62
@@ -644,7 +658,7 @@ def _train(args, out: Path, cfg: LRM4DConfig, init: LRM4D | None, resume: bool, 
         lr = lr_at(progress, step, args)
         for group in opt.param_groups:
             group["lr"] = lr
-        metrics = [_backward_scene(ddp, stream.next(seed_offset), args, autocast, depth_rng)
+        metrics = [_backward_scene(ddp, stream.next(seed_offset), args, autocast, depth_rng, stream.reconstructor)
                    for _ in range(args.batch)]
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         if torch.isfinite(gnorm):
@@ -846,9 +860,11 @@ def _progress_bar(args, budget_s: float | None, elapsed_before: float, step: int
     return tqdm(total=args.steps, initial=step, unit="step", disable=disable, dynamic_ncols=True)
 
 
-def _backward_scene(ddp, item: dict, args, autocast: bool, depth_rng: torch.Generator) -> dict:
+def _backward_scene(ddp, item: dict, args, autocast: bool, depth_rng: torch.Generator,
+                    reconstructor: Reconstructor | None = None) -> dict:
     """One drawn scene's loss back-propagated (scaled by 1 / --batch); its metrics. The inputs' depth is what an
-    RGB-D camera would measure (noise, dropouts, range), dropped on some cameras or all."""
+    RGB-D camera would measure (noise, dropouts, range), dropped on some cameras or all; a recorded scene's is
+    the camera's own, made as inference makes it (`recorded_inputs`, with `reconstructor`)."""
     model = ddp.module if hasattr(ddp, "module") else ddp
     targets = item["targets"]
     if args.self_targets:
@@ -859,10 +875,22 @@ def _backward_scene(ddp, item: dict, args, autocast: bool, depth_rng: torch.Gene
         depths = item["inputs"].depths if item.get("measured") else \
             sensor_depth(item["inputs"].depths, item["inputs"].Ks.float(), depth_rng)
         depths = drop_depth(depths, depth_rng, args.depth_drop_scene, args.depth_drop_view)
-    loss, m = scene_loss(ddp, item["inputs"], targets, args.ssim_weight, autocast, depths)
+    if item.get("measured"):
+        loss, m = scene_loss(ddp, item["inputs"], targets, args.ssim_weight, autocast,
+                             prepared=recorded_inputs(reconstructor, item["inputs"], depths))
+    else:
+        loss, m = scene_loss(ddp, item["inputs"], targets, args.ssim_weight, autocast, depths)
     (loss / args.batch).backward()
     m["n_in"] = len(item["inputs"])
     return m
+
+
+def recorded_inputs(reconstructor: Reconstructor, inputs: ViewSet, depths: torch.Tensor | None):
+    """Recorded input views with these depths (metres, 0 = none; None: colour only, as drawn or dropped) as the
+    model takes them at inference (`Reconstructor.inputs`: the depth camera's background, unit, ray distance and
+    noise made like the training sensor's; the frame levelled by the floor it measures), so that a fine-tune learns
+    from what the node and `lrm4d reconstruct` will give it."""
+    return reconstructor.inputs(replace(inputs, depths=depths))
 
 
 def _logged_step(line: str) -> float:

@@ -202,3 +202,36 @@ def test_a_resume_validating_on_other_recordings_does_not_compare_their_scores(b
     assert "was chosen by another validation" in err and "this run's first validation replaces it" in err
     kept = load_config(out / "best.safetensors")[1]
     assert kept["val_data"] == f"--val-bags {other} (up to 8 windows of 4 frames at 16 px)" and kept["steps"] == 2
+
+
+def test_a_recorded_scene_is_given_to_the_model_as_inference_gives_it(bags, monkeypatch):
+    """The fine-tune's inputs come from Reconstructor.inputs (the depth camera made like the training sensor's,
+    the frame levelled by its floor), the depth dropped before it as an RGB-only or mixed rig would lack it: the
+    model gets exactly what `lrm4d reconstruct` and the node will give it."""
+    import argparse
+
+    from lrm4d_ros import train
+    from lrm4d_ros.model import LRM4D, LRM4DConfig
+    from lrm4d_ros.reconstructor import Reconstructor
+
+    _, (bag, _) = bags
+    scenes = RecordedScenes([bag], None, frames=4, resolution=16, log=lambda *a: None)
+    model = LRM4D(LRM4DConfig.preset("tiny", image_size=16))
+    reconstructor = Reconstructor(model, "cpu")
+    model.train()
+    given, made = [], []
+    real_predict, real_inputs = train.predict, Reconstructor.inputs
+    monkeypatch.setattr(train, "predict", lambda m, images, Ks, c2w, times, depths, **k:
+                        given.append(depths) or real_predict(m, images, Ks, c2w, times, depths, **k))
+    monkeypatch.setattr(Reconstructor, "inputs", lambda self, views, *a: made.append((views, real_inputs(
+        self, views, *a))) or made[-1][1])
+    args = argparse.Namespace(self_targets=0, ssim_weight=0.2, batch=1, depth_drop_scene=0.0, depth_drop_view=0.0)
+    item = scenes.sample(0, 3, 2)
+    train._backward_scene(model, item, args, False, torch.Generator().manual_seed(0), reconstructor)
+    (views, prepared), = made
+    assert torch.equal(views.depths, item["inputs"].depths)  # the recorded depth as it is
+    assert given[0] is prepared.depths and bool((prepared.depths > 0).any())
+    args.depth_drop_scene = 1.0  # an RGB-only rig: inputs made without depth, the model given none
+    train._backward_scene(model, item, args, False, torch.Generator().manual_seed(0), reconstructor)
+    assert made[-1][0].depths is None and given[-1] is None
+    assert sum(p.grad is not None for p in model.parameters()) > 0
