@@ -119,7 +119,7 @@ class RecordedScenes:
     def __init__(self, bags: list[str | Path], val_bags: list[str | Path] | None, frames: int, resolution: int,
                  log=print):
         self.frames = frames
-        self.recordings: list[ViewSet] = []
+        self.recordings: list[ViewSet | None] = []  # None: a validation recording, once its windows are copied
         self.names: list[str] = []
         self.train: list[Window] = []
         val: list[Window] = []
@@ -172,6 +172,9 @@ class RecordedScenes:
         if not self.train:
             raise ValueError("the bags give no training window (each needs views of two cameras or more)")
         self.val = [_same_frames(self.recordings[w.rec].select(w.index)) for w in val]
+        for r in range(len(self.recordings)):
+            if not any(w.rec == r for w in self.train):  # a validation recording: only its windows are kept
+                self.recordings[r] = None
         if not self.val:
             raise ValueError("no validation window (each needs views of two cameras or more)")
 
