@@ -41,14 +41,18 @@ def _keys(views):
 
 def test_a_recording_read_in_parts_is_the_recording_read_whole(bags, monkeypatch):
     _, (bag, _) = bags
-    whole = read_recording(bag, 16)
+    said = []
+    whole = read_recording(bag, 16, log=said.append)
+    assert not said  # read whole: nothing to say
     from lrm4d_ros.io import bag as bag_io
 
     calls = []
     monkeypatch.setattr(bag_io, "available_memory", lambda: 250_000.0)  # 0.4 of it: 100 kB a part
     monkeypatch.setattr(bag_io, "read_bag", lambda *a, **k: calls.append(k) or read_bag(*a, **k))
-    parts = read_recording(bag, 16)
+    said = []
+    parts = read_recording(bag, 16, log=said.append)
     assert len(calls) == 12 and calls[1]["start_s"] > 0  # 1.2 MB read as 12 parts
+    assert "read in 12 parts, each of which scans the bag" in said[0] and "lrm4d convert-bag --start" in said[0]
     assert (whole.height, whole.width, len(whole)) == (16, 16, 72)
     assert torch.equal(parts.stamps_ns, whole.stamps_ns) and torch.equal(parts.camera_ids, whole.camera_ids)
     assert torch.equal(parts.images, whole.images) and torch.equal(parts.depths, whole.depths)

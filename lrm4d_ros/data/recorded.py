@@ -62,15 +62,20 @@ def expand_bags(paths: list[str | Path]) -> list[Path]:
     return out
 
 
-def read_recording(path: Path, resolution: int) -> ViewSet:
+def read_recording(path: Path, resolution: int, log=print) -> ViewSet:
     """A whole recording at the training size (short side `resolution` px), read in parts where reading it whole
-    would take more than MEMORY_SHARE of the available memory. BagError where it cannot be read."""
+    would take more than MEMORY_SHARE of the available memory (each part scans the whole bag, which `log` is told
+    with the way round it). BagError where it cannot be read."""
     from ..io.bag import available_memory, bag_size, memory_needed, read_bag
 
     size = bag_size(path)
     free = available_memory()
     parts = 1 if free is None else max(1, math.ceil(memory_needed(size) / 2 / (MEMORY_SHARE * free)))
     span = size["seconds"] / parts
+    if parts > 1:
+        log(f"{path}: reading it whole would take about {memory_needed(size) / 2 / 2**30:.1f} GiB at its own size: "
+            f"read in {parts} parts, each of which scans the bag (slow for a long one: `lrm4d convert-bag --start "
+            "--duration` cuts it into bags that are read once each)")
     chunks = []
     for k in range(parts):
         try:
@@ -131,7 +136,7 @@ class RecordedScenes:
                              "training data says nothing of other recordings")
         for path in train_paths + val_paths:
             try:
-                views = read_recording(path, resolution)
+                views = read_recording(path, resolution, log)
             except ValueError as e:
                 raise type(e)(str(e) if str(path) in str(e) else f"{path}: {e}") from e
             if len(views.camera_ids.unique()) < 2:
