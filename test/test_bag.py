@@ -349,7 +349,9 @@ def test_a_part_of_a_bag_is_read_alone(tmp_path, recwarn):
     with pytest.raises(BagError, match="no images .* from 5.0 s after the first"):
         read_bag(bag, start_s=5.0)
     size = bag_size(bag)
-    assert size == {"images": 15, "seconds": pytest.approx(0.4, abs=0.01), "pixels": 24 * 32, "depth": True}
+    assert size == {"images": 15, "seconds": pytest.approx(0.4, abs=0.01), "pixels": 24 * 32, "depth": True,
+                    "start_ns": size["start_ns"], "end_ns": size["end_ns"]}
+    assert (size["end_ns"] - size["start_ns"]) * 1e-9 == pytest.approx(size["seconds"], abs=1e-9)
 
 
 def test_commands_refuse_a_bag_that_does_not_fit_in_memory(tmp_path, capsys, monkeypatch):

@@ -64,35 +64,34 @@ def expand_bags(paths: list[str | Path]) -> list[Path]:
 
 def read_recording(path: Path, resolution: int, log=print) -> ViewSet:
     """A whole recording at the training size (short side `resolution` px), read in parts where reading it whole
-    would take more than MEMORY_SHARE of the available memory (each part scans the whole bag, which `log` is told
-    with the way round it). BagError where it cannot be read."""
+    would take more than MEMORY_SHARE of the available memory: parts of the bag's (log) time, each image read once
+    (`read_bag`'s log_span). BagError where it cannot be read."""
     from ..io.bag import available_memory, bag_size, memory_needed, read_bag
 
     size = bag_size(path)
     free = available_memory()
     parts = 1 if free is None else max(1, math.ceil(memory_needed(size) / 2 / (MEMORY_SHARE * free)))
-    span = size["seconds"] / parts
-    if parts > 1:
-        log(f"{path}: reading it whole would take about {memory_needed(size) / 2 / 2**30:.1f} GiB at its own size: "
-            f"read in {parts} parts, each of which scans the bag (slow for a long one: `lrm4d convert-bag --start "
-            "--duration` cuts it into bags that are read once each)")
+    if parts == 1:
+        views = read_bag(path)
+        return views.resized(*short_side_size(views.height, views.width, resolution))
+    log(f"{path}: reading it whole would take about {memory_needed(size) / 2 / 2**30:.1f} GiB at its own size: "
+        f"read in {parts} parts")
+    start, end = size["start_ns"], size["end_ns"] + 1
+    edges = [start + (end - start) * k // parts for k in range(parts + 1)]
     chunks = []
     for k in range(parts):
         try:
-            views = read_bag(path, start_s=k * span, duration_s=span if k < parts - 1 else None)
+            views = read_bag(path, log_span=(edges[k], edges[k + 1]))
         except ValueError as e:
-            if "no image" in str(e).lower() and k:  # a part with no image (a gap, or past the last one)
+            if "no image" in str(e).lower():  # a part with no image (a gap in the recording)
                 continue
             raise
         chunks.append(views.resized(*short_side_size(views.height, views.width, resolution)))
-    if len(chunks) == 1:
-        return chunks[0]
+    if not chunks:
+        return read_bag(path)  # (raises its own error: no images)
     views = ViewSet.cat(chunks)
-    # an image stamped on the edge between two parts is read with both: keep one
-    first: dict = {}
-    for i, key in enumerate(zip(views.stamps_ns.tolist(), views.camera_ids.tolist())):
-        first.setdefault(key, i)
-    return views if len(first) == len(views) else views.select(torch.tensor(sorted(first.values())))
+    by_camera = torch.argsort(views.camera_ids, stable=True)  # then by stamp: read_bag's (stamp, camera) order
+    return views.select(by_camera[torch.argsort(views.stamps_ns[by_camera], stable=True)])
 
 
 def frame_period_ns(views: ViewSet) -> int:

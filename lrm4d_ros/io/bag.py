@@ -281,7 +281,8 @@ def bag_size(path: str | Path, cameras: list[str] | None = None) -> dict:
                 pixels = max(pixels, w * h)
                 break
         return {"images": images, "seconds": reader.duration * 1e-9, "pixels": pixels,
-                "depth": any("depth" in chosen[n] for n in names)}
+                "depth": any("depth" in chosen[n] for n in names), "start_ns": reader.start_time,
+                "end_ns": reader.end_time}
     except MessageError as e:
         raise BagError(f"{path}: {e}") from e
     finally:
@@ -341,12 +342,18 @@ def check_bag(path: str | Path, cameras: list[str] | None = None) -> list[str]:
         reader.close()
 
 
+LOG_MARGIN_NS = 2 * 10**9  # a part by log time also reads this much around it for its images' depth, info, pose
+
+
 def read_bag(path: str | Path, cameras: list[str] | None = None, start_s: float = 0.0,
-             duration_s: float | None = None) -> ViewSet:
+             duration_s: float | None = None, log_span: tuple[int, int] | None = None) -> ViewSet:
     """Read a contract bag (a bag directory with metadata.yaml, MCAP or sqlite3, or a bare .mcap file) into a
     ViewSet (see module docstring for pairing, order and depth). `cameras` restricts to those camera names.
     start_s / duration_s: only the images stamped that many seconds after the bag's first image / within that
     span (with their depth), dropped as they are read, so a part of a long bag fits in memory.
+    log_span (start, stop) ns of bag (log) time: only the images logged in [start, stop), the rest of the bag
+    unread but LOG_MARGIN_NS around it (their depth, camera_info and pose), so that parts that tile the bag's time
+    read each image once and the bag about once.
     Images become float32 RGB in [0,1] (mono8 as grey); depths float32 metres (0: none) or None; no alphas."""
     path = Path(path)
     if start_s < 0 or (duration_s is not None and not duration_s > 0):
@@ -361,8 +368,13 @@ def read_bag(path: str | Path, cameras: list[str] | None = None, start_s: float 
         depth_msgs: dict = defaultdict(dict)
         distorted: set = set()  # cameras whose camera_info has distortion: warned once
         images: list = []
-        for conn, _, raw in reader.messages(connections=[by_topic[t] for t in topic_key]):
+        depth_inside: dict = defaultdict(set)  # with log_span: the depth stamps it accounts for
+        window = {} if log_span is None else {"start": max(0, log_span[0] - LOG_MARGIN_NS),
+                                              "stop": log_span[1] + LOG_MARGIN_NS}
+        for conn, t_log, raw in reader.messages(connections=[by_topic[t] for t in topic_key], **window):
             ci, key = topic_key[conn.topic]
+            if log_span is not None and key == "image" and not log_span[0] <= t_log < log_span[1]:
+                continue  # another part's image: not even deserialised
             msg = deserialize(raw, conn.msgtype)
             s = stamp_ns(msg.header)
             if span is None and key == "image" and (start_s or duration_s is not None):
@@ -380,6 +392,10 @@ def read_bag(path: str | Path, cameras: list[str] | None = None, start_s: float 
                     if s in depth_msgs[ci]:
                         raise BagError(f"{conn.topic}: two depth images with stamp {s} ns")
                     depth_msgs[ci][s] = msg
+                    # accounted for (paired, or told unpaired) by the part whose middle holds it: one near an edge
+                    # may pair with the neighbouring part's image
+                    if log_span is not None and log_span[0] + LOG_MARGIN_NS <= t_log < log_span[1] - LOG_MARGIN_NS:
+                        depth_inside[ci].add(s)
                 elif key == "info":
                     infos[ci][s] = camera_info_K(msg)
                     if ci not in distorted and np.abs(np.asarray(msg.d, np.float64)).max(initial=0.0) > 1e-12:
@@ -396,7 +412,10 @@ def read_bag(path: str | Path, cameras: list[str] | None = None, start_s: float 
     if span is not None:
         for ci in depth_msgs:
             depth_msgs[ci] = {t: m for t, m in depth_msgs[ci].items() if span[0] <= t <= span[1]}
-    depth_seen = Counter({ci: len(d) for ci, d in depth_msgs.items()})
+    if log_span is not None:  # depth logged around the part pairs with its images; only its own is accounted for
+        depth_seen = Counter({ci: len(depth_inside[ci]) for ci in depth_msgs})
+    else:
+        depth_seen = Counter({ci: len(d) for ci, d in depth_msgs.items()})
     if not images:
         raise BagError(f"{path}: no images on {[chosen[c]['image'] for c in names]}"
                        + (f" from {start_s} s after the first" + ("" if duration_s is None else f" for {duration_s} s")
@@ -432,6 +451,8 @@ def read_bag(path: str | Path, cameras: list[str] | None = None, start_s: float 
         stamps.append(s)
         cids.append(ci)
     for ci, left in depth_msgs.items():
+        if log_span is not None:
+            left = {t: m for t, m in left.items() if t in depth_inside[ci]}
         if not left:
             continue
         topic, s = chosen[names[ci]]["depth"], min(left)
