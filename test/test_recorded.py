@@ -240,3 +240,34 @@ def test_a_recorded_scene_is_given_to_the_model_as_inference_gives_it(bags, monk
     train._backward_scene(model, item, args, False, torch.Generator().manual_seed(0), reconstructor)
     assert made[-1][0].depths is None and given[-1] is None
     assert sum(p.grad is not None for p in model.parameters()) > 0
+
+
+def test_a_camera_at_half_the_rate_is_drawn_at_the_moments_of_the_others(bags, tmp_path, monkeypatch):
+    """Camera 0 keeps every other frame (15 Hz beside 30 Hz cameras): a draw's span is a stretch of time, so its
+    views of camera 0 lie among the other cameras' (by frame rank, camera 0's k-th frame would stand for the
+    others' k-th, twice as late)."""
+    from lrm4d_ros.data import recorded
+
+    _, (bag, other) = bags
+    views = read_bag(bag)
+    rank = torch.zeros(len(views), dtype=torch.int64)
+    for c in range(6):
+        idx = (views.camera_ids == c).nonzero()[:, 0]
+        rank[idx[torch.argsort(views.stamps_ns[idx])]] = torch.arange(len(idx))
+    half = write_bag(views.select((~((views.camera_ids == 0) & (rank % 2 == 1))).nonzero()[:, 0]),
+                     tmp_path / "half", depth_encoding="32FC1")
+    scenes = RecordedScenes([half], [other], frames=8, resolution=16, log=lambda *a: None)
+    period = scenes.periods[0]
+    pools = []
+    real = recorded.select_views
+    monkeypatch.setattr(recorded, "select_views",
+                        lambda cands, n, policy: pools.append(cands) or real(cands, n, policy))
+    checked = 0
+    for seed in range(60):
+        scenes.sample(seed, 6, 2)
+        stamps = {c: [s for s, cam in pools[-1] if cam == c] for c in {cam for _, cam in pools[-1]}}
+        others = [s for c, ss in stamps.items() if c != 0 for s in ss]
+        if 0 in stamps and others and len(set(others)) > 2:
+            checked += 1
+            assert min(others) - period // 2 <= min(stamps[0]) and max(stamps[0]) <= max(others) + period // 2
+    assert checked >= 10

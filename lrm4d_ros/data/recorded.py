@@ -9,15 +9,16 @@ same number of frames (the evaluation protocols pair cameras by frame), and come
 from the last VAL_SHARE of each recording's time (at least one window), which training windows then stop before.
 Training windows are index sets into their recording, not copies.
 
-A training item is drawn from one seed, like a procedural scene: a window; a random subset of its cameras as
-the input cameras (at least one camera is always held out, and enough cameras taken to give the inputs asked
-for); a random span of its frames; and, from the input cameras' views in that span, the inputs the node would take
-(`selection.select_views`, policy "uniform"). Targets are views of that span that are not inputs (held-out
-cameras, input cameras at other moments) stamped within the inputs' time span (widened as a reconstruction
-renders it: `reconstruction.WINDOW_TOLERANCE`, at least MIN_TOLERANCE_NS): the novel views and moments the rig
-protocol scores.
+A training item is drawn from one seed, like a procedural scene: a window; a random subset of its cameras as the
+input cameras (at least one camera is always held out, and enough cameras taken to give the inputs asked for); a
+random stretch of its frame slots (of time: a camera at another rate keeps to it); and, from the input cameras'
+views in that stretch, the inputs the node would take (`selection.select_views`, policy "uniform"). Targets are
+views of that span that are not inputs (held-out cameras, input cameras at other moments) stamped within the inputs'
+time span (widened as a reconstruction renders it: `reconstruction.WINDOW_TOLERANCE`, at least MIN_TOLERANCE_NS):
+the novel views and moments the rig protocol scores.
 
-A bag's depth is a depth camera's measurement: it is the model's input as recorded (the generator's simulated
+A bag's depth is a depth camera's measurement: items carry it as recorded ("measured": True), and training gives
+it to the model as inference does (`train.recorded_inputs`, i.e. `Reconstructor.inputs`; the generator's simulated
 sensor noise is not added), dropped per view and per scene as training drops it.
 """
 from __future__ import annotations
@@ -31,7 +32,7 @@ import torch
 from ..reconstruction import MIN_TOLERANCE_NS, WINDOW_TOLERANCE
 from ..recording import Span, make_windows
 from ..selection import select_views
-from ..views import ViewSet, frame_indices, short_side_size
+from ..views import ViewSet, short_side_size
 
 VAL_SHARE = 0.2  # of each recording's time, held out for validation where no validation bags are given
 DRAWS = 20  # draws of a scene before it is given up as leaving no target
@@ -125,6 +126,7 @@ class RecordedScenes:
         self.frames = frames
         self.recordings: list[ViewSet | None] = []  # None: a validation recording, once its windows are copied
         self.names: list[str] = []
+        self.periods: list[int] = []  # each recording's frame period, ns
         self.train: list[Window] = []
         val: list[Window] = []
         train_paths = expand_bags(bags)
@@ -145,6 +147,7 @@ class RecordedScenes:
             self.recordings.append(views)
             self.names.append(path.name)
             period = frame_period_ns(views)
+            self.periods.append(period)
             stamps = views.stamps_ns
             if path in val_paths:
                 held = self._windows(r, torch.arange(len(views)), period, self.frames)
@@ -176,6 +179,7 @@ class RecordedScenes:
         if not self.train:
             raise ValueError("the bags give no training window (each needs views of two cameras or more)")
         self.val = [_same_frames(self.recordings[w.rec].select(w.index)) for w in val]
+        self.val_periods = [self.periods[w.rec] for w in val]
         for r in range(len(self.recordings)):
             if not any(w.rec == r for w in self.train):  # a validation recording: only its windows are kept
                 self.recordings[r] = None
@@ -229,7 +233,8 @@ class RecordedScenes:
         for attempt in range(DRAWS):
             k = int(torch.randint(count, (1,), generator=g))
             views = self.window(k) if split == "train" else self.val[k]
-            inputs, targets = _draw(views, g, num_inputs, num_targets, nearest=attempt == DRAWS - 1)
+            period = self.periods[self.train[k].rec] if split == "train" else self.val_periods[k]
+            inputs, targets = _draw(views, g, num_inputs, num_targets, period, nearest=attempt == DRAWS - 1)
             if len(targets):
                 return {"inputs": views.select(inputs), "targets": views.select(targets), "seed": int(seed),
                         "scene": self.names[self.train[k].rec] if split == "train" else "val", "draw": "recorded",
@@ -237,12 +242,14 @@ class RecordedScenes:
         raise ValueError(f"scene {seed}: a window of {len(views)} views left no view to hold out")
 
 
-def _draw(views: ViewSet, g: torch.Generator, num_inputs: int, num_targets: int,
+def _draw(views: ViewSet, g: torch.Generator, num_inputs: int, num_targets: int, period: int,
           nearest: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, targets) indices into one window's views, each in time order (module docstring); nearest: where no
-    view is stamped within the inputs' span, the targets are the other views nearest it."""
+    """(inputs, targets) indices into one window's views, each in time order (module docstring); period: the
+    recording's frame period (ns), which cuts the window's time into frame slots (a camera at half the rate fills
+    every other one); nearest: where no view is stamped within the inputs' span, the targets are the other views
+    nearest it."""
     cams = views.camera_ids.unique()
-    frame = frame_indices(views)
+    frame = torch.div(views.stamps_ns - views.stamps_ns.min() + period // 2, period, rounding_mode="floor")
     T = int(frame.max()) + 1
     fewest = min(max(1, math.ceil(num_inputs / T)), len(cams) - 1)  # input cameras enough for num_inputs
     n_in = int(torch.randint(fewest, len(cams), (1,), generator=g))  # ... to all but one
