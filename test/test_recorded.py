@@ -17,6 +17,7 @@ from lrm4d_ros.data.protocols import split_protocol
 from lrm4d_ros.data.recorded import RecordedScenes, read_recording
 from lrm4d_ros.io.bag import read_bag, write_bag
 from lrm4d_ros.metrics import psnr
+from lrm4d_ros.views import frame_indices
 
 ARGS = ["--preset", "tiny", "--image-size", "16", "--resolution", "16", "--frames", "4", "--inputs", "2,3",
         "--targets", "2", "--self-targets", "1", "--val-every", "2", "--val-scenes", "1", "--threads", "1",
@@ -125,10 +126,7 @@ def test_windows_are_stretches_of_time_where_a_camera_dropped_frames(bags, tmp_p
     stamped in the held-out tail."""
     _, (bag, _) = bags
     views = read_bag(bag)
-    ranks = torch.zeros(len(views), dtype=torch.int64)
-    for c in range(6):
-        idx = (views.camera_ids == c).nonzero()[:, 0]
-        ranks[idx[torch.argsort(views.stamps_ns[idx])]] = torch.arange(len(idx))
+    ranks = frame_indices(views)  # each view's frame number within its camera
     keep = ~((views.camera_ids == 2) & (ranks >= 3) & (ranks <= 6))
     dropped = write_bag(views.select(keep.nonzero()[:, 0]), tmp_path / "dropped", depth_encoding="32FC1")
     lines = []
@@ -250,10 +248,7 @@ def test_a_camera_at_half_the_rate_is_drawn_at_the_moments_of_the_others(bags, t
 
     _, (bag, other) = bags
     views = read_bag(bag)
-    rank = torch.zeros(len(views), dtype=torch.int64)
-    for c in range(6):
-        idx = (views.camera_ids == c).nonzero()[:, 0]
-        rank[idx[torch.argsort(views.stamps_ns[idx])]] = torch.arange(len(idx))
+    rank = frame_indices(views)
     half = write_bag(views.select((~((views.camera_ids == 0) & (rank % 2 == 1))).nonzero()[:, 0]),
                      tmp_path / "half", depth_encoding="32FC1")
     scenes = RecordedScenes([half], [other], frames=8, resolution=16, log=lambda *a: None)
