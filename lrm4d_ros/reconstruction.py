@@ -83,6 +83,21 @@ FILL_FROM = 1.5
 # shortest input focal length, 28.85 / 27.77 / 27.41 (48.28 / 35.31 / 45.39); from the inputs' median one 29.03 /
 # 27.82 / 27.41 (48.85 / 35.58 / 45.20: at 128 the wide cameras' own views lose); RGB at 64 20.82 -> 21.41.
 SUPERSAMPLE_FROM, MAX_SUPERSAMPLE = 1.25, 4
+
+
+def window_tolerance_ns(window: TimeWindow) -> int:
+    """How far past a window of input stamps a reconstruction still renders: WINDOW_TOLERANCE of its span, at
+    least MIN_TOLERANCE_NS."""
+    return max(int(WINDOW_TOLERANCE * (window.end_ns - window.start_ns)), MIN_TOLERANCE_NS)
+
+
+def covered(window: TimeWindow, stamps_ns) -> Tensor:
+    """(C,) bool: which absolute stamps (int64 ns) a reconstruction of inputs spanning `window` renders: the window
+    widened by `window_tolerance_ns`."""
+    stamps = torch.as_tensor(stamps_ns, dtype=torch.int64).reshape(-1)
+    return window.contains(stamps, tolerance_ns=window_tolerance_ns(window))
+
+
 @dataclass
 class ViewWeighting:
     """Opacity factors of each input view's pixel Gaussians for a target that looks the way an input camera
@@ -385,13 +400,11 @@ class Reconstruction:
         return out
 
     def _tolerance_ns(self) -> int:
-        return max(int(WINDOW_TOLERANCE * (self.window.end_ns - self.window.start_ns)), MIN_TOLERANCE_NS)
+        return window_tolerance_ns(self.window)
 
     def covers(self, stamps_ns) -> Tensor:
-        """(C,) bool: which absolute stamps (int64 ns) `render` takes: the input views' span, widened by
-        WINDOW_TOLERANCE of it (at least MIN_TOLERANCE_NS)."""
-        stamps = torch.as_tensor(stamps_ns, dtype=torch.int64).reshape(-1)
-        return self.window.contains(stamps, tolerance_ns=self._tolerance_ns())
+        """(C,) bool: which absolute stamps (int64 ns) `render` takes (`covered`)."""
+        return covered(self.window, stamps_ns)
 
     def _times(self, stamps_ns) -> Tensor:
         stamps = torch.as_tensor(stamps_ns, dtype=torch.int64).reshape(-1)

@@ -592,13 +592,9 @@ def _scorable(views: ViewSet, protocol: str) -> bool:
         in_idx, groups = protocol_groups(views, protocol)
     except ValueError:
         return False
-    from .cameras import TimeWindow
-    from .reconstruction import MIN_TOLERANCE_NS, WINDOW_TOLERANCE
+    from .reconstruction import covered
 
-    s = views.stamps_ns
-    lo, hi = int(s[in_idx].min()), int(s[in_idx].max())
-    tol = max(int(WINDOW_TOLERANCE * (hi - lo)), MIN_TOLERANCE_NS)  # as Reconstruction.covers widens it
-    inside = TimeWindow(lo, max(hi, lo + 1)).contains(s, tol)
+    inside = covered(TimeWindow.from_stamps(views.stamps_ns[in_idx]), views.stamps_ns)
     return any(bool(inside[i].any()) for g, i in groups.items() if g != "self" and len(i))
 
 

@@ -14,8 +14,8 @@ input cameras (at least one camera is always held out, and enough cameras taken 
 random stretch of its frame slots (of time: a camera at another rate keeps to it); and, from the input cameras'
 views in that stretch, the inputs the node would take (`selection.select_views`, policy "uniform"). Targets are
 views of that span that are not inputs (held-out cameras, input cameras at other moments) stamped within the inputs'
-time span (widened as a reconstruction renders it: `reconstruction.WINDOW_TOLERANCE`, at least MIN_TOLERANCE_NS):
-the novel views and moments the rig protocol scores.
+time span (widened as a reconstruction renders it: `reconstruction.covered`): the novel views and moments the rig
+protocol scores.
 
 A bag's depth is a depth camera's measurement: items carry it as recorded ("measured": True), and training gives
 it to the model as inference does (`train.recorded_inputs`, i.e. `Reconstructor.inputs`; the generator's simulated
@@ -29,7 +29,8 @@ from pathlib import Path
 
 import torch
 
-from ..reconstruction import MIN_TOLERANCE_NS, WINDOW_TOLERANCE
+from ..cameras import TimeWindow
+from ..reconstruction import covered
 from ..recording import Span, make_windows
 from ..selection import select_views
 from ..views import ViewSet, short_side_size
@@ -263,8 +264,7 @@ def _draw(views: ViewSet, g: torch.Generator, num_inputs: int, num_targets: int,
     inputs = pool[torch.tensor(chosen, dtype=torch.int64)]
     stamps = views.stamps_ns
     lo, hi = int(stamps[inputs].min()), int(stamps[inputs].max())
-    tol = max(int(WINDOW_TOLERANCE * (hi - lo)), MIN_TOLERANCE_NS)
-    free = in_span & (stamps >= lo - tol) & (stamps <= hi + tol)
+    free = in_span & covered(TimeWindow(lo, hi), stamps)
     free[inputs] = False
     if nearest and not bool(free.any()):
         others = torch.ones(len(views), dtype=torch.bool)

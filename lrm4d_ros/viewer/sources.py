@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -107,7 +107,8 @@ def load_ply_window(path: Path, views: ViewSet | None = None, window: tuple[int,
         names = set(read_ply_fields(path).keys()) if "missing PLY properties" in str(e) else set()
         if not {n for n in FIELDS_3DGS if n not in ("nx", "ny", "nz")} <= names:
             raise ViewerError(f"{path}: {e}; expected {EXPECTED}") from None
-        g4, window, still = _still_gaussians(path), window or _still_window(path), True
+        window, still = window or _still_window(path), True
+        g4 = _still_gaussians(path, 0.5e-9 * (window[1] - window[0]))
     if len(g4) == 0:
         raise ViewerError(f"{path} holds no Gaussians")
     finite = torch.ones(len(g4), dtype=torch.bool)
@@ -123,22 +124,21 @@ def load_ply_window(path: Path, views: ViewSet | None = None, window: tuple[int,
         stored = stored_window(path)
         window = (stored.start_ns, stored.end_ns) if stored else estimated_window(g4.times)
     TimeWindow(*window)  # validates the order
-    if still:  # at the window's middle, with a temporal extent that leaves them whole at every moment of it
-        g4 = replace(g4, times=torch.full_like(g4.times, 0.5e-9 * (window[1] - window[0])))
     return ViewerWindow(g4, window[0], window[1], 0.0, 1e9, views, still)
 
 
 STILL_SPAN_NS = 1_000_000_000  # the time slider's span for 3D Gaussians without a stamp
 
 
-def _still_gaussians(path: Path) -> Gaussians4D:
+def _still_gaussians(path: Path, time_s: float) -> Gaussians4D:
     """A 3DGS PLY (this package's slice.ply, or another tool's: SH degree 0 colour) as 4D Gaussians that do not
-    change in time."""
+    change in time: centred at `time_s` (the window's middle) with a temporal extent that leaves them whole at
+    every moment of it."""
     from ..ply import read_ply_3dgs
 
     g3 = read_ply_3dgs(path)
     n = len(g3)
-    return Gaussians4D(means=g3.means, times=torch.zeros(n), velocities=torch.zeros(n, 3), covars=g3.covars,
+    return Gaussians4D(means=g3.means, times=torch.full((n,), time_s), velocities=torch.zeros(n, 3), covars=g3.covars,
                        scale_t=torch.full((n,), 1e6), opacities=g3.opacities, colors=g3.colors)
 
 
