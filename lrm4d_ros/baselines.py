@@ -13,7 +13,8 @@
   other on a generated workcell scene, 0.3 px at the top.
 
 `baselines_for(inputs)` is what `lrm4d evaluate` reports: nearest and background, plus depth_reference
-whenever the inputs carry a depth measurement.
+whenever the inputs carry a depth measurement; where the targets carry one too, the depth reference's rendered
+depth is scored beside the model's (`DEPTH_RENDERS`).
 """
 from __future__ import annotations
 
@@ -111,19 +112,18 @@ def nearest_input_frame(inputs: ViewSet, targets: ViewSet) -> tuple[Tensor, Tens
     return frames, (t[:, None] - times[None]).abs().argmin(1)
 
 
-def depth_reference(inputs: ViewSet, targets: ViewSet, footprint: float = 0.3,
-                    far_fill: float | None = None) -> Tensor:
-    """Predictions (M,H,W,3) of the non-learned RGB-D reference (module docstring) at the targets' cameras
-    and resolution; targets sharing a nearest input frame are rendered together.
-
-    far_fill: a variant that also splats the pixels without a measurement (sky, out of range, dropouts) at
-    far_fill × the frame's largest measured depth, a backdrop behind everything measured.
-    """
+def _reference_render(inputs: ViewSet, targets: ViewSet, footprint: float = 0.3,
+                      far_fill: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """The depth reference's render at the targets: colours (M,H,W,3) over the background, alphas (M,H,W) and
+    z-depths (M,H,W) (metres, 0 where nothing was splatted); targets sharing a nearest input frame rendered
+    together."""
     if inputs.depths is None:
         raise ValueError("depth_reference needs inputs with depths (a bag with /<cam>/depth topics)")
     bg = estimate_background(inputs.images).to(inputs.images.device)
     frames, nearest = nearest_input_frame(inputs, targets)
     out = bg.expand(len(targets), targets.height, targets.width, 3).clone()
+    alphas = out.new_zeros(len(targets), targets.height, targets.width)
+    depths = torch.zeros_like(alphas)
     for k in nearest.unique().tolist():
         frame = inputs.select(frames == k)
         far = None if far_fill is None or not bool((frame.depths > 0).any()) else far_fill * float(frame.depths.max())
@@ -134,8 +134,28 @@ def depth_reference(inputs: ViewSet, targets: ViewSet, footprint: float = 0.3,
         covars = torch.diag_embed((sigma ** 2)[:, None].expand(-1, 3))
         r = render(means, covars, torch.ones_like(sigma), colors, targets.camtoworlds[tgt].to(means.device),
                    targets.Ks[tgt].to(means.device), targets.width, targets.height, bg.to(means))
-        out[tgt.to(out.device)] = r.colors.clamp(0, 1).to(out)
-    return out
+        at = tgt.to(out.device)
+        out[at] = r.colors.clamp(0, 1).to(out)
+        alphas[at], depths[at] = r.alphas[..., 0].to(out), r.depths[..., 0].to(out)
+    return out, alphas, depths
+
+
+def depth_reference(inputs: ViewSet, targets: ViewSet, footprint: float = 0.3,
+                    far_fill: float | None = None) -> Tensor:
+    """Predictions (M,H,W,3) of the non-learned RGB-D reference (module docstring) at the targets' cameras
+    and resolution.
+
+    far_fill: a variant that also splats the pixels without a measurement (sky, out of range, dropouts) at
+    far_fill × the frame's largest measured depth, a backdrop behind everything measured.
+    """
+    return _reference_render(inputs, targets, footprint, far_fill)[0]
+
+
+def depth_reference_depths(inputs: ViewSet, targets: ViewSet) -> tuple[Tensor, Tensor]:
+    """The depth reference's rendered z-depths (M,H,W) in metres (0 where nothing) and alphas (M,H,W) at the
+    targets: the inputs' measured depth carried to the target camera, what rendered depth is scored against."""
+    _, alphas, depths = _reference_render(inputs, targets)
+    return depths, alphas
 
 
 def has_depth(views: ViewSet) -> bool:
@@ -145,6 +165,8 @@ def has_depth(views: ViewSet) -> bool:
 
 BASELINES = {"nearest": nearest_input, "background": background_only}
 DEPTH_BASELINES = {"depth_reference": depth_reference}
+# the baselines that also render depth: {name: fn(inputs, targets) -> (z-depths (M,H,W) metres, alphas (M,H,W))}
+DEPTH_RENDERS = {"depth_reference": depth_reference_depths}
 
 
 def baselines_for(inputs: ViewSet) -> dict:

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import torch
 
-from .baselines import baselines_for
+from .baselines import DEPTH_RENDERS, baselines_for, has_depth
 from .cameras import project_points
-from .metrics import psnr, ssim
+from .metrics import DEPTH_MIN_ALPHA, DELTA1, depth_scores, depth_sums, psnr, ssim
 from .pixel_gaussians import z_rays
 from .model import BF16_CHOICES
 from .outputs import check_writable
@@ -182,6 +182,20 @@ def evaluate_views(reconstructor: Reconstructor, views: ViewSet, protocol: str, 
                  "input_psnr": round(res.input_psnr, 3)}
     split = {n: dict(zip(names, s.split(sizes))) for n, s in per_view.items()}
     held = [g for g in names if g != SELF]
+    depth_split = {}
+    if has_depth(targets):  # the rendered depth against the targets' measured depth
+        truth = targets.depths.cpu()
+        sums = {"model": depth_sums(out.depths[..., 0].cpu(), out.alphas[..., 0].cpu(), truth)}
+        if has_depth(inputs):
+            for name, fn in DEPTH_RENDERS.items():
+                z, a = fn(inputs, targets)
+                sums[name] = depth_sums(z.cpu(), a.cpu(), truth)
+        depth_split = {n: dict(zip(names, s.split(sizes))) for n, s in sums.items()}
+
+    def depth_of(gs: list[str]) -> dict:
+        """{"model": scores, "baselines": {name: scores}} of the rendered depth over groups gs, pixels pooled."""
+        res = {n: depth_scores(torch.cat([depth_split[n][g] for g in gs])) for n in depth_split}
+        return {"model": res.pop("model"), "baselines": res}
 
     def methods(gs: list[str]) -> dict:
         res = {}
@@ -198,6 +212,8 @@ def evaluate_views(reconstructor: Reconstructor, views: ViewSet, protocol: str, 
            "model_depth": bool(depth and inputs.depths is not None), "input_findings": list(rec.findings),
            "model": overall.pop("model"), "baselines": overall,
            "reconstruct_s": round(t1 - t0, 4), "render_s_per_view": round((t2 - t1) / len(targets), 4)}
+    if depth_split:
+        row["rendered_depth"] = depth_of(held)
     if outside:
         row["outside_window"] = outside
     if len(names) > 1:
@@ -206,6 +222,8 @@ def evaluate_views(reconstructor: Reconstructor, views: ViewSet, protocol: str, 
             m = methods([g])
             row["groups"][g] = {"num_targets": len(groups[g]), **({"model": m.pop("model"), "baselines": m}
                                                                  if m else {})}
+            if depth_split and sizes[names.index(g)]:
+                row["groups"][g]["rendered_depth"] = depth_of([g])
     return row
 
 
@@ -229,6 +247,26 @@ def _summarize_methods(entries: list[dict]) -> dict:
     return out
 
 
+def _depth_mean(scores: list[dict]) -> dict:
+    """Mean over bags of each depth figure (AbsRel, δ₁, coverage) where a bag has it, their pixels summed, and on
+    how many bags ("bags")."""
+    out = {}
+    for k in ("abs_rel", "delta1", "coverage"):
+        have = [e[k] for e in scores if e[k] is not None]
+        out[k] = sum(have) / len(have) if have else None
+    return {**out, "pixels": sum(e["pixels"] for e in scores), "bags": len(scores)}
+
+
+def _summarize_depth(entries: list[dict]) -> dict | None:
+    """The "rendered_depth" of `entries` (per-bag rows or their groups) averaged over those that have one; None if none."""
+    have = [e["rendered_depth"] for e in entries if "rendered_depth" in e]
+    if not have:
+        return None
+    names = list(dict.fromkeys(n for e in have for n in e["baselines"]))
+    return {"model": _depth_mean([e["model"] for e in have]),
+            "baselines": {n: _depth_mean([e["baselines"][n] for e in have if n in e["baselines"]]) for n in names}}
+
+
 def summarize(rows: list[dict], protocol: str) -> dict:
     """Mean over bags of each method's per-bag mean PSNR/SSIM (per group too where the protocol has groups),
     plus the per-bag rows."""
@@ -236,6 +274,9 @@ def summarize(rows: list[dict], protocol: str) -> dict:
         return sum(get(r) for r in rows) / len(rows)
 
     result = {"protocol": protocol, **_summarize_methods(rows)}
+    depth = _summarize_depth(rows)
+    if depth is not None:
+        result["rendered_depth"] = depth
     if "groups" in rows[0]:
         result["groups"] = {}
         for g in rows[0]["groups"]:
@@ -243,6 +284,9 @@ def summarize(rows: list[dict], protocol: str) -> dict:
             if scored:
                 result["groups"][g] = {"bags": len(scored), "num_targets": sum(e["num_targets"] for e in scored),
                                        **_summarize_methods(scored)}
+                depth = _summarize_depth(scored)
+                if depth is not None:
+                    result["groups"][g]["rendered_depth"] = depth
     result["timing"] = {"reconstruct_s": mean(lambda r: r["reconstruct_s"]),
                         "render_s_per_view": mean(lambda r: r["render_s_per_view"])}
     result["per_bag"] = rows
@@ -283,9 +327,36 @@ def format_table(result: dict) -> str:
         lines.append("(targets summed over bags; held-out = every group but self, as in the rows above"
                      + "".join(f"; {n} over {m['bags']} of {m['of_bags']} bags" for n, m in result["baselines"].items()
                                if "of_bags" in m) + ")")
+    if "rendered_depth" in result:
+        lines.extend(_depth_table(result))
     t = result["timing"]
     lines.append(f"reconstruct {t['reconstruct_s']:.3f} s/window, render {t['render_s_per_view']:.3f} s/view")
     return "\n".join(lines)
+
+
+def _depth_cell(m: dict | None) -> str:
+    def pct(x):
+        return f"{'-':>8}" if x is None else f"{x:>8.1%}"
+
+    if m is None:
+        return f"{'-':>8}" * 3
+    return (f"{'-':>8}" if m["abs_rel"] is None else f"{m['abs_rel']:>8.3f}") + pct(m["delta1"]) + pct(m["coverage"])
+
+
+def _depth_table(result: dict) -> list[str]:
+    """Rows (held-out, then each group) × methods of the rendered depth against the bags' measured depth."""
+    top = result["rendered_depth"]
+    methods = ["lrm4d", *top["baselines"]]
+    rows = [("held-out", top)] + [(g, e["rendered_depth"]) for g, e in result.get("groups", {}).items()
+                                  if "rendered_depth" in e]
+    return ["", f"rendered depth against the bags' measured depth ({top['model']['bags']} of {len(result['per_bag'])} "
+            f"bags): AbsRel and δ<{DELTA1:g} over the measured pixels the render covers (α ≥ {DEPTH_MIN_ALPHA:g}), "
+            "and their share",
+            f"{'':<18}" + "".join(f"{n:>25}" for n in methods),
+            f"{'group':<18}" + f" {'AbsRel':>8}{'δ<' + format(DELTA1, 'g'):>8}{'covered':>8}" * len(methods),
+            *(f"{name:<18}" + "".join(f" {_depth_cell(c)}" for c in [d["model"]] + [d["baselines"].get(n)
+                                                                                  for n in methods[1:]])
+              for name, d in rows)]
 
 
 def _check_arguments(args) -> None:
@@ -359,6 +430,10 @@ def run(args) -> int:
                          "depth_reference only")
         if row.get("outside_window"):
             notes.append(f"{row['outside_window']} targets outside the inputs' time span left out")
+        depth = row.get("rendered_depth", {}).get("model")
+        if depth and depth["abs_rel"] is not None:
+            notes.append(f"rendered depth AbsRel {depth['abs_rel']:.3f} on {depth['coverage']:.0%} of the measured "
+                         "pixels")
         print(f"{bag}: lrm4d {_db(row['model'], n)}, "
               + ", ".join(f"{name} {_db(m, n)}" for name, m in row["baselines"].items())
               + f" ({'; '.join(notes)})", flush=True)

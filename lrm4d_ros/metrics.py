@@ -1,4 +1,6 @@
-"""Image metrics: PSNR and SSIM (Wang et al. 2004; Gaussian window 11, σ 1.5, data range 1)."""
+"""Image metrics: PSNR and SSIM (Wang et al. 2004; Gaussian window 11, σ 1.5, data range 1), and rendered depth
+against measured depth (AbsRel and δ < 1.25, as monocular-depth benchmarks report them, with the share of measured
+pixels the render covers)."""
 from __future__ import annotations
 
 import math
@@ -8,6 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
+DEPTH_MIN_ALPHA = 0.5  # a rendered pixel's depth counts where its Gaussians cover at least this much of it
+DELTA1 = 1.25  # δ₁: max(ẑ/z, z/ẑ) below this
 _C1, _C2 = 0.01 ** 2, 0.03 ** 2
 
 
@@ -61,3 +65,31 @@ def ssim(pred: Tensor, target: Tensor) -> Tensor:
     lead = pred.shape[:-3]
     m = ssim_map(pred.reshape(-1, *pred.shape[-3:]), target.reshape(-1, *target.shape[-3:]))
     return m.mean(dim=(1, 2, 3)).reshape(lead)
+
+
+def depth_sums(pred: Tensor, alpha: Tensor, true: Tensor, min_alpha: float = DEPTH_MIN_ALPHA) -> Tensor:
+    """Per-view sums (M,4) float64 of a rendered depth against a measured one: [measured pixels, covered pixels,
+    Σ |ẑ − z| / z over the covered, covered pixels with max(ẑ/z, z/ẑ) < DELTA1]. pred, alpha, true (M,H,W):
+    rendered z-depth and coverage, measured z-depth (> 0 and finite where measured), one unit. Covered: measured
+    and alpha ≥ min_alpha (a faint pixel's depth is that of whatever little covers it). Sums, so that groups of
+    views pool their pixels (`depth_scores`)."""
+    if not pred.shape == alpha.shape == true.shape or pred.ndim != 3:
+        raise ValueError(f"pred, alpha and true must all be (M,H,W); got {tuple(pred.shape)}, {tuple(alpha.shape)} "
+                         f"and {tuple(true.shape)}")
+    z, zt = pred.double(), true.double()
+    measured = torch.isfinite(zt) & (zt > 0)
+    covered = measured & (alpha.double() >= min_alpha) & (z > 0)
+    zt = torch.where(measured, zt, torch.ones_like(zt))
+    zc = torch.where(covered, z, zt)
+    rel = torch.where(covered, (zc - zt).abs() / zt, torch.zeros_like(zt))
+    good = covered & (torch.maximum(zc / zt, zt / zc) < DELTA1)
+    return torch.stack([measured.sum((1, 2)), covered.sum((1, 2)), rel.sum((1, 2)), good.sum((1, 2))], 1).double()
+
+
+def depth_scores(sums: Tensor) -> dict:
+    """{"abs_rel", "delta1", "coverage", "pixels"} of `depth_sums` rows pooled: AbsRel and δ₁ over the covered
+    pixels, coverage = covered / measured; None for a figure with no pixel to say it (nothing measured, or
+    nothing covered)."""
+    n, c, rel, good = sums.reshape(-1, 4).sum(0).tolist()
+    return {"abs_rel": rel / c if c else None, "delta1": good / c if c else None,
+            "coverage": c / n if n else None, "pixels": int(n)}

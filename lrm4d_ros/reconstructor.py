@@ -599,7 +599,7 @@ class Reconstructor:
         if (views.height, views.width) != (v.height, v.width):  # the views as captured, for renders at their size
             native = (views.images.to("cpu"), views.Ks.to(self.device).float())  # (show moves the two it uses)
         captured = CapturedFrames(v.images.float(), v.Ks.float(), c2w.float(), times.float(), pred.flows, native)
-        to_measured = None
+        to_measured = no_return = None
         if depths is not None:
             # the measured point less the mean, whatever the head did with it (the paper head clamps its means)
             o, d = z_rays(v.Ks.float(), c2w.float(), v.height, v.width)
@@ -607,11 +607,14 @@ class Reconstructor:
             hit = (depths > 0).reshape(-1, 1)
             to_measured = torch.zeros_like(g.means)
             to_measured[:len(v) * P] = torch.where(hit, at - g.means[:len(v) * P], torch.zeros_like(at))
+            no_return = torch.zeros(len(g), dtype=torch.bool, device=g.means.device)
+            sensed = (depths > 0).flatten(1).any(1)  # a mixed rig's colour cameras measured nothing anywhere
+            no_return[:len(v) * P] = ((depths <= 0) & sensed[:, None, None]).reshape(-1).to(no_return.device)
         footprints = torch.zeros(len(g), 2, dtype=g.means.dtype, device=g.means.device)
         footprints[:, 1] = math.inf  # not a pixel Gaussian: nothing to fill
         footprints[:len(v) * P] = pixel_footprints(pred.pixel_depths.float(), v.Ks.float()).to(footprints)
         return Reconstruction(g, norm, window, background, weighting, captured=captured, to_measured=to_measured,
-                              footprints=footprints, findings=findings)
+                              no_return=no_return, footprints=footprints, findings=findings)
 
 
 def level_by_depth(norm: SceneNormalization, v: ViewSet, c2w: Tensor, depths: Tensor) -> SceneNormalization:

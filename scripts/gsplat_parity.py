@@ -5,7 +5,8 @@
 Needs a CUDA machine with gsplat installed (`pip install -e .[cuda]`). For each random scene (seed) it renders
 the same Gaussians and cameras with gsplat and with the torch rasterizer, both on the GPU, and prints per
 scene and camera the max abs difference of colour, alpha and depth and the PSNR of gsplat's colour against
-the torch one. gsplat compiles its CUDA code on first use (cached under ~/.cache/torch_extensions unless its
+the torch one, and with depth weights (every other Gaussian 0: render(depth_weights=)) the max abs difference of
+the weighted depth and its coverage. gsplat compiles its CUDA code on first use (cached under ~/.cache/torch_extensions unless its
 wheel ships binaries): the first call's time, build included, and a warm call's are reported apart. Writes the
 table to benchmarks/results/gsplat_parity.txt.
 """
@@ -48,11 +49,11 @@ def main() -> int:
 
     import gsplat
 
-    def gsplat_call(scene, viewmats, Ks, bg) -> tuple[list, float]:
+    def gsplat_call(scene, viewmats, Ks, bg, **kw) -> tuple[list, float]:
         torch.cuda.synchronize()
         t = time.perf_counter()
         out = rasterize_gsplat.rasterize(*(x.cuda() for x in scene), viewmats.cuda(), Ks.cuda(), args.size,
-                                         args.size, bg.cuda(), 0.01, 1e10)
+                                         args.size, bg.cuda(), 0.01, 1e10, **kw)
         torch.cuda.synchronize()
         return [x.cpu() for x in out], time.perf_counter() - t
 
@@ -64,7 +65,8 @@ def main() -> int:
     lines = [f"# gsplat {gsplat.__version__} vs torch rasterizer; {args.gaussians} Gaussians, {args.views} views, "
              f"{args.size}x{args.size}; GPU {torch.cuda.get_device_name()}",
              f"# gsplat first call {first_s:.1f} s (CUDA build or load included), warm call {warm_s * 1e3:.2f} ms",
-             f"{'scene':<7} {'seed':>4} {'cam':>3} {'max|dRGB|':>10} {'max|dA|':>9} {'max|dZ|':>9} {'PSNR dB':>8}"]
+             f"{'scene':<7} {'seed':>4} {'cam':>3} {'max|dRGB|':>10} {'max|dA|':>9} {'max|dZ|':>9} {'PSNR dB':>8}"
+             f" {'max|dZw|':>9} {'max|dAw|':>9}"]
     print("\n".join(lines), flush=True)
     worst = math.inf
     for kind in args.scenes:
@@ -75,11 +77,18 @@ def main() -> int:
             ref = [x.cpu() for x in rasterize_torch.rasterize(*(x.cuda() for x in scene), viewmats.cuda(), Ks.cuda(),
                                                                args.size, args.size, bg.cuda(), 0.01, 1e10)]
             got, _ = gsplat_call(scene, viewmats, Ks, bg)
+            weights = (torch.arange(len(scene[0])) % 2).float()
+            ref_w = [x.cpu() for x in rasterize_torch.rasterize(*(x.cuda() for x in scene), viewmats.cuda(),
+                                                                 Ks.cuda(), args.size, args.size, bg.cuda(), 0.01, 1e10,
+                                                                 depth_weights=weights.cuda())]
+            got_w, _ = gsplat_call(scene, viewmats, Ks, bg, depth_weights=weights.cuda())
             for cam in range(args.views):
                 d = [(g[cam] - r[cam]).abs().max().item() for g, r in zip(got, ref)]
+                dw = [(g[cam] - r[cam]).abs().max().item() for g, r in zip(got_w[2:], ref_w[2:])]
                 p = psnr(got[0][cam], ref[0][cam])
                 worst = min(worst, p)
-                line = f"{kind:<7} {seed:>4} {cam:>3} {d[0]:>10.2e} {d[1]:>9.2e} {d[2]:>9.2e} {p:>8.2f}"
+                line = (f"{kind:<7} {seed:>4} {cam:>3} {d[0]:>10.2e} {d[1]:>9.2e} {d[2]:>9.2e} {p:>8.2f}"
+                        f" {dw[0]:>9.2e} {dw[1]:>9.2e}")
                 lines.append(line)
                 print(line, flush=True)
     lines.append(f"# worst PSNR {worst:.2f} dB")

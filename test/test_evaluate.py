@@ -12,7 +12,7 @@ from lrm4d_ros.baselines import background_only, nearest_input, nearest_input_in
 from lrm4d_ros.cameras import fov_to_K
 from lrm4d_ros.evaluate import seen_by_inputs
 from lrm4d_ros.checkpoint import save_model
-from lrm4d_ros.metrics import pooled_psnr, psnr, ssim
+from lrm4d_ros.metrics import depth_scores, depth_sums, pooled_psnr, psnr, ssim
 from lrm4d_ros.model import LRM4D, LRM4DConfig
 from lrm4d_ros.views import ViewSet
 
@@ -51,6 +51,37 @@ def _rig_views(cams, stamps, centres, names=("a", "b", "c"), res=16):
     return ViewSet(images=images.clone(), Ks=fov_to_K(1.0, res, res).expand(V, 3, 3).clone(), camtoworlds=c2w,
                    stamps_ns=torch.tensor(stamps, dtype=torch.int64), camera_ids=torch.tensor(cams),
                    camera_names=list(names))
+
+
+def test_depth_scores_closed_forms():
+    """AbsRel, δ<1.25 and coverage of a rendered depth against a measured one, pixels pooled over views."""
+    true = torch.full((2, 4, 4), 2.0)
+    true[0, 0] = 0.0  # a row the camera did not measure: not scored, whatever is rendered there
+    true[1, 0, 0] = float("inf")  # REP 117's no return: not a measurement either
+    pred = true.clone()
+    pred[0, 1] = 2.2  # +10 %: within δ₁
+    pred[0, 2] = 3.0  # +50 %: outside it
+    pred[0, 0] = 40.0
+    alpha = torch.ones(2, 4, 4)
+    alpha[1, 3] = 0.4  # below DEPTH_MIN_ALPHA: not covered (a faint pixel's depth says little)
+    pred[1, 3] = 99.0
+    pred[1, 2, 0] = 0.0  # nothing rendered at all there
+    sums = depth_sums(pred, alpha, true)
+    measured = [12, 15]
+    covered = [12, 15 - 4 - 1]
+    assert sums[:, 0].tolist() == measured and sums[:, 1].tolist() == covered
+    assert math.isclose(float(sums[0, 2]), 4 * 0.1 + 4 * 0.5, rel_tol=1e-6)
+    assert sums[0, 3] == 8 and sums[1, 3] == 10 and sums[1, 2] == 0
+    s = depth_scores(sums)
+    assert s["pixels"] == 27 and math.isclose(s["coverage"], 22 / 27)
+    assert math.isclose(s["abs_rel"], 2.4 / 22, rel_tol=1e-6) and math.isclose(s["delta1"], 18 / 22)
+    assert depth_scores(sums[1:])["abs_rel"] == 0.0
+    # nothing covered: no AbsRel or δ₁ to give, coverage 0; nothing measured: no figure at all
+    none = depth_scores(depth_sums(pred, torch.zeros_like(alpha), true))
+    assert none["abs_rel"] is None and none["delta1"] is None and none["coverage"] == 0.0
+    assert depth_scores(depth_sums(pred, alpha, torch.zeros_like(true)))["coverage"] is None
+    with pytest.raises(ValueError, match="must all be"):
+        depth_sums(pred, alpha[:1], true)
 
 
 def test_nearest_input_prefers_same_camera_then_time_then_centre():
@@ -110,6 +141,14 @@ def test_evaluate_cli_on_a_generated_bag(tmp_path, capsys):
     assert result["model"]["psnr"] > result["baselines"]["background"]["psnr"] + 2.0
     assert abs(result["model"]["psnr"] - result["baselines"]["depth_reference"]["psnr"]) < 3.0
     assert row["model_depth"] is True
+    # Its rendered depth against the targets' exact depth: the inputs' measured depth (MEASURED_OFFSET beyond it),
+    # as the reference's, within a few per cent on objects a few pixels wide
+    d = result["rendered_depth"]
+    model_depth, ref_depth = d["model"], d["baselines"]["depth_reference"]
+    assert model_depth["pixels"] == ref_depth["pixels"] == row["rendered_depth"]["model"]["pixels"] > 0
+    assert model_depth["abs_rel"] < 0.1 and model_depth["delta1"] > 0.95 and model_depth["coverage"] > 0.5
+    assert ref_depth["abs_rel"] < 0.1 and ref_depth["delta1"] > 0.95
+    assert abs(model_depth["abs_rel"] - ref_depth["abs_rel"]) < 0.02
     ps = row["baselines"]["per_scene"]
     assert ps["steps"] == 30 and ps["init"] == "rays" and ps["fit_s"] > 0
     assert result["baselines"]["per_scene"]["steps"] == 30
@@ -119,8 +158,10 @@ def test_evaluate_cli_on_a_generated_bag(tmp_path, capsys):
     # the same bag without its depth topics: the table says the model saw colour only
     write_bag(replace(generate(1_000_003, cfg), depths=None), tmp_path / "rgb_bag")
     assert main(["evaluate", str(tmp_path / "rgb_bag"), "--protocol", "novel-camera", "--checkpoint", str(ckpt),
-                 "--resolution", "24", "--device", "cpu"]) == 0
-    assert "model depth input on (no bag has depth: colour only)\n" in capsys.readouterr().out
+                 "--resolution", "24", "--device", "cpu", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "model depth input on (no bag has depth: colour only)\n" in printed
+    assert "rendered_depth" not in json.loads(out.read_text()) and "rendered depth" not in printed  # nothing to score
 
 
 def test_a_bag_that_cannot_be_scored_leaves_the_others_scored(tmp_path, capsys):
@@ -200,8 +241,21 @@ def test_evaluate_rig_protocol_with_depth(tmp_path, capsys):
     assert math.isclose(on["baselines"]["background"]["psnr"], expect, rel_tol=1e-9)
     assert off["depth"] == "off" and off["per_bag"][0]["model_depth"] is False
     assert off["baselines"]["depth_reference"] == on["baselines"]["depth_reference"]  # the reference keeps depth
+    # Rendered depth, scored against the targets' measured depth in both runs (the reference's the same in both):
+    # the reference re-renders its own inputs' measured depth at their cameras ("self") but at their edges (targets
+    # of 24 px resized from 32 take the nearest pixel's depth); the held-out figures pool the held-out groups' pixels.
+    assert off["rendered_depth"]["baselines"] == on["rendered_depth"]["baselines"]
+    ref_self = on["groups"]["self"]["rendered_depth"]["baselines"]["depth_reference"]
+    assert ref_self["abs_rel"] < 0.1 and ref_self["delta1"] > 0.9 and ref_self["coverage"] > 0.98  # (24 px of 32)
+    pixels = [on["groups"][g]["rendered_depth"]["model"]["pixels"] for g in ("novel_view", "novel_view_time",
+                                                                             "time_interp")]
+    assert row["rendered_depth"]["model"]["pixels"] == sum(pixels) > 0
+    for result in (on, off):
+        m = result["rendered_depth"]["model"]
+        assert 0 <= m["abs_rel"] and 0 <= m["delta1"] <= 1 and 0 < m["coverage"] <= 1
     printed = capsys.readouterr().out
     assert "novel_view_time" in printed and "depth_reference" in printed
+    assert printed.count("rendered depth against the bags' measured depth (1 of 1 bags)") == 2
     # each run's per-bag line says what the model got: depth, or colour only with the bag's depth unused by it
     assert printed.count("(held-out; model depth input on") == 1 and printed.count("RGB-only model inputs") == 1
     # Contact sheets: ground truth, lrm4d, nearest, background, depth reference; 6 of the 8 novel_view targets,
@@ -404,3 +458,43 @@ def test_a_head_rig_in_a_world_whose_z_is_not_up_is_levelled_by_its_depth(tmp_pa
         with pytest.warns(RuntimeWarning, match=r"the world frame's z is \d+\.\d° from the up"):
             novel_view = evaluate_views(rec, turned, "rig")["groups"]["novel_view"]["model"]["psnr"]
         assert novel_view == pytest.approx(33.09, abs=0.2)
+
+
+def test_rendered_depth_leaves_out_what_the_depth_camera_measured_nothing_at():
+    """A robot validation scene with the training sensor's depth (sky and floor beyond its range, dropouts): its input
+    cameras re-rendered at their own moments drew the model's far guess for the pixels the sensor gave no depth (a
+    shell ~25 m out) and mixed it into their neighbours' depth. Now those Gaussians count in no depth: a pixel the
+    sensor missed gets the depth other views measured there, or none (0) where they make most of it; the measured
+    pixels their depth; the in-between moments gain most (a dropout of either frame was mixed in); colours unchanged."""
+    from lrm4d_ros.data import eval_scenes as es
+    from lrm4d_ros.data.depth_sensor import with_depth
+    from lrm4d_ros.data.generator import generate
+    from lrm4d_ros.data.protocols import protocol_groups
+    from lrm4d_ros.reconstructor import Reconstructor
+
+    seed, layout, rig = es.robot_recipe(es.ROBOT_PROTOCOL_VAL_FIRST_SEED + 40, 1)[0]
+    exact = generate(seed, es.robot_scene_config(layout, rig, supersample=1))
+    views = with_depth(exact, "sensor", seed=seed)
+    in_idx, groups = protocol_groups(views, "rig")
+    inputs, truth = views.select(in_idx), exact.select(in_idx).depths
+    rec = Reconstructor.from_checkpoint(device="cpu").reconstruct(inputs)
+    assert rec.no_return is not None and rec.no_return.float().mean() > 0.05
+    before = replace(rec, no_return=None)  # every Gaussian in the depth, as before
+    with torch.no_grad():
+        out, old = (r.render(inputs.camtoworlds, inputs.Ks, inputs.width, inputs.height, inputs.stamps_ns)
+                    for r in (rec, before))
+    assert torch.equal(out.colors, old.colors) and torch.equal(out.alphas, old.alphas)
+    z, z_old, measured = out.depths[..., 0], old.depths[..., 0], inputs.depths > 0
+    missed = ~measured & (out.alphas[..., 0] > 0.5)
+    assert float((z_old[missed] > 10.0).float().mean()) > 0.9  # the far shell, metres
+    near_truth = (z - truth).abs() <= 0.05 * truth  # (the rest mostly depth edges, where the sensor drops pixels)
+    assert float(((z[missed] == 0) | near_truth[missed]).float().mean()) > 0.9
+    assert float(near_truth[missed & (z > 0)].float().mean()) > 0.6 and bool((missed & (z > 0)).any())
+    rel = ((z - inputs.depths).abs() / inputs.depths.clamp_min(1e-6))[measured]
+    assert float(rel.median()) < 0.02 and float((z[measured] > 0).float().mean()) > 0.98
+    targets = views.select(groups["time_interp"])
+    with torch.no_grad():
+        mid, mid_old = (r.render(targets.camtoworlds, targets.Ks, targets.width, targets.height, targets.stamps_ns)
+                        for r in (rec, before))
+    now, then = (depth_scores(depth_sums(m.depths[..., 0], m.alphas[..., 0], targets.depths)) for m in (mid, mid_old))
+    assert now["abs_rel"] < 0.5 * then["abs_rel"] and now["delta1"] > then["delta1"], (now, then)

@@ -110,7 +110,7 @@ def test_slice_for_a_renderer_drops_only_what_it_would_not_draw():
     a = render(all_.means, all_.covars, all_.opacities, all_.colors, c2w, K, 48, 48)
     b = render(cut.means, cut.covars, cut.opacities, cut.colors, c2w, K, 48, 48)
     assert a.alphas.max() > 0.1
-    for x, y in zip(a, b):
+    for x, y in zip(a[:3], b[:3]):
         assert torch.equal(x, y)
 
 

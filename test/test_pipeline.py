@@ -170,7 +170,13 @@ def test_reconstruct_output_bag_topics_and_counts(source_bag, recon_out):
         depth = out[f"/lrm4d/{c}/depth"][0][2]
         assert (depth.encoding, depth.height, depth.width, depth.step) == ("32FC1", H, W, 4 * W)
         d = np.frombuffer(depth.data.tobytes(), "<f4")
-        assert np.isfinite(d).all() and (d >= 0).all() and (d > 0).any()
+        # NaN where there is no depth (REP 118), not a finite 0, which depth-to-cloud tools take for a point at the
+        # camera: where the source's depth camera measured nothing (the sky around the objects), there is none
+        src_depth = {t: m for t, _, m in src[f"/{c}/depth"]}[out[f"/lrm4d/{c}/depth"][0][0]]
+        measured = np.frombuffer(src_depth.data.tobytes(), "<f4") > 0
+        rendered = np.isfinite(d)
+        assert (d[rendered] > 0).all() and np.isnan(d[~rendered]).all() and measured.any()
+        assert rendered[measured].mean() > 0.9 and rendered[~measured].mean() < 0.1
         info = out[f"/lrm4d/{c}/camera_info"][0][2]
         src_info = src[f"/{c}/camera_info"][0][2]
         assert np.allclose(info.k, src_info.k) and (info.width, info.height) == (W, H)

@@ -118,6 +118,53 @@ def test_pixels_equal_the_reference(kind, dtype):
         assert alpha_t.mean().item() > 0.05  # the scene really covers the image
 
 
+@pytest.mark.parametrize("kind", SCENES)
+def test_depth_weights_equal_the_reference_and_leave_the_colours_alone(kind):
+    """Depth weights d (render(depth_weights=)) blended in the colours' pass: the depth Σ w·d·z / Σ w·d and Σ w·d
+    equal to the reference's, the colours and alphas (then 1 − the final transmittance) those of a render without
+    them, to the bit, and weights of one give the plain depth."""
+    scene = _scene(kind)
+    n = len(scene[0])
+    d = (torch.arange(n) % 3 == 0).float() * 0.75 + 0.25 * (torch.arange(n) % 2)
+    c2w, Ks = _cameras(2)
+    args = (invert_pose(c2w).float(), Ks.float(), W, H, torch.tensor([[0.2, 0.5, 0.9]]).expand(2, 3), 0.01, 1e10)
+    plain = rasterize_numba.rasterize(*scene, *args)
+    out = rasterize_numba.rasterize(*scene, *args, depth_weights=d)
+    ref = rasterize_torch.rasterize(*scene, *args, depth_weights=d)
+    assert torch.equal(out[0], plain[0]) and torch.equal(out[1], plain[1])
+    assert out[2].shape == out[3].shape == (2, H, W, 1)
+    tol = 2e-4 if kind == "elongated" else 1e-5  # the float32 reference's projection (see the test above)
+    assert (out[3] - ref[3]).abs().max().item() < tol
+    assert (out[2] - ref[2]).abs().max().item() < tol * max(1.0, ref[2].abs().max().item())
+    ones = rasterize_numba.rasterize(*scene, *args, depth_weights=torch.ones(n))
+    assert torch.equal(ones[2], plain[2]) and torch.equal(ones[3], plain[1])
+    if kind == "random":  # both kinds of Gaussian cover pixels: the depth is theirs, not the plain one
+        assert 0 < out[3].max().item() < plain[1].max().item() and (out[2] - plain[2]).abs().max().item() > 0.1
+
+
+def test_depth_weights_through_render_carry_no_gradient():
+    """With gradients on, render(depth_weights=) gives the colours' gradients of a render without them (a second,
+    forward-only pass gives the weighted depth) and none to the weights; they are checked."""
+    means, covars, opac, colors = _scene("random")
+    d = (torch.arange(len(means)) % 2).float().requires_grad_()
+    c2w, Ks = _cameras(1)
+    leaves = [t.clone().requires_grad_() for t in (means, covars, opac, colors)]
+    out = render(*leaves, c2w, Ks, W, H, depth_weights=d)
+    with torch.no_grad():
+        alone = render(*leaves, c2w, Ks, W, H, depth_weights=d)
+    assert torch.equal(out.depths, alone.depths) and torch.equal(out.depth_alphas, alone.depth_alphas)
+    assert not out.depths.requires_grad and not out.depth_alphas.requires_grad
+    out.colors.sum().backward()
+    grads = [t.grad.clone() for t in leaves]
+    for t in leaves:
+        t.grad = None
+    render(*leaves, c2w, Ks, W, H).colors.sum().backward()
+    assert all(torch.equal(a, t.grad) for a, t in zip(grads, leaves)) and d.grad is None
+    assert render(*leaves, c2w, Ks, W, H).depth_alphas is None
+    with pytest.raises(ValueError, match="one weight per Gaussian"):
+        render(means, covars, opac, colors, c2w, Ks, W, H, depth_weights=torch.ones(3))
+
+
 def test_scene_features_are_exercised():
     """The parity scenes hit what they are named for: stops on the 1e-4 rule, huge and clipped boxes."""
     _, (_, alpha, _) = _both(_scene("dense"))

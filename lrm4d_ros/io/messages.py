@@ -223,15 +223,16 @@ def image_rgb(msg) -> np.ndarray:
 def depth_msg(depth_m, stamp: int, frame_id: str, encoding: str = "32FC1", types: MessageTypes | None = None):
     """Image message of an (H,W) z-depth in metres (0 or non-finite: no measurement).
 
-    32FC1 keeps the float32 values (missing as 0); 16UC1 stores rounded millimetres, and depths beyond
-    65.535 m cannot be stored (MessageError).
+    32FC1 keeps the float32 values, missing as NaN (REP 118: depth_image_proc and RViz's DepthCloud take any finite
+    value, 0 too, for a point, which a 0 puts at the camera's centre); 16UC1 stores rounded millimetres, missing as
+    0, and depths beyond 65.535 m cannot be stored (MessageError).
     """
     d = np.asarray(depth_m, dtype=np.float32)
     if d.ndim != 2:
         raise MessageError(f"expected an (H,W) depth array, got shape {d.shape}")
     d = np.where(np.isfinite(d) & (d > 0), d, np.float32(0.0)).astype(np.float32)
     if encoding == "32FC1":
-        px = d.astype("<f4")
+        px = np.where(d > 0, d, np.float32(np.nan)).astype("<f4")
     elif encoding == "16UC1":
         mm = np.rint(d.astype(np.float64) * 1000.0)
         if mm.max(initial=0) > 65535:

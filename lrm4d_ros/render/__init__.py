@@ -23,11 +23,14 @@ from ..cpu_kernels import compile_note
 
 class RenderOutput(NamedTuple):
     """colors (C,H,W,3) composited over the background, alphas (C,H,W,1) coverage Σwᵢ,
-    depths (C,H,W,1) expected camera z-depth Σwᵢzᵢ/α in the units of `means` (0 where α = 0)."""
+    depths (C,H,W,1) expected camera z-depth Σwᵢzᵢ/α in the units of `means` (0 where α = 0); rendered with depth
+    weights dᵢ (`render(depth_weights=)`), Σwᵢdᵢzᵢ / Σwᵢdᵢ (0 where that is 0) and depth_alphas (C,H,W,1) Σwᵢdᵢ,
+    the coverage of what the depth counts (None: every Gaussian counts fully, as alphas)."""
 
     colors: Tensor
     alphas: Tensor
     depths: Tensor
+    depth_alphas: Tensor | None = None
 
 
 def _check(name: str, t: Tensor, shape: tuple, dtypes=(torch.float32, torch.float64)) -> None:
@@ -120,7 +123,7 @@ def cpu_backend() -> tuple[str, Callable]:
 
 def render(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, camtoworlds: Tensor, Ks: Tensor,
            width: int, height: int, background: Tensor | None = None, near: float = 0.01,
-           far: float = 1e10) -> RenderOutput:
+           far: float = 1e10, depth_weights: Tensor | None = None) -> RenderOutput:
     """Render N Gaussians into C cameras, differentiably w.r.t. means, covars, opacities and colors.
 
     means (N,3), covars (N,3,3), opacities (N,) in [0,1], colors (N,3) RGB: float32 (or float64), one device.
@@ -128,7 +131,9 @@ def render(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, cam
     (float32 or float64; cast to that of `means`). width, height in pixels. background (3,) or (C,3), default
     black. Gaussians with camera z outside [near, far] are culled. Gradients also reach the background, and
     camtoworlds / Ks where they require one (on the CPU the reference rasterizer then renders: the compiled one
-    has no camera gradients).
+    has no camera gradients). depth_weights (N,) in [0,1]: how much each Gaussian counts in the depth (e.g. 0 for one
+    placed where a sensor measured nothing; RenderOutput.depths and depth_alphas), drawn in the colours' pass where
+    nothing needs a gradient; the depth then has none.
     """
     N = means.shape[0] if isinstance(means, Tensor) and means.dim() == 2 else None
     _check("means", means, (None, 3))
@@ -168,6 +173,12 @@ def render(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, cam
     viewmats = invert_pose(camtoworlds.to(device=means.device, dtype=torch.float64)).to(means.dtype)
     Ks = Ks.to(device=means.device, dtype=means.dtype)
     backgrounds = _backgrounds(background, C, means)
+    extra = {}
+    if depth_weights is not None:
+        if not isinstance(depth_weights, Tensor) or tuple(depth_weights.shape) != (means.shape[0],):
+            raise ValueError(f"depth_weights must be a ({means.shape[0]},) tensor, one weight per Gaussian, got "
+                             f"{tuple(getattr(depth_weights, 'shape', ())) or type(depth_weights).__name__}")
+        extra["depth_weights"] = depth_weights.to(device=means.device, dtype=means.dtype)
 
     if means.device.type == "cuda":
         rasterize = cuda_backend()[1]
@@ -175,9 +186,8 @@ def render(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, cam
         rasterize = cpu_backend()[1]
     else:  # another accelerator: the torch reference runs on any device
         from .rasterize_torch import rasterize
-    rgb, alpha, depth = rasterize(means, covars, opacities, colors, viewmats, Ks, width, height, backgrounds,
-                                  near, far)
-    return RenderOutput(rgb, alpha, depth)
+    return RenderOutput(*rasterize(means, covars, opacities, colors, viewmats, Ks, width, height, backgrounds, near,
+                                   far, **extra))
 
 
 __all__ = ["RenderOutput", "render", "gsplat_available", "cpu_backend", "cuda_backend"]

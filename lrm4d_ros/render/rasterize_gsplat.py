@@ -12,19 +12,37 @@ from .projection import EPS2D, test_scene
 
 
 def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, viewmats: Tensor, Ks: Tensor,
-              width: int, height: int, backgrounds: Tensor, near: float, far: float) -> tuple[Tensor, Tensor, Tensor]:
+              width: int, height: int, backgrounds: Tensor, near: float, far: float,
+              depth_weights: Tensor | None = None) -> tuple[Tensor, ...]:
     """means (N,3), covars (N,3,3), opacities (N,), colors (N,3), viewmats (C,4,4), Ks (C,3,3) ROS convention,
-    backgrounds (C,3) -> colors (C,H,W,3), alphas (C,H,W,1), expected z-depths (C,H,W,1)."""
+    backgrounds (C,3) -> colors (C,H,W,3), alphas (C,H,W,1), expected z-depths (C,H,W,1); with depth_weights (N,)
+    d, the depths are Σ w·d·z / Σ w·d, and Σ w·d (C,H,W,1) follows (neither with a gradient: [d, d·z] blended as
+    two colour channels, a camera at a time, as z is each camera's)."""
     from gsplat import rasterization  # imported here: gsplat is optional and needs CUDA
 
     Ks_gsplat = Ks.clone()
     Ks_gsplat[:, 0, 2] += 0.5
     Ks_gsplat[:, 1, 2] += 0.5
-    rendered, alphas, _ = rasterization(
-        means, None, None, opacities, colors, viewmats, Ks_gsplat, width, height,
-        near_plane=near, far_plane=far, eps2d=EPS2D, packed=False, backgrounds=backgrounds,
-        render_mode="RGB+ED", rasterize_mode="classic", covars=covars)
-    return rendered[..., :3], alphas, rendered[..., 3:4]
+
+    def draw(colors, viewmats, Ks, backgrounds, mode):
+        return rasterization(means, None, None, opacities, colors, viewmats, Ks, width, height, near_plane=near,
+                             far_plane=far, eps2d=EPS2D, packed=False, backgrounds=backgrounds, render_mode=mode,
+                             rasterize_mode="classic", covars=covars)[:2]
+
+    rendered, alphas = draw(colors, viewmats, Ks_gsplat, backgrounds, "RGB+ED")
+    if depth_weights is None:
+        return rendered[..., :3], alphas, rendered[..., 3:4]
+    with torch.no_grad():
+        d = depth_weights.to(colors)
+        sums = []
+        for c in range(len(viewmats)):
+            z = means.detach() @ viewmats[c, 2, :3] + viewmats[c, 2, 3]
+            sums.append(draw(torch.stack([d, d * z], 1), viewmats[c:c + 1], Ks_gsplat[c:c + 1],
+                             backgrounds.new_zeros(1, 2), "RGB")[0])
+        sums = torch.cat(sums)
+        acc_d = sums[..., :1]
+        depths = torch.where(acc_d > 0, sums[..., 1:] / acc_d.clamp(min=1e-10), torch.zeros_like(acc_d))
+    return rendered[..., :3], alphas, depths, acc_d
 
 
 def warm_up() -> None:

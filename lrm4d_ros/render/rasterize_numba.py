@@ -5,6 +5,10 @@ input dtype, so on ill-conditioned float32 inputs this one is the closer to exac
 
 Gradients reach means, covars, opacities and colors (and the background, through the compositing in torch).
 Camera poses and intrinsics get none: where viewmats or Ks require a gradient, the torch reference renders.
+`depth_weights` (how much each Gaussian counts in the depth) need no pass of their own where nothing needs a
+gradient: the blend's [1, z] columns become [d, d·z] after the entries are sorted by z, and the alpha is 1 − the
+final transmittance (the same sum: each weight is the transmittance it takes away); with gradients, a second,
+forward-only pass gives the depth.
 Threads: `torch.get_num_threads()` (at most numba's NUMBA_NUM_THREADS; torch's count is kept when the first call
 starts numba's threads). Calls are serialised by a lock: numba's workqueue threading layer (used where neither
 OpenMP nor TBB is found) must not be entered from two threads, and the scratch arrays reused from call to call
@@ -89,8 +93,9 @@ def _cameras(viewmats: Tensor, Ks: Tensor, width: int, height: int) -> np.ndarra
 class _Scene:
     """The numpy side of one call: inputs, visible entries binned to tiles, and the forward's per-pixel state."""
 
-    def __init__(self, means, covars, opacities, colors, viewmats, Ks, width, height, near, far):
+    def __init__(self, means, covars, opacities, colors, viewmats, Ks, width, height, near, far, depth_weights=None):
         self.arrays = [_np(t) for t in (means, covars, opacities, colors)]
+        self.depth_weights = None if depth_weights is None else _np(depth_weights.to(means.dtype))
         self.cams = _cameras(viewmats, Ks, width, height)
         self.width, self.height, self.n_cams = width, height, viewmats.shape[0]
         self.tiles_x, self.tiles_y = -(-width // nk.TILE), -(-height // nk.TILE)
@@ -101,8 +106,9 @@ class _Scene:
         self.params = np.array([EPS2D, MAX_EXTEND, ALPHA_THRESHOLD, near, far, rasterize_torch.T_MIN])
 
     def forward(self, n_threads: int, seconds: dict | None = None) -> np.ndarray:
-        """-> per-pixel sums (C*H*W,5) of w·[r,g,b,1,z]. seconds: receives each stage's wall time
-        (projection, binning, blending: benchmarks/bench_render.py --stages)."""
+        """-> per-pixel sums (C*H*W,5) of w·[r,g,b,1,z] (w·[r,g,b,d,d·z] for a scene made with depth_weights d:
+        forward only). seconds: receives each stage's wall time (projection, binning, blending:
+        benchmarks/bench_render.py --stages)."""
         means, covars, opacities, colors = self.arrays
         t0 = time.perf_counter()
         log_ratio = _SCRATCH.get("log_ratio", opacities.shape, np.float64)
@@ -122,6 +128,10 @@ class _Scene:
         self.tile_start, self.tile_entries, self.entry_start, self.slot = nk.bin_tiles(
             keys, self.boxes, self.index, means.shape[0], self.tiles_x, self.tiles_y, self.n_cams,
             n_threads * _CHUNKS_PER_THREAD)
+        if self.depth_weights is not None:  # the entries are sorted: their z may now be weighted
+            d = self.depth_weights[self.index % means.shape[0]]
+            self.feat[:, 3] = d
+            self.feat[:, 4] *= d
         t2 = time.perf_counter()
         out = np.zeros((self.n_pix, 5), self.geo.dtype)
         self.t_final = np.ones(self.n_pix, np.float64)
@@ -171,17 +181,32 @@ class _Rasterize(torch.autograd.Function):
 
 
 def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, viewmats: Tensor, Ks: Tensor,
-              width: int, height: int, backgrounds: Tensor, near: float, far: float) -> tuple[Tensor, Tensor, Tensor]:
+              width: int, height: int, backgrounds: Tensor, near: float, far: float,
+              depth_weights: Tensor | None = None) -> tuple[Tensor, ...]:
     """Render N Gaussians into C cameras on the CPU.
 
     means (N,3), covars (N,3,3), opacities (N,), colors (N,3), viewmats (C,4,4) world-to-camera, Ks (C,3,3)
-    ROS convention, backgrounds (C,3) -> colors (C,H,W,3), alphas (C,H,W,1), expected z-depths (C,H,W,1).
+    ROS convention, backgrounds (C,3) -> colors (C,H,W,3), alphas (C,H,W,1), expected z-depths (C,H,W,1); with
+    depth_weights (N,) d, the depths are Σ w·d·z / Σ w·d, and Σ w·d (C,H,W,1) follows (neither with a gradient).
     """
     if viewmats.requires_grad or Ks.requires_grad:
         return rasterize_torch.rasterize(means, covars, opacities, colors, viewmats, Ks, width, height, backgrounds,
-                                         near, far)
-    sums = _Rasterize.apply(means, covars, opacities, colors, viewmats, Ks, width, height, near, far)
-    return rasterize_torch.composite(sums, backgrounds, height, width)
+                                         near, far, depth_weights=depth_weights)
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (means, covars, opacities, colors))
+    if depth_weights is None or grad:
+        sums = _Rasterize.apply(means, covars, opacities, colors, viewmats, Ks, width, height, near, far)
+        out = rasterize_torch.composite(sums, backgrounds, height, width)
+        if depth_weights is None:
+            return out
+        with torch.no_grad():
+            _, _, depths, depth_alphas = rasterize(means, covars, opacities, colors, viewmats, Ks, width, height,
+                                                   backgrounds, near, far, depth_weights)
+        return out[0], out[1], depths, depth_alphas
+    scene = _Scene(means, covars, opacities, colors, viewmats, Ks, width, height, near, far, depth_weights)
+    with _LOCK:
+        sums = torch.from_numpy(scene.forward(numba_threads()))
+    return rasterize_torch.composite_weighted_depth(sums, torch.from_numpy(1.0 - scene.t_final), backgrounds,
+                                                    height, width)
 
 
 def warm_up() -> None:

@@ -208,11 +208,12 @@ class _Blend(torch.autograd.Function):
 
 def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, viewmats: Tensor, Ks: Tensor,
               width: int, height: int, backgrounds: Tensor, near: float, far: float,
-              max_pairs: int = DEFAULT_MAX_PAIRS) -> tuple[Tensor, Tensor, Tensor]:
+              max_pairs: int = DEFAULT_MAX_PAIRS, depth_weights: Tensor | None = None) -> tuple[Tensor, ...]:
     """Render N Gaussians into C cameras.
 
     means (N,3), covars (N,3,3), opacities (N,), colors (N,3), viewmats (C,4,4) world-to-camera, Ks (C,3,3)
-    ROS convention, backgrounds (C,3) -> colors (C,H,W,3), alphas (C,H,W,1), expected z-depths (C,H,W,1).
+    ROS convention, backgrounds (C,3) -> colors (C,H,W,3), alphas (C,H,W,1), expected z-depths (C,H,W,1); with
+    depth_weights (N,) d, the depths are Σ w·d·z / Σ w·d, and Σ w·d (C,H,W,1) follows (neither with a gradient).
     """
     C, N = viewmats.shape[0], means.shape[0]
     proj = project(means, covars, opacities, viewmats, Ks, width, height, near, far)
@@ -233,7 +234,14 @@ def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, 
                      opacities[gauss, None]], dim=1)
     depths = proj.depths.reshape(-1)[entries, None]
     feat = torch.cat([colors[gauss], torch.ones_like(depths), depths], dim=1)
-    return composite(_Blend.apply(geo, feat, plan), backgrounds, height, width)
+    if depth_weights is None:
+        return composite(_Blend.apply(geo, feat, plan), backgrounds, height, width)
+    d = depth_weights.detach().to(feat)[gauss, None]
+    sums = _Blend.apply(geo, torch.cat([feat, d, d * depths.detach()], dim=1), plan)
+    out = composite(sums[:, :5], backgrounds, height, width)
+    weighted = composite_weighted_depth(torch.cat([sums[:, :3], sums[:, 5:].detach()], 1), sums[:, 3].detach(),
+                                        backgrounds, height, width)
+    return out[0], out[1], weighted[2], weighted[3]
 
 
 def composite(sums: Tensor, backgrounds: Tensor, height: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -246,3 +254,17 @@ def composite(sums: Tensor, backgrounds: Tensor, height: int, width: int) -> tup
     out_z = acc_z / acc_w.clamp(min=1e-10)  # gsplat "ED": expected depth, 0 where nothing was blended
     return (out_rgb.reshape(C, height, width, 3), acc_w.reshape(C, height, width, 1),
             out_z.reshape(C, height, width, 1))
+
+
+def composite_weighted_depth(sums: Tensor, alphas: Tensor, backgrounds: Tensor, height: int, width: int
+                             ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per-pixel sums (C*H*W,5) of w·[r,g,b,d,d·z] (depth weights d), alphas (C*H*W,) Σ w and backgrounds (C,3) ->
+    colors (C,H,W,3) over the background, alphas (C,H,W,1), depths Σ w·d·z / Σ w·d (C,H,W,1) (0 where Σ w·d is
+    0) and Σ w·d (C,H,W,1)."""
+    C = backgrounds.shape[0]
+    per_camera = sums.reshape(C, height * width, 5)
+    acc_w = alphas.to(sums).reshape(C, height * width, 1)
+    rgb = per_camera[..., :3] + (1.0 - acc_w) * backgrounds.to(sums.dtype)[:, None, :]
+    acc_d, acc_dz = per_camera[..., 3:4], per_camera[..., 4:5]
+    depths = torch.where(acc_d > 0, acc_dz / acc_d.clamp(min=1e-10), torch.zeros_like(acc_d))
+    return tuple(x.reshape(C, height, width, -1) for x in (rgb, acc_w, depths, acc_d))

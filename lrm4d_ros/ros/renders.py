@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..io.messages import camera_info_K, camera_info_msg, float_image_msg, image_msg, pose_matrix, time_msg, time_ns
+from ..io.messages import (camera_info_K, camera_info_msg, depth_msg, float_image_msg, image_msg, pose_matrix, time_msg,
+                           time_ns)
 from .conversions import RCLPY
 
 
@@ -38,7 +39,7 @@ def answer_render_view(rec, req, resp, max_pixels: int, default_frame: str):
     if req.return_color or not (req.return_depth or req.return_alpha):
         resp.color = image_msg(out.colors[0].cpu().numpy(), stamp, frame, types=RCLPY)
     if req.return_depth:
-        resp.depth = float_image_msg(out.depths[0, ..., 0].cpu().numpy(), stamp, frame, RCLPY)
+        resp.depth = depth_msg(out.depths[0, ..., 0].cpu().numpy(), stamp, frame, types=RCLPY)  # NaN: none
     if req.return_alpha:
         resp.alpha = float_image_msg(out.alphas[0, ..., 0].cpu().numpy(), stamp, frame, RCLPY)
     resp.camera_info = camera_info_msg(K, w, h, stamp, frame, RCLPY)
@@ -55,5 +56,5 @@ def virtual_camera_messages(rec, vc, max_pixels: int | None = None) -> tuple:
                      torch.tensor([stamp], dtype=torch.int64), max_pixels=max_pixels)
     frame = f"{vc.name}_optical_frame"
     return (image_msg(out.colors[0].cpu().numpy(), stamp, frame, types=RCLPY),
-            float_image_msg(out.depths[0, ..., 0].cpu().numpy(), stamp, frame, RCLPY),
+            depth_msg(out.depths[0, ..., 0].cpu().numpy(), stamp, frame, types=RCLPY),
             camera_info_msg(vc.K, vc.width, vc.height, stamp, frame, RCLPY))
