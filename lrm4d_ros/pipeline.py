@@ -36,7 +36,7 @@ from tqdm import tqdm
 from .argtypes import add_part_arguments, add_window_arguments, check_part, positive_float, positive_int
 from .cameras import orbit_path
 from .io.output_bag import GAUSSIANS_TOPIC, TOPIC_PREFIX, OutputBag
-from .metrics import psnr
+from .metrics import depth_scores, depth_sums, psnr
 from .model import BF16_CHOICES
 from .outputs import check_writable
 from .recording import Span, Window, make_windows, parse_spans
@@ -201,7 +201,7 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
     if args.overwrite:  # what an earlier run wrote here, so that no stale window or video is left beside the new
         for old in [*out.glob("window_[0-9][0-9][0-9]"), out / "summary.json"]:
             shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
-    rows, scores = [], {"held_out": [], "held_out_nearest": [], "inputs": []}
+    rows, scores = [], {"held_out": [], "held_out_nearest": [], "inputs": [], "depth_held_out": [], "depth_inputs": []}
     outside_inputs = 0
     # bag_in lets `lrm4d view OUT` show the source cameras and images beside the Gaussians
     bag_in = getattr(args, "bag", None)
@@ -243,7 +243,10 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
                "held_out_views": len(scores["held_out"]), "input_views": len(scores["inputs"]),
                "views_outside_inputs": outside_inputs,
                # views whose render (or copied nearest input) equals the bag's image: scored PSNR_CAP, not inf
-               "exact_views": {k: int(np.isinf(v).sum()) for k, v in scores.items()}}
+               "exact_views": {k: int(np.isinf(v).sum()) for k, v in scores.items() if not k.startswith("depth")},
+               # the rendered depth against the bag's, where it has depth (metrics.depth_scores; None: no pixel)
+               **{k: depth_scores(torch.tensor(scores[k], dtype=torch.float64)) if scores[k] else None
+                  for k in ("depth_held_out", "depth_inputs")}}
     _write_summary(out, summary)
     return summary
 
@@ -259,7 +262,8 @@ def _process_window(recon_model, views: ViewSet, win: Window, out: Path, bag, ar
     yet.
 
     Returns (summary row, PSNR lists against the source of the owned views: "held_out" (not model inputs),
-    "held_out_nearest" (the nearest-input baseline on those), "inputs").
+    "held_out_nearest" (the nearest-input baseline on those), "inputs"; and where the bag has depth, the rendered
+    depth's `depth_sums` rows against it: "depth_held_out", "depth_inputs").
     """
     from .baselines import nearest_input
     from .ply import write_ply_3dgs, write_ply_4d
@@ -323,8 +327,12 @@ def _process_window(recon_model, views: ViewSet, win: Window, out: Path, bag, ar
     model = psnr(colors, own.images)
     held = own.select(~is_input)
     nearest = psnr(nearest_input(sub.select(inputs), held), held.images) if len(held) else model[:0]
-    return row, {"held_out": model[~is_input].tolist(), "held_out_nearest": nearest.tolist(),
-                 "inputs": model[is_input].tolist()}
+    scores = {"held_out": model[~is_input].tolist(), "held_out_nearest": nearest.tolist(),
+              "inputs": model[is_input].tolist()}
+    if own.depths is not None:  # a rendered pixel with a depth covers it (a faint pixel's depth is 0 anyway)
+        sums = depth_sums(depths, (depths > 0).float(), own.depths.cpu())
+        scores.update(depth_held_out=sums[~is_input].tolist(), depth_inputs=sums[is_input].tolist())
+    return row, scores
 
 
 def video_cameras(views: ViewSet, window_views: ViewSet, recon, camera: str | None, n: int):
@@ -382,6 +390,16 @@ def print_summary(s: dict) -> None:
     print(f"PSNR vs the bag: held-out views {fmt('held_out', n_held)} over {n_held} views, nearest-input baseline "
           f"on them {fmt('held_out_nearest', n_held)}; input views {fmt('inputs', s['input_views'])} over "
           f"{s['input_views']} views")
+
+    def depth(key: str) -> str:
+        d = s.get(key)
+        if d is None or d["coverage"] is None:
+            return "n/a"
+        return ("none rendered" if d["abs_rel"] is None else
+                f"AbsRel {d['abs_rel']:.3f}, δ<1.25 {d['delta1']:.1%}") + f" on {d['coverage']:.0%} of them"
+    if s.get("depth_held_out") or s.get("depth_inputs"):
+        print(f"depth vs the bag's measured pixels: held-out views {depth('depth_held_out')}; input views "
+              f"{depth('depth_inputs')}")
     print("timings: " + ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in t.items())
           + (" (includes one-off compilation of the CPU kernels)" if compiled_in_process() else ""))
     print(f"output bag {s['bag_out']}: " + ", ".join(f"{k} ×{v}" for k, v in sorted(s["topics"].items())))

@@ -244,6 +244,31 @@ def test_reconstruct_summary_psnr_matches_the_output_bag(source_bag, recon_out):
     assert 5 < s["psnr_held_out_nearest"] < 100
 
 
+def test_reconstruct_summary_depth_matches_the_output_bag(source_bag, recon_out):
+    """The rendered depth's figures in the summary (held-out and input views apart) are those of the output bag's
+    depth images against the source bag's depth: pooled over both, the same AbsRel, δ<1.25 and coverage."""
+    import json
+
+    s = json.loads((recon_out / "summary.json").read_text())
+    src, out = _messages(source_bag), _messages(recon_out / "bag")
+    n = covered = rel = good = 0
+    for c in range(CAMS):
+        truth = {t: np.frombuffer(m.data.tobytes(), "<f4") for t, _, m in src[f"/cam{c}/depth"]}
+        for t, _, m in out[f"/lrm4d/cam{c}/depth"]:
+            z, zt = np.frombuffer(m.data.tobytes(), "<f4").astype(np.float64), truth[t].astype(np.float64)
+            measured = np.isfinite(zt) & (zt > 0)
+            hit = measured & np.isfinite(z)
+            n, covered = n + measured.sum(), covered + hit.sum()
+            rel += (np.abs(z[hit] - zt[hit]) / zt[hit]).sum()
+            good += (np.maximum(z[hit] / zt[hit], zt[hit] / z[hit]) < 1.25).sum()
+    parts = [s["depth_held_out"], s["depth_inputs"]]
+    assert all(d is not None and d["pixels"] > 0 for d in parts) and sum(d["pixels"] for d in parts) == n
+    hits = [d["coverage"] * d["pixels"] for d in parts]
+    assert abs(sum(hits) - covered) < 0.5 and covered > 0.5 * n
+    assert abs(sum(d["abs_rel"] * h for d, h in zip(parts, hits)) / covered - rel / covered) < 1e-5
+    assert abs(sum(d["delta1"] * h for d, h in zip(parts, hits)) / covered - good / covered) < 1e-9
+
+
 def test_reconstruct_videos_decode_with_the_expected_frames(recon_out):
     import imageio.v3 as iio
 
