@@ -83,14 +83,17 @@ FILL_FROM = 1.5
 # shortest input focal length, 28.85 / 27.77 / 27.41 (48.28 / 35.31 / 45.39); from the inputs' median one 29.03 /
 # 27.82 / 27.41 (48.85 / 35.58 / 45.20: at 128 the wide cameras' own views lose); RGB at 64 20.82 -> 21.41.
 SUPERSAMPLE_FROM, MAX_SUPERSAMPLE = 1.25, 4
-# A depth camera's pixels that measured nothing (`Reconstruction.no_return`: sky, beyond its range, dropouts; the
-# model leaves them far, 18 canonical units, ~25 m in a generated robot scene) count in no rendered depth, and a
-# pixel they cover this share of or more has depth 0, as the sensor gave none there. Counted in, their far guess was
-# a shell wherever an input camera's view was re-rendered and was averaged into its neighbours' depth. 8 rig
-# validation scenes and 5 MuJoCo validation bags, RGB-D, rendered depth against their measured depth, AbsRel /
-# share of measured pixels with a depth: time_interp 0.095 / 99.9 % counted in, 0.0097 / 99.0 % left out (0.0093 /
-# 97.6 % at a share of 0.25, 0.0100 / 99.9 % never 0), self 0.019 -> 0.006, novel_view 0.014 -> 0.008 (block 40).
-NO_RETURN_SHARE = 0.5
+# The pixels whose depth the model guessed (`Reconstruction.guessed`: a depth camera's that measured nothing, sky,
+# beyond its range, dropouts, which it leaves at 18 canonical units, ~25 m in a generated robot scene; a colour
+# camera's that nothing located and it left far, or the floor's bound held) count in no rendered depth, and a pixel
+# they cover this share of or more has depth 0, as a sensor gives none. Counted in, a depth camera's far guess was a
+# shell wherever an input camera's view was re-rendered and was averaged into its neighbours' depth, and an RGB rig's
+# depth was mostly guesses. 8 rig validation scenes and 5 MuJoCo validation bags, rendered depth against their
+# measured depth, AbsRel / share of measured pixels with a depth: RGB-D time_interp 0.095 / 99.9 % counted in, 0.0097
+# / 99.0 % left out (0.0093 / 97.6 % at a share of 0.25, 0.0100 / 99.9 % never 0), self 0.019 -> 0.006, novel_view
+# 0.014 -> 0.008 (block 40); RGB novel_view 1.05 / 68 % -> 0.022 / 42 %, time_interp 1.12 / 100 % -> 0.009 / 40 %
+# (block 41).
+GUESSED_SHARE = 0.5
 
 
 def window_tolerance_ns(window: TimeWindow) -> int:
@@ -393,10 +396,11 @@ class Reconstruction:
     footprints: Tensor | None = None
     # what its input views held unlike the model's training data, and what was done (Reconstructor.findings' texts)
     findings: tuple[str, ...] = ()
-    # (N,) bool: the pixel Gaussians of a depth camera's pixels that measured nothing (the sensor's no return: sky,
-    # beyond its range, dropouts), which the model leaves far: rendered depth leaves them out, and is 0 where they
-    # make NO_RETURN_SHARE of a pixel's coverage or more. None: unknown (an RGB-only rig has none).
-    no_return: Tensor | None = None
+    # (N,) bool: the pixel Gaussians whose depth is the model's guess (Prediction.guessed): a depth camera's pixels
+    # that measured nothing (sky, beyond its range, dropouts), and a colour camera's that nothing located (the floor
+    # found by matching, the objects' silhouettes) and the model left far. Rendered depth leaves them out, and is 0
+    # where they make GUESSED_SHARE of a pixel's coverage or more. None: unknown (every Gaussian counts).
+    guessed: Tensor | None = None
     # The last SLICE_CACHE slices by normalised time: a node's virtual cameras and /render_view requests, and a
     # viewer's slider, ask for the same instant again and again (slicing is a quarter of a 128² CPU render).
     _slices: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False, compare=False)
@@ -442,7 +446,7 @@ class Reconstruction:
         """Render C world cameras (camtoworlds (C,4,4) metres, Ks (C,3,3)) at absolute stamps (C,) int64 ns.
 
         Returns colors (C,H,W,3) in [0,1], alphas (C,H,W,1), depths (C,H,W,1) z-depth in metres (0 where empty, and
-        where a depth camera measured nothing: `no_return`).
+        where the model guessed the depth of what the pixel shows: `guessed`).
         background: (3,), (C,3) or an Environment; None -> the reconstruction's own (`background`). A camera that
         looks unlike every input gets the Gaussians' colours softened (`soften` by 1 − its gate);
         an input camera's captured frames are shown as they are (`CapturedFrames`). max_pixels: a camera coarser
@@ -478,9 +482,9 @@ class Reconstruction:
         out = _gathered(parts)
         colors = out.colors if self.captured is None else self.captured.show(out.colors, c2w, Ks, times)
         depths = out.depths
-        if out.depth_alphas is not None:  # what a depth camera measured nothing at has no depth either
-            no_return = out.alphas - out.depth_alphas >= NO_RETURN_SHARE * out.alphas
-            depths = torch.where(no_return, torch.zeros_like(depths), depths)
+        if out.depth_alphas is not None:  # where the model guessed most of what the pixel shows, it has no depth
+            guessed = out.alphas - out.depth_alphas >= GUESSED_SHARE * out.alphas
+            depths = torch.where(guessed, torch.zeros_like(depths), depths)
         # refined colours may leave [0, 1] (REFINE_RANGE); an image does not
         return RenderOutput(colors.clamp(0, 1), out.alphas, self.normalization.lengths_to_world(depths))
 
@@ -501,8 +505,8 @@ class Reconstruction:
 
     def _draw(self, c2w: Tensor, Ks: Tensor, width: int, height: int, times: Tensor, background) -> RenderOutput:
         """The Gaussians' render of canonical cameras, novel ones softened (`soften` by 1 − their gate)."""
-        weights = None if self.no_return is None or not bool(self.no_return.any()) else \
-            (~self.no_return).to(self.gaussians.means)
+        weights = None if self.guessed is None or not bool(self.guessed.any()) else \
+            (~self.guessed).to(self.gaussians.means)
         out = render_at_times(self.gaussians, c2w, Ks, width, height, times, background, slicer=self._sliced,
                               weighting=self.weighting, fill=self.fill, footprints=self.footprints,
                               depth_weights=weights)

@@ -33,7 +33,7 @@ from .measured_depth import POSE_FIXES, RAY_T, SENSOR_NOISE, TRAINED_NOISE, nois
 from .measured_depth import prepare as prepare_depth
 from .measured_depth import reading as depth_reading
 from .model import BF16_CHOICES, LRM4D, bf16_native, config_of
-from .pixel_gaussians import base_log_depth, paper_gaussians, surfel_gaussians, z_rays
+from .pixel_gaussians import RGB_DEPTH, base_log_depth, paper_gaussians, surfel_gaussians, z_rays
 from .reconstruction import Reconstruction, ViewWeighting, pixel_footprints, render_at_times
 from .scene_flow import scene_velocities
 from .silhouettes import border_colour, find_backdrop, hull_depths, off_silhouette, unmix_edges
@@ -121,6 +121,11 @@ class Prediction:
     floor_from_colour: float | None = None  # canonical height of the floor found by matching an RGB-only rig
     backdrop: Tensor | None = None  # (V,H,W) bool: an RGB-only rig's plain background (silhouettes.py), or None
     flows: dict = field(default_factory=dict)  # scene flow's optical flows between views, (a, b) -> (H,W,2) px
+    # (V,H,W) bool: the pixels whose depth is the model's guess: nothing located them (a depth camera's measurement;
+    # from colour, the floor found by matching or the objects' silhouettes) and, a colour camera's, the model left
+    # them at or past their starting depth (RGB_DEPTH); a depth camera's unmeasured pixels (its no return) all.
+    # None: the paper head's (not anchored to a depth)
+    guessed: Tensor | None = None
 
 
 def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor,
@@ -163,7 +168,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
             found = floor_from_photo(images.detach(), Ks, camtoworlds, times, height=known, near=floor_near)
             if found is not None:
                 floor_height, depths = found[0], found[1].to(images.device, images.dtype)
-    caught = None
+    caught = measured = off_floor = None
     with torch.autocast(images.device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
         out = model(images.float(), rays.float(), times.float(),
                     depths.float() if depths is not None and cfg.depth_input else None)
@@ -217,7 +222,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
                 # on the floor it smears (a thin arm over many views' floor), so its own camera alone shows it
                 # and the floor layer draws the floor. 64 rig validation scenes / 15 MuJoCo bags, RGB novel_view:
                 # +0.12 / +0.36 dB; every caught pixel hidden: -0.07 (16 scenes) / +0.46 (ablation block 23)
-                off = caught & unconfirmed(images.detach(), Ks, camtoworlds, times, floor_height)
+                off = off_floor = caught & unconfirmed(images.detach(), Ks, camtoworlds, times, floor_height)
                 hidden = torch.where(off.reshape(-1), g.opacities, torch.zeros_like(g.opacities))
                 g = replace(g, opacities=g.opacities - hidden)
             if floor is not None and sensed:
@@ -237,7 +242,13 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
                     # a wall is geometry now: what the environment map holds above and beyond it is the sky's
                     weights = torch.where(on_walls, torch.full_like(weights, MIN_WEIGHT), weights)
             env = Environment.build(images.detach().float(), dirs, weights, floor=floor, walls=walls)
-    return Prediction(g, z, env, hidden, floor_height, backdrop, flows)
+    guessed = None
+    if measured is not None:
+        colour = torch.ones(V, dtype=torch.bool, device=z.device) if depth_views is None else ~depth_views.to(z.device)
+        guessed = ~measured & (~colour[:, None, None] | (z.detach() >= RGB_DEPTH))
+        if off_floor is not None:  # held by the floor's depth bound where no view confirms the floor: a ceiling
+            guessed |= off_floor.view(V, H, W)
+    return Prediction(g, z, env, hidden, floor_height, backdrop, flows, guessed)
 
 
 def _measurements(depths: Tensor) -> Tensor:
@@ -599,7 +610,7 @@ class Reconstructor:
         if (views.height, views.width) != (v.height, v.width):  # the views as captured, for renders at their size
             native = (views.images.to("cpu"), views.Ks.to(self.device).float())  # (show moves the two it uses)
         captured = CapturedFrames(v.images.float(), v.Ks.float(), c2w.float(), times.float(), pred.flows, native)
-        to_measured = no_return = None
+        to_measured = None
         if depths is not None:
             # the measured point less the mean, whatever the head did with it (the paper head clamps its means)
             o, d = z_rays(v.Ks.float(), c2w.float(), v.height, v.width)
@@ -607,14 +618,15 @@ class Reconstructor:
             hit = (depths > 0).reshape(-1, 1)
             to_measured = torch.zeros_like(g.means)
             to_measured[:len(v) * P] = torch.where(hit, at - g.means[:len(v) * P], torch.zeros_like(at))
-            no_return = torch.zeros(len(g), dtype=torch.bool, device=g.means.device)
-            sensed = (depths > 0).flatten(1).any(1)  # a mixed rig's colour cameras measured nothing anywhere
-            no_return[:len(v) * P] = ((depths <= 0) & sensed[:, None, None]).reshape(-1).to(no_return.device)
+        guessed = None
+        if pred.guessed is not None:  # the model's guess of a depth: in no rendered depth
+            guessed = torch.zeros(len(g), dtype=torch.bool, device=g.means.device)
+            guessed[:len(v) * P] = pred.guessed.reshape(-1).to(guessed.device)
         footprints = torch.zeros(len(g), 2, dtype=g.means.dtype, device=g.means.device)
         footprints[:, 1] = math.inf  # not a pixel Gaussian: nothing to fill
         footprints[:len(v) * P] = pixel_footprints(pred.pixel_depths.float(), v.Ks.float()).to(footprints)
         return Reconstruction(g, norm, window, background, weighting, captured=captured, to_measured=to_measured,
-                              no_return=no_return, footprints=footprints, findings=findings)
+                              guessed=guessed, footprints=footprints, findings=findings)
 
 
 def level_by_depth(norm: SceneNormalization, v: ViewSet, c2w: Tensor, depths: Tensor) -> SceneNormalization:

@@ -389,7 +389,7 @@ def test_coarser_renders_average_the_pixels_they_cover():
     full = rec.render(views.camtoworlds, views.Ks, 64, 64, views.stamps_ns)
     torch.testing.assert_close(full.colors, plain.render(views.camtoworlds, views.Ks, 64, 64, views.stamps_ns).colors,
                                rtol=0, atol=0)
-    every = replace(rec, no_return=None)
+    every = replace(rec, guessed=None)
     full = every.render(views.camtoworlds, views.Ks, 64, 64, views.stamps_ns)
     pooled = torch.nn.functional.avg_pool2d((full.alphas * full.depths).permute(0, 3, 1, 2), 2) / \
         torch.nn.functional.avg_pool2d(full.alphas.permute(0, 3, 1, 2), 2).clamp_min(1e-12)
