@@ -314,8 +314,9 @@ def _process_window(recon_model, views: ViewSet, win: Window, out: Path, bag, ar
         name = views.camera_names[int(own.camera_ids[i])]
         bag.write_view(f"{TOPIC_PREFIX}/{name}", colors[i], depths[i], own.Ks[i], own.camtoworlds[i],
                        int(own.stamps_ns[i]))
-    # the cloud, as the node publishes it: a depth camera's measured pixels at their measurement (metric use)
-    bag.write_gaussians(GAUSSIANS_TOPIC, recon.slice(mid_ns, measured=True), mid_ns)
+    # the cloud, as the node publishes it: a depth camera's measured pixels at their measurement, and the model's
+    # guesses left out (metric use)
+    bag.write_gaussians(GAUSSIANS_TOPIC, recon.slice(mid_ns, measured=True, guessed=False), mid_ns)
     timings["write_s"] += time.perf_counter() - t
 
     is_input = torch.isin(own_idx, win.views[inputs])

@@ -529,14 +529,20 @@ class Reconstruction:
         extra = EPS2D * self.footprints[:, 0].square()
         return replace(g, covars=g.covars + extra[:, None, None].to(g.covars) * eye)
 
-    def slice(self, stamp_ns: int, measured: bool = False) -> Gaussians3D:
+    def slice(self, stamp_ns: int, measured: bool = False, guessed: bool = True) -> Gaussians3D:
         """3D Gaussians at an absolute stamp, in metres (those with marginal < 0.05 dropped), `smoothed`.
 
         measured: the pixel Gaussians of a depth camera's measured pixels sit at the measured depth along their
         rays, for metric use (a point cloud). False: where the model put them, a median ~1 % beyond the measurement
-        (MEASURED_OFFSET), where renders are best and as `render` draws them."""
+        (MEASURED_OFFSET), where renders are best and as `render` draws them. guessed: False leaves out the
+        Gaussians whose depth the model guessed (`guessed`: a depth camera's unmeasured pixels, far out; a colour
+        camera's that nothing located), as a point cloud for metric use should; renders (and a 3DGS file, where
+        they are the backdrop) keep them."""
         t = self._times([int(stamp_ns)])[0]
         g = self.smoothed()
         if measured and self.to_measured is not None:
             g = replace(g, means=g.means + self.to_measured)
-        return g.slice(t).to_world(self.normalization)
+        keep, g3 = g.slice_kept(t)
+        if not guessed and self.guessed is not None:
+            g3 = g3.select(~(self.guessed if keep is None else self.guessed.index_select(0, keep)))
+        return g3.to_world(self.normalization)

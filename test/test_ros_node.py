@@ -95,7 +95,8 @@ def test_gaussians_and_status_published(session, scene):
     assert st.reconstruction_time > 0 and math.isfinite(st.latency) and st.latency >= st.reconstruction_time
     session.wait_settled()  # the status may predate the last view's arrival; compare with the final reconstruction
     rec = session.node._latest[0]
-    g = rec.slice(rec.window.end_ns)
+    g = rec.slice(rec.window.end_ns, guessed=False)  # the Gaussians whose depth the model guessed left out
+    assert rec.guessed is not None and len(rec.slice(rec.window.end_ns)) > len(g)
     # An earlier reconstruction can share the end stamp: wait for the final one's cloud (its size) to arrive.
     cloud = wait_for_cloud(session, st, len(g))
     pts = pointcloud2_array(cloud)

@@ -88,8 +88,11 @@ SCALARS = {
     "normalization_scale": (1.0, "fixed normalization scale", (1e-9, BIG)),
     "publish_gaussians": (True, "publish ~/gaussians after each reconstruction", None),
     "gaussians_min_opacity": (0.0, "drop sliced Gaussians below this opacity in ~/gaussians", (0.0, 1.0)),
-    "gaussians_max_range": (0.0, "drop Gaussians farther than this from every input camera in ~/gaussians "
-                                 "(unmeasured pixels' far points); 0 = keep all [m]", (0.0, BIG)),
+    "gaussians_max_range": (0.0, "drop Gaussians farther than this from every input camera in ~/gaussians; "
+                                 "0 = keep all [m]", (0.0, BIG)),
+    "gaussians_guessed": (False, "also publish in ~/gaussians the Gaussians whose depth the model guessed (a depth "
+                                 "camera's pixels that measured nothing, far out; a colour camera's that nothing "
+                                 "located): not a measurement", None),
     "render_service": ("~/render_view", "name of the render_view service", None),
     "render_frame_id": ("render_view_optical_frame", "frame_id of render_view images when the request names none",
                         None),
@@ -103,7 +106,8 @@ SCALARS = {
 }
 # Honoured at run time (`ros2 param set`); every other parameter is read-only.
 DYNAMIC = ("reconstruction_rate_hz", "gather_s", "max_input_views", "selection_policy", "min_views",
-           "publish_gaussians", "gaussians_min_opacity", "gaussians_max_range", "max_render_pixels")
+           "publish_gaussians", "gaussians_min_opacity", "gaussians_max_range", "gaussians_guessed",
+           "max_render_pixels")
 # what `ros2 param describe` says of every other parameter (rclpy refuses a set with only "read-only")
 READ_ONLY_HINT = "read-only: set it in the params file or with -p NAME:=VALUE and restart the node"
 DEFAULT_CAMERAS = ["cam0", "cam1", "cam2", "cam3"]

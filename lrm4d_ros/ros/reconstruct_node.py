@@ -74,6 +74,7 @@ class ReconstructNode(Node):
         super().__init__(NODE_NAME, **node_kwargs)
         self._stop, self._wake = threading.Event(), threading.Event()
         self._threads: list[threading.Thread] = []
+        self._told_guessed = False  # the log has said that ~/gaussians leaves the model's guesses out
         try:
             self._setup(reconstructor)
         except Exception:
@@ -354,9 +355,19 @@ class ReconstructNode(Node):
         elapsed = time.perf_counter() - t0
         n4d, n3d, cloud = len(rec.gaussians), 0, None
         if self.cfg.publish_gaussians:
-            # a depth camera's measured pixels at their measurement: a cloud is for metric use
-            g = cloud_gaussians(rec.slice(rec.window.end_ns, measured=True), views.camtoworlds[:, :3, 3],
-                                self.cfg.gaussians_min_opacity, self.cfg.gaussians_max_range)
+            # a depth camera's measured pixels at their measurement, and the model's guesses left out (unless
+            # asked for): a cloud is for metric use
+            sliced = rec.slice(rec.window.end_ns, measured=True, guessed=self.cfg.gaussians_guessed)
+            if not self.cfg.gaussians_guessed and not self._told_guessed and rec.guessed is not None:
+                every = len(rec.slice(rec.window.end_ns))
+                if every > len(sliced):  # said once: an RGB rig's cloud can hold few points, or none
+                    self._told_guessed = True
+                    self.get_logger().info(
+                        f"~/gaussians leaves out the Gaussians whose depth the model guessed ({every - len(sliced)} "
+                        f"of {every} in this window: a depth camera's pixels that measured nothing, a colour "
+                        "camera's that nothing located); gaussians_guessed: true publishes them too")
+            g = cloud_gaussians(sliced, views.camtoworlds[:, :3, 3], self.cfg.gaussians_min_opacity,
+                                self.cfg.gaussians_max_range)
             cloud = pointcloud2_msg(g, rec.window.end_ns, self.cfg.world_frame, RCLPY)
             n3d = len(g)
         newest = int(torch.argmax(views.stamps_ns))
@@ -614,8 +625,7 @@ class ReconstructNode(Node):
 
 def cloud_gaussians(g, camera_centers: torch.Tensor, min_opacity: float, max_range: float):
     """The sliced Gaussians (world, metres) that ~/gaussians publishes: opacity >= min_opacity and, where max_range
-    > 0, within max_range metres of some input camera (camera_centers (C,3)): pixels a depth camera did not measure
-    (sky, dropouts, beyond its range) keep their far starting depth, opaque points far past the scene."""
+    > 0, within max_range metres of some input camera (camera_centers (C,3))."""
     keep = g.opacities >= min_opacity if min_opacity > 0 else None
     if max_range > 0 and len(g):
         near = torch.cdist(g.means.double(), camera_centers.to(g.means.device).double()).amin(1) <= max_range
