@@ -235,15 +235,15 @@ def _average(entries: list[dict]) -> dict:
             **({"exact": sum(e["exact"] for e in entries)} if all("exact" in e for e in entries) else {})}
 
 
-def _summarize_methods(entries: list[dict]) -> dict:
+def _summarize_methods(entries: list[dict], average=_average) -> dict:
     """{"model": mean, "baselines": {name: mean over the entries that have it, with "bags" (that many) and
-    "of_bags" (of these) where fewer}}."""
-    out = {"model": _average([e["model"] for e in entries]), "baselines": {}}
+    "of_bags" (of these) where fewer}}; `average` makes a mean of metric dicts (_average, or _depth_mean)."""
+    out = {"model": average([e["model"] for e in entries]), "baselines": {}}
     names = list(dict.fromkeys(n for e in entries for n in e["baselines"]))
     for n in names:
         have = [e["baselines"][n] for e in entries if n in e["baselines"]]
-        out["baselines"][n] = {**_average(have), **({"bags": len(have), "of_bags": len(entries)}
-                                                    if len(have) < len(entries) else {})}
+        out["baselines"][n] = {**average(have), **({"bags": len(have), "of_bags": len(entries)}
+                                                   if len(have) < len(entries) else {})}
     return out
 
 
@@ -258,13 +258,10 @@ def _depth_mean(scores: list[dict]) -> dict:
 
 
 def _summarize_depth(entries: list[dict]) -> dict | None:
-    """The "rendered_depth" of `entries` (per-bag rows or their groups) averaged over those that have one; None if none."""
+    """The "rendered_depth" of `entries` (per-bag rows or their groups) averaged over those that have one (None if
+    none)."""
     have = [e["rendered_depth"] for e in entries if "rendered_depth" in e]
-    if not have:
-        return None
-    names = list(dict.fromkeys(n for e in have for n in e["baselines"]))
-    return {"model": _depth_mean([e["model"] for e in have]),
-            "baselines": {n: _depth_mean([e["baselines"][n] for e in have if n in e["baselines"]]) for n in names}}
+    return _summarize_methods(have, _depth_mean) if have else None
 
 
 def summarize(rows: list[dict], protocol: str) -> dict:

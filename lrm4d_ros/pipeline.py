@@ -243,7 +243,7 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
                "held_out_views": len(scores["held_out"]), "input_views": len(scores["inputs"]),
                "views_outside_inputs": outside_inputs,
                # views whose render (or copied nearest input) equals the bag's image: scored PSNR_CAP, not inf
-               "exact_views": {k: int(np.isinf(v).sum()) for k, v in scores.items() if not k.startswith("depth")},
+               "exact_views": {k: int(np.isinf(scores[k]).sum()) for k in ("held_out", "held_out_nearest", "inputs")},
                # the rendered depth against the bag's, where it has depth (metrics.depth_scores; None: no pixel)
                **{k: depth_scores(torch.tensor(scores[k], dtype=torch.float64)) if scores[k] else None
                   for k in ("depth_held_out", "depth_inputs")}}
