@@ -246,7 +246,8 @@ def render_at_times(gaussians: Gaussians4D, camtoworlds: Tensor, Ks: Tensor, wid
                     min_marginal: float = MIN_MARGINAL,
                     slicer: Callable[[list[Tensor]], list[tuple[Tensor | None, Gaussians3D]]] | None = None,
                     weighting: ViewWeighting | None = None, fill: bool = False, plan: dict | None = None,
-                    footprints: Tensor | None = None, depth_weights: Tensor | None = None) -> RenderOutput:
+                    footprints: Tensor | None = None, depth_weights: Tensor | None = None,
+                    depth_mode: str = "expected") -> RenderOutput:
     """Render C cameras, camera c at normalised time times[c]; everything in the Gaussians' frame.
 
     camtoworlds (C,4,4), Ks (C,3,3), times (C,), background None | (3,) | (C,3) | Environment -> RenderOutput
@@ -260,7 +261,7 @@ def render_at_times(gaussians: Gaussians4D, camtoworlds: Tensor, Ks: Tensor, wid
     colours gathered again.
     footprints: (N,2) each Gaussian's input pixel at its depth and that input's focal length (`pixel_footprints`): a
     camera of a much longer focal length widens them towards their input pixel (`fill_footprints`); None: as they are.
-    depth_weights: (N,) how much each Gaussian counts in the depth (`render`'s).
+    depth_weights: (N,) how much each Gaussian counts in the depth, depth_mode: "expected" or "median" (`render`'s).
     """
     C = camtoworlds.shape[0]
     if times.shape != (C,):
@@ -288,7 +289,7 @@ def render_at_times(gaussians: Gaussians4D, camtoworlds: Tensor, Ks: Tensor, wid
         d = None if depth_weights is None else depth_weights if keep is None else depth_weights.index_select(0, keep)
         for cov, cams in calls.values():
             parts.append((cams, render(g.means, cov, g.opacities, g.colors, camtoworlds[cams], Ks[cams], width,
-                                       height, depth_weights=d)))
+                                       height, depth_weights=d, depth_mode=depth_mode)))
     out = _gathered(parts)
     return composite(out, background, camtoworlds, Ks, width, height, fill, plan)
 
@@ -328,16 +329,21 @@ def _slices_at_times(gaussians: Gaussians4D, camtoworlds: Tensor, times: Tensor,
 
 def _area_average(out: RenderOutput, k: int) -> RenderOutput:
     """A render (C,kH,kW,·) averaged over k×k blocks to (C,H,W,·): colours, alphas and depth_alphas by their mean,
-    depths by their mean weighted by the depth's coverage (the expected depth of what covers the block; 0 where
-    nothing does)."""
+    depths by their median weighted by the depth's coverage (as a pixel's median depth: the surface that covers
+    most of the block, not a mean of a foreground and a background; 0 where nothing covers it)."""
     def pool(x: Tensor) -> Tensor:
         return F.avg_pool2d(x.permute(0, 3, 1, 2), k).permute(0, 2, 3, 1)
 
+    def blocks(x: Tensor) -> Tensor:  # (C,kH,kW,1) -> (C,H,W,k²)
+        C, kH, kW, _ = x.shape
+        return x[..., 0].reshape(C, kH // k, k, kW // k, k).permute(0, 1, 3, 2, 4).reshape(C, kH // k, kW // k, -1)
+
     covers = out.alphas if out.depth_alphas is None else out.depth_alphas
-    cover = pool(covers)
-    weighted = pool(covers * out.depths)
-    depths = torch.where(cover > 0, weighted / cover.clamp_min(1e-12), torch.zeros_like(weighted))
-    return RenderOutput(pool(out.colors), pool(out.alphas), depths, None if out.depth_alphas is None else cover)
+    z, order = torch.sort(blocks(out.depths), -1)
+    cum = torch.cumsum(blocks(covers).gather(-1, order), -1)
+    half = (cum < 0.5 * cum[..., -1:]).sum(-1, keepdim=True).clamp(max=k * k - 1)
+    depths = torch.where(cum[..., -1:] > 0, z.gather(-1, half), torch.zeros_like(half, dtype=z.dtype))
+    return RenderOutput(pool(out.colors), pool(out.alphas), depths, None if out.depth_alphas is None else pool(covers))
 
 
 def novel_view_gaussians(gaussians: Gaussians4D) -> Gaussians4D:
@@ -445,8 +451,9 @@ class Reconstruction:
                background: Tensor | Environment | None = None, max_pixels: int | None = None) -> RenderOutput:
         """Render C world cameras (camtoworlds (C,4,4) metres, Ks (C,3,3)) at absolute stamps (C,) int64 ns.
 
-        Returns colors (C,H,W,3) in [0,1], alphas (C,H,W,1), depths (C,H,W,1) z-depth in metres (0 where empty, and
-        where the model guessed the depth of what the pixel shows: `guessed`).
+        Returns colors (C,H,W,3) in [0,1], alphas (C,H,W,1), depths (C,H,W,1) z-depth in metres of the surface where
+        the pixel's coverage reaches one half (`render(depth_mode="median")`; 0 where empty, and where the model
+        guessed the depth of what the pixel shows: `guessed`).
         background: (3,), (C,3) or an Environment; None -> the reconstruction's own (`background`). A camera that
         looks unlike every input gets the Gaussians' colours softened (`soften` by 1 − its gate);
         an input camera's captured frames are shown as they are (`CapturedFrames`). max_pixels: a camera coarser
@@ -509,7 +516,7 @@ class Reconstruction:
             (~self.guessed).to(self.gaussians.means)
         out = render_at_times(self.gaussians, c2w, Ks, width, height, times, background, slicer=self._sliced,
                               weighting=self.weighting, fill=self.fill, footprints=self.footprints,
-                              depth_weights=weights)
+                              depth_weights=weights, depth_mode="median")
         if self.weighting is None:
             return out
         amount = torch.tensor([1.0 - self.weighting.gate(c2w[c, :3, 2], times[c]) for c in range(c2w.shape[0])],

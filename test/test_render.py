@@ -115,6 +115,52 @@ def test_expected_depth_of_one_and_two_gaussians():
     assert abs(out.alphas[0, 20, 24, 0].item() - (w1 + w2)) < 1e-6
 
 
+def _stack(zs, ops, backend, mode="median"):
+    """Gaussians on the optical axis at depths zs with opacities ops, drawn by a CPU backend ("numba": render(),
+    "torch": the reference) with depth_mode `mode`: (colors, alphas, depths, ...)."""
+    n = len(zs)
+    means = torch.tensor([[0.0, 0.0, z] for z in zs])
+    args = (_iso(n, 0.05), torch.tensor(ops), torch.rand(n, 3, generator=torch.Generator().manual_seed(0)))
+    K = _K(cx=24, cy=20)[None]
+    if backend == "numba":
+        return render(means, *args, torch.eye(4)[None], K, W, H, depth_mode=mode)
+    return rasterize(means, *args, torch.eye(4)[None], K.float(), W, H, torch.zeros(1, 3), 0.01, 1e10,
+                     median=mode == "median")
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_median_depth_is_the_layer_that_covers_half_the_pixel(backend):
+    """depth_mode="median": at the centre pixel (alpha = opacity) of Gaussians on the axis, the depth of the layer
+    (Gaussians within LAYER_GAP of each other in depth) where Σ w reaches one half, averaged over that layer's
+    weights; the expected depth there mixes in the surfaces before and behind; where Σ w never reaches one half, the
+    expected depth. Colours and alphas are a plain render's."""
+    def centre(zs, ops):
+        out = _stack(zs, ops, backend)
+        return out[2][0, 20, 24, 0].item(), out
+
+    # a layer of two at 2.0 and 2.1 holds 0.3 + 0.7 * 0.3 = 0.51 of the pixel: the depth is its weighted mean
+    z, out = centre([2.0, 2.1, 4.0], [0.3, 0.3, 0.9])
+    assert abs(z - (0.3 * 2.0 + 0.21 * 2.1) / 0.51) < 1e-5
+    expected = _stack([2.0, 2.1, 4.0], [0.3, 0.3, 0.9], backend, "expected")
+    assert torch.equal(expected[0], out[0]) and torch.equal(expected[1], out[1])
+    assert expected[2][0, 20, 24, 0].item() > z + 0.5
+    # the same layer holding 0.36: half is reached behind it, and the depth is the background's
+    z, _ = centre([2.0, 2.1, 4.0], [0.2, 0.2, 0.9])
+    assert abs(z - 4.0) < 1e-5
+    # never half: the expected depth of what there is
+    z, _ = centre([2.0, 2.1], [0.2, 0.2])
+    assert abs(z - (0.2 * 2.0 + 0.16 * 2.1) / 0.36) < 1e-5
+    # off the centre, the layer's share falls with the falloff: the depth flips to the background, never between
+    # (where the pixel is at least half covered; the rest has the expected depth)
+    depths = out[2][0, 20, :, 0]
+    lit = out[1][0, 20, :, 0] >= 0.5
+    assert ((depths[lit] - 2.04).abs() < 0.06).any() and ((depths[lit] - 4.0).abs() < 1e-5).any()
+    assert (((depths[lit] - 2.04).abs() < 0.06) | ((depths[lit] - 4.0).abs() < 1e-5)).all()
+    with pytest.raises(ValueError, match="depth_mode"):
+        render(torch.zeros(1, 3), _iso(1, 0.05), torch.ones(1), torch.ones(1, 3), torch.eye(4)[None],
+               _K()[None], W, H, depth_mode="mean")
+
+
 def test_background_per_camera_and_translucency():
     c2w = torch.eye(4).expand(2, 4, 4)
     bgs = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
@@ -287,6 +333,12 @@ def test_gsplat_backend_shifts_K_and_splits_outputs(monkeypatch):
     assert (calls["near_plane"], calls["far_plane"], calls["eps2d"]) == (0.1, 50.0, EPS2D)
     assert rgb.shape == (1, 5, 6, 3) and depth.shape == (1, 5, 6, 1) and alpha.shape == (1, 5, 6, 1)
     assert depth[0, 0, 1, 0].item() == 7.0 and rgb[0, 0, 1, 2].item() == 6.0
+    # gsplat's classic mode has no median depth: the reference's, beside gsplat's colours
+    means = torch.tensor([[0.0, 0.0, 2.0]])
+    rgb, alpha, depth, *_ = rasterize_gsplat.rasterize(means, covars, torch.ones(1), torch.ones(1, 3),
+                                                       torch.eye(4)[None], K, 6, 5, torch.zeros(1, 3), 0.1, 50.0,
+                                                       median=True)
+    assert rgb[0, 0, 1, 2].item() == 6.0 and abs(depth[0, 2, 3, 0].item() - 2.0) < 1e-6
 
 
 def test_cuda_falls_back_to_the_reference_when_gsplat_fails_to_build(monkeypatch):

@@ -142,6 +142,29 @@ def test_depth_weights_equal_the_reference_and_leave_the_colours_alone(kind):
         assert 0 < out[3].max().item() < plain[1].max().item() and (out[2] - plain[2]).abs().max().item() > 0.1
 
 
+@pytest.mark.parametrize("kind", SCENES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_median_depth_equals_the_reference(kind, weighted):
+    """The median layer's depth (render(depth_mode="median")) from the compiled blend equals the reference's, with
+    and without depth weights; colours and alphas stay a plain render's to the bit, and the depth is the expected
+    one wherever the pixel's coverage stays under one half."""
+    scene = _scene(kind)
+    n = len(scene[0])
+    d = (torch.arange(n) % 3 != 0).float() if weighted else None
+    c2w, Ks = _cameras(2)
+    args = (invert_pose(c2w).float(), Ks.float(), W, H, torch.tensor([[0.2, 0.5, 0.9]]).expand(2, 3), 0.01, 1e10)
+    plain = rasterize_numba.rasterize(*scene, *args, depth_weights=d)
+    out = rasterize_numba.rasterize(*scene, *args, depth_weights=d, median=True)
+    ref = rasterize_torch.rasterize(*scene, *args, depth_weights=d, median=True)
+    assert torch.equal(out[0], plain[0]) and torch.equal(out[1], plain[1])
+    tol = 2e-4 if kind == "elongated" else 1e-5  # the float32 reference's projection (see the tests above)
+    assert (out[2] - ref[2]).abs().max().item() < tol * max(1.0, ref[2].abs().max().item())
+    cover = plain[1] if d is None else plain[3]
+    assert torch.equal(out[2][cover < 0.5], plain[2][cover < 0.5])
+    if kind in ("random", "dense"):  # layers apart in depth: the median is not the expected depth everywhere
+        assert (out[2] - plain[2]).abs().max().item() > 0.05
+
+
 def test_depth_weights_through_render_carry_no_gradient():
     """With gradients on, render(depth_weights=) gives the colours' gradients of a render without them (a second,
     forward-only pass gives the weighted depth) and none to the weights; they are checked."""

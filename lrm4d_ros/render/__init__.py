@@ -25,7 +25,8 @@ class RenderOutput(NamedTuple):
     """colors (C,H,W,3) composited over the background, alphas (C,H,W,1) coverage Σwᵢ,
     depths (C,H,W,1) expected camera z-depth Σwᵢzᵢ/α in the units of `means` (0 where α = 0); rendered with depth
     weights dᵢ (`render(depth_weights=)`), Σwᵢdᵢzᵢ / Σwᵢdᵢ (0 where that is 0) and depth_alphas (C,H,W,1) Σwᵢdᵢ,
-    the coverage of what the depth counts (None: every Gaussian counts fully, as alphas)."""
+    the coverage of what the depth counts (None: every Gaussian counts fully, as alphas); the median depth
+    instead with `render(depth_mode="median")`."""
 
     colors: Tensor
     alphas: Tensor
@@ -123,7 +124,7 @@ def cpu_backend() -> tuple[str, Callable]:
 
 def render(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, camtoworlds: Tensor, Ks: Tensor,
            width: int, height: int, background: Tensor | None = None, near: float = 0.01,
-           far: float = 1e10, depth_weights: Tensor | None = None) -> RenderOutput:
+           far: float = 1e10, depth_weights: Tensor | None = None, depth_mode: str = "expected") -> RenderOutput:
     """Render N Gaussians into C cameras, differentiably w.r.t. means, covars, opacities and colors.
 
     means (N,3), covars (N,3,3), opacities (N,) in [0,1], colors (N,3) RGB: float32 (or float64), one device.
@@ -133,7 +134,10 @@ def render(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, cam
     camtoworlds / Ks where they require one (on the CPU the reference rasterizer then renders: the compiled one
     has no camera gradients). depth_weights (N,) in [0,1]: how much each Gaussian counts in the depth (e.g. 0 for one
     placed where a sensor measured nothing; RenderOutput.depths and depth_alphas), drawn in the colours' pass where
-    nothing needs a gradient; the depth then has none.
+    nothing needs a gradient; the depth then has none. depth_mode "expected" (Σwᵢdᵢzᵢ / Σwᵢdᵢ, gsplat's "ED") or
+    "median": the z of the Gaussian that takes Σwᵢdᵢ to one half front to back (the surface a pixel mostly shows,
+    where the expected depth averages a foreground and a background into a point between them), the expected depth
+    where it never reaches one half; forward only, like depth_weights.
     """
     N = means.shape[0] if isinstance(means, Tensor) and means.dim() == 2 else None
     _check("means", means, (None, 3))
@@ -153,6 +157,8 @@ def render(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, cam
         raise ValueError(f"width and height must be positive integers, got {width}x{height}")
     if C == 0:
         raise ValueError("camtoworlds must hold at least one camera")
+    if depth_mode not in ("expected", "median"):
+        raise ValueError(f"depth_mode must be 'expected' or 'median', got {depth_mode!r}")
     if not 0.0 <= near < far:
         raise ValueError(f"need 0 <= near < far, got near={near}, far={far}")
     width, height = int(width), int(height)
@@ -179,6 +185,8 @@ def render(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, cam
             raise ValueError(f"depth_weights must be a ({means.shape[0]},) tensor, one weight per Gaussian, got "
                              f"{tuple(getattr(depth_weights, 'shape', ())) or type(depth_weights).__name__}")
         extra["depth_weights"] = depth_weights.to(device=means.device, dtype=means.dtype)
+    if depth_mode == "median":
+        extra["median"] = True
 
     if means.device.type == "cuda":
         rasterize = cuda_backend()[1]

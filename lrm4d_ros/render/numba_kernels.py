@@ -47,7 +47,7 @@ PREFETCH = 8  # a tile's blend asks for the records of the entry this many place
 # blend constants, an array in the entries' dtype (so float32 arithmetic is not promoted by float64 literals)
 HALF, MAX_ALPHA, ALPHA_MIN, ZERO = range(4)
 # float64 parameters
-EPS2D, MAX_EXTEND, ALPHA_MIN64, NEAR, FAR, T_MIN = range(6)
+EPS2D, MAX_EXTEND, ALPHA_MIN64, NEAR, FAR, T_MIN, LAYER_GAP = range(7)
 # per-camera float64 row: rotation (9, row-major), translation (3), fx, fy, cx, cy, then the Jacobian's clamp
 # limits on x/z and y/z (projection.py): x/z in [−lim_x_neg, lim_x_pos], y/z in [−lim_y_neg, lim_y_pos]
 FX, FY, CX, CY, LIM_X_POS, LIM_X_NEG, LIM_Y_POS, LIM_Y_NEG = range(12, 20)
@@ -651,13 +651,38 @@ def _tile_origin(t, tiles_x, tiles_y, width, height):
     return c, px0, py0, min(TILE, width - px0), min(TILE, height - py0)
 
 
+@_inline
+def _layer_step(layer, ly, lx, w, d, dz, before, gap):
+    """Pixel (ly, lx)'s median-layer state layer[ly, lx] (5,): the current layer's Σ w·d, Σ w·d·z, last z, 1 once
+    Σ w·d reached one half in it, and the depth (−1 until the layer holding the median ends), after an entry of
+    weight w, depth weight d > 0 and d·z that the pixel blends, Σ w·d being `before` ahead of it."""
+    z = dz / d
+    if layer[ly, lx, 0] > 0.0 and z > layer[ly, lx, 2] * gap:  # a depth edge: a new layer
+        if layer[ly, lx, 3] > 0.0:
+            layer[ly, lx, 4] = layer[ly, lx, 1] / layer[ly, lx, 0]
+            return
+        layer[ly, lx, 0] = 0.0
+        layer[ly, lx, 1] = 0.0
+    layer[ly, lx, 0] += w * d
+    layer[ly, lx, 1] += w * dz
+    layer[ly, lx, 2] = z
+    if before < 0.5 <= before + w * d:
+        layer[ly, lx, 3] = 1.0
+
+
 @_jit
 def blend_forward(geo, feat, boxes, tile_start, tile_entries, width, height, tiles_x, tiles_y, coords, consts,
                   params, n_slots, out, t_final, n_used):
     """Fill out (C*H*W,5) with Σ w·feat per pixel, t_final (C*H*W,) float64 with the final transmittance
     and n_used (C*H*W,) int32 with how many entries of its tile's run the pixel went through (its stop index).
-    coords: (tiles_x or tiles_y) * TILE pixel coordinates 0, 1, ... in the entries' dtype."""
+    coords: (tiles_x or tiles_y) * TILE pixel coordinates 0, 1, ... in the entries' dtype.
+    An out of 6 columns also receives the median layer's depth (rasterize_torch._median_depths), −1 where there is
+    none: with feat = [r,g,b,d,d·z], the entries with d > 0 form layers along the ray (a new one where z exceeds the
+    last one's by more than params[LAYER_GAP] of it), and the layer of the entry whose weight takes Σ w·d to one half
+    or more gives Σ w·d·z / Σ w·d over its entries."""
     t_min = params[T_MIN]
+    median = out.shape[1] > 5
+    gap = 1.0 + params[LAYER_GAP] if median else 1.0
     n_tiles = tile_start.shape[0] - 1
     lanes, ilanes = _lane_tables(geo)
     for s in prange(n_slots):
@@ -666,11 +691,15 @@ def blend_forward(geo, feat, boxes, tile_start, tile_entries, width, height, til
         acc = np.empty((TILE, TILE, 5), np.float64)
         stop = np.empty((TILE, TILE), np.int32)
         live = np.empty(TILE, np.int64)
+        layer = np.empty((TILE, TILE, 5), np.float64)  # _layer_step's state
         for t in range(s, n_tiles, n_slots):
             c, px0, py0, pw, ph = _tile_origin(t, tiles_x, tiles_y, width, height)
             a, b = tile_start[t], tile_start[t + 1]
             T[:] = 1.0
             acc[:] = 0.0
+            if median:
+                layer[:] = 0.0
+                layer[:, :, 4] = -1.0
             stop[:] = b - a
             for ly in range(TILE):
                 live[ly] = (1 << pw) - 1 if ly < ph else 0
@@ -706,6 +735,8 @@ def blend_forward(geo, feat, boxes, tile_start, tile_entries, width, height, til
                             n_live -= 1
                             continue
                         w = alpha * Tk
+                        if median and f3 > 0.0 and layer[ly, lx, 4] < 0.0:
+                            _layer_step(layer, ly, lx, w, f3, f4, acc[ly, lx, 3], gap)
                         acc[ly, lx, 0] += w * f0
                         acc[ly, lx, 1] += w * f1
                         acc[ly, lx, 2] += w * f2
@@ -720,6 +751,10 @@ def blend_forward(geo, feat, boxes, tile_start, tile_entries, width, height, til
                     p = (c * height + py0 + ly) * width + px0 + lx
                     for f in range(5):
                         out[p, f] = acc[ly, lx, f]
+                    if median:
+                        if layer[ly, lx, 4] < 0.0 and layer[ly, lx, 3] > 0.0:  # the median's layer was the last
+                            layer[ly, lx, 4] = layer[ly, lx, 1] / layer[ly, lx, 0]
+                        out[p, 5] = layer[ly, lx, 4]
                     t_final[p] = T[ly, lx]
                     n_used[p] = stop[ly, lx]
 

@@ -13,11 +13,12 @@ from .projection import EPS2D, test_scene
 
 def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, viewmats: Tensor, Ks: Tensor,
               width: int, height: int, backgrounds: Tensor, near: float, far: float,
-              depth_weights: Tensor | None = None) -> tuple[Tensor, ...]:
+              depth_weights: Tensor | None = None, median: bool = False) -> tuple[Tensor, ...]:
     """means (N,3), covars (N,3,3), opacities (N,), colors (N,3), viewmats (C,4,4), Ks (C,3,3) ROS convention,
     backgrounds (C,3) -> colors (C,H,W,3), alphas (C,H,W,1), expected z-depths (C,H,W,1); with depth_weights (N,)
     d, the depths are Σ w·d·z / Σ w·d, and Σ w·d (C,H,W,1) follows (neither with a gradient: [d, d·z] blended as
-    two colour channels, a camera at a time, as z is each camera's)."""
+    two colour channels, a camera at a time, as z is each camera's). median: the median depths, which gsplat's classic
+    mode does not render: the PyTorch reference's (rasterize_torch.rasterize)."""
     from gsplat import rasterization  # imported here: gsplat is optional and needs CUDA
 
     Ks_gsplat = Ks.clone()
@@ -30,6 +31,13 @@ def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, 
                              rasterize_mode="classic", covars=covars)[:2]
 
     rendered, alphas = draw(colors, viewmats, Ks_gsplat, backgrounds, "RGB+ED")
+    if median:
+        from .rasterize_torch import rasterize as reference
+
+        with torch.no_grad():
+            _, _, depths, *depth_alphas = reference(means, covars, opacities, colors, viewmats, Ks, width, height,
+                                                    backgrounds, near, far, depth_weights=depth_weights, median=True)
+        return rendered[..., :3], alphas, depths, *depth_alphas
     if depth_weights is None:
         return rendered[..., :3], alphas, rendered[..., 3:4]
     with torch.no_grad():

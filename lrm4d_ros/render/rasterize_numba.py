@@ -103,12 +103,14 @@ class _Scene:
         dtype = self.arrays[0].dtype
         self.coords = np.arange(max(self.tiles_x, self.tiles_y) * nk.TILE, dtype=dtype)
         self.consts = np.array([0.5, rasterize_torch.MAX_ALPHA, ALPHA_THRESHOLD, 0.0], dtype=dtype)
-        self.params = np.array([EPS2D, MAX_EXTEND, ALPHA_THRESHOLD, near, far, rasterize_torch.T_MIN])
+        self.params = np.array([EPS2D, MAX_EXTEND, ALPHA_THRESHOLD, near, far, rasterize_torch.T_MIN,
+                                rasterize_torch.LAYER_GAP])
 
-    def forward(self, n_threads: int, seconds: dict | None = None) -> np.ndarray:
+    def forward(self, n_threads: int, seconds: dict | None = None, median: bool = False) -> np.ndarray:
         """-> per-pixel sums (C*H*W,5) of w·[r,g,b,1,z] (w·[r,g,b,d,d·z] for a scene made with depth_weights d:
-        forward only). seconds: receives each stage's wall time (projection, binning, blending:
-        benchmarks/bench_render.py --stages)."""
+        forward only); median: a sixth column, the median layer's depth (numba_kernels.blend_forward).
+        seconds: receives each stage's wall time (projection, binning, blending: benchmarks/bench_render.py
+        --stages)."""
         means, covars, opacities, colors = self.arrays
         t0 = time.perf_counter()
         log_ratio = _SCRATCH.get("log_ratio", opacities.shape, np.float64)
@@ -133,7 +135,9 @@ class _Scene:
             self.feat[:, 3] = d
             self.feat[:, 4] *= d
         t2 = time.perf_counter()
-        out = np.zeros((self.n_pix, 5), self.geo.dtype)
+        out = np.zeros((self.n_pix, 6 if median else 5), self.geo.dtype)
+        if median:
+            out[:, 5] = -1.0
         self.t_final = np.ones(self.n_pix, np.float64)
         self.n_used = np.zeros(self.n_pix, np.int32)
         if len(self.index):
@@ -182,31 +186,38 @@ class _Rasterize(torch.autograd.Function):
 
 def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, viewmats: Tensor, Ks: Tensor,
               width: int, height: int, backgrounds: Tensor, near: float, far: float,
-              depth_weights: Tensor | None = None) -> tuple[Tensor, ...]:
+              depth_weights: Tensor | None = None, median: bool = False) -> tuple[Tensor, ...]:
     """Render N Gaussians into C cameras on the CPU.
 
     means (N,3), covars (N,3,3), opacities (N,), colors (N,3), viewmats (C,4,4) world-to-camera, Ks (C,3,3)
     ROS convention, backgrounds (C,3) -> colors (C,H,W,3), alphas (C,H,W,1), expected z-depths (C,H,W,1); with
     depth_weights (N,) d, the depths are Σ w·d·z / Σ w·d, and Σ w·d (C,H,W,1) follows (neither with a gradient).
+    median: the depths are those of the layer where Σ w·d (Σ w without depth_weights) reaches one half along the
+    ray (rasterize_torch._median_depths), the expected depth where it never does (no gradient).
     """
     if viewmats.requires_grad or Ks.requires_grad:
         return rasterize_torch.rasterize(means, covars, opacities, colors, viewmats, Ks, width, height, backgrounds,
-                                         near, far, depth_weights=depth_weights)
+                                         near, far, depth_weights=depth_weights, median=median)
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (means, covars, opacities, colors))
-    if depth_weights is None or grad:
+    if (depth_weights is None and not median) or grad:
         sums = _Rasterize.apply(means, covars, opacities, colors, viewmats, Ks, width, height, near, far)
         out = rasterize_torch.composite(sums, backgrounds, height, width)
-        if depth_weights is None:
+        if depth_weights is None and not median:
             return out
         with torch.no_grad():
-            _, _, depths, depth_alphas = rasterize(means, covars, opacities, colors, viewmats, Ks, width, height,
-                                                   backgrounds, near, far, depth_weights)
-        return out[0], out[1], depths, depth_alphas
+            _, _, depths, *depth_alphas = rasterize(means, covars, opacities, colors, viewmats, Ks, width, height,
+                                                    backgrounds, near, far, depth_weights, median)
+        return out[0], out[1], depths, *depth_alphas
     scene = _Scene(means, covars, opacities, colors, viewmats, Ks, width, height, near, far, depth_weights)
     with _LOCK:
-        sums = torch.from_numpy(scene.forward(numba_threads()))
-    return rasterize_torch.composite_weighted_depth(sums, torch.from_numpy(1.0 - scene.t_final), backgrounds,
-                                                    height, width)
+        sums = torch.from_numpy(scene.forward(numba_threads(), median=median))
+    out = rasterize_torch.composite_weighted_depth(sums[:, :5], torch.from_numpy(1.0 - scene.t_final), backgrounds,
+                                                   height, width)
+    depths = out[2]
+    if median:
+        mid = sums[:, 5].reshape(depths.shape)
+        depths = torch.where(mid >= 0, mid, depths)
+    return out[0], out[1], depths, None if depth_weights is None else out[3]
 
 
 def warm_up() -> None:

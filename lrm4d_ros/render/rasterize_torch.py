@@ -27,6 +27,9 @@ T_MIN = 1e-4  # gsplat: `if (next_T <= 1e-4f) done`
 LOG_T_MIN = math.log(T_MIN)
 DEFAULT_MAX_PAIRS = 1 << 18  # small blocks let saturated pixels skip the Gaussians behind them
 SPAN_MARGIN = 0.01  # px
+# median depth: a Gaussian deeper than the one before it along the ray by more than this fraction starts a new
+# layer (a depth edge); chosen on validation (benchmarks/results/ablation.txt, block 42)
+LAYER_GAP = 0.1
 
 # Per-entry columns handed to _Blend. geo: mean x, mean y (px), conic a, b, c, opacity; feat: r, g, b, 1, depth
 
@@ -143,29 +146,69 @@ def _transmittance(alpha: Tensor, pix: Tensor, segment: Tensor, first: Tensor, c
     return excl, lt, included
 
 
+def _block_weights(geo: Tensor, plan: _Plan):
+    """Per block, front to back: its pairs' entries (P,) and pixels (P,) (sorted by pixel, depth order kept), the
+    per-pixel log-transmittance before the block (n_pix,) float64, the pairs' blend weights w (P,), and each pair's
+    pixel segment (P,) and the segments' first pairs."""
+    carry = torch.zeros(plan.n_pix, dtype=torch.float64, device=geo.device)
+    for b in range(len(plan.blocks)):
+        local, pix = plan.pairs(b, carry if b > 0 else None)  # pixels already done take nothing more
+        *_, raw, sigma = _pair_alpha(geo, local, pix, plan.width, plan.height)
+        alpha = raw.clamp(max=MAX_ALPHA)
+        keep = torch.nonzero((sigma >= 0) & (alpha >= ALPHA_THRESHOLD)).squeeze(1)
+        pix, order = torch.sort(pix.index_select(0, keep), stable=True)
+        keep = keep.index_select(0, order)
+        local, alpha = local.index_select(0, keep), alpha.index_select(0, keep)
+        segment, first, _ = _segments(pix)
+        excl, lt, included = _transmittance(alpha, pix, segment, first, carry)
+        w = torch.where(included, alpha * torch.exp(excl).to(alpha.dtype), torch.zeros_like(alpha))
+        yield local, pix, carry, w, segment, first
+        if b + 1 < len(plan.blocks):
+            carry = carry.index_add(0, pix, lt)
+
+
+def _median_depths(geo: Tensor, weights: Tensor, depths: Tensor, plan: _Plan) -> Tensor:
+    """(n_pix,) per pixel the depth of the layer where its Σ w·d reaches one half front to back: Σ w·d·z / Σ w·d
+    over that layer's Gaussians, −1 where it never reaches one half (no gradient). A layer is a run of Gaussians
+    along the ray (those with d > 0), each within a factor 1 + LAYER_GAP of the depth of the one before: the
+    surface the pixel mostly shows, without the surfaces before and behind it that the expected depth averages in.
+    weights (M,) d and depths (M,) z per depth-sorted entry."""
+    blocks = [(local, pix, w) for local, pix, _, w, _, _ in _block_weights(geo, plan)]
+    local, pix, w = (torch.cat([b[i] for b in blocks]) for i in range(3)) if blocks else (None,) * 3
+    out = depths.new_full((plan.n_pix,), -1.0)
+    if local is None or not len(local):
+        return out
+    pix, order = torch.sort(pix, stable=True)  # blocks go front to back: each pixel's pairs stay in depth order
+    local, w = local.index_select(0, order), w.index_select(0, order)
+    wd = (w * weights.index_select(0, local)).to(torch.float64)
+    kept = torch.nonzero(wd > 0).squeeze(1)
+    pix, wd = pix.index_select(0, kept), wd.index_select(0, kept)
+    z = depths.index_select(0, local.index_select(0, kept))
+    segment, first, _ = _segments(pix)
+    before = torch.cumsum(wd, 0) - wd
+    before = before - before.index_select(0, first).index_select(0, segment)
+    starts = torch.ones_like(pix, dtype=torch.bool)
+    starts[1:] = (pix[1:] != pix[:-1]) | (z[1:].double() > z[:-1].double() * (1.0 + LAYER_GAP))
+    layer = torch.cumsum(starts, 0) - 1
+    n = int(layer[-1]) + 1
+    layer_w = torch.zeros(n, dtype=torch.float64, device=wd.device).index_add_(0, layer, wd)
+    layer_wz = torch.zeros(n, dtype=torch.float64, device=wd.device).index_add_(0, layer, wd * z.double())
+    hit = torch.nonzero((before < 0.5) & (before + wd >= 0.5)).squeeze(1)  # at most one pair per pixel
+    at = layer.index_select(0, hit)
+    out.index_copy_(0, pix.index_select(0, hit), (layer_wz.index_select(0, at) / layer_w.index_select(0, at)).to(out))
+    return out
+
+
 class _Blend(torch.autograd.Function):
     """geo (M,6), feat (M,5) per depth-sorted entry -> per-pixel sums (n_pix,5) of w·feat, feat = [r,g,b,1,z]."""
 
     @staticmethod
     def forward(ctx, geo: Tensor, feat: Tensor, plan: _Plan):
         out = geo.new_zeros(plan.n_pix, feat.shape[1])
-        carry = torch.zeros(plan.n_pix, dtype=torch.float64, device=geo.device)
         saved = []
-        for b in range(len(plan.blocks)):
-            local, pix = plan.pairs(b, carry if b > 0 else None)  # pixels already done take nothing more
-            *_, raw, sigma = _pair_alpha(geo, local, pix, plan.width, plan.height)
-            alpha = raw.clamp(max=MAX_ALPHA)
-            keep = torch.nonzero((sigma >= 0) & (alpha >= ALPHA_THRESHOLD)).squeeze(1)
-            pix, order = torch.sort(pix.index_select(0, keep), stable=True)
-            keep = keep.index_select(0, order)
-            local, alpha = local.index_select(0, keep), alpha.index_select(0, keep)
-            segment, first, _ = _segments(pix)
+        for local, pix, carry, w, _, _ in _block_weights(geo, plan):
             saved.append((local, pix, carry))
-            excl, lt, included = _transmittance(alpha, pix, segment, first, carry)
-            w = torch.where(included, alpha * torch.exp(excl).to(alpha.dtype), torch.zeros_like(alpha))
             out.index_add_(0, pix, w[:, None] * feat.index_select(0, local))
-            if b + 1 < len(plan.blocks):
-                carry = carry.index_add(0, pix, lt)
         ctx.plan, ctx.saved_blocks = plan, saved
         ctx.save_for_backward(geo, feat)
         return out
@@ -208,12 +251,15 @@ class _Blend(torch.autograd.Function):
 
 def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, viewmats: Tensor, Ks: Tensor,
               width: int, height: int, backgrounds: Tensor, near: float, far: float,
-              max_pairs: int = DEFAULT_MAX_PAIRS, depth_weights: Tensor | None = None) -> tuple[Tensor, ...]:
+              max_pairs: int = DEFAULT_MAX_PAIRS, depth_weights: Tensor | None = None,
+              median: bool = False) -> tuple[Tensor, ...]:
     """Render N Gaussians into C cameras.
 
     means (N,3), covars (N,3,3), opacities (N,), colors (N,3), viewmats (C,4,4) world-to-camera, Ks (C,3,3)
     ROS convention, backgrounds (C,3) -> colors (C,H,W,3), alphas (C,H,W,1), expected z-depths (C,H,W,1); with
     depth_weights (N,) d, the depths are Σ w·d·z / Σ w·d, and Σ w·d (C,H,W,1) follows (neither with a gradient).
+    median: the depths are those of the layer where Σ w·d (Σ w without depth_weights) reaches one half along the
+    ray (`_median_depths`), the expected depth where it never does (no gradient).
     """
     C, N = viewmats.shape[0], means.shape[0]
     proj = project(means, covars, opacities, viewmats, Ks, width, height, near, far)
@@ -234,14 +280,19 @@ def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, 
                      opacities[gauss, None]], dim=1)
     depths = proj.depths.reshape(-1)[entries, None]
     feat = torch.cat([colors[gauss], torch.ones_like(depths), depths], dim=1)
-    if depth_weights is None:
+    if depth_weights is None and not median:
         return composite(_Blend.apply(geo, feat, plan), backgrounds, height, width)
-    d = depth_weights.detach().to(feat)[gauss, None]
+    d = torch.ones_like(depths) if depth_weights is None else depth_weights.detach().to(feat)[gauss, None]
     sums = _Blend.apply(geo, torch.cat([feat, d, d * depths.detach()], dim=1), plan)
     out = composite(sums[:, :5], backgrounds, height, width)
     weighted = composite_weighted_depth(torch.cat([sums[:, :3], sums[:, 5:].detach()], 1), sums[:, 3].detach(),
                                         backgrounds, height, width)
-    return out[0], out[1], weighted[2], weighted[3]
+    z = weighted[2]
+    if median:
+        with torch.no_grad():
+            mid = _median_depths(geo.detach(), d[:, 0], depths.detach()[:, 0], plan).reshape(z.shape)
+        z = torch.where(mid >= 0, mid, z)
+    return out[0], out[1], z, None if depth_weights is None else weighted[3]
 
 
 def composite(sums: Tensor, backgrounds: Tensor, height: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
