@@ -10,6 +10,10 @@ from torch import Tensor
 
 from .projection import EPS2D, test_scene
 
+# the reference's blocks for the median depth on the GPU: its memory holds far more pairs than the CPU blocks are cut
+# for, and fewer blocks are fewer kernel launches
+MEDIAN_MAX_PAIRS = 1 << 24
+
 
 def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, viewmats: Tensor, Ks: Tensor,
               width: int, height: int, backgrounds: Tensor, near: float, far: float,
@@ -18,7 +22,7 @@ def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, 
     backgrounds (C,3) -> colors (C,H,W,3), alphas (C,H,W,1), expected z-depths (C,H,W,1); with depth_weights (N,)
     d, the depths are Σ w·d·z / Σ w·d, and Σ w·d (C,H,W,1) follows (neither with a gradient: [d, d·z] blended as
     two colour channels, a camera at a time, as z is each camera's). median: the median depths, which gsplat's classic
-    mode does not render: the PyTorch reference's (rasterize_torch.rasterize)."""
+    mode does not render: the PyTorch reference's (rasterize_torch.median_depths, no colours' pass)."""
     from gsplat import rasterization  # imported here: gsplat is optional and needs CUDA
 
     Ks_gsplat = Ks.clone()
@@ -32,12 +36,11 @@ def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, 
 
     rendered, alphas = draw(colors, viewmats, Ks_gsplat, backgrounds, "RGB+ED")
     if median:
-        from .rasterize_torch import rasterize as reference
+        from .rasterize_torch import median_depths
 
-        with torch.no_grad():
-            _, _, depths, *depth_alphas = reference(means, covars, opacities, colors, viewmats, Ks, width, height,
-                                                    backgrounds, near, far, depth_weights=depth_weights, median=True)
-        return rendered[..., :3], alphas, depths, *depth_alphas
+        depths, cover = median_depths(means.detach(), covars.detach(), opacities.detach(), viewmats, Ks, width,
+                                      height, near, far, depth_weights, max_pairs=MEDIAN_MAX_PAIRS)
+        return rendered[..., :3], alphas, depths, *([] if depth_weights is None else [cover])
     if depth_weights is None:
         return rendered[..., :3], alphas, rendered[..., 3:4]
     with torch.no_grad():

@@ -167,36 +167,75 @@ def _block_weights(geo: Tensor, plan: _Plan):
             carry = carry.index_add(0, pix, lt)
 
 
-def _median_depths(geo: Tensor, weights: Tensor, depths: Tensor, plan: _Plan) -> Tensor:
-    """(n_pix,) per pixel the depth of the layer where its Σ w·d reaches one half front to back: Σ w·d·z / Σ w·d
-    over that layer's Gaussians, −1 where it never reaches one half (no gradient). A layer is a run of Gaussians
-    along the ray (those with d > 0), each within a factor 1 + LAYER_GAP of the depth of the one before: the
-    surface the pixel mostly shows, without the surfaces before and behind it that the expected depth averages in.
-    weights (M,) d and depths (M,) z per depth-sorted entry."""
+def _median_depths(geo: Tensor, weights: Tensor, depths: Tensor, plan: _Plan) -> tuple[Tensor, Tensor]:
+    """Per pixel (n_pix,) the depth of the layer where its Σ w·d reaches one half front to back, Σ w·d·z / Σ w·d over
+    that layer's Gaussians, or the expected depth Σ w·d·z / Σ w·d where it never does (0 where Σ w·d is 0), and Σ w·d
+    (no gradient). A layer is a run of Gaussians along the ray (those with d > 0), each within a factor
+    1 + LAYER_GAP of the depth of the one before: the surface the pixel mostly shows, without the surfaces before
+    and behind it that the expected depth averages in. weights (M,) d and depths (M,) z per depth-sorted entry."""
     blocks = [(local, pix, w) for local, pix, _, w, _, _ in _block_weights(geo, plan)]
     local, pix, w = (torch.cat([b[i] for b in blocks]) for i in range(3)) if blocks else (None,) * 3
-    out = depths.new_full((plan.n_pix,), -1.0)
+    cover = torch.zeros(plan.n_pix, dtype=torch.float64, device=geo.device)
     if local is None or not len(local):
-        return out
+        return torch.zeros_like(cover).to(depths), cover.to(depths)
     pix, order = torch.sort(pix, stable=True)  # blocks go front to back: each pixel's pairs stay in depth order
     local, w = local.index_select(0, order), w.index_select(0, order)
     wd = (w * weights.index_select(0, local)).to(torch.float64)
     kept = torch.nonzero(wd > 0).squeeze(1)
     pix, wd = pix.index_select(0, kept), wd.index_select(0, kept)
-    z = depths.index_select(0, local.index_select(0, kept))
+    z = depths.index_select(0, local.index_select(0, kept)).to(torch.float64)
+    cover.index_add_(0, pix, wd)
+    out = torch.zeros_like(cover).index_add_(0, pix, wd * z) / cover.clamp(min=1e-300)  # expected: 0 where none
     segment, first, _ = _segments(pix)
     before = torch.cumsum(wd, 0) - wd
     before = before - before.index_select(0, first).index_select(0, segment)
     starts = torch.ones_like(pix, dtype=torch.bool)
-    starts[1:] = (pix[1:] != pix[:-1]) | (z[1:].double() > z[:-1].double() * (1.0 + LAYER_GAP))
+    starts[1:] = (pix[1:] != pix[:-1]) | (z[1:] > z[:-1] * (1.0 + LAYER_GAP))
     layer = torch.cumsum(starts, 0) - 1
     n = int(layer[-1]) + 1
     layer_w = torch.zeros(n, dtype=torch.float64, device=wd.device).index_add_(0, layer, wd)
-    layer_wz = torch.zeros(n, dtype=torch.float64, device=wd.device).index_add_(0, layer, wd * z.double())
+    layer_wz = torch.zeros(n, dtype=torch.float64, device=wd.device).index_add_(0, layer, wd * z)
     hit = torch.nonzero((before < 0.5) & (before + wd >= 0.5)).squeeze(1)  # at most one pair per pixel
     at = layer.index_select(0, hit)
-    out.index_copy_(0, pix.index_select(0, hit), (layer_wz.index_select(0, at) / layer_w.index_select(0, at)).to(out))
-    return out
+    out.index_copy_(0, pix.index_select(0, hit), layer_wz.index_select(0, at) / layer_w.index_select(0, at))
+    return out.to(depths), cover.to(depths)
+
+
+def _entries(means: Tensor, covars: Tensor, opacities: Tensor, viewmats: Tensor, Ks: Tensor, width: int,
+             height: int, near: float, far: float, max_pairs: int) -> tuple[Tensor, Tensor, Tensor, _Plan]:
+    """The visible (camera, Gaussian) entries sorted by depth: geo (M,6) (mean x, y px, conic a, b, c, opacity),
+    their Gaussians (M,), camera z-depths (M,1), and the blending plan."""
+    C, N = viewmats.shape[0], means.shape[0]
+    proj = project(means, covars, opacities, viewmats, Ks, width, height, near, far)
+
+    with torch.no_grad():
+        x0, x1, y0, y1 = _pixel_boxes(proj.means2d, proj.radii, width, height)
+        counts = (x1 - x0 + 1).clamp(min=0) * (y1 - y0 + 1).clamp(min=0)
+        counts = torch.where((proj.radii > 0).any(-1), counts, torch.zeros_like(counts)).reshape(-1)
+        entries = torch.nonzero(counts > 0).squeeze(1)  # flattened camera * N + gaussian
+        entries = entries[torch.argsort(proj.depths.detach().reshape(-1)[entries], stable=True)]
+        cam = entries // N
+        plan = _Plan(proj.means2d.detach().reshape(-1, 2)[entries], proj.conics.detach().reshape(-1, 3)[entries],
+                     opacities.detach()[entries % N], x0.reshape(-1)[entries], x1.reshape(-1)[entries],
+                     y0.reshape(-1)[entries], y1.reshape(-1)[entries], cam, width, height, C, max_pairs)
+
+    gauss = entries % N
+    geo = torch.cat([proj.means2d.reshape(-1, 2)[entries], proj.conics.reshape(-1, 3)[entries],
+                     opacities[gauss, None]], dim=1)
+    return geo, gauss, proj.depths.reshape(-1)[entries, None], plan
+
+
+@torch.no_grad()
+def median_depths(means: Tensor, covars: Tensor, opacities: Tensor, viewmats: Tensor, Ks: Tensor, width: int,
+                  height: int, near: float, far: float, depth_weights: Tensor | None = None,
+                  max_pairs: int = DEFAULT_MAX_PAIRS) -> tuple[Tensor, Tensor]:
+    """The median layer's depths (C,H,W,1) (`rasterize(median=True)`'s) and Σ w·d (C,H,W,1), without the colours'
+    pass (what the CUDA backend takes from here: gsplat's classic mode has no median depth)."""
+    geo, gauss, depths, plan = _entries(means, covars, opacities, viewmats, Ks, width, height, near, far, max_pairs)
+    d = torch.ones_like(depths[:, 0]) if depth_weights is None else depth_weights.to(depths)[gauss]
+    z, cover = _median_depths(geo, d, depths[:, 0], plan)
+    shape = (viewmats.shape[0], height, width, 1)
+    return z.reshape(shape), cover.reshape(shape)
 
 
 class _Blend(torch.autograd.Function):
@@ -261,38 +300,23 @@ def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, 
     median: the depths are those of the layer where Σ w·d (Σ w without depth_weights) reaches one half along the
     ray (`_median_depths`), the expected depth where it never does (no gradient).
     """
-    C, N = viewmats.shape[0], means.shape[0]
-    proj = project(means, covars, opacities, viewmats, Ks, width, height, near, far)
-
-    with torch.no_grad():
-        x0, x1, y0, y1 = _pixel_boxes(proj.means2d, proj.radii, width, height)
-        counts = (x1 - x0 + 1).clamp(min=0) * (y1 - y0 + 1).clamp(min=0)
-        counts = torch.where((proj.radii > 0).any(-1), counts, torch.zeros_like(counts)).reshape(-1)
-        entries = torch.nonzero(counts > 0).squeeze(1)  # flattened camera * N + gaussian
-        entries = entries[torch.argsort(proj.depths.detach().reshape(-1)[entries], stable=True)]
-        cam = entries // N
-        plan = _Plan(proj.means2d.detach().reshape(-1, 2)[entries], proj.conics.detach().reshape(-1, 3)[entries],
-                     opacities.detach()[entries % N], x0.reshape(-1)[entries], x1.reshape(-1)[entries],
-                     y0.reshape(-1)[entries], y1.reshape(-1)[entries], cam, width, height, C, max_pairs)
-
-    gauss = entries % N
-    geo = torch.cat([proj.means2d.reshape(-1, 2)[entries], proj.conics.reshape(-1, 3)[entries],
-                     opacities[gauss, None]], dim=1)
-    depths = proj.depths.reshape(-1)[entries, None]
+    geo, gauss, depths, plan = _entries(means, covars, opacities, viewmats, Ks, width, height, near, far, max_pairs)
     feat = torch.cat([colors[gauss], torch.ones_like(depths), depths], dim=1)
     if depth_weights is None and not median:
         return composite(_Blend.apply(geo, feat, plan), backgrounds, height, width)
-    d = torch.ones_like(depths) if depth_weights is None else depth_weights.detach().to(feat)[gauss, None]
+    if median:
+        out = composite(_Blend.apply(geo, feat, plan), backgrounds, height, width)
+        with torch.no_grad():
+            d = torch.ones_like(depths[:, 0]) if depth_weights is None else depth_weights.to(feat)[gauss]
+            z, cover = _median_depths(geo.detach(), d, depths.detach()[:, 0], plan)
+        shape = out[1].shape
+        return out[0], out[1], z.reshape(shape), None if depth_weights is None else cover.reshape(shape)
+    d = depth_weights.detach().to(feat)[gauss, None]
     sums = _Blend.apply(geo, torch.cat([feat, d, d * depths.detach()], dim=1), plan)
     out = composite(sums[:, :5], backgrounds, height, width)
     weighted = composite_weighted_depth(torch.cat([sums[:, :3], sums[:, 5:].detach()], 1), sums[:, 3].detach(),
                                         backgrounds, height, width)
-    z = weighted[2]
-    if median:
-        with torch.no_grad():
-            mid = _median_depths(geo.detach(), d[:, 0], depths.detach()[:, 0], plan).reshape(z.shape)
-        z = torch.where(mid >= 0, mid, z)
-    return out[0], out[1], z, None if depth_weights is None else weighted[3]
+    return out[0], out[1], weighted[2], weighted[3]
 
 
 def composite(sums: Tensor, backgrounds: Tensor, height: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
