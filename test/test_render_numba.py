@@ -158,6 +158,10 @@ def test_median_depth_equals_the_reference(kind, weighted):
     ref = rasterize_torch.rasterize(*scene, *args, depth_weights=d, median=True)
     alone = rasterize_torch.median_depths(scene[0], scene[1], scene[2], *args[:4], *args[5:], depth_weights=d)
     assert torch.equal(alone[0], ref[2]) and (d is None or torch.equal(alone[1], ref[3]))  # gsplat's depth pass
+    # the reference in blocks of a few pairs: each pixel's layer carried from block to block
+    blocks = rasterize_torch.median_depths(scene[0], scene[1], scene[2], *args[:4], *args[5:], depth_weights=d,
+                                           max_pairs=97)
+    assert (blocks[0] - ref[2]).abs().max().item() < 1e-5 * max(1.0, ref[2].abs().max().item())
     assert torch.equal(out[0], plain[0]) and torch.equal(out[1], plain[1])
     tol = 2e-4 if kind == "elongated" else 1e-5  # the float32 reference's projection (see the tests above)
     assert (out[2] - ref[2]).abs().max().item() < tol * max(1.0, ref[2].abs().max().item())

@@ -10,10 +10,6 @@ from torch import Tensor
 
 from .projection import EPS2D, test_scene
 
-# the reference's blocks for the median depth on the GPU: its memory holds far more pairs than the CPU blocks are cut
-# for, and fewer blocks are fewer kernel launches
-MEDIAN_MAX_PAIRS = 1 << 24
-
 
 def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, viewmats: Tensor, Ks: Tensor,
               width: int, height: int, backgrounds: Tensor, near: float, far: float,
@@ -39,7 +35,7 @@ def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, 
         from .rasterize_torch import median_depths
 
         depths, cover = median_depths(means.detach(), covars.detach(), opacities.detach(), viewmats, Ks, width,
-                                      height, near, far, depth_weights, max_pairs=MEDIAN_MAX_PAIRS)
+                                      height, near, far, depth_weights)
         return rendered[..., :3], alphas, depths, *([] if depth_weights is None else [cover])
     if depth_weights is None:
         return rendered[..., :3], alphas, rendered[..., 3:4]

@@ -172,32 +172,57 @@ def _median_depths(geo: Tensor, weights: Tensor, depths: Tensor, plan: _Plan) ->
     that layer's Gaussians, or the expected depth Σ w·d·z / Σ w·d where it never does (0 where Σ w·d is 0), and Σ w·d
     (no gradient). A layer is a run of Gaussians along the ray (those with d > 0), each within a factor
     1 + LAYER_GAP of the depth of the one before: the surface the pixel mostly shows, without the surfaces before
-    and behind it that the expected depth averages in. weights (M,) d and depths (M,) z per depth-sorted entry."""
-    blocks = [(local, pix, w) for local, pix, _, w, _, _ in _block_weights(geo, plan)]
-    local, pix, w = (torch.cat([b[i] for b in blocks]) for i in range(3)) if blocks else (None,) * 3
-    cover = torch.zeros(plan.n_pix, dtype=torch.float64, device=geo.device)
-    if local is None or not len(local):
-        return torch.zeros_like(cover).to(depths), cover.to(depths)
-    pix, order = torch.sort(pix, stable=True)  # blocks go front to back: each pixel's pairs stay in depth order
-    local, w = local.index_select(0, order), w.index_select(0, order)
-    wd = (w * weights.index_select(0, local)).to(torch.float64)
-    kept = torch.nonzero(wd > 0).squeeze(1)
-    pix, wd = pix.index_select(0, kept), wd.index_select(0, kept)
-    z = depths.index_select(0, local.index_select(0, kept)).to(torch.float64)
-    cover.index_add_(0, pix, wd)
-    out = torch.zeros_like(cover).index_add_(0, pix, wd * z) / cover.clamp(min=1e-300)  # expected: 0 where none
-    segment, first, _ = _segments(pix)
-    before = torch.cumsum(wd, 0) - wd
-    before = before - before.index_select(0, first).index_select(0, segment)
-    starts = torch.ones_like(pix, dtype=torch.bool)
-    starts[1:] = (pix[1:] != pix[:-1]) | (z[1:] > z[:-1] * (1.0 + LAYER_GAP))
-    layer = torch.cumsum(starts, 0) - 1
-    n = int(layer[-1]) + 1
-    layer_w = torch.zeros(n, dtype=torch.float64, device=wd.device).index_add_(0, layer, wd)
-    layer_wz = torch.zeros(n, dtype=torch.float64, device=wd.device).index_add_(0, layer, wd * z)
-    hit = torch.nonzero((before < 0.5) & (before + wd >= 0.5)).squeeze(1)  # at most one pair per pixel
-    at = layer.index_select(0, hit)
-    out.index_copy_(0, pix.index_select(0, hit), layer_wz.index_select(0, at) / layer_w.index_select(0, at))
+    and behind it that the expected depth averages in. weights (M,) d and depths (M,) z per depth-sorted entry.
+    Block by block as the blend goes (bounded memory): each pixel carries its current layer's Σ w·d, Σ w·d·z and last
+    z, whether its Σ w·d reached one half in that layer, and its depth once that layer has ended."""
+    f64 = {"dtype": torch.float64, "device": geo.device}
+    cover, cover_z = torch.zeros(plan.n_pix, **f64), torch.zeros(plan.n_pix, **f64)
+    layer_w, layer_wz, layer_z = (torch.zeros(plan.n_pix, **f64) for _ in range(3))
+    half_in = torch.zeros(plan.n_pix, dtype=torch.bool, device=geo.device)  # Σ w·d reached 1/2 in the current layer
+    out = torch.full((plan.n_pix,), -1.0, **f64)  # the median layer's depth once that layer has ended
+    for local, pix, _, w, _, _ in _block_weights(geo, plan):
+        wd = (w * weights.index_select(0, local)).to(torch.float64)
+        kept = torch.nonzero(wd > 0).squeeze(1)
+        pix, wd = pix.index_select(0, kept), wd.index_select(0, kept)
+        z = depths.index_select(0, local.index_select(0, kept)).to(torch.float64)
+        segment, first, _ = _segments(pix)
+        before = torch.cumsum(wd, 0) - wd
+        before = before - before.index_select(0, first).index_select(0, segment) + cover.index_select(0, pix)
+        cover.index_add_(0, pix, wd)
+        cover_z.index_add_(0, pix, wd * z)
+        kept = torch.nonzero(out.index_select(0, pix) < 0).squeeze(1)  # pixels whose median layer goes on
+        if not len(kept):
+            continue
+        pix, wd, z, before = (t.index_select(0, kept) for t in (pix, wd, z, before))
+        _, first, last = _segments(pix)
+        at = pix.index_select(0, first)  # each segment's pixel
+        prev = torch.roll(z, 1)
+        prev[first] = layer_z.index_select(0, at)
+        carried = torch.ones_like(pix, dtype=torch.bool)  # a Gaussian before this one on the ray (d > 0)
+        carried[first] = layer_w.index_select(0, at) > 0
+        starts = carried & (z > prev * (1.0 + LAYER_GAP))
+        layer = torch.cumsum(starts.index_fill(0, first, True), 0) - 1
+        sums_w = torch.zeros(int(layer[-1]) + 1, **f64).index_add_(0, layer, wd)
+        sums_wz = torch.zeros_like(sums_w).index_add_(0, layer, wd * z)
+        first_layer, last_layer = layer.index_select(0, first), layer.index_select(0, last)
+        goes_on = ~starts.index_select(0, first)  # the block's first layer continues the pixel's carried one
+        sums_w.index_add_(0, first_layer[goes_on], layer_w.index_select(0, at[goes_on]))
+        sums_wz.index_add_(0, first_layer[goes_on], layer_wz.index_select(0, at[goes_on]))
+        ended = ~goes_on & half_in.index_select(0, at)  # the carried layer held the median and ends here
+        out[at[ended]] = layer_wz.index_select(0, at[ended]) / layer_w.index_select(0, at[ended])
+        median_layer = torch.full((plan.n_pix,), -1, dtype=torch.long, device=geo.device)
+        cross = torch.nonzero((before < 0.5) & (before + wd >= 0.5)).squeeze(1)  # at most one pair per pixel
+        median_layer[pix.index_select(0, cross)] = layer.index_select(0, cross)
+        median_layer[at[goes_on & half_in.index_select(0, at)]] = first_layer[goes_on & half_in.index_select(0, at)]
+        mine = median_layer.index_select(0, at)
+        done = (mine >= 0) & (mine < last_layer)  # the median's layer ended within this block
+        out[at[done]] = sums_wz.index_select(0, mine[done]) / sums_w.index_select(0, mine[done])
+        go = ~done & ~ended
+        at, ll = at[go], last_layer[go]
+        layer_w[at], layer_wz[at], layer_z[at] = sums_w[ll], sums_wz[ll], z[last[go]]
+        half_in[at] = mine[go] >= 0
+    out = torch.where((out < 0) & half_in, layer_wz / layer_w.clamp(min=1e-300), out)
+    out = torch.where(out >= 0, out, cover_z / cover.clamp(min=1e-300))  # never half: the expected depth (0: none)
     return out.to(depths), cover.to(depths)
 
 
