@@ -194,7 +194,7 @@ def _median_depths(geo: Tensor, weights: Tensor, depths: Tensor, plan: _Plan) ->
         if not len(kept):
             continue
         pix, wd, z, before = (t.index_select(0, kept) for t in (pix, wd, z, before))
-        _, first, last = _segments(pix)
+        segment, first, last = _segments(pix)
         at = pix.index_select(0, first)  # each segment's pixel
         prev = torch.roll(z, 1)
         prev[first] = layer_z.index_select(0, at)
@@ -210,11 +210,11 @@ def _median_depths(geo: Tensor, weights: Tensor, depths: Tensor, plan: _Plan) ->
         sums_wz.index_add_(0, first_layer[goes_on], layer_wz.index_select(0, at[goes_on]))
         ended = ~goes_on & half_in.index_select(0, at)  # the carried layer held the median and ends here
         out[at[ended]] = layer_wz.index_select(0, at[ended]) / layer_w.index_select(0, at[ended])
-        median_layer = torch.full((plan.n_pix,), -1, dtype=torch.long, device=geo.device)
+        mine = torch.full_like(first, -1)  # per segment: the layer holding the median, −1 while none does
         cross = torch.nonzero((before < 0.5) & (before + wd >= 0.5)).squeeze(1)  # at most one pair per pixel
-        median_layer[pix.index_select(0, cross)] = layer.index_select(0, cross)
-        median_layer[at[goes_on & half_in.index_select(0, at)]] = first_layer[goes_on & half_in.index_select(0, at)]
-        mine = median_layer.index_select(0, at)
+        mine[segment.index_select(0, cross)] = layer.index_select(0, cross)
+        held = goes_on & half_in.index_select(0, at)  # the carried layer held it and goes on
+        mine[held] = first_layer[held]
         done = (mine >= 0) & (mine < last_layer)  # the median's layer ended within this block
         out[at[done]] = sums_wz.index_select(0, mine[done]) / sums_w.index_select(0, mine[done])
         go = ~done & ~ended

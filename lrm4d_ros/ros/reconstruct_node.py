@@ -358,14 +358,13 @@ class ReconstructNode(Node):
             # a depth camera's measured pixels at their measurement, and the model's guesses left out (unless
             # asked for): a cloud is for metric use
             sliced = rec.slice(rec.window.end_ns, measured=True, guessed=self.cfg.gaussians_guessed)
-            if not self.cfg.gaussians_guessed and not self._told_guessed and rec.guessed is not None:
-                every = len(rec.slice(rec.window.end_ns))
-                if every > len(sliced):  # said once: an RGB rig's cloud can hold few points, or none
-                    self._told_guessed = True
-                    self.get_logger().info(
-                        f"~/gaussians leaves out the Gaussians whose depth the model guessed ({every - len(sliced)} "
-                        f"of {every} in this window: a depth camera's pixels that measured nothing, a colour "
-                        "camera's that nothing located); gaussians_guessed: true publishes them too")
+            if not (self.cfg.gaussians_guessed or self._told_guessed) and rec.guessed is not None \
+                    and bool(rec.guessed.any()):  # said once: an RGB rig's cloud can hold few points, or none
+                self._told_guessed = True
+                self.get_logger().info(
+                    f"~/gaussians leaves out the Gaussians whose depth the model guessed ({int(rec.guessed.sum())} "
+                    f"of this window's {len(rec.gaussians)}: a depth camera's pixels that measured nothing, a colour "
+                    "camera's that nothing located); gaussians_guessed: true publishes them too")
             g = cloud_gaussians(sliced, views.camtoworlds[:, :3, 3], self.cfg.gaussians_min_opacity,
                                 self.cfg.gaussians_max_range)
             cloud = pointcloud2_msg(g, rec.window.end_ns, self.cfg.world_frame, RCLPY)
