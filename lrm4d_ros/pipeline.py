@@ -99,7 +99,7 @@ def add_arguments(p) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing output bag, and the window_NNN folders and summary an earlier run wrote")
     p.add_argument("--no-video", action="store_true", help="skip the videos")
-    p.add_argument("--seed", type=int, default=0, help="seed for a --config model's random weights")
+    p.add_argument("--seed", type=int, default=None, help="seed for a --config model's random weights (default: 0)")
 
 
 def parse_resolution(text: str | None, height: int, width: int) -> tuple[int, int]:
@@ -172,6 +172,10 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
         raise ValueError(f"--video-camera {args.video_camera!r} is not in the bag; cameras: {views.camera_names}")
     if args.video_camera is not None and args.no_video:
         print("lrm4d reconstruct: warning: --video-camera with --no-video: no video is written", file=sys.stderr)
+    seed = getattr(args, "seed", None)
+    if seed is not None and args.config is None:
+        print("lrm4d reconstruct: warning: --seed without --config: the checkpoint's weights are used, the seed is not",
+              file=sys.stderr)
     if getattr(args, "depth", "on") == "off":
         views = replace(views, depths=None)
     H, W = parse_resolution(args.resolution, views.height, views.width)
@@ -193,7 +197,7 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
           f"{len(windows)} window{'s' if len(windows) != 1 else ''} of {length} every {stride}; "
           f"depth input: {_depth_note(views)}", flush=True)
     t = time.perf_counter()
-    recon_model = load_reconstructor(args.checkpoint, args.config, args.device, args.seed,
+    recon_model = load_reconstructor(args.checkpoint, args.config, args.device, seed or 0,
                                      getattr(args, "floor_z", None), getattr(args, "bf16", "auto"))
     timings = {"read_s": read_s, "load_model_s": time.perf_counter() - t, "reconstruct_s": 0.0, "render_s": 0.0,
                "write_s": 0.0}
@@ -205,7 +209,7 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
     outside_inputs = 0
     # bag_in lets `lrm4d view OUT` show the source cameras and images beside the Gaussians
     bag_in = getattr(args, "bag", None)
-    about = {"bag_in": None if bag_in is None else str(Path(bag_in).resolve()), "bag_out": str(out / "bag"),
+    about = {"bag_in": None if bag_in is None else str(Path(bag_in).resolve()), "bag_out": str((out / "bag").resolve()),
              "resolution": [views.height, views.width], "cameras": views.camera_names}
     with OutputBag(out / "bag", storage=args.storage, overwrite=args.overwrite, world_frame=world_frame) as bag:
         bar = tqdm(windows, desc="windows", unit="window", disable=None)  # a bar on a terminal, else a line each

@@ -413,6 +413,17 @@ class Reconstruction:
     _input_focal: float | None = field(default=None, init=False, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
+    def __getstate__(self) -> dict:
+        # pickle and copy.deepcopy (a process pool of renderers, a kept copy) carry the data, not the lock or the
+        # slices cached for this process's requests
+        state = dict(self.__dict__)
+        state.update(_lock=None, _slices=OrderedDict())
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def _sliced(self, times: list[Tensor]) -> list[tuple[Tensor | None, Gaussians3D]]:
         out = []
         for t in times:

@@ -497,6 +497,28 @@ def test_reconstructor_runs_the_transformer_in_bf16_as_it_trained():
     assert not torch.equal(renders[True].colors, renders[False].colors)  # it did run in bf16
 
 
+def test_a_reconstruction_pickles_and_deep_copies_and_renders_the_same():
+    """A Reconstruction crosses process boundaries (a pool of renderers) and copy.deepcopy: its lock and slice cache
+    stay behind, a fresh lock comes with the copy, and the copy renders the same pixels."""
+    import copy
+    import pickle
+
+    torch.manual_seed(0)
+    base = 1_700_000_000_000_000_000
+    c2w = ring(3, radius=2.0)
+    views = _views(c2w, [base, base + 50_000_000, base + 100_000_000], res=16)
+    rec = Reconstructor(LRM4D(LRM4DConfig.preset("tiny", image_size=16)), device="cpu").reconstruct(views)
+    novel = ring(7, radius=2.0)[1:3]  # novel cameras: their slices are cached (an input camera's are its own)
+    want = rec.render(novel, views.Ks[:2], 16, 16, views.stamps_ns[:2])
+    assert rec._slices
+    for copied in (pickle.loads(pickle.dumps(rec)), copy.deepcopy(rec)):
+        assert not copied._slices and copied._lock is not rec._lock
+        got = copied.render(novel, views.Ks[:2], 16, 16, views.stamps_ns[:2])
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+    assert rec._slices  # the original keeps its cache
+
+
 def test_reconstructor_keeps_explicit_normalization():
     c2w = ring(2)
     views = _views(c2w, [5, 5])

@@ -406,6 +406,30 @@ def test_a_stride_longer_than_the_window_warns_of_the_views_left_out(source_bag,
                                        "frames > --window 1 frame) and are not reconstructed or re-rendered\n")
 
 
+def test_the_summary_names_both_bags_by_absolute_path(source_bag, tmp_path, monkeypatch):
+    """summary.json is read from other working directories (`lrm4d view OUT`): a relative --out is resolved."""
+    import json
+
+    from lrm4d_ros.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["reconstruct", str(source_bag), "--out", "o", "--config", "tiny", "--device", "cpu", "--no-video",
+                 "--window", "6"]) == 0
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert s["bag_in"] == str(source_bag.resolve()) and s["bag_out"] == str(tmp_path.resolve() / "o" / "bag")
+
+
+def test_seed_without_config_warns_that_the_checkpoint_is_used(source_bag, tmp_path, capsys):
+    """--seed only seeds a --config model's random weights: given with the shipped checkpoint it changes nothing,
+    and the user is told so rather than left to think the run was seeded."""
+    from lrm4d_ros.cli import main
+
+    assert main(["reconstruct", str(source_bag), "--out", str(tmp_path / "o"), "--device", "cpu", "--no-video",
+                 "--seed", "3"]) == 0
+    assert ("lrm4d reconstruct: warning: --seed without --config: the checkpoint's weights are used, the seed is not"
+            in capsys.readouterr().err)
+
+
 def test_latest_policy_renders_the_views_its_inputs_span_and_counts_the_rest(source_bag, tmp_path, capsys):
     """--policy latest takes a window's newest views: the older ones would be extrapolated in time, so they are
     left out of the output bag, counted in the summary and warned about; the run succeeds."""
