@@ -36,6 +36,8 @@ from .selection import POLICIES, select_views
 from .views import ViewSet
 
 LIVE_S = 5.0  # wall-clock seconds: a camera that sent an image this recently bounds the others' stamps
+# the share of a camera's buffered views with depth from which its newest view's missing depth is awaited
+DEPTH_STEADY = 0.9
 REFUSED_KEPT = 64  # refused image stamps remembered per camera (their depths, up to depth_buffer, come later)
 SKEW_S = 2.0  # how far ahead of the other cameras a stamp may lie where the window has no span (window_frames)
 
@@ -672,6 +674,21 @@ class SpaceTimeWindow:
         """Newest buffered stamp of each camera that has views."""
         with self._lock:
             return {n: b[-1].stamp_ns for n, b in self._views.items() if b}
+
+    def awaiting_depth(self) -> list[str]:
+        """Cameras whose newest buffered view has no depth yet while DEPTH_STEADY of their older buffered views
+        have theirs: a depth camera whose depth comes after its colour (an aligning or stereo node downstream of the
+        driver), its newest depth still on its way. A camera whose depth comes for every other frame, or has
+        stopped, is not waited for."""
+        with self._lock:
+            out = []
+            for n, b in self._views.items():
+                if len(b) < 2 or b[-1].depth is not None:
+                    continue
+                older = [v.depth is not None for v in list(b)[:-1]]
+                if sum(older) >= DEPTH_STEADY * len(older):
+                    out.append(n)
+            return out
 
     def snapshot(self) -> ViewSet | None:
         """The selected views of the current window as a ViewSet sorted by stamp (None when empty). Where any

@@ -113,6 +113,44 @@ def test_node_reconstructs_with_depth_and_survives_missing_late_and_bad_depth(tm
         session.close()
 
 
+def test_a_frame_waits_for_depth_that_follows_its_colour(tmp_path):
+    """Depth published after its colour image (an aligning node downstream of the camera driver): the node used to
+    reconstruct the newest frame at once, without its depth, and again once it came; now a depth camera's newest
+    view waits for its depth (at most gather_s), and the first reconstruction of a frame already has it."""
+    scene = generate(5, SceneConfig(frames=FRAMES, cameras=CAMS, height=H, width=W, synchronized=True,
+                                    fps_range=(10.0, 10.0), num_primitives=(2, 3), ground_prob=1.0))
+    torch.manual_seed(0)
+    ckpt = save_model(tmp_path / "tiny.safetensors", LRM4D(LRM4DConfig.preset("tiny", n_layer=1)))
+    params = {"camera_names": list(scene.camera_names), "checkpoint": str(ckpt), "device": "cpu",
+              "min_views": CAMS, "max_input_views": FRAMES * CAMS, "window_seconds": 30.0, "gather_s": 3.0,
+              "input_queue_depth": 50, "virtual_camera_names": [],
+              **{f"cameras.{c}.depth_topic": f"{c}/depth" for c in scene.camera_names}}
+    session = InProcessSession(DOMAIN_ID, scene, params)
+    seen = []
+    original = session.node.reconstructor.reconstruct
+    session.node.reconstructor.reconstruct = lambda views, norm=None: (seen.append(views), original(views, norm))[1]
+    pub = session.publisher
+    try:
+        session.publish_camera_infos()
+        for f in range(2):  # depth with its colour: the cameras are depth cameras whose depth comes
+            for i in range(f * CAMS, (f + 1) * CAMS):
+                pub.publish(i)
+            wait_for(lambda: any(len(v) == (f + 1) * CAMS for v in seen), 30.0, f"frame {f} reconstructed")
+        n = len(seen)
+        frame = range(2 * CAMS, 3 * CAMS)
+        for i in frame:
+            pub.publish(i, depth=False)
+        time.sleep(0.5)  # the depth half a second later (within gather_s)
+        assert len(seen) == n, "frame 2 was reconstructed before its depth came"
+        for i in frame:
+            pub.depth_pubs[scene.camera_names[int(scene.camera_ids[i])]].publish(pub.depth_message(i))
+        views = wait_for(lambda: next((v for v in seen[n:] if len(v) == 3 * CAMS), None), 30.0,
+                         "frame 2 reconstructed")
+        assert views.depths is not None and all(float(d.max()) > 0 for d in views.depths)
+    finally:
+        session.close()
+
+
 def test_depth_in_its_own_frame_is_registered_onto_the_colour_image(tmp_path):
     """A depth camera as a RealSense publishes it by default: its own optical frame (5 cm and 4.6 deg off the colour
     camera's, on /tf_static), half the colour's resolution, its own camera_info beside its image, stamped 4 ms

@@ -364,6 +364,26 @@ def test_depth_paired_by_stamp_before_or_after_its_view_and_bad_depth_counted():
     assert float(got[(T0 + S, 0)][5, 5]) == 2.5 and float(got[(T0 + S, 1)].abs().max()) == 0.0
 
 
+def test_a_newest_view_awaits_its_depth_only_where_depth_has_been_coming():
+    """A depth camera whose depth follows its colour image (an aligning node downstream of the driver) has its
+    newest view awaited until the depth is attached; a camera without depth, with depth for every other frame, or
+    whose depth stopped is not (SpaceTimeWindow.awaiting_depth, what the node's gather waits on)."""
+    w = SpaceTimeWindow(["rgbd", "rgb", "half"], window_s=30.0, max_views=64, clock=None)
+    for f in range(10):
+        t = T0 + f * S // 10
+        w.add_view("rgbd", image(), K, t, camtoworld=pose(), depth=depth_map(1.0 + f) if f < 9 else None)
+        w.add_view("rgb", image(), K, t, camtoworld=pose())
+        w.add_view("half", image(), K, t, camtoworld=pose(), depth=depth_map(2.0) if f % 2 == 0 and f < 9 else None)
+    assert w.awaiting_depth() == ["rgbd"]  # 9 of 9 older views with depth; half: 5 of 9
+    assert w.add_depth("rgbd", T0 + 9 * S // 10, depth_map(10.0)) == "attached"
+    assert w.awaiting_depth() == []
+    w.add_view("rgbd", image(), K, T0 + S, camtoworld=pose())
+    assert w.awaiting_depth() == ["rgbd"]
+    for f in range(11, 13):  # its depth stopped: one missing in ten older views is still awaited, two are not
+        w.add_view("rgbd", image(), K, T0 + f * S // 10, camtoworld=pose())
+    assert w.awaiting_depth() == []
+
+
 def test_the_depth_of_a_refused_image_is_not_refused_again():
     """An image refused (a non-finite pose here; before the window: one that did not decode, or TF could not pose)
     takes its depth with it, whether that depth came before or after it: one refusal, and last_error keeps the

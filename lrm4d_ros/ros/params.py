@@ -82,7 +82,7 @@ SCALARS = {
     "reconstruction_rate_hz": (10.0, "most reconstructions per second; each starts when new views arrive",
                                (0.01, 1000.0)),
     "gather_s": (0.05, "after a new view, wait at most this long for the other cameras' views of the same "
-                       "instant [s]", (0.0, 10.0)),
+                       "instant and for a depth camera's depth of it [s]", (0.0, 10.0)),
     "normalization": ("auto", "canonical frame from the input poses, or fixed center/scale", NORMALIZATIONS),
     "normalization_center": ([0.0, 0.0, 0.0], "fixed normalization: canonical = (world - center) * scale", None),
     "normalization_scale": (1.0, "fixed normalization scale", (1e-9, BIG)),

@@ -9,10 +9,10 @@ registered depth Image; images and depth may come compressed instead, as image_t
 (io/ingest.py's Inbox); one ingest thread decodes, checks, rectifies and poses it (its Ingest, ROS-free) and puts it
 into a SpaceTimeWindow, whose stamps are bounded by the node's clock (ROS time: `use_sim_time` for bag playback). A
 reconstruction thread wakes when new views arrive (at most `reconstruction_rate_hz`, waiting up to `gather_s` for
-the other cameras' views of the same instant), runs the model and publishes ~/gaussians (PointCloud2, sliced at the
-window's newest stamp) and ~/status. Virtual cameras (~/<name>/image, depth, camera_info, with a static TF of their
-frame) are rendered from each new reconstruction; the `render_view` service renders the latest reconstruction from
-any camera at any time in its window.
+the other cameras' views of the same instant and a depth camera's depth), runs the model and publishes ~/gaussians
+(PointCloud2, sliced at the window's newest stamp) and ~/status. Virtual cameras (~/<name>/image, depth,
+camera_info, with a static TF of their frame) are rendered from each new reconstruction; the `render_view` service
+renders the latest reconstruction from any camera at any time in its window.
 Bad input is refused with a reason (counted per reason in ~/status, logged rate-limited per reason) and never
 stops the node; under overload the oldest queued input is dropped and counted.
 """
@@ -292,7 +292,9 @@ class ReconstructNode(Node):
         silent for LIVE_S, every configured camera), has a view
         within gather_s of the newest view (a synchronized frame is in, or an unsynchronized rig has caught up).
         The live cameras count too: at start-up or after a pause longer than the window, the first cameras' views
-        of an instant are the only ones buffered, and the frame looked complete without the rest."""
+        of an instant are the only ones buffered, and the frame looked complete without the rest. A depth camera's
+        newest view waits for its depth where its depth has been coming (SpaceTimeWindow.awaiting_depth): depth
+        published after its colour image had the newest frame, the one a robot acts on, reconstructed without it."""
         newest = self.window.newest_per_camera()
         if not newest:
             return True
@@ -300,7 +302,7 @@ class ReconstructNode(Node):
         first, last = self._ingest.image_times()
         starting = first is not None and now - first <= LIVE_S
         live = {c.name for c, t in zip(self.cfg.cameras, last) if now - t <= LIVE_S or (starting and t == -math.inf)}
-        if not live <= newest.keys():
+        if not live <= newest.keys() or self.window.awaiting_depth():
             return False
         return min(newest.values()) >= max(newest.values()) - int(self.cfg.gather_s * 1e9)
 
