@@ -11,6 +11,7 @@ buffer), and the end-to-end time, median and 90th percentile over the moves. Win
   demo    — the shipped model's reconstruction of `lrm4d demo`'s scene (12 views at 128²: 196 608 Gaussians,
             most of them alive only near their own view's time);
   all     — 131 072 Gaussians all alive through the window (moving at constant speed): every move sends them all.
+Also times opening a 3DGS PLY of a million Gaussians with SH degree 3, as another tool writes it (`lrm4d view FILE`).
 Writes benchmarks/results/viewer_cpu.txt.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ from lrm4d_ros.viewer.server import Viewer
 from lrm4d_ros.viewer.sources import ViewerWindow, WindowRef
 
 RESULTS = Path(__file__).resolve().parent / "results"
+N_PLY = 1_000_000  # a mid-sized scene of a 3DGS training tool
 N_ALL = 131_072
 
 
@@ -131,6 +133,31 @@ def bench(name: str, win: ViewerWindow, moves: int) -> dict:
             "end_to_end": statistics.median(ends), "end_to_end_p90": q90(ends)}
 
 
+def ply_load(n: int = N_PLY, repeats: int = 3) -> tuple[float, float]:
+    """Median seconds `lrm4d view FILE` takes to read a graphdeco 3DGS PLY of n Gaussians with SH degree 3 (62
+    float32 columns, as another tool writes it), and the file's MiB."""
+    import tempfile
+
+    from lrm4d_ros.ply import write_ply_fields
+    from lrm4d_ros.viewer.sources import load_ply_window
+
+    rng = np.random.default_rng(0)
+    names = (["x", "y", "z", "nx", "ny", "nz"] + [f"f_dc_{i}" for i in range(3)] + [f"f_rest_{i}" for i in range(45)]
+             + ["opacity"] + [f"scale_{i}" for i in range(3)] + [f"rot_{i}" for i in range(4)])
+    fields = {k: rng.standard_normal(n).astype(np.float32) for k in names}
+    for i in range(3):
+        fields[f"scale_{i}"] -= 4.0
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "point_cloud.ply"
+        write_ply_fields(path, fields)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            load_ply_window(path)
+            times.append(time.perf_counter() - t)
+        return statistics.median(times), path.stat().st_size / 2**20
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--moves", type=int, default=20)
@@ -147,6 +174,9 @@ def main() -> None:
     for r in rows:
         lines.append(f"{r['window']:<7} {r['gaussians']:>9} {r['alive']:>7} {r['slice']:>8.3f} {r['handover']:>10.3f} "
                      f"{r['end_to_end']:>12.3f} {r['end_to_end_p90']:>7.3f}")
+    load_s, mib = ply_load()
+    lines.append(f"# a 3DGS PLY of {N_PLY} Gaussians with SH degree 3 ({mib:.0f} MiB) opened by `lrm4d view`: "
+                 f"{load_s:.2f} s (median of 3)")
     lines.append(f"# load average after {os.getloadavg()[0]:.2f} (CPU shared with other jobs: timings are noisy)")
     text = "\n".join(lines) + "\n"
     print(text, end="")

@@ -10,7 +10,8 @@ window start); the window's absolute stamps may be stored in a header comment `l
 frame, z up (a y-up 3DGS viewer shows the floor standing: rotate it −90° about x).
 
 Two levels: `write_ply_fields`/`read_ply_fields` move the stored float32 columns byte-exactly;
-`write_ply_3dgs`/`read_ply_3dgs` and `write_ply_4d`/`read_ply_4d` encode/decode Gaussians around them.
+`write_ply_3dgs`/`read_ply_3dgs` and `write_ply_4d`/`read_ply_4d` encode/decode Gaussians around them
+(`read_ply_gaussians`: either, whichever the file holds, read once).
 """
 from __future__ import annotations
 
@@ -48,16 +49,32 @@ def write_ply_fields(path: str | Path, fields: dict[str, np.ndarray], comments: 
             comments=comments or []).write(str(path))
 
 
-def read_ply_fields(path: str | Path, required: list[str] | None = None) -> dict[str, np.ndarray]:
-    """Float32 columns (N,) of the `vertex` element, exactly as stored; checks `required` names exist."""
+def _vertex(path: str | Path) -> np.ndarray:
+    """The `vertex` element's records (a structured array over the file, memory-mapped where it is binary)."""
     ply = PlyData.read(str(path))
     if "vertex" not in ply:
         raise ValueError(f"{path}: no 'vertex' element")
-    vertex = ply["vertex"].data
-    missing = [name for name in required or [] if name not in vertex.dtype.names]
+    return ply["vertex"].data
+
+
+def _require(vertex: np.ndarray, names: list[str], path: str | Path) -> None:
+    missing = [name for name in names if name not in vertex.dtype.names]
     if missing:
         raise ValueError(f"{path}: missing PLY properties {missing}")
-    return {name: np.ascontiguousarray(vertex[name], dtype=np.float32) for name in vertex.dtype.names}
+
+
+def _columns(vertex: np.ndarray, names: list[str], path: str | Path) -> dict[str, np.ndarray]:
+    """Float32 columns (N,) of `names` alone: another tool's PLY holds 45 more (SH degree 3) that nothing here
+    reads, and converting them was most of a million-Gaussian file's load time."""
+    _require(vertex, names, path)
+    return {name: np.ascontiguousarray(vertex[name], dtype=np.float32) for name in names}
+
+
+def read_ply_fields(path: str | Path, required: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Float32 columns (N,) of the `vertex` element, exactly as stored; checks `required` names exist."""
+    vertex = _vertex(path)
+    _require(vertex, required or [], path)
+    return _columns(vertex, list(vertex.dtype.names), path)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -111,9 +128,16 @@ def write_ply_3dgs(path: str | Path, g: Gaussians3D, stamp_ns: int | None = None
                      None if stamp_ns is None else [f"{STAMP_COMMENT} {int(stamp_ns)}"])
 
 
+_READ_3DGS = [n for n in FIELDS_3DGS if n not in ("nx", "ny", "nz")]
+_READ_4D = [n for n in FIELDS_4D if n not in ("nx", "ny", "nz")]
+
+
 def read_ply_3dgs(path: str | Path) -> Gaussians3D:
     """Read a graphdeco 3DGS PLY (only SH degree 0 colour is used) -> float32 Gaussians3D."""
-    f = read_ply_fields(path, [n for n in FIELDS_3DGS if n not in ("nx", "ny", "nz")])
+    return _gaussians_3dgs(_columns(_vertex(path), _READ_3DGS, path))
+
+
+def _gaussians_3dgs(f: dict[str, np.ndarray]) -> Gaussians3D:
     return Gaussians3D.from_scales_quats(
         means=_stack(f, ["x", "y", "z"]),
         scales=torch.exp(_stack(f, ["scale_0", "scale_1", "scale_2"])),
@@ -138,7 +162,19 @@ def write_ply_4d(path: str | Path, g: Gaussians4D, window: TimeWindow | None = N
 
 def read_ply_4d(path: str | Path) -> Gaussians4D:
     """Read a PLY written by `write_ply_4d` -> float32 Gaussians4D."""
-    f = read_ply_fields(path, [n for n in FIELDS_4D if n not in ("nx", "ny", "nz")])
+    return _gaussians_4d(_columns(_vertex(path), _READ_4D, path))
+
+
+def read_ply_gaussians(path: str | Path) -> Gaussians4D | Gaussians3D:
+    """A PLY read once: Gaussians4D where it holds `write_ply_4d`'s columns, else Gaussians3D of a 3DGS PLY
+    (`read_ply_3dgs`); ValueError naming the 3DGS properties it lacks where it is neither."""
+    vertex = _vertex(path)
+    if set(_READ_4D) <= set(vertex.dtype.names):
+        return _gaussians_4d(_columns(vertex, _READ_4D, path))
+    return _gaussians_3dgs(_columns(vertex, _READ_3DGS, path))
+
+
+def _gaussians_4d(f: dict[str, np.ndarray]) -> Gaussians4D:
     return Gaussians4D.from_rotations(
         means=_stack(f, ["x", "y", "z"]),
         times=torch.from_numpy(f["t"]),
@@ -149,7 +185,6 @@ def read_ply_4d(path: str | Path) -> Gaussians4D:
         opacities=_sigmoid(f["opacity"]),
         colors=_stack(f, ["f_dc_0", "f_dc_1", "f_dc_2"]) * SH_C0 + 0.5,
     )
-
 
 
 def _comment(path: str | Path, key: str, count: int) -> list[int] | None:

@@ -165,3 +165,29 @@ def test_a_slice_stamp_in_the_header(tmp_path):
     assert b"comment lrm4d_stamp_ns 1700000000123456789\n" in a.read_bytes()
     ra, rb = read_ply_3dgs(a), read_ply_3dgs(b)
     assert torch.equal(ra.means, rb.means) and torch.equal(ra.covars, rb.covars)
+
+
+def test_read_ply_gaussians_reads_whichever_layout_the_file_holds(tmp_path):
+    """One read for `lrm4d view`: a 4D file gives Gaussians4D, a 3DGS file (here another tool's, with SH degree 3
+    columns that nothing reads) Gaussians3D, each equal to its own reader's; neither names what a 3DGS file lacks."""
+    from lrm4d_ros.ply import read_ply_gaussians
+
+    p4 = tmp_path / "g4.ply"
+    write_ply_4d(p4, _g4())
+    got4, want4 = read_ply_gaussians(p4), read_ply_4d(p4)
+    assert isinstance(got4, Gaussians4D)
+    for a, b in zip(vars(got4).values(), vars(want4).values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    p3 = tmp_path / "point_cloud.ply"
+    write_ply_3dgs(tmp_path / "plain.ply", _g3())
+    fields = read_ply_fields(tmp_path / "plain.ply")
+    fields.update({f"f_rest_{i}": np.full(len(fields["x"]), 0.1 * i, np.float32) for i in range(45)})
+    write_ply_fields(p3, fields)
+    got3 = read_ply_gaussians(p3)
+    assert isinstance(got3, Gaussians3D)
+    for a, b in zip(vars(got3).values(), vars(read_ply_3dgs(tmp_path / "plain.ply")).values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    half = tmp_path / "half.ply"
+    write_ply_fields(half, {k: fields[k] for k in ("x", "y", "z", "opacity")})
+    with pytest.raises(ValueError, match=r"missing PLY properties \['f_dc_0'"):
+        read_ply_gaussians(half)

@@ -94,21 +94,22 @@ def load_ply_window(path: Path, views: ViewSet | None = None, window: tuple[int,
     from plyfile import PlyParseError
 
     from ..cameras import TimeWindow
-    from ..ply import FIELDS_3DGS, read_ply_4d, read_ply_fields
+    from ..ply import read_ply_gaussians
 
-    still = False
     try:
-        g4 = read_ply_4d(path)
+        g = read_ply_gaussians(path)  # once: a foreign 3DGS file can be a million Gaussians
     except FileNotFoundError:
         raise ViewerError(f"{path} does not exist") from None
     except (PlyParseError, UnicodeDecodeError, EOFError) as e:
         raise ViewerError(f"{path} is not a PLY file ({e}); expected {EXPECTED}") from None
     except ValueError as e:
-        names = set(read_ply_fields(path).keys()) if "missing PLY properties" in str(e) else set()
-        if not {n for n in FIELDS_3DGS if n not in ("nx", "ny", "nz")} <= names:
-            raise ViewerError(f"{path}: {e}; expected {EXPECTED}") from None
-        window, still = window or _still_window(path), True
-        g4 = _still_gaussians(path, 0.5e-9 * (window[1] - window[0]))
+        raise ViewerError(f"{path}: {e}; expected {EXPECTED}") from None
+    still = isinstance(g, Gaussians3D)
+    if still:
+        window = window or _still_window(path)
+        g4 = _still_gaussians(g, 0.5e-9 * (window[1] - window[0]))
+    else:
+        g4 = g
     if len(g4) == 0:
         raise ViewerError(f"{path} holds no Gaussians")
     finite = torch.ones(len(g4), dtype=torch.bool)
@@ -130,13 +131,10 @@ def load_ply_window(path: Path, views: ViewSet | None = None, window: tuple[int,
 STILL_SPAN_NS = 1_000_000_000  # the time slider's span for 3D Gaussians without a stamp
 
 
-def _still_gaussians(path: Path, time_s: float) -> Gaussians4D:
-    """A 3DGS PLY (this package's slice.ply, or another tool's: SH degree 0 colour) as 4D Gaussians that do not
-    change in time: centred at `time_s` (the window's middle) with a temporal extent that leaves them whole at
-    every moment of it."""
-    from ..ply import read_ply_3dgs
-
-    g3 = read_ply_3dgs(path)
+def _still_gaussians(g3: Gaussians3D, time_s: float) -> Gaussians4D:
+    """3D Gaussians (a 3DGS PLY: this package's slice.ply, or another tool's, SH degree 0 colour) as 4D Gaussians
+    that do not change in time: centred at `time_s` (the window's middle) with a temporal extent that leaves them
+    whole at every moment of it."""
     n = len(g3)
     return Gaussians4D(means=g3.means, times=torch.full((n,), time_s), velocities=torch.zeros(n, 3), covars=g3.covars,
                        scale_t=torch.full((n,), 1e6), opacities=g3.opacities, colors=g3.colors)
