@@ -698,7 +698,8 @@ class SpaceTimeWindow:
             names = list(self._names)
         if not cands:
             return None
-        chosen = select_views([(s, c) for s, c, _, _ in cands], self.max_views, self.policy)
+        chosen = select_views([(s, c) for s, c, _, _ in cands], self.max_views, self.policy,
+                              [d is not None for *_, d in cands])
         picked = sorted((cands[i] for i in chosen), key=lambda x: (x[0], x[1]))
         with_depth = any(d is not None for *_, d in picked)
         newest = max(picked, key=lambda x: x[0])[2]

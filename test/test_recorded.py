@@ -256,7 +256,7 @@ def test_a_camera_at_half_the_rate_is_drawn_at_the_moments_of_the_others(bags, t
     pools = []
     real = recorded.select_views
     monkeypatch.setattr(recorded, "select_views",
-                        lambda cands, n, policy: pools.append(cands) or real(cands, n, policy))
+                        lambda cands, n, policy, flags=None: pools.append(cands) or real(cands, n, policy, flags))
     checked = 0
     for seed in range(60):
         scenes.sample(seed, 6, 2)

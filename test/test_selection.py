@@ -97,3 +97,29 @@ def test_synchronized_rig_newest_instant_goes_to_each_camera_in_turn(cams, views
         newest_cams += [c for s, c in chosen if s == T0 + end * FRAME]
         assert len(chosen) == views and Counter(c for _, c in chosen).keys() == set(range(cams))
     assert sorted(newest_cams) == list(range(cams))
+
+
+def test_a_depth_camera_offers_only_its_views_with_depth():
+    """A camera whose views have depth at least every other frame offers the model only those (a dropped depth
+    frame, depth at half the colour rate); the newest view stays whatever it holds; a camera with depth every third
+    frame, or none, offers all its views (with_depth_first; ablation block 43)."""
+    from lrm4d_ros.selection import DEPTH_FIRST_SHARE, with_depth_first
+
+    assert DEPTH_FIRST_SHARE == 0.5
+    cands, flags = [], []
+    for f in range(12):
+        for c, has in ((0, f % 2 == 0), (1, f % 3 == 0), (2, False), (3, f not in (4, 11))):
+            cands.append((T0 + f * FRAME + c, c))  # camera 3's frame 11 is the newest view of all
+            flags.append(has)
+    pool = with_depth_first(cands, flags)
+    kept = Counter(cands[i][1] for i in pool)
+    assert kept == {0: 6, 1: 12, 2: 12, 3: 11}
+    newest = max(range(len(cands)), key=lambda i: cands[i][0])
+    assert newest in pool and not flags[newest]  # camera 3's frame 11, without depth: kept (the window's end)
+    assert not any(cands[i][1] == 3 and (cands[i][0] - T0) // FRAME == 4 for i in pool)  # its dropped frame: out
+    chosen = select_views(cands, 12, "uniform", flags)
+    assert set(chosen) <= set(pool) and len(chosen) == 12 and newest in chosen
+    assert all(flags[i] for i in chosen if cands[i][1] == 0)  # camera 0: only its frames with depth
+    assert select_views(cands, 12, "uniform", None) == select_views(cands, 12, "uniform")
+    with pytest.raises(ValueError, match="has_depth holds 3 flags for 48 candidates"):
+        select_views(cands, 12, "uniform", [True] * 3)

@@ -384,6 +384,20 @@ def test_a_newest_view_awaits_its_depth_only_where_depth_has_been_coming():
     assert w.awaiting_depth() == []
 
 
+def test_the_snapshot_gives_a_depth_cameras_views_with_depth():
+    """Depth at half the colour rate: the model gets that camera's frames with depth (and the window's newest view),
+    not the colour frames between them, which cost held-out cameras more than they add (selection.with_depth_first)."""
+    w = SpaceTimeWindow(["rgbd", "rgb"], window_s=30.0, max_views=64, clock=None)
+    for f in range(8):
+        t = T0 + f * S // 10
+        w.add_view("rgbd", image(), K, t, camtoworld=pose(), depth=depth_map(2.0) if f % 2 == 0 else None)
+        w.add_view("rgb", image(), K, t + 1000, camtoworld=pose())  # the newest view of all: rgb's frame 7
+    vs = w.snapshot()
+    rgbd = vs.camera_ids == 0
+    assert int(rgbd.sum()) == 4 and bool((vs.depths[rgbd].flatten(1) > 0).any(1).all())
+    assert int((vs.camera_ids == 1).sum()) == 8  # a colour camera offers all its views
+
+
 def test_the_depth_of_a_refused_image_is_not_refused_again():
     """An image refused (a non-finite pose here; before the window: one that did not decode, or TF could not pose)
     takes its depth with it, whether that depth came before or after it: one refusal, and last_error keeps the

@@ -32,7 +32,7 @@ import torch
 from ..cameras import TimeWindow
 from ..reconstruction import covered
 from ..recording import Span, make_windows
-from ..selection import select_views
+from ..selection import depth_flags, select_views
 from ..views import ViewSet, short_side_size
 
 VAL_SHARE = 0.2  # of each recording's time, held out for validation where no validation bags are given
@@ -259,8 +259,9 @@ def _draw(views: ViewSet, g: torch.Generator, num_inputs: int, num_targets: int,
     first = int(torch.randint(0, T - length + 1, (1,), generator=g))
     in_span = (frame >= first) & (frame < first + length)
     pool = torch.nonzero(in_span & torch.isin(views.camera_ids, in_cams)).squeeze(1)
+    flags = depth_flags(views)  # drawn as the node draws its inputs: a depth camera's views with depth first
     chosen = select_views([(int(views.stamps_ns[i]), int(views.camera_ids[i])) for i in pool], num_inputs,
-                          "uniform")
+                          "uniform", None if flags is None else [flags[i] for i in pool])
     inputs = pool[torch.tensor(chosen, dtype=torch.int64)]
     stamps = views.stamps_ns
     lo, hi = int(stamps[inputs].min()), int(stamps[inputs].max())
