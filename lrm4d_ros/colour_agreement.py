@@ -9,7 +9,7 @@ surface (the depth there within SURFACE). A reading changes a's poses or intrins
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -60,12 +60,19 @@ class CameraPair:
     n_a: int
     pairs: list  # (i, j): view i's pixels carried into view j, both ways
     sources: list  # per view: ((N,2) integer pixel coordinates, (N,3) colours) of its sampled textured pixels
+    # what every reading carries (`carried_pixels`): the same pixels through other Ks or poses
+    _carried: tuple | None = field(default=None, init=False, repr=False)
 
-    def error(self, Ks: Tensor | None = None, camtoworlds: Tensor | None = None) -> tuple[float, int]:
-        """(mean absolute colour difference 0..1, pixels compared) with these intrinsics / poses (default: as
-        given) where the carried pixels land on the same surface."""
-        return colour_error(self.images, self.depths, self.Ks if Ks is None else Ks,
-                            self.camtoworlds if camtoworlds is None else camtoworlds, self.sources, self.pairs)
+    def errors(self, Ks: Tensor | None = None, camtoworlds: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Mean absolute colour differences 0..1 (S,) float64 (nan where nothing lands) where the carried pixels land
+        on the same surface, and how many (S,), with each of S readings' intrinsics (S,V,3,3) and / or poses
+        (S,V,4,4) (default: as given) at once."""
+        if self._carried is None:
+            self._carried = carried_pixels(self.depths, self.sources, self.pairs)
+        n = len(Ks) if Ks is not None else len(camtoworlds) if camtoworlds is not None else 1
+        return colour_errors(self.images, self.depths, (self.Ks if Ks is None else Ks).expand(n, -1, -1, -1),
+                             (self.camtoworlds if camtoworlds is None else camtoworlds).expand(n, -1, -1, -1),
+                             self._carried)
 
 
 def camera_pair(views: ViewSet, a: int, b: int, min_frames: int = 1) -> CameraPair | None:
@@ -97,35 +104,58 @@ def camera_pair(views: ViewSet, a: int, b: int, min_frames: int = 1) -> CameraPa
                       sources)
 
 
-def colour_error(images: Tensor, depths: Tensor, Ks: Tensor, c2w: Tensor, sources: list, pairs: list) -> tuple:
-    """(mean absolute colour difference 0..1, pixels) of the sampled pixels `sources` (per view: (N,2) integer pixel
-    coordinates, (N,3) colours) carried with their depth through intrinsics Ks (V,3,3) and poses c2w (V,4,4) from
-    view i into view j for (i, j) in pairs, where they land on the same surface."""
-    _, H, W = depths.shape
-    total, count = 0.0, 0
-    w2c = torch.linalg.inv(c2w)
-    for i, j in pairs:
-        uv, colour = sources[i]
-        if len(uv) == 0:
-            continue
-        d = depths[i][uv[:, 1], uv[:, 0]].double()
-        cam = torch.cat([uv.double(), torch.ones(len(uv), 1, dtype=torch.float64)], 1) \
-            @ torch.linalg.inv(Ks[i].double()).T * d[:, None]
-        rel = w2c[j] @ c2w[i]
-        x = cam @ rel[:3, :3].T + rel[:3, 3]
-        z = x[:, 2]
-        p = x @ Ks[j].double().T
-        u, v = p[:, 0] / z.clamp_min(1e-9), p[:, 1] / z.clamp_min(1e-9)  # pixel centres at integers (ROS)
-        inside = (z > 0) & (u >= 0) & (u <= W - 1) & (v >= 0) & (v <= H - 1)
-        there = depths[j][v.round().long().clamp(0, H - 1), u.round().long().clamp(0, W - 1)].double()
-        same = inside & (there > 0) & ((there - z).abs() <= SURFACE * z)
-        if not bool(same.any()):
-            continue
-        grid = torch.stack([u[same] / max(W - 1, 1) * 2 - 1, v[same] / max(H - 1, 1) * 2 - 1], -1).float()
-        seen = F.grid_sample(images[j].permute(2, 0, 1)[None], grid[None, None], align_corners=True)[0, :, 0].T
-        total += float((seen - colour[same]).abs().mean(-1).sum())
-        count += int(same.sum())
-    return (total / count if count else float("nan")), count
+def carried_pixels(depths: Tensor, sources: list, pairs: list) -> tuple[Tensor, ...]:
+    """The sampled pixels `sources` (per view: (N,2) integer pixel coordinates, (N,3) colours) of every (i, j) in
+    pairs, flattened pair by pair: their homogeneous pixels times their depth (u·d, v·d, d) (P,3) float64, colours
+    (P,3), views j (P,) and how many each pair holds (Q,); the pairs' views i and j (Q,)."""
+    src = torch.tensor([i for i, _ in pairs], dtype=torch.long)
+    dst = torch.tensor([j for _, j in pairs], dtype=torch.long)
+    counts = torch.tensor([len(sources[i][0]) for i, _ in pairs], dtype=torch.long)
+    if not int(counts.sum()):
+        return torch.zeros(0, 3, dtype=torch.float64), torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), counts, \
+            src, dst
+    uv = torch.cat([sources[i][0] for i, _ in pairs])
+    d = depths[src.repeat_interleave(counts), uv[:, 1], uv[:, 0]].double()
+    xyd = torch.cat([uv.double(), torch.ones(len(uv), 1, dtype=torch.float64)], 1) * d[:, None]
+    return xyd, torch.cat([sources[i][1] for i, _ in pairs]), dst.repeat_interleave(counts), counts, src, dst
+
+
+def colour_errors(images: Tensor, depths: Tensor, Ks: Tensor, c2w: Tensor, carried: tuple[Tensor, ...]
+                  ) -> tuple[Tensor, Tensor]:
+    """(mean absolute colour difference 0..1 (S,) float64, nan where none land; pixels (S,)) of the `carried_pixels`
+    carried with their depth through each of S readings' intrinsics Ks (S,V,3,3) and poses c2w (S,V,4,4) from view i
+    into view j of their pair, where they land on the same surface; images (V,H,W,3) and depths (V,H,W) of the views.
+    Every pair and reading at once: a reading of a rig tries ~100 intrinsics or poses per pair of cameras."""
+    xyd, colour, j, counts, src, dst = carried
+    S = len(Ks)
+    if not len(xyd):
+        return torch.full((S,), float("nan"), dtype=torch.float64), torch.zeros(S, dtype=torch.long)
+    V, H, W = depths.shape
+    Ks, c2w = Ks.double(), c2w.double()
+    rel = torch.linalg.inv(c2w[:, dst]) @ c2w[:, src]  # (S,Q,4,4): view i's frame -> view j's
+    # pixel·depth in view i -> pixel·z in view j, per pair: K_j R K_i^-1 and K_j t (K's last row is 0 0 1: the third
+    # coordinate is z)
+    M = Ks[:, dst] @ rel[..., :3, :3] @ torch.linalg.inv(Ks[:, src])
+    t = (Ks[:, dst] @ rel[..., :3, 3:])[..., 0]
+    p = torch.cat([x @ M[:, k].transpose(-1, -2) + t[:, k, None] for k, x in enumerate(xyd.split(counts.tolist()))],
+                  1)  # (S,P,3)
+    z = p[..., 2]
+    u, v = p[..., 0] / z.clamp_min(1e-9), p[..., 1] / z.clamp_min(1e-9)  # pixel centres at integers (ROS)
+    inside = (z > 0) & (u >= 0) & (u <= W - 1) & (v >= 0) & (v <= H - 1)
+    u, v = u.clamp(0, W - 1), v.clamp(0, H - 1)  # (what lands outside is not counted)
+    there = depths.reshape(-1)[(j * H + v.round().long()) * W + u.round().long()]
+    same = inside & (there > 0) & ((there - z).abs() <= SURFACE * z)
+    # bilinear, as grid_sample(align_corners=True) samples
+    u0, v0 = u.floor().long().clamp(max=max(W - 2, 0)), v.floor().long().clamp(max=max(H - 2, 0))
+    fu, fv = (u - u0).float()[..., None], (v - v0).float()[..., None]
+    du, dv = int(W > 1), int(H > 1) * W
+    flat = images.reshape(V * H * W, 3)
+    at = (j * H + v0) * W + u0
+    seen = (flat[at] * (1 - fu) + flat[at + du] * fu) * (1 - fv) \
+        + (flat[at + dv] * (1 - fu) + flat[at + dv + du] * fu) * fv
+    diff = torch.where(same, (seen - colour).abs().mean(-1), 0.0).double().sum(1)
+    landed = same.sum(1)
+    return torch.where(landed > 0, diff / landed.clamp_min(1), float("nan")), landed
 
 
 def lowest(errors: dict) -> float:

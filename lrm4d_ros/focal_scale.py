@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 
 from .colour_agreement import MARGIN, MIN_LANDED, camera_pair, lowest, per_camera
 from .views import ViewSet
@@ -40,16 +42,16 @@ def pair_scale(views: ViewSet, a: int, b: int) -> tuple | None:
             or baseline > MAX_BASELINE * float(depth.median()):
         return None
 
-    def error(log_s: float) -> tuple:
-        Ks = pair.Ks.clone()
-        Ks[:pair.n_a, 0, 0] *= math.exp(log_s)
-        Ks[:pair.n_a, 1, 1] *= math.exp(log_s)
-        return pair.error(Ks=Ks)
-
-    as_given, landed = error(0.0)
-    if landed < MIN_LANDED:
+    steps = [0] + [k for k in range(-22, 23) if k]
+    Ks = pair.Ks.repeat(len(steps), 1, 1, 1)
+    factor = torch.exp(LOG_STEP * torch.tensor(steps, dtype=torch.float64))[:, None]
+    Ks[:, :pair.n_a, 0, 0] *= factor
+    Ks[:, :pair.n_a, 1, 1] *= factor
+    found, landed = pair.errors(Ks=Ks)  # every scale at once
+    if int(landed[0]) < MIN_LANDED:
         return None
-    errors = {0.0: as_given, **{round(LOG_STEP * k, 4): error(LOG_STEP * k)[0] for k in range(-22, 23) if k}}
+    errors = {round(LOG_STEP * k, 4): float(e) for k, e in zip(steps, found)}
+    as_given = errors[0.0]
     best = lowest(errors)
     ratio = as_given / errors[best] if errors[best] > 0 else 1.0
     return (best if abs(best) >= MIN_CHANGE and ratio >= MARGIN else 0.0), ratio

@@ -65,21 +65,22 @@ def pair_offset(views: ViewSet, a: int, b: int) -> tuple | None:
         return None
     track, t = pair.camtoworlds[:pair.n_a], pair.stamps_s[:pair.n_a]
 
-    def error(d: float) -> tuple:
-        poses = pair.camtoworlds.clone()
-        poses[:pair.n_a] = poses_at(track, t, t + d)
-        return pair.error(camtoworlds=poses)
+    def errors_at(offsets: list[float]) -> tuple[Tensor, Tensor]:  # every offset at once
+        poses = pair.camtoworlds.repeat(len(offsets), 1, 1, 1)
+        query = (t[None] + torch.tensor(offsets, dtype=torch.float64)[:, None]).reshape(-1)
+        poses[:, :pair.n_a] = poses_at(track, t, query).reshape(len(offsets), pair.n_a, 4, 4)
+        return pair.errors(camtoworlds=poses)
 
-    as_stamped, landed = error(0.0)
-    if landed < MIN_LANDED:
-        return None
     steps = round(SEARCH_S / 0.01)
-    errors = {0.0: as_stamped}
-    errors.update({round(0.01 * k, 3): error(round(0.01 * k, 3))[0] for k in range(-steps, steps + 1) if k})
-    coarse = lowest(errors)
-    for d in (round(coarse - 0.005, 3), round(coarse + 0.005, 3)):
-        if abs(d) <= SEARCH_S + 1e-9:
-            errors[d] = error(d)[0]
+    offsets = [0.0] + [round(0.01 * k, 3) for k in range(-steps, steps + 1) if k]
+    found, landed = errors_at(offsets)
+    if int(landed[0]) < MIN_LANDED:
+        return None
+    errors = {d: float(e) for d, e in zip(offsets, found)}
+    as_stamped, coarse = errors[0.0], lowest(errors)
+    finer = [d for d in (round(coarse - 0.005, 3), round(coarse + 0.005, 3)) if abs(d) <= SEARCH_S + 1e-9]
+    if finer:
+        errors.update({d: float(e) for d, e in zip(finer, errors_at(finer)[0])})
     best = lowest(errors)
     ratio = as_stamped / errors[best] if errors[best] > 0 else 1.0
     return (best if abs(best) >= MIN_OFFSET_S and ratio >= MARGIN else 0.0), ratio

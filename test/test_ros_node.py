@@ -306,6 +306,37 @@ def test_a_frame_waits_for_live_cameras_that_have_no_view_yet(session, monkeypat
     assert not node._frame_complete()
 
 
+def test_the_rig_is_read_on_its_own_thread(session, scene, monkeypatch):
+    """Reading a rig takes seconds on a CPU (benchmarks/results/rig_reading_cpu.txt): it runs on the rig reader's
+    thread, so the reconstruction thread that asks for it goes on at once, and its findings reach ~/status."""
+    from dataclasses import replace
+
+    from lrm4d_ros.ros import reconstruct_node
+
+    node, started, release = session.node, threading.Event(), threading.Event()
+    threads = []
+
+    def slow_reading(views):
+        threads.append(threading.current_thread().name)
+        started.set()
+        release.wait(10.0)
+        return {"cam0": 0.02, "cam1": 0.0}, {}
+
+    monkeypatch.setattr(reconstruct_node, "read_rig", slow_reading)
+    monkeypatch.setattr(node, "_rig_read_at", -math.inf)
+    views = replace(scene, depths=torch.ones(len(scene), H, W))
+    t = time.perf_counter()
+    node._read_rig(views)
+    assert time.perf_counter() - t < 1.0 and started.wait(10.0)
+    node._rig_read_at = -math.inf
+    node._read_rig(views)  # due again, but one reading is in flight: not queued behind it
+    release.set()
+    node._rig_reading.result(10.0)
+    assert threads == ["lrm4d_rig_0"] and node._rig_findings[0].startswith("camera cam0's images agree")
+    with node._lock:
+        node._rig_findings = ()
+
+
 def test_virtual_camera_published(session):
     wait_for(lambda: len(session.virtual) == 3, 30.0, "the overview image, depth and camera_info")
     img, depth, info = session.virtual["image"], session.virtual["depth"], session.virtual["camera_info"]

@@ -185,6 +185,10 @@ class ReconstructNode(Node):
         self._renderers = ThreadPoolExecutor(max_workers=cfg.max_concurrent_renders + 1,
                                              thread_name_prefix="lrm4d_render")
         self._virtual_busy = threading.Event()  # a virtual-camera render is on a render thread
+        # the rig's reading (seconds for a 6-camera rig on a CPU) on its own thread: advice must not hold back the
+        # next reconstruction
+        self._rig_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lrm4d_rig")
+        self._rig_reading = None  # the reading in flight (a Future), if any
         self.render_srv = self.create_service(RenderView, cfg.render_service, self._on_render_view,
                                               qos_profile=SERVICE_QOS, callback_group=ReentrantCallbackGroup())
         timers = MutuallyExclusiveCallbackGroup()
@@ -207,6 +211,8 @@ class ReconstructNode(Node):
             t.join(timeout=30.0)
         if getattr(self, "_renderers", None) is not None:  # absent where the constructor failed early
             self._renderers.shutdown(wait=True)
+        if getattr(self, "_rig_reader", None) is not None:
+            self._rig_reader.shutdown(wait=True, cancel_futures=True)
         if getattr(self, "_viewer", None) is not None:
             self._viewer.close()
             self._viewer = None
@@ -379,21 +385,29 @@ class ReconstructNode(Node):
         with self._lock:
             arrival = self._ingest.arrival(*key)
             self._latency = (time.monotonic() - arrival) if arrival is not None else float("nan")
-        self._read_rig(views)  # (after the latency: the reading is not the reconstruction's)
+        self._read_rig(views)  # (on its own thread, every rig_check_s)
         return True
 
     def _read_rig(self, views) -> None:
         """Every rig_check_s, the depth cameras' stamps and focal lengths of `views` read against each other's
-        (rig_reading.py, at the model's input size); a camera off the others is logged once and
-        named in ~/status until a reading says otherwise (a reading that tells nothing, of a rig that stopped,
-        keeps them)."""
+        (rig_reading.py, at the model's input size) on the rig reader's thread; a camera off the others is logged
+        once and named in ~/status until a reading says otherwise (a reading that tells nothing, of a rig that
+        stopped, keeps them)."""
         now = time.monotonic()
-        if not self.cfg.rig_check_s or views.depths is None or now - self._rig_read_at < self.cfg.rig_check_s:
+        if not self.cfg.rig_check_s or views.depths is None or now - self._rig_read_at < self.cfg.rig_check_s \
+                or (self._rig_reading is not None and not self._rig_reading.done()):
             return
         self._rig_read_at = now
+        views = views.resized(*self.reconstructor.input_size(views.height, views.width))
         try:
-            offsets, scales = read_rig(views.resized(*self.reconstructor.input_size(views.height, views.width)))
-        except Exception as exc:  # a reading is advice: it must not cost the node its reconstructions
+            self._rig_reading = self._rig_reader.submit(self._read_rig_now, views)
+        except RuntimeError:  # shutting down
+            pass
+
+    def _read_rig_now(self, views) -> None:
+        try:
+            offsets, scales = read_rig(views)
+        except Exception as exc:  # a reading is advice: it must not cost the node anything
             return self._refuse("internal_error", f"reading the rig: {type(exc).__name__}: {exc}")
         if not offsets and not scales:
             return
