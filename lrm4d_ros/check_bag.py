@@ -23,7 +23,7 @@ from pathlib import Path
 from .argtypes import add_part_arguments, add_window_arguments, check_part
 from .outputs import check_writable
 from .recording import make_windows, parse_spans
-from .selection import select_inputs
+from .selection import DEPTH_FIRST_SHARE, depth_flags, select_inputs
 from .views import frame_indices
 
 
@@ -51,6 +51,22 @@ def window_line(facts: dict) -> str:
         parts.append("no depth")
     parts.append(f"world z {facts['tilt_deg']:.1f}° from up")
     return ", ".join(parts)
+
+
+def depth_line(views) -> str:
+    """How many views have depth, and each camera's where some of its views have none (a dropped depth frame, depth
+    at a lower rate than colour): what the model is given of them (selection.with_depth_first)."""
+    flags = depth_flags(views)
+    if flags is None:
+        return "depth on 0 views"
+    parts = []
+    for c, name in enumerate(views.camera_names):
+        mine = [f for f, cam in zip(flags, views.camera_ids.tolist()) if cam == c]
+        if 0 < sum(mine) < len(mine):
+            given = ("those with depth" if sum(mine) >= DEPTH_FIRST_SHARE * len(mine)
+                     else "all, most without depth")
+            parts.append(f"{name} {sum(mine)} of {len(mine)}: the model is given {given}")
+    return f"depth on {sum(flags)} views" + (f" ({'; '.join(parts)})" if parts else "")
 
 
 def rig_line(offsets: dict[str, float], scales: dict[str, float]) -> str:
@@ -86,12 +102,11 @@ def run(args) -> int:
     for w in read_warnings:
         found.setdefault(" ".join(str(w.message).split()), (" ".join(str(w.message).split()), ["reading"]))
     frames = int(frame_indices(views).max()) + 1
-    depth_views = 0 if views.depths is None else int((views.depths.flatten(1) > 0).any(1).sum())
     print(f"{args.bag}: {len(views)} views from {len(views.camera_names)} cameras {views.camera_names} at "
           f"{views.height}x{views.width}, {frames} frames, "
-          f"{(int(views.stamps_ns.max()) - int(views.stamps_ns.min())) * 1e-9:.3f} s; depth on {depth_views} views")
+          f"{(int(views.stamps_ns.max()) - int(views.stamps_ns.min())) * 1e-9:.3f} s; {depth_line(views)}")
     windows = make_windows(views, length, stride)
-    rig_read = windows_to_read(len(windows))  # (~3 s a window of 6 moving cameras, all their frames)
+    rig_read = windows_to_read(len(windows))  # (seconds a window of 6 moving cameras: all their frames)
     rows = []
     for win in windows:
         sub = views.select(win.views)

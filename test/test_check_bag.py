@@ -106,3 +106,24 @@ def test_a_camera_stamping_late_and_one_with_a_wrong_focal_length_are_told(tmp_p
     for w in report["windows"]:
         assert w["stamp_offsets"] == {"cam0": 0.02, **{f"cam{c}": 0.0 for c in range(1, 6)}}
         assert w["focal_scales"] == {"cam2": 0.951, **{f"cam{c}": 1.0 for c in (0, 1, 3, 4, 5)}}
+
+
+def test_the_summary_says_which_cameras_have_depth_on_some_frames_and_what_the_model_gets(views):
+    """A dropped depth frame or depth at a lower rate than colour: the model is given a camera's views with depth
+    where it has depth at least every other frame (selection.with_depth_first), all its views where it has less."""
+    from lrm4d_ros.check_bag import depth_line
+
+    depths = views.depths.clone()
+    rank = torch.zeros(len(views), dtype=torch.long)
+    for c in range(len(views.camera_names)):
+        at = torch.nonzero(views.camera_ids == c)[:, 0]
+        rank[at[torch.argsort(views.stamps_ns[at])]] = torch.arange(len(at))
+    depths[(views.camera_ids == 0) & (rank % 2 == 1)] = 0  # cam0: every other frame
+    depths[(views.camera_ids == 1) & (rank % 3 != 0)] = 0  # cam1: every third
+    n = len(views) // len(views.camera_names)
+    assert depth_line(replace(views, depths=depths)) == (
+        f"depth on {len(views) - n // 2 - (n - (n + 2) // 3)} views ({views.camera_names[0]} {n - n // 2} of {n}: the "
+        f"model is given those with depth; {views.camera_names[1]} {(n + 2) // 3} of {n}: the model is given all, "
+        "most without depth)")
+    assert depth_line(views) == f"depth on {len(views)} views"
+    assert depth_line(replace(views, depths=None)) == "depth on 0 views"
