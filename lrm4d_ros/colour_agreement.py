@@ -142,7 +142,8 @@ def colour_errors(images: Tensor, depths: Tensor, Ks: Tensor, c2w: Tensor, carri
     z = p[..., 2]
     u, v = p[..., 0] / z.clamp_min(1e-9), p[..., 1] / z.clamp_min(1e-9)  # pixel centres at integers (ROS)
     inside = (z > 0) & (u >= 0) & (u <= W - 1) & (v >= 0) & (v <= H - 1)
-    u, v = u.clamp(0, W - 1), v.clamp(0, H - 1)  # (what lands outside is not counted)
+    # (what lands outside, or nowhere: z = 0 or a degenerate pose's NaN, is not counted)
+    u, v = u.nan_to_num(0.0).clamp(0, W - 1), v.nan_to_num(0.0).clamp(0, H - 1)
     there = depths.reshape(-1)[(j * H + v.round().long()) * W + u.round().long()]
     same = inside & (there > 0) & ((there - z).abs() <= SURFACE * z)
     # bilinear, as grid_sample(align_corners=True) samples
