@@ -22,6 +22,7 @@ MAX_PIXELS = 1024  # textured pixels sampled per frame
 SURFACE = 0.05  # a carried pixel lands on the same surface where the depth there is within 5 %
 MIN_LANDED = 200  # pixels landing on the same surface a pair of cameras needs, as given
 MARGIN = 1.1  # a reading is claimed where it agrees this many times better than the inputs as given
+MAX_CARRIED = 1 << 21  # carried pixels × readings `colour_errors` holds at once (~50 MB per float64 coordinate)
 # A camera's stamps and focal length are its own, not a window's: a bag's commands read them on this many windows
 READ_WINDOWS = 3
 
@@ -130,6 +131,10 @@ def colour_errors(images: Tensor, depths: Tensor, Ks: Tensor, c2w: Tensor, carri
     S = len(Ks)
     if not len(xyd):
         return torch.full((S,), float("nan"), dtype=torch.float64), torch.zeros(S, dtype=torch.long)
+    if S > 1 and S * len(xyd) > MAX_CARRIED:  # memory bounded (a long window's every frame): readings in chunks
+        step = max(1, MAX_CARRIED // len(xyd))
+        parts = [colour_errors(images, depths, Ks[k:k + step], c2w[k:k + step], carried) for k in range(0, S, step)]
+        return torch.cat([e for e, _ in parts]), torch.cat([n for _, n in parts])
     V, H, W = depths.shape
     Ks, c2w = Ks.double(), c2w.double()
     rel = torch.linalg.inv(c2w[:, dst]) @ c2w[:, src]  # (S,Q,4,4): view i's frame -> view j's

@@ -78,7 +78,7 @@ def test_with_offsets_re_reads_a_cameras_poses_along_its_track():
     assert torch.equal(moved.camtoworlds[1::2], views.camtoworlds[1::2])
 
 
-def test_colour_errors_of_a_batch_are_each_readings_own_and_least_as_given():
+def test_colour_errors_of_a_batch_are_each_readings_own_and_least_as_given(monkeypatch):
     """CameraPair.errors carries every pair's pixels through S readings at once: each reading's error is what it
     reads alone, and on exact depth, poses and intrinsics the reading as given agrees best (a wall's texture seen by
     two cameras 0.2 m apart)."""
@@ -101,6 +101,13 @@ def test_colour_errors_of_a_batch_are_each_readings_own_and_least_as_given():
         assert int(n[0]) == int(landed[k]) > 0
         torch.testing.assert_close(alone[0], together[k], rtol=1e-12, atol=0)
     assert int(together.argmin()) == 0 and bool((together[1:] > together[0] * 1.2).all())
+    from lrm4d_ros import colour_agreement
+
+    monkeypatch.setattr(colour_agreement, "MAX_CARRIED", int(landed.max()))  # readings in chunks: the same
+    chunked, n_chunked = pair.errors(Ks=Ks)
+    assert torch.equal(n_chunked, landed)
+    torch.testing.assert_close(chunked, together, rtol=1e-12, atol=0)
+    monkeypatch.undo()
     poses = pair.camtoworlds.repeat(2, 1, 1, 1)
     poses[1, :pair.n_a, 0, 3] += 0.05  # camera a 5 cm off to the side
     by_pose, _ = pair.errors(camtoworlds=poses)
