@@ -23,7 +23,7 @@ from pathlib import Path
 from .argtypes import add_part_arguments, add_window_arguments, check_part
 from .outputs import check_writable
 from .recording import make_windows, parse_spans
-from .selection import DEPTH_FIRST_SHARE, depth_flags, select_inputs
+from .selection import depth_first_cameras, depth_flags, select_inputs
 from .views import frame_indices
 
 
@@ -59,12 +59,13 @@ def depth_line(views) -> str:
     flags = depth_flags(views)
     if flags is None:
         return "depth on 0 views"
+    ids = views.camera_ids.tolist()
+    first = depth_first_cameras(ids, flags)
     parts = []
     for c, name in enumerate(views.camera_names):
-        mine = [f for f, cam in zip(flags, views.camera_ids.tolist()) if cam == c]
+        mine = [f for f, cam in zip(flags, ids) if cam == c]
         if 0 < sum(mine) < len(mine):
-            given = ("those with depth" if sum(mine) >= DEPTH_FIRST_SHARE * len(mine)
-                     else "all, most without depth")
+            given = "those with depth" if c in first else "all, most without depth"
             parts.append(f"{name} {sum(mine)} of {len(mine)}: the model is given {given}")
     return f"depth on {sum(flags)} views" + (f" ({'; '.join(parts)})" if parts else "")
 

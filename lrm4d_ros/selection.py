@@ -39,14 +39,20 @@ POLICIES = ("latest", "uniform")
 DEPTH_FIRST_SHARE = 0.5
 
 
+def depth_first_cameras(camera_ids: list[int], has_depth: list[bool]) -> set[int]:
+    """The cameras whose views (camera_ids, has_depth: one per view) have depth at least DEPTH_FIRST_SHARE of the
+    time: those that offer the model only their views with depth (`with_depth_first`)."""
+    per_cam: dict[int, list[bool]] = {}
+    for c, d in zip(camera_ids, has_depth):
+        per_cam.setdefault(int(c), []).append(bool(d))
+    return {c for c, ds in per_cam.items() if sum(ds) >= DEPTH_FIRST_SHARE * len(ds)}
+
+
 def with_depth_first(cands: list[tuple[int, int]], has_depth: list[bool]) -> list[int]:
     """Sorted indices of the candidates (stamp_ns, camera_id) to select among: a camera whose candidates have depth
     (has_depth) at least DEPTH_FIRST_SHARE of the time offers only those with depth, and the newest candidate stays
     whatever it holds (a reconstruction reaches the newest input; a camera whose depth stopped goes on being seen)."""
-    per_cam: dict[int, list[bool]] = {}
-    for (_, c), d in zip(cands, has_depth):
-        per_cam.setdefault(int(c), []).append(bool(d))
-    depth_cams = {c for c, ds in per_cam.items() if sum(ds) >= DEPTH_FIRST_SHARE * len(ds)}
+    depth_cams = depth_first_cameras([c for _, c in cands], has_depth)
     newest = max(range(len(cands)), key=lambda i: (int(cands[i][0]), -i)) if cands else -1
     return [i for i, ((_, c), d) in enumerate(zip(cands, has_depth))
             if d or i == newest or int(c) not in depth_cams]

@@ -5,12 +5,7 @@ times `focal` (a wrong calibration)."""
 
 
 def head_rig(lag_s: float = 0.0, focal: float = 1.0):
-    from lrm4d_ros.data import eval_scenes as es
-    from lrm4d_ros.data.depth_sensor import with_depth
-    from lrm4d_ros.data.generator import generate
+    from lrm4d_ros.data.eval_scenes import moving_head_rig
     from lrm4d_ros.rig_reading import with_offsets, with_scales
 
-    seed, layout, rig = es.robot_recipe(es.ROBOT_PROTOCOL_VAL_FIRST_SEED + 40, 2)[1]
-    assert rig == "head"
-    views = with_depth(generate(seed, es.robot_scene_config(layout, rig, supersample=1)), "sensor", seed=seed)
-    return with_scales(with_offsets(views, {"cam0": -lag_s}), {"cam2": focal})
+    return with_scales(with_offsets(moving_head_rig(), {"cam0": -lag_s}), {"cam2": focal})

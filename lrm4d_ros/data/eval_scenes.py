@@ -73,3 +73,14 @@ def render_robot_scenes(scenes: list[tuple[int, str, str]], resolution: int = RE
                         supersample: int = 3) -> list[ViewSet]:
     """Each robot scene's full T×C ViewSet (frame-major), with exact depths and alphas."""
     return [generate(seed, robot_scene_config(layout, rig, resolution, supersample)) for seed, layout, rig in scenes]
+
+
+def moving_head_rig() -> ViewSet:
+    """Validation scene 1002141 (never trained on, apart from the evaluation bags): a head rig of 6 depth cameras moving
+    through a workcell, 12 frames at 128², point-sampled, with the depth sensor's measurements: what the rig's readings
+    (stamp offsets, focal lengths; rig_reading.py) are tested and timed on."""
+    from .depth_sensor import with_depth
+
+    seed, layout, rig = robot_recipe(ROBOT_PROTOCOL_VAL_FIRST_SEED + 40, 2)[1]
+    assert rig == "head"
+    return with_depth(generate(seed, robot_scene_config(layout, rig, supersample=1)), "sensor", seed=seed)

@@ -257,9 +257,15 @@ def median_depths(means: Tensor, covars: Tensor, opacities: Tensor, viewmats: Te
     """The median layer's depths (C,H,W,1) (`rasterize(median=True)`'s) and Σ w·d (C,H,W,1), without the colours'
     pass (what the CUDA backend takes from here: gsplat's classic mode has no median depth)."""
     geo, gauss, depths, plan = _entries(means, covars, opacities, viewmats, Ks, width, height, near, far, max_pairs)
+    return _median_of_entries(geo, gauss, depths, plan, depth_weights, (viewmats.shape[0], height, width, 1))
+
+
+@torch.no_grad()
+def _median_of_entries(geo: Tensor, gauss: Tensor, depths: Tensor, plan: _Plan, depth_weights: Tensor | None,
+                       shape: tuple) -> tuple[Tensor, Tensor]:
+    """`_median_depths` of `_entries`' output, with each entry's depth weight (1 without depth_weights), as `shape`."""
     d = torch.ones_like(depths[:, 0]) if depth_weights is None else depth_weights.to(depths)[gauss]
-    z, cover = _median_depths(geo, d, depths[:, 0], plan)
-    shape = (viewmats.shape[0], height, width, 1)
+    z, cover = _median_depths(geo.detach(), d, depths.detach()[:, 0], plan)
     return z.reshape(shape), cover.reshape(shape)
 
 
@@ -331,11 +337,8 @@ def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, 
         return composite(_Blend.apply(geo, feat, plan), backgrounds, height, width)
     if median:
         out = composite(_Blend.apply(geo, feat, plan), backgrounds, height, width)
-        with torch.no_grad():
-            d = torch.ones_like(depths[:, 0]) if depth_weights is None else depth_weights.to(feat)[gauss]
-            z, cover = _median_depths(geo.detach(), d, depths.detach()[:, 0], plan)
-        shape = out[1].shape
-        return out[0], out[1], z.reshape(shape), None if depth_weights is None else cover.reshape(shape)
+        z, cover = _median_of_entries(geo, gauss, depths, plan, depth_weights, out[1].shape)
+        return out[0], out[1], z, None if depth_weights is None else cover
     d = depth_weights.detach().to(feat)[gauss, None]
     sums = _Blend.apply(geo, torch.cat([feat, d, d * depths.detach()], dim=1), plan)
     out = composite(sums[:, :5], backgrounds, height, width)
