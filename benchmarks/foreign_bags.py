@@ -4,9 +4,10 @@ in metres along the optical axis, as before) and with the reconstruction's handl
 
 - world frame turned about x (poses only; images and depths as they were): y up (many renderers' frames), 20°,
   and 2° (a floor not quite level in odom); and `slam`, the first camera's optical frame (z forward, y down: a
-  SLAM map started at its pose). Handled by levelling: the cameras' up (`SceneNormalization.from_cameras`) and the
+  SLAM map started at its pose). Handled by levelling: the cameras' up (`SceneNormalization.from_cameras`), the
   floor's normal in measured depth (`reconstructor.level_by_depth`, about the cameras' image up too where they all
-  face one way, as scene_1002001's head rig does).
+  face one way, as scene_1002001's head rig does), and from colour alone a head rig's floor as its views match it
+  (`Reconstructor._level_by_colour`, where the image up lies 45° or more from world z).
 - what the depth camera did not measure written as a far clip plane, 100 m (a renderer's zfar) or 65.535 m (16UC1's
   largest value), or as a sky sphere 100 m away (z-depth 100 m times each ray's cosine to the optical axis), through
   a bag, instead of 0. Handled by `reconstructor.far_background`.
@@ -74,12 +75,13 @@ def far_plane(metres: float, encoding: str, sphere: bool = False):
 
 @contextmanager
 def unlevelled():
-    saved = cameras.LEVEL_FROM_CAMERAS_DEG, reconstructor.LEVEL_FROM_DEPTH_DEG
+    saved = cameras.LEVEL_FROM_CAMERAS_DEG, reconstructor.LEVEL_FROM_DEPTH_DEG, reconstructor.COLOUR_UP_TRIES
     cameras.LEVEL_FROM_CAMERAS_DEG = reconstructor.LEVEL_FROM_DEPTH_DEG = 180.0  # no turn reaches it
+    reconstructor.COLOUR_UP_TRIES = 0  # an RGB-only head rig's floor is not looked for
     try:
         yield
     finally:
-        cameras.LEVEL_FROM_CAMERAS_DEG, reconstructor.LEVEL_FROM_DEPTH_DEG = saved
+        cameras.LEVEL_FROM_CAMERAS_DEG, reconstructor.LEVEL_FROM_DEPTH_DEG, reconstructor.COLOUR_UP_TRIES = saved
 
 
 @contextmanager
@@ -106,7 +108,8 @@ def millimetres(views):
 def as_written():
     saved = reconstructor.RAY_T, reconstructor.depth_reading
     reconstructor.RAY_T = math.inf
-    reconstructor.depth_reading = lambda depths, Ks, camtoworlds: Reading(None, 1.0, 0.0, 0.0, torch.zeros(1))
+    reconstructor.depth_reading = lambda depths, Ks, camtoworlds, sigma=None: Reading(None, 1.0, 0.0, 0.0,
+                                                                                      torch.zeros(1))
     try:
         yield
     finally:

@@ -51,6 +51,13 @@ COARSE, BAND, NEAR_VOTES = 16, 17, 0.1
 # first 64 rig validation scenes RGB novel_view: 0.08 19.89 (23 floors right, 1 wrong), 0.06 20.01 (27, 2); 15 MuJoCo
 # validation bags 19.14 / 19.24; 0.05 as 0.06 (ablation block 21).
 MIN_VOTES = 0.06
+# up_from_photo: the pitches tried either side of an RGB-only head rig's image up (degrees, about the cameras' x
+# axis), the coarse sweep's heights, and the refits' voters (within so many of the full sweep's heights of the
+# winner: first wide, for a turn up to a step off, then narrow, which leaves out what stands on the floor) and their
+# least squares (trimmed at PLANE_TRIM canonical units). Evaluation bag scene_1002001 (a head rig pitched 23° down),
+# the turn nearest its floor 0.35° off level (5-13° off at the start: the same); a wider last band 1.0-1.1° off.
+PITCH_RANGE, PITCH_STEP, PITCH_HEIGHTS = 45.0, 10.0, 64
+PLANE_BANDS, PLANE_TRIM, PLANE_FITS = (12, 4), 0.05, 4
 MIN_BASELINE = 0.05  # canonical units: partners closer than this cannot triangulate
 CONFIRM_TOL = 0.1  # unconfirmed(): a partner's colour this near (every channel) shows the same floor point
 def _measured_points(origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tensor) -> Tensor | None:
@@ -272,6 +279,37 @@ def pick_partners(camtoworlds: Tensor, times: Tensor, k: int) -> Tensor:
     return idx if kk == k else torch.cat([idx, idx[:, :1].expand(V, k - kk)], 1)
 
 
+def _small(images: Tensor, Ks: Tensor, camtoworlds: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Views (V,H,W,3) as the floor's plane sweep matches them, `size` pixels on the short side: grey images
+    (V,h,w), their intrinsics (V,3,3) float64, local contrast (V,h,w: the 5x5 std, what can be matched) and the
+    pixels whose ray descends (V,h,w) bool (camtoworlds (V,4,4) canonical)."""
+    V, H, W, _ = images.shape
+    f = size / min(H, W)
+    h, w = max(8, round(H * f)), max(8, round(W * f))
+    small = F.interpolate(images.permute(0, 3, 1, 2).float(), size=(h, w), mode="area").permute(0, 2, 3, 1)
+    # about pixel centres: fx, cx scaled alone turned every camera by a quarter pixel, and every floor found from
+    # 128-pixel views came out 1-3 % of its depth too high (the 20 MuJoCo bags, 13 procedural robot bags)
+    K = scale_K(Ks.double(), w / W, h / H)
+    _, d = z_rays(K, camtoworlds.double(), h, w)
+    gray = small.mean(-1)
+    return gray, K, (_box(gray * gray) - _box(gray) ** 2).clamp_min(0).sqrt(), d[..., 2] < -1e-6
+
+
+def _votes(nccs: Tensor, texture: Tensor, hit: Tensor, spread: int | None = None) -> tuple[Tensor, Tensor]:
+    """Of the plane sweep's matches nccs (S,V,h,w): the share of the pixels below the horizon (hit) voting for each
+    plane (S,), and each pixel's vote (V,h,w; -1: none). A textured pixel votes where its best match clears 0.7 and
+    beats its mean match (over the first `spread` planes; None: all) by 0.3."""
+    best, arg = nccs.max(0)
+    sure = (best > 0.7) & (best - nccs[:spread].mean(0) > 0.3) & (texture > 0.02)
+    counts = torch.bincount(arg[sure].reshape(-1), minlength=nccs.shape[0]).double() / max(int(hit.sum()), 1)
+    return counts, torch.where(sure, arg, torch.full_like(arg, -1))
+
+
+def _drops(lo: float, hi: float, n: int, device) -> Tensor:
+    """n drops below the lowest camera from lo to hi canonical units, log-spaced (S,) float64."""
+    return torch.linspace(math.log(lo), math.log(hi), n, dtype=torch.float64, device=device).exp()
+
+
 def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor, size: int = 64,
                      height: float | None = None, near: float | None = None) -> tuple[float, Tensor] | None:
     """The floor of an RGB-only rig: (height, z-depths (V,H,W) of the pixels that show it, 0 elsewhere), or None.
@@ -290,19 +328,9 @@ def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Ten
     from the border of their region (untextured floor is left to the model, below the floor's depth bound).
     images (V,H,W,3) in [0,1], Ks (V,3,3), camtoworlds (V,4,4) canonical, times (V,) normalised."""
     V, H, W, _ = images.shape
-    f = size / min(H, W)
-    h, w = max(8, round(H * f)), max(8, round(W * f))
-    small = F.interpolate(images.permute(0, 3, 1, 2).float(), size=(h, w), mode="area").permute(0, 2, 3, 1)
-    # about pixel centres: fx, cx scaled alone turned every camera by a quarter pixel, and every floor found from
-    # 128-pixel views came out 1-3 % of its depth too high (the 20 MuJoCo bags, 13 procedural robot bags)
-    K = scale_K(Ks.double(), w / W, h / H)
+    gray, K, texture, hit = _small(images, Ks, camtoworlds, size)
     partners = pick_partners(camtoworlds.double(), times.double(), PARTNERS)
-    _, d = z_rays(K, camtoworlds.double(), h, w)
-    hit = d[..., 2] < -1e-6
     top = float(camtoworlds[:, 2, 3].min())
-    gray = small.mean(-1)
-
-    texture = (_box(gray * gray) - _box(gray) ** 2).clamp_min(0).sqrt()  # local std: what can be matched
 
     def match(heights: Tensor) -> Tensor:
         return plane_matches(gray, K, camtoworlds, partners, heights)
@@ -311,13 +339,10 @@ def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Ten
         """Share of the pixels below the horizon voting for each drop (S,), each pixel's vote (-1: none), and the
         matches (S,V,h,w); a pixel's average match is over the first `spread` drops (None: all)."""
         nccs = match(top - drops)
-        best, arg = nccs.max(0)
-        sure = (best > 0.7) & (best - nccs[:spread].mean(0) > 0.3) & (texture > 0.02)
-        counts = torch.bincount(arg[sure].reshape(-1), minlength=len(drops)).double() / max(int(hit.sum()), 1)
-        return counts, torch.where(sure, arg, torch.full_like(arg, -1)), nccs
+        return (*_votes(nccs, texture, hit, spread), nccs)
 
-    def sweep(lo: float, hi: float, n: int) -> Tensor:  # n drops below `top`, log-spaced
-        return torch.linspace(math.log(lo), math.log(hi), n, dtype=torch.float64, device=camtoworlds.device).exp()
+    def sweep(lo: float, hi: float, n: int) -> Tensor:
+        return _drops(lo, hi, n, camtoworlds.device)
 
     if height is None and near is not None and top - near > 0.05:
         # one step of the full sweep either side: the floor found again moves within it as the pose estimate drifts
@@ -349,6 +374,93 @@ def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Ten
     oz, dz = z_rays(Ks, camtoworlds.double(), H, W)
     t = (height - oz[..., 2]) / dz[..., 2].clamp(max=-1e-6)
     return height, torch.where(floor & (dz[..., 2] < -1e-6), t, torch.zeros_like(t))
+
+
+def up_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor, around: Tensor,
+                  size: int = 64) -> tuple[Tensor, float] | None:
+    """The up (3,) float64 canonical that the floor of an RGB-only rig whose cameras all face one way shows, and the
+    share of the pixels below the horizon voting for it; or None where no floor is found.
+    Cameras without roll see up orthogonal to their (shared) x axis: it is swept about their mean x axis within
+    PITCH_RANGE degrees of `around` (3,) (their image up), in PITCH_STEP steps, each turn's horizontal planes
+    matched as `floor_from_photo` does (PITCH_HEIGHTS heights). The turn where most pixels vote for one height
+    (within one height either side) wins where MIN_VOTES of them do and it is not at either end of the range, and
+    is refined by the plane through its voters' points (each at its best height, interpolated between the sweep's),
+    once for each of PLANE_BANDS.
+    images (V,H,W,3) in [0,1], Ks (V,3,3), camtoworlds (V,4,4) canonical, times (V,) normalised. ~2 s for 12 views
+    on two CPU cores."""
+    gray, K, texture, _ = _small(images, Ks, camtoworlds, size)
+    partners = pick_partners(camtoworlds.double(), times.double(), PARTNERS)
+    o, d = z_rays(K, camtoworlds.double(), gray.shape[1], gray.shape[2])
+    c2w = camtoworlds.double()
+    x = c2w[:, :3, 0].mean(0)
+    x = x / x.norm().clamp_min(1e-12)
+    around = torch.as_tensor(around, dtype=torch.float64, device=c2w.device)
+    around = around - (around @ x) * x  # (orthogonal to x: the image up already is)
+    around = around / around.norm().clamp_min(1e-12)
+
+    def turned(up: Tensor) -> tuple[Tensor, Tensor]:  # the views in a frame where `up` is z, and its rotation
+        R = levelling(up).to(c2w)
+        T = c2w.clone()
+        T[:, :3, :4] = R @ c2w[:, :3, :4]
+        return T, R
+
+    def matches(up: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor, float]:
+        """The sweep's matches (n,V,h,w) in the frame where `up` is z, its drops (n,), the rays that descend there
+        (V,h,w), the frame's rotation (3,3) and its lowest camera's height."""
+        T, R = turned(up)
+        top = float(T[:, 2, 3].min())
+        drops = _drops(0.05, DEEPEST, n, c2w.device)
+        return plane_matches(gray, K, T, partners, top - drops), drops, (d @ R.T)[..., 2] < -1e-6, R, top
+
+    shares, ups = [], []
+    steps = round(PITCH_RANGE / PITCH_STEP)
+    for k in range(-steps, steps + 1):
+        a = math.radians(k * PITCH_STEP)  # `around` turned about x by a (Rodrigues; around is orthogonal to x)
+        ups.append(math.cos(a) * around + math.sin(a) * torch.linalg.cross(x, around))
+        nccs, _, hit, _, _ = matches(ups[-1], PITCH_HEIGHTS)
+        counts, _ = _votes(nccs, texture, hit)
+        shares.append(float(F.pad(counts, (1, 1)).unfold(0, 3, 1).sum(-1).max()))  # a coarse sweep splits votes
+    best = max(range(len(shares)), key=shares.__getitem__)
+    # a floor is a peak; votes that grow to the range's end are planes nearing the cameras' own (a head rig's
+    # close cameras match there, more the nearer: a checkerboard floor 31° off on one validation scene)
+    if shares[best] < MIN_VOTES or best in (0, len(shares) - 1):
+        return None
+    up = ups[best]
+    for band in PLANE_BANDS:
+        nccs, drops, hit, R, top = matches(up, SWEEP)
+        counts, vote = _votes(nccs, texture, hit)
+        k = int(counts.argmax())
+        if float(counts[k]) < MIN_VOTES:
+            return None
+        # each voter at the height of its best match, refined by a parabola through its neighbours' matches
+        at = vote.clamp(1, SWEEP - 2)
+        m = [nccs.gather(0, (at + j)[None])[0] for j in (-1, 0, 1)]
+        curve = m[0] - 2 * m[1] + m[2]
+        frac = torch.where(curve < -1e-9, 0.5 * (m[0] - m[2]) / curve, torch.zeros_like(curve)).clamp(-0.5, 0.5)
+        log_step = math.log(DEEPEST / 0.05) / (SWEEP - 1)
+        height = top - (drops.log()[at] + frac * log_step).exp()
+        oz, dz = o @ R.T, d @ R.T
+        t = (height - oz[..., 2]) / dz[..., 2].clamp(max=-1e-6)
+        points = (oz + t[..., None] * dz)[(vote >= 0) & ((vote - k).abs() <= band)]
+        if points.shape[0] < 100:
+            return None
+        normal = _plane_normal(points)
+        up = R.T @ normal
+    return up / up.norm(), float(counts[k])
+
+
+def _plane_normal(points: Tensor) -> Tensor:
+    """The upward normal (3,) of the plane through points (N,3), by least squares over those within PLANE_TRIM (or
+    3x the median distance, where more) of the previous fit, PLANE_FITS times."""
+    keep = torch.ones(points.shape[0], dtype=torch.bool, device=points.device)
+    for _ in range(PLANE_FITS):
+        on = points[keep]
+        centre = on.mean(0)
+        normal = torch.linalg.eigh((on - centre).T @ (on - centre)).eigenvectors[:, 0]
+        normal = -normal if normal[2] < 0 else normal
+        off = ((points - centre) @ normal).abs()
+        keep = off < max(PLANE_TRIM, 3 * float(off[keep].median()))
+    return normal
 
 
 def unconfirmed(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor, height: float) -> Tensor:

@@ -27,7 +27,7 @@ from .cameras import (LEVEL_FROM_CAMERAS_DEG, SceneNormalization, TimeWindow, ca
 from .captured import CapturedFrames
 from .environment import MIN_WEIGHT, Environment, content_weights
 from .floor import Floor
-from .floor_fit import floor_from_photo, floor_normal, height_from_depth, plane_depths, unconfirmed
+from .floor_fit import floor_from_photo, floor_normal, height_from_depth, plane_depths, unconfirmed, up_from_photo
 from .gaussians import Gaussians4D
 from .measured_depth import POSE_FIXES, RAY_T, SENSOR_NOISE, TRAINED_NOISE, noise_level, ray_depth_t, z_from_ray
 from .measured_depth import prepare as prepare_depth
@@ -75,6 +75,11 @@ LEVEL_FROM_DEPTH_DEG = 0.2
 FAR_SHARE, FAR_GAP, FAR_BINS = 0.005, 2.0, 16
 FAR_GAP_BINS = round(math.log2(FAR_GAP) * FAR_BINS)
 IMAGE_UP_DEG = 45.0  # level_by_depth: image up this far from canonical z is a second guess at up
+# An RGB-only head rig's cameras pin no up (cameras.camera_up); its floor does, found by matching the views
+# (Reconstructor._level_by_colour, ~2 s on two CPU cores, once per world frame: in at most this many windows until
+# found). 16 RGB head-rig validation scenes, novel_view: y up 24.27 -> 25.28 dB, a SLAM map's frame 23.73 -> 25.08,
+# as written 25.42 (never looked for); found on 5, 0.15-1.4° off the truth (ablation block 44).
+COLOUR_UP_TRIES = 3
 # Normalised time between consecutive input instants beyond which a depth camera's measured pixel Gaussians live
 # proportionally longer (σ_t × gap / SPARSE_GAP; stamps within INSTANT_MERGE of an instant's first, 2.5 % of the
 # window's span, are that instant: an unsynchronized rig's frame). One gap widens every measured pixel. The model
@@ -406,6 +411,10 @@ class Reconstructor:
         # moving rig's windows do not: the last floor found is checked first instead of the full sweep.
         self._floors: OrderedDict[tuple, float | None] = OrderedDict()
         self._floor_z_checked = False  # floor_z held against a depth camera's floor (once one shows it)
+        # the world's up an RGB-only head rig's floor showed (world frame, float64 (3,); None: not yet), and how many
+        # windows have looked for it (level_by_colour)
+        self._colour_up: Tensor | None = None
+        self._colour_up_tries = 0
         self._told: set[str] = set()  # the findings of `inputs` already warned of (each once per Reconstructor)
 
     @classmethod
@@ -423,6 +432,7 @@ class Reconstructor:
         between unrelated scenes (`evaluate` does, per bag), so that one scene's floor is never tried on another's."""
         self._floors.clear()
         self._floor_z_checked = False
+        self._colour_up, self._colour_up_tries = None, 0
 
     def _check_floor_z(self, v: ViewSet, c2w: Tensor, depths: Tensor, norm: SceneNormalization,
                        lowest: float) -> None:
@@ -482,9 +492,9 @@ class Reconstructor:
                                        "its K is for another image size (scale K with the image: fx, cx by the "
                                        "width's ratio, fy, cy by the height's)"))
         if facts["tilt_deg"] >= LEVEL_FROM_CAMERAS_DEG:
-            said.append(("level", f"the world frame's z is {facts['tilt_deg']:.1f}° from the up the cameras and depth "
-                                  "show (REP-103 has z up): the reconstruction is levelled; its outputs stay in the "
-                                  "world frame, and floor_z is a height along that up"))
+            said.append(("level", f"the world frame's z is {facts['tilt_deg']:.1f}° from the up the cameras, depth or "
+                                  "floor show (REP-103 has z up): the reconstruction is levelled; its outputs stay in "
+                                  "the world frame, and floor_z is a height along that up"))
         return said
 
     def _tell(self, facts: dict) -> tuple[str, ...]:
@@ -495,6 +505,29 @@ class Reconstructor:
                 self._told.add(key)
                 warnings.warn(text, RuntimeWarning, stacklevel=4)
         return tuple(text for _, text in found)
+
+    def _level_by_colour(self, norm: SceneNormalization, v: ViewSet, c2w: Tensor, times: Tensor) -> SceneNormalization:
+        """`norm` turned to the up the floor of an RGB-only rig whose cameras all face one way shows
+        (floor_fit.up_from_photo), where it lies LEVEL_FROM_CAMERAS_DEG or more from canonical z; else `norm`.
+        Looked for where the cameras' image up lies IMAGE_UP_DEG or more from canonical z (world z up would pitch
+        them that steeply: a y-up frame, a SLAM map started at a camera's pose), in at most COLOUR_UP_TRIES windows
+        until found; the up found is the world frame's, kept for every later window (forget() drops it).
+        v: the model-size views; c2w (V,4,4) canonical; times (V,) normalised."""
+        if self._colour_up is None:
+            if camera_up(c2w) is not None or self._colour_up_tries >= COLOUR_UP_TRIES:
+                return norm
+            hint = image_up(c2w)
+            if float(hint[2]) >= math.cos(math.radians(IMAGE_UP_DEG)):
+                return norm
+            self._colour_up_tries += 1
+            found = up_from_photo(v.images, v.Ks, c2w, times, hint)
+            if found is None:
+                return norm
+            self._colour_up = norm.rotation.T.to(found[0]) @ found[0]
+        up = norm.rotation.to(self._colour_up) @ self._colour_up
+        if float(up[2]) > math.cos(math.radians(LEVEL_FROM_CAMERAS_DEG)):
+            return norm
+        return norm.levelled(up.cpu())
 
     @torch.no_grad()
     def inputs(self, views: ViewSet, normalization: SceneNormalization | None = None) -> ModelInputs:
@@ -544,6 +577,10 @@ class Reconstructor:
         if depths is not None and bool((depths > 0).any()):
             norm = level_by_depth(norm, v, c2w, depths)
             c2w = norm.poses_to_canonical(v.camtoworlds.double())
+        elif self.model.cfg.head != "paper":  # (the paper's head places no floor)
+            levelled = self._level_by_colour(norm, v, c2w, window.normalize(v.stamps_ns).to(c2w.device))
+            if levelled is not norm:
+                norm, c2w = levelled, levelled.poses_to_canonical(v.camtoworlds.double())
         facts["tilt_deg"] = math.degrees(math.acos(max(-1.0, min(1.0, float(norm.up[2])))))
         # a K for another image size (a calibration at 1280x720 used with 640x480 frames) puts its principal point
         # off the image: the views come back at a few dB (cx 95.5 on a 96-pixel image: own views 12.6 dB)

@@ -13,7 +13,7 @@ from lrm4d_ros.cameras import look_at
 from lrm4d_ros.environment import Environment
 from lrm4d_ros.floor import Floor, floor_period
 from lrm4d_ros.floor_fit import (floor_from_photo, floor_normal, height_from_depth, pick_partners, plane_depths,
-                                 unconfirmed)
+                                 unconfirmed, up_from_photo)
 
 FLOOR_Z = -0.8
 
@@ -177,6 +177,27 @@ def test_floor_from_colour_alone_finds_the_height_and_the_floor_pixels():
     # an untextured world: nothing to match, no floor
     flat = torch.full_like(images, 0.4)
     assert floor_from_photo(flat, K.float(), c2w, torch.zeros(6)) is None
+
+
+def test_up_from_colour_alone_levels_a_head_rig_in_a_turned_world():
+    """An RGB-only rig whose cameras face one way pins no up by their x axes; the floor its views match does. The
+    six cameras 18° apart looking down at a textured floor, in a world turned 70° about x (as a y-up renderer's or a
+    SLAM map's frame would have it): swept about their x axis from their image up (11° off), the floor's up is
+    found within half a degree (0.04°); an untextured world gives none."""
+    from lrm4d_ros import floor_fit
+    from lrm4d_ros.cameras import image_up
+
+    images, _, K, c2w = _floor_views(_noise_texture(), res=96)
+    a = math.radians(70.0)
+    T = torch.eye(4, dtype=torch.float64)
+    T[1, 1], T[1, 2], T[2, 1], T[2, 2] = math.cos(a), -math.sin(a), math.sin(a), math.cos(a)
+    turned = T @ c2w
+    truth = T[:3, 2]
+    hint = image_up(turned)
+    assert math.degrees(math.acos(float(hint @ truth))) > 5  # the cameras look down: their image up is off
+    up, share = up_from_photo(images, K.float(), turned, torch.zeros(6), hint)
+    assert math.degrees(math.acos(min(1.0, float(up @ truth)))) < 0.5 and share > floor_fit.MIN_VOTES
+    assert up_from_photo(torch.full_like(images, 0.4), K.float(), turned, torch.zeros(6), hint) is None
 
 
 def test_floor_texture_shows_each_half_where_it_lies_and_what_hides_it():
@@ -782,3 +803,40 @@ def test_an_object_centric_rgbd_scene_has_no_floor_to_level_by():
             for start in range(0, 7 - n):
                 norm = rec.reconstruct(views.select(cam0[start:start + n])).normalization
                 assert torch.equal(norm.rotation, torch.eye(3, dtype=torch.float64))
+
+
+def test_an_rgb_head_rig_in_a_turned_world_is_levelled_by_its_floor_once(monkeypatch):
+    """An RGB-only head rig (rig validation scene 1002129) in a y-up world: the canonical frame turns to the up its
+    floor shows (Reconstructor._level_by_colour; 0.5° off the truth), found in the first window and kept for later
+    ones (one search). In its own z-up world nothing is searched (its image up lies under IMAGE_UP_DEG from z) and
+    nothing turns. Where the floor shows nothing (untextured), at most COLOUR_UP_TRIES windows search; forget()
+    starts over."""
+    import lrm4d_ros.reconstructor as reconstructor
+    from lrm4d_ros.data import eval_scenes as es
+    from lrm4d_ros.data.protocols import protocol_groups
+
+    scene = (1002129, "mobile", "head")
+    assert scene in es.robot_recipe(es.ROBOT_PROTOCOL_VAL_FIRST_SEED, 32)
+    views = es.render_robot_scenes([scene], 128)[0]
+    views = replace(views.select(protocol_groups(views, "rig")[0]), depths=None)
+    T = torch.eye(4, dtype=torch.float64)
+    T[1:3, 1:3] = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64)  # world z -> y: y up
+    y_up = replace(views, camtoworlds=T.to(views.camtoworlds) @ views.camtoworlds)
+    searched = []
+
+    def counted(*args, **kwargs):
+        searched.append(1)
+        return up_from_photo(*args, **kwargs)
+
+    monkeypatch.setattr(reconstructor, "up_from_photo", counted)
+    rec = reconstructor.Reconstructor.from_checkpoint(device="cpu")  # (its input size: the views' 128²)
+    assert torch.equal(rec.inputs(views).norm.rotation, torch.eye(3, dtype=torch.float64)) and not searched
+    for _ in range(2):
+        up = rec.inputs(y_up).norm.up
+        assert math.degrees(math.acos(min(1.0, float(up @ T[:3, 2])))) < 1.0
+    assert len(searched) == 1
+    flat = replace(y_up, images=torch.full_like(y_up.images, 0.4))
+    rec.forget()
+    for _ in range(reconstructor.COLOUR_UP_TRIES + 2):
+        assert torch.equal(rec.inputs(flat).norm.rotation, torch.eye(3, dtype=torch.float64))
+    assert len(searched) == 1 + reconstructor.COLOUR_UP_TRIES
