@@ -377,7 +377,7 @@ def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Ten
 
 
 def up_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor, around: Tensor,
-                  size: int = 64) -> tuple[Tensor, float] | None:
+                  given: Tensor | None = None, size: int = 64) -> tuple[Tensor, float] | None:
     """The up (3,) float64 canonical that the floor of an RGB-only rig whose cameras all face one way shows, and the
     share of the pixels below the horizon voting for it; or None where no floor is found.
     Cameras without roll see up orthogonal to their (shared) x axis: it is swept about their mean x axis within
@@ -385,7 +385,8 @@ def up_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor
     matched as `floor_from_photo` does (PITCH_HEIGHTS heights). The turn where most pixels vote for one height
     (within one height either side) wins where MIN_VOTES of them do and it is not at either end of the range, and
     is refined by the plane through its voters' points (each at its best height, interpolated between the sweep's),
-    once for each of PLANE_BANDS.
+    once for each of PLANE_BANDS. `given` (3,), an up as the world frame has it, is tried beside the turns and
+    returned as it is where it wins (a z-up world's head rig pitched down more than PITCH_RANGE).
     images (V,H,W,3) in [0,1], Ks (V,3,3), camtoworlds (V,4,4) canonical, times (V,) normalised. ~2 s for 12 views
     on two CPU cores."""
     gray, K, texture, _ = _small(images, Ks, camtoworlds, size)
@@ -421,6 +422,13 @@ def up_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor
         counts, _ = _votes(nccs, texture, hit)
         shares.append(float(F.pad(counts, (1, 1)).unfold(0, 3, 1).sum(-1).max()))  # a coarse sweep splits votes
     best = max(range(len(shares)), key=shares.__getitem__)
+    if given is not None:
+        given = torch.as_tensor(given, dtype=torch.float64, device=c2w.device)
+        nccs, _, hit, _, _ = matches(given, PITCH_HEIGHTS)
+        counts, _ = _votes(nccs, texture, hit)
+        share = float(F.pad(counts, (1, 1)).unfold(0, 3, 1).sum(-1).max())
+        if share >= max(MIN_VOTES, shares[best]):
+            return given, share
     # a floor is a peak; votes that grow to the range's end are planes nearing the cameras' own (a head rig's
     # close cameras match there, more the nearer: a checkerboard floor 31° off on one validation scene)
     if shares[best] < MIN_VOTES or best in (0, len(shares) - 1):

@@ -508,7 +508,8 @@ class Reconstructor:
 
     def _level_by_colour(self, norm: SceneNormalization, v: ViewSet, c2w: Tensor, times: Tensor) -> SceneNormalization:
         """`norm` turned to the up the floor of an RGB-only rig whose cameras all face one way shows
-        (floor_fit.up_from_photo), where it lies LEVEL_FROM_CAMERAS_DEG or more from canonical z; else `norm`.
+        (floor_fit.up_from_photo, world z tried beside its turns), where it lies LEVEL_FROM_CAMERAS_DEG or more from
+        canonical z; else `norm`.
         Looked for where the cameras' image up lies IMAGE_UP_DEG or more from canonical z (world z up would pitch
         them that steeply: a y-up frame, a SLAM map started at a camera's pose), in at most COLOUR_UP_TRIES windows
         until found; the up found is the world frame's, kept for every later window (forget() drops it).
@@ -520,7 +521,8 @@ class Reconstructor:
             if float(hint[2]) >= math.cos(math.radians(IMAGE_UP_DEG)):
                 return norm
             self._colour_up_tries += 1
-            found = up_from_photo(v.images, v.Ks, c2w, times, hint)
+            z = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64, device=c2w.device)  # world z, as given
+            found = up_from_photo(v.images, v.Ks, c2w, times, hint, given=norm.rotation.to(z) @ z)
             if found is None:
                 return norm
             self._colour_up = norm.rotation.T.to(found[0]) @ found[0]

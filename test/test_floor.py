@@ -183,7 +183,8 @@ def test_up_from_colour_alone_levels_a_head_rig_in_a_turned_world():
     """An RGB-only rig whose cameras face one way pins no up by their x axes; the floor its views match does. The
     six cameras 18° apart looking down at a textured floor, in a world turned 70° about x (as a y-up renderer's or a
     SLAM map's frame would have it): swept about their x axis from their image up (11° off), the floor's up is
-    found within half a degree (0.04°); an untextured world gives none."""
+    found within half a degree (0.04°); an untextured world gives none. The world's up, where given, wins where its
+    floor holds the most votes."""
     from lrm4d_ros import floor_fit
     from lrm4d_ros.cameras import image_up
 
@@ -198,6 +199,11 @@ def test_up_from_colour_alone_levels_a_head_rig_in_a_turned_world():
     up, share = up_from_photo(images, K.float(), turned, torch.zeros(6), hint)
     assert math.degrees(math.acos(min(1.0, float(up @ truth)))) < 0.5 and share > floor_fit.MIN_VOTES
     assert up_from_photo(torch.full_like(images, 0.4), K.float(), turned, torch.zeros(6), hint) is None
+    # the world's own up, given, is tried beside the turns: kept as it is where its floor holds most votes (the
+    # truth here), passed over where it shows no floor (the world's x)
+    assert torch.equal(up_from_photo(images, K.float(), turned, torch.zeros(6), hint, given=truth)[0], truth)
+    up, _ = up_from_photo(images, K.float(), turned, torch.zeros(6), hint, given=T[:3, 0])
+    assert math.degrees(math.acos(min(1.0, float(up @ truth)))) < 0.5
 
 
 def test_floor_texture_shows_each_half_where_it_lies_and_what_hides_it():
