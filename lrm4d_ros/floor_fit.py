@@ -161,14 +161,12 @@ def floor_normal(origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tensor,
         return None
     best = int(counts.argmax())
     normal, offset = n[best].double(), float(tri[best, 0].double() @ n[best].double())
-    for _ in range(2):  # refit by least squares over the plane's points (their covariance's least axis)
+    for _ in range(2):  # refit by least squares over the plane's points
         on = below[((below @ normal) - offset).abs() < ON_NORMAL]
         if on.shape[0] < 3:
             return None
-        centred = on - on.mean(0)
-        normal = torch.linalg.eigh(centred.T @ centred).eigenvectors[:, 0]
-        normal = -normal if normal[2] < 0 else normal
-        offset = float(on.mean(0) @ normal)
+        normal, centre = _plane_through(on)
+        offset = float(centre @ normal)
     signed = (below @ normal) - offset
     on = below[signed.abs() < ON_NORMAL]
     if on.shape[0] * share < FLOOR_SHARE * below.shape[0] or normal[2] < math.cos(math.radians(MAX_TILT_DEG)) \
@@ -413,20 +411,23 @@ def up_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor
         drops = _drops(0.05, DEEPEST, n, c2w.device)
         return plane_matches(gray, K, T, partners, top - drops), drops, (d @ R.T)[..., 2] < -1e-6, R, top
 
+    def coarse_share(up: Tensor) -> float:
+        """The most pixels voting for one of PITCH_HEIGHTS heights, within one either side (a coarse sweep splits a
+        floor's votes), in the frame where `up` is z."""
+        nccs, _, hit, _, _ = matches(up, PITCH_HEIGHTS)
+        counts, _ = _votes(nccs, texture, hit)
+        return float(F.pad(counts, (1, 1)).unfold(0, 3, 1).sum(-1).max())
+
     shares, ups = [], []
     steps = round(PITCH_RANGE / PITCH_STEP)
     for k in range(-steps, steps + 1):
         a = math.radians(k * PITCH_STEP)  # `around` turned about x by a (Rodrigues; around is orthogonal to x)
         ups.append(math.cos(a) * around + math.sin(a) * torch.linalg.cross(x, around))
-        nccs, _, hit, _, _ = matches(ups[-1], PITCH_HEIGHTS)
-        counts, _ = _votes(nccs, texture, hit)
-        shares.append(float(F.pad(counts, (1, 1)).unfold(0, 3, 1).sum(-1).max()))  # a coarse sweep splits votes
+        shares.append(coarse_share(ups[-1]))
     best = max(range(len(shares)), key=shares.__getitem__)
     if given is not None:
         given = torch.as_tensor(given, dtype=torch.float64, device=c2w.device)
-        nccs, _, hit, _, _ = matches(given, PITCH_HEIGHTS)
-        counts, _ = _votes(nccs, texture, hit)
-        share = float(F.pad(counts, (1, 1)).unfold(0, 3, 1).sum(-1).max())
+        share = coarse_share(given)
         if share >= max(MIN_VOTES, shares[best]):
             return given, share
     # a floor is a peak; votes that grow to the range's end are planes nearing the cameras' own (a head rig's
@@ -457,15 +458,21 @@ def up_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor
     return up / up.norm(), float(counts[k])
 
 
+def _plane_through(points: Tensor) -> tuple[Tensor, Tensor]:
+    """The least-squares plane through points (N,3): its upward unit normal (the covariance's least axis; +z side)
+    and the points' centre, each (3,)."""
+    centre = points.mean(0)
+    centred = points - centre
+    normal = torch.linalg.eigh(centred.T @ centred).eigenvectors[:, 0]
+    return (-normal if normal[2] < 0 else normal), centre
+
+
 def _plane_normal(points: Tensor) -> Tensor:
     """The upward normal (3,) of the plane through points (N,3), by least squares over those within PLANE_TRIM (or
     3x the median distance, where more) of the previous fit, PLANE_FITS times."""
     keep = torch.ones(points.shape[0], dtype=torch.bool, device=points.device)
     for _ in range(PLANE_FITS):
-        on = points[keep]
-        centre = on.mean(0)
-        normal = torch.linalg.eigh((on - centre).T @ (on - centre)).eigenvectors[:, 0]
-        normal = -normal if normal[2] < 0 else normal
+        normal, centre = _plane_through(points[keep])
         off = ((points - centre) @ normal).abs()
         keep = off < max(PLANE_TRIM, 3 * float(off[keep].median()))
     return normal

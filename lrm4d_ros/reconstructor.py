@@ -412,7 +412,7 @@ class Reconstructor:
         self._floors: OrderedDict[tuple, float | None] = OrderedDict()
         self._floor_z_checked = False  # floor_z held against a depth camera's floor (once one shows it)
         # the world's up an RGB-only head rig's floor showed (world frame, float64 (3,); None: not yet), and how many
-        # windows have looked for it (level_by_colour)
+        # windows have looked for it (_level_by_colour)
         self._colour_up: Tensor | None = None
         self._colour_up_tries = 0
         self._told: set[str] = set()  # the findings of `inputs` already warned of (each once per Reconstructor)
@@ -521,8 +521,7 @@ class Reconstructor:
             if float(hint[2]) >= math.cos(math.radians(IMAGE_UP_DEG)):
                 return norm
             self._colour_up_tries += 1
-            z = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64, device=c2w.device)  # world z, as given
-            found = up_from_photo(v.images, v.Ks, c2w, times, hint, given=norm.rotation.to(z) @ z)
+            found = up_from_photo(v.images, v.Ks, c2w, times, hint, given=norm.rotation[:, 2])  # world z, canonical
             if found is None:
                 return norm
             self._colour_up = norm.rotation.T.to(found[0]) @ found[0]
@@ -576,11 +575,12 @@ class Reconstructor:
                          optical_agreement=found.given, noise=noise, mixed_dropped=dropped, ray_t=t)
         c2w = norm.poses_to_canonical(v.camtoworlds.double())
         depths = None if v.depths is None else v.depths.float() * norm.scale
+        times = window.normalize(views.stamps_ns).to(self.device)
         if depths is not None and bool((depths > 0).any()):
             norm = level_by_depth(norm, v, c2w, depths)
             c2w = norm.poses_to_canonical(v.camtoworlds.double())
         elif self.model.cfg.head != "paper":  # (the paper's head places no floor)
-            levelled = self._level_by_colour(norm, v, c2w, window.normalize(v.stamps_ns).to(c2w.device))
+            levelled = self._level_by_colour(norm, v, c2w, times)
             if levelled is not norm:
                 norm, c2w = levelled, levelled.poses_to_canonical(v.camtoworlds.double())
         facts["tilt_deg"] = math.degrees(math.acos(max(-1.0, min(1.0, float(norm.up[2])))))
@@ -592,7 +592,6 @@ class Reconstructor:
             i = int(torch.nonzero(off)[0])
             facts["principal_point_off"] = (views.camera_names[int(views.camera_ids[i])], float(c[i, 0]),
                                             float(c[i, 1]), views.width, views.height)
-        times = window.normalize(views.stamps_ns).to(self.device)
         return ModelInputs(v, norm, c2w, depths, window, times, facts)
 
     @torch.no_grad()
