@@ -484,6 +484,15 @@ def unconfirmed(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor, 
     point shows another colour there (mostly something stands before the floor: the far floor, minified
     differently in each view, can disagree too), or none sees it. images (V,H,W,3) in [0,1], Ks (V,3,3),
     camtoworlds (V,4,4), times (V,)."""
+    _, hit, agreed = floor_agreement(images, Ks, camtoworlds, times, height)
+    return hit & ~agreed
+
+
+def floor_agreement(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor,
+                    height: float) -> tuple[Tensor, Tensor, Tensor]:
+    """For V RGB views (as `unconfirmed`): the z-depths (V,H,W) float64 where their pixel rays meet the floor
+    z = `height`, which rays meet it (V,H,W) bool, and which of those a partner shows in the pixel's colour there
+    (V,H,W) bool."""
     V, H, W, _ = images.shape
     origins, dirs = pixel_rays(Ks.double(), camtoworlds.double(), H, W)
     z, hit = plane_depths(origins, dirs, camtoworlds[:, :3, 2], height)
@@ -492,7 +501,7 @@ def unconfirmed(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor, 
     for j in range(PARTNERS):
         colours, ok = _warp(images.float(), Ks, camtoworlds, partners[:, j], z.clamp_min(1e-3)[None])
         agreed |= ok[0] & ((colours[0] - images.float()).abs().amax(-1) <= CONFIRM_TOL)
-    return hit & ~agreed
+    return z, hit, hit & agreed
 
 
 def plane_depths(origins: Tensor, dirs: Tensor, axes: Tensor, height: float) -> tuple[Tensor, Tensor]:

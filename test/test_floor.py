@@ -14,17 +14,18 @@ from lrm4d_ros.environment import Environment
 from lrm4d_ros.floor import Floor, floor_period
 from lrm4d_ros.floor_fit import (floor_from_photo, floor_normal, height_from_depth, pick_partners, plane_depths,
                                  unconfirmed, up_from_photo)
+from lrm4d_ros.silhouettes import standing_depths
 
 FLOOR_Z = -0.8
 
 
 def _floor_views(texture: torch.Tensor, res: int = 64, box: bool = True, half: float = 0.3, top: float = 0.0,
-                 fov_deg: float = 60.0):
-    """Six cameras (vertical field of view fov_deg) on a quarter of a ring of radius 2 (as a robot's head or wall
-    rig: 18° apart) at heights 0.3-0.6 looking at the origin over a floor at z = FLOOR_Z
+                 fov_deg: float = 60.0, apart: float = math.pi / 10):
+    """Six cameras (vertical field of view fov_deg) on a ring of radius 2, `apart` radians apart (18°: a quarter of
+    the ring, as a robot's head or wall rig), at heights 0.3-0.6 looking at the origin over a floor at z = FLOOR_Z
     textured with `texture` (3,h,w) over x, y ∈ ±4; optionally a grey box (|x|, |y| < half, up to z = top) on it.
     Returns images (6,res,res,3), exact z-depths (6,res,res), Ks, camtoworlds (float64)."""
-    a = torch.arange(6, dtype=torch.float64) * (math.pi / 10) + 0.3
+    a = torch.arange(6, dtype=torch.float64) * apart + 0.3
     eyes = torch.stack([2 * a.cos(), 2 * a.sin(), 0.3 + 0.06 * torch.arange(6)], -1)
     c2w = look_at(eyes, torch.zeros(6, 3, dtype=torch.float64))
     K = fov_to_K(math.radians(fov_deg), res, res).expand(6, 3, 3).double()
@@ -340,11 +341,35 @@ def test_an_rgb_rigs_pixels_caught_before_the_floor_show_only_from_their_own_cam
     expected = unconfirmed(images, K.float(), c2w, torch.zeros(6), pred.floor_from_colour)
     # caught: the model's depth reached the floor's bound (the rest of the post it put nearer stays shown)
     z_floor = _plane_z(K, c2w, pred.floor_from_colour)
-    matched = floor_from_photo(images, K.float(), c2w, torch.zeros(6))[1] > 0
+    floor = floor_from_photo(images, K.float(), c2w, torch.zeros(6))[1]
+    matched = floor > 0
     caught = (pred.pixel_depths.double() >= (1 - 1e-3) * z_floor) & ~matched
     assert torch.equal(hidden, caught & expected)
-    assert float(hidden[post].float().mean()) > 0.15
+    # the post's pixels the same moment's outlines placed (standing_depths) are placed, not caught: shown; the rest
+    # of the post is hidden
+    placed = standing_depths(images, K.float(), c2w, torch.zeros(6), pred.floor_from_colour, floor) > 0
+    assert float(placed[post].float().mean()) > 0.1 and not bool((hidden & placed).any())
+    assert float((hidden | placed)[post].float().mean()) > 0.25
     assert float(pred.gaussians.opacities.reshape(6, 64, 64)[hidden].max()) == 0.0
+
+
+def test_what_stands_on_a_floor_found_by_colour_gets_its_depth_from_the_same_moments_outlines():
+    """An RGB-only ring's pixels of a post standing on the floor matched by colour: where no partner shows the
+    floor's colour behind them, their depth is where their ray enters the hull of the other views' such pixels of
+    the same moment, in their colour; the floor and sky get none, nor views of other moments."""
+    images, depths, K, c2w = _floor_views(_noise_texture(), res=64, half=0.1, apart=math.pi / 3)
+    height, floor = floor_from_photo(images, K.float(), c2w, torch.zeros(6))
+    got = standing_depths(images, K.float(), c2w, torch.zeros(6), height, floor)
+    post = (images - torch.tensor([0.5, 0.5, 0.5])).abs().sum(-1) < 1e-3
+    sky = (images - torch.tensor([0.8, 0.9, 1.0])).abs().sum(-1) < 1e-3
+    assert float((got[post] > 0).float().mean()) > 0.5  # its foot the partners see in grey too: the floor's
+    on = post & (got > 0)
+    rel = (got[on] - depths[on]).abs() / depths[on]
+    median, p90 = float(rel.median()), float(rel.quantile(0.9))
+    assert median < 0.03 and p90 < 0.05, (median, p90)  # a sweep of 3.4 % steps
+    assert not bool(got[sky].any()) and float((got[~post & ~sky] > 0).float().mean()) < 0.005
+    # one camera per moment (a rig taking turns): nothing outlines the post in any other view of its moment
+    assert not bool(standing_depths(images, K.float(), c2w, torch.linspace(-1, 1, 6), height, floor).any())
 
 
 def test_a_static_rgb_rigs_floor_is_matched_once():
