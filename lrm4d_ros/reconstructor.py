@@ -27,7 +27,8 @@ from .cameras import (LEVEL_FROM_CAMERAS_DEG, SceneNormalization, TimeWindow, ca
 from .captured import CapturedFrames
 from .environment import MIN_WEIGHT, Environment, content_weights
 from .floor import Floor
-from .floor_fit import floor_from_photo, floor_normal, height_from_depth, plane_depths, unconfirmed, up_from_photo
+from .floor_fit import (floor_agreement, floor_from_photo, floor_normal, height_from_depth, plane_depths,
+                        up_from_photo)
 from .gaussians import Gaussians4D
 from .measured_depth import POSE_FIXES, RAY_T, SENSOR_NOISE, TRAINED_NOISE, noise_level, ray_depth_t, z_from_ray
 from .measured_depth import prepare as prepare_depth
@@ -175,8 +176,10 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
             found = floor_from_photo(images.detach(), Ks, camtoworlds, times, height=known, near=floor_near)
             if found is not None:
                 floor_height, depths = found[0], found[1].to(images.device, images.dtype)
-                # and what stands on it, where the same moment's views outline it (silhouettes.standing_depths)
-                standing = standing_depths(images.detach(), Ks, camtoworlds, times, floor_height, depths)
+                # and what stands on it, where the same moment's views outline it (silhouettes.standing_depths);
+                # which pixels a partner confirms as floor also tells which caught ones to hide (below)
+                agreement = floor_agreement(images.detach(), Ks, camtoworlds, times, floor_height)
+                standing = standing_depths(images.detach(), Ks, camtoworlds, times, floor_height, depths, agreement)
                 depths = torch.where(depths > 0, depths, standing.to(depths))
     caught = measured = off_floor = None
     with torch.autocast(images.device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
@@ -232,7 +235,8 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
                 # on the floor it smears (a thin arm over many views' floor), so its own camera alone shows it
                 # and the floor layer draws the floor. 64 rig validation scenes / 15 MuJoCo bags, RGB novel_view:
                 # +0.12 / +0.36 dB; every caught pixel hidden: -0.07 (16 scenes) / +0.46 (ablation block 23)
-                off = off_floor = caught & unconfirmed(images.detach(), Ks, camtoworlds, times, floor_height)
+                confirmed = agreement[2]  # caught pixels meet the floor: caught & ~confirmed is unconfirmed()'s
+                off = off_floor = caught & ~confirmed
                 hidden = torch.where(off.reshape(-1), g.opacities, torch.zeros_like(g.opacities))
                 g = replace(g, opacities=g.opacities - hidden)
             if floor is not None and sensed:

@@ -109,6 +109,20 @@ def find_backdrop(images: Tensor) -> Tensor | None:
     return back
 
 
+def _on_image(z: Tensor, uv: Tensor, H: int, W: int) -> tuple[Tensor, Tensor]:
+    """For points at camera z-depths z (...) projecting to pixels uv (...,2) of an H×W view: whether the view sees
+    them (before it, inside the image) and their float32 grid_sample coordinates (...,2)."""
+    inside = (z > 1e-3) & (uv[..., 0] > -0.5) & (uv[..., 0] < W - 0.5) & (uv[..., 1] > -0.5) & (uv[..., 1] < H - 0.5)
+    return inside, torch.stack([(uv[..., 0] + 0.5) / W * 2 - 1, (uv[..., 1] + 0.5) / H * 2 - 1], -1).float()
+
+
+def _in_hull(votes: Tensor, seen: Tensor) -> Tensor:
+    """(n,D) bool: the points of n rays' D depths inside the hull, from `_carve`'s votes and seen: every carving view
+    that sees the point sees foreground there, and at least 2 and MIN_SEEN of the most that see any point of the
+    ray do."""
+    return (votes >= seen) & (seen >= 2) & (seen >= MIN_SEEN * seen.amax(1, keepdim=True))
+
+
 def _carve(points: Tensor, masks: Tensor, Ks: Tensor, w2c: Tensor, views: list[int]) -> tuple[Tensor, Tensor]:
     """For points (...,3): (how many of `views` see them on foreground, how many see them at all)."""
     H, W = masks.shape[-2:]
@@ -117,10 +131,7 @@ def _carve(points: Tensor, masks: Tensor, Ks: Tensor, w2c: Tensor, views: list[i
     for u in views:
         pc = points @ w2c[u, :3, :3].T + w2c[u, :3, 3]
         z = pc[..., 2]
-        uv = (pc @ Ks[u].T)[..., :2] / z.clamp_min(1e-6)[..., None]
-        inside = (z > 1e-3) & (uv[..., 0] > -0.5) & (uv[..., 0] < W - 0.5) & (uv[..., 1] > -0.5) \
-            & (uv[..., 1] < H - 0.5)
-        grid = torch.stack([(uv[..., 0] + 0.5) / W * 2 - 1, (uv[..., 1] + 0.5) / H * 2 - 1], -1).float()
+        inside, grid = _on_image(z, (pc @ Ks[u].T)[..., :2] / z.clamp_min(1e-6)[..., None], H, W)
         fg = F.grid_sample(masks[u:u + 1], grid.reshape(1, -1, 1, 2), mode="nearest", align_corners=False)
         votes += (fg.reshape(z.shape) > 0.5) & inside
         seen += inside
@@ -166,8 +177,7 @@ def _hull_entry_torch(origin: Tensor, rays: Tensor, zs: Tensor, masks: Tensor, K
                       carvers: list[int]) -> Tensor:
     """`_hull_entry` in torch: any device, and the reference hull_kernels.entry is tested against."""
     points = origin + rays[:, None] * zs[None, :, None]  # (n,D,3)
-    votes, seen = _carve(points, masks, Ks, w2c, carvers)
-    inside = (votes >= seen) & (seen >= 2) & (seen >= MIN_SEEN * seen.amax(1, keepdim=True))
+    inside = _in_hull(*_carve(points, masks, Ks, w2c, carvers))
     first = inside.float().argmax(1)
     return torch.where(inside.any(1), zs[first].float(), torch.zeros_like(first, dtype=torch.float32))
 
@@ -228,13 +238,14 @@ STAND_MOMENT, STAND_TOL, STAND_GRID, STAND_GROW = 0.05, 0.15, 64, 2
 
 
 def standing_depths(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor, height: float,
-                    floor_depths: Tensor) -> Tensor:
+                    floor_depths: Tensor, agreement: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
     """z-depths (V,H,W) float32, canonical units, 0 elsewhere: of what stands on the floor z = `height` in V RGB
     views (see STAND_MOMENT above). images (V,H,W,3) in [0,1]; Ks (V,3,3); camtoworlds (V,4,4) canonical; times
-    (V,) normalised; floor_depths (V,H,W) the pixels matched as floor (> 0)."""
+    (V,) normalised; floor_depths (V,H,W) the pixels matched as floor (> 0); agreement: `floor_agreement` of these
+    views at `height` where the caller has it (read here where None)."""
     V, H, W, _ = images.shape
     out = torch.zeros(V, H, W, dtype=torch.float32, device=images.device)
-    z_floor, hit, agreed = floor_agreement(images, Ks, camtoworlds, times, height)
+    z_floor, hit, agreed = agreement or floor_agreement(images, Ks, camtoworlds, times, height)
     c2w = camtoworlds.double()
     origins, rays = z_rays(Ks.double(), c2w, H, W)
     floor = (floor_depths > 0) & hit
@@ -275,18 +286,15 @@ def standing_depths(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tens
             to_pixels = (K[u] @ w2c[u, :3]).float()  # world -> (u z, v z, z)
             pixels = points @ to_pixels[:, :3].T + to_pixels[:, 3]
             z = pixels[..., 2]
-            uv = pixels[..., :2] / z.clamp_min(1e-6)[..., None]
-            sees = (z > 1e-3) & (uv[..., 0] > -0.5) & (uv[..., 0] < W - 0.5) & (uv[..., 1] > -0.5) \
-                & (uv[..., 1] < H - 0.5)
-            grid_u = torch.stack([(uv[..., 0] + 0.5) / W * 2 - 1, (uv[..., 1] + 0.5) / H * 2 - 1], -1)
+            sees, grid_u = _on_image(z, pixels[..., :2] / z.clamp_min(1e-6)[..., None], H, W)
             fg = F.grid_sample(masks[u:u + 1], grid_u.reshape(1, -1, 1, 2), mode="nearest", align_corners=False)
             colour = F.grid_sample(pictures[u:u + 1], grid_u.reshape(1, -1, 1, 2), mode="bilinear",
                                    align_corners=False)[0, :, :, 0].T.reshape(*sees.shape, 3)
             votes += (fg.reshape(sees.shape) > 0.5) & sees
             seen += sees
             gap += torch.where(sees, (colour - images[v][sel].float()[:, None]).abs().amax(-1), torch.zeros_like(gap))
-        inside = (votes >= seen) & (seen >= 2) & (seen >= MIN_SEEN * seen.amax(1, keepdim=True))
-        inside &= (gap / seen.clamp_min(1) <= STAND_TOL) & (before[None] < 0.98 * z_floor[v][sel][:, None])
+        inside = _in_hull(votes, seen) & (gap / seen.clamp_min(1) <= STAND_TOL) \
+            & (before[None] < 0.98 * z_floor[v][sel][:, None])
         first = inside.float().argmax(1)
         out[v][sel] = torch.where(inside.any(1), before[first].float(), torch.zeros(len(first), device=out.device))
     return _smooth(out)
