@@ -40,14 +40,15 @@ def finite_float(text: str) -> float:
 
 def add_window_arguments(p: argparse.ArgumentParser) -> None:
     """A bag's windows and each window's model inputs, as `lrm4d reconstruct` takes them (and `check-bag`)."""
+    from .selection import DEFAULT_POLICY, POLICIES  # here: selection imports torch, which light commands do not need
     p.add_argument("--window", default="8",
                    help="window length: frames (e.g. 8) or seconds (e.g. 0.5s) (default: 8 frames)")
     p.add_argument("--stride", default=None, help="window stride, same unit as --window (default: half a window)")
     p.add_argument("--cameras", default=None, help="comma-separated camera names to use (default: all)")
     p.add_argument("--max-views", type=positive_int, default=12,
                    help="model input views per window (rest are held out) (default: 12)")
-    p.add_argument("--policy", default="uniform", choices=("uniform", "latest"),
-                   help="input view selection (default: uniform)")
+    p.add_argument("--policy", default=DEFAULT_POLICY, choices=POLICIES,
+                   help=f"input view selection (lrm4d_ros/selection.py) (default: {DEFAULT_POLICY})")
 
 
 def add_part_arguments(p: argparse.ArgumentParser, verb: str, in_memory: bool = True) -> None:

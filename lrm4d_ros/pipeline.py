@@ -238,7 +238,7 @@ def reconstruct_views(views: ViewSet, out: Path, length: Span, stride: Span, arg
         print(f"lrm4d reconstruct: warning: {outside_inputs} of {len(views)} views lie outside the time span of their "
               f"window's model inputs (--policy {args.policy}, --max-views {args.max_views}) and are not re-rendered: "
               "a reconstruction is not extrapolated in time ("
-              + ("--policy uniform spreads the inputs over the window)" if args.policy == "latest" else
+              + ("--policy frames spreads the inputs over the window)" if args.policy == "latest" else
                  "more --max-views cover more of it)"), file=sys.stderr)
     summary = {**about, "complete": True, "topics": bag.counts, "windows": rows, "timings": timings,
                "depth_input": _depth_note(views),

@@ -91,7 +91,7 @@ COLOUR_UP_TRIES = 3
 # 37.75 and 25.10 / 41.01 -> 25.82 / 41.09, novel_view unchanged (6 scenes: the exponent 0.5 on gap / SPARSE_GAP
 # gained two thirds to four fifths as much, 1.5 lost 1 dB novel_view at 2 instants). An RGB-only rig's pixels,
 # widened alike, lost 0.1-0.2 dB at 3 instants: they keep theirs. 4 or more evenly spread instants (the rig
-# protocol's, the node's uniform policy's) are unchanged (ablation block 31).
+# protocol's, the node's frames policy's with three cameras, its uniform policy's) are unchanged (ablation block 31).
 SPARSE_GAP, INSTANT_MERGE = 0.7, 0.05
 
 

@@ -1,8 +1,8 @@
 """Which views of a buffered space-time window go to the model: one rule shared by the ROS node's window, the
 offline pipeline and the training sampler, so the model is trained on the inputs it is served.
 
-Both policies spread the views over the cameras first (every camera that has views gets a fair share, slow
-cameras all of theirs) and always keep the newest view, so a reconstruction reaches the newest input:
+Every policy spreads the views over the cameras first (every camera that has views gets a fair share, slow
+cameras all of theirs) and always keeps the newest view, so a reconstruction reaches the newest input:
 
 - ``uniform``: the views' stamps are spread evenly over the window's span [oldest, newest], and each camera's
   share is spread over that span too, interleaved with the other cameras': with a synchronized rig every view
@@ -11,6 +11,14 @@ cameras all of theirs) and always keep the newest view, so a reconstruction reac
   its share of evenly spaced target times.
 - ``latest``: the newest view of each camera, then the second newest of each, ... (round-robin, newest first):
   with a synchronized rig, whole newest frames.
+- ``frames`` (the default): each camera's share at the same evenly spaced times over the window's span, the newest
+  included: with a synchronized rig, whole frames at evenly spaced instants, every camera at the newest (the rig
+  protocol's inputs and the training's rig draw). A synchronized rig's cameras all see the newest moment, which
+  ``uniform`` gives to one camera: node-like windows of 12 frames of three input cameras, held-out cameras at the
+  newest frame from RGB-D 25.45 -> 26.28 dB (48 rig validation scenes) and 22.68 -> 23.61 (15 MuJoCo bags), from
+  RGB 20.93 -> 20.76 and 19.47 -> 19.68; at every frame of the window (fewer distinct instants) RGB-D 25.72 ->
+  25.53 and 22.56 -> 22.47, RGB 20.83 -> 20.71 and 19.37 -> 19.56 (benchmarks/selection_policies.py, ablation
+  block 46).
 
 A depth camera's views without depth are left out where its depth comes for every other frame or more
 (`with_depth_first`).
@@ -31,7 +39,8 @@ from torch import Tensor
 
 from .views import ViewSet
 
-POLICIES = ("latest", "uniform")
+POLICIES = ("frames", "latest", "uniform")
+DEFAULT_POLICY = "frames"
 # A depth camera whose views have depth at least this often (every other frame or more) offers the model only those
 # (`with_depth_first`): its views without depth (a dropped depth frame, depth at half the colour rate, depth still on
 # its way) had cost held-out cameras 2.5 dB where they stood in for half of an RGB-D window's inputs, against 0.6 dB
@@ -85,9 +94,17 @@ def select_views(cands: list[tuple[int, int]], max_views: int, policy: str,
                   for k, i in enumerate(reversed(idx))]
         return sorted(i for *_, i in sorted(by_age)[:max_views])
     quotas = _quotas({c: len(per_cam[c]) for c in order}, max_views)
+    t0, t1 = int(stamps.min()), int(stamps.max())
+    if policy == "frames":
+        chosen = []
+        for c in order:
+            if quotas[c]:
+                idx = per_cam[c]
+                mine = np.array([t1]) if quotas[c] == 1 else np.linspace(t0, t1, quotas[c])
+                chosen += [idx[j] for j in _match(mine.astype(np.float64), stamps[idx].astype(np.float64))]
+        return sorted(chosen)
     slots = _interleave(quotas, order, newest_cam=order[0],
                         oldest_cam=min(per_cam, key=lambda c: (stamps[per_cam[c][0]], order.index(c))))
-    t0, t1 = int(stamps.min()), int(stamps.max())
     targets = np.array([t1] if max_views == 1 else
                        [t0 + (t1 - t0) * k / (max_views - 1) for k in range(max_views)], dtype=np.float64)
     chosen = []
@@ -172,7 +189,7 @@ def _match(targets: np.ndarray, stamps: np.ndarray) -> list[int]:
     return picks[::-1]
 
 
-def select_inputs(views: ViewSet, max_views: int, policy: str = "uniform") -> Tensor:
+def select_inputs(views: ViewSet, max_views: int, policy: str = DEFAULT_POLICY) -> Tensor:
     """Indices of the model's input views among `views`, chosen as the ROS node chooses them (window.py)."""
     cands = list(zip(views.stamps_ns.tolist(), views.camera_ids.tolist()))
     return torch.as_tensor(select_views(cands, max_views, policy, depth_flags(views)), dtype=torch.int64)

@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 
 from .geometry import matrix_to_quat, quat_to_matrix, rigid_matrix, slerp
-from .selection import POLICIES, select_views
+from .selection import DEFAULT_POLICY, POLICIES, select_views
 from .views import ViewSet
 
 LIVE_S = 5.0  # wall-clock seconds: a camera that sent an image this recently bounds the others' stamps
@@ -229,7 +229,7 @@ class SpaceTimeWindow:
     """
 
     def __init__(self, camera_names=(), *, window_s: float | None = 2.0, window_frames: int | None = None,
-                 max_views: int = 12, policy: str = "uniform", buffer_size: int = 64,
+                 max_views: int = 12, policy: str = DEFAULT_POLICY, buffer_size: int = 64,
                  image_size: tuple[int, int] | None = None, pose_buffer_size: int = 512,
                  pose_tolerance_s: float = 0.02, pose_max_gap_s: float = 0.5, pending_size: int = 8,
                  pose_wait_s: float = 1.0, clock: Callable[[], int | None] | None = None,

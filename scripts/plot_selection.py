@@ -1,5 +1,6 @@
-"""Draw which views lrm4d_ros.selection.select_views picks from a 2 s window of three kinds of rig, for both
-policies, with max_views 12: docs/selection.png (grey: buffered views; filled: views given to the model).
+"""Draw which views lrm4d_ros.selection.select_views picks from a 2 s window of three kinds of rig, for each
+policy (the default first), with max_views 12: docs/selection.png (grey: buffered views; filled: views given to
+the model).
 
     python scripts/plot_selection.py [--out docs/selection.png]
 """
@@ -66,7 +67,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "selection.png")
     args = ap.parse_args()
-    rows = [np.concatenate([panel(cands, p, title) for p in reversed(POLICIES)], axis=1)
+    rows = [np.concatenate([panel(cands, p, title) for p in POLICIES], axis=1)
             for title, cands in rigs().items()]
     cv2.imwrite(str(args.out), np.concatenate(rows, axis=0))
     print(f"wrote {args.out}")

@@ -112,7 +112,7 @@ def test_gaussians_and_status_published(session, scene):
     quat_norm = np.linalg.norm(np.stack([pts[f"rot_{i}"] for i in range(4)], 1), axis=1)
     np.testing.assert_allclose(quat_norm, 1.0, atol=1e-5)
     assert ((pts["opacity"] >= 0) & (pts["opacity"] <= 1)).all()
-    assert st.window_start == stamp(int(scene.stamps_ns[:n].min()))  # uniform selection keeps both ends
+    assert st.window_start == stamp(int(scene.stamps_ns[:n].min()))  # the selection keeps both ends
 
 
 def wait_for_cloud(session, st, points: int):
@@ -124,10 +124,12 @@ def wait_for_cloud(session, st, points: int):
                     20.0, "the Gaussians of the latest window")
 
 
-def test_render_view_matches_reconstruction_for_held_out_camera(session, scene):
+def test_render_view_matches_reconstruction_at_the_newest_frame(session, scene):
     session.wait_status(lambda s: s.reconstructions >= 1, 40.0, "a reconstruction")
     session.wait_settled()  # no reconstruction may replace the one that serves the request below
-    i = 1 * CAMS + 2  # camera 2 at frame 1, rendered from the latest reconstruction
+    # camera 2 at the newest frame, where virtual cameras render, from the latest reconstruction (the default policy
+    # gives this session's 4 cameras and 8 views whole frames 0 and 3: frames 1 and 2 lie between its instants)
+    i = (FRAMES - 1) * CAMS + 2
     resp = session.call(request_for(scene, i))
     assert resp.success, resp.message
     assert (resp.color.encoding, resp.depth.encoding, resp.alpha.encoding) == ("rgb8", "32FC1", "32FC1")
@@ -636,7 +638,8 @@ def test_parameters_read_only_or_honoured_at_run_time(session):
     # rclpy's refusal says no more than "read-only": `ros2 param describe` says how to change it instead
     for name in ("window_seconds", "camera_names", "cameras.cam0.image_topic", "device"):
         assert "restart the node" in node.describe_parameter(name).additional_constraints, name
-    assert "one of ['latest', 'uniform']" == node.describe_parameter("selection_policy").additional_constraints
+    policies = node.describe_parameter("selection_policy").additional_constraints
+    assert policies == "one of ['frames', 'latest', 'uniform']"
     res = node.set_parameters([Parameter("selection_policy", value="random")])[0]
     assert not res.successful and "one of" in res.reason
     res = node.set_parameters([Parameter("max_input_views", value=0)])[0]
@@ -657,7 +660,7 @@ def test_parameters_read_only_or_honoured_at_run_time(session):
         assert node.window.max_views == 6 and node.window.policy == "latest"
         assert len(node.window.snapshot()) == 6
     finally:
-        node.set_parameters([Parameter("max_input_views", value=8), Parameter("selection_policy", value="uniform")])
+        node.set_parameters([Parameter("max_input_views", value=8), Parameter("selection_policy", value="frames")])
 
 
 def test_the_cloud_leaves_out_far_and_faint_gaussians_on_request():

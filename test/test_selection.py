@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from lrm4d_ros.selection import select_views
+from lrm4d_ros.selection import POLICIES, select_views
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
@@ -33,10 +33,29 @@ def test_latest_policy_on_a_synchronized_rig_takes_whole_newest_frames():
     assert frames == {19: 5, 18: 5, 17: 2}
 
 
+def test_frames_policy_gives_every_camera_the_same_evenly_spaced_instants_newest_included():
+    # a synchronized rig: whole frames at the instants linspace(0, 19, 4) = 0, 6.3, 12.7, 19 are nearest to
+    cands = [(T0 + f * FRAME, c) for f in range(20) for c in range(3)]
+    frames = Counter((s - T0) // FRAME for s, _ in picked(cands, select_views(cands, 12, "frames")))
+    assert frames == {0: 3, 6: 3, 13: 3, 19: 3}
+    # an unsynchronized rig (cameras 25 ms apart, jittered): each camera's frames nearest the window's start, middle
+    # and end
+    rng = random.Random(0)
+    cands = [(T0 + f * FRAME + c * S // 40 + rng.randrange(8_000_000), c) for f in range(20) for c in range(4)]
+    chosen = picked(cands, select_views(cands, 12, "frames"))
+    assert Counter(c for _, c in chosen) == {0: 3, 1: 3, 2: 3, 3: 3}
+    lo, hi = min(s for s, _ in cands), max(s for s, _ in cands)
+    for cam in range(4):
+        mine = sorted(s for s, c in chosen if c == cam)
+        own = [s for s, c in cands if c == cam]
+        assert mine == [min(own, key=lambda s: abs(s - t)) for t in (lo, (lo + hi) / 2, hi)], cam
+    assert max(s for s, _ in cands) in [s for s, _ in chosen]
+
+
 def test_mixed_rates_give_slow_cameras_all_their_views_and_share_the_rest():
     cands = ([(T0 + k * S // 30, 0) for k in range(60)] + [(T0 + k * FRAME + 3_000_000, 1) for k in range(20)]
              + [(T0 + S // 3 + k * S, 2) for k in range(2)])
-    for policy in ("uniform", "latest"):
+    for policy in POLICIES:
         chosen = picked(cands, select_views(cands, 12, policy))
         assert Counter(c for _, c in chosen) == {0: 5, 1: 5, 2: 2}, policy
         assert max(s for s, _ in cands) in [s for s, _ in chosen]  # the newest view is always used
@@ -58,20 +77,21 @@ def test_unsynchronized_rig_is_balanced_and_spread():
 
 
 def test_more_cameras_than_views_rotates_so_every_camera_is_used():
-    used = set()
-    for end in range(16, 19):  # three consecutive windows of a 16-camera synchronized rig
-        cands = [(T0 + f * FRAME, c) for f in range(end - 15, end + 1) for c in range(16)]
-        chosen = picked(cands, select_views(cands, 12, "uniform"))
-        assert len({c for _, c in chosen}) == 12 and max(s for s, _ in chosen) == T0 + end * FRAME
-        used |= {c for _, c in chosen}
-    assert used == set(range(16))
+    for policy in ("uniform", "frames"):
+        used = set()
+        for end in range(16, 19):  # three consecutive windows of a 16-camera synchronized rig
+            cands = [(T0 + f * FRAME, c) for f in range(end - 15, end + 1) for c in range(16)]
+            chosen = picked(cands, select_views(cands, 12, policy))
+            assert len({c for _, c in chosen}) == 12 and max(s for s, _ in chosen) == T0 + end * FRAME
+            used |= {c for _, c in chosen}
+        assert used == set(range(16)), policy
 
 
 def test_deterministic_and_independent_of_candidate_order():
     cands = [(T0 + f * FRAME + c * 1_000_000, c) for f in range(15) for c in range(3)]
     shuffled = cands[:]
     random.Random(1).shuffle(shuffled)
-    for policy in ("uniform", "latest"):
+    for policy in POLICIES:
         assert set(picked(cands, select_views(cands, 7, policy))) == \
             set(picked(shuffled, select_views(shuffled, 7, policy)))
 

@@ -12,7 +12,7 @@ Training windows are index sets into their recording, not copies.
 A training item is drawn from one seed, like a procedural scene: a window; a random subset of its cameras as the
 input cameras (at least one camera is always held out, and enough cameras taken to give the inputs asked for); a
 random stretch of its frame slots (of time: a camera at another rate keeps to it); and, from the input cameras'
-views in that stretch, the inputs the node would take (`selection.select_views`, policy "uniform"). Targets are
+views in that stretch, the inputs the node would take (`selection.select_views`, the default policy). Targets are
 views of that span that are not inputs (held-out cameras, input cameras at other moments) stamped within the inputs'
 time span (widened as a reconstruction renders it: `reconstruction.covered`): the novel views and moments the rig
 protocol scores.
@@ -32,7 +32,7 @@ import torch
 from ..cameras import TimeWindow
 from ..reconstruction import covered
 from ..recording import Span, make_windows
-from ..selection import depth_flags, select_views
+from ..selection import DEFAULT_POLICY, depth_flags, select_views
 from ..views import ViewSet, short_side_size
 
 VAL_SHARE = 0.2  # of each recording's time, held out for validation where no validation bags are given
@@ -261,7 +261,7 @@ def _draw(views: ViewSet, g: torch.Generator, num_inputs: int, num_targets: int,
     pool = torch.nonzero(in_span & torch.isin(views.camera_ids, in_cams)).squeeze(1)
     flags = depth_flags(views)  # drawn as the node draws its inputs: a depth camera's views with depth first
     chosen = select_views([(int(views.stamps_ns[i]), int(views.camera_ids[i])) for i in pool], num_inputs,
-                          "uniform", None if flags is None else [flags[i] for i in pool])
+                          DEFAULT_POLICY, None if flags is None else [flags[i] for i in pool])
     inputs = pool[torch.tensor(chosen, dtype=torch.int64)]
     stamps = views.stamps_ns
     lo, hi = int(stamps[inputs].min()), int(stamps[inputs].max())

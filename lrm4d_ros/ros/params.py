@@ -17,7 +17,7 @@ from ..io.ingest import CameraTopics
 from ..io.rectify import info_topic_for
 from ..model import BF16_CHOICES
 from ..reconstructor import REFINE_STEPS
-from ..selection import POLICIES
+from ..selection import DEFAULT_POLICY, POLICIES
 from ..window import RejectedInput, checked_pose
 
 POSE_SOURCES = ("topic", "tf")
@@ -62,7 +62,8 @@ SCALARS = {
     "window_frames": (0, "newest frames kept per camera; 0 disables", (0, 100000)),
     "buffer_size": (64, "views buffered per camera (oldest dropped and counted)", (1, 100000)),
     "max_input_views": (12, "most views given to the model per reconstruction", (1, 1024)),
-    "selection_policy": ("uniform", "which views the model sees: spread over cameras and time, or the newest",
+    "selection_policy": (DEFAULT_POLICY, "which views the model sees: every camera at instants spread over the "
+                         "window (frames), the cameras taking turns over it (uniform), or the newest (latest)",
                          POLICIES),
     "image_height": (0, "model input height; 0 = the newest view's size", (0, 16384)),
     "image_width": (0, "model input width; 0 = the newest view's size", (0, 16384)),

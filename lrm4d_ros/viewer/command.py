@@ -11,11 +11,13 @@ from ..argtypes import finite_float
 
 CLOSE_TIMEOUT_S = 10.0  # seconds Ctrl-C waits for the server to stop cleanly
 # the options that only a bag, reconstructed on the fly, takes
-BAG_DEFAULTS = {"window": "8", "stride": None, "max_views": 12, "policy": "uniform", "floor_z": None, "cameras": None,
+BAG_DEFAULTS = {"window": "8", "stride": None, "max_views": 12, "policy": "frames", "floor_z": None, "cameras": None,
                 "checkpoint": None, "config": None, "device": None}
 
 
 def add_arguments(p) -> None:
+    from ..selection import DEFAULT_POLICY, POLICIES  # here: selection imports torch, which a PLY's viewer needs not
+    assert BAG_DEFAULTS["policy"] == DEFAULT_POLICY  # a bag is reconstructed as `lrm4d reconstruct` does
     p.add_argument("path", help="a 4D PLY (gaussians_4d.ply), a `lrm4d reconstruct` output folder, "
                                 "or a contract bag (MCAP or sqlite3)")
     p.add_argument("--port", type=int, default=8080, help="HTTP/websocket port (default 8080; 0: any free port)")
@@ -30,8 +32,8 @@ def add_arguments(p) -> None:
     bag.add_argument("--stride", default=None, help="window stride, same unit as --window (default: half a window)")
     bag.add_argument("--max-views", type=int, default=BAG_DEFAULTS["max_views"],
                      help="model input views per window")
-    bag.add_argument("--policy", default=BAG_DEFAULTS["policy"], choices=("uniform", "latest"),
-                     help="input view selection (default: uniform)")
+    bag.add_argument("--policy", default=BAG_DEFAULTS["policy"], choices=POLICIES,
+                     help=f"input view selection (lrm4d_ros/selection.py) (default: {BAG_DEFAULTS['policy']})")
     bag.add_argument("--floor-z", type=float, default=None, metavar="METRES",
                      help="world height of the floor where it is known (a ground robot's odom/map frame: 0); "
                           "default: found from depth or by matching the views")

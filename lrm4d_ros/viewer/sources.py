@@ -233,7 +233,7 @@ class BagOptions:
     window: str = "8"
     stride: str | None = None
     max_views: int = 12
-    policy: str = "uniform"
+    policy: str = "frames"  # selection.DEFAULT_POLICY
     floor_z: float | None = None
     cameras: list[str] | None = None
     checkpoint: str | None = None
