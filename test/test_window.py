@@ -144,6 +144,19 @@ def test_buffer_drops_and_window_expiry():
     assert wf.snapshot().stamps_ns.tolist() == [T0 + 2 * S, T0 + 3 * S]
 
 
+def test_a_synchronized_rig_gets_whole_frames_by_default_the_newest_included():
+    """The node's default selection (selection.DEFAULT_POLICY, frames): every camera at the same evenly spaced
+    instants, so the newest moment, where virtual cameras render, is seen by all of them (ablation block 46)."""
+    w = SpaceTimeWindow(["a", "b", "c"], window_s=2.0, max_views=12)
+    for f in range(12):  # 10 Hz, 1.1 s
+        for cam in ("a", "b", "c"):
+            w.add_view(cam, image(f), K, T0 + f * S // 10, camtoworld=pose())
+    vs = w.snapshot()
+    frames = sorted(set(((vs.stamps_ns - T0) // (S // 10)).tolist()))
+    assert frames == [0, 4, 7, 11] and len(vs) == 12  # linspace(0, 11, 4) = 0, 3.7, 7.3, 11
+    assert all(sorted(vs.camera_ids[(vs.stamps_ns - T0) // (S // 10) == f].tolist()) == [0, 1, 2] for f in frames)
+
+
 def test_snapshot_resizes_to_newest_size_and_scales_K():
     w = SpaceTimeWindow(["a", "b"], window_s=10.0)
     w.add_view("a", image(255, 48, 64), K, T0, camtoworld=pose())
