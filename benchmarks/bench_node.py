@@ -34,6 +34,7 @@ from lrm4d_ros.io.messages import GAUSSIAN_DTYPE, pose_msg, time_ns
 from lrm4d_ros.ros.conversions import RCLPY
 from lrm4d_ros.ros.interfaces import RenderView
 from lrm4d_ros.ros.live import StreamClient, rss_mib, start_node, stop_node
+from lrm4d_ros.selection import DEFAULT_POLICY, POLICIES
 
 CAMS, RATE_HZ, SIZE = 4, 10.0, 128
 
@@ -106,7 +107,7 @@ def header(args, ckpt_desc: str) -> list[str]:
             f"{torch.__version__}, device {args.device}; node and client are separate processes",
             "# CPU shared with other jobs while measured: figures are noisy, compare only within one run.",
             f"# model: {ckpt_desc}; {CAMS} synchronized cameras x {RATE_HZ:g} Hz, {SIZE}x{SIZE}, "
-            f"max_input_views {args.max_views}, reconstruction_rate_hz {args.rate}",
+            f"max_input_views {args.max_views}, selection_policy {args.policy}, reconstruction_rate_hz {args.rate}",
             f"# FASTDDS_BUILTIN_TRANSPORTS={os.environ.get('FASTDDS_BUILTIN_TRANSPORTS', '(unset: Fast DDS default)')} "
             "for node and client"]
 
@@ -116,6 +117,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seconds", type=float, default=30.0, help="streaming time for the latency figures")
     ap.add_argument("--max-views", type=int, default=12)
+    ap.add_argument("--policy", default=DEFAULT_POLICY, choices=POLICIES, help="the node's selection_policy")
     ap.add_argument("--rate", type=float, default=10.0, help="the node's reconstruction_rate_hz")
     ap.add_argument("--renders", type=int, default=20)
     ap.add_argument("--soak-minutes", type=float, default=0.0, help="only the soak, this long")
@@ -131,6 +133,7 @@ def main(argv=None) -> int:
                                     fps_range=(RATE_HZ, RATE_HZ)))
     params = {"camera_names": list(scene.camera_names), "checkpoint": str(ckpt), "device": args.device,
               "reconstruction_rate_hz": args.rate, "min_views": CAMS, "max_input_views": args.max_views,
+              "selection_policy": args.policy,
               "render_service": "/render_view", "virtual_camera_names": [],
               # the whole cloud, as the figures before 2026-12-06 sent it: from this scene's colour alone the model
               # guesses every depth, which ~/gaussians leaves out by default (it would send an empty cloud)
