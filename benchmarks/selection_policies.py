@@ -24,6 +24,7 @@ import torch
 
 from lrm4d_ros.data import eval_scenes as es
 from lrm4d_ros.data.depth_sensor import with_depth
+from lrm4d_ros.data.generator import generate
 from lrm4d_ros.data.protocols import frame_grid
 from lrm4d_ros.io.bag import read_bag
 from lrm4d_ros.metrics import psnr
@@ -60,6 +61,8 @@ def main(argv=None) -> int:
     p.add_argument("--policies", default=",".join(POLICIES), help="comma-separated, of " + ", ".join(POLICIES))
     p.add_argument("--depth", default="on,off", help="model given the depth camera's measurements: on, off or both")
     p.add_argument("--max-views", type=int, default=12)
+    p.add_argument("--cameras", type=int, default=es.ROBOT_CAMERAS,
+                   help="cameras of each validation scene, half of them inputs (default: the rig protocol's)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--output", type=Path, default=RESULTS / "selection_policies.txt")
     args = p.parse_args(argv)
@@ -72,12 +75,14 @@ def main(argv=None) -> int:
     model = Reconstructor.from_checkpoint(device="cpu")
     recipe = es.robot_recipe(es.ROBOT_PROTOCOL_VAL_FIRST_SEED, args.scenes) if args.scenes else []
     print(f"rendering {len(recipe)} rig validation scenes ...", flush=True)
+    scenes = [generate(seed, replace(es.robot_scene_config(layout, rig), cameras=args.cameras))
+              for seed, layout, rig in recipe]
     sets = {"validation scenes": [(f"{s} {layout} {rig}", with_depth(v, "sensor", seed=i)) for i, ((s, layout, rig), v)
-                                  in enumerate(zip(recipe, es.render_robot_scenes(recipe, 128)))],
+                                  in enumerate(zip(recipe, scenes))],
             "bags": [(Path(b).name, read_bag(b)) for b in args.bags]}
     head = " | ".join(f"{q:>15s}" for q in policies)
     lines = [f"# torch {torch.__version__}, {platform.machine()}, {args.threads} threads; the shipped checkpoint; "
-             f"{args.max_views} inputs chosen among the even cameras' every frame",
+             f"{args.max_views} inputs chosen among the even cameras' every frame, {args.cameras} cameras a scene",
              "# PSNR (dB) of the odd cameras: now (newest frame) / window (every frame the inputs span; frames)"]
     for mode in modes:
         for title, items in sets.items():

@@ -11,14 +11,16 @@ cameras all of theirs) and always keeps the newest view, so a reconstruction rea
   its share of evenly spaced target times.
 - ``latest``: the newest view of each camera, then the second newest of each, ... (round-robin, newest first):
   with a synchronized rig, whole newest frames.
-- ``frames`` (the default): each camera's share at the same evenly spaced times over the window's span, the newest
-  included: with a synchronized rig, whole frames at evenly spaced instants, every camera at the newest (the rig
-  protocol's inputs and the training's rig draw). A synchronized rig's cameras all see the newest moment, which
-  ``uniform`` gives to one camera: node-like windows of 12 frames of three input cameras, held-out cameras at the
-  newest frame from RGB-D 25.45 -> 26.28 dB (48 rig validation scenes) and 22.68 -> 23.61 (15 MuJoCo bags), from
-  RGB 20.93 -> 20.76 and 19.47 -> 19.68; at every frame of the window (fewer distinct instants) RGB-D 25.72 ->
-  25.53 and 22.56 -> 22.47, RGB 20.83 -> 20.71 and 19.37 -> 19.56 (benchmarks/selection_policies.py, ablation
-  block 46).
+- ``frames`` (the default): every camera at the newest instant, and the rest of each camera's share at the same
+  evenly spaced earlier instants over the window's span (MIN_INSTANTS or more in all; where the shares are fewer
+  than the earlier instants, the cameras take them in turn): with a synchronized rig, whole frames at evenly spaced
+  instants (the rig protocol's inputs and the training's rig draw). A synchronized rig's cameras all see the newest
+  moment, which ``uniform`` gives to one camera: node-like windows of 12 frames of three input cameras, held-out
+  cameras at the newest frame from RGB-D 25.45 -> 26.28 dB (48 rig validation scenes) and 22.68 -> 23.61 (15 MuJoCo
+  bags), from RGB 20.93 -> 20.76 and 19.47 -> 19.68; at every frame of the window (fewer distinct instants) RGB-D
+  25.72 -> 25.53 and 22.56 -> 22.47, RGB 20.83 -> 20.71 and 19.37 -> 19.56; six input cameras (16 scenes of 12
+  cameras: the newest frame whole, two earlier instants of three cameras each) RGB-D now 26.25 -> 27.59, window
+  26.67 -> 26.26, RGB 21.35 -> 21.35 and 21.27 -> 21.52 (benchmarks/selection_policies.py, ablation block 46).
 
 A depth camera's views without depth are left out where its depth comes for every other frame or more
 (`with_depth_first`).
@@ -41,6 +43,10 @@ from .views import ViewSet
 
 POLICIES = ("frames", "latest", "uniform")
 DEFAULT_POLICY = "frames"
+# `frames` gives a window at least this many instants: with 2 (a six-camera rig's 12 views as two whole frames) the
+# moments between them lost 1.2 dB RGB-D against `uniform`; 3 (the newest frame whole, the earlier two shared) kept
+# the newest frame's gain and gave back 0.8 of it (ablation block 46).
+MIN_INSTANTS = 3
 # A depth camera whose views have depth at least this often (every other frame or more) offers the model only those
 # (`with_depth_first`): its views without depth (a dropped depth frame, depth at half the colour rate, depth still on
 # its way) had cost held-out cameras 2.5 dB where they stood in for half of an RGB-D window's inputs, against 0.6 dB
@@ -96,13 +102,7 @@ def select_views(cands: list[tuple[int, int]], max_views: int, policy: str,
     quotas = _quotas({c: len(per_cam[c]) for c in order}, max_views)
     t0, t1 = int(stamps.min()), int(stamps.max())
     if policy == "frames":
-        chosen = []
-        for c in order:
-            if quotas[c]:
-                idx = per_cam[c]
-                mine = np.array([t1]) if quotas[c] == 1 else np.linspace(t0, t1, quotas[c])
-                chosen += [idx[j] for j in _match(mine.astype(np.float64), stamps[idx].astype(np.float64))]
-        return sorted(chosen)
+        return _frames(quotas, order, per_cam, stamps)
     slots = _interleave(quotas, order, newest_cam=order[0],
                         oldest_cam=min(per_cam, key=lambda c: (stamps[per_cam[c][0]], order.index(c))))
     targets = np.array([t1] if max_views == 1 else
@@ -113,6 +113,31 @@ def select_views(cands: list[tuple[int, int]], max_views: int, policy: str,
         if len(mine):
             idx = per_cam[c]
             chosen += [idx[j] for j in _match(mine, stamps[idx].astype(np.float64))]
+    return sorted(chosen)
+
+
+def _frames(quotas: dict[int, int], order: list[int], per_cam: dict[int, list[int]], stamps: np.ndarray) -> list[int]:
+    """The ``frames`` policy: every camera with a share at the newest instant, and the rest of its share at the
+    earlier of K evenly spaced instants over [oldest, newest] (K: the largest share, at least MIN_INSTANTS); where a
+    camera's share is smaller than K, the cameras take the earlier instants in turn, the oldest view's camera first
+    (so the window's both ends are kept, as `uniform` keeps them), then in `order`."""
+    t0, t1 = float(stamps.min()), float(stamps.max())
+    instants = np.linspace(t0, t1, max(max(quotas.values()), MIN_INSTANTS))[:-1]
+    # each instant moved to the nearest stamp buffered, so that jittered cameras take views of one frame (half way
+    # along a span of an odd number of frame periods, each camera's nearest could be either neighbour)
+    every = np.unique(stamps).astype(np.float64)
+    instants = every[np.abs(every[None] - instants[:, None]).argmin(1)]
+    oldest = min(per_cam, key=lambda c: (stamps[per_cam[c][0]], order.index(c)))
+    chosen, turn = [], 0
+    for c in [oldest] + [c for c in order if c != oldest]:
+        q = quotas[c]
+        if q == 0:
+            continue
+        earlier = [instants[(turn + i) % len(instants)] for i in range(q - 1)]
+        turn += q - 1
+        idx = per_cam[c]
+        want = np.array(sorted(earlier) + [t1], dtype=np.float64)
+        chosen += [idx[j] for j in _match(want, stamps[idx].astype(np.float64))]
     return sorted(chosen)
 
 

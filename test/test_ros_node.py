@@ -128,7 +128,7 @@ def test_render_view_matches_reconstruction_at_the_newest_frame(session, scene):
     session.wait_status(lambda s: s.reconstructions >= 1, 40.0, "a reconstruction")
     session.wait_settled()  # no reconstruction may replace the one that serves the request below
     # camera 2 at the newest frame, where virtual cameras render, from the latest reconstruction (the default policy
-    # gives this session's 4 cameras and 8 views whole frames 0 and 3: frames 1 and 2 lie between its instants)
+    # gives this session's 4 cameras and 8 views the newest frame whole and two earlier instants of two cameras each)
     i = (FRAMES - 1) * CAMS + 2
     resp = session.call(request_for(scene, i))
     assert resp.success, resp.message

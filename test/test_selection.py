@@ -38,17 +38,26 @@ def test_frames_policy_gives_every_camera_the_same_evenly_spaced_instants_newest
     cands = [(T0 + f * FRAME, c) for f in range(20) for c in range(3)]
     frames = Counter((s - T0) // FRAME for s, _ in picked(cands, select_views(cands, 12, "frames")))
     assert frames == {0: 3, 6: 3, 13: 3, 19: 3}
-    # an unsynchronized rig (cameras 25 ms apart, jittered): each camera's frames nearest the window's start, middle
-    # and end
+    # six cameras, 12 views: the newest frame whole, and MIN_INSTANTS - 1 = 2 earlier instants (the window's start
+    # and middle) of three cameras each, every camera at one of them
+    cands = [(T0 + f * FRAME, c) for f in range(12) for c in range(6)]
+    by_frame = {}
+    for s, c in picked(cands, select_views(cands, 12, "frames")):
+        by_frame.setdefault((s - T0) // FRAME, []).append(c)
+    assert sorted(by_frame) == [0, 6, 11] and sorted(by_frame[11]) == list(range(6))  # linspace(0, 11, 3)[:-1]
+    assert len(by_frame[0]) == len(by_frame[6]) == 3 and sorted(by_frame[0] + by_frame[6]) == list(range(6))
+    # an unsynchronized rig (cameras 25 ms apart, jittered): each camera's frames nearest the window's start, the
+    # buffered stamp nearest its middle, and its end
     rng = random.Random(0)
     cands = [(T0 + f * FRAME + c * S // 40 + rng.randrange(8_000_000), c) for f in range(20) for c in range(4)]
     chosen = picked(cands, select_views(cands, 12, "frames"))
     assert Counter(c for _, c in chosen) == {0: 3, 1: 3, 2: 3, 3: 3}
     lo, hi = min(s for s, _ in cands), max(s for s, _ in cands)
+    mid = min((s for s, _ in cands), key=lambda s: abs(s - (lo + hi) / 2))  # an instant is a buffered stamp
     for cam in range(4):
         mine = sorted(s for s, c in chosen if c == cam)
         own = [s for s, c in cands if c == cam]
-        assert mine == [min(own, key=lambda s: abs(s - t)) for t in (lo, (lo + hi) / 2, hi)], cam
+        assert mine == [min(own, key=lambda s: abs(s - t)) for t in (lo, mid, hi)], cam
     assert max(s for s, _ in cands) in [s for s, _ in chosen]
 
 
