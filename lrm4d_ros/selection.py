@@ -100,11 +100,11 @@ def select_views(cands: list[tuple[int, int]], max_views: int, policy: str,
                   for k, i in enumerate(reversed(idx))]
         return sorted(i for *_, i in sorted(by_age)[:max_views])
     quotas = _quotas({c: len(per_cam[c]) for c in order}, max_views)
-    t0, t1 = int(stamps.min()), int(stamps.max())
+    oldest = min(per_cam, key=lambda c: (stamps[per_cam[c][0]], order.index(c)))  # the oldest view's camera
     if policy == "frames":
-        return _frames(quotas, order, per_cam, stamps)
-    slots = _interleave(quotas, order, newest_cam=order[0],
-                        oldest_cam=min(per_cam, key=lambda c: (stamps[per_cam[c][0]], order.index(c))))
+        return _frames(quotas, order, oldest, per_cam, stamps)
+    slots = _interleave(quotas, order, newest_cam=order[0], oldest_cam=oldest)
+    t0, t1 = int(stamps.min()), int(stamps.max())
     targets = np.array([t1] if max_views == 1 else
                        [t0 + (t1 - t0) * k / (max_views - 1) for k in range(max_views)], dtype=np.float64)
     chosen = []
@@ -116,18 +116,18 @@ def select_views(cands: list[tuple[int, int]], max_views: int, policy: str,
     return sorted(chosen)
 
 
-def _frames(quotas: dict[int, int], order: list[int], per_cam: dict[int, list[int]], stamps: np.ndarray) -> list[int]:
+def _frames(quotas: dict[int, int], order: list[int], oldest: int, per_cam: dict[int, list[int]],
+            stamps: np.ndarray) -> list[int]:
     """The ``frames`` policy: every camera with a share at the newest instant, and the rest of its share at the
     earlier of K evenly spaced instants over [oldest, newest] (K: the largest share, at least MIN_INSTANTS); where a
-    camera's share is smaller than K, the cameras take the earlier instants in turn, the oldest view's camera first
-    (so the window's both ends are kept, as `uniform` keeps them), then in `order`."""
+    camera's share is smaller than K, the cameras take the earlier instants in turn, the oldest view's camera
+    (`oldest`) first (so the window's both ends are kept, as `uniform` keeps them), then in `order`."""
     t0, t1 = float(stamps.min()), float(stamps.max())
     instants = np.linspace(t0, t1, max(max(quotas.values()), MIN_INSTANTS))[:-1]
     # each instant moved to the nearest stamp buffered, so that jittered cameras take views of one frame (half way
     # along a span of an odd number of frame periods, each camera's nearest could be either neighbour)
     every = np.unique(stamps).astype(np.float64)
     instants = every[np.abs(every[None] - instants[:, None]).argmin(1)]
-    oldest = min(per_cam, key=lambda c: (stamps[per_cam[c][0]], order.index(c)))
     chosen, turn = [], 0
     for c in [oldest] + [c for c in order if c != oldest]:
         q = quotas[c]

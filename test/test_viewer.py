@@ -47,6 +47,16 @@ def _assert_same(a, b, atol=1e-5):
     torch.testing.assert_close(a.colors, b.colors)
 
 
+def test_a_bag_is_reconstructed_with_the_default_selection_policy():
+    """`lrm4d view BAG` picks each window's inputs as `lrm4d reconstruct` and the node do (its defaults are literals:
+    the command module does not import torch for a PLY)."""
+    from lrm4d_ros.selection import DEFAULT_POLICY
+    from lrm4d_ros.viewer.command import BAG_DEFAULTS
+    from lrm4d_ros.viewer.sources import BagOptions
+
+    assert BAG_DEFAULTS["policy"] == BagOptions.policy == DEFAULT_POLICY
+
+
 def test_windows_slice_like_the_reconstruction(rec, views, tmp_path):
     """A Reconstruction and its 4D PLY (metres, seconds, stamps in the header) slice to the same metres."""
     live = ViewerWindow.from_reconstruction(rec, views)

@@ -10,14 +10,13 @@ import time
 from ..argtypes import finite_float
 
 CLOSE_TIMEOUT_S = 10.0  # seconds Ctrl-C waits for the server to stop cleanly
-# the options that only a bag, reconstructed on the fly, takes
+# the options that only a bag, reconstructed on the fly, takes (its policy: selection.DEFAULT_POLICY, test_viewer)
 BAG_DEFAULTS = {"window": "8", "stride": None, "max_views": 12, "policy": "frames", "floor_z": None, "cameras": None,
                 "checkpoint": None, "config": None, "device": None}
 
 
 def add_arguments(p) -> None:
-    from ..selection import DEFAULT_POLICY, POLICIES  # here: selection imports torch, which a PLY's viewer needs not
-    assert BAG_DEFAULTS["policy"] == DEFAULT_POLICY  # a bag is reconstructed as `lrm4d reconstruct` does
+    from ..selection import POLICIES  # here: selection imports torch, which a PLY's viewer needs not
     p.add_argument("path", help="a 4D PLY (gaussians_4d.ply), a `lrm4d reconstruct` output folder, "
                                 "or a contract bag (MCAP or sqlite3)")
     p.add_argument("--port", type=int, default=8080, help="HTTP/websocket port (default 8080; 0: any free port)")
