@@ -236,6 +236,13 @@ NOISE_TOLERANCE = 1.5
 # 0.01-0.07 as given and by chance up to 0.11 with their images' rows reversed.
 UNIT_MIN_SHARE = 0.15
 UNIT_PIXELS = 256  # pixels sampled per view (1024 read the same to 0.01 on 41 windows, 4x the time)
+# A depth camera measures up to tens of metres (REP 118: 32FC1 in metres, 16UC1 can hold no more than 65.535 m). The
+# agreement rules out depth read too near (points brought nearer move with every camera's parallax) but hardly too
+# far: where the cameras see the scene with little parallax (a head rig, close together and looking one way) depth
+# x1000 agrees as well scaled back or not (scene_1002001 x1000: 0.561 at 0.001, 0.443 as given, 1.27x, under
+# UNIT_MARGIN; in metres 0.561 as given, 0.093 at 0.1). So a median measurement beyond this, as given, is taken as
+# another unit where a factor below 1 that brings it within agrees better than the depth as given at all.
+PLAUSIBLE_DEPTH = 50.0
 
 
 def agreement(depths: Tensor, Ks: Tensor, camtoworlds: Tensor, factors: tuple[float, ...], turns: Tensor,
@@ -323,13 +330,15 @@ class Reading(NamedTuple):
     given: float  # the `agreement` of the optical frame at 1
     shares: Tensor  # (2 + len(FRAMES), len(UNIT_FACTORS)) each reading's agreement at each factor: as given, FRAMES,
     # INVERTED (at 1 only: 0 at the other factors)
+    median: float = 0.0  # the measured pixels' median depth as given (0 where none)
 
 
 def reading(depths: Tensor, Ks: Tensor, camtoworlds: Tensor, sigma: Tensor | None = None) -> Reading:
     """The reading of the poses camtoworlds (V,4,4) (as the optical frame's, a FRAMES one, or INVERTED) and the power
     of ten (UNIT_FACTORS) at which depths (V,H,W) (0 = none; intrinsics Ks (V,3,3)) agree best through them: the
     optical frame at 1 unless another pair's `agreement` beats it UNIT_MARGIN times, on UNIT_MIN_SHARE of the pixels
-    or more (sigma (V,): the views' `noise_level`, read here where None).
+    or more (sigma (V,): the views' `noise_level`, read here where None), or, where the median measurement as given
+    lies beyond PLAUSIBLE_DEPTH, unless a factor below 1 that brings it within agrees better at all.
     One search over both, since each mistake hides the other (millimetres agree through no frame, poses of another
     frame at no unit). Rig-protocol windows of 24 robot validation scenes / 17 RGB-D evaluation bags, as written:
     every other pair at most 0.68 / 0.81 of the optical frame's share at 1 (another unit; another frame 0.42 / 0.58,
@@ -350,6 +359,15 @@ def reading(depths: Tensor, Ks: Tensor, camtoworlds: Tensor, sigma: Tensor | Non
     best = int(shares.argmax())
     r, f = divmod(best, len(UNIT_FACTORS))
     share = float(shares[r, f])
+    measured = depths[torch.isfinite(depths) & (depths > 0)]
+    median = float(measured.median()) if measured.numel() else 0.0
     if best != one and share >= max(UNIT_MARGIN * given, UNIT_MIN_SHARE):
-        return Reading(names[r], UNIT_FACTORS[f], share, given, shares)
-    return Reading(None, 1.0, given, given, shares)
+        return Reading(names[r], UNIT_FACTORS[f], share, given, shares, median)
+    if median > PLAUSIBLE_DEPTH:
+        within = [f for f, factor in enumerate(UNIT_FACTORS) if factor < 1.0 and factor * median <= PLAUSIBLE_DEPTH]
+        if within:
+            f = max(within, key=lambda f: float(shares[0, f]))
+            share = float(shares[0, f])
+            if share > given and share >= UNIT_MIN_SHARE:
+                return Reading(None, UNIT_FACTORS[f], share, given, shares, median)
+    return Reading(None, 1.0, given, given, shares, median)

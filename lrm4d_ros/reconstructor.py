@@ -30,7 +30,8 @@ from .floor import Floor
 from .floor_fit import (floor_agreement, floor_from_photo, floor_normal, height_from_depth, plane_depths,
                         up_from_photo)
 from .gaussians import Gaussians4D
-from .measured_depth import POSE_FIXES, RAY_T, SENSOR_NOISE, TRAINED_NOISE, noise_level, ray_depth_t, z_from_ray
+from .measured_depth import (PLAUSIBLE_DEPTH, POSE_FIXES, RAY_T, SENSOR_NOISE, TRAINED_NOISE, noise_level,
+                             ray_depth_t, z_from_ray)
 from .measured_depth import prepare as prepare_depth
 from .measured_depth import reading as depth_reading
 from .model import BF16_CHOICES, LRM4D, bf16_native, config_of
@@ -386,7 +387,7 @@ class ModelInputs:
     depths: Tensor | None  # (V,H,W) canonical z-depth, 0 = none
     window: TimeWindow
     times: Tensor  # (V,) normalised stamps
-    facts: dict  # far_background_m, units_factor, frame, agreement, noise, mixed_dropped, ray_t, tilt_deg, ...
+    facts: dict  # far_background_m, units_factor, frame, agreement, depth_median, noise, ray_t, tilt_deg, ...
 
 
 class Reconstructor:
@@ -479,7 +480,10 @@ class Reconstructor:
             f = facts["units_factor"]
             said.append(("units", f"the depth images agree with the camera poses multiplied by {f:g} "
                                   f"({facts['agreement']:.0%} of their pixels land on another view's depth through "
-                                  f"the poses, {facts['optical_agreement']:.0%} as they are): multiplied. "
+                                  f"the poses, {facts['optical_agreement']:.0%} as they are"
+                                  + (f"; their median as they are, {facts['depth_median']:.0f} m, is beyond a depth "
+                                     "camera's range" if facts.get("depth_median", 0.0) > PLAUSIBLE_DEPTH else "")
+                                  + "): multiplied. "
                                   "Depth and poses must share a unit: 32FC1 depth is metres, 16UC1 millimetres "
                                   "(REP 118)"))
         if facts.get("noise", 0.0) > TRAINED_NOISE:
@@ -581,7 +585,8 @@ class Reconstructor:
                     prepared = z_from_ray(prepared, v.Ks)
             v = replace(v, depths=prepared)
             facts.update(far_background_m=far, units_factor=found.factor, frame=found.frame, agreement=found.share,
-                         optical_agreement=found.given, noise=noise, mixed_dropped=dropped, ray_t=t)
+                         optical_agreement=found.given, depth_median=found.median, noise=noise,
+                         mixed_dropped=dropped, ray_t=t)
         c2w = norm.poses_to_canonical(v.camtoworlds.double())
         depths = None if v.depths is None else v.depths.float() * norm.scale
         times = window.normalize(views.stamps_ns).to(self.device)

@@ -229,6 +229,31 @@ def test_depth_in_another_unit_than_the_poses_is_found_by_their_agreement():
     assert reading(w.depths * 1000, w.Ks, still).factor == 1.0
 
 
+def test_a_head_rigs_millimetres_are_told_by_their_range():
+    """A head rig's cameras stand close together and look one way: its depth x1000 agrees through the poses nearly as
+    well as scaled back (evaluation scene 1002001 with the sensor's depth: 1.26x, under UNIT_MARGIN), while depth
+    brought too near does not (0.09 at 0.1 in metres). A median measurement of kilometres is no depth camera's: the
+    factor that brings it within PLAUSIBLE_DEPTH and agrees best is taken. A world in millimetres, poses and depth
+    alike, agrees best as it is and stays."""
+    from lrm4d_ros.data import eval_scenes as es
+    from lrm4d_ros.data.depth_sensor import with_depth
+    from lrm4d_ros.measured_depth import PLAUSIBLE_DEPTH, UNIT_MARGIN
+
+    seed, layout, rig = es.ROBOT_EVAL_SCENES[1]
+    assert rig == "head"
+    views = with_depth(es.render_robot_scenes([(seed, layout, rig)], 128, supersample=1)[0], "sensor", seed=seed)
+    w = _window(views)
+    assert reading(w.depths, w.Ks, w.camtoworlds).factor == 1.0
+    for wrong, right in ((1000.0, 1e-3), (100.0, 1e-2)):
+        found = reading(w.depths * wrong, w.Ks, w.camtoworlds)
+        assert found.median > PLAUSIBLE_DEPTH and found.factor == right and found.frame is None
+        assert found.given < found.share < UNIT_MARGIN * found.given  # the agreement alone would not claim it
+    in_mm = w.camtoworlds.clone()
+    in_mm[:, :3, 3] *= 1000
+    found = reading(w.depths * 1000, w.Ks, in_mm)
+    assert found.factor == 1.0 and found.median > PLAUSIBLE_DEPTH
+
+
 def test_millimetres_in_metre_depth_reconstruct_as_metres():
     """32FC1 depth written in millimetres: told once, multiplied by 0.001, and the RGB-D novel views are those of the
     depth in metres (8 scenes read as they came: 26.94 -> 19.26 dB)."""
