@@ -323,7 +323,10 @@ def test_reconstructor_world_units_and_window():
 def test_finer_renders_widen_pixel_gaussians_towards_their_input_pixel():
     """A depth camera measuring a wall 2 m ahead, reconstructed at 16² and rendered from its own pose at 4x the
     resolution: without the footprint filter its pixel Gaussians (0.3 px wide at 16²) are dots with gaps between
-    them; with it (`fill_footprints`) the wall is covered as at 16². At the input resolution nothing changes."""
+    them; with it (`fill_footprints`) the wall is covered as at 16². At the input resolution and pose nothing
+    changes; a camera of the input's resolution standing 1.2 m nearer (the wall's input pixels 2.5x larger) sees the
+    wall covered too, where its measured pixels' splats left gaps, and the Gaussians of guessed depth are left as
+    they are there."""
     base = 1_700_000_000_000_000_000
     views = _views(ring(1), [base], res=16)
     views.depths = torch.full((1, 16, 16), 2.0)
@@ -340,10 +343,17 @@ def test_finer_renders_widen_pixel_gaussians_towards_their_input_pixel():
     filled = rec.render(views.camtoworlds, K4, 64, 64, views.stamps_ns).alphas[0, 8:-8, 8:-8, 0]
     dotted = plain.render(views.camtoworlds, K4, 64, 64, views.stamps_ns).alphas[0, 8:-8, 8:-8, 0]
     assert float(dotted.min()) < 0.5 and float(filled.min()) > 0.8
-    # at the inputs' own resolution the footprints add nothing: the same pixels, from any viewpoint
-    for c2w in (views.camtoworlds, ring(5)[1:2]):
-        torch.testing.assert_close(rec.render(c2w, views.Ks, 16, 16, views.stamps_ns).colors,
-                                   plain.render(c2w, views.Ks, 16, 16, views.stamps_ns).colors, rtol=0, atol=0)
+    # at the inputs' own resolution and distance the footprints add nothing: the same pixels
+    torch.testing.assert_close(rec.render(views.camtoworlds, views.Ks, 16, 16, views.stamps_ns).colors,
+                               plain.render(views.camtoworlds, views.Ks, 16, 16, views.stamps_ns).colors, rtol=0, atol=0)
+    nearer = views.camtoworlds.clone()
+    nearer[:, :3, 3] += 1.2 * nearer[:, :3, 2]
+    close = rec.render(nearer, views.Ks, 16, 16, views.stamps_ns).alphas[0, 2:-2, 2:-2, 0]
+    gaps = plain.render(nearer, views.Ks, 16, 16, views.stamps_ns).alphas[0, 2:-2, 2:-2, 0]
+    assert float(gaps.min()) < 0.5 and float(close.min()) > 0.85  # (0.47 against 0.91)
+    guessed = replace(rec, guessed=torch.ones_like(rec.guessed))
+    torch.testing.assert_close(guessed.render(nearer, views.Ks, 16, 16, views.stamps_ns).alphas[0, 2:-2, 2:-2, 0],
+                               gaps, rtol=0, atol=0)
     # a viewer draws them at its screen's resolution: sliced, each is at least its input pixel's EPS2D blur wide
     sliced = rec.slice(base).covars
     unsmoothed = plain.slice(base).covars
@@ -403,8 +413,8 @@ def test_coarser_renders_average_the_pixels_they_cover():
 
 def test_the_fill_reaches_each_gaussian_through_every_slice_path():
     """Random depths (every Gaussian its own footprint), rendered 3x zoomed from an input pose (faded views: their
-    own slices) and a novel pose (the cached slice), twice: the same pixels as the Gaussians with the fill applied to
-    all of them beforehand, so each sliced Gaussian got its own footprint."""
+    own slices) and a novel pose (the cached slice), twice: the same pixels as the Gaussians with the camera's fill
+    applied to all of them beforehand, so each sliced Gaussian got its own footprint and its own distance."""
     torch.manual_seed(5)
     base = 1_700_000_000_000_000_000
     views = _views(ring(3), [base, base + 5_000_000, base + 10_000_000], res=16)
@@ -414,10 +424,11 @@ def test_the_fill_reaches_each_gaussian_through_every_slice_path():
     K3 = views.Ks[:1].clone()
     K3[:, :2] *= 3
     assert float(rec.footprints[:, 0].std()) > 0.1 * float(rec.footprints[:, 0].mean())
-    prefilled = replace(rec, gaussians=replace(rec.gaussians, covars=fill_footprints(rec.gaussians.covars,
-                                                                                      rec.footprints, K3[0])),
-                        footprints=None)
     for pose in (views.camtoworlds[:1], ring(6)[1:2]):
+        c2w = rec.normalization.poses_to_canonical(pose.to(torch.float64)).float()[0]
+        g = rec.gaussians
+        covars = fill_footprints(g.covars, rec.footprints, K3[0], c2w, g.means, ~rec.guessed)
+        prefilled = replace(rec, gaussians=replace(g, covars=covars), footprints=None)
         for _ in range(2):  # the second from the slice cache
             got = rec.render(pose, K3, 48, 48, views.stamps_ns[1:2]).colors
             torch.testing.assert_close(got, prefilled.render(pose, K3, 48, 48, views.stamps_ns[1:2]).colors,
