@@ -239,9 +239,10 @@ def fill_footprints(covars: Tensor, footprints: Tensor, K: Tensor, camtoworld: T
     their input's resolution: a larger image otherwise shows them as dots with gaps between them (a 640x480 camera's
     views, reconstructed at 128x171, rendered back at 640x480). near (N,) bool: the Gaussians whose r also counts
     how near the camera (camtoworld (4,4), the means' (N,3) frame) stands, r = side·f / z with z their depth
-    there (the larger of the two): the pixels with a depth (a depth camera's measured ones), whose splats a camera
-    standing nearer than their input had shown with gaps, what lies behind them showing through. Below FILL_FROM
-    the Gaussians are drawn as they are: returns covars itself where none is widened."""
+    there (the larger of the two): the pixels with a depth (not guessed: a depth camera's measured ones, an RGB
+    rig's located floor and outlines), whose splats a camera standing nearer than their input had shown with gaps,
+    what lies behind them showing through. Below FILL_FROM the Gaussians are drawn as they are: returns covars
+    itself where none is widened."""
     f = (K[0, 0] * K[1, 1]).sqrt()
     zoom = f / footprints[:, 1]
     if near is not None and camtoworld is not None and means is not None and bool(near.any()):
