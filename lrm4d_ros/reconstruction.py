@@ -253,7 +253,9 @@ def fill_footprints(covars: Tensor, footprints: Tensor, K: Tensor, camtoworld: T
     if not bool((finer > 0).any()):
         return covars
     extra = EPS2D * footprints[:, 0].square() * finer
-    return covars + extra[:, None, None] * torch.eye(3, dtype=covars.dtype, device=covars.device)
+    filled = covars.clone()
+    filled.diagonal(dim1=-2, dim2=-1).add_(extra[:, None].to(covars))  # one copy, not an (N,3,3) product and a sum
+    return filled
 
 
 def render_at_times(gaussians: Gaussians4D, camtoworlds: Tensor, Ks: Tensor, width: int, height: int,
