@@ -296,13 +296,18 @@ def render_at_times(gaussians: Gaussians4D, camtoworlds: Tensor, Ks: Tensor, wid
     parts = []
     for idx, keep, g in sliced:
         calls = {id(g.covars): (g.covars, idx)}  # covariances -> the cameras drawing them, in one render call
-        if footprints is not None:  # filled per camera; cameras needing nothing stay in one call
+        if footprints is not None:  # cameras needing nothing, or the same fill, stay in one call
             fp = footprints if keep is None else footprints.index_select(0, keep)
             nr = None if near is None else near if keep is None else near.index_select(0, keep)
+            by_focal = nr is None or not bool(nr.any())  # the fill depends on the focal length alone: once per one
+            filled: dict = {}
             calls = {}
             for k in range(len(idx)):
                 c = idx[k:k + 1]
-                cov = fill_footprints(g.covars, fp, Ks[c[0]], camtoworlds[c[0]], g.means, nr)
+                key = float(Ks[c[0], 0, 0] * Ks[c[0], 1, 1]) if by_focal else k
+                if key not in filled:
+                    filled[key] = fill_footprints(g.covars, fp, Ks[c[0]], camtoworlds[c[0]], g.means, nr)
+                cov = filled[key]
                 calls[id(cov)] = (cov, c if id(cov) not in calls else torch.cat([calls[id(cov)][1], c]))
         d = None if depth_weights is None else depth_weights if keep is None else depth_weights.index_select(0, keep)
         for cov, cams in calls.values():
@@ -541,11 +546,10 @@ class Reconstruction:
 
     def _draw(self, c2w: Tensor, Ks: Tensor, width: int, height: int, times: Tensor, background) -> RenderOutput:
         """The Gaussians' render of canonical cameras, novel ones softened (`soften` by 1 − their gate)."""
-        weights = None if self.guessed is None or not bool(self.guessed.any()) else \
-            (~self.guessed).to(self.gaussians.means)
+        known = None if self.guessed is None else ~self.guessed  # the Gaussians with a depth
+        weights = None if known is None or bool(known.all()) else known.to(self.gaussians.means)
         out = render_at_times(self.gaussians, c2w, Ks, width, height, times, background, slicer=self._sliced,
-                              weighting=self.weighting, fill=self.fill, footprints=self.footprints,
-                              near=None if self.guessed is None else ~self.guessed,
+                              weighting=self.weighting, fill=self.fill, footprints=self.footprints, near=known,
                               depth_weights=weights, depth_mode="median")
         if self.weighting is None:
             return out
