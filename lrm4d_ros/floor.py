@@ -11,12 +11,12 @@ world's z is not: cameras.SceneNormalization), at the height floor_fit.py finds
   best, by votes; its pixels then get the floor's depth, as a depth camera would measure it.
 Its texture is a polar grid about the scene centre, radius compressed as r / (r + R0) so the floor to the
 horizon fits. Every input pixel whose ray meets the plane where the view measured it (or measured nothing:
-floor beyond range) adds its colour there; a pixel that measured something before the plane counts that
-ray as hidden, and a cell's sureness is the share of its rays that saw floor (a wall's foot hides the floor
-behind it: that is the environment map's); a target ray takes the floor with a weight that rises steeply with it
-(SURE_POWER: what hid the floor from the inputs need not hide it from the target). Empty bins are filled from
-coarser levels (push-pull). Read from the views (`with_views`), a point's colour comes at their resolution from
-those that show it; floor none shows takes the grid's blur, or, where the floor repeats (tiles, checkers,
+floor beyond range; not a depth camera's dropout beside an object, which shows the object) adds its colour there;
+a pixel that measured something before the plane counts that ray as hidden, and a cell's sureness is the share of
+its rays that saw floor (a wall's foot hides the floor behind it: that is the environment map's); a target ray
+takes the floor with a weight that rises steeply with it (SURE_POWER: what hid the floor from the inputs need not
+hide it from the target). Empty bins are filled from coarser levels (push-pull). Read from the views
+(`with_views`), a point's colour comes at their resolution from those that show it; floor none shows takes the grid's blur, or, where the floor repeats (tiles, checkers,
 planks: `floor_period`), the colour of the place it repeats, for target pixels narrower than half a period there
 (fading out as they widen). No learned parameters; the reconstructor (`predict`) decides what the floor changes
 about the pixel Gaussians.
@@ -272,25 +272,34 @@ class Floor:
             before = measured & (depths < (1 - ON_PLANE) * z_plane)
             seen = hit * torch.where(measured, on.to(hit), torch.full_like(hit, UNMEASURED_WEIGHT))
             hidden = hit * before.to(hit)
+            # an unmeasured pixel beside one measured before the plane is more often that object's edge (a depth
+            # camera's dropout) than floor: it counts as seeing the floor, but its colour is not the floor's
+            # (`with_views` leaves such pixels out alike): floor an arm hid from every input took its grey
+            k = 2 * FILL_MARGIN + 1
+            edge = ~measured & (F.max_pool2d(before[:, None].float(), k, stride=1, padding=FILL_MARGIN)[:, 0] > 0)
+            painted = torch.where(edge, torch.zeros_like(seen), seen)
         else:
             seen, hidden = hit * UNMEASURED_WEIGHT, torch.zeros_like(hit)
+            painted = seen
         xy = (origins.double() + t[..., None] * dirs.double())[..., :2]
         g = _polar(xy)
         h, w = size
         x = ((g[..., 0] + 1) / 2 * w).long().clamp(0, w - 1)
         y = ((g[..., 1] + 1) / 2 * h).long().clamp(0, h - 1)
-        acc = torch.zeros(h * w, 5, dtype=images.dtype, device=images.device)
-        acc.index_add_(0, (y * w + x).reshape(-1), torch.cat([images.reshape(-1, 3) * seen.reshape(-1, 1),
-                                                               seen.reshape(-1, 1), hidden.reshape(-1, 1)], 1))
-        acc = acc.reshape(h, w, 5).permute(2, 0, 1)
+        acc = torch.zeros(h * w, 6, dtype=images.dtype, device=images.device)
+        acc.index_add_(0, (y * w + x).reshape(-1), torch.cat([images.reshape(-1, 3) * painted.reshape(-1, 1),
+                                                               painted.reshape(-1, 1), seen.reshape(-1, 1),
+                                                               hidden.reshape(-1, 1)], 1))
+        acc = acc.reshape(h, w, 6).permute(2, 0, 1)
         pools = [(2, 2)] * int(math.log2(min(h, w)))  # down to one row of cells: the top level is their sum
         colors = push_pull(acc[:4], pools).clamp(0, 1)
+        seen, hidden = acc[4], acc[5]
         # how surely a cell is floor seen rather than floor hidden behind something (a wall, the robot)
-        p = push_pull(torch.stack([acc[3], acc[3], acc[3], acc[3] + acc[4]]), pools)[:1].clamp(0, 1)
+        p = push_pull(torch.stack([seen, seen, seen, seen + hidden]), pools)[:1].clamp(0, 1)
         # a cell no view's ray came near is no floor seen: where the floor ends (a platform, a MuJoCo plane under
         # the sky) a target's rays past its edge take the environment, not the floor's average colour
         r = REACH // 2
-        near = F.pad(((acc[3] + acc[4]) > 0)[None, None].float(), (r, r, 0, 0), mode="circular")  # azimuth wraps
+        near = F.pad(((seen + hidden) > 0)[None, None].float(), (r, r, 0, 0), mode="circular")  # azimuth wraps
         near = F.max_pool2d(F.pad(near, (0, 0, r, r)), REACH, stride=1)[0] > 0
         p = torch.where(near, p, torch.zeros_like(p))
         return cls(height, torch.cat([colors, p]))

@@ -238,6 +238,30 @@ def test_floor_texture_shows_each_half_where_it_lies_and_what_hides_it():
                                torch.tensor([1.0, 0.0, 0.0], dtype=far_only.colors.dtype), atol=0.15, rtol=0)
 
 
+def test_an_objects_edge_dropouts_do_not_paint_the_floor_behind_it():
+    """A depth camera drops out on an object's edges: those pixels show the object (grey here), not the floor their
+    rays meet behind it, where no camera saw the floor. They count as seeing the floor (sureness) but give it no
+    colour, as `with_views` leaves them out: the floor behind the box keeps the floor's blue (the MuJoCo jaco bags'
+    floor behind the arm had taken its edges' grey and the sky's white)."""
+    blue = torch.tensor([0.1, 0.2, 0.6])
+    images, depths, K, c2w = _floor_views(blue.reshape(3, 1, 1).expand(3, 64, 64).clone())
+    o, d = pixel_rays(K, c2w, 64, 64)
+    z_plane, hit = plane_depths(o, F.normalize(d, dim=-1), c2w[:, :3, 2], FLOOR_Z)
+    box = hit & (depths > 0) & (depths < 0.95 * z_plane)
+    edge = box & (F.max_pool2d((~box)[:, None].float(), 3, stride=1, padding=1)[:, 0] > 0)
+    floor = Floor.build(images, o, d, c2w[:, :3, 2], torch.where(edge, torch.zeros_like(depths), depths), FLOOR_Z)
+    # where the edge pixels' rays meet the floor, off the box's foot (its grey sides meet the floor within ON_PLANE)
+    # and within the test texture's extent
+    t = (FLOOR_Z - o[..., 2]) / d[..., 2]
+    land = (o + t[..., None] * d)[edge & hit]
+    land = land[(land[:, :2].abs().amax(-1) > 0.45) & (land[:, :2].norm(dim=-1) < 3.5)]
+    assert len(land) > 100
+    eye = torch.tensor([0.0, 0.0, 3.0], dtype=torch.float64)
+    colors, p = floor.lookup(eye.expand(len(land), 3), F.normalize(land - eye, dim=-1))
+    assert float((colors - blue).abs().max()) < 0.03  # 0.014; 0.33 with the edges' colour in the texture
+    assert float(p.min()) > 0.0
+
+
 def test_floor_is_claimed_only_near_where_views_looked():
     """The rig faces the origin from one quadrant: the floor behind its cameras, (4, 4), is in no view, so rays
     that meet the plane there take the environment; the floor the views saw keeps its weight."""

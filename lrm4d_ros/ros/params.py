@@ -99,7 +99,8 @@ SCALARS = {
                         None),
     "max_concurrent_renders": (1, "further simultaneous render requests are refused at once (busy)", (1, 64)),
     "max_render_pixels": (4_194_304, "width * height limit of one render request, and of the pixels it is drawn at "
-                                     "(a camera coarser than the inputs is drawn finer only within it)", (1, 1 << 30)),
+                                     "(a camera coarser than the inputs, or one no input looks like, is drawn finer "
+                                     "only within it)", (1, 1 << 30)),
     "virtual_rate_hz": (2.0, "how often the virtual cameras look for a new reconstruction to render [Hz]",
                         (0.01, 1000.0)),
     "viewer_port": (0, "port of the browser 4D viewer of the newest reconstruction (http://<this machine>:PORT, "
