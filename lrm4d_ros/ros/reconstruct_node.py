@@ -188,7 +188,9 @@ class ReconstructNode(Node):
         # the rig's reading (seconds for a 6-camera rig on a CPU) on its own thread: advice must not hold back the
         # next reconstruction
         self._rig_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lrm4d_rig")
-        self._rig_reading = None  # the reading in flight (a Future), if any
+        self._rig_reading = False  # a reading in flight (rig reader thread; under _lock)
+        self._rig_next = None  # the newest views that came while it was: read after it (a stream that stops
+        # would otherwise leave its last window unread, told by an older window's reading)
         self.render_srv = self.create_service(RenderView, cfg.render_service, self._on_render_view,
                                               qos_profile=SERVICE_QOS, callback_group=ReentrantCallbackGroup())
         timers = MutuallyExclusiveCallbackGroup()
@@ -394,17 +396,29 @@ class ReconstructNode(Node):
         once and named in ~/status until a reading says otherwise (a reading that tells nothing, of a rig that
         stopped, keeps them)."""
         now = time.monotonic()
-        if not self.cfg.rig_check_s or views.depths is None or now - self._rig_read_at < self.cfg.rig_check_s \
-                or (self._rig_reading is not None and not self._rig_reading.done()):
+        if not self.cfg.rig_check_s or views.depths is None or now - self._rig_read_at < self.cfg.rig_check_s:
             return
         self._rig_read_at = now
         views = views.resized(*self.reconstructor.input_size(views.height, views.width))
+        with self._lock:
+            if self._rig_reading:  # the reading in flight reads these next
+                self._rig_next = views
+                return
+            self._rig_reading = True
         try:
-            self._rig_reading = self._rig_reader.submit(self._read_rig_now, views)
+            self._rig_reader.submit(self._read_rig_now, views)
         except RuntimeError:  # shutting down
-            pass
+            with self._lock:
+                self._rig_reading = False
 
     def _read_rig_now(self, views) -> None:
+        while views is not None:
+            self._read_rig_views(views)
+            with self._lock:
+                views, self._rig_next = self._rig_next, None
+                self._rig_reading = views is not None
+
+    def _read_rig_views(self, views) -> None:
         try:
             offsets, scales = read_rig(views)
         except Exception as exc:  # a reading is advice: it must not cost the node anything
