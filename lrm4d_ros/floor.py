@@ -16,10 +16,10 @@ a pixel that measured something before the plane counts that ray as hidden, and 
 its rays that saw floor (a wall's foot hides the floor behind it: that is the environment map's); a target ray
 takes the floor with a weight that rises steeply with it (SURE_POWER: what hid the floor from the inputs need not
 hide it from the target). Empty bins are filled from coarser levels (push-pull). Read from the views
-(`with_views`), a point's colour comes at their resolution from those that show it; floor none shows takes the grid's blur, or, where the floor repeats (tiles, checkers,
-planks: `floor_period`), the colour of the place it repeats, for target pixels narrower than half a period there
-(fading out as they widen). No learned parameters; the reconstructor (`predict`) decides what the floor changes
-about the pixel Gaussians.
+(`with_views`), a point's colour comes at their resolution from those that show it; floor none shows takes the
+grid's blur, or, where the floor repeats (tiles, checkers, planks: `floor_period`), the colour of the place it
+repeats, for target pixels narrower than half a period there (fading out as they widen). No learned parameters;
+the reconstructor (`predict`) decides what the floor changes about the pixel Gaussians.
 """
 from __future__ import annotations
 
@@ -74,6 +74,12 @@ PERIOD_SAMPLES, PERIOD_EXTENT = 128, 3.0
 PERIOD_NCC, PERIOD_OVERLAP, PERIOD_MIN_SHIFT = 0.8, 0.2, 4
 PERIOD_FOOTPRINT = 0.5  # the period's share of a pixel fades to 0 as its footprint grows to this share of it
 PERIOD_TILE = 32  # texture bins across one period, along each translation
+
+
+def _beside_before(before: Tensor) -> Tensor:
+    """(V,H,W) bool: pixels within FILL_MARGIN of one measured before the plane (before (V,H,W) bool)."""
+    k = 2 * FILL_MARGIN + 1
+    return F.max_pool2d(before[:, None].float(), k, stride=1, padding=FILL_MARGIN)[:, 0] > 0
 
 
 def _polar(xy: Tensor) -> Tensor:
@@ -275,8 +281,7 @@ class Floor:
             # an unmeasured pixel beside one measured before the plane is more often that object's edge (a depth
             # camera's dropout) than floor: it counts as seeing the floor, but its colour is not the floor's
             # (`with_views` leaves such pixels out alike): floor an arm hid from every input took its grey
-            k = 2 * FILL_MARGIN + 1
-            edge = ~measured & (F.max_pool2d(before[:, None].float(), k, stride=1, padding=FILL_MARGIN)[:, 0] > 0)
+            edge = ~measured & _beside_before(before)
             painted = torch.where(edge, torch.zeros_like(seen), seen)
         else:
             seen, hidden = hit * UNMEASURED_WEIGHT, torch.zeros_like(hit)
@@ -322,9 +327,7 @@ class Floor:
         on = measured & ((d - z_plane).abs() < ON_PLANE * z_plane)
         before = torch.where(measured, d < (1 - ON_PLANE) * z_plane,
                              pixel_depths.double() < (1 - MODEL_SLACK) * z_plane)
-        k = 2 * FILL_MARGIN + 1
-        near_before = F.max_pool2d(before[:, None].float(), k, stride=1, padding=FILL_MARGIN)[:, 0] > 0
-        open_ = ~measured & ~near_before
+        open_ = ~measured & ~_beside_before(before)
         shows = torch.where(on, 1.0, torch.where(open_, UNMEASURED_WEIGHT, 0.0))
         if sensed and bool(measured.any()):
             reach = torch.where(measured, d, torch.zeros_like(d)).flatten(1).amax(1)[:, None, None]
