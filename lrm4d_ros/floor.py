@@ -13,9 +13,10 @@ Its texture is a polar grid about the scene centre, radius compressed as r / (r 
 horizon fits. Every input pixel whose ray meets the plane where the view measured it (or measured nothing:
 floor beyond range; not a depth camera's dropout beside an object, which shows the object) adds its colour there;
 a pixel that measured something before the plane counts that ray as hidden, and a cell's sureness is the share of
-its rays that saw floor (a wall's foot hides the floor behind it: that is the environment map's); a target ray
-takes the floor with a weight that rises steeply with it (SURE_POWER: what hid the floor from the inputs need not
-hide it from the target). Empty bins are filled from coarser levels (push-pull). Read from the views
+its rays that saw floor (a wall's foot hides the floor behind it: that is the environment map's), or whole where
+floor was seen farther out at its azimuth (what hid it stands on the floor); a target ray takes the floor with a
+weight that rises steeply with it (SURE_POWER: what hid the floor from the inputs need not hide it from the
+target). Empty bins are filled from coarser levels (push-pull). Read from the views
 (`with_views`), a point's colour comes at their resolution from those that show it; floor none shows takes the
 grid's blur, or, where the floor repeats (tiles, checkers, planks: `floor_period`), the colour of the place it
 repeats, for target pixels narrower than half a period there (fading out as they widen). No learned parameters;
@@ -307,6 +308,14 @@ class Floor:
         near = F.pad(((seen + hidden) > 0)[None, None].float(), (r, r, 0, 0), mode="circular")  # azimuth wraps
         near = F.max_pool2d(F.pad(near, (0, 0, r, r)), REACH, stride=1)[0] > 0
         p = torch.where(near, p, torch.zeros_like(p))
+        # floor seen farther out at the same azimuth runs on under what hid it nearer in (the robot, an object on
+        # it: the target's own Gaussians draw those); only beyond the farthest floor seen at an azimuth (behind a
+        # wall, past a platform's edge) does the environment map take over. The MuJoCo jaco bags had drawn the sky's
+        # white on the floor the arm hid from every input (ablation block 53)
+        rows = torch.arange(h, device=p.device)[:, None]
+        floor_seen = (seen > 0) & (p[0] > 0.5)
+        outer = torch.where(floor_seen, rows, torch.full_like(rows, -1)).amax(0)  # (w,) farthest such bin
+        p = torch.where(rows < outer, torch.ones_like(p), p)
         return cls(height, torch.cat([colors, p]))
 
     def with_views(self, images: Tensor, Ks: Tensor, camtoworlds: Tensor, depths: Tensor | None,
