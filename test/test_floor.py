@@ -14,19 +14,20 @@ from lrm4d_ros.environment import Environment
 from lrm4d_ros.floor import Floor, floor_period
 from lrm4d_ros.floor_fit import (floor_from_photo, floor_normal, height_from_depth, pick_partners, plane_depths,
                                  unconfirmed, up_from_photo)
-from lrm4d_ros.silhouettes import standing_depths
+from lrm4d_ros.silhouettes import _matched_reach, standing_depths
 
 FLOOR_Z = -0.8
 
 
 def _floor_views(texture: torch.Tensor, res: int = 64, box: bool = True, half: float | tuple = 0.3, top: float = 0.0,
-                 fov_deg: float = 60.0, apart: float = math.pi / 10, floor_half: float | None = None):
+                 fov_deg: float = 60.0, apart: float = math.pi / 10, floor_half: float | None = None,
+                 box_texture: torch.Tensor | None = None):
     """Six cameras (vertical field of view fov_deg) on a ring of radius 2, `apart` radians apart (18°: a quarter of
     the ring, as a robot's head or wall rig), at heights 0.3-0.6 looking at the origin over a floor at z = FLOOR_Z
     textured with `texture` (3,h,w) over x, y ∈ ±4; optionally a grey box (|x|, |y| < half, or half's (x, y), up to
     z = top) on it.
     floor_half: the floor ends at |x|, |y| = floor_half, and past it and above the horizon lies a white void that
-    measures no depth (the MuJoCo bags'), not the sky.
+    measures no depth (the MuJoCo bags'), not the sky. box_texture (3,h,w): the box's colour, else grey 0.5.
     Returns images (6,res,res,3), exact z-depths (6,res,res), Ks, camtoworlds (float64)."""
     a = torch.arange(6, dtype=torch.float64) * apart + 0.3
     eyes = torch.stack([2 * a.cos(), 2 * a.sin(), 0.3 + 0.06 * torch.arange(6)], -1)
@@ -50,7 +51,13 @@ def _floor_views(texture: torch.Tensor, res: int = 64, box: bool = True, half: f
         near, far = torch.minimum(t1, t2).amax(-1), torch.maximum(t1, t2).amin(-1)
         inside = (near < far) & (near > 0) & (near < t)
         t = torch.where(inside, near, t)
-        images = torch.where(inside[..., None], torch.tensor([0.5, 0.5, 0.5]), images)
+        colour = torch.tensor([0.5, 0.5, 0.5]).expand_as(images)
+        if box_texture is not None:  # over x + z, y − z: the top and each side differ
+            p = o + near[..., None] * d
+            at = torch.stack([p[..., 0] + p[..., 2], p[..., 1] - p[..., 2]], -1) / max(hx, hy, 1.0)
+            colour = F.grid_sample(box_texture[None].expand(6, -1, -1, -1), at.clamp(-1, 1).float(),
+                                   align_corners=False).permute(0, 2, 3, 1)
+        images = torch.where(inside[..., None], colour, images)
     cos = (d * c2w[:, None, None, :3, 2]).sum(-1)
     depths = torch.where(t < 1e8, t * cos, torch.zeros_like(t))
     return images.float().contiguous(), depths, K, c2w
@@ -454,6 +461,23 @@ def test_what_stands_before_the_void_past_a_finite_floor_gets_its_depth_too():
     busy = torch.where(void[..., None], images.flip(1), images)
     placed = standing_depths(busy, K.float(), c2w, torch.zeros(6), height, floor)[before_void] > 0
     assert float(placed.float().mean()) < 0.02
+
+
+def test_a_matched_floors_holes_are_floor_within_its_reach():
+    """Floor matched only in a ring (a robot lying on it hid the middle from every view; plain squares match
+    nowhere): what stands on it meets the plane inside the ring, which standing_depths takes as over the floor too,
+    but not past the farthest cell matched at each azimuth, nor in a wedge where nothing was matched."""
+    n, cell = 65, 0.05
+    lo = torch.tensor([-1.6, -1.6], dtype=torch.float64)
+    c = lo[0] + (torch.arange(n, dtype=torch.float64) + 0.5) * cell
+    x, y = c[:, None].expand(n, n), c[None, :].expand(n, n)  # grid[i, j] lies at (x_i, y_j)
+    r, az = (x.square() + y.square()).sqrt(), torch.atan2(y, x)
+    ring = (r > 0.8) & (r < 1.2) & (az.abs() > 0.4)
+    got = _matched_reach(ring, lo, cell)
+    assert bool(got[ring].all())
+    assert bool(got[(r < 0.8) & (az.abs() > 0.6)].all())
+    assert not bool(got[r > 1.3].any())
+    assert not bool(got[(az.abs() < 0.3) & (r > 0.05)].any())
 
 
 def test_a_static_rgb_rigs_floor_is_matched_once():
