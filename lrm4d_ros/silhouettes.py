@@ -316,6 +316,11 @@ def standing_depths(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tens
     return _smooth(out)
 
 
+def _azimuth_bins(x: Tensor, y: Tensor) -> Tensor:
+    """The EDGE_BINS azimuth bin about the scene centre (...) long of canonical floor points (x, y), each (...)."""
+    return ((torch.atan2(y, x) / math.pi + 1) / 2 * EDGE_BINS).long().clamp(0, EDGE_BINS - 1)
+
+
 def _matched_reach(grid: Tensor, lo: Tensor, cell: float) -> Tensor:
     """The floor grid (n,n) bool (cells of `cell` canonical units over x, y from `lo` (2,)) with its holes filled:
     every cell nearer the scene centre than the farthest marked cell at its azimuth (EDGE_BINS bins). What lies on
@@ -326,8 +331,7 @@ def _matched_reach(grid: Tensor, lo: Tensor, cell: float) -> Tensor:
     n = grid.shape[0]
     centres = lo[None] + (torch.arange(n, dtype=lo.dtype, device=lo.device)[:, None] + 0.5) * cell  # (n,2)
     x, y = centres[:, 0][:, None].expand(n, n), centres[:, 1][None, :].expand(n, n)  # grid[i, j] lies at (x_i, y_j)
-    azimuth = ((torch.atan2(y, x) / math.pi + 1) / 2 * EDGE_BINS).long().clamp(0, EDGE_BINS - 1)
-    radius = (x.square() + y.square()).sqrt()
+    azimuth, radius = _azimuth_bins(x, y), (x.square() + y.square()).sqrt()
     farthest = torch.zeros(EDGE_BINS, dtype=radius.dtype, device=radius.device)
     farthest = farthest.scatter_reduce(0, azimuth[grid], radius[grid], reduce="amax")
     return grid | (radius < farthest[azimuth])
@@ -346,9 +350,7 @@ def _before_the_void(images: Tensor, off_grid: Tensor, hit: Tensor, ground: Tens
     if float((gap[off_grid] <= VOID_TOL).float().mean()) < VOID_SHARE:
         return none
     # the floor's far edge: per azimuth, the nearest the void's rays met the plane
-    azimuth = ((torch.atan2(ground[..., 1], ground[..., 0]) / math.pi + 1) / 2 * EDGE_BINS).long()
-    azimuth = azimuth.clamp(0, EDGE_BINS - 1)
-    radius = ground.norm(dim=-1)
+    azimuth, radius = _azimuth_bins(ground[..., 0], ground[..., 1]), ground.norm(dim=-1)
     seen = off_grid & hit & (gap <= VOID_TOL)
     edge = torch.full((EDGE_BINS,), math.inf, dtype=radius.dtype, device=radius.device)
     edge = edge.scatter_reduce(0, azimuth[seen], radius[seen], reduce="amin")  # inf: no void seen there

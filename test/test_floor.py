@@ -20,14 +20,13 @@ FLOOR_Z = -0.8
 
 
 def _floor_views(texture: torch.Tensor, res: int = 64, box: bool = True, half: float | tuple = 0.3, top: float = 0.0,
-                 fov_deg: float = 60.0, apart: float = math.pi / 10, floor_half: float | None = None,
-                 box_texture: torch.Tensor | None = None):
+                 fov_deg: float = 60.0, apart: float = math.pi / 10, floor_half: float | None = None):
     """Six cameras (vertical field of view fov_deg) on a ring of radius 2, `apart` radians apart (18°: a quarter of
     the ring, as a robot's head or wall rig), at heights 0.3-0.6 looking at the origin over a floor at z = FLOOR_Z
     textured with `texture` (3,h,w) over x, y ∈ ±4; optionally a grey box (|x|, |y| < half, or half's (x, y), up to
     z = top) on it.
     floor_half: the floor ends at |x|, |y| = floor_half, and past it and above the horizon lies a white void that
-    measures no depth (the MuJoCo bags'), not the sky. box_texture (3,h,w): the box's colour, else grey 0.5.
+    measures no depth (the MuJoCo bags'), not the sky.
     Returns images (6,res,res,3), exact z-depths (6,res,res), Ks, camtoworlds (float64)."""
     a = torch.arange(6, dtype=torch.float64) * apart + 0.3
     eyes = torch.stack([2 * a.cos(), 2 * a.sin(), 0.3 + 0.06 * torch.arange(6)], -1)
@@ -51,13 +50,7 @@ def _floor_views(texture: torch.Tensor, res: int = 64, box: bool = True, half: f
         near, far = torch.minimum(t1, t2).amax(-1), torch.maximum(t1, t2).amin(-1)
         inside = (near < far) & (near > 0) & (near < t)
         t = torch.where(inside, near, t)
-        colour = torch.tensor([0.5, 0.5, 0.5]).expand_as(images)
-        if box_texture is not None:  # over x + z, y − z: the top and each side differ
-            p = o + near[..., None] * d
-            at = torch.stack([p[..., 0] + p[..., 2], p[..., 1] - p[..., 2]], -1) / max(hx, hy, 1.0)
-            colour = F.grid_sample(box_texture[None].expand(6, -1, -1, -1), at.clamp(-1, 1).float(),
-                                   align_corners=False).permute(0, 2, 3, 1)
-        images = torch.where(inside[..., None], colour, images)
+        images = torch.where(inside[..., None], torch.tensor([0.5, 0.5, 0.5]), images)
     cos = (d * c2w[:, None, None, :3, 2]).sum(-1)
     depths = torch.where(t < 1e8, t * cos, torch.zeros_like(t))
     return images.float().contiguous(), depths, K, c2w
