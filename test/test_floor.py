@@ -188,6 +188,34 @@ def test_floor_from_colour_alone_finds_the_height_and_the_floor_pixels():
     assert floor_from_photo(flat, K.float(), c2w, torch.zeros(6)) is None
 
 
+def test_a_floor_patterned_in_hue_alone_is_found_from_colour():
+    """A floor whose pattern is red against green at one brightness (the mean of its channels flat) is found from
+    colour as a grey-patterned one is: the sweep matches the views' colour along the axis their texture varies on.
+    The box and sky stay grey and blue."""
+    from lrm4d_ros import floor_fit
+
+    n = _noise_texture()[0:1]
+    hue = torch.cat([0.3 + 0.4 * n, 0.7 - 0.4 * n, torch.full_like(n, 0.4)])
+    assert float(hue.mean(0).std()) < 1e-6 < 0.05 < float(hue[0].std())  # flat in the channels' mean
+    images, depths, K, c2w = _floor_views(hue)
+    floor = (depths > 0) & (images - torch.tensor([0.5, 0.5, 0.5])).abs().sum(-1).gt(1e-3)
+    found = floor_from_photo(images, K.float(), c2w, torch.zeros(6))
+    assert found is not None
+    drop = float(c2w[:, 2, 3].min()) - FLOOR_Z
+    assert abs(found[0] - FLOOR_Z) < 0.03 * drop, found[0]
+    assert float(((found[1] > 0) & floor).sum()) > 0.4 * float(floor.sum())  # its far, flat texels unmatched
+    # matched on the channels' mean, as a grey pattern is, the same views hold no floor
+    mean_only = floor_fit._matching_grey
+    try:
+        floor_fit._matching_grey = lambda small, below: small.mean(-1)
+        assert floor_from_photo(images, K.float(), c2w, torch.zeros(6)) is None
+    finally:
+        floor_fit._matching_grey = mean_only
+    grey, _, _, _ = _floor_views(_noise_texture()[0:1].expand(3, -1, -1))
+    below = torch.ones(grey.shape[:3], dtype=torch.bool)
+    assert torch.equal(floor_fit._matching_grey(grey, below), grey.mean(-1))
+
+
 def test_up_from_colour_alone_levels_a_head_rig_in_a_turned_world():
     """An RGB-only rig whose cameras face one way pins no up by their x axes; the floor its views match does. The
     six cameras 18° apart looking down at a textured floor, in a world turned 70° about x (as a y-up renderer's or a
