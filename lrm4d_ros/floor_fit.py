@@ -291,8 +291,8 @@ def _small(images: Tensor, Ks: Tensor, camtoworlds: Tensor, size: int) -> tuple[
     K = scale_K(Ks.double(), w / W, h / H)
     _, d = z_rays(K, camtoworlds.double(), h, w)
     below = d[..., 2] < -1e-6
-    gray = _matching_grey(small, below)
-    return gray, K, _contrast(gray), below
+    gray, contrast = _matching_grey(small, below)
+    return gray, K, contrast, below
 
 
 def _contrast(gray: Tensor) -> Tensor:
@@ -300,30 +300,32 @@ def _contrast(gray: Tensor) -> Tensor:
     return (_box(gray * gray) - _box(gray) ** 2).clamp_min(0).sqrt()
 
 
-def _matching_grey(small: Tensor, below: Tensor) -> Tensor:
-    """The grey images (V,h,w) the plane sweep matches, of views (V,h,w,3): the mean of the channels, or their
-    projection on one of the two colour axes along which the pixels below the horizon (below (V,h,w) bool) vary most
-    within 5×5 pixels (scaled as the mean scales a grey), whichever leaves the most of those pixels textured
-    (TEXTURE). A floor whose pattern differs in hue more than in brightness (a red-green checker, a mottled green) is
-    flat in the mean, and the objects' and the horizon's edges can hold the first axis. First 64 rig validation
-    scenes: floors found 29 -> 34 (none lost; one of the five at a table's top), RGB rig protocol novel_view 20.71 ->
-    20.88; the 15 MuJoCo validation bags' floors (one hue) unchanged. Tried first: the mean or the first axis, 20.82;
-    the first axis alone, which on the MuJoCo quadruped bag s101 followed the orange robot's outline instead of the
-    floor's checker (20.53 -> 18.68 dB). Ablation block 55."""
+def _matching_grey(small: Tensor, below: Tensor) -> tuple[Tensor, Tensor]:
+    """The grey images (V,h,w) the plane sweep matches and their `_contrast` (V,h,w), of views (V,h,w,3): the mean
+    of the channels, or their projection on one of the two colour axes along which the pixels below the horizon
+    (below (V,h,w) bool) vary most within 5×5 pixels (scaled as the mean scales a grey), whichever leaves the most
+    of those pixels textured (TEXTURE). A floor whose pattern differs in hue more than in brightness (a red-green
+    checker, a mottled green) is flat in the mean, and the objects' and the horizon's edges can hold the first axis.
+    First 64 rig validation scenes: floors found 29 -> 34 (none lost; one of the five at a table's top), RGB rig
+    protocol novel_view 20.71 -> 20.88; the 15 MuJoCo validation bags' floors (one hue) unchanged. Tried first: the
+    mean or the first axis, 20.82; the first axis alone, which on the MuJoCo quadruped bag s101 followed the orange
+    robot's outline instead of the floor's checker (20.53 -> 18.68 dB). Ablation block 55."""
     c = small.double()
     local = (c - _box(c.permute(3, 0, 1, 2)).permute(1, 2, 3, 0))[below]  # (n,3): colour less its 5×5 mean
     best = small.mean(-1)
+    best_contrast = _contrast(best)
     if local.shape[0] < 3:
-        return best
-    most = int((_contrast(best) > TEXTURE)[below].sum())
+        return best, best_contrast
+    most = int((best_contrast > TEXTURE)[below].sum())
     axes = torch.linalg.eigh(local.T @ local).eigenvectors
     for k in (2, 1):  # eigh: ascending
         axis = axes[:, k] if float(axes[:, k].sum()) >= 0 else -axes[:, k]
         grey = (c @ axis).float() / math.sqrt(3)
-        textured = int((_contrast(grey) > TEXTURE)[below].sum())
+        contrast = _contrast(grey)
+        textured = int((contrast > TEXTURE)[below].sum())
         if textured > most:
-            best, most = grey, textured
-    return best
+            best, best_contrast, most = grey, contrast, textured
+    return best, best_contrast
 
 
 def _votes(nccs: Tensor, texture: Tensor, hit: Tensor, spread: int | None = None) -> tuple[Tensor, Tensor]:

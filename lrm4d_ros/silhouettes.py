@@ -220,21 +220,20 @@ def _fill(depths: Tensor, fg: Tensor) -> Tensor:
     return d
 
 
-# What stands on the floor an RGB-only rig's views matched (floor_fit.floor_from_photo): pixels below the horizon
-# that were not matched as floor, whose ray meets the floor where no partner shows the pixel's colour
+# What stands on the floor an RGB-only rig's views matched (floor_fit.floor_from_photo): pixels below the horizon that
+# were not matched as floor, whose ray meets the floor where no partner shows the pixel's colour
 # (floor_fit.floor_agreement), at a point over floor some view matched (a STAND_GRID² grid over the matched floor's
 # extent, grown by STAND_GROW cells: past a finite floor's edge the void meets the plane too; its holes filled, see
-# `_matched_reach`). Each such pixel's
-# depth is where its ray enters the visual hull of the other views' such pixels of the same moment (within
-# STAND_MOMENT normalised time: the robot moves; at least two views carve) at a point those views show in the
-# pixel's colour (STAND_TOL: their max-channel difference, averaged over the views that see it; two silhouettes
-# alone meet in ghosts before the object). Without it the model put such pixels at the floor, where they smeared
-# over other views' floor and were hidden for novel views (the MuJoCo arms vanished from RGB renders). RGB rig
-# protocol novel_view / novel_view_time, shipped weights (`python benchmarks/standing_depths.py`, ablation block
-# 45): 64 rig validation scenes 20.45 / 20.47 -> 20.57 / 20.59, 15 MuJoCo validation bags 19.46 / 19.44 -> 19.70 /
-# 19.63. Lost: the hull alone (16 of the scenes 20.94 -> 20.85, the bags 19.62), colour within 0.1 (bags 19.66),
-# carving views from the whole window (bags 19.53), and the "sky" past the floor's grid carved too (pixels no
-# partner shows alike far away; 16.65 -> 15.00 on one MuJoCo evaluation bag).
+# `_matched_reach`). Each such pixel's depth is where its ray enters the visual hull of the other views' such pixels
+# of the same moment (within STAND_MOMENT normalised time: the robot moves; at least two views carve) at a point those
+# views show in the pixel's colour (STAND_TOL: their max-channel difference, averaged over the views that see it; two
+# silhouettes alone meet in ghosts before the object). Without it the model put such pixels at the floor, where they
+# smeared over other views' floor and were hidden for novel views (the MuJoCo arms vanished from RGB renders). RGB rig
+# protocol novel_view / novel_view_time, shipped weights (`python benchmarks/standing_depths.py`, ablation block 45):
+# 64 rig validation scenes 20.45 / 20.47 -> 20.57 / 20.59, 15 MuJoCo validation bags 19.46 / 19.44 -> 19.70 / 19.63.
+# Lost: the hull alone (16 of the scenes 20.94 -> 20.85, the bags 19.62), colour within 0.1 (bags 19.66), carving
+# views from the whole window (bags 19.53), and the "sky" past the floor's grid carved too (pixels no partner shows
+# alike far away; 16.65 -> 15.00 on one MuJoCo evaluation bag).
 STAND_MOMENT, STAND_TOL, STAND_GRID, STAND_GROW = 0.05, 0.15, 64, 2
 # What stands before the void past a finite floor's far edge (a robot's upper links against the MuJoCo bags' white
 # beyond their floor) stands on it too, and carves and is carved with it (`_before_the_void`): where the pixels off

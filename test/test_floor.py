@@ -206,8 +206,9 @@ def test_a_floor_patterned_in_hue_alone_is_found_from_colour(monkeypatch):
     assert float(((found[1] > 0) & floor).sum()) > 0.4 * float(floor.sum())  # its far, flat texels unmatched
     grey, _, _, _ = _floor_views(_noise_texture()[0:1].expand(3, -1, -1))
     below = torch.ones(grey.shape[:3], dtype=torch.bool)
-    assert torch.equal(floor_fit._matching_grey(grey, below), grey.mean(-1))
-    monkeypatch.setattr(floor_fit, "_matching_grey", lambda small, below: small.mean(-1))
+    assert torch.equal(floor_fit._matching_grey(grey, below)[0], grey.mean(-1))
+    monkeypatch.setattr(floor_fit, "_matching_grey",
+                        lambda small, below: (small.mean(-1), floor_fit._contrast(small.mean(-1))))
     assert floor_from_photo(images, K.float(), c2w, torch.zeros(6)) is None
 
 
