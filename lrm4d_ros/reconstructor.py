@@ -38,8 +38,8 @@ from .model import BF16_CHOICES, LRM4D, bf16_native, config_of
 from .pixel_gaussians import RGB_DEPTH, base_log_depth, paper_gaussians, surfel_gaussians, z_rays
 from .reconstruction import Reconstruction, ViewWeighting, pixel_footprints, render_at_times
 from .scene_flow import scene_velocities
-from .silhouettes import (border_colour, find_backdrop, hull_depths, off_silhouette, standing_depths,
-                          unmix_edges)
+from .silhouettes import (border_colour, find_backdrop, floor_from_feet, hull_depths, off_silhouette,
+                          standing_depths, unmix_edges)
 from .views import ViewSet
 from .walls import find_walls, wall_pixels
 
@@ -146,8 +146,9 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
     depths (V,H,W) measured z-depth in canonical units, 0 = no measurement (None: an RGB-only rig).
     match_floor: place what an RGB-only rig's colours locate: objects before a plain backdrop by their silhouettes
     (silhouettes.py, ~0.2 s compiled on two CPU cores for 12 views of 128²), else the floor by matching the views
-    (floor_fit.floor_from_photo, ~0.25 s compiled) and what stands on it where other views of the same moment
-    outline it (silhouettes.standing_depths, ~0.2 s); training skips them; a float: the floor's canonical height, known
+    (floor_fit.floor_from_photo, ~0.25 s compiled; a floor of one colour where what stands on it meets it,
+    silhouettes.floor_from_feet) and what stands on it where other views of the same moment outline it
+    (silhouettes.standing_depths, ~0.2 s); training skips them; a float: the floor's canonical height, known
     (an RGB-only rig matches only its pixels; an RGB-D one takes it instead of the height its depth shows).
     read_views: read the floor from the input views that show it, and find walls (RGB-D); training skips both
     (about 60 ms a scene at 128², nothing is differentiated through them) and composites over the floor's grid.
@@ -175,12 +176,23 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
         else:
             # an RGB-only rig: the floor found by matching the views gives its pixels a depth, as a camera would
             found = floor_from_photo(images.detach(), Ks, camtoworlds, times, height=known, near=floor_near)
+            plain = None
+            if found is None or known is not None:
+                # a floor of one colour matches nowhere: where what stands on it meets it tells its height (and
+                # which pixels are its own, told its height too)
+                feet = floor_from_feet(images.detach(), Ks, camtoworlds, times, height=known)
+                if feet is not None:
+                    plain = feet[1]
+                    if found is None:
+                        found = floor_from_photo(images.detach(), Ks, camtoworlds, times, height=feet[0])
             if found is not None:
                 floor_height, depths = found[0], found[1].to(images.device, images.dtype)
                 # and what stands on it, where the same moment's views outline it (silhouettes.standing_depths);
-                # which pixels a partner confirms as floor also tells which caught ones to hide (below)
+                # which pixels a partner confirms as floor also tells which caught ones to hide (below). A plain
+                # floor's pixels outline it too, though they are left to the floor layer, not given the model as depth
                 agreement = floor_agreement(images.detach(), Ks, camtoworlds, times, floor_height)
-                standing = standing_depths(images.detach(), Ks, camtoworlds, times, floor_height, depths, agreement)
+                shown = depths > 0 if plain is None else (depths > 0) | plain.to(depths.device)
+                standing = standing_depths(images.detach(), Ks, camtoworlds, times, floor_height, shown, agreement)
                 depths = torch.where(depths > 0, depths, standing.to(depths))
     caught = measured = off_floor = None
     with torch.autocast(images.device.type, dtype=torch.bfloat16) if bf16 else nullcontext():

@@ -14,7 +14,7 @@ from lrm4d_ros.environment import Environment
 from lrm4d_ros.floor import Floor, floor_period
 from lrm4d_ros.floor_fit import (floor_from_photo, floor_normal, height_from_depth, pick_partners, plane_depths,
                                  unconfirmed, up_from_photo)
-from lrm4d_ros.silhouettes import _matched_reach, standing_depths
+from lrm4d_ros.silhouettes import _matched_reach, floor_from_feet, standing_depths
 
 FLOOR_Z = -0.8
 
@@ -210,6 +210,57 @@ def test_a_floor_patterned_in_hue_alone_is_found_from_colour(monkeypatch):
     monkeypatch.setattr(floor_fit, "_matching_grey",
                         lambda small, below: (small.mean(-1), floor_fit._contrast(small.mean(-1))))
     assert floor_from_photo(images, K.float(), c2w, torch.zeros(6)) is None
+
+
+def test_a_plain_floor_is_found_where_what_stands_on_it_meets_it(monkeypatch):
+    """A floor of one colour matches nowhere, but a box standing on it meets it: the lower outline of what differs
+    from the floor's colour, placed on the hull of the same moment's outlines, gives its height, and its pixels are
+    the floor's colour's. Without the box (the floor's far edge against the sky alone), or on a textured floor, none.
+    A floor lit unevenly is found on the wider colour tolerance. Its pixels outline what stands on it for
+    standing_depths. In predict(), an RGB-only rig's floor is then found there, and told its height, its pixels still
+    outline what stands."""
+    from lrm4d_ros import reconstructor, silhouettes
+    from lrm4d_ros.model import LRM4D, LRM4DConfig
+    from lrm4d_ros.reconstructor import predict
+
+    plain = torch.tensor([0.3, 0.45, 0.6])[:, None, None].expand(3, 384, 384)
+    images, depths, K, c2w = _floor_views(plain, res=96, half=0.2, top=-0.4, apart=math.pi / 3)
+    assert floor_from_photo(images, K.float(), c2w, torch.zeros(6)) is None
+    found = floor_from_feet(images, K.float(), c2w, torch.zeros(6))
+    assert found is not None
+    drop = float(c2w[:, 2, 3].min()) - FLOOR_Z
+    assert abs(found[0] - FLOOR_Z) < 0.02 * drop, found[0]
+    floor = (images - plain[:, 0, 0]).abs().amax(-1) < 1e-3
+    assert not bool((found[1] & ~floor).any()) and float(found[1][floor].float().mean()) > 0.9
+    bare, _, _, _ = _floor_views(plain, res=96, box=False, apart=math.pi / 3)
+    assert floor_from_feet(bare, K.float(), c2w, torch.zeros(6)) is None
+    textured, _, _, _ = _floor_views(_noise_texture(), res=96, half=0.2, top=-0.4, apart=math.pi / 3)
+    assert floor_from_feet(textured, K.float(), c2w, torch.zeros(6)) is None
+    # lit unevenly: its green and blue drift by about 0.1 across the views
+    drift = torch.linspace(-0.15, 0.15, 384)[None, :, None] * torch.tensor([0.0, 1.0, 1.0])[:, None, None]
+    lit, _, _, _ = _floor_views(plain + drift, res=96, half=0.2, top=-0.4, apart=math.pi / 3)
+    assert abs(floor_from_feet(lit, K.float(), c2w, torch.zeros(6))[0] - FLOOR_Z) < 0.02 * drop
+    monkeypatch.setattr(silhouettes, "FEET_TOLS", silhouettes.FEET_TOLS[:1])
+    assert floor_from_feet(lit, K.float(), c2w, torch.zeros(6)) is None
+    monkeypatch.undo()
+    # its pixels outline the box for standing_depths as matched floor would: the box's pixels the same moment's
+    # views outline get their depth (none without them: nothing matched)
+    box = (images - torch.tensor([0.5, 0.5, 0.5])).abs().sum(-1) < 1e-3
+    placed = standing_depths(images, K.float(), c2w, torch.zeros(6), found[0], found[1])
+    on = box & (placed > 0)
+    assert float(on[box].float().mean()) > 0.3 and not bool((placed > 0)[~box].any())
+    assert float(((placed[on] - depths[on]).abs() / depths[on]).median()) < 0.03
+    assert not bool(standing_depths(images, K.float(), c2w, torch.zeros(6), found[0], torch.zeros_like(box)).any())
+    model = LRM4D(LRM4DConfig.preset("tiny", image_size=96))
+    with torch.no_grad():
+        pred = predict(model, images, K.float(), c2w.float(), torch.zeros(6))
+    assert pred.floor_from_colour is not None and abs(pred.floor_from_colour - found[0]) < 1e-6
+    # told the floor's height, its plain pixels outline what stands on it as well
+    outlined = []
+    monkeypatch.setattr(reconstructor, "standing_depths", lambda *a: outlined.append(a[5]) or standing_depths(*a))
+    with torch.no_grad():
+        predict(model, images, K.float(), c2w.float(), torch.zeros(6), match_floor=FLOOR_Z)
+    assert float(outlined[0][found[1]].float().mean()) == 1.0
 
 
 def test_up_from_colour_alone_levels_a_head_rig_in_a_turned_world():
