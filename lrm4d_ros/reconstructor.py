@@ -176,15 +176,12 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
         else:
             # an RGB-only rig: the floor found by matching the views gives its pixels a depth, as a camera would
             found = floor_from_photo(images.detach(), Ks, camtoworlds, times, height=known, near=floor_near)
-            plain = None
-            if found is None or known is not None:
-                # a floor of one colour matches nowhere: where what stands on it meets it tells its height (and
-                # which pixels are its own, told its height too)
-                feet = floor_from_feet(images.detach(), Ks, camtoworlds, times, height=known)
-                if feet is not None:
-                    plain = feet[1]
-                    if found is None:
-                        found = floor_from_photo(images.detach(), Ks, camtoworlds, times, height=feet[0])
+            # a floor of one colour matches nowhere: where what stands on it meets it tells its height; and wherever
+            # the floor is (matched, told or so found), its pixels of one colour are its own
+            feet = floor_from_feet(images.detach(), Ks, camtoworlds, times, height=None if found is None else found[0])
+            plain = None if feet is None else feet[1]
+            if found is None and feet is not None:
+                found = floor_from_photo(images.detach(), Ks, camtoworlds, times, height=feet[0])
             if found is not None:
                 floor_height, depths = found[0], found[1].to(images.device, images.dtype)
                 # and what stands on it, where the same moment's views outline it (silhouettes.standing_depths);

@@ -217,8 +217,8 @@ def test_a_plain_floor_is_found_where_what_stands_on_it_meets_it(monkeypatch):
     from the floor's colour, placed on the hull of the same moment's outlines, gives its height, and its pixels are
     the floor's colour's. Without the box (the floor's far edge against the sky alone), or on a textured floor, none.
     A floor lit unevenly is found on the wider colour tolerance. Its pixels outline what stands on it for
-    standing_depths. In predict(), an RGB-only rig's floor is then found there, and told its height, its pixels still
-    outline what stands."""
+    standing_depths. In predict(), an RGB-only rig's floor is then found there; told its height, or matched on a floor
+    of faint texture, its pixels of one colour outline what stands too."""
     from lrm4d_ros import reconstructor, silhouettes
     from lrm4d_ros.model import LRM4D, LRM4DConfig
     from lrm4d_ros.reconstructor import predict
@@ -255,12 +255,19 @@ def test_a_plain_floor_is_found_where_what_stands_on_it_meets_it(monkeypatch):
     with torch.no_grad():
         pred = predict(model, images, K.float(), c2w.float(), torch.zeros(6))
     assert pred.floor_from_colour is not None and abs(pred.floor_from_colour - found[0]) < 1e-6
-    # told the floor's height, its plain pixels outline what stands on it as well
+    # told the floor's height, its plain pixels outline what stands on it as well; and a floor of faint texture, which
+    # the sweep matches on few of its pixels, has its pixels of one colour (within 0.15) outline it too
     outlined = []
     monkeypatch.setattr(reconstructor, "standing_depths", lambda *a: outlined.append(a[5]) or standing_depths(*a))
     with torch.no_grad():
         predict(model, images, K.float(), c2w.float(), torch.zeros(6), match_floor=FLOOR_Z)
     assert float(outlined[0][found[1]].float().mean()) == 1.0
+    faint, _, _, _ = _floor_views(0.45 + 0.2 * (_noise_texture() - 0.5), res=96, half=0.2, top=-0.4, apart=math.pi / 3)
+    matched = floor_from_photo(faint, K.float(), c2w, torch.zeros(6))
+    assert matched is not None and abs(matched[0] - FLOOR_Z) < 0.02 * drop
+    with torch.no_grad():
+        predict(model, faint, K.float(), c2w.float(), torch.zeros(6))
+    assert float(outlined[1].float().mean()) > 5 * float((matched[1] > 0).float().mean())
 
 
 def test_up_from_colour_alone_levels_a_head_rig_in_a_turned_world():
