@@ -328,6 +328,12 @@ def _matching_grey(small: Tensor, below: Tensor) -> tuple[Tensor, Tensor]:
     return best, best_contrast
 
 
+def one_pixel_in(mask: Tensor) -> Tensor:
+    """(V,h,w) bool: the pixels of mask (V,h,w) bool whose 3×3 neighbourhood lies wholly in it (zero padding: none
+    counts as outside the image), the region shrunk by one pixel from its border."""
+    return -F.max_pool2d(-mask[:, None].float(), 3, stride=1, padding=1)[:, 0] > 0.5
+
+
 def _votes(nccs: Tensor, texture: Tensor, hit: Tensor, spread: int | None = None) -> tuple[Tensor, Tensor]:
     """Of the plane sweep's matches nccs (S,V,h,w): the share of the pixels below the horizon (hit) voting for each
     plane (S,), and each pixel's vote (V,h,w; -1: none). A textured pixel votes where its best match clears 0.7 and
@@ -402,7 +408,7 @@ def floor_from_photo(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Ten
     ncc = match(torch.tensor([height], dtype=torch.float64, device=camtoworlds.device))[0]
     floor = hit & (ncc > 0.5) & (texture > TEXTURE)
     # a 5×5 window matches the floor's texture across an object's edge: one pixel off the floor's border
-    floor = -F.max_pool2d(-floor[:, None].float(), 3, stride=1, padding=1)[:, 0] > 0.5
+    floor = one_pixel_in(floor)
     floor = F.interpolate(floor[:, None].float(), size=(H, W), mode="nearest")[:, 0] > 0.5
     oz, dz = z_rays(Ks, camtoworlds.double(), H, W)
     t = (height - oz[..., 2]) / dz[..., 2].clamp(max=-1e-6)

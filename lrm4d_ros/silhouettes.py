@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import hull_kernels
-from .floor_fit import floor_agreement
+from .floor_fit import floor_agreement, one_pixel_in
 from .pixel_gaussians import masked_box_mean, z_rays
 
 BACKDROP_TOL = 0.02  # max RGB difference from the backdrop colour that still counts as backdrop
@@ -120,6 +120,17 @@ def _on_image(z: Tensor, uv: Tensor, H: int, W: int) -> tuple[Tensor, Tensor]:
     return inside, torch.stack([(uv[..., 0] + 0.5) / W * 2 - 1, (uv[..., 1] + 0.5) / H * 2 - 1], -1).float()
 
 
+def _sweep_depths(device) -> Tensor:
+    """The hull sweeps' z-depths (HULL_PLANES,) float64, log-spaced over HULL_RANGE."""
+    return torch.exp(torch.linspace(math.log(HULL_RANGE[0]), math.log(HULL_RANGE[1]), HULL_PLANES,
+                                    dtype=torch.float64, device=device))
+
+
+def _near_in_time(times: Tensor, v: int, dt: float) -> list[int]:
+    """The views other than v whose normalised time (times (V,)) lies within dt of v's: those that carve its hull."""
+    return [u for u in range(len(times)) if u != v and abs(float(times[u] - times[v])) <= dt]
+
+
 def _in_hull(votes: Tensor, seen: Tensor) -> Tensor:
     """(n,D) bool: the points of n rays' D depths inside the hull, from `_carve`'s votes and seen: every carving view
     that sees the point sees foreground there, and at least 2 and MIN_SEEN of the most that see any point of the
@@ -153,12 +164,11 @@ def hull_depths(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tensor, 
     w2c = torch.linalg.inv(c2w)
     K = Ks.double()
     origins, rays = z_rays(K, c2w, H, W)
-    zs = torch.exp(torch.linspace(math.log(HULL_RANGE[0]), math.log(HULL_RANGE[1]), HULL_PLANES,
-                                  dtype=torch.float64, device=images.device))
+    zs = _sweep_depths(images.device)
     out = torch.zeros(V, H, W, dtype=torch.float32, device=images.device)
     for v in range(V):
         sel = fg[v]
-        carvers = [u for u in range(V) if u != v and abs(float(times[u] - times[v])) <= HULL_DT]
+        carvers = _near_in_time(times, v, HULL_DT)
         if not bool(sel.any()) or not carvers:
             continue
         out[v][sel] = _hull_entry(origins[v, 0, 0], rays[v][sel], zs, masks, K, w2c, carvers).to(out)
@@ -197,7 +207,7 @@ def off_silhouette(means: Tensor, backdrop: Tensor, Ks: Tensor, camtoworlds: Ten
     out = torch.zeros_like(backdrop)
     for v in range(V):
         sel = ~backdrop[v]
-        others = [u for u in range(V) if u != v and abs(float(times[u] - times[v])) <= OFF_DT]
+        others = _near_in_time(times, v, OFF_DT)
         if not bool(sel.any()) or len(others) < OFF_VOTES:
             continue
         on_fg, seen = _carve(means[v][sel].double(), masks, K, w2c, others)
@@ -289,12 +299,11 @@ def standing_depths(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tens
     stand = (on_grid & ~agreed & ~floor) | _before_the_void(images, ~on_grid & ~floor, hit, ground)
     masks = stand.float()[:, None]
     K, w2c = Ks.double(), torch.linalg.inv(c2w)
-    zs = torch.exp(torch.linspace(math.log(HULL_RANGE[0]), math.log(HULL_RANGE[1]), HULL_PLANES,
-                                  dtype=torch.float64, device=images.device))
+    zs = _sweep_depths(images.device)
     pictures = images.float().permute(0, 3, 1, 2)
     for v in range(V):
         sel = stand[v]
-        carvers = [u for u in range(V) if u != v and abs(float(times[u] - times[v])) <= STAND_MOMENT]
+        carvers = _near_in_time(times, v, STAND_MOMENT)
         if not bool(sel.any()) or len(carvers) < 2:
             continue
         # only depths before the floor, (n,D,3) in float32: a few canonical units, to far under a pixel (float64
@@ -388,7 +397,7 @@ def floor_from_feet(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tens
     height, (V,H,W) bool its pixels below the horizon, one pixel in from their region's border), or None. Given its
     `height` (told, or matched), only its pixels: those of the first tolerance that holds FEET_SHARE of them. images
     (V,H,W,3) in [0,1]; Ks (V,3,3); camtoworlds (V,4,4) canonical; times (V,) normalised."""
-    V, H, W, _ = images.shape
+    _, H, W, _ = images.shape
     c2w = camtoworlds.double()
     origins, rays = z_rays(Ks.double(), c2w, H, W)
     down = rays[..., 2] < -1e-6
@@ -403,7 +412,7 @@ def floor_from_feet(images: Tensor, Ks: Tensor, camtoworlds: Tensor, times: Tens
         found = height if height is not None else _feet_height(origins, rays, Ks, c2w, times, plain, down)
         if found is not None:
             # a pixel beside an object's outline mixes both colours: one pixel in, as floor_from_photo's matched floor
-            return found, -F.max_pool2d(-(plain & down).float()[:, None], 3, 1, 1)[:, 0] > 0.5
+            return found, one_pixel_in(plain & down)
     return None
 
 
@@ -418,12 +427,11 @@ def _feet_height(origins: Tensor, rays: Tensor, Ks: Tensor, c2w: Tensor, times: 
     outline = ~plain & down & F.pad(plain[:, 1:], (0, 0, 0, 1)) & above
     masks = (~plain).float()[:, None]
     K, w2c = Ks.double(), torch.linalg.inv(c2w)
-    zs = torch.exp(torch.linspace(math.log(HULL_RANGE[0]), math.log(HULL_RANGE[1]), HULL_PLANES,
-                                  dtype=torch.float64, device=c2w.device))
+    zs = _sweep_depths(c2w.device)
     heights = []
     for v in range(V):
         sel = outline[v]
-        carvers = [u for u in range(V) if u != v and abs(float(times[u] - times[v])) <= STAND_MOMENT]
+        carvers = _near_in_time(times, v, STAND_MOMENT)
         if not bool(sel.any()) or len(carvers) < 2:
             continue
         z = _hull_entry(origins[v, 0, 0], rays[v][sel], zs, masks, K, w2c, carvers).double()
