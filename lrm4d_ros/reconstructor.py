@@ -27,8 +27,8 @@ from .cameras import (LEVEL_FROM_CAMERAS_DEG, SceneNormalization, TimeWindow, ca
 from .captured import CapturedFrames
 from .environment import MIN_WEIGHT, Environment, content_weights
 from .floor import Floor
-from .floor_fit import (floor_agreement, floor_from_photo, floor_normal, height_from_depth, plane_depths,
-                        up_from_photo)
+from .floor_fit import (floor_agreement, floor_from_photo, floor_normal, floor_palette, height_from_depth,
+                        plane_depths, up_from_photo)
 from .gaussians import Gaussians4D
 from .measured_depth import (PLAUSIBLE_DEPTH, POSE_FIXES, RAY_T, SENSOR_NOISE, TRAINED_NOISE, noise_level,
                              ray_depth_t, z_from_ray)
@@ -186,9 +186,11 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
                 floor_height, depths = found[0], found[1].to(images.device, images.dtype)
                 # and what stands on it, where the same moment's views outline it (silhouettes.standing_depths);
                 # which pixels a partner confirms as floor also tells which caught ones to hide (below). A plain
-                # floor's pixels outline it too, though they are left to the floor layer, not given the model as depth
+                # floor's pixels and those in the colours of its matched ones outline it too, though they are left to
+                # the floor layer, not given the model as depth
                 agreement = floor_agreement(images.detach(), Ks, camtoworlds, times, floor_height)
-                shown = depths > 0 if plain is None else (depths > 0) | plain.to(depths.device)
+                shown = (depths > 0) | floor_palette(images, depths > 0).to(depths.device)
+                shown = shown if plain is None else shown | plain.to(depths.device)
                 standing = standing_depths(images.detach(), Ks, camtoworlds, times, floor_height, shown, agreement)
                 depths = torch.where(depths > 0, depths, standing.to(depths))
     caught = measured = off_floor = None

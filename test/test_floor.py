@@ -12,8 +12,8 @@ from lrm4d_ros.cameras import fov_to_K, pixel_rays
 from lrm4d_ros.cameras import look_at
 from lrm4d_ros.environment import Environment
 from lrm4d_ros.floor import Floor, floor_period
-from lrm4d_ros.floor_fit import (floor_from_photo, floor_normal, height_from_depth, pick_partners, plane_depths,
-                                 unconfirmed, up_from_photo)
+from lrm4d_ros.floor_fit import (floor_from_photo, floor_normal, floor_palette, height_from_depth, pick_partners,
+                                 plane_depths, unconfirmed, up_from_photo)
 from lrm4d_ros.silhouettes import _matched_reach, floor_from_feet, standing_depths
 
 FLOOR_Z = -0.8
@@ -505,6 +505,34 @@ def test_what_stands_on_a_floor_found_by_colour_gets_its_depth_from_the_same_mom
     assert not bool(got[sky].any()) and float((got[~post & ~sky] > 0).float().mean()) < 0.005
     # one camera per moment (a rig taking turns): nothing outlines the post in any other view of its moment
     assert not bool(standing_depths(images, K.float(), c2w, torch.linspace(-1, 1, 6), height, floor).any())
+
+
+def test_a_checkers_pixels_the_sweep_did_not_match_are_in_the_floors_colours():
+    """A checker of two close blues (the MuJoCo floors') matches along its edges only: the floor's palette, the
+    colours its matched pixels show, holds its other pixels too and neither the post on it nor the sky; given them,
+    standing_depths carves no floor pixels into the post's hull and places more of the post."""
+    ij = torch.arange(384)
+    odd = ((ij[:, None] // 24 + ij[None, :] // 24) % 2).float()
+    texture = torch.tensor([0.20, 0.30, 0.45])[:, None, None] + torch.tensor([0.05, 0.08, 0.10])[:, None, None] * odd
+    images, depths, K, c2w = _floor_views(texture, res=64, half=0.1, top=0.5, apart=math.pi / 3)
+    height, floor = floor_from_photo(images, K.float(), c2w, torch.zeros(6))
+    assert abs(height - FLOOR_Z) < 0.03
+    o, d = pixel_rays(K, c2w, 64, 64)
+    z_floor, below = plane_depths(o, d, c2w[:, :3, 2], height)
+    on_floor = below & (depths > 0) & ((depths / z_floor - 1).abs() < 0.01)
+    matched = floor > 0
+    assert float(matched[on_floor].float().mean()) < 0.6  # the sweep leaves much of it unmatched
+    palette = floor_palette(images, matched)
+    post = (images - torch.tensor([0.5, 0.5, 0.5])).abs().sum(-1) < 1e-3
+    sky = (images - torch.tensor([0.8, 0.9, 1.0])).abs().sum(-1) < 1e-3
+    assert float(palette[on_floor].float().mean()) > 0.9  # bar the blends along the squares' edges
+    assert not bool(palette[post].any()) and not bool(palette[sky].any())
+    assert not bool(floor_palette(images, matched & (torch.rand(matched.shape) < 1e-4)).any())  # too few to tell
+    alone = standing_depths(images, K.float(), c2w, torch.zeros(6), height, floor)
+    given = standing_depths(images, K.float(), c2w, torch.zeros(6), height, matched | palette)
+    assert int((given[on_floor] > 0).sum()) < int((alone[on_floor] > 0).sum())  # 9 -> 0 pixels
+    # and the floor's pixels outline the post: more of it placed (0.52 -> 0.69 of its pixels)
+    assert float((given[post] > 0).float().mean()) > float((alone[post] > 0).float().mean()) + 0.1
 
 
 def test_what_stands_before_the_void_past_a_finite_floor_gets_its_depth_too():
