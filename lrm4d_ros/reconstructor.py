@@ -180,6 +180,7 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
             # the floor is (matched, told or so found), its pixels of one colour are its own
             feet = floor_from_feet(images.detach(), Ks, camtoworlds, times, height=None if found is None else found[0])
             plain = None if feet is None else feet[1]
+            swept = found is not None  # matched (or told): its matched pixels show the floor's colours
             if found is None and feet is not None:
                 found = floor_from_photo(images.detach(), Ks, camtoworlds, times, height=feet[0])
             if found is not None:
@@ -187,9 +188,11 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
                 # and what stands on it, where the same moment's views outline it (silhouettes.standing_depths);
                 # which pixels a partner confirms as floor also tells which caught ones to hide (below). A plain
                 # floor's pixels and those in the colours of its matched ones outline it too, though they are left to
-                # the floor layer, not given the model as depth
+                # the floor layer, not given the model as depth (a plain floor found from feet matches on objects
+                # near it as much as on itself: its matched colours are not its own)
                 agreement = floor_agreement(images.detach(), Ks, camtoworlds, times, floor_height)
-                shown = (depths > 0) | floor_palette(images, depths > 0).to(depths.device)
+                shown = depths > 0
+                shown = shown | floor_palette(images, shown).to(depths.device) if swept else shown
                 shown = shown if plain is None else shown | plain.to(depths.device)
                 standing = standing_depths(images.detach(), Ks, camtoworlds, times, floor_height, shown, agreement)
                 depths = torch.where(depths > 0, depths, standing.to(depths))
