@@ -74,6 +74,8 @@ PALETTE_BINS, PALETTE_SHARE = 16, 0.01
 # the objects' colours (evaluation bag scene_1002006, 200 matched: RGB novel_view 29.64 -> 28.17 at 100; 64 rig
 # validation scenes 21.83 / 21.71 at 100, 21.84 / 21.72 at 1000, MuJoCo validation bags the same)
 PALETTE_MIN = 1000
+
+
 def _measured_points(origins: Tensor, dirs: Tensor, axes: Tensor, depths: Tensor) -> Tensor | None:
     """(M,3) float64 points of the measured pixels (z-depths (V,H,W) > 0 along unit rays origins, dirs (V,H,W,3)
     of cameras with optical axes (V,3)), or None where fewer than 100 pixels are measured."""

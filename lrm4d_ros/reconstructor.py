@@ -192,8 +192,10 @@ def predict(model: LRM4D, images: Tensor, Ks: Tensor, camtoworlds: Tensor, times
                 # near it as much as on itself: its matched colours are not its own)
                 agreement = floor_agreement(images.detach(), Ks, camtoworlds, times, floor_height)
                 shown = depths > 0
-                shown = shown | floor_palette(images, shown).to(depths.device) if swept else shown
-                shown = shown if plain is None else shown | plain.to(depths.device)
+                if swept:
+                    shown = shown | floor_palette(images, shown).to(depths.device)
+                if plain is not None:
+                    shown = shown | plain.to(depths.device)
                 standing = standing_depths(images.detach(), Ks, camtoworlds, times, floor_height, shown, agreement)
                 depths = torch.where(depths > 0, depths, standing.to(depths))
     caught = measured = off_floor = None
